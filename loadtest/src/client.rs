@@ -1,0 +1,290 @@
+//! A y-websocket-compatible client: a `yrs` document and awareness kept in sync with a room.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use dojo_sync_protocol::codec::{
+    FrameLimits, decode_frame, encode_message, encode_sync_step1, encode_update,
+};
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use yrs::sync::{Awareness, Message, SyncMessage};
+use yrs::updates::decoder::Decode;
+use yrs::{ClientID, Doc, ReadTxn, Transact, TransactionMut, Update};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("websocket: {0}")]
+    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error("the connection is closed")]
+    Closed,
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+}
+
+/// What the client has seen so far; waiters are woken on every change.
+#[derive(Debug, Clone, Default)]
+pub struct ClientStatus {
+    /// Received the server's sync step 2: the document holds everything the server had.
+    pub synced: bool,
+    /// Frames received.
+    pub frames: u64,
+    /// The server's close frame, if it sent one, and whether the socket has ended.
+    pub close: Option<(u16, String)>,
+    pub ended: bool,
+    /// Frames the client could not decode or apply (the server sent something invalid).
+    pub bad_frames: u64,
+}
+
+pub struct SyncClient {
+    doc: Doc,
+    awareness: Arc<Mutex<Awareness>>,
+    outgoing: mpsc::Sender<WsMessage>,
+    status: watch::Receiver<ClientStatus>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl SyncClient {
+    /// Connects to `url` (e.g. `ws://127.0.0.1:8787/rooms/demo`), sends sync step 1 and starts
+    /// answering the server the way y-websocket's provider does.
+    pub async fn connect(url: &str) -> Result<Self, ClientError> {
+        Self::connect_with_doc(url, Doc::new()).await
+    }
+
+    /// Like [`SyncClient::connect`], with an existing document (offline edits, reconnects).
+    pub async fn connect_with_doc(url: &str, doc: Doc) -> Result<Self, ClientError> {
+        // Nagle's algorithm off, as browsers have it: a small update is sent at once instead of
+        // waiting for the previous one's ACK (up to 40 ms with delayed ACKs), which would show
+        // up as latency that no real client sees.
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
+        let (sink, stream) = socket.split();
+        let (outgoing, outgoing_rx) = mpsc::channel::<WsMessage>(1024);
+        let (status_tx, status) = watch::channel(ClientStatus::default());
+        let awareness = Arc::new(Mutex::new(Awareness::new(doc.clone())));
+
+        let writer = tokio::spawn(write_loop(sink, outgoing_rx));
+        let reader =
+            tokio::spawn(read_loop(stream, doc.clone(), awareness.clone(), outgoing.clone(), status_tx));
+        let client = Self { doc, awareness, outgoing, status, tasks: vec![writer, reader] };
+
+        // As y-websocket's provider does: our step 1 first; the server answers with step 2.
+        let step1 = encode_sync_step1(&client.doc.transact().state_vector());
+        client.send_raw(step1).await?;
+        Ok(client)
+    }
+
+    pub fn doc(&self) -> &Doc {
+        &self.doc
+    }
+
+    pub fn client_id(&self) -> ClientID {
+        self.doc.client_id()
+    }
+
+    pub fn status(&self) -> ClientStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Runs `f` in a transaction and sends what it changed to the server.
+    pub async fn edit<R>(&self, f: impl FnOnce(&mut TransactionMut) -> R) -> Result<R, ClientError> {
+        let (result, update) = {
+            let mut txn = self.doc.transact_mut();
+            let result = f(&mut txn);
+            (result, txn.encode_update_v1())
+        };
+        self.send_raw(encode_update(&update)).await?;
+        Ok(result)
+    }
+
+    /// Sets this client's presence (a JSON object) and announces it.
+    pub async fn set_presence(&self, state: &serde_json::Value) -> Result<(), ClientError> {
+        let frame = {
+            let mut awareness = self.awareness();
+            awareness.set_local_state_raw(state.to_string());
+            let update =
+                awareness.update_with_clients([self.doc.client_id()]).map_err(|_| ClientError::Closed)?;
+            encode_message(&Message::Awareness(update))
+        };
+        self.send_raw(frame).await
+    }
+
+    /// Everyone's presence as this client sees it, by client id.
+    pub fn presence(&self) -> Vec<(ClientID, serde_json::Value)> {
+        let awareness = self.awareness();
+        let mut states: Vec<_> = awareness
+            .iter()
+            .filter_map(|(id, state)| Some((id, serde_json::from_str(state.data.as_deref()?).ok()?)))
+            .collect();
+        states.sort_by_key(|(id, _)| id.get());
+        states
+    }
+
+    /// Sends raw bytes as one binary frame (for tests of malformed input).
+    pub async fn send_raw(&self, frame: Vec<u8>) -> Result<(), ClientError> {
+        self.outgoing.send(WsMessage::Binary(frame.into())).await.map_err(|_| ClientError::Closed)
+    }
+
+    /// Sends a raw WebSocket message of any kind (text frames, say).
+    pub async fn send_ws(&self, message: WsMessage) -> Result<(), ClientError> {
+        self.outgoing.send(message).await.map_err(|_| ClientError::Closed)
+    }
+
+    /// Waits until `predicate` holds for the status, at most `timeout`.
+    pub async fn wait_for(
+        &self,
+        what: &'static str,
+        timeout: Duration,
+        mut predicate: impl FnMut(&ClientStatus) -> bool,
+    ) -> Result<ClientStatus, ClientError> {
+        let mut status = self.status.clone();
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                if predicate(&status.borrow_and_update()) {
+                    return Ok(status.borrow().clone());
+                }
+                if status.changed().await.is_err() {
+                    // The reader finished; the final status is all there will ever be.
+                    let last = status.borrow().clone();
+                    return if predicate(&last) { Ok(last) } else { Err(ClientError::Closed) };
+                }
+            }
+        });
+        waited.await.map_err(|_| ClientError::Timeout(what))?
+    }
+
+    /// Waits until the client has received the server's sync step 2.
+    pub async fn wait_synced(&self, timeout: Duration) -> Result<(), ClientError> {
+        self.wait_for("sync step 2", timeout, |s| s.synced).await.map(|_| ())
+    }
+
+    /// Waits until `predicate` holds for the document (checked after every received frame).
+    pub async fn wait_doc(
+        &self,
+        what: &'static str,
+        timeout: Duration,
+        mut predicate: impl FnMut(&Doc) -> bool,
+    ) -> Result<(), ClientError> {
+        let doc = self.doc.clone();
+        self.wait_for(what, timeout, move |_| predicate(&doc)).await.map(|_| ())
+    }
+
+    /// Waits until the server closes the connection; returns its close code and reason.
+    pub async fn wait_closed(&self, timeout: Duration) -> Result<Option<(u16, String)>, ClientError> {
+        self.wait_for("the connection to close", timeout, |s| s.ended).await.map(|s| s.close)
+    }
+
+    /// Closes politely, with a close frame.
+    pub async fn close(self) {
+        let _ = self.outgoing.send(WsMessage::Close(None)).await;
+        let _ = self.wait_closed(Duration::from_secs(5)).await;
+        self.abort();
+    }
+
+    /// Drops the TCP connection without a close frame, as a crashed browser tab would.
+    pub fn abort(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+
+    fn awareness(&self) -> MutexGuard<'_, Awareness> {
+        // A poisoned lock only means a test thread panicked mid-update; the state is still usable.
+        self.awareness.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for SyncClient {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn write_loop(mut sink: SplitSink<Socket, WsMessage>, mut outgoing: mpsc::Receiver<WsMessage>) {
+    while let Some(message) = outgoing.recv().await {
+        let closing = matches!(message, WsMessage::Close(_));
+        if sink.send(message).await.is_err() || closing {
+            break;
+        }
+    }
+}
+
+async fn read_loop(
+    mut stream: futures_util::stream::SplitStream<Socket>,
+    doc: Doc,
+    awareness: Arc<Mutex<Awareness>>,
+    outgoing: mpsc::Sender<WsMessage>,
+    status: watch::Sender<ClientStatus>,
+) {
+    let limits = FrameLimits { max_frame_bytes: usize::MAX, max_messages_per_frame: usize::MAX };
+    while let Some(Ok(message)) = stream.next().await {
+        match message {
+            WsMessage::Binary(frame) => {
+                let mut synced = false;
+                let mut bad = false;
+                match decode_frame(&frame, &limits) {
+                    Ok(messages) => {
+                        for message in messages {
+                            match handle(message, &doc, &awareness) {
+                                Ok(Handled::Reply(reply)) => {
+                                    let _ = outgoing.send(WsMessage::Binary(reply.into())).await;
+                                }
+                                Ok(Handled::Synced) => synced = true,
+                                Ok(Handled::Nothing) => {}
+                                Err(()) => bad = true,
+                            }
+                        }
+                    }
+                    Err(_) => bad = true,
+                }
+                status.send_modify(|s| {
+                    s.frames += 1;
+                    s.synced |= synced;
+                    s.bad_frames += u64::from(bad);
+                });
+            }
+            WsMessage::Close(frame) => {
+                let close = frame.map(|CloseFrame { code, reason }| (u16::from(code), reason.to_string()));
+                status.send_modify(|s| s.close = close);
+            }
+            _ => {}
+        }
+    }
+    status.send_modify(|s| s.ended = true);
+}
+
+enum Handled {
+    Reply(Vec<u8>),
+    Synced,
+    Nothing,
+}
+
+fn handle(message: Message, doc: &Doc, awareness: &Mutex<Awareness>) -> Result<Handled, ()> {
+    let apply = |update: &[u8]| -> Result<(), ()> {
+        let update = Update::decode_v1(update).map_err(|_| ())?;
+        doc.transact_mut().apply_update(update).map_err(|_| ())
+    };
+    match message {
+        Message::Sync(SyncMessage::SyncStep1(sv)) => {
+            let update = doc.transact().encode_state_as_update_v1(&sv);
+            Ok(Handled::Reply(dojo_sync_protocol::codec::encode_sync_step2(&update)))
+        }
+        Message::Sync(SyncMessage::SyncStep2(update)) => apply(&update).map(|()| Handled::Synced),
+        Message::Sync(SyncMessage::Update(update)) => apply(&update).map(|()| Handled::Nothing),
+        Message::Awareness(update) => {
+            let mut awareness = awareness.lock().unwrap_or_else(|p| p.into_inner());
+            awareness.apply_update(update).map_err(|_| ())?;
+            Ok(Handled::Nothing)
+        }
+        Message::AwarenessQuery | Message::Auth(_) | Message::Custom(..) => Ok(Handled::Nothing),
+    }
+}

@@ -1,0 +1,192 @@
+//! HTTP routes and the state they share.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use dojo_store::DocumentStore;
+
+use crate::api;
+use crate::compaction::CompactionPolicy;
+use crate::config::{Config, Limits};
+use crate::connection::Connection;
+use crate::metrics::{Metrics, ReasonLabel};
+use crate::room::RoomSettings;
+use crate::room_name::RoomName;
+use crate::rooms::Rooms;
+
+/// Bytes tungstenite may buffer for writing beyond one frame; past it a send fails rather than
+/// growing memory (its default is unbounded).
+const WRITE_BUFFER_SLACK: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    limits: Arc<Limits>,
+    rooms: Arc<Rooms>,
+    metrics: Arc<Metrics>,
+    connection_slots: Arc<Semaphore>,
+    next_conn_id: AtomicU64,
+    shutdown: CancellationToken,
+    connections: TaskTracker,
+}
+
+impl AppState {
+    pub fn new(config: &Config, store: Arc<dyn DocumentStore>, shutdown: CancellationToken) -> Self {
+        let limits = Arc::new(config.limits.clone());
+        let metrics = Arc::new(Metrics::new());
+        let settings = RoomSettings {
+            queue: limits.room_queue,
+            max_awareness_clients_per_connection: limits.max_awareness_clients_per_connection,
+            unload_after: std::time::Duration::from_secs(config.rooms.unload_after_secs),
+            compaction: CompactionPolicy {
+                after_rows: config.rooms.compact_after_updates.max(1),
+                after_bytes: config.rooms.compact_after_bytes.max(1),
+                keep_versions: config.rooms.keep_versions.max(1),
+            },
+            max_batch_updates: config.rooms.max_batch_updates.max(1),
+        };
+        Self {
+            inner: Arc::new(Inner {
+                rooms: Arc::new(Rooms::new(limits.max_rooms, settings, metrics.clone(), store)),
+                connection_slots: Arc::new(Semaphore::new(limits.max_connections)),
+                limits,
+                metrics,
+                next_conn_id: AtomicU64::new(1),
+                shutdown,
+                connections: TaskTracker::new(),
+            }),
+        }
+    }
+
+    pub fn rooms_open(&self) -> usize {
+        self.inner.rooms.len()
+    }
+
+    pub fn rooms(&self) -> &Arc<Rooms> {
+        &self.inner.rooms
+    }
+
+    pub fn store(&self) -> &Arc<dyn DocumentStore> {
+        self.inner.rooms.store()
+    }
+
+    /// After the listener has stopped: lets every connection send its close frame (bounded by
+    /// the shutdown grace period), then stops the rooms.
+    pub async fn drain(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.connections.close();
+        let grace = self.inner.limits.shutdown_grace();
+        if tokio::time::timeout(grace, self.inner.connections.wait()).await.is_err() {
+            tracing::warn!(
+                remaining = self.inner.connections.len(),
+                "shutdown grace period over; dropping connections"
+            );
+        }
+        self.inner.rooms.shutdown().await;
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/rooms/{room}", get(room_socket))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/rooms/{room}/versions", get(api::list_versions))
+        .route("/api/rooms/{room}/versions/{id}/restore", axum::routing::post(api::restore_version))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.inner.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    match state.store().ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "not ready: storage unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "storage unreachable").into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.inner.metrics.render();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+}
+
+fn refuse(state: &AppState, status: StatusCode, reason: &'static str, message: String) -> Response {
+    state.inner.metrics.rejected.get_or_create(&ReasonLabel { reason }).inc();
+    (status, message).into_response()
+}
+
+async fn room_socket(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let name = match RoomName::parse(&room) {
+        Ok(name) => name,
+        Err(error) => return refuse(&state, StatusCode::BAD_REQUEST, "bad_room_name", error.to_string()),
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if state.inner.shutdown.is_cancelled() {
+        return refuse(
+            &state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "server shutting down".into(),
+        );
+    }
+    let Ok(permit) = state.inner.connection_slots.clone().try_acquire_owned() else {
+        return refuse(
+            &state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            "too many connections".into(),
+        );
+    };
+    let room = match state.inner.rooms.get_or_open(&name) {
+        Ok(room) => room,
+        Err(error) => {
+            return refuse(&state, StatusCode::SERVICE_UNAVAILABLE, "too_many_rooms", error.to_string());
+        }
+    };
+    let limits = state.inner.limits.clone();
+    let id = state.inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let connection = Connection {
+        id,
+        room,
+        room_name: name.clone(),
+        rooms: state.inner.rooms.clone(),
+        limits: limits.clone(),
+        metrics: state.inner.metrics.clone(),
+        shutdown: state.inner.shutdown.clone(),
+        permit,
+    };
+    let span = tracing::info_span!("connection", room = %name, conn = id);
+    let connections = state.inner.connections.clone();
+    upgrade
+        .max_message_size(limits.max_frame_bytes)
+        .max_frame_size(limits.max_frame_bytes)
+        .max_write_buffer_size(limits.max_frame_bytes.saturating_add(WRITE_BUFFER_SLACK))
+        .on_failed_upgrade(|error| tracing::debug!(%error, "websocket upgrade failed"))
+        .on_upgrade(move |socket| connections.track_future(connection.run(socket).instrument(span)))
+}

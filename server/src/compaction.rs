@@ -1,0 +1,90 @@
+//! Folding a room's update log into a snapshot, and rebuilding a document from storage.
+//!
+//! Compaction reads what is stored (newest snapshot + later log rows), merges it off the async
+//! threads, and writes the snapshot covering exactly those rows; the store deletes them in the
+//! same transaction. Working from the store rather than the live document means the room never
+//! has to pause, and the snapshot can never contain a change that was not stored.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use dojo_store::{CompactOutcome, DocumentStore, NewSnapshot, StoreError, StoredDocument};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
+
+#[derive(Debug, Clone, Copy)]
+pub struct CompactionPolicy {
+    /// Compact once the log holds this many rows since the last snapshot…
+    pub after_rows: usize,
+    /// …or this many bytes.
+    pub after_bytes: usize,
+    /// Snapshots kept as restorable versions.
+    pub keep_versions: usize,
+}
+
+impl CompactionPolicy {
+    pub fn is_due(&self, rows: usize, bytes: usize) -> bool {
+        rows > 0 && (rows >= self.after_rows || bytes >= self.after_bytes)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompactionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the stored document does not apply: {0}")]
+    Corrupt(String),
+}
+
+/// Compacts one room's log. Safe to run while the room serves, and from several instances.
+pub async fn compact(
+    store: &dyn DocumentStore,
+    room: &str,
+    keep: usize,
+) -> Result<Option<CompactOutcome>, CompactionError> {
+    let stored = store.load(room).await?;
+    if stored.updates.is_empty() {
+        return Ok(None);
+    }
+    let covers_seq = stored.last_seq();
+    let (data, state_vector) = tokio::task::spawn_blocking(move || {
+        let doc = rebuild(&stored)?;
+        let txn = doc.transact();
+        Ok::<_, String>((
+            txn.encode_state_as_update_v1(&StateVector::default()),
+            txn.state_vector().encode_v1(),
+        ))
+    })
+    .await
+    .map_err(|e| CompactionError::Corrupt(e.to_string()))?
+    .map_err(CompactionError::Corrupt)?;
+    let snapshot = NewSnapshot { data: &data, state_vector: &state_vector, covers_seq, keep: keep.max(1) };
+    let outcome = store.compact(room, snapshot).await?;
+    tracing::debug!(room, covers_seq, deleted = outcome.deleted_updates, "compacted");
+    Ok(Some(outcome))
+}
+
+/// The document a stored snapshot and log describe. Blocking: call off the async threads.
+pub fn rebuild(stored: &StoredDocument) -> Result<Doc, String> {
+    let doc = Doc::new();
+    let parts = stored
+        .snapshot
+        .iter()
+        .map(|s| s.data.as_slice())
+        .chain(stored.updates.iter().map(|u| u.data.as_slice()));
+    // Everything stored was validated before it was written; the guard is for a damaged
+    // database, which must stop the room from being served rather than take the process down.
+    let applied = catch_unwind(AssertUnwindSafe(|| {
+        let mut txn = doc.transact_mut();
+        for (i, part) in parts.enumerate() {
+            let update = Update::decode_v1(part).map_err(|e| format!("part {i}: {e}"))?;
+            txn.apply_update(update).map_err(|e| format!("part {i}: {e}"))?;
+        }
+        Ok::<_, String>(())
+    }));
+    match applied {
+        Ok(Ok(())) => Ok(doc),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err("applying the stored document panicked".into()),
+    }
+}

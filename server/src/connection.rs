@@ -1,0 +1,193 @@
+//! One WebSocket connection: a reader that decodes frames and hands them to the room, and a
+//! writer that drains the connection's outbox, sends keep-alive pings and, at the end, the close
+//! frame. Both stop when the shared [`Disconnect`] fires, whoever fires it: the room (slow
+//! client, bad update), the reader (bad frame, client gone, idle) or server shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use bytes::Bytes;
+use dojo_sync_protocol::codec::{DecodeError, FrameLimits, decode_frame};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
+use crate::close::{CloseReason, Disconnect};
+use crate::config::Limits;
+use crate::metrics::{MessageKind, Metrics, ReasonLabel};
+use crate::outbox::{self, OutboxReceiver};
+use crate::room::{ConnId, Peer, RoomCommand, RoomHandle};
+use crate::room_name::RoomName;
+use crate::rooms::Rooms;
+
+/// How long a close frame may take to go out before the socket is simply dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct Connection {
+    pub id: ConnId,
+    pub room: RoomHandle,
+    pub room_name: RoomName,
+    pub rooms: Arc<Rooms>,
+    pub limits: Arc<Limits>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+    /// Held for the connection's lifetime: the server-wide connection limit.
+    pub permit: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    pub async fn run(mut self, socket: WebSocket) {
+        self.metrics.connections_open.inc();
+        let (outbox, inbox) =
+            outbox::channel(self.limits.outbound_queue_frames, self.limits.outbound_queue_bytes);
+        let disconnect = Disconnect::default();
+        self.join(Peer { conn: self.id, outbox, disconnect: disconnect.clone() }).await;
+        let (sink, stream) = socket.split();
+        tokio::join!(self.read(stream, &disconnect), self.write(sink, inbox, &disconnect));
+
+        // The room may already have removed us (that is why we are closing); telling it again
+        // is harmless and covers every other way out.
+        let _ = self.room.send(RoomCommand::Leave { conn: self.id }).await;
+        let reason = disconnect.reason().cloned().unwrap_or(CloseReason::PeerGone);
+        self.metrics.disconnects.get_or_create(&ReasonLabel { reason: reason.label() }).inc();
+        self.metrics.connections_open.dec();
+        tracing::debug!(code = reason.code(), reason = %reason.text(), "connection closed");
+        drop(self.permit);
+    }
+
+    /// Joins the room. A room that stopped between lookup and join (it failed to store, say)
+    /// is looked up again: the registry then starts a fresh one.
+    async fn join(&mut self, mut peer: Peer) {
+        for _ in 0..3 {
+            match self.room.send(RoomCommand::Join(peer)).await {
+                Ok(()) => return,
+                Err(RoomCommand::Join(returned)) => peer = returned,
+                Err(_) => return, // only a Join was sent
+            }
+            match self.rooms.get_or_open(&self.room_name) {
+                Ok(room) => self.room = room,
+                Err(error) => {
+                    peer.disconnect.trigger(CloseReason::Internal(error.to_string()));
+                    return;
+                }
+            }
+        }
+        peer.disconnect.trigger(CloseReason::Internal("room unavailable".into()));
+    }
+
+    async fn read(&self, mut stream: SplitStream<WebSocket>, disconnect: &Disconnect) {
+        let frame_limits =
+            FrameLimits { max_frame_bytes: self.limits.max_frame_bytes, ..FrameLimits::default() };
+        let idle = self.limits.idle_timeout();
+        loop {
+            let next = tokio::select! {
+                () = disconnect.triggered() => return,
+                () = self.shutdown.cancelled() => {
+                    disconnect.trigger(CloseReason::ShuttingDown);
+                    return;
+                }
+                next = tokio::time::timeout(idle, stream.next()) => next,
+            };
+            let frame = match next {
+                Err(_) => Err(CloseReason::IdleTimeout),
+                Ok(None) | Ok(Some(Ok(WsMessage::Close(_)))) => Err(CloseReason::PeerGone),
+                Ok(Some(Err(error))) => Err(read_error_reason(error)),
+                Ok(Some(Ok(WsMessage::Text(_)))) => Err(CloseReason::TextFrame),
+                // Pongs to our pings are answered by tungstenite; both only count as liveness.
+                Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
+                Ok(Some(Ok(WsMessage::Binary(frame)))) => Ok(frame),
+            };
+            let outcome = match frame {
+                Ok(frame) => self.forward(&frame, &frame_limits, disconnect).await,
+                Err(reason) => Err(reason),
+            };
+            if let Err(reason) = outcome {
+                disconnect.trigger(reason);
+                return;
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        frame: &Bytes,
+        limits: &FrameLimits,
+        disconnect: &Disconnect,
+    ) -> Result<(), CloseReason> {
+        let messages = decode_frame(frame, limits).map_err(|error| {
+            tracing::info!(%error, "closing a connection that sent an invalid frame");
+            decode_error_reason(error)
+        })?;
+        for message in &messages {
+            self.metrics.record_in(MessageKind::of(message), frame.len() / messages.len());
+        }
+        let command = RoomCommand::Messages { conn: self.id, messages };
+        tokio::select! {
+            sent = self.room.send(command) => sent.map_err(|_| CloseReason::Internal("room unavailable".into())),
+            // Someone else closed us while we waited for the room; the reason is already set.
+            () = disconnect.triggered() => Ok(()),
+        }
+    }
+
+    async fn write(
+        &self,
+        mut sink: SplitSink<WebSocket, WsMessage>,
+        mut inbox: OutboxReceiver,
+        disconnect: &Disconnect,
+    ) {
+        let mut ping = tokio::time::interval(self.limits.ping_interval());
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await; // the first tick is immediate
+        loop {
+            let message = tokio::select! {
+                biased;
+                () = disconnect.triggered() => break,
+                () = self.shutdown.cancelled() => {
+                    disconnect.trigger(CloseReason::ShuttingDown);
+                    break;
+                }
+                frame = inbox.recv() => match frame {
+                    Some(frame) => WsMessage::Binary(frame),
+                    None => {
+                        disconnect.trigger(CloseReason::Internal("room closed".into()));
+                        break;
+                    }
+                },
+                _ = ping.tick() => WsMessage::Ping(Bytes::new()),
+            };
+            // A client that stops reading blocks this send; the room notices its full queue and
+            // fires `disconnect`, which must win over the stuck send.
+            tokio::select! {
+                sent = sink.send(message) => if sent.is_err() {
+                    disconnect.trigger(CloseReason::PeerGone);
+                    break;
+                },
+                () = disconnect.triggered() => break,
+            }
+        }
+        let reason = disconnect.reason().cloned().unwrap_or(CloseReason::PeerGone);
+        if reason != CloseReason::PeerGone {
+            let frame = CloseFrame { code: reason.code(), reason: reason.text().into() };
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(WsMessage::Close(Some(frame)))).await;
+        }
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+    }
+}
+
+fn decode_error_reason(error: DecodeError) -> CloseReason {
+    match error {
+        DecodeError::TooLarge { .. } => CloseReason::TooBig,
+        DecodeError::BadAwarenessJson { .. } => CloseReason::InvalidPayload(error.to_string()),
+        other => CloseReason::Protocol(other.to_string()),
+    }
+}
+
+fn read_error_reason(error: axum::Error) -> CloseReason {
+    let too_big = error
+        .into_inner()
+        .downcast_ref::<tungstenite::Error>()
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
+    if too_big { CloseReason::TooBig } else { CloseReason::PeerGone }
+}

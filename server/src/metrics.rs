@@ -1,0 +1,165 @@
+//! Prometheus metrics, one registry per server instance (so tests can run several servers in one
+//! process without sharing counters).
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use yrs::sync::{Message, SyncMessage};
+
+/// The y-protocols message kinds, as metric labels.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum MessageKind {
+    sync_step1,
+    sync_step2,
+    update,
+    awareness,
+    query_awareness,
+    auth,
+}
+
+impl MessageKind {
+    pub fn of(message: &Message) -> Self {
+        match message {
+            Message::Sync(SyncMessage::SyncStep1(_)) => Self::sync_step1,
+            Message::Sync(SyncMessage::SyncStep2(_)) => Self::sync_step2,
+            Message::Sync(SyncMessage::Update(_)) => Self::update,
+            Message::Awareness(_) => Self::awareness,
+            Message::AwarenessQuery => Self::query_awareness,
+            Message::Auth(_) | Message::Custom(..) => Self::auth,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: MessageKind,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub rooms_open: Gauge,
+    pub connections_open: Gauge,
+    pub messages_in: Family<KindLabel, Counter>,
+    pub bytes_in: Family<KindLabel, Counter>,
+    pub messages_out: Family<KindLabel, Counter>,
+    pub bytes_out: Family<KindLabel, Counter>,
+    /// Connections closed, by close reason (`client_closed` when the client ended it).
+    pub disconnects: Family<ReasonLabel, Counter>,
+    /// Upgrades refused before a socket existed, by reason.
+    pub rejected: Family<ReasonLabel, Counter>,
+    pub slow_client_disconnects: Counter,
+    pub room_loads: Counter,
+    pub room_load_failures: Counter,
+    pub persisted_updates: Counter,
+    pub persisted_batches: Counter,
+    pub persist_failures: Counter,
+    pub compactions: Counter,
+    pub rooms_unloaded: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("dojo");
+        let rooms_open = Gauge::default();
+        let connections_open = Gauge::default();
+        let messages_in = Family::default();
+        let bytes_in = Family::default();
+        let messages_out = Family::default();
+        let bytes_out = Family::default();
+        let disconnects = Family::default();
+        let rejected = Family::default();
+        let slow_client_disconnects = Counter::default();
+        let room_loads = Counter::default();
+        let room_load_failures = Counter::default();
+        let persisted_updates = Counter::default();
+        let persisted_batches = Counter::default();
+        let persist_failures = Counter::default();
+        let compactions = Counter::default();
+        let rooms_unloaded = Counter::default();
+        registry.register("rooms_open", "Rooms held in memory", rooms_open.clone());
+        registry.register("connections_open", "Open WebSocket connections", connections_open.clone());
+        registry.register("messages_received", "y-protocols messages received", messages_in.clone());
+        registry.register("bytes_received", "Bytes of y-protocols messages received", bytes_in.clone());
+        registry.register("messages_sent", "y-protocols messages queued to clients", messages_out.clone());
+        registry.register("bytes_sent", "Bytes of y-protocols messages queued to clients", bytes_out.clone());
+        registry.register("disconnects", "Connections closed, by reason", disconnects.clone());
+        registry.register("rejected_upgrades", "WebSocket upgrades refused, by reason", rejected.clone());
+        registry.register(
+            "slow_client_disconnects",
+            "Clients disconnected because their outbound queue was full",
+            slow_client_disconnects.clone(),
+        );
+        registry.register("room_loads", "Rooms loaded from the store", room_loads.clone());
+        registry.register(
+            "room_load_failures",
+            "Room loads that failed (the room was not served)",
+            room_load_failures.clone(),
+        );
+        registry.register("persisted_updates", "Document changes stored", persisted_updates.clone());
+        registry.register(
+            "persisted_batches",
+            "Store transactions (group commits) that stored changes",
+            persisted_batches.clone(),
+        );
+        registry.register(
+            "persist_failures",
+            "Batches that could not be stored after retries (the room was closed)",
+            persist_failures.clone(),
+        );
+        registry.register("compactions", "Compactions started", compactions.clone());
+        registry.register("rooms_unloaded", "Idle rooms unloaded from memory", rooms_unloaded.clone());
+        Self {
+            registry,
+            rooms_open,
+            connections_open,
+            messages_in,
+            bytes_in,
+            messages_out,
+            bytes_out,
+            disconnects,
+            rejected,
+            slow_client_disconnects,
+            room_loads,
+            room_load_failures,
+            persisted_updates,
+            persisted_batches,
+            persist_failures,
+            compactions,
+            rooms_unloaded,
+        }
+    }
+
+    pub fn record_in(&self, kind: MessageKind, bytes: usize) {
+        let label = KindLabel { kind };
+        self.messages_in.get_or_create(&label).inc();
+        self.bytes_in.get_or_create(&label).inc_by(bytes as u64);
+    }
+
+    pub fn record_out(&self, kind: MessageKind, bytes: usize) {
+        let label = KindLabel { kind };
+        self.messages_out.get_or_create(&label).inc();
+        self.bytes_out.get_or_create(&label).inc_by(bytes as u64);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,165 @@
+//! The registry of open rooms.
+//!
+//! Opening is atomic: the lookup and the insert happen under one map-shard lock, so two clients
+//! that open a new room at the same instant get the same actor, and the room loads once. (A
+//! check, an await, then an insert, as some servers do, lets both create one.)
+//!
+//! Unloading is atomic too: a room leaves the registry only while nobody but the registry and
+//! the room itself holds its address (`RoomSlot::release_if_unused`, under the same lock), so a
+//! connection can never join a room that is about to disappear.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use dojo_store::DocumentStore;
+use futures_util::FutureExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::metrics::Metrics;
+use crate::room::{Room, RoomHandle, RoomSettings};
+use crate::room_name::RoomName;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the server holds its maximum of {0} rooms")]
+pub struct TooManyRooms(pub usize);
+
+struct Registry {
+    open: DashMap<RoomName, RoomHandle>,
+    /// Slots taken, counted separately from `open.len()` so the limit holds exactly even when
+    /// different shards insert at once.
+    taken: AtomicUsize,
+    metrics: Arc<Metrics>,
+}
+
+pub struct Rooms {
+    registry: Arc<Registry>,
+    max_rooms: usize,
+    settings: RoomSettings,
+    store: Arc<dyn DocumentStore>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// A room's place in the registry, held by the room itself.
+pub struct RoomSlot {
+    registry: Arc<Registry>,
+    name: RoomName,
+    mine: RoomHandle,
+}
+
+impl RoomSlot {
+    /// Leaves the registry if no connection holds (or is about to use) the room's address.
+    pub fn release_if_unused(&self) -> bool {
+        // Holders: the registry's copy and this slot's.
+        self.remove(|handle| handle.holders() <= 2)
+    }
+
+    /// Leaves the registry unconditionally (the room failed). Idempotent.
+    pub fn release(&self) {
+        self.remove(|_| true);
+    }
+
+    fn remove(&self, also: impl FnOnce(&RoomHandle) -> bool) -> bool {
+        let removed = self
+            .registry
+            .open
+            .remove_if(&self.name, |_, handle| handle.same_room(&self.mine) && also(handle));
+        if removed.is_some() {
+            self.registry.taken.fetch_sub(1, Ordering::AcqRel);
+            self.registry.metrics.rooms_open.dec();
+        }
+        removed.is_some()
+    }
+}
+
+impl Rooms {
+    pub fn new(
+        max_rooms: usize,
+        settings: RoomSettings,
+        metrics: Arc<Metrics>,
+        store: Arc<dyn DocumentStore>,
+    ) -> Self {
+        Self {
+            registry: Arc::new(Registry { open: DashMap::new(), taken: AtomicUsize::new(0), metrics }),
+            max_rooms,
+            settings,
+            store,
+            stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.registry.open.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.registry.open.is_empty()
+    }
+
+    pub fn store(&self) -> &Arc<dyn DocumentStore> {
+        &self.store
+    }
+
+    /// The room's actor, started (and loading) if the room is not open yet.
+    pub fn get_or_open(&self, name: &RoomName) -> Result<RoomHandle, TooManyRooms> {
+        if let Some(handle) = self.registry.open.get(name) {
+            return Ok(handle.clone());
+        }
+        match self.registry.open.entry(name.clone()) {
+            Entry::Occupied(entry) => Ok(entry.get().clone()),
+            Entry::Vacant(entry) => {
+                let reserved = self.registry.taken.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < self.max_rooms).then_some(n + 1)
+                });
+                if reserved.is_err() {
+                    return Err(TooManyRooms(self.max_rooms));
+                }
+                let handle = self.start(name.clone());
+                entry.insert(handle.clone());
+                self.registry.metrics.rooms_open.inc();
+                Ok(handle)
+            }
+        }
+    }
+
+    fn start(&self, name: RoomName) -> RoomHandle {
+        let (handle, commands) = RoomHandle::channel(self.settings.queue);
+        // The slot holds the room's only own copy of its address (see `release_if_unused`).
+        let slot =
+            Arc::new(RoomSlot { registry: self.registry.clone(), name: name.clone(), mine: handle.clone() });
+        let room = Room::new(
+            name.clone(),
+            self.settings,
+            self.registry.metrics.clone(),
+            self.store.clone(),
+            slot.clone(),
+        );
+        let stop = self.stop.clone();
+        let span = tracing::info_span!("room", room = %name);
+        self.tasks.spawn(
+            async move {
+                // A panic in a room must cost that room only: the actor's task ends, the room
+                // leaves the registry, and its clients reconnect to a fresh load.
+                if AssertUnwindSafe(room.run(commands, stop)).catch_unwind().await.is_err() {
+                    tracing::error!("room actor panicked; the room was closed");
+                }
+                slot.release();
+            }
+            .instrument(span),
+        );
+        handle
+    }
+
+    /// Stops every room actor (each stores what it holds first) and waits for them.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}

@@ -1,0 +1,91 @@
+//! The real `dojo-server` binary as a child process, for stories about the process itself:
+//! killed with SIGKILL mid-burst, or refusing to start.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+use super::WAIT;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_dojo-server");
+
+pub struct ServerProcess {
+    pub addr: SocketAddr,
+    child: Child,
+    /// Kept open: the server's stdout is a pipe.
+    _stdout: BufReader<ChildStdout>,
+    /// The server's stderr (its logs), for failure messages.
+    log: tempfile::NamedTempFile,
+}
+
+impl ServerProcess {
+    /// Starts the binary on an ephemeral port storing at `database_url`, and waits for its
+    /// "listening" line.
+    pub async fn start(database_url: &str, extra_args: &[&str]) -> Self {
+        let log = tempfile::NamedTempFile::new().expect("a log file");
+        let mut child = Command::new(BINARY)
+            .args(["--addr", "127.0.0.1:0", "--database-url", database_url, "--log", "warn"])
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log.reopen().expect("reopen the log file"))
+            .spawn()
+            .expect("spawn dojo-server");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let read = tokio::time::timeout(
+            WAIT,
+            tokio::task::spawn_blocking(move || {
+                let mut stdout = stdout;
+                let mut line = String::new();
+                let read = stdout.read_line(&mut line);
+                (read.map(|_| line), stdout)
+            }),
+        )
+        .await;
+        let (line, stdout) = match read {
+            Ok(Ok((Ok(line), stdout))) => (line, stdout),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("dojo-server did not start; its log:\n{}", read_log(&log));
+            }
+        };
+        let Some(addr) = line.trim().strip_prefix("dojo-server listening on ").and_then(|a| a.parse().ok())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("unexpected first line {line:?} from dojo-server; its log:\n{}", read_log(&log));
+        };
+        Self { addr, child, _stdout: stdout, log }
+    }
+
+    pub fn url(&self, room: &str) -> String {
+        format!("ws://{}/rooms/{room}", self.addr)
+    }
+
+    /// SIGKILL (what `Child::kill` sends on Unix): no shutdown code runs at all.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the server");
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        read_log(&self.log)
+    }
+
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        super::metric_at(self.addr, name, labels).await
+    }
+}
+
+fn read_log(log: &tempfile::NamedTempFile) -> String {
+    std::fs::read_to_string(log.path()).unwrap_or_default()
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

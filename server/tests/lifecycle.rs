@@ -1,0 +1,123 @@
+//! Stories about the server's edges: HTTP endpoints, limits, dead peers and shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, WAIT};
+use dojo_loadtest::SyncClient;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_metrics_answer_over_http() {
+    let server = TestServer::start().await;
+    let _alice = server.client("http-check").await;
+
+    let health = reqwest::get(server.http("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap(), "ok");
+    let ready = reqwest::get(server.http("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let metrics = reqwest::get(server.http("/metrics")).await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let body = metrics.text().await.unwrap();
+    for name in [
+        "dojo_rooms_open 1",
+        "dojo_connections_open 1",
+        "dojo_messages_received_total{kind=\"sync_step1\"}",
+        "dojo_messages_sent_total{kind=\"sync_step2\"}",
+        "dojo_bytes_sent_total{kind=\"sync_step1\"}",
+        "dojo_slow_client_disconnects_total 0",
+    ] {
+        assert!(body.contains(name), "metrics lack {name}:\n{body}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_room_names_are_refused_with_400_before_the_upgrade() {
+    let server = TestServer::start().await;
+    let too_long = "x".repeat(129);
+    for bad in ["a%20b", "%C3%A9t%C3%A9", ".hidden", too_long.as_str()] {
+        let url = server.url(bad);
+        match tokio_tungstenite::connect_async(&url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 400, "{bad}");
+                let body = String::from_utf8(response.body().clone().unwrap_or_default()).unwrap();
+                assert!(body.contains("room name"), "{bad}: {body}");
+            }
+            other => panic!("{bad}: expected HTTP 400, got {other:?}"),
+        }
+    }
+    let longest = "x".repeat(128);
+    server.client(&longest).await;
+    assert_eq!(server.metric("dojo_rejected_upgrades_total", "reason=\"bad_room_name\"").await, 4.0);
+    server.stop().await;
+}
+
+async fn refused_status(url: &str) -> u16 {
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {:?}", other.map(|_| "a socket")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_and_connections_beyond_the_limits_are_refused_with_503() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_rooms = 2;
+        c.limits.max_connections = 3;
+    })
+    .await;
+    let _a = server.client("limit-1").await;
+    let _b = server.client("limit-2").await;
+    assert_eq!(refused_status(&server.url("limit-3")).await, 503, "a third room");
+    let _c = server.client("limit-1").await;
+    assert_eq!(refused_status(&server.url("limit-2")).await, 503, "a fourth connection");
+    assert_eq!(server.metric("dojo_rejected_upgrades_total", "too_many_rooms").await, 1.0);
+    assert_eq!(server.metric("dojo_rejected_upgrades_total", "too_many_connections").await, 1.0);
+
+    // Slots come back when connections close.
+    _c.close().await;
+    server.wait_metric("dojo_connections_open", "", |v| v <= 2.0).await;
+    server.client("limit-2").await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_answers_nothing_is_dropped_after_the_idle_timeout() {
+    let server = TestServer::start_with(|c| {
+        c.limits.ping_interval_secs = 1;
+        c.limits.idle_timeout_secs = 1;
+    })
+    .await;
+    // Never polled: it cannot answer pings, like a machine that vanished from the network.
+    let (_silent, _) = tokio_tungstenite::connect_async(server.url("idle")).await.unwrap();
+    let alice = server.client("idle").await;
+    let dropped = server.wait_metric("dojo_disconnects_total", "reason=\"idle_timeout\"", |v| v >= 1.0).await;
+    assert_eq!(dropped, 1.0);
+    // A live client answers pings and stays, even though it sends nothing itself.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert!(!alice.status().ended, "a client that answers pings is kept");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_every_socket_with_going_away_and_refuses_newcomers() {
+    let server = TestServer::start().await;
+    let mut clients = Vec::new();
+    for room in ["bye-1", "bye-1", "bye-2"] {
+        clients.push(server.client(room).await);
+    }
+    let addr = server.addr;
+    server.stop().await;
+    for client in &clients {
+        let close = client.wait_closed(WAIT).await.unwrap();
+        assert_eq!(close.map(|(code, _)| code), Some(1001));
+    }
+    assert!(
+        SyncClient::connect(&format!("ws://{addr}/rooms/bye-1")).await.is_err(),
+        "the listener is closed"
+    );
+}

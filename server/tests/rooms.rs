@@ -1,0 +1,268 @@
+//! Stories about rooms: people editing one canvas together through the real server.
+
+mod common;
+
+use common::{TestServer, WAIT, node};
+use dojo_loadtest::SyncClient;
+use dojo_sync_protocol::canvas::{self, CanvasEdge};
+use serde_json::json;
+use yrs::{ReadTxn, Transact};
+
+fn graph(client: &SyncClient) -> canvas::CanvasGraph {
+    canvas::read_graph(&client.doc().transact()).expect("the canvas follows the schema")
+}
+
+/// What a client holds: its state vector and its canvas. (Encoded updates are not canonical:
+/// the same content can encode with map keys in another order.)
+fn state(client: &SyncClient) -> (yrs::StateVector, canvas::CanvasGraph) {
+    (client.doc().transact().state_vector(), graph(client))
+}
+
+async fn wait_nodes(client: &SyncClient, count: usize) {
+    let doc = client.doc().clone();
+    client
+        .wait_doc("nodes to arrive", WAIT, move |_| {
+            canvas::read_graph(&doc.transact()).map(|g| g.nodes.len() >= count).unwrap_or(false)
+        })
+        .await
+        .expect("nodes arrive");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_people_editing_at_once_end_with_the_same_canvas() {
+    let server = TestServer::start().await;
+    let alice = server.client("story-concurrent").await;
+    let bob = server.client("story-concurrent").await;
+
+    // Both add nodes and wire them at the same time, and both edit the same node's parameters.
+    let a = async {
+        for i in 0..20 {
+            alice
+                .edit(|txn| canvas::write_node(txn, &node(&format!("a{i}"), i as f64)).unwrap())
+                .await
+                .unwrap();
+        }
+        alice
+            .edit(|txn| canvas::set_node_param(txn, "a0", "prompt", &json!("alice's prompt")).unwrap())
+            .await
+            .unwrap();
+    };
+    let b = async {
+        for i in 0..20 {
+            bob.edit(|txn| canvas::write_node(txn, &node(&format!("b{i}"), i as f64)).unwrap())
+                .await
+                .unwrap();
+        }
+        bob.edit(|txn| {
+            let edge = CanvasEdge {
+                id: "a0-b0".into(),
+                source: "a0".into(),
+                source_handle: Some("image".into()),
+                target: "b0".into(),
+                target_handle: Some("image".into()),
+            };
+            canvas::write_edge(txn, &edge).unwrap()
+        })
+        .await
+        .unwrap();
+    };
+    tokio::join!(a, b);
+
+    for client in [&alice, &bob] {
+        wait_nodes(client, 40).await;
+        let doc = client.doc().clone();
+        client
+            .wait_doc("the edge", WAIT, move |_| {
+                canvas::read_graph(&doc.transact()).is_ok_and(|g| g.edges.len() == 1)
+            })
+            .await
+            .unwrap();
+    }
+    let doc = alice.doc().clone();
+    alice
+        .wait_doc("alice's own prompt", WAIT, move |_| {
+            canvas::read_graph(&doc.transact())
+                .is_ok_and(|g| g.nodes[0].data["prompt"] == json!("alice's prompt"))
+        })
+        .await
+        .unwrap();
+    let bob_doc = bob.doc().clone();
+    let alice_graph = graph(&alice);
+    bob.wait_doc("convergence", WAIT, move |_| {
+        canvas::read_graph(&bob_doc.transact()).ok() == Some(alice_graph.clone())
+    })
+    .await
+    .expect("bob converges to alice's canvas");
+    assert_eq!(graph(&alice).nodes.len(), 40);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_gets_the_whole_canvas_after_everyone_left() {
+    let server = TestServer::start().await;
+    let alice = server.client("story-late").await;
+    for i in 0..10 {
+        alice.edit(|txn| canvas::write_node(txn, &node(&format!("n{i}"), 0.0)).unwrap()).await.unwrap();
+    }
+    // Her frames reach the room before her close does, so closing loses nothing.
+    let expected = graph(&alice);
+    alice.close().await;
+
+    let carol = server.client("story-late").await;
+    assert_eq!(graph(&carol), expected);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_appears_for_others_and_vanishes_when_its_owner_drops() {
+    let server = TestServer::start().await;
+    let alice = server.client("story-cursor").await;
+    let bob = server.client("story-cursor").await;
+    let alice_id = alice.client_id();
+
+    alice.set_presence(&json!({"user": {"name": "Alice"}, "cursor": {"x": 10, "y": 20}})).await.unwrap();
+    bob.wait_for("alice's cursor", WAIT, |_| bob.presence().iter().any(|(id, _)| *id == alice_id))
+        .await
+        .unwrap();
+    let (_, state) = bob.presence().into_iter().find(|(id, _)| *id == alice_id).unwrap();
+    assert_eq!(state["cursor"], json!({"x": 10, "y": 20}));
+
+    // A late joiner gets the presence of people already there, without asking.
+    let carol = server.client("story-cursor").await;
+    carol
+        .wait_for("alice's cursor at carol", WAIT, |_| carol.presence().iter().any(|(id, _)| *id == alice_id))
+        .await
+        .unwrap();
+
+    // Alice's tab crashes: no close frame, no "null" state from her. The server removes it.
+    alice.abort();
+    bob.wait_for("alice's cursor to vanish", WAIT, |_| bob.presence().iter().all(|(id, _)| *id != alice_id))
+        .await
+        .expect("the server removes the presence of a dropped connection");
+    carol.wait_for("alice's cursor to vanish at carol", WAIT, |_| carol.presence().is_empty()).await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_can_change_or_remove_someone_elses_presence() {
+    let server = TestServer::start().await;
+    let alice = server.client("story-spoof").await;
+    let mallory = server.client("story-spoof").await;
+    let alice_id = alice.client_id();
+    alice.set_presence(&json!({"user": {"name": "Alice"}})).await.unwrap();
+    mallory.wait_for("alice", WAIT, |_| !mallory.presence().is_empty()).await.unwrap();
+
+    // Mallory claims Alice's client id with a higher clock, then tries to remove her.
+    let mut forged = yrs::sync::AwarenessUpdate { clients: Default::default() };
+    forged.clients.insert(
+        alice_id,
+        yrs::sync::awareness::AwarenessUpdateEntry {
+            clock: 100,
+            json: r#"{"user":{"name":"Mallory"}}"#.into(),
+        },
+    );
+    mallory
+        .send_raw(dojo_sync_protocol::encode_message(&yrs::sync::Message::Awareness(forged.clone())))
+        .await
+        .unwrap();
+    forged
+        .clients
+        .insert(alice_id, yrs::sync::awareness::AwarenessUpdateEntry { clock: 101, json: "null".into() });
+    mallory
+        .send_raw(dojo_sync_protocol::encode_message(&yrs::sync::Message::Awareness(forged)))
+        .await
+        .unwrap();
+
+    // A query round trip orders things: the answer comes after the forged frames were handled.
+    let frames = alice.status().frames;
+    let bob = server.client("story-spoof").await;
+    bob.wait_for("presence", WAIT, |_| !bob.presence().is_empty()).await.unwrap();
+    assert_eq!(bob.presence(), vec![(alice_id, json!({"user": {"name": "Alice"}}))]);
+    assert_eq!(alice.status().frames, frames, "alice was sent nothing about herself");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_rooms_of_five_people_each_converge_without_leaking_into_each_other() {
+    let server = TestServer::start().await;
+    let mut rooms = Vec::new();
+    for r in 0..100 {
+        let mut clients = Vec::new();
+        for _ in 0..5 {
+            clients.push(server.client(&format!("crowd-{r}")).await);
+        }
+        rooms.push(clients);
+    }
+    let edits = rooms.iter().enumerate().flat_map(|(r, clients)| {
+        clients.iter().enumerate().map(move |(c, client)| async move {
+            client
+                .edit(|txn| canvas::write_node(txn, &node(&format!("r{r}c{c}"), c as f64)).unwrap())
+                .await
+                .unwrap();
+        })
+    });
+    futures_util::future::join_all(edits).await;
+
+    for (r, clients) in rooms.iter().enumerate() {
+        for client in clients {
+            wait_nodes(client, 5).await;
+        }
+        let expected = state(&clients[0]);
+        for client in clients {
+            assert_eq!(state(client), expected, "room {r} converged");
+            let ids: Vec<String> = graph(client).nodes.into_iter().map(|n| n.id).collect();
+            assert_eq!(ids.len(), 5, "room {r} holds only its own nodes: {ids:?}");
+            assert!(ids.iter().all(|id| id.starts_with(&format!("r{r}c"))), "room {r}: {ids:?}");
+        }
+    }
+    assert_eq!(server.metric("dojo_rooms_open", "").await, 100.0);
+    assert_eq!(server.metric("dojo_connections_open", "").await, 500.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_opening_a_new_room_at_the_same_instant_share_one_room() {
+    let server = TestServer::start().await;
+    let url = server.url("story-stampede");
+    let connects = (0..30).map(|_| SyncClient::connect(&url));
+    let clients: Vec<SyncClient> =
+        futures_util::future::join_all(connects).await.into_iter().map(|c| c.expect("connect")).collect();
+    for (i, client) in clients.iter().enumerate() {
+        client.wait_synced(WAIT).await.unwrap();
+        client.edit(|txn| canvas::write_node(txn, &node(&format!("n{i}"), 0.0)).unwrap()).await.unwrap();
+    }
+    for client in &clients {
+        wait_nodes(client, 30).await;
+    }
+    assert_eq!(server.metric("dojo_rooms_open", "").await, 1.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_goes_in_its_own_frame_starting_with_sync_step_1() {
+    let server = TestServer::start().await;
+    let alice = server.client("story-frames").await;
+    alice.set_presence(&json!({"user": {"name": "Alice"}})).await.unwrap();
+    let frames = alice.status().frames;
+    alice.wait_for("alice's own presence echo", WAIT, |s| s.frames > frames).await.unwrap();
+
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.url("story-frames")).await.unwrap();
+    use futures_util::StreamExt;
+    let limits = dojo_sync_protocol::FrameLimits::default();
+    let mut next_frame = async || loop {
+        match socket.next().await.expect("a frame").expect("no error") {
+            tokio_tungstenite::tungstenite::Message::Binary(b) => {
+                return dojo_sync_protocol::decode_frame(&b, &limits).expect("valid y-protocols");
+            }
+            _ => continue,
+        }
+    };
+    let first = next_frame().await;
+    assert!(
+        matches!(first.as_slice(), [yrs::sync::Message::Sync(yrs::sync::SyncMessage::SyncStep1(_))]),
+        "{first:?}"
+    );
+    let second = next_frame().await;
+    assert!(matches!(second.as_slice(), [yrs::sync::Message::Awareness(_)]), "{second:?}");
+    server.stop().await;
+}

@@ -1,0 +1,221 @@
+//! Durable storage of room documents.
+//!
+//! A room's document is stored as an append-only log of Yjs updates plus snapshots (the merged
+//! state up to some log sequence). Loading reads the newest snapshot and the updates after it.
+//! Compaction writes a new snapshot and deletes the log rows it covers, in one transaction.
+//!
+//! Two implementations share one API and one conformance suite (`tests/conformance.rs`):
+//! PostgreSQL for production and SQLite for the zero-setup default. Dialect differences stay
+//! inside `postgres.rs` and `sqlite.rs`. This crate stores opaque bytes: it knows nothing about
+//! Yjs, which the server applies and validates before anything reaches here.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+pub use postgres::{PostgresOptions, PostgresStore};
+pub use sqlite::SqliteStore;
+
+/// Position in a room's update log. Starts at 1; 0 means "nothing yet".
+pub type Seq = i64;
+
+/// What a room's document is made of in storage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredDocument {
+    /// The newest snapshot, if the room was ever compacted.
+    pub snapshot: Option<Snapshot>,
+    /// Updates after the snapshot (or all of them), in sequence order.
+    pub updates: Vec<LoggedUpdate>,
+}
+
+impl StoredDocument {
+    /// The last sequence this document reflects (0 for a room never written).
+    pub fn last_seq(&self) -> Seq {
+        self.updates.last().map(|u| u.seq).or(self.snapshot.as_ref().map(|s| s.covers_seq)).unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Snapshot {
+    pub id: i64,
+    /// Every update with `seq <= covers_seq` is merged into `data`.
+    pub covers_seq: Seq,
+    /// A v1 Yjs update holding the whole document at `covers_seq`.
+    pub data: Vec<u8>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LoggedUpdate {
+    pub seq: Seq,
+    pub data: Vec<u8>,
+}
+
+/// A snapshot as listed for people choosing a version to restore (without its bytes).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct VersionInfo {
+    pub id: i64,
+    pub covers_seq: Seq,
+    pub size_bytes: i64,
+    pub created_at: i64,
+}
+
+/// What to write when compacting.
+#[derive(Debug, Clone)]
+pub struct NewSnapshot<'a> {
+    /// The merged document at `covers_seq`, as a v1 update.
+    pub data: &'a [u8],
+    /// Its state vector (v1), kept so later tools can diff without decoding `data`.
+    pub state_vector: &'a [u8],
+    pub covers_seq: Seq,
+    /// Snapshots to keep as restorable versions, this one included (at least 1).
+    pub keep: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactOutcome {
+    /// Log rows deleted (0 when a racing compaction already covered them).
+    pub deleted_updates: u64,
+    /// Older snapshots deleted beyond `keep`.
+    pub deleted_snapshots: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or failed; the message is for logs, not for clients.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?}: expected postgres://… or sqlite:…")]
+    UnsupportedUrl(String),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    /// The task running the operation panicked or its runtime shut down.
+    #[error("store operation did not finish: {0}")]
+    Interrupted(String),
+}
+
+/// Runs an operation that holds a transaction on a task of its own, so that dropping the
+/// caller's future (a client disconnecting, a timeout) cannot stop it between BEGIN and COMMIT.
+/// sqlx hands a connection abandoned there back to the pool still inside the transaction, and
+/// the next user of that connection fails ("SET TRANSACTION ISOLATION LEVEL must be called
+/// before any query", seen in CI) or, worse, runs inside the stale transaction. An operation
+/// once started therefore commits or rolls back by itself; callers that stop waiting only lose
+/// the answer.
+pub(crate) async fn run_to_completion<T: Send + 'static>(
+    operation: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::spawn(operation).await.map_err(|error| StoreError::Interrupted(error.to_string()))?
+}
+
+/// The storage API every backend implements.
+#[async_trait::async_trait]
+pub trait DocumentStore: Send + Sync + 'static {
+    /// Creates or upgrades the schema. Idempotent; safe to run from several instances.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// The newest snapshot plus the updates after it. An unknown room is an empty document.
+    async fn load(&self, room: &str) -> Result<StoredDocument, StoreError>;
+
+    /// Appends `updates` to the room's log in one transaction (one multi-row insert) and
+    /// returns the sequence of the last one. All or nothing: on error none is stored.
+    /// Appends to one room from several instances get distinct, increasing sequences.
+    async fn append(&self, room: &str, updates: &[&[u8]]) -> Result<Seq, StoreError>;
+
+    /// Stores a snapshot and deletes the log rows it covers and the snapshots beyond `keep`, in
+    /// one transaction. Two compactions of one room racing do no harm: the loser's snapshot is
+    /// either identical or covers less, and nothing not covered by a stored snapshot is deleted.
+    async fn compact(&self, room: &str, snapshot: NewSnapshot<'_>) -> Result<CompactOutcome, StoreError>;
+
+    /// The room's snapshots, newest first.
+    async fn versions(&self, room: &str) -> Result<Vec<VersionInfo>, StoreError>;
+
+    /// One snapshot of the room, with its bytes.
+    async fn version(&self, room: &str, id: i64) -> Result<Option<Snapshot>, StoreError>;
+
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the store a URL names: `postgres://…` / `postgresql://…` or `sqlite:PATH` /
+/// `sqlite://PATH` (created if missing, with its parent directory; `sqlite::memory:` for a
+/// private in-memory database), and applies migrations. A PostgreSQL database that cannot be
+/// reached fails here within [`PostgresOptions::acquire_timeout`] (5 s).
+pub async fn open(url: &str) -> Result<Arc<dyn DocumentStore>, StoreError> {
+    let store: Arc<dyn DocumentStore> = if url.starts_with("postgres://") || url.starts_with("postgresql://")
+    {
+        Arc::new(PostgresStore::connect(url).await?)
+    } else if let Some(path) = url.strip_prefix("sqlite:") {
+        Arc::new(SqliteStore::open(path.trim_start_matches("//")).await?)
+    } else {
+        return Err(StoreError::UnsupportedUrl(url.to_owned()));
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Milliseconds since the Unix epoch, as stored in `created_at` columns.
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A slice length as a sequence count. Lossless: slice lengths never exceed `isize::MAX`.
+pub(crate) fn len_i64(len: usize) -> i64 {
+    i64::try_from(len).unwrap_or(i64::MAX)
+}
+
+/// `NewSnapshot::keep` as a SQL LIMIT: at least 1, so the snapshot just stored (or a newer one)
+/// always survives.
+pub(crate) fn keep_limit(keep: usize) -> i64 {
+    len_i64(keep.max(1))
+}
+
+/// Splits `updates` into consecutive runs of at most `max_bytes` of data each (a single bigger
+/// update makes a run of its own), for backends whose statements have a size limit.
+pub(crate) fn chunks_by_bytes<'a>(
+    updates: &'a [&'a [u8]],
+    max_bytes: usize,
+) -> impl Iterator<Item = &'a [&'a [u8]]> + 'a {
+    let mut rest = updates;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0usize;
+        let mut end = 0;
+        while end < rest.len() && (end == 0 || bytes + rest[end].len() <= max_bytes) {
+            bytes += rest[end].len();
+            end += 1;
+        }
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_by_bytes_splits_on_size_and_keeps_order() {
+        let data: Vec<Vec<u8>> = [3, 3, 3, 10, 1, 1].iter().map(|&n| vec![0u8; n]).collect();
+        let updates: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        let sizes: Vec<Vec<usize>> =
+            chunks_by_bytes(&updates, 6).map(|c| c.iter().map(|u| u.len()).collect()).collect();
+        assert_eq!(sizes, vec![vec![3, 3], vec![3], vec![10], vec![1, 1]]);
+        assert_eq!(chunks_by_bytes(&[], 6).count(), 0);
+    }
+
+    #[test]
+    fn keep_is_at_least_one() {
+        assert_eq!(keep_limit(0), 1);
+        assert_eq!(keep_limit(5), 5);
+    }
+}
