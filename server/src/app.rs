@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{Path, State, WebSocketUpgrade};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, RawQuery, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::Semaphore;
@@ -16,11 +16,14 @@ use tracing::Instrument;
 
 use dojo_store::DocumentStore;
 
-use crate::api;
+use crate::Storage;
+use crate::api::{self, ApiError};
+use crate::auth::{Auth, AuthSetupError, Caller};
 use crate::compaction::CompactionPolicy;
 use crate::config::{Config, Limits};
-use crate::connection::Connection;
+use crate::connection::{Connection, UserRate};
 use crate::metrics::{Metrics, ReasonLabel};
+use crate::rate::{self, UserLimiter};
 use crate::room::RoomSettings;
 use crate::room_name::RoomName;
 use crate::rooms::Rooms;
@@ -42,10 +45,23 @@ struct Inner {
     next_conn_id: AtomicU64,
     shutdown: CancellationToken,
     connections: TaskTracker,
+    auth: Arc<Auth>,
+    http_limiter: Arc<UserLimiter>,
+    ws_limiter: Arc<UserLimiter>,
+    config: Arc<Config>,
 }
 
 impl AppState {
-    pub fn new(config: &Config, store: Arc<dyn DocumentStore>, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        config: &Config,
+        storage: Storage,
+        shutdown: CancellationToken,
+    ) -> Result<Self, AuthSetupError> {
+        let auth = Arc::new(Auth::new(&config.auth, storage.accounts)?);
+        let store = storage.documents;
+        let http_limiter = rate::user_limiter(config.http.http_rate_per_sec, config.http.http_burst);
+        let ws_limiter = rate::user_limiter(config.http.ws_rate_per_sec, config.http.ws_burst);
+        rate::forget_idle_users(vec![http_limiter.clone(), ws_limiter.clone()], shutdown.clone());
         let limits = Arc::new(config.limits.clone());
         let metrics = Arc::new(Metrics::new());
         let settings = RoomSettings {
@@ -59,7 +75,7 @@ impl AppState {
             },
             max_batch_updates: config.rooms.max_batch_updates.max(1),
         };
-        Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 rooms: Arc::new(Rooms::new(limits.max_rooms, settings, metrics.clone(), store)),
                 connection_slots: Arc::new(Semaphore::new(limits.max_connections)),
@@ -68,8 +84,28 @@ impl AppState {
                 next_conn_id: AtomicU64::new(1),
                 shutdown,
                 connections: TaskTracker::new(),
+                auth,
+                http_limiter,
+                ws_limiter,
+                config: Arc::new(config.clone()),
             }),
-        }
+        })
+    }
+
+    pub fn auth(&self) -> &Arc<Auth> {
+        &self.inner.auth
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    pub fn http_limiter(&self) -> &Arc<UserLimiter> {
+        &self.inner.http_limiter
     }
 
     pub fn rooms_open(&self) -> usize {
@@ -106,8 +142,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/rooms/{room}/versions", get(api::list_versions))
-        .route("/api/rooms/{room}/versions/{id}/restore", axum::routing::post(api::restore_version))
+        .merge(api::routes(&state))
         .with_state(state)
 }
 
@@ -129,6 +164,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
+fn refuse_with(state: &AppState, reason: &'static str, error: ApiError) -> Response {
+    state.inner.metrics.rejected.get_or_create(&ReasonLabel { reason }).inc();
+    error.into_response()
+}
+
 fn refuse(state: &AppState, status: StatusCode, reason: &'static str, message: String) -> Response {
     state.inner.metrics.rejected.get_or_create(&ReasonLabel { reason }).inc();
     (status, message).into_response()
@@ -137,11 +177,23 @@ fn refuse(state: &AppState, status: StatusCode, reason: &'static str, message: S
 async fn room_socket(
     State(state): State<AppState>,
     Path(room): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let name = match RoomName::parse(&room) {
         Ok(name) => name,
         Err(error) => return refuse(&state, StatusCode::BAD_REQUEST, "bad_room_name", error.to_string()),
+    };
+    // Refused before the upgrade: an unauthenticated client costs no socket and no room.
+    let token = crate::auth::bearer_token(&headers, query.as_deref());
+    let caller = match state.inner.auth.authenticate(token.as_deref()).await {
+        Ok(caller) => caller,
+        Err(error) => return refuse_with(&state, "unauthorized", ApiError::from(error)),
+    };
+    let permission = match state.inner.auth.room_permission(&caller, name.as_str()).await {
+        Ok(permission) => permission,
+        Err(error) => return refuse_with(&state, "forbidden", ApiError::from(error)),
     };
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
@@ -171,6 +223,16 @@ async fn room_socket(
     };
     let limits = state.inner.limits.clone();
     let id = state.inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let expires_at = caller.identity().map(|identity| {
+        tokio::time::Instant::now() + std::time::Duration::from_secs(identity.seconds_left())
+    });
+    let rate = match &caller {
+        Caller::Anonymous => None,
+        Caller::User(signed_in) => {
+            Some(UserRate { limiter: state.inner.ws_limiter.clone(), user: signed_in.user.id.clone() })
+        }
+    };
+    let user = caller.user().map(|user| user.id.clone()).unwrap_or_default();
     let connection = Connection {
         id,
         room,
@@ -180,8 +242,11 @@ async fn room_socket(
         metrics: state.inner.metrics.clone(),
         shutdown: state.inner.shutdown.clone(),
         permit,
+        can_write: permission.can_write(),
+        expires_at,
+        rate,
     };
-    let span = tracing::info_span!("connection", room = %name, conn = id);
+    let span = tracing::info_span!("connection", room = %name, conn = id, %user, %permission);
     let connections = state.inner.connections.clone();
     upgrade
         .max_message_size(limits.max_frame_bytes)

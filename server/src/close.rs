@@ -30,6 +30,9 @@ pub enum CloseReason {
     StorageUnavailable,
     /// The room is reloading its document from the store; reconnect at once (1012).
     Reloading,
+    /// The connection's token expired; reconnect with a fresh one (4401, the code Hocuspocus
+    /// clients know as "unauthorized").
+    TokenExpired,
 }
 
 impl CloseReason {
@@ -47,6 +50,7 @@ impl CloseReason {
             Self::PeerGone => 1000,
             Self::StorageUnavailable => 1013,
             Self::Reloading => 1012,
+            Self::TokenExpired => 4401,
         }
     }
 
@@ -67,6 +71,7 @@ impl CloseReason {
                 "storage unavailable: the room cannot be served now, reconnect later".to_owned()
             }
             Self::Reloading => "room reloading from storage: reconnect".to_owned(),
+            Self::TokenExpired => "unauthorized: the token expired, reconnect with a fresh one".to_owned(),
         };
         truncate_utf8(text, 123)
     }
@@ -86,6 +91,7 @@ impl CloseReason {
             Self::PeerGone => "client_closed",
             Self::StorageUnavailable => "storage_unavailable",
             Self::Reloading => "reloading",
+            Self::TokenExpired => "token_expired",
         }
     }
 }

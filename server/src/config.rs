@@ -35,16 +35,144 @@ pub struct Config {
     #[command(flatten)]
     pub rooms: RoomPolicy,
 
+    #[command(flatten)]
+    pub auth: AuthSettings,
+
+    #[command(flatten)]
+    pub http: HttpSettings,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub enum Command {
     /// Serve rooms (the default).
     Serve,
     /// Apply database migrations and exit (serving applies them too).
     Migrate,
+    /// Administer accounts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Add credits to a user (negative to remove), recorded in the ledger.
+    GrantCredits {
+        /// The user's id, email or token subject.
+        user: String,
+        #[arg(allow_negative_numbers = true)]
+        amount: i64,
+        /// Makes the grant idempotent: a second run with the same key changes nothing.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// List users with their balances.
+    ListUsers {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Print an HS256 token signed with DOJO_JWT_SECRET (for services, workers and testing).
+    MintToken {
+        /// The token's subject (user).
+        subject: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+        /// Explicit grants, `ROOM_OR_PREFIX*=read|write|admin`, repeatable.
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+    },
+}
+
+/// Who may connect. With no key configured the server runs in dev mode: anyone may do
+/// anything, and it says so loudly at start-up.
+#[derive(Clone, clap::Args)]
+pub struct AuthSettings {
+    /// Shared secret for HS256 tokens (at least 32 bytes). Also signs the tokens Dojo mints.
+    #[arg(long, env = "DOJO_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM file with the identity provider's public key (RSA → RS256, EC P-256 → ES256).
+    #[arg(long, env = "DOJO_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<std::path::PathBuf>,
+
+    /// JWKS file (`{"keys": [...]}`) with the identity provider's keys, chosen by `kid`.
+    #[arg(long, env = "DOJO_JWT_JWKS_FILE")]
+    pub jwt_jwks_file: Option<std::path::PathBuf>,
+
+    /// Accepted token issuers (`iss`), comma-separated; unset: not checked.
+    #[arg(long, env = "DOJO_JWT_ISSUER", value_delimiter = ',')]
+    pub jwt_issuer: Vec<String>,
+
+    /// Accepted token audiences (`aud`), comma-separated; unset: not checked.
+    #[arg(long, env = "DOJO_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    #[arg(long, env = "DOJO_JWT_LEEWAY_SECS", default_value_t = 30)]
+    pub jwt_leeway_secs: u64,
+
+    /// Stripe webhook endpoint secret (`whsec_…`); unset: the webhook answers 404.
+    #[arg(long, env = "DOJO_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<String>,
+
+    /// Seconds a Stripe signature stays acceptable (replay window).
+    #[arg(long, env = "DOJO_STRIPE_TOLERANCE_SECS", default_value_t = 300)]
+    pub stripe_tolerance_secs: i64,
+}
+
+impl AuthSettings {
+    pub fn dev_mode(&self) -> bool {
+        self.jwt_secret.is_none() && self.jwt_public_key_file.is_none() && self.jwt_jwks_file.is_none()
+    }
+}
+
+// Secrets stay out of logs and panics.
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
+        f.debug_struct("AuthSettings")
+            .field("jwt_secret", &redacted(&self.jwt_secret))
+            .field("jwt_public_key_file", &self.jwt_public_key_file)
+            .field("jwt_jwks_file", &self.jwt_jwks_file)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_leeway_secs", &self.jwt_leeway_secs)
+            .field("stripe_webhook_secret", &redacted(&self.stripe_webhook_secret))
+            .finish()
+    }
+}
+
+/// The HTTP edge: who may call from a browser, how much, how often.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpSettings {
+    /// Origins allowed to call the HTTP API from a browser, comma-separated. Unset: none in
+    /// production; any in dev mode. `*` allows any (refused unless in dev mode).
+    #[arg(long, env = "DOJO_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Largest HTTP request body, in bytes (document updates included).
+    #[arg(long, env = "DOJO_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// HTTP requests per second allowed per user (token bucket); beyond: 429 with Retry-After.
+    #[arg(long, env = "DOJO_HTTP_RATE", default_value_t = 20)]
+    pub http_rate_per_sec: u32,
+
+    /// Burst of HTTP requests per user above the steady rate.
+    #[arg(long, env = "DOJO_HTTP_BURST", default_value_t = 100)]
+    pub http_burst: u32,
+
+    /// WebSocket frames per second allowed per signed-in user across their connections;
+    /// beyond, their frames are read more slowly (back-pressure), not dropped.
+    #[arg(long, env = "DOJO_WS_RATE", default_value_t = 200)]
+    pub ws_rate_per_sec: u32,
+
+    /// Burst of WebSocket frames per user above the steady rate.
+    #[arg(long, env = "DOJO_WS_BURST", default_value_t = 2000)]
+    pub ws_burst: u32,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/dojo.db";
@@ -156,6 +284,13 @@ impl Config {
         let mut config = Config::parse_from(["dojo-server"]);
         config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config.database_url = database_url.to_owned();
+        config
+    }
+
+    /// Like [`for_tests`](Self::for_tests), with tokens required (HS256 with `secret`).
+    pub fn for_tests_with_auth(database_url: &str, secret: &str) -> Self {
+        let mut config = Self::for_tests(database_url);
+        config.auth.jwt_secret = Some(secret.to_owned());
         config
     }
 }

@@ -12,6 +12,7 @@ use dojo_sync_protocol::codec::{DecodeError, FrameLimits, decode_frame};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::close::{CloseReason, Disconnect};
@@ -35,6 +36,18 @@ pub struct Connection {
     pub shutdown: CancellationToken,
     /// Held for the connection's lifetime: the server-wide connection limit.
     pub permit: OwnedSemaphorePermit,
+    /// False for read-only connections: their document changes are refused by the room.
+    pub can_write: bool,
+    /// When the connection's token expires; the connection ends then (4401).
+    pub expires_at: Option<Instant>,
+    /// The signed-in user's frame budget, shared by their connections.
+    pub rate: Option<UserRate>,
+}
+
+/// A per-user token bucket on incoming frames.
+pub struct UserRate {
+    pub limiter: Arc<crate::rate::UserLimiter>,
+    pub user: String,
 }
 
 impl Connection {
@@ -43,7 +56,8 @@ impl Connection {
         let (outbox, inbox) =
             outbox::channel(self.limits.outbound_queue_frames, self.limits.outbound_queue_bytes);
         let disconnect = Disconnect::default();
-        self.join(Peer { conn: self.id, outbox, disconnect: disconnect.clone() }).await;
+        let peer = Peer { conn: self.id, outbox, disconnect: disconnect.clone(), can_write: self.can_write };
+        self.join(peer).await;
         let (sink, stream) = socket.split();
         tokio::join!(self.read(stream, &disconnect), self.write(sink, inbox, &disconnect));
 
@@ -88,6 +102,10 @@ impl Connection {
                     disconnect.trigger(CloseReason::ShuttingDown);
                     return;
                 }
+                () = sleep_until(self.expires_at) => {
+                    disconnect.trigger(CloseReason::TokenExpired);
+                    return;
+                }
                 next = tokio::time::timeout(idle, stream.next()) => next,
             };
             let frame = match next {
@@ -99,6 +117,9 @@ impl Connection {
                 Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
                 Ok(Some(Ok(WsMessage::Binary(frame)))) => Ok(frame),
             };
+            if frame.is_ok() {
+                self.throttle(disconnect).await;
+            }
             let outcome = match frame {
                 Ok(frame) => self.forward(&frame, &frame_limits, disconnect).await,
                 Err(reason) => Err(reason),
@@ -106,6 +127,20 @@ impl Connection {
             if let Err(reason) = outcome {
                 disconnect.trigger(reason);
                 return;
+            }
+        }
+    }
+
+    /// Over its budget, a user's frames are read later rather than dropped: TCP back-pressure
+    /// then slows the client down, and nothing it sent is lost.
+    async fn throttle(&self, disconnect: &Disconnect) {
+        let Some(rate) = &self.rate else { return };
+        if let Err(not_until) = rate.limiter.check_key(&rate.user) {
+            self.metrics.rate_limited.get_or_create(&ReasonLabel { reason: "websocket" }).inc();
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(rate.limiter.clock()));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = disconnect.triggered() => {}
             }
         }
     }
@@ -173,6 +208,13 @@ impl Connection {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(WsMessage::Close(Some(frame)))).await;
         }
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod close;
 pub mod compaction;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod connection;
 pub mod journal;
 pub mod metrics;
 pub mod outbox;
+pub mod rate;
 pub mod room;
 pub mod room_name;
 pub mod rooms;
@@ -18,22 +20,47 @@ pub mod rooms;
 use std::sync::Arc;
 
 use axum::serve::ListenerExt;
-use dojo_store::DocumentStore;
+use dojo_accounts::AccountStore;
+use dojo_store::{DocumentStore, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use app::{AppState, router};
 pub use config::Config;
 
+/// Where everything durable lives: documents, and accounts (users, workflows, credits), on one
+/// database.
+#[derive(Clone)]
+pub struct Storage {
+    pub documents: Arc<dyn DocumentStore>,
+    pub accounts: Arc<dyn AccountStore>,
+}
+
+impl Storage {
+    /// Opens the database `url` names and applies its migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let database = dojo_store::open_database(url).await?;
+        Ok(Self { documents: database.documents(), accounts: dojo_accounts::accounts(&database) })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("authentication is misconfigured: {0}")]
+    Auth(#[from] auth::AuthSetupError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// Serves until `shutdown` fires, then closes every WebSocket with a close frame, stops the rooms
 /// (each stores what it holds first) and returns.
 pub async fn serve(
     config: Config,
-    store: Arc<dyn DocumentStore>,
+    storage: Storage,
     listener: TcpListener,
     shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let state = AppState::new(&config, store, shutdown.clone());
+) -> Result<(), ServeError> {
+    let state = AppState::new(&config, storage, shutdown.clone())?;
     let app = router(state.clone());
     // axum's graceful shutdown covers plain HTTP only; upgraded sockets watch `shutdown`
     // themselves and are awaited in `drain`.

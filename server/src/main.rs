@@ -1,3 +1,5 @@
+mod admin;
+
 use anyhow::Context;
 use clap::Parser;
 use dojo_server::Config;
@@ -13,12 +15,16 @@ async fn main() -> anyhow::Result<()> {
 
     // Opening the store applies migrations; a store that cannot be reached stops start-up here
     // with the reason, rather than serving rooms that cannot load.
-    let store = dojo_store::open(&config.database_url)
+    let storage = dojo_server::Storage::open(&config.database_url)
         .await
         .with_context(|| format!("opening the store at {}", redact(&config.database_url)))?;
-    if config.command == Some(Command::Migrate) {
-        tracing::info!("migrations applied");
-        return Ok(());
+    match &config.command {
+        Some(Command::Migrate) => {
+            tracing::info!("migrations applied");
+            return Ok(());
+        }
+        Some(Command::Admin(command)) => return admin::run(&config, &storage, command).await,
+        Some(Command::Serve) | None => {}
     }
 
     let listener =
@@ -31,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    dojo_server::serve(config, store, listener, shutdown).await.context("serving")?;
+    dojo_server::serve(config, storage, listener, shutdown).await.context("serving")?;
     tracing::info!("shut down cleanly");
     Ok(())
 }

@@ -63,6 +63,10 @@ pub struct Metrics {
     pub persist_failures: Counter,
     pub compactions: Counter,
     pub rooms_unloaded: Counter,
+    /// Document changes refused because the connection may only read.
+    pub read_only_refusals: Counter,
+    /// Requests and WebSocket messages delayed or refused by a rate limit, by where.
+    pub rate_limited: Family<ReasonLabel, Counter>,
 }
 
 impl Metrics {
@@ -84,6 +88,8 @@ impl Metrics {
         let persist_failures = Counter::default();
         let compactions = Counter::default();
         let rooms_unloaded = Counter::default();
+        let read_only_refusals = Counter::default();
+        let rate_limited = Family::default();
         registry.register("rooms_open", "Rooms held in memory", rooms_open.clone());
         registry.register("connections_open", "Open WebSocket connections", connections_open.clone());
         registry.register("messages_received", "y-protocols messages received", messages_in.clone());
@@ -116,6 +122,16 @@ impl Metrics {
         );
         registry.register("compactions", "Compactions started", compactions.clone());
         registry.register("rooms_unloaded", "Idle rooms unloaded from memory", rooms_unloaded.clone());
+        registry.register(
+            "read_only_refusals",
+            "Document changes refused from read-only connections",
+            read_only_refusals.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests or messages held back by a rate limit",
+            rate_limited.clone(),
+        );
         Self {
             registry,
             rooms_open,
@@ -134,6 +150,8 @@ impl Metrics {
             persist_failures,
             compactions,
             rooms_unloaded,
+            read_only_refusals,
+            rate_limited,
         }
     }
 

@@ -59,6 +59,27 @@ pub enum RoomCommand {
         snapshot: Vec<u8>,
         done: oneshot::Sender<Result<(), RestoreError>>,
     },
+    /// The whole document as a v1 update, answered once everything in it is stored (so an HTTP
+    /// reader never sees a change that could still be lost).
+    State {
+        done: oneshot::Sender<Vec<u8>>,
+    },
+    /// Apply a client update that arrived over HTTP, as if from a connection; answered once it
+    /// is stored (and so broadcast).
+    Apply {
+        update: Vec<u8>,
+        done: oneshot::Sender<Result<(), ApplyError>>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("not a valid Yjs update: {0}")]
+    Invalid(String),
+    #[error("the update depends on changes the document does not have")]
+    MissingDependencies,
+    #[error("the room could not store the update")]
+    NotStored,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +95,8 @@ pub struct Peer {
     pub conn: ConnId,
     pub outbox: Outbox,
     pub disconnect: Disconnect,
+    /// Read-only peers get the document and presence; their document changes are refused.
+    pub can_write: bool,
 }
 
 /// A cheap, cloneable address of a room actor.
@@ -125,6 +148,8 @@ enum AfterStore {
         kind: MessageKind,
     },
     Restored(oneshot::Sender<Result<(), RestoreError>>),
+    Applied(oneshot::Sender<Result<(), ApplyError>>),
+    State(oneshot::Sender<Vec<u8>>, Vec<u8>),
 }
 
 struct PeerState {
@@ -132,6 +157,9 @@ struct PeerState {
     disconnect: Disconnect,
     /// Awareness client ids this connection controls; removed for everyone when it leaves.
     awareness_ids: HashSet<ClientID>,
+    can_write: bool,
+    /// A read-only client is told once that its edits are refused, not on every keystroke.
+    told_read_only: bool,
 }
 
 pub struct Room {
@@ -290,6 +318,36 @@ impl Room {
                 self.evict(vec![(conn, None)]);
             }
             RoomCommand::Restore { snapshot, done } => self.restore(&snapshot, done),
+            RoomCommand::State { done } => {
+                let state = self.doc.transact().encode_state_as_update_v1(&yrs::StateVector::default());
+                if let Some(item) = self.journal.after_durable(AfterStore::State(done, state)) {
+                    self.release(item);
+                }
+            }
+            RoomCommand::Apply { update, done } => self.apply_http_update(&update, done),
+        }
+    }
+
+    fn apply_http_update(&mut self, update: &[u8], done: oneshot::Sender<Result<(), ApplyError>>) {
+        let pending_before = dojo_sync_protocol::update::pending_bytes(&self.doc);
+        match apply_client_update(&self.doc, update) {
+            Ok(Some(changes)) => self.journal.record(changes),
+            Ok(None) => {
+                // Nothing new: either already known, or held back for missing dependencies,
+                // which an HTTP caller cannot supply later.
+                if dojo_sync_protocol::update::pending_bytes(&self.doc) > pending_before {
+                    let _ = done.send(Err(ApplyError::MissingDependencies));
+                    self.reload = true;
+                    return;
+                }
+            }
+            Err(error) => {
+                let _ = done.send(Err(ApplyError::Invalid(error.to_string())));
+                return;
+            }
+        }
+        if let Some(item) = self.journal.after_durable(AfterStore::Applied(done)) {
+            self.release(item);
         }
     }
 
@@ -321,6 +379,12 @@ impl Room {
             AfterStore::Restored(done) => {
                 let _ = done.send(Ok(()));
             }
+            AfterStore::Applied(done) => {
+                let _ = done.send(Ok(()));
+            }
+            AfterStore::State(done, state) => {
+                let _ = done.send(state);
+            }
         }
     }
 
@@ -331,8 +395,15 @@ impl Room {
         self.metrics.persist_failures.inc();
         tracing::error!(room = %self.name, %error, "cannot store updates; closing the room");
         for item in self.journal.abandon() {
-            if let AfterStore::Restored(done) = item {
-                let _ = done.send(Err(RestoreError::NotStored));
+            match item {
+                AfterStore::Restored(done) => {
+                    let _ = done.send(Err(RestoreError::NotStored));
+                }
+                AfterStore::Applied(done) => {
+                    let _ = done.send(Err(ApplyError::NotStored));
+                }
+                // Dropping the sender tells the caller the room failed.
+                AfterStore::State(..) | AfterStore::Frame { .. } => {}
             }
         }
         let everyone: Vec<_> =
@@ -361,7 +432,10 @@ impl Room {
                 RoomCommand::Restore { done, .. } => {
                     let _ = done.send(Err(RestoreError::NotStored));
                 }
-                RoomCommand::Messages { .. } | RoomCommand::Leave { .. } => {}
+                RoomCommand::Apply { done, .. } => {
+                    let _ = done.send(Err(ApplyError::NotStored));
+                }
+                RoomCommand::Messages { .. } | RoomCommand::Leave { .. } | RoomCommand::State { .. } => {}
             }
         }
     }
@@ -419,7 +493,13 @@ impl Room {
         let conn = peer.conn;
         self.peers.insert(
             conn,
-            PeerState { outbox: peer.outbox, disconnect: peer.disconnect, awareness_ids: HashSet::new() },
+            PeerState {
+                outbox: peer.outbox,
+                disconnect: peer.disconnect,
+                awareness_ids: HashSet::new(),
+                can_write: peer.can_write,
+                told_read_only: false,
+            },
         );
         // As the reference server does: our step 1 first, then (a separate frame, since clients
         // before y-websocket v4 read only a frame's first message) everyone's presence.
@@ -442,7 +522,11 @@ impl Room {
                 }
             }
             Message::Sync(SyncMessage::SyncStep2(update) | SyncMessage::Update(update)) => {
-                self.apply_update(conn, &update)
+                if self.peers.get(&conn).is_some_and(|peer| peer.can_write) {
+                    self.apply_update(conn, &update)
+                } else {
+                    self.refuse_read_only(conn, &update)
+                }
             }
             Message::Awareness(update) => self.apply_awareness(conn, update),
             Message::AwarenessQuery => {
@@ -453,6 +537,21 @@ impl Room {
             // Clients have nothing to say to the server in the auth channel.
             Message::Auth(_) | Message::Custom(..) => {}
         }
+    }
+
+    /// Not applied, stored nor relayed. The client keeps its local edit (a CRDT cannot be told
+    /// to undo it), so it is told why, in y-protocols' auth channel, once per connection. An
+    /// empty update (a read-only client's routine sync step 2) needs no answer.
+    fn refuse_read_only(&mut self, conn: ConnId, update: &[u8]) {
+        self.metrics.read_only_refusals.inc();
+        let Some(peer) = self.peers.get_mut(&conn) else { return };
+        if peer.told_read_only || !dojo_sync_protocol::update::would_change(&self.doc, update) {
+            return;
+        }
+        peer.told_read_only = true;
+        let frame =
+            dojo_sync_protocol::codec::encode_permission_denied("read-only: your changes are not saved");
+        self.send_to(conn, frame, MessageKind::auth);
     }
 
     fn apply_update(&mut self, conn: ConnId, update: &[u8]) {

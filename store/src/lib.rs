@@ -105,10 +105,17 @@ pub enum StoreError {
 /// before any query", seen in CI) or, worse, runs inside the stale transaction. An operation
 /// once started therefore commits or rolls back by itself; callers that stop waiting only lose
 /// the answer.
-pub(crate) async fn run_to_completion<T: Send + 'static>(
-    operation: impl Future<Output = Result<T, StoreError>> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::spawn(operation).await.map_err(|error| StoreError::Interrupted(error.to_string()))?
+///
+/// Public, and generic over the error, because every crate that writes to the shared pools
+/// (`dojo-accounts`) needs the same guarantee: one bad connection poisons the pool for all.
+pub async fn run_to_completion<T, E>(
+    operation: impl Future<Output = Result<T, E>> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    tokio::spawn(operation).await.map_err(|error| E::from(StoreError::Interrupted(error.to_string())))?
 }
 
 /// The storage API every backend implements.
@@ -140,21 +147,53 @@ pub trait DocumentStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Opens the store a URL names: `postgres://…` / `postgresql://…` or `sqlite:PATH` /
+/// An open, migrated database: the one place every table lives (documents here, accounts in
+/// `dojo-accounts`), so that a process holds one pool per database rather than one per crate.
+#[derive(Debug, Clone)]
+pub enum Database {
+    Postgres(PostgresStore),
+    Sqlite(SqliteStore),
+}
+
+impl Database {
+    /// The document store on this database (it shares the pool).
+    pub fn documents(&self) -> Arc<dyn DocumentStore> {
+        match self {
+            Database::Postgres(store) => Arc::new(store.clone()),
+            Database::Sqlite(store) => Arc::new(store.clone()),
+        }
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        match self {
+            Database::Postgres(store) => store.close().await,
+            Database::Sqlite(store) => store.close().await,
+        }
+    }
+}
+
+/// Opens the database a URL names: `postgres://…` / `postgresql://…` or `sqlite:PATH` /
 /// `sqlite://PATH` (created if missing, with its parent directory; `sqlite::memory:` for a
-/// private in-memory database), and applies migrations. A PostgreSQL database that cannot be
-/// reached fails here within [`PostgresOptions::acquire_timeout`] (5 s).
-pub async fn open(url: &str) -> Result<Arc<dyn DocumentStore>, StoreError> {
-    let store: Arc<dyn DocumentStore> = if url.starts_with("postgres://") || url.starts_with("postgresql://")
-    {
-        Arc::new(PostgresStore::connect(url).await?)
+/// private in-memory database), and applies every migration in `migrations/`, including those
+/// of tables other crates own. A PostgreSQL database that cannot be reached fails here within
+/// [`PostgresOptions::acquire_timeout`] (5 s).
+pub async fn open_database(url: &str) -> Result<Database, StoreError> {
+    let database = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Database::Postgres(PostgresStore::connect(url).await?)
     } else if let Some(path) = url.strip_prefix("sqlite:") {
-        Arc::new(SqliteStore::open(path.trim_start_matches("//")).await?)
+        Database::Sqlite(SqliteStore::open(path.trim_start_matches("//")).await?)
     } else {
         return Err(StoreError::UnsupportedUrl(url.to_owned()));
     };
-    store.migrate().await?;
-    Ok(store)
+    database.documents().migrate().await?;
+    Ok(database)
+}
+
+/// Opens the document store a URL names, migrated: [`open_database`] for callers that need
+/// nothing but documents.
+pub async fn open(url: &str) -> Result<Arc<dyn DocumentStore>, StoreError> {
+    Ok(open_database(url).await?.documents())
 }
 
 /// Milliseconds since the Unix epoch, as stored in `created_at` columns.

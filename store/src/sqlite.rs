@@ -98,6 +98,13 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// The mutex this process's write transactions on this file queue on. Other crates writing
+    /// to the same file (`dojo-accounts`) take it too, so that their writers and the store's are
+    /// served in order rather than polling SQLite's file lock against each other.
+    pub fn write_lock(&self) -> &Arc<Mutex<()>> {
+        &self.write
+    }
+
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         self.pool.close().await;

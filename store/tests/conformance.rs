@@ -555,6 +555,21 @@ async fn sqlite_in_memory() {
     assert_eq!(store.load("r").await.expect("load").updates.len(), 2);
 }
 
+#[tokio::test]
+async fn open_database_shares_one_pool_with_its_document_store() {
+    // In memory there is exactly one connection: seeing the append through the pool proves the
+    // pool other crates get is the store's own, on a migrated database.
+    let db = dojo_store::open_database("sqlite::memory:").await.expect("open");
+    let dojo_store::Database::Sqlite(store) = &db else { panic!("expected SQLite") };
+    db.documents().append("r", &[b"x"]).await.expect("append");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM document_updates")
+        .fetch_one(store.pool())
+        .await
+        .expect("count");
+    assert_eq!(count, 1);
+    assert!(matches!(dojo_store::open_database("mysql://x").await, Err(StoreError::UnsupportedUrl(_))));
+}
+
 #[test]
 fn with_database_replaces_the_path() {
     assert_eq!(with_database("postgres://u@h:5432/postgres", "t"), "postgres://u@h:5432/t");

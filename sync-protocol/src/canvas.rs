@@ -120,6 +120,21 @@ pub fn read_graph<T: ReadTxn>(txn: &T) -> Result<CanvasGraph, SchemaError> {
 }
 
 /// Reads one node's result, if the executor wrote one.
+/// The four root maps as plain JSON (`{"nodes": {id: …}, "edges": …, "results": …, "runs": …}`),
+/// as stored, without schema checks: what an HTTP reader or an export sees, even of a document
+/// that breaks the schema somewhere.
+pub fn canvas_json<T: ReadTxn>(txn: &T) -> Value {
+    let mut out = serde_json::Map::new();
+    for root in [NODES, EDGES, RESULTS, RUNS] {
+        let entries = match txn.get_map(root) {
+            Some(map) => serde_json::to_value(map.to_json(txn)).unwrap_or(Value::Null),
+            None => Value::Object(serde_json::Map::new()),
+        };
+        out.insert(root.to_owned(), entries);
+    }
+    Value::Object(out)
+}
+
 pub fn read_node_result<T: ReadTxn>(txn: &T, node_id: &str) -> Result<Option<NodeResult>, SchemaError> {
     let Some(results) = txn.get_map(RESULTS) else { return Ok(None) };
     let Some(value) = results.get(txn, node_id) else { return Ok(None) };
@@ -377,6 +392,19 @@ mod tests {
         let graph = read_graph(&txn).unwrap();
         assert_eq!(graph.nodes, vec![node("a", "flux-schnell", 1.0), node("b", "upscale", 2.0)]);
         assert_eq!(graph.edges, vec![edge("e1", "a", "b")]);
+    }
+
+    #[test]
+    fn canvas_json_shows_every_root_map() {
+        let doc = Doc::new();
+        let mut txn = doc.transact_mut();
+        write_node(&mut txn, &node("a", "prompt", 1.0)).unwrap();
+        write_edge(&mut txn, &edge("e", "a", "b")).unwrap();
+        let json = canvas_json(&txn);
+        assert_eq!(json["nodes"]["a"]["type"], "prompt");
+        assert_eq!(json["edges"]["e"]["target"], "b");
+        assert_eq!(json["results"], serde_json::json!({}));
+        assert_eq!(json["runs"], serde_json::json!({}));
     }
 
     #[test]

@@ -88,6 +88,26 @@ fn check_client_count(update: &[u8]) -> Result<(), ApplyError> {
     Ok(())
 }
 
+/// True when applying `update` would change `doc`: it carries structs beyond the document's
+/// state or deletions the document has not seen. Servers use it to answer a read-only client
+/// only when it actually tried to edit: a stock client's routine sync step 2 repeats what the
+/// server already has (Yjs always sends its whole delete set). Undecodable input counts as a
+/// change attempt. Does not modify `doc`.
+pub fn would_change(doc: &Doc, update: &[u8]) -> bool {
+    if update == EMPTY_UPDATE_V1 {
+        return false;
+    }
+    catch_unwind(AssertUnwindSafe(|| {
+        let Ok(update) = Update::decode_v1(update) else { return true };
+        let txn = doc.transact();
+        if update.extends(&txn.state_vector()) {
+            return true;
+        }
+        !update.delete_set().diff(&txn.snapshot().delete_set).is_empty()
+    }))
+    .unwrap_or(true)
+}
+
 /// True when `doc` holds updates whose dependencies never arrived.
 pub fn has_pending_updates(doc: &Doc) -> bool {
     doc.transact().has_missing_updates()
@@ -118,6 +138,31 @@ mod tests {
         let mut txn = doc.transact_mut();
         t.insert(&mut txn, 0, text);
         txn.encode_update_v1()
+    }
+
+    #[test]
+    fn would_change_sees_new_content_and_new_deletions_only() {
+        let server = Doc::new();
+        let client = Doc::new();
+        let text = client.get_or_insert_text("t");
+        text.insert(&mut client.transact_mut(), 0, "hello");
+        let insert = client.transact().encode_state_as_update_v1(&yrs::StateVector::default());
+        assert!(would_change(&server, &insert));
+        apply_client_update(&server, &insert).expect("apply");
+        // What a client sends back in its sync step 2 when it has nothing new.
+        let routine = client.transact().encode_state_as_update_v1(&server.transact().state_vector());
+        assert!(!would_change(&server, &routine));
+        text.remove_range(&mut client.transact_mut(), 0, 2);
+        let routine_after_delete =
+            client.transact().encode_state_as_update_v1(&server.transact().state_vector());
+        assert!(would_change(&server, &routine_after_delete), "a new deletion is a change");
+        apply_client_update(&server, &routine_after_delete).expect("apply");
+        let routine_again = client.transact().encode_state_as_update_v1(&server.transact().state_vector());
+        assert_ne!(routine_again, EMPTY_UPDATE_V1, "Yjs resends its whole delete set");
+        assert!(!would_change(&server, &routine_again));
+        assert!(!would_change(&server, &EMPTY_UPDATE_V1));
+        assert!(would_change(&server, b"\xff\xff garbage"));
+        assert_eq!(server.get_or_insert_text("t").get_string(&server.transact()), "llo");
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub struct TestServer {
     pub addr: SocketAddr,
     shutdown: CancellationToken,
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<Result<(), dojo_server::ServeError>>,
     /// The SQLite file's directory, removed when the server is dropped (unless the test
     /// passed its own store).
     _data: Option<tempfile::TempDir>,
@@ -58,16 +58,21 @@ impl TestServer {
     pub async fn start_on(database_url: &str, configure: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::for_tests(database_url);
         configure(&mut config);
-        let store = dojo_store::open(&config.database_url).await.expect("open the store");
+        let storage = dojo_server::Storage::open(&config.database_url).await.expect("open the store");
         let listener = TcpListener::bind(config.addr).await.expect("bind an ephemeral port");
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(dojo_server::serve(config, store, listener, shutdown.clone()));
+        let task = tokio::spawn(dojo_server::serve(config, storage, listener, shutdown.clone()));
         Self { addr, shutdown, task, _data: None }
     }
 
     pub fn url(&self, room: &str) -> String {
         format!("ws://{}/rooms/{room}", self.addr)
+    }
+
+    /// The room URL with a token, as y-websocket's `params: { token }` builds it.
+    pub fn url_with_token(&self, room: &str, token: &str) -> String {
+        format!("ws://{}/rooms/{room}?token={token}", self.addr)
     }
 
     pub fn http(&self, path: &str) -> String {

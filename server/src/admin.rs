@@ -1,0 +1,68 @@
+//! `dojo-server admin …`: operator commands on accounts, printed for people.
+
+use anyhow::{Context, bail};
+use dojo_accounts::CreditOutcome;
+use dojo_auth::{Claims, Grants, Minter, Permission};
+use dojo_server::Config;
+use dojo_server::Storage;
+use dojo_server::config::AdminCommand;
+
+pub async fn run(config: &Config, storage: &Storage, command: &AdminCommand) -> anyhow::Result<()> {
+    let accounts = &storage.accounts;
+    match command {
+        AdminCommand::GrantCredits { user, amount, idempotency_key } => {
+            let Some(found) = accounts.find_user(user).await.context("looking up the user")? else {
+                bail!("no user {user:?} (give an id, an email or a token subject)");
+            };
+            // Without a key each run is a new grant; with one, re-running is harmless.
+            let key = match idempotency_key {
+                Some(key) => format!("admin:{key}"),
+                None => format!("admin:{}:{}", found.id, rand::random::<u64>()),
+            };
+            let outcome = accounts
+                .apply_credits(&found.id, *amount, "granted by an operator", &key)
+                .await
+                .context("applying the grant")?;
+            let entry = outcome.entry();
+            let what = if matches!(outcome, CreditOutcome::AlreadyApplied(_)) {
+                "already applied"
+            } else {
+                "applied"
+            };
+            println!("{what}: {} {:+} → balance {}", found.id, entry.amount, entry.balance_after);
+        }
+        AdminCommand::ListUsers { limit } => {
+            let users = accounts.list_users(*limit).await.context("listing users")?;
+            println!("{:<20} {:>10}  {:<30} {:<30} SUBJECT", "ID", "CREDITS", "NAME", "EMAIL");
+            for user in users {
+                println!(
+                    "{:<20} {:>10}  {:<30} {:<30} {}",
+                    user.id,
+                    user.credits,
+                    user.name.unwrap_or_default(),
+                    user.email.unwrap_or_default(),
+                    user.subject
+                );
+            }
+        }
+        AdminCommand::MintToken { subject, ttl_secs, grants } => {
+            let Some(secret) = &config.auth.jwt_secret else {
+                bail!("minting needs DOJO_JWT_SECRET (the server must know the key to verify the token)");
+            };
+            let mut claims = Claims::new(subject.clone(), *ttl_secs);
+            if !grants.is_empty() {
+                let mut parsed = Grants::default();
+                for grant in grants {
+                    let Some((room, permission)) = grant.split_once('=') else {
+                        bail!("a grant is ROOM=PERMISSION, got {grant:?}");
+                    };
+                    let permission: Permission = permission.parse()?;
+                    parsed.0.insert(room.to_owned(), permission);
+                }
+                claims.grants = Some(parsed);
+            }
+            println!("{}", Minter::hs256(secret.as_bytes()).mint(&claims)?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! The HTTP API: accounts, workflows, room documents and versions, payments.
+//!
+//! Every route takes its caller from `Authorization: Bearer …` (or `?token=`), through the
+//! [`Authenticated`] extractor, which also applies the per-user rate limit. Errors leave as one
+//! JSON shape, `{"error": message, "code": code}`, from [`ApiError`]; internal details go to the
+//! log only.
+
+mod account;
+pub mod openapi;
+mod rooms;
+mod workflows;
+
+use axum::Json;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use dojo_accounts::AccountError;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::app::AppState;
+use crate::auth::{AuthError, Caller};
+use crate::metrics::ReasonLabel;
+use crate::room_name::RoomName;
+
+pub use rooms::Version;
+
+/// Errors at the HTTP edge. Internal details go to the log, never to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PaymentRequired(String),
+    #[error("too many requests: retry in {retry_after_s} s")]
+    TooManyRequests { retry_after_s: u64 },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("storage unavailable")]
+    Storage(#[from] dojo_store::StoreError),
+    /// Logged with its cause; the client sees only this.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) | ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PaymentRequired(_) => "insufficient_credits",
+            ApiError::TooManyRequests { .. } => "rate_limited",
+            ApiError::Unavailable(_) | ApiError::Storage(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::Storage(error) => tracing::error!(%error, "storage error in the HTTP API"),
+            ApiError::Internal(cause) => tracing::error!(%cause, "internal error in the HTTP API"),
+            _ => {}
+        }
+        let body = Json(serde_json::json!({ "error": self.to_string(), "code": self.code() }));
+        let mut response = (self.status(), body).into_response();
+        if let ApiError::TooManyRequests { retry_after_s } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+        }
+        response
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::MissingToken | AuthError::InvalidToken(_) => ApiError::Unauthorized(error.to_string()),
+            AuthError::Forbidden => ApiError::Forbidden(error.to_string()),
+            AuthError::Accounts(error) => error.into(),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::UserNotFound(_) | AccountError::WorkflowNotFound(_) => {
+                ApiError::NotFound(error.to_string())
+            }
+            AccountError::RoomTaken(_)
+            | AccountError::OwnerCannotCollaborate
+            | AccountError::AmbiguousUser(_) => ApiError::Conflict(error.to_string()),
+            AccountError::InvalidInput { .. } => ApiError::BadRequest(error.to_string()),
+            AccountError::InsufficientCredits { .. } => ApiError::PaymentRequired(error.to_string()),
+            AccountError::IdempotencyKeyReused { .. } => ApiError::Conflict(error.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The caller of a request, authenticated and within its rate limit.
+pub struct Authenticated(pub Caller);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = crate::auth::bearer_token(&parts.headers, parts.uri.query());
+        let caller = state.auth().authenticate(token.as_deref()).await?;
+        if let Some(user) = caller.user() {
+            let limiter = state.http_limiter();
+            if let Err(not_until) = limiter.check_key(&user.id) {
+                state.metrics().rate_limited.get_or_create(&ReasonLabel { reason: "http" }).inc();
+                return Err(ApiError::TooManyRequests {
+                    retry_after_s: crate::rate::retry_after_secs(limiter, &not_until),
+                });
+            }
+        }
+        Ok(Authenticated(caller))
+    }
+}
+
+impl Authenticated {
+    /// The signed-in user; anonymous dev callers have no account to act on.
+    pub fn user(&self) -> Result<&dojo_accounts::User, ApiError> {
+        self.0.user().ok_or_else(|| ApiError::Unauthorized("sign in first: this needs a user token".into()))
+    }
+}
+
+pub fn room_name(room: &str) -> Result<RoomName, ApiError> {
+    RoomName::parse(room).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+pub fn routes(state: &AppState) -> axum::Router<AppState> {
+    let http = &state.config().http;
+    let api = axum::Router::new()
+        .route("/api/me", get(account::me))
+        .route("/api/me/ledger", get(account::ledger))
+        .route("/api/dev/token", post(account::dev_token))
+        .route("/api/webhooks/stripe", post(account::stripe_webhook))
+        .route("/api/workflows", get(workflows::list).post(workflows::create))
+        .route("/api/workflows/{id}", get(workflows::get).patch(workflows::update).delete(workflows::delete))
+        .route(
+            "/api/workflows/{id}/collaborators/{user}",
+            axum::routing::put(workflows::set_collaborator).delete(workflows::remove_collaborator),
+        )
+        .route("/api/rooms/{room}/graph", get(rooms::graph))
+        .route("/api/rooms/{room}/state", get(rooms::state))
+        .route("/api/rooms/{room}/update", post(rooms::update))
+        .route("/api/rooms/{room}/versions", get(rooms::list_versions))
+        .route("/api/rooms/{room}/versions/{id}/restore", post(rooms::restore_version))
+        .route("/api/openapi.json", get(openapi::serve));
+    api.layer(axum::extract::DefaultBodyLimit::max(http.max_body_bytes)).layer(cors(state))
+}
+
+/// Browsers may call the API only from the configured origins. In dev mode, with none
+/// configured, any origin may (the dev editor may run on another port).
+fn cors(state: &AppState) -> CorsLayer {
+    let origins = &state.config().http.cors_origins;
+    let dev = state.auth().dev_mode();
+    let allow = if origins.iter().any(|o| o == "*") || (origins.is_empty() && dev) {
+        if dev {
+            AllowOrigin::any()
+        } else {
+            tracing::warn!("DOJO_CORS_ORIGINS=* is ignored outside dev mode; list the editor's origins");
+            AllowOrigin::list([])
+        }
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("idempotency-key"),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
+}
