@@ -55,6 +55,8 @@ impl AppState {
     pub fn new(
         config: &Config,
         storage: Storage,
+        metrics: Arc<Metrics>,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
         shutdown: CancellationToken,
     ) -> Result<Self, AuthSetupError> {
         let auth = Arc::new(Auth::new(&config.auth, storage.accounts)?);
@@ -63,7 +65,6 @@ impl AppState {
         let ws_limiter = rate::user_limiter(config.http.ws_rate_per_sec, config.http.ws_burst);
         rate::forget_idle_users(vec![http_limiter.clone(), ws_limiter.clone()], shutdown.clone());
         let limits = Arc::new(config.limits.clone());
-        let metrics = Arc::new(Metrics::new());
         let settings = RoomSettings {
             queue: limits.room_queue,
             max_awareness_clients_per_connection: limits.max_awareness_clients_per_connection,
@@ -77,7 +78,7 @@ impl AppState {
         };
         Ok(Self {
             inner: Arc::new(Inner {
-                rooms: Arc::new(Rooms::new(limits.max_rooms, settings, metrics.clone(), store)),
+                rooms: Arc::new(Rooms::new(limits.max_rooms, settings, metrics.clone(), store, cluster)),
                 connection_slots: Arc::new(Semaphore::new(limits.max_connections)),
                 limits,
                 metrics,
@@ -116,6 +117,33 @@ impl AppState {
         &self.inner.rooms
     }
 
+    // What the Hocuspocus endpoint (`crate::hocuspocus`) shares with `/rooms`.
+
+    pub(crate) fn limits(&self) -> &Arc<Limits> {
+        &self.inner.limits
+    }
+
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Connection ids come from one counter: a room cannot confuse its peers across endpoints.
+    pub(crate) fn next_conn_id(&self) -> u64 {
+        self.inner.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn try_connection_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.inner.connection_slots.clone().try_acquire_owned().ok()
+    }
+
+    pub(crate) fn connections(&self) -> &TaskTracker {
+        &self.inner.connections
+    }
+
+    pub(crate) fn ws_limiter(&self) -> &Arc<UserLimiter> {
+        &self.inner.ws_limiter
+    }
+
     pub fn store(&self) -> &Arc<dyn DocumentStore> {
         self.inner.rooms.store()
     }
@@ -139,6 +167,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/rooms/{room}", get(room_socket))
+        .route("/collab", get(crate::hocuspocus::collab_socket))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -169,7 +198,12 @@ fn refuse_with(state: &AppState, reason: &'static str, error: ApiError) -> Respo
     error.into_response()
 }
 
-fn refuse(state: &AppState, status: StatusCode, reason: &'static str, message: String) -> Response {
+pub(crate) fn refuse(
+    state: &AppState,
+    status: StatusCode,
+    reason: &'static str,
+    message: String,
+) -> Response {
     state.inner.metrics.rejected.get_or_create(&ReasonLabel { reason }).inc();
     (status, message).into_response()
 }

@@ -33,6 +33,9 @@ pub enum CloseReason {
     /// The connection's token expired; reconnect with a fresh one (4401, the code Hocuspocus
     /// clients know as "unauthorized").
     TokenExpired,
+    /// A Hocuspocus client broke the protocol or a limit (4205, "Reset Connection", the code
+    /// the Hocuspocus server uses for both).
+    Reset(String),
 }
 
 impl CloseReason {
@@ -51,6 +54,7 @@ impl CloseReason {
             Self::StorageUnavailable => 1013,
             Self::Reloading => 1012,
             Self::TokenExpired => 4401,
+            Self::Reset(_) => 4205,
         }
     }
 
@@ -72,6 +76,7 @@ impl CloseReason {
             }
             Self::Reloading => "room reloading from storage: reconnect".to_owned(),
             Self::TokenExpired => "unauthorized: the token expired, reconnect with a fresh one".to_owned(),
+            Self::Reset(why) => format!("reset connection: {why}"),
         };
         truncate_utf8(text, 123)
     }
@@ -92,6 +97,7 @@ impl CloseReason {
             Self::StorageUnavailable => "storage_unavailable",
             Self::Reloading => "reloading",
             Self::TokenExpired => "token_expired",
+            Self::Reset(_) => "reset",
         }
     }
 }

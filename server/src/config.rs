@@ -29,6 +29,11 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
 
+    /// Redis for scale-out (`redis://host:6379`): several instances then serve the same rooms.
+    /// Needs PostgreSQL. Unset: one instance.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
     #[command(flatten)]
     pub limits: Limits,
 

@@ -19,7 +19,7 @@ use crate::close::{CloseReason, Disconnect};
 use crate::config::Limits;
 use crate::metrics::{MessageKind, Metrics, ReasonLabel};
 use crate::outbox::{self, OutboxReceiver};
-use crate::room::{ConnId, Peer, RoomCommand, RoomHandle};
+use crate::room::{ConnId, Peer, PeerProtocol, RoomCommand, RoomHandle};
 use crate::room_name::RoomName;
 use crate::rooms::Rooms;
 
@@ -56,7 +56,13 @@ impl Connection {
         let (outbox, inbox) =
             outbox::channel(self.limits.outbound_queue_frames, self.limits.outbound_queue_bytes);
         let disconnect = Disconnect::default();
-        let peer = Peer { conn: self.id, outbox, disconnect: disconnect.clone(), can_write: self.can_write };
+        let peer = Peer {
+            conn: self.id,
+            outbox,
+            disconnect: disconnect.clone(),
+            can_write: self.can_write,
+            protocol: PeerProtocol::YWebsocket,
+        };
         self.join(peer).await;
         let (sink, stream) = socket.split();
         tokio::join!(self.read(stream, &disconnect), self.write(sink, inbox, &disconnect));
@@ -226,7 +232,7 @@ fn decode_error_reason(error: DecodeError) -> CloseReason {
     }
 }
 
-fn read_error_reason(error: axum::Error) -> CloseReason {
+pub(crate) fn read_error_reason(error: axum::Error) -> CloseReason {
     let too_big = error
         .into_inner()
         .downcast_ref::<tungstenite::Error>()

@@ -6,9 +6,11 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod close;
+pub mod cluster;
 pub mod compaction;
 pub mod config;
 pub mod connection;
+pub mod hocuspocus;
 pub mod journal;
 pub mod metrics;
 pub mod outbox;
@@ -49,6 +51,10 @@ pub enum ServeError {
     #[error("authentication is misconfigured: {0}")]
     Auth(#[from] auth::AuthSetupError),
     #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
+    #[error("scale-out (REDIS_URL) needs PostgreSQL: an SQLite file belongs to one process")]
+    ClusterNeedsPostgres,
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
@@ -60,7 +66,19 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let state = AppState::new(&config, storage, shutdown.clone())?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let cluster = match &config.redis_url {
+        Some(url) => {
+            if !(config.database_url.starts_with("postgres://")
+                || config.database_url.starts_with("postgresql://"))
+            {
+                return Err(ServeError::ClusterNeedsPostgres);
+            }
+            Some(cluster::Cluster::start(url, metrics.clone(), shutdown.clone()).await?)
+        }
+        None => None,
+    };
+    let state = AppState::new(&config, storage, metrics, cluster, shutdown.clone())?;
     let app = router(state.clone());
     // axum's graceful shutdown covers plain HTTP only; upgraded sockets watch `shutdown`
     // themselves and are awaited in `drain`.

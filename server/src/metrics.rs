@@ -18,6 +18,10 @@ pub enum MessageKind {
     awareness,
     query_awareness,
     auth,
+    /// Hocuspocus only: acknowledgements of stored (or refused) updates.
+    sync_status,
+    /// Hocuspocus only: stateless messages.
+    stateless,
 }
 
 impl MessageKind {
@@ -67,6 +71,11 @@ pub struct Metrics {
     pub read_only_refusals: Counter,
     /// Requests and WebSocket messages delayed or refused by a rate limit, by where.
     pub rate_limited: Family<ReasonLabel, Counter>,
+    pub cluster_messages_received: Counter,
+    pub cluster_publish_dropped: Counter,
+    pub cluster_receive_dropped: Counter,
+    pub cluster_resubscribes: Counter,
+    pub cluster_catch_ups: Counter,
 }
 
 impl Metrics {
@@ -90,6 +99,11 @@ impl Metrics {
         let rooms_unloaded = Counter::default();
         let read_only_refusals = Counter::default();
         let rate_limited = Family::default();
+        let cluster_messages_received = Counter::default();
+        let cluster_publish_dropped = Counter::default();
+        let cluster_receive_dropped = Counter::default();
+        let cluster_resubscribes = Counter::default();
+        let cluster_catch_ups = Counter::default();
         registry.register("rooms_open", "Rooms held in memory", rooms_open.clone());
         registry.register("connections_open", "Open WebSocket connections", connections_open.clone());
         registry.register("messages_received", "y-protocols messages received", messages_in.clone());
@@ -132,6 +146,31 @@ impl Metrics {
             "Requests or messages held back by a rate limit",
             rate_limited.clone(),
         );
+        registry.register(
+            "cluster_messages_received",
+            "Messages from other instances delivered to rooms here",
+            cluster_messages_received.clone(),
+        );
+        registry.register(
+            "cluster_publish_dropped",
+            "Messages for other instances dropped because the publish queue was full",
+            cluster_publish_dropped.clone(),
+        );
+        registry.register(
+            "cluster_receive_dropped",
+            "Messages from other instances dropped because a room's queue was full",
+            cluster_receive_dropped.clone(),
+        );
+        registry.register(
+            "cluster_resubscribes",
+            "Redis subscriptions re-established",
+            cluster_resubscribes.clone(),
+        );
+        registry.register(
+            "cluster_catch_ups",
+            "Rooms that caught up from the store",
+            cluster_catch_ups.clone(),
+        );
         Self {
             registry,
             rooms_open,
@@ -152,6 +191,11 @@ impl Metrics {
             rooms_unloaded,
             read_only_refusals,
             rate_limited,
+            cluster_messages_received,
+            cluster_publish_dropped,
+            cluster_receive_dropped,
+            cluster_resubscribes,
+            cluster_catch_ups,
         }
     }
 

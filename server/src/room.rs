@@ -8,7 +8,7 @@
 //! serving: its clients are disconnected and reconnect to a fresh load, rather than being
 //! served a document that disagrees with the store.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use dojo_store::{DocumentStore, StoreError};
 use dojo_sync_protocol::codec::{encode_message, encode_sync_step1, encode_sync_step2, encode_update};
+use dojo_sync_protocol::hocuspocus;
 use dojo_sync_protocol::update::apply_client_update;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -24,6 +25,7 @@ use yrs::sync::{Awareness, AwarenessUpdate, Message, SyncMessage};
 use yrs::{ClientID, Doc, ReadTxn, Transact};
 
 use crate::close::{CloseReason, Disconnect};
+use crate::cluster::{Cluster, ClusterMessage, InstanceId};
 use crate::compaction::{self, CompactionPolicy};
 use crate::journal::{Journal, WriteError};
 use crate::metrics::{MessageKind, Metrics};
@@ -44,6 +46,16 @@ const MAX_PENDING_BYTES: usize = 1024 * 1024;
 /// `Awareness` from the live states, so connection churn cannot grow memory without bound.
 const MAX_AWARENESS_TOMBSTONES: usize = 1024;
 
+/// How long a gap in the store sequences received from other instances may stay open (their
+/// messages can arrive out of order) before the room catches up from the store.
+const GAP_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a room in a cluster checks the store for changes it never heard of (a publish that
+/// was dropped with nothing after it), and expires presence of clients on dead instances.
+const CLUSTER_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// Presence from another instance not renewed for this long is removed (clients renew every
+/// 15 s; the reference server times them out after 30 s).
+const REMOTE_PRESENCE_TIMEOUT: Duration = Duration::from_secs(40);
+
 pub enum RoomCommand {
     Join(Peer),
     Messages {
@@ -52,6 +64,13 @@ pub enum RoomCommand {
     },
     Leave {
         conn: ConnId,
+    },
+    /// A Hocuspocus stateless message (a whole `5 • varString` body): relayed to the room's
+    /// other Hocuspocus peers, never stored. y-protocols has no such message, so y-websocket
+    /// peers get nothing.
+    Stateless {
+        conn: ConnId,
+        body: Bytes,
     },
     /// Make the canvas equal to `snapshot` (a v1 update holding a whole old document), as a
     /// normal, stored and broadcast change. Answered once the change is stored.
@@ -70,6 +89,10 @@ pub enum RoomCommand {
         update: Vec<u8>,
         done: oneshot::Sender<Result<(), ApplyError>>,
     },
+    /// From another instance, through Redis.
+    Remote(ClusterMessage),
+    /// Messages from other instances may have been missed: catch up from the store.
+    CatchUp,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +120,21 @@ pub struct Peer {
     pub disconnect: Disconnect,
     /// Read-only peers get the document and presence; their document changes are refused.
     pub can_write: bool,
+    pub protocol: PeerProtocol,
+}
+
+/// What a peer's client speaks; the room's frames are y-protocols frames either way (the
+/// Hocuspocus socket puts the document name in front of each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PeerProtocol {
+    /// y-websocket: step 1 on join; an update counts as saved when its echo arrives; a refused
+    /// edit is answered with y-protocols' permission-denied.
+    #[default]
+    YWebsocket,
+    /// `@hocuspocus/provider`: the server's step 1 goes out in answer to the client's; every
+    /// update and step 2 is acknowledged with SyncStatus(1) once it is stored (its unsynced-
+    /// changes counter relies on it), or SyncStatus(0) when refused as read-only.
+    Hocuspocus,
 }
 
 /// A cheap, cloneable address of a room actor.
@@ -116,6 +154,18 @@ impl RoomHandle {
         self.tx.same_channel(&other.tx)
     }
 
+    /// Queues without waiting; a full or closed queue gives the command back.
+    pub fn try_send(&self, command: RoomCommand) -> Result<(), RoomCommand> {
+        self.tx.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => c,
+        })
+    }
+
+    /// An address that does not keep the room loaded (it does not count in `holders`).
+    pub fn downgrade(&self) -> WeakRoomHandle {
+        WeakRoomHandle { tx: self.tx.downgrade() }
+    }
+
     /// A room's address and the queue its actor reads.
     pub fn channel(capacity: usize) -> (RoomHandle, mpsc::Receiver<RoomCommand>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
@@ -125,6 +175,21 @@ impl RoomHandle {
     /// How many copies of this address exist (the registry's, the room's own, connections').
     pub fn holders(&self) -> usize {
         self.tx.strong_count()
+    }
+}
+
+/// A room's address that does not keep it alive: for the cluster's subscriber.
+#[derive(Clone)]
+pub struct WeakRoomHandle {
+    tx: mpsc::WeakSender<RoomCommand>,
+}
+
+impl WeakRoomHandle {
+    pub fn try_send(&self, command: RoomCommand) -> Result<(), RoomCommand> {
+        match self.tx.upgrade() {
+            Some(tx) => RoomHandle { tx }.try_send(command),
+            None => Err(command),
+        }
     }
 }
 
@@ -160,6 +225,10 @@ struct PeerState {
     can_write: bool,
     /// A read-only client is told once that its edits are refused, not on every keystroke.
     told_read_only: bool,
+    protocol: PeerProtocol,
+    /// Hocuspocus updates from this peer held back for missing dependencies: acknowledged
+    /// with the peer's next update that leaves nothing held back (they are stored then).
+    held_acks: usize,
 }
 
 pub struct Room {
@@ -185,6 +254,16 @@ pub struct Room {
     slot: Arc<RoomSlot>,
     /// Set when the document must be rebuilt from the store (see `MAX_PENDING_BYTES`).
     reload: bool,
+    cluster: Option<Arc<Cluster>>,
+    /// Store sequence up to which the document holds every stored change (own and others').
+    seen_seq: i64,
+    /// Ranges stored elsewhere that arrived ahead of a missing one: first → last.
+    ahead: BTreeMap<i64, i64>,
+    /// Since when `ahead` has been waiting for the missing range.
+    gap_since: Option<Instant>,
+    catch_up: Option<tokio::task::JoinHandle<Result<Option<dojo_store::StoredDocument>, StoreError>>>,
+    /// Presence of clients connected to other instances: whose, and when last heard of.
+    remote_presence: HashMap<ClientID, (InstanceId, Instant)>,
 }
 
 impl Room {
@@ -195,6 +274,7 @@ impl Room {
         metrics: Arc<Metrics>,
         store: Arc<dyn DocumentStore>,
         slot: Arc<RoomSlot>,
+        cluster: Option<Arc<Cluster>>,
     ) -> Room {
         let doc = Doc::new();
         Room {
@@ -214,6 +294,12 @@ impl Room {
             compacting: None,
             slot,
             reload: false,
+            cluster,
+            seen_seq: 0,
+            ahead: BTreeMap::new(),
+            gap_since: None,
+            catch_up: None,
+            remote_presence: HashMap::new(),
         }
     }
 
@@ -224,6 +310,12 @@ impl Room {
     /// Loads the document, then serves until the room unloads, fails, or `stop` fires (then it
     /// handles what is already queued, stores it, and returns).
     pub async fn run(mut self, mut commands: mpsc::Receiver<RoomCommand>, stop: CancellationToken) {
+        // Subscribed before loading: what other instances store meanwhile waits in the queue
+        // and applies after the load (a no-op for what the load already had).
+        let generation = self.slot.generation();
+        if let Some(cluster) = &self.cluster {
+            cluster.subscribe(&self.name, generation, self.slot.weak_handle());
+        }
         let loaded = tokio::select! {
             loaded = load(&*self.store, &self.name) => loaded,
             () = stop.cancelled() => return,
@@ -242,9 +334,16 @@ impl Room {
         // Set once the queue reports closed and drained, so that branch stops firing.
         let mut drained = false;
         let mut unload_at: Option<Instant> = None;
+        let mut cluster_check = tokio::time::interval(CLUSTER_CHECK_EVERY);
+        cluster_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
+                caught_up = join_opt(&mut self.catch_up) => {
+                    self.catch_up = None;
+                    self.on_caught_up(caught_up);
+                }
+                _ = cluster_check.tick(), if self.cluster.is_some() => self.cluster_check(),
                 written = self.journal.written(), if self.journal.is_writing() => {
                     if let Err(error) = written.map(|w| self.on_stored(w)) {
                         self.fail(&mut commands, error);
@@ -287,6 +386,9 @@ impl Room {
             }
             self.maybe_compact();
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.unsubscribe(&self.name, generation);
+        }
         if let Some(compaction) = self.compacting.take() {
             let _ = compaction.await;
         }
@@ -299,6 +401,7 @@ impl Room {
         self.awareness = Awareness::new(self.doc.clone());
         self.log_rows = load.log_rows;
         self.log_bytes = load.log_bytes;
+        self.seen_seq = load.last_seq;
     }
 
     fn on_command(&mut self, command: RoomCommand) {
@@ -325,7 +428,169 @@ impl Room {
                 }
             }
             RoomCommand::Apply { update, done } => self.apply_http_update(&update, done),
+            RoomCommand::Stateless { conn, body } => self.relay_stateless(conn, &body),
+            RoomCommand::Remote(message) => self.on_remote(message),
+            RoomCommand::CatchUp => self.start_catch_up(true),
         }
+    }
+
+    // --- Cluster: what other instances stored and their clients' presence -------------------
+
+    fn on_remote(&mut self, message: ClusterMessage) {
+        self.metrics.cluster_messages_received.inc();
+        match message {
+            ClusterMessage::Updates { first_seq, last_seq, changes, .. } => {
+                for change in &changes {
+                    // Stored already (by the instance that received it): broadcast at once.
+                    match apply_client_update(&self.doc, change) {
+                        Ok(Some(diff)) => self.broadcast(encode_update(&diff), MessageKind::update),
+                        Ok(None) => {}
+                        Err(error) => {
+                            tracing::warn!(room = %self.name, %error, "a change from another instance does not apply; catching up");
+                            self.start_catch_up(true);
+                        }
+                    }
+                }
+                self.note_stored(first_seq, last_seq);
+            }
+            ClusterMessage::Awareness { origin, frame } => self.on_remote_presence(origin, &frame),
+        }
+    }
+
+    /// Records that sequences `first..=last` are in the document.
+    fn note_stored(&mut self, first: i64, last: i64) {
+        if last > self.seen_seq {
+            if first <= self.seen_seq + 1 {
+                self.seen_seq = last;
+            } else {
+                let end = self.ahead.entry(first).or_insert(last);
+                *end = (*end).max(last);
+            }
+        }
+        self.absorb_ahead();
+    }
+
+    fn absorb_ahead(&mut self) {
+        while let Some((&first, &last)) = self.ahead.first_key_value() {
+            if first > self.seen_seq + 1 {
+                break;
+            }
+            self.seen_seq = self.seen_seq.max(last);
+            self.ahead.pop_first();
+        }
+        if self.ahead.is_empty() {
+            self.gap_since = None;
+        } else if self.gap_since.is_none() {
+            self.gap_since = Some(Instant::now());
+        }
+    }
+
+    fn on_remote_presence(&mut self, origin: InstanceId, frame: &[u8]) {
+        let limits = dojo_sync_protocol::codec::FrameLimits::default();
+        let Ok(messages) = dojo_sync_protocol::codec::decode_frame(frame, &limits) else { return };
+        for message in messages {
+            let Message::Awareness(mut update) = message else { continue };
+            // Another instance may not change the presence of our own clients.
+            update.clients.retain(|id, _| !self.owners.contains_key(id));
+            let now = Instant::now();
+            for (id, entry) in &update.clients {
+                if entry.json.as_ref() == "null" {
+                    self.remote_presence.remove(id);
+                } else {
+                    self.remote_presence.insert(*id, (origin, now));
+                }
+            }
+            if let Ok(Some(summary)) = self.awareness.apply_update_summary(update) {
+                self.tombstones += summary.removed.len();
+                if let Some(frame) = self.encode_awareness(summary.all_changes()) {
+                    let failed = self.fan_out(&frame, MessageKind::awareness);
+                    self.evict(failed);
+                }
+            }
+        }
+        self.compact_awareness();
+    }
+
+    fn cluster_check(&mut self) {
+        if self.gap_since.is_some_and(|since| since.elapsed() >= GAP_TIMEOUT) {
+            self.start_catch_up(true);
+        } else if !self.peers.is_empty() {
+            self.start_catch_up(false);
+        }
+        // Presence of clients whose instance died or went silent.
+        let cluster = self.cluster.clone();
+        let expired: Vec<ClientID> = self
+            .remote_presence
+            .iter()
+            .filter(|(_, (origin, heard))| {
+                heard.elapsed() >= REMOTE_PRESENCE_TIMEOUT
+                    || cluster.as_ref().is_some_and(|c| !c.is_live(*origin))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        for id in &expired {
+            self.remote_presence.remove(id);
+            self.awareness.remove_state(*id);
+            self.tombstones += 1;
+        }
+        if let Some(frame) = self.encode_awareness(expired) {
+            self.broadcast(frame, MessageKind::awareness);
+        }
+        self.compact_awareness();
+    }
+
+    /// Reads the store in the background: `always` loads the document; otherwise only when
+    /// the store holds sequences the room has not seen (one cheap query).
+    fn start_catch_up(&mut self, always: bool) {
+        if self.catch_up.is_some() {
+            return;
+        }
+        let (store, room, seen) = (self.store.clone(), self.name.clone(), self.seen_seq);
+        self.catch_up = Some(tokio::spawn(async move {
+            if !always && store.append(room.as_str(), &[]).await? <= seen {
+                return Ok(None);
+            }
+            store.load(room.as_str()).await.map(Some)
+        }));
+    }
+
+    fn on_caught_up(
+        &mut self,
+        result: Result<Result<Option<dojo_store::StoredDocument>, StoreError>, String>,
+    ) {
+        let stored = match result {
+            Ok(Ok(Some(stored))) => stored,
+            Ok(Ok(None)) => return,
+            Ok(Err(error)) => {
+                tracing::warn!(room = %self.name, %error, "catching up from the store failed; will retry");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(room = %self.name, %error, "catching up from the store failed; will retry");
+                return;
+            }
+        };
+        self.metrics.cluster_catch_ups.inc();
+        let last = stored
+            .updates
+            .last()
+            .map(|u| u.seq)
+            .or(stored.snapshot.as_ref().map(|s| s.covers_seq))
+            .unwrap_or(0);
+        let parts = stored.snapshot.iter().map(|s| &s.data).chain(stored.updates.iter().map(|u| &u.data));
+        for part in parts {
+            match apply_client_update(&self.doc, part) {
+                Ok(Some(diff)) => self.broadcast(encode_update(&diff), MessageKind::update),
+                Ok(None) => {}
+                Err(error) => tracing::error!(room = %self.name, %error, "a stored change does not apply"),
+            }
+        }
+        self.seen_seq = self.seen_seq.max(last);
+        self.ahead.retain(|_, end| *end > last);
+        self.absorb_ahead();
     }
 
     fn apply_http_update(&mut self, update: &[u8], done: oneshot::Sender<Result<(), ApplyError>>) {
@@ -359,6 +624,19 @@ impl Room {
 
     /// A batch is stored: now everyone may see it.
     fn on_stored(&mut self, written: crate::journal::Written<AfterStore>) {
+        if !written.changes.is_empty() {
+            let first = written.last_seq - written.changes.len() as i64 + 1;
+            self.note_stored(first, written.last_seq);
+            if let Some(cluster) = &self.cluster {
+                let message = ClusterMessage::Updates {
+                    origin: cluster.instance(),
+                    first_seq: first,
+                    last_seq: written.last_seq,
+                    changes: written.changes.clone(),
+                };
+                cluster.publish(&self.name, &message);
+            }
+        }
         self.metrics.persisted_updates.inc_by(written.changes.len() as u64);
         self.metrics.persisted_batches.inc();
         self.log_rows += written.changes.len();
@@ -435,7 +713,12 @@ impl Room {
                 RoomCommand::Apply { done, .. } => {
                     let _ = done.send(Err(ApplyError::NotStored));
                 }
-                RoomCommand::Messages { .. } | RoomCommand::Leave { .. } | RoomCommand::State { .. } => {}
+                RoomCommand::Messages { .. }
+                | RoomCommand::Stateless { .. }
+                | RoomCommand::Leave { .. }
+                | RoomCommand::State { .. }
+                | RoomCommand::Remote(_)
+                | RoomCommand::CatchUp => {}
             }
         }
     }
@@ -499,12 +782,17 @@ impl Room {
                 awareness_ids: HashSet::new(),
                 can_write: peer.can_write,
                 told_read_only: false,
+                protocol: peer.protocol,
+                held_acks: 0,
             },
         );
         // As the reference server does: our step 1 first, then (a separate frame, since clients
-        // before y-websocket v4 read only a frame's first message) everyone's presence.
-        let step1 = encode_sync_step1(&self.doc.transact().state_vector());
-        self.send_to(conn, step1, MessageKind::sync_step1);
+        // before y-websocket v4 read only a frame's first message) everyone's presence. The
+        // Hocuspocus server sends only presence; its step 1 answers the client's.
+        if peer.protocol == PeerProtocol::YWebsocket {
+            let step1 = encode_sync_step1(&self.doc.transact().state_vector());
+            self.send_to(conn, step1, MessageKind::sync_step1);
+        }
         if let Some(frame) = self.encode_awareness(self.live_awareness_ids()) {
             self.send_to(conn, frame, MessageKind::awareness);
         }
@@ -513,6 +801,15 @@ impl Room {
     fn handle(&mut self, conn: ConnId, message: Message) {
         match message {
             Message::Sync(SyncMessage::SyncStep1(state_vector)) => {
+                if self.protocol_of(conn) == Some(PeerProtocol::Hocuspocus) {
+                    // Hocuspocus answers a step 1 with its own step 1, then the step 2. Queued
+                    // behind unstored changes like the step 2, so the two keep their order.
+                    let step1 = Bytes::from(encode_sync_step1(&self.doc.transact().state_vector()));
+                    let frame = AfterStore::Frame { conn, frame: step1, kind: MessageKind::sync_step1 };
+                    if let Some(frame) = self.journal.after_durable(frame) {
+                        self.release(frame);
+                    }
+                }
                 let missing = self.doc.transact().encode_state_as_update_v1(&state_vector);
                 let frame = Bytes::from(encode_sync_step2(&missing));
                 // The reply may carry changes not stored yet: it waits until they are.
@@ -545,6 +842,15 @@ impl Room {
     fn refuse_read_only(&mut self, conn: ConnId, update: &[u8]) {
         self.metrics.read_only_refusals.inc();
         let Some(peer) = self.peers.get_mut(&conn) else { return };
+        if peer.protocol == PeerProtocol::Hocuspocus {
+            // As the Hocuspocus server does: SyncStatus(0) for a change that is refused, (1) for
+            // one that holds nothing new (a read-only client's routine step 2), so its unsynced
+            // counter stays up exactly while it holds edits the server did not take.
+            let applied = !dojo_sync_protocol::update::would_change(&self.doc, update);
+            let frame = Bytes::copy_from_slice(&hocuspocus::sync_status_body(applied));
+            self.send_to(conn, frame, MessageKind::sync_status);
+            return;
+        }
         if peer.told_read_only || !dojo_sync_protocol::update::would_change(&self.doc, update) {
             return;
         }
@@ -565,8 +871,57 @@ impl Room {
             Err(error) => {
                 tracing::warn!(room = %self.name, conn, %error, "refused a client update");
                 self.evict(vec![(conn, Some(CloseReason::InvalidPayload(error.to_string())))]);
+                return;
             }
         }
+        self.acknowledge(conn);
+    }
+
+    /// Hocuspocus peers learn that their update is saved: SyncStatus(1), released once
+    /// everything applied so far (this update included) is stored, in the same `on_stored` as
+    /// its broadcast. An update yrs holds back for missing dependencies is not stored yet, so
+    /// its acknowledgement waits for an update of the peer's that leaves nothing held back.
+    fn acknowledge(&mut self, conn: ConnId) {
+        let nothing_held = dojo_sync_protocol::update::pending_bytes(&self.doc) == 0;
+        let Some(peer) = self.peers.get_mut(&conn) else { return };
+        if peer.protocol != PeerProtocol::Hocuspocus {
+            return;
+        }
+        if !nothing_held {
+            peer.held_acks += 1;
+            return;
+        }
+        let acks = std::mem::take(&mut peer.held_acks) + 1;
+        for _ in 0..acks {
+            let frame = Bytes::copy_from_slice(&hocuspocus::sync_status_body(true));
+            let ack = AfterStore::Frame { conn, frame, kind: MessageKind::sync_status };
+            if let Some(ack) = self.journal.after_durable(ack) {
+                self.release(ack);
+            }
+        }
+    }
+
+    fn protocol_of(&self, conn: ConnId) -> Option<PeerProtocol> {
+        self.peers.get(&conn).map(|peer| peer.protocol)
+    }
+
+    /// Relays a stateless message to the room's other Hocuspocus peers.
+    fn relay_stateless(&mut self, conn: ConnId, body: &Bytes) {
+        if !self.peers.contains_key(&conn) || self.refused.contains(&conn) {
+            return;
+        }
+        let mut failed = Vec::new();
+        for (other, peer) in &self.peers {
+            if *other == conn || peer.protocol != PeerProtocol::Hocuspocus {
+                continue;
+            }
+            match peer.outbox.push(body.clone()) {
+                Ok(()) => self.metrics.record_out(MessageKind::stateless, body.len()),
+                Err(PushError::Full) => failed.push((*other, Some(CloseReason::SlowConsumer))),
+                Err(PushError::Closed) => {}
+            }
+        }
+        self.evict(failed);
     }
 
     fn bound_pending(&mut self, conn: ConnId) {
@@ -614,9 +969,17 @@ impl Room {
         // Renewals count as changes (they are in `updated`): relaying them is what keeps every
         // other client from timing this one out after 30 s.
         if let Some(frame) = self.encode_awareness(summary.all_changes()) {
+            self.publish_presence(&frame);
             self.broadcast(frame, MessageKind::awareness);
         }
         self.compact_awareness();
+    }
+
+    fn publish_presence(&self, frame: &Bytes) {
+        if let Some(cluster) = &self.cluster {
+            let message = ClusterMessage::Awareness { origin: cluster.instance(), frame: frame.clone() };
+            cluster.publish(&self.name, &message);
+        }
     }
 
     fn live_awareness_ids(&self) -> Vec<ClientID> {
@@ -701,6 +1064,7 @@ impl Room {
                 }
             }
             if let Some(frame) = self.encode_awareness(removed) {
+                self.publish_presence(&frame);
                 pending.extend(self.fan_out(&frame, MessageKind::awareness));
             }
         }
@@ -713,6 +1077,8 @@ struct Loaded {
     doc: Doc,
     log_rows: usize,
     log_bytes: usize,
+    /// The highest store sequence the document contains.
+    last_seq: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -727,11 +1093,21 @@ async fn load(store: &dyn DocumentStore, room: &RoomName) -> Result<Loaded, Load
     let stored = store.load(room.as_str()).await?;
     let log_rows = stored.updates.len();
     let log_bytes = stored.updates.iter().map(|u| u.data.len()).sum();
+    let last_seq =
+        stored.updates.last().map(|u| u.seq).or(stored.snapshot.as_ref().map(|s| s.covers_seq)).unwrap_or(0);
     let doc = tokio::task::spawn_blocking(move || compaction::rebuild(&stored))
         .await
         .map_err(|e| LoadError::Corrupt(e.to_string()))?
         .map_err(LoadError::Corrupt)?;
-    Ok(Loaded { doc, log_rows, log_bytes })
+    Ok(Loaded { doc, log_rows, log_bytes, last_seq })
+}
+
+/// The task's result once it finishes; never, when there is none.
+async fn join_opt<T>(task: &mut Option<tokio::task::JoinHandle<T>>) -> Result<T, String> {
+    match task {
+        Some(task) => task.await.map_err(|e| e.to_string()),
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

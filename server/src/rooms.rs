@@ -33,6 +33,8 @@ struct Registry {
     /// Slots taken, counted separately from `open.len()` so the limit holds exactly even when
     /// different shards insert at once.
     taken: AtomicUsize,
+    /// Numbers each opening of a room (see `RoomSlot::generation`).
+    generations: std::sync::atomic::AtomicU64,
     metrics: Arc<Metrics>,
 }
 
@@ -41,6 +43,7 @@ pub struct Rooms {
     max_rooms: usize,
     settings: RoomSettings,
     store: Arc<dyn DocumentStore>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
@@ -50,6 +53,8 @@ pub struct RoomSlot {
     registry: Arc<Registry>,
     name: RoomName,
     mine: RoomHandle,
+    /// Tells this opening of the room from earlier and later ones of the same name.
+    generation: u64,
 }
 
 impl RoomSlot {
@@ -62,6 +67,15 @@ impl RoomSlot {
     /// Leaves the registry unconditionally (the room failed). Idempotent.
     pub fn release(&self) {
         self.remove(|_| true);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The room's address without keeping it loaded.
+    pub fn weak_handle(&self) -> crate::room::WeakRoomHandle {
+        self.mine.downgrade()
     }
 
     fn remove(&self, also: impl FnOnce(&RoomHandle) -> bool) -> bool {
@@ -83,12 +97,19 @@ impl Rooms {
         settings: RoomSettings,
         metrics: Arc<Metrics>,
         store: Arc<dyn DocumentStore>,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> Self {
         Self {
-            registry: Arc::new(Registry { open: DashMap::new(), taken: AtomicUsize::new(0), metrics }),
+            registry: Arc::new(Registry {
+                open: DashMap::new(),
+                taken: AtomicUsize::new(0),
+                generations: std::sync::atomic::AtomicU64::new(1),
+                metrics,
+            }),
             max_rooms,
             settings,
             store,
+            cluster,
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
         }
@@ -131,14 +152,20 @@ impl Rooms {
     fn start(&self, name: RoomName) -> RoomHandle {
         let (handle, commands) = RoomHandle::channel(self.settings.queue);
         // The slot holds the room's only own copy of its address (see `release_if_unused`).
-        let slot =
-            Arc::new(RoomSlot { registry: self.registry.clone(), name: name.clone(), mine: handle.clone() });
+        let generation = self.registry.generations.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(RoomSlot {
+            registry: self.registry.clone(),
+            name: name.clone(),
+            mine: handle.clone(),
+            generation,
+        });
         let room = Room::new(
             name.clone(),
             self.settings,
             self.registry.metrics.clone(),
             self.store.clone(),
             slot.clone(),
+            self.cluster.clone(),
         );
         let stop = self.stop.clone();
         let span = tracing::info_span!("room", room = %name);

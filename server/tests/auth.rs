@@ -231,10 +231,10 @@ async fn a_read_only_collaborators_edits_reach_no_one_and_are_not_stored(backend
         .expect("send");
     let denied = tokio::time::timeout(WAIT, async {
         while let Some(Ok(message)) = socket.next().await {
-            if let WsMessage::Binary(frame) = message {
-                if frame.starts_with(&[2, 0]) {
-                    return String::from_utf8_lossy(&frame[3..]).into_owned();
-                }
+            if let WsMessage::Binary(frame) = message
+                && frame.starts_with(&[2, 0])
+            {
+                return String::from_utf8_lossy(&frame[3..]).into_owned();
             }
         }
         panic!("the socket ended without a permission-denied message");

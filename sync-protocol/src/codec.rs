@@ -60,7 +60,7 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    fn from_read(err: ReadError) -> Self {
+    pub(crate) fn from_read(err: ReadError) -> Self {
         match err {
             ReadError::EndOfBuffer(_) => DecodeError::Truncated,
             ReadError::InvalidVarInt => DecodeError::BadVarInt,
@@ -103,33 +103,8 @@ fn decode_one(decoder: &mut Cursor) -> Result<Message, DecodeError> {
     // Read the tag as u64 so that any varint (not just < 256) gets a precise "unknown type".
     let tag: u64 = decoder.read_var().map_err(read)?;
     match tag {
-        t if t == u64::from(MSG_SYNC) => {
-            let sub: u64 = decoder.read_var().map_err(read)?;
-            let payload = decoder.read_buf().map_err(read)?;
-            let msg = match sub {
-                0 => {
-                    // Entry: client id and clock varints.
-                    check_entry_count::<u32>(payload, 2)?;
-                    SyncMessage::SyncStep1(StateVector::decode_v1(payload).map_err(read)?)
-                }
-                1 => SyncMessage::SyncStep2(payload.to_vec()),
-                2 => SyncMessage::Update(payload.to_vec()),
-                other => return Err(DecodeError::UnknownSyncType(other)),
-            };
-            Ok(Message::Sync(msg))
-        }
-        t if t == u64::from(MSG_AWARENESS) => {
-            let payload = decoder.read_buf().map_err(read)?;
-            // Entry: client id and clock varints, then the state's length prefix.
-            check_entry_count::<usize>(payload, 3)?;
-            let update = AwarenessUpdate::decode_v1(payload).map_err(read)?;
-            for (client, entry) in &update.clients {
-                if serde_json::from_str::<serde::de::IgnoredAny>(&entry.json).is_err() {
-                    return Err(DecodeError::BadAwarenessJson { client: client.get() });
-                }
-            }
-            Ok(Message::Awareness(update))
-        }
+        t if t == u64::from(MSG_SYNC) => Ok(Message::Sync(decode_sync(decoder)?)),
+        t if t == u64::from(MSG_AWARENESS) => Ok(Message::Awareness(decode_awareness(decoder)?)),
         t if t == u64::from(MSG_AUTH) => {
             let sub: u64 = decoder.read_var().map_err(read)?;
             let reason = if sub == 0 { Some(decoder.read_string().map_err(read)?.to_owned()) } else { None };
@@ -138,6 +113,39 @@ fn decode_one(decoder: &mut Cursor) -> Result<Message, DecodeError> {
         t if t == u64::from(MSG_QUERY_AWARENESS) => Ok(Message::AwarenessQuery),
         other => Err(DecodeError::UnknownMessageType(other)),
     }
+}
+
+/// Reads a sync message's body (`varUint sub-type • varUint8Array payload`), the part after the
+/// message type. Shared with the Hocuspocus codec, whose sync messages carry the same body.
+pub(crate) fn decode_sync(decoder: &mut Cursor) -> Result<SyncMessage, DecodeError> {
+    let read = DecodeError::from_read;
+    let sub: u64 = decoder.read_var().map_err(read)?;
+    let payload = decoder.read_buf().map_err(read)?;
+    Ok(match sub {
+        0 => {
+            // Entry: client id and clock varints.
+            check_entry_count::<u32>(payload, 2)?;
+            SyncMessage::SyncStep1(StateVector::decode_v1(payload).map_err(read)?)
+        }
+        1 => SyncMessage::SyncStep2(payload.to_vec()),
+        2 => SyncMessage::Update(payload.to_vec()),
+        other => return Err(DecodeError::UnknownSyncType(other)),
+    })
+}
+
+/// Reads an awareness message's body (`varUint8Array update`), checking every state is JSON.
+pub(crate) fn decode_awareness(decoder: &mut Cursor) -> Result<AwarenessUpdate, DecodeError> {
+    let read = DecodeError::from_read;
+    let payload = decoder.read_buf().map_err(read)?;
+    // Entry: client id and clock varints, then the state's length prefix.
+    check_entry_count::<usize>(payload, 3)?;
+    let update = AwarenessUpdate::decode_v1(payload).map_err(read)?;
+    for (client, entry) in &update.clients {
+        if serde_json::from_str::<serde::de::IgnoredAny>(&entry.json).is_err() {
+            return Err(DecodeError::BadAwarenessJson { client: client.get() });
+        }
+    }
+    Ok(update)
 }
 
 /// Refuses a payload whose leading count declares more entries than its bytes can hold.

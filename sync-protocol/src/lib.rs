@@ -11,6 +11,7 @@
 
 pub mod canvas;
 pub mod codec;
+pub mod hocuspocus;
 pub mod update;
 
 pub use codec::{

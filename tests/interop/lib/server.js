@@ -111,7 +111,7 @@ export class DojoServer {
  * @param {{ args?: string[], env?: Record<string,string> }} [opts]
  * @returns {Promise<DojoServer>}
  */
-export async function startServer ({ args = [], env = {} } = {}) {
+export async function startServer ({ args = [], env = {}, databaseUrl } = {}) {
   const bin = serverBinary()
   if (!existsSync(bin)) {
     throw new Error(
@@ -120,8 +120,10 @@ export async function startServer ({ args = [], env = {} } = {}) {
       'or point DOJO_SERVER_BIN at it.')
   }
   // Each server stores in a fresh SQLite file of its own, removed when the process exits.
+  // A test that restarts a server on the same store passes its own `databaseUrl` (and owns it).
   const dataDir = mkdtempSync(join(tmpdir(), 'dojo-interop-'))
-  const child = spawn(bin, ['--addr', '127.0.0.1:0', '--database-url', `sqlite:${join(dataDir, 'dojo.db')}`, ...args], {
+  const dbUrl = databaseUrl ?? `sqlite:${join(dataDir, 'dojo.db')}`
+  const child = spawn(bin, ['--addr', '127.0.0.1:0', '--database-url', dbUrl, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env }
   })

@@ -1,0 +1,588 @@
+//! `GET /collab`: the endpoint for stock `@hocuspocus/provider` (4.x) clients.
+//!
+//! One socket carries several documents. Every frame names its document (see
+//! `dojo_sync_protocol::hocuspocus`); each document is authenticated on its own with the
+//! provider's token message, checked with the same rules as `/rooms` (`Auth::authenticate`,
+//! then `room_permission`), and then joins its room as a peer of its own (own connection id,
+//! own outbox), next to y-websocket clients of the same room. The room sends y-protocols
+//! frames; the writer puts the document's name in front of each, which makes them Hocuspocus
+//! frames (sync, awareness and the room's SyncStatus / stateless bodies share the layout).
+//!
+//! Frames for a document that arrive before its token message are queued, bounded per socket
+//! (documents, messages and bytes; the Hocuspocus server's own defaults), and handled in order
+//! once it is authenticated. The token is checked inline: frames behind it wait (TCP
+//! back-pressure), so nothing else buffers during a slow check.
+//!
+//! Failures close the whole socket, never a room or another client: a malformed frame (4205),
+//! a frame over the size limit (1009), an expired token (4401), or whatever the room closes one
+//! of its documents for (slow reader 1013, invalid update 1007…). The provider reconnects and
+//! resyncs every document of the socket. A refused token is not a failure of the socket: the
+//! document gets PermissionDenied and the others carry on, as with the Hocuspocus server.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use axum::extract::{RawQuery, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use dojo_sync_protocol::hocuspocus::{
+    self, AuthMessage, Frame, HocuspocusError, HocuspocusLimits, Message as HocusMessage, Scope,
+};
+use futures_util::stream::{BoxStream, SelectAll, SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::time::Instant;
+use tracing::Instrument;
+use yrs::sync::Message as YMessage;
+
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::close::{CloseReason, Disconnect};
+use crate::metrics::{MessageKind, ReasonLabel};
+use crate::outbox::{self, OutboxReceiver};
+use crate::room::{ConnId, Peer, PeerProtocol, RoomCommand, RoomHandle};
+use crate::room_name::RoomName;
+
+/// Documents whose token message has not arrived yet, per socket (Hocuspocus'
+/// `maxPendingDocuments`).
+pub const MAX_PENDING_DOCUMENTS: usize = 100;
+/// Frames queued before their document's token message, per socket (Hocuspocus'
+/// `maxUnauthenticatedQueueMessages`).
+pub const MAX_QUEUED_MESSAGES: usize = 1000;
+/// Bytes of such frames, per socket (Hocuspocus' `maxUnauthenticatedQueueSize`).
+pub const MAX_QUEUED_BYTES: usize = 5 * 1024 * 1024;
+/// Open documents per socket; one more is refused with PermissionDenied.
+pub const MAX_DOCUMENTS: usize = 256;
+/// Largest stateless payload; a bigger one closes the socket with 1009.
+pub const MAX_STATELESS_BYTES: usize = 64 * 1024;
+/// Stateless messages per second one socket may send (a burst of twice that); beyond it they
+/// are read later, so TCP back-pressure slows the client down and nothing is dropped.
+pub const STATELESS_PER_SECOND: u32 = 50;
+/// Frames the socket answers itself (auth replies, pongs) waiting to be written; a client
+/// that lets this fill is not reading, and is disconnected like any slow reader.
+const CONTROL_QUEUE: usize = 256;
+/// How long a close frame may take to go out before the socket is simply dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+type Limiter = governor::DefaultDirectRateLimiter;
+
+pub async fn collab_socket(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if state.shutdown_token().is_cancelled() {
+        let message = "server shutting down".to_owned();
+        return crate::app::refuse(&state, StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message);
+    }
+    let Some(permit) = state.try_connection_permit() else {
+        let message = "too many connections".to_owned();
+        return crate::app::refuse(&state, StatusCode::SERVICE_UNAVAILABLE, "too_many_connections", message);
+    };
+    // Browsers cannot set headers; the provider sends its token per document, in the protocol.
+    // A token in the URL or header is the fallback for a document whose token message is empty.
+    let fallback_token = crate::auth::bearer_token(&headers, query.as_deref());
+    let limits = state.limits().clone();
+    let socket_id = state.next_conn_id();
+    let span = tracing::info_span!("collab", socket = socket_id);
+    let collab = Collab { state: state.clone(), permit, fallback_token };
+    let connections = state.connections().clone();
+    upgrade
+        .max_message_size(limits.max_frame_bytes)
+        .max_frame_size(limits.max_frame_bytes)
+        .max_write_buffer_size(limits.max_frame_bytes.saturating_add(1024 * 1024))
+        .on_failed_upgrade(|error| tracing::debug!(%error, "websocket upgrade failed"))
+        .on_upgrade(move |socket| connections.track_future(collab.run(socket).instrument(span)))
+}
+
+struct Collab {
+    state: AppState,
+    /// Held for the socket's lifetime: one socket counts once against the connection limit,
+    /// however many documents it carries.
+    permit: OwnedSemaphorePermit,
+    fallback_token: Option<String>,
+}
+
+/// One document of the socket, by routing key (the name as the client sent it).
+enum Document {
+    /// Frames that came before the token message, in order, with their sizes.
+    Pending {
+        queue: Vec<(HocusMessage, usize)>,
+    },
+    Open(OpenDocument),
+}
+
+struct OpenDocument {
+    conn: ConnId,
+    room: RoomHandle,
+    expires_at: Option<Instant>,
+    user: Option<String>,
+}
+
+/// The reader's state: everything the socket's documents need.
+struct Reader {
+    state: AppState,
+    fallback_token: Option<String>,
+    documents: HashMap<String, Document>,
+    queued_messages: usize,
+    queued_bytes: usize,
+    control: mpsc::Sender<Bytes>,
+    outboxes: mpsc::Sender<BoxStream<'static, Bytes>>,
+    disconnect: Disconnect,
+    stateless: Limiter,
+    /// Set once a provider announces version 4 or later, which answers the bare Ping.
+    app_ping: Arc<AtomicBool>,
+}
+
+impl Collab {
+    async fn run(self, socket: WebSocket) {
+        let metrics = self.state.metrics().clone();
+        metrics.connections_open.inc();
+        let disconnect = Disconnect::default();
+        let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        let (outboxes, outboxes_rx) = mpsc::channel(MAX_DOCUMENTS);
+        let app_ping = Arc::new(AtomicBool::new(false));
+        let rate = NonZeroU32::new(STATELESS_PER_SECOND).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(STATELESS_PER_SECOND * 2).unwrap_or(NonZeroU32::MIN);
+        let mut reader = Reader {
+            state: self.state.clone(),
+            fallback_token: self.fallback_token,
+            documents: HashMap::new(),
+            queued_messages: 0,
+            queued_bytes: 0,
+            control,
+            outboxes,
+            disconnect: disconnect.clone(),
+            stateless: governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst)),
+            app_ping: app_ping.clone(),
+        };
+        let (sink, stream) = socket.split();
+        let writer = Writer { state: &self.state, disconnect: &disconnect, app_ping };
+        tokio::join!(reader.read(stream), writer.write(sink, control_rx, outboxes_rx));
+
+        // Rooms may already have removed a document (that may be why we close); telling them
+        // again is harmless and covers every other way out.
+        for document in reader.documents.into_values() {
+            if let Document::Open(open) = document {
+                let _ = open.room.send(RoomCommand::Leave { conn: open.conn }).await;
+            }
+        }
+        let reason = disconnect.reason().cloned().unwrap_or(CloseReason::PeerGone);
+        metrics.disconnects.get_or_create(&ReasonLabel { reason: reason.label() }).inc();
+        metrics.connections_open.dec();
+        tracing::debug!(code = reason.code(), reason = %reason.text(), "collab connection closed");
+        drop(self.permit);
+    }
+}
+
+impl Reader {
+    async fn read(&mut self, mut stream: SplitStream<WebSocket>) {
+        let limits = self.state.limits().clone();
+        let frame_limits =
+            HocuspocusLimits { max_frame_bytes: limits.max_frame_bytes, ..HocuspocusLimits::default() };
+        let idle = limits.idle_timeout();
+        let shutdown = self.state.shutdown_token().clone();
+        loop {
+            let expires_at = self.earliest_expiry();
+            let next = tokio::select! {
+                () = self.disconnect.triggered() => return,
+                () = shutdown.cancelled() => {
+                    self.disconnect.trigger(CloseReason::ShuttingDown);
+                    return;
+                }
+                () = sleep_until(expires_at) => {
+                    self.disconnect.trigger(CloseReason::TokenExpired);
+                    return;
+                }
+                next = tokio::time::timeout(idle, stream.next()) => next,
+            };
+            let frame = match next {
+                Err(_) => Err(CloseReason::IdleTimeout),
+                Ok(None) | Ok(Some(Ok(WsMessage::Close(_)))) => Err(CloseReason::PeerGone),
+                Ok(Some(Err(error))) => Err(crate::connection::read_error_reason(error)),
+                Ok(Some(Ok(WsMessage::Text(_)))) => Err(CloseReason::TextFrame),
+                Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
+                Ok(Some(Ok(WsMessage::Binary(frame)))) => Ok(frame),
+            };
+            let outcome = match frame {
+                Ok(frame) => match hocuspocus::decode_frame(&frame, &frame_limits) {
+                    Ok(decoded) => self.on_frame(decoded, frame.len()).await,
+                    Err(error) => {
+                        tracing::info!(%error, "closing a collab connection that sent an invalid frame");
+                        Err(decode_error_reason(&error))
+                    }
+                },
+                Err(reason) => Err(reason),
+            };
+            if let Err(reason) = outcome {
+                self.disconnect.trigger(reason);
+                return;
+            }
+        }
+    }
+
+    fn earliest_expiry(&self) -> Option<Instant> {
+        self.documents
+            .values()
+            .filter_map(|document| match document {
+                Document::Open(open) => open.expires_at,
+                Document::Pending { .. } => None,
+            })
+            .min()
+    }
+
+    async fn on_frame(&mut self, frame: Frame, size: usize) -> Result<(), CloseReason> {
+        let (key, message) = match frame {
+            Frame::Ping => return self.control(Bytes::from_static(&[hocuspocus::MSG_PONG])),
+            Frame::Pong => return Ok(()),
+            Frame::Document { name, message } => (name, message),
+        };
+        match self.documents.get(&key) {
+            Some(Document::Open(_)) => self.dispatch(&key, message, size).await,
+            _ => match message {
+                HocusMessage::Auth(AuthMessage::Token { token, provider_version }) => {
+                    self.authenticate(key, token, provider_version).await
+                }
+                // A provider that gave up before authenticating: forget what it queued.
+                HocusMessage::Close { .. } => {
+                    self.forget_pending(&key);
+                    Ok(())
+                }
+                message => self.queue(key, message, size),
+            },
+        }
+    }
+
+    fn queue(&mut self, key: String, message: HocusMessage, size: usize) -> Result<(), CloseReason> {
+        let pending_documents =
+            self.documents.values().filter(|document| matches!(document, Document::Pending { .. })).count();
+        if !self.documents.contains_key(&key) && pending_documents >= MAX_PENDING_DOCUMENTS {
+            return Err(CloseReason::Reset(format!(
+                "more than {MAX_PENDING_DOCUMENTS} documents waiting for authentication"
+            )));
+        }
+        if self.queued_messages + 1 > MAX_QUEUED_MESSAGES || self.queued_bytes + size > MAX_QUEUED_BYTES {
+            return Err(CloseReason::Reset(format!(
+                "more than {MAX_QUEUED_MESSAGES} messages or {MAX_QUEUED_BYTES} bytes before authentication"
+            )));
+        }
+        self.queued_messages += 1;
+        self.queued_bytes += size;
+        match self.documents.entry(key).or_insert_with(|| Document::Pending { queue: Vec::new() }) {
+            Document::Pending { queue } => queue.push((message, size)),
+            Document::Open(_) => {} // not reached: open documents are dispatched, not queued
+        }
+        Ok(())
+    }
+
+    /// Removes a pending document, returning its queue.
+    fn forget_pending(&mut self, key: &str) -> Vec<(HocusMessage, usize)> {
+        match self.documents.remove(key) {
+            Some(Document::Pending { queue }) => {
+                self.queued_messages -= queue.len();
+                self.queued_bytes -= queue.iter().map(|(_, size)| size).sum::<usize>();
+                queue
+            }
+            Some(open @ Document::Open(_)) => {
+                self.documents.insert(key.to_owned(), open);
+                Vec::new()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Checks a document's token as `/rooms` checks a connection's, then opens the document:
+    /// Authenticated, join the room, and handle what was queued, in order.
+    async fn authenticate(
+        &mut self,
+        key: String,
+        token: String,
+        provider_version: Option<String>,
+    ) -> Result<(), CloseReason> {
+        let queue = self.forget_pending(&key);
+        if provider_version.as_deref().and_then(major_version).is_some_and(|major| major >= 4) {
+            self.app_ping.store(true, Ordering::Relaxed);
+        }
+        let (caller, name, scope) = match self.check(&key, token).await {
+            Ok(granted) => granted,
+            Err(reason) => {
+                tracing::info!(document = %key, %reason, "refused a collab document");
+                self.state.metrics().rejected.get_or_create(&ReasonLabel { reason: "collab_denied" }).inc();
+                let denied = HocusMessage::Auth(AuthMessage::PermissionDenied { reason });
+                return self.control(Bytes::from(hocuspocus::encode(&key, &denied)));
+            }
+        };
+        let authenticated = HocusMessage::Auth(AuthMessage::Authenticated { scope: scope.as_str().into() });
+        self.control(Bytes::from(hocuspocus::encode(&key, &authenticated)))?;
+
+        let limits = self.state.limits().clone();
+        let conn = self.state.next_conn_id();
+        let (outbox, inbox) = outbox::channel(limits.outbound_queue_frames, limits.outbound_queue_bytes);
+        // The socket's own `Disconnect`: whatever a room closes one document for closes the
+        // socket, and the provider resyncs all of them on reconnect.
+        let peer = Peer {
+            conn,
+            outbox,
+            disconnect: self.disconnect.clone(),
+            can_write: scope == Scope::ReadWrite,
+            protocol: PeerProtocol::Hocuspocus,
+        };
+        let room = self.join(&name, peer).await?;
+        let stream = prefixed(inbox, hocuspocus::name_prefix(&key));
+        if self.outboxes.try_send(stream).is_err() {
+            // Bounded by MAX_DOCUMENTS like the documents themselves; full only if the writer
+            // is gone, i.e. the socket is closing.
+            return Err(CloseReason::PeerGone);
+        }
+        let expires_at =
+            caller.identity().map(|identity| Instant::now() + Duration::from_secs(identity.seconds_left()));
+        let user = caller.user().map(|user| user.id.clone());
+        tracing::debug!(document = %key, conn, scope = scope.as_str(), "collab document open");
+        self.documents.insert(key.clone(), Document::Open(OpenDocument { conn, room, expires_at, user }));
+        for (message, size) in queue {
+            if !matches!(self.documents.get(&key), Some(Document::Open(_))) {
+                break; // a queued Close closed it again
+            }
+            self.dispatch(&key, message, size).await?;
+        }
+        Ok(())
+    }
+
+    /// The caller, room and scope for a token, or the reason the document is refused.
+    async fn check(&self, key: &str, token: String) -> Result<(Caller, RoomName, Scope), String> {
+        let open = self.documents.values().filter(|document| matches!(document, Document::Open(_))).count();
+        if open >= MAX_DOCUMENTS {
+            return Err(format!("too many documents on one connection (at most {MAX_DOCUMENTS})"));
+        }
+        let name = RoomName::parse(hocuspocus::document_name(key))
+            .map_err(|error| format!("invalid document name: {error}"))?;
+        let token = if token.is_empty() { self.fallback_token.clone() } else { Some(token) };
+        let auth = self.state.auth();
+        let caller = auth.authenticate(token.as_deref()).await.map_err(|error| error.to_string())?;
+        let permission =
+            auth.room_permission(&caller, name.as_str()).await.map_err(|error| error.to_string())?;
+        let scope = if permission.can_write() { Scope::ReadWrite } else { Scope::ReadOnly };
+        Ok((caller, name, scope))
+    }
+
+    /// Joins the room. A room that stopped between lookup and join (it failed to store, say)
+    /// is looked up again: the registry then starts a fresh one.
+    async fn join(&self, name: &RoomName, mut peer: Peer) -> Result<RoomHandle, CloseReason> {
+        for _ in 0..3 {
+            let room =
+                self.state.rooms().get_or_open(name).map_err(|e| CloseReason::Internal(e.to_string()))?;
+            match room.send(RoomCommand::Join(peer)).await {
+                Ok(()) => return Ok(room),
+                Err(RoomCommand::Join(returned)) => peer = returned,
+                Err(_) => break, // only a Join was sent
+            }
+        }
+        Err(CloseReason::Internal("room unavailable".into()))
+    }
+
+    /// Handles one message of an open document.
+    async fn dispatch(&mut self, key: &str, message: HocusMessage, size: usize) -> Result<(), CloseReason> {
+        let Some(Document::Open(open)) = self.documents.get(key) else { return Ok(()) };
+        let (conn, room, user) = (open.conn, open.room.clone(), open.user.clone());
+        let metrics = self.state.metrics().clone();
+        let command = match message {
+            HocusMessage::Sync(sync) | HocusMessage::SyncReply(sync) => {
+                let message = YMessage::Sync(sync);
+                metrics.record_in(MessageKind::of(&message), size);
+                RoomCommand::Messages { conn, messages: vec![message] }
+            }
+            HocusMessage::Awareness(update) => {
+                metrics.record_in(MessageKind::awareness, size);
+                RoomCommand::Messages { conn, messages: vec![YMessage::Awareness(update)] }
+            }
+            HocusMessage::QueryAwareness => {
+                metrics.record_in(MessageKind::query_awareness, size);
+                RoomCommand::Messages { conn, messages: vec![YMessage::AwarenessQuery] }
+            }
+            HocusMessage::Stateless(payload) => {
+                if payload.len() > MAX_STATELESS_BYTES {
+                    return Err(CloseReason::TooBig);
+                }
+                metrics.record_in(MessageKind::stateless, size);
+                if self.stateless.check().is_err() {
+                    metrics.rate_limited.get_or_create(&ReasonLabel { reason: "stateless" }).inc();
+                    tokio::select! {
+                        () = self.stateless.until_ready() => {}
+                        () = self.disconnect.triggered() => return Ok(()),
+                    }
+                }
+                RoomCommand::Stateless { conn, body: Bytes::from(hocuspocus::stateless_body(&payload)) }
+            }
+            HocusMessage::Close { .. } => {
+                self.documents.remove(key);
+                tracing::debug!(document = %key, conn, "collab document closed by the provider");
+                return self.send(&room, RoomCommand::Leave { conn }).await;
+            }
+            HocusMessage::BroadcastStateless(_) => {
+                return Err(CloseReason::Reset("BroadcastStateless is server-internal".into()));
+            }
+            // A token sent again for an open document (the Hocuspocus server's onTokenSync);
+            // the permission stays what it was, and the connection still ends at the first
+            // token's expiry. Nothing else a client may send needs an answer.
+            HocusMessage::Auth(_) | HocusMessage::SyncStatus { .. } => return Ok(()),
+        };
+        self.throttle(user.as_deref()).await;
+        self.send(&room, command).await
+    }
+
+    /// The signed-in user's frame budget, shared with their `/rooms` connections: over it,
+    /// frames are read later rather than dropped.
+    async fn throttle(&self, user: Option<&str>) {
+        let Some(user) = user else { return };
+        let limiter = self.state.ws_limiter();
+        if let Err(not_until) = limiter.check_key(&user.to_owned()) {
+            self.state.metrics().rate_limited.get_or_create(&ReasonLabel { reason: "websocket" }).inc();
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.disconnect.triggered() => {}
+            }
+        }
+    }
+
+    async fn send(&self, room: &RoomHandle, command: RoomCommand) -> Result<(), CloseReason> {
+        tokio::select! {
+            sent = room.send(command) => sent.map_err(|_| CloseReason::Internal("room unavailable".into())),
+            // Someone else closed us while we waited for the room; the reason is already set.
+            () = self.disconnect.triggered() => Ok(()),
+        }
+    }
+
+    /// Queues a frame the socket itself answers with.
+    fn control(&self, frame: Bytes) -> Result<(), CloseReason> {
+        self.control.try_send(frame).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => CloseReason::SlowConsumer,
+            mpsc::error::TrySendError::Closed(_) => CloseReason::PeerGone,
+        })
+    }
+}
+
+/// A document's outbox as a stream of Hocuspocus frames: its name, then the room's frame.
+fn prefixed(inbox: OutboxReceiver, prefix: Vec<u8>) -> BoxStream<'static, Bytes> {
+    futures_util::stream::unfold((inbox, prefix), |(mut inbox, prefix)| async move {
+        let frame = inbox.recv().await?;
+        let mut out = Vec::with_capacity(prefix.len() + frame.len());
+        out.extend_from_slice(&prefix);
+        out.extend_from_slice(&frame);
+        Some((Bytes::from(out), (inbox, prefix)))
+    })
+    .boxed()
+}
+
+struct Writer<'a> {
+    state: &'a AppState,
+    disconnect: &'a Disconnect,
+    app_ping: Arc<AtomicBool>,
+}
+
+impl Writer<'_> {
+    async fn write(
+        &self,
+        mut sink: SplitSink<WebSocket, WsMessage>,
+        mut control: mpsc::Receiver<Bytes>,
+        mut outboxes: mpsc::Receiver<BoxStream<'static, Bytes>>,
+    ) {
+        let limits = self.state.limits();
+        let shutdown = self.state.shutdown_token();
+        let mut documents: SelectAll<BoxStream<'static, Bytes>> = SelectAll::new();
+        let mut ping = tokio::time::interval(limits.ping_interval());
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await; // the first tick is immediate
+        let mut app_ping_due = false;
+        loop {
+            let message = tokio::select! {
+                biased;
+                () = self.disconnect.triggered() => break,
+                () = shutdown.cancelled() => {
+                    self.disconnect.trigger(CloseReason::ShuttingDown);
+                    break;
+                }
+                // Control frames first: a document's Authenticated goes out before anything its
+                // room sends (the room hears of the document only after it is queued).
+                Some(frame) = control.recv() => WsMessage::Binary(frame),
+                Some(stream) = outboxes.recv() => {
+                    documents.push(stream);
+                    continue;
+                }
+                Some(frame) = documents.next(), if !documents.is_empty() => WsMessage::Binary(frame),
+                () = async {}, if app_ping_due => {
+                    app_ping_due = false;
+                    WsMessage::Binary(Bytes::from_static(&[hocuspocus::MSG_PING]))
+                }
+                _ = ping.tick() => {
+                    // The provider counts only messages as signs of life (30 s), not WebSocket
+                    // pings; a 4.x provider answers the bare Ping, which keeps a document
+                    // without presence connected. Older providers would misread it.
+                    app_ping_due = self.app_ping.load(Ordering::Relaxed);
+                    WsMessage::Ping(Bytes::new())
+                }
+            };
+            // A client that stops reading blocks this send; a room notices its full queue and
+            // fires `disconnect`, which must win over the stuck send.
+            tokio::select! {
+                sent = sink.send(message) => if sent.is_err() {
+                    self.disconnect.trigger(CloseReason::PeerGone);
+                    break;
+                },
+                () = self.disconnect.triggered() => break,
+            }
+        }
+        let reason = self.disconnect.reason().cloned().unwrap_or(CloseReason::PeerGone);
+        if reason != CloseReason::PeerGone {
+            let frame = CloseFrame { code: reason.code(), reason: reason.text().into() };
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(WsMessage::Close(Some(frame)))).await;
+        }
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+    }
+}
+
+fn decode_error_reason(error: &HocuspocusError) -> CloseReason {
+    if error.is_too_large() { CloseReason::TooBig } else { CloseReason::Reset(error.to_string()) }
+}
+
+/// `"4.8.0"` → 4.
+fn major_version(version: &str) -> Option<u64> {
+    version.split('.').next()?.trim_start_matches('v').parse().ok()
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_versions_parse_to_their_major() {
+        assert_eq!(major_version("4.8.0"), Some(4));
+        assert_eq!(major_version("v3.1"), Some(3));
+        assert_eq!(major_version("unknown"), None);
+        assert_eq!(major_version(""), None);
+    }
+
+    #[test]
+    fn invalid_frames_close_with_codes_hocuspocus_clients_know() {
+        assert_eq!(decode_error_reason(&HocuspocusError::TooLarge { size: 2, limit: 1 }).code(), 1009);
+        assert_eq!(decode_error_reason(&HocuspocusError::Truncated).code(), 4205);
+    }
+}
