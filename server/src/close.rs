@@ -30,6 +30,8 @@ pub enum CloseReason {
     StorageUnavailable,
     /// The room is reloading its document from the store; reconnect at once (1012).
     Reloading,
+    /// The room's permissions changed; reconnecting checks them again (1012, as for a restart).
+    PermissionsChanged,
     /// The connection's token expired; reconnect with a fresh one (4401, the code Hocuspocus
     /// clients know as "unauthorized").
     TokenExpired,
@@ -53,6 +55,7 @@ impl CloseReason {
             Self::PeerGone => 1000,
             Self::StorageUnavailable => 1013,
             Self::Reloading => 1012,
+            Self::PermissionsChanged => 1012,
             Self::TokenExpired => 4401,
             Self::Reset(_) => 4205,
         }
@@ -75,6 +78,7 @@ impl CloseReason {
                 "storage unavailable: the room cannot be served now, reconnect later".to_owned()
             }
             Self::Reloading => "room reloading from storage: reconnect".to_owned(),
+            Self::PermissionsChanged => "permissions changed: reconnect".to_owned(),
             Self::TokenExpired => "unauthorized: the token expired, reconnect with a fresh one".to_owned(),
             Self::Reset(why) => format!("reset connection: {why}"),
         };
@@ -96,6 +100,7 @@ impl CloseReason {
             Self::PeerGone => "client_closed",
             Self::StorageUnavailable => "storage_unavailable",
             Self::Reloading => "reloading",
+            Self::PermissionsChanged => "permissions_changed",
             Self::TokenExpired => "token_expired",
             Self::Reset(_) => "reset",
         }

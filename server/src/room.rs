@@ -93,6 +93,9 @@ pub enum RoomCommand {
     Remote(ClusterMessage),
     /// Messages from other instances may have been missed: catch up from the store.
     CatchUp,
+    /// Who may do what here changed (a collaborator removed, the workflow made private or
+    /// deleted): everyone reconnects, and so is checked again.
+    PermissionsChanged,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -431,6 +434,11 @@ impl Room {
             RoomCommand::Stateless { conn, body } => self.relay_stateless(conn, &body),
             RoomCommand::Remote(message) => self.on_remote(message),
             RoomCommand::CatchUp => self.start_catch_up(true),
+            RoomCommand::PermissionsChanged => {
+                let everyone: Vec<_> =
+                    self.peers.keys().map(|conn| (*conn, Some(CloseReason::PermissionsChanged))).collect();
+                self.evict(everyone);
+            }
         }
     }
 
@@ -718,7 +726,8 @@ impl Room {
                 | RoomCommand::Leave { .. }
                 | RoomCommand::State { .. }
                 | RoomCommand::Remote(_)
-                | RoomCommand::CatchUp => {}
+                | RoomCommand::CatchUp
+                | RoomCommand::PermissionsChanged => {}
             }
         }
     }

@@ -128,6 +128,11 @@ impl Rooms {
     }
 
     /// The room's actor, started (and loading) if the room is not open yet.
+    /// The room if it is open here (never opens it).
+    pub fn get(&self, name: &RoomName) -> Option<RoomHandle> {
+        self.registry.open.get(name).map(|handle| handle.clone())
+    }
+
     pub fn get_or_open(&self, name: &RoomName) -> Result<RoomHandle, TooManyRooms> {
         if let Some(handle) = self.registry.open.get(name) {
             return Ok(handle.clone());

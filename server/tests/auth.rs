@@ -743,3 +743,37 @@ async fn dev_mode_allows_anonymous_use_and_mints_dev_identities() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn unsharing_or_deleting_ends_live_connections_and_they_cannot_return() {
+    let (server, _db) = start(Backend::Sqlite).await;
+    let api = Api::new(&server);
+    let (owner, guest) = (token_for("owner", "owner"), token_for("guest", "guest"));
+    let (workflow, room) = api.workflow(&owner, "canvas").await;
+    let guest_id = api.me(&guest).await["id"].as_str().expect("id").to_owned();
+    let share = format!("/api/workflows/{workflow}/collaborators/{guest_id}");
+    let (status, _) =
+        api.call(reqwest::Method::PUT, &share, Some(&owner), Some(json!({ "permission": "write" }))).await;
+    assert_eq!(status, StatusCode::OK);
+    let live =
+        dojo_loadtest::SyncClient::connect(&server.url_with_token(&room, &guest)).await.expect("connect");
+    live.wait_synced(WAIT).await.expect("synced");
+
+    let (status, _) = api.call(reqwest::Method::DELETE, &share, Some(&owner), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (code, reason) = live.wait_closed(WAIT).await.expect("closed").expect("a close frame");
+    assert_eq!(code, 1012, "{reason}");
+    assert_eq!(upgrade_status(&server.url_with_token(&room, &guest)).await, Some(403));
+
+    // The owner is asked to reconnect too, and gets back in; after a delete, nobody does.
+    let owner_client =
+        dojo_loadtest::SyncClient::connect(&server.url_with_token(&room, &owner)).await.expect("owner");
+    owner_client.wait_synced(WAIT).await.expect("synced");
+    let (status, _) =
+        api.call(reqwest::Method::DELETE, &format!("/api/workflows/{workflow}"), Some(&owner), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (code, _) = owner_client.wait_closed(WAIT).await.expect("closed").expect("a close frame");
+    assert_eq!(code, 1012);
+    assert_eq!(upgrade_status(&server.url_with_token(&room, &owner)).await, Some(403));
+    server.stop().await;
+}

@@ -105,6 +105,16 @@ async fn visible(
     }
 }
 
+/// Connections already open in the room were let in under the old rules: make them reconnect.
+/// (With several instances, rooms open elsewhere keep their connections until they reconnect
+/// for another reason or their tokens expire: see the README.)
+async fn revalidate_connections(state: &AppState, room: &str) {
+    let Ok(room) = room_name(room) else { return };
+    if let Some(handle) = state.rooms().get(&room) {
+        let _ = handle.send(crate::room::RoomCommand::PermissionsChanged).await;
+    }
+}
+
 async fn owned(state: &AppState, caller: &Authenticated, id: &str) -> Result<Workflow, ApiError> {
     let (workflow, permission) = visible(state, caller, id).await?;
     if permission < Permission::Admin {
@@ -182,8 +192,12 @@ pub async fn update(
     Json(body): Json<UpdateWorkflow>,
 ) -> Result<Json<WorkflowBody>, ApiError> {
     let workflow = owned(&state, &caller, &id).await?;
+    let made_private = workflow.public && body.public == Some(false);
     let patch = WorkflowPatch { title: body.title, public: body.public };
     let workflow = state.auth().accounts().update_workflow(&workflow.id, patch).await?;
+    if made_private {
+        revalidate_connections(&state, &workflow.room).await;
+    }
     Ok(Json(WorkflowBody::new(workflow, Permission::Admin)))
 }
 
@@ -198,6 +212,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let workflow = owned(&state, &caller, &id).await?;
     state.auth().accounts().delete_workflow(&workflow.id).await?;
+    revalidate_connections(&state, &workflow.room).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -219,6 +234,10 @@ pub async fn set_collaborator(
         .parse()
         .map_err(|e: dojo_auth::UnknownPermission| ApiError::BadRequest(e.to_string()))?;
     let collaborator = state.auth().accounts().set_collaborator(&workflow.id, &user, permission).await?;
+    if permission == CollaboratorPermission::Read {
+        // Possibly a downgrade from write: a live write connection must not keep writing.
+        revalidate_connections(&state, &workflow.room).await;
+    }
     Ok(Json(CollaboratorBody {
         user_id: collaborator.user_id,
         permission: collaborator.permission.as_str().to_owned(),
@@ -238,6 +257,7 @@ pub async fn remove_collaborator(
 ) -> Result<StatusCode, ApiError> {
     let workflow = owned(&state, &caller, &id).await?;
     if state.auth().accounts().remove_collaborator(&workflow.id, &user).await? {
+        revalidate_connections(&state, &workflow.room).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("{user:?} is not a collaborator")))
