@@ -47,8 +47,11 @@ impl Hocus {
     /// The next document frame (pings answered and skipped).
     async fn recv(&mut self) -> (String, Message) {
         let limits = HocuspocusLimits::default();
+        // One deadline for the whole wait: WebSocket pings from the server must not keep
+        // extending it.
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let next = tokio::time::timeout(WAIT, self.ws.next()).await.expect("a frame in time");
+            let next = tokio::time::timeout_at(deadline, self.ws.next()).await.expect("a frame in time");
             match next.expect("socket open").expect("no error") {
                 WsMessage::Binary(bytes) => match decode_frame(&bytes, &limits).expect("a valid frame") {
                     Frame::Document { name, message } => return (name, message),
@@ -76,8 +79,9 @@ impl Hocus {
 
     /// Waits for the server's close frame.
     async fn closed(&mut self) -> (u16, String) {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let next = tokio::time::timeout(WAIT, self.ws.next()).await.expect("closed in time");
+            let next = tokio::time::timeout_at(deadline, self.ws.next()).await.expect("closed in time");
             match next {
                 Some(Ok(WsMessage::Close(Some(frame)))) => {
                     return (frame.code.into(), frame.reason.to_string());
