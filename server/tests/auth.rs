@@ -113,28 +113,7 @@ fn node_ids(doc: &Doc) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // Stories on both stores.
 
-macro_rules! on_both_stores {
-    ($($story:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $story() {
-                    super::$story(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $story() {
-                    super::$story(super::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_stores!(
+common::on_both_stores!(
     a_read_only_collaborators_edits_reach_no_one_and_are_not_stored,
     a_stranger_cannot_open_read_or_update_a_private_workflow,
 );

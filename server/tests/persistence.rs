@@ -164,29 +164,7 @@ async fn wait_versions(server: &TestServer, room: &str) -> Vec<Value> {
     }
 }
 
-/// Declares each story once per store: `sqlite::STORY` and `postgres::STORY`.
-macro_rules! on_both_stores {
-    ($($story:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $story() {
-                    super::$story(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $story() {
-                    super::$story(super::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_stores!(
+common::on_both_stores!(
     edits_survive_a_restart,
     what_anyone_received_survives_kill_9_mid_burst,
     compaction_keeps_the_document_and_shrinks_the_log,

@@ -11,10 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dojo_store::{DocumentStore, NewSnapshot, PostgresOptions, PostgresStore, StoreError};
-use sqlx::Connection;
-use sqlx::postgres::PgConnection;
-
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// A store under test, and how to open another one on the same database.
 #[derive(Clone)]
@@ -29,23 +25,6 @@ impl Backend {
     async fn reopen(&self) -> Arc<dyn DocumentStore> {
         dojo_store::open(&self.url).await.expect("reopen the store")
     }
-}
-
-fn postgres_admin_url() -> String {
-    std::env::var("DOJO_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
-}
-
-/// `url` with its database name replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_start..].find('/').map_or(base.len(), |i| authority_start + i);
-    let mut out = format!("{}/{database}", &base[..path_start]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
 }
 
 async fn run_sqlite<F, Fut>(case: F)
@@ -69,28 +48,18 @@ where
     F: FnOnce(Backend) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let admin_url = postgres_admin_url();
-    let name = format!("dojo_test_{:016x}", rand::random::<u64>());
-    let mut admin =
-        PgConnection::connect(&admin_url).await.expect("connect to PostgreSQL (DOJO_TEST_POSTGRES_URL)");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .expect("create test database");
-    let url = with_database(&admin_url, &name);
-    // Everything that can panic runs in the task, so that the database is dropped regardless.
+    // Dropped (with its database) after the case, whether it passed or panicked.
+    let database = dojo_test_support::TestDatabase::postgres().await;
+    let url = database.url.clone();
     let outcome = tokio::spawn(async move {
         let store = dojo_store::open(&url).await.expect("open PostgreSQL store");
         case(Backend { store, url }).await;
     })
     .await;
-    let dropped = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-        .execute(&mut admin)
-        .await;
+    drop(database);
     if let Err(err) = outcome {
         std::panic::resume_unwind(err.into_panic());
     }
-    dropped.expect("drop test database");
 }
 
 /// Declares each case once per backend: `sqlite::NAME` and `postgres::NAME`.
@@ -568,14 +537,4 @@ async fn open_database_shares_one_pool_with_its_document_store() {
         .expect("count");
     assert_eq!(count, 1);
     assert!(matches!(dojo_store::open_database("mysql://x").await, Err(StoreError::UnsupportedUrl(_))));
-}
-
-#[test]
-fn with_database_replaces_the_path() {
-    assert_eq!(with_database("postgres://u@h:5432/postgres", "t"), "postgres://u@h:5432/t");
-    assert_eq!(
-        with_database("postgres://u@h/postgres?sslmode=disable", "t"),
-        "postgres://u@h/t?sslmode=disable"
-    );
-    assert_eq!(with_database("postgres://u@h", "t"), "postgres://u@h/t");
 }

@@ -1,0 +1,134 @@
+//! Stores that outlive a server, for restart stories: an SQLite file in a temporary directory, or
+//! a PostgreSQL database of the test's own, dropped when the guard is (also when the test fails).
+//!
+//! PostgreSQL: `DOJO_TEST_POSTGRES_URL` names a server and a user allowed to create databases
+//! (default `postgres://postgres@127.0.0.1:5432/postgres`).
+
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestDatabase {
+    /// For `dojo_store::open`, `--database-url` or `TestServer::start_on`.
+    pub url: String,
+    pub backend: Backend,
+    /// The PostgreSQL database's name (None for SQLite).
+    postgres_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("DOJO_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
+}
+
+/// `url` with its database name replaced by `database`.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_start..].find('/').map_or(base.len(), |i| authority_start + i);
+    let mut out = format!("{}/{database}", &base[..path_start]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+impl TestDatabase {
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => Self::sqlite(),
+            Backend::Postgres => Self::postgres().await,
+        }
+    }
+
+    /// A fresh SQLite file (not created yet: the first store to open it creates it).
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite:{}", dir.path().join("dojo.db").display());
+        Self { url, backend: Backend::Sqlite, postgres_name: None, _dir: Some(dir) }
+    }
+
+    /// A fresh, empty PostgreSQL database.
+    pub async fn postgres() -> Self {
+        let name = format!("dojo_test_{:016x}", rand::random::<u64>());
+        let mut admin = admin_connection().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create the test database");
+        let _ = admin.close().await;
+        let url = with_database(&postgres_admin_url(), &name);
+        Self { url, backend: Backend::Postgres, postgres_name: Some(name), _dir: None }
+    }
+
+    /// The PostgreSQL database's name. Panics for SQLite.
+    pub fn postgres_name(&self) -> &str {
+        self.postgres_name.as_deref().expect("a PostgreSQL test database")
+    }
+
+    /// Runs one statement on the admin connection (`{db}` is replaced by the database's name).
+    pub async fn admin_execute(&self, sql: &str) {
+        let sql = sql.replace("{db}", self.postgres_name());
+        let mut admin = admin_connection().await;
+        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let _ = admin.close().await;
+    }
+}
+
+async fn admin_connection() -> PgConnection {
+    PgConnection::connect(&postgres_admin_url())
+        .await
+        .expect("connect to PostgreSQL (DOJO_TEST_POSTGRES_URL); is it running?")
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_name.take() else { return };
+        // Drop may run on a runtime thread (or while unwinding): drop the database from a
+        // thread with its own runtime, and never panic here.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&postgres_admin_url()).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .execute(&mut admin)
+                    .await?;
+                let _ = admin.close().await;
+                Ok::<_, sqlx::Error>(())
+            })?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("could not drop a test database: {error}"),
+            Err(_) => eprintln!("dropping a test database panicked"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn with_database_replaces_the_path() {
+        assert_eq!(with_database("postgres://u@h:5432/postgres", "t"), "postgres://u@h:5432/t");
+        assert_eq!(
+            with_database("postgres://u@h/postgres?sslmode=disable", "t"),
+            "postgres://u@h/t?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://u@h", "t"), "postgres://u@h/t");
+    }
+}
