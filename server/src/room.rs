@@ -569,15 +569,12 @@ impl Room {
         &mut self,
         result: Result<Result<Option<dojo_store::StoredDocument>, StoreError>, String>,
     ) {
-        let stored = match result {
-            Ok(Ok(Some(stored))) => stored,
-            Ok(Ok(None)) => return,
-            Ok(Err(error)) => {
-                tracing::warn!(room = %self.name, %error, "catching up from the store failed; will retry");
-                return;
-            }
+        let stored = match result.and_then(|read| read.map_err(|e| e.to_string())) {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return,
             Err(error) => {
-                tracing::warn!(room = %self.name, %error, "catching up from the store failed; will retry");
+                // The next gap, resubscribe or periodic check tries again.
+                tracing::warn!(room = %self.name, %error, "catching up from the store failed");
                 return;
             }
         };
