@@ -1,14 +1,43 @@
-//! Running Dojo canvases.
+//! Running Dojo canvases: the executor's core library.
 //!
-//! This crate will hold the worker that executes a canvas: it will read the graph from a room's
-//! document, run each node's tool or model, and write progress and outputs back into the
-//! document's `results` map. That worker is not built yet.
+//! The pieces, in the order a run uses them (see `docs/executor.md`):
 //!
-//! What exists today is its first step, [`plan`]: given a canvas graph (as read by
-//! [`dojo_sync_protocol::canvas::read_graph`]) and optionally the nodes a user asked to run, the
-//! order in which nodes must run, grouped into levels that can run in parallel, or a typed error
-//! saying why the graph cannot run (a cycle, an edge to a missing node, an unknown target).
+//! - [`catalog`]: every node type (handles, parameters, provider, cost), from
+//!   `executor/catalog.json`, compiled in and checked at load.
+//! - [`validate()`]: per-node errors (ComfyUI's `node_errors`) or an [`ExecutionPlan`] for the
+//!   whole graph or for chosen targets and their ancestors. It builds on [`plan()`], the
+//!   topological levels.
+//! - [`estimate`]: the credits a plan may cost, for the server's hold.
+//! - [`Engine`]: runs a plan with bounded concurrency, per-node timeouts, cancellation, the
+//!   [`cache`], and a [`RunObserver`] that sees every state change.
+//! - [`builtins`]: the local tools (image operations with the `image` crate, a procedural
+//!   `dev` image generator); providers plug in through [`NodeRunner`].
+//! - [`assets`]: where images go ([`LocalAssetStore`], content-addressed).
+//!
+//! Not here yet: provider adapters, the queue and worker process, the runs API, credit holds.
 
+pub mod assets;
+pub mod builtins;
+pub mod cache;
+pub mod catalog;
+pub mod engine;
 pub mod plan;
+pub mod validate;
+pub mod value;
 
+pub use assets::{Asset, AssetError, AssetStore, LocalAssetStore};
+pub use cache::{Cache, CacheKey, MemoryCache};
+pub use catalog::{Catalog, CatalogError, LoadedCatalog, NodeType};
+pub use engine::{
+    Engine, EngineConfig, NodeContext, NodeError, NodeOutcome, NodeRunner, NodeState, ProgressSink,
+    RecordingObserver, RunEvent, RunObserver, RunSummary,
+};
 pub use plan::{EdgeEnd, Plan, PlanError, plan};
+pub use validate::{ExecutionPlan, GraphLimits, ValidationErrors, validate};
+pub use value::{AssetRef, OutputValue, Outputs};
+
+/// The most a plan can cost, in credits: every node's catalog cost, as if none were cached.
+/// The server holds this much before the run starts and captures [`RunSummary::charged`] after.
+pub fn estimate(catalog: &LoadedCatalog, plan: &ExecutionPlan) -> u64 {
+    plan.nodes.values().filter_map(|n| catalog.cost(&n.node_type)).fold(0u64, u64::saturating_add)
+}

@@ -1,0 +1,574 @@
+//! Running a validated plan.
+//!
+//! The engine walks an [`ExecutionPlan`] in dependency order, starting every node whose inputs
+//! are ready (at most `max_concurrency` at once), so independent branches run side by side.
+//! Each node goes through a [`NodeRunner`]: the built-in one for local tools, one per provider
+//! for AI models (none yet). Every state change goes to a [`RunObserver`], which is how the
+//! server will write `results` into the room document.
+//!
+//! Rules, from ComfyUI users' experience:
+//! - A failed node skips its descendants only; independent branches keep running, so paid work
+//!   elsewhere in the graph is not thrown away.
+//! - A node whose cache key hits is `cached` with the earlier outputs and is not run.
+//! - Cancellation is per run (a token), not a global interrupt.
+//!
+//! All node futures are polled by the task that calls [`Engine::run`]; runners therefore must
+//! not block the thread (the built-ins move pixel work to `spawn_blocking`).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use serde::Serialize;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::assets::{AssetError, AssetStore};
+use crate::cache::{Cache, CacheKey, Upstream, node_key, outputs_hash};
+use crate::catalog::{LoadedCatalog, NodeType, ProviderName};
+use crate::validate::{ExecutionPlan, PlannedNode};
+use crate::value::{OutputValue, Outputs};
+
+/// A node's state, as the observer receives it. Names follow the issue (`succeeded`, not the
+/// document schema's older `done`); the server maps them when writing `results`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum NodeState {
+    Queued,
+    /// `progress` is 0-100.
+    Running {
+        progress: u8,
+    },
+    Succeeded {
+        outputs: Outputs,
+    },
+    Failed {
+        error: String,
+    },
+    Cancelled,
+    Cached {
+        outputs: Outputs,
+    },
+    /// Not run because `because`, an ancestor, failed.
+    Skipped {
+        because: String,
+    },
+}
+
+impl NodeState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            NodeState::Queued => "queued",
+            NodeState::Running { .. } => "running",
+            NodeState::Succeeded { .. } => "succeeded",
+            NodeState::Failed { .. } => "failed",
+            NodeState::Cancelled => "cancelled",
+            NodeState::Cached { .. } => "cached",
+            NodeState::Skipped { .. } => "skipped",
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        !matches!(self, NodeState::Queued | NodeState::Running { .. })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunEvent {
+    pub run_id: String,
+    pub node_id: String,
+    #[serde(flatten)]
+    pub state: NodeState,
+}
+
+/// Receives every state change of a run, in order per node.
+#[async_trait]
+pub trait RunObserver: Send + Sync {
+    async fn on_event(&self, event: RunEvent);
+}
+
+/// An observer that keeps every event, in the order received.
+#[derive(Debug, Default)]
+pub struct RecordingObserver {
+    events: std::sync::Mutex<Vec<RunEvent>>,
+}
+
+impl RecordingObserver {
+    pub fn events(&self) -> Vec<RunEvent> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The state names one node went through.
+    pub fn states_of(&self, node_id: &str) -> Vec<&'static str> {
+        self.events().iter().filter(|e| e.node_id == node_id).map(|e| e.state.name()).collect()
+    }
+}
+
+#[async_trait]
+impl RunObserver for RecordingObserver {
+    async fn on_event(&self, event: RunEvent) {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+    }
+}
+
+/// Why a node failed. The message is shown on the node, so it says what happened in words.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("input {0} has no value")]
+    MissingInput(String),
+    #[error("input {input}: {reason}")]
+    BadInput { input: String, reason: String },
+    #[error("parameter {param}: {reason}")]
+    BadParam { param: String, reason: String },
+    #[error(transparent)]
+    Imaging(#[from] crate::builtins::imaging::ImagingError),
+    #[error(transparent)]
+    Asset(#[from] AssetError),
+    #[error("node type {0} has no local implementation")]
+    Unsupported(String),
+    /// A provider's own failure, already worded for the user.
+    #[error("{0}")]
+    Provider(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// How a runner reports progress.
+#[async_trait]
+pub trait ProgressSink: Send + Sync {
+    /// `percent` is clamped to 0-100; repeated values are dropped.
+    async fn report(&self, percent: u8);
+}
+
+/// What a runner gets for one node.
+pub struct NodeContext<'a> {
+    pub run_id: &'a str,
+    pub node: &'a PlannedNode,
+    pub node_type: &'a NodeType,
+    /// Wired inputs: input name → value produced upstream.
+    pub inputs: &'a BTreeMap<String, OutputValue>,
+    pub assets: &'a dyn AssetStore,
+    pub progress: &'a dyn ProgressSink,
+    /// Cancelled when the run is; a runner with remote work should cancel it then.
+    pub cancel: &'a CancellationToken,
+}
+
+impl NodeContext<'_> {
+    fn param(&self, name: &str) -> Result<&Value, NodeError> {
+        // Validation fills every catalog parameter; a miss means a runner asked for a name
+        // its catalog entry does not declare.
+        self.node
+            .params
+            .get(name)
+            .ok_or_else(|| NodeError::BadParam { param: name.into(), reason: "not set".into() })
+    }
+
+    pub fn param_f64(&self, name: &str) -> Result<f64, NodeError> {
+        self.param(name)?
+            .as_f64()
+            .ok_or_else(|| NodeError::BadParam { param: name.into(), reason: "not a number".into() })
+    }
+
+    pub fn param_i64(&self, name: &str) -> Result<i64, NodeError> {
+        self.param(name)?
+            .as_i64()
+            .ok_or_else(|| NodeError::BadParam { param: name.into(), reason: "not an integer".into() })
+    }
+
+    pub fn param_u32(&self, name: &str) -> Result<u32, NodeError> {
+        u32::try_from(self.param_i64(name)?)
+            .map_err(|_| NodeError::BadParam { param: name.into(), reason: "out of range".into() })
+    }
+
+    pub fn param_str(&self, name: &str) -> Result<&str, NodeError> {
+        self.param(name)?
+            .as_str()
+            .ok_or_else(|| NodeError::BadParam { param: name.into(), reason: "not a string".into() })
+    }
+
+    pub fn input(&self, name: &str) -> Option<&OutputValue> {
+        self.inputs.get(name)
+    }
+}
+
+/// Executes one kind of node: the built-ins, or one provider's models.
+#[async_trait]
+pub trait NodeRunner: Send + Sync {
+    async fn run(&self, ctx: NodeContext<'_>) -> Result<Outputs, NodeError>;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// Nodes of one run executing at once (clamped to 1..=64).
+    pub max_concurrency: usize,
+    /// For nodes whose catalog entry sets no `timeout_secs`.
+    pub default_timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { max_concurrency: 4, default_timeout: Duration::from_secs(120) }
+    }
+}
+
+/// How one node ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum NodeOutcome {
+    Succeeded { outputs: Outputs },
+    Cached { outputs: Outputs },
+    Failed { error: String },
+    Skipped { because: String },
+    Cancelled,
+}
+
+/// The end of a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub nodes: BTreeMap<String, NodeOutcome>,
+    /// Credits the nodes that actually ran successfully cost (cached nodes are free): what the
+    /// server captures from the run's hold.
+    pub charged: u64,
+}
+
+impl RunSummary {
+    pub fn succeeded(&self) -> bool {
+        self.nodes.values().all(|o| matches!(o, NodeOutcome::Succeeded { .. } | NodeOutcome::Cached { .. }))
+    }
+
+    pub fn outputs(&self, node_id: &str) -> Option<&Outputs> {
+        match self.nodes.get(node_id)? {
+            NodeOutcome::Succeeded { outputs } | NodeOutcome::Cached { outputs } => Some(outputs),
+            _ => None,
+        }
+    }
+}
+
+pub struct Engine {
+    catalog: Arc<LoadedCatalog>,
+    builtin: Arc<dyn NodeRunner>,
+    providers: BTreeMap<ProviderName, Arc<dyn NodeRunner>>,
+    assets: Arc<dyn AssetStore>,
+    cache: Arc<dyn Cache>,
+    config: EngineConfig,
+}
+
+/// What a node future reports back to the scheduler.
+enum Finish {
+    Ran(Outputs),
+    Cached(Outputs),
+    Failed(String),
+    Cancelled,
+}
+
+struct NodeProgress<'a> {
+    observer: &'a dyn RunObserver,
+    run_id: &'a str,
+    node_id: &'a str,
+    last: AtomicU8,
+}
+
+#[async_trait]
+impl ProgressSink for NodeProgress<'_> {
+    async fn report(&self, percent: u8) {
+        let percent = percent.min(100);
+        if self.last.swap(percent, Ordering::Relaxed) != percent {
+            self.observer
+                .on_event(RunEvent {
+                    run_id: self.run_id.to_owned(),
+                    node_id: self.node_id.to_owned(),
+                    state: NodeState::Running { progress: percent },
+                })
+                .await;
+        }
+    }
+}
+
+impl Engine {
+    /// An engine with the built-in runner and no providers.
+    pub fn new(catalog: Arc<LoadedCatalog>, assets: Arc<dyn AssetStore>, cache: Arc<dyn Cache>) -> Self {
+        Self {
+            catalog,
+            builtin: Arc::new(crate::builtins::BuiltinRunner),
+            providers: BTreeMap::new(),
+            assets,
+            cache,
+            config: EngineConfig::default(),
+        }
+    }
+
+    pub fn with_config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Registers the runner for one provider's models.
+    pub fn with_provider(mut self, provider: ProviderName, runner: Arc<dyn NodeRunner>) -> Self {
+        self.providers.insert(provider, runner);
+        self
+    }
+
+    pub fn catalog(&self) -> &LoadedCatalog {
+        &self.catalog
+    }
+
+    /// Runs `plan` to the end (or until `cancel`), reporting to `observer`.
+    pub async fn run(
+        &self,
+        run_id: &str,
+        plan: &ExecutionPlan,
+        observer: &dyn RunObserver,
+        cancel: &CancellationToken,
+    ) -> RunSummary {
+        let order: Vec<&PlannedNode> = plan.order().collect();
+        let mut dependents: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        let mut unmet: BTreeMap<&str, usize> = BTreeMap::new();
+        for node in &order {
+            let sources: BTreeSet<&str> = node.inputs.values().map(|l| l.source.as_str()).collect();
+            unmet.insert(&node.id, sources.len());
+            for source in sources {
+                dependents.entry(source).or_default().insert(&node.id);
+            }
+        }
+        let emit = |node_id: &str, state: NodeState| {
+            observer.on_event(RunEvent { run_id: run_id.to_owned(), node_id: node_id.to_owned(), state })
+        };
+        for node in &order {
+            emit(&node.id, NodeState::Queued).await;
+        }
+
+        let mut ready: VecDeque<&PlannedNode> =
+            order.iter().copied().filter(|n| unmet[n.id.as_str()] == 0).collect();
+        let mut outcomes: BTreeMap<String, NodeOutcome> = BTreeMap::new();
+        let mut identity: BTreeMap<&str, Upstream> = BTreeMap::new();
+        let mut keys: BTreeMap<&str, CacheKey> = BTreeMap::new();
+        let mut in_flight = FuturesUnordered::new();
+        let max = self.config.max_concurrency.clamp(1, 64);
+
+        loop {
+            while !cancel.is_cancelled() && in_flight.len() < max {
+                let Some(node) = ready.pop_front() else { break };
+                let inputs = self.gather_inputs(node, &outcomes);
+                let key = self.key_for(node, &identity);
+                if let Some(key) = &key {
+                    keys.insert(&node.id, key.clone());
+                }
+                let node_cancel = cancel.child_token();
+                in_flight.push(async move {
+                    let finish = match inputs {
+                        // A runner that panics fails its node, not the whole run (and not the
+                        // server task driving it).
+                        Ok(inputs) => {
+                            AssertUnwindSafe(self.execute(run_id, node, &inputs, key, observer, node_cancel))
+                                .catch_unwind()
+                                .await
+                                .unwrap_or_else(|_| {
+                                    Finish::Failed("internal error: the node's runner panicked".into())
+                                })
+                        }
+                        Err(e) => Finish::Failed(e.to_string()),
+                    };
+                    (node, finish)
+                });
+            }
+            let Some((node, finish)) = in_flight.next().await else { break };
+            let id = node.id.as_str();
+            let (outcome, state, done_outputs) = match finish {
+                Finish::Ran(outputs) => (
+                    NodeOutcome::Succeeded { outputs: outputs.clone() },
+                    NodeState::Succeeded { outputs: outputs.clone() },
+                    Some(outputs),
+                ),
+                Finish::Cached(outputs) => (
+                    NodeOutcome::Cached { outputs: outputs.clone() },
+                    NodeState::Cached { outputs: outputs.clone() },
+                    Some(outputs),
+                ),
+                Finish::Failed(error) => {
+                    (NodeOutcome::Failed { error: error.clone() }, NodeState::Failed { error }, None)
+                }
+                Finish::Cancelled => (NodeOutcome::Cancelled, NodeState::Cancelled, None),
+            };
+            emit(id, state).await;
+            let failed = matches!(outcome, NodeOutcome::Failed { .. });
+            outcomes.insert(id.to_owned(), outcome);
+            if let Some(outputs) = done_outputs {
+                identity.insert(
+                    id,
+                    match keys.get(id) {
+                        Some(key) => Upstream::Key(key.clone()),
+                        None => Upstream::Produced(outputs_hash(&outputs)),
+                    },
+                );
+                for &dependent in dependents.get(id).into_iter().flatten() {
+                    if let Some(count) = unmet.get_mut(dependent) {
+                        *count = count.saturating_sub(1);
+                        if *count == 0
+                            && !outcomes.contains_key(dependent)
+                            && let Some(next) = plan.nodes.get(dependent)
+                        {
+                            ready.push_back(next);
+                        }
+                    }
+                }
+            } else if failed {
+                // Everything downstream of the failure, in plan order; other branches go on.
+                let mut stack = vec![id];
+                let mut downstream = BTreeSet::new();
+                while let Some(n) = stack.pop() {
+                    for &d in dependents.get(n).into_iter().flatten() {
+                        if downstream.insert(d) {
+                            stack.push(d);
+                        }
+                    }
+                }
+                for node in order.iter().filter(|n| downstream.contains(n.id.as_str())) {
+                    if !outcomes.contains_key(&node.id) {
+                        outcomes.insert(node.id.clone(), NodeOutcome::Skipped { because: id.to_owned() });
+                        emit(&node.id, NodeState::Skipped { because: id.to_owned() }).await;
+                    }
+                }
+            }
+        }
+
+        // Whatever did not finish was stopped by the cancellation (or, if the plan was not
+        // closed under dependencies, could never start: reported the same way rather than
+        // left hanging in `queued`).
+        for node in &order {
+            if !outcomes.contains_key(&node.id) {
+                outcomes.insert(node.id.clone(), NodeOutcome::Cancelled);
+                emit(&node.id, NodeState::Cancelled).await;
+            }
+        }
+        let charged = outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, NodeOutcome::Succeeded { .. }))
+            .filter_map(|(id, _)| plan.nodes.get(id).and_then(|n| self.catalog.cost(&n.node_type)))
+            .fold(0u64, u64::saturating_add);
+        RunSummary { run_id: run_id.to_owned(), nodes: outcomes, charged }
+    }
+
+    fn gather_inputs(
+        &self,
+        node: &PlannedNode,
+        outcomes: &BTreeMap<String, NodeOutcome>,
+    ) -> Result<BTreeMap<String, OutputValue>, NodeError> {
+        let mut inputs = BTreeMap::new();
+        for (name, link) in &node.inputs {
+            let value = match outcomes.get(&link.source) {
+                Some(NodeOutcome::Succeeded { outputs } | NodeOutcome::Cached { outputs }) => {
+                    outputs.get(&link.output).cloned()
+                }
+                _ => None,
+            };
+            inputs.insert(name.clone(), value.ok_or_else(|| NodeError::MissingInput(name.clone()))?);
+        }
+        Ok(inputs)
+    }
+
+    /// The cache key of a deterministic node, from its type, parameters and what feeds it.
+    fn key_for(&self, node: &PlannedNode, identity: &BTreeMap<&str, Upstream>) -> Option<CacheKey> {
+        let node_type = self.catalog.get(&node.node_type)?;
+        if !node_type.deterministic {
+            return None;
+        }
+        let mut inputs = BTreeMap::new();
+        for (name, link) in &node.inputs {
+            inputs.insert(name.clone(), (link.output.clone(), identity.get(link.source.as_str())?.clone()));
+        }
+        Some(node_key(self.catalog.version(), node_type, &node.params, &inputs))
+    }
+
+    async fn execute(
+        &self,
+        run_id: &str,
+        node: &PlannedNode,
+        inputs: &BTreeMap<String, OutputValue>,
+        key: Option<CacheKey>,
+        observer: &dyn RunObserver,
+        cancel: CancellationToken,
+    ) -> Finish {
+        let Some(node_type) = self.catalog.get(&node.node_type) else {
+            return Finish::Failed(format!("node type {} is not in the catalog", node.node_type));
+        };
+        if let Some(key) = &key
+            && let Some(outputs) = self.cache.get(key).await
+            && check_outputs(node_type, &outputs).is_ok()
+        {
+            return Finish::Cached(outputs);
+        }
+        let runner = match &node_type.provider {
+            None => &self.builtin,
+            Some(p) => match self.providers.get(&p.name) {
+                Some(runner) => runner,
+                None => {
+                    return Finish::Failed(format!("provider {} is not configured on this server", p.name));
+                }
+            },
+        };
+        let progress = NodeProgress { observer, run_id, node_id: &node.id, last: AtomicU8::new(0) };
+        observer
+            .on_event(RunEvent {
+                run_id: run_id.to_owned(),
+                node_id: node.id.clone(),
+                state: NodeState::Running { progress: 0 },
+            })
+            .await;
+        let timeout = node_type.timeout_secs.map_or(self.config.default_timeout, Duration::from_secs);
+        let ctx = NodeContext {
+            run_id,
+            node,
+            node_type,
+            inputs,
+            assets: self.assets.as_ref(),
+            progress: &progress,
+            cancel: &cancel,
+        };
+        let result = tokio::select! {
+            // Checked first, so a cancelled run does not report a success that raced it.
+            biased;
+            () = cancel.cancelled() => return Finish::Cancelled,
+            result = tokio::time::timeout(timeout, runner.run(ctx)) => result,
+        };
+        match result {
+            Err(_) => Finish::Failed(format!("timed out after {:.1} s", timeout.as_secs_f64())),
+            Ok(Err(e)) => Finish::Failed(e.to_string()),
+            Ok(Ok(outputs)) => match check_outputs(node_type, &outputs) {
+                Err(e) => Finish::Failed(e),
+                Ok(()) => {
+                    if let Some(key) = &key {
+                        self.cache.put(key, &outputs).await;
+                    }
+                    Finish::Ran(outputs)
+                }
+            },
+        }
+    }
+}
+
+/// A runner must produce every declared output, each of its declared type, and nothing else:
+/// downstream nodes and the document rely on it.
+fn check_outputs(node_type: &NodeType, outputs: &Outputs) -> Result<(), String> {
+    for port in &node_type.outputs {
+        match outputs.get(&port.name) {
+            None => return Err(format!("internal error: output {} was not produced", port.name)),
+            Some(v) if !v.fits(port.port_type) => {
+                return Err(format!(
+                    "internal error: output {} is not of type {}",
+                    port.name, port.port_type
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(extra) = outputs.keys().find(|k| node_type.output(k).is_none()) {
+        return Err(format!("internal error: unexpected output {extra}"));
+    }
+    Ok(())
+}
