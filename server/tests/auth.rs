@@ -651,6 +651,7 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
         .collect();
     // Every route the router serves under /api (kept in step with `api::routes`).
     let routed: std::collections::BTreeSet<String> = [
+        "GET /api/catalog",
         "GET /api/me",
         "GET /api/me/ledger",
         "POST /api/dev/token",
@@ -754,5 +755,16 @@ async fn unsharing_or_deleting_ends_live_connections_and_they_cannot_return() {
     let (code, _) = owner_client.wait_closed(WAIT).await.expect("closed").expect("a close frame");
     assert_eq!(code, 1012);
     assert_eq!(upgrade_status(&server.url_with_token(&room, &owner)).await, Some(403));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_node_catalog_is_served_to_everyone() {
+    let (server, _db) = start(Backend::Sqlite).await;
+    let catalog: Value =
+        reqwest::get(server.http("/api/catalog")).await.expect("get").json().await.expect("json");
+    let nodes = catalog["nodes"].as_array().expect("nodes");
+    assert!(nodes.iter().any(|n| n["id"] == "dev-image"), "{catalog}");
+    assert!(nodes.iter().all(|n| n["id"].is_string() && n["category"].is_string()));
     server.stop().await;
 }

@@ -162,3 +162,14 @@ pub async fn stripe_webhook(
         "duplicate": replay,
     })))
 }
+
+/// Every node type the editor can place: inputs and outputs with their types, parameters with
+/// defaults and ranges, provider and cost. Public: it describes the product, not anyone's data.
+#[utoipa::path(get, path = "/api/catalog", tag = "account",
+    responses((status = 200, description = "The node catalog", body = Object)))]
+pub async fn catalog() -> Result<Json<serde_json::Value>, ApiError> {
+    match dojo_executor::LoadedCatalog::builtin() {
+        Ok(catalog) => Ok(Json(catalog.to_json())),
+        Err(error) => Err(ApiError::Internal(format!("the built-in catalog does not load: {error}"))),
+    }
+}

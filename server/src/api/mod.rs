@@ -161,6 +161,7 @@ pub fn room_name(room: &str) -> Result<RoomName, ApiError> {
 pub fn routes(state: &AppState) -> axum::Router<AppState> {
     let http = &state.config().http;
     let api = axum::Router::new()
+        .route("/api/catalog", get(account::catalog))
         .route("/api/me", get(account::me))
         .route("/api/me/ledger", get(account::ledger))
         .route("/api/dev/token", post(account::dev_token))

@@ -12,6 +12,7 @@ use super::{account, rooms, workflows};
 #[openapi(
     info(title = "Dojo", description = "Dojo's HTTP API: accounts, workflows, room documents, payments."),
     paths(
+        account::catalog,
         account::me,
         account::ledger,
         account::dev_token,
