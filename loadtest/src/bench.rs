@@ -10,6 +10,7 @@
 //! one entry per client however long the run. The overwritten values stay in the document's
 //! history as deleted items, as every canvas edit does.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -59,30 +60,44 @@ pub fn latency_histogram() -> Histogram<u64> {
 /// What one client received from the others.
 #[derive(Debug)]
 pub struct Received {
-    /// Propagation latency of every delivery, in microseconds.
+    /// Propagation latency of every stamp seen, in microseconds.
     pub latency_us: Histogram<u64>,
-    /// Stamped updates from other clients applied here.
+    /// Edits of other clients applied here. A server that merges several updates of one sender
+    /// into one broadcast (Hocuspocus batches per event-loop turn) delivers several edits in one
+    /// transaction, where only the last stamp is visible: the edit numbers tell how many arrived,
+    /// and the latency is sampled once, for the newest.
     pub deliveries: u64,
     /// Stamps from before this run (a reused `--room-prefix`): not counted.
     pub stale: u64,
+    /// The newest edit number seen from each sender.
+    newest: HashMap<String, u64>,
 }
 
 impl Default for Received {
     fn default() -> Self {
-        Self { latency_us: latency_histogram(), deliveries: 0, stale: 0 }
+        Self { latency_us: latency_histogram(), deliveries: 0, stale: 0, newest: HashMap::new() }
     }
 }
 
 impl Received {
-    /// Records one stamp seen at `now_us`.
-    pub fn record(&mut self, stamp: &str, now_us: u64, clock_origin_us: u64) {
+    /// Records `sender`'s stamp seen at `now_us`.
+    pub fn record(&mut self, sender: &str, stamp: &str, now_us: u64, clock_origin_us: u64) {
         match parse_stamp(stamp) {
-            Some((_, sent_us)) if sent_us >= clock_origin_us => {
-                self.deliveries += 1;
+            Some((n, sent_us)) if sent_us >= clock_origin_us => {
+                let newest = self.newest.entry(sender.to_owned()).or_default();
+                self.deliveries += n.saturating_sub(*newest);
+                *newest = (*newest).max(n);
                 self.latency_us.saturating_record(now_us.saturating_sub(sent_us).max(1));
             }
             _ => self.stale += 1,
         }
+    }
+
+    /// The latencies and deliveries recorded so far, leaving this empty (the newest edit numbers
+    /// stay, so the next interval counts from there).
+    pub fn take(&mut self) -> (Histogram<u64>, u64) {
+        let latency = std::mem::replace(&mut self.latency_us, latency_histogram());
+        (latency, std::mem::take(&mut self.deliveries))
     }
 }
 
@@ -112,7 +127,7 @@ pub fn observe(doc: &Doc, clock: BenchClock) -> SharedReceived {
             if let EntryChange::Inserted(Out::Any(Any::String(stamp)))
             | EntryChange::Updated(_, Out::Any(Any::String(stamp))) = change
             {
-                received.record(stamp, now_us, clock.origin_us());
+                received.record(key.as_ref(), stamp, now_us, clock.origin_us());
             }
         }
     });
@@ -162,12 +177,29 @@ mod tests {
     #[test]
     fn stamps_from_before_the_run_are_not_latencies() {
         let mut received = Received::default();
-        received.record(&format_stamp(1, 1_000), 3_500, 1_000);
-        received.record(&format_stamp(2, 999), 3_500, 1_000);
-        received.record("junk", 3_500, 1_000);
+        received.record("a", &format_stamp(1, 1_000), 3_500, 1_000);
+        received.record("a", &format_stamp(2, 999), 3_500, 1_000);
+        received.record("a", "junk", 3_500, 1_000);
         assert_eq!((received.deliveries, received.stale), (1, 2));
         let max = received.latency_us.max();
         assert!(received.latency_us.equivalent(max, 2_500), "{max}");
+    }
+
+    #[test]
+    fn merged_updates_count_every_edit_they_carry() {
+        let mut received = Received::default();
+        received.record("a", &format_stamp(1, 1_000), 2_000, 0);
+        // Edits 2 and 3 of `a` arrived merged: only 3 is visible.
+        received.record("a", &format_stamp(3, 1_500), 2_000, 0);
+        received.record("b", &format_stamp(1, 1_500), 2_000, 0);
+        // A stamp seen again (a resync) delivers nothing new.
+        received.record("a", &format_stamp(3, 1_500), 9_000, 0);
+        assert_eq!(received.deliveries, 4);
+        let (latency, deliveries) = received.take();
+        assert_eq!((latency.len(), deliveries), (4, 4));
+        assert_eq!((received.latency_us.len(), received.deliveries), (0, 0));
+        received.record("a", &format_stamp(4, 1_500), 2_000, 0);
+        assert_eq!(received.deliveries, 1);
     }
 
     #[test]

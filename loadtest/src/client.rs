@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::hocuspocus::{self, HocusMessage, Incoming};
 use dojo_sync_protocol::codec::{
     FrameLimits, decode_frame, encode_message, encode_sync_step1, encode_update,
 };
@@ -19,6 +20,44 @@ use yrs::updates::decoder::Decode;
 use yrs::{ClientID, Doc, ReadTxn, Transact, TransactionMut, Update};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The wire protocol a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// y-websocket: one room per WebSocket URL, `type • payload` frames (Dojo, `@y/websocket-server`).
+    #[default]
+    YWebsocket,
+    /// Hocuspocus: every frame prefixed with the document name, an auth message first.
+    Hocuspocus,
+}
+
+/// How this client's frames are framed on the wire.
+#[derive(Debug, Clone)]
+pub enum Framing {
+    YWebsocket,
+    /// Hocuspocus, for one document on this socket.
+    Hocuspocus {
+        document: Arc<str>,
+    },
+}
+
+impl Framing {
+    pub fn new(protocol: Protocol, document: &str) -> Self {
+        match protocol {
+            Protocol::YWebsocket => Self::YWebsocket,
+            Protocol::Hocuspocus => Self::Hocuspocus { document: document.into() },
+        }
+    }
+
+    /// Wraps a y-websocket frame (`type • payload`) for the wire.
+    fn wrap(&self, inner: Vec<u8>) -> Vec<u8> {
+        match self {
+            Self::YWebsocket => inner,
+            Self::Hocuspocus { document } => hocuspocus::encode_frame(document, &inner),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -42,9 +81,12 @@ pub struct ClientStatus {
     pub ended: bool,
     /// Frames the client could not decode or apply (the server sent something invalid).
     pub bad_frames: u64,
+    /// Hocuspocus only: the server refused the document (permission denied), with its reason.
+    pub denied: Option<String>,
 }
 
 pub struct SyncClient {
+    framing: Framing,
     doc: Doc,
     awareness: Arc<Mutex<Awareness>>,
     outgoing: mpsc::Sender<WsMessage>,
@@ -61,6 +103,12 @@ impl SyncClient {
 
     /// Like [`SyncClient::connect`], with an existing document (offline edits, reconnects).
     pub async fn connect_with_doc(url: &str, doc: Doc) -> Result<Self, ClientError> {
+        Self::connect_framed(url, doc, Framing::YWebsocket).await
+    }
+
+    /// Connects with the given framing. With Hocuspocus framing `url` is the server's endpoint
+    /// (the document is named in every frame); the auth message (an empty token) goes first.
+    pub async fn connect_framed(url: &str, doc: Doc, framing: Framing) -> Result<Self, ClientError> {
         // Nagle's algorithm off, as browsers have it: a small update is sent at once instead of
         // waiting for the previous one's ACK (up to 40 ms with delayed ACKs), which would show
         // up as latency that no real client sees.
@@ -71,13 +119,21 @@ impl SyncClient {
         let awareness = Arc::new(Mutex::new(Awareness::new(doc.clone())));
 
         let writer = tokio::spawn(write_loop(sink, outgoing_rx));
-        let reader =
-            tokio::spawn(read_loop(stream, doc.clone(), awareness.clone(), outgoing.clone(), status_tx));
-        let client = Self { doc, awareness, outgoing, status, tasks: vec![writer, reader] };
+        let reader = tokio::spawn(read_loop(
+            stream,
+            Peer { doc: doc.clone(), awareness: awareness.clone(), framing: framing.clone() },
+            outgoing.clone(),
+            status_tx,
+        ));
+        let client = Self { framing, doc, awareness, outgoing, status, tasks: vec![writer, reader] };
 
+        if let Framing::Hocuspocus { document } = &client.framing {
+            // As HocuspocusProvider.onOpen does: the token first, then sync step 1.
+            client.send_raw(hocuspocus::encode_auth(document, "")).await?;
+        }
         // As y-websocket's provider does: our step 1 first; the server answers with step 2.
         let step1 = encode_sync_step1(&client.doc.transact().state_vector());
-        client.send_raw(step1).await?;
+        client.send_message(step1).await?;
         Ok(client)
     }
 
@@ -100,7 +156,7 @@ impl SyncClient {
             let result = f(&mut txn);
             (result, txn.encode_update_v1())
         };
-        self.send_raw(encode_update(&update)).await?;
+        self.send_message(encode_update(&update)).await?;
         Ok(result)
     }
 
@@ -113,7 +169,7 @@ impl SyncClient {
                 awareness.update_with_clients([self.doc.client_id()]).map_err(|_| ClientError::Closed)?;
             encode_message(&Message::Awareness(update))
         };
-        self.send_raw(frame).await
+        self.send_message(frame).await
     }
 
     /// Everyone's presence as this client sees it, by client id.
@@ -125,6 +181,11 @@ impl SyncClient {
             .collect();
         states.sort_by_key(|(id, _)| id.get());
         states
+    }
+
+    /// Sends one y-websocket message (`type • payload`), framed for this client's protocol.
+    pub async fn send_message(&self, frame: Vec<u8>) -> Result<(), ClientError> {
+        self.send_raw(self.framing.wrap(frame)).await
     }
 
     /// Sends raw bytes as one binary frame (for tests of malformed input).
@@ -218,38 +279,36 @@ async fn write_loop(mut sink: SplitSink<Socket, WsMessage>, mut outgoing: mpsc::
     }
 }
 
-async fn read_loop(
-    mut stream: futures_util::stream::SplitStream<Socket>,
+/// What the reader needs to answer the server.
+struct Peer {
     doc: Doc,
     awareness: Arc<Mutex<Awareness>>,
+    framing: Framing,
+}
+
+async fn read_loop(
+    mut stream: futures_util::stream::SplitStream<Socket>,
+    peer: Peer,
     outgoing: mpsc::Sender<WsMessage>,
     status: watch::Sender<ClientStatus>,
 ) {
-    let limits = FrameLimits { max_frame_bytes: usize::MAX, max_messages_per_frame: usize::MAX };
     while let Some(Ok(message)) = stream.next().await {
         match message {
             WsMessage::Binary(frame) => {
-                let mut synced = false;
-                let mut bad = false;
-                match decode_frame(&frame, &limits) {
-                    Ok(messages) => {
-                        for message in messages {
-                            match handle(message, &doc, &awareness) {
-                                Ok(Handled::Reply(reply)) => {
-                                    let _ = outgoing.send(WsMessage::Binary(reply.into())).await;
-                                }
-                                Ok(Handled::Synced) => synced = true,
-                                Ok(Handled::Nothing) => {}
-                                Err(()) => bad = true,
-                            }
-                        }
-                    }
-                    Err(_) => bad = true,
+                let outcome = match &peer.framing {
+                    Framing::YWebsocket => handle_frame(&frame, &peer),
+                    Framing::Hocuspocus { .. } => handle_hocuspocus_frame(&frame, &peer),
+                };
+                for reply in outcome.replies {
+                    let _ = outgoing.send(WsMessage::Binary(reply.into())).await;
                 }
                 status.send_modify(|s| {
                     s.frames += 1;
-                    s.synced |= synced;
-                    s.bad_frames += u64::from(bad);
+                    s.synced |= outcome.synced;
+                    s.bad_frames += u64::from(outcome.bad);
+                    if outcome.denied.is_some() {
+                        s.denied = outcome.denied;
+                    }
                 });
             }
             WsMessage::Close(frame) => {
@@ -260,6 +319,69 @@ async fn read_loop(
         }
     }
     status.send_modify(|s| s.ended = true);
+}
+
+/// What one received frame did.
+#[derive(Default)]
+struct Outcome {
+    /// Frames to send back, ready for the wire.
+    replies: Vec<Vec<u8>>,
+    synced: bool,
+    bad: bool,
+    denied: Option<String>,
+}
+
+/// A y-websocket frame (possibly several messages); replies come back framed for `peer`.
+fn handle_frame(frame: &[u8], peer: &Peer) -> Outcome {
+    let limits = FrameLimits { max_frame_bytes: usize::MAX, max_messages_per_frame: usize::MAX };
+    let mut outcome = Outcome::default();
+    match decode_frame(frame, &limits) {
+        Ok(messages) => {
+            for message in messages {
+                match handle(message, &peer.doc, &peer.awareness) {
+                    Ok(Handled::Reply(reply)) => outcome.replies.push(peer.framing.wrap(reply)),
+                    Ok(Handled::Synced) => outcome.synced = true,
+                    Ok(Handled::Nothing) => {}
+                    Err(()) => outcome.bad = true,
+                }
+            }
+        }
+        Err(_) => outcome.bad = true,
+    }
+    outcome
+}
+
+fn handle_hocuspocus_frame(frame: &[u8], peer: &Peer) -> Outcome {
+    let message = match hocuspocus::decode_frame(frame) {
+        Ok(Incoming::Ping) => {
+            return Outcome { replies: vec![hocuspocus::encode_pong()], ..Outcome::default() };
+        }
+        Ok(Incoming::Message { message, .. }) => message,
+        Err(_) => return Outcome { bad: true, ..Outcome::default() },
+    };
+    match message {
+        HocusMessage::Sync(inner) | HocusMessage::Awareness(inner) => handle_frame(&inner, peer),
+        HocusMessage::PermissionDenied { reason } => Outcome { denied: Some(reason), ..Outcome::default() },
+        HocusMessage::TokenRequest => {
+            let Framing::Hocuspocus { document } = &peer.framing else { return Outcome::default() };
+            Outcome { replies: vec![hocuspocus::encode_auth(document, "")], ..Outcome::default() }
+        }
+        HocusMessage::QueryAwareness => {
+            let awareness = peer.awareness.lock().unwrap_or_else(|p| p.into_inner());
+            match awareness.update() {
+                Ok(update) => Outcome {
+                    replies: vec![peer.framing.wrap(encode_message(&Message::Awareness(update)))],
+                    ..Outcome::default()
+                },
+                Err(_) => Outcome::default(),
+            }
+        }
+        HocusMessage::Authenticated { .. }
+        | HocusMessage::Stateless(_)
+        | HocusMessage::Close { .. }
+        | HocusMessage::SyncStatus { .. }
+        | HocusMessage::Other(_) => Outcome::default(),
+    }
 }
 
 enum Handled {

@@ -4,18 +4,82 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 
+pub use crate::client::Protocol;
+
 /// Longest room prefix: room names (`{prefix}-{i}`) must stay within the server's 128 characters.
 const MAX_PREFIX_LEN: usize = 100;
 /// Fastest edit or presence rate per client: one every millisecond.
 const MAX_RATE: f64 = 1000.0;
 
-/// Opens `--rooms` rooms with `--clients` real y-websocket clients each, has every client edit
-/// the canvas `--rate` times a second for `--duration` seconds, and reports propagation latency,
-/// throughput, convergence and (with `--server-pid`) the server's CPU time and memory.
+/// What a run does. `edit` (the default) uses the sizes given by the flags; the others are the
+/// benchmark scenarios, whose sizes default to the figures below (flags still override them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// `--rooms` × `--clients` editing at `--rate` (default 10 × 4 at 2/s).
+    #[default]
+    Edit,
+    /// Many small rooms: 500 × 4, 1 edit/s per client.
+    SmallRooms,
+    /// One crowded room: 1 × 200, 1 edit/s per client.
+    Crowded,
+    /// Rooms with a long history opened from the store: `--phase seed` writes `--history`
+    /// updates into each of 1,000 rooms; after a server restart, `--phase measure` opens them all.
+    ColdLoad,
+    /// 500 × 4 clients drop their connections at once, each edits offline, and all reconnect.
+    ReconnectStorm,
+    /// 10,000 rooms with one client each and no traffic: server memory per room and per connection.
+    IdleMemory,
+}
+
+impl Scenario {
+    /// Default rooms, clients per room and edit rate.
+    pub fn defaults(self) -> (u32, u32, f64) {
+        match self {
+            Self::Edit => (10, 4, 2.0),
+            Self::SmallRooms | Self::ReconnectStorm => (500, 4, 1.0),
+            Self::Crowded => (1, 200, 1.0),
+            Self::ColdLoad => (1_000, 1, 1.0),
+            Self::IdleMemory => (10_000, 1, 1.0),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Edit => "edit",
+            Self::SmallRooms => "small-rooms",
+            Self::Crowded => "crowded",
+            Self::ColdLoad => "cold-load",
+            Self::ReconnectStorm => "reconnect-storm",
+            Self::IdleMemory => "idle-memory",
+        }
+    }
+
+    /// Whether clients edit at a steady rate (and `--ramp` applies).
+    pub fn is_editing(self) -> bool {
+        matches!(self, Self::Edit | Self::SmallRooms | Self::Crowded)
+    }
+}
+
+/// The two halves of the cold-load scenario, run with a server restart in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Write `--history` updates into each room, through the server.
+    Seed,
+    /// Open every room once (after a restart) and time the first sync.
+    Measure,
+}
+
+/// Opens `--rooms` rooms with `--clients` real y-websocket (or Hocuspocus) clients each and runs
+/// a scenario: steady editing (reporting propagation latency, throughput and convergence), a ramp
+/// to find capacity, a cold load, a reconnect storm or an idle-memory census. With
+/// `--server-pid`, also the server's CPU time and memory.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "dojo-loadtest", version)]
 pub struct Config {
-    /// Base URL of the rooms endpoint; room names are appended as `/{prefix}-{i}`.
+    /// Base URL. y-websocket: the rooms endpoint, room names are appended as `/{prefix}-{i}`.
+    /// Hocuspocus: the server's endpoint, used as is (the document is named in every frame).
     #[arg(
         long,
         env = "DOJO_LOADTEST_URL",
@@ -24,19 +88,28 @@ pub struct Config {
     )]
     pub url: String,
 
-    /// Rooms to open.
-    #[arg(long, env = "DOJO_LOADTEST_ROOMS", default_value_t = 10,
+    /// Wire protocol: `y-websocket` (Dojo, @y/websocket-server, the bare relay) or `hocuspocus`.
+    #[arg(long, env = "DOJO_LOADTEST_PROTOCOL", value_enum, default_value_t = Protocol::YWebsocket)]
+    pub protocol: Protocol,
+
+    /// What to run (see README.md): edit, small-rooms, crowded, cold-load, reconnect-storm,
+    /// idle-memory.
+    #[arg(long, env = "DOJO_LOADTEST_SCENARIO", value_enum, default_value_t = Scenario::Edit)]
+    pub scenario: Scenario,
+
+    /// Rooms to open (default: the scenario's).
+    #[arg(long, env = "DOJO_LOADTEST_ROOMS",
         value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub rooms: u32,
+    pub rooms: Option<u32>,
 
-    /// Clients per room.
-    #[arg(long, env = "DOJO_LOADTEST_CLIENTS", default_value_t = 4,
+    /// Clients per room (default: the scenario's).
+    #[arg(long, env = "DOJO_LOADTEST_CLIENTS",
         value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub clients: u32,
+    pub clients: Option<u32>,
 
-    /// Edits per second per client (fractions allowed, at most 1000).
-    #[arg(long, env = "DOJO_LOADTEST_RATE", default_value_t = 2.0, value_parser = parse_rate)]
-    pub rate: f64,
+    /// Edits per second per client (fractions allowed, at most 1000; default: the scenario's).
+    #[arg(long, env = "DOJO_LOADTEST_RATE", value_parser = parse_rate)]
+    pub rate: Option<f64>,
 
     /// Seconds of editing.
     #[arg(long, env = "DOJO_LOADTEST_DURATION", default_value_t = 10.0, value_parser = parse_duration)]
@@ -47,6 +120,7 @@ pub struct Config {
     pub awareness_hz: f64,
 
     /// Prefix of the room names; by default a new random one per run, so runs never share rooms.
+    /// The two cold-load phases must be given the same one.
     #[arg(long, env = "DOJO_LOADTEST_ROOM_PREFIX", value_parser = parse_prefix)]
     pub room_prefix: Option<String>,
 
@@ -55,9 +129,63 @@ pub struct Config {
         value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub connect_concurrency: u32,
 
+    /// Cold load: which half to run.
+    #[arg(long, env = "DOJO_LOADTEST_PHASE", value_enum, default_value_t = Phase::Measure)]
+    pub phase: Phase,
+
+    /// Cold load: updates written into each room while seeding.
+    #[arg(long, env = "DOJO_LOADTEST_HISTORY", default_value_t = 500,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub history: u32,
+
+    /// Reconnect storm: reconnections in flight at once (default: every client at once).
+    #[arg(long, env = "DOJO_LOADTEST_RECONNECT_CONCURRENCY",
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub reconnect_concurrency: Option<u32>,
+
+    /// Idle memory: seconds to wait, with no traffic, before reading the server's memory.
+    #[arg(long, env = "DOJO_LOADTEST_SETTLE", default_value_t = 5.0, value_parser = parse_settle)]
+    pub settle: f64,
+
+    /// Idle memory: connections added after the first census (one more client in each of the
+    /// first rooms), to price a connection apart from a room (0: skip that second census).
+    #[arg(long, env = "DOJO_LOADTEST_EXTRA_CONNECTIONS", default_value_t = 5_000,
+        value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub extra_connections: u32,
+
+    /// Raise the edit rate step by step until p99 passes `--ramp-p99-ms` or errors appear; report
+    /// the last passing step as the capacity (edit, small-rooms and crowded only).
+    #[arg(long, env = "DOJO_LOADTEST_RAMP")]
+    pub ramp: bool,
+
+    /// Ramp: the p99 latency bound, in milliseconds.
+    #[arg(long, env = "DOJO_LOADTEST_RAMP_P99_MS", default_value_t = 50.0, value_parser = parse_bound)]
+    pub ramp_p99_ms: f64,
+
+    /// Ramp: seconds of editing per step.
+    #[arg(long, env = "DOJO_LOADTEST_RAMP_STEP_SECS", default_value_t = 10.0, value_parser = parse_duration)]
+    pub ramp_step_secs: f64,
+
+    /// Ramp: edit rate per client of the first step (default: the scenario's rate).
+    #[arg(long, env = "DOJO_LOADTEST_RAMP_START", value_parser = parse_rate)]
+    pub ramp_start: Option<f64>,
+
+    /// Ramp: each step's rate is the previous one's times this.
+    #[arg(long, env = "DOJO_LOADTEST_RAMP_FACTOR", default_value_t = 1.5, value_parser = parse_factor)]
+    pub ramp_factor: f64,
+
+    /// Ramp: most steps (the ramp also stops at 1000 edits/s per client).
+    #[arg(long, env = "DOJO_LOADTEST_RAMP_MAX_STEPS", default_value_t = 12,
+        value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub ramp_max_steps: u32,
+
     /// The server's process id, to report its CPU time and memory (Linux /proc, same machine).
     #[arg(long, env = "DOJO_LOADTEST_SERVER_PID")]
     pub server_pid: Option<u32>,
+
+    /// A label for the server, copied into the JSON (scripts use it to tell runs apart).
+    #[arg(long, env = "DOJO_LOADTEST_SERVER_NAME")]
+    pub server_name: Option<String>,
 
     /// Print only the JSON line on stdout (no table).
     #[arg(long, env = "DOJO_LOADTEST_JSON")]
@@ -69,9 +197,22 @@ pub struct Config {
 }
 
 impl Config {
+    pub fn rooms(&self) -> u32 {
+        self.rooms.unwrap_or(self.scenario.defaults().0)
+    }
+
+    pub fn clients(&self) -> u32 {
+        self.clients.unwrap_or(self.scenario.defaults().1)
+    }
+
+    /// Edits per second per client.
+    pub fn rate(&self) -> f64 {
+        self.rate.unwrap_or(self.scenario.defaults().2)
+    }
+
     /// The time between two edits of one client.
     pub fn edit_period(&self) -> Duration {
-        Duration::from_secs_f64(1.0 / self.rate)
+        Duration::from_secs_f64(1.0 / self.rate())
     }
 
     /// The time between two presence updates of one client, if presence is sent at all.
@@ -86,6 +227,26 @@ impl Config {
     /// The room prefix: the one given, or a new random-looking one.
     pub fn resolved_prefix(&self) -> String {
         self.room_prefix.clone().unwrap_or_else(random_prefix)
+    }
+
+    /// Flag combinations that make no sense, as a message for the user.
+    pub fn check(&self) -> Result<(), String> {
+        if self.ramp && !self.scenario.is_editing() {
+            return Err(format!(
+                "--ramp applies to edit, small-rooms and crowded, not {}",
+                self.scenario.name()
+            ));
+        }
+        if self.scenario == Scenario::IdleMemory && self.server_pid.is_none() {
+            return Err("idle-memory measures the server's memory: it needs --server-pid".into());
+        }
+        if self.scenario == Scenario::ColdLoad && self.room_prefix.is_none() {
+            return Err(
+                "cold-load needs --room-prefix: the measure phase opens the rooms the seed phase wrote"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -136,6 +297,25 @@ fn parse_duration(value: &str) -> Result<f64, String> {
     parse_positive(value, "the duration", 86_400.0)
 }
 
+fn parse_settle(value: &str) -> Result<f64, String> {
+    if value.trim().parse::<f64>() == Ok(0.0) {
+        return Ok(0.0);
+    }
+    parse_positive(value, "the settle time", 3_600.0)
+}
+
+fn parse_bound(value: &str) -> Result<f64, String> {
+    parse_positive(value, "the p99 bound", 3_600_000.0)
+}
+
+fn parse_factor(value: &str) -> Result<f64, String> {
+    let factor = parse_positive(value, "the ramp factor", 100.0)?;
+    if factor <= 1.0 {
+        return Err(format!("the ramp factor must be greater than 1, got {value}"));
+    }
+    Ok(factor)
+}
+
 fn parse_awareness_hz(value: &str) -> Result<f64, String> {
     if value.trim().parse::<f64>() == Ok(0.0) {
         return Ok(0.0);
@@ -170,11 +350,46 @@ mod tests {
     fn defaults_match_the_documentation() {
         let config = parse(&[]).unwrap();
         assert_eq!(config.url, "ws://127.0.0.1:8787/rooms");
-        assert_eq!((config.rooms, config.clients, config.connect_concurrency), (10, 4, 50));
-        assert_eq!((config.rate, config.duration, config.awareness_hz), (2.0, 10.0, 0.0));
+        assert_eq!((config.scenario, config.protocol), (Scenario::Edit, Protocol::YWebsocket));
+        assert_eq!((config.rooms(), config.clients(), config.connect_concurrency), (10, 4, 50));
+        assert_eq!((config.rate(), config.duration, config.awareness_hz), (2.0, 10.0, 0.0));
         assert_eq!(config.edit_period(), Duration::from_millis(500));
         assert_eq!(config.awareness_period(), None);
-        assert!(!config.json);
+        assert!(!config.json && !config.ramp);
+        assert_eq!((config.ramp_p99_ms, config.ramp_factor, config.ramp_max_steps), (50.0, 1.5, 12));
+        assert!(config.check().is_ok());
+    }
+
+    #[test]
+    fn scenarios_bring_their_sizes_and_flags_override_them() {
+        let sizes = |args: &[&str]| {
+            let config = parse(args).unwrap();
+            (config.rooms(), config.clients(), config.rate())
+        };
+        assert_eq!(sizes(&["--scenario", "small-rooms"]), (500, 4, 1.0));
+        assert_eq!(sizes(&["--scenario", "crowded"]), (1, 200, 1.0));
+        assert_eq!(sizes(&["--scenario", "idle-memory"]), (10_000, 1, 1.0));
+        assert_eq!(sizes(&["--scenario", "reconnect-storm", "--clients", "2"]), (500, 2, 1.0));
+        assert_eq!(sizes(&["--scenario", "crowded", "--rooms", "3", "--rate", "4"]), (3, 200, 4.0));
+        assert_eq!(parse(&["--protocol", "hocuspocus"]).unwrap().protocol, Protocol::Hocuspocus);
+    }
+
+    #[test]
+    fn nonsensical_combinations_are_refused() {
+        assert!(parse(&["--scenario", "idle-memory", "--ramp"]).unwrap().check().is_err());
+        assert!(parse(&["--scenario", "idle-memory"]).unwrap().check().is_err());
+        assert!(parse(&["--scenario", "idle-memory", "--server-pid", "1"]).unwrap().check().is_ok());
+        assert!(parse(&["--scenario", "crowded", "--ramp"]).unwrap().check().is_ok());
+        assert!(parse(&["--scenario", "cold-load"]).unwrap().check().is_err());
+        assert!(parse(&["--scenario", "cold-load", "--room-prefix", "c"]).unwrap().check().is_ok());
+        for bad in [
+            &["--ramp-factor", "1"][..],
+            &["--ramp-factor", "0.5"],
+            &["--ramp-p99-ms", "0"],
+            &["--settle", "-1"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -7,10 +7,14 @@
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod hocuspocus;
 pub mod procfs;
+pub mod ramp;
 pub mod report;
 pub mod run;
+pub mod scenarios;
+pub mod summary;
 
-pub use client::{ClientError, SyncClient};
+pub use client::{ClientError, Framing, Protocol, SyncClient};
 pub use config::Config;
-pub use report::Report;
+pub use report::{Outcome, Report};

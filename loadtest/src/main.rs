@@ -1,5 +1,7 @@
-//! `dojo-loadtest`: opens rooms full of real y-websocket clients against a Dojo server, edits at a
-//! steady rate and reports propagation latency, throughput, convergence and server resources.
+//! `dojo-loadtest`: opens rooms full of real y-websocket (or Hocuspocus) clients against a server
+//! and runs a scenario: steady editing (propagation latency, throughput, convergence), a ramp to
+//! find capacity, a cold load, a reconnect storm or an idle-memory census, with the server's CPU
+//! and memory.
 //! See README.md in this crate; `dojo-loadtest --help` lists the flags.
 
 use std::process::ExitCode;
@@ -26,13 +28,13 @@ async fn try_main() -> anyhow::Result<ExitCode> {
     let filter = EnvFilter::try_new(&filter).with_context(|| format!("invalid log filter {filter:?}"))?;
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
-    let report = dojo_loadtest::run::run(&config).await?;
+    let outcome = dojo_loadtest::run::run(&config).await?;
     if !config.json {
-        print!("{}", report.table());
+        print!("{}", outcome.table());
     }
-    println!("{}", report.json_line().context("encoding the report as JSON")?);
-    for failure in report.failures() {
+    println!("{}", outcome.json_line().context("encoding the report as JSON")?);
+    for failure in outcome.failures() {
         eprintln!("dojo-loadtest: {failure}");
     }
-    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if outcome.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

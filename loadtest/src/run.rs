@@ -1,10 +1,13 @@
-//! One load-generator run: connect, edit at a steady rate, wait for convergence, measure.
+//! Running a scenario: connect, edit at a steady rate, wait for convergence, measure. The shared
+//! machinery lives here, with the plain editing run; the ramp is in `ramp.rs`, the cold load,
+//! reconnect storm and idle-memory census in `scenarios.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dojo_sync_protocol::canvas::{self, CanvasNode, Position};
+use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -12,47 +15,74 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use yrs::{ReadTxn, StateVector, Transact};
 
 use crate::bench::{self, BenchClock, SharedReceived};
-use crate::client::SyncClient;
-use crate::config::{Config, room_url};
+use crate::client::{Framing, SyncClient};
+use crate::config::{Config, Phase, Scenario, room_url};
 use crate::procfs::{self, ProcError, Process};
 use crate::report::{
-    LatencySummary, Report, ServerFigures, cpu_usage, expected_deliveries, kib_to_mib, per_second, round3,
+    LatencySummary, Outcome, Report, RunMeta, ServerFigures, ServerSample, cpu_usage, expected_deliveries,
+    kib_to_mib, per_second, round3,
 };
+use crate::{ramp, scenarios};
 
 /// Longest wait for one client's WebSocket handshake, and then for its initial sync.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait, after editing stops, for every room's clients to hold the same state.
-const CONVERGE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONVERGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an edit may wait for room in the client's send queue after the run's end.
 const SEND_GRACE: Duration = Duration::from_secs(5);
 /// Editing starts this long after the last client connected, on every client at once.
 const START_DELAY: Duration = Duration::from_millis(100);
 /// Connection errors logged one by one; the rest are only counted.
-const ERRORS_LOGGED: usize = 10;
+pub(crate) const ERRORS_LOGGED: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("--server-pid {pid}: {error} (is it a process on this machine?)")]
     ServerPid { pid: u32, error: ProcError },
+    #[error("{0}")]
+    Flags(String),
+}
+
+/// Where one room's clients connect, and how they frame their messages.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub url: String,
+    pub framing: Framing,
+}
+
+impl Target {
+    pub fn new(config: &Config, prefix: &str, room: u32) -> Self {
+        let document = format!("{prefix}-{room}");
+        let framing = Framing::new(config.protocol, &document);
+        let url = match framing {
+            Framing::YWebsocket => room_url(&config.url, prefix, room),
+            // Hocuspocus names the document in every frame; the path is not looked at.
+            Framing::Hocuspocus { .. } => config.url.clone(),
+        };
+        Self { url, framing }
+    }
 }
 
 /// One connected client and what it knows about itself.
-struct Member {
-    room: u32,
-    slot: u32,
-    client: SyncClient,
-    node_id: String,
-    received: SharedReceived,
+pub(crate) struct Member {
+    pub room: u32,
+    pub slot: u32,
+    pub target: Target,
+    pub client: SyncClient,
+    pub node_id: String,
+    pub received: SharedReceived,
+    /// Edits sent over the whole run (stamps carry this number, so it never restarts).
+    pub edits: u64,
 }
 
 /// What one client sent while editing.
 #[derive(Debug, Default)]
-struct Sent {
-    edits: u64,
-    missed_ticks: u64,
-    awareness: u64,
+pub(crate) struct Sent {
+    pub edits: u64,
+    pub missed_ticks: u64,
+    pub awareness: u64,
     /// Why the client stopped early, if it did (its connection broke).
-    error: Option<String>,
+    pub error: Option<String>,
 }
 
 /// When and how fast one client edits.
@@ -63,132 +93,185 @@ struct Schedule {
     awareness: Option<(Instant, Duration)>,
     end: Instant,
     clock: BenchClock,
+    /// The number of the client's last edit before this phase.
+    edits_before: u64,
 }
 
-/// Runs the load described by `config` and measures it. Connection problems are figures of the
-/// report, not errors; only a `--server-pid` that cannot be read stops the run (before it starts).
-pub async fn run(config: &Config) -> Result<Report, RunError> {
-    let prefix = config.resolved_prefix();
-    let server = match config.server_pid {
-        Some(pid) => {
-            let process = Process::pid(pid);
-            process.cpu_ticks().map_err(|error| RunError::ServerPid { pid, error })?;
-            Some((pid, process))
-        }
-        None => None,
-    };
-    let (clk_tck, clk_tck_source) = procfs::clock_ticks_per_second();
-    let me = Process::current();
-    let clock = BenchClock::start();
+/// What every scenario shares: the room prefix, the clock, and the processes measured.
+pub(crate) struct Context {
+    pub prefix: String,
+    pub clock: BenchClock,
+    pub meter: Meter,
+}
 
-    tracing::info!(
-        url = %config.url, %prefix, rooms = config.rooms, clients = config.clients,
-        "connecting {} clients", u64::from(config.rooms) * u64::from(config.clients)
-    );
-    let connect_started = Instant::now();
-    let (members, connect_failures) = connect_all(config, &prefix, clock).await;
-    let connect_s = connect_started.elapsed().as_secs_f64();
-    tracing::info!(connected = members.len(), failed = connect_failures, "connected in {connect_s:.2} s");
+impl Context {
+    pub fn meta(&self, config: &Config, kind: &str) -> RunMeta {
+        RunMeta {
+            kind: kind.into(),
+            scenario: config.scenario.name().into(),
+            protocol: match config.protocol {
+                crate::client::Protocol::YWebsocket => "y-websocket".into(),
+                crate::client::Protocol::Hocuspocus => "hocuspocus".into(),
+            },
+            server_name: config.server_name.clone(),
+            url: config.url.clone(),
+            room_prefix: self.prefix.clone(),
+        }
+    }
+}
+
+/// CPU time and memory of the server (with `--server-pid`) and of this process.
+pub(crate) struct Meter {
+    server: Option<(u32, Process)>,
+    me: Process,
+    pub clk_tck: u64,
+    pub clk_tck_source: &'static str,
+}
+
+/// CPU counters at the start of a measured phase.
+pub(crate) struct Mark {
+    at: Instant,
+    server_ticks: Option<u64>,
+    my_ticks: Option<u64>,
+}
+
+impl Meter {
+    fn new(server_pid: Option<u32>) -> Result<Self, RunError> {
+        let server = match server_pid {
+            Some(pid) => {
+                let process = Process::pid(pid);
+                process.cpu_ticks().map_err(|error| RunError::ServerPid { pid, error })?;
+                Some((pid, process))
+            }
+            None => None,
+        };
+        let (clk_tck, clk_tck_source) = procfs::clock_ticks_per_second();
+        Ok(Self { server, me: Process::current(), clk_tck, clk_tck_source })
+    }
+
+    pub fn mark(&self) -> Mark {
+        Mark {
+            at: Instant::now(),
+            server_ticks: self.server.as_ref().and_then(|(_, p)| p.cpu_ticks().ok()),
+            my_ticks: self.me.cpu_ticks().ok(),
+        }
+    }
+
+    /// The server's CPU seconds since `mark` and that as a percentage of one core.
+    pub fn server_cpu(&self, mark: &Mark) -> Option<(f64, f64)> {
+        let (_, process) = self.server.as_ref()?;
+        let after = process.cpu_ticks().ok()?;
+        Some(cpu_usage(mark.server_ticks?, after, self.clk_tck, mark.at.elapsed().as_secs_f64()))
+    }
+
+    pub fn loadgen_cpu(&self, mark: &Mark) -> Option<(f64, f64)> {
+        let after = self.me.cpu_ticks().ok()?;
+        Some(cpu_usage(mark.my_ticks?, after, self.clk_tck, mark.at.elapsed().as_secs_f64()))
+    }
+
+    /// The server's `VmRSS` now, in KiB.
+    pub fn server_rss_kib(&self) -> Option<u64> {
+        self.server.as_ref()?.1.status_kib("VmRSS").ok()
+    }
+
+    pub fn has_server(&self) -> bool {
+        self.server.is_some()
+    }
+
+    /// Memory now, and CPU since `mark` if given.
+    pub fn sample(&self, mark: Option<&Mark>) -> Option<ServerSample> {
+        let (pid, process) = self.server.as_ref()?;
+        let cpu = mark.and_then(|mark| self.server_cpu(mark));
+        Some(ServerSample {
+            pid: *pid,
+            rss_mib: process.status_kib("VmRSS").ok().map(kib_to_mib),
+            peak_rss_mib: process.status_kib("VmHWM").ok().map(kib_to_mib),
+            cpu_s: cpu.map(|(s, _)| s),
+            cpu_percent: cpu.map(|(_, p)| p),
+        })
+    }
+}
+
+/// Runs the scenario `config` describes and measures it. Connection problems are figures of the
+/// report, not errors; only a `--server-pid` that cannot be read, or flags that contradict each
+/// other, stop the run (before it starts).
+pub async fn run(config: &Config) -> Result<Outcome, RunError> {
+    config.check().map_err(RunError::Flags)?;
+    let context = Context {
+        prefix: config.resolved_prefix(),
+        clock: BenchClock::start(),
+        meter: Meter::new(config.server_pid)?,
+    };
+    Ok(match config.scenario {
+        _ if config.ramp => Outcome::Ramp(ramp::run(config, &context).await),
+        Scenario::ColdLoad => match config.phase {
+            Phase::Seed => Outcome::Seed(scenarios::seed(config, &context).await),
+            Phase::Measure => Outcome::ColdLoad(scenarios::cold_load(config, &context).await),
+        },
+        Scenario::ReconnectStorm => Outcome::Storm(scenarios::storm(config, &context).await),
+        Scenario::IdleMemory => Outcome::Idle(scenarios::idle(config, &context).await),
+        Scenario::Edit | Scenario::SmallRooms | Scenario::Crowded => {
+            Outcome::Edit(run_edit(config, &context).await)
+        }
+    })
+}
+
+/// Connects every client, gives each a node, then edits at `--rate` for `--duration` seconds.
+async fn run_edit(config: &Config, context: &Context) -> Report {
+    let (rooms, clients) = (config.rooms(), config.clients());
+    let (members, connect_failures, connect_s) = connect_and_prepare(config, context).await;
+    let connected = members.len() as u64;
 
     // Edit.
-    let server_ticks_before = server.as_ref().and_then(|(_, p)| p.cpu_ticks().ok());
-    let my_ticks_before = me.cpu_ticks().ok();
+    let mark = context.meter.mark();
     let start = Instant::now() + START_DELAY;
-    let end = start + config.edit_duration();
-    tracing::info!("editing for {} s", config.duration);
-    let connected = members.len() as u64;
-    let (members, sent) = edit_all(members, config, start, end, clock).await;
-    // A client whose edit task failed is gone; it counts as disconnected.
-    let lost = connected - members.len() as u64;
+    tracing::info!("editing for {} s at {}/s per client", config.duration, config.rate());
+    let phase = EditPhase {
+        rate: config.rate(),
+        duration: config.edit_duration(),
+        awareness: config.awareness_period(),
+    };
+    let (members, sent, lost) = edit_all(members, &phase, start, context.clock).await;
     let edit_s = start.elapsed().as_secs_f64();
-    let server_figures = server.as_ref().and_then(|(pid, process)| {
-        let (cpu_s, cpu_percent) =
-            cpu_usage(server_ticks_before?, process.cpu_ticks().ok()?, clk_tck, edit_s);
-        Some(ServerFigures {
-            pid: *pid,
-            cpu_s,
-            cpu_percent,
-            peak_rss_mib: kib_to_mib(process.status_kib("VmHWM").ok()?),
-            rss_mib: kib_to_mib(process.status_kib("VmRSS").ok()?),
-            clk_tck,
-            clk_tck_source: clk_tck_source.into(),
-        })
-    });
-    if server.is_some() && server_figures.is_none() {
-        tracing::warn!("the server's /proc figures could not be read after the run (did it exit?)");
-    }
-    let loadgen = my_ticks_before
-        .zip(me.cpu_ticks().ok())
-        .map(|(before, after)| cpu_usage(before, after, clk_tck, edit_s));
+    let server_figures = server_figures(&context.meter, &mark);
+    let loadgen = context.meter.loadgen_cpu(&mark);
 
     // Converge.
-    let by_room = group_by_room(&members, config.rooms);
+    let by_room = group_by_room(&members, rooms);
     let converge_started = Instant::now();
     let converged = wait_converged(&members, &by_room, CONVERGE_TIMEOUT).await;
     let convergence_wait_s = converge_started.elapsed().as_secs_f64();
-    for (room, ok) in converged.iter().enumerate() {
-        if !ok {
-            let connected = by_room[room].len();
-            tracing::warn!(room = %format!("{prefix}-{room}"), connected, "room did not converge");
-        }
-    }
+    warn_unconverged(&context.prefix, &by_room, &converged);
 
     // Tally.
-    let mut latency = bench::latency_histogram();
-    let (mut deliveries, mut frames_received, mut stale) = (0, 0, 0);
-    for member in &members {
-        let received = bench::lock(&member.received);
-        // Both histograms have the same bounds, so adding cannot fail.
-        let _ = latency.add(&received.latency_us);
-        deliveries += received.deliveries;
-        stale += received.stale;
-        frames_received += member.client.status().frames;
-    }
-    if stale > 0 {
-        tracing::warn!(stale, "ignored timestamps from before this run (reused --room-prefix?)");
-    }
-    let disconnects = lost
-        + sent.iter().filter(|s| s.error.is_some()).count() as u64
-        + members.iter().zip(&sent).filter(|(m, s)| s.error.is_none() && m.client.status().ended).count()
-            as u64;
-    for error in sent.iter().filter_map(|s| s.error.as_deref()).take(ERRORS_LOGGED) {
-        tracing::warn!("client stopped early: {error}");
-    }
-    let deliveries_expected = expected_deliveries(by_room.iter().map(|room| {
-        let edits: u64 = room.iter().map(|&i| sent[i].edits).sum();
-        (edits, room.len() as u64)
-    }));
-    let edits_sent = sent.iter().map(|s| s.edits).sum();
+    let tally = tally(&members, &sent, &by_room, lost);
     let rooms_converged = converged.iter().filter(|ok| **ok).count() as u64;
-
-    tracing::info!("closing {} clients", members.len());
-    futures_util::future::join_all(members.into_iter().map(|m| m.client.close())).await;
+    close_all(members).await;
 
     let mut report = Report {
-        url: config.url.clone(),
-        room_prefix: prefix,
-        rooms: config.rooms,
-        clients_per_room: config.clients,
-        rate: config.rate,
+        meta: context.meta(config, "edit"),
+        rooms,
+        clients_per_room: clients,
+        rate: config.rate(),
         duration_s: config.duration,
         awareness_hz: config.awareness_hz,
         clients_connected: connected,
-        connection_errors: connect_failures + disconnects,
+        connection_errors: connect_failures + tally.disconnects,
         connect_failures,
-        disconnects,
+        disconnects: tally.disconnects,
         connect_s: round3(connect_s),
         edit_s: round3(edit_s),
-        edits_sent,
-        edits_per_s: per_second(edits_sent, edit_s),
-        missed_ticks: sent.iter().map(|s| s.missed_ticks).sum(),
-        awareness_sent: sent.iter().map(|s| s.awareness).sum(),
-        deliveries,
-        deliveries_expected,
-        deliveries_per_s: per_second(deliveries, edit_s),
-        frames_received,
-        latency_ms: LatencySummary::from_micros(&latency),
+        edits_sent: tally.edits_sent,
+        edits_per_s: per_second(tally.edits_sent, edit_s),
+        missed_ticks: tally.missed_ticks,
+        awareness_sent: tally.awareness_sent,
+        deliveries: tally.deliveries,
+        deliveries_expected: tally.deliveries_expected,
+        deliveries_per_s: per_second(tally.deliveries, edit_s),
+        frames_received: tally.frames_received,
+        latency_ms: LatencySummary::from_micros(&tally.latency),
         rooms_converged,
-        rooms_not_converged: u64::from(config.rooms) - rooms_converged,
+        rooms_not_converged: u64::from(rooms) - rooms_converged,
         convergence_wait_s: round3(convergence_wait_s),
         server: server_figures,
         loadgen_cpu_s: loadgen.map(|(cpu, _)| cpu),
@@ -196,24 +279,78 @@ pub async fn run(config: &Config) -> Result<Report, RunError> {
         ok: false,
     };
     report.ok = report.failures().is_empty();
-    Ok(report)
+    report
 }
 
-/// Connects every client, at most `--connect-concurrency` at a time. Returns the clients that
-/// connected and synced (ordered by room, then slot) and how many did not.
-async fn connect_all(config: &Config, prefix: &str, clock: BenchClock) -> (Vec<Member>, u64) {
-    let permits = Arc::new(Semaphore::new(config.connect_concurrency as usize));
+fn server_figures(meter: &Meter, mark: &Mark) -> Option<ServerFigures> {
+    if !meter.has_server() {
+        return None;
+    }
+    let figures = (|| {
+        let sample = meter.sample(Some(mark))?;
+        Some(ServerFigures {
+            pid: sample.pid,
+            cpu_s: sample.cpu_s?,
+            cpu_percent: sample.cpu_percent?,
+            peak_rss_mib: sample.peak_rss_mib?,
+            rss_mib: sample.rss_mib?,
+            clk_tck: meter.clk_tck,
+            clk_tck_source: meter.clk_tck_source.into(),
+        })
+    })();
+    if figures.is_none() {
+        tracing::warn!("the server's /proc figures could not be read after the run (did it exit?)");
+    }
+    figures
+}
+
+/// Connects `--rooms` × `--clients`, gives every client a node of its own and waits until every
+/// room holds all its nodes (so that editing starts from the same document everywhere, also on a
+/// server that keeps no state). Returns the clients, the connection failures and the seconds spent.
+pub(crate) async fn connect_and_prepare(config: &Config, context: &Context) -> (Vec<Member>, u64, f64) {
+    let (rooms, clients) = (config.rooms(), config.clients());
+    tracing::info!(
+        url = %config.url, prefix = %context.prefix, rooms, clients,
+        "connecting {} clients", u64::from(rooms) * u64::from(clients)
+    );
+    let started = Instant::now();
+    let slots: Vec<(u32, u32)> =
+        (0..rooms).flat_map(|room| (0..clients).map(move |slot| (room, slot))).collect();
+    let (members, failures) = connect_all(config, context, &slots, config.connect_concurrency).await;
+    let nodes_failed = create_nodes(&members).await;
+    if nodes_failed > 0 {
+        tracing::warn!(nodes_failed, "clients could not write their node");
+    }
+    let by_room = group_by_room(&members, rooms);
+    let converged = wait_converged(&members, &by_room, CONVERGE_TIMEOUT).await;
+    let behind = converged.iter().filter(|ok| !**ok).count();
+    if behind > 0 {
+        tracing::warn!(rooms = behind, "rooms did not converge before editing started");
+    }
+    let connect_s = started.elapsed().as_secs_f64();
+    tracing::info!(connected = members.len(), failed = failures, "connected in {connect_s:.2} s");
+    (members, failures, connect_s)
+}
+
+/// Connects one client per `(room, slot)`, at most `concurrency` at a time. Returns the clients
+/// that connected and synced (ordered by room, then slot) and how many did not.
+pub(crate) async fn connect_all(
+    config: &Config,
+    context: &Context,
+    slots: &[(u32, u32)],
+    concurrency: u32,
+) -> (Vec<Member>, u64) {
+    let permits = Arc::new(Semaphore::new(concurrency as usize));
     let mut tasks = JoinSet::new();
-    for room in 0..config.rooms {
-        let url = room_url(&config.url, prefix, room);
-        for slot in 0..config.clients {
-            let (url, permits) = (url.clone(), permits.clone());
-            tasks.spawn(async move {
-                // The semaphore is never closed, so a permit always comes.
-                let _permit = permits.acquire_owned().await;
-                connect_one(&url, room, slot, clock).await.map_err(|e| format!("{url}: {e}"))
-            });
-        }
+    for &(room, slot) in slots {
+        let target = Target::new(config, &context.prefix, room);
+        let (permits, clock) = (permits.clone(), context.clock);
+        tasks.spawn(async move {
+            // The semaphore is never closed, so a permit always comes.
+            let _permit = permits.acquire_owned().await;
+            let url = target.url.clone();
+            connect_one(target, room, slot, clock).await.map_err(|e| format!("{url} (room {room}): {e}"))
+        });
     }
     let mut members = Vec::new();
     let mut failures = 0u64;
@@ -236,51 +373,84 @@ async fn connect_all(config: &Config, prefix: &str, clock: BenchClock) -> (Vec<M
     (members, failures)
 }
 
-/// Connects one client, waits for its initial sync and gives it a node of its own to edit.
-async fn connect_one(url: &str, room: u32, slot: u32, clock: BenchClock) -> Result<Member, String> {
+/// Connects one client and waits for its initial sync.
+async fn connect_one(target: Target, room: u32, slot: u32, clock: BenchClock) -> Result<Member, String> {
     let doc = yrs::Doc::new();
     let received = bench::observe(&doc, clock);
-    let client = tokio::time::timeout(CONNECT_TIMEOUT, SyncClient::connect_with_doc(url, doc))
-        .await
-        .map_err(|_| format!("no WebSocket handshake within {} s", CONNECT_TIMEOUT.as_secs()))?
-        .map_err(|e| e.to_string())?;
-    client.wait_synced(CONNECT_TIMEOUT).await.map_err(|e| e.to_string())?;
+    let client = connect_client(&target, doc).await?;
     let node_id = format!("lt-node-{}", client.client_id());
-    let node = CanvasNode {
-        id: node_id.clone(),
-        node_type: "flux-schnell".into(),
-        position: Position { x: f64::from(slot) * 240.0, y: 0.0 },
-        data: BTreeMap::from([("prompt".into(), json!("a red fox"))]),
-    };
-    client
-        .edit(|txn| canvas::write_node(txn, &node))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    Ok(Member { room, slot, client, node_id, received })
+    Ok(Member { room, slot, target, client, node_id, received, edits: 0 })
 }
 
-/// Runs every client's edit loop until `end`; returns the clients (in their order) and what each sent.
-async fn edit_all(
+/// Connects a client for `doc` and waits for its initial sync (each within [`CONNECT_TIMEOUT`]).
+pub(crate) async fn connect_client(target: &Target, doc: yrs::Doc) -> Result<SyncClient, String> {
+    let client = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        SyncClient::connect_framed(&target.url, doc, target.framing.clone()),
+    )
+    .await
+    .map_err(|_| format!("no WebSocket handshake within {} s", CONNECT_TIMEOUT.as_secs()))?
+    .map_err(|e| e.to_string())?;
+    if let Err(error) = client.wait_synced(CONNECT_TIMEOUT).await {
+        let status = client.status();
+        return Err(match (status.denied, status.close) {
+            (Some(reason), _) => format!("permission denied: {reason}"),
+            (None, Some((code, reason))) => format!("closed by the server: {code} {reason}"),
+            (None, None) => error.to_string(),
+        });
+    }
+    Ok(client)
+}
+
+/// Gives every client a canvas node of its own to edit. Returns how many could not.
+pub(crate) async fn create_nodes(members: &[Member]) -> u64 {
+    let writes = members.iter().map(|member| async move {
+        let node = CanvasNode {
+            id: member.node_id.clone(),
+            node_type: "flux-schnell".into(),
+            position: Position { x: f64::from(member.slot) * 240.0, y: 0.0 },
+            data: BTreeMap::from([("prompt".into(), json!("a red fox"))]),
+        };
+        matches!(member.client.edit(|txn| canvas::write_node(txn, &node)).await, Ok(Ok(())))
+    });
+    futures_util::future::join_all(writes).await.into_iter().filter(|ok| !ok).count() as u64
+}
+
+/// How clients edit during one phase.
+pub(crate) struct EditPhase {
+    pub rate: f64,
+    pub duration: Duration,
+    pub awareness: Option<Duration>,
+}
+
+/// Runs every client's edit loop from `start` for the phase's duration; returns the clients (in
+/// their order), what each sent, and how many were lost (their task failed).
+pub(crate) async fn edit_all(
     members: Vec<Member>,
-    config: &Config,
+    phase: &EditPhase,
     start: Instant,
-    end: Instant,
     clock: BenchClock,
-) -> (Vec<Member>, Vec<Sent>) {
+) -> (Vec<Member>, Vec<Sent>, u64) {
     let count = members.len().max(1) as f64;
+    let connected = members.len() as u64;
+    let period = Duration::from_secs_f64(1.0 / phase.rate);
+    let end = start + phase.duration;
     let mut tasks = JoinSet::new();
     for (index, member) in members.into_iter().enumerate() {
         // Spread clients evenly over one period rather than firing them all on the same tick.
-        let phase = index as f64 / count;
+        let fraction = index as f64 / count;
         let schedule = Schedule {
-            first_edit: start + config.edit_period().mul_f64(phase),
-            edit_period: config.edit_period(),
-            awareness: config.awareness_period().map(|period| (start + period.mul_f64(phase), period)),
+            first_edit: start + period.mul_f64(fraction),
+            edit_period: period,
+            awareness: phase.awareness.map(|p| (start + p.mul_f64(fraction), p)),
             end,
             clock,
+            edits_before: member.edits,
         };
-        tasks.spawn(async move { (index, edit_loop(&member, schedule).await, member) });
+        tasks.spawn(async move {
+            let sent = edit_loop(&member, schedule).await;
+            (index, sent, member)
+        });
     }
     let mut done = Vec::new();
     while let Some(joined) = tasks.join_next().await {
@@ -291,7 +461,15 @@ async fn edit_all(
         }
     }
     done.sort_by_key(|(index, _, _)| *index);
-    done.into_iter().map(|(_, sent, member)| (member, sent)).unzip()
+    let lost = connected - done.len() as u64;
+    let (members, sent) = done
+        .into_iter()
+        .map(|(_, sent, mut member)| {
+            member.edits += sent.edits;
+            (member, sent)
+        })
+        .unzip();
+    (members, sent, lost)
 }
 
 /// Edits at `schedule`'s rate (and announces presence) until its end.
@@ -321,9 +499,9 @@ async fn edit_loop(member: &Member, schedule: Schedule) -> Sent {
                     sent.missed_ticks += skipped_ticks(tick - previous, schedule.edit_period);
                 }
                 previous_tick = Some(tick);
-                let n = sent.edits + 1;
+                let n = schedule.edits_before + sent.edits + 1;
                 let edit = member.client.edit(|txn| {
-                    let changed = if n % 2 == 0 {
+                    let changed = if n.is_multiple_of(2) {
                         let position = Position { x: (n % 1000) as f64, y: (n % 700) as f64 };
                         canvas::move_node(txn, &member.node_id, position)
                     } else {
@@ -334,7 +512,7 @@ async fn edit_loop(member: &Member, schedule: Schedule) -> Sent {
                     changed
                 });
                 match tokio::time::timeout_at(schedule.end + SEND_GRACE, edit).await {
-                    Ok(Ok(Ok(true))) => sent.edits = n,
+                    Ok(Ok(Ok(true))) => sent.edits += 1,
                     Ok(Ok(Ok(false))) => {
                         sent.error = Some(format!("{}: its node disappeared", member.node_id));
                         break;
@@ -390,13 +568,80 @@ async fn next_tick(interval: &mut Option<Interval>) {
     }
 }
 
+/// What the clients received and sent over one phase.
+pub(crate) struct Tally {
+    pub latency: Histogram<u64>,
+    pub deliveries: u64,
+    pub deliveries_expected: u64,
+    pub frames_received: u64,
+    pub disconnects: u64,
+    pub edits_sent: u64,
+    pub missed_ticks: u64,
+    pub awareness_sent: u64,
+}
+
+/// Adds up one phase and empties the clients' latency histograms for the next.
+pub(crate) fn tally(members: &[Member], sent: &[Sent], by_room: &[Vec<usize>], lost: u64) -> Tally {
+    let mut latency = bench::latency_histogram();
+    let (mut deliveries, mut frames_received, mut stale) = (0, 0, 0);
+    for member in members {
+        let mut received = bench::lock(&member.received);
+        let (histogram, delivered) = received.take();
+        // Both histograms have the same bounds, so adding cannot fail.
+        let _ = latency.add(&histogram);
+        deliveries += delivered;
+        stale += std::mem::take(&mut received.stale);
+        frames_received += member.client.status().frames;
+    }
+    if stale > 0 {
+        tracing::warn!(stale, "ignored timestamps from before this run (reused --room-prefix?)");
+    }
+    let disconnects = lost
+        + sent.iter().filter(|s| s.error.is_some()).count() as u64
+        + members.iter().zip(sent).filter(|(m, s)| s.error.is_none() && m.client.status().ended).count()
+            as u64;
+    for error in sent.iter().filter_map(|s| s.error.as_deref()).take(ERRORS_LOGGED) {
+        tracing::warn!("client stopped early: {error}");
+    }
+    let deliveries_expected = expected_deliveries(by_room.iter().map(|room| {
+        let edits: u64 = room.iter().map(|&i| sent[i].edits).sum();
+        (edits, room.len() as u64)
+    }));
+    Tally {
+        latency,
+        deliveries,
+        deliveries_expected,
+        frames_received,
+        disconnects,
+        edits_sent: sent.iter().map(|s| s.edits).sum(),
+        missed_ticks: sent.iter().map(|s| s.missed_ticks).sum(),
+        awareness_sent: sent.iter().map(|s| s.awareness).sum(),
+    }
+}
+
+/// Closes every client politely.
+pub(crate) async fn close_all(members: Vec<Member>) {
+    tracing::info!("closing {} clients", members.len());
+    futures_util::future::join_all(members.into_iter().map(|m| m.client.close())).await;
+}
+
 /// Indexes into `members` per room.
-fn group_by_room(members: &[Member], rooms: u32) -> Vec<Vec<usize>> {
+pub(crate) fn group_by_room(members: &[Member], rooms: u32) -> Vec<Vec<usize>> {
     let mut by_room = vec![Vec::new(); rooms as usize];
     for (index, member) in members.iter().enumerate() {
-        by_room[member.room as usize].push(index);
+        if let Some(room) = by_room.get_mut(member.room as usize) {
+            room.push(index);
+        }
     }
     by_room
+}
+
+pub(crate) fn warn_unconverged(prefix: &str, by_room: &[Vec<usize>], converged: &[bool]) {
+    for (room, ok) in converged.iter().enumerate().filter(|(_, ok)| !**ok).take(ERRORS_LOGGED) {
+        let _ = ok;
+        let connected = by_room[room].len();
+        tracing::warn!(room = %format!("{prefix}-{room}"), connected, "room did not converge");
+    }
 }
 
 /// Polls until every room has converged or `timeout` passed; whether each room converged.
@@ -404,7 +649,11 @@ fn group_by_room(members: &[Member], rooms: u32) -> Vec<Vec<usize>> {
 /// A room has converged when all its clients are still connected and hold the same state vector
 /// (they have seen the same updates). A room none of whose clients connected, or one of whose
 /// clients lost its connection, never will: it is not waited for.
-async fn wait_converged(members: &[Member], by_room: &[Vec<usize>], timeout: Duration) -> Vec<bool> {
+pub(crate) async fn wait_converged(
+    members: &[Member],
+    by_room: &[Vec<usize>],
+    timeout: Duration,
+) -> Vec<bool> {
     let deadline = Instant::now() + timeout;
     loop {
         let states: Vec<RoomState> = by_room.iter().map(|room| room_state(members, room)).collect();

@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks: Dojo (SQLite, PostgreSQL, in-memory SQLite) against the y-websocket
+# reference server (@y/websocket-server), a plain Hocuspocus server and the bare relay, on the
+# same machine, same load, one run. Each (server, scenario) gets a fresh server process; the
+# load generator (dojo-loadtest) measures it with --server-pid. Not a test: the figures go to
+# bench/results/ and, for a full run, into BENCHMARKS.md between the bench.sh markers.
+#
+#   scripts/bench.sh                 # full sizes (about 40 minutes on 2 cores)
+#   QUICK=1 scripts/bench.sh         # smoke run (about a minute after the build): tiny sizes,
+#                                    # four servers; writes only to $OUT
+#   SERVERS="dojo-sqlite y-websocket" SCENARIOS="small-rooms idle-memory" scripts/bench.sh
+#
+# Environment:
+#   SERVERS     dojo-sqlite dojo-postgres dojo-memory y-websocket hocuspocus bare-relay
+#               (QUICK: dojo-sqlite y-websocket hocuspocus bare-relay)
+#   SCENARIOS   small-rooms crowded ramp-small-rooms ramp-crowded cold-load reconnect-storm idle-memory
+#   OUT         results directory (default bench/results; QUICK: a temporary directory)
+#   DOJO_BENCH_POSTGRES_URL  admin URL for the PostgreSQL rows (default
+#               postgres://postgres@127.0.0.1:5432/postgres); each server start gets a fresh database
+#   UPDATE_BENCHMARKS=0      do not rewrite BENCHMARKS.md (a full run rewrites it by default)
+#
+# Needs: a Rust toolchain, Node.js >= 20 with npm, jq, and PostgreSQL for dojo-postgres (the row is
+# skipped, and says so, when it cannot be reached).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+  SERVERS=${SERVERS:-dojo-sqlite y-websocket hocuspocus bare-relay}
+else
+  SERVERS=${SERVERS:-dojo-sqlite dojo-postgres dojo-memory y-websocket hocuspocus bare-relay}
+fi
+SCENARIOS=${SCENARIOS:-small-rooms crowded ramp-small-rooms ramp-crowded cold-load reconnect-storm idle-memory}
+ADMIN=${DOJO_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+if [ "$QUICK" = 1 ]; then
+  OUT=${OUT:-$(mktemp -d)}
+  UPDATE_BENCHMARKS=${UPDATE_BENCHMARKS:-0}
+else
+  OUT=${OUT:-bench/results}
+  UPDATE_BENCHMARKS=${UPDATE_BENCHMARKS:-1}
+fi
+
+# Sizes: full, or QUICK (seconds per scenario). Each is a list of dojo-loadtest flags.
+if [ "$QUICK" = 1 ]; then
+  SMALL_ROOMS=(--rooms 10 --clients 4 --rate 2 --duration 1)
+  CROWDED=(--rooms 1 --clients 20 --rate 2 --duration 1)
+  RAMP_SMALL=(--rooms 10 --clients 4 --ramp-start 2 --ramp-factor 2 --ramp-step-secs 0.5 --ramp-max-steps 2)
+  RAMP_CROWDED=(--rooms 1 --clients 20 --ramp-start 1 --ramp-factor 2 --ramp-step-secs 0.5 --ramp-max-steps 2)
+  COLD=(--rooms 10 --history 20)
+  STORM=(--rooms 10 --clients 4)
+  IDLE=(--rooms 100 --extra-connections 50 --settle 0.5)
+else
+  SMALL_ROOMS=(--rooms 500 --clients 4 --rate 1 --duration 20)
+  CROWDED=(--rooms 1 --clients 200 --rate 0.5 --duration 20)
+  RAMP_SMALL=(--rooms 500 --clients 4 --ramp-start 0.5 --ramp-factor 1.5 --ramp-step-secs 8 --ramp-max-steps 10)
+  RAMP_CROWDED=(--rooms 1 --clients 200 --ramp-start 0.1 --ramp-factor 1.5 --ramp-step-secs 8 --ramp-max-steps 10)
+  COLD=(--rooms 1000 --history 500)
+  STORM=(--rooms 500 --clients 4)
+  IDLE=(--rooms 10000 --extra-connections 5000 --settle 5)
+fi
+
+# 10,000 idle connections need as many descriptors in the generator and in the server.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+echo "==> building release binaries (dojo-server, dojo-loadtest, bare-relay, bench-report)" >&2
+cargo build --release --locked -p dojo-server -p dojo-loadtest >&2
+echo "==> installing the peer servers (npm ci in bench/peers)" >&2
+(cd bench/peers && npm ci --no-audit --no-fund --loglevel=error >&2)
+
+mkdir -p "$OUT/logs"
+RESULTS="$OUT/results.jsonl"
+: >"$RESULTS"
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill -9 "$server_pid" 2>/dev/null || true
+  if [ -f "$work/pg_dbs" ]; then
+    while read -r db; do
+      psql "$ADMIN" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    done <"$work/pg_dbs"
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+postgres_ok=0
+if psql "$ADMIN" -qtAc 'select 1' >/dev/null 2>&1; then postgres_ok=1; fi
+
+# start_server NAME STORE: starts NAME (STORE: a path or URL the store lives at, reused across a
+# restart) and sets server_pid and server_addr.
+start_server() {
+  local name=$1 store=$2 out="$work/server.out"
+  : >"$out"
+  case $name in
+    dojo-*)
+      target/release/dojo-server --addr 127.0.0.1:0 --database-url "$store" --log warn \
+        --max-connections 20000 --max-rooms 20000 >"$out" 2>>"$OUT/logs/$name.server.log" &
+      ;;
+    y-websocket)
+      (cd bench/peers && if [ -n "$store" ]; then export YPERSISTENCE=$store; fi &&
+        PORT=0 HOST=127.0.0.1 exec node y-websocket-server.js) >"$out" 2>>"$OUT/logs/$name.server.log" &
+      ;;
+    hocuspocus)
+      (cd bench/peers && PORT=0 HOST=127.0.0.1 exec node hocuspocus-server.js) >"$out" 2>>"$OUT/logs/$name.server.log" &
+      ;;
+    bare-relay)
+      target/release/bare-relay --addr 127.0.0.1:0 >"$out" 2>>"$OUT/logs/$name.server.log" &
+      ;;
+    *) echo "unknown server $name" >&2; exit 2 ;;
+  esac
+  server_pid=$!
+  server_addr=
+  for _ in $(seq 200); do
+    server_addr=$(sed -n 's/.*listening on //p' "$out" | head -n1)
+    [ -n "$server_addr" ] && break
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  if [ -z "$server_addr" ]; then
+    echo "$name did not start; see $OUT/logs/$name.server.log" >&2
+    return 1
+  fi
+}
+
+stop_server() {
+  [ -n "$server_pid" ] || return 0
+  kill -TERM "$server_pid" 2>/dev/null || true
+  for _ in $(seq 150); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=
+}
+
+# fresh_store NAME RUN: where a new server of NAME keeps its documents ("" for none).
+fresh_store() {
+  local name=$1 run=$2
+  case $name in
+    dojo-sqlite) echo "sqlite:$work/$run.db" ;;
+    dojo-memory) echo "sqlite::memory:" ;;
+    dojo-postgres)
+      local db="dojo_bench_$$_${run//-/_}"
+      psql "$ADMIN" -qc "CREATE DATABASE $db" >/dev/null
+      echo "$db" >>"$work/pg_dbs"
+      echo "${ADMIN%/*}/$db"
+      ;;
+    y-websocket) [ "$run" = cold-load ] && echo "$work/leveldb-$run" || echo "" ;;
+    *) echo "" ;;
+  esac
+}
+
+# loadtest NAME SCENARIO-LOG ARGS...: runs the generator against the running server and appends
+# its JSON line to the results.
+loadtest() {
+  local name=$1 log=$2; shift 2
+  local url protocol=y-websocket
+  if [ "$name" = hocuspocus ]; then url="ws://$server_addr"; protocol=hocuspocus; else url="ws://$server_addr/rooms"; fi
+  local line
+  line=$(target/release/dojo-loadtest --url "$url" --protocol "$protocol" --server-pid "$server_pid" \
+    --server-name "$name" --json --log info "$@" 2>>"$OUT/logs/$log.log" | tail -n1) || true
+  if jq -e .kind >/dev/null 2>&1 <<<"$line"; then
+    # The machine's 1-minute load average at the end of the run: other work on the box shows.
+    jq -c --argjson load "$(cut -d' ' -f1 /proc/loadavg)" '. + {loadavg: $load}' <<<"$line" >>"$RESULTS"
+    echo "    $(jq -r '"ok=\(.ok)"' <<<"$line")" >&2
+  else
+    echo "    no result (see $OUT/logs/$log.log)" >&2
+  fi
+}
+
+run_scenario() {
+  local name=$1 scenario=$2 store
+  local log="$name.$scenario"
+  echo "==> $name: $scenario" >&2
+  case $scenario in
+    cold-load)
+      case $name in dojo-sqlite | dojo-postgres | y-websocket) ;; *)
+        echo "    skipped: $name keeps no documents across a restart" >&2; return 0 ;;
+      esac
+      store=$(fresh_store "$name" cold-load)
+      local prefix="cold-$$"
+      start_server "$name" "$store" || return 0
+      loadtest "$name" "$log.seed" --scenario cold-load --phase seed --room-prefix "$prefix" "${COLD[@]}"
+      # Let stores that write behind (LevelDB in y-websocket) finish, then restart.
+      sleep 2
+      stop_server
+      start_server "$name" "$store" || return 0
+      loadtest "$name" "$log" --scenario cold-load --phase measure --room-prefix "$prefix" "${COLD[@]}"
+      stop_server
+      return 0
+      ;;
+  esac
+  store=$(fresh_store "$name" "$scenario")
+  start_server "$name" "$store" || return 0
+  case $scenario in
+    small-rooms) loadtest "$name" "$log" --scenario small-rooms "${SMALL_ROOMS[@]}" ;;
+    crowded) loadtest "$name" "$log" --scenario crowded "${CROWDED[@]}" ;;
+    ramp-small-rooms) loadtest "$name" "$log" --scenario small-rooms --ramp "${RAMP_SMALL[@]}" ;;
+    ramp-crowded) loadtest "$name" "$log" --scenario crowded --ramp "${RAMP_CROWDED[@]}" ;;
+    reconnect-storm) loadtest "$name" "$log" --scenario reconnect-storm "${STORM[@]}" ;;
+    idle-memory) loadtest "$name" "$log" --scenario idle-memory "${IDLE[@]}" ;;
+    *) echo "unknown scenario $scenario" >&2; stop_server; exit 2 ;;
+  esac
+  stop_server
+}
+
+started=$(date -u +%Y-%m-%dT%H:%MZ)
+for name in $SERVERS; do
+  if [ "$name" = dojo-postgres ] && [ "$postgres_ok" = 0 ]; then
+    echo "==> dojo-postgres skipped: $ADMIN cannot be reached" >&2
+    continue
+  fi
+  for scenario in $SCENARIOS; do
+    run_scenario "$name" "$scenario"
+  done
+done
+
+# The report: machine, versions, commands, then the tables.
+pkg_version() { jq -r .version "bench/peers/node_modules/$1/package.json"; }
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
+pg_version=$([ "$postgres_ok" = 1 ] && psql "$ADMIN" -qtAc 'show server_version' || echo "not reached")
+{
+  echo "Run of $started, commit \`$commit\`$dirty$([ "$QUICK" = 1 ] && echo ', QUICK=1 (smoke sizes: not figures to quote)')."
+  echo
+  echo "- Machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), $(free -g | awk '/^Mem:/ {print $2}') GiB, Linux $(uname -r); server, generator and PostgreSQL share it."
+  echo "- Dojo: release build, $(rustc --version); SQLite store in a file (WAL, synchronous=FULL), PostgreSQL $pg_version (fsync on), and in-memory SQLite (\`sqlite::memory:\`, not durable); \`--max-connections 20000 --max-rooms 20000\`, other settings default."
+  echo "- Node $(node --version): @y/websocket-server $(pkg_version @y/websocket-server) (yjs $(pkg_version yjs), ws $(pkg_version ws); in memory, LevelDB via YPERSISTENCE for the cold load only), @hocuspocus/server $(pkg_version @hocuspocus/server) (default configuration, no extensions, in memory)."
+  echo "- bare-relay: \`loadtest/src/bin/bare-relay.rs\` (tokio-tungstenite broadcast, no CRDT work)."
+  echo "- Command: \`$([ "$QUICK" = 1 ] && echo 'QUICK=1 ')scripts/bench.sh\` (SERVERS=\"$SERVERS\", SCENARIOS=\"$SCENARIOS\"). Generator flags per scenario: small-rooms \`${SMALL_ROOMS[*]}\`; crowded \`${CROWDED[*]}\`; ramps \`${RAMP_SMALL[*]}\` and \`${RAMP_CROWDED[*]}\`; cold load \`${COLD[*]}\`; reconnect storm \`${STORM[*]}\`; idle memory \`${IDLE[*]}\`."
+  echo
+  target/release/bench-report "$RESULTS"
+} >"$OUT/RESULTS.md"
+echo "==> wrote $OUT/RESULTS.md and $RESULTS" >&2
+
+if [ "$UPDATE_BENCHMARKS" = 1 ]; then
+  begin='<!-- bench.sh:begin -->'
+  end='<!-- bench.sh:end -->'
+  if grep -qF "$begin" BENCHMARKS.md && grep -qF "$end" BENCHMARKS.md; then
+    awk -v begin="$begin" -v end="$end" -v results="$OUT/RESULTS.md" '
+      $0 == begin { print; while ((getline line < results) > 0) print line; skipping = 1; next }
+      $0 == end { skipping = 0 }
+      !skipping { print }
+    ' BENCHMARKS.md >"$work/BENCHMARKS.md"
+    mv "$work/BENCHMARKS.md" BENCHMARKS.md
+    echo "==> updated BENCHMARKS.md between the bench.sh markers" >&2
+  else
+    echo "==> BENCHMARKS.md has no bench.sh markers; not updated" >&2
+  fi
+fi
