@@ -32,6 +32,15 @@ use crate::rooms::Rooms;
 /// growing memory (its default is unbounded).
 const WRITE_BUFFER_SLACK: usize = 1024 * 1024;
 
+/// tungstenite's read buffer per connection (its default is 128 KiB, allocated up front): most
+/// frames are tens of bytes, and bigger ones are still read whole, in more reads. With the
+/// default, an idle connection cost ~135 KiB (BENCHMARKS.md, idle memory).
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Bytes tungstenite gathers before writing to the socket without a flush. Our writer flushes
+/// after each batch of frames, so this only caps how much one batch holds before it is written.
+pub const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
@@ -285,6 +294,8 @@ async fn room_socket(
     upgrade
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(limits.max_frame_bytes.saturating_add(WRITE_BUFFER_SLACK))
         .on_failed_upgrade(|error| tracing::debug!(%error, "websocket upgrade failed"))
         .on_upgrade(move |socket| connections.track_future(connection.run(socket).instrument(span)))

@@ -201,7 +201,7 @@ impl Connection {
             // A client that stops reading blocks this send; the room notices its full queue and
             // fires `disconnect`, which must win over the stuck send.
             tokio::select! {
-                sent = sink.send(message) => if sent.is_err() {
+                sent = send_batch(&mut sink, message, &mut inbox) => if sent.is_err() {
                     disconnect.trigger(CloseReason::PeerGone);
                     break;
                 },
@@ -215,6 +215,29 @@ impl Connection {
         }
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
     }
+}
+
+/// Frames sent with one flush at most: enough to coalesce a burst, few enough that a ping or
+/// a close is never far behind.
+const MAX_FRAMES_PER_FLUSH: usize = 64;
+
+/// Sends `first` and whatever else is already queued, then flushes once: a busy room's burst
+/// costs one write to the socket instead of one per frame (per-frame flushes were ~15 % of the
+/// server's CPU in the profile in BENCHMARKS.md).
+async fn send_batch(
+    sink: &mut SplitSink<WebSocket, WsMessage>,
+    first: WsMessage,
+    inbox: &mut OutboxReceiver,
+) -> Result<(), axum::Error> {
+    let more = matches!(first, WsMessage::Binary(_));
+    sink.feed(first).await?;
+    if more {
+        for _ in 1..MAX_FRAMES_PER_FLUSH {
+            let Some(frame) = inbox.try_recv() else { break };
+            sink.feed(WsMessage::Binary(frame)).await?;
+        }
+    }
+    sink.flush().await
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

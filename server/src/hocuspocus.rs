@@ -101,6 +101,8 @@ pub async fn collab_socket(
     upgrade
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
+        .read_buffer_size(crate::app::READ_BUFFER_BYTES)
+        .write_buffer_size(crate::app::WRITE_BUFFER_BYTES)
         .max_write_buffer_size(limits.max_frame_bytes.saturating_add(1024 * 1024))
         .on_failed_upgrade(|error| tracing::debug!(%error, "websocket upgrade failed"))
         .on_upgrade(move |socket| connections.track_future(collab.run(socket).instrument(span)))

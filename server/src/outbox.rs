@@ -63,6 +63,13 @@ impl OutboxReceiver {
         self.queued_bytes.fetch_sub(frame.len(), Ordering::AcqRel);
         Some(frame)
     }
+
+    /// A frame already queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<Bytes> {
+        let frame = self.rx.try_recv().ok()?;
+        self.queued_bytes.fetch_sub(frame.len(), Ordering::AcqRel);
+        Some(frame)
+    }
 }
 
 #[cfg(test)]

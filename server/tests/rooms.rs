@@ -151,6 +151,9 @@ async fn nobody_can_change_or_remove_someone_elses_presence() {
     let alice_id = alice.client_id();
     alice.set_presence(&json!({"user": {"name": "Alice"}})).await.unwrap();
     mallory.wait_for("alice", WAIT, |_| !mallory.presence().is_empty()).await.unwrap();
+    // Alice's own three frames (step 1, step 2, the echo of her presence) are all in before
+    // counting, or a late echo would look like news about herself.
+    alice.wait_for("her own frames", WAIT, |s| s.frames >= 3).await.unwrap();
 
     // Mallory claims Alice's client id with a higher clock, then tries to remove her.
     let mut forged = yrs::sync::AwarenessUpdate { clients: Default::default() };
