@@ -88,6 +88,11 @@ pub struct Config {
     )]
     pub url: String,
 
+    /// More servers of the same cluster (repeatable, or comma-separated): each room's clients
+    /// are spread over `--url` and these in turn, to measure several instances behind Redis.
+    #[arg(long, env = "DOJO_LOADTEST_ALSO_URL", value_delimiter = ',', value_parser = parse_base_url)]
+    pub also_url: Vec<String>,
+
     /// Wire protocol: `y-websocket` (Dojo, @y/websocket-server, the bare relay) or `hocuspocus`.
     #[arg(long, env = "DOJO_LOADTEST_PROTOCOL", value_enum, default_value_t = Protocol::YWebsocket)]
     pub protocol: Protocol,
@@ -399,6 +404,15 @@ mod tests {
             assert!(parse(&["--url", bad]).is_err(), "{bad}");
         }
         assert_eq!(room_url("ws://h:1/rooms", "p", 3), "ws://h:1/rooms/p-3");
+        let spread =
+            parse(&["--url", "ws://a:1/rooms", "--also-url", "ws://b:2/rooms,ws://c:3/rooms"]).unwrap();
+        assert_eq!(spread.also_url, vec!["ws://b:2/rooms", "ws://c:3/rooms"]);
+        let urls: Vec<String> =
+            (0..4).map(|slot| crate::run::Target::for_slot(&spread, "p", 7, slot).url).collect();
+        assert_eq!(
+            urls,
+            ["ws://a:1/rooms/p-7", "ws://b:2/rooms/p-7", "ws://c:3/rooms/p-7", "ws://a:1/rooms/p-7"]
+        );
     }
 
     #[test]

@@ -52,12 +52,23 @@ pub(crate) struct Target {
 
 impl Target {
     pub fn new(config: &Config, prefix: &str, room: u32) -> Self {
+        Self::for_slot(config, prefix, room, 0)
+    }
+
+    /// Client `slot` of the room: with `--also-url`, a room's clients are spread over the
+    /// servers in turn (slot 0 on `--url`), so every room spans several instances.
+    pub fn for_slot(config: &Config, prefix: &str, room: u32, slot: u32) -> Self {
+        let servers = 1 + config.also_url.len();
+        let base = match slot as usize % servers {
+            0 => &config.url,
+            i => &config.also_url[i - 1],
+        };
         let document = format!("{prefix}-{room}");
         let framing = Framing::new(config.protocol, &document);
         let url = match framing {
-            Framing::YWebsocket => room_url(&config.url, prefix, room),
+            Framing::YWebsocket => room_url(base, prefix, room),
             // Hocuspocus names the document in every frame; the path is not looked at.
-            Framing::Hocuspocus { .. } => config.url.clone(),
+            Framing::Hocuspocus { .. } => base.clone(),
         };
         Self { url, framing }
     }
@@ -343,7 +354,7 @@ pub(crate) async fn connect_all(
     let permits = Arc::new(Semaphore::new(concurrency as usize));
     let mut tasks = JoinSet::new();
     for &(room, slot) in slots {
-        let target = Target::new(config, &context.prefix, room);
+        let target = Target::for_slot(config, &context.prefix, room, slot);
         let (permits, clock) = (permits.clone(), context.clock);
         tasks.spawn(async move {
             // The semaphore is never closed, so a permit always comes.

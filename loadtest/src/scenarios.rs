@@ -151,8 +151,8 @@ pub(crate) async fn cold_load(config: &Config, context: &Context) -> ColdLoadRep
     let permits = Arc::new(Semaphore::new(config.connect_concurrency as usize));
     let mut tasks = JoinSet::new();
     for room in 0..rooms {
-        for _ in 0..clients {
-            let target = Target::new(config, &context.prefix, room);
+        for slot in 0..clients {
+            let target = Target::for_slot(config, &context.prefix, room, slot);
             let permits = permits.clone();
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
