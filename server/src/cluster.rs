@@ -43,6 +43,7 @@ const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 const KIND_UPDATES: u8 = 1;
 const KIND_AWARENESS: u8 = 2;
+const KIND_PERMISSIONS_CHANGED: u8 = 3;
 
 /// What instances tell each other about a room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,9 @@ pub enum ClusterMessage {
     Updates { origin: InstanceId, first_seq: i64, last_seq: i64, changes: Vec<Vec<u8>> },
     /// A y-protocols awareness message (as sent to clients) about the origin's own clients.
     Awareness { origin: InstanceId, frame: Bytes },
+    /// The room's access rules changed: its connections everywhere reconnect and are checked
+    /// again.
+    PermissionsChanged { origin: InstanceId },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -60,7 +64,9 @@ pub struct MalformedMessage(&'static str);
 impl ClusterMessage {
     pub fn origin(&self) -> InstanceId {
         match self {
-            ClusterMessage::Updates { origin, .. } | ClusterMessage::Awareness { origin, .. } => *origin,
+            ClusterMessage::Updates { origin, .. }
+            | ClusterMessage::Awareness { origin, .. }
+            | ClusterMessage::PermissionsChanged { origin } => *origin,
         }
     }
 
@@ -83,6 +89,10 @@ impl ClusterMessage {
                 out.push(KIND_AWARENESS);
                 out.extend_from_slice(&origin.to_le_bytes());
                 out.extend_from_slice(frame);
+            }
+            ClusterMessage::PermissionsChanged { origin } => {
+                out.push(KIND_PERMISSIONS_CHANGED);
+                out.extend_from_slice(&origin.to_le_bytes());
             }
         }
         out
@@ -118,6 +128,10 @@ impl ClusterMessage {
             KIND_AWARENESS => {
                 Ok(ClusterMessage::Awareness { origin, frame: Bytes::copy_from_slice(reader.0) })
             }
+            KIND_PERMISSIONS_CHANGED if reader.0.is_empty() => {
+                Ok(ClusterMessage::PermissionsChanged { origin })
+            }
+            KIND_PERMISSIONS_CHANGED => Err(MalformedMessage("trailing bytes")),
             _ => Err(MalformedMessage("unknown kind")),
         }
     }
@@ -388,6 +402,8 @@ mod tests {
         assert_eq!(ClusterMessage::decode(&updates.encode()), Ok(updates));
         let awareness = ClusterMessage::Awareness { origin: u64::MAX, frame: Bytes::from_static(&[1, 2, 3]) };
         assert_eq!(ClusterMessage::decode(&awareness.encode()), Ok(awareness));
+        let changed = ClusterMessage::PermissionsChanged { origin: 3 };
+        assert_eq!(ClusterMessage::decode(&changed.encode()), Ok(changed));
     }
 
     #[test]

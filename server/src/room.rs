@@ -462,6 +462,7 @@ impl Room {
                 self.note_stored(first_seq, last_seq);
             }
             ClusterMessage::Awareness { origin, frame } => self.on_remote_presence(origin, &frame),
+            ClusterMessage::PermissionsChanged { .. } => self.on_command(RoomCommand::PermissionsChanged),
         }
     }
 

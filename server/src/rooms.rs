@@ -128,6 +128,20 @@ impl Rooms {
     }
 
     /// The room's actor, started (and loading) if the room is not open yet.
+    /// The room's access rules changed: its connections here and on every other instance
+    /// reconnect, and are checked again.
+    pub async fn permissions_changed(&self, name: &RoomName) {
+        if let Some(handle) = self.get(name) {
+            let _ = handle.send(crate::room::RoomCommand::PermissionsChanged).await;
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(
+                name,
+                &crate::cluster::ClusterMessage::PermissionsChanged { origin: cluster.instance() },
+            );
+        }
+    }
+
     /// The room if it is open here (never opens it).
     pub fn get(&self, name: &RoomName) -> Option<RoomHandle> {
         self.registry.open.get(name).map(|handle| handle.clone())

@@ -289,3 +289,49 @@ async fn presence_from_a_dead_instance_expires() {
         .await
         .expect("presence of a dead instance's client expires");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsharing_on_one_instance_ends_the_connection_on_another() {
+    use dojo_auth::{Claims, Minter};
+    const SECRET: &str = "a cluster test secret of at least thirty-two bytes";
+    let token = |sub: &str| Minter::hs256(SECRET.as_bytes()).mint(&Claims::new(sub, 600)).expect("mint");
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let redis = Redis::start().await;
+    let a = ServerProcess::start(&db.url, &["--redis-url", &redis.url(), "--jwt-secret", SECRET]).await;
+    let b = ServerProcess::start(&db.url, &["--redis-url", &redis.url(), "--jwt-secret", SECRET]).await;
+    let (owner, guest) = (token("owner"), token("guest"));
+    let http = reqwest::Client::new();
+    let api = |server: &ServerProcess, path: &str| format!("http://{}{path}", server.addr);
+    let workflow: serde_json::Value = http
+        .post(api(&a, "/api/workflows"))
+        .bearer_auth(&owner)
+        .json(&serde_json::json!({ "title": "shared" }))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let (id, room) = (workflow["id"].as_str().expect("id"), workflow["room"].as_str().expect("room"));
+    let me: serde_json::Value = http
+        .get(api(&b, "/api/me"))
+        .bearer_auth(&guest)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    let guest_id = me["id"].as_str().expect("id");
+    let share = api(&a, &format!("/api/workflows/{id}/collaborators/{guest_id}"));
+    let shared =
+        http.put(&share).bearer_auth(&owner).json(&serde_json::json!({ "permission": "write" })).send();
+    assert!(shared.await.expect("share").status().is_success());
+
+    // The guest is connected to B; the owner unshares through A.
+    let live = SyncClient::connect(&format!("{}?token={guest}", b.url(room))).await.expect("connect");
+    live.wait_synced(WAIT).await.expect("synced");
+    assert!(http.delete(&share).bearer_auth(&owner).send().await.expect("unshare").status().is_success());
+    let (code, reason) = live.wait_closed(WAIT).await.expect("closed").expect("a close frame");
+    assert_eq!(code, 1012, "{reason}");
+}

@@ -105,14 +105,11 @@ async fn visible(
     }
 }
 
-/// Connections already open in the room were let in under the old rules: make them reconnect.
-/// (With several instances, rooms open elsewhere keep their connections until they reconnect
-/// for another reason or their tokens expire: see the README.)
+/// Connections already open in the room (on any instance) were let in under the old rules:
+/// make them reconnect.
 async fn revalidate_connections(state: &AppState, room: &str) {
     let Ok(room) = room_name(room) else { return };
-    if let Some(handle) = state.rooms().get(&room) {
-        let _ = handle.send(crate::room::RoomCommand::PermissionsChanged).await;
-    }
+    state.rooms().permissions_changed(&room).await;
 }
 
 async fn owned(state: &AppState, caller: &Authenticated, id: &str) -> Result<Workflow, ApiError> {
