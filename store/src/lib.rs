@@ -93,6 +93,10 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    /// The shared transaction this append was part of failed (SQLite commits the appends of
+    /// several rooms together); nothing of it was stored.
+    #[error("database error in a shared commit: {0}")]
+    SharedCommit(String),
     /// The task running the operation panicked or its runtime shut down.
     #[error("store operation did not finish: {0}")]
     Interrupted(String),

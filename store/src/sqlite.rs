@@ -33,12 +33,35 @@ const ROWS_PER_INSERT: usize = MAX_VARIABLES / UPDATE_COLUMNS;
 /// How long a write waits for another process holding the database's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Bytes of updates committed in one shared transaction at most (at least one append always
+/// goes in, whatever its size).
+const MAX_SHARED_COMMIT_BYTES: usize = 32 << 20;
+
+/// An append waiting for the next shared commit.
+struct PendingAppend {
+    room: String,
+    updates: Vec<Vec<u8>>,
+    done: tokio::sync::oneshot::Sender<Result<Seq, StoreError>>,
+}
+
+impl std::fmt::Debug for PendingAppend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAppend")
+            .field("room", &self.room)
+            .field("updates", &self.updates.len())
+            .finish()
+    }
+}
+
 /// A [`DocumentStore`] in one SQLite file. Clones share the pool and the write lock.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
     /// Serialises this process's write transactions (see the module comment).
     write: Arc<Mutex<()>>,
+    /// Appends of every room waiting for the write lock: whoever gets it commits them all in
+    /// one transaction, so many rooms share one fsync instead of queueing for one each.
+    pending: Arc<std::sync::Mutex<Vec<PendingAppend>>>,
 }
 
 impl SqliteStore {
@@ -75,7 +98,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
-        Ok(Self { pool, write: Arc::new(Mutex::new(())) })
+        Ok(Self { pool, write: Arc::new(Mutex::new(())), pending: Arc::default() })
     }
 
     /// A private in-memory database, for tests: gone when the store is dropped.
@@ -90,7 +113,7 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        Ok(Self { pool, write: Arc::new(Mutex::new(())) })
+        Ok(Self { pool, write: Arc::new(Mutex::new(())), pending: Arc::default() })
     }
 
     /// The underlying pool.
@@ -143,39 +166,89 @@ impl SqliteStore {
         Ok(StoredDocument { snapshot, updates })
     }
 
+    /// Group commit across rooms: the append joins the pending list, then either finds it was
+    /// committed by whoever held the write lock meanwhile, or takes the lock and commits
+    /// everything pending (its own included) in one transaction, each room's rows under a
+    /// savepoint so that one failing append does not fail the others.
     async fn append_now(&self, room: &str, updates: &[&[u8]]) -> Result<Seq, StoreError> {
         if updates.is_empty() {
             return self.last_seq(room).await;
         }
-        let count = len_i64(updates.len());
-        let now = now_millis();
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let next: i64 = sqlx::query_scalar(
-            "INSERT INTO documents (room, created_at, updated_at, next_seq) VALUES (?1, ?2, ?2, 1 + ?3)
-             ON CONFLICT (room) DO UPDATE
-             SET next_seq = documents.next_seq + ?3, updated_at = excluded.updated_at
-             RETURNING next_seq",
-        )
-        .bind(room)
-        .bind(now)
-        .bind(count)
-        .fetch_one(&mut *tx)
-        .await?;
-        let mut seq = next - count;
-        for chunk in updates.chunks(ROWS_PER_INSERT) {
-            let mut insert =
-                QueryBuilder::<Sqlite>::new("INSERT INTO document_updates (room, seq, data, created_at) ");
-            insert.push_values(chunk, |mut row, data| {
-                row.push_bind(room).push_bind(seq).push_bind(*data).push_bind(now);
-                seq += 1;
-            });
-            // Not cached: the text differs with the row count, and big ones would crowd out the
-            // statements worth keeping.
-            insert.build().persistent(false).execute(&mut *tx).await?;
+        let (done, mut result) = tokio::sync::oneshot::channel();
+        let request = PendingAppend {
+            room: room.to_owned(),
+            updates: updates.iter().map(|u| u.to_vec()).collect(),
+            done,
+        };
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(request);
+        loop {
+            let write = tokio::select! {
+                biased;
+                answer = &mut result => return answered(answer),
+                write = self.write.lock() => write,
+            };
+            if let Ok(answer) = result.try_recv() {
+                return answer;
+            }
+            let batch = self.take_pending();
+            self.commit_shared(batch).await;
+            drop(write);
         }
-        tx.commit().await?;
-        Ok(next - 1)
+    }
+
+    /// The oldest pending appends, up to [`MAX_SHARED_COMMIT_BYTES`].
+    fn take_pending(&self) -> Vec<PendingAppend> {
+        let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut bytes = 0;
+        let mut take = 0;
+        for request in pending.iter() {
+            let size: usize = request.updates.iter().map(Vec::len).sum();
+            if take > 0 && bytes + size > MAX_SHARED_COMMIT_BYTES {
+                break;
+            }
+            bytes += size;
+            take += 1;
+        }
+        pending.drain(..take).collect()
+    }
+
+    /// Commits `batch` in one transaction (the caller holds the write lock) and answers each.
+    async fn commit_shared(&self, batch: Vec<PendingAppend>) {
+        if batch.is_empty() {
+            return;
+        }
+        let now = now_millis();
+        let outcome = async {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut results = Vec::with_capacity(batch.len());
+            for request in &batch {
+                sqlx::query("SAVEPOINT room_append").execute(&mut *tx).await?;
+                let updates: Vec<&[u8]> = request.updates.iter().map(Vec::as_slice).collect();
+                let result = insert_updates(&mut tx, &request.room, &updates, now).await;
+                if result.is_err() {
+                    sqlx::query("ROLLBACK TO SAVEPOINT room_append").execute(&mut *tx).await?;
+                }
+                sqlx::query("RELEASE SAVEPOINT room_append").execute(&mut *tx).await?;
+                results.push(result);
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(results)
+        }
+        .await;
+        match outcome {
+            Ok(results) => {
+                for (request, result) in batch.into_iter().zip(results) {
+                    let _ = request.done.send(result.map_err(StoreError::from));
+                }
+            }
+            Err(error) => {
+                // Nothing of the batch is stored; every append in it fails with the cause.
+                let message = error.to_string();
+                for request in batch {
+                    let _ = request.done.send(Err(StoreError::SharedCommit(message.clone())));
+                }
+            }
+        }
     }
 
     async fn compact_now(&self, room: &str, snapshot: NewSnapshot<'_>) -> Result<CompactOutcome, StoreError> {
@@ -305,4 +378,46 @@ impl DocumentStore for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+fn answered(
+    answer: Result<Result<Seq, StoreError>, tokio::sync::oneshot::error::RecvError>,
+) -> Result<Seq, StoreError> {
+    answer
+        .unwrap_or_else(|_| Err(StoreError::Interrupted("the shared commit ended without an answer".into())))
+}
+
+/// One room's rows: advances its sequence (creating its row) and inserts the updates; returns
+/// the sequence of the last one.
+async fn insert_updates(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    room: &str,
+    updates: &[&[u8]],
+    now: i64,
+) -> Result<Seq, sqlx::Error> {
+    let count = len_i64(updates.len());
+    let next: i64 = sqlx::query_scalar(
+        "INSERT INTO documents (room, created_at, updated_at, next_seq) VALUES (?1, ?2, ?2, 1 + ?3)
+         ON CONFLICT (room) DO UPDATE
+         SET next_seq = documents.next_seq + ?3, updated_at = excluded.updated_at
+         RETURNING next_seq",
+    )
+    .bind(room)
+    .bind(now)
+    .bind(count)
+    .fetch_one(&mut **tx)
+    .await?;
+    let mut seq = next - count;
+    for chunk in updates.chunks(ROWS_PER_INSERT) {
+        let mut insert =
+            QueryBuilder::<Sqlite>::new("INSERT INTO document_updates (room, seq, data, created_at) ");
+        insert.push_values(chunk, |mut row, data| {
+            row.push_bind(room).push_bind(seq).push_bind(*data).push_bind(now);
+            seq += 1;
+        });
+        // Not cached: the text differs with the row count, and big ones would crowd out the
+        // statements worth keeping.
+        insert.build().persistent(false).execute(&mut **tx).await?;
+    }
+    Ok(next - 1)
 }

@@ -86,6 +86,7 @@ macro_rules! conformance {
 
 conformance!(
     unknown_room_is_empty,
+    concurrent_appends_to_many_rooms_each_keep_their_own_order,
     appends_get_increasing_seqs_and_load_in_order,
     empty_append_writes_nothing,
     concurrent_appends_get_distinct_contiguous_seqs,
@@ -129,6 +130,34 @@ mod cases {
         assert_eq!(doc.last_seq(), 0);
         assert!(b.store.versions("nobody").await.expect("versions").is_empty());
         assert_eq!(b.store.version("nobody", 1).await.expect("version"), None);
+    }
+
+    /// Many rooms appending at once (SQLite commits them together): every append is stored,
+    /// once, under its own room, and each room's sequences have no gap.
+    pub async fn concurrent_appends_to_many_rooms_each_keep_their_own_order(b: Backend) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for room in 0..20 {
+            for i in 0..10 {
+                let store = b.store.clone();
+                tasks.spawn(async move {
+                    let data = format!("room{room}-update{i}").into_bytes();
+                    store.append(&format!("r{room}"), &[data.as_slice()]).await.expect("append")
+                });
+            }
+        }
+        while let Some(joined) = tasks.join_next().await {
+            joined.expect("task");
+        }
+        for room in 0..20 {
+            let doc = b.store.load(&format!("r{room}")).await.expect("load");
+            assert_eq!(seqs(&doc), (1..=10).collect::<Vec<_>>(), "room {room}");
+            let mut data: Vec<String> =
+                doc.updates.iter().map(|u| String::from_utf8_lossy(&u.data).into_owned()).collect();
+            data.sort();
+            let mut expected: Vec<String> = (0..10).map(|i| format!("room{room}-update{i}")).collect();
+            expected.sort();
+            assert_eq!(data, expected, "room {room}");
+        }
     }
 
     pub async fn appends_get_increasing_seqs_and_load_in_order(b: Backend) {
