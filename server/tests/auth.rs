@@ -105,6 +105,19 @@ async fn upgrade_status(url: &str) -> Option<u16> {
     }
 }
 
+/// A client in `room` with `token`, synced.
+async fn joined(server: &TestServer, room: &str, token: &str) -> dojo_loadtest::SyncClient {
+    let client =
+        dojo_loadtest::SyncClient::connect(&server.url_with_token(room, token)).await.expect("connect");
+    client.wait_synced(WAIT).await.expect("synced");
+    client
+}
+
+/// Adds a node through `client` (sent to the server like any edit).
+async fn add_node(client: &dojo_loadtest::SyncClient, id: &str, x: f64) {
+    client.edit(|txn| canvas::write_node(txn, &node(id, x))).await.expect("edit").expect("node");
+}
+
 fn node_ids(doc: &Doc) -> Vec<String> {
     let txn = doc.transact();
     canvas::read_graph(&txn).map(|g| g.nodes.into_iter().map(|n| n.id).collect()).unwrap_or_default()
@@ -137,38 +150,20 @@ async fn a_read_only_collaborators_edits_reach_no_one_and_are_not_stored(backend
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 
-    let owner_client =
-        dojo_loadtest::SyncClient::connect(&server.url_with_token(&room, &owner)).await.expect("owner");
-    owner_client.wait_synced(WAIT).await.expect("owner synced");
-    owner_client
-        .edit(|txn| canvas::write_node(txn, &node("from-owner", 1.0)))
-        .await
-        .expect("edit")
-        .expect("node");
+    let owner_client = joined(&server, &room, &owner).await;
+    add_node(&owner_client, "from-owner", 1.0).await;
 
     // The viewer receives the canvas…
-    let viewer_client =
-        dojo_loadtest::SyncClient::connect(&server.url_with_token(&room, &viewer)).await.expect("viewer");
-    viewer_client.wait_synced(WAIT).await.expect("viewer synced");
+    let viewer_client = joined(&server, &room, &viewer).await;
     viewer_client
         .wait_doc("the owner's node", WAIT, |doc| node_ids(doc).contains(&"from-owner".to_owned()))
         .await
         .expect("viewer sees the canvas");
     // …and its edits go nowhere.
-    viewer_client
-        .edit(|txn| canvas::write_node(txn, &node("from-viewer", 2.0)))
-        .await
-        .expect("edit")
-        .expect("node");
+    add_node(&viewer_client, "from-viewer", 2.0).await;
     // The editor's edit, sent after it, does arrive: so when it is there, the viewer's would be too.
-    let editor_client =
-        dojo_loadtest::SyncClient::connect(&server.url_with_token(&room, &editor)).await.expect("editor");
-    editor_client.wait_synced(WAIT).await.expect("editor synced");
-    editor_client
-        .edit(|txn| canvas::write_node(txn, &node("from-editor", 3.0)))
-        .await
-        .expect("edit")
-        .expect("node");
+    let editor_client = joined(&server, &room, &editor).await;
+    add_node(&editor_client, "from-editor", 3.0).await;
     owner_client
         .wait_doc("the editor's node", WAIT, |doc| node_ids(doc).contains(&"from-editor".to_owned()))
         .await
@@ -413,9 +408,7 @@ async fn an_http_update_reaches_live_collaborators_and_the_graph() {
     let api = Api::new(&server);
     let owner = token_for("owner", "owner");
     let (_, room) = api.workflow(&owner, "canvas").await;
-    let live =
-        dojo_loadtest::SyncClient::connect(&server.url_with_token(&room, &owner)).await.expect("connect");
-    live.wait_synced(WAIT).await.expect("synced");
+    let live = joined(&server, &room, &owner).await;
 
     let doc = Doc::new();
     let update = {
@@ -710,9 +703,7 @@ async fn dev_mode_allows_anonymous_use_and_mints_dev_identities() {
     assert_eq!(me["name"], "dev");
     // A dev user's workflow is theirs: private to them even in dev mode.
     let (_, room) = api.workflow(&token, "dev canvas").await;
-    let client =
-        dojo_loadtest::SyncClient::connect(&server.url_with_token(&room, &token)).await.expect("connect");
-    client.wait_synced(WAIT).await.expect("synced");
+    let _client = joined(&server, &room, &token).await;
     server.stop().await;
 
     // With a key configured there is no dev identity to be had.
@@ -735,9 +726,7 @@ async fn unsharing_or_deleting_ends_live_connections_and_they_cannot_return() {
     let (status, _) =
         api.call(reqwest::Method::PUT, &share, Some(&owner), Some(json!({ "permission": "write" }))).await;
     assert_eq!(status, StatusCode::OK);
-    let live =
-        dojo_loadtest::SyncClient::connect(&server.url_with_token(&room, &guest)).await.expect("connect");
-    live.wait_synced(WAIT).await.expect("synced");
+    let live = joined(&server, &room, &guest).await;
 
     let (status, _) = api.call(reqwest::Method::DELETE, &share, Some(&owner), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -746,9 +735,7 @@ async fn unsharing_or_deleting_ends_live_connections_and_they_cannot_return() {
     assert_eq!(upgrade_status(&server.url_with_token(&room, &guest)).await, Some(403));
 
     // The owner is asked to reconnect too, and gets back in; after a delete, nobody does.
-    let owner_client =
-        dojo_loadtest::SyncClient::connect(&server.url_with_token(&room, &owner)).await.expect("owner");
-    owner_client.wait_synced(WAIT).await.expect("synced");
+    let owner_client = joined(&server, &room, &owner).await;
     let (status, _) =
         api.call(reqwest::Method::DELETE, &format!("/api/workflows/{workflow}"), Some(&owner), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);

@@ -3,23 +3,11 @@
 // the connection with 4401, and no token means no document.
 
 import assert from 'node:assert/strict'
-import { createHmac } from 'node:crypto'
 import { useServer } from '../lib/harness.js'
+import { SECRET, token } from '../lib/tokens.js'
 import { addNode, canvasJSON, sleep, waitFor, waitSynced } from '../lib/clients.js'
 
-const SECRET = 'interop test secret, thirty-two bytes or more'
-
 const h = useServer({ env: { DOJO_JWT_SECRET: SECRET, DOJO_JWT_LEEWAY_SECS: '0' } })
-
-const b64url = (value) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
-
-/** An HS256 JWT, signed the way any JWT library would. */
-function token (sub, { grants, ttl = 600 } = {}) {
-  const header = b64url({ alg: 'HS256', typ: 'JWT' })
-  const claims = b64url({ sub, exp: Math.floor(Date.now() / 1000) + ttl, ...(grants ? { grants } : {}) })
-  const signature = createHmac('sha256', SECRET).update(`${header}.${claims}`).digest('base64url')
-  return `${header}.${claims}.${signature}`
-}
 
 h.test('a read-only provider receives the canvas and its edits reach nobody', async ({ pool, room }) => {
   const writer = pool.client(room, 'writer', { params: { token: token('w', { grants: { [room]: 'write' } }) } })

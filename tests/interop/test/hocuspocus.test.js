@@ -3,7 +3,6 @@
 // same rooms.
 
 import assert from 'node:assert/strict'
-import { createHmac } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -12,25 +11,15 @@ import WebSocket from 'ws'
 import * as Y from 'yjs'
 import { HocuspocusProvider, HocuspocusProviderWebsocket } from '@hocuspocus/provider'
 import { useServer } from '../lib/harness.js'
+import { SECRET, token } from '../lib/tokens.js'
 import { startServer } from '../lib/server.js'
 import {
   addNode, canvasJSON, fetchRoomState, sleep, uniqueRoom, waitConverged, waitFor, waitSynced
 } from '../lib/clients.js'
 
-const SECRET = 'interop test secret, thirty-two bytes or more'
-
 const h = useServer()
 const secured = useServer({ env: { DOJO_JWT_SECRET: SECRET } })
 
-const b64url = (value) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
-
-/** An HS256 JWT, signed the way any JWT library would. */
-function token (sub, { grants, ttl = 600 } = {}) {
-  const header = b64url({ alg: 'HS256', typ: 'JWT' })
-  const claims = b64url({ sub, exp: Math.floor(Date.now() / 1000) + ttl, ...(grants ? { grants } : {}) })
-  const signature = createHmac('sha256', SECRET).update(`${header}.${claims}`).digest('base64url')
-  return `${header}.${claims}.${signature}`
-}
 
 const collabUrl = (server) => `ws://${server.host}:${server.port}/collab`
 
