@@ -35,7 +35,7 @@ use dojo_sync_protocol::hocuspocus::{
     self, AuthMessage, Frame, HocuspocusError, HocuspocusLimits, Message as HocusMessage, Scope,
 };
 use futures_util::stream::{BoxStream, SelectAll, SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -538,7 +538,7 @@ impl Writer<'_> {
             // A client that stops reading blocks this send; a room notices its full queue and
             // fires `disconnect`, which must win over the stuck send.
             tokio::select! {
-                sent = sink.send(message) => if sent.is_err() {
+                sent = send_burst(&mut sink, message, &mut control, &mut documents) => if sent.is_err() {
                     self.disconnect.trigger(CloseReason::PeerGone);
                     break;
                 },
@@ -552,6 +552,32 @@ impl Writer<'_> {
         }
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
     }
+}
+
+/// Frames written with one flush at most (see `connection::send_batch`).
+const MAX_FRAMES_PER_FLUSH: usize = 64;
+
+/// Sends `first` and the frames already waiting (control frames first, as in the writer's
+/// loop), then flushes once.
+async fn send_burst(
+    sink: &mut SplitSink<WebSocket, WsMessage>,
+    first: WsMessage,
+    control: &mut mpsc::Receiver<Bytes>,
+    documents: &mut SelectAll<BoxStream<'static, Bytes>>,
+) -> Result<(), axum::Error> {
+    let more = matches!(first, WsMessage::Binary(_));
+    sink.feed(first).await?;
+    if more {
+        for _ in 1..MAX_FRAMES_PER_FLUSH {
+            let next = match control.try_recv() {
+                Ok(frame) => Some(frame),
+                Err(_) => documents.next().now_or_never().flatten(),
+            };
+            let Some(frame) = next else { break };
+            sink.feed(WsMessage::Binary(frame)).await?;
+        }
+    }
+    sink.flush().await
 }
 
 fn decode_error_reason(error: &HocuspocusError) -> CloseReason {
