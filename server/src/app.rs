@@ -181,6 +181,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(api::routes(&state))
+        .merge(crate::web::routes(&state.config().http.web_dir))
         .with_state(state)
 }
 

@@ -178,6 +178,11 @@ pub struct HttpSettings {
     /// Burst of WebSocket frames per user above the steady rate.
     #[arg(long, env = "DOJO_WS_BURST", default_value_t = 2000)]
     pub ws_burst: u32,
+
+    /// The built web editor, served at `/` when the directory exists (`scripts/run.sh` builds
+    /// it). A relative path is taken from the working directory.
+    #[arg(long, env = "DOJO_WEB_DIR", default_value = "web/dist")]
+    pub web_dir: std::path::PathBuf,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/dojo.db";

@@ -18,6 +18,7 @@ pub mod rate;
 pub mod room;
 pub mod room_name;
 pub mod rooms;
+pub mod web;
 
 use std::sync::Arc;
 
