@@ -131,9 +131,12 @@ pub enum NodeError {
     Asset(#[from] AssetError),
     #[error("node type {0} has no local implementation")]
     Unsupported(String),
-    /// A provider's own failure, already worded for the user.
-    #[error("{0}")]
-    Provider(String),
+    /// A provider's failure, worded for the user ("replicate: the prediction failed: …").
+    #[error("{provider}: {message}")]
+    Provider { provider: ProviderName, message: String },
+    /// The runner saw the run's cancellation and stopped (after cancelling any remote job).
+    #[error("cancelled")]
+    Cancelled,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -538,6 +541,7 @@ impl Engine {
         };
         match result {
             Err(_) => Finish::Failed(format!("timed out after {:.1} s", timeout.as_secs_f64())),
+            Ok(Err(NodeError::Cancelled)) => Finish::Cancelled,
             Ok(Err(e)) => Finish::Failed(e.to_string()),
             Ok(Ok(outputs)) => match check_outputs(node_type, &outputs) {
                 Err(e) => Finish::Failed(e),

@@ -13,8 +13,10 @@
 //! - [`builtins`]: the local tools (image operations with the `image` crate, a procedural
 //!   `dev` image generator); providers plug in through [`NodeRunner`].
 //! - [`assets`]: where images go ([`LocalAssetStore`], content-addressed).
+//! - [`providers`]: the runners for OpenAI, Replicate, fal.ai and Stability AI models, configured
+//!   from the server's environment ([`ProviderConfig::from_env`], [`register_providers`]).
 //!
-//! Not here yet: provider adapters, the queue and worker process, the runs API, credit holds.
+//! Not here yet: the queue and worker process, the runs API, credit holds.
 
 pub mod assets;
 pub mod builtins;
@@ -22,17 +24,21 @@ pub mod cache;
 pub mod catalog;
 pub mod engine;
 pub mod plan;
+pub mod providers;
 pub mod validate;
 pub mod value;
 
 pub use assets::{Asset, AssetError, AssetStore, LocalAssetStore};
 pub use cache::{Cache, CacheKey, MemoryCache};
-pub use catalog::{Catalog, CatalogError, LoadedCatalog, NodeType};
+pub use catalog::{Catalog, CatalogError, LoadedCatalog, NodeType, ProviderName};
 pub use engine::{
     Engine, EngineConfig, NodeContext, NodeError, NodeOutcome, NodeRunner, NodeState, ProgressSink,
     RecordingObserver, RunEvent, RunObserver, RunSummary,
 };
 pub use plan::{EdgeEnd, Plan, PlanError, plan};
+pub use providers::{
+    ApiKey, ProviderConfig, ProviderConfigError, ProviderSettings, RetryPolicy, register_providers,
+};
 pub use validate::{ExecutionPlan, GraphLimits, ValidationErrors, validate};
 pub use value::{AssetRef, OutputValue, Outputs};
 
