@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit, property and integration tests (real server, real sockets),
 # then the interop suite with the stock JavaScript clients (yjs, y-websocket, ws).
-# Needs: a Rust toolchain, Node.js >= 20 with npm. cargo-nextest is used when installed.
+# then the web editor: unit tests (Vitest) and end-to-end tests in Chromium (playwright-core
+# driving /usr/bin/chromium) against the same binary serving the freshly built bundle.
+# Needs: a Rust toolchain, Node.js >= 20.19 with npm, Debian's chromium. cargo-nextest is used
+# when installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +23,13 @@ echo "==> interop tests (stock yjs + y-websocket clients against target/debug/do
   cd tests/interop
   npm ci --no-audit --no-fund --loglevel=error
   DOJO_SERVER_BIN="$PWD/../../target/debug/dojo-server" npm test
+)
+
+echo "==> web editor: build, unit tests, end-to-end tests in Chromium against target/debug/dojo-server"
+(
+  cd web
+  npm ci --no-audit --no-fund --loglevel=error
+  npm run build
+  npm test
+  DOJO_SERVER_BIN="$PWD/../target/debug/dojo-server" DOJO_WEB_DIR="$PWD/dist" npm run test:e2e
 )

@@ -1,0 +1,184 @@
+// Runs and the compose dock, against the server's runs API
+// (POST /api/rooms/{room}/runs, live state in the document's `results` and `runs` maps) and
+// POST /api/rooms/{room}/compose. A server without those routes must get a clear message
+// instead; which case applies is read from the server's OpenAPI description.
+import assert from 'node:assert/strict'
+import * as Y from 'yjs'
+import { after, before, describe, test } from 'node:test'
+import {
+  addFromPalette,
+  api,
+  connectHandles,
+  createWorkflow,
+  documentedRoutes,
+  placeNode,
+  launchBrowser,
+  nodeById,
+  nodeIds,
+  openWorkflow,
+  screenshot,
+  signIn,
+  startServer,
+  waitFor,
+} from './harness.mjs'
+
+const RUNS_ROUTE = '/api/rooms/{room}/runs'
+const COMPOSE_ROUTE = '/api/rooms/{room}/compose'
+
+let server
+let browser
+let routes
+const people = []
+
+before(async () => {
+  server = await startServer()
+  browser = await launchBrowser()
+  routes = await documentedRoutes(server)
+})
+
+after(async () => {
+  for (const person of people) {
+    assert.deepEqual(person.problems, [], `${person.name} saw no page errors`)
+    await person.context.close()
+  }
+  await browser?.close()
+  await server?.stop()
+})
+
+async function pair(title) {
+  const alice = await signIn(browser, server, `Runner ${people.length}`)
+  const bob = await signIn(browser, server, `Watcher ${people.length}`)
+  people.push(alice, bob)
+  const id = await createWorkflow(alice, title)
+  await api(server, alice.token, 'PUT', `/api/workflows/${id}/collaborators/${bob.me.id}`, { permission: 'write' })
+  await openWorkflow(bob, server, id)
+  return { alice, bob }
+}
+
+async function promptImageBlur(person) {
+  const prompt = await placeNode(person, 'text-prompt', { x: 40, y: 120 })
+  const image = await placeNode(person, 'dev-image', { x: 330, y: 120 })
+  const blur = await placeNode(person, 'blur', { x: 620, y: 120 })
+  await connectHandles(person, prompt, 'text', image, 'prompt')
+  await connectHandles(person, image, 'image', blur, 'image')
+  await waitFor(async () => (await person.page.locator('.react-flow__edge').count()) === 2, 'both wires')
+  await nodeById(person, prompt).getByLabel('Prompt text').fill('a lighthouse at dusk')
+  return { prompt, image, blur }
+}
+
+const status = (person, id) => nodeById(person, id).locator('[data-testid="canvas-node"]').getAttribute('data-status')
+const imageLoaded = (person, id) =>
+  nodeById(person, id)
+    .locator('[data-testid="output-image"]')
+    .evaluate((img) => img.complete && img.naturalWidth > 0)
+
+describe('runs', () => {
+  test('without a runs API on the server, Run explains that instead of failing silently', async (t) => {
+    if (routes.has(RUNS_ROUTE)) return t.skip('this server has the runs API')
+    const { alice } = await pair('no-runs-api')
+    await addFromPalette(alice, 'text-prompt')
+    await alice.page.getByTestId('run').click()
+    await waitFor(
+      async () => /no runs API/.test((await alice.page.getByTestId('notice').textContent()) ?? ''),
+      'the message that the server cannot run graphs',
+    )
+  })
+
+  test('A runs prompt → dev image → blur; both see the states and the final image', async (t) => {
+    if (!routes.has(RUNS_ROUTE)) return t.skip(`this server does not document ${RUNS_ROUTE} yet`)
+    const { alice, bob } = await pair('run-chain')
+    const { image, blur } = await promptImageBlur(alice)
+    await alice.page.getByTestId('run').click()
+    for (const person of [alice, bob]) {
+      await waitFor(
+        async () => ['succeeded', 'cached'].includes(await status(person, blur)),
+        `${person.name} to see the blur node finish`,
+        60_000,
+      )
+      assert.ok(['succeeded', 'cached'].includes(await status(person, image)), 'the image node finished too')
+      await waitFor(() => imageLoaded(person, blur), `${person.name} to load the blurred image`)
+    }
+    await screenshot(alice, 'run-chain-alice')
+    await screenshot(bob, 'run-chain-bob')
+    await nodeById(bob, blur).locator('[data-testid="output-image"]').click()
+    await waitFor(
+      () => bob.page.getByTestId('lightbox').locator('img').evaluate((img) => img.complete && img.naturalWidth > 0),
+      'the full-size image',
+    )
+    await bob.page.keyboard.press('Escape')
+    await alice.page.getByRole('button', { name: 'Runs', exact: true }).click()
+    await waitFor(
+      () => alice.page.locator('[data-testid="run-row"][data-status="succeeded"]').count(),
+      'the run in the history panel',
+    )
+  })
+})
+
+/**
+ * Writes into the room's document over the HTTP API, as the server's executor does: reads the
+ * state, changes a replica, posts the difference.
+ */
+async function writeAsExecutor(token, room, change) {
+  const headers = { Authorization: `Bearer ${token}` }
+  const state = new Uint8Array(await (await fetch(`${server.url}/api/rooms/${room}/state`, { headers })).arrayBuffer())
+  const doc = new Y.Doc()
+  Y.applyUpdate(doc, state)
+  const before = Y.encodeStateVector(doc)
+  doc.transact(() => change(doc))
+  const response = await fetch(`${server.url}/api/rooms/${room}/update`, {
+    method: 'POST',
+    headers: { ...headers, 'Content-Type': 'application/octet-stream' },
+    body: Y.encodeStateAsUpdate(doc, before),
+  })
+  assert.equal(response.status, 200, await response.text())
+}
+
+describe('run state in the document', () => {
+  test('statuses, progress, errors and outputs the executor writes show on every canvas', async () => {
+    const { alice, bob } = await pair('results')
+    const room = (await api(server, alice.token, 'GET', '/api/workflows')).find((w) => w.title === 'results').room
+    const { prompt, image, blur } = await promptImageBlur(alice)
+    await writeAsExecutor(alice.token, room, (doc) => {
+      const results = doc.getMap('results')
+      const entry = (fields) => new Y.Map(Object.entries(fields))
+      results.set(prompt, entry({ status: 'succeeded', progress: 100, outputs: { text: { kind: 'text', text: 'a lighthouse at dusk' } }, error: null, runId: 'r1', updatedAt: Date.now() }))
+      results.set(image, entry({ status: 'running', progress: 40, outputs: {}, error: null, runId: 'r1', updatedAt: Date.now() }))
+      results.set(blur, entry({ status: 'failed', progress: 0, outputs: {}, error: 'sigma out of range', runId: 'r1', updatedAt: Date.now() }))
+      doc.getMap('runs').set('r1', { id: 'r1', status: 'running', estimate: 0, charged: null, createdAt: Date.now(), finishedAt: null, userId: alice.me.id })
+    })
+    for (const person of [alice, bob]) {
+      await waitFor(async () => (await status(person, image)) === 'running', `${person.name} to see the running node`)
+      assert.equal(await nodeById(person, image).getByRole('progressbar').getAttribute('aria-valuenow'), '40')
+      assert.equal(await status(person, prompt), 'succeeded')
+      assert.equal(await nodeById(person, prompt).getByTestId('output-text').textContent(), 'text: a lighthouse at dusk')
+      assert.equal(await status(person, blur), 'failed')
+      assert.equal(await nodeById(person, blur).getByTestId('node-error').textContent(), 'sigma out of range')
+    }
+    // An active run in the document enables Cancel.
+    assert.ok(await bob.page.getByTestId('cancel').isEnabled(), 'Cancel is offered while a run is active')
+    await screenshot(bob, 'results-bob')
+  })
+})
+
+describe('compose dock', () => {
+  test('without a compose API, the dock says so', async (t) => {
+    if (routes.has(COMPOSE_ROUTE)) return t.skip('this server has the compose API')
+    const { alice } = await pair('no-compose-api')
+    await alice.page.getByLabel('Describe the nodes to add').fill('prompt, flux image, then upscale')
+    await alice.page.getByRole('button', { name: 'Build' }).click()
+    await waitFor(
+      async () => /does not offer the natural-language builder/.test((await alice.page.getByTestId('compose-message').textContent()) ?? ''),
+      'the message that the server cannot compose',
+    )
+  })
+
+  test('"prompt, flux image, then upscale" becomes a connected chain both see', async (t) => {
+    if (!routes.has(COMPOSE_ROUTE)) return t.skip(`this server does not document ${COMPOSE_ROUTE} yet`)
+    const { alice, bob } = await pair('compose')
+    await alice.page.getByLabel('Describe the nodes to add').fill('prompt, flux image, then upscale')
+    await alice.page.getByRole('button', { name: 'Build' }).click()
+    await waitFor(async () => (await nodeIds(bob)).length >= 3, 'B to see the composed nodes')
+    await waitFor(async () => (await bob.page.locator('.react-flow__edge').count()) >= 2, 'B to see the composed wires')
+    await screenshot(bob, 'compose-bob')
+  })
+})

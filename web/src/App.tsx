@@ -1,0 +1,61 @@
+import { useCallback, useEffect, useState } from 'react'
+import { detectDevMode, restoreSession, signOut, type Session } from './auth/session'
+import { CanvasPage } from './canvas/CanvasPage'
+import { Dashboard } from './dashboard/Dashboard'
+import { SignIn } from './dashboard/SignIn'
+import { describeError } from './ui/errors'
+import { useRoute } from './ui/router'
+import { useTheme } from './ui/theme'
+
+type Boot = { kind: 'loading' } | { kind: 'failed'; message: string } | { kind: 'ready'; devMode: boolean }
+
+export function App() {
+  const [theme, toggleTheme] = useTheme()
+  const route = useRoute()
+  const [boot, setBoot] = useState<Boot>({ kind: 'loading' })
+  const [session, setSession] = useState<Session | null>(null)
+
+  const start = useCallback(async () => {
+    setBoot({ kind: 'loading' })
+    try {
+      const devMode = await detectDevMode()
+      setSession(await restoreSession(devMode))
+      setBoot({ kind: 'ready', devMode })
+    } catch (error) {
+      setBoot({ kind: 'failed', message: describeError(error) })
+    }
+  }, [])
+
+  useEffect(() => {
+    void start()
+  }, [start])
+
+  const leave = useCallback(() => {
+    signOut()
+    setSession(null)
+  }, [])
+
+  if (boot.kind === 'loading') return <div className="splash">Loading Dojo…</div>
+  if (boot.kind === 'failed') {
+    return (
+      <div className="splash" role="alert">
+        <p>{boot.message}</p>
+        <button onClick={() => void start()}>Try again</button>
+      </div>
+    )
+  }
+  if (!session) return <SignIn devMode={boot.devMode} onSignedIn={setSession} />
+  if (route.page === 'canvas') {
+    return (
+      <CanvasPage
+        key={route.workflowId}
+        workflowId={route.workflowId}
+        session={session}
+        onSession={setSession}
+        theme={theme}
+        onToggleTheme={toggleTheme}
+      />
+    )
+  }
+  return <Dashboard session={session} onSignOut={leave} theme={theme} onToggleTheme={toggleTheme} />
+}

@@ -1,0 +1,110 @@
+// The dojo-server HTTP API as typed functions (see GET /api/openapi.json).
+
+import type { Catalog } from '../catalog/catalog'
+import { request, uuid } from './http'
+
+export interface Me {
+  id: string
+  subject: string
+  name: string | null
+  email: string | null
+  credits: number
+  anonymous: boolean
+}
+
+export type Permission = 'read' | 'write' | 'admin'
+
+export interface Workflow {
+  id: string
+  room: string
+  ownerId: string
+  title: string
+  public: boolean
+  permission: Permission
+  createdAt: number
+  updatedAt: number
+}
+
+export interface RunStarted {
+  run_id: string
+  status: string
+  estimate: number
+}
+
+export interface RunNodeState {
+  state: string
+  error: string | null
+  cost: number | null
+}
+
+export interface RunDetail {
+  id: string
+  room: string
+  status: string
+  estimate: number
+  charged: number | null
+  created_at: number
+  finished_at: number | null
+  nodes: Record<string, RunNodeState>
+}
+
+export interface RunListItem {
+  id: string
+  status: string
+  estimate: number
+  charged: number | null
+  created_at: number
+  finished_at: number | null
+  user_id: string
+}
+
+export interface NodeValidationError {
+  type: string
+  message: string
+  details?: string
+}
+
+export interface ComposeResult {
+  nodes: string[]
+  edges: string[]
+}
+
+const room = (name: string) => `/api/rooms/${encodeURIComponent(name)}`
+
+export const api = {
+  me: (token: string | null) => request<Me>('/api/me', { token }),
+  devToken: (name: string) =>
+    request<{ token: string }>('/api/dev/token', { method: 'POST', body: { name } }),
+  catalog: () => request<Catalog>('/api/catalog'),
+
+  workflows: (token: string | null) => request<Workflow[]>('/api/workflows', { token }),
+  workflow: (token: string | null, id: string) =>
+    request<Workflow>(`/api/workflows/${encodeURIComponent(id)}`, { token }),
+  createWorkflow: (token: string | null, title: string) =>
+    request<Workflow>('/api/workflows', { method: 'POST', token, body: { title } }),
+  updateWorkflow: (token: string | null, id: string, patch: { title?: string; public?: boolean }) =>
+    request<Workflow>(`/api/workflows/${encodeURIComponent(id)}`, { method: 'PATCH', token, body: patch }),
+  deleteWorkflow: (token: string | null, id: string) =>
+    request<null>(`/api/workflows/${encodeURIComponent(id)}`, { method: 'DELETE', token }),
+  share: (token: string | null, id: string, user: string, permission: 'read' | 'write') =>
+    request<unknown>(`/api/workflows/${encodeURIComponent(id)}/collaborators/${encodeURIComponent(user)}`, {
+      method: 'PUT',
+      token,
+      body: { permission },
+    }),
+
+  startRun: (token: string | null, roomName: string, targets: string[] | null) =>
+    request<RunStarted>(`${room(roomName)}/runs`, {
+      method: 'POST',
+      token,
+      body: targets ? { targets } : {},
+      headers: { 'Idempotency-Key': uuid() },
+    }),
+  run: (token: string | null, id: string) => request<RunDetail>(`/api/runs/${encodeURIComponent(id)}`, { token }),
+  cancelRun: (token: string | null, id: string) =>
+    request<unknown>(`/api/runs/${encodeURIComponent(id)}/cancel`, { method: 'POST', token }),
+  runs: (token: string | null, roomName: string) =>
+    request<{ runs: RunListItem[] }>(`${room(roomName)}/runs`, { token }),
+  compose: (token: string | null, roomName: string, text: string) =>
+    request<ComposeResult>(`${room(roomName)}/compose`, { method: 'POST', token, body: { text } }),
+}

@@ -1,0 +1,148 @@
+// One node on the canvas, drawn from its catalog entry: typed handles, a short view of its
+// parameters, and what the executor reports (status, progress, error, outputs).
+
+import { Handle, Position, type NodeProps } from '@xyflow/react'
+import { memo, type CSSProperties } from 'react'
+import type { Port } from '../catalog/catalog'
+import type { FlowNode } from '../doc/binding'
+import { setParam } from '../doc/edits'
+import type { NodeResult, OutputValue } from '../doc/schema'
+import { useCanvas } from './context'
+
+export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps<FlowNode>) {
+  const { catalog, selectedBy, validation } = useCanvas()
+  const spec = catalog.spec(data.nodeType)
+  const peers = selectedBy.get(id) ?? []
+  const problems = validation.get(id) ?? []
+  const outline: CSSProperties =
+    peers.length > 0
+      ? { boxShadow: peers.map((peer, i) => `0 0 0 ${2 + i * 3}px ${peer.user.color}`).join(', ') }
+      : {}
+  const status = data.result?.status ?? 'idle'
+  return (
+    <div
+      className={`dojo-node status-${status}${selected ? ' selected' : ''}`}
+      style={outline}
+      data-testid="canvas-node"
+      data-node-id={id}
+      data-node-type={data.nodeType}
+      data-status={status}
+      data-selected-by={peers.map((p) => p.user.name).join(',')}
+    >
+      {peers.length > 0 && (
+        <div className="selected-by" style={{ background: peers[0]?.user.color }}>
+          {peers.map((p) => p.user.name).join(', ')}
+        </div>
+      )}
+      <header>
+        <span className="node-title">{spec?.name ?? data.nodeType}</span>
+        {spec && spec.cost > 0 && <span className="cost" title="credits per run">{spec.cost}¢</span>}
+        <StatusBadge result={data.result} />
+      </header>
+      {!spec && <p className="node-error">Unknown node type “{data.nodeType}”</p>}
+      <div className="ports">
+        <div className="inputs">
+          {spec?.inputs.map((port) => <PortRow key={port.name} port={port} kind="target" />)}
+        </div>
+        <div className="outputs">
+          {spec?.outputs.map((port) => <PortRow key={port.name} port={port} kind="source" />)}
+        </div>
+      </div>
+      <ParamPreview nodeId={id} nodeType={data.nodeType} params={data.params} />
+      {data.result && (status === 'running' || status === 'queued') && (
+        <div className="progress" role="progressbar" aria-valuenow={data.result.progress} aria-valuemin={0} aria-valuemax={100}>
+          <div style={{ width: `${data.result.progress}%` }} />
+        </div>
+      )}
+      {data.result?.error && <p className="node-error" data-testid="node-error">{data.result.error}</p>}
+      {problems.map((problem, i) => (
+        <p key={i} className="node-error" data-testid="validation-error">
+          {problem.message}
+        </p>
+      ))}
+      {data.result && <Outputs outputs={data.result.outputs} />}
+    </div>
+  )
+})
+
+function PortRow({ port, kind }: { port: Port; kind: 'source' | 'target' }) {
+  return (
+    <div className={`port port-${kind}`}>
+      <Handle
+        type={kind}
+        id={port.name}
+        position={kind === 'target' ? Position.Left : Position.Right}
+        className={`handle type-${port.type}`}
+        title={`${port.name}: ${port.type}`}
+      />
+      <span>
+        {port.name}
+        {port.required ? '*' : ''} <em>{port.type}</em>
+      </span>
+    </div>
+  )
+}
+
+function StatusBadge({ result }: { result: NodeResult | null }) {
+  if (!result || result.status === 'idle') return null
+  return (
+    <span className={`badge status-${result.status}`} data-testid="node-status">
+      {result.status}
+      {result.status === 'running' && result.progress > 0 ? ` ${Math.round(result.progress)}%` : ''}
+    </span>
+  )
+}
+
+/** The text prompt is edited in place; other nodes show their main text parameter. */
+function ParamPreview({ nodeId, nodeType, params }: { nodeId: string; nodeType: string; params: Record<string, unknown> }) {
+  const { doc, readOnly } = useCanvas()
+  if (nodeType === 'text-prompt') {
+    const text = typeof params.text === 'string' ? params.text : ''
+    return (
+      <textarea
+        className="nodrag inline-text"
+        aria-label="Prompt text"
+        placeholder="Type a prompt…"
+        value={text}
+        readOnly={readOnly}
+        rows={3}
+        onChange={(e) => setParam(doc, nodeId, 'text', e.target.value)}
+      />
+    )
+  }
+  const prompt = params.prompt
+  if (typeof prompt === 'string' && prompt !== '') return <p className="param-preview">“{prompt}”</p>
+  return null
+}
+
+function Outputs({ outputs }: { outputs: Record<string, OutputValue> }) {
+  const { assetUrl, openImage } = useCanvas()
+  const entries = Object.entries(outputs)
+  if (entries.length === 0) return null
+  return (
+    <div className="node-outputs">
+      {entries.map(([handle, output]) => {
+        if (output.kind === 'asset' && (output.asset.contentType ?? 'image/png').startsWith('image/')) {
+          const src = assetUrl(output.url)
+          return (
+            <button key={handle} className="thumb nodrag" title="Open full size" onClick={() => openImage(src)}>
+              <img src={src} alt={`${handle} output`} data-testid="output-image" loading="lazy" />
+            </button>
+          )
+        }
+        if (output.kind === 'asset') {
+          return (
+            <a key={handle} href={assetUrl(output.url)} target="_blank" rel="noreferrer">
+              {handle}: {output.asset.contentType ?? 'file'}
+            </a>
+          )
+        }
+        return (
+          <p key={handle} className="output-text" data-testid="output-text">
+            <strong>{handle}:</strong> {output.kind === 'text' ? output.text : String(output.value)}
+          </p>
+        )
+      })}
+    </div>
+  )
+}

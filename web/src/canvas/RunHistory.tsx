@@ -1,0 +1,81 @@
+// The room's runs, newest first: live from the document's `runs` map, completed from
+// GET /api/rooms/{room}/runs (older runs, who started them) when the server has it.
+import { useEffect, useState } from 'react'
+import { api, type RunListItem } from '../api/client'
+import { ApiError } from '../api/http'
+import type { RunSummary } from '../doc/schema'
+import { describeError } from '../ui/errors'
+
+interface Props {
+  room: string
+  token: string | null
+  live: RunSummary[]
+  onClose: () => void
+}
+
+function fromApi(item: RunListItem): RunSummary {
+  return {
+    id: item.id,
+    status: item.status,
+    estimate: item.estimate,
+    charged: item.charged,
+    createdAt: item.created_at,
+    finishedAt: item.finished_at,
+    userId: item.user_id,
+  }
+}
+
+export function RunHistory({ room, token, live, onClose }: Props) {
+  const [stored, setStored] = useState<RunSummary[]>([])
+  const [note, setNote] = useState<string | null>(null)
+
+  useEffect(() => {
+    let cancelled = false
+    api
+      .runs(token, room)
+      .then((body) => !cancelled && setStored(body.runs.map(fromApi)))
+      .catch((error: unknown) => {
+        if (cancelled) return
+        setNote(
+          error instanceof ApiError && error.routeMissing
+            ? 'The server has no run history API yet; showing runs recorded in the document.'
+            : describeError(error),
+        )
+      })
+    return () => {
+      cancelled = true
+    }
+  }, [room, token, live.length])
+
+  const merged = new Map<string, RunSummary>()
+  for (const run of stored) merged.set(run.id, run)
+  for (const run of live) merged.set(run.id, { ...merged.get(run.id), ...run })
+  const runs = [...merged.values()].sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0))
+
+  return (
+    <aside className="run-history" aria-label="Run history" data-testid="run-history">
+      <header>
+        <h2>Runs</h2>
+        <button className="icon" aria-label="Close run history" onClick={onClose}>
+          ×
+        </button>
+      </header>
+      {note && <p className="muted small">{note}</p>}
+      {runs.length === 0 && <p className="muted">No runs yet.</p>}
+      <ol>
+        {runs.map((run) => (
+          <li key={run.id} data-testid="run-row" data-status={run.status}>
+            <span className={`badge status-${run.status}`}>{run.status}</span>
+            <span className="small">{run.createdAt ? new Date(run.createdAt).toLocaleTimeString() : ''}</span>
+            <span className="small muted">
+              {run.charged != null ? `${run.charged} charged` : run.estimate != null ? `≤ ${run.estimate} credits` : ''}
+            </span>
+            <code className="small muted" title={run.id}>
+              {run.id.slice(0, 8)}
+            </code>
+          </li>
+        ))}
+      </ol>
+    </aside>
+  )
+}

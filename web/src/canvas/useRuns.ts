@@ -1,0 +1,155 @@
+// Starting and cancelling runs, and what the editor shows about them. Live state comes from
+// the document (`results` per node, `runs` per run), written by the server's executor; the
+// HTTP API is only used to start, cancel and list.
+import { useCallback, useEffect, useRef, useState } from 'react'
+import type * as Y from 'yjs'
+import { api, type NodeValidationError } from '../api/client'
+import { ApiError, isRecord } from '../api/http'
+import { ACTIVE_RUN_STATUSES, readRuns, roots, type RunSummary } from '../doc/schema'
+import { describeError } from '../ui/errors'
+
+export interface CreditShortfall {
+  balance: number
+  cost: number
+  message: string
+}
+
+export interface RunsState {
+  runs: RunSummary[]
+  active: RunSummary[]
+  validation: Map<string, NodeValidationError[]>
+  shortfall: CreditShortfall | null
+  message: string | null
+  starting: boolean
+  start: (targets: string[] | null) => Promise<void>
+  cancel: () => Promise<void>
+  dismissShortfall: () => void
+  clearMessage: () => void
+}
+
+const RUNS_MISSING = 'This server has no runs API yet (POST /api/rooms/{room}/runs answered 404): the graph can be edited but not run.'
+
+export function useRuns(doc: Y.Doc, room: string, token: string | null, onFinished: () => void): RunsState {
+  const [runs, setRuns] = useState<RunSummary[]>(() => readRuns(doc))
+  const [validation, setValidation] = useState(new Map<string, NodeValidationError[]>())
+  const [shortfall, setShortfall] = useState<CreditShortfall | null>(null)
+  const [message, setMessage] = useState<string | null>(null)
+  const [starting, setStarting] = useState(false)
+  const finishedRef = useRef(onFinished)
+  finishedRef.current = onFinished
+
+  useEffect(() => {
+    const map = roots(doc).runs
+    let activeBefore = new Set(readRuns(doc).filter((r) => ACTIVE_RUN_STATUSES.has(r.status)).map((r) => r.id))
+    const update = () => {
+      const next = readRuns(doc)
+      setRuns(next)
+      const activeNow = new Set(next.filter((r) => ACTIVE_RUN_STATUSES.has(r.status)).map((r) => r.id))
+      if ([...activeBefore].some((id) => !activeNow.has(id))) finishedRef.current()
+      activeBefore = activeNow
+    }
+    map.observe(update)
+    return () => map.unobserve(update)
+  }, [doc])
+
+  // Problems the server found are shown on the nodes until the graph changes.
+  useEffect(() => {
+    if (validation.size === 0) return
+    const { nodes, edges } = roots(doc)
+    const clear = () => setValidation(new Map())
+    nodes.observeDeep(clear)
+    edges.observeDeep(clear)
+    return () => {
+      nodes.unobserveDeep(clear)
+      edges.unobserveDeep(clear)
+    }
+  }, [doc, validation])
+
+  const start = useCallback(
+    async (targets: string[] | null) => {
+      setStarting(true)
+      setMessage(null)
+      setValidation(new Map())
+      try {
+        const started = await api.startRun(token, room, targets)
+        setMessage(`Run queued: at most ${started.estimate} credit${started.estimate === 1 ? '' : 's'}.`)
+      } catch (error) {
+        handleStartError(error)
+      } finally {
+        setStarting(false)
+      }
+    },
+    [room, token],
+  )
+
+  function handleStartError(error: unknown) {
+    if (!(error instanceof ApiError)) return setMessage(describeError(error))
+    if (error.routeMissing) return setMessage(RUNS_MISSING)
+    if (error.status === 402) {
+      const balance = numberField(error.body, 'balance')
+      const cost = numberField(error.body, 'cost')
+      return setShortfall({ balance: balance ?? 0, cost: cost ?? 0, message: error.message })
+    }
+    if (error.status === 422) {
+      setValidation(nodeErrors(error.body))
+      const general = Array.isArray(error.body?.errors) ? error.body.errors.map(errorText).filter(Boolean) : []
+      return setMessage(`The graph cannot run: ${general.length > 0 ? general.join('; ') : error.message}. Problems are shown on the nodes.`)
+    }
+    setMessage(describeError(error))
+  }
+
+  const active = runs.filter((run) => ACTIVE_RUN_STATUSES.has(run.status))
+
+  const cancel = useCallback(async () => {
+    setMessage(null)
+    try {
+      await Promise.all(active.map((run) => api.cancelRun(token, run.id)))
+      setMessage(active.length > 0 ? 'Cancelling…' : 'Nothing is running.')
+    } catch (error) {
+      setMessage(error instanceof ApiError && error.routeMissing ? RUNS_MISSING : describeError(error))
+    }
+  }, [active, token])
+
+  return {
+    runs,
+    active,
+    validation,
+    shortfall,
+    message,
+    starting,
+    start,
+    cancel,
+    dismissShortfall: () => setShortfall(null),
+    clearMessage: () => setMessage(null),
+  }
+}
+
+function numberField(body: Record<string, unknown> | null, key: string): number | null {
+  const value = body?.[key]
+  return typeof value === 'number' ? value : null
+}
+
+function errorText(value: unknown): string {
+  if (typeof value === 'string') return value
+  if (isRecord(value) && typeof value.message === 'string') return value.message
+  return ''
+}
+
+/** `node_errors` of a 422 in ComfyUI's shape: {nodeId: {class_type, errors: [{type, message, details}]}}. */
+export function nodeErrors(body: Record<string, unknown> | null): Map<string, NodeValidationError[]> {
+  const map = new Map<string, NodeValidationError[]>()
+  const byNode = body?.node_errors
+  if (!isRecord(byNode)) return map
+  for (const [nodeId, entry] of Object.entries(byNode)) {
+    if (!isRecord(entry) || !Array.isArray(entry.errors)) continue
+    const errors = entry.errors
+      .filter(isRecord)
+      .map((e) => ({
+        type: typeof e.type === 'string' ? e.type : 'error',
+        message: typeof e.message === 'string' ? e.message : 'invalid',
+        ...(typeof e.details === 'string' ? { details: e.details } : {}),
+      }))
+    if (errors.length > 0) map.set(nodeId, errors)
+  }
+  return map
+}

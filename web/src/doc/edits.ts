@@ -1,0 +1,169 @@
+// Every change the editor makes to the document. Each runs in one transaction with
+// LOCAL_ORIGIN, so collaborators see it whole and the undo manager can take it back.
+
+import * as Y from 'yjs'
+import type { CatalogIndex, NodeSpec } from '../catalog/catalog'
+import { defaultParams } from '../catalog/catalog'
+import { checkConnection, type ConnectionCheck, type ProposedConnection } from './graph'
+import { LOCAL_ORIGIN, readEdge, readNode, roots, type EdgeEntry, type XY } from './schema'
+
+export function newId(prefix: string): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(6))
+  return `${prefix}-${[...bytes].map((b) => b.toString(16).padStart(2, '0')).join('')}`
+}
+
+function transact(doc: Y.Doc, change: () => void): void {
+  doc.transact(change, LOCAL_ORIGIN)
+}
+
+function nodeMap(id: string, type: string, position: XY, params: Record<string, unknown>): Y.Map<unknown> {
+  const node = new Y.Map<unknown>()
+  node.set('id', id)
+  node.set('type', type)
+  node.set('position', { x: position.x, y: position.y })
+  const data = new Y.Map<unknown>()
+  for (const [key, value] of Object.entries(params)) data.set(key, value)
+  node.set('data', data)
+  return node
+}
+
+/** Adds a node of the given type with the catalog's default parameters; returns its id. */
+export function addNode(doc: Y.Doc, spec: NodeSpec, position: XY): string {
+  const id = newId('n')
+  transact(doc, () => roots(doc).nodes.set(id, nodeMap(id, spec.id, position, defaultParams(spec))))
+  return id
+}
+
+export function moveNode(doc: Y.Doc, id: string, position: XY): void {
+  const node = roots(doc).nodes.get(id)
+  if (!(node instanceof Y.Map)) return
+  // Replaced as a whole: concurrent moves resolve last-writer-wins, never mixing x and y.
+  transact(doc, () => node.set('position', { x: position.x, y: position.y }))
+}
+
+export function setParam(doc: Y.Doc, id: string, key: string, value: unknown): void {
+  const node = roots(doc).nodes.get(id)
+  if (!(node instanceof Y.Map)) return
+  transact(doc, () => {
+    let data = node.get('data')
+    if (!(data instanceof Y.Map)) {
+      data = new Y.Map<unknown>()
+      node.set('data', data)
+    }
+    const params = data as Y.Map<unknown>
+    if (value === undefined) params.delete(key)
+    else params.set(key, value)
+  })
+}
+
+/** Removes nodes with the edges attached to them and their results. */
+export function removeNodes(doc: Y.Doc, ids: Iterable<string>): void {
+  const gone = new Set(ids)
+  if (gone.size === 0) return
+  const { nodes, edges, results } = roots(doc)
+  transact(doc, () => {
+    for (const id of gone) {
+      nodes.delete(id)
+      results.delete(id)
+    }
+    for (const edge of allEdges(doc)) {
+      if (gone.has(edge.source) || gone.has(edge.target)) edges.delete(edge.id)
+    }
+  })
+}
+
+export function removeEdges(doc: Y.Doc, ids: Iterable<string>): void {
+  const { edges } = roots(doc)
+  transact(doc, () => {
+    for (const id of ids) edges.delete(id)
+  })
+}
+
+export function allEdges(doc: Y.Doc): EdgeEntry[] {
+  const list: EdgeEntry[] = []
+  roots(doc).edges.forEach((value, id) => {
+    const edge = readEdge(id, value)
+    if (edge) list.push(edge)
+  })
+  return list
+}
+
+export function nodeTypeOf(doc: Y.Doc, id: string): string | undefined {
+  const type = roots(doc).nodes.get(id)?.get('type')
+  return typeof type === 'string' ? type : undefined
+}
+
+export function validateConnection(doc: Y.Doc, catalog: CatalogIndex, connection: ProposedConnection): ConnectionCheck {
+  return checkConnection(catalog, (id) => nodeTypeOf(doc, id), allEdges(doc), connection)
+}
+
+/**
+ * Wires an output to an input if the catalog allows it. An input takes one wire: an existing
+ * wire into the same input is replaced.
+ */
+export function connect(doc: Y.Doc, catalog: CatalogIndex, connection: ProposedConnection): ConnectionCheck & { id?: string } {
+  const check = validateConnection(doc, catalog, connection)
+  if (!check.ok) return check
+  const targetType = nodeTypeOf(doc, connection.target) as string
+  const targetHandle = connection.targetHandle ?? catalog.input(targetType, null)?.name ?? null
+  const id = newId('e')
+  const { edges } = roots(doc)
+  transact(doc, () => {
+    for (const edge of allEdges(doc)) {
+      const sameInput =
+        edge.target === connection.target &&
+        (edge.targetHandle ?? catalog.input(targetType, null)?.name ?? null) === targetHandle
+      if (sameInput) edges.delete(edge.id)
+    }
+    const edge = new Y.Map<unknown>()
+    edge.set('id', id)
+    edge.set('source', connection.source)
+    if (connection.sourceHandle) edge.set('sourceHandle', connection.sourceHandle)
+    edge.set('target', connection.target)
+    if (targetHandle) edge.set('targetHandle', targetHandle)
+    edges.set(id, edge)
+  })
+  return { ok: true, id }
+}
+
+/**
+ * Copies nodes (parameters included) next to the originals, with the wires between them.
+ * Returns the new ids, in the order of `ids`.
+ */
+export function duplicateNodes(doc: Y.Doc, ids: string[], offset: XY = { x: 40, y: 40 }): string[] {
+  const { nodes, edges } = roots(doc)
+  const copies = new Map<string, string>()
+  transact(doc, () => {
+    for (const id of ids) {
+      const node = readNode(id, nodes.get(id))
+      if (!node) continue
+      const copyId = newId('n')
+      copies.set(id, copyId)
+      const position = { x: node.position.x + offset.x, y: node.position.y + offset.y }
+      nodes.set(copyId, nodeMap(copyId, node.type, position, structuredClone(node.params)))
+    }
+    for (const edge of allEdges(doc)) {
+      const source = copies.get(edge.source)
+      const target = copies.get(edge.target)
+      if (!source || !target) continue
+      const id = newId('e')
+      const copy = new Y.Map<unknown>()
+      copy.set('id', id)
+      copy.set('source', source)
+      if (edge.sourceHandle) copy.set('sourceHandle', edge.sourceHandle)
+      copy.set('target', target)
+      if (edge.targetHandle) copy.set('targetHandle', edge.targetHandle)
+      edges.set(id, copy)
+    }
+  })
+  return ids.flatMap((id) => copies.get(id) ?? [])
+}
+
+/** Undo and redo of this editor's own changes to the graph; others' changes stay. */
+export function createUndoManager(doc: Y.Doc): Y.UndoManager {
+  const { nodes, edges } = roots(doc)
+  return new Y.UndoManager([nodes, edges], {
+    trackedOrigins: new Set([LOCAL_ORIGIN]),
+    captureTimeout: 400,
+  })
+}

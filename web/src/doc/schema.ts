@@ -1,0 +1,193 @@
+// The canvas document schema (docs/document-schema.md), as the editor reads and writes it.
+// Four root maps: `nodes` and `edges` (written by people), `results` and `runs` (written by the
+// server's executor). Readers here are lenient: an entry another client wrote badly is shown as
+// well as it can be, never crashes the editor.
+
+import * as Y from 'yjs'
+import { isRecord } from '../api/http'
+
+export const NODES = 'nodes'
+export const EDGES = 'edges'
+export const RESULTS = 'results'
+export const RUNS = 'runs'
+
+/** Origin of every change this editor makes; the undo manager tracks this origin only. */
+export const LOCAL_ORIGIN = { origin: 'dojo-editor-local' } as const
+
+export interface XY {
+  x: number
+  y: number
+}
+
+export interface CanvasRoots {
+  nodes: Y.Map<Y.Map<unknown>>
+  edges: Y.Map<Y.Map<unknown>>
+  results: Y.Map<unknown>
+  runs: Y.Map<unknown>
+}
+
+export function roots(doc: Y.Doc): CanvasRoots {
+  return {
+    nodes: doc.getMap<Y.Map<unknown>>(NODES),
+    edges: doc.getMap<Y.Map<unknown>>(EDGES),
+    results: doc.getMap<unknown>(RESULTS),
+    runs: doc.getMap<unknown>(RUNS),
+  }
+}
+
+export interface NodeEntry {
+  id: string
+  type: string
+  position: XY
+  params: Record<string, unknown>
+}
+
+export interface EdgeEntry {
+  id: string
+  source: string
+  sourceHandle: string | null
+  target: string
+  targetHandle: string | null
+}
+
+export type NodeStatus =
+  | 'idle'
+  | 'queued'
+  | 'running'
+  | 'succeeded'
+  | 'failed'
+  | 'cancelled'
+  | 'cached'
+  | 'skipped'
+  | 'invalid'
+
+export interface AssetRef {
+  id: string
+  contentHash?: string
+  contentType?: string
+  size?: number
+}
+
+export type OutputValue =
+  | { kind: 'text'; text: string }
+  | { kind: 'number'; value: number }
+  | { kind: 'asset'; asset: AssetRef; url: string }
+
+export interface NodeResult {
+  status: NodeStatus
+  /** 0 … 100 */
+  progress: number
+  outputs: Record<string, OutputValue>
+  error: string | null
+  runId: string | null
+  updatedAt: number
+}
+
+export interface RunSummary {
+  id: string
+  status: string
+  estimate: number | null
+  charged: number | null
+  createdAt: number | null
+  finishedAt: number | null
+  userId: string | null
+}
+
+export function readNode(id: string, value: unknown): NodeEntry | null {
+  if (!(value instanceof Y.Map)) return null
+  const type = value.get('type')
+  if (typeof type !== 'string') return null
+  const data = value.get('data')
+  const params = data instanceof Y.Map ? (data.toJSON() as Record<string, unknown>) : isRecord(data) ? data : {}
+  return { id, type, position: readXY(value.get('position')), params }
+}
+
+export function readEdge(id: string, value: unknown): EdgeEntry | null {
+  const fields = value instanceof Y.Map ? (value.toJSON() as Record<string, unknown>) : isRecord(value) ? value : null
+  if (!fields) return null
+  const { source, target, sourceHandle, targetHandle } = fields
+  if (typeof source !== 'string' || typeof target !== 'string') return null
+  return {
+    id,
+    source,
+    target,
+    sourceHandle: typeof sourceHandle === 'string' ? sourceHandle : null,
+    targetHandle: typeof targetHandle === 'string' ? targetHandle : null,
+  }
+}
+
+function readXY(value: unknown): XY {
+  if (isRecord(value) && typeof value.x === 'number' && typeof value.y === 'number') {
+    return { x: value.x, y: value.y }
+  }
+  return { x: 0, y: 0 }
+}
+
+const STATUS_ALIASES: Record<string, NodeStatus> = { done: 'succeeded', error: 'failed' }
+const STATUSES = new Set<string>([
+  'idle', 'queued', 'running', 'succeeded', 'failed', 'cancelled', 'cached', 'skipped', 'invalid',
+])
+
+export function readResult(value: unknown): NodeResult | null {
+  const fields = value instanceof Y.Map ? (value.toJSON() as Record<string, unknown>) : isRecord(value) ? value : null
+  if (!fields) return null
+  const raw = typeof fields.status === 'string' ? fields.status : 'idle'
+  const status: NodeStatus = STATUS_ALIASES[raw] ?? (STATUSES.has(raw) ? (raw as NodeStatus) : 'idle')
+  const progress = typeof fields.progress === 'number' ? Math.min(100, Math.max(0, fields.progress)) : 0
+  const outputs: Record<string, OutputValue> = {}
+  if (isRecord(fields.outputs)) {
+    for (const [handle, output] of Object.entries(fields.outputs)) {
+      const read = readOutput(output)
+      if (read) outputs[handle] = read
+    }
+  }
+  return {
+    status,
+    progress,
+    outputs,
+    error: typeof fields.error === 'string' ? fields.error : null,
+    runId: typeof fields.runId === 'string' ? fields.runId : null,
+    updatedAt: typeof fields.updatedAt === 'number' ? fields.updatedAt : 0,
+  }
+}
+
+function readOutput(value: unknown): OutputValue | null {
+  if (typeof value === 'string') return { kind: 'text', text: value }
+  if (typeof value === 'number') return { kind: 'number', value }
+  if (!isRecord(value)) return null
+  if (value.kind === 'text' && typeof value.text === 'string') return { kind: 'text', text: value.text }
+  if (value.kind === 'number' && typeof value.value === 'number') return { kind: 'number', value: value.value }
+  if (value.kind === 'asset' && isRecord(value.asset) && typeof value.asset.id === 'string') {
+    const asset = value.asset as unknown as AssetRef
+    const url = typeof value.url === 'string' ? value.url : `/assets/${encodeURIComponent(asset.id)}`
+    return { kind: 'asset', asset, url }
+  }
+  return null
+}
+
+export function readRun(id: string, value: unknown): RunSummary | null {
+  const fields = value instanceof Y.Map ? (value.toJSON() as Record<string, unknown>) : isRecord(value) ? value : null
+  if (!fields) return null
+  const num = (v: unknown) => (typeof v === 'number' ? v : null)
+  return {
+    id: typeof fields.id === 'string' ? fields.id : id,
+    status: typeof fields.status === 'string' ? fields.status : 'unknown',
+    estimate: num(fields.estimate),
+    charged: num(fields.charged),
+    createdAt: num(fields.createdAt),
+    finishedAt: num(fields.finishedAt),
+    userId: typeof fields.userId === 'string' ? fields.userId : null,
+  }
+}
+
+/** Runs in the document, newest first. */
+export function readRuns(doc: Y.Doc): RunSummary[] {
+  const runs: RunSummary[] = []
+  roots(doc).runs.forEach((value, id) => {
+    const run = readRun(id, value)
+    if (run) runs.push(run)
+  })
+  return runs.sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0))
+}
+
+export const ACTIVE_RUN_STATUSES = new Set(['queued', 'running'])
