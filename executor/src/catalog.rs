@@ -494,9 +494,12 @@ mod tests {
         ] {
             assert!(catalog.get(id).is_some(), "{id} is missing");
         }
-        // Built-ins are free and local; AI models name a provider and cost something.
+        // Built-ins are free and local, except the dev generator, which stands in for a model
+        // (1 credit) so the credit flow can be tried with no provider account; AI models name
+        // a provider and cost something.
         for node in catalog.nodes() {
             match &node.provider {
+                None if node.id == "dev-image" => assert_eq!(node.cost, 1),
                 None => assert_eq!(node.cost, 0, "{}", node.id),
                 Some(p) => assert!(node.cost > 0 && !p.model.is_empty(), "{}", node.id),
             }

@@ -268,6 +268,8 @@ enum Finish {
     Cached(Outputs),
     Failed(String),
     Cancelled,
+    /// Finished in an earlier attempt of the run (see [`Engine::resume`]).
+    Earlier(NodeOutcome),
 }
 
 struct NodeProgress<'a> {
@@ -329,6 +331,30 @@ impl Engine {
         observer: &dyn RunObserver,
         cancel: &CancellationToken,
     ) -> RunSummary {
+        self.resume(run_id, plan, &BTreeMap::new(), observer, cancel).await
+    }
+
+    /// Like [`run`](Self::run), for a run an earlier attempt (a worker that died) already
+    /// started: nodes that `finished` says succeeded, were cached or failed keep that outcome
+    /// and are not run again (their outputs feed their dependents as before); they get no
+    /// `queued` event, only their final state once more, so an observer that missed it
+    /// catches up. Every other node runs as usual.
+    pub async fn resume(
+        &self,
+        run_id: &str,
+        plan: &ExecutionPlan,
+        finished: &BTreeMap<String, NodeOutcome>,
+        observer: &dyn RunObserver,
+        cancel: &CancellationToken,
+    ) -> RunSummary {
+        let prior = |id: &str| match finished.get(id) {
+            Some(
+                outcome @ (NodeOutcome::Succeeded { .. }
+                | NodeOutcome::Cached { .. }
+                | NodeOutcome::Failed { .. }),
+            ) => Some(outcome.clone()),
+            _ => None,
+        };
         let order: Vec<&PlannedNode> = plan.order().collect();
         let mut dependents: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         let mut unmet: BTreeMap<&str, usize> = BTreeMap::new();
@@ -342,7 +368,7 @@ impl Engine {
         let emit = |node_id: &str, state: NodeState| {
             observer.on_event(RunEvent { run_id: run_id.to_owned(), node_id: node_id.to_owned(), state })
         };
-        for node in &order {
+        for node in order.iter().filter(|n| prior(&n.id).is_none()) {
             emit(&node.id, NodeState::Queued).await;
         }
 
@@ -363,11 +389,13 @@ impl Engine {
                     keys.insert(&node.id, key.clone());
                 }
                 let node_cancel = cancel.child_token();
+                let earlier = prior(&node.id);
                 in_flight.push(async move {
-                    let finish = match inputs {
+                    let finish = match (earlier, inputs) {
+                        (Some(outcome), _) => Finish::Earlier(outcome),
                         // A runner that panics fails its node, not the whole run (and not the
                         // server task driving it).
-                        Ok(inputs) => {
+                        (None, Ok(inputs)) => {
                             AssertUnwindSafe(self.execute(run_id, node, &inputs, key, observer, node_cancel))
                                 .catch_unwind()
                                 .await
@@ -375,7 +403,7 @@ impl Engine {
                                     Finish::Failed("internal error: the node's runner panicked".into())
                                 })
                         }
-                        Err(e) => Finish::Failed(e.to_string()),
+                        (None, Err(e)) => Finish::Failed(e.to_string()),
                     };
                     (node, finish)
                 });
@@ -397,6 +425,22 @@ impl Engine {
                     (NodeOutcome::Failed { error: error.clone() }, NodeState::Failed { error }, None)
                 }
                 Finish::Cancelled => (NodeOutcome::Cancelled, NodeState::Cancelled, None),
+                Finish::Earlier(outcome) => {
+                    let (state, outputs) = match &outcome {
+                        NodeOutcome::Succeeded { outputs } => {
+                            (NodeState::Succeeded { outputs: outputs.clone() }, Some(outputs.clone()))
+                        }
+                        NodeOutcome::Cached { outputs } => {
+                            (NodeState::Cached { outputs: outputs.clone() }, Some(outputs.clone()))
+                        }
+                        NodeOutcome::Failed { error } => (NodeState::Failed { error: error.clone() }, None),
+                        NodeOutcome::Skipped { because } => {
+                            (NodeState::Skipped { because: because.clone() }, None)
+                        }
+                        NodeOutcome::Cancelled => (NodeState::Cancelled, None),
+                    };
+                    (outcome, state, outputs)
+                }
             };
             emit(id, state).await;
             let failed = matches!(outcome, NodeOutcome::Failed { .. });

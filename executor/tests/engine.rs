@@ -108,7 +108,7 @@ async fn the_story_runs_end_to_end_and_reports_every_state() {
     let h = harness();
     let (summary, observer) = h.run(&story(1)).await;
     assert!(summary.succeeded(), "{summary:?}");
-    assert_eq!(summary.charged, 0);
+    assert_eq!(summary.charged, 1, "the dev generator costs 1 credit");
     assert_eq!(summary.outputs("prompt").unwrap()["text"], OutputValue::text("a red fox in the snow"));
     let up = h.png(&summary, "up", "image").await;
     assert_eq!(up.dimensions(), (128, 96));
@@ -237,10 +237,10 @@ async fn a_failure_skips_its_descendants_and_independent_branches_finish() {
     g.nodes.push(node("missing", "image-input", json!({"asset": "0".repeat(64)})));
 
     let plan = h.plan(&g, None);
-    assert_eq!(estimate(&h.catalog, &plan), 8, "only DALL·E costs");
+    assert_eq!(estimate(&h.catalog, &plan), 8 + 1, "DALL·E and the dev generator cost");
     let observer = RecordingObserver::default();
     let summary = h.engine.run("r", &plan, &observer, &CancellationToken::new()).await;
-    assert_eq!(summary.charged, 0, "nothing paid succeeded");
+    assert_eq!(summary.charged, 1, "only the dev generator succeeded among paid nodes");
 
     let states = state_names(&observer);
     assert_eq!(states["dalle"], ["queued", "failed"]);
@@ -443,4 +443,36 @@ fn estimates_sum_catalog_costs() {
     assert_eq!(estimate(&cat, &plan), 6 + 8);
     let partial = validate(&cat, &g, Some(&["blur"]), &GraphLimits::default()).unwrap();
     assert_eq!(estimate(&cat, &partial), 6);
+}
+
+#[tokio::test]
+async fn resuming_keeps_finished_nodes_and_runs_only_the_rest() {
+    // A first attempt finished the prompt and the generator, then its worker died.
+    let first = harness();
+    let graph = story(7);
+    let (full, _) = first.run(&graph).await;
+    let plan = first.plan(&graph, None);
+    let mut finished = BTreeMap::new();
+    for id in ["prompt", "gen"] {
+        finished.insert(id.to_owned(), full.nodes[id].clone());
+    }
+
+    // Another worker (the shared asset store, its own empty cache: nothing can come from
+    // there) resumes it.
+    let second = Engine::new(Arc::new(catalog()), first.assets.clone(), Arc::new(MemoryCache::default()));
+    let observer = RecordingObserver::default();
+    let summary = second.resume("run-1", &plan, &finished, &observer, &CancellationToken::new()).await;
+
+    assert!(summary.succeeded(), "{summary:?}");
+    for id in ["prompt", "gen"] {
+        assert_eq!(observer.states_of(id), vec!["succeeded"], "{id} is reported once, not run again");
+        assert_eq!(summary.nodes[id], full.nodes[id]);
+    }
+    for id in plan.order().map(|n| n.id.as_str()).filter(|id| !finished.contains_key(*id)) {
+        let states = observer.states_of(id);
+        assert_eq!(states.first(), Some(&"queued"), "{id}: {states:?}");
+        assert_eq!(states.last(), Some(&"succeeded"), "{id}: {states:?}");
+    }
+    // The rest computed from the first attempt's outputs: the same result as an unbroken run.
+    assert_eq!(summary.outputs("up"), full.outputs("up"));
 }
