@@ -35,6 +35,8 @@ macro_rules! ledger_columns {
 }
 
 mod postgres;
+pub mod runs;
+mod runs_sql;
 mod sqlite;
 pub mod stripe;
 
@@ -45,10 +47,23 @@ use serde::{Deserialize, Serialize};
 
 pub use dojo_auth::Permission;
 pub use postgres::PostgresAccounts;
+pub use runs::{
+    AssetLink, AssetRecord, HoldState, NewRun, NewRunNode, NodeSettlement, OutboxEntry, Run, RunNode,
+    RunStatus, RunStore, Submission,
+};
 pub use sqlite::SqliteAccounts;
 
 /// The accounts on the database `db` names, sharing its pool (and, for SQLite, its write lock).
 pub fn accounts(db: &dojo_store::Database) -> Arc<dyn AccountStore> {
+    match db {
+        dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
+        dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),
+    }
+}
+
+/// The runs and assets on the database `db` names: the same pool (and, for SQLite, write lock)
+/// as [`accounts`], so a run's credit hold and the balance it draws on change together.
+pub fn runs(db: &dojo_store::Database) -> Arc<dyn RunStore> {
     match db {
         dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
         dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),
@@ -258,6 +273,8 @@ pub enum AccountError {
     /// `find_user` got an email that several users share; ask again with an id.
     #[error("{0:?} is the email of several users")]
     AmbiguousUser(String),
+    #[error("no run {0:?}")]
+    RunNotFound(String),
     #[error("the owner of a workflow cannot also be one of its collaborators")]
     OwnerCannotCollaborate,
     /// A spend larger than the balance. Nothing was written. `requested` is the amount the

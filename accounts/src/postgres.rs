@@ -8,6 +8,7 @@
 use dojo_store::run_to_completion;
 use sqlx::postgres::PgPool;
 
+use crate::runs_sql::WriteTx;
 use crate::{
     AccessFacts, AccountError, AccountStore, Collaborator, CollaboratorPermission, CreditOutcome,
     LedgerEntry, RoomAccess, SummaryRow, User, Workflow, WorkflowPatch, WorkflowSummary, balance_bounds,
@@ -25,6 +26,16 @@ impl PostgresAccounts {
     /// Accounts on `pool`, whose database must be migrated (`dojo_store::open_database` does).
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A write transaction for the run store (`runs_sql.rs`). Row locks taken inside it are
+    /// what serialise writers here, so no process-wide lock goes with it.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx<sqlx::Postgres>, AccountError> {
+        Ok(WriteTx { tx: self.pool.begin().await?, _lock: None })
     }
 
     async fn ledger_entry(&self, key: &str) -> Result<Option<LedgerEntry>, AccountError> {

@@ -12,6 +12,7 @@ use dojo_store::{SqliteStore, run_to_completion};
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::Mutex;
 
+use crate::runs_sql::WriteTx;
 use crate::{
     AccessFacts, AccountError, AccountStore, Collaborator, CollaboratorPermission, CreditOutcome,
     LedgerEntry, RoomAccess, SummaryRow, User, Workflow, WorkflowPatch, WorkflowSummary, balance_bounds,
@@ -37,6 +38,19 @@ impl SqliteAccounts {
     /// Accounts in the document store's file, sharing its pool and write lock.
     pub fn from_store(store: &SqliteStore) -> Self {
         Self::new(store.pool().clone(), Arc::clone(store.write_lock()))
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// A write transaction for the run store (`runs_sql.rs`): this process's write lock, then
+    /// `BEGIN IMMEDIATE`, for the reasons in the module comment. The lock is held until the
+    /// transaction ends.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx<sqlx::Sqlite>, AccountError> {
+        let lock = Arc::clone(&self.write).lock_owned().await;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(WriteTx { tx, _lock: Some(lock) })
     }
 
     async fn ledger_entry(&self, key: &str) -> Result<Option<LedgerEntry>, AccountError> {

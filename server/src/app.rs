@@ -18,7 +18,7 @@ use dojo_store::DocumentStore;
 
 use crate::Storage;
 use crate::api::{self, ApiError};
-use crate::auth::{Auth, AuthSetupError, Caller};
+use crate::auth::{Auth, Caller};
 use crate::compaction::CompactionPolicy;
 use crate::config::{Config, Limits};
 use crate::connection::{Connection, UserRate};
@@ -58,6 +58,9 @@ struct Inner {
     http_limiter: Arc<UserLimiter>,
     ws_limiter: Arc<UserLimiter>,
     config: Arc<Config>,
+    executor: Arc<crate::execution::Executor>,
+    /// The executor's dispatcher, workers and sweeper.
+    executor_tasks: TaskTracker,
 }
 
 impl AppState {
@@ -67,7 +70,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         cluster: Option<Arc<crate::cluster::Cluster>>,
         shutdown: CancellationToken,
-    ) -> Result<Self, AuthSetupError> {
+    ) -> Result<Self, crate::ServeError> {
         let auth = Arc::new(Auth::new(&config.auth, storage.accounts)?);
         let store = storage.documents;
         let http_limiter = rate::user_limiter(config.http.http_rate_per_sec, config.http.http_burst);
@@ -85,9 +88,20 @@ impl AppState {
             },
             max_batch_updates: config.rooms.max_batch_updates.max(1),
         };
+        let rooms = Arc::new(Rooms::new(limits.max_rooms, settings, metrics.clone(), store, cluster));
+        let executor_tasks = TaskTracker::new();
+        let executor = crate::execution::Executor::start(
+            &config.executor,
+            storage.runs,
+            rooms.clone(),
+            shutdown.clone(),
+            &executor_tasks,
+        )?;
         Ok(Self {
             inner: Arc::new(Inner {
-                rooms: Arc::new(Rooms::new(limits.max_rooms, settings, metrics.clone(), store, cluster)),
+                rooms,
+                executor,
+                executor_tasks,
                 connection_slots: Arc::new(Semaphore::new(limits.max_connections)),
                 limits,
                 metrics,
@@ -120,6 +134,10 @@ impl AppState {
 
     pub fn rooms_open(&self) -> usize {
         self.inner.rooms.len()
+    }
+
+    pub fn executor(&self) -> &Arc<crate::execution::Executor> {
+        &self.inner.executor
     }
 
     pub fn rooms(&self) -> &Arc<Rooms> {
@@ -168,6 +186,12 @@ impl AppState {
                 remaining = self.inner.connections.len(),
                 "shutdown grace period over; dropping connections"
             );
+        }
+        // Runs in flight stop where they are (they resume after a restart) before the rooms
+        // they write into go away.
+        self.inner.executor_tasks.close();
+        if tokio::time::timeout(grace, self.inner.executor_tasks.wait()).await.is_err() {
+            tracing::warn!("runs did not stop within the shutdown grace period");
         }
         self.inner.rooms.shutdown().await;
     }

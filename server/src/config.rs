@@ -46,6 +46,9 @@ pub struct Config {
     #[command(flatten)]
     pub http: HttpSettings,
 
+    #[command(flatten)]
+    pub executor: ExecutorSettings,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -185,6 +188,39 @@ pub struct HttpSettings {
     pub web_dir: std::path::PathBuf,
 }
 
+/// How runs of canvas graphs execute inside this process.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExecutorSettings {
+    /// Where generated and uploaded assets are stored (content-addressed files).
+    #[arg(long, env = "DOJO_ASSETS_DIR", default_value = "data/assets")]
+    pub assets_dir: std::path::PathBuf,
+
+    /// Runs this process executes at once (0: accept runs but leave them to other processes).
+    #[arg(long, env = "DOJO_RUN_WORKERS", default_value_t = 2)]
+    pub run_workers: usize,
+
+    /// Nodes of one run executing at once.
+    #[arg(long, env = "DOJO_NODE_CONCURRENCY", default_value_t = 4)]
+    pub node_concurrency: usize,
+
+    /// Runs of one user executing at once in this process; more wait in the queue.
+    #[arg(long, env = "DOJO_RUNS_PER_USER", default_value_t = 2)]
+    pub runs_per_user: usize,
+
+    /// Seconds a worker's claim on a run lasts without renewal; a run whose worker died is
+    /// resumed by another after this.
+    #[arg(long, env = "DOJO_RUN_LEASE_SECS", default_value_t = 30)]
+    pub lease_secs: u64,
+
+    /// Largest asset upload, in bytes.
+    #[arg(long, env = "DOJO_MAX_UPLOAD_BYTES", default_value_t = 20 * 1024 * 1024)]
+    pub max_upload_bytes: usize,
+
+    /// Credits a dev identity gets once, in dev mode only (no JWT key), so runs can be tried.
+    #[arg(long, env = "DOJO_DEV_CREDITS", default_value_t = 100)]
+    pub dev_credits: i64,
+}
+
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/dojo.db";
 
 /// How rooms live in memory and in the store.
@@ -294,6 +330,9 @@ impl Config {
         let mut config = Config::parse_from(["dojo-server"]);
         config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config.database_url = database_url.to_owned();
+        // Content-addressed: tests can share one directory without seeing each other's files
+        // change, and none of them writes into the source tree.
+        config.executor.assets_dir = std::env::temp_dir().join("dojo-test-assets");
         config
     }
 

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod compaction;
 pub mod config;
 pub mod connection;
+pub mod execution;
 pub mod hocuspocus;
 pub mod journal;
 pub mod metrics;
@@ -37,13 +38,19 @@ pub use config::Config;
 pub struct Storage {
     pub documents: Arc<dyn DocumentStore>,
     pub accounts: Arc<dyn AccountStore>,
+    /// Runs, credit holds and asset records (same database).
+    pub runs: Arc<dyn dojo_accounts::RunStore>,
 }
 
 impl Storage {
     /// Opens the database `url` names and applies its migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let database = dojo_store::open_database(url).await?;
-        Ok(Self { documents: database.documents(), accounts: dojo_accounts::accounts(&database) })
+        Ok(Self {
+            documents: database.documents(),
+            accounts: dojo_accounts::accounts(&database),
+            runs: dojo_accounts::runs(&database),
+        })
     }
 }
 

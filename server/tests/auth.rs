@@ -642,7 +642,7 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
                 .map(move |m| format!("{} {path}", m.to_uppercase()))
         })
         .collect();
-    // Every route the router serves under /api (kept in step with `api::routes`).
+    // Every route the API router serves (kept in step with `api::routes`).
     let routed: std::collections::BTreeSet<String> = [
         "GET /api/catalog",
         "GET /api/me",
@@ -661,6 +661,12 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
         "POST /api/rooms/{room}/update",
         "GET /api/rooms/{room}/versions",
         "POST /api/rooms/{room}/versions/{id}/restore",
+        "GET /api/rooms/{room}/runs",
+        "POST /api/rooms/{room}/runs",
+        "GET /api/runs/{id}",
+        "POST /api/runs/{id}/cancel",
+        "POST /api/assets",
+        "GET /assets/{id}",
     ]
     .into_iter()
     .map(str::to_owned)

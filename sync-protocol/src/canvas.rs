@@ -71,9 +71,18 @@ pub enum NodeStatus {
     Idle,
     Queued,
     Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Reused from an earlier identical execution: no provider call, no charge.
+    Cached,
+    /// Not run because a node it depends on failed.
+    Skipped,
+    /// Refused by validation before the run (the error says why).
+    Invalid,
+    /// Older names of `succeeded` and `failed`, still read from existing documents.
     Done,
     Error,
-    Cancelled,
 }
 
 /// The executor's view of one node, written into `results`.
@@ -81,7 +90,7 @@ pub enum NodeStatus {
 #[serde(rename_all = "camelCase")]
 pub struct NodeResult {
     pub status: NodeStatus,
-    /// 0.0 ..= 1.0
+    /// 0 ..= 100
     #[serde(default)]
     pub progress: f64,
     /// Output handle → value (a URL, text, numbers…).
@@ -89,6 +98,9 @@ pub struct NodeResult {
     pub outputs: BTreeMap<String, Value>,
     #[serde(default)]
     pub error: Option<String>,
+    /// Validation errors (`[{"type", "message"}]`) when `status` is `invalid`; empty otherwise.
+    #[serde(default)]
+    pub errors: Vec<Value>,
     #[serde(default)]
     pub run_id: Option<String>,
     /// Milliseconds since the Unix epoch.
@@ -460,10 +472,11 @@ mod tests {
         write_edge(&mut txn, &edge("ab", "a", "b")).unwrap();
         write_edge(&mut txn, &edge("bc", "b", "c")).unwrap();
         let result = NodeResult {
-            status: NodeStatus::Done,
-            progress: 1.0,
+            status: NodeStatus::Succeeded,
+            progress: 100.0,
             outputs: BTreeMap::new(),
             error: None,
+            errors: Vec::new(),
             run_id: None,
             updated_at: 1,
         };
@@ -480,17 +493,18 @@ mod tests {
         let doc = Doc::new();
         let mut result = NodeResult {
             status: NodeStatus::Running,
-            progress: 0.25,
+            progress: 25.0,
             outputs: BTreeMap::new(),
             error: None,
+            errors: Vec::new(),
             run_id: Some("run-1".into()),
             updated_at: 1_700_000_000_000,
         };
         write_node_result(&mut doc.transact_mut(), "n", &result).unwrap();
         assert_eq!(read_node_result(&doc.transact(), "n").unwrap(), Some(result.clone()));
 
-        result.status = NodeStatus::Done;
-        result.progress = 1.0;
+        result.status = NodeStatus::Succeeded;
+        result.progress = 100.0;
         result.outputs.insert("image".into(), json!("https://cdn.example/fox.png"));
         let update = {
             let mut txn = doc.transact_mut();

@@ -51,6 +51,7 @@ pub async fn me(State(state): State<AppState>, caller: Authenticated) -> Result<
             anonymous: true,
         }));
     };
+    dev_welcome(&state, &user.id).await;
     // Fresh, not the cached row: the balance moves.
     let credits = state.auth().accounts().balance(&user.id).await?;
     Ok(Json(MeBody {
@@ -171,5 +172,20 @@ pub async fn catalog() -> Result<Json<serde_json::Value>, ApiError> {
     match dojo_executor::LoadedCatalog::builtin() {
         Ok(catalog) => Ok(Json(catalog.to_json())),
         Err(error) => Err(ApiError::Internal(format!("the built-in catalog does not load: {error}"))),
+    }
+}
+
+/// In dev mode (no JWT key), a dev identity gets `DOJO_DEV_CREDITS` once, so runs can be
+/// tried end to end. Idempotent per user; never in production.
+pub(crate) async fn dev_welcome(state: &AppState, user_id: &str) {
+    let amount = state.config().executor.dev_credits;
+    if !state.auth().dev_mode() || amount <= 0 {
+        return;
+    }
+    let key = format!("dev:welcome:{user_id}");
+    if let Err(error) =
+        state.auth().accounts().apply_credits(user_id, amount, "dev mode welcome credits", &key).await
+    {
+        tracing::warn!(%error, "could not grant dev credits");
     }
 }

@@ -5,9 +5,11 @@
 //! JSON shape, `{"error": message, "code": code}`, from [`ApiError`]; internal details go to the
 //! log only.
 
-mod account;
+pub(crate) mod account;
+mod assets;
 pub mod openapi;
-mod rooms;
+pub(crate) mod rooms;
+mod runs;
 mod workflows;
 
 use axum::Json;
@@ -177,8 +179,19 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
         .route("/api/rooms/{room}/update", post(rooms::update))
         .route("/api/rooms/{room}/versions", get(rooms::list_versions))
         .route("/api/rooms/{room}/versions/{id}/restore", post(rooms::restore_version))
-        .route("/api/openapi.json", get(openapi::serve));
-    api.layer(axum::extract::DefaultBodyLimit::max(http.max_body_bytes)).layer(cors(state))
+        .route("/api/rooms/{room}/runs", get(runs::list).post(runs::submit))
+        .route("/api/runs/{id}", get(runs::get))
+        .route("/api/runs/{id}/cancel", post(runs::cancel))
+        .route("/assets/{id}", get(assets::download))
+        .route("/api/openapi.json", get(openapi::serve))
+        .layer(axum::extract::DefaultBodyLimit::max(http.max_body_bytes));
+    // Uploads have their own, larger limit.
+    let uploads = axum::Router::new().route(
+        "/api/assets",
+        post(assets::upload)
+            .layer(axum::extract::DefaultBodyLimit::max(state.config().executor.max_upload_bytes)),
+    );
+    api.merge(uploads).layer(cors(state))
 }
 
 /// Browsers may call the API only from the configured origins. In dev mode, with none

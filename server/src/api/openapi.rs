@@ -6,7 +6,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{account, rooms, workflows};
+use super::{account, assets, rooms, runs, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,12 @@ use super::{account, rooms, workflows};
         rooms::update,
         rooms::list_versions,
         rooms::restore_version,
+        runs::submit,
+        runs::get,
+        runs::cancel,
+        runs::list,
+        assets::upload,
+        assets::download,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -36,6 +42,8 @@ use super::{account, rooms, workflows};
         (name = "workflows", description = "Workflows: rooms with owners and collaborators"),
         (name = "rooms", description = "A room's document over HTTP"),
         (name = "payments", description = "Payment provider webhooks"),
+        (name = "runs", description = "Running a room's graph: validation, credits, queue, results"),
+        (name = "assets", description = "Uploaded images and run outputs"),
     )
 )]
 pub struct ApiDoc;

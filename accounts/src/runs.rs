@@ -1,0 +1,297 @@
+//! Runs of a canvas graph and the credits they hold, capture and release.
+//!
+//! A run is accepted in one transaction: its row, one row per planned node, the credit hold
+//! (one ledger entry per paid node, keyed `run:{run}:{node}:hold`) and an outbox row for the
+//! queue. After that, money moves only per node and at most once: a node's pending hold is
+//! either captured (`…:capture`, amount 0: the held credits become the charge) or released
+//! (`…:release`, the held amount back). Both are conditional on the hold still being pending,
+//! in the same transaction as their ledger entry, so a retried worker, a replay or the expiry
+//! sweeper racing a worker can never charge or refund twice.
+//!
+//! The ledger alone explains every balance: hold entries subtract, release entries add back,
+//! capture entries record the final charge without moving anything.
+
+use serde::{Deserialize, Serialize};
+
+use crate::AccountError;
+
+/// A run's lifecycle. `Queued` and `Running` are active; the rest are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    /// Every planned node succeeded or was cached.
+    Succeeded,
+    /// At least one node failed or was skipped (independent branches may have succeeded).
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => RunStatus::Queued,
+            "running" => RunStatus::Running,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+}
+
+/// Where a node's credit hold stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HoldState {
+    /// The node is free: nothing was held.
+    None,
+    Pending,
+    Captured,
+    Released,
+}
+
+impl HoldState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldState::None => "none",
+            HoldState::Pending => "pending",
+            HoldState::Captured => "captured",
+            HoldState::Released => "released",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "none" => HoldState::None,
+            "pending" => HoldState::Pending,
+            "captured" => HoldState::Captured,
+            "released" => HoldState::Released,
+            _ => return None,
+        })
+    }
+}
+
+/// One planned node of a new run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRunNode {
+    pub node_id: String,
+    pub node_type: String,
+    /// The catalog cost: what is held for this node (0: nothing held).
+    pub cost: i64,
+    /// The node's resolved parameters as JSON (the generation history's prompt and settings).
+    pub params: String,
+}
+
+/// What [`RunStore::create_run`] needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun {
+    /// `run_…`, chosen by the caller.
+    pub id: String,
+    pub room: String,
+    pub user_id: String,
+    /// The canvas graph as read at submission (JSON): a worker executes exactly this.
+    pub graph: String,
+    /// The target node ids asked for (JSON array), or `None` for the whole graph.
+    pub targets: Option<String>,
+    /// The client's `Idempotency-Key`: a second submission with the same key by the same user
+    /// returns the first run and holds nothing more.
+    pub idempotency_key: Option<String>,
+    pub nodes: Vec<NewRunNode>,
+    /// When the holds expire if nobody settles them (milliseconds since the epoch).
+    pub hold_expires_at: i64,
+}
+
+/// The outcome of [`RunStore::create_run`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submission {
+    Created(Run),
+    /// The same user already submitted with this idempotency key: that run.
+    Existing(Run),
+}
+
+impl Submission {
+    pub fn run(&self) -> &Run {
+        match self {
+            Submission::Created(run) | Submission::Existing(run) => run,
+        }
+    }
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Run {
+    pub id: String,
+    pub room: String,
+    pub user_id: String,
+    pub status: RunStatus,
+    pub graph: String,
+    pub targets: Option<String>,
+    /// The sum of the planned nodes' costs: what was held.
+    pub estimate: i64,
+    /// What captured nodes cost so far.
+    pub charged: i64,
+    pub cancel_requested: bool,
+    /// How many times a worker claimed it.
+    pub attempts: i64,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// One node of a run: its state, and the generation history (parameters, outputs, cost,
+/// duration).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunNode {
+    pub run_id: String,
+    pub node_id: String,
+    pub node_type: String,
+    /// `queued | running | succeeded | failed | cancelled | cached | skipped`.
+    pub state: String,
+    pub cost: i64,
+    /// What was captured (0 unless the node succeeded at a cost).
+    pub charged: i64,
+    pub hold_state: HoldState,
+    pub params: String,
+    /// JSON outputs (succeeded / cached).
+    pub outputs: Option<String>,
+    pub error: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// How a node ended, for [`RunStore::settle_node`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSettlement {
+    /// A final state name: `succeeded | failed | cancelled | cached | skipped`.
+    pub state: String,
+    pub outputs: Option<String>,
+    pub error: Option<String>,
+    /// `true`: capture the node's pending hold (it ran and succeeded). `false`: release it.
+    pub capture: bool,
+}
+
+/// A queued run waiting to be handed to the queue (Redis), written with the hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub run_id: String,
+}
+
+/// Stored asset metadata (the bytes live in the asset store, by content hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AssetRecord {
+    /// The asset store's id (hex SHA-256 of the bytes).
+    pub id: String,
+    pub content_type: String,
+    pub size: i64,
+    pub created_at: i64,
+}
+
+/// Who an asset belongs to: the uploader, or the run node that produced it (its room).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetLink {
+    pub owner_id: String,
+    pub room: Option<String>,
+    pub run_id: Option<String>,
+    pub node_id: Option<String>,
+}
+
+#[async_trait::async_trait]
+pub trait RunStore: Send + Sync + 'static {
+    /// Accepts a run: run row, node rows (state `queued`, hold `pending` when cost > 0 else
+    /// `none`), the hold's ledger entries (`run:{id}:{node}:hold`, −cost each, balance checked
+    /// for the whole estimate at once) and an outbox row, in one transaction.
+    /// `InsufficientCredits { balance, requested: estimate }` writes nothing. A submission whose
+    /// idempotency key this user already used, concurrent ones included, is
+    /// [`Submission::Existing`] and writes nothing either. An unknown user is `UserNotFound`;
+    /// a run id already taken (without a matching key) is `InvalidInput`.
+    async fn create_run(&self, run: NewRun) -> Result<Submission, AccountError>;
+
+    async fn run(&self, id: &str) -> Result<Option<Run>, AccountError>;
+
+    /// Nodes in node id order.
+    async fn run_nodes(&self, id: &str) -> Result<Vec<RunNode>, AccountError>;
+
+    /// A room's runs, newest first.
+    async fn list_runs(&self, room: &str, limit: u32) -> Result<Vec<Run>, AccountError>;
+
+    /// Takes the run for `worker` until `now + lease_ms` if it is queued, or running under an
+    /// expired lease (its worker died): status `running`, attempts + 1, `started_at` set once.
+    /// `None` if it is final, cancelled before start, or leased by a live worker (a lease is live
+    /// while `lease_expires_at > now`). A claimed run may carry `cancel_requested`: the worker
+    /// then finishes it as cancelled.
+    async fn claim_run(&self, id: &str, worker: &str, lease_ms: i64) -> Result<Option<Run>, AccountError>;
+
+    /// Extends the lease; `false` if `worker` no longer holds it (another worker took over).
+    async fn renew_lease(&self, id: &str, worker: &str, lease_ms: i64) -> Result<bool, AccountError>;
+
+    /// Active runs whose lease expired before `older_than`, or that are still queued and were
+    /// created before it, oldest first: what a restarted in-process queue (or a sweeper) hands
+    /// out again. Pass `now` minus a grace period, in milliseconds since the epoch.
+    async fn orphaned_runs(&self, older_than: i64, limit: u32) -> Result<Vec<Run>, AccountError>;
+
+    /// Records a non-final state (`running`, or `queued` again) of a node; sets `started_at`
+    /// once, when it starts running. A final node, or an unknown one, is left as it is.
+    async fn mark_node(&self, run_id: &str, node_id: &str, state: &str) -> Result<(), AccountError>;
+
+    /// Ends a node: state, outputs, error, `finished_at`, and its pending hold captured or
+    /// released with its ledger entry, in one transaction. A node already final is left as
+    /// it is (returns `false`), so replays change nothing; so is an unknown run or node. `state`
+    /// must be a final node state (`InvalidInput` otherwise).
+    async fn settle_node(
+        &self,
+        run_id: &str,
+        node_id: &str,
+        settlement: NodeSettlement,
+    ) -> Result<bool, AccountError>;
+
+    /// Ends the run with `status` (and an error message): releases every hold still pending
+    /// (`…:release`), marks nodes still `queued`/`running` as `cancelled` (when cancelled) or
+    /// `skipped`, sets `charged` to the captured total and `finished_at`; clears the lease.
+    /// A run already final is returned unchanged. `status` must be final (`InvalidInput`
+    /// otherwise); an unknown run is `RunNotFound`.
+    async fn finish_run(&self, id: &str, status: RunStatus, error: Option<&str>)
+    -> Result<Run, AccountError>;
+
+    /// Flags the run for cancellation; a queued run that no worker holds is finished as
+    /// cancelled at once. Returns the run as it now is (`None`: no such run).
+    async fn request_cancel(&self, id: &str) -> Result<Option<Run>, AccountError>;
+
+    /// The sweeper: releases pending holds whose `hold_expires_at` < now (and finishes their
+    /// runs as failed with the error "credit hold expired": finishing releases every pending
+    /// hold of the run, not only the expired ones). Returns how many holds were released.
+    async fn expire_holds(&self, now: i64) -> Result<u64, AccountError>;
+
+    /// Outbox rows not yet relayed, oldest first.
+    async fn outbox(&self, limit: u32) -> Result<Vec<OutboxEntry>, AccountError>;
+
+    async fn delete_outbox(&self, ids: &[i64]) -> Result<(), AccountError>;
+
+    /// Records an asset (idempotent per id) and links it to its owner / run node.
+    async fn record_asset(&self, asset: &AssetRecord, link: &AssetLink) -> Result<(), AccountError>;
+
+    async fn asset(&self, id: &str) -> Result<Option<AssetRecord>, AccountError>;
+
+    /// Everyone and every room the asset is linked to (at most `limit` links): the server
+    /// lets a caller download it when they own it or may read one of its rooms.
+    async fn asset_links(&self, id: &str, limit: u32) -> Result<Vec<AssetLink>, AccountError>;
+}

@@ -1,0 +1,741 @@
+//! The run store's suite, run against every backend like `conformance.rs`: each case in `cases`
+//! runs on SQLite (a fresh file in a temporary directory) and PostgreSQL (a fresh database,
+//! dropped afterwards even when the case panics).
+//!
+//! What matters most here is money: a hold takes exactly the estimate, every pending hold is
+//! captured or released exactly once whatever races, and the ledger explains the balance.
+//!
+//! PostgreSQL: `DOJO_TEST_POSTGRES_URL` names a server and a user allowed to create databases
+//! (default `postgres://postgres@127.0.0.1:5432/postgres`).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use dojo_accounts::{AccountStore, RunStore};
+use dojo_store::Database;
+
+#[derive(Clone)]
+struct Backend {
+    accounts: Arc<dyn AccountStore>,
+    runs: Arc<dyn RunStore>,
+    db: Database,
+    url: String,
+}
+
+impl Backend {
+    /// An independent run store (its own pool and, for SQLite, its own write lock) on the same
+    /// database: what another server instance or worker process would have.
+    async fn reopen(&self) -> Arc<dyn RunStore> {
+        let db = dojo_store::open_database(&self.url).await.expect("reopen the database");
+        dojo_accounts::runs(&db)
+    }
+
+    /// Runs raw SQL (`$N` placeholders, which both drivers accept): to move a lease into the
+    /// past instead of sleeping until it expires.
+    async fn execute(&self, sql: &'static str, arg: &str) -> u64 {
+        match &self.db {
+            Database::Postgres(store) => {
+                sqlx::query(sql).bind(arg).execute(store.pool()).await.map(|r| r.rows_affected())
+            }
+            Database::Sqlite(store) => {
+                sqlx::query(sql).bind(arg).execute(store.pool()).await.map(|r| r.rows_affected())
+            }
+        }
+        .expect("raw SQL")
+    }
+}
+
+async fn run_sqlite<F, Fut>(case: F)
+where
+    F: FnOnce(Backend) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path: PathBuf = dir.path().join("data").join("dojo.db");
+    let url = format!("sqlite:{}", path.display());
+    let db = dojo_store::open_database(&url).await.expect("open SQLite database");
+    let (accounts, runs) = (dojo_accounts::accounts(&db), dojo_accounts::runs(&db));
+    let outcome = tokio::spawn(case(Backend { accounts, runs, db, url })).await;
+    drop(dir);
+    if let Err(err) = outcome {
+        std::panic::resume_unwind(err.into_panic());
+    }
+}
+
+async fn run_postgres<F, Fut>(case: F)
+where
+    F: FnOnce(Backend) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    // Dropped (with its database) after the case, whether it passed or panicked.
+    let database = dojo_test_support::TestDatabase::postgres().await;
+    let url = database.url.clone();
+    let outcome = tokio::spawn(async move {
+        let db = dojo_store::open_database(&url).await.expect("open PostgreSQL database");
+        let (accounts, runs) = (dojo_accounts::accounts(&db), dojo_accounts::runs(&db));
+        case(Backend { accounts, runs, db, url }).await;
+    })
+    .await;
+    drop(database);
+    if let Err(err) = outcome {
+        std::panic::resume_unwind(err.into_panic());
+    }
+}
+
+/// Declares each case once per backend: `sqlite::NAME` and `postgres::NAME`.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::run_sqlite(super::cases::$case).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::run_postgres(super::cases::$case).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    create_holds_exactly_the_estimate,
+    free_runs_hold_nothing,
+    insufficient_credits_write_nothing,
+    create_refuses_unknown_users_and_bad_input,
+    resubmission_with_the_same_key_returns_the_first_run,
+    concurrent_submissions_with_one_key_hold_once,
+    settle_captures_or_releases_once,
+    finish_releases_the_rest_and_marks_leftover_nodes,
+    cancel_of_a_queued_run_releases_at_once,
+    claim_respects_live_leases,
+    expire_holds_releases_stale_holds_and_fails_the_run,
+    settle_racing_expiry_resolves_each_hold_once,
+    orphaned_runs_are_the_unclaimed_and_the_abandoned,
+    list_runs_newest_first,
+    outbox_is_relayed_in_order,
+    assets_and_their_links,
+);
+
+mod cases {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use dojo_accounts::{
+        AccountError, AssetLink, AssetRecord, CreditOutcome, HoldState, LedgerEntry, NewRun, NewRunNode,
+        NodeSettlement, Run, RunStatus, Submission,
+    };
+
+    use super::*;
+
+    const HOUR: i64 = 3_600_000;
+
+    fn now() -> i64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    }
+
+    /// A user holding `credits`.
+    async fn user(b: &Backend, subject: &str, credits: i64) -> String {
+        let user = b.accounts.upsert_user(subject, None, None).await.expect("upsert user");
+        if credits > 0 {
+            let granted =
+                b.accounts.apply_credits(&user.id, credits, "grant", &format!("grant:{subject}")).await;
+            assert!(matches!(granted, Ok(CreditOutcome::Applied(_))), "{granted:?}");
+        }
+        user.id
+    }
+
+    fn new_run(id: &str, user_id: &str, key: Option<&str>, nodes: &[(&str, i64)]) -> NewRun {
+        NewRun {
+            id: id.to_owned(),
+            room: "canvas-1".to_owned(),
+            user_id: user_id.to_owned(),
+            graph: r#"{"nodes":[]}"#.to_owned(),
+            targets: None,
+            idempotency_key: key.map(str::to_owned),
+            nodes: nodes
+                .iter()
+                .map(|(node_id, cost)| NewRunNode {
+                    node_id: (*node_id).to_owned(),
+                    node_type: "image.generate".to_owned(),
+                    cost: *cost,
+                    params: format!(r#"{{"prompt":"{node_id}"}}"#),
+                })
+                .collect(),
+            hold_expires_at: now() + HOUR,
+        }
+    }
+
+    async fn create(b: &Backend, run: NewRun) -> Run {
+        match b.runs.create_run(run).await.expect("create run") {
+            Submission::Created(run) => run,
+            other => panic!("expected a new run, got {other:?}"),
+        }
+    }
+
+    fn settlement(state: &str, capture: bool) -> NodeSettlement {
+        NodeSettlement {
+            state: state.to_owned(),
+            outputs: (state == "succeeded").then(|| r#"{"image":"asset:1"}"#.to_owned()),
+            error: (state == "failed").then(|| "provider error".to_owned()),
+            capture,
+        }
+    }
+
+    /// The user's ledger, oldest first, after checking that it chains: each entry's
+    /// balance_after is the previous one's plus its amount, and the last one is the balance.
+    async fn ledger(b: &Backend, user_id: &str) -> Vec<LedgerEntry> {
+        let mut entries = b.accounts.ledger(user_id, 10_000).await.expect("ledger");
+        entries.reverse();
+        let mut balance = 0;
+        for entry in &entries {
+            balance += entry.amount;
+            assert_eq!(entry.balance_after, balance, "the ledger chains: {entry:?}");
+        }
+        assert_eq!(b.accounts.balance(user_id).await.unwrap(), balance, "the ledger explains the balance");
+        entries
+    }
+
+    /// The ledger's entries for one run, by key suffix (`a:hold`, `a:capture`, …).
+    async fn run_entries(b: &Backend, user_id: &str, run_id: &str) -> HashMap<String, LedgerEntry> {
+        let prefix = format!("run:{run_id}:");
+        ledger(b, user_id)
+            .await
+            .into_iter()
+            .filter_map(|entry| {
+                let suffix = entry.idempotency_key.strip_prefix(&prefix)?.to_owned();
+                Some((suffix, entry))
+            })
+            .collect()
+    }
+
+    async fn balance(b: &Backend, user_id: &str) -> i64 {
+        b.accounts.balance(user_id).await.expect("balance")
+    }
+
+    pub async fn create_holds_exactly_the_estimate(b: Backend) {
+        let ada = user(&b, "ada", 100).await;
+        let run = create(&b, new_run("run_1", &ada, None, &[("a", 10), ("b", 0), ("c", 25)])).await;
+        assert_eq!(
+            (run.status, run.estimate, run.charged, run.attempts, run.cancel_requested),
+            (RunStatus::Queued, 35, 0, 0, false)
+        );
+        assert_eq!((run.room.as_str(), run.user_id.as_str()), ("canvas-1", ada.as_str()));
+        assert_eq!((run.lease_owner.as_deref(), run.started_at, run.finished_at), (None, None, None));
+        assert_eq!(balance(&b, &ada).await, 65);
+
+        // One hold entry per paid node, in submission order, chained from the balance before.
+        let entries = ledger(&b, &ada).await;
+        assert_eq!(entries.len(), 3);
+        let holds: Vec<_> =
+            entries[1..].iter().map(|e| (e.idempotency_key.as_str(), e.amount, e.balance_after)).collect();
+        assert_eq!(holds, [("run:run_1:a:hold", -10, 90), ("run:run_1:c:hold", -25, 65)]);
+        assert_eq!(entries[1].reason, "run run_1: hold for a (image.generate)");
+
+        let nodes = b.runs.run_nodes("run_1").await.unwrap();
+        let summary: Vec<_> =
+            nodes.iter().map(|n| (n.node_id.as_str(), n.state.as_str(), n.cost, n.hold_state)).collect();
+        assert_eq!(
+            summary,
+            [
+                ("a", "queued", 10, HoldState::Pending),
+                ("b", "queued", 0, HoldState::None),
+                ("c", "queued", 25, HoldState::Pending),
+            ]
+        );
+        assert_eq!(nodes[0].params, r#"{"prompt":"a"}"#);
+        assert_eq!((nodes[0].charged, nodes[0].outputs.as_deref()), (0, None));
+
+        assert_eq!(b.runs.run("run_1").await.unwrap(), Some(run.clone()));
+        assert_eq!(b.runs.run("run_none").await.unwrap(), None);
+        assert_eq!(b.runs.list_runs("canvas-1", 10).await.unwrap(), [run]);
+        let outbox = b.runs.outbox(10).await.unwrap();
+        assert_eq!(outbox.iter().map(|e| e.run_id.as_str()).collect::<Vec<_>>(), ["run_1"]);
+    }
+
+    pub async fn free_runs_hold_nothing(b: Backend) {
+        // No credits at all: a free run is still accepted, and touches no balance.
+        let ada = user(&b, "ada", 0).await;
+        let run = create(&b, new_run("run_free", &ada, None, &[("a", 0), ("b", 0)])).await;
+        assert_eq!(run.estimate, 0);
+        assert_eq!(balance(&b, &ada).await, 0);
+        assert!(ledger(&b, &ada).await.is_empty());
+        let nodes = b.runs.run_nodes("run_free").await.unwrap();
+        assert!(nodes.iter().all(|n| n.hold_state == HoldState::None));
+        assert!(b.runs.settle_node("run_free", "a", settlement("succeeded", true)).await.unwrap());
+        let run = b.runs.finish_run("run_free", RunStatus::Failed, Some("b failed")).await.unwrap();
+        assert_eq!((run.status, run.charged), (RunStatus::Failed, 0));
+        assert!(ledger(&b, &ada).await.is_empty());
+    }
+
+    pub async fn insufficient_credits_write_nothing(b: Backend) {
+        let ada = user(&b, "ada", 30).await;
+        let refused = b.runs.create_run(new_run("run_big", &ada, Some("k1"), &[("a", 10), ("b", 25)])).await;
+        assert!(
+            matches!(refused, Err(AccountError::InsufficientCredits { balance: 30, requested: 35 })),
+            "{refused:?}"
+        );
+        assert_eq!(balance(&b, &ada).await, 30);
+        assert_eq!(ledger(&b, &ada).await.len(), 1, "only the grant");
+        assert_eq!(b.runs.run("run_big").await.unwrap(), None);
+        assert!(b.runs.run_nodes("run_big").await.unwrap().is_empty());
+        assert!(b.runs.list_runs("canvas-1", 10).await.unwrap().is_empty());
+        assert!(b.runs.outbox(10).await.unwrap().is_empty());
+
+        // The key was not consumed: once affordable, the same submission goes through.
+        let run = create(&b, new_run("run_big", &ada, Some("k1"), &[("a", 10), ("b", 20)])).await;
+        assert_eq!((run.id.as_str(), run.estimate), ("run_big", 30));
+        assert_eq!(balance(&b, &ada).await, 0);
+        ledger(&b, &ada).await;
+    }
+
+    pub async fn create_refuses_unknown_users_and_bad_input(b: Backend) {
+        let ada = user(&b, "ada", 100).await;
+        let unknown = b.runs.create_run(new_run("run_x", "u_nobody", None, &[("a", 1)])).await;
+        assert!(matches!(unknown, Err(AccountError::UserNotFound(id)) if id == "u_nobody"));
+        let invalid = |r: Result<Submission, AccountError>, expected: &str| match r {
+            Err(AccountError::InvalidInput { field, .. }) => assert_eq!(field, expected),
+            other => panic!("expected invalid {expected}, got {other:?}"),
+        };
+        invalid(b.runs.create_run(new_run("run_x", &ada, None, &[("a", 1), ("a", 2)])).await, "nodes");
+        invalid(b.runs.create_run(new_run("run_x", &ada, None, &[("a", -1)])).await, "cost");
+        invalid(b.runs.create_run(new_run("run_x", &ada, None, &[("a", i64::MAX), ("b", 1)])).await, "cost");
+        invalid(b.runs.create_run(new_run("", &ada, None, &[])).await, "id");
+        let mut bad_room = new_run("run_x", &ada, None, &[]);
+        bad_room.room = "a/b".to_owned();
+        invalid(b.runs.create_run(bad_room).await, "room");
+        // A run id already taken, without a key that matches: refused, nothing held.
+        create(&b, new_run("run_taken", &ada, None, &[("a", 5)])).await;
+        invalid(b.runs.create_run(new_run("run_taken", &ada, None, &[("a", 5)])).await, "id");
+        assert_eq!(balance(&b, &ada).await, 95);
+        assert_eq!(b.runs.list_runs("canvas-1", 10).await.unwrap().len(), 1);
+        ledger(&b, &ada).await;
+    }
+
+    pub async fn resubmission_with_the_same_key_returns_the_first_run(b: Backend) {
+        let ada = user(&b, "ada", 100).await;
+        let bob = user(&b, "bob", 100).await;
+        let first = create(&b, new_run("run_1", &ada, Some("key-1"), &[("a", 10)])).await;
+        // A retry carries a fresh run id (the server makes one per request): same run back.
+        let again = b.runs.create_run(new_run("run_2", &ada, Some("key-1"), &[("a", 10)])).await.unwrap();
+        assert_eq!(again, Submission::Existing(first.clone()));
+        assert_eq!(balance(&b, &ada).await, 90, "held once");
+        assert_eq!(b.runs.run("run_2").await.unwrap(), None);
+        assert_eq!(b.runs.outbox(10).await.unwrap().len(), 1);
+
+        // Keys are per user, and another key is another run.
+        let bobs = create(&b, new_run("run_3", &bob, Some("key-1"), &[("a", 10)])).await;
+        assert_eq!(bobs.user_id, bob);
+        let other = create(&b, new_run("run_4", &ada, Some("key-2"), &[("a", 10)])).await;
+        assert_eq!(other.id, "run_4");
+        assert_eq!((balance(&b, &ada).await, balance(&b, &bob).await), (80, 90));
+        assert_eq!(ledger(&b, &ada).await.len(), 3);
+    }
+
+    pub async fn concurrent_submissions_with_one_key_hold_once(b: Backend) {
+        // Credits for one hold only: a duplicate that reached the hold would be refused for
+        // insufficient credits instead of answered with the first run.
+        let ada = user(&b, "ada", 40).await;
+        let second = b.reopen().await;
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let runs = if i % 2 == 0 { Arc::clone(&b.runs) } else { Arc::clone(&second) };
+            let run = new_run(&format!("run_{i}"), &ada, Some("double-click"), &[("a", 10), ("b", 20)]);
+            tasks.push(tokio::spawn(async move { runs.create_run(run).await }));
+        }
+        let mut created = 0;
+        let mut ids = Vec::new();
+        for task in tasks {
+            let submission = task.await.unwrap().expect("every submission answers with the run");
+            created += usize::from(matches!(submission, Submission::Created(_)));
+            ids.push(submission.run().id.clone());
+        }
+        ids.dedup();
+        assert_eq!((created, ids.len()), (1, 1), "one run: {ids:?}");
+        assert_eq!(b.runs.list_runs("canvas-1", 100).await.unwrap().len(), 1);
+        assert_eq!(balance(&b, &ada).await, 10);
+        let holds = run_entries(&b, &ada, &ids[0]).await;
+        assert_eq!(holds.len(), 2, "{holds:?}");
+        assert_eq!(b.runs.outbox(100).await.unwrap().len(), 1);
+    }
+
+    pub async fn settle_captures_or_releases_once(b: Backend) {
+        let ada = user(&b, "ada", 100).await;
+        create(&b, new_run("run_1", &ada, None, &[("a", 10), ("b", 20), ("c", 0)])).await;
+        assert_eq!(balance(&b, &ada).await, 70);
+
+        b.runs.mark_node("run_1", "a", "running").await.unwrap();
+        let a = &b.runs.run_nodes("run_1").await.unwrap()[0];
+        assert_eq!(a.state, "running");
+        let started = a.started_at.expect("started_at set");
+
+        assert!(b.runs.settle_node("run_1", "a", settlement("succeeded", true)).await.unwrap());
+        assert!(b.runs.settle_node("run_1", "b", settlement("failed", false)).await.unwrap());
+        assert!(b.runs.settle_node("run_1", "c", settlement("cached", true)).await.unwrap());
+        assert_eq!(balance(&b, &ada).await, 90, "charged exactly the captured cost");
+
+        let nodes = b.runs.run_nodes("run_1").await.unwrap();
+        let summary: Vec<_> =
+            nodes.iter().map(|n| (n.node_id.as_str(), n.state.as_str(), n.hold_state, n.charged)).collect();
+        assert_eq!(
+            summary,
+            [
+                ("a", "succeeded", HoldState::Captured, 10),
+                ("b", "failed", HoldState::Released, 0),
+                ("c", "cached", HoldState::None, 0),
+            ]
+        );
+        assert_eq!(nodes[0].outputs.as_deref(), Some(r#"{"image":"asset:1"}"#));
+        assert_eq!(nodes[0].started_at, Some(started));
+        assert!(nodes[0].finished_at.is_some());
+        assert_eq!(nodes[1].error.as_deref(), Some("provider error"));
+        assert_eq!(b.runs.run("run_1").await.unwrap().unwrap().charged, 10);
+
+        let entries = run_entries(&b, &ada, "run_1").await;
+        let capture = &entries["a:capture"];
+        assert_eq!((capture.amount, capture.balance_after), (0, 70));
+        let release = &entries["b:release"];
+        assert_eq!((release.amount, release.balance_after), (20, 90));
+        assert_eq!(entries.len(), 4, "{:?}", entries.keys());
+
+        // Replays, even with the opposite decision, change nothing.
+        let before = ledger(&b, &ada).await;
+        assert!(!b.runs.settle_node("run_1", "a", settlement("succeeded", true)).await.unwrap());
+        assert!(!b.runs.settle_node("run_1", "a", settlement("failed", false)).await.unwrap());
+        assert!(!b.runs.settle_node("run_1", "b", settlement("succeeded", true)).await.unwrap());
+        assert!(!b.runs.settle_node("run_1", "zz", settlement("succeeded", true)).await.unwrap());
+        assert!(!b.runs.settle_node("run_none", "a", settlement("succeeded", true)).await.unwrap());
+        b.runs.mark_node("run_1", "a", "running").await.unwrap();
+        assert_eq!(ledger(&b, &ada).await, before);
+        assert_eq!(b.runs.run_nodes("run_1").await.unwrap(), nodes);
+
+        let run = b.runs.finish_run("run_1", RunStatus::Failed, Some("b failed")).await.unwrap();
+        assert_eq!(
+            (run.status, run.charged, run.error.as_deref()),
+            (RunStatus::Failed, 10, Some("b failed"))
+        );
+        assert_eq!(balance(&b, &ada).await, 90);
+
+        let invalid = b.runs.settle_node("run_1", "a", settlement("running", true)).await;
+        assert!(matches!(invalid, Err(AccountError::InvalidInput { field: "state", .. })), "{invalid:?}");
+        let invalid = b.runs.mark_node("run_1", "a", "succeeded").await;
+        assert!(matches!(invalid, Err(AccountError::InvalidInput { field: "state", .. })), "{invalid:?}");
+    }
+
+    pub async fn finish_releases_the_rest_and_marks_leftover_nodes(b: Backend) {
+        let ada = user(&b, "ada", 100).await;
+        create(&b, new_run("run_1", &ada, None, &[("a", 10), ("b", 20), ("c", 30), ("d", 0)])).await;
+        b.runs.claim_run("run_1", "w1", 60_000).await.unwrap().expect("claimed");
+        b.runs.mark_node("run_1", "b", "running").await.unwrap();
+        assert!(b.runs.settle_node("run_1", "a", settlement("succeeded", true)).await.unwrap());
+
+        let run = b.runs.finish_run("run_1", RunStatus::Failed, Some("boom")).await.unwrap();
+        assert_eq!((run.status, run.charged, run.error.as_deref()), (RunStatus::Failed, 10, Some("boom")));
+        assert_eq!((run.lease_owner.as_deref(), run.lease_expires_at), (None, None));
+        assert!(run.finished_at.is_some());
+        assert_eq!(balance(&b, &ada).await, 90);
+        let nodes = b.runs.run_nodes("run_1").await.unwrap();
+        let summary: Vec<_> = nodes.iter().map(|n| (n.state.as_str(), n.hold_state)).collect();
+        assert_eq!(
+            summary,
+            [
+                ("succeeded", HoldState::Captured),
+                ("skipped", HoldState::Released),
+                ("skipped", HoldState::Released),
+                ("skipped", HoldState::None),
+            ]
+        );
+        let entries = run_entries(&b, &ada, "run_1").await;
+        assert_eq!((entries["b:release"].amount, entries["c:release"].amount), (20, 30));
+        assert!(!entries.contains_key("a:release"));
+
+        // Final: a second finish returns it unchanged and moves nothing.
+        let before = ledger(&b, &ada).await;
+        let again = b.runs.finish_run("run_1", RunStatus::Cancelled, None).await.unwrap();
+        assert_eq!(again, run);
+        assert_eq!(ledger(&b, &ada).await, before);
+        assert!(!b.runs.settle_node("run_1", "b", settlement("succeeded", true)).await.unwrap());
+
+        // Cancelled: leftover nodes are cancelled rather than skipped.
+        create(&b, new_run("run_2", &ada, None, &[("a", 5)])).await;
+        let cancelled = b.runs.finish_run("run_2", RunStatus::Cancelled, None).await.unwrap();
+        assert_eq!((cancelled.status, cancelled.charged), (RunStatus::Cancelled, 0));
+        assert_eq!(b.runs.run_nodes("run_2").await.unwrap()[0].state, "cancelled");
+        assert_eq!(balance(&b, &ada).await, 90);
+
+        let invalid = b.runs.finish_run("run_2", RunStatus::Running, None).await;
+        assert!(matches!(invalid, Err(AccountError::InvalidInput { field: "status", .. })), "{invalid:?}");
+        let missing = b.runs.finish_run("run_none", RunStatus::Failed, None).await;
+        assert!(matches!(missing, Err(AccountError::RunNotFound(id)) if id == "run_none"));
+    }
+
+    pub async fn cancel_of_a_queued_run_releases_at_once(b: Backend) {
+        let ada = user(&b, "ada", 100).await;
+        create(&b, new_run("run_q", &ada, None, &[("a", 10), ("b", 20)])).await;
+        let run = b.runs.request_cancel("run_q").await.unwrap().expect("the run");
+        assert_eq!((run.status, run.cancel_requested, run.charged), (RunStatus::Cancelled, true, 0));
+        assert_eq!(balance(&b, &ada).await, 100);
+        let nodes = b.runs.run_nodes("run_q").await.unwrap();
+        assert!(nodes.iter().all(|n| n.state == "cancelled" && n.hold_state == HoldState::Released));
+        assert_eq!(b.runs.claim_run("run_q", "w1", 60_000).await.unwrap(), None, "nothing to run");
+        // Again: unchanged.
+        assert_eq!(b.runs.request_cancel("run_q").await.unwrap(), Some(run));
+
+        // A running run is only flagged: its worker stops it, and the holds stay until then.
+        create(&b, new_run("run_r", &ada, None, &[("a", 10)])).await;
+        b.runs.claim_run("run_r", "w1", 60_000).await.unwrap().expect("claimed");
+        let run = b.runs.request_cancel("run_r").await.unwrap().expect("the run");
+        assert_eq!((run.status, run.cancel_requested), (RunStatus::Running, true));
+        assert_eq!(balance(&b, &ada).await, 90);
+        let done = b.runs.finish_run("run_r", RunStatus::Cancelled, None).await.unwrap();
+        assert_eq!(done.status, RunStatus::Cancelled);
+        assert_eq!(balance(&b, &ada).await, 100);
+
+        assert_eq!(b.runs.request_cancel("run_none").await.unwrap(), None);
+        ledger(&b, &ada).await;
+    }
+
+    pub async fn claim_respects_live_leases(b: Backend) {
+        let ada = user(&b, "ada", 100).await;
+        create(&b, new_run("run_1", &ada, None, &[("a", 10)])).await;
+        let before = now();
+        let claimed = b.runs.claim_run("run_1", "w1", 60_000).await.unwrap().expect("claimed");
+        assert_eq!((claimed.status, claimed.attempts), (RunStatus::Running, 1));
+        assert_eq!(claimed.lease_owner.as_deref(), Some("w1"));
+        let expires = claimed.lease_expires_at.expect("a lease");
+        assert!(expires >= before + 60_000, "{expires}");
+        let started = claimed.started_at.expect("started");
+
+        assert_eq!(b.runs.claim_run("run_1", "w2", 60_000).await.unwrap(), None, "leased by a live worker");
+        assert!(b.runs.renew_lease("run_1", "w1", 120_000).await.unwrap());
+        assert!(!b.runs.renew_lease("run_1", "w2", 120_000).await.unwrap());
+        let renewed = b.runs.run("run_1").await.unwrap().unwrap().lease_expires_at.unwrap();
+        assert!(renewed >= before + 120_000);
+
+        // The worker died: its lease runs out (moved into the past rather than waited for).
+        assert_eq!(b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", "run_1").await, 1);
+        let taken = b.runs.claim_run("run_1", "w2", 60_000).await.unwrap().expect("taken over");
+        assert_eq!((taken.attempts, taken.lease_owner.as_deref()), (2, Some("w2")));
+        assert_eq!(taken.started_at, Some(started), "started_at is set once");
+        assert!(!b.runs.renew_lease("run_1", "w1", 60_000).await.unwrap(), "w1 lost it");
+        assert!(b.runs.renew_lease("run_1", "w2", 60_000).await.unwrap());
+
+        b.runs.finish_run("run_1", RunStatus::Succeeded, None).await.unwrap();
+        assert_eq!(b.runs.claim_run("run_1", "w3", 60_000).await.unwrap(), None, "final");
+        assert!(!b.runs.renew_lease("run_1", "w2", 60_000).await.unwrap());
+        assert_eq!(b.runs.claim_run("run_none", "w3", 60_000).await.unwrap(), None);
+        let invalid = b.runs.claim_run("run_1", "w3", 0).await;
+        assert!(matches!(invalid, Err(AccountError::InvalidInput { field: "lease_ms", .. })), "{invalid:?}");
+    }
+
+    pub async fn expire_holds_releases_stale_holds_and_fails_the_run(b: Backend) {
+        let ada = user(&b, "ada", 100).await;
+        let base = now();
+        let mut stale = new_run("run_stale", &ada, None, &[("a", 10), ("b", 20), ("c", 30)]);
+        stale.hold_expires_at = base + 1_000;
+        create(&b, stale).await;
+        let mut fresh = new_run("run_fresh", &ada, None, &[("a", 5)]);
+        fresh.hold_expires_at = base + 10 * HOUR;
+        create(&b, fresh).await;
+        b.runs.claim_run("run_stale", "w1", 60_000).await.unwrap().expect("claimed");
+        assert!(b.runs.settle_node("run_stale", "a", settlement("succeeded", true)).await.unwrap());
+        assert_eq!(balance(&b, &ada).await, 35);
+
+        assert_eq!(b.runs.expire_holds(base + 500).await.unwrap(), 0, "nothing expired yet");
+        assert_eq!(b.runs.run("run_stale").await.unwrap().unwrap().status, RunStatus::Running);
+
+        assert_eq!(b.runs.expire_holds(base + 2_000).await.unwrap(), 2);
+        let run = b.runs.run("run_stale").await.unwrap().unwrap();
+        assert_eq!(
+            (run.status, run.error.as_deref(), run.charged),
+            (RunStatus::Failed, Some("credit hold expired"), 10)
+        );
+        assert_eq!(balance(&b, &ada).await, 85, "b and c released, a stays charged, fresh stays held");
+        let nodes = b.runs.run_nodes("run_stale").await.unwrap();
+        let holds: Vec<_> = nodes.iter().map(|n| n.hold_state).collect();
+        assert_eq!(holds, [HoldState::Captured, HoldState::Released, HoldState::Released]);
+        assert_eq!(b.runs.run("run_fresh").await.unwrap().unwrap().status, RunStatus::Queued);
+
+        assert_eq!(b.runs.expire_holds(base + 2_000).await.unwrap(), 0, "once");
+        assert!(!b.runs.settle_node("run_stale", "b", settlement("succeeded", true)).await.unwrap());
+        assert_eq!(b.runs.expire_holds(base + 11 * HOUR).await.unwrap(), 1);
+        assert_eq!(balance(&b, &ada).await, 90);
+        ledger(&b, &ada).await;
+    }
+
+    pub async fn settle_racing_expiry_resolves_each_hold_once(b: Backend) {
+        const NODES: i64 = 30;
+        let ada = user(&b, "ada", 1_000_000).await;
+        let sweeper = b.reopen().await;
+        let mut expected_charge = 0;
+        for round in 0..3 {
+            let run_id = format!("run_{round}");
+            let names: Vec<String> = (0..NODES).map(|i| format!("n{i:02}")).collect();
+            let nodes: Vec<(&str, i64)> = names.iter().zip(1..).map(|(n, cost)| (n.as_str(), cost)).collect();
+            let mut run = new_run(&run_id, &ada, None, &nodes);
+            run.hold_expires_at = now() + HOUR;
+            create(&b, run).await;
+            b.runs.claim_run(&run_id, "w1", 60_000).await.unwrap().expect("claimed");
+
+            let mut tasks = Vec::new();
+            for (i, name) in names.iter().enumerate() {
+                let (runs, run_id, name) = (Arc::clone(&b.runs), run_id.clone(), name.clone());
+                let capture = i % 3 != 0;
+                let state = if capture { "succeeded" } else { "failed" };
+                tasks.push(tokio::spawn(async move {
+                    runs.settle_node(&run_id, &name, settlement(state, capture)).await
+                }));
+                if i == (NODES as usize) / 2 - (round * 5) {
+                    let sweeper = Arc::clone(&sweeper);
+                    tasks.push(tokio::spawn(async move {
+                        sweeper.expire_holds(now() + 2 * HOUR).await.map(|n| n > 0)
+                    }));
+                }
+            }
+            for task in tasks {
+                task.await.unwrap().expect("settle or sweep");
+            }
+            // Whatever the interleaving, each hold resolved once, and the run ended.
+            let entries = run_entries(&b, &ada, &run_id).await;
+            let nodes = b.runs.run_nodes(&run_id).await.unwrap();
+            let mut captured = 0;
+            for node in &nodes {
+                let capture = entries.contains_key(&format!("{}:capture", node.node_id));
+                let release = entries.contains_key(&format!("{}:release", node.node_id));
+                assert!(entries.contains_key(&format!("{}:hold", node.node_id)));
+                assert!(capture ^ release, "{}: exactly one of capture and release", node.node_id);
+                match node.hold_state {
+                    HoldState::Captured => {
+                        assert!(capture);
+                        assert_eq!(node.charged, node.cost);
+                        captured += node.cost;
+                    }
+                    HoldState::Released => assert!(release && node.charged == 0),
+                    other => panic!("{}: hold still {other:?}", node.node_id),
+                }
+            }
+            assert_eq!(entries.len(), 2 * nodes.len());
+            let run = b.runs.run(&run_id).await.unwrap().unwrap();
+            let run = if run.status.is_final() {
+                run
+            } else {
+                b.runs.finish_run(&run_id, RunStatus::Succeeded, None).await.unwrap()
+            };
+            assert_eq!(run.charged, captured);
+            expected_charge += captured;
+            let net: i64 = entries.values().map(|e| e.amount).sum();
+            assert_eq!(net, -captured, "the run's entries sum to its charge");
+            assert_eq!(balance(&b, &ada).await, 1_000_000 - expected_charge);
+        }
+        ledger(&b, &ada).await;
+    }
+
+    pub async fn orphaned_runs_are_the_unclaimed_and_the_abandoned(b: Backend) {
+        let ada = user(&b, "ada", 100).await;
+        let queued = create(&b, new_run("run_queued", &ada, None, &[("a", 1)])).await;
+        create(&b, new_run("run_live", &ada, None, &[("a", 1)])).await;
+        create(&b, new_run("run_dead", &ada, None, &[("a", 1)])).await;
+        create(&b, new_run("run_done", &ada, None, &[("a", 1)])).await;
+        b.runs.claim_run("run_live", "w1", HOUR).await.unwrap().expect("claimed");
+        b.runs.claim_run("run_dead", "w2", HOUR).await.unwrap().expect("claimed");
+        b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", "run_dead").await;
+        b.runs.finish_run("run_done", RunStatus::Succeeded, None).await.unwrap();
+
+        let ids = |runs: Vec<Run>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        // Before any run was created: only the lease that ran out at 1.
+        assert_eq!(ids(b.runs.orphaned_runs(2, 10).await.unwrap()), ["run_dead"]);
+        assert!(b.runs.orphaned_runs(1, 10).await.unwrap().is_empty());
+        // After every creation, before the live lease runs out: the queued one too.
+        let mut found = ids(b.runs.orphaned_runs(queued.created_at + 60_000, 10).await.unwrap());
+        found.sort();
+        assert_eq!(found, ["run_dead", "run_queued"]);
+        assert_eq!(b.runs.orphaned_runs(queued.created_at + 60_000, 1).await.unwrap().len(), 1);
+        // Past the live lease: every active run.
+        let mut found = ids(b.runs.orphaned_runs(now() + 2 * HOUR, 10).await.unwrap());
+        found.sort();
+        assert_eq!(found, ["run_dead", "run_live", "run_queued"]);
+    }
+
+    pub async fn list_runs_newest_first(b: Backend) {
+        let ada = user(&b, "ada", 100).await;
+        for id in ["run_a", "run_b", "run_c"] {
+            create(&b, new_run(id, &ada, None, &[("a", 1)])).await;
+            // Lets the millisecond clock move on, so creation times order the runs.
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        let mut other = new_run("run_elsewhere", &ada, None, &[]);
+        other.room = "canvas-2".to_owned();
+        create(&b, other).await;
+        let listed: Vec<_> =
+            b.runs.list_runs("canvas-1", 10).await.unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(listed, ["run_c", "run_b", "run_a"]);
+        assert_eq!(b.runs.list_runs("canvas-1", 2).await.unwrap().len(), 2);
+        assert_eq!(b.runs.list_runs("canvas-2", 10).await.unwrap().len(), 1);
+        assert!(b.runs.list_runs("canvas-3", 10).await.unwrap().is_empty());
+    }
+
+    pub async fn outbox_is_relayed_in_order(b: Backend) {
+        let ada = user(&b, "ada", 100).await;
+        for id in ["run_1", "run_2", "run_3"] {
+            create(&b, new_run(id, &ada, None, &[("a", 1)])).await;
+        }
+        let all = b.runs.outbox(10).await.unwrap();
+        assert_eq!(all.iter().map(|e| e.run_id.as_str()).collect::<Vec<_>>(), ["run_1", "run_2", "run_3"]);
+        assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+        assert_eq!(b.runs.outbox(2).await.unwrap(), all[..2]);
+        b.runs.delete_outbox(&[all[0].id, all[1].id, 999_999]).await.unwrap();
+        b.runs.delete_outbox(&[]).await.unwrap();
+        assert_eq!(b.runs.outbox(10).await.unwrap(), all[2..]);
+        // A new run adds its row; a resubmission of it (same key) adds none.
+        create(&b, new_run("run_4", &ada, Some("k"), &[])).await;
+        let again = b.runs.create_run(new_run("run_5", &ada, Some("k"), &[])).await.unwrap();
+        assert!(matches!(again, Submission::Existing(run) if run.id == "run_4"));
+        let left: Vec<_> = b.runs.outbox(10).await.unwrap().into_iter().map(|e| e.run_id).collect();
+        assert_eq!(left, ["run_3", "run_4"]);
+    }
+
+    pub async fn assets_and_their_links(b: Backend) {
+        let ada = user(&b, "ada", 100).await;
+        let asset = AssetRecord {
+            id: "ab".repeat(32),
+            content_type: "image/png".to_owned(),
+            size: 1234,
+            created_at: 1_700_000_000_000,
+        };
+        let uploaded = AssetLink { owner_id: ada.clone(), room: None, run_id: None, node_id: None };
+        b.runs.record_asset(&asset, &uploaded).await.unwrap();
+        b.runs.record_asset(&asset, &uploaded).await.unwrap();
+        assert_eq!(b.runs.asset(&asset.id).await.unwrap(), Some(asset.clone()));
+        assert_eq!(
+            b.runs.asset_links(&asset.id, 10).await.unwrap(),
+            std::slice::from_ref(&uploaded),
+            "linked once"
+        );
+
+        // The same bytes produced by a run node: the first record stays, a second link is added.
+        let produced = AssetLink {
+            owner_id: ada.clone(),
+            room: Some("canvas-1".to_owned()),
+            run_id: Some("run_1".to_owned()),
+            node_id: Some("a".to_owned()),
+        };
+        let renamed = AssetRecord { content_type: "application/octet-stream".to_owned(), ..asset.clone() };
+        b.runs.record_asset(&renamed, &produced).await.unwrap();
+        b.runs.record_asset(&renamed, &produced).await.unwrap();
+        assert_eq!(b.runs.asset(&asset.id).await.unwrap(), Some(asset.clone()));
+        let links = b.runs.asset_links(&asset.id, 10).await.unwrap();
+        assert_eq!(links.len(), 2);
+        assert!(links.contains(&uploaded) && links.contains(&produced));
+        assert_eq!(b.runs.asset_links(&asset.id, 1).await.unwrap().len(), 1);
+
+        assert_eq!(b.runs.asset("cd".repeat(32).as_str()).await.unwrap(), None);
+        assert!(b.runs.asset_links(&"cd".repeat(32), 10).await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,168 @@
+//! Assets: images people upload (for `image-input` nodes) and the outputs runs produce. Bytes
+//! live in the content-addressed asset store; who may read them is in the database: the
+//! uploader, and the people who may read a room the asset was produced or uploaded for.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use dojo_accounts::{AssetLink, AssetRecord};
+use dojo_auth::Permission;
+use dojo_executor::{AssetError, AssetStore};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{ApiError, Authenticated, room_name};
+use crate::app::AppState;
+use crate::execution::now_millis;
+
+/// What uploads may be: the built-in image nodes read PNG.
+const UPLOAD_TYPES: [&str; 1] = ["image/png"];
+const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
+/// Links read to decide whether a caller may download an asset.
+const MAX_LINKS_CHECKED: u32 = 64;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct UploadQuery {
+    /// The room the upload is for: its readers may download it too.
+    pub room: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Uploaded {
+    pub id: String,
+    pub url: String,
+    pub content_type: String,
+    pub size: u64,
+    pub content_hash: String,
+}
+
+/// Uploads an image (the body, with its `Content-Type`): a PNG up to the configured size.
+#[utoipa::path(post, path = "/api/assets", tag = "assets", params(UploadQuery),
+    request_body(content = Vec<u8>, content_type = "image/png"),
+    responses((status = 201, body = Uploaded), (status = 400), (status = 413), (status = 415), (status = 401)),
+    security(("bearer" = [])))]
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Query(query): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let user = caller.user()?.clone();
+    let room = match &query.room {
+        Some(room) => {
+            let room = room_name(room)?;
+            state.auth().require(&caller.0, room.as_str(), Permission::Write).await?;
+            Some(room.as_str().to_owned())
+        }
+        None => None,
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if !UPLOAD_TYPES.contains(&content_type.as_str()) {
+        return Ok(refusal(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("uploads must be one of {UPLOAD_TYPES:?}, not {content_type:?}"),
+        ));
+    }
+    if !body.starts_with(PNG_MAGIC) {
+        return Err(ApiError::BadRequest("the body is not a PNG image".into()));
+    }
+    let executor = state.executor();
+    let stored = match executor.assets().put(body.to_vec(), &content_type).await {
+        Ok(stored) => stored,
+        Err(AssetError::TooLarge { size, max }) => {
+            return Ok(refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the upload has {size} bytes; at most {max} are accepted"),
+            ));
+        }
+        Err(error) => return Err(ApiError::Internal(error.to_string())),
+    };
+    let record = AssetRecord {
+        id: stored.id.clone(),
+        content_type: stored.content_type.clone(),
+        size: i64::try_from(stored.size).unwrap_or(i64::MAX),
+        created_at: now_millis(),
+    };
+    let link = AssetLink { owner_id: user.id.clone(), room, run_id: None, node_id: None };
+    executor.runs().record_asset(&record, &link).await?;
+    let body = Uploaded {
+        url: format!("/assets/{}", stored.id),
+        id: stored.id,
+        content_type: stored.content_type,
+        size: stored.size,
+        content_hash: stored.content_hash,
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// An asset's bytes. Ids are content hashes, so the bytes never change: cached for a year.
+/// The token may come as `?token=` (an `<img src>` cannot send headers).
+#[utoipa::path(get, path = "/assets/{id}", tag = "assets",
+    params(("id" = String, Path, description = "Asset id (hex SHA-256)")),
+    responses((status = 200, description = "The bytes", content_type = "image/png"), (status = 404), (status = 401)),
+    security(("bearer" = [])))]
+pub async fn download(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no asset {id:?}"));
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(not_found());
+    }
+    let executor = state.executor();
+    if executor.runs().asset(&id).await?.is_none() {
+        return Err(not_found());
+    }
+    if !may_read(&state, &caller, &id).await? {
+        // Like a missing asset: a stranger cannot probe which ids exist.
+        return Err(not_found());
+    }
+    let asset = match executor.assets().get(&id).await {
+        Ok(asset) => asset,
+        Err(AssetError::NotFound(_) | AssetError::InvalidId(_)) => return Err(not_found()),
+        Err(error) => return Err(ApiError::Internal(error.to_string())),
+    };
+    let mut response = asset.bytes.into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&asset.reference.content_type) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=31536000, immutable"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{id}\"")) {
+        headers.insert(header::ETAG, etag);
+    }
+    Ok(response)
+}
+
+async fn may_read(state: &AppState, caller: &Authenticated, id: &str) -> Result<bool, ApiError> {
+    if state.auth().dev_mode() && caller.0.user().is_none() {
+        return Ok(true);
+    }
+    let links = state.executor().runs().asset_links(id, MAX_LINKS_CHECKED).await?;
+    if let Some(user) = caller.0.user()
+        && links.iter().any(|l| l.owner_id == user.id)
+    {
+        return Ok(true);
+    }
+    for room in links.iter().filter_map(|l| l.room.as_deref()) {
+        if state.auth().require(&caller.0, room, Permission::Read).await.is_ok() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn refusal(status: StatusCode, code: &str, message: String) -> Response {
+    (status, Json(serde_json::json!({ "error": message, "code": code }))).into_response()
+}

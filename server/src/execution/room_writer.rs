@@ -1,0 +1,118 @@
+//! Writes a run's states into its room's document the way a collaborator would.
+//!
+//! The writer keeps a replica of the document, loaded once from the room. Each write edits the
+//! replica and sends only the difference to the room actor as an ordinary update, which the
+//! room stores before broadcasting (so a state someone saw survives a crash, like any edit).
+//! The replica never holds anything the room lacks, so the room always has every update a
+//! write depends on. If a write is lost (the room failed to store it, or unloaded), the replica
+//! is reloaded from the room and the edit made again on top of what the room really holds.
+
+use std::sync::Arc;
+
+use dojo_sync_protocol::canvas::SchemaError;
+use dojo_sync_protocol::update::apply_client_update;
+use tokio::sync::{Mutex, oneshot};
+use yrs::{Doc, ReadTxn, Transact, TransactionMut};
+
+use crate::room::{ApplyError, RoomCommand};
+use crate::room_name::RoomName;
+use crate::rooms::Rooms;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the room is not available: {0}")]
+    Unavailable(String),
+    #[error("the room's document does not load: {0}")]
+    BadDocument(String),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("the room refused the update: {0}")]
+    Refused(#[from] ApplyError),
+}
+
+pub struct RoomWriter {
+    rooms: Arc<Rooms>,
+    room: RoomName,
+    replica: Mutex<Doc>,
+}
+
+impl RoomWriter {
+    pub async fn open(rooms: Arc<Rooms>, room: RoomName) -> Result<Self, WriteError> {
+        let replica = load(&rooms, &room).await?;
+        Ok(Self { rooms, room, replica: Mutex::new(replica) })
+    }
+
+    /// Reads the replica (the room's document as of the last write or load).
+    pub async fn read<R>(&self, read: impl FnOnce(&yrs::Transaction<'_>) -> R) -> R {
+        let replica = self.replica.lock().await;
+        let txn = replica.transact();
+        read(&txn)
+    }
+
+    /// Makes `edit` on the document and waits until the room stored it. `edit` may run twice
+    /// (once more after a reload), so it must only describe the desired state.
+    pub async fn write<F>(&self, edit: F) -> Result<(), WriteError>
+    where
+        F: Fn(&mut TransactionMut) -> Result<(), SchemaError>,
+    {
+        match self.try_write(&edit).await {
+            Ok(()) => Ok(()),
+            Err(WriteError::Schema(error)) => Err(WriteError::Schema(error)),
+            Err(first) => {
+                tracing::debug!(room = %self.room, error = %first, "run write lost; reloading the replica");
+                *self.replica.lock().await = load(&self.rooms, &self.room).await?;
+                self.try_write(&edit).await
+            }
+        }
+    }
+
+    async fn try_write<F>(&self, edit: &F) -> Result<(), WriteError>
+    where
+        F: Fn(&mut TransactionMut) -> Result<(), SchemaError>,
+    {
+        let answer = {
+            // Held until the update is queued at the room, so updates reach it in the order
+            // they were made (a later one depends on the earlier).
+            let replica = self.replica.lock().await;
+            let update = {
+                let before = replica.transact().state_vector();
+                let mut txn = replica.transact_mut();
+                edit(&mut txn)?;
+                drop(txn);
+                replica.transact().encode_state_as_update_v1(&before)
+            };
+            if is_empty_update(&update) {
+                return Ok(());
+            }
+            let handle =
+                self.rooms.get_or_open(&self.room).map_err(|e| WriteError::Unavailable(e.to_string()))?;
+            let (done, answer) = oneshot::channel();
+            handle
+                .send(RoomCommand::Apply { update, done })
+                .await
+                .map_err(|_| WriteError::Unavailable("the room closed".into()))?;
+            answer
+        };
+        answer.await.map_err(|_| WriteError::Unavailable("the room closed".into()))??;
+        Ok(())
+    }
+}
+
+async fn load(rooms: &Rooms, room: &RoomName) -> Result<Doc, WriteError> {
+    let handle = rooms.get_or_open(room).map_err(|e| WriteError::Unavailable(e.to_string()))?;
+    let (done, answer) = oneshot::channel();
+    handle
+        .send(RoomCommand::State { done })
+        .await
+        .map_err(|_| WriteError::Unavailable("the room closed".into()))?;
+    let state = answer.await.map_err(|_| WriteError::Unavailable("the room closed".into()))?;
+    let doc = Doc::new();
+    apply_client_update(&doc, &state).map_err(|e| WriteError::BadDocument(e.to_string()))?;
+    Ok(doc)
+}
+
+/// An update with no structs and no deletions (nothing changed) encodes as two zero counts:
+/// not worth a store write.
+fn is_empty_update(update: &[u8]) -> bool {
+    update == [0, 0]
+}

@@ -1,0 +1,400 @@
+//! Running a room's graph end to end: submitted over HTTP, validated and priced, credits held,
+//! executed by the in-process queue, every node's states written into the document that a
+//! WebSocket client in the room watches, outputs downloadable, credits settled exactly.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use common::database::{Backend, TestDatabase};
+use common::{TestServer, WAIT};
+use dojo_auth::{Claims, Minter};
+use dojo_sync_protocol::canvas::{self, CanvasEdge, CanvasNode, Position};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use yrs::types::ToJson;
+use yrs::{Doc, Map, ReadTxn, Transact};
+
+const SECRET: &str = "a test secret that is at least thirty-two bytes long";
+
+fn token(sub: &str) -> String {
+    let mut claims = Claims::new(sub, 600);
+    claims.name = Some(sub.into());
+    Minter::hs256(SECRET.as_bytes()).mint(&claims).expect("mint")
+}
+
+struct Story {
+    server: TestServer,
+    db: TestDatabase,
+    http: reqwest::Client,
+}
+
+impl Story {
+    async fn start(backend: Backend) -> Self {
+        let db = TestDatabase::new(backend).await;
+        let server =
+            TestServer::start_on(&db.url, |config| config.auth.jwt_secret = Some(SECRET.into())).await;
+        Self { server, db, http: reqwest::Client::new() }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, self.server.http(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// The user behind `token`, with `credits` granted.
+    async fn user_with_credits(&self, token: &str, credits: i64) -> String {
+        let (status, me) = self.call(reqwest::Method::GET, "/api/me", token, None, None).await;
+        assert_eq!(status, StatusCode::OK, "{me}");
+        let id = me["id"].as_str().expect("user id").to_owned();
+        let database = dojo_store::open_database(&self.db.url).await.expect("open the database");
+        dojo_accounts::accounts(&database)
+            .apply_credits(&id, credits, "test grant", &format!("grant:{id}"))
+            .await
+            .expect("grant");
+        id
+    }
+
+    /// A workflow (room) owned by the token's user.
+    async fn workflow(&self, token: &str, room: &str) {
+        let body = json!({"title": room, "room": room});
+        let (status, created) =
+            self.call(reqwest::Method::POST, "/api/workflows", token, Some(body), None).await;
+        assert!(status.is_success(), "{created}");
+    }
+
+    async fn balance(&self, token: &str) -> i64 {
+        let (_, me) = self.call(reqwest::Method::GET, "/api/me", token, None, None).await;
+        me["credits"].as_i64().expect("credits")
+    }
+}
+
+fn node(id: &str, node_type: &str, data: Value) -> CanvasNode {
+    let data = match data {
+        Value::Object(map) => map.into_iter().collect(),
+        _ => BTreeMap::new(),
+    };
+    CanvasNode { id: id.into(), node_type: node_type.into(), position: Position { x: 0.0, y: 0.0 }, data }
+}
+
+fn edge(source: &str, sh: &str, target: &str, th: &str) -> CanvasEdge {
+    CanvasEdge {
+        id: format!("{source}-{target}"),
+        source: source.into(),
+        source_handle: Some(sh.into()),
+        target: target.into(),
+        target_handle: Some(th.into()),
+    }
+}
+
+const STORY: [&str; 4] = ["prompt", "gen", "blur", "up"];
+
+fn story_graph() -> (Vec<CanvasNode>, Vec<CanvasEdge>) {
+    (
+        vec![
+            node("prompt", "text-prompt", json!({"text": "a red fox in the snow"})),
+            node("gen", "dev-image", json!({"seed": 3, "width": 64, "height": 48})),
+            node("blur", "blur", json!({"sigma": 1.5})),
+            node("up", "resize", json!({"scale": 2})),
+        ],
+        vec![
+            edge("prompt", "text", "gen", "prompt"),
+            edge("gen", "image", "blur", "image"),
+            edge("blur", "image", "up", "image"),
+        ],
+    )
+}
+
+fn status_of(doc: &Doc, node: &str) -> Option<String> {
+    let txn = doc.transact();
+    let result = canvas::read_node_result(&txn, node).ok()??;
+    Some(serde_json::to_value(result.status).ok()?.as_str()?.to_owned())
+}
+
+fn result_json(doc: &Doc, node: &str) -> Value {
+    let txn = doc.transact();
+    txn.get_map(canvas::RESULTS)
+        .and_then(|m| m.get(&txn, node))
+        .map(|v| serde_json::to_value(v.to_json(&txn)).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null)
+}
+
+fn is_final(status: &str) -> bool {
+    matches!(status, "succeeded" | "failed" | "cancelled" | "cached" | "skipped")
+}
+
+/// Waits until every node in `nodes` is final, recording each status change the client saw.
+async fn watch_until_final(
+    client: &dojo_loadtest::SyncClient,
+    nodes: &[&str],
+) -> BTreeMap<String, Vec<String>> {
+    let seen: Arc<Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
+    let record = seen.clone();
+    let nodes: Vec<String> = nodes.iter().map(|s| (*s).to_owned()).collect();
+    client
+        .wait_doc("every node final", WAIT, move |doc| {
+            let mut seen = record.lock().expect("lock");
+            let mut all = true;
+            for node in &nodes {
+                let status = status_of(doc, node);
+                if let Some(status) = &status {
+                    let history = seen.entry(node.clone()).or_default();
+                    if history.last() != Some(status) {
+                        history.push(status.clone());
+                    }
+                }
+                all &= status.as_deref().is_some_and(is_final);
+            }
+            all
+        })
+        .await
+        .expect("every node reaches a final state");
+    seen.lock().expect("lock").clone()
+}
+
+async fn the_story_runs_and_the_room_watches_every_node(backend: Backend) {
+    let story = Story::start(backend).await;
+    let alice = token("alice");
+    let alice_id = story.user_with_credits(&alice, 10).await;
+    let room = "canvas-story";
+    story.workflow(&alice, room).await;
+    let editor = dojo_loadtest::SyncClient::connect(&story.server.url_with_token(room, &alice))
+        .await
+        .expect("connect");
+    editor.wait_synced(WAIT).await.expect("synced");
+    let (nodes, edges) = story_graph();
+    editor
+        .edit(|txn| {
+            for n in &nodes {
+                canvas::write_node(txn, n).expect("node");
+            }
+            for e in &edges {
+                canvas::write_edge(txn, e).expect("edge");
+            }
+        })
+        .await
+        .expect("edit");
+    let watcher = dojo_loadtest::SyncClient::connect(&story.server.url_with_token(room, &alice))
+        .await
+        .expect("connect");
+    watcher.wait_synced(WAIT).await.expect("synced");
+    watcher
+        .wait_doc("the graph", WAIT, |doc| {
+            canvas::read_graph(&doc.transact()).is_ok_and(|g| g.nodes.len() == 4 && g.edges.len() == 3)
+        })
+        .await
+        .expect("the watcher has the graph");
+
+    let path = format!("/api/rooms/{room}/runs");
+    let (status, accepted) =
+        story.call(reqwest::Method::POST, &path, &alice, Some(json!({})), Some("k-1")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let run_id = accepted["run_id"].as_str().expect("run id").to_owned();
+    assert_eq!(accepted["estimate"], 1, "only the dev generator costs (1 credit)");
+
+    let seen = watch_until_final(&watcher, &STORY).await;
+    for node in STORY {
+        let history = &seen[node];
+        assert_eq!(history.last().map(String::as_str), Some("succeeded"), "{node}: {history:?}");
+    }
+    // The watcher saw the blur queued, then running, then done, in that order.
+    let blur = &seen["blur"];
+    let at = |s: &str| blur.iter().position(|x| x == s);
+    assert!(at("queued") < at("running") && at("running") < at("succeeded"), "{blur:?}");
+
+    // The output is a reference the room's people can download: a real PNG of the right size.
+    let up = result_json(watcher.doc(), "up");
+    assert_eq!(up["runId"], run_id.as_str());
+    let url = up["outputs"]["image"]["url"].as_str().expect("asset url").to_owned();
+    let png =
+        story.http.get(story.server.http(&format!("{url}?token={alice}"))).send().await.expect("GET asset");
+    assert_eq!(png.status(), StatusCode::OK);
+    assert_eq!(png.headers()["content-type"], "image/png");
+    let bytes = png.bytes().await.expect("bytes");
+    let image = dojo_executor::builtins::imaging::decode_png(&bytes).expect("a valid PNG");
+    assert_eq!(image.dimensions(), (128, 96));
+    // A stranger cannot download it.
+    let stranger = token("mallory");
+    let denied =
+        story.http.get(story.server.http(&format!("{url}?token={stranger}"))).send().await.expect("GET");
+    assert_eq!(denied.status(), StatusCode::NOT_FOUND);
+
+    // Credits dropped by exactly the cost; the run record says so.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let run = loop {
+        let (_, run) =
+            story.call(reqwest::Method::GET, &format!("/api/runs/{run_id}"), &alice, None, None).await;
+        if run["status"] == "succeeded" || tokio::time::Instant::now() > deadline {
+            break run;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["charged"], 1);
+    assert_eq!(run["nodes"]["gen"]["hold"], "captured");
+    assert_eq!(run["nodes"]["gen"]["params"]["seed"], 3);
+    assert_eq!(story.balance(&alice).await, 9);
+    let (_, runs) =
+        story.call(reqwest::Method::GET, &format!("/api/rooms/{room}/runs"), &alice, None, None).await;
+    assert_eq!(runs["runs"][0]["id"], run_id.as_str());
+    assert_eq!(runs["runs"][0]["user_id"], alice_id.as_str());
+
+    // The same submission again (a client retry) is the same run, and holds nothing more.
+    let (status, again) =
+        story.call(reqwest::Method::POST, &path, &alice, Some(json!({})), Some("k-1")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(again["run_id"], run_id.as_str());
+    assert_eq!(story.balance(&alice).await, 9);
+
+    // Running the unchanged graph again: every node cached, nothing charged.
+    let (status, second) = story.call(reqwest::Method::POST, &path, &alice, None, Some("k-2")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{second}");
+    let second_id = second["run_id"].as_str().expect("run id").to_owned();
+    watcher
+        .wait_doc("the second run done", WAIT, |doc| {
+            STORY.iter().all(|n| {
+                result_json(doc, n)["runId"] == second_id.as_str()
+                    && status_of(doc, n).as_deref() == Some("cached")
+            })
+        })
+        .await
+        .expect("every node cached");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, run) =
+            story.call(reqwest::Method::GET, &format!("/api/runs/{second_id}"), &alice, None, None).await;
+        if run["status"] == "succeeded" {
+            assert_eq!(run["charged"], 0);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{run}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(story.balance(&alice).await, 9, "the hold of the cached run was released");
+    editor.close().await;
+    watcher.close().await;
+    story.server.stop().await;
+}
+
+async fn an_invalid_graph_is_refused_per_node_and_holds_nothing(backend: Backend) {
+    let story = Story::start(backend).await;
+    let alice = token("alice");
+    story.user_with_credits(&alice, 5).await;
+    let room = "canvas-invalid";
+    story.workflow(&alice, room).await;
+    let editor = dojo_loadtest::SyncClient::connect(&story.server.url_with_token(room, &alice))
+        .await
+        .expect("connect");
+    editor.wait_synced(WAIT).await.expect("synced");
+    editor
+        .edit(|txn| {
+            // A cycle, and a generator whose size is out of range.
+            for n in [
+                node("a", "blur", json!({})),
+                node("b", "invert", json!({})),
+                node("gen", "dev-image", json!({"prompt": "x", "width": 100000})),
+            ] {
+                canvas::write_node(txn, &n).expect("node");
+            }
+            canvas::write_edge(txn, &edge("a", "image", "b", "image")).expect("edge");
+            canvas::write_edge(txn, &edge("b", "image", "a", "image")).expect("edge");
+        })
+        .await
+        .expect("edit");
+    editor
+        .wait_doc("own edit", WAIT, |doc| {
+            canvas::read_graph(&doc.transact()).is_ok_and(|g| g.nodes.len() == 3)
+        })
+        .await
+        .expect("edit");
+
+    let (status, body) =
+        story.call(reqwest::Method::POST, &format!("/api/rooms/{room}/runs"), &alice, None, None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "invalid_graph");
+    let types = |node: &str| -> Vec<String> {
+        body["node_errors"][node]["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["type"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(types("a").contains(&"cycle".to_owned()), "{body}");
+    assert!(types("b").contains(&"cycle".to_owned()), "{body}");
+    assert!(types("gen").contains(&"value_out_of_range".to_owned()), "{body}");
+    // The errors are on the nodes for everyone in the room.
+    editor
+        .wait_doc("errors on the nodes", WAIT, |doc| {
+            ["a", "b", "gen"].iter().all(|n| status_of(doc, n).as_deref() == Some("invalid"))
+        })
+        .await
+        .expect("invalid written into results");
+    assert!(result_json(editor.doc(), "gen")["error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert_eq!(story.balance(&alice).await, 5, "nothing held");
+    let (_, runs) =
+        story.call(reqwest::Method::GET, &format!("/api/rooms/{room}/runs"), &alice, None, None).await;
+    assert_eq!(runs["runs"], json!([]));
+    editor.close().await;
+    story.server.stop().await;
+}
+
+async fn a_run_beyond_the_balance_is_402_with_balance_and_cost(backend: Backend) {
+    let story = Story::start(backend).await;
+    let alice = token("alice");
+    // Granting 0 is refused by nothing; start from no credits at all.
+    let (_, me) = story.call(reqwest::Method::GET, "/api/me", &alice, None, None).await;
+    assert_eq!(me["credits"], 0);
+    let room = "canvas-poor";
+    story.workflow(&alice, room).await;
+    let editor = dojo_loadtest::SyncClient::connect(&story.server.url_with_token(room, &alice))
+        .await
+        .expect("connect");
+    editor.wait_synced(WAIT).await.expect("synced");
+    editor
+        .edit(|txn| canvas::write_node(txn, &node("gen", "dev-image", json!({"prompt": "x"}))).expect("node"))
+        .await
+        .expect("edit");
+    editor
+        .wait_doc("own edit", WAIT, |doc| {
+            canvas::read_graph(&doc.transact()).is_ok_and(|g| g.nodes.len() == 1)
+        })
+        .await
+        .expect("edit");
+    let (status, body) =
+        story.call(reqwest::Method::POST, &format!("/api/rooms/{room}/runs"), &alice, None, None).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
+    assert_eq!(body["code"], "insufficient_credits");
+    assert_eq!(body["balance"], 0);
+    assert_eq!(body["cost"], 1);
+    // A stranger cannot run someone else's room.
+    let (status, _) = story
+        .call(reqwest::Method::POST, &format!("/api/rooms/{room}/runs"), &token("mallory"), None, None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    editor.close().await;
+    story.server.stop().await;
+}
+
+common::on_both_stores!(
+    the_story_runs_and_the_room_watches_every_node,
+    an_invalid_graph_is_refused_per_node_and_holds_nothing,
+    a_run_beyond_the_balance_is_402_with_balance_and_cost,
+);
