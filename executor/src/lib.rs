@@ -22,6 +22,7 @@ pub mod assets;
 pub mod builtins;
 pub mod cache;
 pub mod catalog;
+pub mod compose;
 pub mod engine;
 pub mod plan;
 pub mod providers;

@@ -661,6 +661,7 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
         "POST /api/rooms/{room}/update",
         "GET /api/rooms/{room}/versions",
         "POST /api/rooms/{room}/versions/{id}/restore",
+        "POST /api/rooms/{room}/compose",
         "GET /api/rooms/{room}/runs",
         "POST /api/rooms/{room}/runs",
         "GET /api/runs/{id}",

@@ -393,8 +393,46 @@ async fn a_run_beyond_the_balance_is_402_with_balance_and_cost(backend: Backend)
     story.server.stop().await;
 }
 
+async fn a_description_becomes_connected_nodes_everyone_sees(backend: Backend) {
+    let story = Story::start(backend).await;
+    let alice = token("alice");
+    story.user_with_credits(&alice, 1).await;
+    let room = "canvas-compose";
+    story.workflow(&alice, room).await;
+    let watcher = dojo_loadtest::SyncClient::connect(&story.server.url_with_token(room, &alice))
+        .await
+        .expect("connect");
+    watcher.wait_synced(WAIT).await.expect("synced");
+    let path = format!("/api/rooms/{room}/compose");
+    let body = json!({"text": "prompt, dev image, then blur"});
+    let (status, composed) = story.call(reqwest::Method::POST, &path, &alice, Some(body), None).await;
+    assert_eq!(status, StatusCode::OK, "{composed}");
+    assert_eq!(composed["nodes"].as_array().map(Vec::len), Some(3), "{composed}");
+    assert_eq!(composed["edges"].as_array().map(Vec::len), Some(2), "{composed}");
+    watcher
+        .wait_doc("the composed chain", WAIT, |doc| {
+            canvas::read_graph(&doc.transact()).is_ok_and(|g| {
+                let types: Vec<&str> = g.nodes.iter().map(|n| n.node_type.as_str()).collect();
+                g.edges.len() == 2 && ["text-prompt", "dev-image", "blur"].iter().all(|t| types.contains(t))
+            })
+        })
+        .await
+        .expect("the watcher sees the nodes and wires");
+    let (status, refused) =
+        story.call(reqwest::Method::POST, &path, &alice, Some(json!({"text": "frobnicate"})), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(refused["error"].as_str().is_some_and(|e| e.contains("frobnicate")), "{refused}");
+    let (status, _) = story
+        .call(reqwest::Method::POST, &path, &token("mallory"), Some(json!({"text": "blur"})), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    watcher.close().await;
+    story.server.stop().await;
+}
+
 common::on_both_stores!(
     the_story_runs_and_the_room_watches_every_node,
     an_invalid_graph_is_refused_per_node_and_holds_nothing,
     a_run_beyond_the_balance_is_402_with_balance_and_cost,
+    a_description_becomes_connected_nodes_everyone_sees,
 );

@@ -7,6 +7,7 @@
 
 pub(crate) mod account;
 mod assets;
+mod compose;
 pub mod openapi;
 pub(crate) mod rooms;
 mod runs;
@@ -180,6 +181,7 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
         .route("/api/rooms/{room}/versions", get(rooms::list_versions))
         .route("/api/rooms/{room}/versions/{id}/restore", post(rooms::restore_version))
         .route("/api/rooms/{room}/runs", get(runs::list).post(runs::submit))
+        .route("/api/rooms/{room}/compose", post(compose::compose_nodes))
         .route("/api/runs/{id}", get(runs::get))
         .route("/api/runs/{id}/cancel", post(runs::cancel))
         .route("/assets/{id}", get(assets::download))

@@ -6,7 +6,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{account, assets, rooms, runs, workflows};
+use super::{account, assets, compose, rooms, runs, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,7 @@ use super::{account, assets, rooms, runs, workflows};
         rooms::update,
         rooms::list_versions,
         rooms::restore_version,
+        compose::compose_nodes,
         runs::submit,
         runs::get,
         runs::cancel,
