@@ -4,13 +4,18 @@
 //! integrating some malformed or unusual updates (y-crdt issues #391, #404, #415). A panic on
 //! a server thread would take down every room on it, so decode and integration both run under
 //! `catch_unwind`, and the caller closes the offending connection on any error.
+//!
+//! Some failures are out of `catch_unwind`'s reach: a reservation of hundreds of megabytes for a
+//! count the sender made up, and a stack overflow (which aborts the process) on values nested
+//! thousands deep. A walk over the bytes ([`scan`]) refuses those shapes before yrs sees them.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use yrs::encoding::read::{Cursor, Read};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, ReadTxn, Transact, Update};
+
+mod scan;
 
 /// An empty v1 update: no structs, no deletions. Applying something we already have yields it.
 const EMPTY_UPDATE_V1: [u8; 2] = [0, 0];
@@ -20,6 +25,13 @@ const EMPTY_UPDATE_V1: [u8; 2] = [0, 0];
 pub enum ApplyError {
     #[error("not a valid Yjs update: {0}")]
     Malformed(String),
+    /// A count inside the update (of clients, blocks, values, map entries…) declares more
+    /// elements than the rest of the update could hold. Refused before yrs reserves room for them.
+    #[error("not a valid Yjs update: declares {declared} {what} with {remaining} bytes left")]
+    CountExceedsInput { what: &'static str, declared: u64, remaining: usize },
+    /// JSON-like values nested deeper than yrs' recursive decoder can be trusted with.
+    #[error("refused: values nested more than {limit} levels deep")]
+    TooDeep { limit: usize },
     #[error("the update could not be integrated: {0}")]
     Rejected(String),
     #[error("yrs panicked while applying the update")]
@@ -32,7 +44,7 @@ pub enum ApplyError {
 /// The returned bytes describe only what was integrated: parts still waiting for missing
 /// dependencies are held back by yrs and broadcast once they can be integrated.
 pub fn apply_client_update(doc: &Doc, update: &[u8]) -> Result<Option<Vec<u8>>, ApplyError> {
-    check_client_count(update)?;
+    check_shape(update)?;
     let decoded = catch_unwind(|| decode_re_encodable(update)).map_err(|_| ApplyError::Panicked)??;
     let applied = catch_unwind(AssertUnwindSafe(|| {
         let mut txn = doc.transact_mut();
@@ -69,23 +81,18 @@ fn decode_re_encodable(update: &[u8]) -> Result<Update, ApplyError> {
     Ok(decoded)
 }
 
-/// Refuses an update whose leading client count its bytes cannot hold.
-///
-/// yrs reserves a hash map for the declared number of clients before reading any, and the count
-/// is the sender's to choose: 5 bytes declaring 2^28 clients made it allocate and clear about
-/// 512 MiB, for half a second, before failing (`try_reserve` only stops reservations that fail,
-/// not ones that are merely huge). Each client section takes at least 3 bytes (block count,
-/// client id, clock). Counts nested deeper, such as the key count of an embedded JSON object, are
-/// not checked here; they need the same bound inside yrs.
-fn check_client_count(update: &[u8]) -> Result<(), ApplyError> {
-    let mut cursor = Cursor::new(update);
-    // Read as yrs reads it (a u32 varint), so that both see the same number.
-    let declared: u32 = cursor.read_var().map_err(|e| ApplyError::Malformed(e.to_string()))?;
-    let room = (update.len() - cursor.next) / 3;
-    if declared as usize > room {
-        return Err(ApplyError::Malformed(format!("declares {declared} clients in {} bytes", update.len())));
+/// Walks the update before yrs decodes it (see [`scan`]): refuses counts the bytes cannot hold
+/// and `Any` values nested too deep, the shapes for which yrs would reserve memory or stack out of
+/// all proportion to the update's size, before failing on it or not.
+fn check_shape(update: &[u8]) -> Result<(), ApplyError> {
+    match scan::scan_update_v1(update) {
+        Ok(_) => Ok(()),
+        Err(scan::ScanError::Malformed(message)) => Err(ApplyError::Malformed(message)),
+        Err(scan::ScanError::CountExceedsInput { what, declared, remaining }) => {
+            Err(ApplyError::CountExceedsInput { what, declared, remaining })
+        }
+        Err(scan::ScanError::TooDeep) => Err(ApplyError::TooDeep { limit: scan::MAX_ANY_DEPTH }),
     }
-    Ok(())
 }
 
 /// True when applying `update` would change `doc`: it carries structs beyond the document's
@@ -96,6 +103,9 @@ fn check_client_count(update: &[u8]) -> Result<(), ApplyError> {
 pub fn would_change(doc: &Doc, update: &[u8]) -> bool {
     if update == EMPTY_UPDATE_V1 {
         return false;
+    }
+    if check_shape(update).is_err() {
+        return true;
     }
     catch_unwind(AssertUnwindSafe(|| {
         let Ok(update) = Update::decode_v1(update) else { return true };
@@ -181,20 +191,203 @@ mod tests {
         assert!(matches!(apply_client_update(&doc, &[0xff, 0xff, 0xff]), Err(ApplyError::Malformed(_))));
         assert!(matches!(
             apply_client_update(&doc, b"definitely not yjs"),
-            Err(ApplyError::Malformed(_) | ApplyError::Rejected(_))
+            Err(ApplyError::Malformed(_) | ApplyError::CountExceedsInput { .. } | ApplyError::Rejected(_))
         ));
         // The document still works afterwards.
         assert!(apply_client_update(&doc, &update_inserting("ok")).expect("applies").is_some());
     }
 
+    /// Header of a one-block update from client 1 at clock 0: an item with no origins, in the
+    /// root type named "a", whose content has tag `content` (its bytes follow).
+    fn one_item(content: u8) -> Vec<u8> {
+        vec![1, 1, 1, 0, content, 1, 1, b'a']
+    }
+
+    /// An `Any` content of one value nesting `depth` arrays, innermost holding `null`.
+    fn nested_arrays(depth: usize) -> Vec<u8> {
+        let mut update = one_item(8);
+        update.push(1);
+        for _ in 0..depth {
+            update.extend([117, 1]);
+        }
+        update.extend([126, 0]);
+        update
+    }
+
+    fn assert_count_refused(update: &[u8], expected_what: &str, expected_declared: u64) {
+        let doc = Doc::new();
+        match apply_client_update(&doc, update) {
+            Err(ApplyError::CountExceedsInput { what, declared, remaining }) => {
+                assert_eq!((what, declared), (expected_what, expected_declared), "{update:?}");
+                assert!(remaining < update.len());
+            }
+            other => panic!("{update:?}: expected CountExceedsInput, got {other:?}"),
+        }
+        // Refused before anything reached the document.
+        assert_eq!(doc.transact().state_vector(), yrs::StateVector::default());
+        assert!(!has_pending_updates(&doc));
+        assert!(would_change(&doc, update), "undecodable input counts as an attempt to change");
+    }
+
     #[test]
     fn a_client_count_the_update_cannot_hold_is_refused_before_yrs_reserves_for_it() {
-        let doc = Doc::new();
-        for update in [&[0x80, 0x80, 0x80, 0x80, 0x01][..], &[0xff, 0xff, 0xff, 0xff, 0x0f]] {
-            let err = apply_client_update(&doc, update).unwrap_err();
-            // yrs itself would fail later: after a huge reservation, or on a failed one.
-            assert!(matches!(&err, ApplyError::Malformed(m) if m.starts_with("declares")), "{err}");
+        // 2^28 and 2^32-1 clients in 5 bytes: yrs reserves a hash map for them first.
+        assert_count_refused(&[0x80, 0x80, 0x80, 0x80, 0x01], "clients", 1 << 28);
+        assert_count_refused(&[0xff, 0xff, 0xff, 0xff, 0x0f], "clients", u64::from(u32::MAX));
+    }
+
+    #[test]
+    fn nested_counts_the_update_cannot_hold_are_refused_before_yrs_reserves_for_them() {
+        // 2^22 as a varint.
+        const HUGE: [u8; 4] = [0x80, 0x80, 0x80, 0x02];
+        // The shape from the fuzz README: the key count of a JSON object inside an `Any`
+        // content. For these 14 bytes yrs reserved a map of 2^22 entries, hundreds of MiB.
+        assert_count_refused(&[one_item(8), vec![1, 118], HUGE.to_vec()].concat(), "map entries", 1 << 22);
+        assert_count_refused(&[one_item(8), vec![1, 117], HUGE.to_vec()].concat(), "array items", 1 << 22);
+        // The same one level deeper, inside an array that is itself fine.
+        assert_count_refused(
+            &[one_item(8), vec![1, 117, 2, 118], HUGE.to_vec(), vec![126]].concat(),
+            "map entries",
+            1 << 22,
+        );
+        // Map and array counts are u64 varints in yrs, not u32.
+        assert_count_refused(
+            &[one_item(8), vec![1, 118, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]].concat(),
+            "map entries",
+            u64::MAX >> 1,
+        );
+        // The value count of the `Any` content itself.
+        assert_count_refused(&[one_item(8), HUGE.to_vec()].concat(), "values", 1 << 22);
+        // The options of a subdocument are an `Any` too.
+        assert_count_refused(
+            &[one_item(9), vec![1, b'g', 118], HUGE.to_vec()].concat(),
+            "map entries",
+            1 << 22,
+        );
+        // Legacy JSON content: yrs reserves for the count (and reads one string more).
+        assert_count_refused(&[one_item(2), HUGE.to_vec()].concat(), "JSON strings", (1 << 22) + 1);
+        // Blocks of one client: yrs reserves a deque for them.
+        assert_count_refused(&[vec![1], HUGE.to_vec(), vec![1, 0, 0]].concat(), "blocks", 1 << 22);
+        // Delete set: clients, and ranges of one client.
+        assert_count_refused(&[vec![0], HUGE.to_vec()].concat(), "deleting clients", 1 << 22);
+        assert_count_refused(&[vec![0, 1, 5], HUGE.to_vec()].concat(), "deleted ranges", 1 << 22);
+    }
+
+    #[test]
+    fn counts_that_fit_one_by_one_but_not_together_are_refused() {
+        // An array of 3 items whose first item is an array of 3 items: each count alone fits the
+        // 6 bytes left after it, but 2 pending outer items plus 3 inner ones need 5 bytes after
+        // the inner count and only 4 are left. Nesting such counts is how a sender would make each
+        // level reserve as much as the whole update again.
+        let update = [one_item(8), vec![1, 117, 3, 117, 3, 126, 126, 126, 126]].concat();
+        assert_count_refused(&update, "array items", 3);
+        // With the missing outer items present it is an ordinary update.
+        let fine = [one_item(8), vec![1, 117, 3, 117, 3, 126, 126, 126, 126, 126, 0]].concat();
+        assert!(apply_client_update(&Doc::new(), &fine).expect("applies").is_some());
+    }
+
+    #[test]
+    fn values_nested_deeper_than_the_limit_are_refused_instead_of_overflowing_the_stack() {
+        // Without the limit, a few thousand levels (a few kilobytes of update) overflow the test
+        // thread's stack inside yrs and abort the whole test binary.
+        for depth in [scan::MAX_ANY_DEPTH, 5_000, 500_000] {
+            let doc = Doc::new();
+            let err = apply_client_update(&doc, &nested_arrays(depth)).unwrap_err();
+            assert_eq!(err, ApplyError::TooDeep { limit: scan::MAX_ANY_DEPTH }, "depth {depth}");
+            assert!(would_change(&doc, &nested_arrays(depth)));
         }
+        // `nested_arrays(n)` holds n arrays inside the content's value, so n + 1 levels in all:
+        // the deepest accepted nesting applies and reads back.
+        let doc = Doc::new();
+        let changed = apply_client_update(&doc, &nested_arrays(scan::MAX_ANY_DEPTH - 1)).expect("applies");
+        assert!(changed.is_some());
+        let state = doc.transact().encode_state_as_update_v1(&Default::default());
+        assert!(apply_client_update(&Doc::new(), &state).expect("re-applies").is_some());
+    }
+
+    #[test]
+    fn large_real_updates_with_many_clients_structs_and_deletions_still_apply() {
+        use yrs::{Array, GetString, Map, types::ToJson};
+        // 300 clients each typing, pushing and deleting in the same three shared types.
+        let mut updates = Vec::new();
+        for client in 1..=300_u64 {
+            let peer = Doc::with_client_id(client);
+            let (text, array, map) =
+                (peer.get_or_insert_text("t"), peer.get_or_insert_array("a"), peer.get_or_insert_map("m"));
+            let mut txn = peer.transact_mut();
+            text.insert(&mut txn, 0, &format!("client {client}; "));
+            for i in 0..20_i64 {
+                array.insert(&mut txn, 0, i * client as i64);
+            }
+            array.remove_range(&mut txn, 3, 5);
+            map.insert(&mut txn, format!("key{}", client % 7), client as i64);
+            text.remove_range(&mut txn, 0, 2);
+            updates.push(txn.encode_update_v1());
+        }
+        let merged = yrs::merge_updates_v1(&updates).expect("merges");
+        let reference = Doc::new();
+        for update in &updates {
+            reference
+                .transact_mut()
+                .apply_update(Update::decode_v1(update).expect("decodes"))
+                .expect("applies");
+        }
+        let doc = Doc::new();
+        assert!(apply_client_update(&doc, &merged).expect("the merged update applies").is_some());
+        // The same updates one by one, on another document, also apply.
+        let one_by_one = Doc::new();
+        for update in &updates {
+            assert!(apply_client_update(&one_by_one, update).expect("applies").is_some());
+        }
+        let content = |doc: &Doc| {
+            // Root refs first: `get_or_insert_*` takes a write transaction.
+            let (text, array, map) =
+                (doc.get_or_insert_text("t"), doc.get_or_insert_array("a"), doc.get_or_insert_map("m"));
+            let txn = doc.transact();
+            (txn.state_vector(), text.get_string(&txn), array.to_json(&txn), map.to_json(&txn))
+        };
+        let expected = content(&reference);
+        assert_eq!(expected.2.to_string().matches(',').count() + 1, 300 * 15, "15 values left per client");
+        assert_eq!(content(&doc), expected);
+        assert_eq!(content(&one_by_one), expected);
+
+        // A large update (4 MB of text in one insert), then a deletion through its middle.
+        let source = Doc::with_client_id(1000);
+        let text = source.get_or_insert_text("t");
+        let big = {
+            let mut txn = source.transact_mut();
+            text.insert(&mut txn, 0, &"lorem ipsum ".repeat(350_000));
+            txn.encode_update_v1()
+        };
+        let cut = {
+            let mut txn = source.transact_mut();
+            text.remove_range(&mut txn, 1_000, 2_000_000);
+            txn.encode_update_v1()
+        };
+        assert!(big.len() > 4_000_000);
+        let doc = Doc::new();
+        assert!(apply_client_update(&doc, &big).expect("a 4 MB update applies").is_some());
+        assert!(apply_client_update(&doc, &cut).expect("the deletion applies").is_some());
+        assert_eq!(
+            doc.get_or_insert_text("t").get_string(&doc.transact()),
+            text.get_string(&source.transact())
+        );
+    }
+
+    #[test]
+    fn the_fuzz_finding_with_wrapping_clocks_is_refused() {
+        // From the fuzz README: 22 bytes whose block clocks wrap a u32. yrs is built with
+        // overflow checks (in tests, and in release through the root Cargo.toml), so the wrap
+        // is a panic that the guard catches instead of a document that no longer encodes.
+        // (`AQIAAAD//////////wEXAAAAAAAAPQ==` in base64.)
+        let update = [
+            0x01, 0x02, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x17, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x3d,
+        ];
+        let doc = Doc::new();
+        assert_eq!(apply_client_update(&doc, &update), Err(ApplyError::Panicked));
+        let state = doc.transact().encode_state_as_update_v1(&Default::default());
+        assert!(Update::decode_v1(&state).is_ok(), "the document still encodes");
         assert!(apply_client_update(&doc, &update_inserting("ok")).expect("applies").is_some());
     }
 
