@@ -1,4 +1,4 @@
-// The end-to-end harness: a real dojo-server (temp SQLite database, serving web/dist) and
+// The end-to-end harness: a real dojo-server (temp SQLite database and assets, serving web/dist) and
 // Debian's Chromium driven by playwright-core. Every wait has a deadline and says what it was
 // waiting for, so a broken editor fails a test rather than hanging it.
 
@@ -21,7 +21,7 @@ export function serverBinary() {
   return fromEnv ? path.resolve(fromEnv) : path.resolve(webDir, '../target/debug/dojo-server')
 }
 
-/** Starts dojo-server on a free port with a fresh SQLite database, serving the built editor. */
+/** Starts dojo-server on a free port with a fresh SQLite database and asset directory, serving the built editor. */
 export async function startServer({ env = {} } = {}) {
   const bin = serverBinary()
   if (!existsSync(bin)) {
@@ -34,6 +34,9 @@ export async function startServer({ env = {} } = {}) {
     env: {
       ...process.env,
       DATABASE_URL: `sqlite:${path.join(dataDir, 'dojo.db')}`,
+      // The default (`data/assets`) is relative to the working directory, which is web/ under
+      // `npm run test:e2e`: run outputs then landed in the source tree. Keep them with the database.
+      DOJO_ASSETS_DIR: path.join(dataDir, 'assets'),
       DOJO_WEB_DIR: dist,
       DOJO_LOG: process.env.DOJO_LOG ?? 'warn',
       // Browsers of one test share a user per context; keep the per-user limits out of the way.
