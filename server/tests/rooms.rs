@@ -6,6 +6,8 @@ use common::{TestServer, WAIT, node};
 use dojo_loadtest::SyncClient;
 use dojo_sync_protocol::canvas::{self, CanvasEdge};
 use serde_json::json;
+use yrs::sync::AwarenessUpdate;
+use yrs::sync::awareness::AwarenessUpdateEntry;
 use yrs::{ReadTxn, Transact};
 
 fn graph(client: &SyncClient) -> canvas::CanvasGraph {
@@ -267,5 +269,94 @@ async fn every_message_goes_in_its_own_frame_starting_with_sync_step_1() {
     );
     let second = next_frame().await;
     assert!(matches!(second.as_slice(), [yrs::sync::Message::Awareness(_)]), "{second:?}");
+    server.stop().await;
+}
+
+/// A bare WebSocket in a room: it sends only what the story makes it send (no sync step 1, no
+/// presence of its own) and reads the server's messages one by one, decoded.
+struct RawPeer {
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl RawPeer {
+    async fn connect(server: &TestServer, room: &str) -> Self {
+        let (socket, _) = tokio_tungstenite::connect_async(server.url(room)).await.expect("connect");
+        Self { socket }
+    }
+
+    async fn send(&mut self, message: &yrs::sync::Message) {
+        use futures_util::SinkExt;
+        let frame = dojo_sync_protocol::encode_message(message);
+        self.socket.send(tokio_tungstenite::tungstenite::Message::Binary(frame.into())).await.expect("send");
+    }
+
+    /// The next awareness entry about `client` the server sends, skipping every other message.
+    async fn next_presence_of(&mut self, client: yrs::ClientID) -> AwarenessUpdateEntry {
+        use futures_util::StreamExt;
+        let limits = dojo_sync_protocol::FrameLimits::default();
+        let wait = async {
+            loop {
+                let frame = match self.socket.next().await.expect("the socket stays open").expect("a frame") {
+                    tokio_tungstenite::tungstenite::Message::Binary(frame) => frame,
+                    _ => continue,
+                };
+                for message in dojo_sync_protocol::decode_frame(&frame, &limits).expect("valid y-protocols") {
+                    if let yrs::sync::Message::Awareness(mut update) = message
+                        && let Some(entry) = update.clients.remove(&client)
+                    {
+                        return entry;
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(WAIT, wait).await.expect("presence arrives")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asking_for_presence_gets_everyones_current_presence() {
+    let server = TestServer::start().await;
+    let mut bob = RawPeer::connect(&server, "story-query").await;
+    let alice = server.client("story-query").await;
+    let alice_id = alice.client_id();
+    let state = json!({"user": {"name": "Alice"}, "cursor": {"x": 3, "y": 4}});
+    alice.set_presence(&state).await.unwrap();
+    // Bob learns it once: relayed, or in his handshake if he joined the room after her frame.
+    let seen = bob.next_presence_of(alice_id).await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&seen.json).unwrap(), state);
+
+    // y-protocols' query-awareness (message type 3): the server answers with every state it has.
+    // Alice sends nothing more, so the next word about her can only be that answer.
+    bob.send(&yrs::sync::Message::AwarenessQuery).await;
+    let answer = bob.next_presence_of(alice_id).await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&answer.json).unwrap(), state);
+    assert_eq!(answer.clock, seen.clock, "her presence is unchanged");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presence_renewal_is_relayed_so_that_idle_people_do_not_time_out() {
+    let server = TestServer::start().await;
+    let mut bob = RawPeer::connect(&server, "story-renewal").await;
+    let alice = server.client("story-renewal").await;
+    let alice_id = alice.client_id();
+    alice.set_presence(&json!({"user": {"name": "Alice"}})).await.unwrap();
+    let first = bob.next_presence_of(alice_id).await;
+
+    // Every 15 s y-protocols re-sends the local state unchanged with its clock one higher; peers
+    // drop a state not renewed for 30 s. Sent directly here instead of waiting. A repeat of the
+    // current clock goes first: it is stale, so the next thing Bob hears must be the renewal.
+    let entry = |clock| AwarenessUpdateEntry { clock, json: first.json.clone() };
+    for clock in [first.clock, first.clock + 1] {
+        let mut update = AwarenessUpdate { clients: Default::default() };
+        update.clients.insert(alice_id, entry(clock));
+        alice
+            .send_raw(dojo_sync_protocol::encode_message(&yrs::sync::Message::Awareness(update)))
+            .await
+            .unwrap();
+    }
+    let renewal = bob.next_presence_of(alice_id).await;
+    assert_eq!(renewal.clock, first.clock + 1, "the renewal is relayed, the stale repeat is not");
+    assert_eq!(renewal.json, first.json);
     server.stop().await;
 }
