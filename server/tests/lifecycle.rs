@@ -121,3 +121,37 @@ async fn shutdown_closes_every_socket_with_going_away_and_refuses_newcomers() {
         "the listener is closed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_turns_503_once_shutdown_has_begun() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    // `serve` stops its listener the moment the shutdown token fires, so a probe that connects
+    // afterwards is refused (see the story above); the 503 answers requests the server is still
+    // handling then. To see it deterministically, drive the router directly with the token fired
+    // and nothing else stopped.
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite:{}", data.path().join("dojo.db").display());
+    let config = dojo_server::Config::for_tests(&url);
+    let storage = dojo_server::Storage::open(&url).await.expect("open the store");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let metrics = std::sync::Arc::new(dojo_server::metrics::Metrics::new());
+    let state = dojo_server::AppState::new(&config, storage, metrics, None, shutdown.clone()).expect("state");
+    let app = dojo_server::router(state);
+    let readyz = async |app: &axum::Router| {
+        let request = Request::get("/readyz").body(Body::empty()).expect("a request");
+        let response = app.clone().oneshot(request).await.expect("the router answers");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1024).await.expect("a body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+
+    assert_eq!(readyz(&app).await, (StatusCode::OK, "ready".to_owned()));
+    shutdown.cancel();
+    assert_eq!(readyz(&app).await, (StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_owned()));
+    // Liveness is another question: the process is alive while it drains.
+    let request = Request::get("/healthz").body(Body::empty()).expect("a request");
+    assert_eq!(app.oneshot(request).await.expect("the router answers").status(), StatusCode::OK);
+}
