@@ -21,7 +21,9 @@ use dojo_loadtest::SyncClient;
 use dojo_sync_protocol::canvas::{self, CanvasEdge, CanvasGraph, Position};
 use serde_json::{Value, json};
 use tokio::time::Instant;
-use yrs::{ClientID, Doc, ReadTxn, StateVector, Transact};
+use yrs::types::ToJson;
+use yrs::updates::decoder::Decode;
+use yrs::{ClientID, Doc, ReadTxn, Snapshot, StateVector, Transact, Update};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -110,6 +112,32 @@ async fn wait_graph(client: &SyncClient, what: &'static str, done: impl Fn(&Canv
     if let Err(error) = waited {
         panic!("{error}; the canvas is {:#?}", graph(client));
     }
+}
+
+/// A document's full content, in a form two documents can be compared by: its snapshot (state
+/// vector and delete set) and every root as JSON, read back from what a joining client would be
+/// sent (the whole state encoded as one update) after decoding it into a fresh document.
+///
+/// Not the encoded bytes themselves: yrs encodes an `Any` map (a node's position, its parameters)
+/// by iterating a `HashMap`, and two documents holding the same map iterate it in different
+/// orders, so the same document need not encode to the same bytes twice. Decoding compares what
+/// the bytes mean. (Every root of the canvas schema is a `Y.Map`; a decoded document knows its
+/// roots' names, but not their types until they are asked for as one.)
+fn full_content(doc: &Doc) -> (Snapshot, BTreeMap<String, Value>) {
+    let encoded = doc.transact().encode_state_as_update_v1(&StateVector::default());
+    let decoded = Doc::new();
+    let update = Update::decode_v1(&encoded).expect("a document's encoding decodes");
+    decoded.transact_mut().apply_update(update).expect("and applies");
+    let names: Vec<String> = decoded.transact().root_refs().map(|(name, _)| name.to_owned()).collect();
+    let roots = names
+        .into_iter()
+        .map(|name| {
+            let map = decoded.get_or_insert_map(name.as_str());
+            let json = serde_json::to_value(map.to_json(&decoded.transact())).expect("JSON");
+            (name, json)
+        })
+        .collect();
+    (decoded.transact().snapshot(), roots)
 }
 
 /// Connects and syncs, retrying (bounded) while the server cannot serve the room yet (the
@@ -305,6 +333,10 @@ async fn compaction_keeps_the_document_and_shrinks_the_log(backend: Backend) {
         tokio::join!(mixed_edit(&alice, "a", i), mixed_edit(&bob, "b", i));
     }
     let expected = wait_same(&[&alice, &bob]).await;
+    // Everything clients were sent was stored first, so this is also what the log held before
+    // any compaction.
+    let before = full_content(alice.doc());
+    assert!(before.1["nodes"].as_object().is_some_and(|nodes| nodes.len() >= 30), "{:?}", before.1);
     server.wait_metric("dojo_compactions_total", "", |v| v >= 1.0).await;
     assert!(server.metric("dojo_compactions_total", "").await >= 1.0, "no compaction started");
     let list = wait_versions(&server, ROOM).await;
@@ -332,11 +364,13 @@ async fn compaction_keeps_the_document_and_shrinks_the_log(backend: Backend) {
     );
     let rebuilt = dojo_server::compaction::rebuild(&stored).expect("the stored document applies");
     assert_eq!((rebuilt.transact().state_vector(), doc_graph(&rebuilt)), expected);
+    assert_eq!(full_content(&rebuilt), before, "the compacted store holds the same document");
     drop(store);
 
     let server = TestServer::start_on(&db.url, configure).await;
     let carol = server.client(ROOM).await;
     assert_eq!(state(&carol), expected);
+    assert_eq!(full_content(carol.doc()), before, "and serves it");
     let kept = versions(&server, ROOM).await;
     assert!(!kept.is_empty() && kept.len() <= 2, "keep_versions = 2, yet {} versions", kept.len());
     server.stop().await;
