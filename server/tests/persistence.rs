@@ -202,6 +202,7 @@ common::on_both_stores!(
     an_idle_room_unloads_and_loads_again,
     a_graceful_shutdown_stores_what_clients_sent,
     updates_that_queue_together_are_stored_in_one_transaction,
+    migrate_creates_the_tables_and_can_run_again,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -702,6 +703,112 @@ async fn updates_that_queue_together_are_stored_in_one_transaction(backend: Back
     let carol = server.client(ROOM).await;
     assert_eq!(state(&carol), expected, "all of them were stored");
     server.stop().await;
+}
+
+/// `dojo-server migrate` on an empty database: exits 0, and every table the migrations define is
+/// there afterwards. A second run (a deploy script run twice, or after the server applied them on
+/// start) changes nothing and succeeds too.
+async fn migrate_creates_the_tables_and_can_run_again(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let dir = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations").join(dir);
+    let (files, expected_tables) = migration_tables(&migrations);
+    assert!(expected_tables.contains("document_updates"), "{expected_tables:?}");
+    assert_eq!(database_tables(&db).await.0, BTreeSet::new(), "the database starts empty");
+
+    for run in 1..=2 {
+        let url = db.url.clone();
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new(BINARY)
+                .args(["--database-url", &url, "--log", "warn", "migrate"])
+                .stdin(Stdio::null())
+                .output()
+                .expect("run dojo-server migrate")
+        })
+        .await
+        .expect("the blocking task");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "run {run}: exit status {}; stderr:\n{stderr}", output.status);
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"), "run {run} served");
+        let (tables, applied) = database_tables(&db).await;
+        let missing: Vec<_> = expected_tables.difference(&tables).collect();
+        assert!(missing.is_empty(), "run {run}: tables missing after migrate: {missing:?} (have {tables:?})");
+        assert_eq!(applied, files, "run {run}: each migration recorded once, successful");
+    }
+}
+
+/// The migration files in `dir` (sorted) and the tables they create.
+fn migration_tables(dir: &std::path::Path) -> (usize, BTreeSet<String>) {
+    let mut files = 0;
+    let mut tables = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).expect("the migrations directory") {
+        let path = entry.expect("a directory entry").path();
+        if path.extension().is_none_or(|ext| ext != "sql") {
+            continue;
+        }
+        files += 1;
+        let sql = std::fs::read_to_string(&path).expect("a migration file");
+        let upper = sql.to_uppercase();
+        for (at, _) in upper.match_indices("CREATE TABLE ") {
+            let rest = sql[at + "CREATE TABLE ".len()..].trim_start();
+            let rest = rest.strip_prefix("IF NOT EXISTS ").unwrap_or(rest);
+            let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            tables.insert(name.to_lowercase());
+        }
+    }
+    (files, tables)
+}
+
+/// The tables in the database, and how many migrations sqlx recorded as applied successfully (0
+/// when its bookkeeping table does not exist yet). A fresh SQLite file is only created by the first
+/// store that opens it, so before that there is nothing.
+async fn database_tables(db: &TestDatabase) -> (BTreeSet<String>, usize) {
+    use sqlx::{Connection, Row};
+    let (tables_sql, applied_sql) = match db.backend {
+        Backend::Sqlite => (
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+            "SELECT COUNT(*) FROM _sqlx_migrations WHERE success",
+        ),
+        Backend::Postgres => (
+            "SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public'",
+            "SELECT COUNT(*) FROM _sqlx_migrations WHERE success",
+        ),
+    };
+    let (names, applied): (Vec<String>, Option<i64>) = match db.backend {
+        Backend::Sqlite => {
+            let path = db.url.trim_start_matches("sqlite:");
+            if !std::path::Path::new(path).exists() {
+                return (BTreeSet::new(), 0);
+            }
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.expect("open the SQLite file");
+            let rows = sqlx::query(tables_sql).fetch_all(&mut conn).await.expect("list tables");
+            let names = rows.iter().map(|row| row.get::<String, _>("name")).collect::<Vec<_>>();
+            let applied = if names.iter().any(|n| n == "_sqlx_migrations") {
+                Some(sqlx::query_scalar(applied_sql).fetch_one(&mut conn).await.expect("count migrations"))
+            } else {
+                None
+            };
+            let _ = conn.close().await;
+            (names, applied)
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect to the test database");
+            let rows = sqlx::query(tables_sql).fetch_all(&mut conn).await.expect("list tables");
+            let names = rows.iter().map(|row| row.get::<String, _>("name")).collect::<Vec<_>>();
+            let applied = if names.iter().any(|n| n == "_sqlx_migrations") {
+                Some(sqlx::query_scalar(applied_sql).fetch_one(&mut conn).await.expect("count migrations"))
+            } else {
+                None
+            };
+            let _ = conn.close().await;
+            (names, applied)
+        }
+    };
+    let tables = names.into_iter().filter(|name| name != "_sqlx_migrations").collect();
+    (tables, applied.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)))
 }
 
 // ---------------------------------------------------------------------------------------------
