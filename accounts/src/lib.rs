@@ -48,8 +48,8 @@ use serde::{Deserialize, Serialize};
 pub use dojo_auth::Permission;
 pub use postgres::PostgresAccounts;
 pub use runs::{
-    AssetLink, AssetRecord, HoldState, NewRun, NewRunNode, NodeSettlement, OutboxEntry, Run, RunNode,
-    RunStatus, RunStore, Submission,
+    AssetLink, AssetRecord, Claim, HoldState, MAX_CACHED_OUTPUTS, NewRun, NewRunNode, NodeSettlement,
+    OutboxEntry, Run, RunNode, RunStatus, RunStore, Submission,
 };
 pub use sqlite::SqliteAccounts;
 

@@ -236,10 +236,19 @@ pub trait RunStore: Send + Sync + 'static {
 
     /// Takes the run for `worker` until `now + lease_ms` if it is queued, or running under an
     /// expired lease (its worker died): status `running`, attempts + 1, `started_at` set once.
-    /// `None` if it is final, cancelled before start, or leased by a live worker (a lease is live
-    /// while `lease_expires_at > now`). A claimed run may carry `cancel_requested`: the worker
-    /// then finishes it as cancelled.
-    async fn claim_run(&self, id: &str, worker: &str, lease_ms: i64) -> Result<Option<Run>, AccountError>;
+    /// [`Claim::Gone`] if it is final or unknown, [`Claim::Leased`] while a live worker holds it
+    /// (a lease is live while `lease_expires_at > now`), [`Claim::UserBusy`] when
+    /// `per_user_limit` is set and the run's user already has that many runs executing under
+    /// live leases (counted under the user's row lock, so concurrent claims by several workers
+    /// cannot exceed it). A claimed run may carry `cancel_requested`: the worker then finishes it
+    /// as cancelled.
+    async fn claim_run(
+        &self,
+        id: &str,
+        worker: &str,
+        lease_ms: i64,
+        per_user_limit: Option<u32>,
+    ) -> Result<Claim, AccountError>;
 
     /// Extends the lease; `false` if `worker` no longer holds it (another worker took over).
     async fn renew_lease(&self, id: &str, worker: &str, lease_ms: i64) -> Result<bool, AccountError>;
@@ -294,4 +303,41 @@ pub trait RunStore: Send + Sync + 'static {
     /// Everyone and every room the asset is linked to (at most `limit` links): the server
     /// lets a caller download it when they own it or may read one of its rooms.
     async fn asset_links(&self, id: &str, limit: u32) -> Result<Vec<AssetLink>, AccountError>;
+
+    /// The node cache: outputs (JSON) stored under `key` in `scope`, if any.
+    async fn cached_outputs(&self, scope: &str, key: &str) -> Result<Option<String>, AccountError>;
+
+    /// Stores (or replaces) the outputs of `key` in `scope`. Outputs over
+    /// [`MAX_CACHED_OUTPUTS`] bytes are refused with `InvalidInput`.
+    async fn cache_outputs(&self, scope: &str, key: &str, outputs: &str) -> Result<(), AccountError>;
+
+    /// Deletes cache entries stored before `older_than` (milliseconds since the epoch); returns
+    /// how many.
+    async fn prune_cache(&self, older_than: i64) -> Result<u64, AccountError>;
+}
+
+/// Largest cached outputs (they are references and short text, so this is generous).
+pub const MAX_CACHED_OUTPUTS: usize = 256 * 1024;
+
+/// The outcome of [`RunStore::claim_run`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// This worker holds the run now.
+    Claimed(Box<Run>),
+    /// Final, or no such run: nothing to do, ever.
+    Gone,
+    /// A live worker holds it; it may need another worker later if that one dies.
+    Leased,
+    /// Its user is at their limit of runs executing at once: try again later.
+    UserBusy,
+}
+
+impl Claim {
+    /// The claimed run, if this worker got it.
+    pub fn run(self) -> Option<Run> {
+        match self {
+            Claim::Claimed(run) => Some(*run),
+            _ => None,
+        }
+    }
 }

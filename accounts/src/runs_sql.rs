@@ -237,8 +237,8 @@ macro_rules! run_store {
         use dojo_store::run_to_completion;
 
         use crate::runs::{
-            AssetLink, AssetRecord, HoldState, NewRun, NodeSettlement, OutboxEntry, Run, RunNode,
-            RunStatus, RunStore, Submission,
+            AssetLink, AssetRecord, Claim, HoldState, MAX_CACHED_OUTPUTS, NewRun, NodeSettlement, OutboxEntry,
+            Run, RunNode, RunStatus, RunStore, Submission,
         };
         use crate::runs_sql::{
             AssetRow, LinkRow, NodeRow, ReleasedHold, RunRow, SettledNode, WriteTx, decode_runs, invalid,
@@ -744,7 +744,13 @@ macro_rules! run_store {
                 decode_runs(rows)
             }
 
-            async fn claim_run(&self, id: &str, worker: &str, lease_ms: i64) -> Result<Option<Run>, AccountError> {
+            async fn claim_run(
+                &self,
+                id: &str,
+                worker: &str,
+                lease_ms: i64,
+                per_user_limit: Option<u32>,
+            ) -> Result<Claim, AccountError> {
                 validate_id("worker", worker)?;
                 if lease_ms <= 0 {
                     return Err(invalid("lease_ms", "not positive"));
@@ -753,6 +759,30 @@ macro_rules! run_store {
                 run_to_completion(async move {
                     let now = now_millis();
                     let mut w: Tx = this.begin_write().await?;
+                    // Lock order: the run row, then the user row (see the module comment).
+                    let locked = lock_run(&mut w.tx, &id).await?;
+                    let Some((_, user)) = locked.filter(|(status, _)| !status.is_final()) else {
+                        w.tx.rollback().await?;
+                        return Ok(Claim::Gone);
+                    };
+                    if let Some(limit) = per_user_limit {
+                        // Serialises the claims of this user's runs, so the count stays true
+                        // until this transaction commits.
+                        add_credits(&mut w.tx, &user, 0).await?;
+                        let running: i64 = sqlx::query_scalar(
+                            "SELECT COUNT(*) FROM runs
+                             WHERE user_id = $1 AND status = 'running' AND id <> $2 AND lease_expires_at > $3",
+                        )
+                        .bind(&user)
+                        .bind(&id)
+                        .bind(now)
+                        .fetch_one(&mut *w.tx)
+                        .await?;
+                        if running >= i64::from(limit) {
+                            w.tx.commit().await?;
+                            return Ok(Claim::UserBusy);
+                        }
+                    }
                     let row: Option<RunRow> = sqlx::query_as(concat!(
                         "UPDATE runs SET status = 'running', lease_owner = $2, lease_expires_at = $3,
                              attempts = attempts + 1, started_at = COALESCE(started_at, $4)
@@ -768,7 +798,10 @@ macro_rules! run_store {
                     .fetch_optional(&mut *w.tx)
                     .await?;
                     w.tx.commit().await?;
-                    row.map(Run::try_from).transpose()
+                    match row {
+                        Some(row) => Ok(Claim::Claimed(Box::new(Run::try_from(row)?))),
+                        None => Ok(Claim::Leased),
+                    }
                 })
                 .await
             }
@@ -972,6 +1005,57 @@ macro_rules! run_store {
                         node_id: row.node_id,
                     })
                     .collect())
+            }
+
+            async fn cached_outputs(&self, scope: &str, key: &str) -> Result<Option<String>, AccountError> {
+                let outputs: Option<String> =
+                    sqlx::query_scalar("SELECT outputs FROM node_cache WHERE scope = $1 AND key = $2")
+                        .bind(scope)
+                        .bind(key)
+                        .fetch_optional(self.pool())
+                        .await?;
+                Ok(outputs)
+            }
+
+            async fn cache_outputs(&self, scope: &str, key: &str, outputs: &str) -> Result<(), AccountError> {
+                validate_id("scope", scope)?;
+                validate_id("key", key)?;
+                if outputs.len() > MAX_CACHED_OUTPUTS {
+                    return Err(invalid("outputs", "too large to cache"));
+                }
+                let (this, scope, key, outputs) = (self.clone(), scope.to_owned(), key.to_owned(), outputs.to_owned());
+                run_to_completion(async move {
+                    let mut w: Tx = this.begin_write().await?;
+                    sqlx::query(
+                        "INSERT INTO node_cache (scope, key, outputs, created_at) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (scope, key) DO UPDATE SET outputs = excluded.outputs,
+                             created_at = excluded.created_at",
+                    )
+                    .bind(&scope)
+                    .bind(&key)
+                    .bind(&outputs)
+                    .bind(now_millis())
+                    .execute(&mut *w.tx)
+                    .await?;
+                    w.tx.commit().await?;
+                    Ok(())
+                })
+                .await
+            }
+
+            async fn prune_cache(&self, older_than: i64) -> Result<u64, AccountError> {
+                let this = self.clone();
+                run_to_completion(async move {
+                    let mut w: Tx = this.begin_write().await?;
+                    let deleted = sqlx::query("DELETE FROM node_cache WHERE created_at < $1")
+                        .bind(older_than)
+                        .execute(&mut *w.tx)
+                        .await?
+                        .rows_affected();
+                    w.tx.commit().await?;
+                    Ok(deleted)
+                })
+                .await
             }
         }
     };

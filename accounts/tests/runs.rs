@@ -122,6 +122,8 @@ conformance!(
     list_runs_newest_first,
     outbox_is_relayed_in_order,
     assets_and_their_links,
+    per_user_limit_holds_across_workers,
+    node_cache_by_scope_and_key,
 );
 
 mod cases {
@@ -129,8 +131,8 @@ mod cases {
     use std::time::Duration;
 
     use dojo_accounts::{
-        AccountError, AssetLink, AssetRecord, CreditOutcome, HoldState, LedgerEntry, NewRun, NewRunNode,
-        NodeSettlement, Run, RunStatus, Submission,
+        AccountError, AssetLink, AssetRecord, Claim, CreditOutcome, HoldState, LedgerEntry,
+        MAX_CACHED_OUTPUTS, NewRun, NewRunNode, NodeSettlement, Run, RunStatus, Submission,
     };
 
     use super::*;
@@ -432,7 +434,7 @@ mod cases {
     pub async fn finish_releases_the_rest_and_marks_leftover_nodes(b: Backend) {
         let ada = user(&b, "ada", 100).await;
         create(&b, new_run("run_1", &ada, None, &[("a", 10), ("b", 20), ("c", 30), ("d", 0)])).await;
-        b.runs.claim_run("run_1", "w1", 60_000).await.unwrap().expect("claimed");
+        b.runs.claim_run("run_1", "w1", 60_000, None).await.unwrap().run().expect("claimed");
         b.runs.mark_node("run_1", "b", "running").await.unwrap();
         assert!(b.runs.settle_node("run_1", "a", settlement("succeeded", true)).await.unwrap());
 
@@ -484,13 +486,17 @@ mod cases {
         assert_eq!(balance(&b, &ada).await, 100);
         let nodes = b.runs.run_nodes("run_q").await.unwrap();
         assert!(nodes.iter().all(|n| n.state == "cancelled" && n.hold_state == HoldState::Released));
-        assert_eq!(b.runs.claim_run("run_q", "w1", 60_000).await.unwrap(), None, "nothing to run");
+        assert_eq!(
+            b.runs.claim_run("run_q", "w1", 60_000, None).await.unwrap(),
+            Claim::Gone,
+            "nothing to run"
+        );
         // Again: unchanged.
         assert_eq!(b.runs.request_cancel("run_q").await.unwrap(), Some(run));
 
         // A running run is only flagged: its worker stops it, and the holds stay until then.
         create(&b, new_run("run_r", &ada, None, &[("a", 10)])).await;
-        b.runs.claim_run("run_r", "w1", 60_000).await.unwrap().expect("claimed");
+        b.runs.claim_run("run_r", "w1", 60_000, None).await.unwrap().run().expect("claimed");
         let run = b.runs.request_cancel("run_r").await.unwrap().expect("the run");
         assert_eq!((run.status, run.cancel_requested), (RunStatus::Running, true));
         assert_eq!(balance(&b, &ada).await, 90);
@@ -506,14 +512,18 @@ mod cases {
         let ada = user(&b, "ada", 100).await;
         create(&b, new_run("run_1", &ada, None, &[("a", 10)])).await;
         let before = now();
-        let claimed = b.runs.claim_run("run_1", "w1", 60_000).await.unwrap().expect("claimed");
+        let claimed = b.runs.claim_run("run_1", "w1", 60_000, None).await.unwrap().run().expect("claimed");
         assert_eq!((claimed.status, claimed.attempts), (RunStatus::Running, 1));
         assert_eq!(claimed.lease_owner.as_deref(), Some("w1"));
         let expires = claimed.lease_expires_at.expect("a lease");
         assert!(expires >= before + 60_000, "{expires}");
         let started = claimed.started_at.expect("started");
 
-        assert_eq!(b.runs.claim_run("run_1", "w2", 60_000).await.unwrap(), None, "leased by a live worker");
+        assert_eq!(
+            b.runs.claim_run("run_1", "w2", 60_000, None).await.unwrap(),
+            Claim::Leased,
+            "leased by a live worker"
+        );
         assert!(b.runs.renew_lease("run_1", "w1", 120_000).await.unwrap());
         assert!(!b.runs.renew_lease("run_1", "w2", 120_000).await.unwrap());
         let renewed = b.runs.run("run_1").await.unwrap().unwrap().lease_expires_at.unwrap();
@@ -521,17 +531,17 @@ mod cases {
 
         // The worker died: its lease runs out (moved into the past rather than waited for).
         assert_eq!(b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", "run_1").await, 1);
-        let taken = b.runs.claim_run("run_1", "w2", 60_000).await.unwrap().expect("taken over");
+        let taken = b.runs.claim_run("run_1", "w2", 60_000, None).await.unwrap().run().expect("taken over");
         assert_eq!((taken.attempts, taken.lease_owner.as_deref()), (2, Some("w2")));
         assert_eq!(taken.started_at, Some(started), "started_at is set once");
         assert!(!b.runs.renew_lease("run_1", "w1", 60_000).await.unwrap(), "w1 lost it");
         assert!(b.runs.renew_lease("run_1", "w2", 60_000).await.unwrap());
 
         b.runs.finish_run("run_1", RunStatus::Succeeded, None).await.unwrap();
-        assert_eq!(b.runs.claim_run("run_1", "w3", 60_000).await.unwrap(), None, "final");
+        assert_eq!(b.runs.claim_run("run_1", "w3", 60_000, None).await.unwrap(), Claim::Gone, "final");
         assert!(!b.runs.renew_lease("run_1", "w2", 60_000).await.unwrap());
-        assert_eq!(b.runs.claim_run("run_none", "w3", 60_000).await.unwrap(), None);
-        let invalid = b.runs.claim_run("run_1", "w3", 0).await;
+        assert_eq!(b.runs.claim_run("run_none", "w3", 60_000, None).await.unwrap(), Claim::Gone);
+        let invalid = b.runs.claim_run("run_1", "w3", 0, None).await;
         assert!(matches!(invalid, Err(AccountError::InvalidInput { field: "lease_ms", .. })), "{invalid:?}");
     }
 
@@ -544,7 +554,7 @@ mod cases {
         let mut fresh = new_run("run_fresh", &ada, None, &[("a", 5)]);
         fresh.hold_expires_at = base + 10 * HOUR;
         create(&b, fresh).await;
-        b.runs.claim_run("run_stale", "w1", 60_000).await.unwrap().expect("claimed");
+        b.runs.claim_run("run_stale", "w1", 60_000, None).await.unwrap().run().expect("claimed");
         assert!(b.runs.settle_node("run_stale", "a", settlement("succeeded", true)).await.unwrap());
         assert_eq!(balance(&b, &ada).await, 35);
 
@@ -582,7 +592,7 @@ mod cases {
             let mut run = new_run(&run_id, &ada, None, &nodes);
             run.hold_expires_at = now() + HOUR;
             create(&b, run).await;
-            b.runs.claim_run(&run_id, "w1", 60_000).await.unwrap().expect("claimed");
+            b.runs.claim_run(&run_id, "w1", 60_000, None).await.unwrap().run().expect("claimed");
 
             let mut tasks = Vec::new();
             for (i, name) in names.iter().enumerate() {
@@ -643,8 +653,8 @@ mod cases {
         create(&b, new_run("run_live", &ada, None, &[("a", 1)])).await;
         create(&b, new_run("run_dead", &ada, None, &[("a", 1)])).await;
         create(&b, new_run("run_done", &ada, None, &[("a", 1)])).await;
-        b.runs.claim_run("run_live", "w1", HOUR).await.unwrap().expect("claimed");
-        b.runs.claim_run("run_dead", "w2", HOUR).await.unwrap().expect("claimed");
+        b.runs.claim_run("run_live", "w1", HOUR, None).await.unwrap().run().expect("claimed");
+        b.runs.claim_run("run_dead", "w2", HOUR, None).await.unwrap().run().expect("claimed");
         b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", "run_dead").await;
         b.runs.finish_run("run_done", RunStatus::Succeeded, None).await.unwrap();
 
@@ -737,5 +747,85 @@ mod cases {
 
         assert_eq!(b.runs.asset("cd".repeat(32).as_str()).await.unwrap(), None);
         assert!(b.runs.asset_links(&"cd".repeat(32), 10).await.unwrap().is_empty());
+    }
+
+    pub async fn per_user_limit_holds_across_workers(b: Backend) {
+        let ada = user(&b, "ada", 1000).await;
+        let bob = user(&b, "bob", 1000).await;
+        for i in 0..6 {
+            create(&b, new_run(&format!("run_a{i}"), &ada, None, &[("a", 1)])).await;
+        }
+        create(&b, new_run("run_b0", &bob, None, &[("a", 1)])).await;
+
+        // Six workers, each with its own pool (as separate processes would have), claim Ada's
+        // six runs at the same instant under a limit of two: exactly two get one.
+        let mut claims = Vec::new();
+        for i in 0..6 {
+            let store = b.reopen().await;
+            claims.push(tokio::spawn(async move {
+                store.claim_run(&format!("run_a{i}"), &format!("w{i}"), HOUR, Some(2)).await.expect("claim")
+            }));
+        }
+        let mut claimed = Vec::new();
+        let mut busy = 0;
+        for claim in claims {
+            match claim.await.expect("claim task") {
+                Claim::Claimed(run) => claimed.push(run.id),
+                Claim::UserBusy => busy += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((claimed.len(), busy), (2, 4), "claimed {claimed:?}");
+
+        // Another user is not held up by Ada's runs.
+        let theirs = b.runs.claim_run("run_b0", "w9", HOUR, Some(2)).await.unwrap();
+        assert!(matches!(theirs, Claim::Claimed(_)), "{theirs:?}");
+
+        // One of Ada's finishes: one more may start; without a limit, any may.
+        let waiting: Vec<String> =
+            (0..6).map(|i| format!("run_a{i}")).filter(|id| !claimed.contains(id)).collect();
+        b.runs.finish_run(&claimed[0], RunStatus::Succeeded, None).await.unwrap();
+        assert!(matches!(
+            b.runs.claim_run(&waiting[0], "w1", HOUR, Some(2)).await.unwrap(),
+            Claim::Claimed(_)
+        ));
+        assert_eq!(b.runs.claim_run(&waiting[1], "w1", HOUR, Some(2)).await.unwrap(), Claim::UserBusy);
+        assert!(matches!(b.runs.claim_run(&waiting[1], "w1", HOUR, None).await.unwrap(), Claim::Claimed(_)));
+
+        // Runs whose worker died no longer count against their user: of the three running,
+        // two are abandoned, so one more may start.
+        assert_eq!(b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", &claimed[1]).await, 1);
+        assert_eq!(b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", &waiting[1]).await, 1);
+        assert!(matches!(
+            b.runs.claim_run(&waiting[2], "w1", HOUR, Some(2)).await.unwrap(),
+            Claim::Claimed(_)
+        ));
+        // A busy answer changed nothing.
+        let still = b.runs.run(&waiting[3]).await.unwrap().expect("the run");
+        assert_eq!((still.status, still.attempts, still.lease_owner), (RunStatus::Queued, 0, None));
+    }
+
+    pub async fn node_cache_by_scope_and_key(b: Backend) {
+        assert_eq!(b.runs.cached_outputs("user-1", "k1").await.unwrap(), None);
+        b.runs.cache_outputs("user-1", "k1", r#"{"image":1}"#).await.unwrap();
+        assert_eq!(b.runs.cached_outputs("user-1", "k1").await.unwrap().as_deref(), Some(r#"{"image":1}"#));
+        // Scopes do not see each other's entries.
+        assert_eq!(b.runs.cached_outputs("user-2", "k1").await.unwrap(), None);
+        // Storing again replaces.
+        b.runs.cache_outputs("user-1", "k1", r#"{"image":2}"#).await.unwrap();
+        assert_eq!(b.runs.cached_outputs("user-1", "k1").await.unwrap().as_deref(), Some(r#"{"image":2}"#));
+        // Another process sees it.
+        let other = b.reopen().await;
+        assert_eq!(other.cached_outputs("user-1", "k1").await.unwrap().as_deref(), Some(r#"{"image":2}"#));
+
+        let huge = "x".repeat(MAX_CACHED_OUTPUTS + 1);
+        let refused = b.runs.cache_outputs("user-1", "k2", &huge).await;
+        assert!(matches!(refused, Err(AccountError::InvalidInput { field: "outputs", .. })), "{refused:?}");
+        assert_eq!(b.runs.cached_outputs("user-1", "k2").await.unwrap(), None);
+
+        b.runs.cache_outputs("user-2", "k3", "{}").await.unwrap();
+        assert_eq!(b.runs.prune_cache(now() - HOUR).await.unwrap(), 0, "nothing that old");
+        assert_eq!(b.runs.prune_cache(now() + 1_000).await.unwrap(), 2);
+        assert_eq!(b.runs.cached_outputs("user-1", "k1").await.unwrap(), None);
     }
 }
