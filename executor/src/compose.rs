@@ -1,12 +1,15 @@
 //! The natural-language builder's deterministic planner: "prompt, flux image, then upscale"
 //! becomes a chain of catalog nodes, each wired to the previous one where their port types
-//! allow. It always works (no model, no network); an LLM planner may sit in front of it later.
+//! allow. It always works (no model, no network); the LLM planner ([`llm`]) sits in front of it
+//! when OpenAI is configured, and falls back to it.
 //!
 //! The text is split into steps (commas, "then", "and", arrows, semicolons); each step is the
 //! catalog entry whose id, name and synonyms share the most words with it (ties: catalog order,
 //! so the result is deterministic).
 
 use crate::catalog::{LoadedCatalog, NodeType, PortType};
+
+pub mod llm;
 
 /// Steps one request may add.
 pub const MAX_STEPS: usize = 16;

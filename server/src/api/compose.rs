@@ -1,13 +1,14 @@
 //! The natural-language builder: text → connected nodes, added to the room's document as an
 //! ordinary update, so every collaborator sees them appear. Planning is the executor's
-//! deterministic composer (`dojo_executor::compose`).
+//! (`dojo_executor::compose`): OpenAI's plan, checked against the catalog, when `OPENAI_API_KEY`
+//! is set, and the deterministic parser otherwise or whenever the model fails.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use dojo_auth::Permission;
-use dojo_executor::compose::compose;
+use dojo_executor::compose::llm::{Planner, compose_with};
 use dojo_sync_protocol::canvas::{CanvasEdge, CanvasNode, Position, read_graph, write_edge, write_node};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -33,9 +34,33 @@ pub struct Composed {
     pub nodes: Vec<String>,
     /// Ids of the edges added.
     pub edges: Vec<String>,
+    /// Who planned them: the LLM (OpenAI, when configured) or the deterministic parser.
+    pub planner: PlannerName,
+    /// Present when the LLM was asked but the parser planned: why its plan was not used
+    /// (no answer in time, an error status, a refusal, a plan that does not fit the catalog…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
-/// Adds the nodes a short description asks for, wired in order where their types allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PlannerName {
+    Llm,
+    Parser,
+}
+
+impl From<Planner> for PlannerName {
+    fn from(planner: Planner) -> Self {
+        match planner {
+            Planner::Llm => PlannerName::Llm,
+            Planner::Parser => PlannerName::Parser,
+        }
+    }
+}
+
+/// Adds the nodes a short description asks for, wired where their types allow. Planned by
+/// OpenAI when it is configured (the plan checked against the catalog), by the deterministic
+/// parser otherwise or when the model fails; `planner` and `fallback` say which and why.
 #[utoipa::path(post, path = "/api/rooms/{room}/compose", tag = "rooms",
     params(("room" = String, Path, description = "Room name")),
     request_body = ComposeRequest,
@@ -50,7 +75,13 @@ pub async fn compose_nodes(
     let room = room_name(&room)?;
     state.auth().require(&caller.0, room.as_str(), Permission::Write).await?;
     let executor = state.executor();
-    let plan = compose(executor.catalog(), &request.text).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let planned = compose_with(executor.composer(), executor.catalog(), &request.text)
+        .await
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if let Some(reason) = &planned.fallback {
+        tracing::warn!(room = %room.as_str(), reason = %reason.detail(), "compose: the LLM's plan was not used; the parser planned");
+    }
+    let plan = planned.composition;
     let writer = RoomWriter::open(executor.rooms().clone(), room.clone())
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
@@ -102,6 +133,8 @@ pub async fn compose_nodes(
     Ok(Json(Composed {
         nodes: nodes.into_iter().map(|n| n.id).collect(),
         edges: edges.into_iter().map(|e| e.id).collect(),
+        planner: planned.planner.into(),
+        fallback: planned.fallback.map(|reason| reason.to_string()),
     }))
 }
 
