@@ -3,10 +3,13 @@
 # then the interop suite with the stock JavaScript clients (yjs, y-websocket, ws).
 # then the web editor: unit tests (Vitest) and end-to-end tests in Chromium (playwright-core
 # driving /usr/bin/chromium) against the same binary serving the freshly built bundle.
-# Needs: a Rust toolchain, Node.js >= 20.19 with npm, Debian's chromium. cargo-nextest is used
+# Needs: a Rust toolchain, Node.js >= 20.19 with npm, Debian's chromium, python3 with venv. cargo-nextest is used
 # when installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "==> test tools: moto's S3-compatible server (asset-store tests)"
+scripts/install-moto.sh
 
 echo "==> building"
 cargo build --workspace --all-targets --locked

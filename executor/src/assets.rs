@@ -1,15 +1,23 @@
 //! Where node outputs and uploads live.
 //!
 //! [`AssetStore`] is the seam: the engine and the built-in nodes only put and get bytes. The
-//! implementation here, [`LocalAssetStore`], is a content-addressed directory (the id is the
-//! SHA-256 of the bytes), written atomically (temporary file, fsync, rename), so a crash never
-//! leaves a half-written asset under a valid id. The `object_store` crate (S3-compatible storage
-//! in production) is the intended second implementation; it is not built yet.
+//! implementation, [`ObjectAssetStore`], is content-addressed (the id is the SHA-256 of the
+//! bytes) on any `object_store` backend: a local directory by default, S3 or an S3-compatible
+//! service (MinIO, R2…) in production, memory in tests. Each asset is two objects,
+//! `<first two hex digits>/<sha256>` (the bytes) and `<…>.type` (the content type, written
+//! last, so a crash between the two leaves an asset that reads as missing and is rewritten by
+//! the next put, never a half-described one). The local backend writes each object to a
+//! staging file and renames it, so readers see all of an object or nothing.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 
 use crate::value::AssetRef;
@@ -29,8 +37,12 @@ pub enum AssetError {
     TooLarge { size: u64, max: u64 },
     #[error("asset {id} is already stored as {existing}, not {requested}")]
     ContentTypeConflict { id: String, existing: String, requested: String },
+    #[error("asset storage is misconfigured: {0}")]
+    Config(String),
     #[error("asset storage failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("asset storage failed: {0}")]
+    Storage(#[from] object_store::Error),
 }
 
 /// An asset's bytes and what they are.
@@ -47,20 +59,69 @@ pub trait AssetStore: Send + Sync {
     async fn get(&self, id: &str) -> Result<Asset, AssetError>;
 }
 
-/// A content-addressed directory: `<root>/<first two hex digits>/<sha256>` holds the bytes and
-/// `<…>.type` beside it the content type.
+/// Content-addressed assets on an `object_store` backend.
 #[derive(Debug, Clone)]
-pub struct LocalAssetStore {
-    root: PathBuf,
+pub struct ObjectAssetStore {
+    store: Arc<dyn ObjectStore>,
     max_bytes: u64,
+    /// Where the assets are, for logs (never with credentials).
+    location: String,
 }
 
-impl LocalAssetStore {
-    /// Uses (and creates) `root`.
-    pub fn new(root: impl Into<PathBuf>) -> Result<Self, AssetError> {
-        let root = root.into();
-        std::fs::create_dir_all(&root)?;
-        Ok(Self { root, max_bytes: DEFAULT_MAX_ASSET_BYTES })
+impl ObjectAssetStore {
+    /// A local directory (created if missing): the embedded default.
+    pub fn local(root: impl AsRef<Path>) -> Result<Self, AssetError> {
+        let root = root.as_ref();
+        std::fs::create_dir_all(root)?;
+        let store = LocalFileSystem::new_with_prefix(root)?;
+        Ok(Self::with_store(Arc::new(store), root.display().to_string()))
+    }
+
+    /// A store named by URL: `s3://bucket/prefix` (options: `aws_access_key_id`,
+    /// `aws_secret_access_key`, `aws_region`, `aws_endpoint` for S3-compatible services,
+    /// `aws_allow_http`…, as `object_store` names them), `file:///absolute/dir`, `memory://`.
+    pub fn from_url<I, K, V>(url: &str, options: I) -> Result<Self, AssetError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        let parsed = reqwest::Url::parse(url).map_err(|e| AssetError::Config(format!("{url:?}: {e}")))?;
+        if parsed.scheme() == "file" {
+            let dir = parsed
+                .to_file_path()
+                .map_err(|()| AssetError::Config(format!("{url:?} is not a directory")))?;
+            return Self::local(dir);
+        }
+        let (store, prefix) = object_store::parse_url_opts(&parsed, options)?;
+        let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
+            Arc::from(store)
+        } else {
+            Arc::new(PrefixStore::new(store, prefix))
+        };
+        let mut location = parsed;
+        let _ = location.set_password(None);
+        let _ = location.set_username("");
+        Ok(Self::with_store(store, location.to_string()))
+    }
+
+    /// The store at `url` when one is given, with its credentials, region and endpoint from
+    /// the standard `AWS_*` environment variables (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT`…); else
+    /// the local directory `local_dir`.
+    pub fn open(local_dir: &Path, url: Option<&str>) -> Result<Self, AssetError> {
+        match url {
+            Some(url) => Self::from_url(url, std::env::vars().filter(|(key, _)| key.starts_with("AWS_"))),
+            None => Self::local(local_dir),
+        }
+    }
+
+    /// In memory: for tests.
+    pub fn in_memory() -> Self {
+        Self::with_store(Arc::new(InMemory::new()), "memory://".into())
+    }
+
+    pub fn with_store(store: Arc<dyn ObjectStore>, location: String) -> Self {
+        Self { store, max_bytes: DEFAULT_MAX_ASSET_BYTES, location }
     }
 
     pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
@@ -68,13 +129,29 @@ impl LocalAssetStore {
         self
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    pub fn location(&self) -> &str {
+        &self.location
     }
 
-    fn paths(&self, id: &str) -> (PathBuf, PathBuf) {
-        let dir = self.root.join(&id[..2]);
-        (dir.join(id), dir.join(format!("{id}.type")))
+    fn paths(id: &str) -> (ObjectPath, ObjectPath) {
+        let dir = &id[..2];
+        (ObjectPath::from(format!("{dir}/{id}")), ObjectPath::from(format!("{dir}/{id}.type")))
+    }
+
+    /// The stored content type of `id`, if its description has been written.
+    async fn content_type_of(&self, path: &ObjectPath) -> Result<Option<String>, AssetError> {
+        match self.store.get(path).await {
+            Ok(result) => {
+                // A content type is at most 100 bytes; anything longer is not ours.
+                if result.meta.size > 256 {
+                    return Err(AssetError::Config(format!("{path} is not an asset description")));
+                }
+                let bytes = result.bytes().await?;
+                Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
     }
 }
 
@@ -89,7 +166,7 @@ fn check_id(id: &str) -> Result<(), AssetError> {
 
 fn check_content_type(content_type: &str) -> Result<(), AssetError> {
     // type/subtype of token characters: enough for what nodes produce, and it keeps header
-    // injection out of a future `GET /assets/{id}`.
+    // injection out of `GET /assets/{id}`.
     let token =
         |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
     match content_type.split_once('/') {
@@ -98,118 +175,63 @@ fn check_content_type(content_type: &str) -> Result<(), AssetError> {
     }
 }
 
-/// Writes `bytes` to `path` via a temporary file in the same directory and a rename, so readers
-/// see either nothing or the whole file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
 #[async_trait]
-impl AssetStore for LocalAssetStore {
+impl AssetStore for ObjectAssetStore {
     async fn put(&self, bytes: Vec<u8>, content_type: &str) -> Result<AssetRef, AssetError> {
         let size = bytes.len() as u64;
         if size > self.max_bytes {
             return Err(AssetError::TooLarge { size, max: self.max_bytes });
         }
         check_content_type(content_type)?;
-        let store = self.clone();
-        let content_type = content_type.to_owned();
-        // Hashing and fsync are blocking work.
-        tokio::task::spawn_blocking(move || {
-            let hash = hex::encode(Sha256::digest(&bytes));
-            let (data_path, type_path) = store.paths(&hash);
-            if let Some(dir) = data_path.parent() {
-                std::fs::create_dir_all(dir)?;
+        // Hashing up to the size limit is blocking work.
+        let (hash, bytes) = tokio::task::spawn_blocking(move || (hex::encode(Sha256::digest(&bytes)), bytes))
+            .await
+            .map_err(|e| AssetError::Io(std::io::Error::other(e)))?;
+        let (data_path, type_path) = Self::paths(&hash);
+        let reference = AssetRef {
+            id: hash.clone(),
+            content_hash: hash.clone(),
+            content_type: content_type.to_owned(),
+            size,
+        };
+        match self.content_type_of(&type_path).await? {
+            Some(existing) if existing != content_type => {
+                return Err(AssetError::ContentTypeConflict {
+                    id: hash,
+                    existing,
+                    requested: content_type.to_owned(),
+                });
             }
-            match std::fs::read_to_string(&type_path) {
-                Ok(existing) if existing != content_type => {
-                    return Err(AssetError::ContentTypeConflict {
-                        id: hash,
-                        existing,
-                        requested: content_type,
-                    });
-                }
-                // Same bytes and type already stored (the type is written last, so the data
-                // is complete): nothing to do.
-                Ok(_) if data_path.exists() => {}
-                _ => {
-                    write_atomically(&data_path, &bytes)?;
-                    write_atomically(&type_path, content_type.as_bytes())?;
-                }
-            }
-            Ok(AssetRef { id: hash.clone(), content_hash: hash, content_type, size })
-        })
-        .await
-        .map_err(|e| AssetError::Io(std::io::Error::other(e)))?
+            // Same bytes and type already stored (the type is written last, so the data is
+            // complete): nothing to do.
+            Some(_) => return Ok(reference),
+            None => {}
+        }
+        self.store.put(&data_path, PutPayload::from(bytes)).await?;
+        self.store.put(&type_path, PutPayload::from(content_type.as_bytes().to_vec())).await?;
+        Ok(reference)
     }
 
     async fn get(&self, id: &str) -> Result<Asset, AssetError> {
         check_id(id)?;
-        let (data_path, type_path) = self.paths(id);
-        let id = id.to_owned();
-        let max = self.max_bytes;
-        tokio::task::spawn_blocking(move || {
-            let not_found = |e: std::io::Error| match e.kind() {
-                std::io::ErrorKind::NotFound => AssetError::NotFound(id.clone()),
-                _ => AssetError::Io(e),
-            };
-            let content_type = std::fs::read_to_string(&type_path).map_err(not_found)?;
-            let size = std::fs::metadata(&data_path).map_err(not_found)?.len();
-            if size > max {
-                return Err(AssetError::TooLarge { size, max });
-            }
-            let bytes = std::fs::read(&data_path).map_err(not_found)?;
-            let reference =
-                AssetRef { id: id.clone(), content_hash: id.clone(), content_type, size: bytes.len() as u64 };
-            Ok(Asset { reference, bytes })
-        })
-        .await
-        .map_err(|e| AssetError::Io(std::io::Error::other(e)))?
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn assets_round_trip_by_content_hash() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalAssetStore::new(dir.path()).unwrap();
-        let a = store.put(b"hello".to_vec(), "text/plain").await.unwrap();
-        assert_eq!(a.id, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
-        assert_eq!(a.content_hash, a.id);
-        assert_eq!(a.size, 5);
-        let again = store.put(b"hello".to_vec(), "text/plain").await.unwrap();
-        assert_eq!(again, a);
-        let got = store.get(&a.id).await.unwrap();
-        assert_eq!(got.bytes, b"hello");
-        assert_eq!(got.reference, a);
-        // No temporary files are left behind.
-        let files: Vec<_> = std::fs::read_dir(dir.path().join("2c")).unwrap().collect();
-        assert_eq!(files.len(), 2);
-    }
-
-    #[tokio::test]
-    async fn bad_ids_types_and_sizes_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalAssetStore::new(dir.path()).unwrap().with_max_bytes(4);
-        assert!(matches!(store.get("../../etc/passwd").await, Err(AssetError::InvalidId(_))));
-        assert!(matches!(store.get(&"0".repeat(64)).await, Err(AssetError::NotFound(_))));
-        assert!(matches!(store.put(vec![0; 5], "image/png").await, Err(AssetError::TooLarge { .. })));
-        assert!(matches!(
-            store.put(vec![0; 2], "image/png\r\nX: y").await,
-            Err(AssetError::InvalidContentType(_))
-        ));
-        store.put(vec![1], "image/png").await.unwrap();
-        assert!(matches!(
-            store.put(vec![1], "text/plain").await,
-            Err(AssetError::ContentTypeConflict { .. })
-        ));
+        let (data_path, type_path) = Self::paths(id);
+        let content_type =
+            self.content_type_of(&type_path).await?.ok_or_else(|| AssetError::NotFound(id.to_owned()))?;
+        let result = match self.store.get(&data_path).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Err(AssetError::NotFound(id.to_owned())),
+            Err(error) => return Err(error.into()),
+        };
+        if result.meta.size > self.max_bytes {
+            return Err(AssetError::TooLarge { size: result.meta.size, max: self.max_bytes });
+        }
+        let bytes = result.bytes().await?.to_vec();
+        let reference = AssetRef {
+            id: id.to_owned(),
+            content_hash: id.to_owned(),
+            content_type,
+            size: bytes.len() as u64,
+        };
+        Ok(Asset { reference, bytes })
     }
 }

@@ -124,10 +124,14 @@ pub fn write_canonical(value: &Value, out: &mut Vec<u8>) {
 }
 
 /// Where cached outputs live. Entries are references (asset ids, short text), so they are small.
+///
+/// Entries live in a `scope` (the server uses the user whose run produced them): a cache hit
+/// hands out the earlier outputs for free, and one user must not get another's paid results,
+/// or learn what they generated, by building the same graph.
 #[async_trait]
 pub trait Cache: Send + Sync {
-    async fn get(&self, key: &CacheKey) -> Option<Outputs>;
-    async fn put(&self, key: &CacheKey, outputs: &Outputs);
+    async fn get(&self, scope: &str, key: &CacheKey) -> Option<Outputs>;
+    async fn put(&self, scope: &str, key: &CacheKey, outputs: &Outputs);
 }
 
 /// An in-process cache holding at most `capacity` entries, evicting the oldest inserted.
@@ -138,8 +142,8 @@ pub struct MemoryCache {
 
 #[derive(Default)]
 struct MemoryInner {
-    entries: HashMap<CacheKey, Outputs>,
-    order: VecDeque<CacheKey>,
+    entries: HashMap<(String, CacheKey), Outputs>,
+    order: VecDeque<(String, CacheKey)>,
 }
 
 impl MemoryCache {
@@ -170,14 +174,15 @@ impl Default for MemoryCache {
 
 #[async_trait]
 impl Cache for MemoryCache {
-    async fn get(&self, key: &CacheKey) -> Option<Outputs> {
-        self.lock().entries.get(key).cloned()
+    async fn get(&self, scope: &str, key: &CacheKey) -> Option<Outputs> {
+        self.lock().entries.get(&(scope.to_owned(), key.clone())).cloned()
     }
 
-    async fn put(&self, key: &CacheKey, outputs: &Outputs) {
+    async fn put(&self, scope: &str, key: &CacheKey, outputs: &Outputs) {
         let mut inner = self.lock();
-        if inner.entries.insert(key.clone(), outputs.clone()).is_none() {
-            inner.order.push_back(key.clone());
+        let entry = (scope.to_owned(), key.clone());
+        if inner.entries.insert(entry.clone(), outputs.clone()).is_none() {
+            inner.order.push_back(entry);
         }
         while inner.entries.len() > self.capacity {
             let Some(oldest) = inner.order.pop_front() else { break };
@@ -231,10 +236,11 @@ mod tests {
         let cache = MemoryCache::new(2);
         let out = |t: &str| Outputs::from([("text".into(), OutputValue::text(t))]);
         for (k, v) in [("1", "a"), ("2", "b"), ("3", "c")] {
-            cache.put(&CacheKey(k.into()), &out(v)).await;
+            cache.put("", &CacheKey(k.into()), &out(v)).await;
         }
         assert_eq!(cache.len(), 2);
-        assert_eq!(cache.get(&CacheKey("1".into())).await, None);
-        assert_eq!(cache.get(&CacheKey("3".into())).await, Some(out("c")));
+        assert_eq!(cache.get("", &CacheKey("1".into())).await, None);
+        assert_eq!(cache.get("", &CacheKey("3".into())).await, Some(out("c")));
+        assert_eq!(cache.get("someone else", &CacheKey("3".into())).await, None, "scopes are apart");
     }
 }

@@ -331,17 +331,19 @@ impl Engine {
         observer: &dyn RunObserver,
         cancel: &CancellationToken,
     ) -> RunSummary {
-        self.resume(run_id, plan, &BTreeMap::new(), observer, cancel).await
+        self.resume(run_id, "", plan, &BTreeMap::new(), observer, cancel).await
     }
 
     /// Like [`run`](Self::run), for a run an earlier attempt (a worker that died) already
     /// started: nodes that `finished` says succeeded, were cached or failed keep that outcome
     /// and are not run again (their outputs feed their dependents as before); they get no
     /// `queued` event, only their final state once more, so an observer that missed it
-    /// catches up. Every other node runs as usual.
+    /// catches up. Every other node runs as usual. Cache entries are looked up and stored in
+    /// `cache_scope` (see [`Cache`]); [`run`](Self::run) uses the empty scope.
     pub async fn resume(
         &self,
         run_id: &str,
+        cache_scope: &str,
         plan: &ExecutionPlan,
         finished: &BTreeMap<String, NodeOutcome>,
         observer: &dyn RunObserver,
@@ -395,14 +397,20 @@ impl Engine {
                         (Some(outcome), _) => Finish::Earlier(outcome),
                         // A runner that panics fails its node, not the whole run (and not the
                         // server task driving it).
-                        (None, Ok(inputs)) => {
-                            AssertUnwindSafe(self.execute(run_id, node, &inputs, key, observer, node_cancel))
-                                .catch_unwind()
-                                .await
-                                .unwrap_or_else(|_| {
-                                    Finish::Failed("internal error: the node's runner panicked".into())
-                                })
-                        }
+                        (None, Ok(inputs)) => AssertUnwindSafe(self.execute(
+                            run_id,
+                            cache_scope,
+                            node,
+                            &inputs,
+                            key,
+                            observer,
+                            node_cancel,
+                        ))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| {
+                            Finish::Failed("internal error: the node's runner panicked".into())
+                        }),
                         (None, Err(e)) => Finish::Failed(e.to_string()),
                     };
                     (node, finish)
@@ -532,9 +540,11 @@ impl Engine {
         Some(node_key(self.catalog.version(), node_type, &node.params, &inputs))
     }
 
+    #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
     async fn execute(
         &self,
         run_id: &str,
+        cache_scope: &str,
         node: &PlannedNode,
         inputs: &BTreeMap<String, OutputValue>,
         key: Option<CacheKey>,
@@ -545,7 +555,7 @@ impl Engine {
             return Finish::Failed(format!("node type {} is not in the catalog", node.node_type));
         };
         if let Some(key) = &key
-            && let Some(outputs) = self.cache.get(key).await
+            && let Some(outputs) = self.cache.get(cache_scope, key).await
             && check_outputs(node_type, &outputs).is_ok()
         {
             return Finish::Cached(outputs);
@@ -591,7 +601,7 @@ impl Engine {
                 Err(e) => Finish::Failed(e),
                 Ok(()) => {
                     if let Some(key) = &key {
-                        self.cache.put(key, &outputs).await;
+                        self.cache.put(cache_scope, key, &outputs).await;
                     }
                     Finish::Ran(outputs)
                 }

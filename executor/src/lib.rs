@@ -12,11 +12,17 @@
 //!   [`cache`], and a [`RunObserver`] that sees every state change.
 //! - [`builtins`]: the local tools (image operations with the `image` crate, a procedural
 //!   `dev` image generator); providers plug in through [`NodeRunner`].
-//! - [`assets`]: where images go ([`LocalAssetStore`], content-addressed).
+//! - [`assets`]: where images go ([`ObjectAssetStore`], content-addressed).
 //! - [`providers`]: the runners for OpenAI, Replicate, fal.ai and Stability AI models, configured
 //!   from the server's environment ([`ProviderConfig::from_env`], [`register_providers`]).
+//! - [`compose`]: the natural-language builder's planners: a deterministic parser over the
+//!   catalog's names and synonyms, and an OpenAI planner ([`compose::llm`]) in front of it when
+//!   OpenAI has a key, whose plans are checked against the catalog and fall back to the parser.
 //!
-//! Not here yet: the queue and worker process, the runs API, credit holds.
+//! - [`worker`]: executing accepted runs: the queue (in-process, or Redis Streams shared by
+//!   `dojo-worker` processes), leases, resume, per-node states into the room's document. The
+//!   runs API and the credit holds themselves are the server's (`dojo-server`,
+//!   `dojo-accounts`).
 
 pub mod assets;
 pub mod builtins;
@@ -28,8 +34,9 @@ pub mod plan;
 pub mod providers;
 pub mod validate;
 pub mod value;
+pub mod worker;
 
-pub use assets::{Asset, AssetError, AssetStore, LocalAssetStore};
+pub use assets::{Asset, AssetError, AssetStore, ObjectAssetStore};
 pub use cache::{Cache, CacheKey, MemoryCache};
 pub use catalog::{Catalog, CatalogError, LoadedCatalog, NodeType, ProviderName};
 pub use engine::{

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use dojo_executor::builtins::imaging;
 use dojo_executor::{
-    AssetStore, Engine, EngineConfig, ExecutionPlan, GraphLimits, LoadedCatalog, LocalAssetStore,
-    MemoryCache, NodeOutcome, NodeState, OutputValue, RecordingObserver, RunSummary, estimate, validate,
+    AssetStore, Engine, EngineConfig, ExecutionPlan, GraphLimits, LoadedCatalog, MemoryCache, NodeOutcome,
+    NodeState, ObjectAssetStore, OutputValue, RecordingObserver, RunSummary, estimate, validate,
 };
 use dojo_sync_protocol::canvas::{CanvasEdge, CanvasGraph, CanvasNode, Position};
 use serde_json::{Value, json};
@@ -39,7 +39,7 @@ fn catalog() -> LoadedCatalog {
 
 struct Harness {
     _dir: tempfile::TempDir,
-    assets: Arc<LocalAssetStore>,
+    assets: Arc<ObjectAssetStore>,
     cache: Arc<MemoryCache>,
     engine: Engine,
     catalog: LoadedCatalog,
@@ -47,7 +47,7 @@ struct Harness {
 
 fn harness_with(catalog: LoadedCatalog, config: EngineConfig) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let assets = Arc::new(LocalAssetStore::new(dir.path()).unwrap());
+    let assets = Arc::new(ObjectAssetStore::local(dir.path()).unwrap());
     let cache = Arc::new(MemoryCache::default());
     let engine = Engine::new(Arc::new(catalog.clone()), assets.clone(), cache.clone()).with_config(config);
     Harness { _dir: dir, assets, cache, engine, catalog }
@@ -461,7 +461,7 @@ async fn resuming_keeps_finished_nodes_and_runs_only_the_rest() {
     // there) resumes it.
     let second = Engine::new(Arc::new(catalog()), first.assets.clone(), Arc::new(MemoryCache::default()));
     let observer = RecordingObserver::default();
-    let summary = second.resume("run-1", &plan, &finished, &observer, &CancellationToken::new()).await;
+    let summary = second.resume("run-1", "", &plan, &finished, &observer, &CancellationToken::new()).await;
 
     assert!(summary.succeeded(), "{summary:?}");
     for id in ["prompt", "gen"] {

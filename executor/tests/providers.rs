@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use dojo_executor::builtins::imaging;
 use dojo_executor::catalog::BUILTIN_CATALOG_JSON;
 use dojo_executor::{
-    AssetStore, Engine, ExecutionPlan, GraphLimits, LoadedCatalog, LocalAssetStore, MemoryCache, NodeOutcome,
-    NodeState, OutputValue, ProviderConfig, RecordingObserver, RetryPolicy, RunSummary, register_providers,
-    validate,
+    AssetStore, Engine, ExecutionPlan, GraphLimits, LoadedCatalog, MemoryCache, NodeOutcome, NodeState,
+    ObjectAssetStore, OutputValue, ProviderConfig, RecordingObserver, RetryPolicy, RunSummary,
+    register_providers, validate,
 };
 use dojo_sync_protocol::canvas::{CanvasEdge, CanvasGraph, CanvasNode, Position};
 use image::{DynamicImage, ImageFormat, Rgba, RgbaImage};
@@ -81,7 +81,7 @@ fn test_config(server: &MockServer) -> ProviderConfig {
 struct Harness {
     _dir: tempfile::TempDir,
     server: MockServer,
-    assets: Arc<LocalAssetStore>,
+    assets: Arc<ObjectAssetStore>,
     engine: Engine,
     catalog: LoadedCatalog,
 }
@@ -96,7 +96,7 @@ impl Harness {
         let mut config = test_config(&server);
         tweak(&mut config);
         let dir = tempfile::tempdir().expect("tempdir");
-        let assets = Arc::new(LocalAssetStore::new(dir.path()).expect("asset store"));
+        let assets = Arc::new(ObjectAssetStore::local(dir.path()).expect("asset store"));
         let engine = Engine::new(Arc::new(catalog.clone()), assets.clone(), Arc::new(MemoryCache::default()));
         let engine = register_providers(engine, &config);
         Harness { _dir: dir, server, assets, engine, catalog }
@@ -984,7 +984,7 @@ async fn providers_without_a_key_are_not_registered() {
     let catalog = LoadedCatalog::builtin().expect("catalog").clone();
     let engine = Engine::new(
         Arc::new(catalog.clone()),
-        Arc::new(LocalAssetStore::new(dir.path()).expect("assets")),
+        Arc::new(ObjectAssetStore::local(dir.path()).expect("assets")),
         Arc::new(MemoryCache::default()),
     );
     let engine = register_providers(engine, &config);

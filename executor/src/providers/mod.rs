@@ -15,7 +15,7 @@
 //! [`AssetStore`]: crate::assets::AssetStore
 
 mod fal;
-mod http;
+pub(crate) mod http;
 mod media;
 mod openai;
 mod replicate;
@@ -224,7 +224,7 @@ impl ProviderConfig {
     }
 }
 
-fn check_base_url(url: &str) -> Result<Url, ()> {
+pub(crate) fn check_base_url(url: &str) -> Result<Url, ()> {
     let parsed = Url::parse(url).map_err(|_| ())?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(());

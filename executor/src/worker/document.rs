@@ -1,0 +1,67 @@
+//! The seam between a run and its room's document: where node states and run summaries go.
+//!
+//! Two implementations: inside `dojo-server` the room actor itself (`RoomWriter`), and in a
+//! `dojo-worker` process a WebSocket connection to the room ([`super::room_client`]). Both
+//! return from a write only once the room has stored it, so whatever a collaborator saw of a
+//! run survives a crash like any other edit.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dojo_accounts::Run;
+use dojo_sync_protocol::canvas::{SchemaError, write_run_summary};
+use serde_json::json;
+use yrs::TransactionMut;
+
+/// A change to the document, made in one transaction. It may be made more than once (after a
+/// reconnect or a reload of the writer's replica), so it must describe the desired state,
+/// never a delta.
+pub type Edit<'a> = &'a (dyn Fn(&mut TransactionMut<'_>) -> Result<(), SchemaError> + Send + Sync);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    #[error("the room is not available: {0}")]
+    Unavailable(String),
+    #[error("the room's document does not load: {0}")]
+    BadDocument(String),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("the room refused the change: {0}")]
+    Refused(String),
+}
+
+/// One room's document, open for a run.
+#[async_trait]
+pub trait RoomDocument: Send + Sync {
+    /// Makes `edit` and returns once the room stored it.
+    async fn write(&self, edit: Edit<'_>) -> Result<(), DocumentError>;
+}
+
+/// Opens rooms' documents by room name.
+#[async_trait]
+pub trait RoomDocuments: Send + Sync {
+    async fn open(&self, room: &str) -> Result<Arc<dyn RoomDocument>, DocumentError>;
+}
+
+/// The run's summary as the document's `runs` map holds it.
+pub fn run_summary_json(run: &Run, nodes: &[String]) -> serde_json::Value {
+    json!({
+        "id": run.id,
+        "status": run.status.as_str(),
+        "estimate": run.estimate,
+        "charged": run.charged,
+        "createdAt": run.created_at,
+        "finishedAt": run.finished_at,
+        "userId": run.user_id,
+        "nodes": nodes,
+    })
+}
+
+/// Writes the run's summary; a failure is logged, not returned: the database holds the truth
+/// and the next summary write repairs the document.
+pub async fn write_summary(document: &dyn RoomDocument, run: &Run, nodes: &[String]) {
+    let summary = run_summary_json(run, nodes);
+    if let Err(error) = document.write(&|txn| write_run_summary(txn, &run.id, &summary)).await {
+        tracing::warn!(run = %run.id, %error, "could not write a run summary into the room");
+    }
+}

@@ -1,0 +1,300 @@
+//! Executing one run: claim it, run its plan with the engine, report every node through the
+//! [`DocumentObserver`], finish it. The same code runs inside `dojo-server` (in-process queue)
+//! and in `dojo-worker` processes (Redis Streams); only the [`RoomDocuments`] differ.
+//!
+//! Exactly-once where it matters: a run executes under a lease in the database, so two
+//! workers never execute it at once; a resumed run (its worker died) keeps the outcome of
+//! every node that had finished, so those are neither run nor charged again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use dojo_accounts::{AccountError, Claim, Run, RunNode, RunStatus, RunStore};
+use dojo_sync_protocol::canvas::CanvasGraph;
+use tokio_util::sync::CancellationToken;
+
+use super::document::{DocumentError, RoomDocuments, write_summary};
+use super::observer::DocumentObserver;
+use crate::catalog::LoadedCatalog;
+use crate::engine::{Engine, NodeOutcome};
+use crate::validate::{GraphLimits, validate};
+use crate::value::Outputs;
+
+#[derive(Debug, Clone)]
+pub struct DriverSettings {
+    /// How long a claim lasts without renewal; renewed every third of it.
+    pub lease: Duration,
+    /// Runs of one user executing at once, across every worker (0: no limit).
+    pub runs_per_user: u32,
+    /// How often a running run checks whether someone asked to cancel it.
+    pub cancel_poll: Duration,
+    /// Claims after which a run that keeps failing to start (its room never opens) is failed.
+    pub max_attempts: i64,
+}
+
+impl Default for DriverSettings {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(30),
+            runs_per_user: 2,
+            cancel_poll: Duration::from_secs(1),
+            max_attempts: 10,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Accounts(#[from] AccountError),
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+}
+
+/// What became of a run handed to [`RunDriver::execute`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Execution {
+    /// This worker finished it.
+    Finished(RunStatus),
+    /// Final already, or unknown: nothing to do, ever.
+    Gone,
+    /// Another live worker holds it.
+    Leased,
+    /// Its user is at their limit: try again later.
+    UserBusy,
+    /// This worker stopped executing it (the process is stopping, or another worker took the
+    /// lease over): whoever holds it next resumes it.
+    Released,
+}
+
+impl Execution {
+    /// Whether the queue entry that brought the run can go: nobody will need it again.
+    pub fn is_settled(self) -> bool {
+        matches!(self, Execution::Finished(_) | Execution::Gone)
+    }
+}
+
+pub struct RunDriver {
+    engine: Engine,
+    runs: Arc<dyn RunStore>,
+    documents: Arc<dyn RoomDocuments>,
+    worker_id: String,
+    settings: DriverSettings,
+    /// Cancellation of the runs this process executes, by run id.
+    active: DashMap<String, CancellationToken>,
+}
+
+impl RunDriver {
+    pub fn new(
+        engine: Engine,
+        runs: Arc<dyn RunStore>,
+        documents: Arc<dyn RoomDocuments>,
+        worker_id: String,
+        settings: DriverSettings,
+    ) -> Self {
+        Self { engine, runs, documents, worker_id, settings, active: DashMap::new() }
+    }
+
+    pub fn catalog(&self) -> &LoadedCatalog {
+        self.engine.catalog()
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    pub fn runs(&self) -> &Arc<dyn RunStore> {
+        &self.runs
+    }
+
+    /// Whether this process executes the run right now.
+    pub fn is_active(&self, run_id: &str) -> bool {
+        self.active.contains_key(run_id)
+    }
+
+    /// Stops the run at once if this process executes it (others notice the request within
+    /// [`DriverSettings::cancel_poll`]).
+    pub fn cancel_local(&self, run_id: &str) {
+        if let Some(token) = self.active.get(run_id) {
+            token.cancel();
+        }
+    }
+
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX).max(1)
+    }
+
+    /// Claims and executes the run. `shutdown` stops it at once (it is [`Execution::Released`]
+    /// and resumed by the next worker).
+    pub async fn execute(
+        &self,
+        run_id: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<Execution, DriverError> {
+        let limit = (self.settings.runs_per_user > 0).then_some(self.settings.runs_per_user);
+        let run = match self.runs.claim_run(run_id, &self.worker_id, self.lease_ms(), limit).await? {
+            Claim::Claimed(run) => *run,
+            Claim::Gone => return Ok(Execution::Gone),
+            Claim::Leased => return Ok(Execution::Leased),
+            Claim::UserBusy => return Ok(Execution::UserBusy),
+        };
+        let cancel = CancellationToken::new();
+        self.active.insert(run.id.clone(), cancel.clone());
+        let outcome = self.drive(&run, &cancel, shutdown).await;
+        self.active.remove(&run.id);
+        outcome
+    }
+
+    async fn drive(
+        &self,
+        run: &Run,
+        cancel: &CancellationToken,
+        shutdown: &CancellationToken,
+    ) -> Result<Execution, DriverError> {
+        if run.cancel_requested {
+            cancel.cancel();
+        }
+        let document = match self.documents.open(&run.room).await {
+            Ok(document) => document,
+            Err(error) if run.attempts >= self.settings.max_attempts => {
+                let message = format!("gave up after {} attempts to open the room: {error}", run.attempts);
+                self.runs.finish_run(&run.id, RunStatus::Failed, Some(&message)).await?;
+                tracing::error!(run = %run.id, %error, "failed a run whose room never opened");
+                return Ok(Execution::Finished(RunStatus::Failed));
+            }
+            // The lease runs out and another attempt (this worker or another) tries again.
+            Err(error) => return Err(error.into()),
+        };
+        let plan = match self.plan(run) {
+            Ok(plan) => plan,
+            Err(message) => {
+                // Unreadable, or no longer valid against this worker's catalog (a new version).
+                let finished = self.runs.finish_run(&run.id, RunStatus::Failed, Some(&message)).await?;
+                write_summary(document.as_ref(), &finished, &[]).await;
+                return Ok(Execution::Finished(RunStatus::Failed));
+            }
+        };
+        let node_ids: Vec<String> = plan.order().map(|n| n.id.clone()).collect();
+        let finished_before = earlier_outcomes(&self.runs.run_nodes(&run.id).await?);
+        write_summary(document.as_ref(), &Run { status: RunStatus::Running, ..run.clone() }, &node_ids).await;
+
+        let lost_lease = CancellationToken::new();
+        let observer = DocumentObserver {
+            runs: self.runs.clone(),
+            document: document.clone(),
+            run_id: run.id.clone(),
+            user_id: run.user_id.clone(),
+            room: run.room.clone(),
+            muted: lost_lease.clone(),
+        };
+        let keeper = tokio::spawn(keep_lease(
+            self.runs.clone(),
+            run.id.clone(),
+            self.worker_id.clone(),
+            self.settings.clone(),
+            cancel.clone(),
+            lost_lease.clone(),
+        ));
+        let stop_on_shutdown = {
+            let (cancel, shutdown, lost) = (cancel.clone(), shutdown.clone(), lost_lease.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = shutdown.cancelled() => { lost.cancel(); cancel.cancel(); }
+                    () = cancel.cancelled() => {}
+                }
+            })
+        };
+        let summary =
+            self.engine.resume(&run.id, &run.user_id, &plan, &finished_before, &observer, cancel).await;
+        keeper.abort();
+        stop_on_shutdown.abort();
+        if lost_lease.is_cancelled() {
+            tracing::info!(run = %run.id, "stopped executing a run this worker no longer holds");
+            return Ok(Execution::Released);
+        }
+        let requested = self.runs.run(&run.id).await?.is_some_and(|r| r.cancel_requested);
+        let status = if cancel.is_cancelled() && requested {
+            RunStatus::Cancelled
+        } else if summary.succeeded() {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Failed
+        };
+        let finished = self.runs.finish_run(&run.id, status, None).await?;
+        write_summary(document.as_ref(), &finished, &node_ids).await;
+        tracing::info!(run = %run.id, status = status.as_str(), charged = finished.charged, "run finished");
+        Ok(Execution::Finished(status))
+    }
+
+    /// The run's plan, from the graph and targets stored when it was accepted.
+    fn plan(&self, run: &Run) -> Result<crate::ExecutionPlan, String> {
+        let graph: CanvasGraph =
+            serde_json::from_str(&run.graph).map_err(|e| format!("the stored graph is unreadable: {e}"))?;
+        let targets: Option<Vec<String>> = match &run.targets {
+            None => None,
+            Some(json) => Some(
+                serde_json::from_str(json).map_err(|e| format!("the stored targets are unreadable: {e}"))?,
+            ),
+        };
+        let target_refs: Option<Vec<&str>> = targets.as_ref().map(|t| t.iter().map(String::as_str).collect());
+        validate(self.catalog(), &graph, target_refs.as_deref(), &GraphLimits::default()).map_err(|errors| {
+            format!("the graph is no longer valid: {}", serde_json::to_string(&errors).unwrap_or_default())
+        })
+    }
+}
+
+/// Renews the run's lease until aborted; cancels the run when the lease is lost (another
+/// worker took over) or cancellation was requested through another process.
+async fn keep_lease(
+    runs: Arc<dyn RunStore>,
+    run_id: String,
+    worker: String,
+    settings: DriverSettings,
+    cancel: CancellationToken,
+    lost: CancellationToken,
+) {
+    let lease_ms = i64::try_from(settings.lease.as_millis()).unwrap_or(i64::MAX).max(1);
+    let renew_every = (settings.lease / 3).max(Duration::from_millis(100));
+    let poll = settings.cancel_poll.clamp(Duration::from_millis(50), renew_every);
+    let mut next_renewal = tokio::time::Instant::now() + renew_every;
+    loop {
+        tokio::time::sleep(poll).await;
+        if tokio::time::Instant::now() >= next_renewal {
+            next_renewal += renew_every;
+            match runs.renew_lease(&run_id, &worker, lease_ms).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    lost.cancel();
+                    cancel.cancel();
+                    return;
+                }
+                Err(error) => tracing::warn!(run = %run_id, %error, "could not renew a run lease"),
+            }
+        }
+        if let Ok(Some(run)) = runs.run(&run_id).await
+            && run.cancel_requested
+        {
+            cancel.cancel();
+        }
+    }
+}
+
+/// What an earlier attempt of the run finished, as the engine's outcomes.
+fn earlier_outcomes(nodes: &[RunNode]) -> BTreeMap<String, NodeOutcome> {
+    let mut out = BTreeMap::new();
+    for node in nodes {
+        let outputs = || -> Option<Outputs> { serde_json::from_str(node.outputs.as_deref()?).ok() };
+        let outcome = match node.state.as_str() {
+            "succeeded" => outputs().map(|outputs| NodeOutcome::Succeeded { outputs }),
+            "cached" => outputs().map(|outputs| NodeOutcome::Cached { outputs }),
+            "failed" => Some(NodeOutcome::Failed { error: node.error.clone().unwrap_or_default() }),
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            out.insert(node.node_id.clone(), outcome);
+        }
+    }
+    out
+}

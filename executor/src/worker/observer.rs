@@ -1,0 +1,158 @@
+//! Turns the engine's per-node events into stored state, money and document changes.
+//!
+//! Order per final event: the database first (the node's state, outputs and its credit hold
+//! captured or released, in one transaction), then the document. A crash between the two
+//! leaves the document behind, never the money; a resumed run reports the node again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dojo_accounts::{AssetLink, AssetRecord, NodeSettlement, RunStore};
+use dojo_sync_protocol::canvas::{NodeResult, NodeStatus, write_node_result};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::document::RoomDocument;
+use super::now_millis;
+use crate::engine::{NodeState, RunEvent, RunObserver};
+use crate::value::{OutputValue, Outputs};
+
+/// Attempts for a database write of a final state before giving up (the hold then expires and
+/// is released by the sweeper: the user is not charged for work whose end was not recorded).
+const SETTLE_ATTEMPTS: u32 = 3;
+
+pub struct DocumentObserver {
+    pub runs: Arc<dyn RunStore>,
+    pub document: Arc<dyn RoomDocument>,
+    pub run_id: String,
+    pub user_id: String,
+    pub room: String,
+    /// Cancelled when this worker no longer owns the run (lease lost, process stopping): what
+    /// the engine reports afterwards (its nodes "cancelled") is not the run's truth, and
+    /// another worker will resume it.
+    pub muted: CancellationToken,
+}
+
+#[async_trait]
+impl RunObserver for DocumentObserver {
+    async fn on_event(&self, event: RunEvent) {
+        if self.muted.is_cancelled() {
+            return;
+        }
+        let node = event.node_id.as_str();
+        let (status, progress, outputs, error, settlement) = match &event.state {
+            NodeState::Queued => (NodeStatus::Queued, 0.0, None, None, None),
+            NodeState::Running { progress } => {
+                if *progress == 0
+                    && let Err(error) = self.runs.mark_node(&self.run_id, node, "running").await
+                {
+                    tracing::warn!(run = %self.run_id, node, %error, "could not record a node start");
+                }
+                (NodeStatus::Running, f64::from(*progress), None, None, None)
+            }
+            NodeState::Succeeded { outputs } => {
+                self.record_assets(node, outputs).await;
+                (NodeStatus::Succeeded, 100.0, Some(outputs), None, Some(true))
+            }
+            NodeState::Cached { outputs } => {
+                // Possibly produced for another room of the same user: the people of this one
+                // may download it now too.
+                self.record_assets(node, outputs).await;
+                (NodeStatus::Cached, 100.0, Some(outputs), None, Some(false))
+            }
+            NodeState::Failed { error } => (NodeStatus::Failed, 0.0, None, Some(error.clone()), Some(false)),
+            NodeState::Cancelled => (NodeStatus::Cancelled, 0.0, None, None, Some(false)),
+            NodeState::Skipped { because } => (
+                NodeStatus::Skipped,
+                0.0,
+                None,
+                Some(format!("not run: {because}, which it depends on, failed")),
+                Some(false),
+            ),
+        };
+        if let Some(capture) = settlement {
+            self.settle(node, &event.state, outputs, error.clone(), capture).await;
+        }
+        let result = NodeResult {
+            status,
+            progress,
+            outputs: outputs.map(document_outputs).unwrap_or_default(),
+            error,
+            errors: Vec::new(),
+            run_id: Some(self.run_id.clone()),
+            updated_at: now_millis().max(0).unsigned_abs(),
+        };
+        if let Err(error) = self.document.write(&|txn| write_node_result(txn, node, &result)).await {
+            tracing::warn!(run = %self.run_id, node, %error, "could not write a node state into the room");
+        }
+    }
+}
+
+impl DocumentObserver {
+    async fn settle(
+        &self,
+        node: &str,
+        state: &NodeState,
+        outputs: Option<&Outputs>,
+        error: Option<String>,
+        capture: bool,
+    ) {
+        let settlement = NodeSettlement {
+            state: state.name().to_owned(),
+            outputs: outputs.and_then(|o| serde_json::to_string(o).ok()),
+            error,
+            capture,
+        };
+        for attempt in 1..=SETTLE_ATTEMPTS {
+            match self.runs.settle_node(&self.run_id, node, settlement.clone()).await {
+                Ok(_) => return,
+                Err(error) if attempt == SETTLE_ATTEMPTS => {
+                    tracing::error!(run = %self.run_id, node, %error, "could not record a node's end; its hold will expire");
+                }
+                Err(error) => {
+                    tracing::warn!(run = %self.run_id, node, %error, attempt, "recording a node's end failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+            }
+        }
+    }
+
+    /// Links the node's outputs to this room and user, so the people of the room may download
+    /// them.
+    async fn record_assets(&self, node: &str, outputs: &Outputs) {
+        for value in outputs.values() {
+            let Some(asset) = value.as_asset() else { continue };
+            let record = AssetRecord {
+                id: asset.id.clone(),
+                content_type: asset.content_type.clone(),
+                size: i64::try_from(asset.size).unwrap_or(i64::MAX),
+                created_at: now_millis(),
+            };
+            let link = AssetLink {
+                owner_id: self.user_id.clone(),
+                room: Some(self.room.clone()),
+                run_id: Some(self.run_id.clone()),
+                node_id: Some(node.to_owned()),
+            };
+            if let Err(error) = self.runs.record_asset(&record, &link).await {
+                tracing::warn!(run = %self.run_id, node, %error, "could not record an output asset");
+            }
+        }
+    }
+}
+
+/// Outputs as the document holds them: each value as the executor describes it, assets with
+/// the URL to fetch them from.
+pub fn document_outputs(outputs: &Outputs) -> BTreeMap<String, Value> {
+    outputs
+        .iter()
+        .map(|(name, value)| {
+            let mut json = serde_json::to_value(value).unwrap_or(Value::Null);
+            if let (OutputValue::Asset { asset }, Value::Object(map)) = (value, &mut json) {
+                map.insert("url".into(), Value::String(format!("/assets/{}", asset.id)));
+            }
+            (name.clone(), json)
+        })
+        .collect()
+}
