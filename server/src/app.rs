@@ -64,7 +64,7 @@ struct Inner {
 }
 
 impl AppState {
-    pub fn new(
+    pub async fn new(
         config: &Config,
         storage: Storage,
         metrics: Arc<Metrics>,
@@ -94,9 +94,11 @@ impl AppState {
             &config.executor,
             storage.runs,
             rooms.clone(),
+            config.redis_url.as_deref(),
             shutdown.clone(),
             &executor_tasks,
-        )?;
+        )
+        .await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 rooms,

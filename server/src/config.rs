@@ -195,6 +195,12 @@ pub struct ExecutorSettings {
     #[arg(long, env = "DOJO_ASSETS_DIR", default_value = "data/assets")]
     pub assets_dir: std::path::PathBuf,
 
+    /// Assets in an object store instead of the directory: `s3://bucket/prefix` (S3 or an
+    /// S3-compatible service; credentials, region and endpoint from the standard `AWS_*`
+    /// variables, e.g. `AWS_ENDPOINT` for MinIO). Every server and worker must use the same.
+    #[arg(long, env = "DOJO_ASSETS_URL")]
+    pub assets_url: Option<String>,
+
     /// Runs this process executes at once (0: accept runs but leave them to other processes).
     #[arg(long, env = "DOJO_RUN_WORKERS", default_value_t = 2)]
     pub run_workers: usize,
@@ -203,7 +209,8 @@ pub struct ExecutorSettings {
     #[arg(long, env = "DOJO_NODE_CONCURRENCY", default_value_t = 4)]
     pub node_concurrency: usize,
 
-    /// Runs of one user executing at once in this process; more wait in the queue.
+    /// Runs of one user executing at once, counted across every process that executes runs
+    /// (0: no limit); more wait in the queue.
     #[arg(long, env = "DOJO_RUNS_PER_USER", default_value_t = 2)]
     pub runs_per_user: usize,
 
@@ -211,6 +218,31 @@ pub struct ExecutorSettings {
     /// resumed by another after this.
     #[arg(long, env = "DOJO_RUN_LEASE_SECS", default_value_t = 30)]
     pub lease_secs: u64,
+
+    /// With Redis: seconds a run's queue entry may sit idle with a worker before another
+    /// worker takes it over (`XAUTOCLAIM`). Longer than the lease, so the lease has run out by
+    /// then.
+    #[arg(long, env = "DOJO_RUN_VISIBILITY_SECS", default_value_t = 40)]
+    pub visibility_secs: u64,
+
+    /// Days an entry of the node cache is kept.
+    #[arg(long, env = "DOJO_CACHE_DAYS", default_value_t = 30)]
+    pub cache_days: u64,
+
+    /// Provider keys and endpoints; `None`: read from the environment at start-up
+    /// (`OPENAI_API_KEY`, `REPLICATE_API_TOKEN`…, see docs/executor.md). Tests set it.
+    #[arg(skip)]
+    pub providers: Option<dojo_executor::ProviderConfig>,
+
+    /// The OpenAI model the natural-language builder (`POST /api/rooms/{room}/compose`) plans
+    /// with; it must support Structured Outputs. Used only when `OPENAI_API_KEY` is set: without
+    /// it (and whenever the model fails) the deterministic parser plans.
+    #[arg(long, env = "DOJO_COMPOSE_MODEL", default_value = dojo_executor::compose::llm::DEFAULT_MODEL)]
+    pub compose_model: String,
+
+    /// Seconds the builder waits for the model's plan before the parser plans instead.
+    #[arg(long, env = "DOJO_COMPOSE_TIMEOUT_SECS", default_value_t = 20)]
+    pub compose_timeout_secs: u64,
 
     /// Largest asset upload, in bytes.
     #[arg(long, env = "DOJO_MAX_UPLOAD_BYTES", default_value_t = 20 * 1024 * 1024)]
@@ -354,6 +386,8 @@ mod tests {
         assert_eq!(config.addr, "127.0.0.1:8787".parse().unwrap());
         assert_eq!(config.limits.max_frame_bytes, 16 * 1024 * 1024);
         assert_eq!(config.limits.outbound_queue_frames, 1024);
+        assert_eq!(config.executor.compose_model, "gpt-4o-mini");
+        assert_eq!(config.executor.compose_timeout_secs, 20);
     }
 
     #[test]

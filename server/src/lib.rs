@@ -62,6 +62,8 @@ pub enum ServeError {
     Cluster(#[from] cluster::ClusterError),
     #[error("scale-out (REDIS_URL) needs PostgreSQL: an SQLite file belongs to one process")]
     ClusterNeedsPostgres,
+    #[error("runs cannot execute: {0}")]
+    Executor(#[from] execution::StartError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -86,7 +88,7 @@ pub async fn serve(
         }
         None => None,
     };
-    let state = AppState::new(&config, storage, metrics, cluster, shutdown.clone())?;
+    let state = AppState::new(&config, storage, metrics, cluster, shutdown.clone()).await?;
     let app = router(state.clone());
     // axum's graceful shutdown covers plain HTTP only; upgraded sockets watch `shutdown`
     // themselves and are awaited in `drain`.

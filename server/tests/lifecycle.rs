@@ -138,7 +138,8 @@ async fn readiness_turns_503_once_shutdown_has_begun() {
     let storage = dojo_server::Storage::open(&url).await.expect("open the store");
     let shutdown = tokio_util::sync::CancellationToken::new();
     let metrics = std::sync::Arc::new(dojo_server::metrics::Metrics::new());
-    let state = dojo_server::AppState::new(&config, storage, metrics, None, shutdown.clone()).expect("state");
+    let state =
+        dojo_server::AppState::new(&config, storage, metrics, None, shutdown.clone()).await.expect("state");
     let app = dojo_server::router(state);
     let readyz = async |app: &axum::Router| {
         let request = Request::get("/readyz").body(Body::empty()).expect("a request");

@@ -10,9 +10,12 @@ use std::sync::{Arc, Mutex};
 use common::database::{Backend, TestDatabase};
 use common::{TestServer, WAIT};
 use dojo_auth::{Claims, Minter};
+use dojo_executor::ProviderConfig;
 use dojo_sync_protocol::canvas::{self, CanvasEdge, CanvasNode, Position};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use wiremock::matchers::{body_partial_json, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 use yrs::types::ToJson;
 use yrs::{Doc, Map, ReadTxn, Transact};
 
@@ -32,9 +35,16 @@ struct Story {
 
 impl Story {
     async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    async fn start_with(backend: Backend, configure: impl FnOnce(&mut dojo_server::Config)) -> Self {
         let db = TestDatabase::new(backend).await;
-        let server =
-            TestServer::start_on(&db.url, |config| config.auth.jwt_secret = Some(SECRET.into())).await;
+        let server = TestServer::start_on(&db.url, |config| {
+            config.auth.jwt_secret = Some(SECRET.into());
+            configure(config);
+        })
+        .await;
         Self { server, db, http: reqwest::Client::new() }
     }
 
@@ -394,7 +404,10 @@ async fn a_run_beyond_the_balance_is_402_with_balance_and_cost(backend: Backend)
 }
 
 async fn a_description_becomes_connected_nodes_everyone_sees(backend: Backend) {
-    let story = Story::start(backend).await;
+    // No provider keys, whatever the environment holds: the parser plans.
+    let story =
+        Story::start_with(backend, |config| config.executor.providers = Some(ProviderConfig::default()))
+            .await;
     let alice = token("alice");
     story.user_with_credits(&alice, 1).await;
     let room = "canvas-compose";
@@ -409,6 +422,8 @@ async fn a_description_becomes_connected_nodes_everyone_sees(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{composed}");
     assert_eq!(composed["nodes"].as_array().map(Vec::len), Some(3), "{composed}");
     assert_eq!(composed["edges"].as_array().map(Vec::len), Some(2), "{composed}");
+    assert_eq!(composed["planner"], "parser", "{composed}");
+    assert!(composed.get("fallback").is_none(), "no LLM was asked: {composed}");
     watcher
         .wait_doc("the composed chain", WAIT, |doc| {
             canvas::read_graph(&doc.transact()).is_ok_and(|g| {
@@ -426,6 +441,149 @@ async fn a_description_becomes_connected_nodes_everyone_sees(backend: Backend) {
         .call(reqwest::Method::POST, &path, &token("mallory"), Some(json!({"text": "blur"})), None)
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    watcher.close().await;
+    story.server.stop().await;
+}
+
+const OPENAI_KEY: &str = "sk-test-openai";
+
+/// A Chat Completions answer as OpenAI documents it, whose content is `plan` (Structured Outputs).
+fn completion(plan: Value) -> Value {
+    json!({
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 1_735_689_600,
+        "model": "gpt-test-planner",
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": plan.to_string(), "refusal": null},
+            "logprobs": null,
+            "finish_reason": "stop",
+        }],
+        "usage": {"prompt_tokens": 800, "completion_tokens": 60, "total_tokens": 860},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_plans_with_the_llm_when_openai_is_configured() {
+    let openai = MockServer::start().await;
+    // The parser would refuse this text ("no node matches"): only the model can plan it.
+    let wanted = "something dreamy, softened";
+    let plan = json!({
+        "nodes": ["text-prompt", "flux-schnell", "blur"],
+        "edges": [
+            {"source": 0, "source_handle": "text", "target": 1, "target_handle": "prompt"},
+            {"source": 1, "source_handle": "image", "target": 2, "target_handle": "image"},
+        ],
+    });
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(header("authorization", format!("Bearer {OPENAI_KEY}").as_str()))
+        .and(body_partial_json(json!({"model": "gpt-test-planner", "messages": [{"role": "system"}, {"role": "user", "content": wanted}]})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion(plan)))
+        .mount(&openai)
+        .await;
+    // Anything else: OpenAI is down.
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(503))
+        .with_priority(10)
+        .mount(&openai)
+        .await;
+    let uri = openai.uri();
+    let story = Story::start_with(Backend::Sqlite, |config| {
+        let providers = ProviderConfig::from_lookup(|name| match name {
+            "OPENAI_API_KEY" => Some(OPENAI_KEY.to_owned()),
+            "OPENAI_BASE_URL" => Some(uri.clone()),
+            _ => None,
+        })
+        .expect("providers");
+        config.executor.providers = Some(providers);
+        config.executor.compose_model = "gpt-test-planner".into();
+    })
+    .await;
+    let alice = token("alice");
+    story.user_with_credits(&alice, 1).await;
+    let room = "canvas-compose-llm";
+    story.workflow(&alice, room).await;
+    let watcher = dojo_loadtest::SyncClient::connect(&story.server.url_with_token(room, &alice))
+        .await
+        .expect("connect");
+    watcher.wait_synced(WAIT).await.expect("synced");
+    let path = format!("/api/rooms/{room}/compose");
+
+    let (status, composed) =
+        story.call(reqwest::Method::POST, &path, &alice, Some(json!({"text": wanted})), None).await;
+    assert_eq!(status, StatusCode::OK, "{composed}");
+    assert_eq!(composed["planner"], "llm", "{composed}");
+    assert!(composed.get("fallback").is_none(), "{composed}");
+    let ids: Vec<String> = composed["nodes"]
+        .as_array()
+        .expect("node ids")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(ids.len(), 3, "{composed}");
+    assert_eq!(composed["edges"].as_array().map(Vec::len), Some(2), "{composed}");
+    // The second client in the room sees the model's nodes, wired as it planned.
+    watcher
+        .wait_doc("the model's plan", WAIT, |doc| {
+            canvas::read_graph(&doc.transact()).is_ok_and(|g| {
+                let type_of = |id: &str| g.nodes.iter().find(|n| n.id == id).map(|n| n.node_type.as_str());
+                let wired = |s: &str, sh: &str, t: &str, th: &str| {
+                    g.edges.iter().any(|e| {
+                        e.source == s
+                            && e.source_handle.as_deref() == Some(sh)
+                            && e.target == t
+                            && e.target_handle.as_deref() == Some(th)
+                    })
+                };
+                type_of(&ids[0]) == Some("text-prompt")
+                    && type_of(&ids[1]) == Some("flux-schnell")
+                    && type_of(&ids[2]) == Some("blur")
+                    && wired(&ids[0], "text", &ids[1], "prompt")
+                    && wired(&ids[1], "image", &ids[2], "image")
+            })
+        })
+        .await
+        .expect("the watcher sees the model's nodes and wires");
+
+    // OpenAI failing is not the request failing: the parser plans, and the answer says why.
+    let (status, composed) = story
+        .call(
+            reqwest::Method::POST,
+            &path,
+            &alice,
+            Some(json!({"text": "prompt, dev image, then blur"})),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{composed}");
+    assert_eq!(composed["planner"], "parser", "{composed}");
+    assert_eq!(composed["fallback"], "OpenAI answered HTTP 503", "{composed}");
+    assert_eq!(composed["nodes"].as_array().map(Vec::len), Some(3), "{composed}");
+    watcher
+        .wait_doc("the parser's chain too", WAIT, |doc| {
+            canvas::read_graph(&doc.transact()).is_ok_and(|g| g.nodes.len() == 6 && g.edges.len() == 4)
+        })
+        .await
+        .expect("the watcher sees the parser's nodes as well");
+    assert_eq!(openai.received_requests().await.map(|r| r.len()), Some(2));
+    // The answer's two new fields are documented.
+    let spec: Value = story
+        .http
+        .get(story.server.http("/api/openapi.json"))
+        .send()
+        .await
+        .expect("spec")
+        .json()
+        .await
+        .expect("json");
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(schemas["PlannerName"]["enum"], json!(["llm", "parser"]), "{schemas}");
+    let required = schemas["Composed"]["required"].as_array().cloned().unwrap_or_default();
+    assert!(required.contains(&json!("planner")) && !required.contains(&json!("fallback")), "{required:?}");
+    assert!(schemas["Composed"]["properties"]["fallback"].is_object(), "{schemas}");
     watcher.close().await;
     story.server.stop().await;
 }

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use dojo_executor::worker::DocumentError;
 use dojo_sync_protocol::canvas::SchemaError;
 use dojo_sync_protocol::update::apply_client_update;
 use tokio::sync::{Mutex, oneshot};
@@ -115,4 +116,34 @@ async fn load(rooms: &Rooms, room: &RoomName) -> Result<Doc, WriteError> {
 /// not worth a store write.
 fn is_empty_update(update: &[u8]) -> bool {
     update == [0, 0]
+}
+
+#[async_trait::async_trait]
+impl dojo_executor::worker::RoomDocument for RoomWriter {
+    async fn write(&self, edit: dojo_executor::worker::Edit<'_>) -> Result<(), DocumentError> {
+        RoomWriter::write(self, edit).await.map_err(|error| match error {
+            WriteError::Unavailable(reason) => DocumentError::Unavailable(reason),
+            WriteError::BadDocument(reason) => DocumentError::BadDocument(reason),
+            WriteError::Schema(error) => DocumentError::Schema(error),
+            WriteError::Refused(error) => DocumentError::Refused(error.to_string()),
+        })
+    }
+}
+
+/// The rooms of this process, for runs it executes itself: writes go straight to the room
+/// actor, which stores them before broadcasting.
+pub struct LocalRooms {
+    pub rooms: Arc<Rooms>,
+}
+
+#[async_trait::async_trait]
+impl dojo_executor::worker::RoomDocuments for LocalRooms {
+    async fn open(&self, room: &str) -> Result<Arc<dyn dojo_executor::worker::RoomDocument>, DocumentError> {
+        let room = RoomName::parse(room).map_err(|e| DocumentError::Unavailable(e.to_string()))?;
+        let writer = RoomWriter::open(self.rooms.clone(), room).await.map_err(|error| match error {
+            WriteError::BadDocument(reason) => DocumentError::BadDocument(reason),
+            other => DocumentError::Unavailable(other.to_string()),
+        })?;
+        Ok(Arc::new(writer))
+    }
 }

@@ -4,6 +4,10 @@
 
 pub mod database;
 pub mod process;
+pub mod redis;
+pub mod replicate;
+pub mod runs;
+pub mod worker;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -22,41 +22,23 @@ impl ServerProcess {
     /// Starts the binary on an ephemeral port storing at `database_url`, and waits for its
     /// "listening" line.
     pub async fn start(database_url: &str, extra_args: &[&str]) -> Self {
-        let log = tempfile::NamedTempFile::new().expect("a log file");
-        let mut child = Command::new(BINARY)
+        Self::start_with_env(database_url, extra_args, &[]).await
+    }
+
+    /// Like [`start`](Self::start), with more environment variables (provider settings).
+    pub async fn start_with_env(database_url: &str, extra_args: &[&str], env: &[(&str, String)]) -> Self {
+        let mut command = Command::new(BINARY);
+        command
             .args(["--addr", "127.0.0.1:0", "--database-url", database_url, "--log", "warn"])
             .args(extra_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log.reopen().expect("reopen the log file"))
-            .spawn()
-            .expect("spawn dojo-server");
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let read = tokio::time::timeout(
-            WAIT,
-            tokio::task::spawn_blocking(move || {
-                let mut stdout = stdout;
-                let mut line = String::new();
-                let read = stdout.read_line(&mut line);
-                (read.map(|_| line), stdout)
-            }),
-        )
-        .await;
-        let (line, stdout) = match read {
-            Ok(Ok((Ok(line), stdout))) => (line, stdout),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("dojo-server did not start; its log:\n{}", read_log(&log));
-            }
-        };
-        let Some(addr) = line.trim().strip_prefix("dojo-server listening on ").and_then(|a| a.parse().ok())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        let started = Started::spawn(command, "dojo-server").await;
+        let Some(addr) =
+            started.line.trim().strip_prefix("dojo-server listening on ").and_then(|a| a.parse().ok())
         else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("unexpected first line {line:?} from dojo-server; its log:\n{}", read_log(&log));
+            started.fail("an unexpected first line");
         };
-        Self { addr, child, _stdout: stdout, log }
+        Self { addr, child: started.child, _stdout: started.stdout, log: started.log }
     }
 
     pub fn url(&self, room: &str) -> String {
@@ -79,7 +61,55 @@ impl ServerProcess {
     }
 }
 
-fn read_log(log: &tempfile::NamedTempFile) -> String {
+/// A child process whose first line of stdout has arrived (its "ready" line), with its stderr
+/// in a file for failure messages.
+pub struct Started {
+    pub child: Child,
+    pub line: String,
+    /// Kept open: the child's stdout is a pipe.
+    pub stdout: BufReader<ChildStdout>,
+    pub log: tempfile::NamedTempFile,
+}
+
+impl Started {
+    pub async fn spawn(mut command: Command, what: &str) -> Self {
+        let log = tempfile::NamedTempFile::new().expect("a log file");
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log.reopen().expect("reopen the log file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let read = tokio::time::timeout(
+            WAIT,
+            tokio::task::spawn_blocking(move || {
+                let mut stdout = stdout;
+                let mut line = String::new();
+                let read = stdout.read_line(&mut line);
+                (read.map(|_| line), stdout)
+            }),
+        )
+        .await;
+        match read {
+            Ok(Ok((Ok(line), stdout))) => Self { child, line, stdout, log },
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what} did not start; its log:\n{}", read_log(&log));
+            }
+        }
+    }
+
+    /// Kills the child and fails the test, showing what it logged.
+    pub fn fail(mut self, why: &str) -> ! {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!("{why} {:?}; the log:\n{}", self.line, read_log(&self.log));
+    }
+}
+
+pub fn read_log(log: &tempfile::NamedTempFile) -> String {
     std::fs::read_to_string(log.path()).unwrap_or_default()
 }
 

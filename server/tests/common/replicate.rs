@@ -1,0 +1,195 @@
+//! A local stand-in for Replicate's HTTP API (the only kind of mock these suites use: a paid
+//! third-party provider), answering in its documented shapes: `POST /v1/models/{owner}/{name}/
+//! predictions` creates a prediction, `GET /v1/predictions/{id}` reports it, `POST
+//! /v1/predictions/{id}/cancel` cancels it, and outputs are file URLs.
+//!
+//! Each prediction's fate is chosen by its prompt: held ones stay `processing` until released,
+//! failing ones end `failed` with a reason, the rest succeed with a small PNG. It counts the
+//! predictions created per prompt, so a story can prove a node did not run twice.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+pub const KEY: &str = "r8_test_replicate";
+
+#[derive(Default)]
+struct State {
+    created: BTreeMap<String, u32>,
+    prompts: HashMap<String, String>,
+    held: BTreeSet<String>,
+    failing: BTreeMap<String, String>,
+    cancelled: BTreeSet<String>,
+}
+
+pub struct Replicate {
+    pub server: MockServer,
+    state: Arc<Mutex<State>>,
+}
+
+impl Replicate {
+    pub async fn start() -> Self {
+        let server = MockServer::start().await;
+        let state: Arc<Mutex<State>> = Arc::default();
+        let base = server.uri();
+
+        let (create_state, create_base) = (state.clone(), base.clone());
+        Mock::given(method("POST"))
+            .and(path_regex(r"^/v1/models/[^/]+/[^/]+/predictions$"))
+            .respond_with(move |request: &Request| {
+                let Some(prompt) = prompt_of(request) else {
+                    return ResponseTemplate::new(422).set_body_json(
+                        json!({"title": "Invalid input", "status": 422, "detail": "prompt is required"}),
+                    );
+                };
+                let mut state = create_state.lock().expect("lock");
+                let id = format!("p{}", state.prompts.len() + 1);
+                *state.created.entry(prompt.clone()).or_default() += 1;
+                state.prompts.insert(id.clone(), prompt);
+                ResponseTemplate::new(201).set_body_json(prediction(
+                    &create_base,
+                    &id,
+                    "starting",
+                    Value::Null,
+                    None,
+                ))
+            })
+            .mount(&server)
+            .await;
+
+        let (poll_state, poll_base) = (state.clone(), base.clone());
+        Mock::given(method("GET"))
+            .and(path_regex(r"^/v1/predictions/[^/]+$"))
+            .respond_with(move |request: &Request| {
+                let id = request.url.path().rsplit('/').next().unwrap_or_default().to_owned();
+                let state = poll_state.lock().expect("lock");
+                let Some(prompt) = state.prompts.get(&id) else {
+                    return ResponseTemplate::new(404)
+                        .set_body_json(json!({"detail": "Not found.", "status": 404}));
+                };
+                let body = if state.cancelled.contains(&id) {
+                    prediction(&poll_base, &id, "canceled", Value::Null, None)
+                } else if let Some(reason) = state.failing.get(prompt) {
+                    prediction(&poll_base, &id, "failed", Value::Null, Some(reason))
+                } else if state.held.contains(prompt) {
+                    prediction(&poll_base, &id, "processing", Value::Null, None)
+                } else {
+                    let output = format!("{poll_base}/files/out.png");
+                    prediction(&poll_base, &id, "succeeded", json!([output]), None)
+                };
+                ResponseTemplate::new(200).set_body_json(body)
+            })
+            .mount(&server)
+            .await;
+
+        let (cancel_state, cancel_base) = (state.clone(), base.clone());
+        Mock::given(method("POST"))
+            .and(path_regex(r"^/v1/predictions/[^/]+/cancel$"))
+            .respond_with(move |request: &Request| {
+                let id = request.url.path().split('/').nth(3).unwrap_or_default().to_owned();
+                cancel_state.lock().expect("lock").cancelled.insert(id.clone());
+                ResponseTemplate::new(200).set_body_json(prediction(
+                    &cancel_base,
+                    &id,
+                    "canceled",
+                    Value::Null,
+                    None,
+                ))
+            })
+            .mount(&server)
+            .await;
+
+        let png = dojo_executor::builtins::imaging::encode_png(&image::DynamicImage::ImageRgba8(
+            image::RgbaImage::from_pixel(8, 8, image::Rgba([200, 40, 40, 255])),
+        ))
+        .expect("encode a PNG");
+        Mock::given(method("GET"))
+            .and(path("/files/out.png"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(png, "image/png"))
+            .mount(&server)
+            .await;
+
+        Self { server, state }
+    }
+
+    /// Predictions of `prompt` stay `processing` until [`release`](Self::release).
+    pub fn hold(&self, prompt: &str) {
+        self.state.lock().expect("lock").held.insert(prompt.to_owned());
+    }
+
+    pub fn release(&self, prompt: &str) {
+        self.state.lock().expect("lock").held.remove(prompt);
+    }
+
+    /// Predictions of `prompt` end `failed` with `reason`.
+    pub fn fail(&self, prompt: &str, reason: &str) {
+        self.state.lock().expect("lock").failing.insert(prompt.to_owned(), reason.to_owned());
+    }
+
+    /// Predictions created for `prompt` so far.
+    pub fn created(&self, prompt: &str) -> u32 {
+        self.state.lock().expect("lock").created.get(prompt).copied().unwrap_or(0)
+    }
+
+    /// Predictions of `prompt` that were cancelled.
+    pub fn cancelled(&self, prompt: &str) -> usize {
+        let state = self.state.lock().expect("lock");
+        state.cancelled.iter().filter(|id| state.prompts.get(*id).is_some_and(|p| p == prompt)).count()
+    }
+
+    /// Waits until `check` holds (at most `within`).
+    pub async fn wait(&self, what: &str, within: Duration, check: impl Fn(&Self) -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !check(self) {
+            assert!(tokio::time::Instant::now() < deadline, "the Replicate stand-in never saw: {what}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The environment a `dojo-worker` or `dojo-server` process reads its Replicate settings
+    /// from.
+    pub fn env(&self) -> [(&'static str, String); 2] {
+        [("REPLICATE_API_TOKEN", KEY.to_owned()), ("REPLICATE_BASE_URL", self.server.uri())]
+    }
+
+    /// The same settings in-process, with short waits for tests.
+    pub fn config(&self) -> dojo_executor::ProviderConfig {
+        let uri = self.server.uri();
+        let mut config = dojo_executor::ProviderConfig::from_lookup(|name| match name {
+            "REPLICATE_API_TOKEN" => Some(KEY.to_owned()),
+            "REPLICATE_BASE_URL" => Some(uri.clone()),
+            _ => None,
+        })
+        .expect("a valid provider configuration");
+        config.poll_interval = Duration::from_millis(50);
+        config.replicate_wait = Duration::from_secs(1);
+        config
+    }
+}
+
+fn prompt_of(request: &Request) -> Option<String> {
+    let body: Value = serde_json::from_slice(&request.body).ok()?;
+    Some(body["input"]["prompt"].as_str()?.to_owned())
+}
+
+fn prediction(base: &str, id: &str, status: &str, output: Value, error: Option<&String>) -> Value {
+    json!({
+        "id": id,
+        "model": "black-forest-labs/flux-schnell",
+        "version": "hidden",
+        "input": {},
+        "status": status,
+        "logs": "",
+        "output": output,
+        "error": error,
+        "created_at": "2026-01-01T00:00:00.000Z",
+        "urls": {
+            "get": format!("{base}/v1/predictions/{id}"),
+            "cancel": format!("{base}/v1/predictions/{id}/cancel"),
+        }
+    })
+}

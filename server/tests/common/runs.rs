@@ -1,0 +1,232 @@
+//! Shared by the run stories: an HTTP client for the run API with tokens minted for a known
+//! secret, canvas graphs, and watching node states from a WebSocket client in the room.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dojo_auth::{Claims, Minter};
+use dojo_loadtest::SyncClient;
+use dojo_sync_protocol::canvas::{self, CanvasEdge, CanvasNode, Position};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use yrs::types::ToJson;
+use yrs::{Doc, Map, ReadTxn, Transact};
+
+use super::WAIT;
+
+pub const SECRET: &str = "a test secret that is at least thirty-two bytes long";
+
+pub fn token(sub: &str) -> String {
+    let mut claims = Claims::new(sub, 600);
+    claims.name = Some(sub.into());
+    Minter::hs256(SECRET.as_bytes()).mint(&claims).expect("mint")
+}
+
+/// The run API of one server, and the database behind it (to grant credits and read the
+/// ledger directly).
+pub struct RunApi {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    pub http: reqwest::Client,
+}
+
+impl RunApi {
+    pub fn new(addr: SocketAddr, database_url: &str) -> Self {
+        Self { addr, database_url: database_url.to_owned(), http: reqwest::Client::new() }
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn room_url(&self, room: &str, token: &str) -> String {
+        format!("ws://{}/rooms/{room}?token={token}", self.addr)
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, self.http_url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// The user behind `token`, with `credits` granted.
+    pub async fn user_with_credits(&self, token: &str, credits: i64) -> String {
+        let (status, me) = self.call(Method::GET, "/api/me", token, None, None).await;
+        assert_eq!(status, StatusCode::OK, "{me}");
+        let id = me["id"].as_str().expect("user id").to_owned();
+        let database = dojo_store::open_database(&self.database_url).await.expect("open the database");
+        dojo_accounts::accounts(&database)
+            .apply_credits(&id, credits, "test grant", &format!("grant:{id}"))
+            .await
+            .expect("grant");
+        id
+    }
+
+    /// A workflow (room) owned by the token's user.
+    pub async fn workflow(&self, token: &str, room: &str) {
+        let body = json!({"title": room, "room": room});
+        let (status, created) = self.call(Method::POST, "/api/workflows", token, Some(body), None).await;
+        assert!(status.is_success(), "{created}");
+    }
+
+    pub async fn balance(&self, token: &str) -> i64 {
+        let (_, me) = self.call(Method::GET, "/api/me", token, None, None).await;
+        me["credits"].as_i64().expect("credits")
+    }
+
+    /// Submits a run of the whole graph; its id.
+    pub async fn submit(&self, token: &str, room: &str, key: &str) -> String {
+        let path = format!("/api/rooms/{room}/runs");
+        let (status, accepted) = self.call(Method::POST, &path, token, Some(json!({})), Some(key)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+        accepted["run_id"].as_str().expect("run id").to_owned()
+    }
+
+    /// `GET /api/runs/{id}` until `done` holds for it (at most `within`).
+    pub async fn wait_run(
+        &self,
+        token: &str,
+        id: &str,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let (_, run) = self.call(Method::GET, &format!("/api/runs/{id}"), token, None, None).await;
+            if done(&run) {
+                return run;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the run never got there: {run}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every ledger row of a user, as (amount, idempotency key).
+    pub async fn ledger(&self, user_id: &str) -> Vec<(i64, String)> {
+        let database = dojo_store::open_database(&self.database_url).await.expect("open the database");
+        dojo_accounts::accounts(&database)
+            .ledger(user_id, 1000)
+            .await
+            .expect("ledger")
+            .into_iter()
+            .map(|entry| (entry.amount, entry.idempotency_key))
+            .collect()
+    }
+}
+
+/// A client in `room` that has the room's current document.
+pub async fn join(api: &RunApi, room: &str, token: &str) -> SyncClient {
+    let client = SyncClient::connect(&api.room_url(room, token)).await.expect("connect");
+    client.wait_synced(WAIT).await.expect("synced");
+    client
+}
+
+pub fn typed_node(id: &str, node_type: &str, data: Value) -> CanvasNode {
+    let data = match data {
+        Value::Object(map) => map.into_iter().collect(),
+        _ => BTreeMap::new(),
+    };
+    CanvasNode { id: id.into(), node_type: node_type.into(), position: Position { x: 0.0, y: 0.0 }, data }
+}
+
+pub fn edge(source: &str, sh: &str, target: &str, th: &str) -> CanvasEdge {
+    CanvasEdge {
+        id: format!("{source}-{target}"),
+        source: source.into(),
+        source_handle: Some(sh.into()),
+        target: target.into(),
+        target_handle: Some(th.into()),
+    }
+}
+
+/// Writes the graph from `client` and waits until the client's own document holds it.
+pub async fn write_graph(client: &SyncClient, nodes: &[CanvasNode], edges: &[CanvasEdge]) {
+    client
+        .edit(|txn| {
+            for n in nodes {
+                canvas::write_node(txn, n).expect("node");
+            }
+            for e in edges {
+                canvas::write_edge(txn, e).expect("edge");
+            }
+        })
+        .await
+        .expect("edit");
+    let (n, e) = (nodes.len(), edges.len());
+    client
+        .wait_doc("the graph", WAIT, move |doc| {
+            canvas::read_graph(&doc.transact()).is_ok_and(|g| g.nodes.len() >= n && g.edges.len() >= e)
+        })
+        .await
+        .expect("the graph is in the document");
+}
+
+pub fn status_of(doc: &Doc, node: &str) -> Option<String> {
+    let txn = doc.transact();
+    let result = canvas::read_node_result(&txn, node).ok()??;
+    Some(serde_json::to_value(result.status).ok()?.as_str()?.to_owned())
+}
+
+pub fn result_json(doc: &Doc, node: &str) -> Value {
+    let txn = doc.transact();
+    txn.get_map(canvas::RESULTS)
+        .and_then(|m| m.get(&txn, node))
+        .map(|v| serde_json::to_value(v.to_json(&txn)).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null)
+}
+
+pub fn is_final(status: &str) -> bool {
+    matches!(status, "succeeded" | "failed" | "cancelled" | "cached" | "skipped")
+}
+
+/// Waits until every node in `nodes` is final for run `run_id`, recording each status change
+/// the client saw.
+pub async fn watch_run(
+    client: &SyncClient,
+    run_id: &str,
+    nodes: &[&str],
+    within: Duration,
+) -> BTreeMap<String, Vec<String>> {
+    let seen: Arc<Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
+    let record = seen.clone();
+    let nodes: Vec<String> = nodes.iter().map(|s| (*s).to_owned()).collect();
+    let run_id = run_id.to_owned();
+    let finished = client
+        .wait_doc("every node final", within, move |doc| {
+            let mut seen = record.lock().expect("lock");
+            let mut all = true;
+            for node in &nodes {
+                let of_this_run = result_json(doc, node)["runId"] == run_id.as_str();
+                let status = status_of(doc, node).filter(|_| of_this_run);
+                if let Some(status) = &status {
+                    let history = seen.entry(node.clone()).or_default();
+                    if history.last() != Some(status) {
+                        history.push(status.clone());
+                    }
+                }
+                all &= status.as_deref().is_some_and(is_final);
+            }
+            all
+        })
+        .await;
+    let seen = seen.lock().expect("lock").clone();
+    assert!(finished.is_ok(), "not every node reached a final state: {seen:?}");
+    seen
+}

@@ -1,0 +1,206 @@
+//! The multi-process setup: a `dojo-server` that executes nothing itself (`--run-workers 0`),
+//! separate `dojo-worker` processes taking runs from a Redis Stream and writing node states
+//! into the room over the WebSocket protocol, all on one PostgreSQL database. A worker killed
+//! with SIGKILL mid-run leaves its run to another, which resumes it without re-running or
+//! re-charging the nodes that had finished. Assets go to an S3-compatible bucket that every
+//! process shares.
+
+mod common;
+
+use std::time::Duration;
+
+use common::WAIT;
+use common::database::{Backend, TestDatabase};
+use common::process::ServerProcess;
+use common::redis::Redis;
+use common::replicate::Replicate;
+use common::runs::{
+    RunApi, SECRET, edge, join, result_json, status_of, token, typed_node, watch_run, write_graph,
+};
+use common::worker::WorkerProcess;
+use dojo_test_support::S3StandIn;
+use serde_json::{Value, json};
+
+/// Time for a run whose worker died to be taken over: the lease and visibility timeout below,
+/// plus generous slack for a loaded machine.
+const TAKEOVER: Duration = Duration::from_secs(60);
+
+struct Cluster {
+    db: TestDatabase,
+    redis: Redis,
+    /// Assets live in an S3-compatible bucket that the server and every worker share.
+    s3: S3StandIn,
+    replicate: Replicate,
+    server: ServerProcess,
+}
+
+impl Cluster {
+    async fn start() -> Self {
+        let db = TestDatabase::new(Backend::Postgres).await;
+        let redis = Redis::start().await;
+        let s3 = S3StandIn::start().await;
+        let replicate = Replicate::start().await;
+        let assets_url = s3.url("assets");
+        let mut env: Vec<(&str, String)> = replicate.env().into_iter().collect();
+        let s3_env = s3.env();
+        env.extend(s3_env.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        let server = ServerProcess::start_with_env(
+            &db.url,
+            &[
+                "--redis-url",
+                &redis.url(),
+                "--run-workers",
+                "0",
+                "--jwt-secret",
+                SECRET,
+                "--assets-url",
+                &assets_url,
+            ],
+            &env,
+        )
+        .await;
+        Self { db, redis, s3, replicate, server }
+    }
+
+    async fn worker(&self) -> WorkerProcess {
+        let mut env = vec![
+            ("DATABASE_URL", self.db.url.clone()),
+            ("REDIS_URL", self.redis.url()),
+            ("DOJO_SERVER_URL", format!("http://{}", self.server.addr)),
+            ("DOJO_JWT_SECRET", SECRET.to_owned()),
+            ("DOJO_ASSETS_URL", self.s3.url("assets")),
+            ("DOJO_RUN_LEASE_SECS", "2".to_owned()),
+            ("DOJO_RUN_VISIBILITY_SECS", "3".to_owned()),
+        ];
+        env.extend(self.replicate.env());
+        let s3_env = self.s3.env();
+        env.extend(s3_env.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        WorkerProcess::start(&env).await
+    }
+
+    fn api(&self) -> RunApi {
+        RunApi::new(self.server.addr, &self.db.url)
+    }
+}
+
+const NODES: [&str; 7] = ["p1", "quick", "soft", "p2", "slow", "gen", "up"];
+
+/// Two provider chains and a local one: `p1 → quick → soft`, `p2 → slow`, `gen → up`. Three
+/// nodes cost 1 credit each (quick, slow, gen).
+async fn build_graph(client: &dojo_loadtest::SyncClient) {
+    write_graph(
+        client,
+        &[
+            typed_node("p1", "text-prompt", json!({"text": "a quick fox"})),
+            typed_node("quick", "flux-schnell", json!({})),
+            typed_node("soft", "blur", json!({"sigma": 1.0})),
+            typed_node("p2", "text-prompt", json!({"text": "a slow fox"})),
+            typed_node("slow", "flux-schnell", json!({})),
+            typed_node("gen", "dev-image", json!({"prompt": "a fox", "width": 32, "height": 32})),
+            typed_node("up", "resize", json!({"scale": 2})),
+        ],
+        &[
+            edge("p1", "text", "quick", "prompt"),
+            edge("quick", "image", "soft", "image"),
+            edge("p2", "text", "slow", "prompt"),
+            edge("gen", "image", "up", "image"),
+        ],
+    )
+    .await;
+}
+
+fn finished_before_the_kill(doc: &yrs::Doc) -> bool {
+    ["p1", "quick", "soft", "p2", "gen", "up"]
+        .iter()
+        .all(|n| status_of(doc, n).as_deref() == Some("succeeded"))
+        && status_of(doc, "slow").as_deref() == Some("running")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_run_the_graph_and_a_killed_worker_s_run_is_resumed_without_rerunning_or_recharging() {
+    let cluster = Cluster::start().await;
+    let api = cluster.api();
+    let alice = token("alice");
+    let alice_id = api.user_with_credits(&alice, 10).await;
+    let room = "canvas-workers";
+    api.workflow(&alice, room).await;
+    let editor = join(&api, room, &alice).await;
+    build_graph(&editor).await;
+    let watcher = join(&api, room, &alice).await;
+
+    cluster.replicate.hold("a slow fox");
+    let doomed = cluster.worker().await;
+    let run_id = api.submit(&alice, room, "workers-1").await;
+    assert_eq!(api.balance(&alice).await, 7, "three nodes' costs are held");
+    watcher
+        .wait_doc("everything but the slow node finished", WAIT, finished_before_the_kill)
+        .await
+        .expect("the first worker runs the graph and writes its states into the room");
+    assert_eq!(cluster.replicate.created("a quick fox"), 1);
+    assert_eq!(cluster.replicate.created("a slow fox"), 1);
+    let before: Vec<Value> = NODES.iter().map(|n| result_json(watcher.doc(), n)).collect();
+
+    let survivor = cluster.worker().await;
+    doomed.kill();
+    cluster.replicate.release("a slow fox");
+    let seen = watch_run(&watcher, &run_id, &NODES, TAKEOVER).await;
+    for node in NODES {
+        assert_eq!(seen[node].last().map(String::as_str), Some("succeeded"), "{node}: {seen:?}");
+    }
+    // What had finished was not executed again: after the kill the watcher saw those nodes
+    // only as succeeded (the resuming worker re-asserts their state, never queued or running),
+    // with the same outputs (the same assets); the provider saw one prediction for the finished
+    // provider node. Only the interrupted node was started again.
+    for (node, earlier) in NODES.iter().zip(&before) {
+        if *node != "slow" {
+            assert_eq!(seen[*node], ["succeeded"], "{node} was not re-run: {seen:?}");
+            assert_eq!(
+                result_json(watcher.doc(), node)["outputs"],
+                earlier["outputs"],
+                "{node} kept its outputs"
+            );
+        }
+    }
+    assert_eq!(cluster.replicate.created("a quick fox"), 1, "the finished provider node did not run again");
+    assert_eq!(cluster.replicate.created("a slow fox"), 2, "the interrupted node ran again");
+    // The output a worker stored in the bucket is served by the server (which executed none of it).
+    let slow = result_json(watcher.doc(), "slow");
+    let url = slow["outputs"]["image"]["url"].as_str().expect("an asset url").to_owned();
+    let png = api.http.get(api.http_url(&format!("{url}?token={alice}"))).send().await.expect("GET asset");
+    assert_eq!(png.status(), reqwest::StatusCode::OK, "{url}");
+    assert_eq!(png.headers()["content-type"], "image/png");
+    let bytes = png.bytes().await.expect("bytes");
+    assert!(dojo_executor::builtins::imaging::decode_png(&bytes).is_ok(), "a valid PNG");
+    let id = url.trim_start_matches("/assets/");
+    assert!(
+        cluster.s3.keys().iter().any(|k| k.ends_with(id)),
+        "stored in the bucket: {:?}",
+        cluster.s3.keys()
+    );
+
+    let run = api.wait_run(&alice, &run_id, WAIT, |run| run["status"] == "succeeded").await;
+    assert_eq!(run["charged"], 3, "{run}");
+    assert_eq!(api.balance(&alice).await, 7, "charged exactly once per paid node");
+    let ledger = api.ledger(&alice_id).await;
+    for paid in ["quick", "slow", "gen"] {
+        let count =
+            |phase: &str| ledger.iter().filter(|(_, k)| k.ends_with(&format!(":{paid}:{phase}"))).count();
+        assert_eq!((count("hold"), count("capture")), (1, 1), "{paid}: {ledger:?}");
+    }
+    assert_eq!(ledger.iter().map(|(amount, _)| amount).sum::<i64>(), 7, "the ledger sums to the balance");
+
+    // The same graph again, on the surviving worker: every node cached, nothing charged, no
+    // provider called.
+    let again = api.submit(&alice, room, "workers-2").await;
+    let seen = watch_run(&watcher, &again, &NODES, WAIT).await;
+    for node in NODES {
+        assert_eq!(seen[node].last().map(String::as_str), Some("cached"), "{node}: {seen:?}");
+    }
+    let run = api.wait_run(&alice, &again, WAIT, |run| run["status"] == "succeeded").await;
+    assert_eq!(run["charged"], 0, "{run}");
+    assert_eq!(api.balance(&alice).await, 7);
+    assert_eq!(cluster.replicate.created("a quick fox") + cluster.replicate.created("a slow fox"), 3);
+    assert!(survivor.log().contains(&run_id), "the survivor took over the run:\n{}", survivor.log());
+    editor.close().await;
+    watcher.close().await;
+}
