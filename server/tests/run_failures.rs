@@ -33,6 +33,9 @@ async fn a_failing_provider_fails_its_node_skips_what_needs_it_and_releases_its_
     let editor = join(&api, room, &alice).await;
     // prompt → flux (fails) → blur, and an independent branch: dev image → invert.
     write_graph(
+        &api,
+        room,
+        &alice,
         &editor,
         &[
             typed_node("prompt", "text-prompt", json!({"text": "a forbidden fox"})),
@@ -91,6 +94,9 @@ async fn cancelling_during_a_slow_provider_call_cancels_the_remote_job(backend: 
     api.workflow(&alice, room).await;
     let editor = join(&api, room, &alice).await;
     write_graph(
+        &api,
+        room,
+        &alice,
         &editor,
         &[
             typed_node("prompt", "text-prompt", json!({"text": "a very slow fox"})),

@@ -4,33 +4,34 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::ops::Deref;
 
 use common::database::{Backend, TestDatabase};
+use common::runs::{
+    RunApi, edge, result_json, status_of, token, typed_node as node, wait_server_graph, watch_run,
+};
 use common::{TestServer, WAIT};
-use dojo_auth::{Claims, Minter};
 use dojo_executor::ProviderConfig;
-use dojo_sync_protocol::canvas::{self, CanvasEdge, CanvasNode, Position};
+use dojo_sync_protocol::canvas::{self, CanvasEdge, CanvasNode};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-use yrs::types::ToJson;
-use yrs::{Doc, Map, ReadTxn, Transact};
+use yrs::Transact;
 
-const SECRET: &str = "a test secret that is at least thirty-two bytes long";
-
-fn token(sub: &str) -> String {
-    let mut claims = Claims::new(sub, 600);
-    claims.name = Some(sub.into());
-    Minter::hs256(SECRET.as_bytes()).mint(&claims).expect("mint")
-}
-
+/// An in-process server on a database of its own, and the run API in front of it.
 struct Story {
     server: TestServer,
-    db: TestDatabase,
-    http: reqwest::Client,
+    api: RunApi,
+    _db: TestDatabase,
+}
+
+impl Deref for Story {
+    type Target = RunApi;
+
+    fn deref(&self) -> &RunApi {
+        &self.api
+    }
 }
 
 impl Story {
@@ -41,76 +42,12 @@ impl Story {
     async fn start_with(backend: Backend, configure: impl FnOnce(&mut dojo_server::Config)) -> Self {
         let db = TestDatabase::new(backend).await;
         let server = TestServer::start_on(&db.url, |config| {
-            config.auth.jwt_secret = Some(SECRET.into());
+            config.auth.jwt_secret = Some(common::runs::SECRET.into());
             configure(config);
         })
         .await;
-        Self { server, db, http: reqwest::Client::new() }
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-        key: Option<&str>,
-    ) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, self.server.http(path)).bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        if let Some(key) = key {
-            request = request.header("Idempotency-Key", key);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status();
-        let text = response.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    /// The user behind `token`, with `credits` granted.
-    async fn user_with_credits(&self, token: &str, credits: i64) -> String {
-        let (status, me) = self.call(reqwest::Method::GET, "/api/me", token, None, None).await;
-        assert_eq!(status, StatusCode::OK, "{me}");
-        let id = me["id"].as_str().expect("user id").to_owned();
-        let database = dojo_store::open_database(&self.db.url).await.expect("open the database");
-        dojo_accounts::accounts(&database)
-            .apply_credits(&id, credits, "test grant", &format!("grant:{id}"))
-            .await
-            .expect("grant");
-        id
-    }
-
-    /// A workflow (room) owned by the token's user.
-    async fn workflow(&self, token: &str, room: &str) {
-        let body = json!({"title": room, "room": room});
-        let (status, created) =
-            self.call(reqwest::Method::POST, "/api/workflows", token, Some(body), None).await;
-        assert!(status.is_success(), "{created}");
-    }
-
-    async fn balance(&self, token: &str) -> i64 {
-        let (_, me) = self.call(reqwest::Method::GET, "/api/me", token, None, None).await;
-        me["credits"].as_i64().expect("credits")
-    }
-}
-
-fn node(id: &str, node_type: &str, data: Value) -> CanvasNode {
-    let data = match data {
-        Value::Object(map) => map.into_iter().collect(),
-        _ => BTreeMap::new(),
-    };
-    CanvasNode { id: id.into(), node_type: node_type.into(), position: Position { x: 0.0, y: 0.0 }, data }
-}
-
-fn edge(source: &str, sh: &str, target: &str, th: &str) -> CanvasEdge {
-    CanvasEdge {
-        id: format!("{source}-{target}"),
-        source: source.into(),
-        source_handle: Some(sh.into()),
-        target: target.into(),
-        target_handle: Some(th.into()),
+        let api = RunApi::new(server.addr, &db.url);
+        Self { server, api, _db: db }
     }
 }
 
@@ -130,53 +67,6 @@ fn story_graph() -> (Vec<CanvasNode>, Vec<CanvasEdge>) {
             edge("blur", "image", "up", "image"),
         ],
     )
-}
-
-fn status_of(doc: &Doc, node: &str) -> Option<String> {
-    let txn = doc.transact();
-    let result = canvas::read_node_result(&txn, node).ok()??;
-    Some(serde_json::to_value(result.status).ok()?.as_str()?.to_owned())
-}
-
-fn result_json(doc: &Doc, node: &str) -> Value {
-    let txn = doc.transact();
-    txn.get_map(canvas::RESULTS)
-        .and_then(|m| m.get(&txn, node))
-        .map(|v| serde_json::to_value(v.to_json(&txn)).unwrap_or(Value::Null))
-        .unwrap_or(Value::Null)
-}
-
-fn is_final(status: &str) -> bool {
-    matches!(status, "succeeded" | "failed" | "cancelled" | "cached" | "skipped")
-}
-
-/// Waits until every node in `nodes` is final, recording each status change the client saw.
-async fn watch_until_final(
-    client: &dojo_loadtest::SyncClient,
-    nodes: &[&str],
-) -> BTreeMap<String, Vec<String>> {
-    let seen: Arc<Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
-    let record = seen.clone();
-    let nodes: Vec<String> = nodes.iter().map(|s| (*s).to_owned()).collect();
-    client
-        .wait_doc("every node final", WAIT, move |doc| {
-            let mut seen = record.lock().expect("lock");
-            let mut all = true;
-            for node in &nodes {
-                let status = status_of(doc, node);
-                if let Some(status) = &status {
-                    let history = seen.entry(node.clone()).or_default();
-                    if history.last() != Some(status) {
-                        history.push(status.clone());
-                    }
-                }
-                all &= status.as_deref().is_some_and(is_final);
-            }
-            all
-        })
-        .await
-        .expect("every node reaches a final state");
-    seen.lock().expect("lock").clone()
 }
 
 async fn the_story_runs_and_the_room_watches_every_node(backend: Backend) {
@@ -219,7 +109,7 @@ async fn the_story_runs_and_the_room_watches_every_node(backend: Backend) {
     let run_id = accepted["run_id"].as_str().expect("run id").to_owned();
     assert_eq!(accepted["estimate"], 1, "only the dev generator costs (1 credit)");
 
-    let seen = watch_until_final(&watcher, &STORY).await;
+    let seen = watch_run(&watcher, &run_id, &STORY, WAIT).await;
     for node in STORY {
         let history = &seen[node];
         assert_eq!(history.last().map(String::as_str), Some("succeeded"), "{node}: {history:?}");
@@ -247,15 +137,7 @@ async fn the_story_runs_and_the_room_watches_every_node(backend: Backend) {
     assert_eq!(denied.status(), StatusCode::NOT_FOUND);
 
     // Credits dropped by exactly the cost; the run record says so.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let run = loop {
-        let (_, run) =
-            story.call(reqwest::Method::GET, &format!("/api/runs/{run_id}"), &alice, None, None).await;
-        if run["status"] == "succeeded" || tokio::time::Instant::now() > deadline {
-            break run;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let run = story.wait_run(&alice, &run_id, WAIT, |run| run["status"] == "succeeded").await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["charged"], 1);
     assert_eq!(run["nodes"]["gen"]["hold"], "captured");
@@ -286,17 +168,8 @@ async fn the_story_runs_and_the_room_watches_every_node(backend: Backend) {
         })
         .await
         .expect("every node cached");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, run) =
-            story.call(reqwest::Method::GET, &format!("/api/runs/{second_id}"), &alice, None, None).await;
-        if run["status"] == "succeeded" {
-            assert_eq!(run["charged"], 0);
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{run}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let second = story.wait_run(&alice, &second_id, WAIT, |run| run["status"] == "succeeded").await;
+    assert_eq!(second["charged"], 0, "{second}");
     assert_eq!(story.balance(&alice).await, 9, "the hold of the cached run was released");
     editor.close().await;
     watcher.close().await;
@@ -328,12 +201,8 @@ async fn an_invalid_graph_is_refused_per_node_and_holds_nothing(backend: Backend
         })
         .await
         .expect("edit");
-    editor
-        .wait_doc("own edit", WAIT, |doc| {
-            canvas::read_graph(&doc.transact()).is_ok_and(|g| g.nodes.len() == 3)
-        })
-        .await
-        .expect("edit");
+    // The run reads the server's copy of the graph, which gets the edit a moment later.
+    wait_server_graph(&story, room, &alice, 3, 2).await;
 
     let (status, body) =
         story.call(reqwest::Method::POST, &format!("/api/rooms/{room}/runs"), &alice, None, None).await;
@@ -382,12 +251,7 @@ async fn a_run_beyond_the_balance_is_402_with_balance_and_cost(backend: Backend)
         .edit(|txn| canvas::write_node(txn, &node("gen", "dev-image", json!({"prompt": "x"}))).expect("node"))
         .await
         .expect("edit");
-    editor
-        .wait_doc("own edit", WAIT, |doc| {
-            canvas::read_graph(&doc.transact()).is_ok_and(|g| g.nodes.len() == 1)
-        })
-        .await
-        .expect("edit");
+    wait_server_graph(&story, room, &alice, 1, 0).await;
     let (status, body) =
         story.call(reqwest::Method::POST, &format!("/api/rooms/{room}/runs"), &alice, None, None).await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");

@@ -87,8 +87,11 @@ const NODES: [&str; 7] = ["p1", "quick", "soft", "p2", "slow", "gen", "up"];
 
 /// Two provider chains and a local one: `p1 → quick → soft`, `p2 → slow`, `gen → up`. Three
 /// nodes cost 1 credit each (quick, slow, gen).
-async fn build_graph(client: &dojo_loadtest::SyncClient) {
+async fn build_graph(api: &RunApi, room: &str, token: &str, client: &dojo_loadtest::SyncClient) {
     write_graph(
+        api,
+        room,
+        token,
         client,
         &[
             typed_node("p1", "text-prompt", json!({"text": "a quick fox"})),
@@ -125,7 +128,7 @@ async fn workers_run_the_graph_and_a_killed_worker_s_run_is_resumed_without_reru
     let room = "canvas-workers";
     api.workflow(&alice, room).await;
     let editor = join(&api, room, &alice).await;
-    build_graph(&editor).await;
+    build_graph(&api, room, &alice, &editor).await;
     let watcher = join(&api, room, &alice).await;
 
     cluster.replicate.hold("a slow fox");

@@ -156,8 +156,16 @@ pub fn edge(source: &str, sh: &str, target: &str, th: &str) -> CanvasEdge {
     }
 }
 
-/// Writes the graph from `client` and waits until the client's own document holds it.
-pub async fn write_graph(client: &SyncClient, nodes: &[CanvasNode], edges: &[CanvasEdge]) {
+/// Writes the graph from `client` (in `room`, as `token`'s user) and waits until the server
+/// holds it.
+pub async fn write_graph(
+    api: &RunApi,
+    room: &str,
+    token: &str,
+    client: &SyncClient,
+    nodes: &[CanvasNode],
+    edges: &[CanvasEdge],
+) {
     client
         .edit(|txn| {
             for n in nodes {
@@ -169,13 +177,23 @@ pub async fn write_graph(client: &SyncClient, nodes: &[CanvasNode], edges: &[Can
         })
         .await
         .expect("edit");
-    let (n, e) = (nodes.len(), edges.len());
-    client
-        .wait_doc("the graph", WAIT, move |doc| {
-            canvas::read_graph(&doc.transact()).is_ok_and(|g| g.nodes.len() >= n && g.edges.len() >= e)
+    wait_server_graph(api, room, token, nodes.len(), edges.len()).await;
+}
+
+/// Waits until the server's copy of `room` holds at least `nodes` nodes and `edges` edges. A
+/// client's own document has its edit at once, the server only once the update has arrived;
+/// anything that reads the room's graph on the server (a run submission) must wait for that,
+/// so a fresh client joins and waits to see it.
+pub async fn wait_server_graph(api: &RunApi, room: &str, token: &str, nodes: usize, edges: usize) {
+    let probe = join(api, room, token).await;
+    probe
+        .wait_doc("the server's copy of the graph", WAIT, move |doc| {
+            canvas::read_graph(&doc.transact())
+                .is_ok_and(|g| g.nodes.len() >= nodes && g.edges.len() >= edges)
         })
         .await
-        .expect("the graph is in the document");
+        .expect("the server holds the graph");
+    probe.close().await;
 }
 
 pub fn status_of(doc: &Doc, node: &str) -> Option<String> {
