@@ -5,3 +5,8 @@ mod s3;
 
 pub use database::{Backend, TestDatabase, postgres_admin_url};
 pub use s3::S3StandIn;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago, for a child process to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}

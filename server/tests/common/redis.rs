@@ -13,11 +13,7 @@ pub struct Redis {
 
 impl Redis {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("addr")
-            .port();
+        let port = dojo_test_support::free_port();
         let mut redis = Self { port, child: None };
         redis.launch().await;
         redis
