@@ -8,7 +8,7 @@ use std::ops::Deref;
 
 use common::database::{Backend, TestDatabase};
 use common::runs::{
-    RunApi, edge, result_json, status_of, token, typed_node as node, wait_server_graph, watch_run,
+    RunApi, edge, join, result_json, status_of, token, typed_node as node, wait_server_graph, watch_run,
 };
 use common::{TestServer, WAIT};
 use dojo_executor::ProviderConfig;
@@ -75,10 +75,7 @@ async fn the_story_runs_and_the_room_watches_every_node(backend: Backend) {
     let alice_id = story.user_with_credits(&alice, 10).await;
     let room = "canvas-story";
     story.workflow(&alice, room).await;
-    let editor = dojo_loadtest::SyncClient::connect(&story.server.url_with_token(room, &alice))
-        .await
-        .expect("connect");
-    editor.wait_synced(WAIT).await.expect("synced");
+    let editor = join(&story, room, &alice).await;
     let (nodes, edges) = story_graph();
     editor
         .edit(|txn| {
@@ -91,10 +88,7 @@ async fn the_story_runs_and_the_room_watches_every_node(backend: Backend) {
         })
         .await
         .expect("edit");
-    let watcher = dojo_loadtest::SyncClient::connect(&story.server.url_with_token(room, &alice))
-        .await
-        .expect("connect");
-    watcher.wait_synced(WAIT).await.expect("synced");
+    let watcher = join(&story, room, &alice).await;
     watcher
         .wait_doc("the graph", WAIT, |doc| {
             canvas::read_graph(&doc.transact()).is_ok_and(|g| g.nodes.len() == 4 && g.edges.len() == 3)
@@ -182,10 +176,7 @@ async fn an_invalid_graph_is_refused_per_node_and_holds_nothing(backend: Backend
     story.user_with_credits(&alice, 5).await;
     let room = "canvas-invalid";
     story.workflow(&alice, room).await;
-    let editor = dojo_loadtest::SyncClient::connect(&story.server.url_with_token(room, &alice))
-        .await
-        .expect("connect");
-    editor.wait_synced(WAIT).await.expect("synced");
+    let editor = join(&story, room, &alice).await;
     editor
         .edit(|txn| {
             // A cycle, and a generator whose size is out of range.
@@ -243,10 +234,7 @@ async fn a_run_beyond_the_balance_is_402_with_balance_and_cost(backend: Backend)
     assert_eq!(me["credits"], 0);
     let room = "canvas-poor";
     story.workflow(&alice, room).await;
-    let editor = dojo_loadtest::SyncClient::connect(&story.server.url_with_token(room, &alice))
-        .await
-        .expect("connect");
-    editor.wait_synced(WAIT).await.expect("synced");
+    let editor = join(&story, room, &alice).await;
     editor
         .edit(|txn| canvas::write_node(txn, &node("gen", "dev-image", json!({"prompt": "x"}))).expect("node"))
         .await
@@ -276,10 +264,7 @@ async fn a_description_becomes_connected_nodes_everyone_sees(backend: Backend) {
     story.user_with_credits(&alice, 1).await;
     let room = "canvas-compose";
     story.workflow(&alice, room).await;
-    let watcher = dojo_loadtest::SyncClient::connect(&story.server.url_with_token(room, &alice))
-        .await
-        .expect("connect");
-    watcher.wait_synced(WAIT).await.expect("synced");
+    let watcher = join(&story, room, &alice).await;
     let path = format!("/api/rooms/{room}/compose");
     let body = json!({"text": "prompt, dev image, then blur"});
     let (status, composed) = story.call(reqwest::Method::POST, &path, &alice, Some(body), None).await;
@@ -370,10 +355,7 @@ async fn compose_plans_with_the_llm_when_openai_is_configured() {
     story.user_with_credits(&alice, 1).await;
     let room = "canvas-compose-llm";
     story.workflow(&alice, room).await;
-    let watcher = dojo_loadtest::SyncClient::connect(&story.server.url_with_token(room, &alice))
-        .await
-        .expect("connect");
-    watcher.wait_synced(WAIT).await.expect("synced");
+    let watcher = join(&story, room, &alice).await;
     let path = format!("/api/rooms/{room}/compose");
 
     let (status, composed) =
