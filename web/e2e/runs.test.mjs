@@ -179,6 +179,11 @@ describe('compose dock', () => {
     await alice.page.getByRole('button', { name: 'Build' }).click()
     await waitFor(async () => (await nodeIds(bob)).length >= 3, 'B to see the composed nodes')
     await waitFor(async () => (await bob.page.locator('.react-flow__edge').count()) >= 2, 'B to see the composed wires')
+    // No language model is configured here: A's dock says the parser planned.
+    await waitFor(
+      async () => /^Added 3 nodes and 2 wires, planned by the built-in parser\.$/.test((await alice.page.getByTestId('compose-message').textContent()) ?? ''),
+      "A's dock to say what was added and that the parser planned it",
+    )
     await screenshot(bob, 'compose-bob')
   })
 })

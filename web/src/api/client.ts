@@ -67,6 +67,10 @@ export interface NodeValidationError {
 export interface ComposeResult {
   nodes: string[]
   edges: string[]
+  /** Who planned: the configured language model, or the built-in parser over the catalog. */
+  planner: 'llm' | 'parser'
+  /** Why the model's plan was not used, when the parser stood in for it. */
+  fallback?: string
 }
 
 const room = (name: string) => `/api/rooms/${encodeURIComponent(name)}`

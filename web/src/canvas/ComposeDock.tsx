@@ -2,9 +2,19 @@
 // The server plans (POST /api/rooms/{room}/compose); the nodes arrive as an ordinary document
 // update, so every collaborator sees them appear.
 import { useState, type FormEvent } from 'react'
-import { api } from '../api/client'
+import { api, type ComposeResult } from '../api/client'
 import { ApiError } from '../api/http'
 import { describeError } from '../ui/errors'
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
+
+/** What the dock says after a plan: what was added, who planned it, and why the model did not. */
+export function composeSummary(result: ComposeResult): string {
+  const added = `Added ${plural(result.nodes.length, 'node')} and ${plural(result.edges.length, 'wire')}`
+  if (result.planner === 'llm') return `${added}, planned by the language model.`
+  if (result.fallback) return `${added}, planned by the built-in parser (the language model was not used: ${result.fallback}).`
+  return `${added}, planned by the built-in parser.`
+}
 
 interface Props {
   room: string
@@ -25,7 +35,7 @@ export function ComposeDock({ room, token, disabled, onComposed }: Props) {
     setMessage(null)
     try {
       const result = await api.compose(token, room, text.trim())
-      setMessage(`Added ${result.nodes.length} node${result.nodes.length === 1 ? '' : 's'} and ${result.edges.length} wire${result.edges.length === 1 ? '' : 's'}.`)
+      setMessage(composeSummary(result))
       setText('')
       onComposed(result.nodes)
     } catch (error) {
