@@ -15,21 +15,9 @@ use dojo_sync_protocol::update::apply_client_update;
 use tokio::sync::{Mutex, oneshot};
 use yrs::{Doc, ReadTxn, Transact, TransactionMut};
 
-use crate::room::{ApplyError, RoomCommand};
+use crate::room::RoomCommand;
 use crate::room_name::RoomName;
 use crate::rooms::Rooms;
-
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    #[error("the room is not available: {0}")]
-    Unavailable(String),
-    #[error("the room's document does not load: {0}")]
-    BadDocument(String),
-    #[error(transparent)]
-    Schema(#[from] SchemaError),
-    #[error("the room refused the update: {0}")]
-    Refused(#[from] ApplyError),
-}
 
 pub struct RoomWriter {
     rooms: Arc<Rooms>,
@@ -38,7 +26,7 @@ pub struct RoomWriter {
 }
 
 impl RoomWriter {
-    pub async fn open(rooms: Arc<Rooms>, room: RoomName) -> Result<Self, WriteError> {
+    pub async fn open(rooms: Arc<Rooms>, room: RoomName) -> Result<Self, DocumentError> {
         let replica = load(&rooms, &room).await?;
         Ok(Self { rooms, room, replica: Mutex::new(replica) })
     }
@@ -52,13 +40,13 @@ impl RoomWriter {
 
     /// Makes `edit` on the document and waits until the room stored it. `edit` may run twice
     /// (once more after a reload), so it must only describe the desired state.
-    pub async fn write<F>(&self, edit: F) -> Result<(), WriteError>
+    pub async fn write<F>(&self, edit: F) -> Result<(), DocumentError>
     where
         F: Fn(&mut TransactionMut) -> Result<(), SchemaError>,
     {
         match self.try_write(&edit).await {
             Ok(()) => Ok(()),
-            Err(WriteError::Schema(error)) => Err(WriteError::Schema(error)),
+            Err(DocumentError::Schema(error)) => Err(DocumentError::Schema(error)),
             Err(first) => {
                 tracing::debug!(room = %self.room, error = %first, "run write lost; reloading the replica");
                 *self.replica.lock().await = load(&self.rooms, &self.room).await?;
@@ -67,7 +55,7 @@ impl RoomWriter {
         }
     }
 
-    async fn try_write<F>(&self, edit: &F) -> Result<(), WriteError>
+    async fn try_write<F>(&self, edit: &F) -> Result<(), DocumentError>
     where
         F: Fn(&mut TransactionMut) -> Result<(), SchemaError>,
     {
@@ -86,29 +74,32 @@ impl RoomWriter {
                 return Ok(());
             }
             let handle =
-                self.rooms.get_or_open(&self.room).map_err(|e| WriteError::Unavailable(e.to_string()))?;
+                self.rooms.get_or_open(&self.room).map_err(|e| DocumentError::Unavailable(e.to_string()))?;
             let (done, answer) = oneshot::channel();
             handle
                 .send(RoomCommand::Apply { update, done })
                 .await
-                .map_err(|_| WriteError::Unavailable("the room closed".into()))?;
+                .map_err(|_| DocumentError::Unavailable("the room closed".into()))?;
             answer
         };
-        answer.await.map_err(|_| WriteError::Unavailable("the room closed".into()))??;
+        answer
+            .await
+            .map_err(|_| DocumentError::Unavailable("the room closed".into()))?
+            .map_err(|error| DocumentError::Refused(error.to_string()))?;
         Ok(())
     }
 }
 
-async fn load(rooms: &Rooms, room: &RoomName) -> Result<Doc, WriteError> {
-    let handle = rooms.get_or_open(room).map_err(|e| WriteError::Unavailable(e.to_string()))?;
+async fn load(rooms: &Rooms, room: &RoomName) -> Result<Doc, DocumentError> {
+    let handle = rooms.get_or_open(room).map_err(|e| DocumentError::Unavailable(e.to_string()))?;
     let (done, answer) = oneshot::channel();
     handle
         .send(RoomCommand::State { done })
         .await
-        .map_err(|_| WriteError::Unavailable("the room closed".into()))?;
-    let state = answer.await.map_err(|_| WriteError::Unavailable("the room closed".into()))?;
+        .map_err(|_| DocumentError::Unavailable("the room closed".into()))?;
+    let state = answer.await.map_err(|_| DocumentError::Unavailable("the room closed".into()))?;
     let doc = Doc::new();
-    apply_client_update(&doc, &state).map_err(|e| WriteError::BadDocument(e.to_string()))?;
+    apply_client_update(&doc, &state).map_err(|e| DocumentError::BadDocument(e.to_string()))?;
     Ok(doc)
 }
 
@@ -121,12 +112,7 @@ fn is_empty_update(update: &[u8]) -> bool {
 #[async_trait::async_trait]
 impl dojo_executor::worker::RoomDocument for RoomWriter {
     async fn write(&self, edit: dojo_executor::worker::Edit<'_>) -> Result<(), DocumentError> {
-        RoomWriter::write(self, edit).await.map_err(|error| match error {
-            WriteError::Unavailable(reason) => DocumentError::Unavailable(reason),
-            WriteError::BadDocument(reason) => DocumentError::BadDocument(reason),
-            WriteError::Schema(error) => DocumentError::Schema(error),
-            WriteError::Refused(error) => DocumentError::Refused(error.to_string()),
-        })
+        RoomWriter::write(self, edit).await
     }
 }
 
@@ -141,7 +127,7 @@ impl dojo_executor::worker::RoomDocuments for LocalRooms {
     async fn open(&self, room: &str) -> Result<Arc<dyn dojo_executor::worker::RoomDocument>, DocumentError> {
         let room = RoomName::parse(room).map_err(|e| DocumentError::Unavailable(e.to_string()))?;
         let writer = RoomWriter::open(self.rooms.clone(), room).await.map_err(|error| match error {
-            WriteError::BadDocument(reason) => DocumentError::BadDocument(reason),
+            DocumentError::BadDocument(reason) => DocumentError::BadDocument(reason),
             other => DocumentError::Unavailable(other.to_string()),
         })?;
         Ok(Arc::new(writer))
