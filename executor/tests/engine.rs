@@ -350,7 +350,9 @@ fn max_running(observer: &RecordingObserver) -> usize {
 fn six_generators() -> CanvasGraph {
     CanvasGraph {
         nodes: (0..6)
-            .map(|i| node(&format!("g{i}"), "dev-image", json!({"seed": i, "width": 32, "height": 32})))
+            // Big enough that, on a busy machine, no node finishes before the others have started
+            // (a 32 px image once did, and the limit-64 case saw 5 running at once, not 6).
+            .map(|i| node(&format!("g{i}"), "dev-image", json!({"seed": i, "width": 512, "height": 512})))
             .collect(),
         edges: vec![],
     }
