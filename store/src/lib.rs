@@ -9,6 +9,7 @@
 //! inside `postgres.rs` and `sqlite.rs`. This crate stores opaque bytes: it knows nothing about
 //! Yjs, which the server applies and validates before anything reaches here.
 
+mod batch;
 mod postgres;
 mod sqlite;
 
@@ -93,10 +94,6 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
-    /// The shared transaction this append was part of failed (SQLite commits the appends of
-    /// several rooms together); nothing of it was stored.
-    #[error("database error in a shared commit: {0}")]
-    SharedCommit(String),
     /// The task running the operation panicked or its runtime shut down.
     #[error("store operation did not finish: {0}")]
     Interrupted(String),
@@ -219,42 +216,9 @@ pub(crate) fn keep_limit(keep: usize) -> i64 {
     len_i64(keep.max(1))
 }
 
-/// Splits `updates` into consecutive runs of at most `max_bytes` of data each (a single bigger
-/// update makes a run of its own), for backends whose statements have a size limit.
-pub(crate) fn chunks_by_bytes<'a>(
-    updates: &'a [&'a [u8]],
-    max_bytes: usize,
-) -> impl Iterator<Item = &'a [&'a [u8]]> + 'a {
-    let mut rest = updates;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let mut bytes = 0usize;
-        let mut end = 0;
-        while end < rest.len() && (end == 0 || bytes + rest[end].len() <= max_bytes) {
-            bytes += rest[end].len();
-            end += 1;
-        }
-        let (chunk, tail) = rest.split_at(end);
-        rest = tail;
-        Some(chunk)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chunks_by_bytes_splits_on_size_and_keeps_order() {
-        let data: Vec<Vec<u8>> = [3, 3, 3, 10, 1, 1].iter().map(|&n| vec![0u8; n]).collect();
-        let updates: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
-        let sizes: Vec<Vec<usize>> =
-            chunks_by_bytes(&updates, 6).map(|c| c.iter().map(|u| u.len()).collect()).collect();
-        assert_eq!(sizes, vec![vec![3, 3], vec![3], vec![10], vec![1, 1]]);
-        assert_eq!(chunks_by_bytes(&[], 6).count(), 0);
-    }
 
     #[test]
     fn keep_is_at_least_one() {

@@ -5,14 +5,16 @@
 //! - compactions of a room serialise on a transaction-scoped advisory lock keyed on the room,
 //!   which appenders do not take (compaction never blocks appends).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
+use crate::batch::{AppendQueue, BatchWrite, RoomAppend};
 use crate::{
     CompactOutcome, DocumentStore, LoggedUpdate, NewSnapshot, Seq, Snapshot, StoreError, StoredDocument,
-    VersionInfo, chunks_by_bytes, keep_limit, len_i64, now_millis, run_to_completion,
+    VersionInfo, keep_limit, len_i64, now_millis, run_to_completion,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -46,6 +48,9 @@ impl Default for PostgresOptions {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The writer task every room's appends go through, committing what queued meanwhile in one
+    /// transaction.
+    appends: AppendQueue,
 }
 
 impl PostgresStore {
@@ -84,12 +89,12 @@ impl PostgresStore {
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect);
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 
     /// Wraps an existing pool (for tests and tools that share one).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self { appends: AppendQueue::new(PostgresWriter { pool: pool.clone() }), pool }
     }
 
     /// The underlying pool.
@@ -133,47 +138,6 @@ impl PostgresStore {
         .await?;
         tx.commit().await?;
         Ok(StoredDocument { snapshot, updates })
-    }
-
-    async fn append_now(&self, room: &str, updates: &[&[u8]]) -> Result<Seq, StoreError> {
-        if updates.is_empty() {
-            return self.last_seq(room).await;
-        }
-        let count = len_i64(updates.len());
-        let now = now_millis();
-        let mut tx = self.pool.begin().await?;
-        // Creating the row or advancing next_seq locks it until commit: concurrent appenders to
-        // the room (from any instance) wait here, then see the advanced value.
-        let next: i64 = sqlx::query_scalar(
-            "INSERT INTO documents (room, created_at, updated_at, next_seq) VALUES ($1, $2, $2, 1 + $3)
-             ON CONFLICT (room) DO UPDATE
-             SET next_seq = documents.next_seq + $3, updated_at = EXCLUDED.updated_at
-             RETURNING next_seq",
-        )
-        .bind(room)
-        .bind(now)
-        .bind(count)
-        .fetch_one(&mut *tx)
-        .await?;
-        let mut first = next - count;
-        // Arrays, not one bind per value: the statement text is constant (prepared once) and
-        // the 65,535 bind-parameter limit does not apply.
-        for chunk in chunks_by_bytes(updates, MAX_INSERT_BYTES) {
-            sqlx::query(
-                "INSERT INTO document_updates (room, seq, data, created_at)
-                 SELECT $1, $2 + u.ord - 1, u.data, $3
-                 FROM UNNEST($4::bytea[]) WITH ORDINALITY AS u (data, ord)",
-            )
-            .bind(room)
-            .bind(first)
-            .bind(now)
-            .bind(chunk)
-            .execute(&mut *tx)
-            .await?;
-            first += len_i64(chunk.len());
-        }
-        tx.commit().await?;
-        Ok(next - 1)
     }
 
     async fn compact_now(&self, room: &str, snapshot: NewSnapshot<'_>) -> Result<CompactOutcome, StoreError> {
@@ -261,13 +225,10 @@ impl DocumentStore for PostgresStore {
     }
 
     async fn append(&self, room: &str, updates: &[&[u8]]) -> Result<Seq, StoreError> {
-        let (this, room) = (self.clone(), room.to_owned());
-        let updates: Vec<Vec<u8>> = updates.iter().map(|update| update.to_vec()).collect();
-        run_to_completion(async move {
-            let updates: Vec<&[u8]> = updates.iter().map(Vec::as_slice).collect();
-            this.append_now(&room, &updates).await
-        })
-        .await
+        if updates.is_empty() {
+            return self.last_seq(room).await;
+        }
+        self.appends.append(room, updates).await
     }
 
     async fn compact(&self, room: &str, snapshot: NewSnapshot<'_>) -> Result<CompactOutcome, StoreError> {
@@ -305,6 +266,101 @@ impl DocumentStore for PostgresStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// Commits batches of appends for [`AppendQueue`].
+struct PostgresWriter {
+    pool: PgPool,
+}
+
+#[async_trait::async_trait]
+impl BatchWrite for PostgresWriter {
+    async fn write_batch(&self, rooms: &[RoomAppend<'_>]) -> Result<Vec<Seq>, StoreError> {
+        let now = now_millis();
+        let names: Vec<&str> = rooms.iter().map(|append| append.room).collect();
+        let counts: Vec<i64> = rooms.iter().map(|append| len_i64(append.updates.len())).collect();
+        let mut tx = self.pool.begin().await?;
+        // Creating a room's row or advancing its next_seq locks it until commit: concurrent
+        // appenders to the room (from any instance) wait here, then see the advanced value. The
+        // rows are locked in name order (the batch is sorted), so two batches cannot deadlock.
+        let next: Vec<(String, i64)> = sqlx::query_as(
+            "INSERT INTO documents (room, created_at, updated_at, next_seq)
+             SELECT r.room, $1, $1, 1 + r.count FROM UNNEST($2::text[], $3::int8[]) AS r (room, count)
+             ORDER BY r.room
+             ON CONFLICT (room) DO UPDATE
+             SET next_seq = documents.next_seq + EXCLUDED.next_seq - 1, updated_at = EXCLUDED.updated_at
+             RETURNING room, next_seq",
+        )
+        .bind(now)
+        .bind(&names)
+        .bind(&counts)
+        .fetch_all(&mut *tx)
+        .await?;
+        let next: HashMap<String, i64> = next.into_iter().collect();
+        let mut last_seqs = Vec::with_capacity(rooms.len());
+        let mut rows = Rows::default();
+        for append in rooms {
+            let next = *next.get(append.room).ok_or_else(|| {
+                StoreError::Interrupted(format!("no sequence came back for room {}", append.room))
+            })?;
+            let first = next - len_i64(append.updates.len());
+            for (i, data) in append.updates.iter().enumerate() {
+                if rows.bytes > 0 && rows.bytes + data.len() > MAX_INSERT_BYTES {
+                    std::mem::take(&mut rows).insert(&mut tx, now).await?;
+                }
+                rows.push(append.room, first + len_i64(i), data);
+            }
+            last_seqs.push(next - 1);
+        }
+        rows.insert(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok(last_seqs)
+    }
+
+    /// Two: while one batch waits for its commit's flush, the next one is written.
+    fn max_in_flight(&self) -> usize {
+        2
+    }
+}
+
+/// Update rows for one INSERT, as the columns' arrays: the statement text is constant (prepared
+/// once) and the 65,535 bind-parameter limit does not apply.
+#[derive(Default)]
+struct Rows<'a> {
+    rooms: Vec<&'a str>,
+    seqs: Vec<i64>,
+    data: Vec<&'a [u8]>,
+    bytes: usize,
+}
+
+impl<'a> Rows<'a> {
+    fn push(&mut self, room: &'a str, seq: Seq, data: &'a [u8]) {
+        self.rooms.push(room);
+        self.seqs.push(seq);
+        self.data.push(data);
+        self.bytes += data.len();
+    }
+
+    async fn insert(
+        self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if self.rooms.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO document_updates (room, seq, data, created_at)
+             SELECT u.room, u.seq, u.data, $1 FROM UNNEST($2::text[], $3::int8[], $4::bytea[]) AS u (room, seq, data)",
+        )
+        .bind(now)
+        .bind(&self.rooms)
+        .bind(&self.seqs)
+        .bind(&self.data)
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 }

@@ -6,16 +6,17 @@
 //! waiting appenders are served in order instead of polling the file lock. Reads run in parallel
 //! with the writer (WAL).
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use sqlx::QueryBuilder;
 use sqlx::sqlite::{
-    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use tokio::sync::Mutex;
 
+use crate::batch::{AppendQueue, BatchWrite, MAX_CHUNK_ROWS, RoomAppend, chunk_sizes};
 use crate::{
     CompactOutcome, DocumentStore, LoggedUpdate, NewSnapshot, Seq, Snapshot, StoreError, StoredDocument,
     VersionInfo, keep_limit, len_i64, now_millis, run_to_completion,
@@ -23,35 +24,8 @@ use crate::{
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
-/// SQLite's default limit on bound parameters in one statement (SQLITE_MAX_VARIABLE_NUMBER).
-const MAX_VARIABLES: usize = 32_766;
-/// Parameters bound per row of `document_updates`.
-const UPDATE_COLUMNS: usize = 4;
-/// Rows in one multi-row INSERT; a bigger append is split, still in one transaction.
-const ROWS_PER_INSERT: usize = MAX_VARIABLES / UPDATE_COLUMNS;
-
 /// How long a write waits for another process holding the database's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Bytes of updates committed in one shared transaction at most (at least one append always
-/// goes in, whatever its size).
-const MAX_SHARED_COMMIT_BYTES: usize = 32 << 20;
-
-/// An append waiting for the next shared commit.
-struct PendingAppend {
-    room: String,
-    updates: Vec<Vec<u8>>,
-    done: tokio::sync::oneshot::Sender<Result<Seq, StoreError>>,
-}
-
-impl std::fmt::Debug for PendingAppend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PendingAppend")
-            .field("room", &self.room)
-            .field("updates", &self.updates.len())
-            .finish()
-    }
-}
 
 /// A [`DocumentStore`] in one SQLite file. Clones share the pool and the write lock.
 #[derive(Debug, Clone)]
@@ -59,9 +33,9 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Serialises this process's write transactions (see the module comment).
     write: Arc<Mutex<()>>,
-    /// Appends of every room waiting for the write lock: whoever gets it commits them all in
-    /// one transaction, so many rooms share one fsync instead of queueing for one each.
-    pending: Arc<std::sync::Mutex<Vec<PendingAppend>>>,
+    /// The writer task every room's appends go through: what queues while it commits is
+    /// committed together, so many rooms share one fsync instead of queueing for one each.
+    appends: AppendQueue,
 }
 
 impl SqliteStore {
@@ -98,7 +72,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
-        Ok(Self { pool, write: Arc::new(Mutex::new(())), pending: Arc::default() })
+        Ok(Self::with_pool(pool))
     }
 
     /// A private in-memory database, for tests: gone when the store is dropped.
@@ -113,7 +87,13 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        Ok(Self { pool, write: Arc::new(Mutex::new(())), pending: Arc::default() })
+        Ok(Self::with_pool(pool))
+    }
+
+    fn with_pool(pool: SqlitePool) -> Self {
+        let write = Arc::new(Mutex::new(()));
+        let appends = AppendQueue::new(SqliteWriter { pool: pool.clone(), write: write.clone() });
+        Self { pool, write, appends }
     }
 
     /// The underlying pool.
@@ -164,91 +144,6 @@ impl SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(StoredDocument { snapshot, updates })
-    }
-
-    /// Group commit across rooms: the append joins the pending list, then either finds it was
-    /// committed by whoever held the write lock meanwhile, or takes the lock and commits
-    /// everything pending (its own included) in one transaction, each room's rows under a
-    /// savepoint so that one failing append does not fail the others.
-    async fn append_now(&self, room: &str, updates: &[&[u8]]) -> Result<Seq, StoreError> {
-        if updates.is_empty() {
-            return self.last_seq(room).await;
-        }
-        let (done, mut result) = tokio::sync::oneshot::channel();
-        let request = PendingAppend {
-            room: room.to_owned(),
-            updates: updates.iter().map(|u| u.to_vec()).collect(),
-            done,
-        };
-        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(request);
-        loop {
-            let write = tokio::select! {
-                biased;
-                answer = &mut result => return answered(answer),
-                write = self.write.lock() => write,
-            };
-            if let Ok(answer) = result.try_recv() {
-                return answer;
-            }
-            let batch = self.take_pending();
-            self.commit_shared(batch).await;
-            drop(write);
-        }
-    }
-
-    /// The oldest pending appends, up to [`MAX_SHARED_COMMIT_BYTES`].
-    fn take_pending(&self) -> Vec<PendingAppend> {
-        let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut bytes = 0;
-        let mut take = 0;
-        for request in pending.iter() {
-            let size: usize = request.updates.iter().map(Vec::len).sum();
-            if take > 0 && bytes + size > MAX_SHARED_COMMIT_BYTES {
-                break;
-            }
-            bytes += size;
-            take += 1;
-        }
-        pending.drain(..take).collect()
-    }
-
-    /// Commits `batch` in one transaction (the caller holds the write lock) and answers each.
-    async fn commit_shared(&self, batch: Vec<PendingAppend>) {
-        if batch.is_empty() {
-            return;
-        }
-        let now = now_millis();
-        let outcome = async {
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            let mut results = Vec::with_capacity(batch.len());
-            for request in &batch {
-                sqlx::query("SAVEPOINT room_append").execute(&mut *tx).await?;
-                let updates: Vec<&[u8]> = request.updates.iter().map(Vec::as_slice).collect();
-                let result = insert_updates(&mut tx, &request.room, &updates, now).await;
-                if result.is_err() {
-                    sqlx::query("ROLLBACK TO SAVEPOINT room_append").execute(&mut *tx).await?;
-                }
-                sqlx::query("RELEASE SAVEPOINT room_append").execute(&mut *tx).await?;
-                results.push(result);
-            }
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(results)
-        }
-        .await;
-        match outcome {
-            Ok(results) => {
-                for (request, result) in batch.into_iter().zip(results) {
-                    let _ = request.done.send(result.map_err(StoreError::from));
-                }
-            }
-            Err(error) => {
-                // Nothing of the batch is stored; every append in it fails with the cause.
-                let message = error.to_string();
-                for request in batch {
-                    let _ = request.done.send(Err(StoreError::SharedCommit(message.clone())));
-                }
-            }
-        }
     }
 
     async fn compact_now(&self, room: &str, snapshot: NewSnapshot<'_>) -> Result<CompactOutcome, StoreError> {
@@ -332,13 +227,10 @@ impl DocumentStore for SqliteStore {
     }
 
     async fn append(&self, room: &str, updates: &[&[u8]]) -> Result<Seq, StoreError> {
-        let (this, room) = (self.clone(), room.to_owned());
-        let updates: Vec<Vec<u8>> = updates.iter().map(|update| update.to_vec()).collect();
-        run_to_completion(async move {
-            let updates: Vec<&[u8]> = updates.iter().map(Vec::as_slice).collect();
-            this.append_now(&room, &updates).await
-        })
-        .await
+        if updates.is_empty() {
+            return self.last_seq(room).await;
+        }
+        self.appends.append(room, updates).await
     }
 
     async fn compact(&self, room: &str, snapshot: NewSnapshot<'_>) -> Result<CompactOutcome, StoreError> {
@@ -380,44 +272,91 @@ impl DocumentStore for SqliteStore {
     }
 }
 
-fn answered(
-    answer: Result<Result<Seq, StoreError>, tokio::sync::oneshot::error::RecvError>,
-) -> Result<Seq, StoreError> {
-    answer
-        .unwrap_or_else(|_| Err(StoreError::Interrupted("the shared commit ended without an answer".into())))
+/// Commits batches of appends for [`AppendQueue`].
+struct SqliteWriter {
+    pool: SqlitePool,
+    write: Arc<Mutex<()>>,
 }
 
-/// One room's rows: advances its sequence (creating its row) and inserts the updates; returns
-/// the sequence of the last one.
-async fn insert_updates(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
-    room: &str,
-    updates: &[&[u8]],
-    now: i64,
-) -> Result<Seq, sqlx::Error> {
-    let count = len_i64(updates.len());
-    let next: i64 = sqlx::query_scalar(
-        "INSERT INTO documents (room, created_at, updated_at, next_seq) VALUES (?1, ?2, ?2, 1 + ?3)
-         ON CONFLICT (room) DO UPDATE
-         SET next_seq = documents.next_seq + ?3, updated_at = excluded.updated_at
-         RETURNING next_seq",
-    )
-    .bind(room)
-    .bind(now)
-    .bind(count)
-    .fetch_one(&mut **tx)
-    .await?;
-    let mut seq = next - count;
-    for chunk in updates.chunks(ROWS_PER_INSERT) {
-        let mut insert =
-            QueryBuilder::<Sqlite>::new("INSERT INTO document_updates (room, seq, data, created_at) ");
-        insert.push_values(chunk, |mut row, data| {
-            row.push_bind(room).push_bind(seq).push_bind(*data).push_bind(now);
-            seq += 1;
-        });
-        // Not cached: the text differs with the row count, and big ones would crowd out the
-        // statements worth keeping.
-        insert.build().persistent(false).execute(&mut **tx).await?;
+/// `INSERT INTO documents … VALUES (…), (…) … RETURNING room, next_seq` for each chunk size:
+/// the rooms' sequence counters, created or advanced by each room's update count.
+static UPSERT_ROOMS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    statements_by_size(|rows| {
+        format!(
+            "INSERT INTO documents (room, created_at, updated_at, next_seq) VALUES {rows}
+             ON CONFLICT (room) DO UPDATE
+             SET next_seq = documents.next_seq + excluded.next_seq - 1, updated_at = excluded.updated_at
+             RETURNING room, next_seq"
+        )
+    })
+});
+
+/// `INSERT INTO document_updates … VALUES (…), (…) …` for each chunk size.
+static INSERT_ROWS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    statements_by_size(|rows| {
+        format!("INSERT INTO document_updates (room, seq, data, created_at) VALUES {rows}")
+    })
+});
+
+/// One statement per chunk size (1, 2, 4, … [`MAX_CHUNK_ROWS`]), indexed by the size's log2;
+/// `build` gets the VALUES rows (four parameters each).
+fn statements_by_size(build: impl Fn(&str) -> String) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut size = 1;
+    while size <= MAX_CHUNK_ROWS {
+        statements.push(build(&vec!["(?, ?, ?, ?)"; size].join(", ")));
+        size *= 2;
     }
-    Ok(next - 1)
+    statements
+}
+
+fn statement(statements: &'static [String], size: usize) -> Result<&'static str, StoreError> {
+    statements
+        .get(size.ilog2() as usize)
+        .map(String::as_str)
+        .ok_or_else(|| StoreError::Interrupted(format!("no statement for {size} rows")))
+}
+
+#[async_trait::async_trait]
+impl BatchWrite for SqliteWriter {
+    async fn write_batch(&self, rooms: &[RoomAppend<'_>]) -> Result<Vec<Seq>, StoreError> {
+        let now = now_millis();
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut next_seqs: HashMap<String, i64> = HashMap::with_capacity(rooms.len());
+        let mut rest = rooms;
+        for size in chunk_sizes(rooms.len()) {
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
+            let mut upsert = sqlx::query_as::<_, (String, i64)>(statement(&UPSERT_ROOMS, size)?);
+            for append in chunk {
+                upsert = upsert.bind(append.room).bind(now).bind(now).bind(1 + len_i64(append.updates.len()));
+            }
+            next_seqs.extend(upsert.fetch_all(&mut *tx).await?);
+        }
+        let mut last_seqs = Vec::with_capacity(rooms.len());
+        let mut rows: Vec<(&str, Seq, &[u8])> = Vec::new();
+        for append in rooms {
+            let next = *next_seqs.get(append.room).ok_or_else(|| {
+                StoreError::Interrupted(format!("no sequence came back for room {}", append.room))
+            })?;
+            let first = next - len_i64(append.updates.len());
+            rows.extend(
+                append.updates.iter().enumerate().map(|(i, data)| (append.room, first + len_i64(i), *data)),
+            );
+            last_seqs.push(next - 1);
+        }
+        let mut rest = rows.as_slice();
+        for size in chunk_sizes(rows.len()) {
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
+            let mut insert = sqlx::query(statement(&INSERT_ROWS, size)?);
+            for (room, seq, data) in chunk {
+                insert = insert.bind(*room).bind(*seq).bind(*data).bind(now);
+            }
+            insert.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(last_seqs)
+    }
 }
