@@ -8,11 +8,12 @@
 //! that were computed from a document holding unstored changes, wait for `durable` to pass them.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dojo_store::{DocumentStore, Seq, StoreError};
-use tokio::task::JoinHandle;
 
 use crate::room_name::RoomName;
 
@@ -42,8 +43,11 @@ pub struct Journal<T> {
     waiting: VecDeque<(Generation, T)>,
 }
 
+/// A write under way. Polled by the room itself rather than spawned: the store's writer task
+/// does the work, so this only waits for its answer, and a task per write would cost a spawn
+/// and a cross-thread wake-up for nothing.
 struct InFlight {
-    task: JoinHandle<Result<Seq, StoreError>>,
+    write: Pin<Box<dyn Future<Output = Result<Seq, StoreError>> + Send>>,
     changes: Vec<Vec<u8>>,
     up_to: Generation,
 }
@@ -111,24 +115,20 @@ impl<T> Journal<T> {
         let store = self.store.clone();
         let room = self.room.clone();
         let batch = changes.clone();
-        let task = tokio::spawn(async move { append_with_retry(&*store, &room, &batch).await });
+        let write = Box::pin(async move { append_with_retry(&*store, &room, &batch).await });
         let up_to = self.applied - self.queued.len() as Generation;
-        self.in_flight = Some(InFlight { task, changes, up_to });
+        self.in_flight = Some(InFlight { write, changes, up_to });
     }
 
     /// Waits for the write under way (pending forever if there is none: guard with `is_writing`).
     /// Cancel-safe: if this future is dropped, the write stays under way and is awaited next time.
     pub async fn written(&mut self) -> Result<Written<T>, WriteError> {
         let Some(in_flight) = self.in_flight.as_mut() else { return std::future::pending().await };
-        let outcome = (&mut in_flight.task).await;
+        let outcome = in_flight.write.as_mut().await;
         let Some(InFlight { changes, up_to, .. }) = self.in_flight.take() else {
             return Err(WriteError::Task("the write vanished".into()));
         };
-        let last_seq = match outcome {
-            Ok(Ok(seq)) => seq,
-            Ok(Err(error)) => return Err(WriteError::Store(error)),
-            Err(join_error) => return Err(WriteError::Task(join_error.to_string())),
-        };
+        let last_seq = outcome?;
         self.durable = up_to;
         let mut released = Vec::new();
         while self.waiting.front().is_some_and(|(generation, _)| *generation <= self.durable) {
@@ -141,9 +141,9 @@ impl<T> Journal<T> {
 
     /// Everything still waiting, for a room that is failing.
     pub fn abandon(&mut self) -> Vec<T> {
-        if let Some(in_flight) = self.in_flight.take() {
-            in_flight.task.abort();
-        }
+        // The store may still commit the batch; appending twice is harmless, and the room
+        // reloads from the store.
+        self.in_flight = None;
         self.queued.clear();
         self.queued_bytes = 0;
         self.waiting.drain(..).map(|(_, item)| item).collect()
