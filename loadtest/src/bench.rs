@@ -1,10 +1,12 @@
 //! Timestamps carried inside the document, and the receiving side that turns them into latencies.
 //!
-//! Every edit also writes `bench[{client_id}] = "{n}:{sent_us}"` (a root `Y.Map`) in the same
-//! transaction, so the timestamp travels in the very update it measures. Each client observes
-//! the `bench` map; an entry written by another client is one delivery, and the time between its
-//! stamp and the moment the update is applied here is its end-to-end propagation latency (client
-//! → server → store → broadcast → client). All clients live in this process and share one clock.
+//! Every edit also writes `bench[{client_id}] = "dojo-lt:{client_id}:{n}:{sent_us};"` (a root
+//! `Y.Map`) in the same transaction, so the timestamp travels in the very update it measures.
+//! yrs encodes a string value as its length and its UTF-8 bytes, so the stamp appears verbatim in
+//! the update's bytes: the receiving client finds it there ([`record_stamps`]) the moment the frame
+//! arrives, without decoding or applying the update. The time between the stamp and that moment
+//! is the edit's end-to-end propagation latency (client → server → store → broadcast → client).
+//! All clients live in this process and share one clock.
 //!
 //! Each client overwrites its own key rather than adding one key per edit, so the live map holds
 //! one entry per client however long the run. The overwritten values stay in the document's
@@ -15,11 +17,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
-use yrs::types::EntryChange;
-use yrs::{Any, Doc, Map, Observable, Out, TransactionMut, WriteTxn};
+use yrs::{Map, TransactionMut, WriteTxn};
 
 /// The root map holding the timestamps.
 pub const BENCH: &str = "bench";
+/// What every stamp starts with; the rest is `{sender}:{n}:{sent_us};`.
+const STAMP_MARK: &[u8] = b"dojo-lt:";
 /// Largest latency the histogram tells apart: one hour, in microseconds; longer ones count as that.
 const MAX_LATENCY_US: u64 = 3_600_000_000;
 
@@ -69,8 +72,8 @@ pub struct Received {
     pub deliveries: u64,
     /// Stamps from before this run (a reused `--room-prefix`): not counted.
     pub stale: u64,
-    /// The newest edit number seen from each sender.
-    newest: HashMap<String, u64>,
+    /// The newest edit number seen from each sender (by client id).
+    newest: HashMap<u64, u64>,
 }
 
 impl Default for Received {
@@ -80,17 +83,20 @@ impl Default for Received {
 }
 
 impl Received {
-    /// Records `sender`'s stamp seen at `now_us`.
-    pub fn record(&mut self, sender: &str, stamp: &str, now_us: u64, clock_origin_us: u64) {
-        match parse_stamp(stamp) {
-            Some((n, sent_us)) if sent_us >= clock_origin_us => {
-                let newest = self.newest.entry(sender.to_owned()).or_default();
-                self.deliveries += n.saturating_sub(*newest);
-                *newest = (*newest).max(n);
-                self.latency_us.saturating_record(now_us.saturating_sub(sent_us).max(1));
-            }
-            _ => self.stale += 1,
+    /// Records `sender`'s `n`th edit, sent at `sent_us`, seen at `now_us`. An edit seen before
+    /// (it came again in a merged or resent update) is neither a delivery nor a latency.
+    pub fn record(&mut self, sender: u64, n: u64, sent_us: u64, now_us: u64, clock_origin_us: u64) {
+        if sent_us < clock_origin_us {
+            self.stale += 1;
+            return;
         }
+        let newest = self.newest.entry(sender).or_default();
+        if n <= *newest {
+            return;
+        }
+        self.deliveries += n - *newest;
+        *newest = n;
+        self.latency_us.saturating_record(now_us.saturating_sub(sent_us).max(1));
     }
 
     /// The latencies and deliveries recorded so far, leaving this empty (the newest edit numbers
@@ -108,60 +114,143 @@ pub fn lock(received: &SharedReceived) -> MutexGuard<'_, Received> {
     received.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Starts recording deliveries into `doc`: call before the document is connected.
-///
-/// The observer runs inside the transaction that applies an incoming update. It reads only what
-/// that transaction hands it and never opens a transaction of its own (that would deadlock on
-/// the document's lock).
-pub fn observe(doc: &Doc, clock: BenchClock) -> SharedReceived {
-    let received = SharedReceived::default();
-    let own_key = doc.client_id().to_string();
-    let sink = received.clone();
-    doc.get_or_insert_map(BENCH).observe("dojo-loadtest", move |txn: &TransactionMut, event| {
-        let now_us = clock.now_us();
-        let mut received = lock(&sink);
-        for (key, change) in event.keys(txn) {
-            if key.as_ref() == own_key {
-                continue;
-            }
-            if let EntryChange::Inserted(Out::Any(Any::String(stamp)))
-            | EntryChange::Updated(_, Out::Any(Any::String(stamp))) = change
-            {
-                received.record(key.as_ref(), stamp, now_us, clock.origin_us());
-            }
+/// Where a client records the stamps of other clients' edits it receives.
+#[derive(Debug, Clone)]
+pub struct StampSink {
+    pub received: SharedReceived,
+    pub clock: BenchClock,
+    /// This client's id: its own edits, echoed back by the server, are not deliveries.
+    pub own: u64,
+}
+
+impl StampSink {
+    pub fn new(clock: BenchClock, own: u64) -> Self {
+        Self { received: SharedReceived::default(), clock, own }
+    }
+
+    /// Records every other client's stamp found in `update` (the bytes of a Yjs update, as
+    /// received), timed now.
+    pub fn record(&self, update: &[u8]) {
+        let now_us = self.clock.now_us();
+        let mut stamps = Stamps::new(update).filter(|stamp| stamp.sender != self.own).peekable();
+        if stamps.peek().is_none() {
+            return;
         }
-    });
-    received
+        let mut received = lock(&self.received);
+        for stamp in stamps {
+            received.record(stamp.sender, stamp.n, stamp.sent_us, now_us, self.clock.origin_us());
+        }
+    }
 }
 
 /// Writes this client's stamp for its `n`th edit, sent now, into the transaction.
-pub fn stamp(txn: &mut TransactionMut, own_key: &str, n: u64, clock: BenchClock) {
+pub fn stamp(txn: &mut TransactionMut, own: u64, n: u64, clock: BenchClock) {
     let bench = txn.get_or_insert_map(BENCH);
-    bench.insert(txn, own_key, format_stamp(n, clock.now_us()));
+    bench.insert(txn, own.to_string(), format_stamp(own, n, clock.now_us()));
 }
 
-pub fn format_stamp(n: u64, sent_us: u64) -> String {
-    format!("{n}:{sent_us}")
+pub fn format_stamp(sender: u64, n: u64, sent_us: u64) -> String {
+    format!("dojo-lt:{sender}:{n}:{sent_us};")
 }
 
-/// `(n, sent_us)` from a stamp.
-pub fn parse_stamp(stamp: &str) -> Option<(u64, u64)> {
-    let (n, sent) = stamp.split_once(':')?;
-    Some((n.parse().ok()?, sent.parse().ok()?))
+/// One stamp found in an update's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub sender: u64,
+    pub n: u64,
+    pub sent_us: u64,
+}
+
+/// The stamps in a byte string, in order. Anything that looks like the start of a stamp but
+/// does not parse is skipped (a stamp cut by a malformed frame, say).
+pub struct Stamps<'a> {
+    bytes: &'a [u8],
+    finder: memchr::memmem::Finder<'static>,
+}
+
+impl<'a> Stamps<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, finder: memchr::memmem::Finder::new(STAMP_MARK) }
+    }
+}
+
+impl Iterator for Stamps<'_> {
+    type Item = Stamp;
+
+    fn next(&mut self) -> Option<Stamp> {
+        loop {
+            let at = self.finder.find(self.bytes)?;
+            self.bytes = &self.bytes[at + STAMP_MARK.len()..];
+            if let Some((stamp, rest)) = parse_stamp_body(self.bytes) {
+                self.bytes = rest;
+                return Some(stamp);
+            }
+        }
+    }
+}
+
+/// `{sender}:{n}:{sent_us};` at the start of `bytes`, and what follows it.
+fn parse_stamp_body(bytes: &[u8]) -> Option<(Stamp, &[u8])> {
+    let (sender, rest) = parse_number(bytes, b':')?;
+    let (n, rest) = parse_number(rest, b':')?;
+    let (sent_us, rest) = parse_number(rest, b';')?;
+    Some((Stamp { sender, n, sent_us }, rest))
+}
+
+/// Decimal digits (at most 20) up to `end`, and what follows `end`.
+fn parse_number(bytes: &[u8], end: u8) -> Option<(u64, &[u8])> {
+    let digits = bytes.iter().take(21).take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || bytes.get(digits) != Some(&end) {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for digit in &bytes[..digits] {
+        value = value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
+    }
+    Some((value, &bytes[digits + 1..]))
+}
+
+/// A stamp parsed from its text form, as [`format_stamp`] writes it.
+pub fn parse_stamp(text: &str) -> Option<Stamp> {
+    let body = text.as_bytes().strip_prefix(STAMP_MARK)?;
+    match parse_stamp_body(body) {
+        Some((stamp, [])) => Some(stamp),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use yrs::updates::decoder::Decode;
-    use yrs::{ReadTxn, Transact, Update};
+    use yrs::{Doc, ReadTxn, Transact, Update};
 
     #[test]
     fn stamps_round_trip_and_garbage_is_refused() {
-        assert_eq!(parse_stamp(&format_stamp(7, 1_700_000_000_123_456)), Some((7, 1_700_000_000_123_456)));
-        for bad in ["", "7", "7:", ":5", "a:5", "7:-5", "7:5:6"] {
+        let stamp = Stamp { sender: 42, n: 7, sent_us: 1_700_000_000_123_456 };
+        assert_eq!(parse_stamp(&format_stamp(42, 7, 1_700_000_000_123_456)), Some(stamp));
+        for bad in [
+            "",
+            "dojo-lt:",
+            "dojo-lt:1:7",
+            "dojo-lt:1:7:5",
+            "dojo-lt::7:5;",
+            "dojo-lt:a:7:5;",
+            "dojo-lt:1:7:-5;",
+            "dojo-lt:1:7:5;x",
+            "dojo-lt:1:7:99999999999999999999999;",
+            "7:5",
+        ] {
             assert_eq!(parse_stamp(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn stamps_are_found_among_other_bytes_and_broken_ones_skipped() {
+        let mut bytes = b"\x00\x02junk dojo-lt:1:2:3; more dojo-lt:9:x:1; dojo-lt:".to_vec();
+        bytes.extend_from_slice(b"4:5:6;dojo-lt:7:8:9");
+        let found: Vec<Stamp> = Stamps::new(&bytes).collect();
+        assert_eq!(found, vec![Stamp { sender: 1, n: 2, sent_us: 3 }, Stamp { sender: 4, n: 5, sent_us: 6 }]);
     }
 
     #[test]
@@ -177,53 +266,62 @@ mod tests {
     #[test]
     fn stamps_from_before_the_run_are_not_latencies() {
         let mut received = Received::default();
-        received.record("a", &format_stamp(1, 1_000), 3_500, 1_000);
-        received.record("a", &format_stamp(2, 999), 3_500, 1_000);
-        received.record("a", "junk", 3_500, 1_000);
-        assert_eq!((received.deliveries, received.stale), (1, 2));
+        received.record(1, 1, 1_000, 3_500, 1_000);
+        received.record(1, 2, 999, 3_500, 1_000);
+        assert_eq!((received.deliveries, received.stale), (1, 1));
         let max = received.latency_us.max();
         assert!(received.latency_us.equivalent(max, 2_500), "{max}");
     }
 
     #[test]
-    fn merged_updates_count_every_edit_they_carry() {
+    fn merged_updates_count_every_edit_they_carry_and_repeats_count_nothing() {
         let mut received = Received::default();
-        received.record("a", &format_stamp(1, 1_000), 2_000, 0);
-        // Edits 2 and 3 of `a` arrived merged: only 3 is visible.
-        received.record("a", &format_stamp(3, 1_500), 2_000, 0);
-        received.record("b", &format_stamp(1, 1_500), 2_000, 0);
-        // A stamp seen again (a resync) delivers nothing new.
-        received.record("a", &format_stamp(3, 1_500), 9_000, 0);
+        received.record(1, 1, 1_000, 2_000, 0);
+        // Edits 2 and 3 of client 1 arrived merged: only 3 is visible.
+        received.record(1, 3, 1_500, 2_000, 0);
+        received.record(2, 1, 1_500, 2_000, 0);
+        // A stamp seen again (a resync) is neither a delivery nor a latency.
+        received.record(1, 3, 1_500, 9_000, 0);
         assert_eq!(received.deliveries, 4);
         let (latency, deliveries) = received.take();
-        assert_eq!((latency.len(), deliveries), (4, 4));
+        assert_eq!((latency.len(), deliveries), (3, 4));
+        assert_eq!(latency.max(), latency.highest_equivalent(1_000));
         assert_eq!((received.latency_us.len(), received.deliveries), (0, 0));
-        received.record("a", &format_stamp(4, 1_500), 2_000, 0);
+        received.record(1, 4, 1_500, 2_000, 0);
         assert_eq!(received.deliveries, 1);
     }
 
     #[test]
-    fn a_peer_records_deliveries_from_others_but_not_its_own_edits() {
+    fn a_receiver_finds_the_stamps_of_others_in_real_updates_but_not_its_own() {
         let clock = BenchClock::start();
         let alice = Doc::new();
         let bob = Doc::new();
-        let alice_received = observe(&alice, clock);
-        let bob_received = observe(&bob, clock);
-        let alice_key = alice.client_id().to_string();
+        let (alice_id, bob_id) = (alice.client_id().get(), bob.client_id().get());
+        let alice_sink = StampSink::new(clock, alice_id);
+        let bob_sink = StampSink::new(clock, bob_id);
 
         for n in 1..=3 {
             let update = {
                 let mut txn = alice.transact_mut();
-                stamp(&mut txn, &alice_key, n, clock);
+                stamp(&mut txn, alice_id, n, clock);
                 txn.encode_update_v1()
             };
+            alice_sink.record(&update);
+            bob_sink.record(&update);
             bob.transact_mut().apply_update(Update::decode_v1(&update).unwrap()).unwrap();
         }
-        assert_eq!(lock(&alice_received).deliveries, 0);
-        let bob_received = lock(&bob_received);
-        assert_eq!((bob_received.deliveries, bob_received.latency_us.len()), (3, 3));
+        assert_eq!(lock(&alice_sink.received).deliveries, 0);
+        {
+            let received = lock(&bob_sink.received);
+            assert_eq!((received.deliveries, received.latency_us.len()), (3, 3));
+        }
         // The live map holds one entry per writer, not one per edit.
         let txn = bob.transact();
         assert_eq!(txn.get_map(BENCH).unwrap().len(&txn), 1);
+        // A full-state update (what a resync sends) repeats the newest stamp: nothing new.
+        let state = txn.encode_state_as_update_v1(&yrs::StateVector::default());
+        let repeat = StampSink { own: bob_id, ..bob_sink.clone() };
+        repeat.record(&state);
+        assert_eq!(lock(&bob_sink.received).deliveries, 3);
     }
 }

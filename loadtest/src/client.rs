@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::bench::StampSink;
 use crate::hocuspocus::{self, HocusMessage, Incoming};
 use dojo_sync_protocol::codec::{
     FrameLimits, decode_frame, encode_message, encode_sync_step1, encode_update,
@@ -59,6 +60,60 @@ impl Framing {
     }
 }
 
+/// When a client applies the document updates it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Applying {
+    /// Each update is applied to the document as it arrives, as an editor does.
+    #[default]
+    OnArrival,
+    /// Updates are kept in arrival order and applied by [`SyncClient::catch_up`] (or once more
+    /// than [`MAX_DEFERRED_BYTES`] are waiting). For the load generator: it measures the server,
+    /// so its thousands of clients should not spend the shared cores integrating every update
+    /// while the server is being timed. Only for clients whose own edits do not depend on what
+    /// others wrote (each edits its own node and its own stamp key): their documents may lag.
+    /// The initial sync (step 2) is always applied at once.
+    Deferred,
+}
+
+/// Most bytes of updates a deferring client keeps before it applies them anyway.
+pub const MAX_DEFERRED_BYTES: usize = 4 * 1024 * 1024;
+
+/// How a client handles what it receives, beyond speaking the protocol.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    pub applying: Applying,
+    /// Where the timestamps of other clients' edits are recorded as each update arrives.
+    pub stamps: Option<StampSink>,
+}
+
+/// Updates received but not applied yet ([`Applying::Deferred`]).
+#[derive(Debug, Default)]
+struct Deferred {
+    updates: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+type SharedDeferred = Arc<Mutex<Deferred>>;
+
+fn lock_deferred(deferred: &SharedDeferred) -> MutexGuard<'_, Deferred> {
+    deferred.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Applies `updates` to `doc` in one transaction; returns how many did not apply.
+fn apply_all(doc: &Doc, updates: Vec<Vec<u8>>) -> u64 {
+    if updates.is_empty() {
+        return 0;
+    }
+    let mut failed = 0;
+    let mut txn = doc.transact_mut();
+    for update in updates {
+        let applied =
+            Update::decode_v1(&update).map_err(|_| ()).and_then(|u| txn.apply_update(u).map_err(|_| ()));
+        failed += u64::from(applied.is_err());
+    }
+    failed
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("websocket: {0}")]
@@ -91,6 +146,7 @@ pub struct SyncClient {
     awareness: Arc<Mutex<Awareness>>,
     outgoing: mpsc::Sender<WsMessage>,
     status: watch::Receiver<ClientStatus>,
+    deferred: SharedDeferred,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -109,6 +165,16 @@ impl SyncClient {
     /// Connects with the given framing. With Hocuspocus framing `url` is the server's endpoint
     /// (the document is named in every frame); the auth message (an empty token) goes first.
     pub async fn connect_framed(url: &str, doc: Doc, framing: Framing) -> Result<Self, ClientError> {
+        Self::connect_with(url, doc, framing, ClientOptions::default()).await
+    }
+
+    /// Connects with the given framing and options (the load generator's clients).
+    pub async fn connect_with(
+        url: &str,
+        doc: Doc,
+        framing: Framing,
+        options: ClientOptions,
+    ) -> Result<Self, ClientError> {
         // Nagle's algorithm off, as browsers have it: a small update is sent at once instead of
         // waiting for the previous one's ACK (up to 40 ms with delayed ACKs), which would show
         // up as latency that no real client sees.
@@ -117,15 +183,19 @@ impl SyncClient {
         let (outgoing, outgoing_rx) = mpsc::channel::<WsMessage>(1024);
         let (status_tx, status) = watch::channel(ClientStatus::default());
         let awareness = Arc::new(Mutex::new(Awareness::new(doc.clone())));
+        let deferred = SharedDeferred::default();
 
         let writer = tokio::spawn(write_loop(sink, outgoing_rx));
-        let reader = tokio::spawn(read_loop(
-            stream,
-            Peer { doc: doc.clone(), awareness: awareness.clone(), framing: framing.clone() },
-            outgoing.clone(),
-            status_tx,
-        ));
-        let client = Self { framing, doc, awareness, outgoing, status, tasks: vec![writer, reader] };
+        let peer = Peer {
+            doc: doc.clone(),
+            awareness: awareness.clone(),
+            framing: framing.clone(),
+            deferred: (options.applying == Applying::Deferred).then(|| deferred.clone()),
+            stamps: options.stamps,
+        };
+        let reader = tokio::spawn(read_loop(stream, peer, outgoing.clone(), status_tx));
+        let client =
+            Self { framing, doc, awareness, outgoing, status, deferred, tasks: vec![writer, reader] };
 
         if let Framing::Hocuspocus { document } = &client.framing {
             // As HocuspocusProvider.onOpen does: the token first, then sync step 1.
@@ -137,8 +207,20 @@ impl SyncClient {
         Ok(client)
     }
 
+    /// The document. A client that defers updates may not hold all it received: call
+    /// [`SyncClient::catch_up`] first.
     pub fn doc(&self) -> &Doc {
         &self.doc
+    }
+
+    /// Applies the updates received but not applied yet ([`Applying::Deferred`]); those that do
+    /// not apply count as bad frames.
+    pub fn catch_up(&self) {
+        let updates = std::mem::take(&mut *lock_deferred(&self.deferred)).updates;
+        let failed = apply_all(&self.doc, updates);
+        if failed > 0 {
+            tracing::warn!(failed, "received updates that do not apply");
+        }
     }
 
     pub fn client_id(&self) -> ClientID {
@@ -284,6 +366,38 @@ struct Peer {
     doc: Doc,
     awareness: Arc<Mutex<Awareness>>,
     framing: Framing,
+    /// Where updates wait to be applied, when the client defers them.
+    deferred: Option<SharedDeferred>,
+    stamps: Option<StampSink>,
+}
+
+impl Peer {
+    /// An update received after the initial sync: timed, then applied or kept for later.
+    fn receive_update(&self, update: Vec<u8>) -> Result<(), ()> {
+        if let Some(stamps) = &self.stamps {
+            stamps.record(&update);
+        }
+        let Some(deferred) = &self.deferred else { return apply_one(&self.doc, &update) };
+        let overflow = {
+            let mut deferred = lock_deferred(deferred);
+            deferred.bytes += update.len();
+            deferred.updates.push(update);
+            if deferred.bytes > MAX_DEFERRED_BYTES {
+                Some(std::mem::take(&mut *deferred).updates)
+            } else {
+                None
+            }
+        };
+        match overflow.map(|updates| apply_all(&self.doc, updates)) {
+            Some(failed) if failed > 0 => Err(()),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn apply_one(doc: &Doc, update: &[u8]) -> Result<(), ()> {
+    let update = Update::decode_v1(update).map_err(|_| ())?;
+    doc.transact_mut().apply_update(update).map_err(|_| ())
 }
 
 async fn read_loop(
@@ -338,7 +452,7 @@ fn handle_frame(frame: &[u8], peer: &Peer) -> Outcome {
     match decode_frame(frame, &limits) {
         Ok(messages) => {
             for message in messages {
-                match handle(message, &peer.doc, &peer.awareness) {
+                match handle(message, peer) {
                     Ok(Handled::Reply(reply)) => outcome.replies.push(peer.framing.wrap(reply)),
                     Ok(Handled::Synced) => outcome.synced = true,
                     Ok(Handled::Nothing) => {}
@@ -390,20 +504,20 @@ enum Handled {
     Nothing,
 }
 
-fn handle(message: Message, doc: &Doc, awareness: &Mutex<Awareness>) -> Result<Handled, ()> {
-    let apply = |update: &[u8]| -> Result<(), ()> {
-        let update = Update::decode_v1(update).map_err(|_| ())?;
-        doc.transact_mut().apply_update(update).map_err(|_| ())
-    };
+fn handle(message: Message, peer: &Peer) -> Result<Handled, ()> {
     match message {
         Message::Sync(SyncMessage::SyncStep1(sv)) => {
-            let update = doc.transact().encode_state_as_update_v1(&sv);
+            // Everything deferred came from the server, so it has it; the answer needs only
+            // what this document holds.
+            let update = peer.doc.transact().encode_state_as_update_v1(&sv);
             Ok(Handled::Reply(dojo_sync_protocol::codec::encode_sync_step2(&update)))
         }
-        Message::Sync(SyncMessage::SyncStep2(update)) => apply(&update).map(|()| Handled::Synced),
-        Message::Sync(SyncMessage::Update(update)) => apply(&update).map(|()| Handled::Nothing),
+        Message::Sync(SyncMessage::SyncStep2(update)) => {
+            apply_one(&peer.doc, &update).map(|()| Handled::Synced)
+        }
+        Message::Sync(SyncMessage::Update(update)) => peer.receive_update(update).map(|()| Handled::Nothing),
         Message::Awareness(update) => {
-            let mut awareness = awareness.lock().unwrap_or_else(|p| p.into_inner());
+            let mut awareness = peer.awareness.lock().unwrap_or_else(|p| p.into_inner());
             awareness.apply_update(update).map_err(|_| ())?;
             Ok(Handled::Nothing)
         }

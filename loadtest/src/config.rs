@@ -171,6 +171,12 @@ pub struct Config {
     #[arg(long, env = "DOJO_LOADTEST_RAMP_STEP_SECS", default_value_t = 10.0, value_parser = parse_duration)]
     pub ramp_step_secs: f64,
 
+    /// Ramp: seconds of editing at the first step's rate before the first step, not judged: rooms
+    /// are created, buffers and caches warmed, so that step one measures the same steady state as
+    /// the others (0: no warm-up).
+    #[arg(long, env = "DOJO_LOADTEST_RAMP_WARMUP_SECS", default_value_t = 4.0, value_parser = parse_warmup)]
+    pub ramp_warmup_secs: f64,
+
     /// Ramp: edit rate per client of the first step (default: the scenario's rate).
     #[arg(long, env = "DOJO_LOADTEST_RAMP_START", value_parser = parse_rate)]
     pub ramp_start: Option<f64>,
@@ -183,6 +189,13 @@ pub struct Config {
     #[arg(long, env = "DOJO_LOADTEST_RAMP_MAX_STEPS", default_value_t = 12,
         value_parser = clap::value_parser!(u32).range(1..=100))]
     pub ramp_max_steps: u32,
+
+    /// Apply every received update to the client's document as it arrives, as an editor does.
+    /// By default the generator's clients time each update from its bytes on arrival and apply
+    /// what they received after each editing phase (before the convergence check), so the
+    /// generator spends its CPU on sending and receiving rather than on CRDT work.
+    #[arg(long, env = "DOJO_LOADTEST_APPLY_ON_ARRIVAL")]
+    pub apply_on_arrival: bool,
 
     /// The server's process id, to report its CPU time and memory (Linux /proc, same machine).
     #[arg(long, env = "DOJO_LOADTEST_SERVER_PID")]
@@ -202,6 +215,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// When the generator's editing clients apply what they receive.
+    pub fn applying(&self) -> crate::client::Applying {
+        if self.apply_on_arrival {
+            crate::client::Applying::OnArrival
+        } else {
+            crate::client::Applying::Deferred
+        }
+    }
+
     pub fn rooms(&self) -> u32 {
         self.rooms.unwrap_or(self.scenario.defaults().0)
     }
@@ -307,6 +329,13 @@ fn parse_settle(value: &str) -> Result<f64, String> {
         return Ok(0.0);
     }
     parse_positive(value, "the settle time", 3_600.0)
+}
+
+fn parse_warmup(value: &str) -> Result<f64, String> {
+    if value.trim().parse::<f64>() == Ok(0.0) {
+        return Ok(0.0);
+    }
+    parse_positive(value, "the warm-up", 3_600.0)
 }
 
 fn parse_bound(value: &str) -> Result<f64, String> {

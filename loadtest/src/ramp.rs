@@ -15,8 +15,8 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::report::{Capacity, LatencySummary, RampReport, RampStep, per_second, round3};
 use crate::run::{
-    CONVERGE_TIMEOUT, Context, EditPhase, close_all, connect_and_prepare, edit_all, group_by_room, tally,
-    wait_converged, warn_unconverged,
+    CONVERGE_TIMEOUT, Context, EditPhase, Member, close_all, connect_and_prepare, edit_all, group_by_room,
+    tally, wait_converged, warn_unconverged,
 };
 
 /// The highest rate per client the generator schedules (one edit per millisecond).
@@ -105,6 +105,8 @@ pub(crate) async fn run(config: &Config, context: &Context) -> RampReport {
     let rates = rates(config.ramp_start.unwrap_or(config.rate()), config.ramp_factor, config.ramp_max_steps);
     let mut steps: Vec<RampStep> = Vec::new();
     let mut stopped = format!("all {} steps passed", rates.len());
+    let (after, warmup_p99_ms) = warm_up(config, context, members, rates.first().copied()).await;
+    members = after;
 
     for (index, &rate) in rates.iter().enumerate() {
         let step_number = index as u32 + 1;
@@ -188,6 +190,8 @@ pub(crate) async fn run(config: &Config, context: &Context) -> RampReport {
         connect_s: round3(connect_s),
         p99_bound_ms: config.ramp_p99_ms,
         step_s: config.ramp_step_secs,
+        warmup_s: config.ramp_warmup_secs,
+        warmup_p99_ms,
         factor: config.ramp_factor,
         steps,
         capacity,
@@ -197,6 +201,34 @@ pub(crate) async fn run(config: &Config, context: &Context) -> RampReport {
     };
     report.ok = report.failures().is_empty();
     report
+}
+
+/// Edits at `rate` for `--ramp-warmup-secs` without judging: a fresh server's first seconds
+/// (rooms created, buffers grown, caches cold) would otherwise decide the first step. Returns the
+/// clients and the warm-up's p99, which only goes into the report.
+async fn warm_up(
+    config: &Config,
+    context: &Context,
+    members: Vec<Member>,
+    rate: Option<f64>,
+) -> (Vec<Member>, Option<f64>) {
+    let Some(rate) = rate.filter(|_| config.ramp_warmup_secs > 0.0) else { return (members, None) };
+    tracing::info!(rate, "warming up: {rate}/s per client for {} s, not judged", config.ramp_warmup_secs);
+    let phase = EditPhase {
+        rate,
+        duration: Duration::from_secs_f64(config.ramp_warmup_secs),
+        awareness: config.awareness_period(),
+    };
+    let start = Instant::now() + Duration::from_millis(100);
+    let (members, sent, lost) = edit_all(members, &phase, start, context.clock).await;
+    let by_room = group_by_room(&members, config.rooms());
+    wait_converged(&members, &by_room, CONVERGE_TIMEOUT).await;
+    // Empties the clients' histograms, so the first step counts only its own deliveries.
+    let tally = tally(&members, &sent, &by_room, lost);
+    let p99 = LatencySummary::from_micros(&tally.latency).p99;
+    tracing::info!(p99_ms = ?p99, "warm-up done");
+    tokio::time::sleep(STEP_PAUSE).await;
+    (members, p99)
 }
 
 #[cfg(test)]

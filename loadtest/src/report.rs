@@ -327,6 +327,10 @@ pub struct RampReport {
     pub connect_s: f64,
     pub p99_bound_ms: f64,
     pub step_s: f64,
+    /// Seconds of unjudged editing at the first step's rate before the first step.
+    pub warmup_s: f64,
+    /// p99 of the warm-up, in milliseconds: what the first seconds of a fresh server cost.
+    pub warmup_p99_ms: Option<f64>,
     pub factor: f64,
     pub steps: Vec<RampStep>,
     /// The last step that passed, if any did.

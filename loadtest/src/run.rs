@@ -14,8 +14,8 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use yrs::{ReadTxn, StateVector, Transact};
 
-use crate::bench::{self, BenchClock, SharedReceived};
-use crate::client::{Framing, SyncClient};
+use crate::bench::{self, BenchClock, SharedReceived, StampSink};
+use crate::client::{Applying, ClientOptions, Framing, SyncClient};
 use crate::config::{Config, Phase, Scenario, room_url};
 use crate::procfs::{self, ProcError, Process};
 use crate::report::{
@@ -355,12 +355,14 @@ pub(crate) async fn connect_all(
     let mut tasks = JoinSet::new();
     for &(room, slot) in slots {
         let target = Target::for_slot(config, &context.prefix, room, slot);
-        let (permits, clock) = (permits.clone(), context.clock);
+        let (permits, clock, applying) = (permits.clone(), context.clock, config.applying());
         tasks.spawn(async move {
             // The semaphore is never closed, so a permit always comes.
             let _permit = permits.acquire_owned().await;
             let url = target.url.clone();
-            connect_one(target, room, slot, clock).await.map_err(|e| format!("{url} (room {room}): {e}"))
+            connect_one(target, room, slot, clock, applying)
+                .await
+                .map_err(|e| format!("{url} (room {room}): {e}"))
         });
     }
     let mut members = Vec::new();
@@ -384,20 +386,37 @@ pub(crate) async fn connect_all(
     (members, failures)
 }
 
-/// Connects one client and waits for its initial sync.
-async fn connect_one(target: Target, room: u32, slot: u32, clock: BenchClock) -> Result<Member, String> {
+/// Connects one editing client (it times what others send it) and waits for its initial sync.
+async fn connect_one(
+    target: Target,
+    room: u32,
+    slot: u32,
+    clock: BenchClock,
+    applying: Applying,
+) -> Result<Member, String> {
     let doc = yrs::Doc::new();
-    let received = bench::observe(&doc, clock);
-    let client = connect_client(&target, doc).await?;
+    let stamps = StampSink::new(clock, doc.client_id().get());
+    let received = stamps.received.clone();
+    let options = ClientOptions { applying, stamps: Some(stamps) };
+    let client = connect_client_with(&target, doc, options).await?;
     let node_id = format!("lt-node-{}", client.client_id());
     Ok(Member { room, slot, target, client, node_id, received, edits: 0 })
 }
 
 /// Connects a client for `doc` and waits for its initial sync (each within [`CONNECT_TIMEOUT`]).
 pub(crate) async fn connect_client(target: &Target, doc: yrs::Doc) -> Result<SyncClient, String> {
+    connect_client_with(target, doc, ClientOptions::default()).await
+}
+
+/// [`connect_client`] with options.
+pub(crate) async fn connect_client_with(
+    target: &Target,
+    doc: yrs::Doc,
+    options: ClientOptions,
+) -> Result<SyncClient, String> {
     let client = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        SyncClient::connect_framed(&target.url, doc, target.framing.clone()),
+        SyncClient::connect_with(&target.url, doc, target.framing.clone(), options),
     )
     .await
     .map_err(|_| format!("no WebSocket handshake within {} s", CONNECT_TIMEOUT.as_secs()))?
@@ -496,7 +515,7 @@ async fn edit_loop(member: &Member, schedule: Schedule) -> Sent {
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
         interval
     });
-    let own_key = member.client.client_id().to_string();
+    let own = member.client.client_id().get();
     let deadline = tokio::time::sleep_until(schedule.end);
     tokio::pin!(deadline);
     let mut previous_tick: Option<Instant> = None;
@@ -519,7 +538,7 @@ async fn edit_loop(member: &Member, schedule: Schedule) -> Sent {
                         let prompt = json!(format!("a red fox, take {n}"));
                         canvas::set_node_param(txn, &member.node_id, "prompt", &prompt)
                     };
-                    bench::stamp(txn, &own_key, n, schedule.clock);
+                    bench::stamp(txn, own, n, schedule.clock);
                     changed
                 });
                 match tokio::time::timeout_at(schedule.end + SEND_GRACE, edit).await {
@@ -688,8 +707,14 @@ fn room_state(members: &[Member], room: &[usize]) -> RoomState {
         return RoomState::Broken;
     }
     // A read transaction waits for a reader applying an update; none is held across an await.
-    let states: Vec<StateVector> =
-        room.iter().map(|&i| members[i].client.doc().transact().state_vector()).collect();
+    let states: Vec<StateVector> = room
+        .iter()
+        .map(|&i| {
+            let client = &members[i].client;
+            client.catch_up();
+            client.doc().transact().state_vector()
+        })
+        .collect();
     if all_equal(&states) { RoomState::Converged } else { RoomState::Pending }
 }
 

@@ -238,6 +238,7 @@ pub(crate) async fn storm(config: &Config, context: &Context) -> StormReport {
     let offline: Vec<Offline> = members
         .into_iter()
         .map(|member| {
+            member.client.catch_up();
             let doc = member.client.doc().clone();
             member.client.abort();
             Offline {
