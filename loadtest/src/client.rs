@@ -86,6 +86,23 @@ pub struct ClientOptions {
     pub stamps: Option<StampSink>,
 }
 
+/// A client's deferred updates, taken out to be applied ([`SyncClient::take_deferred`]).
+pub struct CatchUp {
+    doc: Doc,
+    updates: Vec<Vec<u8>>,
+}
+
+impl CatchUp {
+    /// Applies them (blocking: the document's lock is held meanwhile). Updates that do not apply
+    /// are logged: the server sent something invalid.
+    pub fn apply(self) {
+        let failed = apply_all(&self.doc, self.updates);
+        if failed > 0 {
+            tracing::warn!(failed, "received updates that do not apply");
+        }
+    }
+}
+
 /// Updates received but not applied yet ([`Applying::Deferred`]).
 #[derive(Debug, Default)]
 struct Deferred {
@@ -213,14 +230,15 @@ impl SyncClient {
         &self.doc
     }
 
-    /// Applies the updates received but not applied yet ([`Applying::Deferred`]); those that do
-    /// not apply count as bad frames.
+    /// Applies the updates received but not applied yet ([`Applying::Deferred`]).
     pub fn catch_up(&self) {
+        self.take_deferred().apply();
+    }
+
+    /// The updates received but not applied yet, to apply elsewhere (on a blocking thread).
+    pub fn take_deferred(&self) -> CatchUp {
         let updates = std::mem::take(&mut *lock_deferred(&self.deferred)).updates;
-        let failed = apply_all(&self.doc, updates);
-        if failed > 0 {
-            tracing::warn!(failed, "received updates that do not apply");
-        }
+        CatchUp { doc: self.doc.clone(), updates }
     }
 
     pub fn client_id(&self) -> ClientID {

@@ -177,6 +177,13 @@ pub struct Config {
     #[arg(long, env = "DOJO_LOADTEST_RAMP_WARMUP_SECS", default_value_t = 4.0, value_parser = parse_warmup)]
     pub ramp_warmup_secs: f64,
 
+    /// Ramp: how many times a failing step is run again before it ends the ramp (not after a
+    /// disconnect, which a repeat cannot undo). An 8 s step on shared cores can be decided by a
+    /// single stall of the machine; a repeat tells a stall from a limit.
+    #[arg(long, env = "DOJO_LOADTEST_RAMP_RETRIES", default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(0..=5))]
+    pub ramp_retries: u32,
+
     /// Ramp: edit rate per client of the first step (default: the scenario's rate).
     #[arg(long, env = "DOJO_LOADTEST_RAMP_START", value_parser = parse_rate)]
     pub ramp_start: Option<f64>,

@@ -304,6 +304,9 @@ pub struct RampStep {
     pub passed: bool,
     /// Why the step failed (empty when it passed).
     pub verdict: String,
+    /// Why the first attempt at this rate failed, when the step was run again (`--ramp-retries`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retried_after: Option<String>,
 }
 
 /// The load the last passing step carried.

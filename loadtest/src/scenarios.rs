@@ -233,12 +233,13 @@ pub(crate) async fn storm(config: &Config, context: &Context) -> StormReport {
     let concurrency = config.reconnect_concurrency.unwrap_or(members.len().max(1) as u32);
     tracing::info!(clients = members.len(), concurrency, "dropping every connection at once");
 
+    // What the clients were sent while connecting is in their documents before they go offline.
+    crate::run::catch_up_all(&members).await;
     let mark = context.meter.mark();
     let dropped_at = Instant::now();
     let offline: Vec<Offline> = members
         .into_iter()
         .map(|member| {
-            member.client.catch_up();
             let doc = member.client.doc().clone();
             member.client.abort();
             Offline {

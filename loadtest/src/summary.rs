@@ -118,6 +118,7 @@ fn layouts() -> Vec<Layout> {
             col("p99 ms", "latency_ms/p99", true),
             col("max ms", "latency_ms/max", false),
             col("server CPU %", "server/cpu_percent", true),
+            col("deliveries per server CPU-s", "deliveries_per_cpu_s", true),
             col("server RSS MiB", "server/rss_mib", true),
             col("generator CPU %", "loadgen_cpu_percent", false),
             col("errors", "connection_errors", false),
@@ -133,6 +134,8 @@ fn layouts() -> Vec<Layout> {
             col("capacity deliveries/s", "capacity/deliveries_per_s", true),
             col("rate per client", "capacity/rate", false),
             col("p99 ms at capacity", "capacity/p99_ms", false),
+            col("server CPU % at capacity", "capacity_cpu_percent", false),
+            col("deliveries per server CPU-s at capacity", "capacity_deliveries_per_cpu_s", true),
             col("steps run", "steps_run", false),
         ],
     };
@@ -191,10 +194,34 @@ fn layouts() -> Vec<Layout> {
 }
 
 fn value_of(row: &Row, path: &str) -> Option<f64> {
-    if path == "steps_run" {
-        return row.value["steps"].as_array().map(|steps| steps.len() as f64);
+    match path {
+        "steps_run" => row.value["steps"].as_array().map(|steps| steps.len() as f64),
+        // How much traffic one core of the server carries: the figure that does not depend on
+        // how many cores the server could use here, nor on the generator's share of them.
+        "deliveries_per_cpu_s" => per_cpu_second(row.num("deliveries"), row.num("server/cpu_s")),
+        "capacity_cpu_percent" => capacity_step(row).and_then(|step| step["server_cpu_percent"].as_f64()),
+        "capacity_deliveries_per_cpu_s" => capacity_step(row).and_then(|step| {
+            let cpu_share = step["server_cpu_percent"].as_f64()? / 100.0;
+            per_cpu_second(step["deliveries_per_s"].as_f64(), Some(cpu_share))
+        }),
+        _ => row.num(path),
     }
-    row.num(path)
+}
+
+fn per_cpu_second(deliveries: Option<f64>, cpu_s: Option<f64>) -> Option<f64> {
+    match (deliveries, cpu_s) {
+        (Some(deliveries), Some(cpu_s)) if cpu_s > 0.0 => Some(deliveries / cpu_s),
+        _ => None,
+    }
+}
+
+/// The ramp step its capacity comes from (the last passing one).
+fn capacity_step(row: &Row) -> Option<&Value> {
+    let rate = row.num("capacity/rate")?;
+    row.value["steps"]
+        .as_array()?
+        .iter()
+        .find(|step| step["rate"].as_f64() == Some(rate) && step["passed"] == true)
 }
 
 /// The Markdown of every scenario present in `rows`, then the targets.
@@ -310,7 +337,7 @@ fn render_ramp_steps(out: &mut String, rows: &[Row]) {
         rates.dedup();
         let _ = writeln!(
             out,
-            "#### Ramp steps, {scenario}: p99 ms (deliveries/s) per rate; ✗ marks the failing step\n"
+            "#### Ramp steps, {scenario}: p99 ms (deliveries/s) per rate; ✗ marks the failing step, ↻ a step run twice (its first attempt failed)\n"
         );
         let _ = write!(out, "| edits/s per client |");
         for ramp in &ramps {
@@ -328,8 +355,9 @@ fn render_ramp_steps(out: &mut String, rows: &[Row]) {
                     || " ".to_owned(),
                     |s| {
                         format!(
-                            "{}{} ({})",
+                            "{}{}{} ({})",
                             if s.passed { "" } else { "✗ " },
+                            if s.retried { "↻ " } else { "" },
                             fmt(s.p99_ms),
                             fmt(Some(s.deliveries_per_s))
                         )
@@ -356,6 +384,8 @@ pub struct StepView {
     pub p99_ms: Option<f64>,
     pub deliveries_per_s: f64,
     pub passed: bool,
+    /// The step was run again after a failed first attempt.
+    pub retried: bool,
 }
 
 fn steps(row: &Row) -> Vec<StepView> {
@@ -370,6 +400,7 @@ fn steps(row: &Row) -> Vec<StepView> {
                         p99_ms: s["latency_ms"]["p99"].as_f64(),
                         deliveries_per_s: s["deliveries_per_s"].as_f64().unwrap_or(0.0),
                         passed: s["passed"].as_bool().unwrap_or(false),
+                        retried: s["retried_after"].is_string(),
                     })
                 })
                 .collect()
@@ -610,6 +641,28 @@ mod tests {
         assert!(check.target.contains("hocuspocus"), "{check:?}");
         assert!(check.measured.ends_with("×0.25"), "{check:?}");
         assert_eq!(check.met, Some(false));
+    }
+
+    #[test]
+    fn cpu_efficiency_is_deliveries_per_cpu_second_of_the_server() {
+        let one = |value: Value| parse_lines(&value.to_string()).pop().expect("a row");
+        let edit = one(json!({"kind": "edit", "scenario": "small-rooms", "server_name": "dojo-sqlite",
+                              "deliveries": 60_000, "server": {"cpu_s": 3.0}}));
+        assert_eq!(value_of(&edit, "deliveries_per_cpu_s"), Some(20_000.0));
+        let ramp = json!({"kind": "ramp", "scenario": "small-rooms", "server_name": "y-websocket",
+            "capacity": {"rate": 2.0, "deliveries_per_s": 2_000.0},
+            "steps": [
+                {"rate": 1.0, "deliveries_per_s": 1_000.0, "server_cpu_percent": 10.0, "passed": true},
+                {"rate": 2.0, "deliveries_per_s": 2_000.0, "server_cpu_percent": 25.0, "passed": true,
+                 "retried_after": "p99 60 ms over 50 ms"},
+                {"rate": 4.0, "deliveries_per_s": 3_000.0, "server_cpu_percent": 90.0, "passed": false}]});
+        let ramp = one(ramp);
+        assert_eq!(value_of(&ramp, "capacity_cpu_percent"), Some(25.0));
+        assert_eq!(value_of(&ramp, "capacity_deliveries_per_cpu_s"), Some(8_000.0));
+        assert!(steps(&ramp)[1].retried && !steps(&ramp)[0].retried);
+        // No CPU figure, no ratio.
+        let bare = one(json!({"kind": "edit", "server_name": "x", "deliveries": 5}));
+        assert_eq!(value_of(&bare, "deliveries_per_cpu_s"), None);
     }
 
     #[test]
