@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Side-by-side benchmarks: Dojo (SQLite, PostgreSQL, in-memory SQLite) against the y-websocket
+# Side-by-side benchmarks: Dojo (SQLite, PostgreSQL, in-memory SQLite, and two instances behind
+# Redis) against the y-websocket
 # reference server (@y/websocket-server), a plain Hocuspocus server and the bare relay, on the
 # same machine, same load, one run. Each (server, scenario) gets a fresh server process; the
 # load generator (dojo-loadtest) measures it with --server-pid. Not a test: the figures go to
@@ -11,16 +12,22 @@
 #   SERVERS="dojo-sqlite y-websocket" SCENARIOS="small-rooms idle-memory" scripts/bench.sh
 #
 # Environment:
-#   SERVERS     dojo-sqlite dojo-postgres dojo-memory y-websocket hocuspocus bare-relay
+#   SERVERS     dojo-sqlite dojo-postgres dojo-memory dojo-cluster y-websocket hocuspocus bare-relay
+#               (dojo-cluster: two instances sharing one PostgreSQL database and one Redis, every
+#               room's clients spread over both; its CPU and memory are the two processes' sums)
 #               (QUICK: dojo-sqlite y-websocket hocuspocus bare-relay)
 #   SCENARIOS   small-rooms crowded ramp-small-rooms ramp-crowded cold-load reconnect-storm idle-memory
 #   OUT         results directory (default bench/results; QUICK: a temporary directory)
 #   DOJO_BENCH_POSTGRES_URL  admin URL for the PostgreSQL rows (default
 #               postgres://postgres@127.0.0.1:5432/postgres); each server start gets a fresh database
+#   DOJO_BENCH_REDIS_URL     Redis for dojo-cluster (default redis://127.0.0.1:6379)
 #   UPDATE_BENCHMARKS=0      do not rewrite BENCHMARKS.md (a full run rewrites it by default)
+#   APPEND=1    add to the results file instead of starting it afresh (re-run some servers or
+#               scenarios; the report keeps the latest line per server and scenario)
 #
-# Needs: a Rust toolchain, Node.js >= 20 with npm, jq, and PostgreSQL for dojo-postgres (the row is
-# skipped, and says so, when it cannot be reached).
+# Needs: a Rust toolchain, Node.js >= 20 with npm, jq, PostgreSQL for dojo-postgres and
+# dojo-cluster, and Redis (redis-cli) for dojo-cluster (a row is skipped, and says so, when what
+# it needs cannot be reached).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -29,10 +36,12 @@ QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
   SERVERS=${SERVERS:-dojo-sqlite y-websocket hocuspocus bare-relay}
 else
-  SERVERS=${SERVERS:-dojo-sqlite dojo-postgres dojo-memory y-websocket hocuspocus bare-relay}
+  SERVERS=${SERVERS:-dojo-sqlite dojo-postgres dojo-memory dojo-cluster y-websocket hocuspocus bare-relay}
 fi
 SCENARIOS=${SCENARIOS:-small-rooms crowded ramp-small-rooms ramp-crowded cold-load reconnect-storm idle-memory}
 ADMIN=${DOJO_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+REDIS=${DOJO_BENCH_REDIS_URL:-redis://127.0.0.1:6379}
+APPEND=${APPEND:-0}
 if [ "$QUICK" = 1 ]; then
   OUT=${OUT:-$(mktemp -d)}
   UPDATE_BENCHMARKS=${UPDATE_BENCHMARKS:-0}
@@ -70,11 +79,13 @@ echo "==> installing the peer servers (npm ci in bench/peers)" >&2
 
 mkdir -p "$OUT/logs"
 RESULTS="$OUT/results.jsonl"
-: >"$RESULTS"
+[ "$APPEND" = 1 ] || : >"$RESULTS"
 work=$(mktemp -d)
 server_pid=
+second_pid=
 cleanup() {
   [ -n "$server_pid" ] && kill -9 "$server_pid" 2>/dev/null || true
+  [ -n "$second_pid" ] && kill -9 "$second_pid" 2>/dev/null || true
   if [ -f "$work/pg_dbs" ]; then
     while read -r db; do
       psql "$ADMIN" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
@@ -86,13 +97,45 @@ trap cleanup EXIT
 
 postgres_ok=0
 if psql "$ADMIN" -qtAc 'select 1' >/dev/null 2>&1; then postgres_ok=1; fi
+redis_ok=0
+if redis-cli -u "$REDIS" ping 2>/dev/null | grep -q PONG; then redis_ok=1; fi
+
+# listening_addr OUT PID: waits for the "listening on ADDR" line a server prints, echoes ADDR.
+listening_addr() {
+  local out=$1 pid=$2 addr=
+  for _ in $(seq 200); do
+    addr=$(sed -n 's/.*listening on //p' "$out" | head -n1)
+    [ -n "$addr" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "$addr"
+}
 
 # start_server NAME STORE: starts NAME (STORE: a path or URL the store lives at, reused across a
-# restart) and sets server_pid and server_addr.
+# restart) and sets server_pid and server_addr (and, for dojo-cluster, second_pid and second_addr).
 start_server() {
   local name=$1 store=$2 out="$work/server.out"
   : >"$out"
+  second_pid=
+  second_addr=
   case $name in
+    dojo-cluster)
+      local i
+      for i in 1 2; do
+        target/release/dojo-server --addr 127.0.0.1:0 --database-url "$store" --redis-url "$REDIS" \
+          --log warn --max-connections 20000 --max-rooms 20000 \
+          >"$out.$i" 2>>"$OUT/logs/$name.server.log" &
+        if [ "$i" = 1 ]; then server_pid=$!; else second_pid=$!; fi
+      done
+      server_addr=$(listening_addr "$out.1" "$server_pid")
+      second_addr=$(listening_addr "$out.2" "$second_pid")
+      if [ -z "$server_addr" ] || [ -z "$second_addr" ]; then
+        echo "$name did not start; see $OUT/logs/$name.server.log" >&2
+        return 1
+      fi
+      return 0
+      ;;
     dojo-*)
       target/release/dojo-server --addr 127.0.0.1:0 --database-url "$store" --log warn \
         --max-connections 20000 --max-rooms 20000 >"$out" 2>>"$OUT/logs/$name.server.log" &
@@ -110,13 +153,7 @@ start_server() {
     *) echo "unknown server $name" >&2; exit 2 ;;
   esac
   server_pid=$!
-  server_addr=
-  for _ in $(seq 200); do
-    server_addr=$(sed -n 's/.*listening on //p' "$out" | head -n1)
-    [ -n "$server_addr" ] && break
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.05
-  done
+  server_addr=$(listening_addr "$out" "$server_pid")
   if [ -z "$server_addr" ]; then
     echo "$name did not start; see $OUT/logs/$name.server.log" >&2
     return 1
@@ -124,12 +161,15 @@ start_server() {
 }
 
 stop_server() {
-  [ -n "$server_pid" ] || return 0
-  kill -TERM "$server_pid" 2>/dev/null || true
-  for _ in $(seq 150); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
+  local pid
+  for pid in $server_pid $second_pid; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in $server_pid $second_pid; do
+    for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   server_pid=
+  second_pid=
 }
 
 # fresh_store NAME RUN: where a new server of NAME keeps its documents ("" for none).
@@ -138,7 +178,7 @@ fresh_store() {
   case $name in
     dojo-sqlite) echo "sqlite:$work/$run.db" ;;
     dojo-memory) echo "sqlite::memory:" ;;
-    dojo-postgres)
+    dojo-postgres | dojo-cluster)
       local db="dojo_bench_$$_${run//-/_}"
       psql "$ADMIN" -qc "CREATE DATABASE $db" >/dev/null
       echo "$db" >>"$work/pg_dbs"
@@ -153,10 +193,11 @@ fresh_store() {
 # its JSON line to the results.
 loadtest() {
   local name=$1 log=$2; shift 2
-  local url protocol=y-websocket
+  local url protocol=y-websocket cluster=()
   if [ "$name" = hocuspocus ]; then url="ws://$server_addr"; protocol=hocuspocus; else url="ws://$server_addr/rooms"; fi
+  if [ -n "$second_pid" ]; then cluster=(--also-url "ws://$second_addr/rooms" --also-server-pid "$second_pid"); fi
   local line
-  line=$(target/release/dojo-loadtest --url "$url" --protocol "$protocol" --server-pid "$server_pid" \
+  line=$(target/release/dojo-loadtest --url "$url" --protocol "$protocol" --server-pid "$server_pid" "${cluster[@]}" \
     --server-name "$name" --json --log info "$@" 2>>"$OUT/logs/$log.log" | tail -n1) || true
   if jq -e .kind >/dev/null 2>&1 <<<"$line"; then
     # The machine's 1-minute load average at the end of the run: other work on the box shows.
@@ -171,6 +212,12 @@ run_scenario() {
   local name=$1 scenario=$2 store
   local log="$name.$scenario"
   echo "==> $name: $scenario" >&2
+  if [ "$name" = dojo-cluster ]; then
+    case $scenario in cold-load | idle-memory)
+      echo "    skipped: a cluster's cold load and idle memory are its instances' (see dojo-postgres)" >&2
+      return 0 ;;
+    esac
+  fi
   case $scenario in
     cold-load)
       case $name in dojo-sqlite | dojo-postgres | y-websocket) ;; *)
@@ -205,8 +252,12 @@ run_scenario() {
 
 started=$(date -u +%Y-%m-%dT%H:%MZ)
 for name in $SERVERS; do
-  if [ "$name" = dojo-postgres ] && [ "$postgres_ok" = 0 ]; then
-    echo "==> dojo-postgres skipped: $ADMIN cannot be reached" >&2
+  if { [ "$name" = dojo-postgres ] || [ "$name" = dojo-cluster ]; } && [ "$postgres_ok" = 0 ]; then
+    echo "==> $name skipped: $ADMIN cannot be reached" >&2
+    continue
+  fi
+  if [ "$name" = dojo-cluster ] && [ "$redis_ok" = 0 ]; then
+    echo "==> dojo-cluster skipped: $REDIS cannot be reached" >&2
     continue
   fi
   for scenario in $SCENARIOS; do
@@ -220,10 +271,10 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
 pg_version=$([ "$postgres_ok" = 1 ] && psql "$ADMIN" -qtAc 'show server_version' || echo "not reached")
 {
-  echo "Run of $started, commit \`$commit\`$dirty$([ "$QUICK" = 1 ] && echo ', QUICK=1 (smoke sizes: not figures to quote)')."
+  echo "Run of $started, commit \`$commit\`$dirty$([ "$QUICK" = 1 ] && echo ', QUICK=1 (smoke sizes: not figures to quote)')$([ "$APPEND" = 1 ] && echo ', APPEND=1: these servers and scenarios were re-run on top of an earlier run, whose rows for the others the tables keep (each line of results.jsonl carries its own figures)')."
   echo
   echo "- Machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), $(free -g | awk '/^Mem:/ {print $2}') GiB, Linux $(uname -r); server, generator and PostgreSQL share it."
-  echo "- Dojo: release build, $(rustc --version); SQLite store in a file (WAL, synchronous=FULL), PostgreSQL $pg_version (fsync on), and in-memory SQLite (\`sqlite::memory:\`, not durable); \`--max-connections 20000 --max-rooms 20000\`, other settings default."
+  echo "- Dojo: release build, $(rustc --version); SQLite store in a file (WAL, synchronous=FULL), PostgreSQL $pg_version (fsync on), and in-memory SQLite (\`sqlite::memory:\`, not durable); dojo-cluster is two instances on PostgreSQL sharing Redis $([ "$redis_ok" = 1 ] && redis-cli -u "$REDIS" info server | sed -n 's/^redis_version://p' | tr -d '\r'), every room's clients alternating between them, its CPU and memory the sum of both; \`--max-connections 20000 --max-rooms 20000\`, other settings default."
   echo "- Node $(node --version): @y/websocket-server $(pkg_version @y/websocket-server) (yjs $(pkg_version yjs), ws $(pkg_version ws); in memory, LevelDB via YPERSISTENCE for the cold load only), @hocuspocus/server $(pkg_version @hocuspocus/server) (default configuration, no extensions, in memory)."
   echo "- bare-relay: \`loadtest/src/bin/bare-relay.rs\` (tokio-tungstenite broadcast, no CRDT work)."
   echo "- Command: \`$([ "$QUICK" = 1 ] && echo 'QUICK=1 ')scripts/bench.sh\` (SERVERS=\"$SERVERS\", SCENARIOS=\"$SCENARIOS\"). Generator flags per scenario: small-rooms \`${SMALL_ROOMS[*]}\`; crowded \`${CROWDED[*]}\`; ramps \`${RAMP_SMALL[*]}\` and \`${RAMP_CROWDED[*]}\`; cold load \`${COLD[*]}\`; reconnect storm \`${STORM[*]}\`; idle memory \`${IDLE[*]}\`."

@@ -208,6 +208,11 @@ pub struct Config {
     #[arg(long, env = "DOJO_LOADTEST_SERVER_PID")]
     pub server_pid: Option<u32>,
 
+    /// The processes of the `--also-url` servers (repeatable, or comma-separated): their CPU
+    /// time and memory are added to `--server-pid`'s, so a cluster is measured as a whole.
+    #[arg(long, env = "DOJO_LOADTEST_ALSO_SERVER_PID", value_delimiter = ',', requires = "server_pid")]
+    pub also_server_pid: Vec<u32>,
+
     /// A label for the server, copied into the JSON (scripts use it to tell runs apart).
     #[arg(long, env = "DOJO_LOADTEST_SERVER_NAME")]
     pub server_name: Option<String>,
@@ -449,6 +454,15 @@ mod tests {
             urls,
             ["ws://a:1/rooms/p-7", "ws://b:2/rooms/p-7", "ws://c:3/rooms/p-7", "ws://a:1/rooms/p-7"]
         );
+    }
+
+    #[test]
+    fn a_cluster_is_measured_over_all_its_processes() {
+        let cluster = parse(&["--server-pid", "10", "--also-server-pid", "11,12"]).unwrap();
+        assert_eq!(cluster.server_pid, Some(10));
+        assert_eq!(cluster.also_server_pid, vec![11, 12]);
+        // Extra processes without the first would measure a cluster without its first member.
+        assert!(parse(&["--also-server-pid", "11"]).is_err());
     }
 
     #[test]

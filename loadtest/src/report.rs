@@ -73,7 +73,9 @@ pub struct Report {
 /// The server's resource use, from `/proc/{pid}`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerFigures {
+    /// `--server-pid`; with `--also-server-pid`, the figures below are sums over `processes`.
     pub pid: u32,
+    pub processes: usize,
     /// User plus system CPU time while editing.
     pub cpu_s: f64,
     /// `cpu_s` over the editing time: 100 is one core busy.
@@ -186,8 +188,12 @@ impl Report {
             row(
                 "server",
                 format!(
-                    "pid {}: cpu {:.2} s ({:.1} % of a core), rss {:.1} MiB, peak rss {:.1} MiB (since start)",
-                    server.pid, server.cpu_s, server.cpu_percent, server.rss_mib, server.peak_rss_mib
+                    "{}: cpu {:.2} s ({:.1} % of a core), rss {:.1} MiB, peak rss {:.1} MiB (since start)",
+                    processes_label(server.pid, server.processes),
+                    server.cpu_s,
+                    server.cpu_percent,
+                    server.rss_mib,
+                    server.peak_rss_mib
                 ),
             );
         }
@@ -259,10 +265,20 @@ pub fn show_latency(l: &LatencySummary) -> String {
     )
 }
 
+/// "pid 12", or "pid 12 and 1 more" for a cluster measured as a whole.
+fn processes_label(pid: u32, processes: usize) -> String {
+    match processes {
+        0 | 1 => format!("pid {pid}"),
+        n => format!("pid {pid} and {} more", n - 1),
+    }
+}
+
 /// The server's memory now (`VmRSS`) and its peak since start (`VmHWM`), and CPU over a phase.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ServerSample {
+    /// `--server-pid`; with `--also-server-pid`, the figures below are sums over `processes`.
     pub pid: u32,
+    pub processes: usize,
     pub rss_mib: Option<f64>,
     pub peak_rss_mib: Option<f64>,
     /// CPU seconds over the measured phase, and as a percentage of one core.
@@ -273,8 +289,8 @@ pub struct ServerSample {
 impl ServerSample {
     fn show(&self) -> String {
         format!(
-            "pid {}: cpu {} s ({} % of a core), rss {} MiB, peak rss {} MiB (since start)",
-            self.pid,
+            "{}: cpu {} s ({} % of a core), rss {} MiB, peak rss {} MiB (since start)",
+            processes_label(self.pid, self.processes),
             show(self.cpu_s),
             show(self.cpu_percent),
             show(self.rss_mib),

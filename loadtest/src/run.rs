@@ -131,9 +131,10 @@ impl Context {
     }
 }
 
-/// CPU time and memory of the server (with `--server-pid`) and of this process.
+/// CPU time and memory of the server (with `--server-pid`, plus any `--also-server-pid`: a
+/// cluster's figures are the sums over its processes) and of this process.
 pub(crate) struct Meter {
-    server: Option<(u32, Process)>,
+    server: Option<(u32, Vec<Process>)>,
     me: Process,
     pub clk_tck: u64,
     pub clk_tck_source: &'static str,
@@ -146,13 +147,22 @@ pub(crate) struct Mark {
     my_ticks: Option<u64>,
 }
 
+/// The sum of `read` over `processes`; `Err` if any one cannot be read.
+fn sum_over<E>(processes: &[Process], read: impl Fn(&Process) -> Result<u64, E>) -> Result<u64, E> {
+    processes.iter().try_fold(0u64, |total, process| Ok(total.saturating_add(read(process)?)))
+}
+
 impl Meter {
-    fn new(server_pid: Option<u32>) -> Result<Self, RunError> {
+    fn new(server_pid: Option<u32>, also_server_pids: &[u32]) -> Result<Self, RunError> {
         let server = match server_pid {
-            Some(pid) => {
-                let process = Process::pid(pid);
-                process.cpu_ticks().map_err(|error| RunError::ServerPid { pid, error })?;
-                Some((pid, process))
+            Some(first) => {
+                let mut processes = Vec::with_capacity(1 + also_server_pids.len());
+                for &pid in std::iter::once(&first).chain(also_server_pids) {
+                    let process = Process::pid(pid);
+                    process.cpu_ticks().map_err(|error| RunError::ServerPid { pid, error })?;
+                    processes.push(process);
+                }
+                Some((first, processes))
             }
             None => None,
         };
@@ -160,18 +170,21 @@ impl Meter {
         Ok(Self { server, me: Process::current(), clk_tck, clk_tck_source })
     }
 
+    fn server_ticks(&self) -> Option<u64> {
+        sum_over(&self.server.as_ref()?.1, Process::cpu_ticks).ok()
+    }
+
+    fn server_status_kib(&self, field: &str) -> Option<u64> {
+        sum_over(&self.server.as_ref()?.1, |process| process.status_kib(field)).ok()
+    }
+
     pub fn mark(&self) -> Mark {
-        Mark {
-            at: Instant::now(),
-            server_ticks: self.server.as_ref().and_then(|(_, p)| p.cpu_ticks().ok()),
-            my_ticks: self.me.cpu_ticks().ok(),
-        }
+        Mark { at: Instant::now(), server_ticks: self.server_ticks(), my_ticks: self.me.cpu_ticks().ok() }
     }
 
     /// The server's CPU seconds since `mark` and that as a percentage of one core.
     pub fn server_cpu(&self, mark: &Mark) -> Option<(f64, f64)> {
-        let (_, process) = self.server.as_ref()?;
-        let after = process.cpu_ticks().ok()?;
+        let after = self.server_ticks()?;
         Some(cpu_usage(mark.server_ticks?, after, self.clk_tck, mark.at.elapsed().as_secs_f64()))
     }
 
@@ -182,7 +195,7 @@ impl Meter {
 
     /// The server's `VmRSS` now, in KiB.
     pub fn server_rss_kib(&self) -> Option<u64> {
-        self.server.as_ref()?.1.status_kib("VmRSS").ok()
+        self.server_status_kib("VmRSS")
     }
 
     pub fn has_server(&self) -> bool {
@@ -191,12 +204,15 @@ impl Meter {
 
     /// Memory now, and CPU since `mark` if given.
     pub fn sample(&self, mark: Option<&Mark>) -> Option<ServerSample> {
-        let (pid, process) = self.server.as_ref()?;
+        let (pid, processes) = self.server.as_ref()?;
         let cpu = mark.and_then(|mark| self.server_cpu(mark));
         Some(ServerSample {
             pid: *pid,
-            rss_mib: process.status_kib("VmRSS").ok().map(kib_to_mib),
-            peak_rss_mib: process.status_kib("VmHWM").ok().map(kib_to_mib),
+            processes: processes.len(),
+            rss_mib: self.server_status_kib("VmRSS").map(kib_to_mib),
+            // With several processes, the sum of each one's peak: an upper bound of the
+            // cluster's peak, as the peaks need not coincide.
+            peak_rss_mib: self.server_status_kib("VmHWM").map(kib_to_mib),
             cpu_s: cpu.map(|(s, _)| s),
             cpu_percent: cpu.map(|(_, p)| p),
         })
@@ -211,7 +227,7 @@ pub async fn run(config: &Config) -> Result<Outcome, RunError> {
     let context = Context {
         prefix: config.resolved_prefix(),
         clock: BenchClock::start(),
-        meter: Meter::new(config.server_pid)?,
+        meter: Meter::new(config.server_pid, &config.also_server_pid)?,
     };
     Ok(match config.scenario {
         _ if config.ramp => Outcome::Ramp(ramp::run(config, &context).await),
@@ -301,6 +317,7 @@ fn server_figures(meter: &Meter, mark: &Mark) -> Option<ServerFigures> {
         let sample = meter.sample(Some(mark))?;
         Some(ServerFigures {
             pid: sample.pid,
+            processes: sample.processes,
             cpu_s: sample.cpu_s?,
             cpu_percent: sample.cpu_percent?,
             peak_rss_mib: sample.peak_rss_mib?,
@@ -749,6 +766,21 @@ mod tests {
         assert_eq!(skipped_ticks(Duration::from_millis(101), period), 0);
         assert_eq!(skipped_ticks(Duration::from_millis(200), period), 1);
         assert_eq!(skipped_ticks(Duration::from_millis(1000), period), 9);
+    }
+
+    #[test]
+    fn a_cluster_meter_adds_up_its_processes() {
+        let me = std::process::id();
+        let one = Meter::new(Some(me), &[]).expect("own pid readable");
+        let twice = Meter::new(Some(me), &[me]).expect("own pid readable");
+        let single = one.sample(None).expect("a server is measured");
+        let summed = twice.sample(None).expect("a server is measured");
+        assert_eq!((single.processes, summed.processes), (1, 2));
+        let (single_rss, summed_rss) = (single.peak_rss_mib.unwrap(), summed.peak_rss_mib.unwrap());
+        // The peak only grows, so reading it twice for the sum gives at least twice the first.
+        assert!(summed_rss >= 2.0 * single_rss, "{summed_rss} vs {single_rss}");
+        // A process that does not exist is refused before the run starts.
+        assert!(Meter::new(Some(me), &[u32::MAX]).is_err());
     }
 
     #[test]

@@ -36,16 +36,29 @@ impl Row {
     }
 }
 
-/// Parses the JSON lines; lines that are not JSON objects with a `kind` are skipped.
+/// Parses the JSON lines; lines that are not JSON objects with a `kind` are skipped. A later
+/// line for the same server, kind and scenario replaces the earlier one where it stood (a re-run
+/// appended to the file), so the order of servers stays that of the first run.
 pub fn parse_lines(text: &str) -> Vec<Row> {
-    text.lines()
+    let mut rows: Vec<Row> = Vec::new();
+    let parsed = text
+        .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
-        .filter(|value| value.get("kind").and_then(Value::as_str).is_some())
-        .map(|value| {
-            let server = value["server_name"].as_str().unwrap_or("unnamed").to_owned();
-            Row { server, value }
-        })
-        .collect()
+        .filter(|value| value.get("kind").and_then(Value::as_str).is_some());
+    for value in parsed {
+        let server = value["server_name"].as_str().unwrap_or("unnamed").to_owned();
+        let row = Row { server, value };
+        let same = |earlier: &Row| {
+            earlier.server == row.server
+                && earlier.kind() == row.kind()
+                && earlier.scenario() == row.scenario()
+        };
+        match rows.iter_mut().find(|earlier| same(earlier)) {
+            Some(earlier) => *earlier = row,
+            None => rows.push(row),
+        }
+    }
+    rows
 }
 
 pub fn is_dojo(server: &str) -> bool {
@@ -614,6 +627,20 @@ mod tests {
         let rows = rows();
         assert_eq!(rows.len(), 7);
         assert_eq!(rows[0].server, "dojo-sqlite");
+    }
+
+    #[test]
+    fn a_re_run_replaces_the_earlier_line_in_its_place() {
+        let line = |server: &str, p99: f64| {
+            json!({"kind": "edit", "scenario": "crowded", "server_name": server, "latency_ms": {"p99": p99}})
+                .to_string()
+        };
+        let rows = parse_lines(
+            &[line("dojo-sqlite", 9.0), line("y-websocket", 7.0), line("dojo-sqlite", 5.0)].join("\n"),
+        );
+        let seen: Vec<(&str, Option<f64>)> =
+            rows.iter().map(|row| (row.server.as_str(), row.num("latency_ms/p99"))).collect();
+        assert_eq!(seen, [("dojo-sqlite", Some(5.0)), ("y-websocket", Some(7.0))]);
     }
 
     #[test]
