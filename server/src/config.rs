@@ -157,7 +157,9 @@ impl std::fmt::Debug for AuthSettings {
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpSettings {
     /// Origins allowed to call the HTTP API from a browser, comma-separated. Unset: none in
-    /// production; any in dev mode. `*` allows any (refused unless in dev mode).
+    /// production; in dev mode only local ones (`http://localhost:*`, `127.0.0.1`, `[::1]`),
+    /// and dev mode refuses (403) requests and WebSockets from other origins. `*` allows any
+    /// (refused unless in dev mode).
     #[arg(long, env = "DOJO_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
@@ -182,10 +184,52 @@ pub struct HttpSettings {
     #[arg(long, env = "DOJO_WS_BURST", default_value_t = 2000)]
     pub ws_burst: u32,
 
+    /// Seconds a client has to send a request's headers; also how long a keep-alive
+    /// connection may sit idle between requests (hyper runs the same timer for both). Past
+    /// it the connection is closed.
+    #[arg(long, env = "DOJO_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
+    /// Most accepted TCP connections at once, upgraded to WebSockets or not; beyond it a new
+    /// connection gets a bare 503 and is closed at once. Keep it above DOJO_MAX_CONNECTIONS
+    /// plus DOJO_MAX_UNAUTHENTICATED (headroom for plain HTTP), and below the file limit.
+    #[arg(long, env = "DOJO_MAX_TCP_CONNECTIONS", default_value_t = 12_000)]
+    pub max_tcp_connections: usize,
+
+    /// Requests per second per client IP on the routes that need no token (catalog, OpenAPI,
+    /// webhooks, readiness); beyond: 429 with Retry-After. `/healthz` is exempt.
+    #[arg(long, env = "DOJO_PUBLIC_RATE", default_value_t = 10)]
+    pub public_rate_per_sec: u32,
+
+    /// Burst of such requests per client IP above the steady rate.
+    #[arg(long, env = "DOJO_PUBLIC_BURST", default_value_t = 100)]
+    pub public_burst: u32,
+
+    /// Bearer token that `/metrics` requires. Unset: `/metrics` answers loopback peers only.
+    #[arg(long, env = "DOJO_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<MetricsToken>,
+
     /// The built web editor, served at `/` when the directory exists (`scripts/run.sh` builds
     /// it). A relative path is taken from the working directory.
     #[arg(long, env = "DOJO_WEB_DIR", default_value = "web/dist")]
     pub web_dir: std::path::PathBuf,
+}
+
+/// The `/metrics` bearer token; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetricsToken(pub String);
+
+impl std::str::FromStr for MetricsToken {
+    type Err = std::convert::Infallible;
+    fn from_str(token: &str) -> Result<Self, Self::Err> {
+        Ok(Self(token.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// How runs of canvas graphs execute inside this process.
@@ -329,6 +373,26 @@ pub struct Limits {
     #[arg(long, env = "DOJO_MAX_AWARENESS_CLIENTS", default_value_t = 8)]
     pub max_awareness_clients_per_connection: usize,
 
+    /// Seconds a `/collab` socket may stay without an authenticated document (pings and pongs
+    /// do not extend it); then it is closed with 4408.
+    #[arg(long, env = "DOJO_AUTH_TIMEOUT_SECS", default_value_t = 10)]
+    pub auth_timeout_secs: u64,
+
+    /// `/collab` sockets not yet authenticated, in a pool of their own: they never take the
+    /// DOJO_MAX_CONNECTIONS slots, and move there when they authenticate. Beyond: HTTP 503.
+    #[arg(long, env = "DOJO_MAX_UNAUTHENTICATED", default_value_t = 1000)]
+    pub max_unauthenticated: usize,
+
+    /// Bytes of frames one `/collab` socket may queue for documents not yet authenticated;
+    /// past it the socket is closed with 4205.
+    #[arg(long, env = "DOJO_PREAUTH_SOCKET_BYTES", default_value_t = 64 * 1024)]
+    pub preauth_socket_bytes: usize,
+
+    /// Bytes of such frames all sockets together may queue; past it the socket that needs
+    /// more is closed with 1013 (try again later).
+    #[arg(long, env = "DOJO_PREAUTH_TOTAL_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub preauth_total_bytes: usize,
+
     /// Seconds to wait, on shutdown, for connections to close before exiting anyway.
     #[arg(long, env = "DOJO_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -342,6 +406,10 @@ impl Limits {
     /// At least two ping intervals: a peer gets two chances to answer before it counts as dead.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs.max(1)).max(self.ping_interval() * 2)
+    }
+
+    pub fn auth_timeout(&self) -> Duration {
+        Duration::from_secs(self.auth_timeout_secs.max(1))
     }
 
     pub fn shutdown_grace(&self) -> Duration {
