@@ -190,6 +190,11 @@ pub struct HttpSettings {
     #[arg(long, env = "DOJO_HEADER_TIMEOUT_SECS", default_value_t = 10)]
     pub header_timeout_secs: u64,
 
+    /// Seconds a request body may go without a byte arriving; past it the request fails
+    /// (400) and the connection closes, so a trickled body cannot hold a connection for good.
+    #[arg(long, env = "DOJO_HTTP_IDLE_SECS", default_value_t = 30)]
+    pub http_idle_secs: u64,
+
     /// Most accepted TCP connections at once, upgraded to WebSockets or not; beyond it a new
     /// connection gets a bare 503 and is closed at once. Keep it above DOJO_MAX_CONNECTIONS
     /// plus DOJO_MAX_UNAUTHENTICATED (headroom for plain HTTP), and below the file limit.

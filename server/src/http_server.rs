@@ -9,7 +9,9 @@
 //!   hyper hands to the WebSocket on upgrade); past the limit a new connection gets a bare 503
 //!   and is closed at once;
 //! - request headers must arrive within `DOJO_HEADER_TIMEOUT_SECS`; hyper runs the same timer
-//!   while a keep-alive connection waits for its next request, so idle connections close too.
+//!   while a keep-alive connection waits for its next request, so idle connections close too;
+//! - a request body that stalls for `DOJO_HTTP_IDLE_SECS` fails the request (hyper has no
+//!   body timeout; a body trickled a byte at a time is slowloris after the headers).
 //!
 //! Only HTTP/1.1 is served (as browsers speak it without TLS; WebSockets need it); plaintext
 //! HTTP/2 with prior knowledge would bypass the header timeout.
@@ -33,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
+use crate::stall_guard::StallGuard;
 
 /// What a connection over the limit reads before it is closed (best effort: it is written
 /// only if the socket takes it at once).
@@ -43,6 +46,8 @@ connection: close\r\ncontent-length: 53\r\n\r\n{\"error\":\"too many connections
 #[derive(Debug, Clone, Copy)]
 pub struct EdgeSettings {
     pub header_timeout: Duration,
+    /// How long a request body may stall between two chunks.
+    pub body_idle_timeout: Duration,
     pub max_tcp_connections: usize,
     /// How long, on shutdown, connections mid-request may take to finish.
     pub shutdown_grace: Duration,
@@ -102,7 +107,9 @@ async fn connection(
 ) {
     // The peer's address for handlers (per-IP rate limits, /metrics access), as axum's
     // `into_make_service_with_connect_info` would provide it.
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+    let body_idle_timeout = settings.body_idle_timeout;
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let mut request = request.map(|body| StallGuard::new(body, body_idle_timeout));
         request.extensions_mut().insert(ConnectInfo(peer));
         tower::ServiceExt::oneshot(app.clone(), request)
     });

@@ -24,6 +24,7 @@ pub mod rate;
 pub mod room;
 pub mod room_name;
 pub mod rooms;
+pub mod stall_guard;
 pub mod web;
 
 use std::sync::Arc;
@@ -96,6 +97,7 @@ pub async fn serve(
     let app = router(state.clone());
     let edge = http_server::EdgeSettings {
         header_timeout: std::time::Duration::from_secs(config.http.header_timeout_secs.max(1)),
+        body_idle_timeout: std::time::Duration::from_secs(config.http.http_idle_secs.max(1)),
         max_tcp_connections: config.http.max_tcp_connections,
         shutdown_grace: config.limits.shutdown_grace(),
     };

@@ -403,6 +403,27 @@ async fn slowloris_connections_are_closed_by_the_header_timeout_and_the_server_k
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_that_stalls_fails_and_its_connection_closes() {
+    let server = TestServer::start_with(|config| config.http.http_idle_secs = 2).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    // The headers arrive in time; the announced body never does (a byte, then silence).
+    let head = "POST /api/rooms/slow-body/update HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.expect("headers");
+    stream.write_all(b"\x00").await.expect("one byte of body");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await;
+    let read = read.expect("the server gave up on the body and closed the connection");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(read.is_err() || text.starts_with("HTTP/1.1 400"), "{text}");
+    // Nothing of it reached the room; the server serves on.
+    let client = server.client("slow-body").await;
+    assert!(canvas::read_graph(&client.doc().transact_read()).map(|g| g.nodes.is_empty()).unwrap_or(true));
+    assert_eq!(healthz(&server).await, 200);
+    client.close().await;
+    server.stop().await;
+}
+
 /// A keep-alive connection that has completed one request, so the server has surely accepted
 /// (and counted) it.
 async fn accepted_connection(addr: SocketAddr) -> TcpStream {
