@@ -211,6 +211,43 @@ async fn unauthenticated_sockets_have_a_pool_of_their_own_and_leave_it_when_they
     let open = server.wait_metric("dojo_unauthenticated_sockets", "", |n| n == 0.0).await;
     assert_eq!(open, 0.0);
     drop(provider);
+
+    // With every main slot taken, a socket that authenticates cannot move there: it is closed
+    // with 1013, and its pre-authentication slot is given back.
+    let token = token();
+    let mut holders = Vec::new();
+    while holders.len() < 4 {
+        match SyncClient::connect(&server.url_with_token("pool-room", &token)).await {
+            Ok(client) => holders.push(client),
+            // The provider's slot frees once the server has seen it go.
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let (mut late, _) = tokio_tungstenite::connect_async(format!("ws://{}/collab", server.addr))
+        .await
+        .expect("the pre-authentication pool has room");
+    let auth = dojo_sync_protocol::hocuspocus::AuthMessage::Token { token, provider_version: None };
+    late.send(WsMessage::Binary(encode("pool-room", &HocusMessage::Auth(auth)).into())).await.expect("send");
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match late.next().await {
+                Some(Ok(WsMessage::Close(Some(frame)))) => {
+                    return (u16::from(frame.code), frame.reason.to_string());
+                }
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed in time");
+    assert_eq!(closed.0, 1013, "{}", closed.1);
+    assert!(closed.1.contains("too many connections"), "{}", closed.1);
+    let open = server.wait_metric("dojo_unauthenticated_sockets", "", |n| n == 0.0).await;
+    assert_eq!(open, 0.0);
+    for holder in holders {
+        holder.close().await;
+    }
     server.stop().await;
 }
 
@@ -422,6 +459,107 @@ async fn a_request_body_that_stalls_fails_and_its_connection_closes() {
     assert_eq!(healthz(&server).await, 200);
     client.close().await;
     server.stop().await;
+}
+
+/// The real binary under `sh -c 'ulimit -n …'`, killed when dropped.
+struct LimitedProcess {
+    addr: SocketAddr,
+    started: Option<common::process::Started>,
+    _data: tempfile::TempDir,
+}
+
+impl LimitedProcess {
+    async fn start(open_files: u32, args: &[&str]) -> Self {
+        let data = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite:{}", data.path().join("dojo.db").display());
+        let script = format!("ulimit -n {open_files} && exec \"$0\" \"$@\"");
+        let mut command = std::process::Command::new("sh");
+        command
+            .args(["-c", &script, common::process::BINARY])
+            .args(["--addr", "127.0.0.1:0", "--database-url", &url, "--log", "warn"])
+            .args(args);
+        let started = common::process::Started::spawn(command, "dojo-server").await;
+        let Some(addr) =
+            started.line.trim().strip_prefix("dojo-server listening on ").and_then(|a| a.parse().ok())
+        else {
+            started.fail("an unexpected first line");
+        };
+        Self { addr, started: Some(started), _data: data }
+    }
+
+    fn log(&self) -> String {
+        self.started.as_ref().map(|s| common::process::read_log(&s.log)).unwrap_or_default()
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.started.as_mut().is_some_and(|s| matches!(s.child.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for LimitedProcess {
+    fn drop(&mut self) {
+        if let Some(mut started) = self.started.take() {
+            let _ = started.child.kill();
+            let _ = started.child.wait();
+        }
+    }
+}
+
+/// Sends a whole `GET /healthz` on a new connection and returns what came back before the
+/// server closed it, or panics if it neither answers nor closes in time.
+async fn raw_healthz(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "a new connection was left hanging");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_modest_file_limit_a_slowloris_flood_is_refused_and_the_process_recovers() {
+    const CONNECTIONS: usize = 300;
+    let timeout = Duration::from_secs(3);
+    // 256 descriptors: before, the flood exhausted them and accept failed for everyone.
+    let mut server =
+        LimitedProcess::start(256, &["--max-tcp-connections", "100", "--header-timeout-secs", "3"]).await;
+    let started = Instant::now();
+    let mut slow = Vec::new();
+    for i in 0..CONNECTIONS {
+        let mut stream = TcpStream::connect(server.addr).await.expect("the kernel completes the handshake");
+        if i % 2 == 1 {
+            let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+        }
+        slow.push(tokio::spawn(wait_closed_by_server(stream, timeout + WAIT)));
+    }
+    // During the flood a newcomer is answered at once (refused, or served if a slot is free),
+    // never left waiting for a descriptor.
+    let answer = raw_healthz(server.addr).await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 503") || answer.starts_with("HTTP/1.1 200"),
+        "{answer}"
+    );
+
+    for connection in slow {
+        let closed_at = connection.await.expect("slowloris task");
+        assert!(closed_at < started + timeout + WAIT, "every flood connection was closed");
+    }
+    assert!(server.is_running(), "the process survived; its log:\n{}", server.log());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let answer = raw_healthz(server.addr).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/healthz answers again once the flood is closed: {answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client =
+        SyncClient::connect(&format!("ws://{}/rooms/after-flood", server.addr)).await.expect("connect");
+    client.wait_synced(WAIT).await.expect("a WebSocket client syncs after the flood");
+    client.close().await;
+    let log = server.log();
+    assert!(!log.contains("accept failed"), "the process never ran out of descriptors:\n{log}");
 }
 
 /// A keep-alive connection that has completed one request, so the server has surely accepted
