@@ -196,9 +196,9 @@ pub struct HttpSettings {
     pub http_idle_secs: u64,
 
     /// Most accepted TCP connections at once, upgraded to WebSockets or not; beyond it a new
-    /// connection gets a bare 503 and is closed at once. Keep it above DOJO_MAX_CONNECTIONS
-    /// plus DOJO_MAX_UNAUTHENTICATED (headroom for plain HTTP), and below the file limit.
-    #[arg(long, env = "DOJO_MAX_TCP_CONNECTIONS", default_value_t = 12_000)]
+    /// connection gets a bare 503 and is closed at once. 0: DOJO_MAX_CONNECTIONS plus
+    /// DOJO_MAX_UNAUTHENTICATED plus 1024 for plain HTTP. Keep it below the open-file limit.
+    #[arg(long, env = "DOJO_MAX_TCP_CONNECTIONS", default_value_t = 0)]
     pub max_tcp_connections: usize,
 
     /// Requests per second per client IP on the routes that need no token (catalog, OpenAPI,
@@ -441,6 +441,19 @@ impl Config {
         config
     }
 
+    /// `DOJO_MAX_TCP_CONNECTIONS`, or when it is 0, room for every WebSocket of both pools
+    /// plus plain HTTP requests.
+    pub fn tcp_connection_limit(&self) -> usize {
+        match self.http.max_tcp_connections {
+            0 => self
+                .limits
+                .max_connections
+                .saturating_add(self.limits.max_unauthenticated)
+                .saturating_add(1024),
+            limit => limit,
+        }
+    }
+
     /// Like [`for_tests`](Self::for_tests), with tokens required (HS256 with `secret`).
     pub fn for_tests_with_auth(database_url: &str, secret: &str) -> Self {
         let mut config = Self::for_tests(database_url);
@@ -461,6 +474,7 @@ mod tests {
         assert_eq!(config.limits.outbound_queue_frames, 1024);
         assert_eq!(config.executor.compose_model, "gpt-4o-mini");
         assert_eq!(config.executor.compose_timeout_secs, 20);
+        assert_eq!(config.tcp_connection_limit(), 10_000 + 1000 + 1024);
     }
 
     #[test]

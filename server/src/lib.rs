@@ -98,7 +98,7 @@ pub async fn serve(
     let edge = http_server::EdgeSettings {
         header_timeout: std::time::Duration::from_secs(config.http.header_timeout_secs.max(1)),
         body_idle_timeout: std::time::Duration::from_secs(config.http.http_idle_secs.max(1)),
-        max_tcp_connections: config.http.max_tcp_connections,
+        max_tcp_connections: config.tcp_connection_limit(),
         shutdown_grace: config.limits.shutdown_grace(),
     };
     // The HTTP server's graceful shutdown covers plain HTTP only; upgraded sockets watch
