@@ -201,8 +201,9 @@ pub struct HttpSettings {
     #[arg(long, env = "DOJO_MAX_TCP_CONNECTIONS", default_value_t = 0)]
     pub max_tcp_connections: usize,
 
-    /// Requests per second per client IP on the routes that need no token (catalog, OpenAPI,
-    /// webhooks, readiness); beyond: 429 with Retry-After. `/healthz` is exempt.
+    /// Requests per second per client IP (IPv6: per /64) on the routes that need no token
+    /// (catalog, OpenAPI, webhooks, dev tokens, readiness); beyond: 429 with Retry-After.
+    /// `/healthz` is exempt. Behind a proxy every client shares the proxy's address.
     #[arg(long, env = "DOJO_PUBLIC_RATE", default_value_t = 10)]
     pub public_rate_per_sec: u32,
 
