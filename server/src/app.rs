@@ -114,6 +114,7 @@ impl AppState {
                 connection_slots: Arc::new(Semaphore::new(limits.max_connections)),
                 preauth: crate::preauth::Preauth::new(
                     limits.max_unauthenticated,
+                    limits.max_unauthenticated_per_ip,
                     limits.preauth_total_bytes,
                     metrics.edge.unauthenticated_sockets.clone(),
                     metrics.edge.preauth_queued_bytes.clone(),

@@ -389,6 +389,11 @@ pub struct Limits {
     #[arg(long, env = "DOJO_MAX_UNAUTHENTICATED", default_value_t = 1000)]
     pub max_unauthenticated: usize,
 
+    /// Of those, how many one client address (IPv6: one /64) may hold. Behind a proxy every
+    /// client shares the proxy's address; raise it there.
+    #[arg(long, env = "DOJO_MAX_UNAUTHENTICATED_PER_IP", default_value_t = 64)]
+    pub max_unauthenticated_per_ip: usize,
+
     /// Bytes of frames one `/collab` socket may queue for documents not yet authenticated;
     /// past it the socket is closed with 4205.
     #[arg(long, env = "DOJO_PREAUTH_SOCKET_BYTES", default_value_t = 64 * 1024)]

@@ -23,14 +23,16 @@
 //! document gets PermissionDenied and the others carry on, as with the Hocuspocus server.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
-use axum::extract::{RawQuery, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, RawQuery, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -49,7 +51,7 @@ use crate::auth::Caller;
 use crate::close::{CloseReason, Disconnect};
 use crate::metrics::{MessageKind, ReasonLabel};
 use crate::outbox::{self, OutboxReceiver};
-use crate::preauth::{Reservation, SocketSlot};
+use crate::preauth::{PoolFull, Reservation, SocketSlot};
 use crate::room::{ConnId, Peer, PeerProtocol, RoomCommand, RoomHandle};
 use crate::room_name::RoomName;
 
@@ -78,6 +80,7 @@ type Limiter = governor::DefaultDirectRateLimiter;
 
 pub async fn collab_socket(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -93,7 +96,8 @@ pub async fn collab_socket(
     // Browsers cannot set headers; the provider sends its token per document, in the protocol.
     // A token in the URL or header is the fallback for a document whose token message is empty.
     let fallback_token = crate::auth::bearer_token(&headers, query.as_deref());
-    let slot = match initial_slot(&state, fallback_token.as_deref()).await {
+    let client = crate::public_rate::client_key(peer.map(|Extension(ConnectInfo(peer))| peer.ip()));
+    let slot = match initial_slot(&state, client, fallback_token.as_deref()).await {
         Ok(slot) => slot,
         Err(refused) => return refused,
     };
@@ -117,7 +121,7 @@ pub async fn collab_socket(
 /// pre-authentication pool cannot lock out providers that send their token this way); with an
 /// invalid one it is refused (401) as `/rooms` would; without one it waits in the small
 /// pre-authentication pool until a document authenticates.
-async fn initial_slot(state: &AppState, token: Option<&str>) -> Result<SocketSlot, Response> {
+async fn initial_slot(state: &AppState, client: String, token: Option<&str>) -> Result<SocketSlot, Response> {
     if token.is_some() {
         if let Err(error) = state.auth().authenticate(token).await {
             return Err(crate::app::refuse_with(state, "unauthorized", crate::api::ApiError::from(error)));
@@ -135,9 +139,9 @@ async fn initial_slot(state: &AppState, token: Option<&str>) -> Result<SocketSlo
             }
         };
     }
-    match state.preauth().try_slot() {
-        Some(slot) => Ok(SocketSlot::Unauthenticated(slot)),
-        None => {
+    match state.preauth().try_slot(client) {
+        Ok(slot) => Ok(SocketSlot::Unauthenticated(slot)),
+        Err(PoolFull::Server) => {
             let message = "too many unauthenticated connections".to_owned();
             Err(crate::app::refuse(
                 state,
@@ -145,6 +149,11 @@ async fn initial_slot(state: &AppState, token: Option<&str>) -> Result<SocketSlo
                 "too_many_unauthenticated",
                 message,
             ))
+        }
+        Err(PoolFull::Client) => {
+            let message = "too many unauthenticated connections from this address".to_owned();
+            let reason = "too_many_unauthenticated_per_ip";
+            Err(crate::app::refuse(state, StatusCode::TOO_MANY_REQUESTS, reason, message))
         }
     }
 }

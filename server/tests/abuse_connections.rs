@@ -114,6 +114,8 @@ async fn idle_anonymous_collab_sockets_are_closed_at_the_auth_deadline_while_a_s
         // Fewer slots than attackers: before, each anonymous socket took one of these.
         config.limits.max_connections = 50;
         config.limits.max_unauthenticated = 300;
+        // All from one address here; the per-address share has a story of its own.
+        config.limits.max_unauthenticated_per_ip = 300;
     })
     .await;
     let started = Instant::now();
@@ -251,6 +253,68 @@ async fn unauthenticated_sockets_have_a_pool_of_their_own_and_leave_it_when_they
     server.stop().await;
 }
 
+/// A WebSocket to `path` from the loopback address `source` (all of 127.0.0.0/8 is local), so
+/// one story can have clients at two addresses.
+async fn connect_from(
+    source: [u8; 4],
+    server: SocketAddr,
+    path: &str,
+) -> Result<tokio_tungstenite::WebSocketStream<TcpStream>, tokio_tungstenite::tungstenite::Error> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    let stream = socket.connect(server).await?;
+    tokio_tungstenite::client_async(format!("ws://{server}{path}"), stream).await.map(|(ws, _)| ws)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_fill_the_preauth_pool() {
+    let server = server_with_auth(|config| config.limits.max_unauthenticated_per_ip = 3).await;
+    let attacker = [127, 0, 0, 2];
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect_from(attacker, server.addr, "/collab").await.expect("within its share"));
+    }
+    match connect_from(attacker, server.addr, "/collab").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned();
+            assert!(body.contains("from this address"), "{body}");
+        }
+        other => panic!("a fourth socket from one address must be refused, got {other:?}"),
+    }
+    // Another address still gets in, and a provider sending its token in the protocol only
+    // authenticates and syncs.
+    let mut provider = connect_from([127, 0, 0, 1], server.addr, "/collab").await.expect("another address");
+    let auth = dojo_sync_protocol::hocuspocus::AuthMessage::Token { token: token(), provider_version: None };
+    provider
+        .send(WsMessage::Binary(encode("share-room", &HocusMessage::Auth(auth)).into()))
+        .await
+        .expect("send");
+    let answer = tokio::time::timeout(WAIT, provider.next()).await.expect("an answer in time");
+    let Some(Ok(WsMessage::Binary(frame))) = answer else { panic!("expected Authenticated, got {answer:?}") };
+    let decoded = dojo_sync_protocol::hocuspocus::decode_frame(&frame, &Default::default()).expect("a frame");
+    assert!(
+        matches!(
+            decoded,
+            dojo_sync_protocol::hocuspocus::Frame::Document {
+                message: HocusMessage::Auth(
+                    dojo_sync_protocol::hocuspocus::AuthMessage::Authenticated { .. }
+                ),
+                ..
+            }
+        ),
+        "{decoded:?}"
+    );
+    // The share comes back when a socket closes.
+    drop(held.pop());
+    let deadline = Instant::now() + WAIT;
+    while connect_from(attacker, server.addr, "/collab").await.is_err() {
+        assert!(Instant::now() < deadline, "the share was never given back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop().await;
+}
+
 /// An anonymous socket that queues `total` bytes of stateless frames for a document it never
 /// authenticates, then waits to be closed.
 async fn flooding_anonymous_socket(addr: SocketAddr, frame_bytes: usize, total: usize) -> Ended {
@@ -284,7 +348,11 @@ fn rss_kib() -> u64 {
 async fn bytes_queued_before_authentication_are_bounded_per_socket_and_memory_stays_flat() {
     const SOCKETS: usize = 200;
     const ATTEMPTED: usize = 2 * 1024 * 1024;
-    let server = server_with_auth(|config| config.limits.auth_timeout_secs = 60).await;
+    let server = server_with_auth(|config| {
+        config.limits.auth_timeout_secs = 60;
+        config.limits.max_unauthenticated_per_ip = SOCKETS;
+    })
+    .await;
     let before = rss_kib();
     let attackers: Vec<_> = (0..SOCKETS)
         .map(|_| tokio::spawn(flooding_anonymous_socket(server.addr, 16 * 1024, ATTEMPTED)))
