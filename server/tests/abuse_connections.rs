@@ -357,17 +357,17 @@ async fn bytes_queued_before_authentication_are_bounded_per_socket_and_memory_st
     let attackers: Vec<_> = (0..SOCKETS)
         .map(|_| tokio::spawn(flooding_anonymous_socket(server.addr, 16 * 1024, ATTEMPTED)))
         .collect();
+    // Peaks sampled while the flood runs: this process's RSS, and what the server says it queued.
+    let peak_rss = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let peak_queued = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sampler = {
-        let addr = server.addr;
+        let (addr, peak_rss, peak_queued) = (server.addr, peak_rss.clone(), peak_queued.clone());
         tokio::spawn(async move {
-            let (mut peak_rss, mut peak_queued) = (0, 0.0f64);
             loop {
-                peak_rss = peak_rss.max(rss_kib());
-                peak_queued = peak_queued.max(common::metric_at(addr, "dojo_preauth_queued_bytes", "").await);
+                peak_rss.fetch_max(rss_kib(), std::sync::atomic::Ordering::Relaxed);
+                let queued = common::metric_at(addr, "dojo_preauth_queued_bytes", "").await as u64;
+                peak_queued.fetch_max(queued, std::sync::atomic::Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                if peak_rss == u64::MAX {
-                    return (peak_rss, peak_queued); // never: the task is aborted
-                }
             }
         })
     };
@@ -379,8 +379,10 @@ async fn bytes_queued_before_authentication_are_bounded_per_socket_and_memory_st
             Ended::Dropped => {}
         }
     }
-    let peak_rss = rss_kib().max(before);
     sampler.abort();
+    let peak_rss = peak_rss.load(std::sync::atomic::Ordering::Relaxed).max(rss_kib());
+    let peak_queued = peak_queued.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(peak_queued <= (SOCKETS * 64 * 1024) as u64, "{peak_queued} bytes queued at the peak");
     let resets =
         server.wait_metric("dojo_disconnects_total", "reason=\"reset\"", |n| n >= SOCKETS as f64).await;
     assert_eq!(resets, SOCKETS as f64, "every flooding socket was closed for its queue");
