@@ -51,12 +51,15 @@ struct Inner {
     rooms: Arc<Rooms>,
     metrics: Arc<Metrics>,
     connection_slots: Arc<Semaphore>,
+    preauth: crate::preauth::Preauth,
     next_conn_id: AtomicU64,
     shutdown: CancellationToken,
     connections: TaskTracker,
     auth: Arc<Auth>,
     http_limiter: Arc<UserLimiter>,
     ws_limiter: Arc<UserLimiter>,
+    /// Per client IP, for the routes that take no token (`crate::public_rate`).
+    public_limiter: Arc<UserLimiter>,
     config: Arc<Config>,
     executor: Arc<crate::execution::Executor>,
     /// The executor's dispatcher, workers and sweeper.
@@ -75,7 +78,11 @@ impl AppState {
         let store = storage.documents;
         let http_limiter = rate::user_limiter(config.http.http_rate_per_sec, config.http.http_burst);
         let ws_limiter = rate::user_limiter(config.http.ws_rate_per_sec, config.http.ws_burst);
-        rate::forget_idle_users(vec![http_limiter.clone(), ws_limiter.clone()], shutdown.clone());
+        let public_limiter = rate::user_limiter(config.http.public_rate_per_sec, config.http.public_burst);
+        rate::forget_idle_users(
+            vec![http_limiter.clone(), ws_limiter.clone(), public_limiter.clone()],
+            shutdown.clone(),
+        );
         let limits = Arc::new(config.limits.clone());
         let settings = RoomSettings {
             queue: limits.room_queue,
@@ -105,6 +112,13 @@ impl AppState {
                 executor,
                 executor_tasks,
                 connection_slots: Arc::new(Semaphore::new(limits.max_connections)),
+                preauth: crate::preauth::Preauth::new(
+                    limits.max_unauthenticated,
+                    limits.max_unauthenticated_per_ip,
+                    limits.preauth_total_bytes,
+                    metrics.edge.unauthenticated_sockets.clone(),
+                    metrics.edge.preauth_queued_bytes.clone(),
+                ),
                 limits,
                 metrics,
                 next_conn_id: AtomicU64::new(1),
@@ -113,6 +127,7 @@ impl AppState {
                 auth,
                 http_limiter,
                 ws_limiter,
+                public_limiter,
                 config: Arc::new(config.clone()),
             }),
         })
@@ -132,6 +147,10 @@ impl AppState {
 
     pub fn http_limiter(&self) -> &Arc<UserLimiter> {
         &self.inner.http_limiter
+    }
+
+    pub fn public_limiter(&self) -> &Arc<UserLimiter> {
+        &self.inner.public_limiter
     }
 
     pub fn rooms_open(&self) -> usize {
@@ -163,6 +182,10 @@ impl AppState {
 
     pub(crate) fn try_connection_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         self.inner.connection_slots.clone().try_acquire_owned().ok()
+    }
+
+    pub(crate) fn preauth(&self) -> &crate::preauth::Preauth {
+        &self.inner.preauth
     }
 
     pub(crate) fn connections(&self) -> &TaskTracker {
@@ -200,14 +223,20 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    let by_ip = axum::middleware::from_fn_with_state(state.clone(), crate::public_rate::limit_by_ip);
+    let origins = Arc::new(crate::origin::OriginPolicy::new(
+        &state.config().http.cors_origins,
+        state.auth().dev_mode(),
+    ));
     Router::new()
         .route("/rooms/{room}", get(room_socket))
         .route("/collab", get(crate::hocuspocus::collab_socket))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz).layer(by_ip))
         .route("/metrics", get(metrics))
         .merge(api::routes(&state))
         .merge(crate::web::routes(&state.config().http.web_dir))
+        .layer(axum::middleware::from_fn_with_state(origins, crate::origin::refuse_foreign_origins))
         .with_state(state)
 }
 
@@ -224,12 +253,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+    let token = crate::auth::bearer_token(request.headers(), None);
+    let configured = state.config().http.metrics_token.as_ref();
+    if let Err(error) =
+        crate::metrics_access::check(peer.map(|info| info.0.ip()), configured, token.as_deref())
+    {
+        return error.into_response();
+    }
     let body = state.inner.metrics.render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
-fn refuse_with(state: &AppState, reason: &'static str, error: ApiError) -> Response {
+pub(crate) fn refuse_with(state: &AppState, reason: &'static str, error: ApiError) -> Response {
     state.inner.metrics.rejected.get_or_create(&ReasonLabel { reason }).inc();
     error.into_response()
 }

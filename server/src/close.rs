@@ -38,6 +38,12 @@ pub enum CloseReason {
     /// A Hocuspocus client broke the protocol or a limit (4205, "Reset Connection", the code
     /// the Hocuspocus server uses for both).
     Reset(String),
+    /// A `/collab` socket authenticated no document in time (4408, the timeout code
+    /// Hocuspocus clients know).
+    AuthTimeout,
+    /// A server-wide budget is spent (connection slots, bytes queued before authentication);
+    /// reconnecting later may succeed (1013 Try Again Later).
+    ServerBusy(String),
 }
 
 impl CloseReason {
@@ -58,6 +64,8 @@ impl CloseReason {
             Self::PermissionsChanged => 1012,
             Self::TokenExpired => 4401,
             Self::Reset(_) => 4205,
+            Self::AuthTimeout => 4408,
+            Self::ServerBusy(_) => 1013,
         }
     }
 
@@ -81,6 +89,8 @@ impl CloseReason {
             Self::PermissionsChanged => "permissions changed: reconnect".to_owned(),
             Self::TokenExpired => "unauthorized: the token expired, reconnect with a fresh one".to_owned(),
             Self::Reset(why) => format!("reset connection: {why}"),
+            Self::AuthTimeout => "authentication timeout: no document authenticated in time".to_owned(),
+            Self::ServerBusy(why) => format!("server busy: {why}; retry later"),
         };
         truncate_utf8(text, 123)
     }
@@ -103,6 +113,8 @@ impl CloseReason {
             Self::PermissionsChanged => "permissions_changed",
             Self::TokenExpired => "token_expired",
             Self::Reset(_) => "reset",
+            Self::AuthTimeout => "auth_timeout",
+            Self::ServerBusy(_) => "server_busy",
         }
     }
 }

@@ -157,7 +157,9 @@ impl std::fmt::Debug for AuthSettings {
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpSettings {
     /// Origins allowed to call the HTTP API from a browser, comma-separated. Unset: none in
-    /// production; any in dev mode. `*` allows any (refused unless in dev mode).
+    /// production; in dev mode only local ones (`http://localhost:*`, `127.0.0.1`, `[::1]`),
+    /// and dev mode refuses (403) requests and WebSockets from other origins. `*` allows any
+    /// (refused unless in dev mode).
     #[arg(long, env = "DOJO_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
@@ -182,10 +184,58 @@ pub struct HttpSettings {
     #[arg(long, env = "DOJO_WS_BURST", default_value_t = 2000)]
     pub ws_burst: u32,
 
+    /// Seconds a client has to send a request's headers; also how long a keep-alive
+    /// connection may sit idle between requests (hyper runs the same timer for both). Past
+    /// it the connection is closed.
+    #[arg(long, env = "DOJO_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a request body may go without a byte arriving; past it the request fails
+    /// (400) and the connection closes, so a trickled body cannot hold a connection for good.
+    #[arg(long, env = "DOJO_HTTP_IDLE_SECS", default_value_t = 30)]
+    pub http_idle_secs: u64,
+
+    /// Most accepted TCP connections at once, upgraded to WebSockets or not; beyond it a new
+    /// connection gets a bare 503 and is closed at once. 0: DOJO_MAX_CONNECTIONS plus
+    /// DOJO_MAX_UNAUTHENTICATED plus 1024 for plain HTTP. Keep it below the open-file limit.
+    #[arg(long, env = "DOJO_MAX_TCP_CONNECTIONS", default_value_t = 0)]
+    pub max_tcp_connections: usize,
+
+    /// Requests per second per client IP (IPv6: per /64) on the routes that need no token
+    /// (catalog, OpenAPI, webhooks, dev tokens, readiness); beyond: 429 with Retry-After.
+    /// `/healthz` is exempt. Behind a proxy every client shares the proxy's address.
+    #[arg(long, env = "DOJO_PUBLIC_RATE", default_value_t = 10)]
+    pub public_rate_per_sec: u32,
+
+    /// Burst of such requests per client IP above the steady rate.
+    #[arg(long, env = "DOJO_PUBLIC_BURST", default_value_t = 100)]
+    pub public_burst: u32,
+
+    /// Bearer token that `/metrics` requires. Unset: `/metrics` answers loopback peers only.
+    #[arg(long, env = "DOJO_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<MetricsToken>,
+
     /// The built web editor, served at `/` when the directory exists (`scripts/run.sh` builds
     /// it). A relative path is taken from the working directory.
     #[arg(long, env = "DOJO_WEB_DIR", default_value = "web/dist")]
     pub web_dir: std::path::PathBuf,
+}
+
+/// The `/metrics` bearer token; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetricsToken(pub String);
+
+impl std::str::FromStr for MetricsToken {
+    type Err = std::convert::Infallible;
+    fn from_str(token: &str) -> Result<Self, Self::Err> {
+        Ok(Self(token.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// How runs of canvas graphs execute inside this process.
@@ -329,6 +379,31 @@ pub struct Limits {
     #[arg(long, env = "DOJO_MAX_AWARENESS_CLIENTS", default_value_t = 8)]
     pub max_awareness_clients_per_connection: usize,
 
+    /// Seconds a `/collab` socket may stay without an authenticated document (pings and pongs
+    /// do not extend it); then it is closed with 4408.
+    #[arg(long, env = "DOJO_AUTH_TIMEOUT_SECS", default_value_t = 10)]
+    pub auth_timeout_secs: u64,
+
+    /// `/collab` sockets not yet authenticated, in a pool of their own: they never take the
+    /// DOJO_MAX_CONNECTIONS slots, and move there when they authenticate. Beyond: HTTP 503.
+    #[arg(long, env = "DOJO_MAX_UNAUTHENTICATED", default_value_t = 1000)]
+    pub max_unauthenticated: usize,
+
+    /// Of those, how many one client address (IPv6: one /64) may hold. Behind a proxy every
+    /// client shares the proxy's address; raise it there.
+    #[arg(long, env = "DOJO_MAX_UNAUTHENTICATED_PER_IP", default_value_t = 64)]
+    pub max_unauthenticated_per_ip: usize,
+
+    /// Bytes of frames one `/collab` socket may queue for documents not yet authenticated;
+    /// past it the socket is closed with 4205.
+    #[arg(long, env = "DOJO_PREAUTH_SOCKET_BYTES", default_value_t = 64 * 1024)]
+    pub preauth_socket_bytes: usize,
+
+    /// Bytes of such frames all sockets together may queue; past it the socket that needs
+    /// more is closed with 1013 (try again later).
+    #[arg(long, env = "DOJO_PREAUTH_TOTAL_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub preauth_total_bytes: usize,
+
     /// Seconds to wait, on shutdown, for connections to close before exiting anyway.
     #[arg(long, env = "DOJO_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -342,6 +417,10 @@ impl Limits {
     /// At least two ping intervals: a peer gets two chances to answer before it counts as dead.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs.max(1)).max(self.ping_interval() * 2)
+    }
+
+    pub fn auth_timeout(&self) -> Duration {
+        Duration::from_secs(self.auth_timeout_secs.max(1))
     }
 
     pub fn shutdown_grace(&self) -> Duration {
@@ -368,6 +447,19 @@ impl Config {
         config
     }
 
+    /// `DOJO_MAX_TCP_CONNECTIONS`, or when it is 0, room for every WebSocket of both pools
+    /// plus plain HTTP requests.
+    pub fn tcp_connection_limit(&self) -> usize {
+        match self.http.max_tcp_connections {
+            0 => self
+                .limits
+                .max_connections
+                .saturating_add(self.limits.max_unauthenticated)
+                .saturating_add(1024),
+            limit => limit,
+        }
+    }
+
     /// Like [`for_tests`](Self::for_tests), with tokens required (HS256 with `secret`).
     pub fn for_tests_with_auth(database_url: &str, secret: &str) -> Self {
         let mut config = Self::for_tests(database_url);
@@ -388,6 +480,7 @@ mod tests {
         assert_eq!(config.limits.outbound_queue_frames, 1024);
         assert_eq!(config.executor.compose_model, "gpt-4o-mini");
         assert_eq!(config.executor.compose_timeout_secs, 20);
+        assert_eq!(config.tcp_connection_limit(), 10_000 + 1000 + 1024);
     }
 
     #[test]

@@ -9,9 +9,12 @@
 //! frames (sync, awareness and the room's SyncStatus / stateless bodies share the layout).
 //!
 //! Frames for a document that arrive before its token message are queued, bounded per socket
-//! (documents, messages and bytes; the Hocuspocus server's own defaults), and handled in order
-//! once it is authenticated. The token is checked inline: frames behind it wait (TCP
-//! back-pressure), so nothing else buffers during a slow check.
+//! (documents, messages, and `DOJO_PREAUTH_SOCKET_BYTES`) and server-wide
+//! (`DOJO_PREAUTH_TOTAL_BYTES`), and handled in order once it is authenticated. The token is
+//! checked inline: frames behind it wait (TCP back-pressure), so nothing else buffers during a
+//! slow check. A socket counts against a pool of its own until its first document
+//! authenticates, and is closed (4408) if none has by `DOJO_AUTH_TIMEOUT_SECS` after the
+//! upgrade (see `crate::preauth`).
 //!
 //! Failures close the whole socket, never a room or another client: a malformed frame (4205),
 //! a frame over the size limit (1009), an expired token (4401), or whatever the room closes one
@@ -20,14 +23,16 @@
 //! document gets PermissionDenied and the others carry on, as with the Hocuspocus server.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
-use axum::extract::{RawQuery, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, RawQuery, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -36,7 +41,7 @@ use dojo_sync_protocol::hocuspocus::{
 };
 use futures_util::stream::{BoxStream, SelectAll, SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 use yrs::sync::Message as YMessage;
@@ -46,6 +51,7 @@ use crate::auth::Caller;
 use crate::close::{CloseReason, Disconnect};
 use crate::metrics::{MessageKind, ReasonLabel};
 use crate::outbox::{self, OutboxReceiver};
+use crate::preauth::{PoolFull, Reservation, SocketSlot};
 use crate::room::{ConnId, Peer, PeerProtocol, RoomCommand, RoomHandle};
 use crate::room_name::RoomName;
 
@@ -53,10 +59,10 @@ use crate::room_name::RoomName;
 /// `maxPendingDocuments`).
 pub const MAX_PENDING_DOCUMENTS: usize = 100;
 /// Frames queued before their document's token message, per socket (Hocuspocus'
-/// `maxUnauthenticatedQueueMessages`).
-pub const MAX_QUEUED_MESSAGES: usize = 1000;
-/// Bytes of such frames, per socket (Hocuspocus' `maxUnauthenticatedQueueSize`).
-pub const MAX_QUEUED_BYTES: usize = 5 * 1024 * 1024;
+/// `maxUnauthenticatedQueueMessages` is 1000; a provider queues a step 1 and an awareness
+/// update per document, and each queued frame costs bookkeeping beyond its bytes). Their bytes
+/// are bounded by `Limits::preauth_socket_bytes`.
+pub const MAX_QUEUED_MESSAGES: usize = 256;
 /// Open documents per socket; one more is refused with PermissionDenied.
 pub const MAX_DOCUMENTS: usize = 256;
 /// Largest stateless payload; a bigger one closes the socket with 1009.
@@ -74,6 +80,7 @@ type Limiter = governor::DefaultDirectRateLimiter;
 
 pub async fn collab_socket(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -86,17 +93,18 @@ pub async fn collab_socket(
         let message = "server shutting down".to_owned();
         return crate::app::refuse(&state, StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message);
     }
-    let Some(permit) = state.try_connection_permit() else {
-        let message = "too many connections".to_owned();
-        return crate::app::refuse(&state, StatusCode::SERVICE_UNAVAILABLE, "too_many_connections", message);
-    };
     // Browsers cannot set headers; the provider sends its token per document, in the protocol.
     // A token in the URL or header is the fallback for a document whose token message is empty.
     let fallback_token = crate::auth::bearer_token(&headers, query.as_deref());
+    let client = crate::public_rate::client_key(peer.map(|Extension(ConnectInfo(peer))| peer.ip()));
+    let slot = match initial_slot(&state, client, fallback_token.as_deref()).await {
+        Ok(slot) => slot,
+        Err(refused) => return refused,
+    };
     let limits = state.limits().clone();
     let socket_id = state.next_conn_id();
     let span = tracing::info_span!("collab", socket = socket_id);
-    let collab = Collab { state: state.clone(), permit, fallback_token };
+    let collab = Collab { state: state.clone(), slot, fallback_token };
     let connections = state.connections().clone();
     upgrade
         .max_message_size(limits.max_frame_bytes)
@@ -108,19 +116,63 @@ pub async fn collab_socket(
         .on_upgrade(move |socket| connections.track_future(collab.run(socket).instrument(span)))
 }
 
+/// The pool a new socket counts against. With a valid token in its upgrade request it is
+/// signed in from the start and takes one of the `DOJO_MAX_CONNECTIONS` slots (so a full
+/// pre-authentication pool cannot lock out providers that send their token this way); with an
+/// invalid one it is refused (401) as `/rooms` would; without one it waits in the small
+/// pre-authentication pool until a document authenticates.
+async fn initial_slot(state: &AppState, client: String, token: Option<&str>) -> Result<SocketSlot, Response> {
+    if token.is_some() {
+        if let Err(error) = state.auth().authenticate(token).await {
+            return Err(crate::app::refuse_with(state, "unauthorized", crate::api::ApiError::from(error)));
+        }
+        return match state.try_connection_permit() {
+            Some(permit) => Ok(SocketSlot::Authenticated(permit)),
+            None => {
+                let message = "too many connections".to_owned();
+                Err(crate::app::refuse(
+                    state,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_connections",
+                    message,
+                ))
+            }
+        };
+    }
+    match state.preauth().try_slot(client) {
+        Ok(slot) => Ok(SocketSlot::Unauthenticated(slot)),
+        Err(PoolFull::Server) => {
+            let message = "too many unauthenticated connections".to_owned();
+            Err(crate::app::refuse(
+                state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_unauthenticated",
+                message,
+            ))
+        }
+        Err(PoolFull::Client) => {
+            let message = "too many unauthenticated connections from this address".to_owned();
+            let reason = "too_many_unauthenticated_per_ip";
+            Err(crate::app::refuse(state, StatusCode::TOO_MANY_REQUESTS, reason, message))
+        }
+    }
+}
+
 struct Collab {
     state: AppState,
     /// Held for the socket's lifetime: one socket counts once against the connection limit,
-    /// however many documents it carries.
-    permit: OwnedSemaphorePermit,
+    /// however many documents it carries (against the pre-authentication pool until one of
+    /// them authenticates).
+    slot: SocketSlot,
     fallback_token: Option<String>,
 }
 
 /// One document of the socket, by routing key (the name as the client sent it).
 enum Document {
-    /// Frames that came before the token message, in order, with their sizes.
+    /// Frames that came before the token message, in order, with the bytes they hold from
+    /// the server-wide pre-authentication budget (their sizes).
     Pending {
-        queue: Vec<(HocusMessage, usize)>,
+        queue: Vec<(HocusMessage, Reservation)>,
     },
     Open(OpenDocument),
 }
@@ -135,6 +187,9 @@ struct OpenDocument {
 /// The reader's state: everything the socket's documents need.
 struct Reader {
     state: AppState,
+    slot: SocketSlot,
+    /// When the socket closes unless a document has authenticated (pings do not move it).
+    auth_deadline: Instant,
     fallback_token: Option<String>,
     documents: HashMap<String, Document>,
     queued_messages: usize,
@@ -159,6 +214,8 @@ impl Collab {
         let burst = NonZeroU32::new(STATELESS_PER_SECOND * 2).unwrap_or(NonZeroU32::MIN);
         let mut reader = Reader {
             state: self.state.clone(),
+            slot: self.slot,
+            auth_deadline: Instant::now() + self.state.limits().auth_timeout(),
             fallback_token: self.fallback_token,
             documents: HashMap::new(),
             queued_messages: 0,
@@ -184,7 +241,7 @@ impl Collab {
         metrics.disconnects.get_or_create(&ReasonLabel { reason: reason.label() }).inc();
         metrics.connections_open.dec();
         tracing::debug!(code = reason.code(), reason = %reason.text(), "collab connection closed");
-        drop(self.permit);
+        drop(reader.slot);
     }
 }
 
@@ -197,6 +254,7 @@ impl Reader {
         let shutdown = self.state.shutdown_token().clone();
         loop {
             let expires_at = self.earliest_expiry();
+            let auth_deadline = (!self.slot.is_authenticated()).then_some(self.auth_deadline);
             let next = tokio::select! {
                 () = self.disconnect.triggered() => return,
                 () = shutdown.cancelled() => {
@@ -205,6 +263,11 @@ impl Reader {
                 }
                 () = sleep_until(expires_at) => {
                     self.disconnect.trigger(CloseReason::TokenExpired);
+                    return;
+                }
+                () = sleep_until(auth_deadline) => {
+                    tracing::info!("closing a collab connection that authenticated nothing in time");
+                    self.disconnect.trigger(CloseReason::AuthTimeout);
                     return;
                 }
                 next = tokio::time::timeout(idle, stream.next()) => next,
@@ -274,26 +337,30 @@ impl Reader {
                 "more than {MAX_PENDING_DOCUMENTS} documents waiting for authentication"
             )));
         }
-        if self.queued_messages + 1 > MAX_QUEUED_MESSAGES || self.queued_bytes + size > MAX_QUEUED_BYTES {
+        let max_bytes = self.state.limits().preauth_socket_bytes;
+        if self.queued_messages + 1 > MAX_QUEUED_MESSAGES || self.queued_bytes + size > max_bytes {
             return Err(CloseReason::Reset(format!(
-                "more than {MAX_QUEUED_MESSAGES} messages or {MAX_QUEUED_BYTES} bytes before authentication"
+                "more than {MAX_QUEUED_MESSAGES} messages or {max_bytes} bytes before authentication"
             )));
         }
+        let Some(reservation) = self.state.preauth().budget().try_reserve(size) else {
+            return Err(CloseReason::ServerBusy("too many bytes queued before authentication".into()));
+        };
         self.queued_messages += 1;
         self.queued_bytes += size;
         match self.documents.entry(key).or_insert_with(|| Document::Pending { queue: Vec::new() }) {
-            Document::Pending { queue } => queue.push((message, size)),
+            Document::Pending { queue } => queue.push((message, reservation)),
             Document::Open(_) => {} // not reached: open documents are dispatched, not queued
         }
         Ok(())
     }
 
     /// Removes a pending document, returning its queue.
-    fn forget_pending(&mut self, key: &str) -> Vec<(HocusMessage, usize)> {
+    fn forget_pending(&mut self, key: &str) -> Vec<(HocusMessage, Reservation)> {
         match self.documents.remove(key) {
             Some(Document::Pending { queue }) => {
                 self.queued_messages -= queue.len();
-                self.queued_bytes -= queue.iter().map(|(_, size)| size).sum::<usize>();
+                self.queued_bytes -= queue.iter().map(|(_, reserved)| reserved.bytes()).sum::<usize>();
                 queue
             }
             Some(open @ Document::Open(_)) => {
@@ -325,6 +392,7 @@ impl Reader {
                 return self.control(Bytes::from(hocuspocus::encode(&key, &denied)));
             }
         };
+        self.promote()?;
         let authenticated = HocusMessage::Auth(AuthMessage::Authenticated { scope: scope.as_str().into() });
         self.control(Bytes::from(hocuspocus::encode(&key, &authenticated)))?;
 
@@ -352,12 +420,33 @@ impl Reader {
         let user = caller.user().map(|user| user.id.clone());
         tracing::debug!(document = %key, conn, scope = scope.as_str(), "collab document open");
         self.documents.insert(key.clone(), Document::Open(OpenDocument { conn, room, expires_at, user }));
-        for (message, size) in queue {
+        for (message, reserved) in queue {
             if !matches!(self.documents.get(&key), Some(Document::Open(_))) {
                 break; // a queued Close closed it again
             }
+            let size = reserved.bytes();
+            drop(reserved);
             self.dispatch(&key, message, size).await?;
         }
+        Ok(())
+    }
+
+    /// On the socket's first authenticated document: from the pre-authentication pool to one
+    /// of the `DOJO_MAX_CONNECTIONS` slots, or closed if none is free.
+    fn promote(&mut self) -> Result<(), CloseReason> {
+        if self.slot.is_authenticated() {
+            return Ok(());
+        }
+        let Some(permit) = self.state.try_connection_permit() else {
+            self.state
+                .metrics()
+                .rejected
+                .get_or_create(&ReasonLabel { reason: "too_many_connections" })
+                .inc();
+            return Err(CloseReason::ServerBusy("too many connections".into()));
+        };
+        // The pre-authentication slot is given back here, as the old value drops.
+        self.slot = SocketSlot::Authenticated(permit);
         Ok(())
     }
 

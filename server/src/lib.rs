@@ -12,18 +12,23 @@ pub mod config;
 pub mod connection;
 pub mod execution;
 pub mod hocuspocus;
+pub mod http_server;
 pub mod journal;
 pub mod metrics;
+pub mod metrics_access;
+pub mod origin;
 pub mod outbox;
+pub mod preauth;
+pub mod public_rate;
 pub mod rate;
 pub mod room;
 pub mod room_name;
 pub mod rooms;
+pub mod stall_guard;
 pub mod web;
 
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use dojo_accounts::AccountStore;
 use dojo_store::{DocumentStore, StoreError};
 use tokio::net::TcpListener;
@@ -90,16 +95,15 @@ pub async fn serve(
     };
     let state = AppState::new(&config, storage, metrics, cluster, shutdown.clone()).await?;
     let app = router(state.clone());
-    // axum's graceful shutdown covers plain HTTP only; upgraded sockets watch `shutdown`
-    // themselves and are awaited in `drain`.
-    // Small frames (keystrokes, cursors) must not wait for Nagle's algorithm: without
-    // TCP_NODELAY, p95 propagation latency on localhost measured ~40 ms instead of ~5 ms.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
+    let edge = http_server::EdgeSettings {
+        header_timeout: std::time::Duration::from_secs(config.http.header_timeout_secs.max(1)),
+        body_idle_timeout: std::time::Duration::from_secs(config.http.http_idle_secs.max(1)),
+        max_tcp_connections: config.tcp_connection_limit(),
+        shutdown_grace: config.limits.shutdown_grace(),
+    };
+    // The HTTP server's graceful shutdown covers plain HTTP only; upgraded sockets watch
+    // `shutdown` themselves and are awaited in `drain`.
+    http_server::serve(listener, app, edge, state.metrics().clone(), shutdown.clone()).await;
     state.drain().await;
     Ok(())
 }

@@ -76,6 +76,8 @@ pub struct Metrics {
     pub cluster_receive_dropped: Counter,
     pub cluster_resubscribes: Counter,
     pub cluster_catch_ups: Counter,
+    /// TCP connections and sockets before authentication (`http_server`, `preauth`).
+    pub edge: EdgeMetrics,
 }
 
 impl Metrics {
@@ -104,6 +106,7 @@ impl Metrics {
         let cluster_receive_dropped = Counter::default();
         let cluster_resubscribes = Counter::default();
         let cluster_catch_ups = Counter::default();
+        let edge = EdgeMetrics::register(&mut registry);
         registry.register("rooms_open", "Rooms held in memory", rooms_open.clone());
         registry.register("connections_open", "Open WebSocket connections", connections_open.clone());
         registry.register("messages_received", "y-protocols messages received", messages_in.clone());
@@ -196,6 +199,7 @@ impl Metrics {
             cluster_receive_dropped,
             cluster_resubscribes,
             cluster_catch_ups,
+            edge,
         }
     }
 
@@ -223,5 +227,51 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The connection edge: accepted TCP connections and what `/collab` sockets hold before they
+/// authenticate.
+pub struct EdgeMetrics {
+    pub tcp_connections: Gauge,
+    /// TCP connections closed at once because DOJO_MAX_TCP_CONNECTIONS were open.
+    pub tcp_refused: Counter,
+    /// HTTP connections closed because request headers did not arrive in time.
+    pub header_timeouts: Counter,
+    pub unauthenticated_sockets: Gauge,
+    pub preauth_queued_bytes: Gauge,
+}
+
+impl EdgeMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let edge = Self {
+            tcp_connections: Gauge::default(),
+            tcp_refused: Counter::default(),
+            header_timeouts: Counter::default(),
+            unauthenticated_sockets: Gauge::default(),
+            preauth_queued_bytes: Gauge::default(),
+        };
+        registry.register("tcp_connections", "Accepted TCP connections open", edge.tcp_connections.clone());
+        registry.register(
+            "tcp_refused",
+            "TCP connections closed at once: the connection limit was reached",
+            edge.tcp_refused.clone(),
+        );
+        registry.register(
+            "http_header_timeouts",
+            "HTTP connections closed: request headers did not arrive in time",
+            edge.header_timeouts.clone(),
+        );
+        registry.register(
+            "unauthenticated_sockets",
+            "/collab sockets with no authenticated document yet",
+            edge.unauthenticated_sockets.clone(),
+        );
+        registry.register(
+            "preauth_queued_bytes",
+            "Bytes queued by /collab sockets for documents not yet authenticated",
+            edge.preauth_queued_bytes.clone(),
+        );
+        edge
     }
 }

@@ -163,12 +163,16 @@ pub fn room_name(room: &str) -> Result<RoomName, ApiError> {
 
 pub fn routes(state: &AppState) -> axum::Router<AppState> {
     let http = &state.config().http;
-    let api = axum::Router::new()
+    // Routes that take no token: limited per client IP instead of per user.
+    let public = axum::Router::new()
         .route("/api/catalog", get(account::catalog))
-        .route("/api/me", get(account::me))
-        .route("/api/me/ledger", get(account::ledger))
         .route("/api/dev/token", post(account::dev_token))
         .route("/api/webhooks/stripe", post(account::stripe_webhook))
+        .route("/api/openapi.json", get(openapi::serve))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::public_rate::limit_by_ip));
+    let api = public
+        .route("/api/me", get(account::me))
+        .route("/api/me/ledger", get(account::ledger))
         .route("/api/workflows", get(workflows::list).post(workflows::create))
         .route("/api/workflows/{id}", get(workflows::get).patch(workflows::update).delete(workflows::delete))
         .route(
@@ -185,7 +189,6 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
         .route("/api/runs/{id}", get(runs::get))
         .route("/api/runs/{id}/cancel", post(runs::cancel))
         .route("/assets/{id}", get(assets::download))
-        .route("/api/openapi.json", get(openapi::serve))
         .layer(axum::extract::DefaultBodyLimit::max(http.max_body_bytes));
     // Uploads have their own, larger limit.
     let uploads = axum::Router::new().route(
@@ -197,17 +200,16 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
 }
 
 /// Browsers may call the API only from the configured origins. In dev mode, with none
-/// configured, any origin may (the dev editor may run on another port).
+/// configured, local origins may (the dev editor may run on another port; see `crate::origin`).
 fn cors(state: &AppState) -> CorsLayer {
     let origins = &state.config().http.cors_origins;
     let dev = state.auth().dev_mode();
-    let allow = if origins.iter().any(|o| o == "*") || (origins.is_empty() && dev) {
-        if dev {
-            AllowOrigin::any()
-        } else {
-            tracing::warn!("DOJO_CORS_ORIGINS=* is ignored outside dev mode; list the editor's origins");
-            AllowOrigin::list([])
-        }
+    let allow = if dev {
+        let policy = crate::origin::OriginPolicy::new(origins, dev);
+        AllowOrigin::predicate(move |origin, _| origin.to_str().is_ok_and(|origin| policy.allows(origin)))
+    } else if origins.iter().any(|o| o == "*") {
+        tracing::warn!("DOJO_CORS_ORIGINS=* is ignored outside dev mode; list the editor's origins");
+        AllowOrigin::list([])
     } else {
         AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
