@@ -14,11 +14,14 @@ pub mod execution;
 pub mod hocuspocus;
 pub mod journal;
 pub mod metrics;
+pub mod outbound_budget;
 pub mod outbox;
+pub mod presence_limits;
 pub mod rate;
 pub mod room;
 pub mod room_name;
 pub mod rooms;
+pub mod user_connections;
 pub mod web;
 
 use std::sync::Arc;

@@ -76,6 +76,13 @@ pub struct Metrics {
     pub cluster_receive_dropped: Counter,
     pub cluster_resubscribes: Counter,
     pub cluster_catch_ups: Counter,
+    // Server-wide outbound memory (`outbound_budget.rs`).
+    /// Connections closed because the outbound budget was exceeded.
+    pub outbound_budget_sheds: Counter,
+    /// Bytes waiting to be sent, each frame once (set when metrics are read).
+    pub outbound_bytes_held: Gauge,
+    /// Presence refused for its size (states dropped from other instances included).
+    pub presence_refused: Counter,
 }
 
 impl Metrics {
@@ -171,6 +178,24 @@ impl Metrics {
             "Rooms that caught up from the store",
             cluster_catch_ups.clone(),
         );
+        let outbound_budget_sheds = Counter::default();
+        let outbound_bytes_held = Gauge::default();
+        let presence_refused = Counter::default();
+        registry.register(
+            "outbound_budget_sheds",
+            "Connections closed because the server-wide outbound budget was exceeded",
+            outbound_budget_sheds.clone(),
+        );
+        registry.register(
+            "outbound_bytes_held",
+            "Bytes waiting to be sent to clients, each frame counted once",
+            outbound_bytes_held.clone(),
+        );
+        registry.register(
+            "presence_refused",
+            "Presence (awareness) states refused for their size",
+            presence_refused.clone(),
+        );
         Self {
             registry,
             rooms_open,
@@ -196,6 +221,9 @@ impl Metrics {
             cluster_receive_dropped,
             cluster_resubscribes,
             cluster_catch_ups,
+            outbound_budget_sheds,
+            outbound_bytes_held,
+            presence_refused,
         }
     }
 
