@@ -424,3 +424,51 @@ async fn never_reading_readers_pushing_presence_are_shed_and_server_memory_stays
     assert!(health.status().is_success());
     drop(sockets);
 }
+
+/// Publishes `message` on a room's Redis channel, as another instance would.
+fn publish_as_another_instance(redis: &common::redis::Redis, room: &str, message: &[u8]) {
+    use std::io::Write;
+    let mut cli = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "-x", "PUBLISH", &format!("dojo:room:{room}")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-cli");
+    cli.stdin.take().expect("stdin").write_all(message).expect("write the message");
+    assert!(cli.wait().expect("redis-cli").success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_presence_from_another_instance_is_dropped() {
+    use dojo_server::cluster::ClusterMessage;
+    let db = common::database::TestDatabase::new(common::database::Backend::Postgres).await;
+    let redis = common::redis::Redis::start().await;
+    let server = common::process::ServerProcess::start_with_env(
+        &db.url,
+        &["--redis-url", &redis.url()],
+        &[("DOJO_JWT_SECRET", SECRET.to_owned())],
+    )
+    .await;
+    let room = "federated";
+    let owner_url =
+        format!("ws://{}/rooms/{room}?token={}", server.addr, token("ada", room, Permission::Admin));
+    let owner = joined(&owner_url).await;
+
+    // A hostile or broken instance relays a 9 MiB state, then an ordinary one.
+    let origin = 42;
+    let big = ClusterMessage::Awareness { origin, frame: presence_frame(&[(7001, 9 * MIB)], 1).into() };
+    publish_as_another_instance(&redis, room, &big.encode());
+    let small = ClusterMessage::Awareness { origin, frame: presence_frame(&[(7002, 100)], 1).into() };
+    publish_as_another_instance(&redis, room, &small.encode());
+
+    // Handled in order: when the ordinary state arrives, the big one has been refused.
+    owner
+        .wait_for("the remote ordinary presence", WAIT, |_| {
+            owner.presence().iter().any(|(id, _)| *id == ClientID::new(7002))
+        })
+        .await
+        .expect("remote presence arrives");
+    assert!(owner.presence().iter().all(|(id, _)| *id != ClientID::new(7001)), "the 9 MiB state was relayed");
+    assert!(server.metric("dojo_presence_refused_total", "").await >= 1.0);
+    room_still_works(&owner_url, &owner, "after").await;
+}
