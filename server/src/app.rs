@@ -64,6 +64,9 @@ struct Inner {
     executor: Arc<crate::execution::Executor>,
     /// The executor's dispatcher, workers and sweeper.
     executor_tasks: TaskTracker,
+    /// Bytes waiting to be sent, server-wide.
+    outbound: Arc<crate::outbound_budget::OutboundBudget>,
+    user_connections: Arc<crate::user_connections::UserConnections>,
 }
 
 impl AppState {
@@ -87,6 +90,7 @@ impl AppState {
         let settings = RoomSettings {
             queue: limits.room_queue,
             max_awareness_clients_per_connection: limits.max_awareness_clients_per_connection,
+            presence: crate::presence_limits::PresenceLimits::from(&*limits),
             unload_after: std::time::Duration::from_secs(config.rooms.unload_after_secs),
             compaction: CompactionPolicy {
                 after_rows: config.rooms.compact_after_updates.max(1),
@@ -96,6 +100,9 @@ impl AppState {
             max_batch_updates: config.rooms.max_batch_updates.max(1),
         };
         let rooms = Arc::new(Rooms::new(limits.max_rooms, settings, metrics.clone(), store, cluster));
+        let outbound = crate::outbound_budget::OutboundBudget::new(limits.outbound_global_bytes);
+        outbound.spawn_shedder(metrics.clone(), shutdown.clone());
+        let user_connections = crate::user_connections::UserConnections::new(limits.max_connections_per_user);
         let executor_tasks = TaskTracker::new();
         let executor = crate::execution::Executor::start(
             &config.executor,
@@ -129,6 +136,8 @@ impl AppState {
                 ws_limiter,
                 public_limiter,
                 config: Arc::new(config.clone()),
+                outbound,
+                user_connections,
             }),
         })
     }
@@ -186,6 +195,24 @@ impl AppState {
 
     pub(crate) fn preauth(&self) -> &crate::preauth::Preauth {
         &self.inner.preauth
+    }
+
+    pub(crate) fn outbound(&self) -> &Arc<crate::outbound_budget::OutboundBudget> {
+        &self.inner.outbound
+    }
+
+    /// One of the caller's connection slots (`None`: anonymous callers are not counted).
+    pub(crate) fn user_connection_slot(
+        &self,
+        caller: &Caller,
+    ) -> Result<
+        Option<crate::user_connections::UserConnectionSlot>,
+        crate::user_connections::TooManyConnections,
+    > {
+        match caller.user() {
+            Some(user) => self.inner.user_connections.try_acquire(&user.id).map(Some),
+            None => Ok(None),
+        }
     }
 
     pub(crate) fn connections(&self) -> &TaskTracker {
@@ -262,6 +289,7 @@ async fn metrics(State(state): State<AppState>, request: axum::extract::Request)
     {
         return error.into_response();
     }
+    state.inner.metrics.outbound_bytes_held.set(state.inner.outbound.held().try_into().unwrap_or(i64::MAX));
     let body = state.inner.metrics.render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
@@ -322,6 +350,10 @@ async fn room_socket(
             "too many connections".into(),
         );
     };
+    let user_slot = match state.user_connection_slot(&caller) {
+        Ok(slot) => slot,
+        Err(error) => return too_many_connections(&state, &error),
+    };
     let room = match state.inner.rooms.get_or_open(&name) {
         Ok(room) => room,
         Err(error) => {
@@ -349,6 +381,8 @@ async fn room_socket(
         metrics: state.inner.metrics.clone(),
         shutdown: state.inner.shutdown.clone(),
         permit,
+        user_slot,
+        outbound: state.inner.outbound.clone(),
         can_write: permission.can_write(),
         expires_at,
         rate,
@@ -363,4 +397,11 @@ async fn room_socket(
         .max_write_buffer_size(limits.max_frame_bytes.saturating_add(WRITE_BUFFER_SLACK))
         .on_failed_upgrade(|error| tracing::debug!(%error, "websocket upgrade failed"))
         .on_upgrade(move |socket| connections.track_future(connection.run(socket).instrument(span)))
+}
+
+/// 429 in the API's error envelope (`{"error", "code"}`), code `too_many_connections`.
+fn too_many_connections(state: &AppState, error: &crate::user_connections::TooManyConnections) -> Response {
+    state.inner.metrics.rejected.get_or_create(&ReasonLabel { reason: "too_many_user_connections" }).inc();
+    let body = serde_json::json!({ "error": error.to_string(), "code": "too_many_connections" });
+    (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response()
 }

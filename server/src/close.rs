@@ -22,6 +22,9 @@ pub enum CloseReason {
     Internal(String),
     /// The client read too slowly and its outbound queue filled (1013 Try Again Later).
     SlowConsumer,
+    /// The server's budget for bytes waiting to be sent was exceeded and this client held the
+    /// most: it reads too slowly for the load the server carries (1013 Try Again Later).
+    OutboundBudget,
     /// Nothing arrived from the client for the idle timeout, not even a pong.
     IdleTimeout,
     /// The client closed the connection or it dropped: no close frame of ours is due.
@@ -57,6 +60,7 @@ impl CloseReason {
             Self::TooBig => 1009,
             Self::Internal(_) => 1011,
             Self::SlowConsumer => 1013,
+            Self::OutboundBudget => 1013,
             Self::IdleTimeout => 1001,
             Self::PeerGone => 1000,
             Self::StorageUnavailable => 1013,
@@ -80,6 +84,9 @@ impl CloseReason {
             Self::TooBig => "message too big".to_owned(),
             Self::Internal(why) => format!("internal error: {why}"),
             Self::SlowConsumer => "client too slow: outbound queue full, reconnect to resync".to_owned(),
+            Self::OutboundBudget => {
+                "server send budget exceeded: this client reads too slowly, reconnect to resync".to_owned()
+            }
             Self::IdleTimeout => "idle timeout".to_owned(),
             Self::PeerGone => "closed by the client".to_owned(),
             Self::StorageUnavailable => {
@@ -106,6 +113,7 @@ impl CloseReason {
             Self::TooBig => "too_big",
             Self::Internal(_) => "internal",
             Self::SlowConsumer => "slow_consumer",
+            Self::OutboundBudget => "outbound_budget",
             Self::IdleTimeout => "idle_timeout",
             Self::PeerGone => "client_closed",
             Self::StorageUnavailable => "storage_unavailable",

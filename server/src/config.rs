@@ -403,6 +403,27 @@ pub struct Limits {
     /// more is closed with 1013 (try again later).
     #[arg(long, env = "DOJO_PREAUTH_TOTAL_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub preauth_total_bytes: usize,
+    /// Largest presence (awareness) state of one client, in bytes of JSON. A connection that
+    /// publishes a bigger one is closed with 1008 and the reason.
+    #[arg(long, env = "DOJO_MAX_AWARENESS_BYTES", default_value_t = 16 * 1024)]
+    pub max_awareness_state_bytes: usize,
+
+    /// Largest total of the presence states one connection publishes (all its awareness client
+    /// ids together), in bytes. Over it, the connection is closed with 1008 and the reason.
+    #[arg(long, env = "DOJO_MAX_AWARENESS_BYTES_PER_CONNECTION", default_value_t = 64 * 1024)]
+    pub max_awareness_connection_bytes: usize,
+
+    /// WebSocket connections one signed-in user may hold at once, `/rooms` connections and
+    /// `/collab` documents together (0: no limit). Beyond: HTTP 429 on `/rooms`, the document
+    /// refused on `/collab`. Anonymous (dev mode) connections are not counted.
+    #[arg(long, env = "DOJO_MAX_CONNECTIONS_PER_USER", default_value_t = 64)]
+    pub max_connections_per_user: usize,
+
+    /// Bytes waiting to be sent to all clients together (each broadcast frame counted once).
+    /// Over it, the connections holding the most are closed with 1013 until it fits (0: no
+    /// server-wide budget; each connection is still bounded on its own).
+    #[arg(long, env = "DOJO_OUTBOUND_GLOBAL_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub outbound_global_bytes: usize,
 
     /// Seconds to wait, on shutdown, for connections to close before exiting anyway.
     #[arg(long, env = "DOJO_SHUTDOWN_GRACE_SECS", default_value_t = 10)]

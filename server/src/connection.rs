@@ -14,11 +14,13 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use yrs::sync::Message;
 
 use crate::close::{CloseReason, Disconnect};
 use crate::config::Limits;
 use crate::metrics::{MessageKind, Metrics, ReasonLabel};
-use crate::outbox::{self, OutboxReceiver};
+use crate::outbox::{self, OutboxReceiver, Outgoing};
+use crate::presence_limits::{PresenceLimits, check_update};
 use crate::room::{ConnId, Peer, PeerProtocol, RoomCommand, RoomHandle};
 use crate::room_name::RoomName;
 use crate::rooms::Rooms;
@@ -36,6 +38,10 @@ pub struct Connection {
     pub shutdown: CancellationToken,
     /// Held for the connection's lifetime: the server-wide connection limit.
     pub permit: OwnedSemaphorePermit,
+    /// Held for the connection's lifetime: the user's connection limit (none when anonymous).
+    pub user_slot: Option<crate::user_connections::UserConnectionSlot>,
+    /// The server-wide budget for bytes waiting to be sent.
+    pub outbound: Arc<crate::outbound_budget::OutboundBudget>,
     /// False for read-only connections: their document changes are refused by the room.
     pub can_write: bool,
     /// When the connection's token expires; the connection ends then (4401).
@@ -53,9 +59,14 @@ pub struct UserRate {
 impl Connection {
     pub async fn run(mut self, socket: WebSocket) {
         self.metrics.connections_open.inc();
-        let (outbox, inbox) =
-            outbox::channel(self.limits.outbound_queue_frames, self.limits.outbound_queue_bytes);
         let disconnect = Disconnect::default();
+        let (outbox, inbox) = outbox::budgeted_channel(
+            &self.outbound,
+            self.id,
+            &disconnect,
+            self.limits.outbound_queue_frames,
+            self.limits.outbound_queue_bytes,
+        );
         let peer = Peer {
             conn: self.id,
             outbox,
@@ -75,6 +86,7 @@ impl Connection {
         self.metrics.connections_open.dec();
         tracing::debug!(code = reason.code(), reason = %reason.text(), "connection closed");
         drop(self.permit);
+        drop(self.user_slot);
     }
 
     /// Joins the room. A room that stopped between lookup and join (it failed to store, say)
@@ -161,8 +173,18 @@ impl Connection {
             tracing::info!(%error, "closing a connection that sent an invalid frame");
             decode_error_reason(error)
         })?;
+        let presence = PresenceLimits::from(&*self.limits);
         for message in &messages {
             self.metrics.record_in(MessageKind::of(message), frame.len() / messages.len());
+            // Refused here, before it waits in the room's queue; the room checks the
+            // connection's total.
+            if let Message::Awareness(update) = message {
+                check_update(update, &presence).map_err(|error| {
+                    self.metrics.presence_refused.inc();
+                    tracing::info!(%error, "closing a connection that sent oversized presence");
+                    CloseReason::Policy(error.to_string())
+                })?;
+            }
         }
         let command = RoomCommand::Messages { conn: self.id, messages };
         tokio::select! {
@@ -181,7 +203,11 @@ impl Connection {
         let mut ping = tokio::time::interval(self.limits.ping_interval());
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await; // the first tick is immediate
+        // Frames handed to the socket but not flushed yet: they still count against the
+        // outbound budgets (tungstenite holds a copy) until the flush returns.
+        let mut writing = Vec::new();
         loop {
+            writing.clear();
             let message = tokio::select! {
                 biased;
                 () = disconnect.triggered() => break,
@@ -190,7 +216,11 @@ impl Connection {
                     break;
                 }
                 frame = inbox.recv() => match frame {
-                    Some(frame) => WsMessage::Binary(frame),
+                    Some(frame) => {
+                        let message = WsMessage::Binary(frame.frame().clone());
+                        writing.push(frame);
+                        message
+                    }
                     None => {
                         disconnect.trigger(CloseReason::Internal("room closed".into()));
                         break;
@@ -201,13 +231,17 @@ impl Connection {
             // A client that stops reading blocks this send; the room notices its full queue and
             // fires `disconnect`, which must win over the stuck send.
             tokio::select! {
-                sent = send_batch(&mut sink, message, &mut inbox) => if sent.is_err() {
+                sent = send_batch(&mut sink, message, &mut inbox, &mut writing) => if sent.is_err() {
                     disconnect.trigger(CloseReason::PeerGone);
                     break;
                 },
                 () = disconnect.triggered() => break,
             }
         }
+        // What was queued for this client is freed now, not after the close handshake: a client
+        // closed for reading too slowly must give its memory back at once.
+        drop(writing);
+        drop(inbox);
         let reason = disconnect.reason().cloned().unwrap_or(CloseReason::PeerGone);
         if reason != CloseReason::PeerGone {
             let frame = CloseFrame { code: reason.code(), reason: reason.text().into() };
@@ -228,13 +262,16 @@ async fn send_batch(
     sink: &mut SplitSink<WebSocket, WsMessage>,
     first: WsMessage,
     inbox: &mut OutboxReceiver,
+    writing: &mut Vec<Outgoing>,
 ) -> Result<(), axum::Error> {
     let more = matches!(first, WsMessage::Binary(_));
     sink.feed(first).await?;
     if more {
         for _ in 1..MAX_FRAMES_PER_FLUSH {
             let Some(frame) = inbox.try_recv() else { break };
-            sink.feed(WsMessage::Binary(frame)).await?;
+            let message = WsMessage::Binary(frame.frame().clone());
+            writing.push(frame);
+            sink.feed(message).await?;
         }
     }
     sink.flush().await

@@ -50,10 +50,12 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::close::{CloseReason, Disconnect};
 use crate::metrics::{MessageKind, ReasonLabel};
-use crate::outbox::{self, OutboxReceiver};
+use crate::outbox::{self, OutboxReceiver, Outgoing};
 use crate::preauth::{PoolFull, Reservation, SocketSlot};
+use crate::presence_limits::{PresenceLimits, check_update};
 use crate::room::{ConnId, Peer, PeerProtocol, RoomCommand, RoomHandle};
 use crate::room_name::RoomName;
+use crate::user_connections::UserConnectionSlot;
 
 /// Documents whose token message has not arrived yet, per socket (Hocuspocus'
 /// `maxPendingDocuments`).
@@ -182,6 +184,8 @@ struct OpenDocument {
     room: RoomHandle,
     expires_at: Option<Instant>,
     user: Option<String>,
+    /// The user's connection limit counts each open document (none when anonymous).
+    _user_slot: Option<UserConnectionSlot>,
 }
 
 /// The reader's state: everything the socket's documents need.
@@ -195,7 +199,7 @@ struct Reader {
     queued_messages: usize,
     queued_bytes: usize,
     control: mpsc::Sender<Bytes>,
-    outboxes: mpsc::Sender<BoxStream<'static, Bytes>>,
+    outboxes: mpsc::Sender<BoxStream<'static, Outgoing>>,
     disconnect: Disconnect,
     stateless: Limiter,
     /// Set once a provider announces version 4 or later, which answers the bare Ping.
@@ -383,7 +387,7 @@ impl Reader {
         if provider_version.as_deref().and_then(major_version).is_some_and(|major| major >= 4) {
             self.app_ping.store(true, Ordering::Relaxed);
         }
-        let (caller, name, scope) = match self.check(&key, token).await {
+        let (caller, name, scope, user_slot) = match self.check(&key, token).await {
             Ok(granted) => granted,
             Err(reason) => {
                 tracing::info!(document = %key, %reason, "refused a collab document");
@@ -398,7 +402,13 @@ impl Reader {
 
         let limits = self.state.limits().clone();
         let conn = self.state.next_conn_id();
-        let (outbox, inbox) = outbox::channel(limits.outbound_queue_frames, limits.outbound_queue_bytes);
+        let (outbox, inbox) = outbox::budgeted_channel(
+            self.state.outbound(),
+            conn,
+            &self.disconnect,
+            limits.outbound_queue_frames,
+            limits.outbound_queue_bytes,
+        );
         // The socket's own `Disconnect`: whatever a room closes one document for closes the
         // socket, and the provider resyncs all of them on reconnect.
         let peer = Peer {
@@ -419,7 +429,8 @@ impl Reader {
             caller.identity().map(|identity| Instant::now() + Duration::from_secs(identity.seconds_left()));
         let user = caller.user().map(|user| user.id.clone());
         tracing::debug!(document = %key, conn, scope = scope.as_str(), "collab document open");
-        self.documents.insert(key.clone(), Document::Open(OpenDocument { conn, room, expires_at, user }));
+        let open = OpenDocument { conn, room, expires_at, user, _user_slot: user_slot };
+        self.documents.insert(key.clone(), Document::Open(open));
         for (message, reserved) in queue {
             if !matches!(self.documents.get(&key), Some(Document::Open(_))) {
                 break; // a queued Close closed it again
@@ -450,8 +461,13 @@ impl Reader {
         Ok(())
     }
 
-    /// The caller, room and scope for a token, or the reason the document is refused.
-    async fn check(&self, key: &str, token: String) -> Result<(Caller, RoomName, Scope), String> {
+    /// The caller, room, scope and connection slot for a token, or the reason the document is
+    /// refused.
+    async fn check(
+        &self,
+        key: &str,
+        token: String,
+    ) -> Result<(Caller, RoomName, Scope, Option<UserConnectionSlot>), String> {
         let open = self.documents.values().filter(|document| matches!(document, Document::Open(_))).count();
         if open >= MAX_DOCUMENTS {
             return Err(format!("too many documents on one connection (at most {MAX_DOCUMENTS})"));
@@ -464,7 +480,8 @@ impl Reader {
         let permission =
             auth.room_permission(&caller, name.as_str()).await.map_err(|error| error.to_string())?;
         let scope = if permission.can_write() { Scope::ReadWrite } else { Scope::ReadOnly };
-        Ok((caller, name, scope))
+        let slot = self.state.user_connection_slot(&caller).map_err(|error| error.to_string())?;
+        Ok((caller, name, scope, slot))
     }
 
     /// Joins the room. A room that stopped between lookup and join (it failed to store, say)
@@ -495,6 +512,12 @@ impl Reader {
             }
             HocusMessage::Awareness(update) => {
                 metrics.record_in(MessageKind::awareness, size);
+                // Refused before it waits in the room's queue; the room checks the total.
+                if let Err(error) = check_update(&update, &PresenceLimits::from(&**self.state.limits())) {
+                    metrics.presence_refused.inc();
+                    tracing::info!(%error, "closing a collab connection that sent oversized presence");
+                    return Err(CloseReason::Policy(error.to_string()));
+                }
                 RoomCommand::Messages { conn, messages: vec![YMessage::Awareness(update)] }
             }
             HocusMessage::QueryAwareness => {
@@ -564,14 +587,17 @@ impl Reader {
     }
 }
 
-/// A document's outbox as a stream of Hocuspocus frames: its name, then the room's frame.
-fn prefixed(inbox: OutboxReceiver, prefix: Vec<u8>) -> BoxStream<'static, Bytes> {
+/// A document's outbox as a stream of Hocuspocus frames: its name, then the room's frame. The
+/// prefixed copy counts against the outbound budget in place of the room's frame.
+fn prefixed(inbox: OutboxReceiver, prefix: Vec<u8>) -> BoxStream<'static, Outgoing> {
     futures_util::stream::unfold((inbox, prefix), |(mut inbox, prefix)| async move {
-        let frame = inbox.recv().await?;
+        let mut outgoing = inbox.recv().await?;
+        let frame = outgoing.frame();
         let mut out = Vec::with_capacity(prefix.len() + frame.len());
         out.extend_from_slice(&prefix);
-        out.extend_from_slice(&frame);
-        Some((Bytes::from(out), (inbox, prefix)))
+        out.extend_from_slice(frame);
+        outgoing.replace_frame(inbox.budget().count(Bytes::from(out)));
+        Some((outgoing, (inbox, prefix)))
     })
     .boxed()
 }
@@ -587,16 +613,20 @@ impl Writer<'_> {
         &self,
         mut sink: SplitSink<WebSocket, WsMessage>,
         mut control: mpsc::Receiver<Bytes>,
-        mut outboxes: mpsc::Receiver<BoxStream<'static, Bytes>>,
+        mut outboxes: mpsc::Receiver<BoxStream<'static, Outgoing>>,
     ) {
         let limits = self.state.limits();
         let shutdown = self.state.shutdown_token();
-        let mut documents: SelectAll<BoxStream<'static, Bytes>> = SelectAll::new();
+        let mut documents: SelectAll<BoxStream<'static, Outgoing>> = SelectAll::new();
+        // Frames handed to the socket but not flushed yet: they still count against the
+        // outbound budgets (tungstenite holds a copy) until the flush returns.
+        let mut writing = Vec::new();
         let mut ping = tokio::time::interval(limits.ping_interval());
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await; // the first tick is immediate
         let mut app_ping_due = false;
         loop {
+            writing.clear();
             let message = tokio::select! {
                 biased;
                 () = self.disconnect.triggered() => break,
@@ -611,7 +641,11 @@ impl Writer<'_> {
                     documents.push(stream);
                     continue;
                 }
-                Some(frame) = documents.next(), if !documents.is_empty() => WsMessage::Binary(frame),
+                Some(frame) = documents.next(), if !documents.is_empty() => {
+                    let message = WsMessage::Binary(frame.frame().clone());
+                    writing.push(frame);
+                    message
+                }
                 () = async {}, if app_ping_due => {
                     app_ping_due = false;
                     WsMessage::Binary(Bytes::from_static(&[hocuspocus::MSG_PING]))
@@ -627,13 +661,17 @@ impl Writer<'_> {
             // A client that stops reading blocks this send; a room notices its full queue and
             // fires `disconnect`, which must win over the stuck send.
             tokio::select! {
-                sent = send_burst(&mut sink, message, &mut control, &mut documents) => if sent.is_err() {
+                sent = send_burst(&mut sink, message, &mut control, &mut documents, &mut writing) => if sent.is_err() {
                     self.disconnect.trigger(CloseReason::PeerGone);
                     break;
                 },
                 () = self.disconnect.triggered() => break,
             }
         }
+        // What was queued for this socket is freed now, not after the close handshake.
+        drop(writing);
+        drop(documents);
+        drop(outboxes);
         let reason = self.disconnect.reason().cloned().unwrap_or(CloseReason::PeerGone);
         if reason != CloseReason::PeerGone {
             let frame = CloseFrame { code: reason.code(), reason: reason.text().into() };
@@ -652,7 +690,8 @@ async fn send_burst(
     sink: &mut SplitSink<WebSocket, WsMessage>,
     first: WsMessage,
     control: &mut mpsc::Receiver<Bytes>,
-    documents: &mut SelectAll<BoxStream<'static, Bytes>>,
+    documents: &mut SelectAll<BoxStream<'static, Outgoing>>,
+    writing: &mut Vec<Outgoing>,
 ) -> Result<(), axum::Error> {
     let more = matches!(first, WsMessage::Binary(_));
     sink.feed(first).await?;
@@ -660,7 +699,11 @@ async fn send_burst(
         for _ in 1..MAX_FRAMES_PER_FLUSH {
             let next = match control.try_recv() {
                 Ok(frame) => Some(frame),
-                Err(_) => documents.next().now_or_never().flatten(),
+                Err(_) => documents.next().now_or_never().flatten().map(|outgoing| {
+                    let frame = outgoing.frame().clone();
+                    writing.push(outgoing);
+                    frame
+                }),
             };
             let Some(frame) = next else { break };
             sink.feed(WsMessage::Binary(frame)).await?;

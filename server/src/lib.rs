@@ -17,14 +17,17 @@ pub mod journal;
 pub mod metrics;
 pub mod metrics_access;
 pub mod origin;
+pub mod outbound_budget;
 pub mod outbox;
 pub mod preauth;
+pub mod presence_limits;
 pub mod public_rate;
 pub mod rate;
 pub mod room;
 pub mod room_name;
 pub mod rooms;
 pub mod stall_guard;
+pub mod user_connections;
 pub mod web;
 
 use std::sync::Arc;

@@ -78,6 +78,13 @@ pub struct Metrics {
     pub cluster_catch_ups: Counter,
     /// TCP connections and sockets before authentication (`http_server`, `preauth`).
     pub edge: EdgeMetrics,
+    // Server-wide outbound memory (`outbound_budget.rs`).
+    /// Connections closed because the outbound budget was exceeded.
+    pub outbound_budget_sheds: Counter,
+    /// Bytes waiting to be sent, each frame once (set when metrics are read).
+    pub outbound_bytes_held: Gauge,
+    /// Presence refused for its size (states dropped from other instances included).
+    pub presence_refused: Counter,
 }
 
 impl Metrics {
@@ -174,6 +181,24 @@ impl Metrics {
             "Rooms that caught up from the store",
             cluster_catch_ups.clone(),
         );
+        let outbound_budget_sheds = Counter::default();
+        let outbound_bytes_held = Gauge::default();
+        let presence_refused = Counter::default();
+        registry.register(
+            "outbound_budget_sheds",
+            "Connections closed because the server-wide outbound budget was exceeded",
+            outbound_budget_sheds.clone(),
+        );
+        registry.register(
+            "outbound_bytes_held",
+            "Bytes waiting to be sent to clients, each frame counted once",
+            outbound_bytes_held.clone(),
+        );
+        registry.register(
+            "presence_refused",
+            "Presence (awareness) states refused for their size",
+            presence_refused.clone(),
+        );
         Self {
             registry,
             rooms_open,
@@ -200,6 +225,9 @@ impl Metrics {
             cluster_resubscribes,
             cluster_catch_ups,
             edge,
+            outbound_budget_sheds,
+            outbound_bytes_held,
+            presence_refused,
         }
     }
 

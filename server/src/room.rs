@@ -30,6 +30,7 @@ use crate::compaction::{self, CompactionPolicy};
 use crate::journal::{Journal, WriteError};
 use crate::metrics::{MessageKind, Metrics};
 use crate::outbox::{Outbox, PushError};
+use crate::presence_limits::{self, PresenceError, PresenceLimits};
 use crate::room_name::RoomName;
 use crate::rooms::RoomSlot;
 
@@ -45,6 +46,12 @@ const MAX_PENDING_BYTES: usize = 1024 * 1024;
 /// Removed awareness states that yrs keeps as tombstones; past this many the room rebuilds its
 /// `Awareness` from the live states, so connection churn cannot grow memory without bound.
 const MAX_AWARENESS_TOMBSTONES: usize = 1024;
+
+/// Largest frame of presence a joining client receives; more presence goes in more frames.
+const PRESENCE_FRAME_BYTES: usize = 64 * 1024;
+
+/// Presence states a room keeps for clients of other instances (each within the state bound).
+const MAX_REMOTE_PRESENCE: usize = 4096;
 
 /// How long a gap in the store sequences received from other instances may stay open (their
 /// messages can arrive out of order) before the room catches up from the store.
@@ -200,6 +207,8 @@ impl WeakRoomHandle {
 pub struct RoomSettings {
     pub queue: usize,
     pub max_awareness_clients_per_connection: usize,
+    /// Size bounds on presence states, per state and per connection.
+    pub presence: PresenceLimits,
     /// How long a room with no clients stays loaded.
     pub unload_after: Duration,
     pub compaction: CompactionPolicy,
@@ -225,6 +234,8 @@ struct PeerState {
     disconnect: Disconnect,
     /// Awareness client ids this connection controls; removed for everyone when it leaves.
     awareness_ids: HashSet<ClientID>,
+    /// Bytes of the presence state of each id it controls (their sum is bounded).
+    presence_bytes: HashMap<ClientID, usize>,
     can_write: bool,
     /// A read-only client is told once that its edits are refused, not on every keystroke.
     told_read_only: bool,
@@ -499,8 +510,26 @@ impl Room {
         let Ok(messages) = dojo_sync_protocol::codec::decode_frame(frame, &limits) else { return };
         for message in messages {
             let Message::Awareness(mut update) = message else { continue };
-            // Another instance may not change the presence of our own clients.
+            // Another instance may not change the presence of our own clients, nor send states
+            // bigger than ours may be, nor more of them than a room keeps from elsewhere.
             update.clients.retain(|id, _| !self.owners.contains_key(id));
+            let before = update.clients.len();
+            let max_state = self.settings.presence.max_state_bytes;
+            update.clients.retain(|_, entry| presence_limits::state_bytes(&entry.json) <= max_state);
+            let room_left = MAX_REMOTE_PRESENCE.saturating_sub(self.remote_presence.len());
+            let mut new_ids = 0usize;
+            update.clients.retain(|id, entry| {
+                if entry.json.as_ref() == "null" || self.remote_presence.contains_key(id) {
+                    return true;
+                }
+                new_ids += 1;
+                new_ids <= room_left
+            });
+            let dropped = before - update.clients.len();
+            if dropped > 0 {
+                self.metrics.presence_refused.inc_by(dropped as u64);
+                tracing::warn!(room = %self.name, dropped, "dropped presence from another instance over the limits");
+            }
             let now = Instant::now();
             for (id, entry) in &update.clients {
                 if entry.json.as_ref() == "null" {
@@ -787,6 +816,7 @@ impl Room {
                 outbox: peer.outbox,
                 disconnect: peer.disconnect,
                 awareness_ids: HashSet::new(),
+                presence_bytes: HashMap::new(),
                 can_write: peer.can_write,
                 told_read_only: false,
                 protocol: peer.protocol,
@@ -800,9 +830,7 @@ impl Room {
             let step1 = encode_sync_step1(&self.doc.transact().state_vector());
             self.send_to(conn, step1, MessageKind::sync_step1);
         }
-        if let Some(frame) = self.encode_awareness(self.live_awareness_ids()) {
-            self.send_to(conn, frame, MessageKind::awareness);
-        }
+        self.send_presence_to(conn);
     }
 
     fn handle(&mut self, conn: ConnId, message: Message) {
@@ -833,11 +861,7 @@ impl Room {
                 }
             }
             Message::Awareness(update) => self.apply_awareness(conn, update),
-            Message::AwarenessQuery => {
-                if let Some(frame) = self.encode_awareness(self.live_awareness_ids()) {
-                    self.send_to(conn, frame, MessageKind::awareness);
-                }
-            }
+            Message::AwarenessQuery => self.send_presence_to(conn),
             // Clients have nothing to say to the server in the auth channel.
             Message::Auth(_) | Message::Custom(..) => {}
         }
@@ -918,11 +942,13 @@ impl Room {
             return;
         }
         let mut failed = Vec::new();
+        let mut shared = None;
         for (other, peer) in &self.peers {
             if *other == conn || peer.protocol != PeerProtocol::Hocuspocus {
                 continue;
             }
-            match peer.outbox.push(body.clone()) {
+            let counted = shared.get_or_insert_with(|| peer.outbox.share(body.clone()));
+            match peer.outbox.push_shared(counted) {
                 Ok(()) => self.metrics.record_out(MessageKind::stateless, body.len()),
                 Err(PushError::Full) => failed.push((*other, Some(CloseReason::SlowConsumer))),
                 Err(PushError::Closed) => {}
@@ -943,6 +969,17 @@ impl Room {
 
     fn apply_awareness(&mut self, conn: ConnId, mut update: AwarenessUpdate) {
         update.clients.retain(|id, _| self.owners.get(id).is_none_or(|owner| *owner == conn));
+        if let Err(error) = self.check_presence(conn, &update) {
+            self.metrics.presence_refused.inc();
+            tracing::info!(room = %self.name, conn, %error, "refused oversized presence");
+            self.evict(vec![(conn, Some(CloseReason::Policy(error.to_string())))]);
+            return;
+        }
+        let sizes: Vec<(ClientID, usize)> = update
+            .clients
+            .iter()
+            .map(|(id, entry)| (*id, presence_limits::state_bytes(&entry.json)))
+            .collect();
         let Some(peer) = self.peers.get_mut(&conn) else { return };
         for (id, entry) in &update.clients {
             if entry.json.as_ref() != "null" && !peer.awareness_ids.contains(id) {
@@ -970,8 +1007,16 @@ impl Room {
             if self.owners.get(id) == Some(&conn) {
                 self.owners.remove(id);
                 peer.awareness_ids.remove(id);
+                peer.presence_bytes.remove(id);
             }
             self.tombstones += 1;
+        }
+        for (id, size) in sizes {
+            if peer.awareness_ids.contains(&id)
+                && (summary.added.contains(&id) || summary.updated.contains(&id))
+            {
+                peer.presence_bytes.insert(id, size);
+            }
         }
         // Renewals count as changes (they are in `updated`): relaying them is what keeps every
         // other client from timing this one out after 30 s.
@@ -982,6 +1027,25 @@ impl Room {
         self.compact_awareness();
     }
 
+    /// Each state within its bound, and the connection's presence, once this update replaces
+    /// what it held, within the per-connection bound.
+    fn check_presence(&self, conn: ConnId, update: &AwarenessUpdate) -> Result<(), PresenceError> {
+        let limits = &self.settings.presence;
+        presence_limits::check_update(update, limits)?;
+        let Some(peer) = self.peers.get(&conn) else { return Ok(()) };
+        let incoming: Vec<(ClientID, usize)> = update
+            .clients
+            .iter()
+            .map(|(id, entry)| (*id, presence_limits::state_bytes(&entry.json)))
+            .collect();
+        let held = peer.presence_bytes.iter().map(|(id, size)| (*id, *size));
+        let total = presence_limits::connection_total_after(held, &incoming);
+        if total > limits.max_connection_bytes {
+            return Err(PresenceError::ConnectionTooLarge { total, limit: limits.max_connection_bytes });
+        }
+        Ok(())
+    }
+
     fn publish_presence(&self, frame: &Bytes) {
         if let Some(cluster) = &self.cluster {
             let message = ClusterMessage::Awareness { origin: cluster.instance(), frame: frame.clone() };
@@ -989,8 +1053,16 @@ impl Room {
         }
     }
 
-    fn live_awareness_ids(&self) -> Vec<ClientID> {
-        self.awareness.iter().filter(|(_, state)| state.data.is_some()).map(|(id, _)| id).collect()
+    /// Everyone's presence, in as many frames as keep each within `PRESENCE_FRAME_BYTES`: a
+    /// room full of presence stays joinable.
+    fn send_presence_to(&mut self, conn: ConnId) {
+        let states = self.awareness.iter().filter_map(|(id, state)| Some((id, state.data.as_ref()?.len())));
+        let frame_bytes = PRESENCE_FRAME_BYTES.max(self.settings.presence.max_state_bytes + 1024);
+        for ids in presence_limits::group_for_frames(states.collect::<Vec<_>>(), frame_bytes) {
+            if let Some(frame) = self.encode_awareness(ids) {
+                self.send_to(conn, frame, MessageKind::awareness);
+            }
+        }
     }
 
     fn encode_awareness(&self, ids: Vec<ClientID>) -> Option<Bytes> {
@@ -1035,8 +1107,11 @@ impl Room {
     /// Queues `frame` for every peer and returns those it could not be queued for.
     fn fan_out(&self, frame: &Bytes, kind: MessageKind) -> Vec<(ConnId, Option<CloseReason>)> {
         let mut failed = Vec::new();
+        // Counted once against the server's outbound budget, however many peers queue it.
+        let mut shared = None;
         for (conn, peer) in &self.peers {
-            match peer.outbox.push(frame.clone()) {
+            let counted = shared.get_or_insert_with(|| peer.outbox.share(frame.clone()));
+            match peer.outbox.push_shared(counted) {
                 Ok(()) => self.metrics.record_out(kind, frame.len()),
                 Err(PushError::Full) => failed.push((*conn, Some(CloseReason::SlowConsumer))),
                 Err(PushError::Closed) => {}
