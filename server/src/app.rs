@@ -88,7 +88,14 @@ impl AppState {
             },
             max_batch_updates: config.rooms.max_batch_updates.max(1),
         };
-        let rooms = Arc::new(Rooms::new(limits.max_rooms, settings, metrics.clone(), store, cluster));
+        let rooms = Arc::new(Rooms::new(
+            limits.max_rooms,
+            limits.max_rooms_per_user,
+            settings,
+            metrics.clone(),
+            store,
+            cluster,
+        ));
         let executor_tasks = TaskTracker::new();
         let executor = crate::execution::Executor::start(
             &config.executor,
@@ -285,8 +292,11 @@ async fn room_socket(
             "too many connections".into(),
         );
     };
-    let room = match state.inner.rooms.get_or_open(&name) {
+    let room = match state.inner.rooms.get_or_open_for(&name, caller.user().map(|user| user.id.as_str())) {
         Ok(room) => room,
+        Err(error @ crate::rooms::OpenRefused::UserQuota(_)) => {
+            return refuse_with(&state, "room_quota", ApiError::from(error));
+        }
         Err(error) => {
             return refuse(&state, StatusCode::SERVICE_UNAVAILABLE, "too_many_rooms", error.to_string());
         }

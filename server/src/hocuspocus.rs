@@ -374,6 +374,12 @@ impl Reader {
         let caller = auth.authenticate(token.as_deref()).await.map_err(|error| error.to_string())?;
         let permission =
             auth.room_permission(&caller, name.as_str()).await.map_err(|error| error.to_string())?;
+        // Opened here, so that a user past their share of rooms is told so for this document
+        // rather than losing the whole socket when it joins.
+        self.state
+            .rooms()
+            .get_or_open_for(&name, caller.user().map(|user| user.id.as_str()))
+            .map_err(|error| error.to_string())?;
         let scope = if permission.can_write() { Scope::ReadWrite } else { Scope::ReadOnly };
         Ok((caller, name, scope))
     }

@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod rate;
 pub mod room;
 pub mod room_name;
+pub mod room_openers;
 pub mod rooms;
 pub mod web;
 
