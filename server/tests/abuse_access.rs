@@ -11,9 +11,10 @@ use common::database::{Backend, TestDatabase};
 use common::{TestServer, WAIT, node};
 use dojo_auth::{Claims, Grants, Minter, Permission};
 use dojo_loadtest::SyncClient;
-use dojo_sync_protocol::canvas;
+use dojo_sync_protocol::{canvas, hocuspocus};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 use yrs::Transact;
 
 const SECRET: &str = "a test secret that is at least thirty-two bytes long";
@@ -208,6 +209,12 @@ async fn a_room_a_service_writes_cannot_be_claimed_by_a_stranger(backend: Backen
     let (status, body) = story.claim(&mallory, room).await;
     assert_code(status, &body, StatusCode::CONFLICT, "room_taken");
     assert_eq!(story.get(&format!("/api/rooms/{room}/graph"), &mallory).await.0, StatusCode::NOT_FOUND);
+
+    // A room with a live connection and nothing stored yet is in use too.
+    let idle = story.join("svc-idle-1", &service).await;
+    let (status, body) = story.claim(&mallory, "svc-idle-1").await;
+    assert_code(status, &body, StatusCode::CONFLICT, "room_taken");
+    idle.close().await;
 
     // Fresh names are still free to claim, and their owner works as before.
     let alice = token("alice");
@@ -505,5 +512,62 @@ async fn one_user_cannot_fill_the_servers_rooms() {
         }
     };
     assert!(reopened);
+    story.stop().await;
+}
+
+/// The next Hocuspocus auth answer for document `name` on a raw `/collab` socket.
+async fn collab_auth(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    name: &str,
+    token: &str,
+) -> hocuspocus::AuthMessage {
+    use futures_util::{SinkExt, StreamExt};
+    let auth = hocuspocus::AuthMessage::Token { token: token.into(), provider_version: Some("4.8.0".into()) };
+    let frame = hocuspocus::encode(name, &hocuspocus::Message::Auth(auth));
+    ws.send(WsMessage::Binary(frame.into())).await.expect("send");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let next = tokio::time::timeout_at(deadline, ws.next()).await.expect("an answer in time");
+        match next.expect("socket open").expect("no error") {
+            WsMessage::Binary(bytes) => {
+                if let Ok(hocuspocus::Frame::Document {
+                    name: got,
+                    message: hocuspocus::Message::Auth(answer),
+                }) = hocuspocus::decode_frame(&bytes, &hocuspocus::HocuspocusLimits::default())
+                    && got == name
+                {
+                    return answer;
+                }
+            }
+            WsMessage::Close(frame) => panic!("the socket closed: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_collab_document_past_the_users_room_share_is_denied_and_the_socket_lives_on() {
+    let story = Story::start(Backend::Sqlite, |config| config.limits.max_rooms_per_user = 1).await;
+    let mallory = token("mallory");
+    story.workflow(&mallory, "mallory-a").await;
+    story.workflow(&mallory, "mallory-b").await;
+    let url = format!("ws://{}/collab", story.server.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect to /collab");
+    let first = collab_auth(&mut ws, "mallory-a", &mallory).await;
+    assert!(matches!(first, hocuspocus::AuthMessage::Authenticated { .. }), "{first:?}");
+    match collab_auth(&mut ws, "mallory-b", &mallory).await {
+        hocuspocus::AuthMessage::PermissionDenied { reason } => {
+            assert!(reason.contains("rooms"), "the reason says why: {reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(story.server.metric("dojo_rooms_open", "").await, 1.0);
+    // The socket lives on (another document on it still opens), and other users are not
+    // affected.
+    let alice = token("alice");
+    story.workflow(&alice, "alice-room").await;
+    let other = collab_auth(&mut ws, "alice-room", &alice).await;
+    assert!(matches!(other, hocuspocus::AuthMessage::Authenticated { .. }), "{other:?}");
+    story.still_works("alice-room", &alice, "alice-node").await;
     story.stop().await;
 }
