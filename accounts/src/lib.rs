@@ -290,6 +290,10 @@ pub enum AccountError {
     IdempotencyKeyReused { key: String, existing: Box<LedgerEntry> },
     #[error("invalid {field}: {reason}")]
     InvalidInput { field: &'static str, reason: &'static str },
+    /// A per-user quota (`what`: "workflows", "queued or running runs") is full. Nothing was
+    /// written.
+    #[error("quota exceeded: at most {limit} {what} per user")]
+    QuotaExceeded { what: &'static str, limit: u64 },
     /// The database could not be reached or failed; the message is for logs, not for clients.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -347,6 +351,20 @@ pub trait AccountStore: Send + Sync + 'static {
         owner_id: &str,
         title: &str,
         room: Option<&str>,
+    ) -> Result<Workflow, AccountError> {
+        self.create_workflow_within(owner_id, title, room, None).await
+    }
+
+    /// Like [`create_workflow`](Self::create_workflow), refused with
+    /// [`AccountError::QuotaExceeded`] when the owner already owns `max_owned` workflows
+    /// (deleted ones not counted). The count is taken under the owner's row lock (PostgreSQL)
+    /// or the write lock (SQLite), so concurrent creations cannot overshoot it.
+    async fn create_workflow_within(
+        &self,
+        owner_id: &str,
+        title: &str,
+        room: Option<&str>,
+        max_owned: Option<u64>,
     ) -> Result<Workflow, AccountError>;
 
     async fn workflow(&self, id: &str) -> Result<Option<Workflow>, AccountError>;
@@ -415,6 +433,12 @@ const MAX_REASON_LEN: usize = 500;
 const MAX_KEY_LEN: usize = 255;
 /// The same limit as the server's room names (`server/src/room_name.rs`).
 const MAX_ROOM_LEN: usize = 128;
+
+/// Whether `count` rows already fill a quota of `limit` (a negative count, which a database
+/// never returns, counts as empty).
+pub(crate) fn quota_full(count: i64, limit: u64) -> bool {
+    u64::try_from(count).unwrap_or(0) >= limit
+}
 
 /// Milliseconds since the Unix epoch, as stored in every `*_at` column.
 pub(crate) fn now_millis() -> i64 {

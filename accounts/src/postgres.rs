@@ -12,8 +12,8 @@ use crate::runs_sql::WriteTx;
 use crate::{
     AccessFacts, AccountError, AccountStore, Collaborator, CollaboratorPermission, CreditOutcome,
     LedgerEntry, RoomAccess, SummaryRow, User, Workflow, WorkflowPatch, WorkflowSummary, balance_bounds,
-    decide_access, new_id, now_millis, profile, profile_changes, refusal, replay, single_email_match,
-    validate_credit_request, validate_room, validate_subject, validate_title,
+    decide_access, new_id, now_millis, profile, profile_changes, quota_full, refusal, replay,
+    single_email_match, validate_credit_request, validate_room, validate_subject, validate_title,
 };
 
 /// An [`AccountStore`] on PostgreSQL. Clones share the pool.
@@ -98,9 +98,35 @@ impl PostgresAccounts {
         owner_id: &str,
         title: &str,
         room: Option<&str>,
+        max_owned: Option<u64>,
     ) -> Result<Workflow, AccountError> {
         let id = new_id("wf_");
         let room = room.unwrap_or(&id);
+        let mut tx = self.pool.begin().await?;
+        if let Some(limit) = max_owned {
+            // The owner's row lock orders concurrent creations by one owner, so each counts
+            // what the ones before it committed. NO KEY: rows that merely reference the user
+            // (runs, ledger entries) are not held up by it.
+            let owner: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
+                    .bind(owner_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if owner.is_none() {
+                tx.rollback().await?;
+                return Err(AccountError::UserNotFound(owner_id.to_owned()));
+            }
+            let owned: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM workflows WHERE owner_id = $1 AND deleted_at IS NULL",
+            )
+            .bind(owner_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if quota_full(owned, limit) {
+                tx.rollback().await?;
+                return Err(AccountError::QuotaExceeded { what: "workflows", limit });
+            }
+        }
         // One statement: the room's uniqueness and the owner's existence are checked by the
         // database, atomically. The reason nothing was inserted is looked up afterwards.
         let created: Option<Workflow> = sqlx::query_as(concat!(
@@ -115,8 +141,9 @@ impl PostgresAccounts {
         .bind(owner_id)
         .bind(title)
         .bind(now_millis())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         match created {
             Some(workflow) => Ok(workflow),
             None if !self.user_exists(owner_id).await? => {
@@ -294,17 +321,20 @@ impl AccountStore for PostgresAccounts {
         .await?)
     }
 
-    async fn create_workflow(
+    async fn create_workflow_within(
         &self,
         owner_id: &str,
         title: &str,
         room: Option<&str>,
+        max_owned: Option<u64>,
     ) -> Result<Workflow, AccountError> {
         let title = validate_title(title)?;
         let room = room.map(validate_room).transpose()?.map(str::to_owned);
         let (this, owner_id) = (self.clone(), owner_id.to_owned());
-        run_to_completion(async move { this.create_workflow_now(&owner_id, &title, room.as_deref()).await })
-            .await
+        run_to_completion(async move {
+            this.create_workflow_now(&owner_id, &title, room.as_deref(), max_owned).await
+        })
+        .await
     }
 
     async fn workflow(&self, id: &str) -> Result<Option<Workflow>, AccountError> {

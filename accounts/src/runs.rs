@@ -115,6 +115,10 @@ pub struct NewRun {
     pub nodes: Vec<NewRunNode>,
     /// When the holds expire if nobody settles them (milliseconds since the epoch).
     pub hold_expires_at: i64,
+    /// The user's quota of runs queued or running at once, this one included: beyond it the
+    /// submission is [`AccountError::QuotaExceeded`](crate::AccountError::QuotaExceeded), with
+    /// nothing written or held. `None`: no quota.
+    pub max_unfinished: Option<u64>,
 }
 
 /// The outcome of [`RunStore::create_run`].

@@ -500,6 +500,27 @@ macro_rules! run_store {
                     Some(_) => invalid("id", "already used by another run"),
                 });
             };
+            if let Some(limit) = run.max_unfinished {
+                // Counted under the user row's lock (taken by a no-op update, which both
+                // databases accept; SQLite's write lock already serialises), in the lock order
+                // above: concurrent submissions by one user each count those before them.
+                sqlx::query("UPDATE users SET credits = credits WHERE id = $1")
+                    .bind(&run.user_id)
+                    .execute(&mut *w.tx)
+                    .await?;
+                let unfinished: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM runs
+                     WHERE user_id = $1 AND status IN ('queued', 'running') AND id <> $2",
+                )
+                .bind(&run.user_id)
+                .bind(&run.id)
+                .fetch_one(&mut *w.tx)
+                .await?;
+                if crate::quota_full(unfinished, limit) {
+                    w.tx.rollback().await?;
+                    return Err(AccountError::QuotaExceeded { what: "queued or running runs", limit });
+                }
+            }
             if estimate > 0 {
                 // The whole estimate at once, decided and written in one statement under the
                 // user row's lock (the same guarded UPDATE as apply_credits).

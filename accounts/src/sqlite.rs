@@ -16,8 +16,8 @@ use crate::runs_sql::WriteTx;
 use crate::{
     AccessFacts, AccountError, AccountStore, Collaborator, CollaboratorPermission, CreditOutcome,
     LedgerEntry, RoomAccess, SummaryRow, User, Workflow, WorkflowPatch, WorkflowSummary, balance_bounds,
-    decide_access, new_id, now_millis, profile, profile_changes, refusal, replay, single_email_match,
-    validate_credit_request, validate_room, validate_subject, validate_title,
+    decide_access, new_id, now_millis, profile, profile_changes, quota_full, refusal, replay,
+    single_email_match, validate_credit_request, validate_room, validate_subject, validate_title,
 };
 
 /// An [`AccountStore`] on SQLite. Clones share the pool and the write lock.
@@ -114,12 +114,26 @@ impl SqliteAccounts {
         owner_id: &str,
         title: &str,
         room: Option<&str>,
+        max_owned: Option<u64>,
     ) -> Result<Workflow, AccountError> {
         let id = new_id("wf_");
         let room = room.unwrap_or(&id);
         // One statement: the room's uniqueness and the owner's existence are checked by the
         // database, atomically. The reason nothing was inserted is looked up afterwards.
         let write = self.write.lock().await;
+        if let Some(limit) = max_owned {
+            // Under the write lock: no other creation can commit between the count and the
+            // insert.
+            let owned: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM workflows WHERE owner_id = ?1 AND deleted_at IS NULL",
+            )
+            .bind(owner_id)
+            .fetch_one(&self.pool)
+            .await?;
+            if quota_full(owned, limit) {
+                return Err(AccountError::QuotaExceeded { what: "workflows", limit });
+            }
+        }
         let created: Option<Workflow> = sqlx::query_as(concat!(
             "INSERT INTO workflows (id, room, owner_id, title, public, created_at, updated_at)
              SELECT ?1, ?2, ?3, ?4, 0, ?5, ?5 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?3)
@@ -314,17 +328,20 @@ impl AccountStore for SqliteAccounts {
         .await?)
     }
 
-    async fn create_workflow(
+    async fn create_workflow_within(
         &self,
         owner_id: &str,
         title: &str,
         room: Option<&str>,
+        max_owned: Option<u64>,
     ) -> Result<Workflow, AccountError> {
         let title = validate_title(title)?;
         let room = room.map(validate_room).transpose()?.map(str::to_owned);
         let (this, owner_id) = (self.clone(), owner_id.to_owned());
-        run_to_completion(async move { this.create_workflow_now(&owner_id, &title, room.as_deref()).await })
-            .await
+        run_to_completion(async move {
+            this.create_workflow_now(&owner_id, &title, room.as_deref(), max_owned).await
+        })
+        .await
     }
 
     async fn workflow(&self, id: &str) -> Result<Option<Workflow>, AccountError> {

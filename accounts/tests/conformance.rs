@@ -119,6 +119,7 @@ conformance!(
     list_users_newest_first,
     create_workflow_claims_a_room,
     create_workflow_refuses_a_taken_room_and_bad_input,
+    create_workflow_within_counts_the_owners_live_workflows,
     workflow_lookups_hide_deleted_ones,
     list_workflows_shows_owned_and_shared,
     update_workflow_patches_fields,
@@ -318,6 +319,26 @@ mod cases {
         }
         assert!(b.accounts.workflow_by_room("orphan").await.unwrap().is_none());
         assert_eq!(b.accounts.list_workflows(&bob.id).await.unwrap().len(), 0);
+    }
+
+    pub async fn create_workflow_within_counts_the_owners_live_workflows(b: Backend) {
+        let ada = user(&b, "ada").await;
+        let bob = user(&b, "bob").await;
+        let first = b.accounts.create_workflow_within(&ada.id, "One", None, Some(2)).await.unwrap();
+        b.accounts.create_workflow_within(&ada.id, "Two", None, Some(2)).await.unwrap();
+        assert!(matches!(
+            b.accounts.create_workflow_within(&ada.id, "Three", Some("ada-3"), Some(2)).await,
+            Err(AccountError::QuotaExceeded { what: "workflows", limit: 2 })
+        ));
+        assert!(b.accounts.workflow_by_room("ada-3").await.unwrap().is_none(), "nothing written");
+        // Other owners' workflows do not count; deleted ones stop counting.
+        b.accounts.create_workflow_within(&bob.id, "Bob's", None, Some(2)).await.unwrap();
+        b.accounts.delete_workflow(&first.id).await.unwrap();
+        b.accounts.create_workflow_within(&ada.id, "Three", Some("ada-3"), Some(2)).await.unwrap();
+        assert!(matches!(
+            b.accounts.create_workflow_within("u_nobody", "Orphan", None, Some(2)).await,
+            Err(AccountError::UserNotFound(_))
+        ));
     }
 
     pub async fn workflow_lookups_hide_deleted_ones(b: Backend) {

@@ -112,6 +112,7 @@ conformance!(
     create_refuses_unknown_users_and_bad_input,
     resubmission_with_the_same_key_returns_the_first_run,
     concurrent_submissions_with_one_key_hold_once,
+    the_unfinished_runs_quota_holds_under_concurrency,
     settle_captures_or_releases_once,
     finish_releases_the_rest_and_marks_leftover_nodes,
     cancel_of_a_queued_run_releases_at_once,
@@ -172,6 +173,7 @@ mod cases {
                 })
                 .collect(),
             hold_expires_at: now() + HOUR,
+            max_unfinished: None,
         }
     }
 
@@ -366,6 +368,41 @@ mod cases {
         let holds = run_entries(&b, &ada, &ids[0]).await;
         assert_eq!(holds.len(), 2, "{holds:?}");
         assert_eq!(b.runs.outbox(100).await.unwrap().len(), 1);
+    }
+
+    pub async fn the_unfinished_runs_quota_holds_under_concurrency(b: Backend) {
+        // Twenty submissions at once, from two pools, against a quota of three: three runs,
+        // and the refused ones hold nothing.
+        let ada = user(&b, "ada", 1_000).await;
+        let second = b.reopen().await;
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let runs = if i % 2 == 0 { Arc::clone(&b.runs) } else { Arc::clone(&second) };
+            let mut run = new_run(&format!("run_{i}"), &ada, None, &[("a", 10)]);
+            run.max_unfinished = Some(3);
+            tasks.push(tokio::spawn(async move { runs.create_run(run).await }));
+        }
+        let mut created = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(Submission::Created(_)) => created += 1,
+                Err(AccountError::QuotaExceeded { limit: 3, .. }) => {}
+                other => panic!("a run or a quota refusal, not {other:?}"),
+            }
+        }
+        assert_eq!(created, 3);
+        assert_eq!(balance(&b, &ada).await, 1_000 - 30, "only accepted runs hold credits");
+        assert_eq!(b.runs.outbox(100).await.unwrap().len(), 3);
+        // A finished run frees its place; runs of another user never counted.
+        let runs = b.runs.list_runs("canvas-1", 100).await.unwrap();
+        b.runs.request_cancel(&runs[0].id).await.unwrap();
+        let mut next = new_run("run_next", &ada, None, &[("a", 10)]);
+        next.max_unfinished = Some(3);
+        create(&b, next).await;
+        let bob = user(&b, "bob", 0).await;
+        let mut free = new_run("run_bob", &bob, None, &[]);
+        free.max_unfinished = Some(1);
+        create(&b, free).await;
     }
 
     pub async fn settle_captures_or_releases_once(b: Backend) {

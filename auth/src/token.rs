@@ -37,6 +37,11 @@ pub struct Claims {
     /// Explicit room grants; absent means "whatever the workflow records allow".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grants: Option<Grants>,
+    /// With `admin` grants: also manage the workflow records (rename, publish, share, delete)
+    /// of rooms those grants cover that other users own. Without it an `admin` grant
+    /// administers documents only; another user's workflow stays theirs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manage_workflows: bool,
 }
 
 impl Claims {
@@ -53,6 +58,7 @@ impl Claims {
             iss: None,
             aud: None,
             grants: None,
+            manage_workflows: false,
         }
     }
 }
@@ -65,6 +71,8 @@ pub struct Identity {
     pub email: Option<String>,
     /// When present, the token is good for these rooms only.
     pub grants: Option<Grants>,
+    /// Whether `admin` grants reach workflows other users own (see [`Claims::manage_workflows`]).
+    pub manage_workflows: bool,
     /// Seconds since the epoch.
     pub expires_at: u64,
 }
@@ -282,6 +290,8 @@ struct ReceivedClaims {
     exp: Option<u64>,
     #[serde(default)]
     grants: Option<Grants>,
+    #[serde(default)]
+    manage_workflows: bool,
 }
 
 fn identity(claims: ReceivedClaims) -> Result<Identity, TokenError> {
@@ -289,7 +299,14 @@ fn identity(claims: ReceivedClaims) -> Result<Identity, TokenError> {
     let (Some(subject), Some(expires_at)) = (subject, claims.exp) else {
         return Err(TokenError::MissingClaim(if claims.exp.is_none() { "exp" } else { "sub" }.to_owned()));
     };
-    Ok(Identity { subject, name: claims.name, email: claims.email, grants: claims.grants, expires_at })
+    Ok(Identity {
+        subject,
+        name: claims.name,
+        email: claims.email,
+        grants: claims.grants,
+        manage_workflows: claims.manage_workflows,
+        expires_at,
+    })
 }
 
 fn token_error(kind: &ErrorKind) -> TokenError {

@@ -74,6 +74,21 @@ fn minted_tokens_verify() {
     let identity = hs_verifier().verify(&token).expect("valid");
     assert_eq!(identity.subject, "service:worker");
     assert_eq!(identity.grants, claims.grants);
+    assert!(!identity.manage_workflows, "absent means no");
+}
+
+#[test]
+fn managing_other_users_workflows_is_an_explicit_boolean_claim() {
+    let mut claims = Claims::new("service:admin", 60);
+    claims.grants = Some(Grants([("team-*".to_owned(), Permission::Admin)].into()));
+    claims.manage_workflows = true;
+    let token = Minter::hs256(SECRET).mint(&claims).expect("mint");
+    assert!(hs_verifier().verify(&token).expect("valid").manage_workflows);
+    // Anything but a boolean is a bad token, not a silent "no" or "yes".
+    let mut body = self::claims();
+    body["manage_workflows"] = json!("yes");
+    let token = sign(Algorithm::HS256, None, &EncodingKey::from_secret(SECRET), &body);
+    assert!(matches!(hs_verifier().verify(&token), Err(TokenError::BadClaims(_))));
 }
 
 #[test]

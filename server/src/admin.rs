@@ -45,7 +45,7 @@ pub async fn run(config: &Config, storage: &Storage, command: &AdminCommand) -> 
                 );
             }
         }
-        AdminCommand::MintToken { subject, ttl_secs, grants } => {
+        AdminCommand::MintToken { subject, ttl_secs, grants, manage_workflows } => {
             let Some(secret) = &config.auth.jwt_secret else {
                 bail!("minting needs DOJO_JWT_SECRET (the server must know the key to verify the token)");
             };
@@ -61,6 +61,7 @@ pub async fn run(config: &Config, storage: &Storage, command: &AdminCommand) -> 
                 }
                 claims.grants = Some(parsed);
             }
+            claims.manage_workflows = *manage_workflows;
             println!("{}", Minter::hs256(secret.as_bytes()).mint(&claims)?);
         }
     }

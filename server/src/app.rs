@@ -99,7 +99,14 @@ impl AppState {
             },
             max_batch_updates: config.rooms.max_batch_updates.max(1),
         };
-        let rooms = Arc::new(Rooms::new(limits.max_rooms, settings, metrics.clone(), store, cluster));
+        let rooms = Arc::new(Rooms::new(
+            limits.max_rooms,
+            limits.max_rooms_per_user,
+            settings,
+            metrics.clone(),
+            store,
+            cluster,
+        ));
         let outbound = crate::outbound_budget::OutboundBudget::new(limits.outbound_global_bytes);
         outbound.spawn_shedder(metrics.clone(), shutdown.clone());
         let user_connections = crate::user_connections::UserConnections::new(limits.max_connections_per_user);
@@ -354,8 +361,11 @@ async fn room_socket(
         Ok(slot) => slot,
         Err(error) => return too_many_connections(&state, &error),
     };
-    let room = match state.inner.rooms.get_or_open(&name) {
+    let room = match state.inner.rooms.get_or_open_for(&name, caller.user().map(|user| user.id.as_str())) {
         Ok(room) => room,
+        Err(error @ crate::rooms::OpenRefused::UserQuota(_)) => {
+            return refuse_with(&state, "room_quota", ApiError::from(error));
+        }
         Err(error) => {
             return refuse(&state, StatusCode::SERVICE_UNAVAILABLE, "too_many_rooms", error.to_string());
         }

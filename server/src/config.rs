@@ -91,6 +91,10 @@ pub enum AdminCommand {
         /// Explicit grants, `ROOM_OR_PREFIX*=read|write|admin`, repeatable.
         #[arg(long = "grant")]
         grants: Vec<String>,
+        /// Let `admin` grants also manage workflows other users own in the granted rooms
+        /// (rename, publish, share, delete). Without it they administer documents only.
+        #[arg(long)]
+        manage_workflows: bool,
     },
 }
 
@@ -351,6 +355,23 @@ pub struct Limits {
     /// Most rooms held in memory; joining a new room beyond it gets HTTP 503.
     #[arg(long, env = "DOJO_MAX_ROOMS", default_value_t = 10_000)]
     pub max_rooms: usize,
+
+    // Per-user quotas: one account cannot take what the server-wide limits share out.
+    /// Rooms one signed-in user may have caused to be opened on this instance at once (a room
+    /// counts against the user whose connection or request opened it, until it unloads;
+    /// joining a room already open costs nothing). Beyond: HTTP 429 `quota_exceeded`. 0: no limit.
+    #[arg(long, env = "DOJO_MAX_ROOMS_PER_USER", default_value_t = 100)]
+    pub max_rooms_per_user: usize,
+
+    /// Workflows one user may own (deleted ones excluded). Beyond: HTTP 429 `quota_exceeded`.
+    /// 0: no limit.
+    #[arg(long, env = "DOJO_MAX_WORKFLOWS_PER_USER", default_value_t = 1_000)]
+    pub max_workflows_per_user: u64,
+
+    /// Runs one user may have queued or running at once, across every instance. Beyond:
+    /// HTTP 429 `quota_exceeded`. 0: no limit.
+    #[arg(long, env = "DOJO_MAX_QUEUED_RUNS_PER_USER", default_value_t = 20)]
+    pub max_queued_runs_per_user: u64,
 
     /// Frames that may wait to be written to one client. A client that falls this far behind
     /// is disconnected (it resyncs when it reconnects), never silently skipped.

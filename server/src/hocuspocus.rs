@@ -479,6 +479,12 @@ impl Reader {
         let caller = auth.authenticate(token.as_deref()).await.map_err(|error| error.to_string())?;
         let permission =
             auth.room_permission(&caller, name.as_str()).await.map_err(|error| error.to_string())?;
+        // Opened here, so that a user past their share of rooms is told so for this document
+        // rather than losing the whole socket when it joins.
+        self.state
+            .rooms()
+            .get_or_open_for(&name, caller.user().map(|user| user.id.as_str()))
+            .map_err(|error| error.to_string())?;
         let scope = if permission.can_write() { Scope::ReadWrite } else { Scope::ReadOnly };
         let slot = self.state.user_connection_slot(&caller).map_err(|error| error.to_string())?;
         Ok((caller, name, scope, slot))

@@ -25,6 +25,7 @@ pub mod public_rate;
 pub mod rate;
 pub mod room;
 pub mod room_name;
+pub mod room_openers;
 pub mod rooms;
 pub mod stall_guard;
 pub mod user_connections;

@@ -23,10 +23,17 @@ use tracing::Instrument;
 use crate::metrics::Metrics;
 use crate::room::{Room, RoomHandle, RoomSettings};
 use crate::room_name::RoomName;
+use crate::room_openers::{RoomOpeners, RoomQuotaFull};
 
+/// Why a room could not be opened.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("the server holds its maximum of {0} rooms")]
-pub struct TooManyRooms(pub usize);
+pub enum OpenRefused {
+    #[error("the server holds its maximum of {0} rooms")]
+    TooManyRooms(usize),
+    /// The user who would open it already opened their share (`room_openers`).
+    #[error(transparent)]
+    UserQuota(#[from] RoomQuotaFull),
+}
 
 struct Registry {
     open: DashMap<RoomName, RoomHandle>,
@@ -36,6 +43,8 @@ struct Registry {
     /// Numbers each opening of a room (see `RoomSlot::generation`).
     generations: std::sync::atomic::AtomicU64,
     metrics: Arc<Metrics>,
+    /// Who opened the rooms in `open`, against their per-user share.
+    openers: RoomOpeners,
 }
 
 pub struct Rooms {
@@ -55,6 +64,8 @@ pub struct RoomSlot {
     mine: RoomHandle,
     /// Tells this opening of the room from earlier and later ones of the same name.
     generation: u64,
+    /// The user this opening counts against (`RoomOpeners`), until it leaves the registry.
+    opener: Option<String>,
 }
 
 impl RoomSlot {
@@ -86,6 +97,9 @@ impl RoomSlot {
         if removed.is_some() {
             self.registry.taken.fetch_sub(1, Ordering::AcqRel);
             self.registry.metrics.rooms_open.dec();
+            if let Some(user) = &self.opener {
+                self.registry.openers.release(user);
+            }
         }
         removed.is_some()
     }
@@ -94,6 +108,7 @@ impl RoomSlot {
 impl Rooms {
     pub fn new(
         max_rooms: usize,
+        max_rooms_per_user: usize,
         settings: RoomSettings,
         metrics: Arc<Metrics>,
         store: Arc<dyn DocumentStore>,
@@ -105,6 +120,7 @@ impl Rooms {
                 taken: AtomicUsize::new(0),
                 generations: std::sync::atomic::AtomicU64::new(1),
                 metrics,
+                openers: RoomOpeners::new(max_rooms_per_user),
             }),
             max_rooms,
             settings,
@@ -147,7 +163,13 @@ impl Rooms {
         self.registry.open.get(name).map(|handle| handle.clone())
     }
 
-    pub fn get_or_open(&self, name: &RoomName) -> Result<RoomHandle, TooManyRooms> {
+    pub fn get_or_open(&self, name: &RoomName) -> Result<RoomHandle, OpenRefused> {
+        self.get_or_open_for(name, None)
+    }
+
+    /// Like [`get_or_open`](Self::get_or_open); a room this opens counts against `opener`'s
+    /// share until it unloads (`None`: nobody's, for anonymous callers and the server itself).
+    pub fn get_or_open_for(&self, name: &RoomName, opener: Option<&str>) -> Result<RoomHandle, OpenRefused> {
         if let Some(handle) = self.registry.open.get(name) {
             return Ok(handle.clone());
         }
@@ -158,9 +180,15 @@ impl Rooms {
                     (n < self.max_rooms).then_some(n + 1)
                 });
                 if reserved.is_err() {
-                    return Err(TooManyRooms(self.max_rooms));
+                    return Err(OpenRefused::TooManyRooms(self.max_rooms));
                 }
-                let handle = self.start(name.clone());
+                if let Some(user) = opener
+                    && let Err(full) = self.registry.openers.try_take(user)
+                {
+                    self.registry.taken.fetch_sub(1, Ordering::AcqRel);
+                    return Err(full.into());
+                }
+                let handle = self.start(name.clone(), opener.map(str::to_owned));
                 entry.insert(handle.clone());
                 self.registry.metrics.rooms_open.inc();
                 Ok(handle)
@@ -168,7 +196,7 @@ impl Rooms {
         }
     }
 
-    fn start(&self, name: RoomName) -> RoomHandle {
+    fn start(&self, name: RoomName, opener: Option<String>) -> RoomHandle {
         let (handle, commands) = RoomHandle::channel(self.settings.queue);
         // The slot holds the room's only own copy of its address (see `release_if_unused`).
         let generation = self.registry.generations.fetch_add(1, Ordering::Relaxed);
@@ -177,6 +205,7 @@ impl Rooms {
             name: name.clone(),
             mine: handle.clone(),
             generation,
+            opener,
         });
         let room = Room::new(
             name.clone(),

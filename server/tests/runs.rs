@@ -246,11 +246,11 @@ async fn a_run_beyond_the_balance_is_402_with_balance_and_cost(backend: Backend)
     assert_eq!(body["code"], "insufficient_credits");
     assert_eq!(body["balance"], 0);
     assert_eq!(body["cost"], 1);
-    // A stranger cannot run someone else's room.
+    // A stranger cannot run someone else's room (nor learn that it exists).
     let (status, _) = story
         .call(reqwest::Method::POST, &format!("/api/rooms/{room}/runs"), &token("mallory"), None, None)
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(status, StatusCode::NOT_FOUND);
     editor.close().await;
     story.server.stop().await;
 }
@@ -289,7 +289,7 @@ async fn a_description_becomes_connected_nodes_everyone_sees(backend: Backend) {
     let (status, _) = story
         .call(reqwest::Method::POST, &path, &token("mallory"), Some(json!({"text": "blur"})), None)
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(status, StatusCode::NOT_FOUND);
     watcher.close().await;
     story.server.stop().await;
 }

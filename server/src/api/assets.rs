@@ -13,7 +13,7 @@ use dojo_executor::{AssetError, AssetStore};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, Authenticated, room_name};
+use super::{ApiError, Authenticated};
 use crate::app::AppState;
 use crate::execution::now_millis;
 
@@ -53,8 +53,7 @@ pub async fn upload(
     let user = caller.user()?.clone();
     let room = match &query.room {
         Some(room) => {
-            let room = room_name(room)?;
-            state.auth().require(&caller.0, room.as_str(), Permission::Write).await?;
+            let (room, _) = super::access::room_for(&state, &caller.0, room, Permission::Write).await?;
             Some(room.as_str().to_owned())
         }
         None => None,

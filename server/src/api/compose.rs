@@ -13,7 +13,7 @@ use dojo_sync_protocol::canvas::{CanvasEdge, CanvasNode, Position, read_graph, w
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, Authenticated, room_name};
+use super::{ApiError, Authenticated};
 use crate::app::AppState;
 use crate::execution::room_writer::RoomWriter;
 
@@ -64,7 +64,7 @@ impl From<Planner> for PlannerName {
 #[utoipa::path(post, path = "/api/rooms/{room}/compose", tag = "rooms",
     params(("room" = String, Path, description = "Room name")),
     request_body = ComposeRequest,
-    responses((status = 200, body = Composed), (status = 400, description = "Nothing matched, or too long"), (status = 403)),
+    responses((status = 200, body = Composed), (status = 400, description = "Nothing matched, or too long"), (status = 403), (status = 404)),
     security(("bearer" = [])))]
 pub async fn compose_nodes(
     State(state): State<AppState>,
@@ -72,8 +72,7 @@ pub async fn compose_nodes(
     Path(room): Path<String>,
     Json(request): Json<ComposeRequest>,
 ) -> Result<Json<Composed>, ApiError> {
-    let room = room_name(&room)?;
-    state.auth().require(&caller.0, room.as_str(), Permission::Write).await?;
+    let (room, _) = super::access::room_for(&state, &caller.0, &room, Permission::Write).await?;
     let executor = state.executor();
     let planned = compose_with(executor.composer(), executor.catalog(), &request.text)
         .await
@@ -82,6 +81,8 @@ pub async fn compose_nodes(
         tracing::warn!(room = %room.as_str(), reason = %reason.detail(), "compose: the LLM's plan was not used; the parser planned");
     }
     let plan = planned.composition;
+    // Opened as the caller's, so it counts against their share of rooms.
+    super::access::open_room(&state, &caller.0, &room)?;
     let writer = RoomWriter::open(executor.rooms().clone(), room.clone())
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;

@@ -5,8 +5,10 @@
 //! JSON shape, `{"error": message, "code": code}`, from [`ApiError`]; internal details go to the
 //! log only.
 
+mod access;
 pub(crate) mod account;
 mod assets;
+mod claim;
 mod compose;
 pub mod openapi;
 pub(crate) mod rooms;
@@ -42,6 +44,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The room already has content or a workflow, and the caller holds no grant on it.
+    #[error("{0}")]
+    RoomTaken(String),
+    /// A per-user quota is full: the request would be accepted once the user has less.
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("{0}")]
     PaymentRequired(String),
     #[error("too many requests: retry in {retry_after_s} s")]
@@ -62,7 +70,8 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::RoomTaken(_) => StatusCode::CONFLICT,
+            ApiError::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -77,6 +86,8 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::RoomTaken(_) => "room_taken",
+            ApiError::QuotaExceeded(_) => "quota_exceeded",
             ApiError::PaymentRequired(_) => "insufficient_credits",
             ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Unavailable(_) | ApiError::Storage(_) => "unavailable",
@@ -117,9 +128,11 @@ impl From<AccountError> for ApiError {
             AccountError::UserNotFound(_) | AccountError::WorkflowNotFound(_) => {
                 ApiError::NotFound(error.to_string())
             }
-            AccountError::RoomTaken(_)
-            | AccountError::OwnerCannotCollaborate
-            | AccountError::AmbiguousUser(_) => ApiError::Conflict(error.to_string()),
+            AccountError::RoomTaken(_) => ApiError::RoomTaken(error.to_string()),
+            AccountError::QuotaExceeded { .. } => ApiError::QuotaExceeded(error.to_string()),
+            AccountError::OwnerCannotCollaborate | AccountError::AmbiguousUser(_) => {
+                ApiError::Conflict(error.to_string())
+            }
             AccountError::InvalidInput { .. } => ApiError::BadRequest(error.to_string()),
             AccountError::InsufficientCredits { .. } => ApiError::PaymentRequired(error.to_string()),
             AccountError::IdempotencyKeyReused { .. } => ApiError::Conflict(error.to_string()),

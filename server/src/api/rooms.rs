@@ -12,9 +12,10 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
-use super::{ApiError, Authenticated, room_name};
+use super::access::open_room;
+use super::{ApiError, Authenticated};
 use crate::app::AppState;
-use crate::room::{ApplyError, RestoreError, RoomCommand, RoomHandle};
+use crate::room::{ApplyError, RestoreError, RoomCommand};
 use crate::room_name::RoomName;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -28,19 +29,14 @@ pub struct Version {
     pub created_at: i64,
 }
 
+/// The room, if the caller may do what `needed` allows: 404 when they may not read it.
 async fn authorized(
     state: &AppState,
     caller: &Authenticated,
     room: &str,
     needed: Permission,
 ) -> Result<RoomName, ApiError> {
-    let room = room_name(room)?;
-    state.auth().require(&caller.0, room.as_str(), needed).await?;
-    Ok(room)
-}
-
-fn open(state: &AppState, room: &RoomName) -> Result<RoomHandle, ApiError> {
-    state.rooms().get_or_open(room).map_err(|e| ApiError::Unavailable(e.to_string()))
+    Ok(super::access::room_for(state, &caller.0, room, needed).await?.0)
 }
 
 fn unavailable() -> ApiError {
@@ -48,8 +44,12 @@ fn unavailable() -> ApiError {
 }
 
 /// The whole document, once everything in it is stored.
-async fn document_state(state: &AppState, room: &RoomName) -> Result<Vec<u8>, ApiError> {
-    let handle = open(state, room)?;
+async fn document_state(
+    state: &AppState,
+    caller: &Authenticated,
+    room: &RoomName,
+) -> Result<Vec<u8>, ApiError> {
+    let handle = open_room(state, &caller.0, room)?;
     let (done, answer) = oneshot::channel();
     handle.send(RoomCommand::State { done }).await.map_err(|_| unavailable())?;
     answer.await.map_err(|_| unavailable())
@@ -58,7 +58,7 @@ async fn document_state(state: &AppState, room: &RoomName) -> Result<Vec<u8>, Ap
 /// The room's canvas as JSON: `{"nodes": {id: node}, "edges": …, "results": …, "runs": …}`.
 #[utoipa::path(get, path = "/api/rooms/{room}/graph", tag = "rooms",
     params(("room" = String, Path, description = "Room name")),
-    responses((status = 200, description = "The canvas as JSON", body = Object), (status = 403), (status = 401)),
+    responses((status = 200, description = "The canvas as JSON", body = Object), (status = 404), (status = 401)),
     security(("bearer" = [])))]
 pub async fn graph(
     State(state): State<AppState>,
@@ -66,7 +66,7 @@ pub async fn graph(
     Path(room): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let room = authorized(&state, &caller, &room, Permission::Read).await?;
-    let update = document_state(&state, &room).await?;
+    let update = document_state(&state, &caller, &room).await?;
     // Decoding a big document is CPU work: keep it off the async threads.
     let json = tokio::task::spawn_blocking(move || {
         use yrs::Transact;
@@ -85,7 +85,7 @@ pub async fn graph(
 /// The room's document as one binary Yjs update (v1), for `Y.applyUpdate`.
 #[utoipa::path(get, path = "/api/rooms/{room}/state", tag = "rooms",
     params(("room" = String, Path, description = "Room name")),
-    responses((status = 200, description = "A Yjs v1 update", content_type = "application/octet-stream", body = Vec<u8>), (status = 403)),
+    responses((status = 200, description = "A Yjs v1 update", content_type = "application/octet-stream", body = Vec<u8>), (status = 404)),
     security(("bearer" = [])))]
 pub async fn state(
     State(state): State<AppState>,
@@ -93,7 +93,7 @@ pub async fn state(
     Path(room): Path<String>,
 ) -> Result<Response, ApiError> {
     let room = authorized(&state, &caller, &room, Permission::Read).await?;
-    let update = document_state(&state, &room).await?;
+    let update = document_state(&state, &caller, &room).await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], update).into_response())
 }
 
@@ -102,7 +102,7 @@ pub async fn state(
 #[utoipa::path(post, path = "/api/rooms/{room}/update", tag = "rooms",
     params(("room" = String, Path, description = "Room name")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "A Yjs v1 update"),
-    responses((status = 200, description = "Stored and broadcast", body = Object), (status = 400), (status = 403)),
+    responses((status = 200, description = "Stored and broadcast", body = Object), (status = 400), (status = 403), (status = 404)),
     security(("bearer" = [])))]
 pub async fn update(
     State(state): State<AppState>,
@@ -114,7 +114,7 @@ pub async fn update(
     if body.is_empty() {
         return Err(ApiError::BadRequest("the body must be a Yjs update".into()));
     }
-    let handle = open(&state, &room)?;
+    let handle = open_room(&state, &caller.0, &room)?;
     let (done, answer) = oneshot::channel();
     handle.send(RoomCommand::Apply { update: body.to_vec(), done }).await.map_err(|_| unavailable())?;
     match answer.await.map_err(|_| unavailable())? {
@@ -129,7 +129,7 @@ pub async fn update(
 /// The room's stored versions (snapshots), newest first.
 #[utoipa::path(get, path = "/api/rooms/{room}/versions", tag = "rooms",
     params(("room" = String, Path, description = "Room name")),
-    responses((status = 200, body = Vec<Version>), (status = 403)),
+    responses((status = 200, body = Vec<Version>), (status = 404)),
     security(("bearer" = [])))]
 pub async fn list_versions(
     State(state): State<AppState>,
@@ -166,7 +166,7 @@ pub async fn restore_version(
     let Some(snapshot) = state.store().version(room.as_str(), id).await? else {
         return Err(ApiError::NotFound(format!("room {room} has no version {id}")));
     };
-    let handle = open(&state, &room)?;
+    let handle = open_room(&state, &caller.0, &room)?;
     let (done, answer) = oneshot::channel();
     handle.send(RoomCommand::Restore { snapshot: snapshot.data, done }).await.map_err(|_| unavailable())?;
     match answer.await.map_err(|_| unavailable())? {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::{ApiError, Authenticated, room_name};
+use super::{ApiError, Authenticated, access, room_name};
 use crate::app::AppState;
 use crate::execution::room_writer::RoomWriter;
 use crate::execution::{Executor, now_millis, write_summary};
@@ -83,7 +83,8 @@ fn executor(state: &AppState) -> &std::sync::Arc<Executor> {
     responses((status = 202, body = Submitted),
         (status = 422, description = "`{error, code: invalid_graph, errors, node_errors}`", body = Object),
         (status = 402, description = "`{error, code: insufficient_credits, balance, cost}`", body = Object),
-        (status = 401), (status = 403)),
+        (status = 429, description = "`quota_exceeded`: the caller has the most runs queued or running one user may"),
+        (status = 401), (status = 403), (status = 404)),
     security(("bearer" = [])))]
 pub async fn submit(
     State(state): State<AppState>,
@@ -92,8 +93,7 @@ pub async fn submit(
     headers: HeaderMap,
     body: Option<Json<SubmitRun>>,
 ) -> Result<Response, ApiError> {
-    let room = room_name(&room)?;
-    state.auth().require(&caller.0, room.as_str(), Permission::Write).await?;
+    let (room, _) = access::room_for(&state, &caller.0, &room, Permission::Write).await?;
     let user = caller.user()?.clone();
     let key = idempotency_key(&headers)?;
     let targets = body.map(|Json(b)| b.targets).unwrap_or_default().filter(|t| !t.is_empty());
@@ -105,6 +105,8 @@ pub async fn submit(
     let executor = executor(&state);
     crate::api::account::dev_welcome(&state, &user.id).await;
 
+    // Opened as the caller's, so it counts against their share of rooms.
+    access::open_room(&state, &caller.0, &room)?;
     let writer = RoomWriter::open(executor.rooms().clone(), room.clone())
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
@@ -140,6 +142,7 @@ pub async fn submit(
         idempotency_key: key,
         nodes,
         hold_expires_at: executor.hold_expiry(&plan),
+        max_unfinished: Some(state.config().limits.max_queued_runs_per_user).filter(|&max| max > 0),
     };
     let submission = match executor.runs().create_run(new_run).await {
         Ok(submission) => submission,
@@ -185,7 +188,7 @@ pub async fn submit(
 
 #[utoipa::path(get, path = "/api/runs/{id}", tag = "runs",
     params(("id" = String, Path, description = "Run id")),
-    responses((status = 200, body = RunBody), (status = 404), (status = 403)),
+    responses((status = 200, body = RunBody), (status = 404)),
     security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -242,7 +245,7 @@ pub async fn cancel(
 
 #[utoipa::path(get, path = "/api/rooms/{room}/runs", tag = "runs",
     params(("room" = String, Path, description = "Room name"), ListQuery),
-    responses((status = 200, body = RunList), (status = 403)),
+    responses((status = 200, body = RunList), (status = 404)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -250,8 +253,7 @@ pub async fn list(
     Path(room): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<RunList>, ApiError> {
-    let room = room_name(&room)?;
-    state.auth().require(&caller.0, room.as_str(), Permission::Read).await?;
+    let (room, _) = access::room_for(&state, &caller.0, &room, Permission::Read).await?;
     let limit = query.limit.unwrap_or(50).clamp(1, 200);
     let runs = executor(&state).runs().list_runs(room.as_str(), limit).await?;
     Ok(Json(RunList { runs: runs.iter().map(run_body).collect() }))
@@ -267,12 +269,17 @@ async fn visible_run(
         return Err(not_found(id));
     }
     let run = executor(state).runs().run(id).await?.ok_or_else(|| not_found(id))?;
-    // A run is as visible as its room: a stranger learns nothing, not even that it exists.
-    match state.auth().require(&caller.0, &run.room, needed).await {
-        Ok(_) => Ok(run),
-        Err(crate::auth::AuthError::Forbidden) if needed == Permission::Read => Err(not_found(id)),
-        Err(error) => Err(error.into()),
+    // A run is as visible as its room: a stranger learns nothing, not even that it exists,
+    // whatever they ask to do with it. Only someone who may read the room hears "forbidden".
+    let permission = match state.auth().room_permission(&caller.0, &run.room).await {
+        Ok(permission) => permission,
+        Err(crate::auth::AuthError::Forbidden) => return Err(not_found(id)),
+        Err(error) => return Err(error.into()),
+    };
+    if permission < needed {
+        return Err(ApiError::Forbidden(format!("this needs {needed} access to the run's room")));
     }
+    Ok(run)
 }
 
 fn not_found(id: &str) -> ApiError {

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use dojo_accounts::{CollaboratorPermission, Workflow, WorkflowPatch, WorkflowSummary};
+use dojo_accounts::{AccountError, CollaboratorPermission, Workflow, WorkflowPatch, WorkflowSummary};
 use dojo_auth::Permission;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -99,7 +99,10 @@ async fn visible(
     let not_found = || ApiError::NotFound(format!("no workflow {id:?}"));
     let workflow = state.auth().accounts().workflow(id).await?.ok_or_else(not_found)?;
     match state.auth().room_permission(&caller.0, &workflow.room).await {
-        Ok(permission) => Ok((workflow, permission)),
+        Ok(permission) => {
+            let permission = super::access::workflow_permission(&caller.0, &workflow, permission);
+            Ok((workflow, permission))
+        }
         Err(crate::auth::AuthError::Forbidden) => Err(not_found()),
         Err(error) => Err(error.into()),
     }
@@ -134,7 +137,9 @@ pub async fn list(
 
 /// Creates a private workflow owned by the caller.
 #[utoipa::path(post, path = "/api/workflows", tag = "workflows", request_body = CreateWorkflow,
-    responses((status = 201, body = WorkflowBody), (status = 409, description = "The room is taken")),
+    responses((status = 201, body = WorkflowBody),
+        (status = 409, description = "`room_taken`: a workflow has the room, or it is in use and the token has no grant on it"),
+        (status = 429, description = "`quota_exceeded`: the caller owns the most workflows one user may")),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -142,11 +147,20 @@ pub async fn create(
     Json(body): Json<CreateWorkflow>,
 ) -> Result<(StatusCode, Json<WorkflowBody>), ApiError> {
     let user = caller.user()?;
-    if let Some(room) = &body.room {
-        room_name(room)?;
+    let room = body.room.as_deref().map(room_name).transpose()?;
+    if let Some(room) = &room {
+        super::claim::ensure_claimable(&state, &caller.0, room).await?;
     }
-    let workflow =
-        state.auth().accounts().create_workflow(&user.id, &body.title, body.room.as_deref()).await?;
+    let quota = Some(state.config().limits.max_workflows_per_user).filter(|&max| max > 0);
+    let workflow = state
+        .auth()
+        .accounts()
+        .create_workflow_within(&user.id, &body.title, body.room.as_deref(), quota)
+        .await
+        .map_err(|error| match (error, &room) {
+            (AccountError::RoomTaken(_), Some(room)) => super::claim::taken(room),
+            (error, _) => error.into(),
+        })?;
     Ok((StatusCode::CREATED, Json(WorkflowBody::new(workflow, Permission::Admin))))
 }
 

@@ -1,0 +1,47 @@
+//! Claiming a room for a new workflow (`POST /api/workflows` with a `room`).
+//!
+//! Creating a workflow makes its creator the room's owner: they read everything in it and
+//! decide who else may. A room nobody claimed may still be in use: a service writes it
+//! through a token with grants, or (in dev mode) anyone edits it. Claiming such a room would
+//! hand its content to whoever asked first, so a room that has a stored document, or is open
+//! on this instance, may be claimed only by a caller whose token grants write (or admin) on
+//! it. Across instances the stored document is what counts: a room open elsewhere has stored
+//! something as soon as anyone wrote to it.
+//!
+//! Two claimers racing for one room: the database's unique room index lets exactly one
+//! insert its workflow; the other gets the same `409 room_taken`.
+
+use dojo_auth::Permission;
+
+use super::ApiError;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::room_name::RoomName;
+
+/// `Ok` when `caller` may make `room` the room of a new workflow (whether a workflow already
+/// has it is the insert's to find out).
+pub async fn ensure_claimable(state: &AppState, caller: &Caller, room: &RoomName) -> Result<(), ApiError> {
+    if holds_write_grant(caller, room) {
+        return Ok(());
+    }
+    // An empty append is the store's cheap "last sequence" read (0: never written).
+    let in_use = state.rooms().get(room).is_some() || state.store().append(room.as_str(), &[]).await? > 0;
+    if in_use { Err(taken(room)) } else { Ok(()) }
+}
+
+fn holds_write_grant(caller: &Caller, room: &RoomName) -> bool {
+    caller
+        .identity()
+        .and_then(|identity| identity.grants.as_ref())
+        .and_then(|grants| grants.permission_for(room.as_str()))
+        .is_some_and(Permission::can_write)
+}
+
+/// One answer for every reason a room cannot be claimed (a workflow has it, a service uses
+/// it, a deleted workflow keeps it), so the answer says no more than "not yours to take".
+pub fn taken(room: &RoomName) -> ApiError {
+    ApiError::RoomTaken(format!(
+        "room {:?} is taken: choose another name, or claim it with a token that has a grant on it",
+        room.as_str()
+    ))
+}
