@@ -1,0 +1,446 @@
+//! How deep an update would nest shared types, worked out before yrs integrates it.
+//!
+//! A shared type (`Y.Map`, `Y.Array`, `Y.Text`, XML) can hold other shared types, and yrs walks
+//! that tree recursively in several places: `to_json`, and deleting a type (which deletes its
+//! children, which delete theirs…). The bytes of an update nest nothing: each item names its
+//! parent by id, so 30 KB can chain 5,000 maps, which yrs integrates without complaint and then
+//! overflows the stack on the first JSON read or delete of the chain. A stack overflow aborts
+//! the process, so such an update must never be integrated.
+//!
+//! An item gives its parent in one of three ways ([`ParentRef`]): a root type by name (level 0),
+//! the id of the item holding its parent type, or nothing, in which case yrs gives it the parent
+//! of its left neighbour (`origin`), else of its right one. Those items may be in the same update
+//! or already in the document. Inside the update the chains are followed with an explicit stack
+//! (each item resolved once); in the document, a type's parent is found with yrs' public API
+//! (a `StickyIndex` on the item resolves to its parent branch) and the walk goes up at most
+//! [`MAX_TYPE_DEPTH`] + 1 steps.
+//!
+//! Every type in a document that only ever took updates through this check is at most
+//! [`MAX_TYPE_DEPTH`] deep, which is what makes yrs' recursive walks safe on it.
+
+use std::collections::HashMap;
+
+use yrs::branch::BranchPtr;
+use yrs::{Assoc, BranchID, ID, ReadTxn, StateVector, StickyIndex};
+
+use super::scan::{ItemPlacement, ParentRef};
+
+/// Deepest nesting of shared types accepted: a type directly in a root type is at level 1.
+///
+/// The canvas needs 2 (`nodes` → a node's `Y.Map` → its `data` `Y.Map`); rich text inside a
+/// parameter (an XML fragment with nested lists) needs a dozen or so more. yrs recurses once or
+/// twice per level when it converts to JSON or deletes a type, a few hundred bytes of stack
+/// each, so 32 levels (plus the 128 levels of plain values each may hold) stay far below the
+/// 2 MiB stack of a tokio worker thread.
+pub const MAX_TYPE_DEPTH: usize = 32;
+
+/// Most document items one update may make the check look up. Each lookup walks the item's
+/// left siblings inside yrs, so an update must not be able to ask for an unbounded number.
+/// Updates from editors need a handful at most: a new type's parent is nearly always a root or
+/// a type created in the same update.
+pub const MAX_DOCUMENT_LOOKUPS: usize = 4096;
+
+/// Why an update's nesting was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NestingError {
+    #[error("refused: shared types (maps, arrays, text) nested more than {limit} levels deep")]
+    TooDeep { limit: usize },
+    /// A shared type whose parent is in neither the update nor the document: its depth cannot be
+    /// known until the parent arrives, and yrs would then integrate it unchecked.
+    #[error("refused: a shared type is placed in a parent the document does not have")]
+    UnknownParent,
+    #[error("refused: checking the nesting of this update would take more than {limit} document lookups")]
+    TooManyLookups { limit: usize },
+}
+
+/// Whose update is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// A client's: a shared type whose parent is unknown is refused.
+    Client,
+    /// Stored parts, applied in order: what they depend on came before, so an unknown parent can
+    /// only be data yrs will discard; it counts as a root.
+    Stored,
+}
+
+/// The nesting level of the type an item sits in (0: a root type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Known(usize),
+    /// The parent was deleted and collected: yrs discards the item.
+    Gone,
+    /// The parent has not arrived.
+    Unknown,
+}
+
+impl Level {
+    /// The worse of two readings, for an item whose parent may come from either neighbour.
+    fn worst(self, other: Level) -> Level {
+        match (self, other) {
+            (Level::Unknown, _) | (_, Level::Unknown) => Level::Unknown,
+            (Level::Known(a), Level::Known(b)) => Level::Known(a.max(b)),
+            (Level::Known(a), Level::Gone) | (Level::Gone, Level::Known(a)) => Level::Known(a),
+            (Level::Gone, Level::Gone) => Level::Gone,
+        }
+    }
+
+    fn child(self) -> Level {
+        match self {
+            Level::Known(level) => Level::Known(level.saturating_add(1)),
+            other => other,
+        }
+    }
+}
+
+/// Refuses `items` (one update's, from [`super::scan::scan_placements_v1`]) if integrating them
+/// into the document `txn` reads would put a shared type deeper than [`MAX_TYPE_DEPTH`].
+pub(crate) fn check<T: ReadTxn>(
+    txn: &T,
+    items: &[ItemPlacement],
+    source: Source,
+) -> Result<(), NestingError> {
+    if !items.iter().any(|item| item.holds_type) {
+        return Ok(());
+    }
+    let mut check = Check::new(txn, items, source);
+    for (i, item) in items.iter().enumerate() {
+        if !item.holds_type {
+            continue;
+        }
+        match check.parent_level(i)? {
+            Level::Known(level) if level >= MAX_TYPE_DEPTH => {
+                return Err(NestingError::TooDeep { limit: MAX_TYPE_DEPTH });
+            }
+            Level::Unknown => return Err(NestingError::UnknownParent),
+            Level::Known(_) | Level::Gone => {}
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Visit {
+    New,
+    /// On the stack: meeting it again is a cycle, which yrs can never integrate.
+    Open,
+    Done(Level),
+}
+
+struct Check<'a, T: ReadTxn> {
+    txn: &'a T,
+    items: &'a [ItemPlacement],
+    source: Source,
+    /// Indices of `items` sorted by id, to find the item covering an id.
+    by_id: Vec<usize>,
+    visits: Vec<Visit>,
+    /// The document's clocks, read once.
+    state: StateVector,
+    /// Levels of document types already walked.
+    branch_levels: HashMap<ID, usize>,
+    lookups: usize,
+}
+
+impl<'a, T: ReadTxn> Check<'a, T> {
+    fn new(txn: &'a T, items: &'a [ItemPlacement], source: Source) -> Self {
+        let mut by_id: Vec<usize> = (0..items.len()).filter(|&i| items[i].len > 0).collect();
+        by_id.sort_unstable_by_key(|&i| (items[i].id.client, items[i].id.clock));
+        Check {
+            txn,
+            items,
+            source,
+            by_id,
+            visits: vec![Visit::New; items.len()],
+            state: txn.state_vector(),
+            branch_levels: HashMap::new(),
+            lookups: 0,
+        }
+    }
+
+    /// The update's item covering `id`, if any.
+    fn in_update(&self, id: &ID) -> Option<usize> {
+        let after = self
+            .by_id
+            .partition_point(|&i| (self.items[i].id.client, self.items[i].id.clock) <= (id.client, id.clock));
+        let candidate = *self.by_id.get(after.checked_sub(1)?)?;
+        let item = &self.items[candidate];
+        let covers = item.id.client == id.client && id.clock - item.id.clock < item.len;
+        covers.then_some(candidate)
+    }
+
+    /// The level of the type item `start` sits in. Chains through the update are followed with
+    /// an explicit stack, each item resolved once.
+    fn parent_level(&mut self, start: usize) -> Result<Level, NestingError> {
+        let mut stack = vec![start];
+        while let Some(&i) = stack.last() {
+            if let Visit::Done(_) = self.visits[i] {
+                stack.pop();
+                continue;
+            }
+            self.visits[i] = Visit::Open;
+            let mut waits_for = None;
+            let level = match self.items[i].parent.clone() {
+                ParentRef::Root => Level::Known(0),
+                ParentRef::Type(parent) => match self.in_update(&parent) {
+                    Some(j) => match self.visits[j] {
+                        Visit::Done(level) => level.child(),
+                        Visit::Open => Level::Unknown,
+                        Visit::New => {
+                            waits_for = Some(j);
+                            Level::Unknown
+                        }
+                    },
+                    None => self.document_type_level(&parent)?,
+                },
+                ParentRef::Neighbours { origin, right_origin } => {
+                    let mut level = Level::Gone;
+                    for neighbour in [origin, right_origin].into_iter().flatten() {
+                        let reading = match self.in_update(&neighbour) {
+                            Some(j) => match self.visits[j] {
+                                Visit::Done(level) => level,
+                                Visit::Open => Level::Unknown,
+                                Visit::New => {
+                                    waits_for = Some(j);
+                                    Level::Unknown
+                                }
+                            },
+                            None => self.document_neighbour_level(&neighbour)?,
+                        };
+                        level = level.worst(reading);
+                    }
+                    level
+                }
+            };
+            match waits_for {
+                Some(j) => stack.push(j),
+                None => {
+                    self.visits[i] = Visit::Done(self.trusted(level));
+                    stack.pop();
+                }
+            }
+        }
+        match self.visits[start] {
+            Visit::Done(level) => Ok(level),
+            Visit::New | Visit::Open => Ok(Level::Unknown),
+        }
+    }
+
+    /// Stored data has no unknown parents that matter (see [`Source::Stored`]).
+    fn trusted(&self, level: Level) -> Level {
+        match (self.source, level) {
+            (Source::Stored, Level::Unknown) => Level::Known(0),
+            (_, level) => level,
+        }
+    }
+
+    /// True when the document has the item at `id` (or had it and collected it).
+    fn document_has(&self, id: &ID) -> bool {
+        self.state.get(&id.client) > id.clock
+    }
+
+    /// The level of the type held by the document's item `id`, as an explicit parent.
+    fn document_type_level(&mut self, id: &ID) -> Result<Level, NestingError> {
+        if !self.document_has(id) {
+            return Ok(Level::Unknown);
+        }
+        match BranchID::get_nested(self.txn, id) {
+            Some(branch) => self.branch_level(branch),
+            // Not a type (or collected): yrs refuses the item or discards it.
+            None => Ok(Level::Gone),
+        }
+    }
+
+    /// The level of the type the document's item `id` sits in, as a neighbour.
+    fn document_neighbour_level(&mut self, id: &ID) -> Result<Level, NestingError> {
+        if !self.document_has(id) {
+            return Ok(Level::Unknown);
+        }
+        match self.parent_branch(*id)? {
+            Some(branch) => self.branch_level(branch),
+            None => Ok(Level::Gone),
+        }
+    }
+
+    /// Walks from `branch` up to its root, at most `MAX_TYPE_DEPTH + 1` steps, remembering the
+    /// level of every type on the way: many items of one update usually share their parents.
+    fn branch_level(&mut self, branch: BranchPtr) -> Result<Level, NestingError> {
+        // Types walked through, nearest first; each is one level above the next.
+        let mut path: Vec<ID> = Vec::new();
+        let mut at = branch.id();
+        let top = loop {
+            match at {
+                BranchID::Root(_) => break 0,
+                BranchID::Nested(item) => {
+                    if let Some(&known) = self.branch_levels.get(&item) {
+                        break known;
+                    }
+                    path.push(item);
+                    if path.len() > MAX_TYPE_DEPTH {
+                        // Deeper than allowed already: how much deeper does not matter.
+                        return Ok(Level::Known(path.len()));
+                    }
+                    match self.parent_branch(item)? {
+                        Some(parent) => at = parent.id(),
+                        // A live type whose item is gone: counts as a root.
+                        None => break 0,
+                    }
+                }
+            }
+        };
+        let levels = path.len();
+        for (above, item) in path.into_iter().enumerate() {
+            self.branch_levels.insert(item, top + levels - above);
+        }
+        Ok(Level::Known(top + levels))
+    }
+
+    /// The branch the document's item `id` sits in. yrs keeps an item's parent private; a
+    /// sticky index on the item resolves to it (walking the item's left siblings to count an
+    /// offset we do not need, hence the lookup budget).
+    fn parent_branch(&mut self, id: ID) -> Result<Option<BranchPtr>, NestingError> {
+        self.lookups += 1;
+        if self.lookups > MAX_DOCUMENT_LOOKUPS {
+            return Err(NestingError::TooManyLookups { limit: MAX_DOCUMENT_LOOKUPS });
+        }
+        Ok(StickyIndex::from_id(id, Assoc::After).get_offset(self.txn).map(|offset| offset.branch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use yrs::updates::decoder::Decode;
+    use yrs::{Array, ArrayPrelim, Doc, Map, MapPrelim, MapRef, Transact, Update, WriteTxn};
+
+    use super::*;
+    use crate::update::{ApplyError, apply_client_update};
+
+    const TOO_DEEP: ApplyError = ApplyError::Nesting(NestingError::TooDeep { limit: MAX_TYPE_DEPTH });
+
+    /// Nests `levels` maps under `map`, each at key "k", in one transaction; returns the update
+    /// and the innermost map.
+    fn nest_maps(doc: &Doc, map: &MapRef, levels: usize) -> (Vec<u8>, MapRef) {
+        let mut txn = doc.transact_mut();
+        let mut inner = map.clone();
+        for _ in 0..levels {
+            inner = inner.insert(&mut txn, "k", MapPrelim::default());
+        }
+        (txn.encode_update_v1(), inner)
+    }
+
+    #[test]
+    fn a_chain_of_maps_in_one_update_is_refused_past_the_limit() {
+        for (levels, accepted) in [(MAX_TYPE_DEPTH, true), (MAX_TYPE_DEPTH + 1, false), (5_000, false)] {
+            let source = Doc::new();
+            let root = source.get_or_insert_map("nodes");
+            let (update, _) = nest_maps(&source, &root, levels);
+            let server = Doc::new();
+            let result = apply_client_update(&server, &update);
+            if accepted {
+                assert!(result.expect("at the limit").is_some(), "{levels} levels");
+            } else {
+                assert_eq!(result, Err(TOO_DEEP), "{levels} levels");
+                assert_eq!(server.transact().state_vector(), Default::default(), "nothing integrated");
+            }
+        }
+    }
+
+    #[test]
+    fn a_chain_continued_from_the_document_counts_the_levels_already_there() {
+        let source = Doc::new();
+        let root = source.get_or_insert_map("nodes");
+        let server = Doc::new();
+        let (first, inner) = nest_maps(&source, &root, MAX_TYPE_DEPTH - 2);
+        apply_client_update(&server, &first).expect("applies");
+        let (second, inner) = nest_maps(&source, &inner, 2);
+        apply_client_update(&server, &second).expect("reaches the limit exactly");
+        let (third, _) = nest_maps(&source, &inner, 1);
+        assert_eq!(apply_client_update(&server, &third), Err(TOO_DEEP));
+        // The document still takes shallow edits (from another client: the refused update's
+        // author would now send updates that depend on it, which wait for it).
+        let other = Doc::new();
+        let (shallow, _) = nest_maps(&other, &other.get_or_insert_map("edges"), 3);
+        assert!(apply_client_update(&server, &shallow).expect("applies").is_some());
+    }
+
+    #[test]
+    fn a_type_placed_by_its_neighbours_gets_their_parent_level() {
+        // Arrays: a new element names only its left neighbour, whose parent is the array.
+        let source = Doc::new();
+        let root = source.get_or_insert_map("nodes");
+        let server = Doc::new();
+        let (first, inner) = nest_maps(&source, &root, MAX_TYPE_DEPTH - 1);
+        let array = {
+            let mut txn = source.transact_mut();
+            let array = inner.insert(&mut txn, "list", ArrayPrelim::default());
+            array.push_back(&mut txn, 1);
+            array
+        };
+        let with_array = source.transact().encode_state_as_update_v1(&Default::default());
+        apply_client_update(&server, &first).expect("applies");
+        apply_client_update(&server, &with_array).expect("the array is at the limit");
+        let (scalar, nested) = {
+            let mut txn = source.transact_mut();
+            let before = txn.state_vector();
+            array.push_back(&mut txn, 2);
+            let scalar = txn.encode_diff_v1(&before);
+            let before = txn.state_vector();
+            array.push_back(&mut txn, ArrayPrelim::default());
+            (scalar, txn.encode_diff_v1(&before))
+        };
+        assert!(apply_client_update(&server, &scalar).expect("a value next to the others").is_some());
+        let decoded = Update::decode_v1(&nested).expect("decodes");
+        assert!(!decoded.is_empty());
+        assert_eq!(apply_client_update(&server, &nested), Err(TOO_DEEP));
+        // Replacing a map entry: the new value names the old one as its origin.
+        let (overwrite, _) = nest_maps(&source, &root, 1);
+        assert!(apply_client_update(&server, &overwrite).expect("a shallow overwrite").is_some());
+    }
+
+    #[test]
+    fn a_type_whose_parent_has_not_arrived_is_refused_but_plain_content_waits() {
+        let source = Doc::new();
+        let root = source.get_or_insert_map("nodes");
+        let (parent, inner) = nest_maps(&source, &root, 1);
+        let (child, inner) = nest_maps(&source, &inner, 1);
+        let server = Doc::new();
+        assert_eq!(
+            apply_client_update(&server, &child),
+            Err(ApplyError::Nesting(NestingError::UnknownParent))
+        );
+        let value = {
+            let mut txn = source.transact_mut();
+            inner.insert(&mut txn, "v", 1);
+            txn.encode_update_v1()
+        };
+        let fresh = Doc::new();
+        apply_client_update(&fresh, &parent).expect("applies");
+        assert_eq!(apply_client_update(&fresh, &value), Ok(None), "held back, not refused");
+        apply_client_update(&fresh, &child).expect("its parent is there now");
+    }
+
+    #[test]
+    fn stored_parts_with_an_unknown_parent_count_from_the_root() {
+        let source = Doc::new();
+        let root = source.get_or_insert_map("nodes");
+        let (_, inner) = nest_maps(&source, &root, 1);
+        let (shallow, inner) = nest_maps(&source, &inner, 2);
+        let (deep, _) = nest_maps(&source, &inner, MAX_TYPE_DEPTH + 1);
+        let doc = Doc::new();
+        let txn = doc.transact_mut();
+        assert_eq!(crate::update::check_stored_update(&txn, &shallow), Ok(()));
+        assert_eq!(crate::update::check_stored_update(&txn, &deep), Err(TOO_DEEP));
+    }
+
+    #[test]
+    fn nested_arrays_in_arrays_are_counted_too() {
+        let source = Doc::new();
+        let mut txn = source.transact_mut();
+        let mut array = txn.get_or_insert_array("a");
+        for _ in 0..=MAX_TYPE_DEPTH {
+            array.push_back(&mut txn, 0);
+            array = array.push_back(&mut txn, ArrayPrelim::default());
+        }
+        let update = txn.encode_update_v1();
+        drop(txn);
+        assert_eq!(apply_client_update(&Doc::new(), &update), Err(TOO_DEEP));
+    }
+}
