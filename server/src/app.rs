@@ -87,6 +87,7 @@ impl AppState {
                 keep_versions: config.rooms.keep_versions.max(1),
             },
             max_batch_updates: config.rooms.max_batch_updates.max(1),
+            max_document_bytes: limits.max_document_bytes,
         };
         let rooms = Arc::new(Rooms::new(limits.max_rooms, settings, metrics.clone(), store, cluster));
         let executor_tasks = TaskTracker::new();

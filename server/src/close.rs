@@ -38,6 +38,9 @@ pub enum CloseReason {
     /// A Hocuspocus client broke the protocol or a limit (4205, "Reset Connection", the code
     /// the Hocuspocus server uses for both).
     Reset(String),
+    /// The room's stored document is unsafe to load (see `quarantine.rs`); 1011, since only an
+    /// operator can repair it.
+    Quarantined,
 }
 
 impl CloseReason {
@@ -58,6 +61,7 @@ impl CloseReason {
             Self::PermissionsChanged => 1012,
             Self::TokenExpired => 4401,
             Self::Reset(_) => 4205,
+            Self::Quarantined => 1011,
         }
     }
 
@@ -81,6 +85,9 @@ impl CloseReason {
             Self::PermissionsChanged => "permissions changed: reconnect".to_owned(),
             Self::TokenExpired => "unauthorized: the token expired, reconnect with a fresh one".to_owned(),
             Self::Reset(why) => format!("reset connection: {why}"),
+            Self::Quarantined => {
+                "room quarantined: its stored document cannot be loaded safely; ask the operator".to_owned()
+            }
         };
         truncate_utf8(text, 123)
     }
@@ -103,6 +110,7 @@ impl CloseReason {
             Self::PermissionsChanged => "permissions_changed",
             Self::TokenExpired => "token_expired",
             Self::Reset(_) => "reset",
+            Self::Quarantined => "quarantined",
         }
     }
 }

@@ -332,6 +332,13 @@ pub struct Limits {
     /// Seconds to wait, on shutdown, for connections to close before exiting anyway.
     #[arg(long, env = "DOJO_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+
+    /// Largest a room's document may grow, in bytes (encoded as one Yjs update, what a joining
+    /// client receives in one frame: keep it well below DOJO_MAX_FRAME_BYTES). An update that
+    /// would pass it is refused before it is applied: HTTP 413, or the WebSocket sender closed
+    /// with 1008. 0: no limit.
+    #[arg(long, env = "DOJO_MAX_DOCUMENT_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_document_bytes: usize,
 }
 
 impl Limits {

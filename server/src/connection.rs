@@ -94,7 +94,11 @@ impl Connection {
                 }
             }
         }
-        peer.disconnect.trigger(CloseReason::Internal("room unavailable".into()));
+        let reason = match self.rooms.quarantined(&self.room_name) {
+            Some(_) => CloseReason::Quarantined,
+            None => CloseReason::Internal("room unavailable".into()),
+        };
+        peer.disconnect.trigger(reason);
     }
 
     async fn read(&self, mut stream: SplitStream<WebSocket>, disconnect: &Disconnect) {

@@ -76,6 +76,11 @@ pub struct Metrics {
     pub cluster_receive_dropped: Counter,
     pub cluster_resubscribes: Counter,
     pub cluster_catch_ups: Counter,
+    // Documents that cannot crash the server (issue 17).
+    /// Room loads refused because the stored document is unsafe or does not apply.
+    pub rooms_quarantined: Counter,
+    /// Client updates refused for what they would do to the document, by reason.
+    pub document_refusals: Family<ReasonLabel, Counter>,
 }
 
 impl Metrics {
@@ -171,6 +176,19 @@ impl Metrics {
             "Rooms that caught up from the store",
             cluster_catch_ups.clone(),
         );
+        // Documents that cannot crash the server (issue 17).
+        let rooms_quarantined = Counter::default();
+        let document_refusals = Family::default();
+        registry.register(
+            "rooms_quarantined",
+            "Room loads refused because the stored document is unsafe or does not apply",
+            rooms_quarantined.clone(),
+        );
+        registry.register(
+            "document_refusals",
+            "Client updates refused for what they would do to the document (nesting, size, executor maps)",
+            document_refusals.clone(),
+        );
         Self {
             registry,
             rooms_open,
@@ -196,6 +214,8 @@ impl Metrics {
             cluster_receive_dropped,
             cluster_resubscribes,
             cluster_catch_ups,
+            rooms_quarantined,
+            document_refusals,
         }
     }
 

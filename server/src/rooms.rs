@@ -36,6 +36,7 @@ struct Registry {
     /// Numbers each opening of a room (see `RoomSlot::generation`).
     generations: std::sync::atomic::AtomicU64,
     metrics: Arc<Metrics>,
+    quarantine: crate::quarantine::Quarantine,
 }
 
 pub struct Rooms {
@@ -73,6 +74,14 @@ impl RoomSlot {
         self.generation
     }
 
+    /// The room's stored document is unsafe to serve (see `quarantine.rs`), or no longer is.
+    pub fn set_quarantined(&self, reason: Option<&str>) {
+        match reason {
+            Some(reason) => self.registry.quarantine.record(&self.name, reason),
+            None => self.registry.quarantine.lift(&self.name),
+        }
+    }
+
     /// The room's address without keeping it loaded.
     pub fn weak_handle(&self) -> crate::room::WeakRoomHandle {
         self.mine.downgrade()
@@ -105,6 +114,7 @@ impl Rooms {
                 taken: AtomicUsize::new(0),
                 generations: std::sync::atomic::AtomicU64::new(1),
                 metrics,
+                quarantine: Default::default(),
             }),
             max_rooms,
             settings,
@@ -140,6 +150,11 @@ impl Rooms {
                 &crate::cluster::ClusterMessage::PermissionsChanged { origin: cluster.instance() },
             );
         }
+    }
+
+    /// Why the room's last load was refused as unsafe, if it was (see `quarantine.rs`).
+    pub fn quarantined(&self, name: &RoomName) -> Option<String> {
+        self.registry.quarantine.reason(name)
     }
 
     /// The room if it is open here (never opens it).

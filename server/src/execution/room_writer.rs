@@ -93,11 +93,14 @@ impl RoomWriter {
 async fn load(rooms: &Rooms, room: &RoomName) -> Result<Doc, DocumentError> {
     let handle = rooms.get_or_open(room).map_err(|e| DocumentError::Unavailable(e.to_string()))?;
     let (done, answer) = oneshot::channel();
-    handle
-        .send(RoomCommand::State { done })
-        .await
-        .map_err(|_| DocumentError::Unavailable("the room closed".into()))?;
-    let state = answer.await.map_err(|_| DocumentError::Unavailable("the room closed".into()))?;
+    // A quarantined room will not load however often it is tried: that is a bad document,
+    // which fails the run at once, not an outage to wait out.
+    let closed = || match rooms.quarantined(room) {
+        Some(reason) => DocumentError::BadDocument(format!("the room is quarantined: {reason}")),
+        None => DocumentError::Unavailable("the room closed".into()),
+    };
+    handle.send(RoomCommand::State { done }).await.map_err(|_| closed())?;
+    let state = answer.await.map_err(|_| closed())?;
     let doc = Doc::new();
     apply_client_update(&doc, &state).map_err(|e| DocumentError::BadDocument(e.to_string()))?;
     Ok(doc)
