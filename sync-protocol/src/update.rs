@@ -18,7 +18,7 @@ use yrs::{Doc, ReadTxn, Transact, Update};
 mod nesting;
 mod scan;
 
-pub use nesting::{MAX_DOCUMENT_LOOKUPS, MAX_TYPE_DEPTH, NestingError};
+pub use nesting::{MAX_DELETION_PROBES, MAX_DOCUMENT_LOOKUPS, MAX_TYPE_DEPTH, NestingError, WriteRules};
 
 /// An empty v1 update: no structs, no deletions. Applying something we already have yields it.
 const EMPTY_UPDATE_V1: [u8; 2] = [0, 0];
@@ -54,22 +54,28 @@ pub enum ApplyError {
 /// The returned bytes describe only what was integrated: parts still waiting for missing
 /// dependencies are held back by yrs and broadcast once they can be integrated.
 pub fn apply_client_update(doc: &Doc, update: &[u8]) -> Result<Option<Vec<u8>>, ApplyError> {
-    apply_client_update_within(doc, update, |_| true)
+    apply_client_update_within(doc, update, WriteRules::ANYTHING, |_| true)
 }
 
-/// [`apply_client_update`], with a say for the caller on how much the document may grow: once
-/// the update passed every other check, and before anything of it is integrated, `admit` is
-/// asked, and the update is refused ([`ApplyError::DocumentTooLarge`]) when it says no.
+/// [`apply_client_update`] under the writer's `rules` (which roots it may not change), and with
+/// a say for the caller on how much the document may grow: once the update passed every other
+/// check, and before anything of it is integrated, `admit` is asked, and the update is refused
+/// ([`ApplyError::DocumentTooLarge`]) when it says no.
 pub fn apply_client_update_within(
     doc: &Doc,
     update: &[u8],
+    rules: WriteRules<'_>,
     admit: impl FnOnce(&Admission<'_, '_>) -> bool,
 ) -> Result<Option<Vec<u8>>, ApplyError> {
     let placements = check_shape(update)?;
     let decoded = catch_unwind(|| decode_re_encodable(update)).map_err(|_| ApplyError::Panicked)??;
     let applied = catch_unwind(AssertUnwindSafe(|| {
         let mut txn = doc.transact_mut();
-        nesting::check(&txn, &placements, nesting::Source::Client)?;
+        // Deletions matter only where some root is protected, and only those the document has
+        // not made yet (a client's sync step 2 repeats the whole delete set).
+        let deletions = (!rules.protected_roots.is_empty() && !decoded.delete_set().is_empty())
+            .then(|| decoded.delete_set().diff(&txn.snapshot().delete_set));
+        nesting::check(&txn, &placements, deletions.as_ref(), nesting::Source::Client, rules)?;
         if !admit(&Admission { txn: &txn, update_len: update.len(), placements: &placements }) {
             return Err(ApplyError::DocumentTooLarge);
         }
@@ -131,9 +137,11 @@ impl Admission<'_, '_> {
 /// Parts must be checked and applied in their stored order.
 pub fn check_stored_update<T: ReadTxn>(txn: &T, update: &[u8]) -> Result<(), ApplyError> {
     let placements = check_shape(update)?;
-    catch_unwind(AssertUnwindSafe(|| nesting::check(txn, &placements, nesting::Source::Stored)))
-        .map_err(|_| ApplyError::Panicked)?
-        .map_err(ApplyError::from)
+    catch_unwind(AssertUnwindSafe(|| {
+        nesting::check(txn, &placements, None, nesting::Source::Stored, WriteRules::ANYTHING)
+    }))
+    .map_err(|_| ApplyError::Panicked)?
+    .map_err(ApplyError::from)
 }
 
 /// Decodes an update, then checks that yrs can encode it and read back the same update.

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 
 use yrs::branch::BranchPtr;
-use yrs::{Assoc, BranchID, ID, ReadTxn, StateVector, StickyIndex};
+use yrs::{Assoc, BranchID, ID, IdSet, ReadTxn, StateVector, StickyIndex};
 
 use super::scan::{ItemPlacement, ParentRef};
 
@@ -51,7 +51,33 @@ pub enum NestingError {
     UnknownParent,
     #[error("refused: checking the nesting of this update would take more than {limit} document lookups")]
     TooManyLookups { limit: usize },
+    /// The update inserts or deletes content under a root only the executor writes.
+    #[error("refused: `results` and `runs` are written by the executor only")]
+    ExecutorOnly,
+    /// Under [`WriteRules::protected_roots`], content whose parent has not arrived (or a
+    /// deletion of content the document does not have): where it lands cannot be checked.
+    #[error("refused: the update places or deletes content the document does not have yet")]
+    Unverifiable,
 }
+
+/// What a writer may change besides nesting limits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteRules<'a> {
+    /// Root types whose content (nested content included) this writer may neither insert nor
+    /// delete: `results` and `runs` for everyone but the executor.
+    pub protected_roots: &'a [&'a str],
+}
+
+impl WriteRules<'static> {
+    /// Anything within the nesting limits.
+    pub const ANYTHING: WriteRules<'static> = WriteRules { protected_roots: &[] };
+    /// Everything but the executor's roots (`results`, `runs`).
+    pub const NOT_EXECUTOR_MAPS: WriteRules<'static> =
+        WriteRules { protected_roots: &[crate::canvas::RESULTS, crate::canvas::RUNS] };
+}
+
+/// Most deletion ranges whose place one update may make the check look up (two lookups each).
+pub const MAX_DELETION_PROBES: usize = 8192;
 
 /// Whose update is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +89,11 @@ pub(crate) enum Source {
     Stored,
 }
 
-/// The nesting level of the type an item sits in (0: a root type).
+/// The nesting level of the type an item sits in (0: a root type), and whether that is under a
+/// protected root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
-    Known(usize),
+    Known(usize, bool),
     /// The parent was deleted and collected: yrs discards the item.
     Gone,
     /// The parent has not arrived.
@@ -78,41 +105,74 @@ impl Level {
     fn worst(self, other: Level) -> Level {
         match (self, other) {
             (Level::Unknown, _) | (_, Level::Unknown) => Level::Unknown,
-            (Level::Known(a), Level::Known(b)) => Level::Known(a.max(b)),
-            (Level::Known(a), Level::Gone) | (Level::Gone, Level::Known(a)) => Level::Known(a),
+            (Level::Known(a, p), Level::Known(b, q)) => Level::Known(a.max(b), p || q),
+            (Level::Known(a, p), Level::Gone) | (Level::Gone, Level::Known(a, p)) => Level::Known(a, p),
             (Level::Gone, Level::Gone) => Level::Gone,
         }
     }
 
     fn child(self) -> Level {
         match self {
-            Level::Known(level) => Level::Known(level.saturating_add(1)),
+            Level::Known(level, protected) => Level::Known(level.saturating_add(1), protected),
             other => other,
         }
     }
 }
 
 /// Refuses `items` (one update's, from [`super::scan::scan_placements_v1`]) if integrating them
-/// into the document `txn` reads would put a shared type deeper than [`MAX_TYPE_DEPTH`].
+/// into the document `txn` reads would put a shared type deeper than [`MAX_TYPE_DEPTH`], or
+/// (under `rules`) insert content under a protected root. `deletions` are the update's new
+/// deletions (what the document has not deleted yet), checked against the protected roots too:
+/// each deleted range is judged by its first and last item (a range is one client's
+/// consecutive items, in practice all of one place).
 pub(crate) fn check<T: ReadTxn>(
     txn: &T,
     items: &[ItemPlacement],
+    deletions: Option<&IdSet>,
     source: Source,
+    rules: WriteRules<'_>,
 ) -> Result<(), NestingError> {
-    if !items.iter().any(|item| item.holds_type) {
+    let guard_roots = !rules.protected_roots.is_empty();
+    let has_deletions = guard_roots && deletions.is_some_and(|d| !d.is_empty());
+    if !has_deletions && !items.iter().any(|item| item.holds_type || guard_roots) {
         return Ok(());
     }
-    let mut check = Check::new(txn, items, source);
+    let mut check = Check::new(txn, items, source, rules);
     for (i, item) in items.iter().enumerate() {
-        if !item.holds_type {
+        if !item.holds_type && !guard_roots {
             continue;
         }
         match check.parent_level(i)? {
-            Level::Known(level) if level >= MAX_TYPE_DEPTH => {
+            Level::Known(level, _) if item.holds_type && level >= MAX_TYPE_DEPTH => {
                 return Err(NestingError::TooDeep { limit: MAX_TYPE_DEPTH });
             }
-            Level::Unknown => return Err(NestingError::UnknownParent),
-            Level::Known(_) | Level::Gone => {}
+            Level::Known(_, true) => return Err(NestingError::ExecutorOnly),
+            Level::Unknown if item.holds_type => return Err(NestingError::UnknownParent),
+            Level::Unknown if guard_roots => return Err(NestingError::Unverifiable),
+            Level::Known(..) | Level::Gone | Level::Unknown => {}
+        }
+    }
+    if let Some(deletions) = deletions.filter(|_| has_deletions) {
+        let mut probes = 0;
+        for (client, ranges) in deletions.iter() {
+            for range in ranges.iter() {
+                for clock in [range.start, range.end.saturating_sub(1).max(range.start)] {
+                    probes += 1;
+                    if probes > 2 * MAX_DELETION_PROBES {
+                        return Err(NestingError::TooManyLookups { limit: MAX_DELETION_PROBES });
+                    }
+                    let id = ID::new(*client, clock);
+                    let level = match check.in_update(&id) {
+                        Some(j) => check.parent_level(j)?,
+                        None => check.document_neighbour_level(&id)?,
+                    };
+                    match level {
+                        Level::Known(_, true) => return Err(NestingError::ExecutorOnly),
+                        Level::Unknown => return Err(NestingError::Unverifiable),
+                        Level::Known(_, false) | Level::Gone => {}
+                    }
+                }
+            }
         }
     }
     Ok(())
@@ -135,13 +195,14 @@ struct Check<'a, T: ReadTxn> {
     visits: Vec<Visit>,
     /// The document's clocks, read once.
     state: StateVector,
-    /// Levels of document types already walked.
-    branch_levels: HashMap<ID, usize>,
+    /// Levels of document types already walked, and whether they are under a protected root.
+    branch_levels: HashMap<ID, (usize, bool)>,
     lookups: usize,
+    rules: WriteRules<'a>,
 }
 
 impl<'a, T: ReadTxn> Check<'a, T> {
-    fn new(txn: &'a T, items: &'a [ItemPlacement], source: Source) -> Self {
+    fn new(txn: &'a T, items: &'a [ItemPlacement], source: Source, rules: WriteRules<'a>) -> Self {
         let mut by_id: Vec<usize> = (0..items.len()).filter(|&i| items[i].len > 0).collect();
         by_id.sort_unstable_by_key(|&i| (items[i].id.client, items[i].id.clock));
         Check {
@@ -153,6 +214,7 @@ impl<'a, T: ReadTxn> Check<'a, T> {
             state: txn.state_vector(),
             branch_levels: HashMap::new(),
             lookups: 0,
+            rules,
         }
     }
 
@@ -179,7 +241,7 @@ impl<'a, T: ReadTxn> Check<'a, T> {
             self.visits[i] = Visit::Open;
             let mut waits_for = None;
             let level = match self.items[i].parent.clone() {
-                ParentRef::Root => Level::Known(0),
+                ParentRef::Root(name) => Level::Known(0, self.is_protected(&name)),
                 ParentRef::Type(parent) => match self.in_update(&parent) {
                     Some(j) => match self.visits[j] {
                         Visit::Done(level) => level.child(),
@@ -227,9 +289,13 @@ impl<'a, T: ReadTxn> Check<'a, T> {
     /// Stored data has no unknown parents that matter (see [`Source::Stored`]).
     fn trusted(&self, level: Level) -> Level {
         match (self.source, level) {
-            (Source::Stored, Level::Unknown) => Level::Known(0),
+            (Source::Stored, Level::Unknown) => Level::Known(0, false),
             (_, level) => level,
         }
+    }
+
+    fn is_protected(&self, root: &str) -> bool {
+        self.rules.protected_roots.contains(&root)
     }
 
     /// True when the document has the item at `id` (or had it and collected it).
@@ -266,31 +332,32 @@ impl<'a, T: ReadTxn> Check<'a, T> {
         // Types walked through, nearest first; each is one level above the next.
         let mut path: Vec<ID> = Vec::new();
         let mut at = branch.id();
-        let top = loop {
+        let (top, protected) = loop {
             match at {
-                BranchID::Root(_) => break 0,
+                BranchID::Root(name) => break (0, self.is_protected(&name)),
                 BranchID::Nested(item) => {
                     if let Some(&known) = self.branch_levels.get(&item) {
                         break known;
                     }
                     path.push(item);
                     if path.len() > MAX_TYPE_DEPTH {
-                        // Deeper than allowed already: how much deeper does not matter.
-                        return Ok(Level::Known(path.len()));
+                        // Deeper than allowed already: how much deeper does not matter; and
+                        // the walk did not reach a root, so it may be protected.
+                        return Ok(Level::Known(path.len(), !self.rules.protected_roots.is_empty()));
                     }
                     match self.parent_branch(item)? {
                         Some(parent) => at = parent.id(),
-                        // A live type whose item is gone: counts as a root.
-                        None => break 0,
+                        // A live type whose item is gone: counts as an unprotected root.
+                        None => break (0, false),
                     }
                 }
             }
         };
         let levels = path.len();
         for (above, item) in path.into_iter().enumerate() {
-            self.branch_levels.insert(item, top + levels - above);
+            self.branch_levels.insert(item, (top + levels - above, protected));
         }
-        Ok(Level::Known(top + levels))
+        Ok(Level::Known(top + levels, protected))
     }
 
     /// The branch the document's item `id` sits in. yrs keeps an item's parent private; a
@@ -442,5 +509,104 @@ mod tests {
         let update = txn.encode_update_v1();
         drop(txn);
         assert_eq!(apply_client_update(&Doc::new(), &update), Err(TOO_DEEP));
+    }
+
+    mod executor_maps {
+        use yrs::{Doc, Map, MapPrelim, ReadTxn, StateVector, Transact, WriteTxn};
+
+        use super::super::{NestingError, WriteRules};
+        use crate::update::{ApplyError, apply_client_update, apply_client_update_within};
+
+        const EXECUTOR_ONLY: ApplyError = ApplyError::Nesting(NestingError::ExecutorOnly);
+
+        fn as_client(doc: &Doc, update: &[u8]) -> Result<Option<Vec<u8>>, ApplyError> {
+            apply_client_update_within(doc, update, WriteRules::NOT_EXECUTOR_MAPS, |_| true)
+        }
+
+        /// A server document with a node and an executor-written result, and a client replica.
+        fn room() -> (Doc, Doc) {
+            let executor = Doc::new();
+            {
+                let mut txn = executor.transact_mut();
+                let nodes = txn.get_or_insert_map("nodes");
+                nodes.insert(&mut txn, "n1", MapPrelim::from([("type", "upscale")]));
+                let results = txn.get_or_insert_map("results");
+                results.insert(&mut txn, "n1", MapPrelim::from([("status", "running")]));
+            }
+            let state = executor.transact().encode_state_as_update_v1(&StateVector::default());
+            let server = Doc::new();
+            apply_client_update(&server, &state).expect("the executor writes");
+            let client = Doc::new();
+            apply_client_update(&client, &state).expect("the client syncs");
+            (server, client)
+        }
+
+        fn edit(client: &Doc, f: impl FnOnce(&mut yrs::TransactionMut)) -> Vec<u8> {
+            let mut txn = client.transact_mut();
+            f(&mut txn);
+            txn.encode_update_v1()
+        }
+
+        #[test]
+        fn clients_may_not_insert_into_results_or_runs_at_any_depth() {
+            let (server, client) = room();
+            let forged = [
+                edit(&client, |txn| {
+                    txn.get_or_insert_map("results").insert(txn, "n2", "succeeded");
+                }),
+                edit(&client, |txn| {
+                    txn.get_or_insert_map("runs").insert(txn, "run_x", MapPrelim::default());
+                }),
+            ];
+            for update in &forged {
+                assert_eq!(as_client(&server, update), Err(EXECUTOR_ONLY));
+            }
+            // Inside an entry the executor made (its parent is in the document), and over it.
+            let (server, client) = room();
+            let inside = edit(&client, |txn| {
+                let results = txn.get_or_insert_map("results");
+                let Some(yrs::Out::YMap(entry)) = results.get(txn, "n1") else { panic!("entry") };
+                entry.insert(txn, "status", "succeeded");
+            });
+            assert_eq!(as_client(&server, &inside), Err(EXECUTOR_ONLY));
+            let (server, client) = room();
+            let over = edit(&client, |txn| {
+                txn.get_or_insert_map("results").insert(txn, "n1", "forged");
+            });
+            assert_eq!(as_client(&server, &over), Err(EXECUTOR_ONLY));
+            // The executor itself may; and clients may edit the canvas.
+            assert!(apply_client_update(&server, &over).expect("the executor may").is_some());
+            let (server, client) = room();
+            let canvas = edit(&client, |txn| {
+                txn.get_or_insert_map("nodes").insert(txn, "n2", MapPrelim::from([("type", "x")]));
+            });
+            assert!(as_client(&server, &canvas).expect("nodes are anyone's").is_some());
+        }
+
+        #[test]
+        fn clients_may_not_delete_from_results_but_may_repeat_deletions_already_made() {
+            let (server, client) = room();
+            let delete = edit(&client, |txn| {
+                txn.get_or_insert_map("results").remove(txn, "n1");
+            });
+            assert_eq!(as_client(&server, &delete), Err(EXECUTOR_ONLY));
+            let delete_node = edit(&client, |txn| {
+                txn.get_or_insert_map("nodes").remove(txn, "n1");
+            });
+            assert!(as_client(&server, &delete_node).expect("deleting a node").is_some());
+            // Deleting what the document does not have cannot be checked: refused.
+            let (elsewhere, _) = room();
+            let err = as_client(&elsewhere, &delete_node).unwrap_err();
+            assert_eq!(err, ApplyError::Nesting(NestingError::Unverifiable));
+            // The executor deletes a result; a client that saw it sends its whole delete set
+            // back (as every sync step 2 does): that is no change, and fine.
+            let (server, client) = room();
+            let by_executor = edit(&client, |txn| {
+                txn.get_or_insert_map("results").remove(txn, "n1");
+            });
+            apply_client_update(&server, &by_executor).expect("the executor may");
+            let step2 = client.transact().encode_state_as_update_v1(&server.transact().state_vector());
+            assert!(as_client(&server, &step2).is_ok());
+        }
     }
 }

@@ -105,7 +105,7 @@ pub(crate) struct ItemPlacement {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ParentRef {
     /// A root type, by name: nesting level 0.
-    Root,
+    Root(Box<str>),
     /// The shared type held by the item with this id.
     Type(ID),
     /// The parent of its neighbours: yrs takes the origin's parent, else the right origin's.
@@ -203,8 +203,7 @@ impl Scan<'_> {
                 if cant_copy_parent_info {
                     let parent_info: u32 = self.cursor.read_var()?;
                     if parent_info == 1 {
-                        self.cursor.read_string()?;
-                        parent = ParentRef::Root;
+                        parent = ParentRef::Root(self.cursor.read_string()?.into());
                     } else {
                         parent = ParentRef::Type(self.id()?);
                     }
