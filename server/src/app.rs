@@ -314,6 +314,7 @@ async fn room_socket(
         shutdown: state.inner.shutdown.clone(),
         permit,
         can_write: permission.can_write(),
+        rules: crate::executor_maps::write_rules(&caller, &state.inner.config.executor.executor_subject),
         expires_at,
         rate,
     };

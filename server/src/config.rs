@@ -251,6 +251,12 @@ pub struct ExecutorSettings {
     /// Credits a dev identity gets once, in dev mode only (no JWT key), so runs can be tried.
     #[arg(long, env = "DOJO_DEV_CREDITS", default_value_t = 100)]
     pub dev_credits: i64,
+
+    /// Subject of the executor's service tokens (dojo-worker's DOJO_WORKER_SUBJECT): a token
+    /// with room grants and this subject may write the `results` and `runs` maps, which every
+    /// other client's update is refused for (WebSocket 1007, HTTP 400).
+    #[arg(long, env = "DOJO_EXECUTOR_SUBJECT", default_value = "dojo-worker")]
+    pub executor_subject: String,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/dojo.db";

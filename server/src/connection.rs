@@ -38,6 +38,8 @@ pub struct Connection {
     pub permit: OwnedSemaphorePermit,
     /// False for read-only connections: their document changes are refused by the room.
     pub can_write: bool,
+    /// What its updates may change besides the canvas (see `executor_maps.rs`).
+    pub rules: dojo_sync_protocol::update::WriteRules<'static>,
     /// When the connection's token expires; the connection ends then (4401).
     pub expires_at: Option<Instant>,
     /// The signed-in user's frame budget, shared by their connections.
@@ -62,6 +64,7 @@ impl Connection {
             disconnect: disconnect.clone(),
             can_write: self.can_write,
             protocol: PeerProtocol::YWebsocket,
+            rules: self.rules,
         };
         self.join(peer).await;
         let (sink, stream) = socket.split();

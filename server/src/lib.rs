@@ -12,6 +12,7 @@ pub mod config;
 pub mod connection;
 pub mod document_size;
 pub mod execution;
+pub mod executor_maps;
 pub mod hocuspocus;
 pub mod journal;
 pub mod metrics;

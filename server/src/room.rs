@@ -17,7 +17,7 @@ use bytes::Bytes;
 use dojo_store::{DocumentStore, StoreError};
 use dojo_sync_protocol::codec::{encode_message, encode_sync_step1, encode_sync_step2, encode_update};
 use dojo_sync_protocol::hocuspocus;
-use dojo_sync_protocol::update::apply_client_update;
+use dojo_sync_protocol::update::{WriteRules, apply_client_update};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -88,6 +88,8 @@ pub enum RoomCommand {
     /// is stored (and so broadcast).
     Apply {
         update: Vec<u8>,
+        /// The writer's rules (see `executor_maps.rs`).
+        rules: WriteRules<'static>,
         done: oneshot::Sender<Result<(), ApplyError>>,
     },
     /// From another instance, through Redis.
@@ -134,6 +136,8 @@ pub struct Peer {
     /// Read-only peers get the document and presence; their document changes are refused.
     pub can_write: bool,
     pub protocol: PeerProtocol,
+    /// What its updates may change besides the canvas (see `executor_maps.rs`).
+    pub rules: WriteRules<'static>,
 }
 
 /// What a peer's client speaks; the room's frames are y-protocols frames either way (the
@@ -244,6 +248,7 @@ struct PeerState {
     /// Hocuspocus updates from this peer held back for missing dependencies: acknowledged
     /// with the peer's next update that leaves nothing held back (they are stored then).
     held_acks: usize,
+    rules: WriteRules<'static>,
 }
 
 pub struct Room {
@@ -457,7 +462,7 @@ impl Room {
                     self.release(item);
                 }
             }
-            RoomCommand::Apply { update, done } => self.apply_http_update(&update, done),
+            RoomCommand::Apply { update, rules, done } => self.apply_http_update(&update, rules, done),
             RoomCommand::Stateless { conn, body } => self.relay_stateless(conn, &body),
             RoomCommand::Remote(message) => self.on_remote(message),
             RoomCommand::CatchUp => self.start_catch_up(true),
@@ -632,9 +637,14 @@ impl Room {
         self.absorb_ahead();
     }
 
-    fn apply_http_update(&mut self, update: &[u8], done: oneshot::Sender<Result<(), ApplyError>>) {
+    fn apply_http_update(
+        &mut self,
+        update: &[u8],
+        rules: WriteRules<'static>,
+        done: oneshot::Sender<Result<(), ApplyError>>,
+    ) {
         let pending_before = dojo_sync_protocol::update::pending_bytes(&self.doc);
-        match self.apply_within_limits(update) {
+        match self.apply_within_limits(update, rules) {
             Ok(Some(changes)) => self.journal.record(changes),
             Ok(None) => {
                 // Nothing new: either already known, or held back for missing dependencies,
@@ -836,6 +846,7 @@ impl Room {
                 told_read_only: false,
                 protocol: peer.protocol,
                 held_acks: 0,
+                rules: peer.rules,
             },
         );
         // As the reference server does: our step 1 first, then (a separate frame, since clients
@@ -913,7 +924,8 @@ impl Room {
     }
 
     fn apply_update(&mut self, conn: ConnId, update: &[u8]) {
-        match self.apply_within_limits(update) {
+        let rules = self.peers.get(&conn).map_or(WriteRules::NOT_EXECUTOR_MAPS, |peer| peer.rules);
+        match self.apply_within_limits(update, rules) {
             // Stored first, broadcast after (see `on_stored`).
             Ok(Some(changes)) => {
                 self.journal.record(changes);
@@ -941,17 +953,20 @@ impl Room {
     fn apply_within_limits(
         &mut self,
         update: &[u8],
+        rules: WriteRules<'static>,
     ) -> Result<Option<Vec<u8>>, dojo_sync_protocol::ApplyError> {
         let size = &mut self.size;
-        let result = dojo_sync_protocol::apply_client_update_within(&self.doc, update, |incoming| {
+        let result = dojo_sync_protocol::apply_client_update_within(&self.doc, update, rules, |incoming| {
             size.admits(incoming)
         });
         match &result {
             Ok(Some(changes)) => self.size.grew(changes.len()),
             Ok(None) => {}
             Err(error) => {
+                use dojo_sync_protocol::update::NestingError;
                 let reason = match error {
                     dojo_sync_protocol::ApplyError::DocumentTooLarge => "document_size",
+                    dojo_sync_protocol::ApplyError::Nesting(NestingError::ExecutorOnly) => "executor_maps",
                     dojo_sync_protocol::ApplyError::Nesting(_) => "nesting",
                     _ => "invalid",
                 };

@@ -346,3 +346,102 @@ async fn a_document_cannot_grow_past_the_limit_and_stays_syncable() {
     drop(txn);
     server.stop().await;
 }
+
+fn worker_token(room: &str) -> String {
+    let mut claims = dojo_auth::Claims::new("dojo-worker", 600);
+    claims.grants = Some(dojo_auth::Grants(std::collections::BTreeMap::from([(
+        room.to_owned(),
+        dojo_auth::Permission::Write,
+    )])));
+    dojo_auth::Minter::hs256(SECRET.as_bytes()).mint(&claims).expect("mint")
+}
+
+/// `results` and `runs` hold what the executor reports; a collaborator (even the owner) may not
+/// forge them, over the WebSocket or REST. The executor's service token may write them, and
+/// the editor may still drop a node's result with the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_executor_writes_results_and_runs() {
+    let server = TestServer::start_with(|c| c.auth.jwt_secret = Some(SECRET.into())).await;
+    let url = format!("sqlite:{}", "unused");
+    let api = RunApi::new(server.addr, &url);
+    let alice = token("alice");
+    let room = "abuse-executor-maps";
+    api.workflow(&alice, room).await;
+    let owner = common::runs::join(&api, room, &alice).await;
+    owner.edit(|txn| canvas::write_node(txn, &node("n1")).unwrap()).await.unwrap();
+
+    // The executor reports a result (REST, with its service token).
+    let executor = Doc::new();
+    let result = canvas::NodeResult {
+        status: canvas::NodeStatus::Failed,
+        progress: 100.0,
+        outputs: Default::default(),
+        error: Some("provider down".into()),
+        errors: Vec::new(),
+        run_id: Some("run_1".into()),
+        updated_at: 1,
+    };
+    let reported = {
+        let mut txn = executor.transact_mut();
+        canvas::write_node_result(&mut txn, "n1", &result).unwrap();
+        txn.encode_update_v1()
+    };
+    let (status, body) = post_update(&server, room, Some(&worker_token(room)), reported).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    owner
+        .wait_doc("the executor's result", WAIT, |doc| {
+            canvas::read_node_result(&doc.transact(), "n1").is_ok_and(|r| r.is_some())
+        })
+        .await
+        .expect("the owner sees the result");
+
+    // Forging over the WebSocket: a success where the executor said failed.
+    let forger = common::runs::join(&api, room, &alice).await;
+    forger
+        .edit(|txn| {
+            let forged =
+                canvas::NodeResult { status: canvas::NodeStatus::Succeeded, error: None, ..result.clone() };
+            canvas::write_node_result(txn, "n1", &forged).unwrap();
+        })
+        .await
+        .unwrap();
+    let (code, reason) = forger.wait_closed(WAIT).await.expect("closed").expect("a close frame");
+    assert_eq!(code, 1007, "{reason}");
+    assert!(reason.contains("executor only"), "{reason}");
+
+    // Over REST, into `runs` and into `results`.
+    for root in ["runs", "results"] {
+        let doc = Doc::new();
+        let update = {
+            let map = doc.get_or_insert_map(root);
+            let mut txn = doc.transact_mut();
+            map.insert(&mut txn, "forged", "succeeded");
+            txn.encode_update_v1()
+        };
+        let (status, body) = post_update(&server, room, Some(&alice), update).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{root}: {body}");
+        assert!(body["error"].as_str().unwrap_or("").contains("executor only"), "{body}");
+    }
+    assert_eq!(server.metric("dojo_document_refusals_total", "reason=\"executor_maps\"").await, 3.0);
+
+    // Nothing forged reached anyone: the owner still sees the executor's failure.
+    let (_, graph) = get(&server, &format!("/api/rooms/{room}/graph"), Some(&alice)).await;
+    let graph: Value = serde_json::from_slice(&graph).expect("JSON");
+    assert_eq!(graph["results"]["n1"]["status"], "failed", "{graph}");
+    assert!(graph["runs"].as_object().is_none_or(|runs| runs.is_empty()), "{graph}");
+
+    // The editor deletes a node with its result: still allowed, and the owner keeps editing.
+    owner.edit(|txn| canvas::remove_node(txn, "n1")).await.unwrap();
+    owner.edit(|txn| canvas::write_node(txn, &node("n2")).unwrap()).await.unwrap();
+    let reader = common::runs::join(&api, room, &alice).await;
+    reader
+        .wait_doc("n2 and no n1", WAIT, |doc| {
+            let graph = canvas::read_graph(&doc.transact());
+            graph.is_ok_and(|g| g.nodes.len() == 1 && g.nodes[0].id == "n2")
+        })
+        .await
+        .expect("the owner's edits arrive");
+    assert!(!owner.status().ended, "the owner was never disconnected");
+    healthy(&server).await;
+    server.stop().await;
+}

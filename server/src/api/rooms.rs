@@ -130,8 +130,9 @@ pub async fn update(
     }
     let handle = open(&state, &room)?;
     let (done, answer) = oneshot::channel();
+    let rules = crate::executor_maps::write_rules(&caller.0, &state.config().executor.executor_subject);
     handle
-        .send(RoomCommand::Apply { update: body.to_vec(), done })
+        .send(RoomCommand::Apply { update: body.to_vec(), rules, done })
         .await
         .map_err(|_| not_served(&state, &room))?;
     match answer.await.map_err(|_| not_served(&state, &room))? {

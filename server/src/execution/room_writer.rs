@@ -77,7 +77,12 @@ impl RoomWriter {
                 self.rooms.get_or_open(&self.room).map_err(|e| DocumentError::Unavailable(e.to_string()))?;
             let (done, answer) = oneshot::channel();
             handle
-                .send(RoomCommand::Apply { update, done })
+                // The executor itself: it alone writes `results` and `runs`.
+                .send(RoomCommand::Apply {
+                    update,
+                    rules: dojo_sync_protocol::update::WriteRules::ANYTHING,
+                    done,
+                })
                 .await
                 .map_err(|_| DocumentError::Unavailable("the room closed".into()))?;
             answer

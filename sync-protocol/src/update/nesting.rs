@@ -66,15 +66,25 @@ pub struct WriteRules<'a> {
     /// Root types whose content (nested content included) this writer may neither insert nor
     /// delete: `results` and `runs` for everyone but the executor.
     pub protected_roots: &'a [&'a str],
+    /// Of those, the roots whose content it may not delete either. (The editor deletes a
+    /// node's `results` entry with the node: deleting cannot forge a result, inserting can.)
+    pub undeletable_roots: &'a [&'a str],
 }
 
 impl WriteRules<'static> {
     /// Anything within the nesting limits.
-    pub const ANYTHING: WriteRules<'static> = WriteRules { protected_roots: &[] };
+    pub const ANYTHING: WriteRules<'static> = WriteRules { protected_roots: &[], undeletable_roots: &[] };
     /// Everything but the executor's roots (`results`, `runs`).
-    pub const NOT_EXECUTOR_MAPS: WriteRules<'static> =
-        WriteRules { protected_roots: &[crate::canvas::RESULTS, crate::canvas::RUNS] };
+    pub const NOT_EXECUTOR_MAPS: WriteRules<'static> = WriteRules {
+        protected_roots: &[crate::canvas::RESULTS, crate::canvas::RUNS],
+        undeletable_roots: &[crate::canvas::RUNS],
+    };
 }
+
+/// What a writer may not do under a root: [`NO_INSERT`], [`NO_DELETE`].
+type Guard = u8;
+const NO_INSERT: Guard = 1;
+const NO_DELETE: Guard = 2;
 
 /// Most deletion ranges whose place one update may make the check look up (two lookups each).
 pub const MAX_DELETION_PROBES: usize = 8192;
@@ -93,7 +103,7 @@ pub(crate) enum Source {
 /// protected root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
-    Known(usize, bool),
+    Known(usize, Guard),
     /// The parent was deleted and collected: yrs discards the item.
     Gone,
     /// The parent has not arrived.
@@ -105,7 +115,7 @@ impl Level {
     fn worst(self, other: Level) -> Level {
         match (self, other) {
             (Level::Unknown, _) | (_, Level::Unknown) => Level::Unknown,
-            (Level::Known(a, p), Level::Known(b, q)) => Level::Known(a.max(b), p || q),
+            (Level::Known(a, p), Level::Known(b, q)) => Level::Known(a.max(b), p | q),
             (Level::Known(a, p), Level::Gone) | (Level::Gone, Level::Known(a, p)) => Level::Known(a, p),
             (Level::Gone, Level::Gone) => Level::Gone,
         }
@@ -146,7 +156,7 @@ pub(crate) fn check<T: ReadTxn>(
             Level::Known(level, _) if item.holds_type && level >= MAX_TYPE_DEPTH => {
                 return Err(NestingError::TooDeep { limit: MAX_TYPE_DEPTH });
             }
-            Level::Known(_, true) => return Err(NestingError::ExecutorOnly),
+            Level::Known(_, guard) if guard & NO_INSERT != 0 => return Err(NestingError::ExecutorOnly),
             Level::Unknown if item.holds_type => return Err(NestingError::UnknownParent),
             Level::Unknown if guard_roots => return Err(NestingError::Unverifiable),
             Level::Known(..) | Level::Gone | Level::Unknown => {}
@@ -167,9 +177,11 @@ pub(crate) fn check<T: ReadTxn>(
                         None => check.document_neighbour_level(&id)?,
                     };
                     match level {
-                        Level::Known(_, true) => return Err(NestingError::ExecutorOnly),
+                        Level::Known(_, guard) if guard & NO_DELETE != 0 => {
+                            return Err(NestingError::ExecutorOnly);
+                        }
                         Level::Unknown => return Err(NestingError::Unverifiable),
-                        Level::Known(_, false) | Level::Gone => {}
+                        Level::Known(..) | Level::Gone => {}
                     }
                 }
             }
@@ -196,7 +208,7 @@ struct Check<'a, T: ReadTxn> {
     /// The document's clocks, read once.
     state: StateVector,
     /// Levels of document types already walked, and whether they are under a protected root.
-    branch_levels: HashMap<ID, (usize, bool)>,
+    branch_levels: HashMap<ID, (usize, Guard)>,
     lookups: usize,
     rules: WriteRules<'a>,
 }
@@ -289,13 +301,20 @@ impl<'a, T: ReadTxn> Check<'a, T> {
     /// Stored data has no unknown parents that matter (see [`Source::Stored`]).
     fn trusted(&self, level: Level) -> Level {
         match (self.source, level) {
-            (Source::Stored, Level::Unknown) => Level::Known(0, false),
+            (Source::Stored, Level::Unknown) => Level::Known(0, 0),
             (_, level) => level,
         }
     }
 
-    fn is_protected(&self, root: &str) -> bool {
-        self.rules.protected_roots.contains(&root)
+    fn is_protected(&self, root: &str) -> Guard {
+        let mut guard = 0;
+        if self.rules.protected_roots.contains(&root) {
+            guard |= NO_INSERT;
+        }
+        if self.rules.undeletable_roots.contains(&root) {
+            guard |= NO_DELETE;
+        }
+        guard
     }
 
     /// True when the document has the item at `id` (or had it and collected it).
@@ -343,12 +362,14 @@ impl<'a, T: ReadTxn> Check<'a, T> {
                     if path.len() > MAX_TYPE_DEPTH {
                         // Deeper than allowed already: how much deeper does not matter; and
                         // the walk did not reach a root, so it may be protected.
-                        return Ok(Level::Known(path.len(), !self.rules.protected_roots.is_empty()));
+                        let guard =
+                            if self.rules.protected_roots.is_empty() { 0 } else { NO_INSERT | NO_DELETE };
+                        return Ok(Level::Known(path.len(), guard));
                     }
                     match self.parent_branch(item)? {
                         Some(parent) => at = parent.id(),
                         // A live type whose item is gone: counts as an unprotected root.
-                        None => break (0, false),
+                        None => break (0, 0),
                     }
                 }
             }
@@ -584,12 +605,25 @@ mod tests {
         }
 
         #[test]
-        fn clients_may_not_delete_from_results_but_may_repeat_deletions_already_made() {
+        fn clients_may_not_delete_from_runs_but_may_drop_results_and_repeat_deletions() {
             let (server, client) = room();
+            let delete_run = {
+                // A run summary the executor wrote, then a client deleting it.
+                let summary = edit(&client, |txn| {
+                    txn.get_or_insert_map("runs").insert(txn, "run_1", "done");
+                });
+                apply_client_update(&server, &summary).expect("the executor writes it");
+                edit(&client, |txn| {
+                    txn.get_or_insert_map("runs").remove(txn, "run_1");
+                })
+            };
+            assert_eq!(as_client(&server, &delete_run), Err(EXECUTOR_ONLY));
+            // A result goes with its node, as the editor deletes them: allowed (it cannot
+            // forge a result; inserting could).
             let delete = edit(&client, |txn| {
                 txn.get_or_insert_map("results").remove(txn, "n1");
             });
-            assert_eq!(as_client(&server, &delete), Err(EXECUTOR_ONLY));
+            assert!(as_client(&server, &delete).expect("deleting a result entry").is_some());
             let delete_node = edit(&client, |txn| {
                 txn.get_or_insert_map("nodes").remove(txn, "n1");
             });
