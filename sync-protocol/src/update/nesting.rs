@@ -190,6 +190,14 @@ pub(crate) fn check<T: ReadTxn>(
     Ok(())
 }
 
+/// An item's [`ParentRef`] with the root's name already judged.
+#[derive(Clone, Copy)]
+enum Link {
+    Root(Guard),
+    Type(ID),
+    Neighbours(Option<ID>, Option<ID>),
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Visit {
     New,
@@ -252,9 +260,15 @@ impl<'a, T: ReadTxn> Check<'a, T> {
             }
             self.visits[i] = Visit::Open;
             let mut waits_for = None;
-            let level = match self.items[i].parent.clone() {
-                ParentRef::Root(name) => Level::Known(0, self.is_protected(&name)),
-                ParentRef::Type(parent) => match self.in_update(&parent) {
+            // Copied out (ids are `Copy`), so the lookups below may borrow `self` mutably.
+            let link = match &self.items[i].parent {
+                ParentRef::Root(name) => Link::Root(self.is_protected(name)),
+                ParentRef::Type(parent) => Link::Type(*parent),
+                ParentRef::Neighbours { origin, right_origin } => Link::Neighbours(*origin, *right_origin),
+            };
+            let level = match link {
+                Link::Root(guard) => Level::Known(0, guard),
+                Link::Type(parent) => match self.in_update(&parent) {
                     Some(j) => match self.visits[j] {
                         Visit::Done(level) => level.child(),
                         Visit::Open => Level::Unknown,
@@ -265,7 +279,7 @@ impl<'a, T: ReadTxn> Check<'a, T> {
                     },
                     None => self.document_type_level(&parent)?,
                 },
-                ParentRef::Neighbours { origin, right_origin } => {
+                Link::Neighbours(origin, right_origin) => {
                     let mut level = Level::Gone;
                     for neighbour in [origin, right_origin].into_iter().flatten() {
                         let reading = match self.in_update(&neighbour) {
