@@ -5,10 +5,12 @@
 //! document past the limit are refused before they are applied (so nothing stored is lost).
 //!
 //! Measuring the document exactly means encoding all of it, too costly per update. The room
-//! keeps an estimate instead: exact at load, then grown by the size of every change it applies.
-//! That errs on the safe side (yrs merges adjacent items and collects deleted content, so the
-//! document encodes smaller than the sum of its changes). Only when the estimate says an update
-//! would not fit is the document measured exactly, and the update refused if it still does not.
+//! keeps an estimate instead: exact at load, then grown by a bound of what every applied change
+//! can add (`dojo_sync_protocol::update::growth_bound`: its bytes, plus room for the existing
+//! items an insert splits). That errs on the safe side (yrs merges adjacent items and collects
+//! deleted content, so the document encodes smaller than the sum of its changes). Only when the
+//! estimate says an update would not fit is the document measured exactly, and the update
+//! refused if it still does not.
 
 /// What the check needs to know about an update, cheapest first.
 pub trait Incoming {

@@ -484,7 +484,7 @@ impl Room {
                     // Stored already (by the instance that received it): broadcast at once.
                     match apply_client_update(&self.doc, change) {
                         Ok(Some(diff)) => {
-                            self.size.grew(diff.len());
+                            self.size.grew(dojo_sync_protocol::update::growth_bound(&diff));
                             self.broadcast(encode_update(&diff), MessageKind::update);
                         }
                         Ok(None) => {}
@@ -625,7 +625,7 @@ impl Room {
         for part in parts {
             match apply_client_update(&self.doc, part) {
                 Ok(Some(diff)) => {
-                    self.size.grew(diff.len());
+                    self.size.grew(dojo_sync_protocol::update::growth_bound(&diff));
                     self.broadcast(encode_update(&diff), MessageKind::update);
                 }
                 Ok(None) => {}
@@ -820,7 +820,7 @@ impl Room {
         }));
         match change {
             Ok(change) if change != [0, 0] => {
-                self.size.grew(change.len());
+                self.size.grew(dojo_sync_protocol::update::growth_bound(&change));
                 self.journal.record(change);
             }
             Ok(_) => {}
@@ -960,7 +960,7 @@ impl Room {
             size.admits(incoming)
         });
         match &result {
-            Ok(Some(changes)) => self.size.grew(changes.len()),
+            Ok(Some(changes)) => self.size.grew(dojo_sync_protocol::update::growth_bound(changes)),
             Ok(None) => {}
             Err(error) => {
                 use dojo_sync_protocol::update::NestingError;

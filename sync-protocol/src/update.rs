@@ -99,28 +99,43 @@ pub struct Admission<'a, 'doc> {
     placements: &'a [scan::ItemPlacement],
 }
 
+/// Bytes one integrated block may add to a document's encoding beyond its own: inserting into
+/// the middle of existing items splits up to two of them, and each new part needs a header of
+/// its own (info byte, origin and right origin ids, length: at most about 32 bytes).
+pub const SPLIT_SLACK: usize = 64;
+
+/// The most that integrating `changes` (a v1 update as [`apply_client_update`] returns it)
+/// added to the document's encoding: its length plus [`SPLIT_SLACK`] per block. Cheap: a walk
+/// over the bytes, no allocation beyond one entry per block.
+pub fn growth_bound(changes: &[u8]) -> usize {
+    let blocks = scan::scan_placements_v1(changes).map_or(0, |placements| placements.len());
+    changes.len().saturating_add(blocks.saturating_mul(SPLIT_SLACK))
+}
+
 impl Admission<'_, '_> {
-    /// The update's length: the most it can add to the document's encoding (yrs encodes what it
-    /// integrates as compactly as the update did, or more so).
+    /// The most the update can add to the document's encoding: its length, plus
+    /// [`SPLIT_SLACK`] per block for the items it may split.
     pub fn update_len(&self) -> usize {
-        self.update_len
+        self.update_len.saturating_add(self.placements.len().saturating_mul(SPLIT_SLACK))
     }
 
-    /// Bytes of the update less the blocks the document already has, or `None` when it adds no
-    /// block at all (deletions only, or content already known). Still an upper bound of the
-    /// growth; costs a look at the document's clocks.
+    /// Bytes of the update less the blocks the document already has (plus [`SPLIT_SLACK`] per
+    /// new block), or `None` when it adds no block at all (deletions only, or content already
+    /// known). Still an upper bound of the growth; costs a look at the document's clocks.
     pub fn new_bytes(&self) -> Option<usize> {
         let state = self.txn.state_vector();
-        let mut adds = false;
+        let mut new_blocks = 0_usize;
         let mut known = 0;
         for block in self.placements {
             if block.id.clock.saturating_add(block.len) <= state.get(&block.id.client) {
                 known += block.bytes;
             } else {
-                adds = true;
+                new_blocks += 1;
             }
         }
-        adds.then(|| self.update_len.saturating_sub(known))
+        (new_blocks > 0).then(|| {
+            self.update_len.saturating_sub(known).saturating_add(new_blocks.saturating_mul(SPLIT_SLACK))
+        })
     }
 
     /// The document's size now, exactly: its length encoded as one v1 update, which is what a
