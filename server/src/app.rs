@@ -98,6 +98,7 @@ impl AppState {
                 keep_versions: config.rooms.keep_versions.max(1),
             },
             max_batch_updates: config.rooms.max_batch_updates.max(1),
+            max_document_bytes: limits.max_document_bytes,
         };
         let rooms = Arc::new(Rooms::new(
             limits.max_rooms,
@@ -394,6 +395,7 @@ async fn room_socket(
         user_slot,
         outbound: state.inner.outbound.clone(),
         can_write: permission.can_write(),
+        rules: crate::executor_maps::write_rules(&caller, &state.inner.config.executor.executor_subject),
         expires_at,
         rate,
     };

@@ -47,6 +47,9 @@ pub enum CloseReason {
     /// A server-wide budget is spent (connection slots, bytes queued before authentication);
     /// reconnecting later may succeed (1013 Try Again Later).
     ServerBusy(String),
+    /// The room's stored document is unsafe to load (see `quarantine.rs`); 1011, since only an
+    /// operator can repair it.
+    Quarantined,
 }
 
 impl CloseReason {
@@ -70,6 +73,7 @@ impl CloseReason {
             Self::Reset(_) => 4205,
             Self::AuthTimeout => 4408,
             Self::ServerBusy(_) => 1013,
+            Self::Quarantined => 1011,
         }
     }
 
@@ -98,6 +102,9 @@ impl CloseReason {
             Self::Reset(why) => format!("reset connection: {why}"),
             Self::AuthTimeout => "authentication timeout: no document authenticated in time".to_owned(),
             Self::ServerBusy(why) => format!("server busy: {why}; retry later"),
+            Self::Quarantined => {
+                "room quarantined: its stored document cannot be loaded safely; ask the operator".to_owned()
+            }
         };
         truncate_utf8(text, 123)
     }
@@ -123,6 +130,7 @@ impl CloseReason {
             Self::Reset(_) => "reset",
             Self::AuthTimeout => "auth_timeout",
             Self::ServerBusy(_) => "server_busy",
+            Self::Quarantined => "quarantined",
         }
     }
 }

@@ -50,22 +50,34 @@ pub async fn compact(
     let (data, state_vector) = tokio::task::spawn_blocking(move || {
         let doc = rebuild(&stored)?;
         let txn = doc.transact();
-        Ok::<_, String>((
+        Ok::<_, RebuildError>((
             txn.encode_state_as_update_v1(&StateVector::default()),
             txn.state_vector().encode_v1(),
         ))
     })
     .await
     .map_err(|e| CompactionError::Corrupt(e.to_string()))?
-    .map_err(CompactionError::Corrupt)?;
+    .map_err(|e: RebuildError| CompactionError::Corrupt(e.to_string()))?;
     let snapshot = NewSnapshot { data: &data, state_vector: &state_vector, covers_seq, keep: keep.max(1) };
     let outcome = store.compact(room, snapshot).await?;
     tracing::debug!(room, covers_seq, deleted = outcome.deleted_updates, "compacted");
     Ok(Some(outcome))
 }
 
+/// Why a stored document was not rebuilt. Either way the room must not be served from it.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// A stored part fails the checks every client update gets (shared types nested too deep,
+    /// shapes yrs cannot decode safely): stored before those checks existed, or around them.
+    /// Applying it could overflow the stack later, so it is not applied at all.
+    #[error("stored part {part} is unsafe to load: {error}")]
+    Unsafe { part: usize, error: dojo_sync_protocol::ApplyError },
+    #[error("{0}")]
+    Corrupt(String),
+}
+
 /// The document a stored snapshot and log describe. Blocking: call off the async threads.
-pub fn rebuild(stored: &StoredDocument) -> Result<Doc, String> {
+pub fn rebuild(stored: &StoredDocument) -> Result<Doc, RebuildError> {
     let doc = Doc::new();
     let parts = stored
         .snapshot
@@ -74,17 +86,22 @@ pub fn rebuild(stored: &StoredDocument) -> Result<Doc, String> {
         .chain(stored.updates.iter().map(|u| u.data.as_slice()));
     // Everything stored was validated before it was written; the guard is for a damaged
     // database, which must stop the room from being served rather than take the process down.
+    // Each part is checked against the document built so far before it is applied, so nothing
+    // of a part that fails is ever integrated.
     let applied = catch_unwind(AssertUnwindSafe(|| {
         let mut txn = doc.transact_mut();
-        for (i, part) in parts.enumerate() {
-            let update = Update::decode_v1(part).map_err(|e| format!("part {i}: {e}"))?;
-            txn.apply_update(update).map_err(|e| format!("part {i}: {e}"))?;
+        for (part, data) in parts.enumerate() {
+            dojo_sync_protocol::update::check_stored_update(&txn, data)
+                .map_err(|error| RebuildError::Unsafe { part, error })?;
+            let update =
+                Update::decode_v1(data).map_err(|e| RebuildError::Corrupt(format!("part {part}: {e}")))?;
+            txn.apply_update(update).map_err(|e| RebuildError::Corrupt(format!("part {part}: {e}")))?;
         }
-        Ok::<_, String>(())
+        Ok(())
     }));
     match applied {
         Ok(Ok(())) => Ok(doc),
         Ok(Err(error)) => Err(error),
-        Err(_) => Err("applying the stored document panicked".into()),
+        Err(_) => Err(RebuildError::Corrupt("applying the stored document panicked".into())),
     }
 }

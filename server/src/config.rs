@@ -305,6 +305,12 @@ pub struct ExecutorSettings {
     /// Credits a dev identity gets once, in dev mode only (no JWT key), so runs can be tried.
     #[arg(long, env = "DOJO_DEV_CREDITS", default_value_t = 100)]
     pub dev_credits: i64,
+
+    /// Subject of the executor's service tokens (dojo-worker's DOJO_WORKER_SUBJECT): a token
+    /// with room grants and this subject may write the `results` and `runs` maps, which every
+    /// other client's update is refused for (WebSocket 1007, HTTP 400).
+    #[arg(long, env = "DOJO_EXECUTOR_SUBJECT", default_value = "dojo-worker")]
+    pub executor_subject: String,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/dojo.db";
@@ -449,6 +455,13 @@ pub struct Limits {
     /// Seconds to wait, on shutdown, for connections to close before exiting anyway.
     #[arg(long, env = "DOJO_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+
+    /// Largest a room's document may grow, in bytes (encoded as one Yjs update, what a joining
+    /// client receives in one frame: keep it well below DOJO_MAX_FRAME_BYTES). An update that
+    /// would pass it is refused before it is applied: HTTP 413, or the WebSocket sender closed
+    /// with 1008. 0: no limit.
+    #[arg(long, env = "DOJO_MAX_DOCUMENT_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_document_bytes: usize,
 }
 
 impl Limits {

@@ -44,6 +44,8 @@ pub struct Connection {
     pub outbound: Arc<crate::outbound_budget::OutboundBudget>,
     /// False for read-only connections: their document changes are refused by the room.
     pub can_write: bool,
+    /// What its updates may change besides the canvas (see `executor_maps.rs`).
+    pub rules: dojo_sync_protocol::update::WriteRules<'static>,
     /// When the connection's token expires; the connection ends then (4401).
     pub expires_at: Option<Instant>,
     /// The signed-in user's frame budget, shared by their connections.
@@ -73,6 +75,7 @@ impl Connection {
             disconnect: disconnect.clone(),
             can_write: self.can_write,
             protocol: PeerProtocol::YWebsocket,
+            rules: self.rules,
         };
         self.join(peer).await;
         let (sink, stream) = socket.split();
@@ -106,7 +109,11 @@ impl Connection {
                 }
             }
         }
-        peer.disconnect.trigger(CloseReason::Internal("room unavailable".into()));
+        let reason = match self.rooms.quarantined(&self.room_name) {
+            Some(_) => CloseReason::Quarantined,
+            None => CloseReason::Internal("room unavailable".into()),
+        };
+        peer.disconnect.trigger(reason);
     }
 
     async fn read(&self, mut stream: SplitStream<WebSocket>, disconnect: &Disconnect) {

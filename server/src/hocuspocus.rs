@@ -417,6 +417,7 @@ impl Reader {
             disconnect: self.disconnect.clone(),
             can_write: scope == Scope::ReadWrite,
             protocol: PeerProtocol::Hocuspocus,
+            rules: crate::executor_maps::write_rules(&caller, &self.state.config().executor.executor_subject),
         };
         let room = self.join(&name, peer).await?;
         let stream = prefixed(inbox, hocuspocus::name_prefix(&key));

@@ -85,6 +85,11 @@ pub struct Metrics {
     pub outbound_bytes_held: Gauge,
     /// Presence refused for its size (states dropped from other instances included).
     pub presence_refused: Counter,
+    // Documents that cannot crash the server (issue 17).
+    /// Room loads refused because the stored document is unsafe or does not apply.
+    pub rooms_quarantined: Counter,
+    /// Client updates refused for what they would do to the document, by reason.
+    pub document_refusals: Family<ReasonLabel, Counter>,
 }
 
 impl Metrics {
@@ -199,6 +204,19 @@ impl Metrics {
             "Presence (awareness) states refused for their size",
             presence_refused.clone(),
         );
+        // Documents that cannot crash the server (issue 17).
+        let rooms_quarantined = Counter::default();
+        let document_refusals = Family::default();
+        registry.register(
+            "rooms_quarantined",
+            "Room loads refused because the stored document is unsafe or does not apply",
+            rooms_quarantined.clone(),
+        );
+        registry.register(
+            "document_refusals",
+            "Client updates refused for what they would do to the document (nesting, size, executor maps)",
+            document_refusals.clone(),
+        );
         Self {
             registry,
             rooms_open,
@@ -228,6 +246,8 @@ impl Metrics {
             outbound_budget_sheds,
             outbound_bytes_held,
             presence_refused,
+            rooms_quarantined,
+            document_refusals,
         }
     }
 

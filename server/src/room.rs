@@ -17,7 +17,7 @@ use bytes::Bytes;
 use dojo_store::{DocumentStore, StoreError};
 use dojo_sync_protocol::codec::{encode_message, encode_sync_step1, encode_sync_step2, encode_update};
 use dojo_sync_protocol::hocuspocus;
-use dojo_sync_protocol::update::apply_client_update;
+use dojo_sync_protocol::update::{WriteRules, apply_client_update};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,7 @@ use yrs::{ClientID, Doc, ReadTxn, Transact};
 use crate::close::{CloseReason, Disconnect};
 use crate::cluster::{Cluster, ClusterMessage, InstanceId};
 use crate::compaction::{self, CompactionPolicy};
+use crate::document_size::DocumentSize;
 use crate::journal::{Journal, WriteError};
 use crate::metrics::{MessageKind, Metrics};
 use crate::outbox::{Outbox, PushError};
@@ -94,6 +95,8 @@ pub enum RoomCommand {
     /// is stored (and so broadcast).
     Apply {
         update: Vec<u8>,
+        /// The writer's rules (see `executor_maps.rs`).
+        rules: WriteRules<'static>,
         done: oneshot::Sender<Result<(), ApplyError>>,
     },
     /// From another instance, through Redis.
@@ -113,6 +116,15 @@ pub enum ApplyError {
     MissingDependencies,
     #[error("the room could not store the update")]
     NotStored,
+    #[error("the room is quarantined: its stored document cannot be loaded safely")]
+    Quarantined,
+    #[error("{}", too_large(*limit))]
+    TooLarge { limit: usize },
+}
+
+/// What a client is told when its update would make the document too large.
+fn too_large(limit: usize) -> String {
+    format!("document too large: a room's document may hold at most {limit} bytes; nothing was applied")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +143,8 @@ pub struct Peer {
     /// Read-only peers get the document and presence; their document changes are refused.
     pub can_write: bool,
     pub protocol: PeerProtocol,
+    /// What its updates may change besides the canvas (see `executor_maps.rs`).
+    pub rules: WriteRules<'static>,
 }
 
 /// What a peer's client speaks; the room's frames are y-protocols frames either way (the
@@ -214,6 +228,8 @@ pub struct RoomSettings {
     pub compaction: CompactionPolicy,
     /// Most changes stored in one transaction.
     pub max_batch_updates: usize,
+    /// Largest the document may grow (see `document_size.rs`); 0: no limit.
+    pub max_document_bytes: usize,
 }
 
 /// Held until the journal says the changes they depend on are stored.
@@ -243,6 +259,7 @@ struct PeerState {
     /// Hocuspocus updates from this peer held back for missing dependencies: acknowledged
     /// with the peer's next update that leaves nothing held back (they are stored then).
     held_acks: usize,
+    rules: WriteRules<'static>,
 }
 
 pub struct Room {
@@ -278,6 +295,8 @@ pub struct Room {
     catch_up: Option<tokio::task::JoinHandle<Result<Option<dojo_store::StoredDocument>, StoreError>>>,
     /// Presence of clients connected to other instances: whose, and when last heard of.
     remote_presence: HashMap<ClientID, (InstanceId, Instant)>,
+    /// How big the document is, at least (see `document_size.rs`).
+    size: DocumentSize,
 }
 
 impl Room {
@@ -314,6 +333,7 @@ impl Room {
             gap_since: None,
             catch_up: None,
             remote_presence: HashMap::new(),
+            size: DocumentSize::new(settings.max_document_bytes, 0),
         }
     }
 
@@ -339,7 +359,17 @@ impl Room {
             Err(error) => {
                 self.metrics.room_load_failures.inc();
                 tracing::error!(room = %self.name, %error, "cannot load the room; not serving it");
-                self.refuse_queued(&mut commands, CloseReason::StorageUnavailable);
+                let reason = match error {
+                    // The database may come back: clients retry.
+                    LoadError::Store(_) => CloseReason::StorageUnavailable,
+                    // What is stored will not get better by itself: refused until repaired.
+                    LoadError::Unsafe(_) | LoadError::Corrupt(_) => {
+                        self.metrics.rooms_quarantined.inc();
+                        self.slot.set_quarantined(Some(&error.to_string()));
+                        CloseReason::Quarantined
+                    }
+                };
+                self.refuse_queued(&mut commands, reason);
                 return;
             }
         }
@@ -411,11 +441,13 @@ impl Room {
 
     fn install(&mut self, load: Loaded) {
         self.metrics.room_loads.inc();
+        self.slot.set_quarantined(None);
         self.doc = load.doc;
         self.awareness = Awareness::new(self.doc.clone());
         self.log_rows = load.log_rows;
         self.log_bytes = load.log_bytes;
         self.seen_seq = load.last_seq;
+        self.size = DocumentSize::new(self.settings.max_document_bytes, load.document_bytes);
     }
 
     fn on_command(&mut self, command: RoomCommand) {
@@ -441,7 +473,7 @@ impl Room {
                     self.release(item);
                 }
             }
-            RoomCommand::Apply { update, done } => self.apply_http_update(&update, done),
+            RoomCommand::Apply { update, rules, done } => self.apply_http_update(&update, rules, done),
             RoomCommand::Stateless { conn, body } => self.relay_stateless(conn, &body),
             RoomCommand::Remote(message) => self.on_remote(message),
             RoomCommand::CatchUp => self.start_catch_up(true),
@@ -462,7 +494,10 @@ impl Room {
                 for change in &changes {
                     // Stored already (by the instance that received it): broadcast at once.
                     match apply_client_update(&self.doc, change) {
-                        Ok(Some(diff)) => self.broadcast(encode_update(&diff), MessageKind::update),
+                        Ok(Some(diff)) => {
+                            self.size.grew(dojo_sync_protocol::update::growth_bound(&diff));
+                            self.broadcast(encode_update(&diff), MessageKind::update);
+                        }
                         Ok(None) => {}
                         Err(error) => {
                             tracing::warn!(room = %self.name, %error, "a change from another instance does not apply; catching up");
@@ -618,7 +653,10 @@ impl Room {
         let parts = stored.snapshot.iter().map(|s| &s.data).chain(stored.updates.iter().map(|u| &u.data));
         for part in parts {
             match apply_client_update(&self.doc, part) {
-                Ok(Some(diff)) => self.broadcast(encode_update(&diff), MessageKind::update),
+                Ok(Some(diff)) => {
+                    self.size.grew(dojo_sync_protocol::update::growth_bound(&diff));
+                    self.broadcast(encode_update(&diff), MessageKind::update);
+                }
                 Ok(None) => {}
                 Err(error) => tracing::error!(room = %self.name, %error, "a stored change does not apply"),
             }
@@ -628,9 +666,14 @@ impl Room {
         self.absorb_ahead();
     }
 
-    fn apply_http_update(&mut self, update: &[u8], done: oneshot::Sender<Result<(), ApplyError>>) {
+    fn apply_http_update(
+        &mut self,
+        update: &[u8],
+        rules: WriteRules<'static>,
+        done: oneshot::Sender<Result<(), ApplyError>>,
+    ) {
         let pending_before = dojo_sync_protocol::update::pending_bytes(&self.doc);
-        match apply_client_update(&self.doc, update) {
+        match self.apply_within_limits(update, rules) {
             Ok(Some(changes)) => self.journal.record(changes),
             Ok(None) => {
                 // Nothing new: either already known, or held back for missing dependencies,
@@ -640,6 +683,10 @@ impl Room {
                     self.reload = true;
                     return;
                 }
+            }
+            Err(dojo_sync_protocol::ApplyError::DocumentTooLarge) => {
+                let _ = done.send(Err(ApplyError::TooLarge { limit: self.size.limit() }));
+                return;
             }
             Err(error) => {
                 let _ = done.send(Err(ApplyError::Invalid(error.to_string())));
@@ -746,7 +793,12 @@ impl Room {
                     let _ = done.send(Err(RestoreError::NotStored));
                 }
                 RoomCommand::Apply { done, .. } => {
-                    let _ = done.send(Err(ApplyError::NotStored));
+                    let refusal = if reason == CloseReason::Quarantined {
+                        ApplyError::Quarantined
+                    } else {
+                        ApplyError::NotStored
+                    };
+                    let _ = done.send(Err(refusal));
                 }
                 RoomCommand::Messages { .. }
                 | RoomCommand::Stateless { .. }
@@ -796,7 +848,10 @@ impl Room {
             txn.encode_update_v1()
         }));
         match change {
-            Ok(change) if change != [0, 0] => self.journal.record(change),
+            Ok(change) if change != [0, 0] => {
+                self.size.grew(dojo_sync_protocol::update::growth_bound(&change));
+                self.journal.record(change);
+            }
             Ok(_) => {}
             Err(_) => {
                 let _ = done.send(Err(RestoreError::BadVersion("restoring panicked".into())));
@@ -821,6 +876,7 @@ impl Room {
                 told_read_only: false,
                 protocol: peer.protocol,
                 held_acks: 0,
+                rules: peer.rules,
             },
         );
         // As the reference server does: our step 1 first, then (a separate frame, since clients
@@ -892,7 +948,8 @@ impl Room {
     }
 
     fn apply_update(&mut self, conn: ConnId, update: &[u8]) {
-        match apply_client_update(&self.doc, update) {
+        let rules = self.peers.get(&conn).map_or(WriteRules::NOT_EXECUTOR_MAPS, |peer| peer.rules);
+        match self.apply_within_limits(update, rules) {
             // Stored first, broadcast after (see `on_stored`).
             Ok(Some(changes)) => {
                 self.journal.record(changes);
@@ -901,11 +958,46 @@ impl Room {
             Ok(None) => self.bound_pending(conn),
             Err(error) => {
                 tracing::warn!(room = %self.name, conn, %error, "refused a client update");
-                self.evict(vec![(conn, Some(CloseReason::InvalidPayload(error.to_string())))]);
+                let reason = match error {
+                    dojo_sync_protocol::ApplyError::DocumentTooLarge => {
+                        CloseReason::Policy(too_large(self.size.limit()))
+                    }
+                    error => CloseReason::InvalidPayload(error.to_string()),
+                };
+                self.evict(vec![(conn, Some(reason))]);
                 return;
             }
         }
         self.acknowledge(conn);
+    }
+
+    /// Applies a client's update (WebSocket or HTTP) within the document's limits: nesting (in
+    /// `apply_client_update`) and size (see `document_size.rs`), both checked before anything
+    /// of it is integrated.
+    fn apply_within_limits(
+        &mut self,
+        update: &[u8],
+        rules: WriteRules<'static>,
+    ) -> Result<Option<Vec<u8>>, dojo_sync_protocol::ApplyError> {
+        let size = &mut self.size;
+        let result = dojo_sync_protocol::apply_client_update_within(&self.doc, update, rules, |incoming| {
+            size.admits(incoming)
+        });
+        match &result {
+            Ok(Some(changes)) => self.size.grew(dojo_sync_protocol::update::growth_bound(changes)),
+            Ok(None) => {}
+            Err(error) => {
+                use dojo_sync_protocol::update::NestingError;
+                let reason = match error {
+                    dojo_sync_protocol::ApplyError::DocumentTooLarge => "document_size",
+                    dojo_sync_protocol::ApplyError::Nesting(NestingError::ExecutorOnly) => "executor_maps",
+                    dojo_sync_protocol::ApplyError::Nesting(_) => "nesting",
+                    _ => "invalid",
+                };
+                self.metrics.document_refusals.get_or_create(&crate::metrics::ReasonLabel { reason }).inc();
+            }
+        }
+        result
     }
 
     /// Hocuspocus peers learn that their update is saved: SyncStatus(1), released once
@@ -1157,6 +1249,8 @@ impl Room {
 /// A document read from the store and applied, off the async threads.
 struct Loaded {
     doc: Doc,
+    /// Its exact size, encoded as one update.
+    document_bytes: usize,
     log_rows: usize,
     log_bytes: usize,
     /// The highest store sequence the document contains.
@@ -1169,6 +1263,8 @@ enum LoadError {
     Store(#[from] StoreError),
     #[error("the stored document does not apply: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Unsafe(compaction::RebuildError),
 }
 
 async fn load(store: &dyn DocumentStore, room: &RoomName) -> Result<Loaded, LoadError> {
@@ -1177,11 +1273,19 @@ async fn load(store: &dyn DocumentStore, room: &RoomName) -> Result<Loaded, Load
     let log_bytes = stored.updates.iter().map(|u| u.data.len()).sum();
     let last_seq =
         stored.updates.last().map(|u| u.seq).or(stored.snapshot.as_ref().map(|s| s.covers_seq)).unwrap_or(0);
-    let doc = tokio::task::spawn_blocking(move || compaction::rebuild(&stored))
-        .await
-        .map_err(|e| LoadError::Corrupt(e.to_string()))?
-        .map_err(LoadError::Corrupt)?;
-    Ok(Loaded { doc, log_rows, log_bytes, last_seq })
+    let (doc, document_bytes) = tokio::task::spawn_blocking(move || {
+        compaction::rebuild(&stored).map(|doc| {
+            let bytes = doc.transact().encode_state_as_update_v1(&yrs::StateVector::default()).len();
+            (doc, bytes)
+        })
+    })
+    .await
+    .map_err(|e| LoadError::Corrupt(e.to_string()))?
+    .map_err(|error| match error {
+        compaction::RebuildError::Corrupt(why) => LoadError::Corrupt(why),
+        unsafe_part => LoadError::Unsafe(unsafe_part),
+    })?;
+    Ok(Loaded { doc, document_bytes, log_rows, log_bytes, last_seq })
 }
 
 /// The task's result once it finishes; never, when there is none.

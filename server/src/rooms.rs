@@ -45,6 +45,7 @@ struct Registry {
     metrics: Arc<Metrics>,
     /// Who opened the rooms in `open`, against their per-user share.
     openers: RoomOpeners,
+    quarantine: crate::quarantine::Quarantine,
 }
 
 pub struct Rooms {
@@ -84,6 +85,14 @@ impl RoomSlot {
         self.generation
     }
 
+    /// The room's stored document is unsafe to serve (see `quarantine.rs`), or no longer is.
+    pub fn set_quarantined(&self, reason: Option<&str>) {
+        match reason {
+            Some(reason) => self.registry.quarantine.record(&self.name, reason),
+            None => self.registry.quarantine.lift(&self.name),
+        }
+    }
+
     /// The room's address without keeping it loaded.
     pub fn weak_handle(&self) -> crate::room::WeakRoomHandle {
         self.mine.downgrade()
@@ -121,6 +130,7 @@ impl Rooms {
                 generations: std::sync::atomic::AtomicU64::new(1),
                 metrics,
                 openers: RoomOpeners::new(max_rooms_per_user),
+                quarantine: Default::default(),
             }),
             max_rooms,
             settings,
@@ -156,6 +166,11 @@ impl Rooms {
                 &crate::cluster::ClusterMessage::PermissionsChanged { origin: cluster.instance() },
             );
         }
+    }
+
+    /// Why the room's last load was refused as unsafe, if it was (see `quarantine.rs`).
+    pub fn quarantined(&self, name: &RoomName) -> Option<String> {
+        self.registry.quarantine.reason(name)
     }
 
     /// The room if it is open here (never opens it).

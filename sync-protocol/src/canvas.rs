@@ -13,7 +13,14 @@
 //! `position` is a plain object replaced as a whole, so concurrent moves resolve last-writer-wins
 //! instead of mixing one user's x with another's y. `data` is a `Y.Map`, so two people editing
 //! different parameters of one node both keep their change. `results` and `runs` are written by
-//! the executor only.
+//! the executor only (the server refuses other clients' inserts there: `update::WriteRules`).
+//!
+//! The readers here use yrs' `to_json`, and `remove_node`/`replace_canvas` its deletes, which
+//! recurse once per level of nesting. That is safe because every document the server, the HTTP
+//! API and the executor build takes content only through `update::apply_client_update` (or
+//! `check_stored_update` when loading), which refuses shared types nested deeper than
+//! `update::MAX_TYPE_DEPTH` and values deeper than 128 levels before yrs integrates them. Do not
+//! call these on a `Doc` filled any other way.
 
 use std::collections::BTreeMap;
 

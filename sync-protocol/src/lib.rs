@@ -18,7 +18,7 @@ pub use codec::{
     DecodeError, FrameLimits, decode_frame, encode_message, encode_permission_denied, encode_sync_step1,
     encode_sync_step2, encode_update,
 };
-pub use update::{ApplyError, apply_client_update};
+pub use update::{ApplyError, apply_client_update, apply_client_update_within};
 
 /// Re-exported so that users of this crate name one yrs version.
 pub use yrs;

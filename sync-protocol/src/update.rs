@@ -15,7 +15,10 @@ use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, ReadTxn, Transact, Update};
 
+mod nesting;
 mod scan;
+
+pub use nesting::{MAX_DELETION_PROBES, MAX_DOCUMENT_LOOKUPS, MAX_TYPE_DEPTH, NestingError, WriteRules};
 
 /// An empty v1 update: no structs, no deletions. Applying something we already have yields it.
 const EMPTY_UPDATE_V1: [u8; 2] = [0, 0];
@@ -32,6 +35,13 @@ pub enum ApplyError {
     /// JSON-like values nested deeper than yrs' recursive decoder can be trusted with.
     #[error("refused: values nested more than {limit} levels deep")]
     TooDeep { limit: usize },
+    /// Shared types nested too deep, or placed where their depth cannot be known: refused
+    /// before yrs integrates them, since its JSON conversion and deletes recurse per level.
+    #[error(transparent)]
+    Nesting(#[from] NestingError),
+    /// The caller's size check (see [`apply_client_update_within`]) refused the growth.
+    #[error("refused: the document would grow past its size limit")]
+    DocumentTooLarge,
     #[error("the update could not be integrated: {0}")]
     Rejected(String),
     #[error("yrs panicked while applying the update")]
@@ -44,18 +54,109 @@ pub enum ApplyError {
 /// The returned bytes describe only what was integrated: parts still waiting for missing
 /// dependencies are held back by yrs and broadcast once they can be integrated.
 pub fn apply_client_update(doc: &Doc, update: &[u8]) -> Result<Option<Vec<u8>>, ApplyError> {
-    check_shape(update)?;
+    apply_client_update_within(doc, update, WriteRules::ANYTHING, |_| true)
+}
+
+/// [`apply_client_update`] under the writer's `rules` (which roots it may not change), and with
+/// a say for the caller on how much the document may grow: once the update passed every other
+/// check, and before anything of it is integrated, `admit` is asked, and the update is refused
+/// ([`ApplyError::DocumentTooLarge`]) when it says no.
+pub fn apply_client_update_within(
+    doc: &Doc,
+    update: &[u8],
+    rules: WriteRules<'_>,
+    admit: impl FnOnce(&Admission<'_, '_>) -> bool,
+) -> Result<Option<Vec<u8>>, ApplyError> {
+    let placements = check_shape(update)?;
     let decoded = catch_unwind(|| decode_re_encodable(update)).map_err(|_| ApplyError::Panicked)??;
     let applied = catch_unwind(AssertUnwindSafe(|| {
         let mut txn = doc.transact_mut();
-        txn.apply_update(decoded).map(|()| txn.encode_update_v1())
+        // Deletions matter only where some root is protected, and only those the document has
+        // not made yet (a client's sync step 2 repeats the whole delete set).
+        let deletions = (!rules.protected_roots.is_empty() && !decoded.delete_set().is_empty())
+            .then(|| decoded.delete_set().diff(&txn.snapshot().delete_set));
+        nesting::check(&txn, &placements, deletions.as_ref(), nesting::Source::Client, rules)?;
+        if !admit(&Admission { txn: &txn, update_len: update.len(), placements: &placements }) {
+            return Err(ApplyError::DocumentTooLarge);
+        }
+        txn.apply_update(decoded)
+            .map(|()| txn.encode_update_v1())
+            .map_err(|e| ApplyError::Rejected(e.to_string()))
     }));
     match applied {
         Ok(Ok(changes)) if changes == EMPTY_UPDATE_V1 => Ok(None),
         Ok(Ok(changes)) => Ok(Some(changes)),
-        Ok(Err(e)) => Err(ApplyError::Rejected(e.to_string())),
+        Ok(Err(e)) => Err(e),
         Err(_) => Err(ApplyError::Panicked),
     }
+}
+
+/// What [`apply_client_update_within`] tells its caller about an update it is about to apply,
+/// cheapest first.
+pub struct Admission<'a, 'doc> {
+    txn: &'a yrs::TransactionMut<'doc>,
+    update_len: usize,
+    placements: &'a [scan::ItemPlacement],
+}
+
+/// Bytes one integrated block may add to a document's encoding beyond its own: inserting into
+/// the middle of existing items splits up to two of them, and each new part needs a header of
+/// its own (info byte, origin and right origin ids, length: at most about 32 bytes).
+pub const SPLIT_SLACK: usize = 64;
+
+/// The most that integrating `changes` (a v1 update as [`apply_client_update`] returns it)
+/// added to the document's encoding: its length plus [`SPLIT_SLACK`] per block. Cheap: a walk
+/// over the bytes, no allocation beyond one entry per block.
+pub fn growth_bound(changes: &[u8]) -> usize {
+    let blocks = scan::scan_placements_v1(changes).map_or(0, |placements| placements.len());
+    changes.len().saturating_add(blocks.saturating_mul(SPLIT_SLACK))
+}
+
+impl Admission<'_, '_> {
+    /// The most the update can add to the document's encoding: its length, plus
+    /// [`SPLIT_SLACK`] per block for the items it may split.
+    pub fn update_len(&self) -> usize {
+        self.update_len.saturating_add(self.placements.len().saturating_mul(SPLIT_SLACK))
+    }
+
+    /// Bytes of the update less the blocks the document already has (plus [`SPLIT_SLACK`] per
+    /// new block), or `None` when it adds no block at all (deletions only, or content already
+    /// known). Still an upper bound of the growth; costs a look at the document's clocks.
+    pub fn new_bytes(&self) -> Option<usize> {
+        let state = self.txn.state_vector();
+        let mut new_blocks = 0_usize;
+        let mut known = 0;
+        for block in self.placements {
+            if block.id.clock.saturating_add(block.len) <= state.get(&block.id.client) {
+                known += block.bytes;
+            } else {
+                new_blocks += 1;
+            }
+        }
+        (new_blocks > 0).then(|| {
+            self.update_len.saturating_sub(known).saturating_add(new_blocks.saturating_mul(SPLIT_SLACK))
+        })
+    }
+
+    /// The document's size now, exactly: its length encoded as one v1 update, which is what a
+    /// joining client receives. A pass over the whole document.
+    pub fn document_bytes(&self) -> usize {
+        self.txn.encode_state_as_update_v1(&yrs::StateVector::default()).len()
+    }
+}
+
+/// Checks a stored part of a document (a snapshot or a log row) before it is applied to the
+/// document `txn` is building: the same shape walk and nesting limit as for client updates,
+/// so that a document stored before those limits existed, or written around them, is refused
+/// (the caller quarantines the room) instead of overflowing the stack once it is read.
+/// Parts must be checked and applied in their stored order.
+pub fn check_stored_update<T: ReadTxn>(txn: &T, update: &[u8]) -> Result<(), ApplyError> {
+    let placements = check_shape(update)?;
+    catch_unwind(AssertUnwindSafe(|| {
+        nesting::check(txn, &placements, None, nesting::Source::Stored, WriteRules::ANYTHING)
+    }))
+    .map_err(|_| ApplyError::Panicked)?
+    .map_err(ApplyError::from)
 }
 
 /// Decodes an update, then checks that yrs can encode it and read back the same update.
@@ -84,9 +185,9 @@ fn decode_re_encodable(update: &[u8]) -> Result<Update, ApplyError> {
 /// Walks the update before yrs decodes it (see [`scan`]): refuses counts the bytes cannot hold
 /// and `Any` values nested too deep, the shapes for which yrs would reserve memory or stack out of
 /// all proportion to the update's size, before failing on it or not.
-fn check_shape(update: &[u8]) -> Result<(), ApplyError> {
-    match scan::scan_update_v1(update) {
-        Ok(_) => Ok(()),
+fn check_shape(update: &[u8]) -> Result<Vec<scan::ItemPlacement>, ApplyError> {
+    match scan::scan_placements_v1(update) {
+        Ok(placements) => Ok(placements),
         Err(scan::ScanError::Malformed(message)) => Err(ApplyError::Malformed(message)),
         Err(scan::ScanError::CountExceedsInput { what, declared, remaining }) => {
             Err(ApplyError::CountExceedsInput { what, declared, remaining })

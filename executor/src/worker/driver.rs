@@ -158,6 +158,15 @@ impl RunDriver {
         }
         let document = match self.documents.open(&run.room).await {
             Ok(document) => document,
+            // The room's document cannot be read (quarantined, say): no later attempt will do
+            // better, so the run fails now and its holds are released, instead of on every
+            // resume until the attempts run out.
+            Err(DocumentError::BadDocument(reason)) => {
+                let message = format!("the room's document cannot be read: {reason}");
+                self.runs.finish_run(&run.id, RunStatus::Failed, Some(&message)).await?;
+                tracing::error!(run = %run.id, %reason, "failed a run whose room's document cannot be read");
+                return Ok(Execution::Finished(RunStatus::Failed));
+            }
             Err(error) if run.attempts >= self.settings.max_attempts => {
                 let message = format!("gave up after {} attempts to open the room: {error}", run.attempts);
                 self.runs.finish_run(&run.id, RunStatus::Failed, Some(&message)).await?;

@@ -61,6 +61,12 @@ pub enum ApiError {
     /// Logged with its cause; the client sees only this.
     #[error("internal error")]
     Internal(String),
+    /// The room's stored document is unsafe to load (see `quarantine.rs`).
+    #[error("{0}")]
+    Quarantined(String),
+    /// The change would make the room's document larger than the server allows.
+    #[error("{0}")]
+    PayloadTooLarge(String),
 }
 
 impl ApiError {
@@ -76,6 +82,8 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Quarantined(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -92,6 +100,8 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Unavailable(_) | ApiError::Storage(_) => "unavailable",
             ApiError::Internal(_) => "internal",
+            ApiError::Quarantined(_) => "room_quarantined",
+            ApiError::PayloadTooLarge(_) => "document_too_large",
         }
     }
 }

@@ -43,6 +43,20 @@ fn unavailable() -> ApiError {
     ApiError::Unavailable("the room is not available; try again".into())
 }
 
+/// Why a room did not answer: quarantined (see `quarantine.rs`), or just not available now.
+fn not_served(state: &AppState, room: &RoomName) -> ApiError {
+    match state.rooms().quarantined(room) {
+        Some(reason) => {
+            tracing::warn!(%room, %reason, "refused a request for a quarantined room");
+            ApiError::Quarantined(
+                "the room is quarantined: its stored document cannot be loaded safely; ask the operator"
+                    .into(),
+            )
+        }
+        None => unavailable(),
+    }
+}
+
 /// The whole document, once everything in it is stored.
 async fn document_state(
     state: &AppState,
@@ -51,8 +65,8 @@ async fn document_state(
 ) -> Result<Vec<u8>, ApiError> {
     let handle = open_room(state, &caller.0, room)?;
     let (done, answer) = oneshot::channel();
-    handle.send(RoomCommand::State { done }).await.map_err(|_| unavailable())?;
-    answer.await.map_err(|_| unavailable())
+    handle.send(RoomCommand::State { done }).await.map_err(|_| not_served(state, room))?;
+    answer.await.map_err(|_| not_served(state, room))
 }
 
 /// The room's canvas as JSON: `{"nodes": {id: node}, "edges": …, "results": …, "runs": …}`.
@@ -116,13 +130,19 @@ pub async fn update(
     }
     let handle = open_room(&state, &caller.0, &room)?;
     let (done, answer) = oneshot::channel();
-    handle.send(RoomCommand::Apply { update: body.to_vec(), done }).await.map_err(|_| unavailable())?;
-    match answer.await.map_err(|_| unavailable())? {
+    let rules = crate::executor_maps::write_rules(&caller.0, &state.config().executor.executor_subject);
+    handle
+        .send(RoomCommand::Apply { update: body.to_vec(), rules, done })
+        .await
+        .map_err(|_| not_served(&state, &room))?;
+    match answer.await.map_err(|_| not_served(&state, &room))? {
         Ok(()) => Ok(Json(serde_json::json!({ "applied": true }))),
         Err(error @ (ApplyError::Invalid(_) | ApplyError::MissingDependencies)) => {
             Err(ApiError::BadRequest(error.to_string()))
         }
-        Err(ApplyError::NotStored) => Err(unavailable()),
+        Err(ApplyError::NotStored) => Err(not_served(&state, &room)),
+        Err(ApplyError::Quarantined) => Err(not_served(&state, &room)),
+        Err(error @ ApplyError::TooLarge { .. }) => Err(ApiError::PayloadTooLarge(error.to_string())),
     }
 }
 

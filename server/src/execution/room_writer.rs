@@ -77,7 +77,12 @@ impl RoomWriter {
                 self.rooms.get_or_open(&self.room).map_err(|e| DocumentError::Unavailable(e.to_string()))?;
             let (done, answer) = oneshot::channel();
             handle
-                .send(RoomCommand::Apply { update, done })
+                // The executor itself: it alone writes `results` and `runs`.
+                .send(RoomCommand::Apply {
+                    update,
+                    rules: dojo_sync_protocol::update::WriteRules::ANYTHING,
+                    done,
+                })
                 .await
                 .map_err(|_| DocumentError::Unavailable("the room closed".into()))?;
             answer
@@ -93,11 +98,14 @@ impl RoomWriter {
 async fn load(rooms: &Rooms, room: &RoomName) -> Result<Doc, DocumentError> {
     let handle = rooms.get_or_open(room).map_err(|e| DocumentError::Unavailable(e.to_string()))?;
     let (done, answer) = oneshot::channel();
-    handle
-        .send(RoomCommand::State { done })
-        .await
-        .map_err(|_| DocumentError::Unavailable("the room closed".into()))?;
-    let state = answer.await.map_err(|_| DocumentError::Unavailable("the room closed".into()))?;
+    // A quarantined room will not load however often it is tried: that is a bad document,
+    // which fails the run at once, not an outage to wait out.
+    let closed = || match rooms.quarantined(room) {
+        Some(reason) => DocumentError::BadDocument(format!("the room is quarantined: {reason}")),
+        None => DocumentError::Unavailable("the room closed".into()),
+    };
+    handle.send(RoomCommand::State { done }).await.map_err(|_| closed())?;
+    let state = answer.await.map_err(|_| closed())?;
     let doc = Doc::new();
     apply_client_update(&doc, &state).map_err(|e| DocumentError::BadDocument(e.to_string()))?;
     Ok(doc)

@@ -21,6 +21,7 @@
 //! reserves for an update by what an honest update of the same length would make it allocate.
 
 use yrs::encoding::read::{Cursor, Read};
+use yrs::{ClientID, ID};
 
 /// Deepest nesting of `Any` values (arrays and maps inside an `Any` content) accepted.
 ///
@@ -68,18 +69,63 @@ impl From<yrs::encoding::read::Error> for ScanError {
 }
 
 /// Walks a whole v1 update (blocks, then the delete set) and returns how many bytes yrs will read
-/// of it. yrs ignores what follows the delete set, and so does the walk.
+/// of it. yrs ignores what follows the delete set, and so does the walk. (The tests compare it
+/// with yrs' own decoder; the apply path uses [`scan_placements_v1`].)
+#[cfg(test)]
 pub(crate) fn scan_update_v1(update: &[u8]) -> Result<usize, ScanError> {
-    let mut scan = Scan { cursor: Cursor::new(update), outstanding: 0 };
+    let mut scan = Scan { cursor: Cursor::new(update), outstanding: 0, items: None, clock: 0 };
     scan.blocks()?;
     scan.delete_set()?;
     Ok(scan.cursor.next)
+}
+
+/// The same walk, also returning where each item of the update sits in the tree of shared types
+/// (see [`ItemPlacement`]), in the update's order: each client's items by ascending clock.
+pub(crate) fn scan_placements_v1(update: &[u8]) -> Result<Vec<ItemPlacement>, ScanError> {
+    let mut scan = Scan { cursor: Cursor::new(update), outstanding: 0, items: Some(Vec::new()), clock: 0 };
+    scan.blocks()?;
+    scan.delete_set()?;
+    Ok(scan.items.unwrap_or_default())
+}
+
+/// A block of an update as far as nesting and size are concerned: its id range, how its parent
+/// is given, whether it holds a shared type (the only content other items can be nested in),
+/// and how many bytes of the update it takes. Items and GC blocks; skip blocks hold nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ItemPlacement {
+    pub id: ID,
+    /// Clock units the block covers (0 for empty content, which covers nothing).
+    pub len: u32,
+    pub parent: ParentRef,
+    pub holds_type: bool,
+    pub bytes: usize,
+}
+
+/// How an item names its parent, as `Update::decode_block` reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ParentRef {
+    /// A root type, by name: nesting level 0.
+    Root(Box<str>),
+    /// The shared type held by the item with this id.
+    Type(ID),
+    /// The parent of its neighbours: yrs takes the origin's parent, else the right origin's.
+    Neighbours { origin: Option<ID>, right_origin: Option<ID> },
+}
+
+/// yrs' client ids are 53 bits: its release builds ignore the bits above (its debug builds
+/// assert on them, a panic that must not happen here), and so does the walk.
+fn client_id(raw: u64) -> ClientID {
+    ClientID::new(raw & ((1 << 53) - 1))
 }
 
 struct Scan<'a> {
     cursor: Cursor<'a>,
     /// Elements declared by the levels being read that have not been started yet.
     outstanding: usize,
+    /// Where the items go, when the caller asked for them.
+    items: Option<Vec<ItemPlacement>>,
+    /// Clock of the next block of the client being read.
+    clock: u32,
 }
 
 impl Scan<'_> {
@@ -116,12 +162,12 @@ impl Scan<'_> {
         for _ in 0..clients {
             self.start();
             let blocks: u32 = self.cursor.read_var()?;
-            let _client: u64 = self.cursor.read_var()?;
-            let _clock: u32 = self.cursor.read_var()?;
+            let client: u64 = self.cursor.read_var()?;
+            self.clock = self.cursor.read_var()?;
             self.declare("blocks", blocks.into())?;
             for _ in 0..blocks {
                 self.start();
-                self.block()?;
+                self.block(client)?;
             }
         }
         Ok(())
@@ -129,50 +175,69 @@ impl Scan<'_> {
 
     /// `Update::decode_block`. The info byte selects GC and skip blocks only as a whole byte;
     /// any other value is an item whose content tag is its low four bits.
-    fn block(&mut self) -> Result<(), ScanError> {
+    fn block(&mut self, client: u64) -> Result<(), ScanError> {
+        let start = self.cursor.next;
         let info = self.cursor.read_u8()?;
-        match info {
-            BLOCK_GC | BLOCK_SKIP => {
-                let _len: u32 = self.cursor.read_var()?;
+        let id = ID::new(client_id(client), self.clock);
+        let len = match info {
+            BLOCK_SKIP => self.cursor.read_var()?,
+            BLOCK_GC => {
+                let len = self.cursor.read_var()?;
+                if let Some(items) = &mut self.items {
+                    let parent = ParentRef::Neighbours { origin: None, right_origin: None };
+                    items.push(ItemPlacement {
+                        id,
+                        len,
+                        parent,
+                        holds_type: false,
+                        bytes: self.cursor.next - start,
+                    });
+                }
+                len
             }
             info => {
                 let cant_copy_parent_info = info & (HAS_ORIGIN | HAS_RIGHT_ORIGIN) == 0;
-                if info & HAS_ORIGIN != 0 {
-                    self.id()?;
-                }
-                if info & HAS_RIGHT_ORIGIN != 0 {
-                    self.id()?;
-                }
+                let origin = if info & HAS_ORIGIN != 0 { Some(self.id()?) } else { None };
+                let right_origin = if info & HAS_RIGHT_ORIGIN != 0 { Some(self.id()?) } else { None };
+                let mut parent = ParentRef::Neighbours { origin, right_origin };
                 if cant_copy_parent_info {
                     let parent_info: u32 = self.cursor.read_var()?;
                     if parent_info == 1 {
-                        self.cursor.read_string()?;
+                        parent = ParentRef::Root(self.cursor.read_string()?.into());
                     } else {
-                        self.id()?;
+                        parent = ParentRef::Type(self.id()?);
                     }
                     if info & HAS_PARENT_SUB != 0 {
                         self.cursor.read_string()?;
                     }
                 }
-                self.content(info & 0b1111)?;
+                let tag = info & 0b1111;
+                let len = self.content(tag)?;
+                if let Some(items) = &mut self.items {
+                    let bytes = self.cursor.next - start;
+                    items.push(ItemPlacement { id, len, parent, holds_type: tag == CONTENT_TYPE, bytes });
+                }
+                len
             }
-        }
+        };
+        // yrs adds with overflow checks (a panic its guard catches); the walk only needs to stay
+        // in step with it for ids, so wrapping is enough.
+        self.clock = self.clock.wrapping_add(len);
         Ok(())
     }
 
     /// `DecoderV1::read_id`: a client and a clock.
-    fn id(&mut self) -> Result<(), ScanError> {
-        let _client: u64 = self.cursor.read_var()?;
-        let _clock: u32 = self.cursor.read_var()?;
-        Ok(())
+    fn id(&mut self) -> Result<ID, ScanError> {
+        let client: u64 = self.cursor.read_var()?;
+        let clock: u32 = self.cursor.read_var()?;
+        Ok(ID::new(client_id(client), clock))
     }
 
-    /// `ItemContent::decode`.
-    fn content(&mut self, tag: u8) -> Result<(), ScanError> {
-        match tag {
-            CONTENT_DELETED => {
-                let _len: u32 = self.cursor.read_var()?;
-            }
+    /// `ItemContent::decode`. Returns the content's length in clock units, as yrs counts it
+    /// (`ItemContent::len_utf16`): strings in UTF-16 code units, values one each, the rest 1.
+    fn content(&mut self, tag: u8) -> Result<u32, ScanError> {
+        let len = match tag {
+            CONTENT_DELETED => self.cursor.read_var()?,
             CONTENT_JSON => {
                 // yrs 0.28 reads one string more than the count says (`while remaining >= 0`), so
                 // the walk does too: it must stay where yrs is. A count that does not fit an i32
@@ -183,16 +248,24 @@ impl Scan<'_> {
                     self.start();
                     self.cursor.read_string()?;
                 }
+                count.wrapping_add(1)
             }
             CONTENT_BINARY => {
                 self.cursor.read_buf()?;
+                1
             }
-            CONTENT_STRING | CONTENT_EMBED => {
+            CONTENT_STRING => {
+                let text = self.cursor.read_string()?;
+                u32::try_from(text.encode_utf16().count()).unwrap_or(u32::MAX)
+            }
+            CONTENT_EMBED => {
                 self.cursor.read_string()?;
+                1
             }
             CONTENT_FORMAT => {
                 self.cursor.read_string()?;
                 self.cursor.read_string()?;
+                1
             }
             CONTENT_TYPE => {
                 let type_ref = self.cursor.read_u8()?;
@@ -201,6 +274,7 @@ impl Scan<'_> {
                 } else if !TYPE_REFS_WITHOUT_FIELDS.contains(&type_ref) {
                     return Err(ScanError::Malformed(format!("unknown type ref {type_ref}")));
                 }
+                1
             }
             CONTENT_ANY => {
                 let count: u32 = self.cursor.read_var()?;
@@ -209,15 +283,17 @@ impl Scan<'_> {
                     self.start();
                     self.any(1)?;
                 }
+                count
             }
             CONTENT_DOC => {
                 // `Options::decode`: the subdocument's guid, then one `Any` of options.
                 self.cursor.read_string()?;
                 self.any(1)?;
+                1
             }
             other => return Err(ScanError::Malformed(format!("unknown content type {other}"))),
-        }
-        Ok(())
+        };
+        Ok(len)
     }
 
     /// `Any::decode`, at nesting level `depth` (1 for a value directly inside a content). The

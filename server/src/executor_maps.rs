@@ -1,0 +1,31 @@
+//! Who may write the `results` and `runs` maps of a room's document.
+//!
+//! They hold what the executor reports (node states, outputs, run summaries), which every
+//! viewer trusts, so only the executor writes them: in-process through the room actor
+//! (`execution/room_writer.rs`), or a `dojo-worker` over the WebSocket protocol with its service
+//! token. That token carries explicit room grants and the worker's subject
+//! (`DOJO_WORKER_SUBJECT`, `dojo-worker` by default), which the server knows as
+//! `DOJO_EXECUTOR_SUBJECT`. Any other client's update (WebSocket or REST) that inserts or deletes
+//! anything under those roots is refused whole (see `dojo_sync_protocol::update::WriteRules`).
+//! In dev mode (no token verification configured) every local client is trusted, as for
+//! everything else.
+
+use dojo_sync_protocol::update::WriteRules;
+
+use crate::auth::Caller;
+
+/// The rules an update from `caller` is applied under.
+pub fn write_rules(caller: &Caller, executor_subject: &str) -> WriteRules<'static> {
+    if is_executor(caller, executor_subject) { WriteRules::ANYTHING } else { WriteRules::NOT_EXECUTOR_MAPS }
+}
+
+/// The executor's service identity: a token with explicit grants and the executor's subject.
+/// (A user's own token never has grants; a grants token for another service has another subject.)
+pub fn is_executor(caller: &Caller, executor_subject: &str) -> bool {
+    match caller {
+        Caller::Anonymous => true,
+        Caller::User(signed_in) => {
+            signed_in.identity.grants.is_some() && signed_in.identity.subject == executor_subject
+        }
+    }
+}
