@@ -229,3 +229,103 @@ async fn clients_joining_at_once_on_two_instances_see_each_other() {
         }
     }
 }
+
+/// Presence published while Redis was down (a client joined then) reaches the other instances
+/// once it is back, without waiting for the client to renew: re-subscribed rooms ask again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_from_while_redis_was_down_arrives_when_it_is_back() {
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let mut redis = Redis::start().await;
+    let servers = instances(&db, &redis, 2).await;
+    let on_a = SyncClient::connect(&servers[0].url("room")).await.expect("connect");
+    on_a.set_presence(&serde_json::json!({ "user": "a" })).await.expect("presence");
+    let on_b = SyncClient::connect(&servers[1].url("room")).await.expect("connect");
+    on_b.set_presence(&serde_json::json!({ "user": "b" })).await.expect("presence");
+    let a = on_a.client_id();
+    on_b.wait_for("a's presence", WAIT, |_| on_b.presence().iter().any(|(id, _)| *id == a))
+        .await
+        .expect("presence crosses instances");
+
+    redis.stop();
+    let late = SyncClient::connect(&servers[0].url("room")).await.expect("connect");
+    late.set_presence(&serde_json::json!({ "user": "late" })).await.expect("presence");
+    let late_id = late.client_id();
+    on_a.wait_for("the late client on the same instance", WAIT, |_| {
+        on_a.presence().iter().any(|(id, _)| *id == late_id)
+    })
+    .await
+    .expect("local presence needs no Redis");
+    redis.launch().await;
+
+    let met = on_b
+        .wait_for("the late client's presence", WAIT, |_| {
+            on_b.presence().iter().any(|(id, _)| *id == late_id)
+        })
+        .await;
+    assert!(
+        met.is_ok(),
+        "b never saw the client that joined during the outage: {:?}\n{}\n----\n{}",
+        on_b.presence(),
+        servers[0].log(),
+        servers[1].log()
+    );
+    // And the others still know each other.
+    assert!(on_b.presence().iter().any(|(id, _)| *id == a));
+}
+
+/// A connection may change only the presence it owns; a client on another instance is not
+/// fair game. Mallory, on B, forges Alice's presence (on A) with a far newer clock, then
+/// removes it at its current clock. A witness on B must still see Alice as Alice, and Alice's
+/// own renewals must still reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cannot_change_presence_held_on_another_instance() {
+    use dojo_sync_protocol::codec::encode_message;
+    use std::collections::HashMap;
+    use yrs::sync::Message;
+    use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
+
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let redis = Redis::start().await;
+    let servers = instances(&db, &redis, 2).await;
+    let alice = SyncClient::connect(&servers[0].url("room")).await.expect("connect");
+    alice.set_presence(&serde_json::json!({ "user": "alice" })).await.expect("presence");
+    let witness = SyncClient::connect(&servers[1].url("room")).await.expect("connect");
+    let mallory = SyncClient::connect(&servers[1].url("room")).await.expect("connect");
+    let alice_id = alice.client_id();
+    let state_of = |client: &SyncClient, id: ClientID| {
+        client.presence().into_iter().find(|(c, _)| *c == id).map(|(_, state)| state)
+    };
+    witness
+        .wait_for("alice's presence", WAIT, |_| state_of(&witness, alice_id).is_some())
+        .await
+        .expect("presence crosses instances");
+    mallory
+        .wait_for("alice's presence", WAIT, |_| state_of(&mallory, alice_id).is_some())
+        .await
+        .expect("presence crosses instances");
+    let clock = mallory.presence_meta().iter().find(|(id, ..)| *id == alice_id).map(|m| m.1).expect("clock");
+
+    let forge = |clock: u32, json: &str| {
+        let entry = AwarenessUpdateEntry { clock, json: json.into() };
+        encode_message(&Message::Awareness(AwarenessUpdate { clients: HashMap::from([(alice_id, entry)]) }))
+    };
+    mallory.send_message(forge(clock + 100, r#"{"user":"mallory"}"#)).await.expect("send");
+    mallory.send_message(forge(clock, "null")).await.expect("send");
+    // Mallory's own presence, sent after: once the witness has it, the forgeries (handled
+    // before it, in order) would have arrived too.
+    mallory.set_presence(&serde_json::json!({ "user": "mallory" })).await.expect("presence");
+    let mallory_id = mallory.client_id();
+    witness
+        .wait_for("mallory's own presence", WAIT, |_| state_of(&witness, mallory_id).is_some())
+        .await
+        .expect("mallory's own presence is relayed");
+    assert_eq!(state_of(&witness, alice_id), Some(serde_json::json!({ "user": "alice" })));
+
+    // Alice's own renewal still gets through.
+    alice.set_presence(&serde_json::json!({ "user": "alice", "renewed": true })).await.expect("presence");
+    let renewed = serde_json::json!({ "user": "alice", "renewed": true });
+    let seen = witness
+        .wait_for("alice's renewal", WAIT, |_| state_of(&witness, alice_id).as_ref() == Some(&renewed))
+        .await;
+    assert!(seen.is_ok(), "the witness has {:?}", state_of(&witness, alice_id));
+}
