@@ -10,7 +10,12 @@
 //! backstop, on a timer. Nothing is lost when Redis fails; it only gets slower.
 //!
 //! Liveness: each instance refreshes its score in the sorted set `dojo:instances` every few
-//! seconds. Presence received from an instance that stopped refreshing is removed.
+//! seconds (any message heard from an instance also counts). Presence received from an instance
+//! that stopped refreshing is removed.
+//!
+//! Presence is not in the store, so a room cannot catch up on it: once Redis confirms a room's
+//! subscription (again, after a reconnect), the room publishes its own clients' presence and a
+//! `PresenceQuery`, which every instance holding the room answers with its own clients'.
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};

@@ -195,7 +195,7 @@ async fn three_instances_clients_see_each_other_for_ninety_seconds() {
 /// be lost. These clients never renew: only the server can bring them together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_joining_at_once_on_two_instances_see_each_other() {
-    const ROUNDS: usize = 8;
+    const ROUNDS: usize = 16;
     let db = TestDatabase::new(Backend::Postgres).await;
     let redis = Redis::start().await;
     let servers = instances(&db, &redis, 2).await;
