@@ -1,5 +1,6 @@
 //! A y-websocket-compatible client: a `yrs` document and awareness kept in sync with a room.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -16,7 +17,8 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use yrs::sync::{Awareness, Message, SyncMessage};
+use yrs::sync::awareness::AwarenessUpdateEntry;
+use yrs::sync::{Awareness, AwarenessUpdate, Message, SyncMessage};
 use yrs::updates::decoder::Decode;
 use yrs::{ClientID, Doc, ReadTxn, Transact, TransactionMut, Update};
 
@@ -84,6 +86,10 @@ pub struct ClientOptions {
     pub applying: Applying,
     /// Where the timestamps of other clients' edits are recorded as each update arrives.
     pub stamps: Option<StampSink>,
+    /// Send every awareness change the client applies back to the server, as y-websocket's
+    /// provider does (its awareness `update` handler does not look at where a change came
+    /// from): a stock client repeats the presence of every peer it hears of.
+    pub echo_awareness: bool,
 }
 
 /// A client's deferred updates, taken out to be applied ([`SyncClient::take_deferred`]).
@@ -209,6 +215,7 @@ impl SyncClient {
             framing: framing.clone(),
             deferred: (options.applying == Applying::Deferred).then(|| deferred.clone()),
             stamps: options.stamps,
+            echo_awareness: options.echo_awareness,
         };
         let reader = tokio::spawn(read_loop(stream, peer, outgoing.clone(), status_tx));
         let client =
@@ -281,6 +288,46 @@ impl SyncClient {
             .collect();
         states.sort_by_key(|(id, _)| id.get());
         states
+    }
+
+    /// Everyone's live presence as `(client id, clock, last renewed)`, where "last renewed" is
+    /// when this client last accepted a newer clock for it, in milliseconds since the Unix
+    /// epoch: y-protocols' `meta`, by which stock clients drop a peer not renewed for 30 s.
+    pub fn presence_meta(&self) -> Vec<(ClientID, u32, u64)> {
+        let awareness = self.awareness();
+        let mut states: Vec<_> = awareness
+            .iter()
+            .filter(|(_, state)| state.data.is_some())
+            .map(|(id, state)| (id, state.clock, state.last_updated))
+            .collect();
+        states.sort_by_key(|(id, ..)| id.get());
+        states
+    }
+
+    /// Drops the peers not renewed for `timeout` and tells the server, at each one's clock, as
+    /// y-protocols' periodic check does (removed for timing out, which y-websocket's provider
+    /// sends like any other awareness change). Returns the peers dropped.
+    pub async fn time_out_presence(&self, timeout: Duration) -> Result<Vec<ClientID>, ClientError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let timeout = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let own = self.doc.client_id();
+        let outdated: HashMap<ClientID, AwarenessUpdateEntry> = self
+            .presence_meta()
+            .into_iter()
+            .filter(|(id, _, renewed)| *id != own && now.saturating_sub(*renewed) >= timeout)
+            .map(|(id, clock, _)| (id, AwarenessUpdateEntry { clock, json: "null".into() }))
+            .collect();
+        if outdated.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dropped: Vec<ClientID> = outdated.keys().copied().collect();
+        // The same clock with a null state: removed here, and wherever that clock is current.
+        let removal = AwarenessUpdate { clients: outdated };
+        let _ = self.awareness().apply_update(removal.clone());
+        self.send_message(encode_message(&Message::Awareness(removal))).await?;
+        Ok(dropped)
     }
 
     /// Sends one y-websocket message (`type • payload`), framed for this client's protocol.
@@ -387,6 +434,7 @@ struct Peer {
     /// Where updates wait to be applied, when the client defers them.
     deferred: Option<SharedDeferred>,
     stamps: Option<StampSink>,
+    echo_awareness: bool,
 }
 
 impl Peer {
@@ -536,8 +584,12 @@ fn handle(message: Message, peer: &Peer) -> Result<Handled, ()> {
         Message::Sync(SyncMessage::Update(update)) => peer.receive_update(update).map(|()| Handled::Nothing),
         Message::Awareness(update) => {
             let mut awareness = peer.awareness.lock().unwrap_or_else(|p| p.into_inner());
-            awareness.apply_update(update).map_err(|_| ())?;
-            Ok(Handled::Nothing)
+            let summary = awareness.apply_update_summary(update).map_err(|_| ())?;
+            let echo = summary.filter(|_| peer.echo_awareness).map(|s| s.all_changes());
+            match echo.and_then(|changed| awareness.update_with_clients(changed).ok()) {
+                Some(update) => Ok(Handled::Reply(encode_message(&Message::Awareness(update)))),
+                None => Ok(Handled::Nothing),
+            }
         }
         Message::AwarenessQuery | Message::Auth(_) | Message::Custom(..) => Ok(Handled::Nothing),
     }

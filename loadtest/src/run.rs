@@ -414,7 +414,7 @@ async fn connect_one(
     let doc = yrs::Doc::new();
     let stamps = StampSink::new(clock, doc.client_id().get());
     let received = stamps.received.clone();
-    let options = ClientOptions { applying, stamps: Some(stamps) };
+    let options = ClientOptions { applying, stamps: Some(stamps), ..ClientOptions::default() };
     let client = connect_client_with(&target, doc, options).await?;
     let node_id = format!("lt-node-{}", client.client_id());
     Ok(Member { room, slot, target, client, node_id, received, edits: 0 })

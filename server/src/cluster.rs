@@ -10,7 +10,12 @@
 //! backstop, on a timer. Nothing is lost when Redis fails; it only gets slower.
 //!
 //! Liveness: each instance refreshes its score in the sorted set `dojo:instances` every few
-//! seconds. Presence received from an instance that stopped refreshing is removed.
+//! seconds (any message heard from an instance also counts). Presence received from an instance
+//! that stopped refreshing is removed.
+//!
+//! Presence is not in the store, so a room cannot catch up on it: once Redis confirms a room's
+//! subscription (again, after a reconnect), the room publishes its own clients' presence and a
+//! `PresenceQuery`, which every instance holding the room answers with its own clients'.
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
@@ -44,6 +49,7 @@ const RECONNECT_MAX: Duration = Duration::from_secs(5);
 const KIND_UPDATES: u8 = 1;
 const KIND_AWARENESS: u8 = 2;
 const KIND_PERMISSIONS_CHANGED: u8 = 3;
+const KIND_PRESENCE_QUERY: u8 = 4;
 
 /// What instances tell each other about a room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +61,10 @@ pub enum ClusterMessage {
     /// The room's access rules changed: its connections everywhere reconnect and are checked
     /// again.
     PermissionsChanged { origin: InstanceId },
+    /// The origin just subscribed to the room's channel and may have missed presence published
+    /// before: every instance holding the room answers with its own clients' presence (an
+    /// `Awareness` message).
+    PresenceQuery { origin: InstanceId },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -66,7 +76,8 @@ impl ClusterMessage {
         match self {
             ClusterMessage::Updates { origin, .. }
             | ClusterMessage::Awareness { origin, .. }
-            | ClusterMessage::PermissionsChanged { origin } => *origin,
+            | ClusterMessage::PermissionsChanged { origin }
+            | ClusterMessage::PresenceQuery { origin } => *origin,
         }
     }
 
@@ -92,6 +103,10 @@ impl ClusterMessage {
             }
             ClusterMessage::PermissionsChanged { origin } => {
                 out.push(KIND_PERMISSIONS_CHANGED);
+                out.extend_from_slice(&origin.to_le_bytes());
+            }
+            ClusterMessage::PresenceQuery { origin } => {
+                out.push(KIND_PRESENCE_QUERY);
                 out.extend_from_slice(&origin.to_le_bytes());
             }
         }
@@ -131,7 +146,8 @@ impl ClusterMessage {
             KIND_PERMISSIONS_CHANGED if reader.0.is_empty() => {
                 Ok(ClusterMessage::PermissionsChanged { origin })
             }
-            KIND_PERMISSIONS_CHANGED => Err(MalformedMessage("trailing bytes")),
+            KIND_PRESENCE_QUERY if reader.0.is_empty() => Ok(ClusterMessage::PresenceQuery { origin }),
+            KIND_PERMISSIONS_CHANGED | KIND_PRESENCE_QUERY => Err(MalformedMessage("trailing bytes")),
             _ => Err(MalformedMessage("unknown kind")),
         }
     }
@@ -206,7 +222,8 @@ impl Cluster {
         let live = Arc::new(RwLock::new(HashSet::from([instance])));
         tokio::spawn(run_publisher(connection.clone(), publish_rx, shutdown.clone()));
         tokio::spawn(run_heartbeat(connection, instance, live.clone(), shutdown.clone()));
-        tokio::spawn(run_subscriber(client, instance, control_rx, metrics.clone(), shutdown));
+        let heard = Heard { instance, live: live.clone() };
+        tokio::spawn(run_subscriber(client, heard, control_rx, metrics.clone(), shutdown));
         tracing::info!(instance = format!("{instance:016x}"), "joined the cluster through Redis");
         Ok(Arc::new(Self { instance, publish, control, live, metrics }))
     }
@@ -295,9 +312,29 @@ async fn run_heartbeat(
     }
 }
 
+/// What the subscriber knows about who is talking.
+struct Heard {
+    instance: InstanceId,
+    live: Arc<RwLock<HashSet<InstanceId>>>,
+}
+
+impl Heard {
+    /// A message is proof of life. An instance that just started is not in our copy of the
+    /// heartbeat set until our next heartbeat, and its clients' presence must not expire as if
+    /// it were dead meanwhile.
+    fn alive(&self, origin: InstanceId) {
+        if self.live.read().is_ok_and(|live| live.contains(&origin)) {
+            return;
+        }
+        if let Ok(mut live) = self.live.write() {
+            live.insert(origin);
+        }
+    }
+}
+
 async fn run_subscriber(
     client: redis::Client,
-    instance: InstanceId,
+    heard: Heard,
     mut control: mpsc::Receiver<Control>,
     metrics: Arc<crate::metrics::Metrics>,
     shutdown: CancellationToken,
@@ -334,6 +371,10 @@ async fn run_subscriber(
                 let _ = entry.value().1.try_send(RoomCommand::CatchUp);
             }
         }
+        // Presence published while we were away is not in the store: ask for it again.
+        for entry in rooms.iter() {
+            subscribed(&entry.value().1);
+        }
         first = false;
         delay = RECONNECT_MIN;
         loop {
@@ -342,8 +383,9 @@ async fn run_subscriber(
                     let Some(message) = message else { break };
                     let Some(handle) = rooms.get(message.get_channel_name()).map(|h| h.1.clone()) else { continue };
                     match ClusterMessage::decode(message.get_payload_bytes()) {
-                        Ok(decoded) if decoded.origin() == instance => {}
+                        Ok(decoded) if decoded.origin() == heard.instance => {}
                         Ok(decoded) => {
+                            heard.alive(decoded.origin());
                             // A full room queue loses the message: the room must catch up.
                             if handle.try_send(RoomCommand::Remote(decoded)).is_err() {
                                 metrics.cluster_receive_dropped.inc();
@@ -358,8 +400,12 @@ async fn run_subscriber(
                     let result = match request {
                         Control::Subscribe(room, generation, handle) => {
                             let name = channel(room.as_str());
-                            rooms.insert(name.clone(), (generation, handle));
-                            sink.subscribe(name).await
+                            rooms.insert(name.clone(), (generation, handle.clone()));
+                            let result = sink.subscribe(name).await;
+                            if result.is_ok() {
+                                subscribed(&handle);
+                            }
+                            result
                         }
                         Control::Unsubscribe(room, generation) => {
                             let name = channel(room.as_str());
@@ -378,6 +424,14 @@ async fn run_subscriber(
             }
         }
         tracing::warn!("lost the Redis subscription; reconnecting");
+    }
+}
+
+/// Tells a room that its channel is live (Redis confirmed the subscription): whatever is
+/// published from now on reaches it, so it can ask the others for what it missed before.
+fn subscribed(handle: &WeakRoomHandle) {
+    if handle.try_send(RoomCommand::Subscribed).is_err() {
+        tracing::debug!("a room's queue is full: its presence relies on its clients' renewals");
     }
 }
 
@@ -404,6 +458,11 @@ mod tests {
         assert_eq!(ClusterMessage::decode(&awareness.encode()), Ok(awareness));
         let changed = ClusterMessage::PermissionsChanged { origin: 3 };
         assert_eq!(ClusterMessage::decode(&changed.encode()), Ok(changed));
+        let query = ClusterMessage::PresenceQuery { origin: 4 };
+        assert_eq!(ClusterMessage::decode(&query.encode()), Ok(query.clone()));
+        let mut trailing = query.encode();
+        trailing.push(0);
+        assert!(ClusterMessage::decode(&trailing).is_err());
     }
 
     #[test]

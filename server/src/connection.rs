@@ -20,7 +20,7 @@ use crate::close::{CloseReason, Disconnect};
 use crate::config::Limits;
 use crate::metrics::{MessageKind, Metrics, ReasonLabel};
 use crate::outbox::{self, OutboxReceiver, Outgoing};
-use crate::presence_limits::{PresenceLimits, check_update};
+use crate::presence_limits::{PresenceLimits, check_states};
 use crate::room::{ConnId, Peer, PeerProtocol, RoomCommand, RoomHandle};
 use crate::room_name::RoomName;
 use crate::rooms::Rooms;
@@ -186,7 +186,7 @@ impl Connection {
             // Refused here, before it waits in the room's queue; the room checks the
             // connection's total.
             if let Message::Awareness(update) = message {
-                check_update(update, &presence).map_err(|error| {
+                check_states(update, &presence).map_err(|error| {
                     self.metrics.presence_refused.inc();
                     tracing::info!(%error, "closing a connection that sent oversized presence");
                     CloseReason::Policy(error.to_string())

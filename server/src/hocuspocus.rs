@@ -52,7 +52,7 @@ use crate::close::{CloseReason, Disconnect};
 use crate::metrics::{MessageKind, ReasonLabel};
 use crate::outbox::{self, OutboxReceiver, Outgoing};
 use crate::preauth::{PoolFull, Reservation, SocketSlot};
-use crate::presence_limits::{PresenceLimits, check_update};
+use crate::presence_limits::{PresenceLimits, check_states};
 use crate::room::{ConnId, Peer, PeerProtocol, RoomCommand, RoomHandle};
 use crate::room_name::RoomName;
 use crate::user_connections::UserConnectionSlot;
@@ -520,7 +520,7 @@ impl Reader {
             HocusMessage::Awareness(update) => {
                 metrics.record_in(MessageKind::awareness, size);
                 // Refused before it waits in the room's queue; the room checks the total.
-                if let Err(error) = check_update(&update, &PresenceLimits::from(&**self.state.limits())) {
+                if let Err(error) = check_states(&update, &PresenceLimits::from(&**self.state.limits())) {
                     metrics.presence_refused.inc();
                     tracing::info!(%error, "closing a collab connection that sent oversized presence");
                     return Err(CloseReason::Policy(error.to_string()));

@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod close;
 pub mod cluster;
+pub mod cluster_presence;
 pub mod compaction;
 pub mod config;
 pub mod connection;

@@ -46,10 +46,24 @@ pub fn state_bytes(json: &str) -> usize {
     if json == REMOVED { 0 } else { json.len() }
 }
 
-/// Checks what one update may carry on its own (before any room state is known): each state
-/// within `max_state_bytes`, and all of them together within `max_connection_bytes` (one
-/// connection cannot hold more than that anyway). Cheap enough for the socket reader, so an
-/// oversized state is refused before it waits in a room's queue.
+/// Checks each state of one update against `max_state_bytes`, before any room state is known.
+/// Cheap enough for the socket reader, so an oversized state is refused before it waits in a
+/// room's queue. Not the connection's total: stock clients send back every presence change
+/// they apply, other clients' states included, and only the room can tell those echoes (which
+/// it ignores) from states the connection claims.
+pub fn check_states(update: &AwarenessUpdate, limits: &PresenceLimits) -> Result<(), PresenceError> {
+    for entry in update.clients.values() {
+        let size = state_bytes(&entry.json);
+        if size > limits.max_state_bytes {
+            return Err(PresenceError::StateTooLarge { size, limit: limits.max_state_bytes });
+        }
+    }
+    Ok(())
+}
+
+/// Checks what one update may carry on its own once the room has dropped the states the
+/// connection does not own: each state within `max_state_bytes`, and all of them together
+/// within `max_connection_bytes` (one connection cannot hold more than that anyway).
 pub fn check_update(update: &AwarenessUpdate, limits: &PresenceLimits) -> Result<(), PresenceError> {
     let mut total = 0usize;
     for entry in update.clients.values() {
@@ -144,6 +158,18 @@ mod tests {
         assert_eq!(
             check_update(&three, &LIMITS),
             Err(PresenceError::ConnectionTooLarge { total: 270, limit: 250 })
+        );
+    }
+
+    #[test]
+    fn the_reader_checks_each_state_but_leaves_the_total_to_the_room() {
+        // An echo of three other clients' states is over one connection's total, yet fine to
+        // read: the room drops what the connection does not own before it adds anything up.
+        let state = "x".repeat(90);
+        assert_eq!(check_states(&update(&[(1, &state), (2, &state), (3, &state)]), &LIMITS), Ok(()));
+        assert_eq!(
+            check_states(&update(&[(1, &"x".repeat(101))]), &LIMITS),
+            Err(PresenceError::StateTooLarge { size: 101, limit: 100 })
         );
     }
 

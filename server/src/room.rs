@@ -103,6 +103,9 @@ pub enum RoomCommand {
     Remote(ClusterMessage),
     /// Messages from other instances may have been missed: catch up from the store.
     CatchUp,
+    /// The room's cluster channel is live (again): it publishes its clients' presence and asks
+    /// the other instances for theirs, which it may have missed before.
+    Subscribed,
     /// Who may do what here changed (a collaborator removed, the workflow made private or
     /// deleted): everyone reconnects, and so is checked again.
     PermissionsChanged,
@@ -477,6 +480,7 @@ impl Room {
             RoomCommand::Stateless { conn, body } => self.relay_stateless(conn, &body),
             RoomCommand::Remote(message) => self.on_remote(message),
             RoomCommand::CatchUp => self.start_catch_up(true),
+            RoomCommand::Subscribed => self.on_subscribed(),
             RoomCommand::PermissionsChanged => {
                 let everyone: Vec<_> =
                     self.peers.keys().map(|conn| (*conn, Some(CloseReason::PermissionsChanged))).collect();
@@ -509,6 +513,24 @@ impl Room {
             }
             ClusterMessage::Awareness { origin, frame } => self.on_remote_presence(origin, &frame),
             ClusterMessage::PermissionsChanged { .. } => self.on_command(RoomCommand::PermissionsChanged),
+            ClusterMessage::PresenceQuery { .. } => self.publish_local_presence(),
+        }
+    }
+
+    /// From now on this room hears what others publish; what they published before (their
+    /// clients' presence, sent once and renewed only every 15 s) it asks for. Our own clients'
+    /// presence goes out again too, for instances that subscribed after it was first published
+    /// and before this.
+    fn on_subscribed(&mut self) {
+        let Some(cluster) = self.cluster.clone() else { return };
+        self.publish_local_presence();
+        cluster.publish(&self.name, &ClusterMessage::PresenceQuery { origin: cluster.instance() });
+    }
+
+    /// The presence of this instance's own clients (never what it heard from others).
+    fn publish_local_presence(&self) {
+        if let Some(frame) = self.encode_awareness(self.owners.keys().copied().collect()) {
+            self.publish_presence(&frame);
         }
     }
 
@@ -606,11 +628,14 @@ impl Room {
         }
         for id in &expired {
             self.remote_presence.remove(id);
-            self.awareness.remove_state(*id);
-            self.tombstones += 1;
         }
-        if let Some(frame) = self.encode_awareness(expired) {
-            self.broadcast(frame, MessageKind::awareness);
+        // At the clocks we hold: if the client is alive after all, its next renewal applies.
+        let removal = crate::cluster_presence::removal_at_known_clocks(&self.awareness, &expired);
+        if let Ok(Some(summary)) = self.awareness.apply_update_summary(removal) {
+            self.tombstones += summary.removed.len();
+            if let Some(frame) = self.encode_awareness(summary.removed) {
+                self.broadcast(frame, MessageKind::awareness);
+            }
         }
         self.compact_awareness();
     }
@@ -806,6 +831,7 @@ impl Room {
                 | RoomCommand::State { .. }
                 | RoomCommand::Remote(_)
                 | RoomCommand::CatchUp
+                | RoomCommand::Subscribed
                 | RoomCommand::PermissionsChanged => {}
             }
         }
@@ -1060,7 +1086,17 @@ impl Room {
     }
 
     fn apply_awareness(&mut self, conn: ConnId, mut update: AwarenessUpdate) {
-        update.clients.retain(|id, _| self.owners.get(id).is_none_or(|owner| *owner == conn));
+        // Ids of other connections, or of clients on other instances, are not this one's; nor
+        // are echoes of states the room already holds (see `cluster_presence::may_claim`).
+        update.clients.retain(|id, entry| match self.owners.get(id) {
+            Some(owner) => *owner == conn,
+            None => crate::cluster_presence::may_claim(
+                &self.awareness,
+                self.remote_presence.contains_key(id),
+                *id,
+                entry,
+            ),
+        });
         if let Err(error) = self.check_presence(conn, &update) {
             self.metrics.presence_refused.inc();
             tracing::info!(room = %self.name, conn, %error, "refused oversized presence");
