@@ -75,6 +75,8 @@ fn test_config(server: &MockServer) -> ProviderConfig {
     config.generation_timeout = Duration::from_secs(3);
     config.download_timeout = Duration::from_secs(3);
     config.replicate_wait = Duration::from_secs(1);
+    // The stand-ins serve results from 127.0.0.1.
+    config.allow_private_downloads = true;
     config
 }
 

@@ -251,6 +251,20 @@ pub struct ExecutorSettings {
     /// Credits a dev identity gets once, in dev mode only (no JWT key), so runs can be tried.
     #[arg(long, env = "DOJO_DEV_CREDITS", default_value_t = 100)]
     pub dev_credits: i64,
+
+    /// Most pixels (width × height) an uploaded image may have; larger ones are refused (422)
+    /// from their header, before decoding. The default is what the built-in image nodes take.
+    #[arg(long, env = "DOJO_MAX_IMAGE_PIXELS", default_value_t = 16 * 1024 * 1024)]
+    pub max_image_pixels: u64,
+
+    /// Longest side, in pixels, of an uploaded image (422 beyond it).
+    #[arg(long, env = "DOJO_MAX_IMAGE_SIDE", default_value_t = 4096)]
+    pub max_image_side: u32,
+
+    /// Bytes of assets one user may own (uploads and run outputs, each asset counted once);
+    /// an upload past it is refused (413, `storage_quota_exceeded`). 0: no quota.
+    #[arg(long, env = "DOJO_USER_STORAGE_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub user_storage_bytes: u64,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/dojo.db";
