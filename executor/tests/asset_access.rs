@@ -197,7 +197,9 @@ async fn another_users_cache_never_serves_outputs_derived_from_an_upload() {
     carol.allow(&alices.id);
     let (summary, observer) = h.run(&graph(&alices.id), "carol", &carol, &BTreeMap::new()).await;
     assert!(summary.succeeded());
-    assert_eq!(observer.states_of("blur"), ["queued", "running", "succeeded"], "computed, not cached");
+    let blur = observer.states_of("blur");
+    assert!(blur.contains(&"running") && !blur.contains(&"cached"), "computed, not cached: {blur:?}");
+    assert_eq!(blur.last(), Some(&"succeeded"));
 
     // Bob may not read it: nothing of it reaches him, cached or not.
     let bob = AllowList::default();
