@@ -193,8 +193,13 @@ const CONCURRENT_IMAGE_CHECKS: usize = 2;
 /// [`check_png_upload`] on the blocking pool, a few at a time.
 async fn check_image(body: Bytes, limits: ImageLimits) -> Result<Result<(), UploadRefusal>, ApiError> {
     static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_IMAGE_CHECKS);
-    let _permit = PERMITS.acquire().await.map_err(|e| ApiError::Internal(e.to_string()))?;
-    match tokio::task::spawn_blocking(move || check_png_upload(&body, limits).map(|_| ())).await {
+    let permit = PERMITS.acquire().await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    // The permit goes with the decode: a client that hangs up does not free it early.
+    let decode = move || {
+        let _permit = permit;
+        check_png_upload(&body, limits).map(|_| ())
+    };
+    match tokio::task::spawn_blocking(decode).await {
         Ok(checked) => Ok(checked),
         // A panic inside the decoder on a hostile file refuses that file, not the server.
         Err(error) if error.is_panic() => Ok(Err(UploadRefusal::Corrupt("the decoder failed".into()))),
