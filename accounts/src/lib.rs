@@ -290,10 +290,10 @@ pub enum AccountError {
     IdempotencyKeyReused { key: String, existing: Box<LedgerEntry> },
     #[error("invalid {field}: {reason}")]
     InvalidInput { field: &'static str, reason: &'static str },
-    /// An upload that would take its owner's stored assets past their quota. Nothing was
+    /// An upload that would take its owner's stored assets past their storage quota. Nothing was
     /// written. `used` is what the owner would store with it, in bytes.
     #[error("storing this would use {used} bytes of a {quota}-byte quota")]
-    QuotaExceeded { used: i64, quota: i64 },
+    StorageQuotaExceeded { used: i64, quota: i64 },
     /// The database could not be reached or failed; the message is for logs, not for clients.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

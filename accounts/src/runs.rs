@@ -301,7 +301,7 @@ pub trait RunStore: Send + Sync + 'static {
     /// Like [`record_asset`](Self::record_asset) for an upload, in one transaction with a check
     /// of the owner's quota: when the sizes of every asset `link.owner_id` owns, this one
     /// included (once, however often it was uploaded), pass `quota` bytes, nothing is written
-    /// and the answer is `QuotaExceeded`. Concurrent uploads of one owner queue on their user
+    /// and the answer is `StorageQuotaExceeded`. Concurrent uploads of one owner queue on their user
     /// row, so together they cannot pass it either.
     async fn record_upload(
         &self,

@@ -1016,7 +1016,7 @@ macro_rules! run_store {
                     let used = owned_bytes(&mut *w.tx, &link.owner_id).await?;
                     if used > quota {
                         w.tx.rollback().await?;
-                        return Err(AccountError::QuotaExceeded { used, quota });
+                        return Err(AccountError::StorageQuotaExceeded { used, quota });
                     }
                     w.tx.commit().await?;
                     Ok(())

@@ -769,7 +769,10 @@ mod cases {
         assert_eq!(b.runs.storage_used(&ada).await.unwrap(), 900);
 
         let over = b.runs.record_upload(&asset(3, 101), &by(&ada), 1000).await;
-        assert!(matches!(over, Err(AccountError::QuotaExceeded { used: 1001, quota: 1000 })), "{over:?}");
+        assert!(
+            matches!(over, Err(AccountError::StorageQuotaExceeded { used: 1001, quota: 1000 })),
+            "{over:?}"
+        );
         assert_eq!(b.runs.asset(&asset(3, 101).id).await.unwrap(), None, "nothing was written");
         assert_eq!(b.runs.storage_used(&ada).await.unwrap(), 900);
 

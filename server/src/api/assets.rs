@@ -114,7 +114,7 @@ pub async fn upload(
     let link = AssetLink { owner_id: user.id.clone(), room, run_id: None, node_id: None };
     match executor.runs().record_upload(&record, &link, quota).await {
         Ok(()) => {}
-        Err(AccountError::QuotaExceeded { used, quota }) => return Ok(quota_refusal(used, quota)),
+        Err(AccountError::StorageQuotaExceeded { used, quota }) => return Ok(quota_refusal(used, quota)),
         Err(error) => return Err(error.into()),
     }
     let body = Uploaded {
