@@ -294,6 +294,10 @@ pub enum AccountError {
     /// written.
     #[error("quota exceeded: at most {limit} {what} per user")]
     QuotaExceeded { what: &'static str, limit: u64 },
+    /// An upload that would take its owner's stored assets past their storage quota. Nothing was
+    /// written. `used` is what the owner would store with it, in bytes.
+    #[error("storing this would use {used} bytes of a {quota}-byte quota")]
+    StorageQuotaExceeded { used: i64, quota: i64 },
     /// The database could not be reached or failed; the message is for logs, not for clients.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -302,6 +302,21 @@ pub trait RunStore: Send + Sync + 'static {
     /// Records an asset (idempotent per id) and links it to its owner / run node.
     async fn record_asset(&self, asset: &AssetRecord, link: &AssetLink) -> Result<(), AccountError>;
 
+    /// Like [`record_asset`](Self::record_asset) for an upload, in one transaction with a check
+    /// of the owner's quota: when the sizes of every asset `link.owner_id` owns, this one
+    /// included (once, however often it was uploaded), pass `quota` bytes, nothing is written
+    /// and the answer is `StorageQuotaExceeded`. Concurrent uploads of one owner queue on their user
+    /// row, so together they cannot pass it either.
+    async fn record_upload(
+        &self,
+        asset: &AssetRecord,
+        link: &AssetLink,
+        quota: i64,
+    ) -> Result<(), AccountError>;
+
+    /// The bytes of every asset `owner_id` owns (uploads and run outputs), each counted once.
+    async fn storage_used(&self, owner_id: &str) -> Result<i64, AccountError>;
+
     async fn asset(&self, id: &str) -> Result<Option<AssetRecord>, AccountError>;
 
     /// Everyone and every room the asset is linked to (at most `limit` links): the server

@@ -248,6 +248,56 @@ macro_rules! run_store {
 
         type Tx = WriteTx<$db>;
 
+        fn validate_asset(asset: &AssetRecord, link: &AssetLink) -> Result<(), AccountError> {
+            validate_id("id", &asset.id)?;
+            validate_id("owner_id", &link.owner_id)?;
+            if asset.size < 0 {
+                return Err(invalid("size", "negative"));
+            }
+            Ok(())
+        }
+
+        /// The asset row (content-addressed: a second record of the same bytes keeps the
+        /// first) and the link.
+        async fn insert_asset(conn: &mut $conn, asset: &AssetRecord, link: &AssetLink) -> Result<(), AccountError> {
+            sqlx::query(
+                "INSERT INTO assets (id, content_type, size, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&asset.id)
+            .bind(&asset.content_type)
+            .bind(asset.size)
+            .bind(asset.created_at)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "INSERT INTO asset_links (asset_id, owner_id, room, run_id, node_id, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&asset.id)
+            .bind(&link.owner_id)
+            .bind(&link.room)
+            .bind(&link.run_id)
+            .bind(&link.node_id)
+            .bind(now_millis())
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        /// Bytes of the distinct assets `owner_id` has a link to.
+        async fn owned_bytes(conn: &mut $conn, owner_id: &str) -> Result<i64, AccountError> {
+            let used: Option<i64> = sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM assets
+                 WHERE id IN (SELECT asset_id FROM asset_links WHERE owner_id = $1)",
+            )
+            .bind(owner_id)
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(used.unwrap_or(0))
+        }
+
         async fn fetch_run(conn: &mut $conn, id: &str) -> Result<Option<Run>, AccountError> {
             let row: Option<RunRow> =
                 sqlx::query_as(concat!("SELECT ", run_columns!(), " FROM runs WHERE id = $1"))
@@ -956,42 +1006,48 @@ macro_rules! run_store {
             }
 
             async fn record_asset(&self, asset: &AssetRecord, link: &AssetLink) -> Result<(), AccountError> {
-                validate_id("id", &asset.id)?;
-                validate_id("owner_id", &link.owner_id)?;
-                if asset.size < 0 {
-                    return Err(invalid("size", "negative"));
-                }
+                validate_asset(asset, link)?;
                 let (this, asset, link) = (self.clone(), asset.clone(), link.clone());
                 run_to_completion(async move {
                     let mut w: Tx = this.begin_write().await?;
-                    // Content-addressed: a second record of the same bytes keeps the first row.
-                    sqlx::query(
-                        "INSERT INTO assets (id, content_type, size, created_at) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (id) DO NOTHING",
-                    )
-                    .bind(&asset.id)
-                    .bind(&asset.content_type)
-                    .bind(asset.size)
-                    .bind(asset.created_at)
-                    .execute(&mut *w.tx)
-                    .await?;
-                    sqlx::query(
-                        "INSERT INTO asset_links (asset_id, owner_id, room, run_id, node_id, created_at)
-                         VALUES ($1, $2, $3, $4, $5, $6)
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .bind(&asset.id)
-                    .bind(&link.owner_id)
-                    .bind(&link.room)
-                    .bind(&link.run_id)
-                    .bind(&link.node_id)
-                    .bind(now_millis())
-                    .execute(&mut *w.tx)
-                    .await?;
+                    insert_asset(&mut *w.tx, &asset, &link).await?;
                     w.tx.commit().await?;
                     Ok(())
                 })
                 .await
+            }
+
+            async fn record_upload(
+                &self,
+                asset: &AssetRecord,
+                link: &AssetLink,
+                quota: i64,
+            ) -> Result<(), AccountError> {
+                validate_asset(asset, link)?;
+                let (this, asset, link) = (self.clone(), asset.clone(), link.clone());
+                run_to_completion(async move {
+                    let mut w: Tx = this.begin_write().await?;
+                    // The owner's row lock queues their concurrent uploads (a no-op update is
+                    // the one row lock both databases spell the same way).
+                    sqlx::query("UPDATE users SET updated_at = updated_at WHERE id = $1")
+                        .bind(&link.owner_id)
+                        .execute(&mut *w.tx)
+                        .await?;
+                    insert_asset(&mut *w.tx, &asset, &link).await?;
+                    let used = owned_bytes(&mut *w.tx, &link.owner_id).await?;
+                    if used > quota {
+                        w.tx.rollback().await?;
+                        return Err(AccountError::StorageQuotaExceeded { used, quota });
+                    }
+                    w.tx.commit().await?;
+                    Ok(())
+                })
+                .await
+            }
+
+            async fn storage_used(&self, owner_id: &str) -> Result<i64, AccountError> {
+                let mut conn = self.pool().acquire().await?;
+                owned_bytes(&mut *conn, owner_id).await
             }
 
             async fn asset(&self, id: &str) -> Result<Option<AssetRecord>, AccountError> {

@@ -123,6 +123,7 @@ conformance!(
     list_runs_newest_first,
     outbox_is_relayed_in_order,
     assets_and_their_links,
+    uploads_stay_within_the_owners_quota,
     per_user_limit_holds_across_workers,
     node_cache_by_scope_and_key,
 );
@@ -784,6 +785,43 @@ mod cases {
 
         assert_eq!(b.runs.asset("cd".repeat(32).as_str()).await.unwrap(), None);
         assert!(b.runs.asset_links(&"cd".repeat(32), 10).await.unwrap().is_empty());
+    }
+
+    pub async fn uploads_stay_within_the_owners_quota(b: Backend) {
+        let ada = user(&b, "ada", 0).await;
+        let bob = user(&b, "bob", 0).await;
+        let asset = |n: u8, size: i64| AssetRecord {
+            id: format!("{n:02x}").repeat(32),
+            content_type: "image/png".to_owned(),
+            size,
+            created_at: 1_700_000_000_000,
+        };
+        let by =
+            |owner: &str| AssetLink { owner_id: owner.to_owned(), room: None, run_id: None, node_id: None };
+        assert_eq!(b.runs.storage_used(&ada).await.unwrap(), 0);
+        b.runs.record_upload(&asset(1, 400), &by(&ada), 1000).await.unwrap();
+        b.runs.record_upload(&asset(2, 500), &by(&ada), 1000).await.unwrap();
+        // The same bytes again cost nothing more: each asset counts once.
+        b.runs.record_upload(&asset(2, 500), &by(&ada), 1000).await.unwrap();
+        assert_eq!(b.runs.storage_used(&ada).await.unwrap(), 900);
+
+        let over = b.runs.record_upload(&asset(3, 101), &by(&ada), 1000).await;
+        assert!(
+            matches!(over, Err(AccountError::StorageQuotaExceeded { used: 1001, quota: 1000 })),
+            "{over:?}"
+        );
+        assert_eq!(b.runs.asset(&asset(3, 101).id).await.unwrap(), None, "nothing was written");
+        assert_eq!(b.runs.storage_used(&ada).await.unwrap(), 900);
+
+        // Run outputs count too; other users' assets do not.
+        let produced = AssetLink { run_id: Some("run_1".into()), node_id: Some("a".into()), ..by(&ada) };
+        b.runs.record_asset(&asset(4, 50), &produced).await.unwrap();
+        b.runs.record_upload(&asset(5, 7000), &by(&bob), 10_000).await.unwrap();
+        assert_eq!(b.runs.storage_used(&ada).await.unwrap(), 950);
+        // Bob's bytes uploaded by Ada too: hers as well now.
+        b.runs.record_upload(&asset(5, 7000), &by(&ada), 10_000).await.unwrap();
+        assert_eq!(b.runs.storage_used(&ada).await.unwrap(), 7950);
+        assert_eq!(b.runs.storage_used(&bob).await.unwrap(), 7000);
     }
 
     pub async fn per_user_limit_holds_across_workers(b: Backend) {

@@ -129,6 +129,10 @@ pub struct Param {
     /// A required parameter has no default: the user must set it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub required: bool,
+    /// Strings only: the value is an asset id the node reads. A run may read only assets its
+    /// user may read, so the worker checks these before the node runs or is served from cache.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub asset: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -335,6 +339,9 @@ fn check_param(param: &Param) -> Result<(), String> {
         && min > max
     {
         return Err(format!("min {min} is above max {max}"));
+    }
+    if param.asset && param.param_type != ParamType::String {
+        return Err("only a string can name an asset".into());
     }
     if param.max_length.is_some() && param.param_type != ParamType::String {
         return Err("max_length applies to strings only".into());
@@ -576,6 +583,7 @@ mod tests {
             allowed: None,
             max_length: None,
             required: false,
+            asset: false,
         };
         assert_eq!(check_value(&int, &json!(4.0), true), Ok(json!(4)));
         assert!(matches!(check_value(&int, &json!(4.5), true), Err(ValueProblem::WrongType(_))));

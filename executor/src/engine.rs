@@ -28,6 +28,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::asset_access::{AnyAsset, AssetAccess, assets_read};
 use crate::assets::{AssetError, AssetStore};
 use crate::cache::{Cache, CacheKey, Upstream, node_key, outputs_hash};
 use crate::catalog::{LoadedCatalog, NodeType, ProviderName};
@@ -253,6 +254,23 @@ impl RunSummary {
     }
 }
 
+/// Who a run runs for, as the engine needs it.
+#[derive(Clone, Copy)]
+pub struct RunScope<'a> {
+    /// Cache entries are looked up and stored here (see [`Cache`]); the server uses the run's
+    /// user, so one user never gets another's results.
+    pub cache: &'a str,
+    /// Which assets the run may read (see [`crate::asset_access`]).
+    pub assets: &'a dyn AssetAccess,
+}
+
+impl RunScope<'static> {
+    /// The empty cache scope, every asset readable: for runs with no user.
+    pub fn unrestricted() -> Self {
+        Self { cache: "", assets: &AnyAsset }
+    }
+}
+
 pub struct Engine {
     catalog: Arc<LoadedCatalog>,
     builtin: Arc<dyn NodeRunner>,
@@ -331,7 +349,7 @@ impl Engine {
         observer: &dyn RunObserver,
         cancel: &CancellationToken,
     ) -> RunSummary {
-        self.resume(run_id, "", plan, &BTreeMap::new(), observer, cancel).await
+        self.resume(run_id, RunScope::unrestricted(), plan, &BTreeMap::new(), observer, cancel).await
     }
 
     /// Like [`run`](Self::run), for a run an earlier attempt (a worker that died) already
@@ -339,11 +357,14 @@ impl Engine {
     /// and are not run again (their outputs feed their dependents as before); they get no
     /// `queued` event, only their final state once more, so an observer that missed it
     /// catches up. Every other node runs as usual. Cache entries are looked up and stored in
-    /// `cache_scope` (see [`Cache`]); [`run`](Self::run) uses the empty scope.
+    /// `scope.cache` (see [`Cache`]); [`run`](Self::run) uses the empty scope. Before a node
+    /// runs or is served from the cache, every asset it would read must be readable under
+    /// `scope.assets`, else it fails as if the asset did not exist (so do its dependents,
+    /// which covers outputs an earlier attempt produced from an asset no longer readable).
     pub async fn resume(
         &self,
         run_id: &str,
-        cache_scope: &str,
+        scope: RunScope<'_>,
         plan: &ExecutionPlan,
         finished: &BTreeMap<String, NodeOutcome>,
         observer: &dyn RunObserver,
@@ -399,7 +420,7 @@ impl Engine {
                         // server task driving it).
                         (None, Ok(inputs)) => AssertUnwindSafe(self.execute(
                             run_id,
-                            cache_scope,
+                            scope,
                             node,
                             &inputs,
                             key,
@@ -544,7 +565,7 @@ impl Engine {
     async fn execute(
         &self,
         run_id: &str,
-        cache_scope: &str,
+        scope: RunScope<'_>,
         node: &PlannedNode,
         inputs: &BTreeMap<String, OutputValue>,
         key: Option<CacheKey>,
@@ -554,8 +575,12 @@ impl Engine {
         let Some(node_type) = self.catalog.get(&node.node_type) else {
             return Finish::Failed(format!("node type {} is not in the catalog", node.node_type));
         };
+        // Before the cache too: a cached output derived from an asset is that asset's content.
+        if let Err(error) = authorize_assets(scope.assets, node_type, node, inputs).await {
+            return Finish::Failed(error.to_string());
+        }
         if let Some(key) = &key
-            && let Some(outputs) = self.cache.get(cache_scope, key).await
+            && let Some(outputs) = self.cache.get(scope.cache, key).await
             && check_outputs(node_type, &outputs).is_ok()
         {
             return Finish::Cached(outputs);
@@ -601,13 +626,34 @@ impl Engine {
                 Err(e) => Finish::Failed(e),
                 Ok(()) => {
                     if let Some(key) = &key {
-                        self.cache.put(cache_scope, key, &outputs).await;
+                        self.cache.put(scope.cache, key, &outputs).await;
                     }
                     Finish::Ran(outputs)
                 }
             },
         }
     }
+}
+
+/// Every asset the node would read must be readable by the run. A forbidden asset reads as a
+/// missing one: the message is the asset store's own "asset … not found".
+async fn authorize_assets(
+    access: &dyn AssetAccess,
+    node_type: &NodeType,
+    node: &PlannedNode,
+    inputs: &BTreeMap<String, OutputValue>,
+) -> Result<(), NodeError> {
+    for id in assets_read(node_type, &node.params, inputs) {
+        match access.may_read(id).await {
+            Ok(true) => {}
+            Ok(false) => return Err(NodeError::Asset(AssetError::NotFound(id.to_owned()))),
+            Err(error) => {
+                tracing::warn!(asset = id, %error, "could not check access to an asset; refusing it");
+                return Err(NodeError::Internal("could not check access to an asset".into()));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A runner must produce every declared output, each of its declared type, and nothing else:

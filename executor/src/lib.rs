@@ -24,6 +24,7 @@
 //!   runs API and the credit holds themselves are the server's (`dojo-server`,
 //!   `dojo-accounts`).
 
+pub mod asset_access;
 pub mod assets;
 pub mod builtins;
 pub mod cache;
@@ -32,16 +33,18 @@ pub mod compose;
 pub mod engine;
 pub mod plan;
 pub mod providers;
+pub mod upload_check;
 pub mod validate;
 pub mod value;
 pub mod worker;
 
+pub use asset_access::{AnyAsset, AssetAccess, AssetAccessError};
 pub use assets::{Asset, AssetError, AssetStore, ObjectAssetStore};
 pub use cache::{Cache, CacheKey, MemoryCache};
 pub use catalog::{Catalog, CatalogError, LoadedCatalog, NodeType, ProviderName};
 pub use engine::{
     Engine, EngineConfig, NodeContext, NodeError, NodeOutcome, NodeRunner, NodeState, ProgressSink,
-    RecordingObserver, RunEvent, RunObserver, RunSummary,
+    RecordingObserver, RunEvent, RunObserver, RunScope, RunSummary,
 };
 pub use plan::{EdgeEnd, Plan, PlanError, plan};
 pub use providers::{

@@ -9,7 +9,7 @@ use std::time::Duration;
 use dojo_executor::builtins::imaging;
 use dojo_executor::{
     AssetStore, Engine, EngineConfig, ExecutionPlan, GraphLimits, LoadedCatalog, MemoryCache, NodeOutcome,
-    NodeState, ObjectAssetStore, OutputValue, RecordingObserver, RunSummary, estimate, validate,
+    NodeState, ObjectAssetStore, OutputValue, RecordingObserver, RunScope, RunSummary, estimate, validate,
 };
 use dojo_sync_protocol::canvas::{CanvasEdge, CanvasGraph, CanvasNode, Position};
 use serde_json::{Value, json};
@@ -463,7 +463,9 @@ async fn resuming_keeps_finished_nodes_and_runs_only_the_rest() {
     // there) resumes it.
     let second = Engine::new(Arc::new(catalog()), first.assets.clone(), Arc::new(MemoryCache::default()));
     let observer = RecordingObserver::default();
-    let summary = second.resume("run-1", "", &plan, &finished, &observer, &CancellationToken::new()).await;
+    let summary = second
+        .resume("run-1", RunScope::unrestricted(), &plan, &finished, &observer, &CancellationToken::new())
+        .await;
 
     assert!(summary.succeeded(), "{summary:?}");
     for id in ["prompt", "gen"] {

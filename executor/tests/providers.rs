@@ -75,6 +75,8 @@ fn test_config(server: &MockServer) -> ProviderConfig {
     config.generation_timeout = Duration::from_secs(3);
     config.download_timeout = Duration::from_secs(3);
     config.replicate_wait = Duration::from_secs(1);
+    // The stand-ins serve results from 127.0.0.1.
+    config.allow_private_downloads = true;
     config
 }
 
@@ -994,4 +996,43 @@ async fn providers_without_a_key_are_not_registered() {
     let summary = engine.run("run-1", &plan, &RecordingObserver::default(), &CancellationToken::new()).await;
     assert_eq!(failure(&summary, "gen"), "provider replicate is not configured on this server");
     assert!(server.received_requests().await.unwrap_or_default().is_empty());
+}
+
+/// SSRF: a result URL naming a loopback address (as an IP, or as a name that resolves to one)
+/// is refused before any connection while private downloads are off, and fails the node with
+/// a message that says why; with them allowed (a self-hosted model server) it is fetched.
+#[tokio::test]
+async fn result_urls_on_non_public_addresses_are_fetched_only_when_allowed() {
+    let catalog = LoadedCatalog::builtin().expect("catalog").clone();
+    for (allow, host) in [(false, "127.0.0.1"), (false, "localhost"), (false, "[::1]"), (true, "localhost")] {
+        let h = Harness::with(|config| config.allow_private_downloads = allow, catalog.clone()).await;
+        serve_file(&h.server, "inside.png", png_bytes(4, 4), "image/png").await;
+        let port = h.server.address().port();
+        let url = format!("http://{host}:{port}/files/inside.png");
+        Mock::given(method("POST"))
+            .and(path("/v1/models/black-forest-labs/flux-schnell/predictions"))
+            .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
+                &h,
+                "p1",
+                "succeeded",
+                "",
+                json!([url]),
+            )))
+            .mount(&h.server)
+            .await;
+
+        let (summary, _) = h.run(&prompt_graph("look inside", "flux-schnell", json!({}))).await;
+        let fetched = h.requests("GET", "/files/inside.png").await.len();
+        if allow {
+            assert!(summary.succeeded(), "{host}: {summary:?}");
+            assert_eq!(fetched, 1);
+            continue;
+        }
+        let NodeOutcome::Failed { error } = &summary.nodes["gen"] else {
+            panic!("{host}: the node must fail: {summary:?}");
+        };
+        assert!(error.contains("private or reserved address"), "{host}: {error}");
+        assert!(!error.contains("attempts"), "{host}: refused once, not retried: {error}");
+        assert_eq!(fetched, 0, "{host}: never connected");
+    }
 }

@@ -115,6 +115,7 @@ impl AppState {
         let executor = crate::execution::Executor::start(
             &config.executor,
             storage.runs,
+            crate::execution::room_readers(&auth),
             rooms.clone(),
             config.redis_url.as_deref(),
             shutdown.clone(),

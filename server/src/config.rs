@@ -311,6 +311,19 @@ pub struct ExecutorSettings {
     /// other client's update is refused for (WebSocket 1007, HTTP 400).
     #[arg(long, env = "DOJO_EXECUTOR_SUBJECT", default_value = "dojo-worker")]
     pub executor_subject: String,
+    /// Most pixels (width × height) an uploaded image may have; larger ones are refused (422)
+    /// from their header, before decoding. The default is what the built-in image nodes take.
+    #[arg(long, env = "DOJO_MAX_IMAGE_PIXELS", default_value_t = 16 * 1024 * 1024)]
+    pub max_image_pixels: u64,
+
+    /// Longest side, in pixels, of an uploaded image (422 beyond it).
+    #[arg(long, env = "DOJO_MAX_IMAGE_SIDE", default_value_t = 4096)]
+    pub max_image_side: u32,
+
+    /// Bytes of assets one user may own (uploads and run outputs, each asset counted once);
+    /// an upload past it is refused (413, `storage_quota_exceeded`). 0: no quota.
+    #[arg(long, env = "DOJO_USER_STORAGE_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub user_storage_bytes: u64,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/dojo.db";

@@ -11,7 +11,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use dojo_executor::worker::room_client::RemoteSettings;
 use dojo_executor::worker::{
-    DriverSettings, RemoteRooms, RunDriver, StoreCache, StreamQueue, StreamSettings, TokenSource, worker_name,
+    DriverSettings, RemoteRooms, RoomReaders, RunDriver, StoreCache, StreamQueue, StreamSettings,
+    TokenSource, UnclaimedRooms, worker_name,
 };
 use dojo_executor::{Engine, EngineConfig, LoadedCatalog, ObjectAssetStore, ProviderConfig};
 use tokio_util::sync::CancellationToken;
@@ -129,6 +130,13 @@ async fn main() -> anyhow::Result<()> {
             TokenSource::None
         }
     };
+    // Without a token the servers must be in dev mode, where rooms no workflow claims are open
+    // to anyone; with one, only the workflow records (and a run's own room) decide.
+    let unclaimed = match tokens {
+        TokenSource::None => UnclaimedRooms::Open,
+        _ => UnclaimedRooms::Closed,
+    };
+    let readers = RoomReaders { accounts: dojo_accounts::accounts(&database), unclaimed };
     let rooms = RemoteRooms::new(&config.server_url, tokens, RemoteSettings::default())
         .map_err(|e| anyhow::anyhow!("DOJO_SERVER_URL: {e}"))?;
 
@@ -153,6 +161,7 @@ async fn main() -> anyhow::Result<()> {
     let driver = Arc::new(RunDriver::new(
         engine,
         runs,
+        readers,
         Arc::new(rooms),
         name.clone(),
         DriverSettings {

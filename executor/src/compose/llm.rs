@@ -87,7 +87,7 @@ impl LlmError {
             CallError::Timeout(limit) => LlmError::Timeout(limit),
             CallError::Network(reason) => LlmError::Network(reason),
             CallError::TooLarge { max } => LlmError::TooLarge { max },
-            CallError::Invalid(reason) => LlmError::Malformed(reason),
+            CallError::Invalid(reason) | CallError::Refused(reason) => LlmError::Malformed(reason),
         }
     }
 }

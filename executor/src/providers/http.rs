@@ -12,6 +12,7 @@ use reqwest::{Method, RequestBuilder, Response, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::public_address::{check_url, refused_address};
 use super::{ApiKey, ProviderConfig, RetryPolicy};
 use crate::catalog::ProviderName;
 use crate::engine::NodeError;
@@ -34,6 +35,8 @@ pub(crate) enum CallError {
     TooLarge { max: u64 },
     /// The answer was not what the provider documents.
     Invalid(String),
+    /// We would not send it: the result URL points to a non-public address.
+    Refused(String),
 }
 
 impl CallError {
@@ -43,7 +46,7 @@ impl CallError {
         match self {
             CallError::Status { retryable, .. } => *retryable,
             CallError::Timeout(_) | CallError::Network(_) => true,
-            CallError::TooLarge { .. } | CallError::Invalid(_) => false,
+            CallError::TooLarge { .. } | CallError::Invalid(_) | CallError::Refused(_) => false,
         }
     }
 
@@ -74,6 +77,7 @@ impl std::fmt::Display for CallError {
             CallError::Network(reason) => write!(f, "could not reach the provider: {reason}"),
             CallError::TooLarge { max } => write!(f, "the answer is larger than the {} limit", bytes(*max)),
             CallError::Invalid(reason) => write!(f, "unexpected answer: {reason}"),
+            CallError::Refused(reason) => f.write_str(reason),
         }
     }
 }
@@ -144,6 +148,10 @@ pub(crate) struct Http {
     pub generation_timeout: Duration,
     pub download_timeout: Duration,
     pub max_download_bytes: u64,
+    /// Fetches results: connects to public addresses only unless `allow_private_downloads`
+    /// (see [`super::public_address`]). `None`: this client downloads nothing.
+    downloads: Option<reqwest::Client>,
+    allow_private_downloads: bool,
 }
 
 impl Http {
@@ -156,7 +164,15 @@ impl Http {
             generation_timeout: config.generation_timeout,
             download_timeout: config.download_timeout,
             max_download_bytes: config.max_download_bytes,
+            downloads: None,
+            allow_private_downloads: config.allow_private_downloads,
         }
+    }
+
+    /// The client result downloads go through ([`super::public_address::download_client`]).
+    pub(crate) fn with_downloads(mut self, client: reqwest::Client) -> Self {
+        self.downloads = Some(client);
+        self
     }
 
     pub(crate) fn request(&self, method: Method, url: &str) -> RequestBuilder {
@@ -235,9 +251,17 @@ impl Http {
                 attempts: 1,
             });
         }
+        let refused = |message: String| Failure { error: CallError::Refused(message), attempts: 1 };
+        if !self.allow_private_downloads {
+            // IP literals never reach the filtering resolver: checked here (and on redirects).
+            check_url(&parsed).map_err(|e| refused(e.to_string()))?;
+        }
+        let Some(client) = &self.downloads else {
+            return Err(refused("this client does not download results".into()));
+        };
         let reply = self
             .call("downloading the result", self.download_timeout, self.max_download_bytes, || {
-                Ok(self.client.get(parsed.clone()))
+                Ok(client.get(parsed.clone()))
             })
             .await?;
         let content_type = reply.content_type().map(str::to_owned);
@@ -281,6 +305,9 @@ fn decode_data_uri(data: &str, max: u64) -> Result<Downloaded, CallError> {
 }
 
 fn transport_error(error: &reqwest::Error, timeout: Duration) -> CallError {
+    if let Some(message) = refused_address(error) {
+        return CallError::Refused(message);
+    }
     if error.is_timeout() {
         return CallError::Timeout(timeout);
     }

@@ -18,6 +18,7 @@ mod fal;
 pub(crate) mod http;
 mod media;
 mod openai;
+pub(crate) mod public_address;
 mod replicate;
 mod stability;
 
@@ -136,6 +137,11 @@ pub struct ProviderConfig {
     /// How long a remote job is polled when its catalog entry sets no `timeout_secs` (the
     /// engine's node timeout usually ends it first).
     pub max_job_duration: Duration,
+    /// Whether result URLs may point to loopback, private, link-local and other non-public
+    /// addresses (`DOJO_ALLOW_PRIVATE_DOWNLOADS`): off by default, so a provider's answer
+    /// cannot make the worker fetch from inside our network; on for self-hosted model servers
+    /// and local stand-ins.
+    pub allow_private_downloads: bool,
 }
 
 impl Default for ProviderConfig {
@@ -154,6 +160,7 @@ impl Default for ProviderConfig {
             max_text_chars: 32_000,
             replicate_wait: Duration::from_secs(60),
             max_job_duration: Duration::from_secs(900),
+            allow_private_downloads: false,
         }
     }
 }
@@ -167,6 +174,9 @@ pub enum ProviderConfigError {
     Client(String),
 }
 
+/// Lets result downloads reach non-public addresses ([`ProviderConfig::allow_private_downloads`]).
+pub const ALLOW_PRIVATE_DOWNLOADS_VAR: &str = "DOJO_ALLOW_PRIVATE_DOWNLOADS";
+
 /// The environment variables read by [`ProviderConfig::from_env`]: (provider, key, base URL).
 pub const ENV_VARIABLES: [(ProviderName, &str, &str); 4] = [
     (ProviderName::Openai, "OPENAI_API_KEY", "OPENAI_BASE_URL"),
@@ -179,6 +189,7 @@ impl ProviderConfig {
     /// Keys and base URLs from the environment: `OPENAI_API_KEY`, `OPENAI_BASE_URL`,
     /// `REPLICATE_API_TOKEN`, `REPLICATE_BASE_URL`, `FAL_KEY`, `FAL_BASE_URL`,
     /// `STABILITY_API_KEY`, `STABILITY_BASE_URL`. Unset or empty: no key, default URL.
+    /// `DOJO_ALLOW_PRIVATE_DOWNLOADS` (`true`/`1`/`yes`) sets [`Self::allow_private_downloads`].
     pub fn from_env() -> Result<Self, ProviderConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -197,6 +208,8 @@ impl ProviderConfig {
                 settings.base_url = url.trim_end_matches('/').to_owned();
             }
         }
+        config.allow_private_downloads = lookup(ALLOW_PRIVATE_DOWNLOADS_VAR)
+            .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
         Ok(config)
     }
 
@@ -248,7 +261,9 @@ pub fn provider_runner(
         .connect_timeout(config.request_timeout.min(Duration::from_secs(15)))
         .build()
         .map_err(|e| ProviderConfigError::Client(e.to_string()))?;
-    let http = Http::new(client, provider, config);
+    let downloads =
+        public_address::download_client(config).map_err(|e| ProviderConfigError::Client(e.to_string()))?;
+    let http = Http::new(client, provider, config).with_downloads(downloads);
     let runner: Arc<dyn NodeRunner> = match provider {
         ProviderName::Openai => Arc::new(OpenAiRunner::new(http, base, key, config)),
         ProviderName::Replicate => Arc::new(ReplicateRunner::new(http, base, key, config)),

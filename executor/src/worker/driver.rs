@@ -11,14 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use dojo_accounts::{AccountError, Claim, Run, RunNode, RunStatus, RunStore};
+use dojo_accounts::{AccountError, AccountStore, Claim, Run, RunNode, RunStatus, RunStore};
 use dojo_sync_protocol::canvas::CanvasGraph;
 use tokio_util::sync::CancellationToken;
 
+use super::asset_access::{RunAssetAccess, UnclaimedRooms};
 use super::document::{DocumentError, RoomDocuments, write_summary};
 use super::observer::DocumentObserver;
+use crate::asset_access::assets_named_by_params;
 use crate::catalog::LoadedCatalog;
-use crate::engine::{Engine, NodeOutcome};
+use crate::engine::{Engine, NodeOutcome, RunScope};
 use crate::validate::{GraphLimits, validate};
 use crate::value::Outputs;
 
@@ -43,6 +45,14 @@ impl Default for DriverSettings {
             max_attempts: 10,
         }
     }
+}
+
+/// Who may read which room, as a run's asset reads are decided (see [`super::asset_access`]).
+#[derive(Clone)]
+pub struct RoomReaders {
+    pub accounts: Arc<dyn AccountStore>,
+    /// Whether rooms no workflow claims are open (the server's dev mode) or closed.
+    pub unclaimed: UnclaimedRooms,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +89,8 @@ impl Execution {
 pub struct RunDriver {
     engine: Engine,
     runs: Arc<dyn RunStore>,
+    /// Who may read which room: decides which assets a run may read.
+    readers: RoomReaders,
     documents: Arc<dyn RoomDocuments>,
     worker_id: String,
     settings: DriverSettings,
@@ -90,11 +102,12 @@ impl RunDriver {
     pub fn new(
         engine: Engine,
         runs: Arc<dyn RunStore>,
+        readers: RoomReaders,
         documents: Arc<dyn RoomDocuments>,
         worker_id: String,
         settings: DriverSettings,
     ) -> Self {
-        Self { engine, runs, documents, worker_id, settings, active: DashMap::new() }
+        Self { engine, runs, readers, documents, worker_id, settings, active: DashMap::new() }
     }
 
     pub fn catalog(&self) -> &LoadedCatalog {
@@ -197,6 +210,21 @@ impl RunDriver {
             user_id: run.user_id.clone(),
             room: run.room.clone(),
             muted: lost_lease.clone(),
+            read_by_params: plan
+                .order()
+                .filter_map(|node| {
+                    let node_type = self.catalog().get(&node.node_type)?;
+                    let ids = assets_named_by_params(node_type, &node.params);
+                    (!ids.is_empty()).then(|| (node.id.clone(), ids.into_iter().map(str::to_owned).collect()))
+                })
+                .collect(),
+        };
+        let asset_access = RunAssetAccess {
+            runs: self.runs.clone(),
+            accounts: self.readers.accounts.clone(),
+            user_id: run.user_id.clone(),
+            room: run.room.clone(),
+            unclaimed: self.readers.unclaimed,
         };
         let keeper = tokio::spawn(keep_lease(
             self.runs.clone(),
@@ -215,8 +243,8 @@ impl RunDriver {
                 }
             })
         };
-        let summary =
-            self.engine.resume(&run.id, &run.user_id, &plan, &finished_before, &observer, cancel).await;
+        let scope = RunScope { cache: &run.user_id, assets: &asset_access };
+        let summary = self.engine.resume(&run.id, scope, &plan, &finished_before, &observer, cancel).await;
         keeper.abort();
         stop_on_shutdown.abort();
         if lost_lease.is_cancelled() {

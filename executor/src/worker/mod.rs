@@ -11,8 +11,10 @@
 //! - [`observer`]: every node state into the database (money) and then the room's document;
 //! - [`document`]: the seam to the room; [`room_client`] joins it over the WebSocket protocol
 //!   with a service token, as a collaborator would;
-//! - [`store_cache`]: the node cache in the database, shared by every worker.
+//! - [`store_cache`]: the node cache in the database, shared by every worker;
+//! - [`asset_access`]: which assets a run may read (its user's, now).
 
+pub mod asset_access;
 pub mod document;
 pub mod driver;
 pub mod observer;
@@ -23,8 +25,9 @@ pub mod room_client;
 pub mod store_cache;
 pub mod stream;
 
+pub use asset_access::{RunAssetAccess, UnclaimedRooms};
 pub use document::{DocumentError, Edit, RoomDocument, RoomDocuments, run_summary_json, write_summary};
-pub use driver::{DriverError, DriverSettings, Execution, RunDriver};
+pub use driver::{DriverError, DriverSettings, Execution, RoomReaders, RunDriver};
 pub use observer::{DocumentObserver, document_outputs};
 pub use queue::{Delivery, MemoryQueue, QueueError, RunQueue};
 pub use relay::{Relay, RelaySettings};

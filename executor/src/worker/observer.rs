@@ -4,7 +4,7 @@
 //! captured or released, in one transaction), then the document. A crash between the two
 //! leaves the document behind, never the money; a resumed run reports the node again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -32,6 +32,10 @@ pub struct DocumentObserver {
     /// the engine reports afterwards (its nodes "cancelled") is not the run's truth, and
     /// another worker will resume it.
     pub muted: CancellationToken,
+    /// Per node, the assets its parameters name (an `image-input`'s upload). A node that
+    /// outputs one of them passes it on; it did not produce it, so the run's user and room
+    /// get no link to it (a link would outlive their access to the asset's own rooms).
+    pub read_by_params: BTreeMap<String, BTreeSet<String>>,
 }
 
 #[async_trait]
@@ -121,8 +125,12 @@ impl DocumentObserver {
     /// Links the node's outputs to this room and user, so the people of the room may download
     /// them.
     async fn record_assets(&self, node: &str, outputs: &Outputs) {
+        let passed_on = self.read_by_params.get(node);
         for value in outputs.values() {
             let Some(asset) = value.as_asset() else { continue };
+            if passed_on.is_some_and(|ids| ids.contains(&asset.id)) {
+                continue;
+            }
             let record = AssetRecord {
                 id: asset.id.clone(),
                 content_type: asset.content_type.clone(),

@@ -7,8 +7,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use dojo_accounts::{AssetLink, AssetRecord};
+use dojo_accounts::{AccountError, AssetLink, AssetRecord};
 use dojo_auth::Permission;
+use dojo_executor::upload_check::{ImageLimits, UploadRefusal, check_png_upload};
 use dojo_executor::{AssetError, AssetStore};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -19,7 +20,6 @@ use crate::execution::now_millis;
 
 /// What uploads may be: the built-in image nodes read PNG.
 const UPLOAD_TYPES: [&str; 1] = ["image/png"];
-const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 /// Links read to decide whether a caller may download an asset.
 const MAX_LINKS_CHECKED: u32 = 64;
 
@@ -38,10 +38,14 @@ pub struct Uploaded {
     pub content_hash: String,
 }
 
-/// Uploads an image (the body, with its `Content-Type`): a PNG up to the configured size.
+/// Uploads an image (the body, with its `Content-Type`): a PNG up to the configured size, that
+/// decodes whole within the configured dimensions, within the uploader's storage quota.
 #[utoipa::path(post, path = "/api/assets", tag = "assets", params(UploadQuery),
     request_body(content = Vec<u8>, content_type = "image/png"),
-    responses((status = 201, body = Uploaded), (status = 400), (status = 413), (status = 415), (status = 401)),
+    responses((status = 201, body = Uploaded), (status = 400),
+        (status = 413, description = "`too_large` (the body) or `storage_quota_exceeded`"),
+        (status = 415), (status = 422, description = "`invalid_image` or `image_too_large`"),
+        (status = 401)),
     security(("bearer" = [])))]
 pub async fn upload(
     State(state): State<AppState>,
@@ -70,10 +74,25 @@ pub async fn upload(
             format!("uploads must be one of {UPLOAD_TYPES:?}, not {content_type:?}"),
         ));
     }
-    if !body.starts_with(PNG_MAGIC) {
-        return Err(ApiError::BadRequest("the body is not a PNG image".into()));
-    }
+    let settings = &state.config().executor;
+    let quota = i64::try_from(settings.user_storage_bytes).unwrap_or(i64::MAX);
+    let quota = if quota == 0 { i64::MAX } else { quota };
     let executor = state.executor();
+    // Cheap refusal first; `record_upload` below decides exactly, under the user's row lock.
+    let used = executor.runs().storage_used(&user.id).await?;
+    let size = i64::try_from(body.len()).unwrap_or(i64::MAX);
+    if used.saturating_add(size) > quota {
+        return Ok(quota_refusal(used.saturating_add(size), quota));
+    }
+    let limits = ImageLimits { max_side: settings.max_image_side, max_pixels: settings.max_image_pixels };
+    if let Err(refused) = check_image(body.clone(), limits).await? {
+        let (status, code) = match refused {
+            UploadRefusal::NotPng => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            UploadRefusal::TooLarge { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "image_too_large"),
+            _ => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_image"),
+        };
+        return Ok(refusal(status, code, refused.to_string()));
+    }
     let stored = match executor.assets().put(body.to_vec(), &content_type).await {
         Ok(stored) => stored,
         Err(AssetError::TooLarge { size, max }) => {
@@ -92,7 +111,11 @@ pub async fn upload(
         created_at: now_millis(),
     };
     let link = AssetLink { owner_id: user.id.clone(), room, run_id: None, node_id: None };
-    executor.runs().record_asset(&record, &link).await?;
+    match executor.runs().record_upload(&record, &link, quota).await {
+        Ok(()) => {}
+        Err(AccountError::StorageQuotaExceeded { used, quota }) => return Ok(quota_refusal(used, quota)),
+        Err(error) => return Err(error.into()),
+    }
     let body = Uploaded {
         url: format!("/assets/{}", stored.id),
         id: stored.id,
@@ -160,6 +183,35 @@ async fn may_read(state: &AppState, caller: &Authenticated, id: &str) -> Result<
         }
     }
     Ok(false)
+}
+
+/// Decoding a large PNG takes a core and up to [`ImageLimits::max_alloc`] bytes: at most this
+/// many run at once, so concurrent uploads cannot multiply that.
+const CONCURRENT_IMAGE_CHECKS: usize = 2;
+
+/// [`check_png_upload`] on the blocking pool, a few at a time.
+async fn check_image(body: Bytes, limits: ImageLimits) -> Result<Result<(), UploadRefusal>, ApiError> {
+    static PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_IMAGE_CHECKS);
+    let permit = PERMITS.acquire().await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    // The permit goes with the decode: a client that hangs up does not free it early.
+    let decode = move || {
+        let _permit = permit;
+        check_png_upload(&body, limits).map(|_| ())
+    };
+    match tokio::task::spawn_blocking(decode).await {
+        Ok(checked) => Ok(checked),
+        // A panic inside the decoder on a hostile file refuses that file, not the server.
+        Err(error) if error.is_panic() => Ok(Err(UploadRefusal::Corrupt("the decoder failed".into()))),
+        Err(error) => Err(ApiError::Internal(error.to_string())),
+    }
+}
+
+fn quota_refusal(used: i64, quota: i64) -> Response {
+    refusal(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "storage_quota_exceeded",
+        format!("this upload would bring your stored assets to {used} bytes; your quota is {quota} bytes"),
+    )
 }
 
 fn refusal(status: StatusCode, code: &str, message: String) -> Response {

@@ -16,8 +16,8 @@ use std::time::Duration;
 use dojo_accounts::RunStore;
 use dojo_executor::compose::llm::{LlmPlanner, LlmSettings};
 use dojo_executor::worker::{
-    DriverSettings, MemoryQueue, Relay, RelaySettings, RunDriver, RunQueue, StoreCache, StreamQueue,
-    StreamSettings, worker_name,
+    DriverSettings, MemoryQueue, Relay, RelaySettings, RoomReaders, RunDriver, RunQueue, StoreCache,
+    StreamQueue, StreamSettings, UnclaimedRooms, worker_name,
 };
 use dojo_executor::{Engine, EngineConfig, ExecutionPlan, LoadedCatalog, ObjectAssetStore};
 use tokio_util::sync::CancellationToken;
@@ -69,10 +69,12 @@ pub struct Executor {
 impl Executor {
     /// Starts the relay, the hold sweeper and (unless `run_workers` is 0) the workers; they
     /// stop with `shutdown` (a run in flight stops at once and is resumed after the restart).
-    /// With `redis_url`, the queue is the shared Redis Stream.
+    /// With `redis_url`, the queue is the shared Redis Stream. `readers` decides which assets a
+    /// run may read (those its user may read, with rooms no workflow claims open in dev mode).
     pub async fn start(
         settings: &ExecutorSettings,
         runs: Arc<dyn RunStore>,
+        readers: RoomReaders,
         rooms: Arc<Rooms>,
         redis_url: Option<&str>,
         shutdown: CancellationToken,
@@ -123,6 +125,7 @@ impl Executor {
         let driver = Arc::new(RunDriver::new(
             engine,
             runs.clone(),
+            readers,
             Arc::new(LocalRooms { rooms: rooms.clone() }),
             worker,
             DriverSettings {
@@ -223,6 +226,13 @@ impl Executor {
             }
         }
     }
+}
+
+/// Who may read which room, for a run's asset reads: the workflow records, with rooms no
+/// workflow claims open exactly when the server leaves them open (dev mode).
+pub fn room_readers(auth: &crate::auth::Auth) -> RoomReaders {
+    let unclaimed = if auth.dev_mode() { UnclaimedRooms::Open } else { UnclaimedRooms::Closed };
+    RoomReaders { accounts: Arc::clone(auth.accounts()), unclaimed }
 }
 
 /// The builder's LLM planner on the OpenAI account, or none (no key, or a configuration that

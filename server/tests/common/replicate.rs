@@ -151,9 +151,13 @@ impl Replicate {
     }
 
     /// The environment a `dojo-worker` or `dojo-server` process reads its Replicate settings
-    /// from.
-    pub fn env(&self) -> [(&'static str, String); 2] {
-        [("REPLICATE_API_TOKEN", KEY.to_owned()), ("REPLICATE_BASE_URL", self.server.uri())]
+    /// from (results come from 127.0.0.1, so private downloads are allowed).
+    pub fn env(&self) -> [(&'static str, String); 3] {
+        [
+            ("REPLICATE_API_TOKEN", KEY.to_owned()),
+            ("REPLICATE_BASE_URL", self.server.uri()),
+            (dojo_executor::providers::ALLOW_PRIVATE_DOWNLOADS_VAR, "1".to_owned()),
+        ]
     }
 
     /// The same settings in-process, with short waits for tests.
@@ -167,6 +171,8 @@ impl Replicate {
         .expect("a valid provider configuration");
         config.poll_interval = Duration::from_millis(50);
         config.replicate_wait = Duration::from_secs(1);
+        // The stand-in serves results from 127.0.0.1.
+        config.allow_private_downloads = true;
         config
     }
 }
