@@ -89,6 +89,7 @@ impl AppState {
         let limits = Arc::new(config.limits.clone());
         let settings = RoomSettings {
             queue: limits.room_queue,
+            queue_bytes: limits.room_queue_bytes,
             max_awareness_clients_per_connection: limits.max_awareness_clients_per_connection,
             presence: crate::presence_limits::PresenceLimits::from(&*limits),
             unload_after: std::time::Duration::from_secs(config.rooms.unload_after_secs),

@@ -406,6 +406,12 @@ pub struct Limits {
     #[arg(long, env = "DOJO_ROOM_QUEUE", default_value_t = 512)]
     pub room_queue: usize,
 
+    /// Bytes of client frames that may wait for one room's actor (frames may be as large as
+    /// DOJO_MAX_FRAME_BYTES, so the command count alone does not bound memory); readers wait
+    /// when it is full. One frame bigger than this still goes, alone.
+    #[arg(long, env = "DOJO_ROOM_QUEUE_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub room_queue_bytes: usize,
+
     /// Seconds between WebSocket pings to each client.
     #[arg(long, env = "DOJO_PING_INTERVAL_SECS", default_value_t = 20)]
     pub ping_interval_secs: u64,

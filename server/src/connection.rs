@@ -193,7 +193,12 @@ impl Connection {
                 })?;
             }
         }
-        let command = RoomCommand::Messages { conn: self.id, messages };
+        // Waits while the room holds its budget of queued bytes: back-pressure, nothing dropped.
+        let reserved = tokio::select! {
+            reserved = self.room.reserve(frame.len()) => reserved,
+            () = disconnect.triggered() => return Ok(()),
+        };
+        let command = RoomCommand::Messages { conn: self.id, messages, reserved };
         tokio::select! {
             sent = self.room.send(command) => sent.map_err(|_| CloseReason::Internal("room unavailable".into())),
             // Someone else closed us while we waited for the room; the reason is already set.

@@ -53,6 +53,7 @@ use crate::metrics::{MessageKind, ReasonLabel};
 use crate::outbox::{self, OutboxReceiver, Outgoing};
 use crate::preauth::{PoolFull, Reservation, SocketSlot};
 use crate::presence_limits::{PresenceLimits, check_states};
+use crate::queue_budget::Reserved;
 use crate::room::{ConnId, Peer, PeerProtocol, RoomCommand, RoomHandle};
 use crate::room_name::RoomName;
 use crate::user_connections::UserConnectionSlot;
@@ -515,7 +516,8 @@ impl Reader {
             HocusMessage::Sync(sync) | HocusMessage::SyncReply(sync) => {
                 let message = YMessage::Sync(sync);
                 metrics.record_in(MessageKind::of(&message), size);
-                RoomCommand::Messages { conn, messages: vec![message] }
+                let Some(reserved) = self.reserve(&room, size).await else { return Ok(()) };
+                RoomCommand::Messages { conn, messages: vec![message], reserved }
             }
             HocusMessage::Awareness(update) => {
                 metrics.record_in(MessageKind::awareness, size);
@@ -525,11 +527,16 @@ impl Reader {
                     tracing::info!(%error, "closing a collab connection that sent oversized presence");
                     return Err(CloseReason::Policy(error.to_string()));
                 }
-                RoomCommand::Messages { conn, messages: vec![YMessage::Awareness(update)] }
+                let Some(reserved) = self.reserve(&room, size).await else { return Ok(()) };
+                RoomCommand::Messages { conn, messages: vec![YMessage::Awareness(update)], reserved }
             }
             HocusMessage::QueryAwareness => {
                 metrics.record_in(MessageKind::query_awareness, size);
-                RoomCommand::Messages { conn, messages: vec![YMessage::AwarenessQuery] }
+                RoomCommand::Messages {
+                    conn,
+                    messages: vec![YMessage::AwarenessQuery],
+                    reserved: Reserved::default(),
+                }
             }
             HocusMessage::Stateless(payload) => {
                 if payload.len() > MAX_STATELESS_BYTES {
@@ -560,6 +567,15 @@ impl Reader {
         };
         self.throttle(user.as_deref()).await;
         self.send(&room, command).await
+    }
+
+    /// Waits until a frame of `size` bytes fits in the room's queue budget; `None` when the
+    /// socket closed meanwhile.
+    async fn reserve(&self, room: &RoomHandle, size: usize) -> Option<Reserved> {
+        tokio::select! {
+            reserved = room.reserve(size) => Some(reserved),
+            () = self.disconnect.triggered() => None,
+        }
     }
 
     /// The signed-in user's frame budget, shared with their `/rooms` connections: over it,

@@ -26,6 +26,7 @@ pub mod preauth;
 pub mod presence_limits;
 pub mod public_rate;
 pub mod quarantine;
+pub mod queue_budget;
 pub mod rate;
 pub mod room;
 pub mod room_name;

@@ -194,14 +194,21 @@ impl OutboundBudget {
 }
 
 /// The connections to close to free `excess` bytes: the biggest holders first (the slowest
-/// readers), as few as possible. Connections holding nothing are never chosen.
+/// readers) until they cover it, and with them every connection holding at least half as much
+/// as the biggest. Frames are shared: while several equally slow readers hold the same frames,
+/// closing one of them frees nothing, so they go together rather than one per round while the
+/// frames pile up. Connections holding nothing are never chosen.
 pub fn choose_victims(mut candidates: Vec<(ConnId, usize)>, excess: usize) -> Vec<ConnId> {
+    if excess == 0 {
+        return Vec::new();
+    }
     candidates.retain(|(_, bytes)| *bytes > 0);
     candidates.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let Some(&(_, biggest)) = candidates.first() else { return Vec::new() };
     let mut freed = 0usize;
     let mut victims = Vec::new();
     for (conn, bytes) in candidates {
-        if freed >= excess {
+        if freed >= excess && bytes.saturating_mul(2) < biggest {
             break;
         }
         freed = freed.saturating_add(bytes);
@@ -216,12 +223,24 @@ mod tests {
 
     #[test]
     fn the_biggest_holders_go_first_and_only_as_many_as_needed() {
-        let candidates = vec![(1, 10), (2, 500), (3, 0), (4, 300), (5, 200)];
+        let candidates = vec![(1, 10), (2, 500), (3, 0), (4, 240), (5, 200)];
         assert_eq!(choose_victims(candidates.clone(), 0), Vec::<ConnId>::new());
         assert_eq!(choose_victims(candidates.clone(), 400), vec![2]);
         assert_eq!(choose_victims(candidates.clone(), 501), vec![2, 4]);
         // Never one that holds nothing, even when the excess cannot be covered.
         assert_eq!(choose_victims(candidates, 10_000), vec![2, 4, 5, 1]);
+    }
+
+    #[test]
+    fn equally_slow_readers_go_together() {
+        // Twenty readers that never read hold the same shared frames: closing one frees nothing
+        // while the others keep them, so all of them go at once; the owner, who reads, stays.
+        let mut candidates: Vec<(ConnId, usize)> =
+            (1..=20).map(|conn| (conn, 9_000 + conn as usize)).collect();
+        candidates.push((99, 300));
+        let victims = choose_victims(candidates, 1_000);
+        assert_eq!(victims.len(), 20);
+        assert!(!victims.contains(&99));
     }
 
     #[test]

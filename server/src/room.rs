@@ -32,6 +32,7 @@ use crate::journal::{Journal, WriteError};
 use crate::metrics::{MessageKind, Metrics};
 use crate::outbox::{Outbox, PushError};
 use crate::presence_limits::{self, PresenceError, PresenceLimits};
+use crate::queue_budget::{QueueBudget, Reserved};
 use crate::room_name::RoomName;
 use crate::rooms::RoomSlot;
 
@@ -69,6 +70,8 @@ pub enum RoomCommand {
     Messages {
         conn: ConnId,
         messages: Vec<Message>,
+        /// The frame's bytes against the room's queue budget, given back once handled.
+        reserved: Reserved,
     },
     Leave {
         conn: ConnId,
@@ -168,6 +171,7 @@ pub enum PeerProtocol {
 #[derive(Clone)]
 pub struct RoomHandle {
     tx: mpsc::Sender<RoomCommand>,
+    queue_budget: QueueBudget,
 }
 
 impl RoomHandle {
@@ -193,10 +197,16 @@ impl RoomHandle {
         WeakRoomHandle { tx: self.tx.downgrade() }
     }
 
-    /// A room's address and the queue its actor reads.
-    pub fn channel(capacity: usize) -> (RoomHandle, mpsc::Receiver<RoomCommand>) {
+    /// A room's address and the queue its actor reads: at most `capacity` commands, and client
+    /// frames of at most `queue_bytes` bytes together (see `queue_budget.rs`).
+    pub fn channel(capacity: usize, queue_bytes: usize) -> (RoomHandle, mpsc::Receiver<RoomCommand>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (RoomHandle { tx }, rx)
+        (RoomHandle { tx, queue_budget: QueueBudget::new(queue_bytes) }, rx)
+    }
+
+    /// Waits until a client frame of `bytes` fits in the room's queue budget.
+    pub async fn reserve(&self, bytes: usize) -> Reserved {
+        self.queue_budget.reserve(bytes).await
     }
 
     /// How many copies of this address exist (the registry's, the room's own, connections').
@@ -223,6 +233,8 @@ impl WeakRoomHandle {
 #[derive(Debug, Clone, Copy)]
 pub struct RoomSettings {
     pub queue: usize,
+    /// Bytes of client frames the queue may hold (see `queue_budget.rs`).
+    pub queue_bytes: usize,
     pub max_awareness_clients_per_connection: usize,
     /// Size bounds on presence states, per state and per connection.
     pub presence: PresenceLimits,
@@ -456,7 +468,7 @@ impl Room {
     fn on_command(&mut self, command: RoomCommand) {
         match command {
             RoomCommand::Join(peer) => self.join(peer),
-            RoomCommand::Messages { conn, messages } => {
+            RoomCommand::Messages { conn, messages, reserved: _reserved } => {
                 for message in messages {
                     if self.refused.contains(&conn) {
                         break;

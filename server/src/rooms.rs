@@ -212,7 +212,7 @@ impl Rooms {
     }
 
     fn start(&self, name: RoomName, opener: Option<String>) -> RoomHandle {
-        let (handle, commands) = RoomHandle::channel(self.settings.queue);
+        let (handle, commands) = RoomHandle::channel(self.settings.queue, self.settings.queue_bytes);
         // The slot holds the room's only own copy of its address (see `release_if_unused`).
         let generation = self.registry.generations.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(RoomSlot {

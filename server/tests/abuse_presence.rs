@@ -361,10 +361,10 @@ async fn never_reading_readers_pushing_presence_are_shed_and_server_memory_stays
     add_node(&owner, "before", 1.0).await;
     let baseline_kib = server.memory_kib("VmRSS");
 
-    // 20 read-only peers that never read push 300 renewals of the largest allowed state each:
-    // ~94 MiB for every peer of the room. Kept for the readers, that is ~94 MiB of memory.
+    // 20 read-only peers that never read push 1,000 renewals of the largest allowed state each:
+    // ~312 MiB for every peer of the room. Kept for the readers, that is ~312 MiB of memory.
     const READERS: u64 = 20;
-    const ROUNDS: u32 = 300;
+    const ROUNDS: u32 = 1000;
     let mut readers = Vec::new();
     for reader in 0..READERS {
         let url = server.url(room, &token(&format!("reader-{reader}"), room, Permission::Read));
@@ -415,7 +415,9 @@ async fn never_reading_readers_pushing_presence_are_shed_and_server_memory_stays
     let peak_kib = server.memory_kib("VmHWM");
     let growth_mib = peak_kib.saturating_sub(baseline_kib) / 1024;
     eprintln!("server memory: baseline {baseline_kib} KiB, peak {peak_kib} KiB, growth {growth_mib} MiB");
-    assert!(growth_mib < 64, "server memory grew by {growth_mib} MiB");
+    // The budget is 8 MiB; what arrives while the shedder acts, read buffers and the room's
+    // queue come on top. Without the budget the growth is ~312 MiB.
+    assert!(growth_mib < 128, "server memory grew by {growth_mib} MiB");
 
     // The owner was never shed and keeps working; the server is healthy.
     assert!(owner.status().close.is_none(), "the owner was closed: {:?}", owner.status().close);
