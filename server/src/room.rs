@@ -224,7 +224,9 @@ pub struct WeakRoomHandle {
 impl WeakRoomHandle {
     pub fn try_send(&self, command: RoomCommand) -> Result<(), RoomCommand> {
         match self.tx.upgrade() {
-            Some(tx) => RoomHandle { tx }.try_send(command),
+            Some(tx) => tx.try_send(command).map_err(|error| match error {
+                mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => c,
+            }),
             None => Err(command),
         }
     }
