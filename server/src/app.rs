@@ -397,7 +397,7 @@ async fn room_socket(
         user_slot,
         outbound: state.inner.outbound.clone(),
         can_write: permission.can_write(),
-        rules: crate::executor_maps::write_rules(&caller, &state.inner.config.executor.executor_subject),
+        rules: crate::executor_maps::write_rules(&caller, &state.inner.config),
         expires_at,
         rate,
     };

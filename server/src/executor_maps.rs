@@ -7,16 +7,22 @@
 //! (`DOJO_WORKER_SUBJECT`, `dojo-worker` by default), which the server knows as
 //! `DOJO_EXECUTOR_SUBJECT`. Any other client's update (WebSocket or REST) that inserts or deletes
 //! anything under those roots is refused whole (see `dojo_sync_protocol::update::WriteRules`).
-//! In dev mode (no token verification configured) every local client is trusted, as for
-//! everything else.
+//! In dev mode (no JWT key configured) every client is trusted, signed in with a dev identity or
+//! not, as for everything else there: anyone who can reach the port is admin of every room.
+
+use crate::config::Config;
 
 use dojo_sync_protocol::update::WriteRules;
 
 use crate::auth::Caller;
 
-/// The rules an update from `caller` is applied under.
-pub fn write_rules(caller: &Caller, executor_subject: &str) -> WriteRules<'static> {
-    if is_executor(caller, executor_subject) { WriteRules::ANYTHING } else { WriteRules::NOT_EXECUTOR_MAPS }
+/// The rules an update from `caller` is applied under, on a server configured by `config`.
+pub fn write_rules(caller: &Caller, config: &Config) -> WriteRules<'static> {
+    if config.auth.dev_mode() || is_executor(caller, &config.executor.executor_subject) {
+        WriteRules::ANYTHING
+    } else {
+        WriteRules::NOT_EXECUTOR_MAPS
+    }
 }
 
 /// The executor's service identity: a token with explicit grants and the executor's subject.

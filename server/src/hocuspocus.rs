@@ -418,7 +418,7 @@ impl Reader {
             disconnect: self.disconnect.clone(),
             can_write: scope == Scope::ReadWrite,
             protocol: PeerProtocol::Hocuspocus,
-            rules: crate::executor_maps::write_rules(&caller, &self.state.config().executor.executor_subject),
+            rules: crate::executor_maps::write_rules(&caller, self.state.config()),
         };
         let room = self.join(&name, peer).await?;
         let stream = prefixed(inbox, hocuspocus::name_prefix(&key));

@@ -130,7 +130,7 @@ pub async fn update(
     }
     let handle = open_room(&state, &caller.0, &room)?;
     let (done, answer) = oneshot::channel();
-    let rules = crate::executor_maps::write_rules(&caller.0, &state.config().executor.executor_subject);
+    let rules = crate::executor_maps::write_rules(&caller.0, state.config());
     handle
         .send(RoomCommand::Apply { update: body.to_vec(), rules, done })
         .await
