@@ -1278,15 +1278,23 @@ impl Room {
                 }
                 peer.disconnect.trigger(reason);
             }
-            let mut removed = Vec::new();
+            let mut owned = Vec::new();
             for id in peer.awareness_ids {
                 if self.owners.get(&id) == Some(&conn) {
                     self.owners.remove(&id);
-                    self.awareness.remove_state(id);
-                    self.tombstones += 1;
-                    removed.push(id);
+                    owned.push(id);
                 }
             }
+            // At the clocks the room holds, as the reference server removes a leaving client's
+            // presence (not one past them, as `Awareness::remove_state` would): a client that
+            // reconnects shows again with its next renewal (within 15 s), which one past them
+            // would refuse here and in every other client until the renewal after (30 s).
+            let removal = crate::cluster_presence::removal_at_known_clocks(&self.awareness, &owned);
+            let removed = match self.awareness.apply_update_summary(removal) {
+                Ok(Some(summary)) => summary.removed,
+                _ => Vec::new(),
+            };
+            self.tombstones += removed.len();
             if let Some(frame) = self.encode_awareness(removed) {
                 self.publish_presence(&frame);
                 pending.extend(self.fan_out(&frame, MessageKind::awareness));
