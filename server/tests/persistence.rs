@@ -863,6 +863,9 @@ async fn postgres_going_away_closes_the_room_and_loses_nothing() {
     wait_graph(&bob, "alice's edits", |g| g.nodes.len() == 5).await;
     // Alice's frames: sync step 1 and 2, then her five edits coming back.
     alice.wait_for("alice's echoes", WAIT, |s| s.frames >= 7).await.expect("echoes");
+    // Bob's too: the client applies a frame before it counts it, so his graph can show the fifth
+    // node while the count still says six (seen on a loaded CI machine).
+    bob.wait_for("alice's edits as frames", WAIT, |s| s.frames >= 7).await.expect("bob's frames");
     let (alice_frames, bob_frames) = (alice.status().frames, bob.status().frames);
 
     db.admin_execute("ALTER DATABASE {db} ALLOW_CONNECTIONS false").await;
