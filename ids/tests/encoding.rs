@@ -1,0 +1,55 @@
+//! Typed ids are stored and read back as plain text columns on both databases, so changing a
+//! signature from `&str` to an id type changes nothing on disk.
+
+use dojo_ids::{NodeId, RunId};
+use dojo_test_support::{Backend, TestDatabase};
+use sqlx::Connection;
+
+/// Writes a run id and a node id, reads them back typed and raw, on an open connection.
+macro_rules! round_trip_on {
+    ($conn:expr) => {{
+        let conn = &mut $conn;
+        let run = RunId::generate();
+        let node = NodeId::from("prompt-1");
+        sqlx::query("CREATE TABLE t (run TEXT NOT NULL, node TEXT NOT NULL)")
+            .execute(&mut *conn)
+            .await
+            .expect("create");
+        sqlx::query("INSERT INTO t (run, node) VALUES ($1, $2)")
+            .bind(&run)
+            .bind(&node)
+            .execute(&mut *conn)
+            .await
+            .expect("insert");
+        let (r, n): (RunId, NodeId) =
+            sqlx::query_as("SELECT run, node FROM t").fetch_one(&mut *conn).await.expect("select");
+        let raw: String = sqlx::query_scalar("SELECT run FROM t").fetch_one(&mut *conn).await.expect("raw");
+        assert_eq!((r, n), (run.clone(), node));
+        assert_eq!(raw, run.as_str());
+    }};
+}
+
+async fn round_trip(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    match backend {
+        Backend::Sqlite => {
+            let url = format!("{}?mode=rwc", db.url);
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open sqlite");
+            round_trip_on!(conn);
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("open postgres");
+            round_trip_on!(conn);
+        }
+    }
+}
+
+#[tokio::test]
+async fn ids_round_trip_through_sqlite() {
+    round_trip(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn ids_round_trip_through_postgres() {
+    round_trip(Backend::Postgres).await;
+}
