@@ -1,6 +1,7 @@
 //! A room's document over HTTP: read it as JSON or as a Yjs update, apply an update, list and
 //! restore versions. Every change goes through the room actor like a collaborator's, so people
-//! in the room see it at once, and it is stored before anyone does.
+//! in the room see it at once, and it is stored before anyone does. The operations are
+//! `crate::services::{documents, versions}`'s; these handlers parse, call and map.
 
 use axum::Json;
 use axum::body::Bytes;

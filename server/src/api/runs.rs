@@ -1,6 +1,7 @@
 //! Runs of a room's graph: submit (validated, priced and held before anything is queued), read,
 //! cancel, list. The live per-node states travel in the room's document (`results`, `runs`);
-//! these routes are the authoritative record.
+//! these routes are the authoritative record. What each does is `crate::services::runs`'s; a
+//! handler parses, authorizes, calls it and maps its error.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};

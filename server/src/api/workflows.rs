@@ -1,4 +1,5 @@
 //! Workflows: a workflow is a room with an owner, a title, collaborators and a public flag.
+//! The operations are `crate::services::workflows`'s; these handlers parse, call and map.
 
 use axum::Json;
 use axum::extract::{Path, State};
