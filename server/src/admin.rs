@@ -6,30 +6,26 @@ use dojo_auth::{Claims, Grants, Minter, Permission};
 use dojo_server::Config;
 use dojo_server::Storage;
 use dojo_server::config::AdminCommand;
+use dojo_server::services::credits::{CreditError, CreditService};
 
 pub async fn run(config: &Config, storage: &Storage, command: &AdminCommand) -> anyhow::Result<()> {
     let accounts = &storage.accounts;
     match command {
         AdminCommand::GrantCredits { user, amount, idempotency_key } => {
-            let Some(found) = accounts.find_user(user).await.context("looking up the user")? else {
-                bail!("no user {user:?} (give an id, an email or a token subject)");
-            };
             // Without a key each run is a new grant; with one, re-running is harmless.
-            let key = match idempotency_key {
-                Some(key) => format!("admin:{key}"),
-                None => format!("admin:{}:{}", found.id, rand::random::<u64>()),
-            };
-            let outcome = accounts
-                .apply_credits(&found.id, *amount, "granted by an operator", &key)
-                .await
-                .context("applying the grant")?;
-            let entry = outcome.entry();
-            let what = if matches!(outcome, CreditOutcome::AlreadyApplied(_)) {
+            let granted =
+                match CreditService::new(accounts).grant(user, *amount, idempotency_key.as_deref()).await {
+                    Ok(granted) => granted,
+                    Err(error @ CreditError::NoSuchUser(_)) => bail!("{error}"),
+                    Err(error) => return Err(anyhow::Error::new(error).context("applying the grant")),
+                };
+            let entry = granted.outcome.entry();
+            let what = if matches!(granted.outcome, CreditOutcome::AlreadyApplied(_)) {
                 "already applied"
             } else {
                 "applied"
             };
-            println!("{what}: {} {:+} → balance {}", found.id, entry.amount, entry.balance_after);
+            println!("{what}: {} {:+} → balance {}", granted.user.id, entry.amount, entry.balance_after);
         }
         AdminCommand::ListUsers { limit } => {
             let users = accounts.list_users(*limit).await.context("listing users")?;

@@ -32,6 +32,7 @@ pub mod room;
 pub mod room_name;
 pub mod room_openers;
 pub mod rooms;
+pub mod services;
 pub mod stall_guard;
 pub mod user_connections;
 pub mod web;

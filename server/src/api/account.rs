@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use super::{ApiError, Authenticated};
 use crate::app::AppState;
+use crate::services::credits::{CreditError, CreditService, dev_welcome};
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -145,16 +146,16 @@ pub async fn stripe_webhook(
     else {
         return Ok(Json(serde_json::json!({ "received": true, "credited": 0 })));
     };
-    let accounts = state.auth().accounts();
-    if accounts.user(&credit.user_id).await?.is_none() {
-        // Acknowledging would lose the payment silently; failing makes Stripe retry and shows
-        // the event in its dashboard.
-        tracing::error!(event = %credit.event_id, user = %credit.user_id, "a paid checkout names an unknown user");
-        return Err(ApiError::BadRequest(format!("unknown user {:?}", credit.user_id)));
-    }
-    let outcome = accounts
-        .apply_credits(&credit.user_id, credit.credits, "stripe checkout", &credit.idempotency_key())
-        .await?;
+    let outcome = match CreditService::new(state.auth().accounts()).credit_checkout(&credit).await {
+        Ok(outcome) => outcome,
+        Err(error @ CreditError::UnknownCheckoutUser(_)) => {
+            // Acknowledging would lose the payment silently; failing makes Stripe retry and
+            // shows the event in its dashboard.
+            tracing::error!(event = %credit.event_id, user = %credit.user_id, "a paid checkout names an unknown user");
+            return Err(error.into());
+        }
+        Err(error) => return Err(error.into()),
+    };
     let replay = matches!(outcome, CreditOutcome::AlreadyApplied(_));
     tracing::info!(event = %credit.event_id, user = %credit.user_id, credits = credit.credits, replay, "stripe checkout");
     Ok(Json(serde_json::json!({
@@ -172,20 +173,5 @@ pub async fn catalog() -> Result<Json<serde_json::Value>, ApiError> {
     match dojo_executor::LoadedCatalog::builtin() {
         Ok(catalog) => Ok(Json(catalog.to_json())),
         Err(error) => Err(ApiError::Internal(format!("the built-in catalog does not load: {error}"))),
-    }
-}
-
-/// In dev mode (no JWT key), a dev identity gets `DOJO_DEV_CREDITS` once, so runs can be
-/// tried end to end. Idempotent per user; never in production.
-pub(crate) async fn dev_welcome(state: &AppState, user_id: &str) {
-    let amount = state.config().executor.dev_credits;
-    if !state.auth().dev_mode() || amount <= 0 {
-        return;
-    }
-    let key = format!("dev:welcome:{user_id}");
-    if let Err(error) =
-        state.auth().accounts().apply_credits(user_id, amount, "dev mode welcome credits", &key).await
-    {
-        tracing::warn!(%error, "could not grant dev credits");
     }
 }

@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 use super::{ApiError, Authenticated};
 use crate::app::AppState;
 use crate::execution::now_millis;
+use crate::services::access;
 
 /// What uploads may be: the built-in image nodes read PNG.
 const UPLOAD_TYPES: [&str; 1] = ["image/png"];
@@ -57,8 +58,8 @@ pub async fn upload(
     let user = caller.user()?.clone();
     let room = match &query.room {
         Some(room) => {
-            let (room, _) = super::access::room_for(&state, &caller.0, room, Permission::Write).await?;
-            Some(room.as_str().to_owned())
+            let access = access::room_for(&state, &caller.0, room, Permission::Write).await?;
+            Some(access.room().as_str().to_owned())
         }
         None => None,
     };

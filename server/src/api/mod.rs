@@ -5,14 +5,13 @@
 //! JSON shape, `{"error": message, "code": code}`, from [`ApiError`]; internal details go to the
 //! log only.
 
-mod access;
 pub(crate) mod account;
 mod assets;
-mod claim;
 mod compose;
 pub mod openapi;
 pub(crate) mod rooms;
 mod runs;
+mod service_errors;
 mod workflows;
 
 use axum::Json;
@@ -27,7 +26,6 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::app::AppState;
 use crate::auth::{AuthError, Caller};
 use crate::metrics::ReasonLabel;
-use crate::room_name::RoomName;
 
 pub use rooms::Version;
 
@@ -178,10 +176,6 @@ impl Authenticated {
     pub fn user(&self) -> Result<&dojo_accounts::User, ApiError> {
         self.0.user().ok_or_else(|| ApiError::Unauthorized("sign in first: this needs a user token".into()))
     }
-}
-
-pub fn room_name(room: &str) -> Result<RoomName, ApiError> {
-    RoomName::parse(room).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 pub fn routes(state: &AppState) -> axum::Router<AppState> {

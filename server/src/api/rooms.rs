@@ -1,6 +1,7 @@
 //! A room's document over HTTP: read it as JSON or as a Yjs update, apply an update, list and
 //! restore versions. Every change goes through the room actor like a collaborator's, so people
-//! in the room see it at once, and it is stored before anyone does.
+//! in the room see it at once, and it is stored before anyone does. The operations are
+//! `crate::services::{documents, versions}`'s; these handlers parse, call and map.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -9,14 +10,12 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use dojo_auth::Permission;
 use serde::Serialize;
-use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
-use super::access::open_room;
 use super::{ApiError, Authenticated};
 use crate::app::AppState;
-use crate::room::{ApplyError, RestoreError, RoomCommand};
-use crate::room_name::RoomName;
+use crate::services::access::{self, RoomAccess};
+use crate::services::{documents, versions};
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -35,38 +34,8 @@ async fn authorized(
     caller: &Authenticated,
     room: &str,
     needed: Permission,
-) -> Result<RoomName, ApiError> {
-    Ok(super::access::room_for(state, &caller.0, room, needed).await?.0)
-}
-
-fn unavailable() -> ApiError {
-    ApiError::Unavailable("the room is not available; try again".into())
-}
-
-/// Why a room did not answer: quarantined (see `quarantine.rs`), or just not available now.
-fn not_served(state: &AppState, room: &RoomName) -> ApiError {
-    match state.rooms().quarantined(room) {
-        Some(reason) => {
-            tracing::warn!(%room, %reason, "refused a request for a quarantined room");
-            ApiError::Quarantined(
-                "the room is quarantined: its stored document cannot be loaded safely; ask the operator"
-                    .into(),
-            )
-        }
-        None => unavailable(),
-    }
-}
-
-/// The whole document, once everything in it is stored.
-async fn document_state(
-    state: &AppState,
-    caller: &Authenticated,
-    room: &RoomName,
-) -> Result<Vec<u8>, ApiError> {
-    let handle = open_room(state, &caller.0, room)?;
-    let (done, answer) = oneshot::channel();
-    handle.send(RoomCommand::State { done }).await.map_err(|_| not_served(state, room))?;
-    answer.await.map_err(|_| not_served(state, room))
+) -> Result<RoomAccess, ApiError> {
+    Ok(access::room_for(state, &caller.0, room, needed).await?)
 }
 
 /// The room's canvas as JSON: `{"nodes": {id: node}, "edges": …, "results": …, "runs": …}`.
@@ -79,21 +48,8 @@ pub async fn graph(
     caller: Authenticated,
     Path(room): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let room = authorized(&state, &caller, &room, Permission::Read).await?;
-    let update = document_state(&state, &caller, &room).await?;
-    // Decoding a big document is CPU work: keep it off the async threads.
-    let json = tokio::task::spawn_blocking(move || {
-        use yrs::Transact;
-        let doc = yrs::Doc::new();
-        dojo_sync_protocol::update::apply_client_update(&doc, &update).map(|_| {
-            let txn = doc.transact();
-            dojo_sync_protocol::canvas::canvas_json(&txn)
-        })
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::Internal(format!("the room's own state does not apply: {e}")))?;
-    Ok(Json(json))
+    let access = authorized(&state, &caller, &room, Permission::Read).await?;
+    Ok(Json(documents::canvas_json(&state, &caller.0, &access).await?))
 }
 
 /// The room's document as one binary Yjs update (v1), for `Y.applyUpdate`.
@@ -106,8 +62,8 @@ pub async fn state(
     caller: Authenticated,
     Path(room): Path<String>,
 ) -> Result<Response, ApiError> {
-    let room = authorized(&state, &caller, &room, Permission::Read).await?;
-    let update = document_state(&state, &caller, &room).await?;
+    let access = authorized(&state, &caller, &room, Permission::Read).await?;
+    let update = documents::state(&state, &caller.0, &access).await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], update).into_response())
 }
 
@@ -124,26 +80,9 @@ pub async fn update(
     Path(room): Path<String>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let room = authorized(&state, &caller, &room, Permission::Write).await?;
-    if body.is_empty() {
-        return Err(ApiError::BadRequest("the body must be a Yjs update".into()));
-    }
-    let handle = open_room(&state, &caller.0, &room)?;
-    let (done, answer) = oneshot::channel();
-    let rules = crate::executor_maps::write_rules(&caller.0, state.config());
-    handle
-        .send(RoomCommand::Apply { update: body.to_vec(), rules, done })
-        .await
-        .map_err(|_| not_served(&state, &room))?;
-    match answer.await.map_err(|_| not_served(&state, &room))? {
-        Ok(()) => Ok(Json(serde_json::json!({ "applied": true }))),
-        Err(error @ (ApplyError::Invalid(_) | ApplyError::MissingDependencies)) => {
-            Err(ApiError::BadRequest(error.to_string()))
-        }
-        Err(ApplyError::NotStored) => Err(not_served(&state, &room)),
-        Err(ApplyError::Quarantined) => Err(not_served(&state, &room)),
-        Err(error @ ApplyError::TooLarge { .. }) => Err(ApiError::PayloadTooLarge(error.to_string())),
-    }
+    let access = authorized(&state, &caller, &room, Permission::Write).await?;
+    documents::apply(&state, &caller.0, &access, body.to_vec()).await?;
+    Ok(Json(serde_json::json!({ "applied": true })))
 }
 
 /// The room's stored versions (snapshots), newest first.
@@ -156,8 +95,8 @@ pub async fn list_versions(
     caller: Authenticated,
     Path(room): Path<String>,
 ) -> Result<Json<Vec<Version>>, ApiError> {
-    let room = authorized(&state, &caller, &room, Permission::Read).await?;
-    let versions = state.store().versions(room.as_str()).await?;
+    let access = authorized(&state, &caller, &room, Permission::Read).await?;
+    let versions = versions::list(&state, &access).await?;
     Ok(Json(
         versions
             .into_iter()
@@ -182,19 +121,7 @@ pub async fn restore_version(
     caller: Authenticated,
     Path((room, id)): Path<(String, i64)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let room = authorized(&state, &caller, &room, Permission::Write).await?;
-    let Some(snapshot) = state.store().version(room.as_str(), id).await? else {
-        return Err(ApiError::NotFound(format!("room {room} has no version {id}")));
-    };
-    let handle = open_room(&state, &caller.0, &room)?;
-    let (done, answer) = oneshot::channel();
-    handle.send(RoomCommand::Restore { snapshot: snapshot.data, done }).await.map_err(|_| unavailable())?;
-    match answer.await.map_err(|_| unavailable())? {
-        Ok(()) => Ok(Json(serde_json::json!({ "restored": id }))),
-        Err(RestoreError::BadVersion(why)) => {
-            tracing::error!(%room, id, %why, "a stored version does not apply");
-            Err(ApiError::Unavailable("that version cannot be restored".into()))
-        }
-        Err(RestoreError::NotStored) => Err(unavailable()),
-    }
+    let access = authorized(&state, &caller, &room, Permission::Write).await?;
+    versions::restore(&state, &caller.0, &access, id).await?;
+    Ok(Json(serde_json::json!({ "restored": id })))
 }

@@ -1,26 +1,25 @@
 //! Runs of a room's graph: submit (validated, priced and held before anything is queued), read,
 //! cancel, list. The live per-node states travel in the room's document (`results`, `runs`);
-//! these routes are the authoritative record.
+//! these routes are the authoritative record. What each does is `crate::services::runs`'s; a
+//! handler parses, authorizes, calls it and maps its error.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use dojo_accounts::{AccountError, NewRun, NewRunNode, Run, RunNode, Submission};
+use dojo_accounts::{Run, RunNode};
 use dojo_auth::Permission;
-use dojo_executor::{GraphLimits, ValidationErrors, validate};
-use dojo_sync_protocol::canvas::{NodeResult, NodeStatus, read_graph, write_node_result};
+use dojo_executor::ValidationErrors;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::{ApiError, Authenticated, access, room_name};
+use super::{ApiError, Authenticated};
 use crate::app::AppState;
-use crate::execution::room_writer::RoomWriter;
-use crate::execution::{Executor, now_millis, write_summary};
+use crate::services::access;
+use crate::services::runs::{RunService, SubmitError, SubmitRequest};
 
 const MAX_IDEMPOTENCY_KEY: usize = 128;
-const MAX_TARGETS: usize = 256;
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -70,10 +69,6 @@ pub struct ListQuery {
     pub limit: Option<u32>,
 }
 
-fn executor(state: &AppState) -> &std::sync::Arc<Executor> {
-    state.executor()
-}
-
 /// Runs the room's graph (or the targets and what they need): validated, priced, credits held,
 /// queued. Per-node validation errors come back as `422` and are also written on the nodes.
 #[utoipa::path(post, path = "/api/rooms/{room}/runs", tag = "runs",
@@ -93,97 +88,15 @@ pub async fn submit(
     headers: HeaderMap,
     body: Option<Json<SubmitRun>>,
 ) -> Result<Response, ApiError> {
-    let (room, _) = access::room_for(&state, &caller.0, &room, Permission::Write).await?;
-    let user = caller.user()?.clone();
-    let key = idempotency_key(&headers)?;
-    let targets = body.map(|Json(b)| b.targets).unwrap_or_default().filter(|t| !t.is_empty());
-    if let Some(targets) = &targets
-        && targets.len() > MAX_TARGETS
-    {
-        return Err(ApiError::BadRequest(format!("at most {MAX_TARGETS} targets")));
+    let access = access::room_for(&state, &caller.0, &room, Permission::Write).await?;
+    caller.user()?;
+    let idempotency_key = idempotency_key(&headers)?;
+    let targets = body.and_then(|Json(b)| b.targets);
+    let request = SubmitRequest { targets, idempotency_key };
+    match RunService::new(&state).submit(&caller.0, &access, request).await {
+        Ok(run) => Ok(accepted(&run)),
+        Err(error) => submit_refused(error),
     }
-    let executor = executor(&state);
-    crate::api::account::dev_welcome(&state, &user.id).await;
-
-    // Opened as the caller's, so it counts against their share of rooms.
-    access::open_room(&state, &caller.0, &room)?;
-    let writer = RoomWriter::open(executor.rooms().clone(), room.clone())
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let graph = writer
-        .read(|txn| read_graph(txn))
-        .await
-        .map_err(|e| ApiError::BadRequest(format!("the canvas does not follow the document schema: {e}")))?;
-    let target_refs: Option<Vec<&str>> = targets.as_ref().map(|t| t.iter().map(String::as_str).collect());
-    let plan = match validate(executor.catalog(), &graph, target_refs.as_deref(), &GraphLimits::default()) {
-        Ok(plan) => plan,
-        Err(errors) => {
-            mark_invalid(&writer, &errors).await;
-            return Ok(invalid_graph(&errors));
-        }
-    };
-    let run_id = format!("run_{}", random_hex(12));
-    let nodes = plan
-        .order()
-        .map(|node| NewRunNode {
-            node_id: node.id.clone(),
-            node_type: node.node_type.clone(),
-            cost: i64::try_from(executor.catalog().cost(&node.node_type).unwrap_or(0)).unwrap_or(i64::MAX),
-            params: serde_json::to_string(&node.params).unwrap_or_else(|_| "{}".into()),
-        })
-        .collect::<Vec<_>>();
-    let node_ids: Vec<String> = nodes.iter().map(|n| n.node_id.clone()).collect();
-    let new_run = NewRun {
-        id: run_id,
-        room: room.as_str().to_owned(),
-        user_id: user.id.clone(),
-        graph: serde_json::to_string(&graph).map_err(|e| ApiError::Internal(e.to_string()))?,
-        targets: targets.as_ref().and_then(|t| serde_json::to_string(t).ok()),
-        idempotency_key: key,
-        nodes,
-        hold_expires_at: executor.hold_expiry(&plan),
-        max_unfinished: Some(state.config().limits.max_queued_runs_per_user).filter(|&max| max > 0),
-    };
-    let submission = match executor.runs().create_run(new_run).await {
-        Ok(submission) => submission,
-        Err(AccountError::InsufficientCredits { balance, requested }) => {
-            let body = json!({
-                "error": format!("this run costs {requested} credits; the balance is {balance}"),
-                "code": "insufficient_credits",
-                "balance": balance,
-                "cost": requested,
-            });
-            return Ok((StatusCode::PAYMENT_REQUIRED, Json(body)).into_response());
-        }
-        Err(error) => return Err(error.into()),
-    };
-    let run = match submission {
-        Submission::Existing(run) => return Ok(accepted(&run)),
-        Submission::Created(run) => run,
-    };
-    // Everyone sees the nodes queued at once, before a worker picks the run up.
-    let queued_at = now_millis().max(0).unsigned_abs();
-    let run_id = run.id.clone();
-    let queued = node_ids.clone();
-    if let Err(error) = writer
-        .write(|txn| {
-            for node in &queued {
-                write_node_result(
-                    txn,
-                    node,
-                    &node_result(NodeStatus::Queued, None, Vec::new(), Some(&run_id), queued_at),
-                )?;
-            }
-            Ok(())
-        })
-        .await
-    {
-        tracing::warn!(run = %run.id, %error, "could not mark a run's nodes queued");
-    }
-    write_summary(&writer, &run, &node_ids).await;
-    executor.wake();
-    tracing::info!(run = %run.id, room = %room, estimate = run.estimate, nodes = node_ids.len(), "run accepted");
-    Ok(accepted(&run))
 }
 
 #[utoipa::path(get, path = "/api/runs/{id}", tag = "runs",
@@ -195,8 +108,7 @@ pub async fn get(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<RunBody>, ApiError> {
-    let run = visible_run(&state, &caller, &id, Permission::Read).await?;
-    let nodes = executor(&state).runs().run_nodes(&run.id).await?;
+    let (run, nodes) = RunService::new(&state).get(&caller.0, &id).await?;
     let mut body = run_body(&run);
     body.nodes = Some(nodes.iter().map(|n| (n.node_id.clone(), node_json(n))).collect());
     Ok(Json(body))
@@ -213,33 +125,7 @@ pub async fn cancel(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<RunBody>), ApiError> {
-    let run = visible_run(&state, &caller, &id, Permission::Write).await?;
-    let executor = executor(&state);
-    let now = executor.runs().request_cancel(&run.id).await?.ok_or_else(|| not_found(&id))?;
-    executor.cancel_local(&run.id);
-    if now.status.is_final() && !run.status.is_final() {
-        // Cancelled before any worker started it: nobody else will tell the room.
-        let nodes = executor.runs().run_nodes(&run.id).await?;
-        if let Ok(room) = room_name(&run.room)
-            && let Ok(writer) = RoomWriter::open(executor.rooms().clone(), room).await
-        {
-            let at = now_millis().max(0).unsigned_abs();
-            let ids: Vec<String> = nodes.iter().map(|n| n.node_id.clone()).collect();
-            let _ = writer
-                .write(|txn| {
-                    for node in &ids {
-                        write_node_result(
-                            txn,
-                            node,
-                            &node_result(NodeStatus::Cancelled, None, Vec::new(), Some(&run.id), at),
-                        )?;
-                    }
-                    Ok(())
-                })
-                .await;
-            write_summary(&writer, &now, &ids).await;
-        }
-    }
+    let now = RunService::new(&state).cancel(&caller.0, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(run_body(&now))))
 }
 
@@ -253,37 +139,10 @@ pub async fn list(
     Path(room): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<RunList>, ApiError> {
-    let (room, _) = access::room_for(&state, &caller.0, &room, Permission::Read).await?;
+    let access = access::room_for(&state, &caller.0, &room, Permission::Read).await?;
     let limit = query.limit.unwrap_or(50).clamp(1, 200);
-    let runs = executor(&state).runs().list_runs(room.as_str(), limit).await?;
+    let runs = RunService::new(&state).list(&access, limit).await?;
     Ok(Json(RunList { runs: runs.iter().map(run_body).collect() }))
-}
-
-async fn visible_run(
-    state: &AppState,
-    caller: &Authenticated,
-    id: &str,
-    needed: Permission,
-) -> Result<Run, ApiError> {
-    if id.len() > 64 {
-        return Err(not_found(id));
-    }
-    let run = executor(state).runs().run(id).await?.ok_or_else(|| not_found(id))?;
-    // A run is as visible as its room: a stranger learns nothing, not even that it exists,
-    // whatever they ask to do with it. Only someone who may read the room hears "forbidden".
-    let permission = match state.auth().room_permission(&caller.0, &run.room).await {
-        Ok(permission) => permission,
-        Err(crate::auth::AuthError::Forbidden) => return Err(not_found(id)),
-        Err(error) => return Err(error.into()),
-    };
-    if permission < needed {
-        return Err(ApiError::Forbidden(format!("this needs {needed} access to the run's room")));
-    }
-    Ok(run)
-}
-
-fn not_found(id: &str) -> ApiError {
-    ApiError::NotFound(format!("no run {id:?}"))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -300,6 +159,31 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
+/// A refused submission: the graph's errors (`422`) and a short balance (`402`) say more than
+/// the usual body; everything else is the usual error.
+fn submit_refused(error: SubmitError) -> Result<Response, ApiError> {
+    let message = error.to_string();
+    match error {
+        SubmitError::InvalidGraph(errors) => Ok(invalid_graph(&errors)),
+        SubmitError::InsufficientCredits { balance, requested } => {
+            let body = json!({
+                "error": message,
+                "code": "insufficient_credits",
+                "balance": balance,
+                "cost": requested,
+            });
+            Ok((StatusCode::PAYMENT_REQUIRED, Json(body)).into_response())
+        }
+        SubmitError::Access(error) => Err(error.into()),
+        SubmitError::SignIn(error) => Err(error.into()),
+        SubmitError::TooManyTargets | SubmitError::NotSchema(_) => Err(ApiError::BadRequest(message)),
+        SubmitError::Open(error) => Err(error.into()),
+        SubmitError::RoomUnavailable(_) => Err(ApiError::Unavailable(message)),
+        SubmitError::Encode(_) => Err(ApiError::Internal(message)),
+        SubmitError::Accounts(error) => Err(error.into()),
+    }
+}
+
 fn invalid_graph(errors: &ValidationErrors) -> Response {
     let mut body = serde_json::to_value(errors).unwrap_or_else(|_| json!({}));
     if let Value::Object(map) = &mut body {
@@ -307,54 +191,6 @@ fn invalid_graph(errors: &ValidationErrors) -> Response {
         map.insert("code".into(), Value::String("invalid_graph".into()));
     }
     (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
-}
-
-/// Shows each node's validation errors on the node itself.
-async fn mark_invalid(writer: &RoomWriter, errors: &ValidationErrors) {
-    let at = now_millis().max(0).unsigned_abs();
-    let entries: Vec<(String, String, Vec<Value>)> = errors
-        .node_errors
-        .iter()
-        .map(|(node, node_errors)| {
-            let message =
-                node_errors.errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; ");
-            let list = node_errors.errors.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
-            (node.clone(), message, list)
-        })
-        .collect();
-    if let Err(error) = writer
-        .write(|txn| {
-            for (node, message, list) in &entries {
-                write_node_result(
-                    txn,
-                    node,
-                    &node_result(NodeStatus::Invalid, Some(message.clone()), list.clone(), None, at),
-                )?;
-            }
-            Ok(())
-        })
-        .await
-    {
-        tracing::warn!(%error, "could not write validation errors into the room");
-    }
-}
-
-fn node_result(
-    status: NodeStatus,
-    error: Option<String>,
-    errors: Vec<Value>,
-    run_id: Option<&str>,
-    at: u64,
-) -> NodeResult {
-    NodeResult {
-        status,
-        progress: 0.0,
-        outputs: Default::default(),
-        error,
-        errors,
-        run_id: run_id.map(str::to_owned),
-        updated_at: at,
-    }
 }
 
 fn accepted(run: &Run) -> Response {
@@ -396,10 +232,4 @@ fn node_json(node: &RunNode) -> Value {
         "finished_at": node.finished_at,
         "duration_ms": node.started_at.zip(node.finished_at).map(|(s, f)| f - s),
     })
-}
-
-fn random_hex(bytes: usize) -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
 }

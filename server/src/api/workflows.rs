@@ -1,15 +1,17 @@
 //! Workflows: a workflow is a room with an owner, a title, collaborators and a public flag.
+//! The operations are `crate::services::workflows`'s; these handlers parse, call and map.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use dojo_accounts::{AccountError, CollaboratorPermission, Workflow, WorkflowPatch, WorkflowSummary};
+use dojo_accounts::{Collaborator, CollaboratorPermission, Workflow, WorkflowPatch, WorkflowSummary};
 use dojo_auth::Permission;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, Authenticated, room_name};
+use super::{ApiError, Authenticated};
 use crate::app::AppState;
+use crate::services::workflows::WorkflowService;
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -67,6 +69,16 @@ pub struct CollaboratorBody {
     pub added_at: i64,
 }
 
+impl From<Collaborator> for CollaboratorBody {
+    fn from(collaborator: Collaborator) -> Self {
+        Self {
+            user_id: collaborator.user_id,
+            permission: collaborator.permission.as_str().to_owned(),
+            added_at: collaborator.added_at,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateWorkflow {
     pub title: String,
@@ -89,40 +101,6 @@ pub struct SetCollaborator {
     pub permission: String,
 }
 
-/// The workflow and what the caller may do in it; not found for those who may not see it,
-/// so that a private workflow's existence does not leak.
-async fn visible(
-    state: &AppState,
-    caller: &Authenticated,
-    id: &str,
-) -> Result<(Workflow, Permission), ApiError> {
-    let not_found = || ApiError::NotFound(format!("no workflow {id:?}"));
-    let workflow = state.auth().accounts().workflow(id).await?.ok_or_else(not_found)?;
-    match state.auth().room_permission(&caller.0, &workflow.room).await {
-        Ok(permission) => {
-            let permission = super::access::workflow_permission(&caller.0, &workflow, permission);
-            Ok((workflow, permission))
-        }
-        Err(crate::auth::AuthError::Forbidden) => Err(not_found()),
-        Err(error) => Err(error.into()),
-    }
-}
-
-/// Connections already open in the room (on any instance) were let in under the old rules:
-/// make them reconnect.
-async fn revalidate_connections(state: &AppState, room: &str) {
-    let Ok(room) = room_name(room) else { return };
-    state.rooms().permissions_changed(&room).await;
-}
-
-async fn owned(state: &AppState, caller: &Authenticated, id: &str) -> Result<Workflow, ApiError> {
-    let (workflow, permission) = visible(state, caller, id).await?;
-    if permission < Permission::Admin {
-        return Err(ApiError::Forbidden("only the workflow's owner may do this".into()));
-    }
-    Ok(workflow)
-}
-
 /// The caller's workflows: owned and shared with them, most recently updated first.
 #[utoipa::path(get, path = "/api/workflows", tag = "workflows",
     responses((status = 200, body = Vec<WorkflowBody>), (status = 401)), security(("bearer" = [])))]
@@ -130,8 +108,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Authenticated,
 ) -> Result<Json<Vec<WorkflowBody>>, ApiError> {
-    let user = caller.user()?;
-    let workflows = state.auth().accounts().list_workflows(&user.id).await?;
+    let workflows = WorkflowService::new(&state).list(&caller.0).await?;
     Ok(Json(workflows.into_iter().map(WorkflowBody::from).collect()))
 }
 
@@ -146,21 +123,7 @@ pub async fn create(
     caller: Authenticated,
     Json(body): Json<CreateWorkflow>,
 ) -> Result<(StatusCode, Json<WorkflowBody>), ApiError> {
-    let user = caller.user()?;
-    let room = body.room.as_deref().map(room_name).transpose()?;
-    if let Some(room) = &room {
-        super::claim::ensure_claimable(&state, &caller.0, room).await?;
-    }
-    let quota = Some(state.config().limits.max_workflows_per_user).filter(|&max| max > 0);
-    let workflow = state
-        .auth()
-        .accounts()
-        .create_workflow_within(&user.id, &body.title, body.room.as_deref(), quota)
-        .await
-        .map_err(|error| match (error, &room) {
-            (AccountError::RoomTaken(_), Some(room)) => super::claim::taken(room),
-            (error, _) => error.into(),
-        })?;
+    let workflow = WorkflowService::new(&state).create(&caller.0, &body.title, body.room.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(WorkflowBody::new(workflow, Permission::Admin))))
 }
 
@@ -172,23 +135,9 @@ pub async fn get(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<WorkflowDetail>, ApiError> {
-    let (workflow, permission) = visible(&state, &caller, &id).await?;
-    let collaborators = if permission >= Permission::Admin {
-        state
-            .auth()
-            .accounts()
-            .collaborators(&workflow.id)
-            .await?
-            .into_iter()
-            .map(|c| CollaboratorBody {
-                user_id: c.user_id,
-                permission: c.permission.as_str().to_owned(),
-                added_at: c.added_at,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let detail = WorkflowService::new(&state).detail(&caller.0, &id).await?;
+    let collaborators = detail.collaborators.into_iter().map(CollaboratorBody::from).collect();
+    let (workflow, permission) = (detail.workflow, detail.permission);
     Ok(Json(WorkflowDetail { workflow: WorkflowBody::new(workflow, permission), collaborators }))
 }
 
@@ -202,13 +151,10 @@ pub async fn update(
     Path(id): Path<String>,
     Json(body): Json<UpdateWorkflow>,
 ) -> Result<Json<WorkflowBody>, ApiError> {
-    let workflow = owned(&state, &caller, &id).await?;
-    let made_private = workflow.public && body.public == Some(false);
+    let service = WorkflowService::new(&state);
+    let owned = service.owned(&caller.0, &id).await?;
     let patch = WorkflowPatch { title: body.title, public: body.public };
-    let workflow = state.auth().accounts().update_workflow(&workflow.id, patch).await?;
-    if made_private {
-        revalidate_connections(&state, &workflow.room).await;
-    }
+    let workflow = service.update(&owned, patch).await?;
     Ok(Json(WorkflowBody::new(workflow, Permission::Admin)))
 }
 
@@ -221,9 +167,8 @@ pub async fn delete(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let workflow = owned(&state, &caller, &id).await?;
-    state.auth().accounts().delete_workflow(&workflow.id).await?;
-    revalidate_connections(&state, &workflow.room).await;
+    let service = WorkflowService::new(&state);
+    service.delete(service.owned(&caller.0, &id).await?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -239,21 +184,14 @@ pub async fn set_collaborator(
     Path((id, user)): Path<(String, String)>,
     Json(body): Json<SetCollaborator>,
 ) -> Result<Json<CollaboratorBody>, ApiError> {
-    let workflow = owned(&state, &caller, &id).await?;
+    let service = WorkflowService::new(&state);
+    let owned = service.owned(&caller.0, &id).await?;
     let permission: CollaboratorPermission = body
         .permission
         .parse()
         .map_err(|e: dojo_auth::UnknownPermission| ApiError::BadRequest(e.to_string()))?;
-    let collaborator = state.auth().accounts().set_collaborator(&workflow.id, &user, permission).await?;
-    if permission == CollaboratorPermission::Read {
-        // Possibly a downgrade from write: a live write connection must not keep writing.
-        revalidate_connections(&state, &workflow.room).await;
-    }
-    Ok(Json(CollaboratorBody {
-        user_id: collaborator.user_id,
-        permission: collaborator.permission.as_str().to_owned(),
-        added_at: collaborator.added_at,
-    }))
+    let collaborator = service.set_collaborator(&owned, &user, permission).await?;
+    Ok(Json(collaborator.into()))
 }
 
 /// Stops sharing the workflow with a user (owner only).
@@ -266,11 +204,7 @@ pub async fn remove_collaborator(
     caller: Authenticated,
     Path((id, user)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let workflow = owned(&state, &caller, &id).await?;
-    if state.auth().accounts().remove_collaborator(&workflow.id, &user).await? {
-        revalidate_connections(&state, &workflow.room).await;
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound(format!("{user:?} is not a collaborator")))
-    }
+    let service = WorkflowService::new(&state);
+    service.remove_collaborator(&service.owned(&caller.0, &id).await?, &user).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,4 +1,4 @@
-//! Claiming a room for a new workflow (`POST /api/workflows` with a `room`).
+//! Claiming a room for a new workflow (creating one with a room name of the caller's choice).
 //!
 //! Creating a workflow makes its creator the room's owner: they read everything in it and
 //! decide who else may. A room nobody claimed may still be in use: a service writes it
@@ -9,24 +9,28 @@
 //! something as soon as anyone wrote to it.
 //!
 //! Two claimers racing for one room: the database's unique room index lets exactly one
-//! insert its workflow; the other gets the same `409 room_taken`.
+//! insert its workflow; the other is told the room is taken, in the same words.
 
 use dojo_auth::Permission;
+use dojo_store::StoreError;
 
-use super::ApiError;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::room_name::RoomName;
 
-/// `Ok` when `caller` may make `room` the room of a new workflow (whether a workflow already
+/// `true` when `caller` may make `room` the room of a new workflow (whether a workflow already
 /// has it is the insert's to find out).
-pub async fn ensure_claimable(state: &AppState, caller: &Caller, room: &RoomName) -> Result<(), ApiError> {
+pub(crate) async fn claimable(
+    state: &AppState,
+    caller: &Caller,
+    room: &RoomName,
+) -> Result<bool, StoreError> {
     if holds_write_grant(caller, room) {
-        return Ok(());
+        return Ok(true);
     }
     // An empty append is the store's cheap "last sequence" read (0: never written).
     let in_use = state.rooms().get(room).is_some() || state.store().append(room.as_str(), &[]).await? > 0;
-    if in_use { Err(taken(room)) } else { Ok(()) }
+    Ok(!in_use)
 }
 
 fn holds_write_grant(caller: &Caller, room: &RoomName) -> bool {
@@ -35,13 +39,4 @@ fn holds_write_grant(caller: &Caller, room: &RoomName) -> bool {
         .and_then(|identity| identity.grants.as_ref())
         .and_then(|grants| grants.permission_for(room.as_str()))
         .is_some_and(Permission::can_write)
-}
-
-/// One answer for every reason a room cannot be claimed (a workflow has it, a service uses
-/// it, a deleted workflow keeps it), so the answer says no more than "not yours to take".
-pub fn taken(room: &RoomName) -> ApiError {
-    ApiError::RoomTaken(format!(
-        "room {:?} is taken: choose another name, or claim it with a token that has a grant on it",
-        room.as_str()
-    ))
 }

@@ -1,0 +1,81 @@
+//! Credits coming in: an operator's grant, a paid checkout, dev mode's welcome. Every one goes
+//! through `apply_credits` with a key of its own namespace, so a retry changes the balance once.
+
+use dojo_accounts::stripe::CheckoutCredit;
+use dojo_accounts::{AccountError, AccountStore, CreditOutcome, User};
+
+use crate::app::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreditError {
+    #[error("no user {0:?} (give an id, an email or a token subject)")]
+    NoSuchUser(String),
+    #[error("unknown user {0:?}")]
+    UnknownCheckoutUser(String),
+    #[error(transparent)]
+    Accounts(#[from] AccountError),
+}
+
+/// An operator's grant, applied or found applied before.
+#[derive(Debug)]
+pub struct Granted {
+    pub user: User,
+    pub outcome: CreditOutcome,
+}
+
+pub struct CreditService<'a> {
+    accounts: &'a dyn AccountStore,
+}
+
+impl<'a> CreditService<'a> {
+    pub fn new(accounts: &'a std::sync::Arc<dyn AccountStore>) -> Self {
+        Self { accounts: accounts.as_ref() }
+    }
+
+    /// Adds `amount` (negative: removes) to the user `who` names (id, email or subject). With
+    /// a key, granting again changes nothing; without one, every call is a new grant.
+    pub async fn grant(
+        &self,
+        who: &str,
+        amount: i64,
+        idempotency_key: Option<&str>,
+    ) -> Result<Granted, CreditError> {
+        let Some(user) = self.accounts.find_user(who).await? else {
+            return Err(CreditError::NoSuchUser(who.to_owned()));
+        };
+        let key = match idempotency_key {
+            Some(key) => format!("admin:{key}"),
+            None => format!("admin:{}:{}", user.id, rand::random::<u64>()),
+        };
+        let outcome = self.accounts.apply_credits(&user.id, amount, "granted by an operator", &key).await?;
+        Ok(Granted { user, outcome })
+    }
+
+    /// Credits a paid checkout to its user, once per event.
+    pub async fn credit_checkout(&self, credit: &CheckoutCredit) -> Result<CreditOutcome, CreditError> {
+        if self.accounts.user(&credit.user_id).await?.is_none() {
+            return Err(CreditError::UnknownCheckoutUser(credit.user_id.clone()));
+        }
+        let key = credit.idempotency_key();
+        Ok(self.accounts.apply_credits(&credit.user_id, credit.credits, "stripe checkout", &key).await?)
+    }
+
+    /// Dev mode's welcome: `amount` once per user.
+    pub async fn welcome(&self, user_id: &str, amount: i64) -> Result<CreditOutcome, CreditError> {
+        let key = format!("dev:welcome:{user_id}");
+        Ok(self.accounts.apply_credits(user_id, amount, "dev mode welcome credits", &key).await?)
+    }
+}
+
+/// In dev mode (no JWT key), a dev identity gets `DOJO_DEV_CREDITS` once, so runs can be tried
+/// end to end. Idempotent per user; never in production. A failure is logged, not returned:
+/// the welcome is a convenience, never a reason to refuse what the caller asked.
+pub async fn dev_welcome(state: &AppState, user_id: &str) {
+    let amount = state.config().executor.dev_credits;
+    if !state.auth().dev_mode() || amount <= 0 {
+        return;
+    }
+    if let Err(error) = CreditService::new(state.auth().accounts()).welcome(user_id, amount).await {
+        tracing::warn!(%error, "could not grant dev credits");
+    }
+}

@@ -1,0 +1,37 @@
+//! Domain operations, one service per domain: runs, workflows, compose, versions, credits.
+//!
+//! A service takes typed inputs (the authenticated [`Caller`](crate::auth::Caller), typed
+//! parameters) and returns a typed result or a typed error that keeps its source. Services know
+//! nothing about HTTP: the handlers in `crate::api` parse a request, call a service and map its
+//! error to a status and the `{"error", "code"}` body; the admin CLI and the tests call the same
+//! services directly.
+//!
+//! Authorization comes first and is typed: [`access::RoomAccess`] and
+//! [`workflows::OwnedWorkflow`] are made only by the checks that grant them, so an operation
+//! that takes one cannot run for a caller who was not checked.
+
+pub mod access;
+mod claim;
+pub mod compose;
+pub mod credits;
+pub mod documents;
+pub mod runs;
+pub mod versions;
+pub mod workflows;
+
+#[cfg(test)]
+mod tests;
+
+use dojo_accounts::User;
+
+use crate::auth::Caller;
+
+/// The operation acts on the caller's account, and the caller is anonymous (dev mode).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("sign in first: this needs a user token")]
+pub struct SignInRequired;
+
+/// The signed-in user behind `caller`.
+pub fn signed_in(caller: &Caller) -> Result<&User, SignInRequired> {
+    caller.user().ok_or(SignInRequired)
+}

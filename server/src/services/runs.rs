@@ -1,0 +1,296 @@
+//! Runs of a room's graph: submit (validated, priced and held before anything is queued),
+//! read, cancel, list. The live per-node states travel in the room's document (`results`,
+//! `runs`); the run records are the authoritative record.
+
+use dojo_accounts::{AccountError, NewRun, NewRunNode, Run, RunNode, Submission};
+use dojo_auth::Permission;
+use dojo_executor::worker::DocumentError;
+use dojo_executor::{GraphLimits, ValidationErrors, validate};
+use dojo_sync_protocol::canvas::{NodeResult, NodeStatus, SchemaError, read_graph, write_node_result};
+use serde_json::Value;
+
+use super::access::{self, AccessError, RoomAccess};
+use super::{SignInRequired, signed_in};
+use crate::app::AppState;
+use crate::auth::{AuthError, Caller};
+use crate::execution::room_writer::RoomWriter;
+use crate::execution::{Executor, now_millis, write_summary};
+use crate::room_name::RoomName;
+use crate::rooms::OpenRefused;
+
+/// Most targets one submission may name.
+pub const MAX_TARGETS: usize = 256;
+/// Longer ids name no run: refused before the database is asked.
+const MAX_RUN_ID: usize = 64;
+
+/// What to run.
+#[derive(Debug, Default, Clone)]
+pub struct SubmitRequest {
+    /// Node ids to run, with what they depend on. `None` or empty: the whole graph.
+    pub targets: Option<Vec<String>>,
+    /// The same key returns the same run, holding nothing twice.
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error(transparent)]
+    SignIn(#[from] SignInRequired),
+    #[error("at most {MAX_TARGETS} targets")]
+    TooManyTargets,
+    #[error(transparent)]
+    Open(#[from] OpenRefused),
+    /// The room's document could not be loaded.
+    #[error("{0}")]
+    RoomUnavailable(#[source] DocumentError),
+    #[error("the canvas does not follow the document schema: {0}")]
+    NotSchema(#[source] SchemaError),
+    /// Per-node errors; they are also written on the nodes in the room.
+    #[error("{0}")]
+    InvalidGraph(ValidationErrors),
+    #[error("this run costs {requested} credits; the balance is {balance}")]
+    InsufficientCredits { balance: i64, requested: i64 },
+    #[error("the graph does not encode: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error(transparent)]
+    Accounts(AccountError),
+}
+
+impl From<AccountError> for SubmitError {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::InsufficientCredits { balance, requested } => {
+                SubmitError::InsufficientCredits { balance, requested }
+            }
+            error => SubmitError::Accounts(error),
+        }
+    }
+}
+
+/// Why a run cannot be read or cancelled by this caller.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// No such run, or the caller may not read its room (which must read the same).
+    #[error("no run {0:?}")]
+    NotFound(String),
+    #[error("this needs {0} access to the run's room")]
+    Forbidden(Permission),
+    #[error(transparent)]
+    Auth(AuthError),
+    #[error(transparent)]
+    Accounts(#[from] AccountError),
+}
+
+pub struct RunService<'a> {
+    state: &'a AppState,
+}
+
+impl<'a> RunService<'a> {
+    pub fn new(state: &'a AppState) -> Self {
+        Self { state }
+    }
+
+    fn executor(&self) -> &'a Executor {
+        self.state.executor()
+    }
+
+    /// Runs the room's graph (or the targets and what they need): validated, priced, credits
+    /// held, queued. Validation errors are written on the nodes too. A key already used
+    /// returns that run.
+    pub async fn submit(
+        &self,
+        caller: &Caller,
+        access: &RoomAccess,
+        request: SubmitRequest,
+    ) -> Result<Run, SubmitError> {
+        access.require(Permission::Write)?;
+        let user = signed_in(caller)?;
+        let targets = request.targets.filter(|t| !t.is_empty());
+        if targets.as_ref().is_some_and(|t| t.len() > MAX_TARGETS) {
+            return Err(SubmitError::TooManyTargets);
+        }
+        let executor = self.executor();
+        super::credits::dev_welcome(self.state, &user.id).await;
+
+        let room = access.room();
+        // Opened as the caller's, so it counts against their share of rooms.
+        access::open_room(self.state, caller, room)?;
+        let writer = RoomWriter::open(executor.rooms().clone(), room.clone())
+            .await
+            .map_err(SubmitError::RoomUnavailable)?;
+        let graph = writer.read(|txn| read_graph(txn)).await.map_err(SubmitError::NotSchema)?;
+        let target_refs: Option<Vec<&str>> = targets.as_ref().map(|t| t.iter().map(String::as_str).collect());
+        let plan = match validate(executor.catalog(), &graph, target_refs.as_deref(), &GraphLimits::default())
+        {
+            Ok(plan) => plan,
+            Err(errors) => {
+                mark_invalid(&writer, &errors).await;
+                return Err(SubmitError::InvalidGraph(errors));
+            }
+        };
+        let nodes = plan
+            .order()
+            .map(|node| NewRunNode {
+                node_id: node.id.clone(),
+                node_type: node.node_type.clone(),
+                cost: i64::try_from(executor.catalog().cost(&node.node_type).unwrap_or(0))
+                    .unwrap_or(i64::MAX),
+                params: serde_json::to_string(&node.params).unwrap_or_else(|_| "{}".into()),
+            })
+            .collect::<Vec<_>>();
+        let node_ids: Vec<String> = nodes.iter().map(|n| n.node_id.clone()).collect();
+        let new_run = NewRun {
+            id: format!("run_{}", random_hex(12)),
+            room: room.as_str().to_owned(),
+            user_id: user.id.clone(),
+            graph: serde_json::to_string(&graph).map_err(SubmitError::Encode)?,
+            targets: targets.as_ref().and_then(|t| serde_json::to_string(t).ok()),
+            idempotency_key: request.idempotency_key,
+            nodes,
+            hold_expires_at: executor.hold_expiry(&plan),
+            max_unfinished: Some(self.state.config().limits.max_queued_runs_per_user).filter(|&max| max > 0),
+        };
+        let run = match executor.runs().create_run(new_run).await? {
+            Submission::Existing(run) => return Ok(run),
+            Submission::Created(run) => run,
+        };
+        // Everyone sees the nodes queued at once, before a worker picks the run up.
+        if let Err(error) = mark_nodes(&writer, &node_ids, NodeStatus::Queued, &run.id).await {
+            tracing::warn!(run = %run.id, %error, "could not mark a run's nodes queued");
+        }
+        write_summary(&writer, &run, &node_ids).await;
+        executor.wake();
+        tracing::info!(run = %run.id, room = %room, estimate = run.estimate, nodes = node_ids.len(), "run accepted");
+        Ok(run)
+    }
+
+    /// The run, if the caller may do what `needed` allows in its room.
+    pub async fn visible(&self, caller: &Caller, id: &str, needed: Permission) -> Result<Run, RunError> {
+        let not_found = || RunError::NotFound(id.to_owned());
+        if id.len() > MAX_RUN_ID {
+            return Err(not_found());
+        }
+        let run = self.executor().runs().run(id).await?.ok_or_else(not_found)?;
+        // A run is as visible as its room: a stranger learns nothing, not even that it exists,
+        // whatever they ask to do with it. Only someone who may read the room hears "forbidden".
+        let permission = access::visible_permission(self.state, caller, &run.room)
+            .await
+            .map_err(RunError::Auth)?
+            .ok_or_else(not_found)?;
+        if permission < needed {
+            return Err(RunError::Forbidden(needed));
+        }
+        Ok(run)
+    }
+
+    /// The run with its nodes (state, cost, charge, outputs, timings).
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<(Run, Vec<RunNode>), RunError> {
+        let run = self.visible(caller, id, Permission::Read).await?;
+        let nodes = self.executor().runs().run_nodes(&run.id).await?;
+        Ok((run, nodes))
+    }
+
+    /// The room's newest runs, at most `limit`.
+    pub async fn list(&self, access: &RoomAccess, limit: u32) -> Result<Vec<Run>, AccountError> {
+        self.executor().runs().list_runs(access.room().as_str(), limit).await
+    }
+
+    /// Stops a run: nodes not finished become `cancelled`, remote jobs are cancelled, holds of
+    /// nodes that did not succeed are released. Returns the run as it is now.
+    pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<Run, RunError> {
+        let run = self.visible(caller, id, Permission::Write).await?;
+        let executor = self.executor();
+        let now = executor
+            .runs()
+            .request_cancel(&run.id)
+            .await?
+            .ok_or_else(|| RunError::NotFound(id.to_owned()))?;
+        executor.cancel_local(&run.id);
+        if now.status.is_final() && !run.status.is_final() {
+            // Cancelled before any worker started it: nobody else will tell the room.
+            let nodes = executor.runs().run_nodes(&run.id).await?;
+            if let Ok(room) = RoomName::parse(&run.room)
+                && let Ok(writer) = RoomWriter::open(executor.rooms().clone(), room).await
+            {
+                let ids: Vec<String> = nodes.iter().map(|n| n.node_id.clone()).collect();
+                let _ = mark_nodes(&writer, &ids, NodeStatus::Cancelled, &run.id).await;
+                write_summary(&writer, &now, &ids).await;
+            }
+        }
+        Ok(now)
+    }
+}
+
+/// Writes `status` on every node of `nodes`, for run `run_id`.
+async fn mark_nodes(
+    writer: &RoomWriter,
+    nodes: &[String],
+    status: NodeStatus,
+    run_id: &str,
+) -> Result<(), DocumentError> {
+    let at = now_millis().max(0).unsigned_abs();
+    writer
+        .write(|txn| {
+            for node in nodes {
+                write_node_result(txn, node, &node_result(status, None, Vec::new(), Some(run_id), at))?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Shows each node's validation errors on the node itself.
+async fn mark_invalid(writer: &RoomWriter, errors: &ValidationErrors) {
+    let at = now_millis().max(0).unsigned_abs();
+    let entries: Vec<(String, String, Vec<Value>)> = errors
+        .node_errors
+        .iter()
+        .map(|(node, node_errors)| {
+            let message =
+                node_errors.errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; ");
+            let list = node_errors.errors.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
+            (node.clone(), message, list)
+        })
+        .collect();
+    if let Err(error) = writer
+        .write(|txn| {
+            for (node, message, list) in &entries {
+                write_node_result(
+                    txn,
+                    node,
+                    &node_result(NodeStatus::Invalid, Some(message.clone()), list.clone(), None, at),
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    {
+        tracing::warn!(%error, "could not write validation errors into the room");
+    }
+}
+
+fn node_result(
+    status: NodeStatus,
+    error: Option<String>,
+    errors: Vec<Value>,
+    run_id: Option<&str>,
+    at: u64,
+) -> NodeResult {
+    NodeResult {
+        status,
+        progress: 0.0,
+        outputs: Default::default(),
+        error,
+        errors,
+        run_id: run_id.map(str::to_owned),
+        updated_at: at,
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
+}

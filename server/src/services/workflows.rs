@@ -1,0 +1,234 @@
+//! Workflows: a workflow is a room with an owner, a title, collaborators and a public flag.
+//! Creating, renaming, sharing (collaborators, public or private) and deleting one.
+
+use dojo_accounts::{
+    AccountError, Collaborator, CollaboratorPermission, Workflow, WorkflowPatch, WorkflowSummary,
+};
+use dojo_auth::Permission;
+use dojo_store::StoreError;
+
+use super::{SignInRequired, access, claim, signed_in};
+use crate::app::AppState;
+use crate::auth::{AuthError, Caller};
+use crate::room_name::{RoomName, RoomNameError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    #[error(transparent)]
+    SignIn(#[from] SignInRequired),
+    #[error(transparent)]
+    BadRoom(#[from] RoomNameError),
+    /// The workflow does not exist, or the caller may not see it (which must read the same).
+    #[error("no workflow {0:?}")]
+    NotFound(String),
+    #[error("only the workflow's owner may do this")]
+    NotOwner,
+    #[error("{0:?} is not a collaborator")]
+    NotCollaborator(String),
+    /// One answer for every reason a room cannot be claimed (a workflow has it, a service uses
+    /// it, a deleted workflow keeps it), so the answer says no more than "not yours to take".
+    #[error(
+        "room {:?} is taken: choose another name, or claim it with a token that has a grant on it",
+        .0.as_str()
+    )]
+    RoomTaken(RoomName),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Auth(AuthError),
+    #[error(transparent)]
+    Accounts(#[from] AccountError),
+}
+
+/// A workflow the caller was checked to own (or administer): made only by
+/// [`WorkflowService::owned`].
+#[derive(Debug, Clone)]
+pub struct OwnedWorkflow(Workflow);
+
+impl OwnedWorkflow {
+    pub fn workflow(&self) -> &Workflow {
+        &self.0
+    }
+}
+
+/// A workflow as the caller sees it, with its collaborators when the caller owns it.
+#[derive(Debug)]
+pub struct WorkflowDetail {
+    pub workflow: Workflow,
+    pub permission: Permission,
+    pub collaborators: Vec<Collaborator>,
+}
+
+pub struct WorkflowService<'a> {
+    state: &'a AppState,
+}
+
+impl<'a> WorkflowService<'a> {
+    pub fn new(state: &'a AppState) -> Self {
+        Self { state }
+    }
+
+    /// The caller's workflows: owned and shared with them, most recently updated first.
+    pub async fn list(&self, caller: &Caller) -> Result<Vec<WorkflowSummary>, WorkflowError> {
+        let user = signed_in(caller)?;
+        Ok(self.state.auth().accounts().list_workflows(&user.id).await?)
+    }
+
+    /// Creates a private workflow owned by the caller, in `room` when they name one they may
+    /// claim, else in a room named after the workflow.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        title: &str,
+        room: Option<&str>,
+    ) -> Result<Workflow, WorkflowError> {
+        let user = signed_in(caller)?;
+        let room = room.map(RoomName::parse).transpose()?;
+        if let Some(room) = &room
+            && !claim::claimable(self.state, caller, room).await?
+        {
+            return Err(WorkflowError::RoomTaken(room.clone()));
+        }
+        let quota = Some(self.state.config().limits.max_workflows_per_user).filter(|&max| max > 0);
+        let name = room.as_ref().map(RoomName::as_str);
+        self.state.auth().accounts().create_workflow_within(&user.id, title, name, quota).await.map_err(
+            |error| match (error, room) {
+                (AccountError::RoomTaken(_), Some(room)) => WorkflowError::RoomTaken(room),
+                (error, _) => error.into(),
+            },
+        )
+    }
+
+    /// The workflow and what the caller may do with it; hidden from those who may not see it,
+    /// so that a private workflow's existence does not leak.
+    pub async fn visible(&self, caller: &Caller, id: &str) -> Result<(Workflow, Permission), WorkflowError> {
+        let not_found = || WorkflowError::NotFound(id.to_owned());
+        let workflow = self.state.auth().accounts().workflow(id).await?.ok_or_else(not_found)?;
+        let permission = access::visible_permission(self.state, caller, &workflow.room)
+            .await
+            .map_err(WorkflowError::Auth)?
+            .ok_or_else(not_found)?;
+        let permission = workflow_permission(caller, &workflow, permission);
+        Ok((workflow, permission))
+    }
+
+    /// The workflow with its collaborators, listed for the owner only.
+    pub async fn detail(&self, caller: &Caller, id: &str) -> Result<WorkflowDetail, WorkflowError> {
+        let (workflow, permission) = self.visible(caller, id).await?;
+        let collaborators = if permission >= Permission::Admin {
+            self.state.auth().accounts().collaborators(&workflow.id).await?
+        } else {
+            Vec::new()
+        };
+        Ok(WorkflowDetail { workflow, permission, collaborators })
+    }
+
+    /// The workflow, if the caller may change its record (rename, publish, share, delete).
+    pub async fn owned(&self, caller: &Caller, id: &str) -> Result<OwnedWorkflow, WorkflowError> {
+        let (workflow, permission) = self.visible(caller, id).await?;
+        if permission < Permission::Admin {
+            return Err(WorkflowError::NotOwner);
+        }
+        Ok(OwnedWorkflow(workflow))
+    }
+
+    /// Renames the workflow, or makes it public or private.
+    pub async fn update(
+        &self,
+        owned: &OwnedWorkflow,
+        patch: WorkflowPatch,
+    ) -> Result<Workflow, WorkflowError> {
+        let made_private = owned.0.public && patch.public == Some(false);
+        let workflow = self.state.auth().accounts().update_workflow(&owned.0.id, patch).await?;
+        if made_private {
+            self.revalidate_connections(&workflow.room).await;
+        }
+        Ok(workflow)
+    }
+
+    /// Soft: the room stays reserved and closed to everyone.
+    pub async fn delete(&self, owned: OwnedWorkflow) -> Result<(), WorkflowError> {
+        self.state.auth().accounts().delete_workflow(&owned.0.id).await?;
+        self.revalidate_connections(&owned.0.room).await;
+        Ok(())
+    }
+
+    /// Shares the workflow with `user`, or changes what they may do.
+    pub async fn set_collaborator(
+        &self,
+        owned: &OwnedWorkflow,
+        user: &str,
+        permission: CollaboratorPermission,
+    ) -> Result<Collaborator, WorkflowError> {
+        let collaborator =
+            self.state.auth().accounts().set_collaborator(&owned.0.id, user, permission).await?;
+        if permission == CollaboratorPermission::Read {
+            // Possibly a downgrade from write: a live write connection must not keep writing.
+            self.revalidate_connections(&owned.0.room).await;
+        }
+        Ok(collaborator)
+    }
+
+    /// Stops sharing the workflow with `user`.
+    pub async fn remove_collaborator(&self, owned: &OwnedWorkflow, user: &str) -> Result<(), WorkflowError> {
+        if !self.state.auth().accounts().remove_collaborator(&owned.0.id, user).await? {
+            return Err(WorkflowError::NotCollaborator(user.to_owned()));
+        }
+        self.revalidate_connections(&owned.0.room).await;
+        Ok(())
+    }
+
+    /// Connections already open in the room (on any instance) were let in under the old rules:
+    /// make them reconnect.
+    async fn revalidate_connections(&self, room: &str) {
+        let Ok(room) = RoomName::parse(room) else { return };
+        self.state.rooms().permissions_changed(&room).await;
+    }
+}
+
+/// What the caller may do with `workflow` (the record: rename, publish, share, delete), given
+/// their `permission` in its room.
+fn workflow_permission(caller: &Caller, workflow: &Workflow, permission: Permission) -> Permission {
+    let (Some(user), Some(identity)) = (caller.user(), caller.identity()) else { return permission };
+    cap_grant_admin(
+        permission,
+        workflow.owner_id == user.id,
+        identity.grants.is_some(),
+        identity.manage_workflows,
+    )
+}
+
+/// An `admin` that comes from a token's grants administers the room's document; it reaches
+/// the workflow record of another user only with the token's explicit `manage_workflows`.
+/// Otherwise it counts as `write` there. (Without grants, admin comes from the workflow
+/// records and means "owner"; anonymous callers exist in dev mode only, where everything is
+/// open anyway.)
+fn cap_grant_admin(
+    permission: Permission,
+    is_owner: bool,
+    via_grants: bool,
+    manage_workflows: bool,
+) -> Permission {
+    if permission == Permission::Admin && via_grants && !is_owner && !manage_workflows {
+        Permission::Write
+    } else {
+        permission
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_admin_reaches_another_users_workflow_only_when_the_token_says_so() {
+        use Permission::{Admin, Read, Write};
+        // (permission, is owner, via grants, manage_workflows) → permission on the record.
+        assert_eq!(cap_grant_admin(Admin, false, true, false), Write);
+        assert_eq!(cap_grant_admin(Admin, false, true, true), Admin);
+        assert_eq!(cap_grant_admin(Admin, true, true, false), Admin, "an owner's own token with grants");
+        assert_eq!(cap_grant_admin(Admin, true, false, false), Admin, "the owner, from the records");
+        assert_eq!(cap_grant_admin(Write, false, true, true), Write, "the flag raises nothing");
+        assert_eq!(cap_grant_admin(Read, false, true, true), Read);
+    }
+}
