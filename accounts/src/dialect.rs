@@ -3,8 +3,8 @@
 //! Every statement is written once, with `$N` placeholders (sqlx's SQLite driver accepts them as
 //! well as `?N`) and in SQL both databases speak: `ON CONFLICT … DO NOTHING / DO UPDATE`,
 //! `RETURNING`, `FALSE`, `COALESCE`, `CAST(… AS BIGINT)`. `postgres.rs` and `sqlite.rs` each
-//! compile the files of `sql/` as modules of their own (`#[path]`), where `Store` and `Conn` name
-//! that backend's store and connection type; the code reads like any other module and rustfmt,
+//! compile the `sql/` directory as a module of their own (`#[path = "sql/mod.rs"] mod sql;`),
+//! where `Store` and `Conn` name that backend's store and connection type; the code reads like any other module and rustfmt,
 //! clippy and the compiler's type checks see both copies.
 //!
 //! Why not one generic body over `sqlx::Database`: every function would need the same dozen

@@ -63,27 +63,6 @@ impl Dialect for SqliteAccounts {
 type Store = SqliteAccounts;
 type Conn = sqlx::SqliteConnection;
 
-#[path = "sql/account_store.rs"]
-mod account_store;
-#[path = "sql/assets.rs"]
-mod assets;
-#[path = "sql/collaborators.rs"]
-mod collaborators;
-#[path = "sql/holds.rs"]
-mod holds;
-#[path = "sql/leases.rs"]
-mod leases;
-#[path = "sql/ledger.rs"]
-mod ledger;
-#[path = "sql/node_cache.rs"]
-mod node_cache;
-#[path = "sql/outbox.rs"]
-mod outbox;
-#[path = "sql/run_store.rs"]
-mod run_store;
-#[path = "sql/runs.rs"]
-mod runs;
-#[path = "sql/users.rs"]
-mod users;
-#[path = "sql/workflows.rs"]
-mod workflows;
+// The statements, compiled for this database.
+#[path = "sql/mod.rs"]
+mod sql;
