@@ -49,6 +49,7 @@ impl Dialect for PostgresAccounts {
 type Store = PostgresAccounts;
 type Conn = sqlx::PgConnection;
 
-// The statements, compiled for this database.
+// The statements, written once and compiled for each backend on purpose (see `dialect.rs`).
+#[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]
 mod sql;

@@ -63,6 +63,7 @@ impl Dialect for SqliteAccounts {
 type Store = SqliteAccounts;
 type Conn = sqlx::SqliteConnection;
 
-// The statements, compiled for this database.
+// The statements, written once and compiled for each backend on purpose (see `dialect.rs`).
+#[allow(clippy::duplicate_mod)]
 #[path = "sql/mod.rs"]
 mod sql;

@@ -136,6 +136,8 @@ impl Dialect for PostgresStore {
 
 type Store = PostgresStore;
 
+// Written once and compiled for each backend on purpose (see `dialect.rs`).
+#[allow(clippy::duplicate_mod)]
 #[path = "documents.rs"]
 mod documents;
 

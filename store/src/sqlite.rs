@@ -156,6 +156,8 @@ impl Dialect for SqliteStore {
 
 type Store = SqliteStore;
 
+// Written once and compiled for each backend on purpose (see `dialect.rs`).
+#[allow(clippy::duplicate_mod)]
 #[path = "documents.rs"]
 mod documents;
 

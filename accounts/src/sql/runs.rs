@@ -229,7 +229,7 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
             let reason = format!("run {}: hold for {} ({})", run.id, node.node_id, node.node_type);
             let key = ledger_key(&run.id, &node.node_id, "hold");
             ledger::append(
-                &mut *w.tx,
+                &mut w.tx,
                 &NewEntry {
                     user_id: &run.user_id,
                     amount: -node.cost,
