@@ -1,116 +1,15 @@
-//! One suite, run against every backend: the cases in `cases` take a [`Backend`] and must pass
-//! on SQLite (a fresh file in a temporary directory) and PostgreSQL (a fresh database, dropped
-//! afterwards even when the case panics).
+//! One suite, run against every backend: each case in `cases` takes the [`Stores`] of a fresh
+//! database and must pass on SQLite and PostgreSQL (`dojo_test_support::each_backend!`).
 //!
 //! PostgreSQL: `DOJO_TEST_POSTGRES_URL` names a server and a user allowed to create databases
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`).
 
-use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use dojo_accounts::{AccountError, AccountStore};
-use dojo_store::Database;
+use dojo_accounts::AccountError;
+use dojo_test_support::Stores;
 
-/// Accounts under test, the database they are on, and how to open another process's view.
-#[derive(Clone)]
-struct Backend {
-    accounts: Arc<dyn AccountStore>,
-    db: Database,
-    /// A URL for `dojo_store::open_database` naming the same database.
-    url: String,
-}
-
-impl Backend {
-    /// Independent accounts (their own pool and, for SQLite, their own write lock) on the same
-    /// database: what another server instance or process would have.
-    async fn reopen(&self) -> Arc<dyn AccountStore> {
-        let db = dojo_store::open_database(&self.url).await.expect("reopen the database");
-        dojo_accounts::accounts(&db)
-    }
-
-    /// Runs raw SQL (written with `$N` placeholders, which both drivers accept) and says whether
-    /// the database accepted it: to check what the schema itself refuses.
-    async fn execute(&self, sql: &'static str, args: &[&str]) -> Result<u64, sqlx::Error> {
-        match &self.db {
-            Database::Postgres(store) => {
-                let mut query = sqlx::query(sql);
-                for arg in args {
-                    query = query.bind(*arg);
-                }
-                query.execute(store.pool()).await.map(|r| r.rows_affected())
-            }
-            Database::Sqlite(store) => {
-                let mut query = sqlx::query(sql);
-                for arg in args {
-                    query = query.bind(*arg);
-                }
-                query.execute(store.pool()).await.map(|r| r.rows_affected())
-            }
-        }
-    }
-}
-
-async fn run_sqlite<F, Fut>(case: F)
-where
-    F: FnOnce(Backend) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let path: PathBuf = dir.path().join("data").join("dojo.db");
-    let url = format!("sqlite:{}", path.display());
-    let db = dojo_store::open_database(&url).await.expect("open SQLite database");
-    let accounts = dojo_accounts::accounts(&db);
-    let outcome = tokio::spawn(case(Backend { accounts, db, url })).await;
-    drop(dir);
-    if let Err(err) = outcome {
-        std::panic::resume_unwind(err.into_panic());
-    }
-}
-
-async fn run_postgres<F, Fut>(case: F)
-where
-    F: FnOnce(Backend) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    // Dropped (with its database) after the case, whether it passed or panicked.
-    let database = dojo_test_support::TestDatabase::postgres().await;
-    let url = database.url.clone();
-    let outcome = tokio::spawn(async move {
-        let db = dojo_store::open_database(&url).await.expect("open PostgreSQL database");
-        let accounts = dojo_accounts::accounts(&db);
-        case(Backend { accounts, db, url }).await;
-    })
-    .await;
-    drop(database);
-    if let Err(err) = outcome {
-        std::panic::resume_unwind(err.into_panic());
-    }
-}
-
-/// Declares each case once per backend: `sqlite::NAME` and `postgres::NAME`.
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::run_sqlite(super::cases::$case).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::run_postgres(super::cases::$case).await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+dojo_test_support::each_backend!(cases:
     upsert_creates_once_and_refreshes_the_profile,
     concurrent_first_sign_ins_make_one_user,
     upsert_refuses_bad_input,
@@ -150,11 +49,11 @@ mod cases {
 
     use super::*;
 
-    async fn user(b: &Backend, subject: &str) -> User {
+    async fn user(b: &Stores, subject: &str) -> User {
         b.accounts.upsert_user(subject, Some(subject), None).await.expect("upsert user")
     }
 
-    async fn grant(b: &Backend, user_id: &str, amount: i64, key: &str) -> LedgerEntry {
+    async fn grant(b: &Stores, user_id: &str, amount: i64, key: &str) -> LedgerEntry {
         match b.accounts.apply_credits(user_id, amount, "grant", key).await.expect("grant") {
             CreditOutcome::Applied(entry) => entry,
             other => panic!("expected a fresh grant, got {other:?}"),
@@ -166,7 +65,7 @@ mod cases {
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
 
-    pub async fn upsert_creates_once_and_refreshes_the_profile(b: Backend) {
+    pub async fn upsert_creates_once_and_refreshes_the_profile(b: Stores) {
         let first = b.accounts.upsert_user("auth0|ada", Some("Ada"), Some("ada@example.com")).await.unwrap();
         assert!(first.id.starts_with("u_") && first.id.len() == 18, "{}", first.id);
         assert_eq!(
@@ -202,8 +101,8 @@ mod cases {
         assert_eq!(b.accounts.list_users(100).await.unwrap().len(), 2);
     }
 
-    pub async fn concurrent_first_sign_ins_make_one_user(b: Backend) {
-        let second = b.reopen().await;
+    pub async fn concurrent_first_sign_ins_make_one_user(b: Stores) {
+        let second = b.reopen().await.accounts;
         let mut tasks = Vec::new();
         for i in 0..16 {
             let accounts = if i % 2 == 0 { Arc::clone(&b.accounts) } else { Arc::clone(&second) };
@@ -220,7 +119,7 @@ mod cases {
         assert_eq!(b.accounts.list_users(100).await.unwrap().len(), 1);
     }
 
-    pub async fn upsert_refuses_bad_input(b: Backend) {
+    pub async fn upsert_refuses_bad_input(b: Stores) {
         let refused = |r: Result<User, AccountError>, expected: &str| match r {
             Err(AccountError::InvalidInput { field, .. }) => assert_eq!(field, expected),
             other => panic!("expected invalid {expected}, got {other:?}"),
@@ -232,7 +131,7 @@ mod cases {
         assert!(b.accounts.list_users(10).await.unwrap().is_empty(), "nothing written");
     }
 
-    pub async fn user_lookups(b: Backend) {
+    pub async fn user_lookups(b: Stores) {
         let ada = user(&b, "auth0|ada").await;
         assert_eq!(b.accounts.user(&ada.id).await.unwrap(), Some(ada.clone()));
         assert_eq!(b.accounts.user_by_subject("auth0|ada").await.unwrap(), Some(ada));
@@ -240,7 +139,7 @@ mod cases {
         assert_eq!(b.accounts.user_by_subject("auth0|nobody").await.unwrap(), None);
     }
 
-    pub async fn find_user_by_id_subject_or_email(b: Backend) {
+    pub async fn find_user_by_id_subject_or_email(b: Stores) {
         let ada = b.accounts.upsert_user("auth0|ada", None, Some("Ada@Example.com")).await.unwrap();
         assert_eq!(b.accounts.find_user(&ada.id).await.unwrap(), Some(ada.clone()));
         assert_eq!(b.accounts.find_user("auth0|ada").await.unwrap(), Some(ada.clone()));
@@ -256,7 +155,7 @@ mod cases {
         assert_eq!(b.accounts.find_user(&twin.id).await.unwrap(), Some(twin));
     }
 
-    pub async fn list_users_newest_first(b: Backend) {
+    pub async fn list_users_newest_first(b: Stores) {
         let mut ids = Vec::new();
         for subject in ["a", "b", "c"] {
             ids.push(user(&b, subject).await.id);
@@ -270,7 +169,7 @@ mod cases {
         assert!(b.accounts.list_users(0).await.unwrap().is_empty());
     }
 
-    pub async fn create_workflow_claims_a_room(b: Backend) {
+    pub async fn create_workflow_claims_a_room(b: Stores) {
         let ada = user(&b, "ada").await;
         let wf = b.accounts.create_workflow(&ada.id, "  Launch plan ", None).await.unwrap();
         assert!(wf.id.starts_with("wf_") && wf.id.len() == 19, "{}", wf.id);
@@ -286,7 +185,7 @@ mod cases {
         assert_eq!(b.accounts.workflow_by_room("team:launch-1").await.unwrap(), Some(named));
     }
 
-    pub async fn create_workflow_refuses_a_taken_room_and_bad_input(b: Backend) {
+    pub async fn create_workflow_refuses_a_taken_room_and_bad_input(b: Stores) {
         let ada = user(&b, "ada").await;
         let bob = user(&b, "bob").await;
         let first = b.accounts.create_workflow(&ada.id, "First", Some("shared-room")).await.unwrap();
@@ -321,7 +220,7 @@ mod cases {
         assert_eq!(b.accounts.list_workflows(&bob.id).await.unwrap().len(), 0);
     }
 
-    pub async fn create_workflow_within_counts_the_owners_live_workflows(b: Backend) {
+    pub async fn create_workflow_within_counts_the_owners_live_workflows(b: Stores) {
         let ada = user(&b, "ada").await;
         let bob = user(&b, "bob").await;
         let first = b.accounts.create_workflow_within(&ada.id, "One", None, Some(2)).await.unwrap();
@@ -341,7 +240,7 @@ mod cases {
         ));
     }
 
-    pub async fn workflow_lookups_hide_deleted_ones(b: Backend) {
+    pub async fn workflow_lookups_hide_deleted_ones(b: Stores) {
         let ada = user(&b, "ada").await;
         let wf = b.accounts.create_workflow(&ada.id, "Plan", Some("plan")).await.unwrap();
         assert_eq!(b.accounts.workflow(&wf.id).await.unwrap(), Some(wf.clone()));
@@ -353,7 +252,7 @@ mod cases {
         assert_eq!(b.accounts.workflow_by_room("plan").await.unwrap(), None);
     }
 
-    pub async fn list_workflows_shows_owned_and_shared(b: Backend) {
+    pub async fn list_workflows_shows_owned_and_shared(b: Stores) {
         let ada = user(&b, "ada").await;
         let bob = user(&b, "bob").await;
         let cy = user(&b, "cy").await;
@@ -408,7 +307,7 @@ mod cases {
         assert!(b.accounts.list_workflows("u_nobody").await.unwrap().is_empty());
     }
 
-    pub async fn update_workflow_patches_fields(b: Backend) {
+    pub async fn update_workflow_patches_fields(b: Stores) {
         let ada = user(&b, "ada").await;
         let wf = b.accounts.create_workflow(&ada.id, "Plan", None).await.unwrap();
         tick().await;
@@ -449,7 +348,7 @@ mod cases {
         ));
     }
 
-    pub async fn collaborators_are_set_changed_and_removed(b: Backend) {
+    pub async fn collaborators_are_set_changed_and_removed(b: Stores) {
         let ada = user(&b, "ada").await;
         let bob = user(&b, "bob").await;
         let cy = user(&b, "cy").await;
@@ -493,7 +392,7 @@ mod cases {
         assert_eq!(b.accounts.room_access(Some(&bob.id), &wf.room).await.unwrap(), RoomAccess::Denied);
     }
 
-    pub async fn collaborators_refuse_owner_and_unknowns(b: Backend) {
+    pub async fn collaborators_refuse_owner_and_unknowns(b: Stores) {
         let ada = user(&b, "ada").await;
         let bob = user(&b, "bob").await;
         let wf = b.accounts.create_workflow(&ada.id, "Plan", None).await.unwrap();
@@ -522,7 +421,7 @@ mod cases {
         assert!(matches!(b.accounts.collaborators(&wf.id).await, Err(AccountError::WorkflowNotFound(_))));
     }
 
-    pub async fn delete_workflow_is_soft(b: Backend) {
+    pub async fn delete_workflow_is_soft(b: Stores) {
         let ada = user(&b, "ada").await;
         let wf = b.accounts.create_workflow(&ada.id, "Plan", Some("plan")).await.unwrap();
         b.accounts.delete_workflow(&wf.id).await.unwrap();
@@ -539,7 +438,7 @@ mod cases {
         assert!(b.accounts.list_workflows(&ada.id).await.unwrap().is_empty());
     }
 
-    pub async fn room_access_matrix(b: Backend) {
+    pub async fn room_access_matrix(b: Stores) {
         let owner = user(&b, "owner").await;
         let writer = user(&b, "writer").await;
         let reader = user(&b, "reader").await;
@@ -585,7 +484,7 @@ mod cases {
         assert_eq!(RoomAccess::Denied.permission(), None);
     }
 
-    pub async fn credits_grant_then_spend(b: Backend) {
+    pub async fn credits_grant_then_spend(b: Stores) {
         let ada = user(&b, "ada").await;
         assert_eq!(b.accounts.balance(&ada.id).await.unwrap(), 0);
         let granted = grant(&b, &ada.id, 100, "grant:1").await;
@@ -606,7 +505,7 @@ mod cases {
         assert_eq!(b.accounts.balance(&ada.id).await.unwrap(), 0);
     }
 
-    pub async fn overspend_is_refused_with_nothing_written(b: Backend) {
+    pub async fn overspend_is_refused_with_nothing_written(b: Stores) {
         let ada = user(&b, "ada").await;
         grant(&b, &ada.id, 10, "grant:1").await;
         match b.accounts.apply_credits(&ada.id, -11, "run", "run:1").await {
@@ -629,10 +528,10 @@ mod cases {
         assert_eq!(b.accounts.balance(&ada.id).await.unwrap(), 4);
     }
 
-    pub async fn idempotency_key_applies_once(b: Backend) {
+    pub async fn idempotency_key_applies_once(b: Stores) {
         let ada = user(&b, "ada").await;
         let first = grant(&b, &ada.id, 50, "stripe:evt_1").await;
-        for accounts in [Arc::clone(&b.accounts), b.reopen().await] {
+        for accounts in [Arc::clone(&b.accounts), b.reopen().await.accounts] {
             let again = accounts.apply_credits(&ada.id, 50, "grant", "stripe:evt_1").await.unwrap();
             assert_eq!(again, CreditOutcome::AlreadyApplied(first.clone()));
         }
@@ -645,7 +544,7 @@ mod cases {
         assert_eq!(b.accounts.balance(&ada.id).await.unwrap(), 0);
     }
 
-    pub async fn idempotency_key_reused_differently_is_refused(b: Backend) {
+    pub async fn idempotency_key_reused_differently_is_refused(b: Stores) {
         let ada = user(&b, "ada").await;
         let bob = user(&b, "bob").await;
         let first = grant(&b, &ada.id, 50, "key").await;
@@ -662,11 +561,11 @@ mod cases {
         assert!(b.accounts.ledger(&bob.id, 10).await.unwrap().is_empty());
     }
 
-    pub async fn concurrent_spends_never_overdraw(b: Backend) {
+    pub async fn concurrent_spends_never_overdraw(b: Stores) {
         let ada = user(&b, "ada").await;
         grant(&b, &ada.id, 10, "grant:1").await;
         // Two independent pools, like two server instances (or processes) spending at once.
-        let second = b.reopen().await;
+        let second = b.reopen().await.accounts;
         let mut tasks = Vec::new();
         for i in 0..50 {
             let accounts = if i % 2 == 0 { Arc::clone(&b.accounts) } else { Arc::clone(&second) };
@@ -696,9 +595,9 @@ mod cases {
         assert_eq!(spends, 10);
     }
 
-    pub async fn concurrent_uses_of_one_key_apply_once(b: Backend) {
+    pub async fn concurrent_uses_of_one_key_apply_once(b: Stores) {
         let ada = user(&b, "ada").await;
-        let second = b.reopen().await;
+        let second = b.reopen().await.accounts;
         let mut tasks = Vec::new();
         for i in 0..20 {
             let accounts = if i % 2 == 0 { Arc::clone(&b.accounts) } else { Arc::clone(&second) };
@@ -718,7 +617,7 @@ mod cases {
         assert_eq!(b.accounts.ledger(&ada.id, 10).await.unwrap().len(), 1);
     }
 
-    pub async fn ledger_explains_the_balance(b: Backend) {
+    pub async fn ledger_explains_the_balance(b: Stores) {
         let ada = user(&b, "ada").await;
         let bob = user(&b, "bob").await;
         let amounts = [100, -10, -25, 40, -5, -100];
@@ -744,7 +643,7 @@ mod cases {
         assert!(b.accounts.ledger(&ada.id, 0).await.unwrap().is_empty());
     }
 
-    pub async fn credits_refuse_unknown_users_and_bad_input(b: Backend) {
+    pub async fn credits_refuse_unknown_users_and_bad_input(b: Stores) {
         let ada = user(&b, "ada").await;
         assert!(
             matches!(b.accounts.balance("u_nobody").await, Err(AccountError::UserNotFound(id)) if id == "u_nobody")
@@ -777,7 +676,7 @@ mod cases {
         assert!(b.accounts.ledger(&ada.id, 10).await.unwrap().is_empty());
     }
 
-    pub async fn database_refuses_negative_balances_and_ledger_edits(b: Backend) {
+    pub async fn database_refuses_negative_balances_and_ledger_edits(b: Stores) {
         let ada = user(&b, "ada").await;
         grant(&b, &ada.id, 5, "grant:1").await;
         // Whatever code runs against the database, not just ours.
@@ -799,7 +698,7 @@ mod cases {
         assert_eq!(b.accounts.ledger(&ada.id, 10).await.unwrap()[0].amount, 5);
     }
 
-    pub async fn abandoned_credit_operations_leave_the_pool_clean(b: Backend) {
+    pub async fn abandoned_credit_operations_leave_the_pool_clean(b: Stores) {
         let ada = user(&b, "ada").await;
         grant(&b, &ada.id, 1_000, "grant:1").await;
         // Callers that give up at various points of the operation: each spend applies fully
@@ -825,7 +724,7 @@ mod cases {
         assert_eq!(ledger[0].balance_after, total);
     }
 
-    pub async fn stripe_checkout_credits_once_per_event(b: Backend) {
+    pub async fn stripe_checkout_credits_once_per_event(b: Stores) {
         let ada = user(&b, "ada").await;
         let payload = serde_json::json!({
             "id": "evt_1Q2w3E4r5T6y7U8i",

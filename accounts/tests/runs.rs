@@ -1,6 +1,5 @@
-//! The run store's suite, run against every backend like `conformance.rs`: each case in `cases`
-//! runs on SQLite (a fresh file in a temporary directory) and PostgreSQL (a fresh database,
-//! dropped afterwards even when the case panics).
+//! The run store's suite, run against every backend like `conformance.rs`: each case in
+//! `cases` takes the [`Stores`] of a fresh database and must pass on SQLite and PostgreSQL.
 //!
 //! What matters most here is money: a hold takes exactly the estimate, every pending hold is
 //! captured or released exactly once whatever races, and the ledger explains the balance.
@@ -8,104 +7,11 @@
 //! PostgreSQL: `DOJO_TEST_POSTGRES_URL` names a server and a user allowed to create databases
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`).
 
-use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use dojo_accounts::{AccountStore, RunStore};
-use dojo_store::Database;
+use dojo_test_support::Stores;
 
-#[derive(Clone)]
-struct Backend {
-    accounts: Arc<dyn AccountStore>,
-    runs: Arc<dyn RunStore>,
-    db: Database,
-    url: String,
-}
-
-impl Backend {
-    /// An independent run store (its own pool and, for SQLite, its own write lock) on the same
-    /// database: what another server instance or worker process would have.
-    async fn reopen(&self) -> Arc<dyn RunStore> {
-        let db = dojo_store::open_database(&self.url).await.expect("reopen the database");
-        dojo_accounts::runs(&db)
-    }
-
-    /// Runs raw SQL (`$N` placeholders, which both drivers accept): to move a lease into the
-    /// past instead of sleeping until it expires.
-    async fn execute(&self, sql: &'static str, arg: &str) -> u64 {
-        match &self.db {
-            Database::Postgres(store) => {
-                sqlx::query(sql).bind(arg).execute(store.pool()).await.map(|r| r.rows_affected())
-            }
-            Database::Sqlite(store) => {
-                sqlx::query(sql).bind(arg).execute(store.pool()).await.map(|r| r.rows_affected())
-            }
-        }
-        .expect("raw SQL")
-    }
-}
-
-async fn run_sqlite<F, Fut>(case: F)
-where
-    F: FnOnce(Backend) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let path: PathBuf = dir.path().join("data").join("dojo.db");
-    let url = format!("sqlite:{}", path.display());
-    let db = dojo_store::open_database(&url).await.expect("open SQLite database");
-    let (accounts, runs) = (dojo_accounts::accounts(&db), dojo_accounts::runs(&db));
-    let outcome = tokio::spawn(case(Backend { accounts, runs, db, url })).await;
-    drop(dir);
-    if let Err(err) = outcome {
-        std::panic::resume_unwind(err.into_panic());
-    }
-}
-
-async fn run_postgres<F, Fut>(case: F)
-where
-    F: FnOnce(Backend) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    // Dropped (with its database) after the case, whether it passed or panicked.
-    let database = dojo_test_support::TestDatabase::postgres().await;
-    let url = database.url.clone();
-    let outcome = tokio::spawn(async move {
-        let db = dojo_store::open_database(&url).await.expect("open PostgreSQL database");
-        let (accounts, runs) = (dojo_accounts::accounts(&db), dojo_accounts::runs(&db));
-        case(Backend { accounts, runs, db, url }).await;
-    })
-    .await;
-    drop(database);
-    if let Err(err) = outcome {
-        std::panic::resume_unwind(err.into_panic());
-    }
-}
-
-/// Declares each case once per backend: `sqlite::NAME` and `postgres::NAME`.
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::run_sqlite(super::cases::$case).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::run_postgres(super::cases::$case).await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+dojo_test_support::each_backend!(cases:
     create_holds_exactly_the_estimate,
     free_runs_hold_nothing,
     insufficient_credits_write_nothing,
@@ -146,7 +52,7 @@ mod cases {
     }
 
     /// A user holding `credits`.
-    async fn user(b: &Backend, subject: &str, credits: i64) -> String {
+    async fn user(b: &Stores, subject: &str, credits: i64) -> String {
         let user = b.accounts.upsert_user(subject, None, None).await.expect("upsert user");
         if credits > 0 {
             let granted =
@@ -178,7 +84,7 @@ mod cases {
         }
     }
 
-    async fn create(b: &Backend, run: NewRun) -> Run {
+    async fn create(b: &Stores, run: NewRun) -> Run {
         match b.runs.create_run(run).await.expect("create run") {
             Submission::Created(run) => run,
             other => panic!("expected a new run, got {other:?}"),
@@ -196,7 +102,7 @@ mod cases {
 
     /// The user's ledger, oldest first, after checking that it chains: each entry's
     /// balance_after is the previous one's plus its amount, and the last one is the balance.
-    async fn ledger(b: &Backend, user_id: &str) -> Vec<LedgerEntry> {
+    async fn ledger(b: &Stores, user_id: &str) -> Vec<LedgerEntry> {
         let mut entries = b.accounts.ledger(user_id, 10_000).await.expect("ledger");
         entries.reverse();
         let mut balance = 0;
@@ -209,7 +115,7 @@ mod cases {
     }
 
     /// The ledger's entries for one run, by key suffix (`a:hold`, `a:capture`, …).
-    async fn run_entries(b: &Backend, user_id: &str, run_id: &str) -> HashMap<String, LedgerEntry> {
+    async fn run_entries(b: &Stores, user_id: &str, run_id: &str) -> HashMap<String, LedgerEntry> {
         let prefix = format!("run:{run_id}:");
         ledger(b, user_id)
             .await
@@ -221,11 +127,11 @@ mod cases {
             .collect()
     }
 
-    async fn balance(b: &Backend, user_id: &str) -> i64 {
+    async fn balance(b: &Stores, user_id: &str) -> i64 {
         b.accounts.balance(user_id).await.expect("balance")
     }
 
-    pub async fn create_holds_exactly_the_estimate(b: Backend) {
+    pub async fn create_holds_exactly_the_estimate(b: Stores) {
         let ada = user(&b, "ada", 100).await;
         let run = create(&b, new_run("run_1", &ada, None, &[("a", 10), ("b", 0), ("c", 25)])).await;
         assert_eq!(
@@ -265,7 +171,7 @@ mod cases {
         assert_eq!(outbox.iter().map(|e| e.run_id.as_str()).collect::<Vec<_>>(), ["run_1"]);
     }
 
-    pub async fn free_runs_hold_nothing(b: Backend) {
+    pub async fn free_runs_hold_nothing(b: Stores) {
         // No credits at all: a free run is still accepted, and touches no balance.
         let ada = user(&b, "ada", 0).await;
         let run = create(&b, new_run("run_free", &ada, None, &[("a", 0), ("b", 0)])).await;
@@ -280,7 +186,7 @@ mod cases {
         assert!(ledger(&b, &ada).await.is_empty());
     }
 
-    pub async fn insufficient_credits_write_nothing(b: Backend) {
+    pub async fn insufficient_credits_write_nothing(b: Stores) {
         let ada = user(&b, "ada", 30).await;
         let refused = b.runs.create_run(new_run("run_big", &ada, Some("k1"), &[("a", 10), ("b", 25)])).await;
         assert!(
@@ -301,7 +207,7 @@ mod cases {
         ledger(&b, &ada).await;
     }
 
-    pub async fn create_refuses_unknown_users_and_bad_input(b: Backend) {
+    pub async fn create_refuses_unknown_users_and_bad_input(b: Stores) {
         let ada = user(&b, "ada", 100).await;
         let unknown = b.runs.create_run(new_run("run_x", "u_nobody", None, &[("a", 1)])).await;
         assert!(matches!(unknown, Err(AccountError::UserNotFound(id)) if id == "u_nobody"));
@@ -324,7 +230,7 @@ mod cases {
         ledger(&b, &ada).await;
     }
 
-    pub async fn resubmission_with_the_same_key_returns_the_first_run(b: Backend) {
+    pub async fn resubmission_with_the_same_key_returns_the_first_run(b: Stores) {
         let ada = user(&b, "ada", 100).await;
         let bob = user(&b, "bob", 100).await;
         let first = create(&b, new_run("run_1", &ada, Some("key-1"), &[("a", 10)])).await;
@@ -344,11 +250,11 @@ mod cases {
         assert_eq!(ledger(&b, &ada).await.len(), 3);
     }
 
-    pub async fn concurrent_submissions_with_one_key_hold_once(b: Backend) {
+    pub async fn concurrent_submissions_with_one_key_hold_once(b: Stores) {
         // Credits for one hold only: a duplicate that reached the hold would be refused for
         // insufficient credits instead of answered with the first run.
         let ada = user(&b, "ada", 40).await;
-        let second = b.reopen().await;
+        let second = b.reopen().await.runs;
         let mut tasks = Vec::new();
         for i in 0..20 {
             let runs = if i % 2 == 0 { Arc::clone(&b.runs) } else { Arc::clone(&second) };
@@ -371,11 +277,11 @@ mod cases {
         assert_eq!(b.runs.outbox(100).await.unwrap().len(), 1);
     }
 
-    pub async fn the_unfinished_runs_quota_holds_under_concurrency(b: Backend) {
+    pub async fn the_unfinished_runs_quota_holds_under_concurrency(b: Stores) {
         // Twenty submissions at once, from two pools, against a quota of three: three runs,
         // and the refused ones hold nothing.
         let ada = user(&b, "ada", 1_000).await;
-        let second = b.reopen().await;
+        let second = b.reopen().await.runs;
         let mut tasks = Vec::new();
         for i in 0..20 {
             let runs = if i % 2 == 0 { Arc::clone(&b.runs) } else { Arc::clone(&second) };
@@ -406,7 +312,7 @@ mod cases {
         create(&b, free).await;
     }
 
-    pub async fn settle_captures_or_releases_once(b: Backend) {
+    pub async fn settle_captures_or_releases_once(b: Stores) {
         let ada = user(&b, "ada", 100).await;
         create(&b, new_run("run_1", &ada, None, &[("a", 10), ("b", 20), ("c", 0)])).await;
         assert_eq!(balance(&b, &ada).await, 70);
@@ -469,7 +375,7 @@ mod cases {
         assert!(matches!(invalid, Err(AccountError::InvalidInput { field: "state", .. })), "{invalid:?}");
     }
 
-    pub async fn finish_releases_the_rest_and_marks_leftover_nodes(b: Backend) {
+    pub async fn finish_releases_the_rest_and_marks_leftover_nodes(b: Stores) {
         let ada = user(&b, "ada", 100).await;
         create(&b, new_run("run_1", &ada, None, &[("a", 10), ("b", 20), ("c", 30), ("d", 0)])).await;
         b.runs.claim_run("run_1", "w1", 60_000, None).await.unwrap().run().expect("claimed");
@@ -516,7 +422,7 @@ mod cases {
         assert!(matches!(missing, Err(AccountError::RunNotFound(id)) if id == "run_none"));
     }
 
-    pub async fn cancel_of_a_queued_run_releases_at_once(b: Backend) {
+    pub async fn cancel_of_a_queued_run_releases_at_once(b: Stores) {
         let ada = user(&b, "ada", 100).await;
         create(&b, new_run("run_q", &ada, None, &[("a", 10), ("b", 20)])).await;
         let run = b.runs.request_cancel("run_q").await.unwrap().expect("the run");
@@ -546,7 +452,7 @@ mod cases {
         ledger(&b, &ada).await;
     }
 
-    pub async fn claim_respects_live_leases(b: Backend) {
+    pub async fn claim_respects_live_leases(b: Stores) {
         let ada = user(&b, "ada", 100).await;
         create(&b, new_run("run_1", &ada, None, &[("a", 10)])).await;
         let before = now();
@@ -568,7 +474,12 @@ mod cases {
         assert!(renewed >= before + 120_000);
 
         // The worker died: its lease runs out (moved into the past rather than waited for).
-        assert_eq!(b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", "run_1").await, 1);
+        assert_eq!(
+            b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", &["run_1"])
+                .await
+                .expect("raw SQL"),
+            1
+        );
         let taken = b.runs.claim_run("run_1", "w2", 60_000, None).await.unwrap().run().expect("taken over");
         assert_eq!((taken.attempts, taken.lease_owner.as_deref()), (2, Some("w2")));
         assert_eq!(taken.started_at, Some(started), "started_at is set once");
@@ -583,7 +494,7 @@ mod cases {
         assert!(matches!(invalid, Err(AccountError::InvalidInput { field: "lease_ms", .. })), "{invalid:?}");
     }
 
-    pub async fn expire_holds_releases_stale_holds_and_fails_the_run(b: Backend) {
+    pub async fn expire_holds_releases_stale_holds_and_fails_the_run(b: Stores) {
         let ada = user(&b, "ada", 100).await;
         let base = now();
         let mut stale = new_run("run_stale", &ada, None, &[("a", 10), ("b", 20), ("c", 30)]);
@@ -618,10 +529,10 @@ mod cases {
         ledger(&b, &ada).await;
     }
 
-    pub async fn settle_racing_expiry_resolves_each_hold_once(b: Backend) {
+    pub async fn settle_racing_expiry_resolves_each_hold_once(b: Stores) {
         const NODES: i64 = 30;
         let ada = user(&b, "ada", 1_000_000).await;
-        let sweeper = b.reopen().await;
+        let sweeper = b.reopen().await.runs;
         let mut expected_charge = 0;
         for round in 0..3 {
             let run_id = format!("run_{round}");
@@ -685,7 +596,7 @@ mod cases {
         ledger(&b, &ada).await;
     }
 
-    pub async fn orphaned_runs_are_the_unclaimed_and_the_abandoned(b: Backend) {
+    pub async fn orphaned_runs_are_the_unclaimed_and_the_abandoned(b: Stores) {
         let ada = user(&b, "ada", 100).await;
         let queued = create(&b, new_run("run_queued", &ada, None, &[("a", 1)])).await;
         create(&b, new_run("run_live", &ada, None, &[("a", 1)])).await;
@@ -693,7 +604,9 @@ mod cases {
         create(&b, new_run("run_done", &ada, None, &[("a", 1)])).await;
         b.runs.claim_run("run_live", "w1", HOUR, None).await.unwrap().run().expect("claimed");
         b.runs.claim_run("run_dead", "w2", HOUR, None).await.unwrap().run().expect("claimed");
-        b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", "run_dead").await;
+        b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", &["run_dead"])
+            .await
+            .expect("raw SQL");
         b.runs.finish_run("run_done", RunStatus::Succeeded, None).await.unwrap();
 
         let ids = |runs: Vec<Run>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
@@ -711,7 +624,7 @@ mod cases {
         assert_eq!(found, ["run_dead", "run_live", "run_queued"]);
     }
 
-    pub async fn list_runs_newest_first(b: Backend) {
+    pub async fn list_runs_newest_first(b: Stores) {
         let ada = user(&b, "ada", 100).await;
         for id in ["run_a", "run_b", "run_c"] {
             create(&b, new_run(id, &ada, None, &[("a", 1)])).await;
@@ -729,7 +642,7 @@ mod cases {
         assert!(b.runs.list_runs("canvas-3", 10).await.unwrap().is_empty());
     }
 
-    pub async fn outbox_is_relayed_in_order(b: Backend) {
+    pub async fn outbox_is_relayed_in_order(b: Stores) {
         let ada = user(&b, "ada", 100).await;
         for id in ["run_1", "run_2", "run_3"] {
             create(&b, new_run(id, &ada, None, &[("a", 1)])).await;
@@ -749,7 +662,7 @@ mod cases {
         assert_eq!(left, ["run_3", "run_4"]);
     }
 
-    pub async fn assets_and_their_links(b: Backend) {
+    pub async fn assets_and_their_links(b: Stores) {
         let ada = user(&b, "ada", 100).await;
         let asset = AssetRecord {
             id: "ab".repeat(32),
@@ -787,7 +700,7 @@ mod cases {
         assert!(b.runs.asset_links(&"cd".repeat(32), 10).await.unwrap().is_empty());
     }
 
-    pub async fn uploads_stay_within_the_owners_quota(b: Backend) {
+    pub async fn uploads_stay_within_the_owners_quota(b: Stores) {
         let ada = user(&b, "ada", 0).await;
         let bob = user(&b, "bob", 0).await;
         let asset = |n: u8, size: i64| AssetRecord {
@@ -824,7 +737,7 @@ mod cases {
         assert_eq!(b.runs.storage_used(&bob).await.unwrap(), 7000);
     }
 
-    pub async fn per_user_limit_holds_across_workers(b: Backend) {
+    pub async fn per_user_limit_holds_across_workers(b: Stores) {
         let ada = user(&b, "ada", 1000).await;
         let bob = user(&b, "bob", 1000).await;
         for i in 0..6 {
@@ -836,7 +749,7 @@ mod cases {
         // six runs at the same instant under a limit of two: exactly two get one.
         let mut claims = Vec::new();
         for i in 0..6 {
-            let store = b.reopen().await;
+            let store = b.reopen().await.runs;
             claims.push(tokio::spawn(async move {
                 store.claim_run(&format!("run_a{i}"), &format!("w{i}"), HOUR, Some(2)).await.expect("claim")
             }));
@@ -869,8 +782,18 @@ mod cases {
 
         // Runs whose worker died no longer count against their user: of the three running,
         // two are abandoned, so one more may start.
-        assert_eq!(b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", &claimed[1]).await, 1);
-        assert_eq!(b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", &waiting[1]).await, 1);
+        assert_eq!(
+            b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", &[&claimed[1]])
+                .await
+                .expect("raw SQL"),
+            1
+        );
+        assert_eq!(
+            b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", &[&waiting[1]])
+                .await
+                .expect("raw SQL"),
+            1
+        );
         assert!(matches!(
             b.runs.claim_run(&waiting[2], "w1", HOUR, Some(2)).await.unwrap(),
             Claim::Claimed(_)
@@ -880,7 +803,7 @@ mod cases {
         assert_eq!((still.status, still.attempts, still.lease_owner), (RunStatus::Queued, 0, None));
     }
 
-    pub async fn node_cache_by_scope_and_key(b: Backend) {
+    pub async fn node_cache_by_scope_and_key(b: Stores) {
         assert_eq!(b.runs.cached_outputs("user-1", "k1").await.unwrap(), None);
         b.runs.cache_outputs("user-1", "k1", r#"{"image":1}"#).await.unwrap();
         assert_eq!(b.runs.cached_outputs("user-1", "k1").await.unwrap().as_deref(), Some(r#"{"image":1}"#));
@@ -890,7 +813,7 @@ mod cases {
         b.runs.cache_outputs("user-1", "k1", r#"{"image":2}"#).await.unwrap();
         assert_eq!(b.runs.cached_outputs("user-1", "k1").await.unwrap().as_deref(), Some(r#"{"image":2}"#));
         // Another process sees it.
-        let other = b.reopen().await;
+        let other = b.reopen().await.runs;
         assert_eq!(other.cached_outputs("user-1", "k1").await.unwrap().as_deref(), Some(r#"{"image":2}"#));
 
         let huge = "x".repeat(MAX_CACHED_OUTPUTS + 1);

@@ -5,11 +5,13 @@
 //! Compaction writes a new snapshot and deletes the log rows it covers, in one transaction.
 //!
 //! Two implementations share one API and one conformance suite (`tests/conformance.rs`):
-//! PostgreSQL for production and SQLite for the zero-setup default. Dialect differences stay
-//! inside `postgres.rs` and `sqlite.rs`. This crate stores opaque bytes: it knows nothing about
+//! PostgreSQL for production and SQLite for the zero-setup default. Reads and compaction are
+//! written once (`documents.rs`, compiled for each backend; see `dialect.rs`); each backend's
+//! file keeps how it connects, locks and commits appends in groups. This crate stores opaque bytes: it knows nothing about
 //! Yjs, which the server applies and validates before anything reaches here.
 
 mod batch;
+mod dialect;
 mod postgres;
 mod sqlite;
 

@@ -12,10 +12,8 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use crate::batch::{AppendQueue, BatchWrite, RoomAppend};
-use crate::{
-    CompactOutcome, DocumentStore, LoggedUpdate, NewSnapshot, Seq, Snapshot, StoreError, StoredDocument,
-    VersionInfo, keep_limit, len_i64, now_millis, run_to_completion,
-};
+use crate::dialect::{Dialect, WriteTx};
+use crate::{Seq, StoreError, len_i64, now_millis};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -106,169 +104,42 @@ impl PostgresStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
 
-    async fn last_seq(&self, room: &str) -> Result<Seq, StoreError> {
-        let next: Option<i64> = sqlx::query_scalar("SELECT next_seq FROM documents WHERE room = $1")
-            .bind(room)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(next.map_or(0, |next| next - 1))
+impl Dialect for PostgresStore {
+    type Db = sqlx::Postgres;
+
+    const BEGIN_READ: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+    fn appends(&self) -> &AppendQueue {
+        &self.appends
     }
 
-    // The bodies of the trait's transaction-holding methods, which run them through
-    // `run_to_completion` (see there why).
-    async fn load_now(&self, room: &str) -> Result<StoredDocument, StoreError> {
-        // One snapshot of the database for both reads: otherwise a compaction committing between
-        // them could delete updates newer than the snapshot read first.
-        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
-        let snapshot: Option<Snapshot> = sqlx::query_as(
-            "SELECT id, covers_seq, data, created_at FROM document_snapshots
-             WHERE room = $1 ORDER BY covers_seq DESC LIMIT 1",
-        )
-        .bind(room)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let after = snapshot.as_ref().map_or(0, |s| s.covers_seq);
-        let updates: Vec<LoggedUpdate> = sqlx::query_as(
-            "SELECT seq, data FROM document_updates WHERE room = $1 AND seq > $2 ORDER BY seq",
-        )
-        .bind(room)
-        .bind(after)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(StoredDocument { snapshot, updates })
+    async fn migrate_schema(&self) -> Result<(), StoreError> {
+        // The migrator takes a session advisory lock, so instances starting together take turns.
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
     }
 
-    async fn compact_now(&self, room: &str, snapshot: NewSnapshot<'_>) -> Result<CompactOutcome, StoreError> {
-        let now = now_millis();
+    /// A transaction-scoped advisory lock keyed on the room, which appenders do not take:
+    /// compaction never blocks appends.
+    async fn begin_compaction(&self, room: &str) -> Result<WriteTx<sqlx::Postgres>, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .bind(COMPACT_LOCK_CLASS)
             .bind(room)
             .execute(&mut *tx)
             .await?;
-        // The snapshot references the room's row; create it if the room was never appended to.
-        sqlx::query(
-            "INSERT INTO documents (room, created_at, updated_at, next_seq) VALUES ($1, $2, $2, 1)
-             ON CONFLICT (room) DO NOTHING",
-        )
-        .bind(room)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        // Never hand out a sequence the snapshot claims to cover. A no-op (and no row lock) in
-        // the normal case, where the snapshot covers sequences already allocated.
-        sqlx::query(
-            "UPDATE documents SET next_seq = $2 + 1, updated_at = $3 WHERE room = $1 AND next_seq <= $2",
-        )
-        .bind(room)
-        .bind(snapshot.covers_seq)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        // A racing compaction that stored the same covers_seq wins; its data is the same state.
-        sqlx::query(
-            "INSERT INTO document_snapshots (room, covers_seq, data, state_vector, created_at)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (room, covers_seq) DO NOTHING",
-        )
-        .bind(room)
-        .bind(snapshot.covers_seq)
-        .bind(snapshot.data)
-        .bind(snapshot.state_vector)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        // Covered by the snapshot just stored (or an identical one), so safe to drop.
-        let deleted_updates = sqlx::query("DELETE FROM document_updates WHERE room = $1 AND seq <= $2")
-            .bind(room)
-            .bind(snapshot.covers_seq)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        // Keeps the newest by covers_seq, so the newest snapshot always survives and covers every
-        // deleted update, even when a newer compaction won the race and ours is the one trimmed.
-        let deleted_snapshots = sqlx::query(
-            "DELETE FROM document_snapshots WHERE room = $1 AND id NOT IN (
-                 SELECT id FROM document_snapshots WHERE room = $1 ORDER BY covers_seq DESC LIMIT $2
-             )",
-        )
-        .bind(room)
-        .bind(keep_limit(snapshot.keep))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        tracing::debug!(
-            room,
-            covers_seq = snapshot.covers_seq,
-            deleted_updates,
-            deleted_snapshots,
-            "compacted"
-        );
-        Ok(CompactOutcome { deleted_updates, deleted_snapshots })
+        Ok(WriteTx { tx, _lock: None })
     }
 }
 
-#[async_trait::async_trait]
-impl DocumentStore for PostgresStore {
-    async fn migrate(&self) -> Result<(), StoreError> {
-        // The migrator takes a session advisory lock, so instances starting together take turns.
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
-    }
+type Store = PostgresStore;
 
-    async fn load(&self, room: &str) -> Result<StoredDocument, StoreError> {
-        let (this, room) = (self.clone(), room.to_owned());
-        run_to_completion(async move { this.load_now(&room).await }).await
-    }
-
-    async fn append(&self, room: &str, updates: &[&[u8]]) -> Result<Seq, StoreError> {
-        if updates.is_empty() {
-            return self.last_seq(room).await;
-        }
-        self.appends.append(room, updates).await
-    }
-
-    async fn compact(&self, room: &str, snapshot: NewSnapshot<'_>) -> Result<CompactOutcome, StoreError> {
-        let (this, room) = (self.clone(), room.to_owned());
-        let (data, state_vector) = (snapshot.data.to_vec(), snapshot.state_vector.to_vec());
-        let (covers_seq, keep) = (snapshot.covers_seq, snapshot.keep);
-        run_to_completion(async move {
-            let snapshot = NewSnapshot { data: &data, state_vector: &state_vector, covers_seq, keep };
-            this.compact_now(&room, snapshot).await
-        })
-        .await
-    }
-
-    async fn versions(&self, room: &str) -> Result<Vec<VersionInfo>, StoreError> {
-        let versions: Vec<VersionInfo> = sqlx::query_as(
-            "SELECT id, covers_seq, octet_length(data)::bigint AS size_bytes, created_at FROM document_snapshots
-             WHERE room = $1 ORDER BY covers_seq DESC",
-        )
-        .bind(room)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(versions)
-    }
-
-    async fn version(&self, room: &str, id: i64) -> Result<Option<Snapshot>, StoreError> {
-        let snapshot: Option<Snapshot> = sqlx::query_as(
-            "SELECT id, covers_seq, data, created_at FROM document_snapshots WHERE room = $1 AND id = $2",
-        )
-        .bind(room)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(snapshot)
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-}
+// Written once and compiled for each backend on purpose (see `dialect.rs`).
+#[allow(clippy::duplicate_mod)]
+#[path = "documents.rs"]
+mod documents;
 
 /// Commits batches of appends for [`AppendQueue`].
 struct PostgresWriter {

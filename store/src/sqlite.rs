@@ -17,10 +17,8 @@ use sqlx::sqlite::{
 use tokio::sync::Mutex;
 
 use crate::batch::{AppendQueue, BatchWrite, MAX_CHUNK_ROWS, RoomAppend, chunk_sizes};
-use crate::{
-    CompactOutcome, DocumentStore, LoggedUpdate, NewSnapshot, Seq, Snapshot, StoreError, StoredDocument,
-    VersionInfo, keep_limit, len_i64, now_millis, run_to_completion,
-};
+use crate::dialect::{Dialect, WriteTx};
+use crate::{Seq, StoreError, len_i64, now_millis};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -128,165 +126,40 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-
-    async fn last_seq(&self, room: &str) -> Result<Seq, StoreError> {
-        let next: Option<i64> = sqlx::query_scalar("SELECT next_seq FROM documents WHERE room = ?1")
-            .bind(room)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(next.map_or(0, |next| next - 1))
-    }
-
-    // The bodies of the trait's transaction-holding methods, which run them through
-    // `run_to_completion` (see there why).
-    async fn load_now(&self, room: &str) -> Result<StoredDocument, StoreError> {
-        // One read transaction, so both reads see the same state of the file: otherwise a
-        // compaction committing between them could delete updates newer than the snapshot read.
-        let mut tx = self.pool.begin().await?;
-        let snapshot: Option<Snapshot> = sqlx::query_as(
-            "SELECT id, covers_seq, data, created_at FROM document_snapshots
-             WHERE room = ?1 ORDER BY covers_seq DESC LIMIT 1",
-        )
-        .bind(room)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let after = snapshot.as_ref().map_or(0, |s| s.covers_seq);
-        let updates: Vec<LoggedUpdate> = sqlx::query_as(
-            "SELECT seq, data FROM document_updates WHERE room = ?1 AND seq > ?2 ORDER BY seq",
-        )
-        .bind(room)
-        .bind(after)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(StoredDocument { snapshot, updates })
-    }
-
-    async fn compact_now(&self, room: &str, snapshot: NewSnapshot<'_>) -> Result<CompactOutcome, StoreError> {
-        let now = now_millis();
-        // The write lock serialises compactions (and appends) to every room, so no per-room
-        // lock is needed as in PostgreSQL.
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // The snapshot references the room's row; create it if the room was never appended to.
-        sqlx::query(
-            "INSERT INTO documents (room, created_at, updated_at, next_seq) VALUES (?1, ?2, ?2, 1)
-             ON CONFLICT (room) DO NOTHING",
-        )
-        .bind(room)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        // Never hand out a sequence the snapshot claims to cover.
-        sqlx::query(
-            "UPDATE documents SET next_seq = ?2 + 1, updated_at = ?3 WHERE room = ?1 AND next_seq <= ?2",
-        )
-        .bind(room)
-        .bind(snapshot.covers_seq)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        // Compacting the same state twice stores it once.
-        sqlx::query(
-            "INSERT INTO document_snapshots (room, covers_seq, data, state_vector, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (room, covers_seq) DO NOTHING",
-        )
-        .bind(room)
-        .bind(snapshot.covers_seq)
-        .bind(snapshot.data)
-        .bind(snapshot.state_vector)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let deleted_updates = sqlx::query("DELETE FROM document_updates WHERE room = ?1 AND seq <= ?2")
-            .bind(room)
-            .bind(snapshot.covers_seq)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        // Keeps the newest by covers_seq, so the newest snapshot always survives and covers every
-        // deleted update, even when an older compaction arrives late and ours is the one trimmed.
-        let deleted_snapshots = sqlx::query(
-            "DELETE FROM document_snapshots WHERE room = ?1 AND id NOT IN (
-                 SELECT id FROM document_snapshots WHERE room = ?1 ORDER BY covers_seq DESC LIMIT ?2
-             )",
-        )
-        .bind(room)
-        .bind(keep_limit(snapshot.keep))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        tracing::debug!(
-            room,
-            covers_seq = snapshot.covers_seq,
-            deleted_updates,
-            deleted_snapshots,
-            "compacted"
-        );
-        Ok(CompactOutcome { deleted_updates, deleted_snapshots })
-    }
 }
 
-#[async_trait::async_trait]
-impl DocumentStore for SqliteStore {
-    async fn migrate(&self) -> Result<(), StoreError> {
+impl Dialect for SqliteStore {
+    type Db = sqlx::Sqlite;
+
+    // A deferred read transaction: in WAL mode it reads one state of the file and never blocks
+    // the writer.
+    const BEGIN_READ: &'static str = "BEGIN";
+
+    fn appends(&self) -> &AppendQueue {
+        &self.appends
+    }
+
+    async fn migrate_schema(&self) -> Result<(), StoreError> {
         let _write = self.write.lock().await;
         MIGRATOR.run(&self.pool).await?;
         Ok(())
     }
 
-    async fn load(&self, room: &str) -> Result<StoredDocument, StoreError> {
-        let (this, room) = (self.clone(), room.to_owned());
-        run_to_completion(async move { this.load_now(&room).await }).await
-    }
-
-    async fn append(&self, room: &str, updates: &[&[u8]]) -> Result<Seq, StoreError> {
-        if updates.is_empty() {
-            return self.last_seq(room).await;
-        }
-        self.appends.append(room, updates).await
-    }
-
-    async fn compact(&self, room: &str, snapshot: NewSnapshot<'_>) -> Result<CompactOutcome, StoreError> {
-        let (this, room) = (self.clone(), room.to_owned());
-        let (data, state_vector) = (snapshot.data.to_vec(), snapshot.state_vector.to_vec());
-        let (covers_seq, keep) = (snapshot.covers_seq, snapshot.keep);
-        run_to_completion(async move {
-            let snapshot = NewSnapshot { data: &data, state_vector: &state_vector, covers_seq, keep };
-            this.compact_now(&room, snapshot).await
-        })
-        .await
-    }
-
-    async fn versions(&self, room: &str) -> Result<Vec<VersionInfo>, StoreError> {
-        let versions: Vec<VersionInfo> = sqlx::query_as(
-            "SELECT id, covers_seq, length(data) AS size_bytes, created_at FROM document_snapshots
-             WHERE room = ?1 ORDER BY covers_seq DESC",
-        )
-        .bind(room)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(versions)
-    }
-
-    async fn version(&self, room: &str, id: i64) -> Result<Option<Snapshot>, StoreError> {
-        let snapshot: Option<Snapshot> = sqlx::query_as(
-            "SELECT id, covers_seq, data, created_at FROM document_snapshots WHERE room = ?1 AND id = ?2",
-        )
-        .bind(room)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(snapshot)
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+    /// The write lock serialises compactions (and appends) to every room, so no per-room lock is
+    /// needed as on PostgreSQL.
+    async fn begin_compaction(&self, _room: &str) -> Result<WriteTx<sqlx::Sqlite>, StoreError> {
+        let lock = Arc::clone(&self.write).lock_owned().await;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(WriteTx { tx, _lock: Some(lock) })
     }
 }
+
+type Store = SqliteStore;
+
+// Written once and compiled for each backend on purpose (see `dialect.rs`).
+#[allow(clippy::duplicate_mod)]
+#[path = "documents.rs"]
+mod documents;
 
 /// Commits batches of appends for [`AppendQueue`].
 struct SqliteWriter {

@@ -1,90 +1,16 @@
-//! One suite, run against every backend: the cases in `cases` take a [`Backend`] and must pass
-//! on SQLite (a fresh file in a temporary directory) and PostgreSQL (a fresh database, dropped
-//! afterwards even when the case panics).
+//! One suite, run against every backend: each case in `cases` takes the [`Stores`] of a fresh
+//! database and must pass on SQLite and PostgreSQL (`dojo_test_support::each_backend!`).
 //!
 //! PostgreSQL: `DOJO_TEST_POSTGRES_URL` names a server and a user allowed to create databases
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`).
 
-use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dojo_store::{DocumentStore, NewSnapshot, PostgresOptions, PostgresStore, StoreError};
+use dojo_test_support::Stores;
 
-/// A store under test, and how to open another one on the same database.
-#[derive(Clone)]
-struct Backend {
-    store: Arc<dyn DocumentStore>,
-    /// A URL for `dojo_store::open` naming the same database.
-    url: String,
-}
-
-impl Backend {
-    /// A second, independent store (its own pool) on the same database, migrated.
-    async fn reopen(&self) -> Arc<dyn DocumentStore> {
-        dojo_store::open(&self.url).await.expect("reopen the store")
-    }
-}
-
-async fn run_sqlite<F, Fut>(case: F)
-where
-    F: FnOnce(Backend) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let path: PathBuf = dir.path().join("data").join("dojo.db");
-    let url = format!("sqlite:{}", path.display());
-    let store = dojo_store::open(&url).await.expect("open SQLite store");
-    let outcome = tokio::spawn(case(Backend { store, url })).await;
-    drop(dir);
-    if let Err(err) = outcome {
-        std::panic::resume_unwind(err.into_panic());
-    }
-}
-
-async fn run_postgres<F, Fut>(case: F)
-where
-    F: FnOnce(Backend) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    // Dropped (with its database) after the case, whether it passed or panicked.
-    let database = dojo_test_support::TestDatabase::postgres().await;
-    let url = database.url.clone();
-    let outcome = tokio::spawn(async move {
-        let store = dojo_store::open(&url).await.expect("open PostgreSQL store");
-        case(Backend { store, url }).await;
-    })
-    .await;
-    drop(database);
-    if let Err(err) = outcome {
-        std::panic::resume_unwind(err.into_panic());
-    }
-}
-
-/// Declares each case once per backend: `sqlite::NAME` and `postgres::NAME`.
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::run_sqlite(super::cases::$case).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::run_postgres(super::cases::$case).await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+dojo_test_support::each_backend!(cases:
     unknown_room_is_empty,
     concurrent_appends_to_many_rooms_each_keep_their_own_order,
     appends_get_increasing_seqs_and_load_in_order,
@@ -124,21 +50,21 @@ mod cases {
         doc.updates.iter().map(|u| u.seq).collect()
     }
 
-    pub async fn unknown_room_is_empty(b: Backend) {
-        let doc = b.store.load("nobody").await.expect("load");
+    pub async fn unknown_room_is_empty(b: Stores) {
+        let doc = b.documents.load("nobody").await.expect("load");
         assert_eq!(doc, dojo_store::StoredDocument::default());
         assert_eq!(doc.last_seq(), 0);
-        assert!(b.store.versions("nobody").await.expect("versions").is_empty());
-        assert_eq!(b.store.version("nobody", 1).await.expect("version"), None);
+        assert!(b.documents.versions("nobody").await.expect("versions").is_empty());
+        assert_eq!(b.documents.version("nobody", 1).await.expect("version"), None);
     }
 
     /// Many rooms appending at once (SQLite commits them together): every append is stored,
     /// once, under its own room, and each room's sequences have no gap.
-    pub async fn concurrent_appends_to_many_rooms_each_keep_their_own_order(b: Backend) {
+    pub async fn concurrent_appends_to_many_rooms_each_keep_their_own_order(b: Stores) {
         let mut tasks = tokio::task::JoinSet::new();
         for room in 0..20 {
             for i in 0..10 {
-                let store = b.store.clone();
+                let store = b.documents.clone();
                 tasks.spawn(async move {
                     let data = format!("room{room}-update{i}").into_bytes();
                     store.append(&format!("r{room}"), &[data.as_slice()]).await.expect("append")
@@ -149,7 +75,7 @@ mod cases {
             joined.expect("task");
         }
         for room in 0..20 {
-            let doc = b.store.load(&format!("r{room}")).await.expect("load");
+            let doc = b.documents.load(&format!("r{room}")).await.expect("load");
             assert_eq!(seqs(&doc), (1..=10).collect::<Vec<_>>(), "room {room}");
             let mut data: Vec<String> =
                 doc.updates.iter().map(|u| String::from_utf8_lossy(&u.data).into_owned()).collect();
@@ -160,13 +86,13 @@ mod cases {
         }
     }
 
-    pub async fn appends_get_increasing_seqs_and_load_in_order(b: Backend) {
+    pub async fn appends_get_increasing_seqs_and_load_in_order(b: Stores) {
         let binary: Vec<u8> = (0..=255).collect();
-        assert_eq!(b.store.append("r", &[b"first", b"second"]).await.expect("append"), 2);
-        assert_eq!(b.store.append("r", &[&binary]).await.expect("append"), 3);
+        assert_eq!(b.documents.append("r", &[b"first", b"second"]).await.expect("append"), 2);
+        assert_eq!(b.documents.append("r", &[&binary]).await.expect("append"), 3);
         // An empty update is stored as such (not as NULL, not dropped).
-        assert_eq!(b.store.append("r", &[b"", b"\0last\xff"]).await.expect("append"), 5);
-        let doc = b.store.load("r").await.expect("load");
+        assert_eq!(b.documents.append("r", &[b"", b"\0last\xff"]).await.expect("append"), 5);
+        let doc = b.documents.load("r").await.expect("load");
         assert_eq!(doc.snapshot, None);
         assert_eq!(seqs(&doc), vec![1, 2, 3, 4, 5]);
         let data: Vec<&[u8]> = doc.updates.iter().map(|u| u.data.as_slice()).collect();
@@ -174,23 +100,23 @@ mod cases {
         assert_eq!(doc.last_seq(), 5);
     }
 
-    pub async fn empty_append_writes_nothing(b: Backend) {
-        assert_eq!(b.store.append("r", &[]).await.expect("append nothing to a new room"), 0);
-        assert_eq!(b.store.load("r").await.expect("load"), dojo_store::StoredDocument::default());
-        b.store.append("r", &[b"a", b"b", b"c"]).await.expect("append");
-        assert_eq!(b.store.append("r", &[]).await.expect("append nothing"), 3);
-        b.store.compact("r", snapshot(b"abc", 3, 2)).await.expect("compact");
-        assert_eq!(b.store.append("r", &[]).await.expect("append nothing after compaction"), 3);
-        assert_eq!(b.store.append("r", &[b"d"]).await.expect("append"), 4);
+    pub async fn empty_append_writes_nothing(b: Stores) {
+        assert_eq!(b.documents.append("r", &[]).await.expect("append nothing to a new room"), 0);
+        assert_eq!(b.documents.load("r").await.expect("load"), dojo_store::StoredDocument::default());
+        b.documents.append("r", &[b"a", b"b", b"c"]).await.expect("append");
+        assert_eq!(b.documents.append("r", &[]).await.expect("append nothing"), 3);
+        b.documents.compact("r", snapshot(b"abc", 3, 2)).await.expect("compact");
+        assert_eq!(b.documents.append("r", &[]).await.expect("append nothing after compaction"), 3);
+        assert_eq!(b.documents.append("r", &[b"d"]).await.expect("append"), 4);
     }
 
-    pub async fn concurrent_appends_get_distinct_contiguous_seqs(b: Backend) {
+    pub async fn concurrent_appends_get_distinct_contiguous_seqs(b: Stores) {
         const TASKS: usize = 20;
         const APPENDS: usize = 10;
         const BATCH: usize = 3;
         let tasks: Vec<_> = (0..TASKS)
             .map(|task| {
-                let store = b.store.clone();
+                let store = b.documents.clone();
                 tokio::spawn(async move {
                     let mut acknowledged = Vec::new();
                     for append in 0..APPENDS {
@@ -219,38 +145,38 @@ mod cases {
         }
         let total = (TASKS * APPENDS * BATCH) as i64;
         assert_eq!(expected.keys().copied().collect::<Vec<_>>(), (1..=total).collect::<Vec<_>>());
-        let doc = b.store.load("busy").await.expect("load");
+        let doc = b.documents.load("busy").await.expect("load");
         let loaded: Vec<(i64, Vec<u8>)> = doc.updates.into_iter().map(|u| (u.seq, u.data)).collect();
         assert_eq!(loaded, expected.into_iter().collect::<Vec<_>>());
     }
 
-    pub async fn rooms_are_isolated(b: Backend) {
-        b.store.append("a", &[b"a1"]).await.expect("append");
-        assert_eq!(b.store.append("b", &[b"b1"]).await.expect("append"), 1, "each room counts from 1");
-        b.store.append("a", &[b"a2"]).await.expect("append");
-        b.store.append("b", &[b"b2", b"b3"]).await.expect("append");
-        b.store.compact("a", snapshot(b"A", 2, 3)).await.expect("compact");
-        let a = b.store.load("a").await.expect("load a");
-        let bb = b.store.load("b").await.expect("load b");
+    pub async fn rooms_are_isolated(b: Stores) {
+        b.documents.append("a", &[b"a1"]).await.expect("append");
+        assert_eq!(b.documents.append("b", &[b"b1"]).await.expect("append"), 1, "each room counts from 1");
+        b.documents.append("a", &[b"a2"]).await.expect("append");
+        b.documents.append("b", &[b"b2", b"b3"]).await.expect("append");
+        b.documents.compact("a", snapshot(b"A", 2, 3)).await.expect("compact");
+        let a = b.documents.load("a").await.expect("load a");
+        let bb = b.documents.load("b").await.expect("load b");
         assert_eq!(a.snapshot.as_ref().map(|s| s.data.as_slice()), Some(&b"A"[..]));
         assert!(a.updates.is_empty());
         assert_eq!(bb.snapshot, None);
         assert_eq!(seqs(&bb), vec![1, 2, 3]);
-        assert!(b.store.versions("b").await.expect("versions").is_empty());
+        assert!(b.documents.versions("b").await.expect("versions").is_empty());
         let a_id = a.snapshot.map(|s| s.id).expect("snapshot");
-        assert_eq!(b.store.version("b", a_id).await.expect("version"), None, "another room's version");
+        assert_eq!(b.documents.version("b", a_id).await.expect("version"), None, "another room's version");
         // Room names are data, not SQL.
         let odd = "x'; DROP TABLE documents; --\u{1F600}";
-        assert_eq!(b.store.append(odd, &[b"ok"]).await.expect("append"), 1);
-        assert_eq!(seqs(&b.store.load(odd).await.expect("load")), vec![1]);
+        assert_eq!(b.documents.append(odd, &[b"ok"]).await.expect("append"), 1);
+        assert_eq!(seqs(&b.documents.load(odd).await.expect("load")), vec![1]);
     }
 
-    pub async fn compaction_replaces_covered_updates(b: Backend) {
-        append_numbered(&*b.store, "r", "u", 10).await;
-        let outcome = b.store.compact("r", snapshot(b"state@6", 6, 3)).await.expect("compact");
+    pub async fn compaction_replaces_covered_updates(b: Stores) {
+        append_numbered(&*b.documents, "r", "u", 10).await;
+        let outcome = b.documents.compact("r", snapshot(b"state@6", 6, 3)).await.expect("compact");
         assert_eq!(outcome.deleted_updates, 6);
         assert_eq!(outcome.deleted_snapshots, 0);
-        let doc = b.store.load("r").await.expect("load");
+        let doc = b.documents.load("r").await.expect("load");
         let snap = doc.snapshot.as_ref().expect("snapshot");
         assert_eq!((snap.covers_seq, snap.data.as_slice()), (6, &b"state@6"[..]));
         assert!(snap.created_at > 0);
@@ -258,66 +184,66 @@ mod cases {
         assert_eq!(doc.updates[0].data, b"u6");
         assert_eq!(doc.last_seq(), 10);
         // The log keeps counting after the snapshot.
-        assert_eq!(b.store.append("r", &[b"u10"]).await.expect("append"), 11);
+        assert_eq!(b.documents.append("r", &[b"u10"]).await.expect("append"), 11);
         // Covering everything leaves only the snapshot.
-        let outcome = b.store.compact("r", snapshot(b"state@11", 11, 3)).await.expect("compact");
+        let outcome = b.documents.compact("r", snapshot(b"state@11", 11, 3)).await.expect("compact");
         assert_eq!(outcome.deleted_updates, 5);
-        let doc = b.store.load("r").await.expect("load");
+        let doc = b.documents.load("r").await.expect("load");
         assert!(doc.updates.is_empty());
         assert_eq!(doc.last_seq(), 11);
-        assert_eq!(b.store.append("r", &[b"u11"]).await.expect("append"), 12);
+        assert_eq!(b.documents.append("r", &[b"u11"]).await.expect("append"), 12);
     }
 
-    pub async fn compaction_keeps_k_versions(b: Backend) {
+    pub async fn compaction_keeps_k_versions(b: Stores) {
         let mut ids = Vec::new();
         for round in 1..=4i64 {
-            append_numbered(&*b.store, "r", "u", 2).await;
+            append_numbered(&*b.documents, "r", "u", 2).await;
             let data = vec![b'v'; round as usize * 10];
-            let outcome = b.store.compact("r", snapshot(&data, round * 2, 2)).await.expect("compact");
+            let outcome = b.documents.compact("r", snapshot(&data, round * 2, 2)).await.expect("compact");
             assert_eq!(outcome.deleted_updates, 2);
             assert_eq!(outcome.deleted_snapshots, u64::from(round > 2), "round {round}");
-            let newest = b.store.load("r").await.expect("load").snapshot.expect("snapshot");
+            let newest = b.documents.load("r").await.expect("load").snapshot.expect("snapshot");
             assert_eq!(newest.covers_seq, round * 2);
             ids.push(newest.id);
         }
-        let versions = b.store.versions("r").await.expect("versions");
+        let versions = b.documents.versions("r").await.expect("versions");
         let listed: Vec<(i64, i64, i64)> =
             versions.iter().map(|v| (v.id, v.covers_seq, v.size_bytes)).collect();
         assert_eq!(listed, vec![(ids[3], 8, 40), (ids[2], 6, 30)], "newest first, with sizes");
         assert!(versions.iter().all(|v| v.created_at > 0));
-        let v = b.store.version("r", ids[2]).await.expect("version").expect("kept version");
+        let v = b.documents.version("r", ids[2]).await.expect("version").expect("kept version");
         assert_eq!((v.id, v.covers_seq, v.data), (ids[2], 6, vec![b'v'; 30]));
-        assert_eq!(b.store.version("r", ids[0]).await.expect("version"), None, "trimmed version");
-        assert_eq!(b.store.version("other", ids[3]).await.expect("version"), None, "another room");
+        assert_eq!(b.documents.version("r", ids[0]).await.expect("version"), None, "trimmed version");
+        assert_eq!(b.documents.version("other", ids[3]).await.expect("version"), None, "another room");
         // keep = 0 still keeps the snapshot just written.
-        b.store.compact("r", snapshot(b"last", 8, 0)).await.expect("compact");
-        let versions = b.store.versions("r").await.expect("versions");
+        b.documents.compact("r", snapshot(b"last", 8, 0)).await.expect("compact");
+        let versions = b.documents.versions("r").await.expect("versions");
         assert_eq!(versions.iter().map(|v| v.id).collect::<Vec<_>>(), vec![ids[3]]);
     }
 
-    pub async fn compacting_the_same_state_twice_is_harmless(b: Backend) {
-        append_numbered(&*b.store, "r", "u", 5).await;
-        let first = b.store.compact("r", snapshot(b"state@3", 3, 5)).await.expect("compact");
-        let second = b.store.compact("r", snapshot(b"state@3", 3, 5)).await.expect("compact again");
+    pub async fn compacting_the_same_state_twice_is_harmless(b: Stores) {
+        append_numbered(&*b.documents, "r", "u", 5).await;
+        let first = b.documents.compact("r", snapshot(b"state@3", 3, 5)).await.expect("compact");
+        let second = b.documents.compact("r", snapshot(b"state@3", 3, 5)).await.expect("compact again");
         assert_eq!(first.deleted_updates, 3);
         assert_eq!(second.deleted_updates, 0);
         assert_eq!(second.deleted_snapshots, 0);
-        assert_eq!(b.store.versions("r").await.expect("versions").len(), 1);
+        assert_eq!(b.documents.versions("r").await.expect("versions").len(), 1);
         // A late compaction of an older state deletes nothing the newest snapshot does not cover.
-        let late = b.store.compact("r", snapshot(b"state@2", 2, 1)).await.expect("late compact");
+        let late = b.documents.compact("r", snapshot(b"state@2", 2, 1)).await.expect("late compact");
         assert_eq!(late.deleted_updates, 0);
-        let doc = b.store.load("r").await.expect("load");
+        let doc = b.documents.load("r").await.expect("load");
         assert_eq!(doc.snapshot.clone().map(|s| (s.covers_seq, s.data)), Some((3, b"state@3".to_vec())));
         assert_eq!(seqs(&doc), vec![4, 5]);
-        let versions = b.store.versions("r").await.expect("versions");
+        let versions = b.documents.versions("r").await.expect("versions");
         assert_eq!(versions.iter().map(|v| v.covers_seq).collect::<Vec<_>>(), vec![3]);
     }
 
-    pub async fn racing_compactions_of_the_same_state(b: Backend) {
-        append_numbered(&*b.store, "r", "u", 12).await;
+    pub async fn racing_compactions_of_the_same_state(b: Stores) {
+        append_numbered(&*b.documents, "r", "u", 12).await;
         let racers: Vec<_> = (0..8)
             .map(|_| {
-                let store = b.store.clone();
+                let store = b.documents.clone();
                 tokio::spawn(async move { store.compact("r", snapshot(b"state@8", 8, 3)).await })
             })
             .collect();
@@ -326,17 +252,17 @@ mod cases {
             deleted += racer.await.expect("compaction task").expect("compact").deleted_updates;
         }
         assert_eq!(deleted, 8, "each covered update deleted exactly once");
-        let doc = b.store.load("r").await.expect("load");
+        let doc = b.documents.load("r").await.expect("load");
         assert_eq!(doc.snapshot.clone().map(|s| (s.covers_seq, s.data)), Some((8, b"state@8".to_vec())));
         assert_eq!(seqs(&doc), vec![9, 10, 11, 12]);
-        assert_eq!(b.store.versions("r").await.expect("versions").len(), 1);
+        assert_eq!(b.documents.versions("r").await.expect("versions").len(), 1);
     }
 
-    pub async fn racing_compactions_of_different_states(b: Backend) {
-        append_numbered(&*b.store, "r", "u", 20).await;
+    pub async fn racing_compactions_of_different_states(b: Stores) {
+        append_numbered(&*b.documents, "r", "u", 20).await;
         let mut racers = Vec::new();
         for covers in [3i64, 9, 5, 12, 7, 12, 1] {
-            let store = b.store.clone();
+            let store = b.documents.clone();
             racers.push(tokio::spawn(async move {
                 let data = format!("state@{covers}").into_bytes();
                 store.compact("r", snapshot(&data, covers, 2)).await.map(|_| ())
@@ -344,31 +270,31 @@ mod cases {
         }
         // Appends keep arriving meanwhile.
         let appender = {
-            let store = b.store.clone();
+            let store = b.documents.clone();
             tokio::spawn(async move { append_numbered(&*store, "r", "late", 10).await })
         };
         for racer in racers {
             racer.await.expect("compaction task").expect("compact");
         }
         assert_eq!(appender.await.expect("append task"), 30);
-        let doc = b.store.load("r").await.expect("load");
+        let doc = b.documents.load("r").await.expect("load");
         let snap = doc.snapshot.clone().expect("snapshot");
         assert_eq!((snap.covers_seq, snap.data), (12, b"state@12".to_vec()), "the newest state wins");
         // Every update the newest snapshot does not cover is still there, in order.
         assert_eq!(seqs(&doc), (13..=30).collect::<Vec<_>>());
-        let versions = b.store.versions("r").await.expect("versions");
+        let versions = b.documents.versions("r").await.expect("versions");
         assert!(!versions.is_empty() && versions.len() <= 2, "{versions:?}");
         assert_eq!(versions[0].covers_seq, 12);
         assert!(versions.windows(2).all(|w| w[0].covers_seq > w[1].covers_seq));
     }
 
-    pub async fn compacting_an_unwritten_room_moves_the_sequence_on(b: Backend) {
+    pub async fn compacting_an_unwritten_room_moves_the_sequence_on(b: Stores) {
         // E.g. a document imported as a snapshot: later appends must not reuse covered seqs.
-        b.store.compact("fresh", snapshot(b"imported", 5, 2)).await.expect("compact");
-        assert_eq!(b.store.load("fresh").await.expect("load").last_seq(), 5);
-        assert_eq!(b.store.append("fresh", &[]).await.expect("append nothing"), 5);
-        assert_eq!(b.store.append("fresh", &[b"next"]).await.expect("append"), 6);
-        let doc = b.store.load("fresh").await.expect("load");
+        b.documents.compact("fresh", snapshot(b"imported", 5, 2)).await.expect("compact");
+        assert_eq!(b.documents.load("fresh").await.expect("load").last_seq(), 5);
+        assert_eq!(b.documents.append("fresh", &[]).await.expect("append nothing"), 5);
+        assert_eq!(b.documents.append("fresh", &[b"next"]).await.expect("append"), 6);
+        let doc = b.documents.load("fresh").await.expect("load");
         assert_eq!(doc.snapshot.clone().map(|s| s.data), Some(b"imported".to_vec()));
         assert_eq!(seqs(&doc), vec![6]);
     }
@@ -380,23 +306,23 @@ mod cases {
         (0..BIG).map(|i| [&[tag][..], &(i as u32).to_le_bytes(), &vec![b'x'; i % 50]].concat()).collect()
     }
 
-    pub async fn big_batch_loads_back(b: Backend) {
-        b.store.append("r", &[b"before"]).await.expect("append");
+    pub async fn big_batch_loads_back(b: Stores) {
+        b.documents.append("r", &[b"before"]).await.expect("append");
         let batch = big_batch(1);
         let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
-        assert_eq!(b.store.append("r", &refs).await.expect("big append"), 1 + BIG as i64);
-        let doc = b.store.load("r").await.expect("load");
+        assert_eq!(b.documents.append("r", &refs).await.expect("big append"), 1 + BIG as i64);
+        let doc = b.documents.load("r").await.expect("load");
         assert_eq!(seqs(&doc), (1..=1 + BIG as i64).collect::<Vec<_>>());
         assert!(doc.updates[1..].iter().map(|u| &u.data).eq(batch.iter()));
-        assert_eq!(b.store.append("r", &[b"after"]).await.expect("append"), 2 + BIG as i64);
+        assert_eq!(b.documents.append("r", &[b"after"]).await.expect("append"), 2 + BIG as i64);
     }
 
-    pub async fn big_batch_is_all_or_nothing(b: Backend) {
+    pub async fn big_batch_is_all_or_nothing(b: Stores) {
         let batch = big_batch(2);
         // Readers never see part of a batch.
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reader = {
-            let (store, done) = (b.store.clone(), done.clone());
+            let (store, done) = (b.documents.clone(), done.clone());
             tokio::spawn(async move {
                 let mut seen = std::collections::BTreeSet::new();
                 while !done.load(std::sync::atomic::Ordering::Acquire) {
@@ -409,7 +335,7 @@ mod cases {
             })
         };
         let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
-        b.store.append("r", &refs).await.expect("big append");
+        b.documents.append("r", &refs).await.expect("big append");
         done.store(true, std::sync::atomic::Ordering::Release);
         reader.await.expect("reader");
         // An append whose caller stops waiting at any point (its future dropped, as when a
@@ -421,7 +347,7 @@ mod cases {
         };
         let mut acknowledged = 0;
         for delay_ms in [0, 1, 5, 20, 60, 2_000] {
-            let (store, owned) = (b.store.clone(), owned.clone());
+            let (store, owned) = (b.documents.clone(), owned.clone());
             let abandoned = tokio::spawn(async move {
                 let refs: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
                 store.append("r", &refs).await
@@ -431,11 +357,11 @@ mod cases {
             if matches!(abandoned.await, Ok(Ok(_))) {
                 acknowledged += 1;
             }
-            let next = b.store.append("r", &[b"next"]).await.expect("append after an abandoned one");
+            let next = b.documents.append("r", &[b"next"]).await.expect("append after an abandoned one");
             // Loads on the connections the abandoned appends used must work, and at every
             // moment show whole batches only.
             for _ in 0..5 {
-                let doc = b.store.load("r").await.expect("load after an abandoned append");
+                let doc = b.documents.load("r").await.expect("load after an abandoned append");
                 let stored = abandoned_rows(&doc);
                 assert_eq!(stored % BIG, 0, "saw {stored} rows of abandoned batches of {BIG}");
                 assert!(stored >= acknowledged * BIG, "an acknowledged append was lost");
@@ -448,33 +374,33 @@ mod cases {
         assert!(acknowledged >= 1);
     }
 
-    pub async fn reopened_store_sees_the_data(b: Backend) {
-        append_numbered(&*b.store, "r", "u", 4).await;
-        b.store.compact("r", snapshot(b"state@2", 2, 2)).await.expect("compact");
-        let before = b.store.load("r").await.expect("load");
-        let reopened = b.reopen().await;
+    pub async fn reopened_store_sees_the_data(b: Stores) {
+        append_numbered(&*b.documents, "r", "u", 4).await;
+        b.documents.compact("r", snapshot(b"state@2", 2, 2)).await.expect("compact");
+        let before = b.documents.load("r").await.expect("load");
+        let reopened = b.reopen().await.documents;
         assert_eq!(reopened.load("r").await.expect("load after reopen"), before);
         assert_eq!(reopened.versions("r").await.expect("versions").len(), 1);
         // Both stores share one sequence.
         assert_eq!(reopened.append("r", &[b"u4"]).await.expect("append"), 5);
-        assert_eq!(b.store.append("r", &[b"u5"]).await.expect("append"), 6);
+        assert_eq!(b.documents.append("r", &[b"u5"]).await.expect("append"), 6);
         assert_eq!(seqs(&reopened.load("r").await.expect("load")), vec![3, 4, 5, 6]);
     }
 
-    pub async fn migrate_is_idempotent(b: Backend) {
-        b.store.append("r", &[b"kept"]).await.expect("append");
-        b.store.migrate().await.expect("migrate again");
-        b.store.migrate().await.expect("and again");
+    pub async fn migrate_is_idempotent(b: Stores) {
+        b.documents.append("r", &[b"kept"]).await.expect("append");
+        b.documents.migrate().await.expect("migrate again");
+        b.documents.migrate().await.expect("and again");
         // Instances starting together migrate concurrently.
         let (x, y) = (b.reopen(), b.reopen());
         let (x, y) = tokio::join!(x, y);
-        x.migrate().await.expect("migrate from another pool");
-        y.ping().await.expect("ping");
-        assert_eq!(seqs(&b.store.load("r").await.expect("load")), vec![1]);
+        x.documents.migrate().await.expect("migrate from another pool");
+        y.documents.ping().await.expect("ping");
+        assert_eq!(seqs(&b.documents.load("r").await.expect("load")), vec![1]);
     }
 
-    pub async fn ping_answers(b: Backend) {
-        b.store.ping().await.expect("ping");
+    pub async fn ping_answers(b: Stores) {
+        b.documents.ping().await.expect("ping");
     }
 }
 

@@ -51,8 +51,14 @@ impl TestDatabase {
 
     /// A fresh SQLite file (not created yet: the first store to open it creates it).
     pub fn sqlite() -> Self {
+        Self::sqlite_in("")
+    }
+
+    /// Like [`sqlite`](Self::sqlite), the file in `subdir` of the temporary directory, which
+    /// does not exist yet either: opening the store creates it.
+    pub fn sqlite_in(subdir: &str) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let url = format!("sqlite:{}", dir.path().join("dojo.db").display());
+        let url = format!("sqlite:{}", dir.path().join(subdir).join("dojo.db").display());
         Self { url, backend: Backend::Sqlite, postgres_name: None, _dir: Some(dir) }
     }
 

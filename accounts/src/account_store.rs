@@ -1,0 +1,111 @@
+//! The [`AccountStore`] trait: users, workflows, collaborators and credits.
+
+use crate::{
+    AccountError, Collaborator, CollaboratorPermission, CreditOutcome, LedgerEntry, RoomAccess, User,
+    Workflow, WorkflowPatch, WorkflowSummary,
+};
+
+/// Users, workflows and credits. One implementation per database kind; both pass
+/// `tests/conformance.rs`.
+///
+/// Every write runs on a task of its own (`dojo_store::run_to_completion`): a caller that stops
+/// waiting loses the answer, never a connection stuck inside a transaction.
+#[async_trait::async_trait]
+pub trait AccountStore: Send + Sync + 'static {
+    /// The user with this token subject, created on first sight. `Some` name or email replaces
+    /// the stored one when it differs; `None` keeps it (a token without the claim says nothing
+    /// about it). Blank values count as `None`. Writes only when something changes, so it can
+    /// run on every authenticated request.
+    async fn upsert_user(
+        &self,
+        subject: &str,
+        name: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<User, AccountError>;
+
+    async fn user(&self, id: &str) -> Result<Option<User>, AccountError>;
+
+    async fn user_by_subject(&self, subject: &str) -> Result<Option<User>, AccountError>;
+
+    /// For operators: the user whose id, subject or (case-insensitively) email is `query`, tried
+    /// in that order. An email several users share is [`AccountError::AmbiguousUser`].
+    async fn find_user(&self, query: &str) -> Result<Option<User>, AccountError>;
+
+    /// The newest users first.
+    async fn list_users(&self, limit: u32) -> Result<Vec<User>, AccountError>;
+
+    /// Creates a private workflow in `room`, or in a room named after its id when `None`.
+    /// [`AccountError::RoomTaken`] when a workflow, even a deleted one, has the room.
+    async fn create_workflow(
+        &self,
+        owner_id: &str,
+        title: &str,
+        room: Option<&str>,
+    ) -> Result<Workflow, AccountError> {
+        self.create_workflow_within(owner_id, title, room, None).await
+    }
+
+    /// Like [`create_workflow`](Self::create_workflow), refused with
+    /// [`AccountError::QuotaExceeded`] when the owner already owns `max_owned` workflows
+    /// (deleted ones not counted). The count is taken under the owner's row lock (PostgreSQL)
+    /// or the write lock (SQLite), so concurrent creations cannot overshoot it.
+    async fn create_workflow_within(
+        &self,
+        owner_id: &str,
+        title: &str,
+        room: Option<&str>,
+        max_owned: Option<u64>,
+    ) -> Result<Workflow, AccountError>;
+
+    async fn workflow(&self, id: &str) -> Result<Option<Workflow>, AccountError>;
+
+    async fn workflow_by_room(&self, room: &str) -> Result<Option<Workflow>, AccountError>;
+
+    /// The workflows the user owns or collaborates on, most recently updated first, with the
+    /// user's permission in each. Public workflows of others are not listed: public means
+    /// "readable by link", not "published".
+    async fn list_workflows(&self, user_id: &str) -> Result<Vec<WorkflowSummary>, AccountError>;
+
+    async fn update_workflow(&self, id: &str, patch: WorkflowPatch) -> Result<Workflow, AccountError>;
+
+    /// Soft delete: the row stays, so the room name stays taken and access stays denied.
+    async fn delete_workflow(&self, id: &str) -> Result<(), AccountError>;
+
+    /// Shares the workflow, or changes the permission of someone it is shared with.
+    async fn set_collaborator(
+        &self,
+        workflow_id: &str,
+        user_id: &str,
+        permission: CollaboratorPermission,
+    ) -> Result<Collaborator, AccountError>;
+
+    /// Whether the user was a collaborator.
+    async fn remove_collaborator(&self, workflow_id: &str, user_id: &str) -> Result<bool, AccountError>;
+
+    /// In the order they were added.
+    async fn collaborators(&self, workflow_id: &str) -> Result<Vec<Collaborator>, AccountError>;
+
+    /// What `user_id` (`None`: not signed in) may do in `room`. One query: it runs on every
+    /// connection. Anonymous callers are denied every workflow room, public ones included.
+    async fn room_access(&self, user_id: Option<&str>, room: &str) -> Result<RoomAccess, AccountError>;
+
+    async fn balance(&self, user_id: &str) -> Result<i64, AccountError>;
+
+    /// Adds `amount` (negative: spends) to the balance and appends a ledger entry, in one
+    /// transaction, once per `idempotency_key`. A key already applied with the same user and
+    /// amount changes nothing and returns the original entry, so callers retry freely; with a
+    /// different user or amount it is [`AccountError::IdempotencyKeyReused`]. A spend beyond
+    /// the balance is [`AccountError::InsufficientCredits`], with nothing written.
+    ///
+    /// Keys are the caller's namespace: `stripe:{event}`, `{run}:{node}:hold`, `grant:{…}`.
+    async fn apply_credits(
+        &self,
+        user_id: &str,
+        amount: i64,
+        reason: &str,
+        idempotency_key: &str,
+    ) -> Result<CreditOutcome, AccountError>;
+
+    /// The user's newest entries first.
+    async fn ledger(&self, user_id: &str, limit: u32) -> Result<Vec<LedgerEntry>, AccountError>;
+}

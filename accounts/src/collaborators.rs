@@ -1,0 +1,164 @@
+//! Collaborators, and what a user may do in a room as the workflow records say.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AccountError, Permission};
+
+/// What a collaborator may be given. Admin is the owner's alone, so it cannot be granted: one
+/// owner per workflow keeps "who may delete it or share it" unambiguous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CollaboratorPermission {
+    Read,
+    Write,
+}
+
+impl CollaboratorPermission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CollaboratorPermission::Read => "read",
+            CollaboratorPermission::Write => "write",
+        }
+    }
+}
+
+impl From<CollaboratorPermission> for Permission {
+    fn from(permission: CollaboratorPermission) -> Self {
+        match permission {
+            CollaboratorPermission::Read => Permission::Read,
+            CollaboratorPermission::Write => Permission::Write,
+        }
+    }
+}
+
+impl std::str::FromStr for CollaboratorPermission {
+    type Err = dojo_auth::UnknownPermission;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "read" => Ok(CollaboratorPermission::Read),
+            "write" => Ok(CollaboratorPermission::Write),
+            other => Err(dojo_auth::UnknownPermission(other.to_owned())),
+        }
+    }
+}
+
+// For `#[sqlx(try_from = "String")]`: the column is TEXT with a CHECK, decoded once here.
+impl TryFrom<String> for CollaboratorPermission {
+    type Error = dojo_auth::UnknownPermission;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+/// Someone a workflow is shared with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Collaborator {
+    pub workflow_id: String,
+    pub user_id: String,
+    #[sqlx(try_from = "String")]
+    pub permission: CollaboratorPermission,
+    pub added_at: i64,
+}
+
+/// What a user may do in a room, as the workflow records say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RoomAccess {
+    /// No workflow claims this room: the caller's policy decides (open, or refused).
+    NoWorkflow,
+    /// A workflow claims the room and this user may not open it. A *deleted* workflow answers
+    /// this to everyone, its owner included: its room name stays taken and its document stays
+    /// stored, so treating it as "no workflow" would reopen the deleted canvas to whoever the
+    /// no-workflow policy lets in.
+    Denied,
+    /// A read collaborator, or any signed-in user on a public workflow.
+    Read,
+    /// A write collaborator.
+    Write,
+    /// The owner.
+    Admin,
+}
+
+impl RoomAccess {
+    /// The permission granted, if any (`None` for [`Denied`](Self::Denied) and
+    /// [`NoWorkflow`](Self::NoWorkflow)).
+    pub fn permission(self) -> Option<Permission> {
+        match self {
+            RoomAccess::NoWorkflow | RoomAccess::Denied => None,
+            RoomAccess::Read => Some(Permission::Read),
+            RoomAccess::Write => Some(Permission::Write),
+            RoomAccess::Admin => Some(Permission::Admin),
+        }
+    }
+}
+
+impl From<Permission> for RoomAccess {
+    fn from(permission: Permission) -> Self {
+        match permission {
+            Permission::Read => RoomAccess::Read,
+            Permission::Write => RoomAccess::Write,
+            Permission::Admin => RoomAccess::Admin,
+        }
+    }
+}
+
+/// A workflow room's record as [`AccountStore::room_access`] reads it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct AccessFacts {
+    pub owner_id: String,
+    pub public: bool,
+    pub deleted_at: Option<i64>,
+    /// The asking user's collaborator permission, if any.
+    pub permission: Option<String>,
+}
+
+pub(crate) fn decide_access(
+    facts: Option<AccessFacts>,
+    user_id: Option<&str>,
+) -> Result<RoomAccess, AccountError> {
+    let Some(facts) = facts else { return Ok(RoomAccess::NoWorkflow) };
+    if facts.deleted_at.is_some() {
+        return Ok(RoomAccess::Denied);
+    }
+    let Some(user_id) = user_id else { return Ok(RoomAccess::Denied) };
+    if facts.owner_id == user_id {
+        return Ok(RoomAccess::Admin);
+    }
+    let shared = facts.permission.map(CollaboratorPermission::try_from).transpose().map_err(decode_error)?;
+    let shared = shared.map(Permission::from);
+    let public = facts.public.then_some(Permission::Read);
+    Ok(shared.max(public).map_or(RoomAccess::Denied, RoomAccess::from))
+}
+
+/// A value in the database this code cannot read: reported like any other decode failure.
+pub(crate) fn decode_error(error: dojo_auth::UnknownPermission) -> AccountError {
+    AccountError::Database(sqlx::Error::Decode(Box::new(error)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(owner: &str, public: bool, deleted: bool, permission: Option<&str>) -> Option<AccessFacts> {
+        Some(AccessFacts {
+            owner_id: owner.to_owned(),
+            public,
+            deleted_at: deleted.then_some(1),
+            permission: permission.map(str::to_owned),
+        })
+    }
+
+    #[test]
+    fn access_takes_the_strongest_grant() {
+        let decide = |facts, user| decide_access(facts, user).ok();
+        assert_eq!(decide(None, Some("u")), Some(RoomAccess::NoWorkflow));
+        assert_eq!(decide(facts("u", false, false, None), Some("u")), Some(RoomAccess::Admin));
+        assert_eq!(decide(facts("o", true, false, Some("write")), Some("u")), Some(RoomAccess::Write));
+        assert_eq!(decide(facts("o", true, false, None), Some("u")), Some(RoomAccess::Read));
+        assert_eq!(decide(facts("o", true, false, None), None), Some(RoomAccess::Denied));
+        assert_eq!(decide(facts("u", false, true, None), Some("u")), Some(RoomAccess::Denied));
+        assert!(decide_access(facts("o", false, false, Some("owner")), Some("u")).is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! The statements of accounts and runs, each written once, by topic. `postgres.rs` and
+//! `sqlite.rs` each compile this directory as a module of their own, where `Store` and `Conn`
+//! name their store and connection type (see `dialect.rs` for why).
+
+use super::{Conn, Store};
+
+mod account_store;
+mod assets;
+mod collaborators;
+mod holds;
+mod leases;
+mod ledger;
+mod node_cache;
+mod outbox;
+mod run_store;
+mod runs;
+mod users;
+mod workflows;
