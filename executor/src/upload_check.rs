@@ -121,7 +121,7 @@ mod tests {
 
     fn png(width: u32, height: u32) -> Vec<u8> {
         let image = RgbaImage::from_fn(width, height, |x, y| image::Rgba([x as u8, y as u8, 7, 255]));
-        crate::builtins::imaging::encode_png(&DynamicImage::ImageRgba8(image)).unwrap()
+        crate::imaging::encode_png(&DynamicImage::ImageRgba8(image)).unwrap()
     }
 
     #[test]

@@ -226,6 +226,11 @@ async fn serve_file(server: &MockServer, file: &str, bytes: Vec<u8>, content_typ
         .await;
 }
 
+/// `verb route` answered with `status` and the JSON `body`.
+fn json_mock(verb: &str, route: impl Into<String>, status: u16, body: Value) -> Mock {
+    Mock::given(method(verb)).and(path(route)).respond_with(ResponseTemplate::new(status).set_body_json(body))
+}
+
 fn prediction(h: &Harness, id: &str, status: &str, logs: &str, output: Value) -> Value {
     json!({
         "id": id,
@@ -723,27 +728,33 @@ async fn a_400_is_not_retried_and_its_message_reaches_the_node() {
 #[tokio::test]
 async fn stability_errors_and_fal_validation_errors_are_readable() {
     let h = Harness::new().await;
-    Mock::given(method("POST"))
-        .and(path("/v2beta/stable-image/generate/sd3"))
-        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+    json_mock(
+        "POST",
+        "/v2beta/stable-image/generate/sd3",
+        403,
+        json!({
             "id": "a1b2", "name": "content_moderation",
             "errors": ["Your request was flagged by our content moderation system."]
-        })))
-        .expect(1)
-        .mount(&h.server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/fal-ai/ideogram/v3"))
-        .respond_with(ResponseTemplate::new(422).set_body_json(json!({
+        }),
+    )
+    .expect(1)
+    .mount(&h.server)
+    .await;
+    json_mock(
+        "POST",
+        "/fal-ai/ideogram/v3",
+        422,
+        json!({
             "detail": [{
                 "loc": ["body", "seed"],
                 "msg": "ensure this value is less than 2147483648",
                 "type": "value_error"
             }]
-        })))
-        .expect(1)
-        .mount(&h.server)
-        .await;
+        }),
+    )
+    .expect(1)
+    .mount(&h.server)
+    .await;
 
     let (summary, _) = h.run(&prompt_graph("x", "sd-3.5-large", json!({}))).await;
     assert_eq!(
@@ -762,24 +773,17 @@ async fn stability_errors_and_fal_validation_errors_are_readable() {
 #[tokio::test]
 async fn a_failed_replicate_prediction_fails_the_node_with_its_reason() {
     let h = Harness::new().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/models/black-forest-labs/flux-schnell/predictions"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
-            &h,
-            "pred3",
-            "processing",
-            "",
-            Value::Null,
-        )))
-        .mount(&h.server)
-        .await;
+    json_mock(
+        "POST",
+        "/v1/models/black-forest-labs/flux-schnell/predictions",
+        201,
+        prediction(&h, "pred3", "processing", "", Value::Null),
+    )
+    .mount(&h.server)
+    .await;
     let mut failed = prediction(&h, "pred3", "failed", "", Value::Null);
     failed["error"] = json!("NSFW content detected. Try running it again, or try a different prompt.");
-    Mock::given(method("GET"))
-        .and(path("/v1/predictions/pred3"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(failed))
-        .mount(&h.server)
-        .await;
+    json_mock("GET", "/v1/predictions/pred3", 200, failed).mount(&h.server).await;
 
     let (summary, _) = h.run(&prompt_graph("x", "flux-schnell", json!({}))).await;
     assert_eq!(
@@ -806,17 +810,14 @@ async fn results_over_the_download_limit_are_refused() {
     let big = imaging::encode_png(&DynamicImage::ImageRgba8(noise)).expect("png");
     assert!(big.len() > 4 * 1024, "{}", big.len());
     serve_file(&h.server, "big.png", big, "image/png").await;
-    Mock::given(method("POST"))
-        .and(path("/v1/models/black-forest-labs/flux-schnell/predictions"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
-            &h,
-            "pred4",
-            "succeeded",
-            "",
-            json!([h.url("/files/big.png")]),
-        )))
-        .mount(&h.server)
-        .await;
+    json_mock(
+        "POST",
+        "/v1/models/black-forest-labs/flux-schnell/predictions",
+        201,
+        prediction(&h, "pred4", "succeeded", "", json!([h.url("/files/big.png")])),
+    )
+    .mount(&h.server)
+    .await;
 
     let (summary, _) = h.run(&prompt_graph("x", "flux-schnell", json!({}))).await;
     assert_eq!(
@@ -837,28 +838,22 @@ async fn cancel_after_first_poll(h: &Harness, poll_path: &str, cancel: &Cancella
 #[tokio::test]
 async fn cancelling_a_run_cancels_the_replicate_prediction() {
     let h = Harness::new().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/models/black-forest-labs/flux-schnell/predictions"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
-            &h,
-            "pred5",
-            "processing",
-            "",
-            Value::Null,
-        )))
-        .mount(&h.server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/predictions/pred5"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(prediction(
-            &h,
-            "pred5",
-            "processing",
-            " 10%|",
-            Value::Null,
-        )))
-        .mount(&h.server)
-        .await;
+    json_mock(
+        "POST",
+        "/v1/models/black-forest-labs/flux-schnell/predictions",
+        201,
+        prediction(&h, "pred5", "processing", "", Value::Null),
+    )
+    .mount(&h.server)
+    .await;
+    json_mock(
+        "GET",
+        "/v1/predictions/pred5",
+        200,
+        prediction(&h, "pred5", "processing", " 10%|", Value::Null),
+    )
+    .mount(&h.server)
+    .await;
     Mock::given(method("POST"))
         .and(path("/v1/predictions/pred5/cancel"))
         .and(header("authorization", format!("Bearer {REPLICATE_KEY}").as_str()))
@@ -889,11 +884,7 @@ async fn cancelling_a_run_cancels_the_replicate_prediction() {
 #[tokio::test]
 async fn cancelling_a_run_cancels_the_fal_request() {
     let h = Harness::new().await;
-    Mock::given(method("POST"))
-        .and(path("/fal-ai/veo3"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(fal_submitted(&h, "fal-ai/veo3", "req-9")))
-        .mount(&h.server)
-        .await;
+    json_mock("POST", "/fal-ai/veo3", 200, fal_submitted(&h, "fal-ai/veo3", "req-9")).mount(&h.server).await;
     Mock::given(method("GET"))
         .and(path("/fal-ai/veo3/requests/req-9/status"))
         .respond_with(
@@ -944,29 +935,18 @@ async fn a_node_timeout_cancels_the_remote_prediction() {
         )))
         .mount(&h.server)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/predictions/pred6"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(prediction(
-            &h,
-            "pred6",
-            "starting",
-            "",
-            Value::Null,
-        )))
+    json_mock("GET", "/v1/predictions/pred6", 200, prediction(&h, "pred6", "starting", "", Value::Null))
         .mount(&h.server)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/predictions/pred6/cancel"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(prediction(
-            &h,
-            "pred6",
-            "canceled",
-            "",
-            Value::Null,
-        )))
-        .expect(1)
-        .mount(&h.server)
-        .await;
+    json_mock(
+        "POST",
+        "/v1/predictions/pred6/cancel",
+        200,
+        prediction(&h, "pred6", "canceled", "", Value::Null),
+    )
+    .expect(1)
+    .mount(&h.server)
+    .await;
 
     let (summary, _) = h.run(&prompt_graph("x", "flux-schnell", json!({}))).await;
     assert_eq!(failure(&summary, "gen"), "timed out after 1.0 s");
@@ -1009,17 +989,14 @@ async fn result_urls_on_non_public_addresses_are_fetched_only_when_allowed() {
         serve_file(&h.server, "inside.png", png_bytes(4, 4), "image/png").await;
         let port = h.server.address().port();
         let url = format!("http://{host}:{port}/files/inside.png");
-        Mock::given(method("POST"))
-            .and(path("/v1/models/black-forest-labs/flux-schnell/predictions"))
-            .respond_with(ResponseTemplate::new(201).set_body_json(prediction(
-                &h,
-                "p1",
-                "succeeded",
-                "",
-                json!([url]),
-            )))
-            .mount(&h.server)
-            .await;
+        json_mock(
+            "POST",
+            "/v1/models/black-forest-labs/flux-schnell/predictions",
+            201,
+            prediction(&h, "p1", "succeeded", "", json!([url])),
+        )
+        .mount(&h.server)
+        .await;
 
         let (summary, _) = h.run(&prompt_graph("look inside", "flux-schnell", json!({}))).await;
         let fetched = h.requests("GET", "/files/inside.png").await.len();

@@ -143,6 +143,12 @@ impl StampSink {
     }
 }
 
+impl dojo_room_client::UpdateTap for StampSink {
+    fn received(&self, update: &[u8]) {
+        self.record(update);
+    }
+}
+
 /// Writes this client's stamp for its `n`th edit, sent now, into the transaction.
 pub fn stamp(txn: &mut TransactionMut, own: u64, n: u64, clock: BenchClock) {
     let bench = txn.get_or_insert_map(BENCH);

@@ -3,13 +3,41 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-
-pub use crate::client::Protocol;
+use dojo_room_client::{Applying, Framing};
 
 /// Longest room prefix: room names (`{prefix}-{i}`) must stay within the server's 128 characters.
 const MAX_PREFIX_LEN: usize = 100;
 /// Fastest edit or presence rate per client: one every millisecond.
 const MAX_RATE: f64 = 1000.0;
+
+/// The wire protocol a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// y-websocket: one room per WebSocket URL, `type • payload` frames (Dojo, `@y/websocket-server`).
+    #[default]
+    YWebsocket,
+    /// Hocuspocus: every frame prefixed with the document name, an auth message first.
+    Hocuspocus,
+}
+
+impl Protocol {
+    /// How a client of `document` frames its messages in this protocol.
+    pub fn framing(self, document: &str) -> Framing {
+        match self {
+            Self::YWebsocket => Framing::YWebsocket,
+            Self::Hocuspocus => Framing::Hocuspocus { document: document.into() },
+        }
+    }
+
+    /// The name reports give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::YWebsocket => "y-websocket",
+            Self::Hocuspocus => "hocuspocus",
+        }
+    }
+}
 
 /// What a run does. `edit` (the default) uses the sizes given by the flags; the others are the
 /// benchmark scenarios, whose sizes default to the figures below (flags still override them).
@@ -228,12 +256,8 @@ pub struct Config {
 
 impl Config {
     /// When the generator's editing clients apply what they receive.
-    pub fn applying(&self) -> crate::client::Applying {
-        if self.apply_on_arrival {
-            crate::client::Applying::OnArrival
-        } else {
-            crate::client::Applying::Deferred
-        }
+    pub fn applying(&self) -> Applying {
+        if self.apply_on_arrival { Applying::OnArrival } else { Applying::Deferred }
     }
 
     pub fn rooms(&self) -> u32 {
@@ -449,7 +473,7 @@ mod tests {
             parse(&["--url", "ws://a:1/rooms", "--also-url", "ws://b:2/rooms,ws://c:3/rooms"]).unwrap();
         assert_eq!(spread.also_url, vec!["ws://b:2/rooms", "ws://c:3/rooms"]);
         let urls: Vec<String> =
-            (0..4).map(|slot| crate::run::Target::for_slot(&spread, "p", 7, slot).url).collect();
+            (0..4).map(|slot| crate::clients::Target::for_slot(&spread, "p", 7, slot).url).collect();
         assert_eq!(
             urls,
             ["ws://a:1/rooms/p-7", "ws://b:2/rooms/p-7", "ws://c:3/rooms/p-7", "ws://a:1/rooms/p-7"]

@@ -1,13 +1,12 @@
-//! A y-protocols WebSocket client built on `yrs` and tokio-tungstenite, and the load generator
-//! built on it (`dojo-loadtest`, see README.md).
-//!
-//! The same client drives the server's integration tests and the load generator, so what the
-//! benchmarks measure is what the tests prove correct.
+//! The Dojo load generator (`dojo-loadtest`, see README.md), built on the y-protocols client of
+//! `dojo-room-client`, the one the server's integration tests use, so what the benchmarks
+//! measure is what the tests prove correct.
 
 pub mod bench;
-pub mod client;
+mod clients;
 pub mod config;
-pub mod hocuspocus;
+mod context;
+mod editing;
 pub mod procfs;
 pub mod ramp;
 pub mod report;
@@ -15,6 +14,6 @@ pub mod run;
 pub mod scenarios;
 pub mod summary;
 
-pub use client::{ClientError, Framing, Protocol, SyncClient};
-pub use config::Config;
+pub use config::{Config, Protocol};
+pub use dojo_room_client::{ClientError, Framing, SyncClient};
 pub use report::{Outcome, Report};

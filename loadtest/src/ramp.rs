@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::Config;
-use crate::report::{Capacity, LatencySummary, RampReport, RampStep, per_second, round3};
-use crate::run::{
-    CONVERGE_TIMEOUT, Context, EditPhase, Member, close_all, connect_and_prepare, edit_all, group_by_room,
-    tally, wait_converged, warn_unconverged,
+use crate::clients::{
+    CONVERGE_TIMEOUT, Member, close_all, connect_and_prepare, group_by_room, wait_converged, warn_unconverged,
 };
+use crate::config::Config;
+use crate::context::Context;
+use crate::editing::{EditPhase, edit_all, tally};
+use crate::report::{Capacity, LatencySummary, RampReport, RampStep, ScenarioReport, per_second, round3};
 
 /// The highest rate per client the generator schedules (one edit per millisecond).
 const MAX_RATE: f64 = 1000.0;

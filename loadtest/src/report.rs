@@ -1,9 +1,20 @@
-//! The figures of one run, the arithmetic behind them, and how they are printed.
+//! The figures of one run, the arithmetic behind them, and how they are printed: the editing
+//! run's [`Report`] here, the other scenarios' in the submodules.
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+
+mod cold;
+mod idle;
+mod ramp;
+mod storm;
+
+pub use cold::{ColdLoadReport, SeedReport};
+pub use idle::IdleReport;
+pub use ramp::{Capacity, RampReport, RampStep};
+pub use storm::StormReport;
 
 /// What every report starts with: what ran, against what.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -119,8 +130,15 @@ impl LatencySummary {
 }
 
 impl Report {
-    /// Why the run failed, if it did: connection errors or rooms that did not converge.
-    pub fn failures(&self) -> Vec<String> {
+    /// The report as one line of JSON.
+    pub fn json_line(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+}
+
+impl ScenarioReport for Report {
+    /// Connection errors or rooms that did not converge.
+    fn failures(&self) -> Vec<String> {
         let mut failures = Vec::new();
         if self.connection_errors > 0 {
             failures.push(format!(
@@ -134,18 +152,9 @@ impl Report {
         failures
     }
 
-    /// The report as one line of JSON.
-    pub fn json_line(&self) -> Result<String, serde_json::Error> {
-        serde_json::to_string(self)
-    }
-
-    /// The human-readable table.
-    pub fn table(&self) -> String {
-        let mut out = String::new();
-        let mut row = |label: &str, value: String| {
-            let _ = writeln!(out, "  {label:<18} {value}");
-        };
-        row("target", target(&self.meta, self.rooms));
+    fn table(&self) -> String {
+        let mut t = Table::new(&self.meta, self.rooms);
+        let mut row = |label: &str, value: String| t.row(label, value);
         row(
             "clients",
             format!(
@@ -205,7 +214,7 @@ impl Report {
             "result",
             if failures.is_empty() { "ok".into() } else { format!("FAILED: {}", failures.join("; ")) },
         );
-        out
+        t.finish()
     }
 }
 
@@ -235,7 +244,7 @@ pub fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
-fn show(value: Option<f64>) -> String {
+pub(crate) fn show(value: Option<f64>) -> String {
     value.map_or_else(|| "-".into(), |v| format!("{v:.2}"))
 }
 
@@ -287,7 +296,7 @@ pub struct ServerSample {
 }
 
 impl ServerSample {
-    fn show(&self) -> String {
+    pub(crate) fn show(&self) -> String {
         format!(
             "{}: cpu {} s ({} % of a core), rss {} MiB, peak rss {} MiB (since start)",
             processes_label(self.pid, self.processes),
@@ -299,387 +308,9 @@ impl ServerSample {
     }
 }
 
-/// One step of a ramp.
+/// The result of any scenario. Serialised as the scenario's own report (untagged).
 #[derive(Debug, Clone, Serialize)]
-pub struct RampStep {
-    pub step: u32,
-    /// Edits per second per client, as asked.
-    pub rate: f64,
-    pub edit_s: f64,
-    pub edits_sent: u64,
-    pub edits_per_s: f64,
-    pub missed_ticks: u64,
-    pub deliveries: u64,
-    pub deliveries_expected: u64,
-    pub deliveries_per_s: f64,
-    pub disconnects: u64,
-    pub rooms_not_converged: u64,
-    pub latency_ms: LatencySummary,
-    pub server_cpu_percent: Option<f64>,
-    pub loadgen_cpu_percent: Option<f64>,
-    pub passed: bool,
-    /// Why the step failed (empty when it passed).
-    pub verdict: String,
-    /// Why the first attempt at this rate failed, when the step was run again (`--ramp-retries`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retried_after: Option<String>,
-}
-
-/// The load the last passing step carried.
-#[derive(Debug, Clone, Serialize)]
-pub struct Capacity {
-    pub rate: f64,
-    pub edits_per_s: f64,
-    pub deliveries_per_s: f64,
-    pub p99_ms: Option<f64>,
-}
-
-/// A ramp: steps of rising load until one fails.
-#[derive(Debug, Clone, Serialize)]
-pub struct RampReport {
-    #[serde(flatten)]
-    pub meta: RunMeta,
-    pub rooms: u32,
-    pub clients_per_room: u32,
-    pub clients_connected: u64,
-    pub connect_failures: u64,
-    pub connect_s: f64,
-    pub p99_bound_ms: f64,
-    pub step_s: f64,
-    /// Seconds of unjudged editing at the first step's rate before the first step.
-    pub warmup_s: f64,
-    /// p99 of the warm-up, in milliseconds: what the first seconds of a fresh server cost.
-    pub warmup_p99_ms: Option<f64>,
-    pub factor: f64,
-    pub steps: Vec<RampStep>,
-    /// The last step that passed, if any did.
-    pub capacity: Option<Capacity>,
-    /// Why the ramp stopped.
-    pub stopped: String,
-    pub server: Option<ServerSample>,
-    pub ok: bool,
-}
-
-impl RampReport {
-    pub fn failures(&self) -> Vec<String> {
-        let mut failures = Vec::new();
-        if self.connect_failures > 0 {
-            failures.push(format!("{} clients failed to connect", self.connect_failures));
-        }
-        if self.capacity.is_none() {
-            failures.push(format!("no step passed: {}", self.stopped));
-        }
-        failures
-    }
-
-    pub fn table(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "  target             {}", target(&self.meta, self.rooms));
-        let _ = writeln!(
-            out,
-            "  clients            {} rooms × {} = {} connected in {:.2} s; steps of {} s, ×{}, p99 bound {} ms",
-            self.rooms,
-            self.clients_per_room,
-            self.clients_connected,
-            self.connect_s,
-            self.step_s,
-            self.factor,
-            self.p99_bound_ms
-        );
-        let _ = writeln!(
-            out,
-            "  {:>4} {:>8} {:>10} {:>12} {:>8} {:>8} {:>8} {:>7} {:>7}  verdict",
-            "step", "rate/s", "edits/s", "deliveries/s", "p50 ms", "p99 ms", "max ms", "srv %", "gen %"
-        );
-        for step in &self.steps {
-            let l = &step.latency_ms;
-            let _ = writeln!(
-                out,
-                "  {:>4} {:>8.2} {:>10.1} {:>12.1} {:>8} {:>8} {:>8} {:>7} {:>7}  {}",
-                step.step,
-                step.rate,
-                step.edits_per_s,
-                step.deliveries_per_s,
-                show(l.p50),
-                show(l.p99),
-                show(l.max),
-                show(step.server_cpu_percent.map(|c| c.round())),
-                show(step.loadgen_cpu_percent.map(|c| c.round())),
-                if step.passed { "pass".to_owned() } else { format!("FAIL: {}", step.verdict) }
-            );
-        }
-        let capacity = match &self.capacity {
-            Some(c) => format!(
-                "{:.1} edits/s, {:.1} deliveries/s (rate {}/s per client, p99 {} ms)",
-                c.edits_per_s,
-                c.deliveries_per_s,
-                c.rate,
-                show(c.p99_ms)
-            ),
-            None => "none: the first step failed".into(),
-        };
-        let _ = writeln!(out, "  capacity           {capacity}");
-        let _ = writeln!(out, "  stopped            {}", self.stopped);
-        if let Some(server) = &self.server {
-            let _ = writeln!(out, "  server             {}", server.show());
-        }
-        out
-    }
-}
-
-/// Cold load, seed phase.
-#[derive(Debug, Clone, Serialize)]
-pub struct SeedReport {
-    #[serde(flatten)]
-    pub meta: RunMeta,
-    pub rooms: u32,
-    /// Updates written into each room.
-    pub history: u32,
-    pub updates_sent: u64,
-    pub seed_s: f64,
-    pub updates_per_s: f64,
-    /// Rooms a fresh client found complete (every update there) after seeding.
-    pub rooms_verified: u64,
-    pub rooms_failed: u64,
-    /// Bytes of one room's document (state as one update), as the verifying client saw it.
-    pub document_bytes: Option<u64>,
-    pub server: Option<ServerSample>,
-    pub ok: bool,
-}
-
-impl SeedReport {
-    pub fn failures(&self) -> Vec<String> {
-        if self.rooms_failed > 0 {
-            vec![format!("{} of {} rooms were not seeded completely", self.rooms_failed, self.rooms)]
-        } else {
-            Vec::new()
-        }
-    }
-
-    pub fn table(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "  target             {}", target(&self.meta, self.rooms));
-        let _ = writeln!(
-            out,
-            "  seeded             {} updates ({} per room) in {:.2} s ({:.1}/s); {} rooms verified, {} failed; document {} bytes",
-            self.updates_sent,
-            self.history,
-            self.seed_s,
-            self.updates_per_s,
-            self.rooms_verified,
-            self.rooms_failed,
-            self.document_bytes.map_or_else(|| "-".into(), |b| b.to_string())
-        );
-        if let Some(server) = &self.server {
-            let _ = writeln!(out, "  server             {}", server.show());
-        }
-        out
-    }
-}
-
-/// Cold load, measure phase: every seeded room opened once.
-#[derive(Debug, Clone, Serialize)]
-pub struct ColdLoadReport {
-    #[serde(flatten)]
-    pub meta: RunMeta,
-    pub rooms: u32,
-    pub clients_per_room: u32,
-    pub history: u32,
-    pub connect_concurrency: u32,
-    /// From the first connection attempt until every client had its first sync.
-    pub open_all_s: f64,
-    pub rooms_per_s: f64,
-    /// Per client: from starting to connect until sync step 2 arrived.
-    pub first_sync_ms: LatencySummary,
-    /// Per client: from starting to connect until the whole seeded history was in its document
-    /// (a server may answer the handshake before its store has loaded the room).
-    pub content_ms: LatencySummary,
-    pub connect_failures: u64,
-    /// Rooms whose client found every seeded update.
-    pub rooms_complete: u64,
-    pub rooms_incomplete: u64,
-    /// Server memory with every room open (and CPU over the opening).
-    pub server: Option<ServerSample>,
-    pub ok: bool,
-}
-
-impl ColdLoadReport {
-    pub fn failures(&self) -> Vec<String> {
-        let mut failures = Vec::new();
-        if self.connect_failures > 0 {
-            failures.push(format!("{} clients failed to connect or sync", self.connect_failures));
-        }
-        if self.rooms_incomplete > 0 {
-            failures.push(format!("{} of {} rooms came back incomplete", self.rooms_incomplete, self.rooms));
-        }
-        failures
-    }
-
-    pub fn table(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "  target             {}", target(&self.meta, self.rooms));
-        let _ = writeln!(
-            out,
-            "  opened             {} rooms × {} ({} updates of history each) in {:.2} s ({:.1} rooms/s), {} at a time",
-            self.rooms,
-            self.clients_per_room,
-            self.history,
-            self.open_all_s,
-            self.rooms_per_s,
-            self.connect_concurrency
-        );
-        let _ = writeln!(out, "  first sync ms      {}", show_latency(&self.first_sync_ms));
-        let _ = writeln!(out, "  full history ms    {}", show_latency(&self.content_ms));
-        let _ = writeln!(
-            out,
-            "  content            {} rooms complete, {} incomplete; {} connection failures",
-            self.rooms_complete, self.rooms_incomplete, self.connect_failures
-        );
-        if let Some(server) = &self.server {
-            let _ = writeln!(out, "  server             {}", server.show());
-        }
-        out
-    }
-}
-
-/// Reconnect storm: every client dropped at once and reconnected.
-#[derive(Debug, Clone, Serialize)]
-pub struct StormReport {
-    #[serde(flatten)]
-    pub meta: RunMeta,
-    pub rooms: u32,
-    pub clients_per_room: u32,
-    pub clients_connected: u64,
-    pub connect_failures: u64,
-    pub reconnect_concurrency: u32,
-    /// Clients dropped (all connected ones).
-    pub dropped: u64,
-    pub resynced: u64,
-    /// Clients that could not reconnect or resync within the timeout.
-    pub resync_failures: u64,
-    /// From the drop until the last client had resynced.
-    pub all_resynced_s: f64,
-    /// Per client: from the drop until its sync step 2 arrived.
-    pub resync_ms: LatencySummary,
-    /// Rooms whose clients all hold the same state afterwards (the offline edits included).
-    pub rooms_converged: u64,
-    pub rooms_not_converged: u64,
-    pub convergence_wait_s: f64,
-    /// Over the storm (drop to convergence).
-    pub server: Option<ServerSample>,
-    pub ok: bool,
-}
-
-impl StormReport {
-    pub fn failures(&self) -> Vec<String> {
-        let mut failures = Vec::new();
-        if self.connect_failures > 0 {
-            failures.push(format!("{} clients failed to connect before the storm", self.connect_failures));
-        }
-        if self.resync_failures > 0 {
-            failures.push(format!("{} clients failed to reconnect and resync", self.resync_failures));
-        }
-        if self.rooms_not_converged > 0 {
-            failures.push(format!("{} of {} rooms did not converge", self.rooms_not_converged, self.rooms));
-        }
-        failures
-    }
-
-    pub fn table(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "  target             {}", target(&self.meta, self.rooms));
-        let _ = writeln!(
-            out,
-            "  storm              {} clients dropped at once, {} resynced, {} failed ({} reconnecting at a time)",
-            self.dropped, self.resynced, self.resync_failures, self.reconnect_concurrency
-        );
-        let _ = writeln!(out, "  all resynced after {:.3} s", self.all_resynced_s);
-        let _ = writeln!(out, "  resync ms          {}", show_latency(&self.resync_ms));
-        let _ = writeln!(
-            out,
-            "  converged          {} of {} rooms ({} not), after {:.2} s",
-            self.rooms_converged, self.rooms, self.rooms_not_converged, self.convergence_wait_s
-        );
-        if let Some(server) = &self.server {
-            let _ = writeln!(out, "  server             {}", server.show());
-        }
-        out
-    }
-}
-
-/// Idle memory: open rooms, no traffic, the server's resident memory per room and connection.
-#[derive(Debug, Clone, Serialize)]
-pub struct IdleReport {
-    #[serde(flatten)]
-    pub meta: RunMeta,
-    pub rooms: u32,
-    pub clients_per_room: u32,
-    pub connections: u64,
-    pub connect_failures: u64,
-    pub connect_s: f64,
-    pub settle_s: f64,
-    /// `VmRSS` before the first connection.
-    pub rss_before_mib: f64,
-    /// `VmRSS` with every room open, after settling.
-    pub rss_open_mib: f64,
-    /// (open − before) ÷ rooms: a room with its clients.
-    pub per_room_kib: f64,
-    /// (open − before) ÷ connections.
-    pub per_connection_kib: f64,
-    /// Clients added to every room for the second census (0: none).
-    pub extra_connections: u64,
-    pub rss_extra_mib: Option<f64>,
-    /// (extra − open) ÷ extra connections: one more connection to an open room.
-    pub per_extra_connection_kib: Option<f64>,
-    /// per_room − clients_per_room × per_extra_connection: the room alone.
-    pub per_room_alone_kib: Option<f64>,
-    pub peak_rss_mib: Option<f64>,
-    pub ok: bool,
-}
-
-impl IdleReport {
-    pub fn failures(&self) -> Vec<String> {
-        if self.connect_failures > 0 {
-            vec![format!("{} clients failed to connect", self.connect_failures)]
-        } else {
-            Vec::new()
-        }
-    }
-
-    pub fn table(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "  target             {}", target(&self.meta, self.rooms));
-        let _ = writeln!(
-            out,
-            "  opened             {} rooms × {} = {} connections in {:.2} s ({} failed), settled {} s",
-            self.rooms,
-            self.clients_per_room,
-            self.connections,
-            self.connect_s,
-            self.connect_failures,
-            self.settle_s
-        );
-        let _ = writeln!(
-            out,
-            "  server rss         {:.1} MiB before, {:.1} MiB open: {:.1} KiB per room, {:.1} KiB per connection",
-            self.rss_before_mib, self.rss_open_mib, self.per_room_kib, self.per_connection_kib
-        );
-        if let (Some(rss), Some(per)) = (self.rss_extra_mib, self.per_extra_connection_kib) {
-            let _ = writeln!(
-                out,
-                "  extra connections  {} more: {:.1} MiB, {:.1} KiB per extra connection; a room alone {} KiB",
-                self.extra_connections,
-                rss,
-                per,
-                show(self.per_room_alone_kib)
-            );
-        }
-        out
-    }
-}
-
-/// The result of any scenario.
-#[derive(Debug, Clone)]
+#[serde(untagged)]
 pub enum Outcome {
     Edit(Report),
     Ramp(RampReport),
@@ -690,41 +321,72 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn table(&self) -> String {
+    fn report(&self) -> &dyn ScenarioReport {
         match self {
-            Self::Edit(r) => r.table(),
-            Self::Ramp(r) => r.table(),
-            Self::Seed(r) => r.table(),
-            Self::ColdLoad(r) => r.table(),
-            Self::Storm(r) => r.table(),
-            Self::Idle(r) => r.table(),
+            Self::Edit(r) => r,
+            Self::Ramp(r) => r,
+            Self::Seed(r) => r,
+            Self::ColdLoad(r) => r,
+            Self::Storm(r) => r,
+            Self::Idle(r) => r,
         }
+    }
+
+    pub fn table(&self) -> String {
+        self.report().table()
     }
 
     pub fn failures(&self) -> Vec<String> {
-        match self {
-            Self::Edit(r) => r.failures(),
-            Self::Ramp(r) => r.failures(),
-            Self::Seed(r) => r.failures(),
-            Self::ColdLoad(r) => r.failures(),
-            Self::Storm(r) => r.failures(),
-            Self::Idle(r) => r.failures(),
-        }
+        self.report().failures()
     }
 
+    /// The report as one line of JSON.
     pub fn json_line(&self) -> Result<String, serde_json::Error> {
-        match self {
-            Self::Edit(r) => serde_json::to_string(r),
-            Self::Ramp(r) => serde_json::to_string(r),
-            Self::Seed(r) => serde_json::to_string(r),
-            Self::ColdLoad(r) => serde_json::to_string(r),
-            Self::Storm(r) => serde_json::to_string(r),
-            Self::Idle(r) => serde_json::to_string(r),
-        }
+        serde_json::to_string(self)
     }
 
     pub fn ok(&self) -> bool {
         self.failures().is_empty()
+    }
+}
+
+/// What every scenario's report tells: why it failed, and a table for people.
+pub trait ScenarioReport {
+    /// Why the run failed, if it did (empty: it passed).
+    fn failures(&self) -> Vec<String>;
+    /// The human-readable table.
+    fn table(&self) -> String;
+}
+
+/// A report's table: `  label              value` rows, the label column 18 wide.
+pub(crate) struct Table(String);
+
+impl Table {
+    /// A table whose first row is the run's target.
+    pub(crate) fn new(meta: &RunMeta, rooms: u32) -> Self {
+        let mut table = Self(String::new());
+        table.row("target", target(meta, rooms));
+        table
+    }
+
+    pub(crate) fn row(&mut self, label: &str, value: impl Display) {
+        let _ = writeln!(self.0, "  {label:<18} {value}");
+    }
+
+    /// A line of its own (a grid's), indented like the rows.
+    pub(crate) fn line(&mut self, text: impl Display) {
+        let _ = writeln!(self.0, "  {text}");
+    }
+
+    /// The server's figures, when it was measured.
+    pub(crate) fn server(&mut self, server: Option<&ServerSample>) {
+        if let Some(server) = server {
+            self.row("server", server.show());
+        }
+    }
+
+    pub(crate) fn finish(self) -> String {
+        self.0
     }
 }
 

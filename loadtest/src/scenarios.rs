@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dojo_room_client::SyncClient;
 use dojo_sync_protocol::canvas::{self, CanvasNode, Position};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -13,14 +14,15 @@ use tokio::time::Instant;
 use yrs::{Any, Doc, Map, Number, Out, ReadTxn, StateVector, Transact, TransactionMut, WriteTxn};
 
 use crate::bench::{self, SharedReceived};
-use crate::client::SyncClient;
-use crate::config::Config;
-use crate::report::{
-    ColdLoadReport, IdleReport, LatencySummary, SeedReport, StormReport, kib_to_mib, per_second, round3,
-};
-use crate::run::{
-    Context, ERRORS_LOGGED, Member, Target, close_all, connect_all, connect_and_prepare, connect_client,
+use crate::clients::{
+    ERRORS_LOGGED, Member, Target, close_all, connect_all, connect_and_prepare, connect_client,
     group_by_room, wait_converged, warn_unconverged,
+};
+use crate::config::Config;
+use crate::context::Context;
+use crate::report::{
+    ColdLoadReport, IdleReport, LatencySummary, ScenarioReport, SeedReport, StormReport, kib_to_mib,
+    per_second, round3,
 };
 
 /// The root map where seeding counts its updates: `cold.n` = updates written so far.
@@ -234,7 +236,7 @@ pub(crate) async fn storm(config: &Config, context: &Context) -> StormReport {
     tracing::info!(clients = members.len(), concurrency, "dropping every connection at once");
 
     // What the clients were sent while connecting is in their documents before they go offline.
-    crate::run::catch_up_all(&members).await;
+    crate::clients::catch_up_all(&members).await;
     let mark = context.meter.mark();
     let dropped_at = Instant::now();
     let offline: Vec<Offline> = members

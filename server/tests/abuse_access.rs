@@ -10,7 +10,7 @@ mod common;
 use common::database::{Backend, TestDatabase};
 use common::{TestServer, WAIT, node};
 use dojo_auth::{Claims, Grants, Minter, Permission};
-use dojo_loadtest::SyncClient;
+use dojo_room_client::SyncClient;
 use dojo_sync_protocol::{canvas, hocuspocus};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{TestServer, WAIT, node};
 use dojo_auth::{Claims, Grants, Minter, Permission};
-use dojo_loadtest::{Framing, SyncClient};
+use dojo_room_client::{Framing, SyncClient};
 use dojo_sync_protocol::canvas;
 use dojo_sync_protocol::hocuspocus::{Message as HocusMessage, encode};
 use futures_util::{SinkExt, StreamExt};
@@ -341,7 +341,7 @@ async fn flooding_anonymous_socket(addr: SocketAddr, frame_bytes: usize, total: 
 }
 
 fn rss_kib() -> u64 {
-    dojo_loadtest::procfs::Process::current().status_kib("VmRSS").expect("VmRSS")
+    common::procfs::status_kib(None, "VmRSS").expect("VmRSS")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::runs::{RunApi, SECRET, token};
 use common::{TestServer, WAIT};
 use dojo_accounts::{NewRun, NewRunNode};
-use dojo_loadtest::SyncClient;
+use dojo_room_client::SyncClient;
 use dojo_sync_protocol::canvas::{self, CanvasNode, Position};
 use dojo_sync_protocol::update::MAX_TYPE_DEPTH;
 use reqwest::{Method, StatusCode};

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use common::{TestServer, WAIT, node};
 use dojo_auth::{Claims, Grants, Minter, Permission};
-use dojo_loadtest::procfs::Process;
-use dojo_loadtest::{Framing, SyncClient};
+use dojo_room_client::{Framing, SyncClient};
 use dojo_sync_protocol::canvas;
 use dojo_sync_protocol::codec::{FrameLimits, decode_frame, encode_message};
 use futures_util::{SinkExt, StreamExt};
@@ -308,7 +307,7 @@ impl MeasuredServer {
     }
 
     fn memory_kib(&self, field: &str) -> u64 {
-        Process::pid(self.started.child.id()).status_kib(field).expect("/proc status")
+        common::procfs::status_kib(Some(self.started.child.id()), field).expect("/proc status")
     }
 
     fn url(&self, room: &str, token: &str) -> String {

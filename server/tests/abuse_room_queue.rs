@@ -11,8 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::WAIT;
-use dojo_loadtest::SyncClient;
-use dojo_loadtest::procfs::Process;
+use dojo_room_client::SyncClient;
 use dojo_sync_protocol::canvas;
 use dojo_sync_protocol::codec::encode_message;
 use dojo_test_support::TestDatabase;
@@ -68,7 +67,7 @@ impl Server {
     }
 
     fn rss_mib(&self) -> u64 {
-        Process::pid(self.started.child.id()).status_kib("VmRSS").expect("/proc status") / 1024
+        common::procfs::status_kib(Some(self.started.child.id()), "VmRSS").expect("/proc status") / 1024
     }
 
     fn url(&self, room: &str) -> String {

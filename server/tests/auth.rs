@@ -106,15 +106,15 @@ async fn upgrade_status(url: &str) -> Option<u16> {
 }
 
 /// A client in `room` with `token`, synced.
-async fn joined(server: &TestServer, room: &str, token: &str) -> dojo_loadtest::SyncClient {
+async fn joined(server: &TestServer, room: &str, token: &str) -> dojo_room_client::SyncClient {
     let client =
-        dojo_loadtest::SyncClient::connect(&server.url_with_token(room, token)).await.expect("connect");
+        dojo_room_client::SyncClient::connect(&server.url_with_token(room, token)).await.expect("connect");
     client.wait_synced(WAIT).await.expect("synced");
     client
 }
 
 /// Adds a node through `client` (sent to the server like any edit).
-async fn add_node(client: &dojo_loadtest::SyncClient, id: &str, x: f64) {
+async fn add_node(client: &dojo_room_client::SyncClient, id: &str, x: f64) {
     client.edit(|txn| canvas::write_node(txn, &node(id, x))).await.expect("edit").expect("node");
 }
 
@@ -357,7 +357,7 @@ async fn a_token_with_grants_opens_exactly_its_rooms() {
     ));
     let service = token_with(claims);
     // No workflow claims these rooms; the grants alone open them.
-    let writer = dojo_loadtest::SyncClient::connect(&server.url_with_token("render-job-1", &service))
+    let writer = dojo_room_client::SyncClient::connect(&server.url_with_token("render-job-1", &service))
         .await
         .expect("connect");
     writer.wait_synced(WAIT).await.expect("synced");
@@ -375,7 +375,7 @@ async fn a_connection_ends_when_its_token_expires() {
     let mut claims = Claims::new("short-lived", 0);
     claims.exp = dojo_auth::unix_now() + 2;
     claims.grants = Some(Grants([("room".to_owned(), Permission::Write)].into()));
-    let client = dojo_loadtest::SyncClient::connect(&server.url_with_token("room", &token_with(claims)))
+    let client = dojo_room_client::SyncClient::connect(&server.url_with_token("room", &token_with(claims)))
         .await
         .expect("connect");
     client.wait_synced(WAIT).await.expect("synced");

@@ -11,7 +11,7 @@ use common::database::{Backend, TestDatabase};
 use common::process::ServerProcess;
 use common::redis::Redis;
 use common::{WAIT, node};
-use dojo_loadtest::SyncClient;
+use dojo_room_client::SyncClient;
 use dojo_sync_protocol::canvas;
 use yrs::{Doc, Transact};
 

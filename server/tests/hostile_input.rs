@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{TestServer, WAIT};
-use dojo_loadtest::SyncClient;
+use dojo_room_client::SyncClient;
 use dojo_sync_protocol::canvas::{self, CanvasNode, Position};
 use rand::{Rng, SeedableRng};
 use tokio_tungstenite::tungstenite::Message as WsMessage;

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{TestServer, WAIT};
-use dojo_loadtest::SyncClient;
+use dojo_room_client::SyncClient;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_metrics_answer_over_http() {

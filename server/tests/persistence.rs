@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::database::{Backend, TestDatabase};
 use common::process::{BINARY, ServerProcess};
 use common::{TestServer, WAIT, node};
-use dojo_loadtest::SyncClient;
+use dojo_room_client::SyncClient;
 use dojo_sync_protocol::canvas::{self, CanvasEdge, CanvasGraph, Position};
 use serde_json::{Value, json};
 use tokio::time::Instant;

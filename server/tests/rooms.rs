@@ -3,7 +3,7 @@
 mod common;
 
 use common::{TestServer, WAIT, node};
-use dojo_loadtest::SyncClient;
+use dojo_room_client::SyncClient;
 use dojo_sync_protocol::canvas::{self, CanvasEdge};
 use serde_json::json;
 use yrs::sync::AwarenessUpdate;

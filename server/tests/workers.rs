@@ -87,7 +87,7 @@ const NODES: [&str; 7] = ["p1", "quick", "soft", "p2", "slow", "gen", "up"];
 
 /// Two provider chains and a local one: `p1 → quick → soft`, `p2 → slow`, `gen → up`. Three
 /// nodes cost 1 credit each (quick, slow, gen).
-async fn build_graph(api: &RunApi, room: &str, token: &str, client: &dojo_loadtest::SyncClient) {
+async fn build_graph(api: &RunApi, room: &str, token: &str, client: &dojo_room_client::SyncClient) {
     write_graph(
         api,
         room,

@@ -12,13 +12,13 @@ use reqwest::{Method, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{Http, RemoteCancel, auth_value, same_origin, truncate};
+use super::http::{Http, RemoteCancel, auth_value, join, truncate};
 use super::{
     ApiKey, Progress, ProviderConfig, download_result, image_input, job_deadline, last_percent, model,
-    output_port, params_object, pause, prompt,
+    output_port, params_with_prompt, pause,
 };
 use crate::catalog::PortType;
-use crate::engine::{NodeContext, NodeError, NodeRunner};
+use crate::node::{NodeContext, NodeError, NodeRunner};
 use crate::value::{OutputValue, Outputs};
 
 pub struct FalRunner {
@@ -72,26 +72,19 @@ impl FalRunner {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}/{path}", self.base.as_str().trim_end_matches('/'))
+        join(&self.base, path)
     }
 
     /// A URL from fal's answer if it points at the queue we use, else the documented one
     /// (`{queue}/{owner}/{app}/requests/{id}…`: the app id without the endpoint's sub-path).
     fn trusted(&self, given: Option<&str>, fallback: String) -> Result<Url, NodeError> {
-        if let Some(url) = given.and_then(|u| same_origin(u, &self.base)) {
-            return Ok(url);
-        }
-        Url::parse(&fallback).map_err(|_| self.http.invalid("a queue URL could not be built"))
+        self.http.trusted(&self.base, given, fallback, "a queue URL")
     }
 
     /// The endpoint and its input. Image inputs go inline as data URIs, under the name each
     /// model documents; Luma Ray 2 has a separate image-to-video endpoint.
     async fn request(&self, ctx: &NodeContext<'_>, model: &str) -> Result<(String, Value), NodeError> {
-        let mut input = params_object(ctx);
-        let required = ctx.node_type.input("prompt").is_some_and(|p| p.required);
-        if let Some(prompt) = prompt(ctx, required)? {
-            input.insert("prompt".into(), Value::String(prompt));
-        }
+        let mut input = params_with_prompt(ctx)?;
         let mut endpoint = model.to_owned();
         if let Some(image) = image_input(ctx, "image").await? {
             let uri = image.data_uri();

@@ -2,9 +2,8 @@
 //! exponential backoff and jitter (`backon`) that honour `Retry-After`, readable errors from each
 //! provider's error bodies, bounded downloads, and the remote cancel sent when a job is abandoned.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::{self, HeaderMap, HeaderValue};
@@ -12,10 +11,18 @@ use reqwest::{Method, RequestBuilder, Response, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+mod cancel;
+mod messages;
+
+pub(crate) use cancel::RemoteCancel;
+#[cfg(test)]
+use messages::seconds_in_text;
+pub(crate) use messages::{body_retry_after, error_message, header_retry_after, plain_text, truncate};
+
 use super::public_address::{check_url, refused_address};
 use super::{ApiKey, ProviderConfig, RetryPolicy};
 use crate::catalog::ProviderName;
-use crate::engine::NodeError;
+use crate::node::NodeError;
 
 /// Error and status bodies are small; anything bigger is not worth reading into a message.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
@@ -276,6 +283,27 @@ impl Http {
     pub(crate) fn invalid(&self, message: impl Into<String>) -> NodeError {
         NodeError::Provider { provider: self.provider, message: message.into() }
     }
+
+    /// A URL from a provider's answer (to poll, fetch or cancel a job) if it is on the origin of
+    /// `base` (it will carry our key, see [`same_origin`]), else `fallback`, the documented one;
+    /// `what` names it when even that does not parse.
+    pub(crate) fn trusted(
+        &self,
+        base: &Url,
+        given: Option<&str>,
+        fallback: String,
+        what: &str,
+    ) -> Result<Url, NodeError> {
+        if let Some(url) = given.and_then(|u| same_origin(u, base)) {
+            return Ok(url);
+        }
+        Url::parse(&fallback).map_err(|_| self.invalid(format!("{what} could not be built")))
+    }
+}
+
+/// `{base}/{path}`, whether or not the configured base URL ends with a slash.
+pub(crate) fn join(base: &Url, path: &str) -> String {
+    format!("{}/{path}", base.as_str().trim_end_matches('/'))
 }
 
 /// A downloaded (or decoded) result, before its type is checked.
@@ -376,131 +404,6 @@ async fn read_body(response: &mut Response, max: u64, timeout: Duration) -> Resu
     }
 }
 
-/// The human part of an error body, for every provider's shape:
-/// OpenAI `{"error": {"message", "code"}}`, Replicate `{"title", "detail"}`, fal `{"detail": "…"}`
-/// or FastAPI's `{"detail": [{"loc", "msg"}]}`, Stability `{"name", "errors": ["…"]}`.
-pub(crate) fn error_message(json: &Value) -> String {
-    let text = |v: &Value| v.as_str().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
-    let message = if let Some(m) = json.pointer("/error/message").and_then(text) {
-        m
-    } else if let Some(m) = json.get("error").and_then(text) {
-        m
-    } else if let Some(m) = json.get("detail").and_then(text) {
-        m
-    } else if let Some(items) = json.get("detail").and_then(Value::as_array) {
-        items
-            .iter()
-            .filter_map(|item| {
-                let msg = item.get("msg").and_then(text).or_else(|| text(item))?;
-                let loc: Vec<String> = item
-                    .get("loc")
-                    .and_then(Value::as_array)
-                    .map(|l| {
-                        l.iter()
-                            .filter(|p| p.as_str() != Some("body"))
-                            .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                Some(if loc.is_empty() { msg } else { format!("{}: {msg}", loc.join(".")) })
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
-    } else if let Some(errors) = json.get("errors").and_then(Value::as_array) {
-        let joined = errors.iter().filter_map(text).collect::<Vec<_>>().join("; ");
-        match json.get("name").and_then(text) {
-            Some(name) if !joined.is_empty() => format!("{name}: {joined}"),
-            Some(name) => name,
-            None => joined,
-        }
-    } else if let Some(m) = json.get("message").and_then(text) {
-        m
-    } else {
-        json.get("title").and_then(text).unwrap_or_default()
-    };
-    truncate(&message, MAX_MESSAGE_CHARS)
-}
-
-fn plain_text(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    // An HTML error page says nothing useful on a canvas node.
-    if text.starts_with('<') {
-        return String::new();
-    }
-    truncate(text, MAX_MESSAGE_CHARS)
-}
-
-pub(crate) fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
-/// `Retry-After` (seconds or an HTTP date), or OpenAI's `retry-after-ms`.
-pub(crate) fn header_retry_after(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok())
-        && let Ok(ms) = ms.trim().parse::<f64>()
-        && ms.is_finite()
-        && ms >= 0.0
-    {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
-    }
-    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
-}
-
-/// A wait given in the body: `retry_after` (Replicate; seconds), or a sentence such as
-/// "Request was throttled. Expected available in 2 seconds." / "resets in ~30s".
-pub(crate) fn body_retry_after(json: &Value) -> Option<Duration> {
-    let number = |v: &Value| v.as_f64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
-    let secs = json
-        .get("retry_after")
-        .and_then(number)
-        .or_else(|| json.pointer("/error/retry_after").and_then(number))
-        .or_else(|| {
-            ["/detail", "/error/message", "/message", "/title"]
-                .iter()
-                .filter_map(|p| json.pointer(p).and_then(Value::as_str))
-                .find_map(seconds_in_text)
-        })?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
-}
-
-/// The first number in `text` followed by a unit of seconds ("2 seconds", "~30s", "1.5 sec").
-pub(crate) fn seconds_in_text(text: &str) -> Option<f64> {
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if !bytes[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
-            i += 1;
-        }
-        let number = &text[start..i];
-        let rest = text[i..].trim_start();
-        // The unit must be a word of its own: "30s" and "2 seconds", not "3 steps".
-        let unit = ["seconds", "second", "secs", "sec", "s"].into_iter().find(|unit| {
-            rest.strip_prefix(unit)
-                .is_some_and(|after| after.chars().next().is_none_or(|c| !c.is_ascii_alphabetic()))
-        });
-        if unit.is_some()
-            && let Ok(value) = number.trim_end_matches('.').parse::<f64>()
-        {
-            return Some(value);
-        }
-    }
-    None
-}
-
 /// The `Authorization` header value, marked sensitive so reqwest never shows it in `Debug`.
 pub(crate) fn auth_value(scheme: &str, key: &ApiKey) -> Result<HeaderValue, CallError> {
     let mut value = HeaderValue::from_str(&format!("{scheme} {}", key.expose()))
@@ -519,84 +422,10 @@ pub(crate) fn same_origin(url: &str, base: &Url) -> Option<Url> {
     .then_some(url)
 }
 
-/// A request that cancels a remote job, sent if the job is abandoned before it finishes: when
-/// the run is cancelled, when the node times out, or when the node's future is dropped for any
-/// other reason (the engine drops it at once on cancellation, so `Drop` is where that happens).
-pub(crate) struct RemoteCancel {
-    http: Http,
-    call: Option<Arc<CancelCall>>,
-}
-
-struct CancelCall {
-    method: Method,
-    url: Url,
-    auth: HeaderValue,
-    job: String,
-}
-
-impl RemoteCancel {
-    pub(crate) fn arm(http: &Http, method: Method, url: Url, auth: HeaderValue, job: &str) -> Self {
-        Self {
-            http: http.clone(),
-            call: Some(Arc::new(CancelCall { method, url, auth, job: job.to_owned() })),
-        }
-    }
-
-    /// The job ended on its own: nothing to cancel.
-    pub(crate) fn disarm(&mut self) {
-        self.call = None;
-    }
-
-    /// Cancels now and waits for the answer (bounded by the request timeout and retry budget).
-    /// Disarmed only once sent: if this future is dropped halfway, `Drop` sends it again (a
-    /// second cancel of the same job is harmless; a lost one keeps it running).
-    pub(crate) async fn cancel_now(&mut self) {
-        if let Some(call) = self.call.clone() {
-            send_cancel(self.http.clone(), call).await;
-            self.call = None;
-        }
-    }
-}
-
-impl Drop for RemoteCancel {
-    fn drop(&mut self) {
-        let Some(call) = self.call.take() else { return };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(send_cancel(self.http.clone(), call));
-            }
-            Err(_) => tracing::warn!(
-                provider = %self.http.provider,
-                job = %call.job,
-                "no runtime to cancel an abandoned remote job; it will run to its end"
-            ),
-        }
-    }
-}
-
-async fn send_cancel(http: Http, call: Arc<CancelCall>) {
-    let result = http
-        .call("cancelling the job", http.request_timeout, MAX_ERROR_BODY, || {
-            Ok(http
-                .request(call.method.clone(), call.url.as_str())
-                .header(header::AUTHORIZATION, call.auth.clone()))
-        })
-        .await;
-    match result {
-        Ok(_) => tracing::info!(provider = %http.provider, job = %call.job, "cancelled the remote job"),
-        // Already finished (Replicate answers 200 with the final state; fal 400 ALREADY_COMPLETED).
-        Err(Failure { error: CallError::Status { status: 400 | 404 | 409, .. }, .. }) => {
-            tracing::info!(provider = %http.provider, job = %call.job, "the remote job had already ended")
-        }
-        Err(failure) => {
-            let provider = http.provider;
-            tracing::warn!(%provider, job = %call.job, %failure, "could not cancel the remote job")
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
     use super::*;
     use serde_json::json;
 

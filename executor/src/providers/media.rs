@@ -7,8 +7,8 @@ use std::io::Cursor;
 use image::{ImageFormat, ImageReader};
 
 use super::http::Downloaded;
-use crate::builtins::imaging;
 use crate::catalog::PortType;
+use crate::imaging;
 
 const PNG: &str = "image/png";
 /// What converting one image may allocate (a 16 MP RGBA16 image is 128 MiB).

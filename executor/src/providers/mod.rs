@@ -34,7 +34,8 @@ pub use replicate::ReplicateRunner;
 pub use stability::StabilityRunner;
 
 use crate::catalog::{PortType, ProviderName};
-use crate::engine::{Engine, NodeContext, NodeError, NodeRunner, ProgressSink};
+use crate::engine::Engine;
+use crate::node::{NodeContext, NodeError, NodeRunner, ProgressSink};
 use crate::value::{OutputValue, Outputs};
 use http::Http;
 
@@ -379,6 +380,17 @@ async fn image_input(ctx: &NodeContext<'_>, input: &str) -> Result<Option<InputI
 /// The node's resolved parameters as a JSON object (validation filled in every default).
 fn params_object(ctx: &NodeContext<'_>) -> Map<String, Value> {
     ctx.node.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// The parameters with the prompt input added as `prompt`, when wired (an error when the
+/// catalog requires it and it is empty): the request body of the queue providers.
+fn params_with_prompt(ctx: &NodeContext<'_>) -> Result<Map<String, Value>, NodeError> {
+    let mut input = params_object(ctx);
+    let required = ctx.node_type.input("prompt").is_some_and(|p| p.required);
+    if let Some(prompt) = prompt(ctx, required)? {
+        input.insert("prompt".into(), Value::String(prompt));
+    }
+    Ok(input)
 }
 
 /// Checks a downloaded result against the node's output and stores it.

@@ -16,7 +16,7 @@ use super::{
     params_object, prompt, store_result,
 };
 use crate::catalog::PortType;
-use crate::engine::{NodeContext, NodeError, NodeRunner};
+use crate::node::{NodeContext, NodeError, NodeRunner};
 use crate::value::{OutputValue, Outputs};
 
 pub struct OpenAiRunner {

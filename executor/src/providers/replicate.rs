@@ -15,13 +15,13 @@ use reqwest::{Method, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{Http, RemoteCancel, auth_value, same_origin, truncate};
+use super::http::{Http, RemoteCancel, auth_value, join, truncate};
 use super::{
     ApiKey, Progress, ProviderConfig, download_result, image_input, job_deadline, last_percent, model,
-    output_port, params_object, pause, prompt,
+    output_port, params_with_prompt, pause,
 };
 use crate::catalog::PortType;
-use crate::engine::{NodeContext, NodeError, NodeRunner};
+use crate::node::{NodeContext, NodeError, NodeRunner};
 use crate::value::{OutputValue, Outputs};
 
 /// Models whose image output format can be chosen: PNG, so the built-in tools read it as is.
@@ -72,23 +72,16 @@ impl ReplicateRunner {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}/{path}", self.base.as_str().trim_end_matches('/'))
+        join(&self.base, path)
     }
 
     /// A URL from Replicate's answer if it points at Replicate, else the documented one.
     fn trusted(&self, given: Option<&str>, fallback: String) -> Result<Url, NodeError> {
-        if let Some(url) = given.and_then(|u| same_origin(u, &self.base)) {
-            return Ok(url);
-        }
-        Url::parse(&fallback).map_err(|_| self.http.invalid("a prediction URL could not be built"))
+        self.http.trusted(&self.base, given, fallback, "a prediction URL")
     }
 
     async fn input(&self, ctx: &NodeContext<'_>, model: &str) -> Result<Value, NodeError> {
-        let mut input = params_object(ctx);
-        let required = ctx.node_type.input("prompt").is_some_and(|p| p.required);
-        if let Some(prompt) = prompt(ctx, required)? {
-            input.insert("prompt".into(), Value::String(prompt));
-        }
+        let mut input = params_with_prompt(ctx)?;
         if let Some(image) = image_input(ctx, "image").await? {
             // Flux Ultra calls its image input an image prompt; the others call it `image`.
             let field =

@@ -14,7 +14,7 @@ use super::http::{CallError, Downloaded, Http, auth_value};
 use super::{
     ApiKey, InputImage, Progress, ProviderConfig, image_input, model, params_object, prompt, store_result,
 };
-use crate::engine::{NodeContext, NodeError, NodeRunner};
+use crate::node::{NodeContext, NodeError, NodeRunner};
 use crate::value::Outputs;
 
 pub struct StabilityRunner {

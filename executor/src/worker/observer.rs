@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::document::RoomDocument;
 use super::now_millis;
-use crate::engine::{NodeState, RunEvent, RunObserver};
+use crate::events::{NodeState, RunEvent, RunObserver};
 use crate::value::{OutputValue, Outputs};
 
 /// Attempts for a database write of a final state before giving up (the hold then expires and

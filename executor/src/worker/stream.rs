@@ -137,6 +137,16 @@ impl StreamQueue {
         false
     }
 
+    /// The reply, or `None` after an error the queue recovered from (the caller reads again
+    /// later).
+    async fn or_recover<T>(&self, reply: redis::RedisResult<T>) -> Result<Option<T>, QueueError> {
+        match reply {
+            Ok(reply) => Ok(Some(reply)),
+            Err(error) if self.recover_from(&error).await => Ok(None),
+            Err(error) => Err(redis_error(error)),
+        }
+    }
+
     fn delivery(&self, entry: &StreamId, redelivered: bool) -> Option<Delivery> {
         let run_id: Option<String> = entry.get("run");
         match run_id {
@@ -181,15 +191,7 @@ impl StreamQueue {
                 StreamAutoClaimOptions::default().count(1),
             )
             .await;
-        let reply = match reply {
-            Ok(reply) => reply,
-            Err(error) => {
-                if !self.recover_from(&error).await {
-                    return Err(redis_error(error));
-                }
-                return Ok(None);
-            }
-        };
+        let Some(reply) = self.or_recover(reply).await? else { return Ok(None) };
         self.schedule.lock().await.reclaim_cursor = reply.next_stream_id.clone();
         // Entries trimmed from the stream while pending: nothing left to read.
         if !reply.deleted_ids.is_empty() {
@@ -241,15 +243,7 @@ impl StreamQueue {
             let mut connection = self.reads.lock().await;
             connection.xread_options(&[&self.settings.stream], &[">"], &options).await
         };
-        let reply = match reply {
-            Ok(reply) => reply,
-            Err(error) => {
-                if !self.recover_from(&error).await {
-                    return Err(redis_error(error));
-                }
-                return Ok(None);
-            }
-        };
+        let Some(reply) = self.or_recover(reply).await? else { return Ok(None) };
         for key in reply.map(|r| r.keys).unwrap_or_default() {
             for entry in &key.ids {
                 match self.delivery(entry, false) {

@@ -4,6 +4,7 @@
 
 pub mod database;
 pub mod process;
+pub mod procfs;
 pub mod redis;
 pub mod replicate;
 pub mod runs;
@@ -12,7 +13,7 @@ pub mod worker;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use dojo_loadtest::SyncClient;
+use dojo_room_client::SyncClient;
 use dojo_server::Config;
 use dojo_sync_protocol::canvas::{CanvasNode, Position};
 use tokio::net::TcpListener;

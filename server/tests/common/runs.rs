@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dojo_auth::{Claims, Minter};
-use dojo_loadtest::SyncClient;
+use dojo_room_client::SyncClient;
 use dojo_sync_protocol::canvas::{self, CanvasEdge, CanvasNode, Position};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

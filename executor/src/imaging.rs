@@ -1,5 +1,5 @@
-//! The pixel work of the built-in nodes: plain synchronous functions on decoded images, run by
-//! the built-in runner on tokio's blocking pool.
+//! The pixel work of the built-in nodes (and the providers' image checks): plain synchronous
+//! functions on decoded images, run by the built-in runner on tokio's blocking pool.
 //!
 //! Every image entering or leaving is bounded (side and pixel count) before memory for it is
 //! allocated, because images and sizes come from users.

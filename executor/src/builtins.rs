@@ -4,14 +4,15 @@
 //! pixel work on tokio's blocking pool (decoding, filtering and encoding a 16 MP image takes
 //! long enough to stall an async worker thread) and stores its result as a new asset.
 
-pub mod imaging;
+/// The pixel work lives in [`crate::imaging`]; kept reachable here, where it used to be.
+pub use crate::imaging;
 
 use async_trait::async_trait;
 use image::DynamicImage;
 
-use crate::engine::{NodeContext, NodeError, NodeRunner};
+use crate::imaging::ImagingError;
+use crate::node::{NodeContext, NodeError, NodeRunner};
 use crate::value::{OutputValue, Outputs};
-use imaging::ImagingError;
 
 const PNG: &str = "image/png";
 
