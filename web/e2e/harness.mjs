@@ -244,12 +244,15 @@ export async function placeNode(person, type, at) {
 /**
  * The stage of one test file: a server and a browser started before its tests and stopped after
  * them. Everyone who joined (`stage.people`) must have seen no page errors by the end.
+ * `started(stage)` runs once both are up (in the same hook: root-level hooks of a file are not
+ * ordered after one another).
  */
-export function stage() {
+export function stage({ started } = {}) {
   const stage = { server: undefined, browser: undefined, people: [] }
   before(async () => {
     stage.server = await startServer()
     stage.browser = await launchBrowser()
+    await started?.(stage)
   })
   after(async () => {
     for (const person of stage.people) {

@@ -4,7 +4,7 @@
 // instead; which case applies is read from the server's OpenAPI description.
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
-import { before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import {
   addFromPalette,
   api,
@@ -22,11 +22,11 @@ import {
 const RUNS_ROUTE = '/api/rooms/{room}/runs'
 const COMPOSE_ROUTE = '/api/rooms/{room}/compose'
 
-const theStage = stage()
 let routes
-
-before(async () => {
-  routes = await documentedRoutes(theStage.server)
+const theStage = stage({
+  started: async ({ server }) => {
+    routes = await documentedRoutes(server)
+  },
 })
 
 const pair = (title) => pairOnWorkflow(theStage, { owner: 'Runner', guest: 'Watcher', title })
