@@ -17,8 +17,13 @@ use yrs::{Doc, ReadTxn, Transact, Update};
 
 mod nesting;
 mod scan;
+mod write_rules;
 
-pub use nesting::{MAX_DELETION_PROBES, MAX_DOCUMENT_LOOKUPS, MAX_TYPE_DEPTH, NestingError, WriteRules};
+pub use nesting::{MAX_DELETION_PROBES, MAX_DOCUMENT_LOOKUPS, MAX_TYPE_DEPTH, NestingError};
+/// Deepest nesting of plain values accepted (the schema fixture states it).
+#[cfg(test)]
+pub(crate) use scan::MAX_ANY_DEPTH;
+pub use write_rules::WriteRules;
 
 /// An empty v1 update: no structs, no deletions. Applying something we already have yields it.
 const EMPTY_UPDATE_V1: [u8; 2] = [0, 0];

@@ -1,59 +1,31 @@
 // Two people on one workflow, each in a browser context of their own, against a real
 // dojo-server serving the built editor.
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import {
   addFromPalette,
-  api,
   centreOf,
   connectHandles,
-  createWorkflow,
   drag,
-  launchBrowser,
   nodeById,
   nodeIds,
   nodePosition,
-  openWorkflow,
+  pairOnWorkflow,
   screenshot,
-  signIn,
-  startServer,
+  stage,
   waitFor,
 } from './harness.mjs'
 
-let server
-let browser
-const people = []
-
-before(async () => {
-  server = await startServer()
-  browser = await launchBrowser()
-})
-
-after(async () => {
-  for (const person of people) {
-    assert.deepEqual(person.problems, [], `${person.name} saw no page errors`)
-    await person.context.close()
-  }
-  await browser?.close()
-  await server?.stop()
-})
+const theStage = stage()
 
 /** Alice creates a workflow and shares it with Bob (write, unless said otherwise); both open it. */
-async function pairOnWorkflow(title, permission = 'write') {
-  const alice = await signIn(browser, server, `Alice ${people.length}`)
-  const bob = await signIn(browser, server, `Bob ${people.length}`)
-  people.push(alice, bob)
-  const id = await createWorkflow(alice, title)
-  await api(server, alice.token, 'PUT', `/api/workflows/${id}/collaborators/${bob.me.id}`, { permission })
-  await openWorkflow(bob, server, id)
-  return { alice, bob, id }
-}
+const pairOn = (title, permission = 'write') => pairOnWorkflow(theStage, { owner: 'Alice', guest: 'Bob', title, permission })
 
 const edgeCount = (person) => person.page.locator('.react-flow__edge').count()
 
 describe('co-editing', () => {
   test('A adds, connects, moves and deletes nodes; B sees each change', async () => {
-    const { alice, bob } = await pairOnWorkflow('co-editing')
+    const { alice, bob } = await pairOn('co-editing')
     const prompt = await addFromPalette(alice, 'text-prompt')
     const image = await addFromPalette(alice, 'dev-image')
     await waitFor(async () => (await nodeIds(bob)).join() === [prompt, image].sort().join(), 'B to see both new nodes')
@@ -87,7 +59,7 @@ describe('co-editing', () => {
   })
 
   test('connections the catalog forbids are refused', async () => {
-    const { alice } = await pairOnWorkflow('type-check')
+    const { alice } = await pairOn('type-check')
     const prompt = await addFromPalette(alice, 'text-prompt')
     const blur = await addFromPalette(alice, 'blur')
     const header = nodeById(alice, blur).locator('header')
@@ -107,7 +79,7 @@ describe('co-editing', () => {
 
 describe('presence', () => {
   test("B sees A's avatar and cursor, and A's selection outlined in A's colour", async () => {
-    const { alice, bob } = await pairOnWorkflow('presence')
+    const { alice, bob } = await pairOn('presence')
     await waitFor(
       () => bob.page.locator(`[data-testid="avatar"][data-name="${alice.name}"]`).count(),
       "A's avatar at B",
@@ -129,7 +101,7 @@ describe('presence', () => {
     await screenshot(bob, 'presence-bob')
 
     // A leaves: the avatar and cursor go away at B.
-    await alice.page.goto(`${server.url}/`)
+    await alice.page.goto(`${theStage.server.url}/`)
     await waitFor(
       async () => (await bob.page.locator(`[data-testid="avatar"][data-name="${alice.name}"]`).count()) === 0,
       "A's avatar to leave B's top bar",
@@ -140,7 +112,7 @@ describe('presence', () => {
 
 describe('context menu', () => {
   test('right-click anywhere on a node opens Duplicate / Delete / Settings', async () => {
-    const { alice, bob } = await pairOnWorkflow('context-menu')
+    const { alice, bob } = await pairOn('context-menu')
     const prompt = await addFromPalette(alice, 'text-prompt')
     const node = nodeById(alice, prompt)
     const box = await node.boundingBox()
@@ -182,7 +154,7 @@ describe('context menu', () => {
 
 describe('undo', () => {
   test("undo takes back one's own change only", async () => {
-    const { alice, bob } = await pairOnWorkflow('undo')
+    const { alice, bob } = await pairOn('undo')
     const mine = await addFromPalette(alice, 'blur')
     const theirs = await addFromPalette(bob, 'invert')
     await waitFor(async () => (await nodeIds(alice)).length === 2, 'A to see both nodes')
@@ -198,7 +170,7 @@ describe('undo', () => {
 
 describe('offline', () => {
   test('edits made offline are kept and merged on reconnect, both ways', async () => {
-    const { alice, bob } = await pairOnWorkflow('offline')
+    const { alice, bob } = await pairOn('offline')
     const shared = await addFromPalette(alice, 'blur')
     await waitFor(async () => (await nodeIds(bob)).includes(shared), 'B to see the first node')
 
@@ -221,7 +193,7 @@ describe('offline', () => {
 
 describe('permissions', () => {
   test('a read-only viewer sees changes but cannot move, add or delete anything', async () => {
-    const { alice, bob } = await pairOnWorkflow('read-only', 'read')
+    const { alice, bob } = await pairOn('read-only', 'read')
     await bob.page.getByTestId('read-only-banner').waitFor({ timeout: 5000 })
     const node = await addFromPalette(alice, 'blur')
     await waitFor(async () => (await nodeIds(bob)).includes(node), 'the viewer to see the new node')

@@ -2,10 +2,12 @@
 // Debian's Chromium driven by playwright-core. Every wait has a deadline and says what it was
 // waiting for, so a broken editor fails a test rather than hanging it.
 
+import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { after, before } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
 
@@ -237,4 +239,43 @@ export async function placeNode(person, type, at) {
   const box = await header.boundingBox()
   await drag(person.page, { x: box.x + 20, y: box.y + box.height / 2 }, { x: pane.x + at.x + 20, y: pane.y + at.y })
   return id
+}
+
+/**
+ * The stage of one test file: a server and a browser started before its tests and stopped after
+ * them. Everyone who joined (`stage.people`) must have seen no page errors by the end.
+ * `started(stage)` runs once both are up (in the same hook: root-level hooks of a file are not
+ * ordered after one another).
+ */
+export function stage({ started } = {}) {
+  const stage = { server: undefined, browser: undefined, people: [] }
+  before(async () => {
+    stage.server = await startServer()
+    stage.browser = await launchBrowser()
+    await started?.(stage)
+  })
+  after(async () => {
+    for (const person of stage.people) {
+      assert.deepEqual(person.problems, [], `${person.name} saw no page errors`)
+      await person.context.close()
+    }
+    await stage.browser?.close()
+    await stage.server?.stop()
+  })
+  return stage
+}
+
+/**
+ * Two people on the stage: `owner` creates a workflow titled `title` and shares it with `guest`
+ * (write, unless said otherwise); both have it open. Names get a number so each pair is new.
+ */
+export async function pairOnWorkflow(stage, { owner, guest, title, permission = 'write' }) {
+  const { browser, server, people } = stage
+  const first = await signIn(browser, server, `${owner} ${people.length}`)
+  const second = await signIn(browser, server, `${guest} ${people.length}`)
+  people.push(first, second)
+  const id = await createWorkflow(first, title)
+  await api(server, first.token, 'PUT', `/api/workflows/${id}/collaborators/${second.me.id}`, { permission })
+  await openWorkflow(second, server, id)
+  return { alice: first, bob: second, id }
 }

@@ -4,56 +4,32 @@
 // instead; which case applies is read from the server's OpenAPI description.
 import assert from 'node:assert/strict'
 import * as Y from 'yjs'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import {
   addFromPalette,
   api,
   connectHandles,
-  createWorkflow,
   documentedRoutes,
-  placeNode,
-  launchBrowser,
   nodeById,
   nodeIds,
-  openWorkflow,
+  pairOnWorkflow,
+  placeNode,
   screenshot,
-  signIn,
-  startServer,
+  stage,
   waitFor,
 } from './harness.mjs'
 
 const RUNS_ROUTE = '/api/rooms/{room}/runs'
 const COMPOSE_ROUTE = '/api/rooms/{room}/compose'
 
-let server
-let browser
 let routes
-const people = []
-
-before(async () => {
-  server = await startServer()
-  browser = await launchBrowser()
-  routes = await documentedRoutes(server)
+const theStage = stage({
+  started: async ({ server }) => {
+    routes = await documentedRoutes(server)
+  },
 })
 
-after(async () => {
-  for (const person of people) {
-    assert.deepEqual(person.problems, [], `${person.name} saw no page errors`)
-    await person.context.close()
-  }
-  await browser?.close()
-  await server?.stop()
-})
-
-async function pair(title) {
-  const alice = await signIn(browser, server, `Runner ${people.length}`)
-  const bob = await signIn(browser, server, `Watcher ${people.length}`)
-  people.push(alice, bob)
-  const id = await createWorkflow(alice, title)
-  await api(server, alice.token, 'PUT', `/api/workflows/${id}/collaborators/${bob.me.id}`, { permission: 'write' })
-  await openWorkflow(bob, server, id)
-  return { alice, bob }
-}
+const pair = (title) => pairOnWorkflow(theStage, { owner: 'Runner', guest: 'Watcher', title })
 
 async function promptImageBlur(person) {
   const prompt = await placeNode(person, 'text-prompt', { x: 40, y: 120 })
@@ -120,12 +96,12 @@ describe('runs', () => {
  */
 async function writeAsExecutor(token, room, change) {
   const headers = { Authorization: `Bearer ${token}` }
-  const state = new Uint8Array(await (await fetch(`${server.url}/api/rooms/${room}/state`, { headers })).arrayBuffer())
+  const state = new Uint8Array(await (await fetch(`${theStage.server.url}/api/rooms/${room}/state`, { headers })).arrayBuffer())
   const doc = new Y.Doc()
   Y.applyUpdate(doc, state)
   const before = Y.encodeStateVector(doc)
   doc.transact(() => change(doc))
-  const response = await fetch(`${server.url}/api/rooms/${room}/update`, {
+  const response = await fetch(`${theStage.server.url}/api/rooms/${room}/update`, {
     method: 'POST',
     headers: { ...headers, 'Content-Type': 'application/octet-stream' },
     body: Y.encodeStateAsUpdate(doc, before),
@@ -136,7 +112,7 @@ async function writeAsExecutor(token, room, change) {
 describe('run state in the document', () => {
   test('statuses, progress, errors and outputs the executor writes show on every canvas', async () => {
     const { alice, bob } = await pair('results')
-    const room = (await api(server, alice.token, 'GET', '/api/workflows')).find((w) => w.title === 'results').room
+    const room = (await api(theStage.server, alice.token, 'GET', '/api/workflows')).find((w) => w.title === 'results').room
     const { prompt, image, blur } = await promptImageBlur(alice)
     await writeAsExecutor(alice.token, room, (doc) => {
       const results = doc.getMap('results')

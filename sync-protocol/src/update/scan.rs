@@ -21,6 +21,7 @@
 //! reserves for an update by what an honest update of the same length would make it allocate.
 
 use yrs::encoding::read::{Cursor, Read};
+use yrs::encoding::varint::VarInt;
 use yrs::{ClientID, ID};
 
 /// Deepest nesting of `Any` values (arrays and maps inside an `Any` content) accepted.
@@ -155,10 +156,29 @@ impl Scan<'_> {
         self.outstanding = self.outstanding.saturating_sub(1);
     }
 
+    /// Reads a count of `what` and [`declare`](Self::declare)s it.
+    fn count<T: VarInt + Into<u64> + Copy>(&mut self, what: &'static str) -> Result<T, ScanError> {
+        let count: T = self.cursor.read_var()?;
+        self.declare(what, count.into())?;
+        Ok(count)
+    }
+
+    /// Reads `count` declared elements with `element`, starting each.
+    fn each(
+        &mut self,
+        count: impl Into<u64>,
+        mut element: impl FnMut(&mut Self) -> Result<(), ScanError>,
+    ) -> Result<(), ScanError> {
+        for _ in 0..count.into() {
+            self.start();
+            element(self)?;
+        }
+        Ok(())
+    }
+
     /// `Update::decode`: client count, then per client its block count, id and first clock.
     fn blocks(&mut self) -> Result<(), ScanError> {
-        let clients: u32 = self.cursor.read_var()?;
-        self.declare("clients", clients.into())?;
+        let clients: u32 = self.count("clients")?;
         for _ in 0..clients {
             self.start();
             let blocks: u32 = self.cursor.read_var()?;
@@ -277,12 +297,8 @@ impl Scan<'_> {
                 1
             }
             CONTENT_ANY => {
-                let count: u32 = self.cursor.read_var()?;
-                self.declare("values", count.into())?;
-                for _ in 0..count {
-                    self.start();
-                    self.any(1)?;
-                }
+                let count: u32 = self.count("values")?;
+                self.each(count, |scan| scan.any(1))?;
                 count
             }
             CONTENT_DOC => {
@@ -322,22 +338,16 @@ impl Scan<'_> {
             }
             // map: yrs reads the count as a `usize` (a u64 varint), not a u32.
             118 => {
-                let count: u64 = self.cursor.read_var()?;
-                self.declare("map entries", count)?;
-                for _ in 0..count {
-                    self.start();
-                    self.cursor.read_string()?;
-                    self.any(depth + 1)?;
-                }
+                let count: u64 = self.count("map entries")?;
+                self.each(count, |scan| {
+                    scan.cursor.read_string()?;
+                    scan.any(depth + 1)
+                })?;
             }
             // array, count read likewise
             117 => {
-                let count: u64 = self.cursor.read_var()?;
-                self.declare("array items", count)?;
-                for _ in 0..count {
-                    self.start();
-                    self.any(depth + 1)?;
-                }
+                let count: u64 = self.count("array items")?;
+                self.each(count, |scan| scan.any(depth + 1))?;
             }
             other => return Err(ScanError::Malformed(format!("unknown value type {other}"))),
         }
@@ -348,20 +358,16 @@ impl Scan<'_> {
     /// yrs grows these as it reads them, but their counts get the same budget: it costs nothing
     /// and keeps the walk from looping four billion times on five bytes.
     fn delete_set(&mut self) -> Result<(), ScanError> {
-        let clients: u32 = self.cursor.read_var()?;
-        self.declare("deleting clients", clients.into())?;
-        for _ in 0..clients {
-            self.start();
-            let _client: u64 = self.cursor.read_var()?;
-            let ranges: u32 = self.cursor.read_var()?;
-            self.declare("deleted ranges", ranges.into())?;
-            for _ in 0..ranges {
-                self.start();
-                let _clock: u32 = self.cursor.read_var()?;
-                let _len: u32 = self.cursor.read_var()?;
-            }
-        }
-        Ok(())
+        let clients: u32 = self.count("deleting clients")?;
+        self.each(clients, |scan| {
+            let _client: u64 = scan.cursor.read_var()?;
+            let ranges: u32 = scan.count("deleted ranges")?;
+            scan.each(ranges, |scan| {
+                let _clock: u32 = scan.cursor.read_var()?;
+                let _len: u32 = scan.cursor.read_var()?;
+                Ok(())
+            })
+        })
     }
 }
 

@@ -1,4 +1,4 @@
-import { useState, type FormEvent } from 'react'
+import { useState, type ChangeEvent, type FormEvent } from 'react'
 import { signInDev, signInWithToken, type Session } from '../auth/session'
 import { describeError } from '../ui/errors'
 
@@ -26,51 +26,42 @@ export function SignIn({ devMode, onSignedIn }: Props) {
     }
   }
 
+  // The two modes differ only in what is asked for: a name (dev mode) or a pasted token.
+  const field = {
+    autoFocus: true,
+    required: true,
+    value,
+    onChange: (e: ChangeEvent<HTMLInputElement | HTMLTextAreaElement>) => setValue(e.target.value),
+  }
+  const mode = devMode
+    ? {
+        label: 'Your name',
+        input: <input name="name" maxLength={64} placeholder="Ada" {...field} />,
+        submit: 'Continue as dev user',
+      }
+    : {
+        label: 'Access token',
+        input: <textarea name="token" rows={4} placeholder="Paste the token your identity provider issued" {...field} />,
+        submit: 'Sign in',
+      }
+
   return (
     <main className="sign-in">
       <h1>Dojo</h1>
       <p className="muted">A shared canvas for AI models and image tools.</p>
       <form onSubmit={(e) => void submit(e)}>
-        {devMode ? (
-          <>
-            <p className="notice">
-              This server runs in <strong>dev mode</strong> (no JWT key configured): pick any name to get a dev identity.
-            </p>
-            <label>
-              Your name
-              <input
-                name="name"
-                autoFocus
-                required
-                maxLength={64}
-                value={value}
-                onChange={(e) => setValue(e.target.value)}
-                placeholder="Ada"
-              />
-            </label>
-            <button type="submit" disabled={busy || value.trim() === ''}>
-              Continue as dev user
-            </button>
-          </>
-        ) : (
-          <>
-            <label>
-              Access token
-              <textarea
-                name="token"
-                autoFocus
-                required
-                rows={4}
-                value={value}
-                onChange={(e) => setValue(e.target.value)}
-                placeholder="Paste the token your identity provider issued"
-              />
-            </label>
-            <button type="submit" disabled={busy || value.trim() === ''}>
-              Sign in
-            </button>
-          </>
+        {devMode && (
+          <p className="notice">
+            This server runs in <strong>dev mode</strong> (no JWT key configured): pick any name to get a dev identity.
+          </p>
         )}
+        <label>
+          {mode.label}
+          {mode.input}
+        </label>
+        <button type="submit" disabled={busy || value.trim() === ''}>
+          {mode.submit}
+        </button>
         {error && (
           <p className="error" role="alert">
             {error}

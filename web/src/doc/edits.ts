@@ -5,7 +5,7 @@ import * as Y from 'yjs'
 import type { CatalogIndex, NodeSpec } from '../catalog/catalog'
 import { defaultParams } from '../catalog/catalog'
 import { checkConnection, type ConnectionCheck, type ProposedConnection } from './graph'
-import { LOCAL_ORIGIN, readEdge, readNode, roots, type EdgeEntry, type XY } from './schema'
+import { EDITOR_ROOTS, LOCAL_ORIGIN, readEdge, readNode, roots, type EdgeEntry, type XY } from './schema'
 
 export function newId(prefix: string): string {
   const bytes = crypto.getRandomValues(new Uint8Array(6))
@@ -25,6 +25,17 @@ function nodeMap(id: string, type: string, position: XY, params: Record<string, 
   for (const [key, value] of Object.entries(params)) data.set(key, value)
   node.set('data', data)
   return node
+}
+
+/** An edge entry; a missing handle is left out rather than stored as null. */
+function edgeMap(id: string, source: string, sourceHandle: string | null, target: string, targetHandle: string | null): Y.Map<unknown> {
+  const edge = new Y.Map<unknown>()
+  edge.set('id', id)
+  edge.set('source', source)
+  if (sourceHandle) edge.set('sourceHandle', sourceHandle)
+  edge.set('target', target)
+  if (targetHandle) edge.set('targetHandle', targetHandle)
+  return edge
 }
 
 /** Adds a node of the given type with the catalog's default parameters; returns its id. */
@@ -115,13 +126,7 @@ export function connect(doc: Y.Doc, catalog: CatalogIndex, connection: ProposedC
         (edge.targetHandle ?? catalog.input(targetType, null)?.name ?? null) === targetHandle
       if (sameInput) edges.delete(edge.id)
     }
-    const edge = new Y.Map<unknown>()
-    edge.set('id', id)
-    edge.set('source', connection.source)
-    if (connection.sourceHandle) edge.set('sourceHandle', connection.sourceHandle)
-    edge.set('target', connection.target)
-    if (targetHandle) edge.set('targetHandle', targetHandle)
-    edges.set(id, edge)
+    edges.set(id, edgeMap(id, connection.source, connection.sourceHandle, connection.target, targetHandle))
   })
   return { ok: true, id }
 }
@@ -147,13 +152,7 @@ export function duplicateNodes(doc: Y.Doc, ids: string[], offset: XY = { x: 40, 
       const target = copies.get(edge.target)
       if (!source || !target) continue
       const id = newId('e')
-      const copy = new Y.Map<unknown>()
-      copy.set('id', id)
-      copy.set('source', source)
-      if (edge.sourceHandle) copy.set('sourceHandle', edge.sourceHandle)
-      copy.set('target', target)
-      if (edge.targetHandle) copy.set('targetHandle', edge.targetHandle)
-      edges.set(id, copy)
+      edges.set(id, edgeMap(id, source, edge.sourceHandle, target, edge.targetHandle))
     }
   })
   return ids.flatMap((id) => copies.get(id) ?? [])
@@ -161,9 +160,12 @@ export function duplicateNodes(doc: Y.Doc, ids: string[], offset: XY = { x: 40, 
 
 /** Undo and redo of this editor's own changes to the graph; others' changes stay. */
 export function createUndoManager(doc: Y.Doc): Y.UndoManager {
-  const { nodes, edges } = roots(doc)
-  return new Y.UndoManager([nodes, edges], {
-    trackedOrigins: new Set([LOCAL_ORIGIN]),
-    captureTimeout: 400,
-  })
+  // The executor's roots are not tracked: undo never takes back a result or a run.
+  return new Y.UndoManager(
+    EDITOR_ROOTS.map((name) => doc.getMap(name)),
+    {
+      trackedOrigins: new Set([LOCAL_ORIGIN]),
+      captureTimeout: 400,
+    },
+  )
 }

@@ -2,6 +2,9 @@
 // Four root maps: `nodes` and `edges` (written by people), `results` and `runs` (written by the
 // server's executor). Readers here are lenient: an entry another client wrote badly is shown as
 // well as it can be, never crashes the editor.
+//
+// sync-protocol keeps the server's side of this schema in Rust; both are checked against one
+// fixture, sync-protocol/schema/canvas-schema.json (here by schema.fixture.test.ts).
 
 import * as Y from 'yjs'
 import { isRecord } from '../api/http'
@@ -10,6 +13,8 @@ export const NODES = 'nodes'
 export const EDGES = 'edges'
 export const RESULTS = 'results'
 export const RUNS = 'runs'
+/** The roots people write; the others are the executor's (the server refuses edits there). */
+export const EDITOR_ROOTS = [NODES, EDGES] as const
 
 /** Origin of every change this editor makes; the undo manager tracks this origin only. */
 export const LOCAL_ORIGIN = { origin: 'dojo-editor-local' } as const
@@ -50,16 +55,11 @@ export interface EdgeEntry {
   targetHandle: string | null
 }
 
-export type NodeStatus =
-  | 'idle'
-  | 'queued'
-  | 'running'
-  | 'succeeded'
-  | 'failed'
-  | 'cancelled'
-  | 'cached'
-  | 'skipped'
-  | 'invalid'
+export const NODE_STATUSES = [
+  'idle', 'queued', 'running', 'succeeded', 'failed', 'cancelled', 'cached', 'skipped', 'invalid',
+] as const
+
+export type NodeStatus = (typeof NODE_STATUSES)[number]
 
 export interface AssetRef {
   id: string
@@ -93,6 +93,45 @@ export interface RunSummary {
   userId: string | null
 }
 
+/** How a value is stored: a plain JSON value of that kind, a plain `{x, y}` object, or a Y.Map. */
+export type FieldKind = 'string' | 'number' | 'object' | 'array' | 'position' | 'Y.Map'
+
+/**
+ * The entries the executor writes, as this editor knows them. It reads them leniently and only in
+ * part, so the compiler ties each field list to the reader's result type (a field added to
+ * NodeResult or RunSummary must be added here), and the fields it does not read are named too:
+ * schema.fixture.test.ts checks the whole against the shared fixture.
+ */
+export const EXECUTOR_ENTRIES = {
+  [RESULTS]: {
+    entry: 'Y.Map',
+    fields: {
+      status: 'string',
+      progress: 'number',
+      outputs: 'object',
+      error: 'string',
+      runId: 'string',
+      updatedAt: 'number',
+      // Not read: the editor shows the validation errors of the run request's 422 answer.
+      errors: 'array',
+    } satisfies Record<keyof NodeResult | 'errors', FieldKind>,
+  },
+  [RUNS]: {
+    entry: 'object',
+    fields: {
+      id: 'string',
+      status: 'string',
+      estimate: 'number',
+      charged: 'number',
+      createdAt: 'number',
+      finishedAt: 'number',
+      userId: 'string',
+      // Not read: the editor does not show which nodes a run planned.
+      nodes: 'array',
+    } satisfies Record<keyof RunSummary | 'nodes', FieldKind>,
+  },
+} as const
+
 export function readNode(id: string, value: unknown): NodeEntry | null {
   if (!(value instanceof Y.Map)) return null
   const type = value.get('type')
@@ -123,10 +162,9 @@ function readXY(value: unknown): XY {
   return { x: 0, y: 0 }
 }
 
-const STATUS_ALIASES: Record<string, NodeStatus> = { done: 'succeeded', error: 'failed' }
-const STATUSES = new Set<string>([
-  'idle', 'queued', 'running', 'succeeded', 'failed', 'cancelled', 'cached', 'skipped', 'invalid',
-])
+/** Older names of two statuses, still found in existing documents. */
+export const STATUS_ALIASES: Record<string, NodeStatus> = { done: 'succeeded', error: 'failed' }
+const STATUSES = new Set<string>(NODE_STATUSES)
 
 export function readResult(value: unknown): NodeResult | null {
   const fields = value instanceof Y.Map ? (value.toJSON() as Record<string, unknown>) : isRecord(value) ? value : null

@@ -1,0 +1,74 @@
+// The editor's top bar: back to the dashboard, title, connection and people, credits, and the
+// undo, run, history, theme and help buttons.
+import type { ConnectionState } from '../../collab/connection'
+import type { Peer, PresenceUser } from '../../collab/presence'
+import { navigate } from '../../ui/router'
+import type { Theme } from '../../ui/theme'
+import { ConnectionBadge } from '../ConnectionBadge'
+import { Avatars } from '../Presence'
+import type { RunsState } from '../useRuns'
+import type { UndoState } from './useUndoState'
+
+interface Props {
+  title: string
+  connectionState: ConnectionState
+  me: PresenceUser
+  peers: Peer[]
+  credits: number
+  readOnly: boolean
+  undoState: UndoState
+  onUndo: () => void
+  onRedo: () => void
+  runs: RunsState
+  /** Nodes on the canvas and the ones selected: what Run and Run selected would run. */
+  nodeCount: number
+  selectedIds: string[]
+  onRun: (targets: string[] | null) => void
+  historyOpen: boolean
+  onToggleHistory: () => void
+  theme: Theme
+  onToggleTheme: () => void
+  onToggleHelp: () => void
+}
+
+export function Toolbar(props: Props) {
+  const { connectionState, readOnly, undoState, runs, selectedIds, onRun } = props
+  return (
+    <header className="topbar">
+      <button className="link" onClick={() => navigate('/')} title="All workflows">
+        ← Workflows
+      </button>
+      <h1 className="workflow-title">{props.title}</h1>
+      <ConnectionBadge state={connectionState} />
+      <Avatars me={props.me} peers={props.peers} disconnected={connectionState.kind !== 'online'} />
+      <span className="spacer" />
+      <span className="credits" data-testid="credits" title="Your credit balance">
+        {props.credits} credits
+      </span>
+      <button onClick={props.onUndo} disabled={!undoState.canUndo || readOnly} title="Undo your last change (Ctrl+Z)">
+        Undo
+      </button>
+      <button onClick={props.onRedo} disabled={!undoState.canRedo || readOnly} title="Redo (Ctrl+Shift+Z)">
+        Redo
+      </button>
+      <button className="primary" data-testid="run" onClick={() => onRun(null)} disabled={readOnly || runs.starting || props.nodeCount === 0}>
+        Run
+      </button>
+      <button onClick={() => onRun(selectedIds)} disabled={readOnly || runs.starting || selectedIds.length === 0} title="Run the selected nodes and what they need">
+        Run selected
+      </button>
+      <button data-testid="cancel" onClick={() => void runs.cancel()} disabled={readOnly || runs.active.length === 0}>
+        Cancel
+      </button>
+      <button onClick={props.onToggleHistory} aria-pressed={props.historyOpen}>
+        Runs
+      </button>
+      <button onClick={props.onToggleTheme} title="Switch theme" data-testid="theme-toggle">
+        {props.theme === 'dark' ? '☀' : '☾'}
+      </button>
+      <button onClick={props.onToggleHelp} title="Keyboard shortcuts">
+        ?
+      </button>
+    </header>
+  )
+}

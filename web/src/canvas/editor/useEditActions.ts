@@ -1,0 +1,91 @@
+// What the editor's buttons, menus, shortcuts and drops do to the document. Every action is a
+// no-op for a read-only collaborator, and each starts a new undo step of its own.
+import { useReactFlow } from '@xyflow/react'
+import { useCallback, useRef, type DragEvent, type RefObject } from 'react'
+import type * as Y from 'yjs'
+import type { CatalogIndex, NodeSpec } from '../../catalog/catalog'
+import type { CanvasBinding, FlowNode } from '../../doc/binding'
+import { addNode, duplicateNodes, removeNodes } from '../../doc/edits'
+import { DRAG_TYPE } from '../Palette'
+import type { RunsState } from '../useRuns'
+
+export interface EditActions {
+  /** Adds a node at `position` (flow coordinates), or near the middle of the visible canvas. */
+  addAt: (spec: NodeSpec, position?: { x: number; y: number }) => void
+  duplicate: (ids: string[]) => void
+  remove: (ids: string[]) => void
+  /** Runs `targets` and what they need, or the whole graph when null. */
+  run: (targets: string[] | null) => void
+  onDragOver: (event: DragEvent) => void
+  onDrop: (event: DragEvent) => void
+}
+
+interface Editing {
+  doc: Y.Doc
+  binding: CanvasBinding
+  undo: Y.UndoManager
+  catalog: CatalogIndex
+  readOnly: boolean
+  runs: RunsState
+  /** The canvas element, whose middle is where a node added without a position goes. */
+  wrapper: RefObject<HTMLDivElement | null>
+}
+
+export function useEditActions({ doc, binding, undo, catalog, readOnly, runs, wrapper }: Editing): EditActions {
+  const flow = useReactFlow<FlowNode>()
+  // Nodes added one after another from the palette step diagonally instead of stacking.
+  const addCount = useRef(0)
+  const addAt = useCallback(
+    (spec: NodeSpec, position?: { x: number; y: number }) => {
+      if (readOnly) return
+      let at = position
+      if (!at) {
+        const box = wrapper.current?.getBoundingClientRect()
+        const centre = box ? { x: box.left + box.width / 2, y: box.top + box.height / 2 } : { x: 400, y: 300 }
+        const shift = (addCount.current++ % 8) * 24
+        at = flow.screenToFlowPosition({ x: centre.x - 110 + shift, y: centre.y - 60 + shift })
+      }
+      undo.stopCapturing()
+      const id = addNode(doc, spec, at)
+      binding.select([id])
+    },
+    [binding, doc, flow, readOnly, undo, wrapper],
+  )
+  const duplicate = useCallback(
+    (ids: string[]) => {
+      if (readOnly || ids.length === 0) return
+      undo.stopCapturing()
+      binding.select(duplicateNodes(doc, ids))
+    },
+    [binding, doc, readOnly, undo],
+  )
+  const remove = useCallback(
+    (ids: string[]) => {
+      if (readOnly) return
+      undo.stopCapturing()
+      removeNodes(doc, ids)
+    },
+    [doc, readOnly, undo],
+  )
+  const run = useCallback(
+    (targets: string[] | null) => {
+      if (!readOnly) void runs.start(targets)
+    },
+    [readOnly, runs],
+  )
+  const onDragOver = useCallback((event: DragEvent) => {
+    event.preventDefault()
+    event.dataTransfer.dropEffect = 'copy'
+  }, [])
+  const onDrop = useCallback(
+    (event: DragEvent) => {
+      const type = event.dataTransfer.getData(DRAG_TYPE)
+      const spec = type ? catalog.spec(type) : undefined
+      if (!spec) return
+      event.preventDefault()
+      addAt(spec, flow.screenToFlowPosition({ x: event.clientX, y: event.clientY }))
+    },
+    [addAt, catalog, flow],
+  )
+  return { addAt, duplicate, remove, run, onDragOver, onDrop }
+}

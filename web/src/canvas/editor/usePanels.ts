@@ -1,0 +1,54 @@
+// Which of the editor's panels, menus and dialogs are open. Only this user sees them, so they
+// are React state and never reach the document.
+import { useCallback, useState } from 'react'
+import type { MenuTarget } from '../ContextMenu'
+
+export interface Panels {
+  /** The node context menu, where it was opened. */
+  menu: MenuTarget | null
+  setMenu: (menu: MenuTarget | null) => void
+  /** The parameter panel, shown while exactly one node is selected. */
+  panelOpen: boolean
+  setPanelOpen: (open: boolean) => void
+  historyOpen: boolean
+  setHistoryOpen: (open: boolean) => void
+  helpOpen: boolean
+  setHelpOpen: (open: boolean) => void
+  /** The image shown full size. */
+  lightbox: string | null
+  setLightbox: (src: string | null) => void
+  /** A message of the editor's own (a refused wire), shown before the runs' messages. */
+  notice: string | null
+  setNotice: (notice: string | null) => void
+  /** What Escape closes: the menu, the lightbox and the shortcuts help. */
+  closeTransient: () => void
+}
+
+export function usePanels(): Panels {
+  const [menu, setMenu] = useState<MenuTarget | null>(null)
+  const [panelOpen, setPanelOpen] = useState(true)
+  const [historyOpen, setHistoryOpen] = useState(false)
+  const [helpOpen, setHelpOpen] = useState(false)
+  const [lightbox, setLightbox] = useState<string | null>(null)
+  const [notice, setNotice] = useState<string | null>(null)
+  const closeTransient = useCallback(() => {
+    setMenu(null)
+    setLightbox(null)
+    setHelpOpen(false)
+  }, [])
+  return {
+    menu,
+    setMenu,
+    panelOpen,
+    setPanelOpen,
+    historyOpen,
+    setHistoryOpen,
+    helpOpen,
+    setHelpOpen,
+    lightbox,
+    setLightbox,
+    notice,
+    setNotice,
+    closeTransient,
+  }
+}
