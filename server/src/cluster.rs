@@ -28,7 +28,6 @@ use redis::AsyncCommands;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::room::{RoomCommand, WeakRoomHandle};
 use crate::room_name::RoomName;
 
 /// Identifies one server process for the life of the process.
@@ -50,6 +49,25 @@ const KIND_UPDATES: u8 = 1;
 const KIND_AWARENESS: u8 = 2;
 const KIND_PERMISSIONS_CHANGED: u8 = 3;
 const KIND_PRESENCE_QUERY: u8 = 4;
+
+/// What the subscriber tells a room.
+#[derive(Debug)]
+pub enum ClusterEvent {
+    /// A message another instance published on the room's channel.
+    Message(ClusterMessage),
+    /// Messages may have been missed (the subscription was lost, or the room's queue was full):
+    /// the room catches up from the store.
+    CatchUp,
+    /// The room's channel is live (again): what is published from now on reaches it.
+    Subscribed,
+}
+
+/// Where the subscriber delivers a room's events: implemented by the room's address, so this
+/// module knows nothing of rooms (no `room` ↔ `cluster` cycle). Never waits; `false` when the
+/// event was not queued (the room is gone or its queue is full).
+pub trait RoomInbox: Send + Sync {
+    fn deliver(&self, event: ClusterEvent) -> bool;
+}
 
 /// What instances tell each other about a room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,7 +195,7 @@ fn channel(room: &str) -> String {
 }
 
 enum Control {
-    Subscribe(RoomName, u64, WeakRoomHandle),
+    Subscribe(RoomName, u64, Arc<dyn RoomInbox>),
     /// Only if the channel still belongs to that generation of the room: a room that unloads
     /// and reopens must not lose its new subscription to the old one's goodbye.
     Unsubscribe(RoomName, u64),
@@ -245,8 +263,8 @@ impl Cluster {
         }
     }
 
-    /// Starts delivering the room's channel to `room` (as `RoomCommand::Remote`).
-    pub fn subscribe(&self, room: &RoomName, generation: u64, handle: WeakRoomHandle) {
+    /// Starts delivering the room's channel to `inbox` (as `ClusterEvent::Message`).
+    pub fn subscribe(&self, room: &RoomName, generation: u64, handle: Arc<dyn RoomInbox>) {
         if self.control.try_send(Control::Subscribe(room.clone(), generation, handle)).is_err() {
             tracing::warn!(%room, "cluster control queue full: the room relies on store catch-up");
         }
@@ -339,7 +357,7 @@ async fn run_subscriber(
     metrics: Arc<crate::metrics::Metrics>,
     shutdown: CancellationToken,
 ) {
-    let rooms: DashMap<String, (u64, WeakRoomHandle)> = DashMap::new();
+    let rooms: DashMap<String, (u64, Arc<dyn RoomInbox>)> = DashMap::new();
     let mut delay = RECONNECT_MIN;
     let mut first = true;
     loop {
@@ -368,7 +386,7 @@ async fn run_subscriber(
             metrics.cluster_resubscribes.inc();
             tracing::info!(rooms = channels.len(), "re-subscribed to Redis; rooms catch up from the store");
             for entry in rooms.iter() {
-                let _ = entry.value().1.try_send(RoomCommand::CatchUp);
+                let _ = entry.value().1.deliver(ClusterEvent::CatchUp);
             }
         }
         // Presence published while we were away is not in the store: ask for it again.
@@ -387,9 +405,9 @@ async fn run_subscriber(
                         Ok(decoded) => {
                             heard.alive(decoded.origin());
                             // A full room queue loses the message: the room must catch up.
-                            if handle.try_send(RoomCommand::Remote(decoded)).is_err() {
+                            if !handle.deliver(ClusterEvent::Message(decoded)) {
                                 metrics.cluster_receive_dropped.inc();
-                                let _ = handle.try_send(RoomCommand::CatchUp);
+                                let _ = handle.deliver(ClusterEvent::CatchUp);
                             }
                         }
                         Err(error) => tracing::warn!(%error, "ignored a malformed message from Redis"),
@@ -429,8 +447,8 @@ async fn run_subscriber(
 
 /// Tells a room that its channel is live (Redis confirmed the subscription): whatever is
 /// published from now on reaches it, so it can ask the others for what it missed before.
-fn subscribed(handle: &WeakRoomHandle) {
-    if handle.try_send(RoomCommand::Subscribed).is_err() {
+fn subscribed(handle: &Arc<dyn RoomInbox>) {
+    if !handle.deliver(ClusterEvent::Subscribed) {
         tracing::debug!("a room's queue is full: its presence relies on its clients' renewals");
     }
 }

@@ -6,11 +6,11 @@
 //! A busy room therefore costs about one commit per database round trip, not one per keystroke.
 //! Nothing a change carries is shown to anyone until its batch is stored: broadcasts, and replies
 //! that were computed from a document holding unstored changes, wait for `durable` to pass them.
+//!
+//! The journal itself is bookkeeping only (no I/O, no runtime): the room's core asks it for the
+//! next batch, the room's actor writes it (`append_with_retry`), and the core reports back.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use dojo_store::{DocumentStore, Seq, StoreError};
@@ -30,8 +30,6 @@ const RETRY_BACKOFF: [Duration; 3] =
 pub type Generation = u64;
 
 pub struct Journal<T> {
-    store: Arc<dyn DocumentStore>,
-    room: RoomName,
     /// Most changes per write (1: one insert per update, for comparison benchmarks).
     max_batch: usize,
     queued: Vec<Vec<u8>>,
@@ -43,11 +41,8 @@ pub struct Journal<T> {
     waiting: VecDeque<(Generation, T)>,
 }
 
-/// A write under way. Polled by the room itself rather than spawned: the store's writer task
-/// does the work, so this only waits for its answer, and a task per write would cost a spawn
-/// and a cross-thread wake-up for nothing.
+/// A batch handed out for writing and not answered yet.
 struct InFlight {
-    write: Pin<Box<dyn Future<Output = Result<Seq, StoreError>> + Send>>,
     changes: Vec<Vec<u8>>,
     up_to: Generation,
 }
@@ -61,10 +56,8 @@ pub struct Written<T> {
 }
 
 impl<T> Journal<T> {
-    pub fn new(store: Arc<dyn DocumentStore>, room: RoomName, max_batch: usize) -> Self {
+    pub fn new(max_batch: usize) -> Self {
         Self {
-            store,
-            room,
             max_batch: max_batch.max(1),
             queued: Vec::new(),
             queued_bytes: 0,
@@ -100,35 +93,23 @@ impl<T> Journal<T> {
         self.queued_bytes >= MAX_QUEUED_BYTES
     }
 
-    pub fn is_writing(&self) -> bool {
-        self.in_flight.is_some()
-    }
-
-    /// Starts writing everything queued, unless a write is already under way.
-    pub fn start_write(&mut self) {
+    /// The next batch to write (everything queued, up to the batch size), unless a write is
+    /// already under way or nothing is queued. Its outcome goes to [`stored`](Self::stored).
+    pub fn next_batch(&mut self) -> Option<Vec<Vec<u8>>> {
         if self.in_flight.is_some() || self.queued.is_empty() {
-            return;
+            return None;
         }
         let rest = self.queued.split_off(self.max_batch.min(self.queued.len()));
         let changes = std::mem::replace(&mut self.queued, rest);
         self.queued_bytes -= changes.iter().map(Vec::len).sum::<usize>();
-        let store = self.store.clone();
-        let room = self.room.clone();
-        let batch = changes.clone();
-        let write = Box::pin(async move { append_with_retry(&*store, &room, &batch).await });
         let up_to = self.applied - self.queued.len() as Generation;
-        self.in_flight = Some(InFlight { write, changes, up_to });
+        self.in_flight = Some(InFlight { changes: changes.clone(), up_to });
+        Some(changes)
     }
 
-    /// Waits for the write under way (pending forever if there is none: guard with `is_writing`).
-    /// Cancel-safe: if this future is dropped, the write stays under way and is awaited next time.
-    pub async fn written(&mut self) -> Result<Written<T>, WriteError> {
-        let Some(in_flight) = self.in_flight.as_mut() else { return std::future::pending().await };
-        let outcome = in_flight.write.as_mut().await;
-        let Some(InFlight { changes, up_to, .. }) = self.in_flight.take() else {
-            return Err(WriteError::Task("the write vanished".into()));
-        };
-        let last_seq = outcome?;
+    /// The batch under way is stored, its last change at `last_seq`; `None` if there was none.
+    pub fn stored(&mut self, last_seq: Seq) -> Option<Written<T>> {
+        let InFlight { changes, up_to } = self.in_flight.take()?;
         self.durable = up_to;
         let mut released = Vec::new();
         while self.waiting.front().is_some_and(|(generation, _)| *generation <= self.durable) {
@@ -136,7 +117,7 @@ impl<T> Journal<T> {
                 released.push(item);
             }
         }
-        Ok(Written { changes, last_seq, released })
+        Some(Written { changes, last_seq, released })
     }
 
     /// Everything still waiting, for a room that is failing.
@@ -150,7 +131,8 @@ impl<T> Journal<T> {
     }
 }
 
-async fn append_with_retry(
+/// Appends one batch, retrying with backoff (see `RETRY_BACKOFF`).
+pub async fn append_with_retry(
     store: &dyn DocumentStore,
     room: &RoomName,
     batch: &[Vec<u8>],
@@ -170,10 +152,38 @@ async fn append_with_retry(
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the storage task failed: {0}")]
-    Task(String),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_wait_for_the_batch_holding_what_they_depend_on() {
+        let mut journal = Journal::new(2);
+        assert_eq!(journal.after_durable("now"), Some("now"), "nothing unstored: at once");
+        journal.record(vec![1]);
+        assert_eq!(journal.after_durable("a"), None);
+        journal.record(vec![2]);
+        journal.record(vec![3]);
+        assert_eq!(journal.after_durable("b"), None);
+        assert_eq!(journal.next_batch(), Some(vec![vec![1], vec![2]]), "at most two per batch");
+        assert_eq!(journal.next_batch(), None, "one write at a time");
+        let written = journal.stored(7).expect("a batch was under way");
+        assert_eq!(written.released, vec!["a"]);
+        assert_eq!(journal.next_batch(), Some(vec![vec![3]]));
+        assert_eq!(journal.stored(8).expect("under way").released, vec!["b"]);
+        assert!(journal.is_quiet());
+        assert!(journal.stored(9).is_none(), "nothing under way");
+    }
+
+    #[test]
+    fn abandoning_gives_back_everything_waiting() {
+        let mut journal = Journal::new(8);
+        journal.record(vec![1]);
+        assert_eq!(journal.after_durable(1), None);
+        let _ = journal.next_batch();
+        journal.record(vec![2]);
+        assert_eq!(journal.after_durable(2), None);
+        assert_eq!(journal.abandon(), vec![1, 2]);
+        assert!(journal.is_quiet());
+    }
 }

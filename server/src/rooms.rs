@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
-use crate::room::{Room, RoomHandle, RoomSettings};
+use crate::room::{Room, RoomHandle, RoomRegistration, RoomSettings, WeakRoomHandle};
 use crate::room_name::RoomName;
 use crate::room_openers::{RoomOpeners, RoomQuotaFull};
 
@@ -69,35 +69,33 @@ pub struct RoomSlot {
     opener: Option<String>,
 }
 
-impl RoomSlot {
-    /// Leaves the registry if no connection holds (or is about to use) the room's address.
-    pub fn release_if_unused(&self) -> bool {
+impl RoomRegistration for RoomSlot {
+    fn release_if_unused(&self) -> bool {
         // Holders: the registry's copy and this slot's.
         self.remove(|handle| handle.holders() <= 2)
     }
 
-    /// Leaves the registry unconditionally (the room failed). Idempotent.
-    pub fn release(&self) {
+    fn release(&self) {
         self.remove(|_| true);
     }
 
-    pub fn generation(&self) -> u64 {
+    fn generation(&self) -> u64 {
         self.generation
     }
 
-    /// The room's stored document is unsafe to serve (see `quarantine.rs`), or no longer is.
-    pub fn set_quarantined(&self, reason: Option<&str>) {
+    fn set_quarantined(&self, reason: Option<&str>) {
         match reason {
             Some(reason) => self.registry.quarantine.record(&self.name, reason),
             None => self.registry.quarantine.lift(&self.name),
         }
     }
 
-    /// The room's address without keeping it loaded.
-    pub fn weak_handle(&self) -> crate::room::WeakRoomHandle {
+    fn weak_handle(&self) -> WeakRoomHandle {
         self.mine.downgrade()
     }
+}
 
+impl RoomSlot {
     fn remove(&self, also: impl FnOnce(&RoomHandle) -> bool) -> bool {
         let removed = self
             .registry

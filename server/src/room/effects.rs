@@ -1,0 +1,107 @@
+//! What goes into the room's core, and what comes out of it.
+//!
+//! The core (`core.rs`) is a state machine without I/O: the actor (`actor.rs`) turns what
+//! happens (a connection's frame, a finished write, a timer) into an [`Input`], hands it to
+//! the core with the current time, and carries out the [`Effect`]s it returns, in order.
+
+use bytes::Bytes;
+use dojo_store::StoredDocument;
+use dojo_sync_protocol::update::WriteRules;
+use yrs::sync::Message;
+
+use crate::close::CloseReason;
+use crate::cluster::{ClusterMessage, InstanceId};
+use crate::metrics::MessageKind;
+
+use super::handle::{ApplyError, ConnId, RestoreError};
+use super::load::CatchUpError;
+use super::protocol::PeerProtocol;
+
+/// Numbers an HTTP command, so that its answer finds its caller (the actor keeps the reply
+/// channels; the core only says what to answer).
+pub(crate) type RequestId = u64;
+
+pub(crate) enum Input {
+    /// A connection joins (the actor keeps its outbox and disconnect signal).
+    Join { conn: ConnId, can_write: bool, protocol: PeerProtocol, rules: WriteRules<'static> },
+    /// A connection's decoded frame.
+    Messages { conn: ConnId, messages: Vec<Message> },
+    /// The connection has gone; it sends nothing after this.
+    Leave { conn: ConnId },
+    /// A Hocuspocus stateless message, relayed to the other Hocuspocus peers.
+    Stateless { conn: ConnId, body: Bytes },
+    /// HTTP: make the canvas equal to a stored version.
+    Restore { id: RequestId, snapshot: Vec<u8> },
+    /// HTTP: the whole document, once all of it is stored.
+    State { id: RequestId },
+    /// HTTP: apply an update as if from a connection.
+    Apply { id: RequestId, update: Vec<u8>, rules: WriteRules<'static> },
+    /// Published by another instance.
+    Remote(ClusterMessage),
+    /// Messages from other instances may have been missed.
+    CatchUp,
+    /// The room's cluster channel is live (again).
+    Subscribed,
+    /// Who may do what here changed: everyone reconnects.
+    PermissionsChanged,
+    /// The batch from the last [`Effect::Write`] is stored; its last change has `last_seq`.
+    Stored { last_seq: i64 },
+    /// The batch could not be stored, even after retries.
+    WriteFailed,
+    /// The read asked for by [`Effect::CatchUp`] finished.
+    CaughtUp(Result<CatchUp, CatchUpError>),
+    /// The compaction asked for by [`Effect::Compact`] finished (whatever its outcome).
+    Compacted,
+    /// The periodic cluster check; `dead`: instances among [`RoomCore::remote_origins`] that
+    /// stopped refreshing their heartbeat.
+    ///
+    /// [`RoomCore::remote_origins`]: super::core::RoomCore::remote_origins
+    ClusterCheck { dead: Vec<InstanceId> },
+    /// These connections' outboxes were full when a frame was delivered to them.
+    Overflowed(Vec<ConnId>),
+}
+
+/// What a catch-up read found.
+pub(crate) enum CatchUp {
+    /// The store holds nothing the room has not seen (one cheap query said so).
+    UpToDate,
+    /// The stored document, to merge.
+    Read(StoredDocument),
+}
+
+#[derive(Debug)]
+pub(crate) enum Effect {
+    /// Queue a frame for connections. A full outbox is reported back as [`Input::Overflowed`].
+    Deliver { to: Recipients, frame: Bytes, kind: MessageKind },
+    /// The connection is no longer in the room; with a reason, close it with that reason.
+    Disconnect { conn: ConnId, reason: Option<CloseReason> },
+    /// Store these changes (one batch); answer with [`Input::Stored`] or [`Input::WriteFailed`].
+    Write(Vec<Vec<u8>>),
+    /// Publish to the other instances holding the room.
+    Publish(ClusterMessage),
+    /// Read the store: always (`always`), or only if it holds sequences past `seen`. Answer with
+    /// [`Input::CaughtUp`].
+    CatchUp { always: bool, seen: i64 },
+    /// Fold the room's stored log into a snapshot; answer with [`Input::Compacted`].
+    Compact,
+    /// Answer an HTTP command.
+    Answer { id: RequestId, answer: Answer },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Recipients {
+    One(ConnId),
+    /// Every connection in the room.
+    All,
+    /// These connections (counted once against the outbound budget, like `All`).
+    Some(Vec<ConnId>),
+}
+
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Applied(Result<(), ApplyError>),
+    Restored(Result<(), RestoreError>),
+    State(Vec<u8>),
+    /// No answer: the caller learns the room failed when its reply channel drops.
+    Dropped,
+}

@@ -1,0 +1,267 @@
+//! The core's rules, one story each.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use yrs::sync::{Message, SyncMessage};
+use yrs::{Doc, ReadTxn, Transact};
+
+use crate::close::CloseReason;
+use crate::cluster::ClusterMessage;
+use crate::metrics::MessageKind;
+
+use super::super::effects::{Answer, CatchUp, Effect, Input};
+use super::super::handle::ApplyError;
+use super::super::protocol::PeerProtocol;
+use super::super::replication::GAP_TIMEOUT;
+use super::*;
+
+#[test]
+fn a_y_websocket_peer_is_greeted_with_step1_then_presence() {
+    let mut room = core(&[], 8, None);
+    let effects = room.handle(join(1, PeerProtocol::YWebsocket, true), now());
+    assert_eq!(kinds_for(&effects, 1), vec![MessageKind::sync_step1], "no presence yet, so only step 1");
+    let effects = room.handle(join(2, PeerProtocol::Hocuspocus, true), now());
+    assert!(kinds_for(&effects, 2).is_empty(), "Hocuspocus sends its step 1 in answer to the client's");
+}
+
+#[test]
+fn an_update_reaches_no_one_before_it_is_stored_then_everyone() {
+    let mut room = core(&[], 8, None);
+    room.handle(join(1, PeerProtocol::YWebsocket, true), now());
+    room.handle(join(2, PeerProtocol::YWebsocket, true), now());
+    let alice = Doc::new();
+    let update = edit(&alice, "hello");
+    let effects = room.handle(Input::Messages { conn: 1, messages: vec![update_message(update)] }, now());
+    assert!(kinds_for(&effects, 2).is_empty(), "nothing before it is stored");
+    assert_eq!(writes(&effects).len(), 1, "one write starts");
+    // A step 1 meanwhile: its step 2 carries the unstored change, so it waits too.
+    let bob = Doc::new();
+    let step1 = Message::Sync(SyncMessage::SyncStep1(bob.transact().state_vector()));
+    let effects = room.handle(Input::Messages { conn: 2, messages: vec![step1] }, now());
+    assert!(kinds_for(&effects, 2).is_empty(), "the step 2 waits for the store");
+
+    let effects = room.handle(Input::Stored { last_seq: 1 }, now());
+    assert_eq!(kinds_for(&effects, 1), vec![MessageKind::update], "the sender gets its echo");
+    assert_eq!(kinds_for(&effects, 2), vec![MessageKind::update, MessageKind::sync_step2]);
+    assert_eq!(text_of(room.doc()), "hello");
+}
+
+#[test]
+fn hocuspocus_answers_step1_with_step1_and_acknowledges_stored_updates() {
+    let mut room = core(&[], 8, None);
+    room.handle(join(1, PeerProtocol::Hocuspocus, true), now());
+    let doc = Doc::new();
+    let step1 = Message::Sync(SyncMessage::SyncStep1(doc.transact().state_vector()));
+    let effects = room.handle(Input::Messages { conn: 1, messages: vec![step1] }, now());
+    assert_eq!(kinds_for(&effects, 1), vec![MessageKind::sync_step1, MessageKind::sync_step2]);
+
+    let update = edit(&doc, "x");
+    let effects = room.handle(Input::Messages { conn: 1, messages: vec![update_message(update)] }, now());
+    assert!(kinds_for(&effects, 1).is_empty(), "acknowledged only once stored");
+    let effects = room.handle(Input::Stored { last_seq: 1 }, now());
+    assert_eq!(kinds_for(&effects, 1), vec![MessageKind::update, MessageKind::sync_status]);
+}
+
+#[test]
+fn a_read_only_peer_is_refused_and_told_once() {
+    let mut room = core(&[], 8, None);
+    room.handle(join(1, PeerProtocol::YWebsocket, false), now());
+    let doc = Doc::new();
+    let first = edit(&doc, "a");
+    let second = edit(&doc, "b");
+    let effects = room.handle(
+        Input::Messages { conn: 1, messages: vec![update_message(first), update_message(second)] },
+        now(),
+    );
+    assert_eq!(kinds_for(&effects, 1), vec![MessageKind::auth], "told once");
+    assert!(writes(&effects).is_empty(), "nothing stored");
+    assert_eq!(text_of(room.doc()), "");
+}
+
+#[test]
+fn an_invalid_update_closes_its_connection_and_drops_the_rest_of_its_frame() {
+    let mut room = core(&[], 8, None);
+    room.handle(join(1, PeerProtocol::YWebsocket, true), now());
+    let good = edit(&Doc::new(), "late");
+    let effects = room.handle(
+        Input::Messages {
+            conn: 1,
+            messages: vec![update_message(vec![0xff, 0xff, 0xff]), update_message(good)],
+        },
+        now(),
+    );
+    assert!(effects.iter().any(|effect| matches!(
+        effect,
+        Effect::Disconnect { conn: 1, reason: Some(CloseReason::InvalidPayload(_)) }
+    )));
+    assert!(writes(&effects).is_empty(), "what followed in the frame is dropped");
+    assert!(room.is_refused(1));
+    room.handle(Input::Leave { conn: 1 }, now());
+    assert!(!room.is_refused(1), "forgotten once the connection is gone");
+}
+
+#[test]
+fn http_apply_is_answered_once_stored_and_a_failed_write_answers_not_stored() {
+    let mut room = core(&[], 8, None);
+    room.handle(join(1, PeerProtocol::YWebsocket, true), now());
+    let effects = room.handle(
+        Input::Apply {
+            id: 7,
+            update: edit(&Doc::new(), "x"),
+            rules: dojo_sync_protocol::update::WriteRules::ANYTHING,
+        },
+        now(),
+    );
+    assert!(!effects.iter().any(|effect| matches!(effect, Effect::Answer { .. })));
+    let effects = room.handle(Input::State { id: 8 }, now());
+    assert!(!effects.iter().any(|effect| matches!(effect, Effect::Answer { .. })), "the state waits too");
+    let effects = room.handle(Input::WriteFailed, now());
+    assert!(effects.iter().any(|effect| matches!(
+        effect,
+        Effect::Answer { id: 7, answer: Answer::Applied(Err(ApplyError::NotStored)) }
+    )));
+    assert!(effects.iter().any(|effect| matches!(effect, Effect::Answer { id: 8, answer: Answer::Dropped })));
+    assert!(effects.iter().any(|effect| matches!(
+        effect,
+        Effect::Disconnect { conn: 1, reason: Some(CloseReason::StorageUnavailable) }
+    )));
+    assert!(frames_for(&effects, 1).is_empty(), "the unstored change never reached anyone");
+}
+
+#[test]
+fn http_apply_of_something_invalid_is_answered_at_once() {
+    let mut room = core(&[], 8, None);
+    let rules = dojo_sync_protocol::update::WriteRules::ANYTHING;
+    let effects = room.handle(Input::Apply { id: 1, update: vec![0xff, 0xff], rules }, now());
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::Answer { id: 1, answer: Answer::Applied(Err(ApplyError::Invalid(_))) }]
+    ));
+}
+
+#[test]
+fn a_full_outbox_disconnects_its_reader_and_its_presence_goes() {
+    let mut room = core(&[], 8, None);
+    room.handle(join(1, PeerProtocol::YWebsocket, true), now());
+    room.handle(join(2, PeerProtocol::YWebsocket, true), now());
+    let presence = yrs::sync::AwarenessUpdate {
+        clients: [(
+            yrs::ClientID::new(42),
+            yrs::sync::awareness::AwarenessUpdateEntry { clock: 1, json: "{\"name\":\"slow\"}".into() },
+        )]
+        .into(),
+    };
+    let effects =
+        room.handle(Input::Messages { conn: 1, messages: vec![Message::Awareness(presence)] }, now());
+    assert_eq!(kinds_for(&effects, 2), vec![MessageKind::awareness]);
+    let effects = room.handle(Input::Overflowed(vec![1]), now());
+    assert!(matches!(effects[0], Effect::Disconnect { conn: 1, reason: Some(CloseReason::SlowConsumer) }));
+    assert_eq!(kinds_for(&effects, 2), vec![MessageKind::awareness], "its presence is removed for the rest");
+    assert!(!room.is_refused(1), "a slow reader's queued edits still count");
+}
+
+#[test]
+fn stateless_messages_go_to_the_other_hocuspocus_peers_only() {
+    let mut room = core(&[], 8, None);
+    room.handle(join(1, PeerProtocol::Hocuspocus, true), now());
+    room.handle(join(2, PeerProtocol::Hocuspocus, true), now());
+    room.handle(join(3, PeerProtocol::YWebsocket, true), now());
+    let effects = room.handle(Input::Stateless { conn: 1, body: Bytes::from_static(b"\x05hi") }, now());
+    assert!(kinds_for(&effects, 1).is_empty());
+    assert_eq!(kinds_for(&effects, 2), vec![MessageKind::stateless]);
+    assert!(kinds_for(&effects, 3).is_empty());
+}
+
+#[test]
+fn stored_batches_are_published_with_their_sequences() {
+    let mut room = core(&[edit(&Doc::new(), "old")], 8, Some(9));
+    room.handle(join(1, PeerProtocol::YWebsocket, true), now());
+    let doc = Doc::new();
+    room.handle(Input::Messages { conn: 1, messages: vec![update_message(edit(&doc, "a"))] }, now());
+    let effects = room.handle(Input::Stored { last_seq: 2 }, now());
+    assert!(effects.iter().any(|effect| matches!(
+        effect,
+        Effect::Publish(ClusterMessage::Updates { origin: 9, first_seq: 2, last_seq: 2, .. })
+    )));
+}
+
+#[test]
+fn a_gap_in_remote_sequences_is_caught_up_after_the_timeout() {
+    let start = now();
+    let mut room = core(&[], 8, Some(1));
+    room.handle(join(1, PeerProtocol::YWebsocket, true), start);
+    let other = Doc::new();
+    let first = edit(&other, "a");
+    let second = edit(&other, "b");
+    // Sequence 1 is lost; 2 arrives. Stored elsewhere already: broadcast at once (yrs holds it
+    // back until its dependency arrives, so there is nothing to broadcast yet).
+    let effects = room.handle(
+        Input::Remote(ClusterMessage::Updates {
+            origin: 2,
+            first_seq: 2,
+            last_seq: 2,
+            changes: vec![second],
+        }),
+        start,
+    );
+    assert!(!effects.iter().any(|effect| matches!(effect, Effect::CatchUp { .. })));
+    let effects = room.handle(Input::ClusterCheck { dead: vec![] }, start + GAP_TIMEOUT / 2);
+    assert!(
+        effects.iter().any(|effect| matches!(effect, Effect::CatchUp { always: false, .. })),
+        "with clients, the periodic check asks the store cheaply"
+    );
+    room.handle(Input::CaughtUp(Ok(CatchUp::UpToDate)), start);
+    let effects = room.handle(Input::ClusterCheck { dead: vec![] }, start + GAP_TIMEOUT);
+    assert!(effects.iter().any(|effect| matches!(effect, Effect::CatchUp { always: true, seen: 0 })));
+    let effects = room.handle(Input::CatchUp, start + GAP_TIMEOUT);
+    assert!(!effects.iter().any(|effect| matches!(effect, Effect::CatchUp { .. })), "one read at a time");
+
+    let mut stored = dojo_store::StoredDocument::default();
+    stored.updates.push(dojo_store::LoggedUpdate { seq: 1, data: first });
+    let effects = room.handle(Input::CaughtUp(Ok(CatchUp::Read(stored))), start + GAP_TIMEOUT);
+    assert_eq!(kinds_for(&effects, 1), vec![MessageKind::update]);
+    assert_eq!(text_of(room.doc()), "ab");
+}
+
+#[test]
+fn presence_of_clients_on_a_dead_instance_is_removed() {
+    let start = now();
+    let mut room = core(&[], 8, Some(1));
+    room.handle(join(1, PeerProtocol::YWebsocket, true), start);
+    let update = yrs::sync::AwarenessUpdate {
+        clients: [(
+            yrs::ClientID::new(5),
+            yrs::sync::awareness::AwarenessUpdateEntry { clock: 1, json: "{}".into() },
+        )]
+        .into(),
+    };
+    let frame = Bytes::from(dojo_sync_protocol::codec::encode_message(&Message::Awareness(update)));
+    let effects = room.handle(Input::Remote(ClusterMessage::Awareness { origin: 2, frame }), start);
+    assert_eq!(kinds_for(&effects, 1), vec![MessageKind::awareness]);
+    assert_eq!(room.remote_origins().into_iter().collect::<Vec<_>>(), vec![2]);
+    let effects = room.handle(Input::ClusterCheck { dead: vec![] }, start + Duration::from_secs(1));
+    assert!(kinds_for(&effects, 1).is_empty(), "alive and recent: kept");
+    let effects = room.handle(Input::ClusterCheck { dead: vec![2] }, start + Duration::from_secs(2));
+    assert_eq!(kinds_for(&effects, 1), vec![MessageKind::awareness], "removed");
+    assert!(room.remote_origins().is_empty());
+}
+
+#[test]
+fn compaction_is_asked_for_once_the_log_is_long_enough() {
+    let changes: Vec<Vec<u8>> = {
+        let doc = Doc::new();
+        (0..19).map(|i| edit(&doc, &i.to_string())).collect()
+    };
+    let mut room = core(&changes, 8, None);
+    room.handle(join(1, PeerProtocol::YWebsocket, true), now());
+    let doc = Doc::new();
+    let effects =
+        room.handle(Input::Messages { conn: 1, messages: vec![update_message(edit(&doc, "z"))] }, now());
+    assert!(!effects.iter().any(|effect| matches!(effect, Effect::Compact)));
+    let effects = room.handle(Input::Stored { last_seq: 20 }, now());
+    assert!(effects.iter().any(|effect| matches!(effect, Effect::Compact)), "twenty rows");
+    assert!(room.is_compacting());
+    room.handle(Input::Compacted, now());
+    assert!(!room.is_compacting());
+}
