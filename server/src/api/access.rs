@@ -12,11 +12,11 @@ use dojo_accounts::Workflow;
 use dojo_auth::Permission;
 
 use super::ApiError;
-use crate::app::AppState;
 use crate::auth::{AuthError, Caller};
 use crate::room::RoomHandle;
 use crate::room_name::RoomName;
 use crate::rooms::OpenRefused;
+use crate::state::AppState;
 
 /// The room, once the caller may do what `needed` allows in it; `404` when they may not read
 /// it, `403` when they may read it but need more.

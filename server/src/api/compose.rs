@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ApiError, Authenticated};
-use crate::app::AppState;
 use crate::execution::room_writer::RoomWriter;
+use crate::state::AppState;
 
 /// Horizontal distance between composed nodes, and below the existing canvas.
 const STEP_X: f64 = 280.0;

@@ -14,9 +14,9 @@ use utoipa::ToSchema;
 
 use super::access::open_room;
 use super::{ApiError, Authenticated};
-use crate::app::AppState;
 use crate::room::{ApplyError, RestoreError, RoomCommand};
 use crate::room_name::RoomName;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::{ApiError, Authenticated, access, room_name};
-use crate::app::AppState;
 use crate::execution::room_writer::RoomWriter;
 use crate::execution::{Executor, now_millis, write_summary};
+use crate::state::AppState;
 
 const MAX_IDEMPOTENCY_KEY: usize = 128;
 const MAX_TARGETS: usize = 256;
