@@ -6,26 +6,49 @@
 
 use std::net::IpAddr;
 
-use crate::api::ApiError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
 use crate::config::MetricsToken;
+
+/// Why a caller may not read the metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsRefused {
+    /// A token is configured and the caller did not present it (401).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// No token is configured and the caller is not on loopback (403).
+    #[error("{0}")]
+    Forbidden(&'static str),
+}
+
+impl IntoResponse for MetricsRefused {
+    fn into_response(self) -> Response {
+        let (status, code) = match self {
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        };
+        crate::error_body::json_error(status, code, self.to_string())
+    }
+}
 
 /// `Ok` when the caller may read the metrics; otherwise the error to answer with.
 pub fn check(
     peer: Option<IpAddr>,
     configured: Option<&MetricsToken>,
     presented: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<(), MetricsRefused> {
     match configured {
         Some(MetricsToken(token)) => match presented {
             Some(presented) if same_secret(presented.as_bytes(), token.as_bytes()) => Ok(()),
-            Some(_) => Err(ApiError::Unauthorized("invalid metrics token".into())),
+            Some(_) => Err(MetricsRefused::Unauthorized("invalid metrics token")),
             None => {
-                Err(ApiError::Unauthorized("metrics need the bearer token DOJO_METRICS_TOKEN sets".into()))
+                Err(MetricsRefused::Unauthorized("metrics need the bearer token DOJO_METRICS_TOKEN sets"))
             }
         },
         None if peer.is_some_and(|ip| ip.to_canonical().is_loopback()) => Ok(()),
-        None => Err(ApiError::Forbidden(
-            "metrics are served to loopback peers only (or set DOJO_METRICS_TOKEN)".into(),
+        None => Err(MetricsRefused::Forbidden(
+            "metrics are served to loopback peers only (or set DOJO_METRICS_TOKEN)",
         )),
     }
 }
@@ -49,22 +72,22 @@ mod tests {
         assert!(check(ip("127.0.0.1"), None, None).is_ok());
         assert!(check(ip("::1"), None, None).is_ok());
         assert!(check(ip("::ffff:127.0.0.1"), None, None).is_ok());
-        assert!(matches!(check(ip("10.1.2.3"), None, None), Err(ApiError::Forbidden(_))));
-        assert!(matches!(check(None, None, None), Err(ApiError::Forbidden(_))));
+        assert!(matches!(check(ip("10.1.2.3"), None, None), Err(MetricsRefused::Forbidden(_))));
+        assert!(matches!(check(None, None, None), Err(MetricsRefused::Forbidden(_))));
     }
 
     #[test]
     fn with_a_token_everyone_needs_it_loopback_included() {
         let token = MetricsToken("s3cret".into());
         assert!(check(ip("10.1.2.3"), Some(&token), Some("s3cret")).is_ok());
-        assert!(matches!(check(ip("127.0.0.1"), Some(&token), None), Err(ApiError::Unauthorized(_))));
+        assert!(matches!(check(ip("127.0.0.1"), Some(&token), None), Err(MetricsRefused::Unauthorized(_))));
         assert!(matches!(
             check(ip("127.0.0.1"), Some(&token), Some("s3cre")),
-            Err(ApiError::Unauthorized(_))
+            Err(MetricsRefused::Unauthorized(_))
         ));
         assert!(matches!(
             check(ip("127.0.0.1"), Some(&token), Some("s3creT")),
-            Err(ApiError::Unauthorized(_))
+            Err(MetricsRefused::Unauthorized(_))
         ));
     }
 }

@@ -12,11 +12,9 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-
-use crate::api::ApiError;
+use axum::response::Response;
 
 #[derive(Debug, Clone)]
 pub struct OriginPolicy {
@@ -64,10 +62,8 @@ pub async fn refuse_foreign_origins(
         let accepted = origin.to_str().is_ok_and(|origin| policy.accepts_request(origin, host));
         if !accepted {
             tracing::info!(origin = ?origin, "refused a dev-mode request from a foreign origin");
-            return ApiError::Forbidden(
-                "this origin may not use a dev-mode server; list it in DOJO_CORS_ORIGINS".into(),
-            )
-            .into_response();
+            let message = "this origin may not use a dev-mode server; list it in DOJO_CORS_ORIGINS";
+            return crate::error_body::json_error(StatusCode::FORBIDDEN, "forbidden", message);
         }
     }
     next.run(request).await

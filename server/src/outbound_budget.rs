@@ -22,8 +22,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::close::{CloseReason, Disconnect};
+use crate::conn_id::ConnId;
 use crate::metrics::Metrics;
-use crate::room::ConnId;
 
 /// How long the shedder lets closed connections free their memory before it judges again
 /// (closing a socket takes a moment; without the pause it would close more than needed).
@@ -102,13 +102,10 @@ impl OutboundBudget {
         })
     }
 
-    /// A budget that never sheds (counts nonetheless): for outboxes outside a server.
+    /// A budget that never sheds (counts nonetheless): for send queues outside a server.
+    #[cfg(test)]
     pub fn unlimited() -> Arc<Self> {
         Self::new(0)
-    }
-
-    pub fn limit(&self) -> usize {
-        self.limit
     }
 
     /// Bytes held now.

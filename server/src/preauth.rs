@@ -106,7 +106,9 @@ impl Drop for PreauthSlot {
     }
 }
 
-/// Which pool a `/collab` socket counts against.
+/// Which pool a `/collab` socket counts against. Held, never read: the slot is given back
+/// when the value drops.
+#[allow(dead_code)]
 pub enum SocketSlot {
     Unauthenticated(PreauthSlot),
     /// One of the `DOJO_MAX_CONNECTIONS` slots.
@@ -144,6 +146,7 @@ impl PreauthBudget {
     }
 
     /// Bytes reserved now.
+    #[cfg(test)]
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
     }

@@ -10,11 +10,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use crate::api::ApiError;
-use crate::app::AppState;
 use crate::metrics::ReasonLabel;
+use crate::state::AppState;
 
 /// Refuses the request with 429 (and `Retry-After`) when its client IP is over its budget.
 pub async fn limit_by_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -23,7 +22,7 @@ pub async fn limit_by_ip(State(state): State<AppState>, request: Request, next: 
     if let Err(not_until) = limiter.check_key(&client_key(peer)) {
         state.metrics().rate_limited.get_or_create(&ReasonLabel { reason: "public" }).inc();
         let retry_after_s = crate::rate::retry_after_secs(limiter, &not_until);
-        return ApiError::TooManyRequests { retry_after_s }.into_response();
+        return crate::error_body::too_many_requests(retry_after_s);
     }
     next.run(request).await
 }

@@ -46,6 +46,7 @@ impl UserConnections {
     }
 
     /// Connections `user` holds now.
+    #[cfg(test)]
     pub fn open(&self, user: &str) -> usize {
         self.lock().get(user).copied().unwrap_or(0)
     }

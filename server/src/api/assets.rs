@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ApiError, Authenticated};
-use crate::app::AppState;
 use crate::execution::now_millis;
 use crate::services::access;
+use crate::state::AppState;
 
 /// What uploads may be: the built-in image nodes read PNG.
 const UPLOAD_TYPES: [&str; 1] = ["image/png"];

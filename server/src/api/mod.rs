@@ -23,11 +23,9 @@ use axum::routing::{get, post};
 use dojo_accounts::AccountError;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::app::AppState;
 use crate::auth::{AuthError, Caller};
 use crate::metrics::ReasonLabel;
-
-pub use rooms::Version;
+use crate::state::AppState;
 
 /// Errors at the HTTP edge. Internal details go to the log, never to the client.
 #[derive(Debug, thiserror::Error)]

@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::{ApiError, Authenticated};
-use crate::app::AppState;
 use crate::services::access;
 use crate::services::runs::{RunService, SubmitError, SubmitRequest};
+use crate::state::AppState;
 
 const MAX_IDEMPOTENCY_KEY: usize = 128;
 

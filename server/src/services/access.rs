@@ -10,11 +10,11 @@
 
 use dojo_auth::Permission;
 
-use crate::app::AppState;
 use crate::auth::{AuthError, Caller};
 use crate::room::RoomHandle;
 use crate::room_name::{RoomName, RoomNameError};
 use crate::rooms::OpenRefused;
+use crate::state::AppState;
 
 /// A room the caller was checked for: made only by [`room_for`].
 #[derive(Debug, Clone)]

@@ -14,9 +14,9 @@
 use dojo_auth::Permission;
 use dojo_store::StoreError;
 
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::room_name::RoomName;
+use crate::state::AppState;
 
 /// `true` when `caller` may make `room` the room of a new workflow (whether a workflow already
 /// has it is the insert's to find out).

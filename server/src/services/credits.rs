@@ -4,7 +4,7 @@
 use dojo_accounts::stripe::CheckoutCredit;
 use dojo_accounts::{AccountError, AccountStore, CreditOutcome, User};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreditError {

@@ -6,11 +6,11 @@ use dojo_auth::Permission;
 use tokio::sync::oneshot;
 
 use super::access::{self, AccessError, RoomAccess};
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::room::{ApplyError, RoomCommand};
 use crate::room_name::RoomName;
 use crate::rooms::OpenRefused;
+use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {

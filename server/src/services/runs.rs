@@ -11,12 +11,12 @@ use serde_json::Value;
 
 use super::access::{self, AccessError, RoomAccess};
 use super::{SignInRequired, signed_in};
-use crate::app::AppState;
 use crate::auth::{AuthError, Caller};
 use crate::execution::room_writer::RoomWriter;
 use crate::execution::{Executor, now_millis, write_summary};
 use crate::room_name::RoomName;
 use crate::rooms::OpenRefused;
+use crate::state::AppState;
 
 /// Most targets one submission may name.
 pub const MAX_TARGETS: usize = 256;

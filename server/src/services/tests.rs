@@ -17,11 +17,11 @@ use super::access::{self, AccessError};
 use super::runs::{RunError, RunService, SubmitError, SubmitRequest};
 use super::workflows::{WorkflowError, WorkflowService};
 use super::{compose, credits, documents, versions};
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::config::Config;
 use crate::execution::room_writer::RoomWriter;
 use crate::room_name::RoomName;
+use crate::state::AppState;
 
 const SECRET: &str = "a test secret that is at least thirty-two bytes long";
 

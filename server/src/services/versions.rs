@@ -7,11 +7,11 @@ use dojo_store::{StoreError, VersionInfo};
 use tokio::sync::oneshot;
 
 use super::access::{self, AccessError, RoomAccess};
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::room::{RestoreError, RoomCommand};
 use crate::room_name::RoomName;
 use crate::rooms::OpenRefused;
+use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VersionError {

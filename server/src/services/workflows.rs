@@ -8,9 +8,9 @@ use dojo_auth::Permission;
 use dojo_store::StoreError;
 
 use super::{SignInRequired, access, claim, signed_in};
-use crate::app::AppState;
 use crate::auth::{AuthError, Caller};
 use crate::room_name::{RoomName, RoomNameError};
+use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkflowError {

@@ -1,0 +1,29 @@
+//! Where everything durable lives: documents, and accounts (users, workflows, credits), on one
+//! database.
+
+use std::sync::Arc;
+
+use dojo_accounts::AccountStore;
+use dojo_store::{DocumentStore, StoreError};
+
+/// Where everything durable lives: documents, and accounts (users, workflows, credits), on one
+/// database.
+#[derive(Clone)]
+pub struct Storage {
+    pub documents: Arc<dyn DocumentStore>,
+    pub accounts: Arc<dyn AccountStore>,
+    /// Runs, credit holds and asset records (same database).
+    pub runs: Arc<dyn dojo_accounts::RunStore>,
+}
+
+impl Storage {
+    /// Opens the database `url` names and applies its migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let database = dojo_store::open_database(url).await?;
+        Ok(Self {
+            documents: database.documents(),
+            accounts: dojo_accounts::accounts(&database),
+            runs: dojo_accounts::runs(&database),
+        })
+    }
+}
