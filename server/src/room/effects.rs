@@ -5,7 +5,6 @@
 //! the core with the current time, and carries out the [`Effect`]s it returns, in order.
 
 use bytes::Bytes;
-use dojo_store::StoredDocument;
 use dojo_sync_protocol::update::WriteRules;
 use yrs::sync::Message;
 
@@ -14,6 +13,7 @@ use crate::cluster::{ClusterMessage, InstanceId};
 use crate::metrics::MessageKind;
 
 use super::handle::{ApplyError, ConnId, RestoreError};
+pub(crate) use super::load::CatchUp;
 use super::load::CatchUpError;
 use super::protocol::PeerProtocol;
 
@@ -59,14 +59,6 @@ pub(crate) enum Input {
     ClusterCheck { dead: Vec<InstanceId> },
     /// These connections' outboxes were full when a frame was delivered to them.
     Overflowed(Vec<ConnId>),
-}
-
-/// What a catch-up read found.
-pub(crate) enum CatchUp {
-    /// The store holds nothing the room has not seen (one cheap query said so).
-    UpToDate,
-    /// The stored document, to merge.
-    Read(StoredDocument),
 }
 
 #[derive(Debug)]

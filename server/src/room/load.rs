@@ -1,13 +1,11 @@
 //! Reading a room's document from the store: the first load, and catch-up reads for rooms in a
 //! cluster. The actor runs these; the core gets their outcomes as typed values.
 
-use dojo_store::{DocumentStore, StoreError};
+use dojo_store::{DocumentStore, StoreError, StoredDocument};
 use yrs::{Doc, ReadTxn, Transact};
 
 use crate::compaction::{self, RebuildError};
 use crate::room_name::RoomName;
-
-use super::effects::CatchUp;
 
 /// A document read from the store and applied, off the async threads.
 pub(crate) struct Loaded {
@@ -75,4 +73,12 @@ pub(crate) async fn catch_up(
         return Ok(CatchUp::UpToDate);
     }
     store.load(room.as_str()).await.map(CatchUp::Read)
+}
+
+/// What a catch-up read found.
+pub(crate) enum CatchUp {
+    /// The store holds nothing the room has not seen (one cheap query said so).
+    UpToDate,
+    /// The stored document, to merge.
+    Read(StoredDocument),
 }
