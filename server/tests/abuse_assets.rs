@@ -17,42 +17,15 @@
 
 mod common;
 
-use std::ops::Deref;
-
-use common::database::{Backend, TestDatabase};
+use common::WAIT;
+use common::database::Backend;
 use common::replicate::Replicate;
-use common::runs::{RunApi, edge, join, token, typed_node as node, write_graph};
-use common::{TestServer, WAIT};
+use common::runs::{RunStory, edge, join, token, typed_node as node, write_graph};
 use dojo_sync_protocol::canvas::{CanvasEdge, CanvasNode};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-struct Story {
-    server: TestServer,
-    api: RunApi,
-    _db: TestDatabase,
-}
-
-impl Deref for Story {
-    type Target = RunApi;
-
-    fn deref(&self) -> &RunApi {
-        &self.api
-    }
-}
-
-impl Story {
-    async fn start(backend: Backend, configure: impl FnOnce(&mut dojo_server::Config)) -> Self {
-        let db = TestDatabase::new(backend).await;
-        let server = TestServer::start_on(&db.url, |config| {
-            config.auth.jwt_secret = Some(common::runs::SECRET.into());
-            configure(config);
-        })
-        .await;
-        let api = RunApi::new(server.addr, &db.url);
-        Self { server, api, _db: db }
-    }
-
+impl RunStory {
     /// `POST /api/assets` (for `room`, if any) with a PNG content type.
     async fn upload(&self, token: &str, room: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
         let path = match room {
@@ -157,7 +130,7 @@ fn error_body(bytes: &[u8]) -> Value {
 async fn a_run_cannot_read_another_users_private_upload(backend: Backend) {
     let replicate = Replicate::start().await;
     let providers = replicate.config();
-    let story = Story::start(backend, |config| config.executor.providers = Some(providers)).await;
+    let story = RunStory::start_with(backend, |config| config.executor.providers = Some(providers)).await;
     let (alice, bob) = (token("alice"), token("bob"));
     story.user_with_credits(&alice, 20).await;
     story.user_with_credits(&bob, 20).await;
@@ -201,7 +174,7 @@ async fn a_run_cannot_read_another_users_private_upload(backend: Backend) {
 }
 
 async fn a_removed_collaborator_loses_the_rooms_uploads_for_good(backend: Backend) {
-    let story = Story::start(backend, |_| {}).await;
+    let story = RunStory::start_with(backend, |_| {}).await;
     let (alice, bob) = (token("alice"), token("bob"));
     story.user_with_credits(&alice, 5).await;
     let bob_id = story.user_with_credits(&bob, 5).await;
@@ -244,7 +217,7 @@ async fn a_removed_collaborator_loses_the_rooms_uploads_for_good(backend: Backen
 // Uploads are decoded and bounded.
 
 async fn uploads_that_are_not_one_bounded_png_are_refused(backend: Backend) {
-    let story = Story::start(backend, |_| {}).await;
+    let story = RunStory::start_with(backend, |_| {}).await;
     let alice = token("alice");
     story.user_with_credits(&alice, 0).await;
     let refused = |expected: StatusCode, code: &'static str| {
@@ -300,7 +273,7 @@ async fn the_storage_quota_holds_even_against_concurrent_uploads(backend: Backen
     let largest = pictures.iter().map(Vec::len).max().expect("pictures") as u64;
     // Room for three of them, not four.
     let quota = 3 * largest + largest / 2;
-    let story = Story::start(backend, |config| config.executor.user_storage_bytes = quota).await;
+    let story = RunStory::start_with(backend, |config| config.executor.user_storage_bytes = quota).await;
     let (alice, carol) = (token("alice"), token("carol"));
     story.user_with_credits(&alice, 0).await;
     story.user_with_credits(&carol, 0).await;
@@ -331,7 +304,7 @@ async fn a_provider_result_on_a_loopback_address_is_never_fetched(backend: Backe
     let replicate = Replicate::start().await;
     let mut providers = replicate.config();
     providers.allow_private_downloads = false;
-    let story = Story::start(backend, |config| config.executor.providers = Some(providers)).await;
+    let story = RunStory::start_with(backend, |config| config.executor.providers = Some(providers)).await;
     let bob = token("bob");
     story.user_with_credits(&bob, 10).await;
     story.workflow(&bob, "bob-room").await;

@@ -4,13 +4,11 @@
 
 mod common;
 
-use std::ops::Deref;
-
-use common::database::{Backend, TestDatabase};
+use common::WAIT;
+use common::database::Backend;
 use common::runs::{
-    RunApi, edge, join, result_json, status_of, token, typed_node as node, wait_server_graph, watch_run,
+    RunStory, edge, join, result_json, status_of, token, typed_node as node, wait_server_graph, watch_run,
 };
-use common::{TestServer, WAIT};
 use dojo_executor::ProviderConfig;
 use dojo_sync_protocol::canvas::{self, CanvasEdge, CanvasNode};
 use reqwest::StatusCode;
@@ -18,38 +16,6 @@ use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 use yrs::Transact;
-
-/// An in-process server on a database of its own, and the run API in front of it.
-struct Story {
-    server: TestServer,
-    api: RunApi,
-    _db: TestDatabase,
-}
-
-impl Deref for Story {
-    type Target = RunApi;
-
-    fn deref(&self) -> &RunApi {
-        &self.api
-    }
-}
-
-impl Story {
-    async fn start(backend: Backend) -> Self {
-        Self::start_with(backend, |_| {}).await
-    }
-
-    async fn start_with(backend: Backend, configure: impl FnOnce(&mut dojo_server::Config)) -> Self {
-        let db = TestDatabase::new(backend).await;
-        let server = TestServer::start_on(&db.url, |config| {
-            config.auth.jwt_secret = Some(common::runs::SECRET.into());
-            configure(config);
-        })
-        .await;
-        let api = RunApi::new(server.addr, &db.url);
-        Self { server, api, _db: db }
-    }
-}
 
 const STORY: [&str; 4] = ["prompt", "gen", "blur", "up"];
 
@@ -70,7 +36,7 @@ fn story_graph() -> (Vec<CanvasNode>, Vec<CanvasEdge>) {
 }
 
 async fn the_story_runs_and_the_room_watches_every_node(backend: Backend) {
-    let story = Story::start(backend).await;
+    let story = RunStory::start(backend).await;
     let alice = token("alice");
     let alice_id = story.user_with_credits(&alice, 10).await;
     let room = "canvas-story";
@@ -171,7 +137,7 @@ async fn the_story_runs_and_the_room_watches_every_node(backend: Backend) {
 }
 
 async fn an_invalid_graph_is_refused_per_node_and_holds_nothing(backend: Backend) {
-    let story = Story::start(backend).await;
+    let story = RunStory::start(backend).await;
     let alice = token("alice");
     story.user_with_credits(&alice, 5).await;
     let room = "canvas-invalid";
@@ -227,7 +193,7 @@ async fn an_invalid_graph_is_refused_per_node_and_holds_nothing(backend: Backend
 }
 
 async fn a_run_beyond_the_balance_is_402_with_balance_and_cost(backend: Backend) {
-    let story = Story::start(backend).await;
+    let story = RunStory::start(backend).await;
     let alice = token("alice");
     // Granting 0 is refused by nothing; start from no credits at all.
     let (_, me) = story.call(reqwest::Method::GET, "/api/me", &alice, None, None).await;
@@ -258,7 +224,7 @@ async fn a_run_beyond_the_balance_is_402_with_balance_and_cost(backend: Backend)
 async fn a_description_becomes_connected_nodes_everyone_sees(backend: Backend) {
     // No provider keys, whatever the environment holds: the parser plans.
     let story =
-        Story::start_with(backend, |config| config.executor.providers = Some(ProviderConfig::default()))
+        RunStory::start_with(backend, |config| config.executor.providers = Some(ProviderConfig::default()))
             .await;
     let alice = token("alice");
     story.user_with_credits(&alice, 1).await;
@@ -340,7 +306,7 @@ async fn compose_plans_with_the_llm_when_openai_is_configured() {
         .mount(&openai)
         .await;
     let uri = openai.uri();
-    let story = Story::start_with(Backend::Sqlite, |config| {
+    let story = RunStory::start_with(Backend::Sqlite, |config| {
         let providers = ProviderConfig::from_lookup(|name| match name {
             "OPENAI_API_KEY" => Some(OPENAI_KEY.to_owned()),
             "OPENAI_BASE_URL" => Some(uri.clone()),

@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use yrs::types::ToJson;
 use yrs::{Doc, Map, ReadTxn, Transact};
 
-use super::WAIT;
+use super::database::{Backend, TestDatabase};
+use super::{TestServer, WAIT};
 
 pub const SECRET: &str = "a test secret that is at least thirty-two bytes long";
 
@@ -247,4 +248,37 @@ pub async fn watch_run(
     let seen = seen.lock().expect("lock").clone();
     assert!(finished.is_ok(), "not every node reached a final state: {seen:?}");
     seen
+}
+
+/// An in-process server on a database of its own (JWT secret [`SECRET`]), and the run API in
+/// front of it: what every run and asset story starts from.
+pub struct RunStory {
+    pub server: TestServer,
+    pub api: RunApi,
+    _db: TestDatabase,
+}
+
+impl std::ops::Deref for RunStory {
+    type Target = RunApi;
+
+    fn deref(&self) -> &RunApi {
+        &self.api
+    }
+}
+
+impl RunStory {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut dojo_server::Config)) -> Self {
+        let db = TestDatabase::new(backend).await;
+        let server = TestServer::start_on(&db.url, |config| {
+            config.auth.jwt_secret = Some(SECRET.into());
+            configure(config);
+        })
+        .await;
+        let api = RunApi::new(server.addr, &db.url);
+        Self { server, api, _db: db }
+    }
 }
