@@ -64,10 +64,7 @@ impl Story {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.expect("request");
-        let status = response.status();
-        let text = response.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        common::send_json(request).await
     }
 
     async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {

@@ -32,18 +32,13 @@ impl RunStory {
             Some(room) => format!("/api/assets?room={room}"),
             None => "/api/assets".to_owned(),
         };
-        let response = self
+        let request = self
             .http
             .post(self.http_url(&path))
             .bearer_auth(token)
             .header("content-type", "image/png")
-            .body(body)
-            .send()
-            .await
-            .expect("upload");
-        let status = response.status();
-        let text = response.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+            .body(body);
+        common::send_json(request).await
     }
 
     /// An upload that must succeed: its asset id.

@@ -119,6 +119,15 @@ impl TestServer {
     }
 }
 
+/// Sends `request` and returns its status and body: JSON when it parses, else the text as a JSON
+/// string (so a plain-text refusal still shows in an assertion message).
+pub async fn send_json(request: reqwest::RequestBuilder) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
 /// One sample of a Prometheus metric of the server at `addr` (summed over its label sets
 /// matching `labels`).
 pub async fn metric_at(addr: SocketAddr, name: &str, labels: &str) -> f64 {

@@ -61,10 +61,7 @@ impl RunApi {
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
         }
-        let response = request.send().await.expect("request");
-        let status = response.status();
-        let text = response.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        super::send_json(request).await
     }
 
     /// The user behind `token`, with `credits` granted.
