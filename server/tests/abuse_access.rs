@@ -148,7 +148,7 @@ fn assert_code(status: StatusCode, body: &Value, expected_status: StatusCode, co
     assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "a message: {body}");
 }
 
-common::on_both_stores!(
+dojo_test_support::each_backend_story!(
     a_room_a_service_writes_cannot_be_claimed_by_a_stranger,
     two_claimers_of_one_room_get_one_workflow,
     the_workflow_quota_trips_and_concurrent_creations_cannot_pass_it,

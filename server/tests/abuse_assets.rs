@@ -326,7 +326,7 @@ async fn a_provider_result_on_a_loopback_address_is_never_fetched(backend: Backe
     assert_eq!(story.balance(&bob).await, 10, "the failed node's hold came back");
 }
 
-common::on_both_stores!(
+dojo_test_support::each_backend_story!(
     a_run_cannot_read_another_users_private_upload,
     a_removed_collaborator_loses_the_rooms_uploads_for_good,
 );

@@ -123,7 +123,7 @@ fn node_ids(doc: &Doc) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // Stories on both stores.
 
-common::on_both_stores!(
+dojo_test_support::each_backend_story!(
     a_read_only_collaborators_edits_reach_no_one_and_are_not_stored,
     a_stranger_cannot_open_read_or_update_a_private_workflow,
 );

@@ -192,7 +192,7 @@ async fn wait_versions(server: &TestServer, room: &str) -> Vec<Value> {
     }
 }
 
-common::on_both_stores!(
+dojo_test_support::each_backend_story!(
     edits_survive_a_restart,
     what_anyone_received_survives_kill_9_mid_burst,
     compaction_keeps_the_document_and_shrinks_the_log,

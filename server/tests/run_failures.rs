@@ -139,7 +139,7 @@ async fn cancelling_during_a_slow_provider_call_cancels_the_remote_job(backend: 
     server.stop().await;
 }
 
-common::on_both_stores!(
+dojo_test_support::each_backend_story!(
     a_failing_provider_fails_its_node_skips_what_needs_it_and_releases_its_hold,
     cancelling_during_a_slow_provider_call_cancels_the_remote_job,
 );

@@ -400,7 +400,7 @@ async fn compose_plans_with_the_llm_when_openai_is_configured() {
     story.server.stop().await;
 }
 
-common::on_both_stores!(
+dojo_test_support::each_backend_story!(
     the_story_runs_and_the_room_watches_every_node,
     an_invalid_graph_is_refused_per_node_and_holds_nothing,
     a_run_beyond_the_balance_is_402_with_balance_and_cost,

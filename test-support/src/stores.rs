@@ -116,3 +116,32 @@ macro_rules! each_backend {
         }
     };
 }
+
+/// Declares each story once per backend, as `sqlite::NAME` and `postgres::NAME`, for suites
+/// whose stories open their own database (a server on it, say): each story is an
+/// `async fn(Backend)` in the enclosing module.
+///
+/// ```ignore
+/// dojo_test_support::each_backend_story!(restart_keeps_the_document, outage_then_recovery);
+/// ```
+#[macro_export]
+macro_rules! each_backend_story {
+    ($($story:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $story() {
+                    super::$story($crate::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $story() {
+                    super::$story($crate::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}

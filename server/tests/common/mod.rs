@@ -146,29 +146,3 @@ pub async fn metric_at(addr: SocketAddr, name: &str, labels: &str) -> f64 {
         })
         .fold(0.0, |sum, value| sum + value)
 }
-
-/// Declares each story once per store: `sqlite::STORY` and `postgres::STORY`.
-#[allow(unused_macros)] // used by the suites that run on both stores
-macro_rules! on_both_stores {
-    ($($story:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $story() {
-                    super::$story(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $story() {
-                    super::$story(super::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
-#[allow(unused_imports)] // used by the suites that run on both stores
-pub(crate) use on_both_stores;
