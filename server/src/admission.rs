@@ -29,7 +29,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::api::ApiError;
-use crate::auth::{AuthError, Caller};
+use crate::caller::{AuthError, Caller};
 use crate::close::{CloseReason, Disconnect};
 use crate::config::Limits;
 use crate::metrics::{Metrics, ReasonLabel};
@@ -37,7 +37,7 @@ use crate::preauth::{PoolFull, PreauthSlot};
 use crate::rate::UserLimiter;
 use crate::room::{Peer, RoomCommand, RoomHandle};
 use crate::room_name::{RoomName, RoomNameError};
-use crate::rooms::{OpenRefused, Rooms};
+use crate::room_registry::{OpenRefused, Rooms};
 use crate::state::AppState;
 use crate::user_connections::{TooManyConnections, UserConnectionSlot};
 

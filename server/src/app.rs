@@ -46,7 +46,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>, request: axum::extract::Request) -> Response {
     let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
-    let token = crate::auth::bearer_token(request.headers(), None);
+    let token = crate::caller::bearer_token(request.headers(), None);
     let configured = state.config().http.metrics_token.as_ref();
     if let Err(error) =
         crate::metrics_access::check(peer.map(|info| info.0.ip()), configured, token.as_deref())

@@ -21,7 +21,7 @@ use crate::config::Limits;
 use crate::metrics::{MessageKind, Metrics, ReasonLabel};
 use crate::presence_limits::{PresenceLimits, check_states};
 use crate::room::{ConnId, Peer, PeerProtocol, RoomCommand};
-use crate::rooms::Rooms;
+use crate::room_registry::Rooms;
 use crate::send_queue::{self, SendQueueReceiver};
 use crate::socket_reader::{Deadlines, next_frame};
 use crate::state::AppState;

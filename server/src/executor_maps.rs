@@ -14,7 +14,7 @@ use crate::config::Config;
 
 use dojo_sync_protocol::update::WriteRules;
 
-use crate::auth::Caller;
+use crate::caller::Caller;
 
 /// The rules an update from `caller` is applied under, on a server configured by `config`.
 pub fn write_rules(caller: &Caller, config: &Config) -> WriteRules<'static> {

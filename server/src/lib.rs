@@ -13,13 +13,13 @@ pub mod metrics;
 pub mod queue_budget;
 pub mod room;
 pub mod room_openers;
-pub mod rooms;
+pub mod room_registry;
 pub mod services;
 
 pub(crate) mod admission;
 pub(crate) mod api;
 pub(crate) mod app;
-pub(crate) mod auth;
+pub(crate) mod caller;
 pub(crate) mod close;
 pub(crate) mod cluster_presence;
 pub(crate) mod conn_id;

@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use dojo_store::DocumentStore;
 
-use crate::auth::{Auth, Caller};
+use crate::caller::{Auth, Caller};
 use crate::compaction::CompactionPolicy;
 use crate::config::{Config, Limits};
 use crate::metrics::Metrics;
@@ -19,7 +19,7 @@ use crate::outbound_budget::OutboundBudget;
 use crate::preauth::Preauth;
 use crate::rate::{self, UserLimiter};
 use crate::room::RoomSettings;
-use crate::rooms::Rooms;
+use crate::room_registry::Rooms;
 use crate::storage::Storage;
 use crate::user_connections::{TooManyConnections, UserConnectionSlot, UserConnections};
 
@@ -27,7 +27,7 @@ use crate::user_connections::{TooManyConnections, UserConnectionSlot, UserConnec
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("authentication is misconfigured: {0}")]
-    Auth(#[from] crate::auth::AuthSetupError),
+    Auth(#[from] crate::caller::AuthSetupError),
     #[error("runs cannot execute: {0}")]
     Executor(#[from] crate::execution::StartError),
 }

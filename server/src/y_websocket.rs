@@ -20,7 +20,7 @@ pub(crate) async fn room_socket(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let token = crate::auth::bearer_token(&headers, query.as_deref());
+    let token = crate::caller::bearer_token(&headers, query.as_deref());
     let authorized = match admission::authorize(&state, &room, token.as_deref()).await {
         Ok(authorized) => authorized,
         Err(refusal) => return refusal.respond(state.metrics()),

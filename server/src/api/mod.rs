@@ -8,8 +8,8 @@
 pub(crate) mod account;
 mod assets;
 mod compose;
+pub(crate) mod documents;
 pub mod openapi;
-pub(crate) mod rooms;
 mod runs;
 mod service_errors;
 mod workflows;
@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use dojo_accounts::AccountError;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::auth::{AuthError, Caller};
+use crate::caller::{AuthError, Caller};
 use crate::metrics::ReasonLabel;
 use crate::state::AppState;
 
@@ -154,7 +154,7 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = crate::auth::bearer_token(&parts.headers, parts.uri.query());
+        let token = crate::caller::bearer_token(&parts.headers, parts.uri.query());
         let caller = state.auth().authenticate(token.as_deref()).await?;
         if let Some(user) = caller.user() {
             let limiter = state.http_limiter();
@@ -194,11 +194,11 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
             "/api/workflows/{id}/collaborators/{user}",
             axum::routing::put(workflows::set_collaborator).delete(workflows::remove_collaborator),
         )
-        .route("/api/rooms/{room}/graph", get(rooms::graph))
-        .route("/api/rooms/{room}/state", get(rooms::state))
-        .route("/api/rooms/{room}/update", post(rooms::update))
-        .route("/api/rooms/{room}/versions", get(rooms::list_versions))
-        .route("/api/rooms/{room}/versions/{id}/restore", post(rooms::restore_version))
+        .route("/api/rooms/{room}/graph", get(documents::graph))
+        .route("/api/rooms/{room}/state", get(documents::state))
+        .route("/api/rooms/{room}/update", post(documents::update))
+        .route("/api/rooms/{room}/versions", get(documents::list_versions))
+        .route("/api/rooms/{room}/versions/{id}/restore", post(documents::restore_version))
         .route("/api/rooms/{room}/runs", get(runs::list).post(runs::submit))
         .route("/api/rooms/{room}/compose", post(compose::compose_nodes))
         .route("/api/runs/{id}", get(runs::get))

@@ -6,7 +6,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{account, assets, compose, rooms, runs, workflows};
+use super::{account, assets, compose, documents, runs, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,11 +24,11 @@ use super::{account, assets, compose, rooms, runs, workflows};
         workflows::delete,
         workflows::set_collaborator,
         workflows::remove_collaborator,
-        rooms::graph,
-        rooms::state,
-        rooms::update,
-        rooms::list_versions,
-        rooms::restore_version,
+        documents::graph,
+        documents::state,
+        documents::update,
+        documents::list_versions,
+        documents::restore_version,
         compose::compose_nodes,
         runs::submit,
         runs::get,

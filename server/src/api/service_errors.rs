@@ -2,7 +2,7 @@
 //! had, with the error's own words as the message (internal causes go to the log only).
 
 use super::ApiError;
-use crate::rooms::OpenRefused;
+use crate::room_registry::OpenRefused;
 use crate::services::SignInRequired;
 use crate::services::access::AccessError;
 use crate::services::compose::ComposeError;

@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 pub use dojo_executor::worker::{now_millis, write_summary};
 
 use crate::config::ExecutorSettings;
-use crate::rooms::Rooms;
+use crate::room_registry::Rooms;
 use room_writer::LocalRooms;
 
 /// Runs waiting in memory for a worker; the rest wait in the database (outbox, orphans).
@@ -230,7 +230,7 @@ impl Executor {
 
 /// Who may read which room, for a run's asset reads: the workflow records, with rooms no
 /// workflow claims open exactly when the server leaves them open (dev mode).
-pub fn room_readers(auth: &crate::auth::Auth) -> RoomReaders {
+pub fn room_readers(auth: &crate::caller::Auth) -> RoomReaders {
     let unclaimed = if auth.dev_mode() { UnclaimedRooms::Open } else { UnclaimedRooms::Closed };
     RoomReaders { accounts: Arc::clone(auth.accounts()), unclaimed }
 }

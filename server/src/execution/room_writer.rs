@@ -17,7 +17,7 @@ use yrs::{Doc, ReadTxn, Transact, TransactionMut};
 
 use crate::room::RoomCommand;
 use crate::room_name::RoomName;
-use crate::rooms::Rooms;
+use crate::room_registry::Rooms;
 
 pub struct RoomWriter {
     rooms: Arc<Rooms>,

@@ -84,7 +84,7 @@ pub(crate) async fn collab_socket(
     };
     // Browsers cannot set headers; the provider sends its token per document, in the protocol.
     // A token in the URL or header is the fallback for a document whose token message is empty.
-    let fallback_token = crate::auth::bearer_token(&headers, query.as_deref());
+    let fallback_token = crate::caller::bearer_token(&headers, query.as_deref());
     let client = crate::public_rate::client_key(peer.map(|Extension(ConnectInfo(peer))| peer.ip()));
     let slot = match initial_slot(&state, client, fallback_token.as_deref()).await {
         Ok(slot) => slot,

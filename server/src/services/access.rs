@@ -10,10 +10,10 @@
 
 use dojo_auth::Permission;
 
-use crate::auth::{AuthError, Caller};
+use crate::caller::{AuthError, Caller};
 use crate::room::RoomHandle;
 use crate::room_name::{RoomName, RoomNameError};
-use crate::rooms::OpenRefused;
+use crate::room_registry::OpenRefused;
 use crate::state::AppState;
 
 /// A room the caller was checked for: made only by [`room_for`].

@@ -14,7 +14,7 @@
 use dojo_auth::Permission;
 use dojo_store::StoreError;
 
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::room_name::RoomName;
 use crate::state::AppState;
 

@@ -12,9 +12,9 @@ use dojo_executor::worker::DocumentError;
 use dojo_sync_protocol::canvas::{CanvasEdge, CanvasNode, Position, read_graph, write_edge, write_node};
 
 use super::access::{self, AccessError, RoomAccess};
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::execution::room_writer::RoomWriter;
-use crate::rooms::OpenRefused;
+use crate::room_registry::OpenRefused;
 use crate::state::AppState;
 
 /// Horizontal distance between composed nodes, and below the existing canvas.

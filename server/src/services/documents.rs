@@ -6,10 +6,10 @@ use dojo_auth::Permission;
 use tokio::sync::oneshot;
 
 use super::access::{self, AccessError, RoomAccess};
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::room::{ApplyError, RoomCommand};
 use crate::room_name::RoomName;
-use crate::rooms::OpenRefused;
+use crate::room_registry::OpenRefused;
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! Domain operations, one service per domain: runs, workflows, compose, versions, credits.
 //!
-//! A service takes typed inputs (the authenticated [`Caller`](crate::auth::Caller), typed
+//! A service takes typed inputs (the authenticated [`Caller`](crate::caller::Caller), typed
 //! parameters) and returns a typed result or a typed error that keeps its source. Services know
 //! nothing about HTTP: the handlers in `crate::api` parse a request, call a service and map its
 //! error to a status and the `{"error", "code"}` body; the admin CLI and the tests call the same
@@ -24,7 +24,7 @@ mod tests;
 
 use dojo_accounts::User;
 
-use crate::auth::Caller;
+use crate::caller::Caller;
 
 /// The operation acts on the caller's account, and the caller is anonymous (dev mode).
 #[derive(Debug, Clone, Copy, thiserror::Error)]

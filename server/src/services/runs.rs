@@ -11,11 +11,11 @@ use serde_json::Value;
 
 use super::access::{self, AccessError, RoomAccess};
 use super::{SignInRequired, signed_in};
-use crate::auth::{AuthError, Caller};
+use crate::caller::{AuthError, Caller};
 use crate::execution::room_writer::RoomWriter;
 use crate::execution::{Executor, now_millis, write_summary};
 use crate::room_name::RoomName;
-use crate::rooms::OpenRefused;
+use crate::room_registry::OpenRefused;
 use crate::state::AppState;
 
 /// Most targets one submission may name.

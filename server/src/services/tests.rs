@@ -17,7 +17,7 @@ use super::access::{self, AccessError};
 use super::runs::{RunError, RunService, SubmitError, SubmitRequest};
 use super::workflows::{WorkflowError, WorkflowService};
 use super::{compose, credits, documents, versions};
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::config::Config;
 use crate::execution::room_writer::RoomWriter;
 use crate::room_name::RoomName;

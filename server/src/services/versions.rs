@@ -7,10 +7,10 @@ use dojo_store::{StoreError, VersionInfo};
 use tokio::sync::oneshot;
 
 use super::access::{self, AccessError, RoomAccess};
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::room::{RestoreError, RoomCommand};
 use crate::room_name::RoomName;
-use crate::rooms::OpenRefused;
+use crate::room_registry::OpenRefused;
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]

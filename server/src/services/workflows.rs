@@ -8,7 +8,7 @@ use dojo_auth::Permission;
 use dojo_store::StoreError;
 
 use super::{SignInRequired, access, claim, signed_in};
-use crate::auth::{AuthError, Caller};
+use crate::caller::{AuthError, Caller};
 use crate::room_name::{RoomName, RoomNameError};
 use crate::state::AppState;
 
