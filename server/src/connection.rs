@@ -70,7 +70,7 @@ impl Connection {
         );
         let peer = Peer {
             conn: self.id,
-            outbox: queue,
+            queue,
             disconnect: disconnect.clone(),
             can_write: self.admitted.can_write(),
             protocol: PeerProtocol::YWebsocket,

@@ -33,7 +33,6 @@ pub(crate) mod journal;
 pub(crate) mod metrics_access;
 pub(crate) mod origin;
 pub(crate) mod outbound_budget;
-pub(crate) mod outbox;
 pub(crate) mod preauth;
 pub(crate) mod presence_limits;
 pub(crate) mod public_rate;

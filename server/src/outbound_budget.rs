@@ -1,9 +1,9 @@
 //! A server-wide budget for bytes waiting to be sent to clients.
 //!
-//! Each outbox is bounded on its own (`outbox.rs`), but N clients that never read could each
+//! Each send queue is bounded on its own (`send queue.rs`), but N clients that never read could each
 //! fill theirs: memory grew with the number of slow readers. This counts every frame that sits
-//! in an outbox or is being written to a socket, **once** however many connections it is
-//! queued for (a broadcast is one `Bytes` shared by all its outboxes: the count is kept by the
+//! in an send queue or is being written to a socket, **once** however many connections it is
+//! queued for (a broadcast is one `Bytes` shared by all its send queues: the count is kept by the
 //! frame's owner and released when its last copy is dropped). When the total passes the
 //! budget, the shedder closes the connections holding the most bytes (1013; they resync on
 //! reconnect) until enough is on its way out.
@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 /// (closing a socket takes a moment; without the pause it would close more than needed).
 const SETTLE: Duration = Duration::from_millis(50);
 
-/// Bytes one connection holds: queued in its outbox, and taken by its writer but not yet
+/// Bytes one connection holds: queued in its send queue, and taken by its writer but not yet
 /// flushed to the socket (tungstenite copies them into its write buffer meanwhile).
 #[derive(Debug, Default)]
 pub struct QueueBytes {
@@ -45,7 +45,7 @@ impl QueueBytes {
 
 #[derive(Debug)]
 pub struct OutboundBudget {
-    /// Bytes of frames alive in outboxes or writers, each frame counted once.
+    /// Bytes of frames alive in send queues or writers, each frame counted once.
     held: AtomicUsize,
     /// 0: no budget (nothing is shed).
     limit: usize,
@@ -61,7 +61,7 @@ struct Registered {
     shed: bool,
 }
 
-/// Keeps a connection's outbox known to the shedder; dropped with the outbox's receiver.
+/// Keeps a connection's send queue known to the shedder; dropped with the send queue's receiver.
 #[derive(Debug)]
 pub struct Registration {
     budget: Arc<OutboundBudget>,

@@ -17,7 +17,7 @@ pub(super) struct CollabFrames {
     /// Frames the socket answers with itself.
     pub control: mpsc::Receiver<Bytes>,
     /// Each newly open document's queue, as [`prefixed`] makes it.
-    pub outboxes: mpsc::Receiver<BoxStream<'static, Outgoing>>,
+    pub document_queues: mpsc::Receiver<BoxStream<'static, Outgoing>>,
     pub documents: SelectAll<BoxStream<'static, Outgoing>>,
     /// Set once a provider announces version 4 or later, which answers the bare Ping.
     pub app_ping: Arc<AtomicBool>,
@@ -31,7 +31,7 @@ impl FrameSource for CollabFrames {
                 // Control frames first: a document's Authenticated goes out before anything its
                 // room sends (the room hears of the document only after it is queued).
                 Some(frame) = self.control.recv() => return Some(Queued::Control(frame)),
-                Some(stream) = self.outboxes.recv() => self.documents.push(stream),
+                Some(stream) = self.document_queues.recv() => self.documents.push(stream),
                 Some(frame) = self.documents.next(), if !self.documents.is_empty() => {
                     return Some(Queued::Counted(frame));
                 }

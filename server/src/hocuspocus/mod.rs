@@ -4,7 +4,7 @@
 //! `dojo_sync_protocol::hocuspocus`); each document is authenticated on its own with the
 //! provider's token message, checked with the same rules as `/rooms` (`Auth::authenticate`,
 //! then `room_permission`), and then joins its room as a peer of its own (own connection id,
-//! own outbox), next to y-websocket clients of the same room. The room sends y-protocols
+//! own send queue), next to y-websocket clients of the same room. The room sends y-protocols
 //! frames; the writer puts the document's name in front of each, which makes them Hocuspocus
 //! frames (sync, awareness and the room's SyncStatus / stateless bodies share the layout).
 //!
@@ -127,7 +127,7 @@ impl Collab {
         metrics.connections_open.inc();
         let disconnect = Disconnect::default();
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
-        let (outboxes, outboxes_rx) = mpsc::channel(MAX_DOCUMENTS);
+        let (document_queues, document_queues_rx) = mpsc::channel(MAX_DOCUMENTS);
         let app_ping = Arc::new(AtomicBool::new(false));
         let rate = NonZeroU32::new(STATELESS_PER_SECOND).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(STATELESS_PER_SECOND * 2).unwrap_or(NonZeroU32::MIN);
@@ -140,7 +140,7 @@ impl Collab {
             queued_messages: 0,
             queued_bytes: 0,
             control,
-            outboxes,
+            document_queues,
             disconnect: disconnect.clone(),
             stateless: governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst)),
             app_ping: app_ping.clone(),
@@ -148,7 +148,7 @@ impl Collab {
         let (sink, stream) = socket.split();
         let frames = CollabFrames {
             control: control_rx,
-            outboxes: outboxes_rx,
+            document_queues: document_queues_rx,
             documents: SelectAll::new(),
             app_ping,
         };

@@ -55,7 +55,7 @@ pub(super) struct Reader {
     pub queued_messages: usize,
     pub queued_bytes: usize,
     pub control: mpsc::Sender<Bytes>,
-    pub outboxes: mpsc::Sender<BoxStream<'static, Outgoing>>,
+    pub document_queues: mpsc::Sender<BoxStream<'static, Outgoing>>,
     pub disconnect: Disconnect,
     pub stateless: Limiter,
     /// Set once a provider announces version 4 or later, which answers the bare Ping.
@@ -204,7 +204,7 @@ impl Reader {
         // socket, and the provider resyncs all of them on reconnect.
         let peer = Peer {
             conn,
-            outbox: sender,
+            queue: sender,
             disconnect: self.disconnect.clone(),
             can_write: scope == Scope::ReadWrite,
             protocol: PeerProtocol::Hocuspocus,
@@ -214,7 +214,7 @@ impl Reader {
         admitted.room =
             admission::join(self.state.rooms(), &admitted.name, admitted.room.clone(), peer).await?;
         let stream = super::frames::prefixed(inbox, hocuspocus::name_prefix(&key));
-        if self.outboxes.try_send(stream).is_err() {
+        if self.document_queues.try_send(stream).is_err() {
             // Bounded by MAX_DOCUMENTS like the documents themselves; full only if the writer
             // is gone, i.e. the socket is closing.
             return Err(CloseReason::PeerGone);

@@ -1,7 +1,7 @@
 //! The room's actor: one tokio task per open room, around its core.
 //!
 //! It loads the document, then owns what the core may not: the command queue, the connections'
-//! outboxes and disconnect signals, the write under way, catch-up reads, compaction, timers and
+//! send queues and disconnect signals, the write under way, catch-up reads, compaction, timers and
 //! the cluster. Each event becomes an `Input` for the core; the `Effect`s that come back are
 //! carried out in order. It decides nothing about the document itself.
 
@@ -23,8 +23,8 @@ use crate::cluster::Cluster;
 use crate::compaction;
 use crate::journal::append_with_retry;
 use crate::metrics::{MessageKind, Metrics};
-use crate::outbox::{Outbox, PushError};
 use crate::room_name::RoomName;
+use crate::send_queue::{PushError, SendQueue};
 
 use super::core::RoomCore;
 use super::effects::{Answer, CatchUp, Effect, Input, Recipients, RequestId};
@@ -62,7 +62,7 @@ pub struct Room {
 
 /// Where a connection's frames go, and how to close it.
 struct Link {
-    outbox: Outbox,
+    queue: SendQueue,
     disconnect: Disconnect,
 }
 
@@ -273,7 +273,7 @@ impl Actor {
     fn on_command(&mut self, command: RoomCommand) {
         let input = match command {
             RoomCommand::Join(peer) => {
-                self.links.insert(peer.conn, Link { outbox: peer.outbox, disconnect: peer.disconnect });
+                self.links.insert(peer.conn, Link { queue: peer.queue, disconnect: peer.disconnect });
                 Input::Join {
                     conn: peer.conn,
                     can_write: peer.can_write,
@@ -316,7 +316,7 @@ impl Actor {
         self.carry_out_all(effects);
     }
 
-    /// Carries out `effects`; connections whose outbox was full are handed back to the core
+    /// Carries out `effects`; connections whose send queue was full are handed back to the core
     /// (which disconnects them and tells the others), until nothing more overflows.
     fn carry_out_all(&mut self, mut effects: Vec<Effect>) {
         loop {
@@ -373,7 +373,7 @@ impl Actor {
         match to {
             Recipients::One(conn) => {
                 let Some(link) = self.links.get(conn) else { return };
-                match link.outbox.push(frame.clone()) {
+                match link.queue.push(frame.clone()) {
                     Ok(()) => metrics.record_out(kind, frame.len()),
                     Err(PushError::Full) => overflowed.push(*conn),
                     // Closing: its Leave is on the way, and its last frames must still be handled.
@@ -384,8 +384,8 @@ impl Actor {
                 // Counted once against the server's outbound budget, however many peers queue it.
                 let mut shared = None;
                 let mut push = |conn: ConnId, link: &Link| {
-                    let counted = shared.get_or_insert_with(|| link.outbox.share(frame.clone()));
-                    match link.outbox.push_shared(counted) {
+                    let counted = shared.get_or_insert_with(|| link.queue.share(frame.clone()));
+                    match link.queue.push_shared(counted) {
                         Ok(()) => metrics.record_out(kind, frame.len()),
                         Err(PushError::Full) => overflowed.push(conn),
                         Err(PushError::Closed) => {}

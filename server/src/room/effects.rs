@@ -22,7 +22,7 @@ use super::protocol::PeerProtocol;
 pub(crate) type RequestId = u64;
 
 pub(crate) enum Input {
-    /// A connection joins (the actor keeps its outbox and disconnect signal).
+    /// A connection joins (the actor keeps its send queue and disconnect signal).
     Join { conn: ConnId, can_write: bool, protocol: PeerProtocol, rules: WriteRules<'static> },
     /// A connection's decoded frame.
     Messages { conn: ConnId, messages: Vec<Message> },
@@ -57,13 +57,13 @@ pub(crate) enum Input {
     ///
     /// [`RoomCore::remote_origins`]: super::core::RoomCore::remote_origins
     ClusterCheck { dead: Vec<InstanceId> },
-    /// These connections' outboxes were full when a frame was delivered to them.
+    /// These connections' send queues were full when a frame was delivered to them.
     Overflowed(Vec<ConnId>),
 }
 
 #[derive(Debug)]
 pub(crate) enum Effect {
-    /// Queue a frame for connections. A full outbox is reported back as [`Input::Overflowed`].
+    /// Queue a frame for connections. A full send queue is reported back as [`Input::Overflowed`].
     Deliver { to: Recipients, frame: Bytes, kind: MessageKind },
     /// The connection is no longer in the room; with a reason, close it with that reason.
     Disconnect { conn: ConnId, reason: Option<CloseReason> },

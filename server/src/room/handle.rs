@@ -11,9 +11,9 @@ use yrs::sync::Message;
 use crate::close::Disconnect;
 use crate::cluster::{ClusterEvent, ClusterMessage, RoomInbox};
 use crate::compaction::CompactionPolicy;
-use crate::outbox::Outbox;
 use crate::presence_limits::PresenceLimits;
 use crate::queue_budget::{QueueBudget, Reserved};
+use crate::send_queue::SendQueue;
 
 use super::protocol::PeerProtocol;
 
@@ -99,7 +99,7 @@ pub enum RestoreError {
 /// What the room needs to serve one connection.
 pub struct Peer {
     pub conn: ConnId,
-    pub outbox: Outbox,
+    pub queue: SendQueue,
     pub disconnect: Disconnect,
     /// Read-only peers get the document and presence; their document changes are refused.
     pub can_write: bool,

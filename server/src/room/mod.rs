@@ -4,7 +4,7 @@
 //! join or leave, a stored batch, a cluster message, an HTTP command, a timer tick, with the
 //! current time), effects out (frames to queue, batches to store, messages to publish, reads
 //! to make, answers to give). The [`actor`] (one tokio task per open room) owns the queue, the
-//! connections' outboxes, the store and the timers, and only carries effects out; so there are
+//! connections' send queues, the store and the timers, and only carries effects out; so there are
 //! no locks around the document and every update is applied once, in arrival order.
 //!
 //! Life of a room: it loads its document from the store once (connections wait in the queue

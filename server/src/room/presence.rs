@@ -160,7 +160,7 @@ impl RoomCore {
 
     /// Removes connections from the room, telling each why (`None`: it left on its own), and
     /// tells everyone else their presence is gone. Each peer is removed at most once; telling
-    /// the others can overflow more outboxes, which the actor reports back as
+    /// the others can overflow more send queues, which the actor reports back as
     /// `Input::Overflowed`.
     pub(super) fn evict(&mut self, pending: Vec<(ConnId, Option<CloseReason>)>) {
         for (conn, reason) in pending {

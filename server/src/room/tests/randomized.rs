@@ -38,7 +38,7 @@ struct Client {
     protocol: PeerProtocol,
     /// The connection it is on, if connected.
     conn: Option<ConnId>,
-    /// Its outbox overflowed: it reads nothing more on this connection (the room closes it).
+    /// Its send queue overflowed: it reads nothing more on this connection (the room closes it).
     stalled: bool,
     presence_clock: u32,
     /// Updates and steps 2 sent on this connection, not acknowledged yet (Hocuspocus only).
@@ -96,7 +96,7 @@ struct Sim {
     step: usize,
     max_batch: usize,
     queue: VecDeque<Queued>,
-    /// Outboxes never overflow (the final phase, where everyone must converge).
+    /// Send queues never overflow (the final phase, where everyone must converge).
     calm: bool,
 }
 
@@ -160,7 +160,7 @@ impl Sim {
                                 // Closed by the client: its Leave is on the way.
                                 continue;
                             }
-                            // Now and then an outbox is full: the room must close that reader.
+                            // Now and then an send queue is full: the room must close that reader.
                             if self.clients[i].stalled || (!self.calm && self.rng.random_bool(0.01)) {
                                 self.clients[i].stalled = true;
                                 overflowed.push(conn);
@@ -214,7 +214,7 @@ impl Sim {
     /// A frame reaches a client: the write-before-broadcast check, then the client acts on it.
     fn receive(&mut self, conn: ConnId, frame: &Bytes, kind: MessageKind) {
         let Some(&i) = self.by_conn.get(&conn) else { return };
-        // A client that closed (or whose outbox overflowed) reads nothing more on it.
+        // A client that closed (or whose send queue overflowed) reads nothing more on it.
         if self.clients[i].conn != Some(conn) || self.clients[i].stalled {
             return;
         }
