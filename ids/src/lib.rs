@@ -1,4 +1,5 @@
-//! Typed identifiers, so that a run id cannot be passed where a node id is expected.
+//! Typed identifiers, so that a run id cannot be passed where a node id is expected, and the
+//! room-name rule ([`RoomName`]), kept in one place.
 //!
 //! Each id is a newtype over `String` that reads and writes as a plain string everywhere it
 //! leaves the process: JSON (`serde(transparent)`), both databases (`sqlx(transparent)`), logs
@@ -11,6 +12,10 @@
 
 use std::borrow::Borrow;
 use std::fmt;
+
+mod room_name;
+
+pub use room_name::{MAX_ROOM_NAME_LEN, RoomName, RoomNameError};
 
 macro_rules! string_id {
     ($(#[$meta:meta])* $name:ident) => {
