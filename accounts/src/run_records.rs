@@ -7,7 +7,9 @@ use sqlx::FromRow;
 
 use crate::AccountError;
 use crate::ledger::MAX_KEY_LEN;
-use crate::runs::{AssetLink, AssetRecord, HoldState, NewRun, NodeSettlement, Run, RunNode, RunStatus};
+use crate::runs::{
+    AssetLink, AssetRecord, HoldState, NewRun, NodeSettlement, Run, RunNode, RunNodeState, RunStatus,
+};
 use crate::workflows::validate_room;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,10 @@ fn unknown(what: &'static str, value: String) -> AccountError {
 
 pub(crate) fn parse_status(value: String) -> Result<RunStatus, AccountError> {
     RunStatus::parse(&value).ok_or_else(|| unknown("run status", value))
+}
+
+pub(crate) fn parse_node_state(value: String) -> Result<RunNodeState, AccountError> {
+    RunNodeState::parse(&value).ok_or_else(|| unknown("node state", value))
 }
 
 pub(crate) fn parse_hold(value: String) -> Result<HoldState, AccountError> {
@@ -98,7 +104,7 @@ impl TryFrom<NodeRow> for RunNode {
             run_id: row.run_id,
             node_id: row.node_id,
             node_type: row.node_type,
-            state: row.state,
+            state: parse_node_state(row.state)?,
             cost: row.cost,
             charged: row.charged,
             hold_state: parse_hold(row.hold_state)?,
@@ -153,8 +159,6 @@ pub(crate) fn ledger_key(run_id: &str, node_id: &str, phase: &str) -> String {
     format!("run:{run_id}:{node_id}:{phase}")
 }
 
-const FINAL_NODE_STATES: [&str; 5] = ["succeeded", "failed", "cancelled", "cached", "skipped"];
-
 pub(crate) fn invalid(field: &'static str, reason: &'static str) -> AccountError {
     AccountError::InvalidInput { field, reason }
 }
@@ -193,11 +197,7 @@ pub(crate) fn validate_new_run(run: &NewRun) -> Result<i64, AccountError> {
 }
 
 pub(crate) fn validate_settlement(settlement: &NodeSettlement) -> Result<(), AccountError> {
-    if FINAL_NODE_STATES.contains(&settlement.state.as_str()) {
-        Ok(())
-    } else {
-        Err(invalid("state", "not a final node state"))
-    }
+    if settlement.state.is_final() { Ok(()) } else { Err(invalid("state", "not a final node state")) }
 }
 
 pub(crate) fn validate_asset(asset: &AssetRecord, link: &AssetLink) -> Result<(), AccountError> {

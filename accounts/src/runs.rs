@@ -87,6 +87,52 @@ impl HoldState {
     }
 }
 
+/// Where a node of a run stands. `Queued` and `Running` are active; the rest are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunNodeState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Reused from an earlier identical execution: no provider call, no charge.
+    Cached,
+    /// Not run because a node it depends on failed (or the run ended first).
+    Skipped,
+}
+
+impl RunNodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunNodeState::Queued => "queued",
+            RunNodeState::Running => "running",
+            RunNodeState::Succeeded => "succeeded",
+            RunNodeState::Failed => "failed",
+            RunNodeState::Cancelled => "cancelled",
+            RunNodeState::Cached => "cached",
+            RunNodeState::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => RunNodeState::Queued,
+            "running" => RunNodeState::Running,
+            "succeeded" => RunNodeState::Succeeded,
+            "failed" => RunNodeState::Failed,
+            "cancelled" => RunNodeState::Cancelled,
+            "cached" => RunNodeState::Cached,
+            "skipped" => RunNodeState::Skipped,
+            _ => return None,
+        })
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunNodeState::Queued | RunNodeState::Running)
+    }
+}
+
 /// One planned node of a new run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRunNode {
@@ -168,8 +214,7 @@ pub struct RunNode {
     pub run_id: String,
     pub node_id: String,
     pub node_type: String,
-    /// `queued | running | succeeded | failed | cancelled | cached | skipped`.
-    pub state: String,
+    pub state: RunNodeState,
     pub cost: i64,
     /// What was captured (0 unless the node succeeded at a cost).
     pub charged: i64,
@@ -185,8 +230,8 @@ pub struct RunNode {
 /// How a node ended, for [`RunStore::settle_node`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeSettlement {
-    /// A final state name: `succeeded | failed | cancelled | cached | skipped`.
-    pub state: String,
+    /// A final state: `succeeded | failed | cancelled | cached | skipped`.
+    pub state: RunNodeState,
     pub outputs: Option<String>,
     pub error: Option<String>,
     /// `true`: capture the node's pending hold (it ran and succeeded). `false`: release it.
@@ -264,7 +309,7 @@ pub trait RunStore: Send + Sync + 'static {
 
     /// Records a non-final state (`running`, or `queued` again) of a node; sets `started_at`
     /// once, when it starts running. A final node, or an unknown one, is left as it is.
-    async fn mark_node(&self, run_id: &str, node_id: &str, state: &str) -> Result<(), AccountError>;
+    async fn mark_node(&self, run_id: &str, node_id: &str, state: RunNodeState) -> Result<(), AccountError>;
 
     /// Ends a node: state, outputs, error, `finished_at`, and its pending hold captured or
     /// released with its ledger entry, in one transaction. A node already final is left as

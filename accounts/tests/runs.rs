@@ -40,7 +40,7 @@ mod cases {
 
     use dojo_accounts::{
         AccountError, AssetLink, AssetRecord, Claim, CreditOutcome, HoldState, LedgerEntry,
-        MAX_CACHED_OUTPUTS, NewRun, NewRunNode, NodeSettlement, Run, RunStatus, Submission,
+        MAX_CACHED_OUTPUTS, NewRun, NewRunNode, NodeSettlement, Run, RunNodeState, RunStatus, Submission,
     };
 
     use super::*;
@@ -93,7 +93,7 @@ mod cases {
 
     fn settlement(state: &str, capture: bool) -> NodeSettlement {
         NodeSettlement {
-            state: state.to_owned(),
+            state: RunNodeState::parse(state).expect("a node state"),
             outputs: (state == "succeeded").then(|| r#"{"image":"asset:1"}"#.to_owned()),
             error: (state == "failed").then(|| "provider error".to_owned()),
             capture,
@@ -317,9 +317,9 @@ mod cases {
         create(&b, new_run("run_1", &ada, None, &[("a", 10), ("b", 20), ("c", 0)])).await;
         assert_eq!(balance(&b, &ada).await, 70);
 
-        b.runs.mark_node("run_1", "a", "running").await.unwrap();
+        b.runs.mark_node("run_1", "a", RunNodeState::Running).await.unwrap();
         let a = &b.runs.run_nodes("run_1").await.unwrap()[0];
-        assert_eq!(a.state, "running");
+        assert_eq!(a.state, RunNodeState::Running);
         let started = a.started_at.expect("started_at set");
 
         assert!(b.runs.settle_node("run_1", "a", settlement("succeeded", true)).await.unwrap());
@@ -358,7 +358,7 @@ mod cases {
         assert!(!b.runs.settle_node("run_1", "b", settlement("succeeded", true)).await.unwrap());
         assert!(!b.runs.settle_node("run_1", "zz", settlement("succeeded", true)).await.unwrap());
         assert!(!b.runs.settle_node("run_none", "a", settlement("succeeded", true)).await.unwrap());
-        b.runs.mark_node("run_1", "a", "running").await.unwrap();
+        b.runs.mark_node("run_1", "a", RunNodeState::Running).await.unwrap();
         assert_eq!(ledger(&b, &ada).await, before);
         assert_eq!(b.runs.run_nodes("run_1").await.unwrap(), nodes);
 
@@ -371,7 +371,7 @@ mod cases {
 
         let invalid = b.runs.settle_node("run_1", "a", settlement("running", true)).await;
         assert!(matches!(invalid, Err(AccountError::InvalidInput { field: "state", .. })), "{invalid:?}");
-        let invalid = b.runs.mark_node("run_1", "a", "succeeded").await;
+        let invalid = b.runs.mark_node("run_1", "a", RunNodeState::Succeeded).await;
         assert!(matches!(invalid, Err(AccountError::InvalidInput { field: "state", .. })), "{invalid:?}");
     }
 
@@ -379,7 +379,7 @@ mod cases {
         let ada = user(&b, "ada", 100).await;
         create(&b, new_run("run_1", &ada, None, &[("a", 10), ("b", 20), ("c", 30), ("d", 0)])).await;
         b.runs.claim_run("run_1", "w1", 60_000, None).await.unwrap().run().expect("claimed");
-        b.runs.mark_node("run_1", "b", "running").await.unwrap();
+        b.runs.mark_node("run_1", "b", RunNodeState::Running).await.unwrap();
         assert!(b.runs.settle_node("run_1", "a", settlement("succeeded", true)).await.unwrap());
 
         let run = b.runs.finish_run("run_1", RunStatus::Failed, Some("boom")).await.unwrap();
@@ -413,7 +413,7 @@ mod cases {
         create(&b, new_run("run_2", &ada, None, &[("a", 5)])).await;
         let cancelled = b.runs.finish_run("run_2", RunStatus::Cancelled, None).await.unwrap();
         assert_eq!((cancelled.status, cancelled.charged), (RunStatus::Cancelled, 0));
-        assert_eq!(b.runs.run_nodes("run_2").await.unwrap()[0].state, "cancelled");
+        assert_eq!(b.runs.run_nodes("run_2").await.unwrap()[0].state, RunNodeState::Cancelled);
         assert_eq!(balance(&b, &ada).await, 90);
 
         let invalid = b.runs.finish_run("run_2", RunStatus::Running, None).await;
@@ -429,7 +429,9 @@ mod cases {
         assert_eq!((run.status, run.cancel_requested, run.charged), (RunStatus::Cancelled, true, 0));
         assert_eq!(balance(&b, &ada).await, 100);
         let nodes = b.runs.run_nodes("run_q").await.unwrap();
-        assert!(nodes.iter().all(|n| n.state == "cancelled" && n.hold_state == HoldState::Released));
+        assert!(
+            nodes.iter().all(|n| n.state == RunNodeState::Cancelled && n.hold_state == HoldState::Released)
+        );
         assert_eq!(
             b.runs.claim_run("run_q", "w1", 60_000, None).await.unwrap(),
             Claim::Gone,

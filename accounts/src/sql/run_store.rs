@@ -10,7 +10,7 @@ use crate::dialect::Dialect;
 use crate::run_records::{invalid, validate_asset, validate_id, validate_new_run, validate_settlement};
 use crate::runs::{
     AssetLink, AssetRecord, Claim, MAX_CACHED_OUTPUTS, NewRun, NodeSettlement, OutboxEntry, Run, RunNode,
-    RunStatus, RunStore, Submission,
+    RunNodeState, RunStatus, RunStore, Submission,
 };
 
 #[async_trait::async_trait]
@@ -69,13 +69,13 @@ impl RunStore for Store {
         leases::orphaned(self, older_than, limit).await
     }
 
-    async fn mark_node(&self, run_id: &str, node_id: &str, state: &str) -> Result<(), AccountError> {
-        if !matches!(state, "queued" | "running") {
+    async fn mark_node(&self, run_id: &str, node_id: &str, state: RunNodeState) -> Result<(), AccountError> {
+        if state.is_final() {
             return Err(invalid("state", "not an active node state"));
         }
         let this = self.clone();
-        let (run_id, node_id, state) = (run_id.to_owned(), node_id.to_owned(), state.to_owned());
-        run_to_completion(async move { runs::mark_node(&this, &run_id, &node_id, &state).await }).await
+        let (run_id, node_id) = (run_id.to_owned(), node_id.to_owned());
+        run_to_completion(async move { runs::mark_node(&this, &run_id, &node_id, state).await }).await
     }
 
     async fn settle_node(

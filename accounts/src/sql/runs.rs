@@ -11,7 +11,7 @@ use super::{Conn, Store, ledger, outbox, users};
 use crate::dialect::Dialect;
 use crate::ledger::NewEntry;
 use crate::run_records::{NodeRow, ReleasedHold, RunRow, decode_runs, invalid, ledger_key, parse_status};
-use crate::runs::{HoldState, NewRun, Run, RunNode, RunStatus, Submission};
+use crate::runs::{HoldState, NewRun, Run, RunNode, RunNodeState, RunStatus, Submission};
 use crate::{AccountError, now_millis, quota_full};
 
 pub(super) async fn by_id(conn: &mut Conn, id: &str) -> Result<Option<Run>, AccountError> {
@@ -102,13 +102,14 @@ pub(super) async fn finish_locked(
             .await?;
         }
     }
-    let leftover = if status == RunStatus::Cancelled { "cancelled" } else { "skipped" };
+    let leftover =
+        if status == RunStatus::Cancelled { RunNodeState::Cancelled } else { RunNodeState::Skipped };
     sqlx::query(
         "UPDATE run_nodes SET state = $2, finished_at = $3
          WHERE run_id = $1 AND state IN ('queued', 'running')",
     )
     .bind(id)
-    .bind(leftover)
+    .bind(leftover.as_str())
     .bind(now)
     .execute(&mut *conn)
     .await?;
@@ -341,7 +342,7 @@ pub(super) async fn mark_node(
     store: &Store,
     run_id: &str,
     node_id: &str,
-    state: &str,
+    state: RunNodeState,
 ) -> Result<(), AccountError> {
     let mut w = store.begin_write().await?;
     sqlx::query(
@@ -351,7 +352,7 @@ pub(super) async fn mark_node(
     )
     .bind(run_id)
     .bind(node_id)
-    .bind(state)
+    .bind(state.as_str())
     .bind(now_millis())
     .execute(&mut *w.tx)
     .await?;

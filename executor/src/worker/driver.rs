@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use dojo_accounts::{AccountError, AccountStore, Claim, Run, RunNode, RunStatus, RunStore};
+use dojo_accounts::{AccountError, AccountStore, Claim, Run, RunNode, RunNodeState, RunStatus, RunStore};
 use dojo_sync_protocol::canvas::CanvasGraph;
 use tokio_util::sync::CancellationToken;
 
@@ -323,11 +323,16 @@ fn earlier_outcomes(nodes: &[RunNode]) -> BTreeMap<String, NodeOutcome> {
     let mut out = BTreeMap::new();
     for node in nodes {
         let outputs = || -> Option<Outputs> { serde_json::from_str(node.outputs.as_deref()?).ok() };
-        let outcome = match node.state.as_str() {
-            "succeeded" => outputs().map(|outputs| NodeOutcome::Succeeded { outputs }),
-            "cached" => outputs().map(|outputs| NodeOutcome::Cached { outputs }),
-            "failed" => Some(NodeOutcome::Failed { error: node.error.clone().unwrap_or_default() }),
-            _ => None,
+        let outcome = match node.state {
+            RunNodeState::Succeeded => outputs().map(|outputs| NodeOutcome::Succeeded { outputs }),
+            RunNodeState::Cached => outputs().map(|outputs| NodeOutcome::Cached { outputs }),
+            RunNodeState::Failed => {
+                Some(NodeOutcome::Failed { error: node.error.clone().unwrap_or_default() })
+            }
+            RunNodeState::Queued
+            | RunNodeState::Running
+            | RunNodeState::Cancelled
+            | RunNodeState::Skipped => None,
         };
         if let Some(outcome) = outcome {
             out.insert(node.node_id.clone(), outcome);

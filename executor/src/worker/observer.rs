@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dojo_accounts::{AssetLink, AssetRecord, NodeSettlement, RunStore};
+use dojo_accounts::{AssetLink, AssetRecord, NodeSettlement, RunNodeState, RunStore};
 use dojo_sync_protocol::canvas::{NodeResult, NodeStatus, write_node_result};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -49,7 +49,7 @@ impl RunObserver for DocumentObserver {
             NodeState::Queued => (NodeStatus::Queued, 0.0, None, None, None),
             NodeState::Running { progress } => {
                 if *progress == 0
-                    && let Err(error) = self.runs.mark_node(&self.run_id, node, "running").await
+                    && let Err(error) = self.runs.mark_node(&self.run_id, node, RunNodeState::Running).await
                 {
                     tracing::warn!(run = %self.run_id, node, %error, "could not record a node start");
                 }
@@ -103,7 +103,7 @@ impl DocumentObserver {
         capture: bool,
     ) {
         let settlement = NodeSettlement {
-            state: state.name().to_owned(),
+            state: run_node_state(state),
             outputs: outputs.and_then(|o| serde_json::to_string(o).ok()),
             error,
             capture,
@@ -163,4 +163,17 @@ pub fn document_outputs(outputs: &Outputs) -> BTreeMap<String, Value> {
             (name.clone(), json)
         })
         .collect()
+}
+
+/// The stored state of an engine state: the same names, without what each carries.
+fn run_node_state(state: &NodeState) -> RunNodeState {
+    match state {
+        NodeState::Queued => RunNodeState::Queued,
+        NodeState::Running { .. } => RunNodeState::Running,
+        NodeState::Succeeded { .. } => RunNodeState::Succeeded,
+        NodeState::Failed { .. } => RunNodeState::Failed,
+        NodeState::Cancelled => RunNodeState::Cancelled,
+        NodeState::Cached { .. } => RunNodeState::Cached,
+        NodeState::Skipped { .. } => RunNodeState::Skipped,
+    }
 }
