@@ -73,7 +73,7 @@ pub struct RunAssetAccess {
 #[async_trait]
 impl AssetAccess for RunAssetAccess {
     async fn may_read(&self, asset_id: &str) -> Result<bool, AssetAccessError> {
-        let failed = |e: dojo_accounts::AccountError| AssetAccessError(e.to_string());
+        let failed = |e: dojo_accounts::AccountError| AssetAccessError(Box::new(e));
         let links = self.runs.asset_links(asset_id, MAX_LINKS_CHECKED).await.map_err(failed)?;
         let mut rooms = Vec::new();
         for link in &links {
