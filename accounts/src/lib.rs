@@ -83,9 +83,3 @@ pub(crate) fn now_millis() -> i64 {
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
-
-/// A fresh id: 64 random bits, so that ids reveal neither counts nor creation order, and two
-/// instances never need to coordinate.
-pub(crate) fn new_id(prefix: &str) -> String {
-    format!("{prefix}{:016x}", rand::random::<u64>())
-}

@@ -168,7 +168,7 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
         drop(w._lock);
         let mut conn = this.pool().acquire().await?;
         if let Some(key) = &run.idempotency_key
-            && let Some(existing) = by_key(&mut conn, &run.user_id, key).await?
+            && let Some(existing) = by_key(&mut conn, run.user_id.as_str(), key).await?
         {
             return Ok(Submission::Existing(existing));
         }
@@ -177,7 +177,7 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
             .fetch_optional(&mut *conn)
             .await?;
         return Err(match user {
-            None => AccountError::UserNotFound(run.user_id),
+            None => AccountError::UserNotFound(run.user_id.into_string()),
             Some(_) => invalid("id", "already used by another run"),
         });
     };
@@ -219,7 +219,7 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
                 .await?;
             w.tx.rollback().await?;
             return Err(match current {
-                None => AccountError::UserNotFound(run.user_id),
+                None => AccountError::UserNotFound(run.user_id.into_string()),
                 Some(balance) => AccountError::InsufficientCredits { balance, requested: estimate },
             });
         };
@@ -228,11 +228,11 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
         for node in run.nodes.iter().filter(|node| node.cost > 0) {
             after -= node.cost;
             let reason = format!("run {}: hold for {} ({})", run.id, node.node_id, node.node_type);
-            let key = ledger_key(&run.id, &node.node_id, "hold");
+            let key = ledger_key(run.id.as_str(), node.node_id.as_str(), "hold");
             ledger::append(
                 &mut w.tx,
                 &NewEntry {
-                    user_id: &run.user_id,
+                    user_id: run.user_id.as_str(),
                     amount: -node.cost,
                     balance_after: after,
                     reason: &reason,
@@ -260,7 +260,7 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
         .execute(&mut *w.tx)
         .await?;
     }
-    outbox::enqueue(&mut w.tx, &run.id, now).await?;
+    outbox::enqueue(&mut w.tx, run.id.as_str(), now).await?;
     w.tx.commit().await?;
     Ok(Submission::Created(Run::try_from(created)?))
 }
