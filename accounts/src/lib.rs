@@ -47,7 +47,7 @@ pub use ledger::{CreditOutcome, LedgerEntry};
 pub use postgres::PostgresAccounts;
 pub use runs::{
     AssetLink, AssetRecord, Claim, HoldState, MAX_CACHED_OUTPUTS, NewRun, NewRunNode, NodeSettlement,
-    OutboxEntry, Run, RunNode, RunStatus, RunStore, Submission,
+    OutboxEntry, Run, RunNode, RunNodeState, RunStatus, RunStore, Submission,
 };
 pub use sqlite::SqliteAccounts;
 pub use users::User;
@@ -82,10 +82,4 @@ pub(crate) fn now_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-/// A fresh id: 64 random bits, so that ids reveal neither counts nor creation order, and two
-/// instances never need to coordinate.
-pub(crate) fn new_id(prefix: &str) -> String {
-    format!("{prefix}{:016x}", rand::random::<u64>())
 }

@@ -3,11 +3,14 @@
 
 use std::collections::HashSet;
 
+use dojo_ids::{AssetId, NodeId, RunId, UserId};
 use sqlx::FromRow;
 
 use crate::AccountError;
 use crate::ledger::MAX_KEY_LEN;
-use crate::runs::{AssetLink, AssetRecord, HoldState, NewRun, NodeSettlement, Run, RunNode, RunStatus};
+use crate::runs::{
+    AssetLink, AssetRecord, HoldState, NewRun, NodeSettlement, Run, RunNode, RunNodeState, RunStatus,
+};
 use crate::workflows::validate_room;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,15 +28,19 @@ pub(crate) fn parse_status(value: String) -> Result<RunStatus, AccountError> {
     RunStatus::parse(&value).ok_or_else(|| unknown("run status", value))
 }
 
+pub(crate) fn parse_node_state(value: String) -> Result<RunNodeState, AccountError> {
+    RunNodeState::parse(&value).ok_or_else(|| unknown("node state", value))
+}
+
 pub(crate) fn parse_hold(value: String) -> Result<HoldState, AccountError> {
     HoldState::parse(&value).ok_or_else(|| unknown("hold state", value))
 }
 
 #[derive(FromRow)]
 pub(crate) struct RunRow {
-    id: String,
+    id: RunId,
     room: String,
-    user_id: String,
+    user_id: UserId,
     status: String,
     graph: String,
     targets: Option<String>,
@@ -76,8 +83,8 @@ impl TryFrom<RunRow> for Run {
 
 #[derive(FromRow)]
 pub(crate) struct NodeRow {
-    run_id: String,
-    node_id: String,
+    run_id: RunId,
+    node_id: NodeId,
     node_type: String,
     state: String,
     cost: i64,
@@ -98,7 +105,7 @@ impl TryFrom<NodeRow> for RunNode {
             run_id: row.run_id,
             node_id: row.node_id,
             node_type: row.node_type,
-            state: row.state,
+            state: parse_node_state(row.state)?,
             cost: row.cost,
             charged: row.charged,
             hold_state: parse_hold(row.hold_state)?,
@@ -113,7 +120,7 @@ impl TryFrom<NodeRow> for RunNode {
 
 #[derive(FromRow)]
 pub(crate) struct AssetRow {
-    pub(crate) id: String,
+    pub(crate) id: AssetId,
     pub(crate) content_type: String,
     pub(crate) size: i64,
     pub(crate) created_at: i64,
@@ -121,10 +128,10 @@ pub(crate) struct AssetRow {
 
 #[derive(FromRow)]
 pub(crate) struct LinkRow {
-    pub(crate) owner_id: String,
+    pub(crate) owner_id: UserId,
     pub(crate) room: Option<String>,
-    pub(crate) run_id: Option<String>,
-    pub(crate) node_id: Option<String>,
+    pub(crate) run_id: Option<RunId>,
+    pub(crate) node_id: Option<NodeId>,
 }
 
 /// A node hold that finishing a run released, for its ledger entry.
@@ -153,8 +160,6 @@ pub(crate) fn ledger_key(run_id: &str, node_id: &str, phase: &str) -> String {
     format!("run:{run_id}:{node_id}:{phase}")
 }
 
-const FINAL_NODE_STATES: [&str; 5] = ["succeeded", "failed", "cancelled", "cached", "skipped"];
-
 pub(crate) fn invalid(field: &'static str, reason: &'static str) -> AccountError {
     AccountError::InvalidInput { field, reason }
 }
@@ -171,16 +176,16 @@ pub(crate) fn validate_id(field: &'static str, value: &str) -> Result<(), Accoun
 
 /// Checks a submission and returns its estimate (the sum of the node costs).
 pub(crate) fn validate_new_run(run: &NewRun) -> Result<i64, AccountError> {
-    validate_id("id", &run.id)?;
+    validate_id("id", run.id.as_str())?;
     validate_room(&run.room)?;
-    validate_id("user_id", &run.user_id)?;
+    validate_id("user_id", run.user_id.as_str())?;
     if let Some(key) = &run.idempotency_key {
         validate_id("idempotency_key", key)?;
     }
     let mut seen = HashSet::new();
     let mut estimate = 0i64;
     for node in &run.nodes {
-        validate_id("node_id", &node.node_id)?;
+        validate_id("node_id", node.node_id.as_str())?;
         if !seen.insert(node.node_id.as_str()) {
             return Err(invalid("nodes", "duplicate node id"));
         }
@@ -193,16 +198,12 @@ pub(crate) fn validate_new_run(run: &NewRun) -> Result<i64, AccountError> {
 }
 
 pub(crate) fn validate_settlement(settlement: &NodeSettlement) -> Result<(), AccountError> {
-    if FINAL_NODE_STATES.contains(&settlement.state.as_str()) {
-        Ok(())
-    } else {
-        Err(invalid("state", "not a final node state"))
-    }
+    if settlement.state.is_final() { Ok(()) } else { Err(invalid("state", "not a final node state")) }
 }
 
 pub(crate) fn validate_asset(asset: &AssetRecord, link: &AssetLink) -> Result<(), AccountError> {
-    validate_id("id", &asset.id)?;
-    validate_id("owner_id", &link.owner_id)?;
+    validate_id("id", asset.id.as_str())?;
+    validate_id("owner_id", link.owner_id.as_str())?;
     if asset.size < 0 {
         return Err(invalid("size", "negative"));
     }

@@ -11,6 +11,7 @@
 //! The ledger alone explains every balance: hold entries subtract, release entries add back,
 //! capture entries record the final charge without moving anything.
 
+use dojo_ids::{AssetId, NodeId, RunId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::AccountError;
@@ -87,10 +88,56 @@ impl HoldState {
     }
 }
 
+/// Where a node of a run stands. `Queued` and `Running` are active; the rest are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunNodeState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Reused from an earlier identical execution: no provider call, no charge.
+    Cached,
+    /// Not run because a node it depends on failed (or the run ended first).
+    Skipped,
+}
+
+impl RunNodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunNodeState::Queued => "queued",
+            RunNodeState::Running => "running",
+            RunNodeState::Succeeded => "succeeded",
+            RunNodeState::Failed => "failed",
+            RunNodeState::Cancelled => "cancelled",
+            RunNodeState::Cached => "cached",
+            RunNodeState::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => RunNodeState::Queued,
+            "running" => RunNodeState::Running,
+            "succeeded" => RunNodeState::Succeeded,
+            "failed" => RunNodeState::Failed,
+            "cancelled" => RunNodeState::Cancelled,
+            "cached" => RunNodeState::Cached,
+            "skipped" => RunNodeState::Skipped,
+            _ => return None,
+        })
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunNodeState::Queued | RunNodeState::Running)
+    }
+}
+
 /// One planned node of a new run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRunNode {
-    pub node_id: String,
+    pub node_id: NodeId,
     pub node_type: String,
     /// The catalog cost: what is held for this node (0: nothing held).
     pub cost: i64,
@@ -102,9 +149,9 @@ pub struct NewRunNode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRun {
     /// `run_…`, chosen by the caller.
-    pub id: String,
+    pub id: RunId,
     pub room: String,
-    pub user_id: String,
+    pub user_id: UserId,
     /// The canvas graph as read at submission (JSON): a worker executes exactly this.
     pub graph: String,
     /// The target node ids asked for (JSON array), or `None` for the whole graph.
@@ -140,9 +187,9 @@ impl Submission {
 /// A run as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Run {
-    pub id: String,
+    pub id: RunId,
     pub room: String,
-    pub user_id: String,
+    pub user_id: UserId,
     pub status: RunStatus,
     pub graph: String,
     pub targets: Option<String>,
@@ -165,11 +212,10 @@ pub struct Run {
 /// duration).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunNode {
-    pub run_id: String,
-    pub node_id: String,
+    pub run_id: RunId,
+    pub node_id: NodeId,
     pub node_type: String,
-    /// `queued | running | succeeded | failed | cancelled | cached | skipped`.
-    pub state: String,
+    pub state: RunNodeState,
     pub cost: i64,
     /// What was captured (0 unless the node succeeded at a cost).
     pub charged: i64,
@@ -185,8 +231,8 @@ pub struct RunNode {
 /// How a node ended, for [`RunStore::settle_node`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeSettlement {
-    /// A final state name: `succeeded | failed | cancelled | cached | skipped`.
-    pub state: String,
+    /// A final state: `succeeded | failed | cancelled | cached | skipped`.
+    pub state: RunNodeState,
     pub outputs: Option<String>,
     pub error: Option<String>,
     /// `true`: capture the node's pending hold (it ran and succeeded). `false`: release it.
@@ -197,14 +243,14 @@ pub struct NodeSettlement {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {
     pub id: i64,
-    pub run_id: String,
+    pub run_id: RunId,
 }
 
 /// Stored asset metadata (the bytes live in the asset store, by content hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AssetRecord {
     /// The asset store's id (hex SHA-256 of the bytes).
-    pub id: String,
+    pub id: AssetId,
     pub content_type: String,
     pub size: i64,
     pub created_at: i64,
@@ -213,10 +259,10 @@ pub struct AssetRecord {
 /// Who an asset belongs to: the uploader, or the run node that produced it (its room).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssetLink {
-    pub owner_id: String,
+    pub owner_id: UserId,
     pub room: Option<String>,
-    pub run_id: Option<String>,
-    pub node_id: Option<String>,
+    pub run_id: Option<RunId>,
+    pub node_id: Option<NodeId>,
 }
 
 #[async_trait::async_trait]
@@ -230,10 +276,10 @@ pub trait RunStore: Send + Sync + 'static {
     /// a run id already taken (without a matching key) is `InvalidInput`.
     async fn create_run(&self, run: NewRun) -> Result<Submission, AccountError>;
 
-    async fn run(&self, id: &str) -> Result<Option<Run>, AccountError>;
+    async fn run(&self, id: &RunId) -> Result<Option<Run>, AccountError>;
 
     /// Nodes in node id order.
-    async fn run_nodes(&self, id: &str) -> Result<Vec<RunNode>, AccountError>;
+    async fn run_nodes(&self, id: &RunId) -> Result<Vec<RunNode>, AccountError>;
 
     /// A room's runs, newest first.
     async fn list_runs(&self, room: &str, limit: u32) -> Result<Vec<Run>, AccountError>;
@@ -248,14 +294,14 @@ pub trait RunStore: Send + Sync + 'static {
     /// as cancelled.
     async fn claim_run(
         &self,
-        id: &str,
+        id: &RunId,
         worker: &str,
         lease_ms: i64,
         per_user_limit: Option<u32>,
     ) -> Result<Claim, AccountError>;
 
     /// Extends the lease; `false` if `worker` no longer holds it (another worker took over).
-    async fn renew_lease(&self, id: &str, worker: &str, lease_ms: i64) -> Result<bool, AccountError>;
+    async fn renew_lease(&self, id: &RunId, worker: &str, lease_ms: i64) -> Result<bool, AccountError>;
 
     /// Active runs whose lease expired before `older_than`, or that are still queued and were
     /// created before it, oldest first: what a restarted in-process queue (or a sweeper) hands
@@ -264,7 +310,12 @@ pub trait RunStore: Send + Sync + 'static {
 
     /// Records a non-final state (`running`, or `queued` again) of a node; sets `started_at`
     /// once, when it starts running. A final node, or an unknown one, is left as it is.
-    async fn mark_node(&self, run_id: &str, node_id: &str, state: &str) -> Result<(), AccountError>;
+    async fn mark_node(
+        &self,
+        run_id: &RunId,
+        node_id: &NodeId,
+        state: RunNodeState,
+    ) -> Result<(), AccountError>;
 
     /// Ends a node: state, outputs, error, `finished_at`, and its pending hold captured or
     /// released with its ledger entry, in one transaction. A node already final is left as
@@ -272,8 +323,8 @@ pub trait RunStore: Send + Sync + 'static {
     /// must be a final node state (`InvalidInput` otherwise).
     async fn settle_node(
         &self,
-        run_id: &str,
-        node_id: &str,
+        run_id: &RunId,
+        node_id: &NodeId,
         settlement: NodeSettlement,
     ) -> Result<bool, AccountError>;
 
@@ -282,12 +333,16 @@ pub trait RunStore: Send + Sync + 'static {
     /// `skipped`, sets `charged` to the captured total and `finished_at`; clears the lease.
     /// A run already final is returned unchanged. `status` must be final (`InvalidInput`
     /// otherwise); an unknown run is `RunNotFound`.
-    async fn finish_run(&self, id: &str, status: RunStatus, error: Option<&str>)
-    -> Result<Run, AccountError>;
+    async fn finish_run(
+        &self,
+        id: &RunId,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> Result<Run, AccountError>;
 
     /// Flags the run for cancellation; a queued run that no worker holds is finished as
     /// cancelled at once. Returns the run as it now is (`None`: no such run).
-    async fn request_cancel(&self, id: &str) -> Result<Option<Run>, AccountError>;
+    async fn request_cancel(&self, id: &RunId) -> Result<Option<Run>, AccountError>;
 
     /// The sweeper: releases pending holds whose `hold_expires_at` < now (and finishes their
     /// runs as failed with the error "credit hold expired": finishing releases every pending
@@ -315,13 +370,13 @@ pub trait RunStore: Send + Sync + 'static {
     ) -> Result<(), AccountError>;
 
     /// The bytes of every asset `owner_id` owns (uploads and run outputs), each counted once.
-    async fn storage_used(&self, owner_id: &str) -> Result<i64, AccountError>;
+    async fn storage_used(&self, owner_id: &UserId) -> Result<i64, AccountError>;
 
-    async fn asset(&self, id: &str) -> Result<Option<AssetRecord>, AccountError>;
+    async fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, AccountError>;
 
     /// Everyone and every room the asset is linked to (at most `limit` links): the server
     /// lets a caller download it when they own it or may read one of its rooms.
-    async fn asset_links(&self, id: &str, limit: u32) -> Result<Vec<AssetLink>, AccountError>;
+    async fn asset_links(&self, id: &AssetId, limit: u32) -> Result<Vec<AssetLink>, AccountError>;
 
     /// The node cache: outputs (JSON) stored under `key` in `scope`, if any.
     async fn cached_outputs(&self, scope: &str, key: &str) -> Result<Option<String>, AccountError>;

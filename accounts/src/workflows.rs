@@ -1,6 +1,7 @@
 //! Workflows: a canvas with an owner, living in a room of its own, and the rules its title and
 //! room name must pass.
 
+use dojo_ids::{RoomName, RoomNameError};
 use serde::Serialize;
 
 use crate::collaborators::decode_error;
@@ -40,8 +41,6 @@ pub struct WorkflowPatch {
 
 /// Longest title accepted, in characters.
 const MAX_TITLE_CHARS: usize = 200;
-/// The same limit as the server's room names (`server/src/room_name.rs`).
-const MAX_ROOM_LEN: usize = 128;
 
 pub(crate) fn validate_title(title: &str) -> Result<String, AccountError> {
     let title = title.trim();
@@ -54,23 +53,17 @@ pub(crate) fn validate_title(title: &str) -> Result<String, AccountError> {
     Ok(title.to_owned())
 }
 
-/// The server's room-name rule (`server/src/room_name.rs`): a workflow whose room the server
-/// would refuse could never be opened.
+/// The server's room-name rule ([`RoomName`]): a workflow whose room the server would refuse
+/// could never be opened.
 pub(crate) fn validate_room(room: &str) -> Result<&str, AccountError> {
-    let invalid = |reason| Err(AccountError::InvalidInput { field: "room", reason });
-    if room.is_empty() {
-        return invalid("empty");
-    }
-    if room.len() > MAX_ROOM_LEN {
-        return invalid("longer than 128 characters");
-    }
-    if !room.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')) {
-        return invalid("only A-Z a-z 0-9 - _ . : are allowed");
-    }
-    if room.starts_with('.') {
-        return invalid("may not start with '.'");
-    }
-    Ok(room)
+    let reason = match RoomName::check(room) {
+        Ok(()) => return Ok(room),
+        Err(RoomNameError::Empty) => "empty",
+        Err(RoomNameError::TooLong) => "longer than 128 characters",
+        Err(RoomNameError::BadCharacter(_)) => "only A-Z a-z 0-9 - _ . : are allowed",
+        Err(RoomNameError::LeadingDot) => "may not start with '.'",
+    };
+    Err(AccountError::InvalidInput { field: "room", reason })
 }
 
 /// A row of `list_workflows` before its permission text is parsed.

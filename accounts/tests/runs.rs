@@ -40,8 +40,10 @@ mod cases {
 
     use dojo_accounts::{
         AccountError, AssetLink, AssetRecord, Claim, CreditOutcome, HoldState, LedgerEntry,
-        MAX_CACHED_OUTPUTS, NewRun, NewRunNode, NodeSettlement, Run, RunStatus, Submission,
+        MAX_CACHED_OUTPUTS, NewRun, NewRunNode, NodeSettlement, Run, RunNodeState, RunStatus, Submission,
     };
+
+    use dojo_ids::{NodeId, RunId};
 
     use super::*;
 
@@ -64,16 +66,16 @@ mod cases {
 
     fn new_run(id: &str, user_id: &str, key: Option<&str>, nodes: &[(&str, i64)]) -> NewRun {
         NewRun {
-            id: id.to_owned(),
+            id: id.into(),
             room: "canvas-1".to_owned(),
-            user_id: user_id.to_owned(),
+            user_id: user_id.into(),
             graph: r#"{"nodes":[]}"#.to_owned(),
             targets: None,
             idempotency_key: key.map(str::to_owned),
             nodes: nodes
                 .iter()
                 .map(|(node_id, cost)| NewRunNode {
-                    node_id: (*node_id).to_owned(),
+                    node_id: (*node_id).into(),
                     node_type: "image.generate".to_owned(),
                     cost: *cost,
                     params: format!(r#"{{"prompt":"{node_id}"}}"#),
@@ -93,7 +95,7 @@ mod cases {
 
     fn settlement(state: &str, capture: bool) -> NodeSettlement {
         NodeSettlement {
-            state: state.to_owned(),
+            state: RunNodeState::parse(state).expect("a node state"),
             outputs: (state == "succeeded").then(|| r#"{"image":"asset:1"}"#.to_owned()),
             error: (state == "failed").then(|| "provider error".to_owned()),
             capture,
@@ -150,7 +152,7 @@ mod cases {
         assert_eq!(holds, [("run:run_1:a:hold", -10, 90), ("run:run_1:c:hold", -25, 65)]);
         assert_eq!(entries[1].reason, "run run_1: hold for a (image.generate)");
 
-        let nodes = b.runs.run_nodes("run_1").await.unwrap();
+        let nodes = b.runs.run_nodes(&"run_1".into()).await.unwrap();
         let summary: Vec<_> =
             nodes.iter().map(|n| (n.node_id.as_str(), n.state.as_str(), n.cost, n.hold_state)).collect();
         assert_eq!(
@@ -164,8 +166,8 @@ mod cases {
         assert_eq!(nodes[0].params, r#"{"prompt":"a"}"#);
         assert_eq!((nodes[0].charged, nodes[0].outputs.as_deref()), (0, None));
 
-        assert_eq!(b.runs.run("run_1").await.unwrap(), Some(run.clone()));
-        assert_eq!(b.runs.run("run_none").await.unwrap(), None);
+        assert_eq!(b.runs.run(&"run_1".into()).await.unwrap(), Some(run.clone()));
+        assert_eq!(b.runs.run(&"run_none".into()).await.unwrap(), None);
         assert_eq!(b.runs.list_runs("canvas-1", 10).await.unwrap(), [run]);
         let outbox = b.runs.outbox(10).await.unwrap();
         assert_eq!(outbox.iter().map(|e| e.run_id.as_str()).collect::<Vec<_>>(), ["run_1"]);
@@ -178,10 +180,12 @@ mod cases {
         assert_eq!(run.estimate, 0);
         assert_eq!(balance(&b, &ada).await, 0);
         assert!(ledger(&b, &ada).await.is_empty());
-        let nodes = b.runs.run_nodes("run_free").await.unwrap();
+        let nodes = b.runs.run_nodes(&"run_free".into()).await.unwrap();
         assert!(nodes.iter().all(|n| n.hold_state == HoldState::None));
-        assert!(b.runs.settle_node("run_free", "a", settlement("succeeded", true)).await.unwrap());
-        let run = b.runs.finish_run("run_free", RunStatus::Failed, Some("b failed")).await.unwrap();
+        assert!(
+            b.runs.settle_node(&"run_free".into(), &"a".into(), settlement("succeeded", true)).await.unwrap()
+        );
+        let run = b.runs.finish_run(&"run_free".into(), RunStatus::Failed, Some("b failed")).await.unwrap();
         assert_eq!((run.status, run.charged), (RunStatus::Failed, 0));
         assert!(ledger(&b, &ada).await.is_empty());
     }
@@ -195,8 +199,8 @@ mod cases {
         );
         assert_eq!(balance(&b, &ada).await, 30);
         assert_eq!(ledger(&b, &ada).await.len(), 1, "only the grant");
-        assert_eq!(b.runs.run("run_big").await.unwrap(), None);
-        assert!(b.runs.run_nodes("run_big").await.unwrap().is_empty());
+        assert_eq!(b.runs.run(&"run_big".into()).await.unwrap(), None);
+        assert!(b.runs.run_nodes(&"run_big".into()).await.unwrap().is_empty());
         assert!(b.runs.list_runs("canvas-1", 10).await.unwrap().is_empty());
         assert!(b.runs.outbox(10).await.unwrap().is_empty());
 
@@ -238,12 +242,12 @@ mod cases {
         let again = b.runs.create_run(new_run("run_2", &ada, Some("key-1"), &[("a", 10)])).await.unwrap();
         assert_eq!(again, Submission::Existing(first.clone()));
         assert_eq!(balance(&b, &ada).await, 90, "held once");
-        assert_eq!(b.runs.run("run_2").await.unwrap(), None);
+        assert_eq!(b.runs.run(&"run_2".into()).await.unwrap(), None);
         assert_eq!(b.runs.outbox(10).await.unwrap().len(), 1);
 
         // Keys are per user, and another key is another run.
         let bobs = create(&b, new_run("run_3", &bob, Some("key-1"), &[("a", 10)])).await;
-        assert_eq!(bobs.user_id, bob);
+        assert_eq!(bobs.user_id, bob.as_str());
         let other = create(&b, new_run("run_4", &ada, Some("key-2"), &[("a", 10)])).await;
         assert_eq!(other.id, "run_4");
         assert_eq!((balance(&b, &ada).await, balance(&b, &bob).await), (80, 90));
@@ -272,7 +276,7 @@ mod cases {
         assert_eq!((created, ids.len()), (1, 1), "one run: {ids:?}");
         assert_eq!(b.runs.list_runs("canvas-1", 100).await.unwrap().len(), 1);
         assert_eq!(balance(&b, &ada).await, 10);
-        let holds = run_entries(&b, &ada, &ids[0]).await;
+        let holds = run_entries(&b, &ada, ids[0].as_str()).await;
         assert_eq!(holds.len(), 2, "{holds:?}");
         assert_eq!(b.runs.outbox(100).await.unwrap().len(), 1);
     }
@@ -317,17 +321,19 @@ mod cases {
         create(&b, new_run("run_1", &ada, None, &[("a", 10), ("b", 20), ("c", 0)])).await;
         assert_eq!(balance(&b, &ada).await, 70);
 
-        b.runs.mark_node("run_1", "a", "running").await.unwrap();
-        let a = &b.runs.run_nodes("run_1").await.unwrap()[0];
-        assert_eq!(a.state, "running");
+        b.runs.mark_node(&"run_1".into(), &"a".into(), RunNodeState::Running).await.unwrap();
+        let a = &b.runs.run_nodes(&"run_1".into()).await.unwrap()[0];
+        assert_eq!(a.state, RunNodeState::Running);
         let started = a.started_at.expect("started_at set");
 
-        assert!(b.runs.settle_node("run_1", "a", settlement("succeeded", true)).await.unwrap());
-        assert!(b.runs.settle_node("run_1", "b", settlement("failed", false)).await.unwrap());
-        assert!(b.runs.settle_node("run_1", "c", settlement("cached", true)).await.unwrap());
+        assert!(
+            b.runs.settle_node(&"run_1".into(), &"a".into(), settlement("succeeded", true)).await.unwrap()
+        );
+        assert!(b.runs.settle_node(&"run_1".into(), &"b".into(), settlement("failed", false)).await.unwrap());
+        assert!(b.runs.settle_node(&"run_1".into(), &"c".into(), settlement("cached", true)).await.unwrap());
         assert_eq!(balance(&b, &ada).await, 90, "charged exactly the captured cost");
 
-        let nodes = b.runs.run_nodes("run_1").await.unwrap();
+        let nodes = b.runs.run_nodes(&"run_1".into()).await.unwrap();
         let summary: Vec<_> =
             nodes.iter().map(|n| (n.node_id.as_str(), n.state.as_str(), n.hold_state, n.charged)).collect();
         assert_eq!(
@@ -342,7 +348,7 @@ mod cases {
         assert_eq!(nodes[0].started_at, Some(started));
         assert!(nodes[0].finished_at.is_some());
         assert_eq!(nodes[1].error.as_deref(), Some("provider error"));
-        assert_eq!(b.runs.run("run_1").await.unwrap().unwrap().charged, 10);
+        assert_eq!(b.runs.run(&"run_1".into()).await.unwrap().unwrap().charged, 10);
 
         let entries = run_entries(&b, &ada, "run_1").await;
         let capture = &entries["a:capture"];
@@ -353,41 +359,56 @@ mod cases {
 
         // Replays, even with the opposite decision, change nothing.
         let before = ledger(&b, &ada).await;
-        assert!(!b.runs.settle_node("run_1", "a", settlement("succeeded", true)).await.unwrap());
-        assert!(!b.runs.settle_node("run_1", "a", settlement("failed", false)).await.unwrap());
-        assert!(!b.runs.settle_node("run_1", "b", settlement("succeeded", true)).await.unwrap());
-        assert!(!b.runs.settle_node("run_1", "zz", settlement("succeeded", true)).await.unwrap());
-        assert!(!b.runs.settle_node("run_none", "a", settlement("succeeded", true)).await.unwrap());
-        b.runs.mark_node("run_1", "a", "running").await.unwrap();
+        assert!(
+            !b.runs.settle_node(&"run_1".into(), &"a".into(), settlement("succeeded", true)).await.unwrap()
+        );
+        assert!(
+            !b.runs.settle_node(&"run_1".into(), &"a".into(), settlement("failed", false)).await.unwrap()
+        );
+        assert!(
+            !b.runs.settle_node(&"run_1".into(), &"b".into(), settlement("succeeded", true)).await.unwrap()
+        );
+        assert!(
+            !b.runs.settle_node(&"run_1".into(), &"zz".into(), settlement("succeeded", true)).await.unwrap()
+        );
+        assert!(
+            !b.runs
+                .settle_node(&"run_none".into(), &"a".into(), settlement("succeeded", true))
+                .await
+                .unwrap()
+        );
+        b.runs.mark_node(&"run_1".into(), &"a".into(), RunNodeState::Running).await.unwrap();
         assert_eq!(ledger(&b, &ada).await, before);
-        assert_eq!(b.runs.run_nodes("run_1").await.unwrap(), nodes);
+        assert_eq!(b.runs.run_nodes(&"run_1".into()).await.unwrap(), nodes);
 
-        let run = b.runs.finish_run("run_1", RunStatus::Failed, Some("b failed")).await.unwrap();
+        let run = b.runs.finish_run(&"run_1".into(), RunStatus::Failed, Some("b failed")).await.unwrap();
         assert_eq!(
             (run.status, run.charged, run.error.as_deref()),
             (RunStatus::Failed, 10, Some("b failed"))
         );
         assert_eq!(balance(&b, &ada).await, 90);
 
-        let invalid = b.runs.settle_node("run_1", "a", settlement("running", true)).await;
+        let invalid = b.runs.settle_node(&"run_1".into(), &"a".into(), settlement("running", true)).await;
         assert!(matches!(invalid, Err(AccountError::InvalidInput { field: "state", .. })), "{invalid:?}");
-        let invalid = b.runs.mark_node("run_1", "a", "succeeded").await;
+        let invalid = b.runs.mark_node(&"run_1".into(), &"a".into(), RunNodeState::Succeeded).await;
         assert!(matches!(invalid, Err(AccountError::InvalidInput { field: "state", .. })), "{invalid:?}");
     }
 
     pub async fn finish_releases_the_rest_and_marks_leftover_nodes(b: Stores) {
         let ada = user(&b, "ada", 100).await;
         create(&b, new_run("run_1", &ada, None, &[("a", 10), ("b", 20), ("c", 30), ("d", 0)])).await;
-        b.runs.claim_run("run_1", "w1", 60_000, None).await.unwrap().run().expect("claimed");
-        b.runs.mark_node("run_1", "b", "running").await.unwrap();
-        assert!(b.runs.settle_node("run_1", "a", settlement("succeeded", true)).await.unwrap());
+        b.runs.claim_run(&"run_1".into(), "w1", 60_000, None).await.unwrap().run().expect("claimed");
+        b.runs.mark_node(&"run_1".into(), &"b".into(), RunNodeState::Running).await.unwrap();
+        assert!(
+            b.runs.settle_node(&"run_1".into(), &"a".into(), settlement("succeeded", true)).await.unwrap()
+        );
 
-        let run = b.runs.finish_run("run_1", RunStatus::Failed, Some("boom")).await.unwrap();
+        let run = b.runs.finish_run(&"run_1".into(), RunStatus::Failed, Some("boom")).await.unwrap();
         assert_eq!((run.status, run.charged, run.error.as_deref()), (RunStatus::Failed, 10, Some("boom")));
         assert_eq!((run.lease_owner.as_deref(), run.lease_expires_at), (None, None));
         assert!(run.finished_at.is_some());
         assert_eq!(balance(&b, &ada).await, 90);
-        let nodes = b.runs.run_nodes("run_1").await.unwrap();
+        let nodes = b.runs.run_nodes(&"run_1".into()).await.unwrap();
         let summary: Vec<_> = nodes.iter().map(|n| (n.state.as_str(), n.hold_state)).collect();
         assert_eq!(
             summary,
@@ -404,51 +425,55 @@ mod cases {
 
         // Final: a second finish returns it unchanged and moves nothing.
         let before = ledger(&b, &ada).await;
-        let again = b.runs.finish_run("run_1", RunStatus::Cancelled, None).await.unwrap();
+        let again = b.runs.finish_run(&"run_1".into(), RunStatus::Cancelled, None).await.unwrap();
         assert_eq!(again, run);
         assert_eq!(ledger(&b, &ada).await, before);
-        assert!(!b.runs.settle_node("run_1", "b", settlement("succeeded", true)).await.unwrap());
+        assert!(
+            !b.runs.settle_node(&"run_1".into(), &"b".into(), settlement("succeeded", true)).await.unwrap()
+        );
 
         // Cancelled: leftover nodes are cancelled rather than skipped.
         create(&b, new_run("run_2", &ada, None, &[("a", 5)])).await;
-        let cancelled = b.runs.finish_run("run_2", RunStatus::Cancelled, None).await.unwrap();
+        let cancelled = b.runs.finish_run(&"run_2".into(), RunStatus::Cancelled, None).await.unwrap();
         assert_eq!((cancelled.status, cancelled.charged), (RunStatus::Cancelled, 0));
-        assert_eq!(b.runs.run_nodes("run_2").await.unwrap()[0].state, "cancelled");
+        assert_eq!(b.runs.run_nodes(&"run_2".into()).await.unwrap()[0].state, RunNodeState::Cancelled);
         assert_eq!(balance(&b, &ada).await, 90);
 
-        let invalid = b.runs.finish_run("run_2", RunStatus::Running, None).await;
+        let invalid = b.runs.finish_run(&"run_2".into(), RunStatus::Running, None).await;
         assert!(matches!(invalid, Err(AccountError::InvalidInput { field: "status", .. })), "{invalid:?}");
-        let missing = b.runs.finish_run("run_none", RunStatus::Failed, None).await;
+        let missing = b.runs.finish_run(&"run_none".into(), RunStatus::Failed, None).await;
         assert!(matches!(missing, Err(AccountError::RunNotFound(id)) if id == "run_none"));
     }
 
     pub async fn cancel_of_a_queued_run_releases_at_once(b: Stores) {
         let ada = user(&b, "ada", 100).await;
         create(&b, new_run("run_q", &ada, None, &[("a", 10), ("b", 20)])).await;
-        let run = b.runs.request_cancel("run_q").await.unwrap().expect("the run");
+        let run = b.runs.request_cancel(&"run_q".into()).await.unwrap().expect("the run");
         assert_eq!((run.status, run.cancel_requested, run.charged), (RunStatus::Cancelled, true, 0));
         assert_eq!(balance(&b, &ada).await, 100);
-        let nodes = b.runs.run_nodes("run_q").await.unwrap();
-        assert!(nodes.iter().all(|n| n.state == "cancelled" && n.hold_state == HoldState::Released));
+        let nodes = b.runs.run_nodes(&"run_q".into()).await.unwrap();
+        assert!(
+            nodes.iter().all(|n| n.state == RunNodeState::Cancelled && n.hold_state == HoldState::Released)
+        );
         assert_eq!(
-            b.runs.claim_run("run_q", "w1", 60_000, None).await.unwrap(),
+            b.runs.claim_run(&"run_q".into(), "w1", 60_000, None).await.unwrap(),
             Claim::Gone,
             "nothing to run"
         );
         // Again: unchanged.
-        assert_eq!(b.runs.request_cancel("run_q").await.unwrap(), Some(run));
+        assert_eq!(b.runs.request_cancel(&"run_q".into()).await.unwrap(), Some(run));
 
         // A running run is only flagged: its worker stops it, and the holds stay until then.
         create(&b, new_run("run_r", &ada, None, &[("a", 10)])).await;
-        b.runs.claim_run("run_r", "w1", 60_000, None).await.unwrap().run().expect("claimed");
-        let run = b.runs.request_cancel("run_r").await.unwrap().expect("the run");
+        b.runs.claim_run(&"run_r".into(), "w1", 60_000, None).await.unwrap().run().expect("claimed");
+        let run = b.runs.request_cancel(&"run_r".into()).await.unwrap().expect("the run");
         assert_eq!((run.status, run.cancel_requested), (RunStatus::Running, true));
         assert_eq!(balance(&b, &ada).await, 90);
-        let done = b.runs.finish_run("run_r", RunStatus::Cancelled, None).await.unwrap();
+        let done = b.runs.finish_run(&"run_r".into(), RunStatus::Cancelled, None).await.unwrap();
         assert_eq!(done.status, RunStatus::Cancelled);
         assert_eq!(balance(&b, &ada).await, 100);
 
-        assert_eq!(b.runs.request_cancel("run_none").await.unwrap(), None);
+        assert_eq!(b.runs.request_cancel(&"run_none".into()).await.unwrap(), None);
         ledger(&b, &ada).await;
     }
 
@@ -456,7 +481,8 @@ mod cases {
         let ada = user(&b, "ada", 100).await;
         create(&b, new_run("run_1", &ada, None, &[("a", 10)])).await;
         let before = now();
-        let claimed = b.runs.claim_run("run_1", "w1", 60_000, None).await.unwrap().run().expect("claimed");
+        let claimed =
+            b.runs.claim_run(&"run_1".into(), "w1", 60_000, None).await.unwrap().run().expect("claimed");
         assert_eq!((claimed.status, claimed.attempts), (RunStatus::Running, 1));
         assert_eq!(claimed.lease_owner.as_deref(), Some("w1"));
         let expires = claimed.lease_expires_at.expect("a lease");
@@ -464,13 +490,13 @@ mod cases {
         let started = claimed.started_at.expect("started");
 
         assert_eq!(
-            b.runs.claim_run("run_1", "w2", 60_000, None).await.unwrap(),
+            b.runs.claim_run(&"run_1".into(), "w2", 60_000, None).await.unwrap(),
             Claim::Leased,
             "leased by a live worker"
         );
-        assert!(b.runs.renew_lease("run_1", "w1", 120_000).await.unwrap());
-        assert!(!b.runs.renew_lease("run_1", "w2", 120_000).await.unwrap());
-        let renewed = b.runs.run("run_1").await.unwrap().unwrap().lease_expires_at.unwrap();
+        assert!(b.runs.renew_lease(&"run_1".into(), "w1", 120_000).await.unwrap());
+        assert!(!b.runs.renew_lease(&"run_1".into(), "w2", 120_000).await.unwrap());
+        let renewed = b.runs.run(&"run_1".into()).await.unwrap().unwrap().lease_expires_at.unwrap();
         assert!(renewed >= before + 120_000);
 
         // The worker died: its lease runs out (moved into the past rather than waited for).
@@ -480,17 +506,22 @@ mod cases {
                 .expect("raw SQL"),
             1
         );
-        let taken = b.runs.claim_run("run_1", "w2", 60_000, None).await.unwrap().run().expect("taken over");
+        let taken =
+            b.runs.claim_run(&"run_1".into(), "w2", 60_000, None).await.unwrap().run().expect("taken over");
         assert_eq!((taken.attempts, taken.lease_owner.as_deref()), (2, Some("w2")));
         assert_eq!(taken.started_at, Some(started), "started_at is set once");
-        assert!(!b.runs.renew_lease("run_1", "w1", 60_000).await.unwrap(), "w1 lost it");
-        assert!(b.runs.renew_lease("run_1", "w2", 60_000).await.unwrap());
+        assert!(!b.runs.renew_lease(&"run_1".into(), "w1", 60_000).await.unwrap(), "w1 lost it");
+        assert!(b.runs.renew_lease(&"run_1".into(), "w2", 60_000).await.unwrap());
 
-        b.runs.finish_run("run_1", RunStatus::Succeeded, None).await.unwrap();
-        assert_eq!(b.runs.claim_run("run_1", "w3", 60_000, None).await.unwrap(), Claim::Gone, "final");
-        assert!(!b.runs.renew_lease("run_1", "w2", 60_000).await.unwrap());
-        assert_eq!(b.runs.claim_run("run_none", "w3", 60_000, None).await.unwrap(), Claim::Gone);
-        let invalid = b.runs.claim_run("run_1", "w3", 0, None).await;
+        b.runs.finish_run(&"run_1".into(), RunStatus::Succeeded, None).await.unwrap();
+        assert_eq!(
+            b.runs.claim_run(&"run_1".into(), "w3", 60_000, None).await.unwrap(),
+            Claim::Gone,
+            "final"
+        );
+        assert!(!b.runs.renew_lease(&"run_1".into(), "w2", 60_000).await.unwrap());
+        assert_eq!(b.runs.claim_run(&"run_none".into(), "w3", 60_000, None).await.unwrap(), Claim::Gone);
+        let invalid = b.runs.claim_run(&"run_1".into(), "w3", 0, None).await;
         assert!(matches!(invalid, Err(AccountError::InvalidInput { field: "lease_ms", .. })), "{invalid:?}");
     }
 
@@ -503,27 +534,37 @@ mod cases {
         let mut fresh = new_run("run_fresh", &ada, None, &[("a", 5)]);
         fresh.hold_expires_at = base + 10 * HOUR;
         create(&b, fresh).await;
-        b.runs.claim_run("run_stale", "w1", 60_000, None).await.unwrap().run().expect("claimed");
-        assert!(b.runs.settle_node("run_stale", "a", settlement("succeeded", true)).await.unwrap());
+        b.runs.claim_run(&"run_stale".into(), "w1", 60_000, None).await.unwrap().run().expect("claimed");
+        assert!(
+            b.runs
+                .settle_node(&"run_stale".into(), &"a".into(), settlement("succeeded", true))
+                .await
+                .unwrap()
+        );
         assert_eq!(balance(&b, &ada).await, 35);
 
         assert_eq!(b.runs.expire_holds(base + 500).await.unwrap(), 0, "nothing expired yet");
-        assert_eq!(b.runs.run("run_stale").await.unwrap().unwrap().status, RunStatus::Running);
+        assert_eq!(b.runs.run(&"run_stale".into()).await.unwrap().unwrap().status, RunStatus::Running);
 
         assert_eq!(b.runs.expire_holds(base + 2_000).await.unwrap(), 2);
-        let run = b.runs.run("run_stale").await.unwrap().unwrap();
+        let run = b.runs.run(&"run_stale".into()).await.unwrap().unwrap();
         assert_eq!(
             (run.status, run.error.as_deref(), run.charged),
             (RunStatus::Failed, Some("credit hold expired"), 10)
         );
         assert_eq!(balance(&b, &ada).await, 85, "b and c released, a stays charged, fresh stays held");
-        let nodes = b.runs.run_nodes("run_stale").await.unwrap();
+        let nodes = b.runs.run_nodes(&"run_stale".into()).await.unwrap();
         let holds: Vec<_> = nodes.iter().map(|n| n.hold_state).collect();
         assert_eq!(holds, [HoldState::Captured, HoldState::Released, HoldState::Released]);
-        assert_eq!(b.runs.run("run_fresh").await.unwrap().unwrap().status, RunStatus::Queued);
+        assert_eq!(b.runs.run(&"run_fresh".into()).await.unwrap().unwrap().status, RunStatus::Queued);
 
         assert_eq!(b.runs.expire_holds(base + 2_000).await.unwrap(), 0, "once");
-        assert!(!b.runs.settle_node("run_stale", "b", settlement("succeeded", true)).await.unwrap());
+        assert!(
+            !b.runs
+                .settle_node(&"run_stale".into(), &"b".into(), settlement("succeeded", true))
+                .await
+                .unwrap()
+        );
         assert_eq!(b.runs.expire_holds(base + 11 * HOUR).await.unwrap(), 1);
         assert_eq!(balance(&b, &ada).await, 90);
         ledger(&b, &ada).await;
@@ -535,10 +576,10 @@ mod cases {
         let sweeper = b.reopen().await.runs;
         let mut expected_charge = 0;
         for round in 0..3 {
-            let run_id = format!("run_{round}");
+            let run_id = RunId::from(format!("run_{round}"));
             let names: Vec<String> = (0..NODES).map(|i| format!("n{i:02}")).collect();
             let nodes: Vec<(&str, i64)> = names.iter().zip(1..).map(|(n, cost)| (n.as_str(), cost)).collect();
-            let mut run = new_run(&run_id, &ada, None, &nodes);
+            let mut run = new_run(run_id.as_str(), &ada, None, &nodes);
             run.hold_expires_at = now() + HOUR;
             create(&b, run).await;
             b.runs.claim_run(&run_id, "w1", 60_000, None).await.unwrap().run().expect("claimed");
@@ -549,7 +590,7 @@ mod cases {
                 let capture = i % 3 != 0;
                 let state = if capture { "succeeded" } else { "failed" };
                 tasks.push(tokio::spawn(async move {
-                    runs.settle_node(&run_id, &name, settlement(state, capture)).await
+                    runs.settle_node(&run_id, &NodeId::from(name), settlement(state, capture)).await
                 }));
                 if i == (NODES as usize) / 2 - (round * 5) {
                     let sweeper = Arc::clone(&sweeper);
@@ -562,7 +603,7 @@ mod cases {
                 task.await.unwrap().expect("settle or sweep");
             }
             // Whatever the interleaving, each hold resolved once, and the run ended.
-            let entries = run_entries(&b, &ada, &run_id).await;
+            let entries = run_entries(&b, &ada, run_id.as_str()).await;
             let nodes = b.runs.run_nodes(&run_id).await.unwrap();
             let mut captured = 0;
             for node in &nodes {
@@ -602,12 +643,12 @@ mod cases {
         create(&b, new_run("run_live", &ada, None, &[("a", 1)])).await;
         create(&b, new_run("run_dead", &ada, None, &[("a", 1)])).await;
         create(&b, new_run("run_done", &ada, None, &[("a", 1)])).await;
-        b.runs.claim_run("run_live", "w1", HOUR, None).await.unwrap().run().expect("claimed");
-        b.runs.claim_run("run_dead", "w2", HOUR, None).await.unwrap().run().expect("claimed");
+        b.runs.claim_run(&"run_live".into(), "w1", HOUR, None).await.unwrap().run().expect("claimed");
+        b.runs.claim_run(&"run_dead".into(), "w2", HOUR, None).await.unwrap().run().expect("claimed");
         b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", &["run_dead"])
             .await
             .expect("raw SQL");
-        b.runs.finish_run("run_done", RunStatus::Succeeded, None).await.unwrap();
+        b.runs.finish_run(&"run_done".into(), RunStatus::Succeeded, None).await.unwrap();
 
         let ids = |runs: Vec<Run>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
         // Before any run was created: only the lease that ran out at 1.
@@ -665,12 +706,12 @@ mod cases {
     pub async fn assets_and_their_links(b: Stores) {
         let ada = user(&b, "ada", 100).await;
         let asset = AssetRecord {
-            id: "ab".repeat(32),
+            id: "ab".repeat(32).into(),
             content_type: "image/png".to_owned(),
             size: 1234,
             created_at: 1_700_000_000_000,
         };
-        let uploaded = AssetLink { owner_id: ada.clone(), room: None, run_id: None, node_id: None };
+        let uploaded = AssetLink { owner_id: ada.as_str().into(), room: None, run_id: None, node_id: None };
         b.runs.record_asset(&asset, &uploaded).await.unwrap();
         b.runs.record_asset(&asset, &uploaded).await.unwrap();
         assert_eq!(b.runs.asset(&asset.id).await.unwrap(), Some(asset.clone()));
@@ -682,10 +723,10 @@ mod cases {
 
         // The same bytes produced by a run node: the first record stays, a second link is added.
         let produced = AssetLink {
-            owner_id: ada.clone(),
+            owner_id: ada.as_str().into(),
             room: Some("canvas-1".to_owned()),
-            run_id: Some("run_1".to_owned()),
-            node_id: Some("a".to_owned()),
+            run_id: Some("run_1".into()),
+            node_id: Some("a".into()),
         };
         let renamed = AssetRecord { content_type: "application/octet-stream".to_owned(), ..asset.clone() };
         b.runs.record_asset(&renamed, &produced).await.unwrap();
@@ -696,27 +737,26 @@ mod cases {
         assert!(links.contains(&uploaded) && links.contains(&produced));
         assert_eq!(b.runs.asset_links(&asset.id, 1).await.unwrap().len(), 1);
 
-        assert_eq!(b.runs.asset("cd".repeat(32).as_str()).await.unwrap(), None);
-        assert!(b.runs.asset_links(&"cd".repeat(32), 10).await.unwrap().is_empty());
+        assert_eq!(b.runs.asset(&"cd".repeat(32).into()).await.unwrap(), None);
+        assert!(b.runs.asset_links(&"cd".repeat(32).into(), 10).await.unwrap().is_empty());
     }
 
     pub async fn uploads_stay_within_the_owners_quota(b: Stores) {
         let ada = user(&b, "ada", 0).await;
         let bob = user(&b, "bob", 0).await;
         let asset = |n: u8, size: i64| AssetRecord {
-            id: format!("{n:02x}").repeat(32),
+            id: format!("{n:02x}").repeat(32).into(),
             content_type: "image/png".to_owned(),
             size,
             created_at: 1_700_000_000_000,
         };
-        let by =
-            |owner: &str| AssetLink { owner_id: owner.to_owned(), room: None, run_id: None, node_id: None };
-        assert_eq!(b.runs.storage_used(&ada).await.unwrap(), 0);
+        let by = |owner: &str| AssetLink { owner_id: owner.into(), room: None, run_id: None, node_id: None };
+        assert_eq!(b.runs.storage_used(&ada.as_str().into()).await.unwrap(), 0);
         b.runs.record_upload(&asset(1, 400), &by(&ada), 1000).await.unwrap();
         b.runs.record_upload(&asset(2, 500), &by(&ada), 1000).await.unwrap();
         // The same bytes again cost nothing more: each asset counts once.
         b.runs.record_upload(&asset(2, 500), &by(&ada), 1000).await.unwrap();
-        assert_eq!(b.runs.storage_used(&ada).await.unwrap(), 900);
+        assert_eq!(b.runs.storage_used(&ada.as_str().into()).await.unwrap(), 900);
 
         let over = b.runs.record_upload(&asset(3, 101), &by(&ada), 1000).await;
         assert!(
@@ -724,17 +764,17 @@ mod cases {
             "{over:?}"
         );
         assert_eq!(b.runs.asset(&asset(3, 101).id).await.unwrap(), None, "nothing was written");
-        assert_eq!(b.runs.storage_used(&ada).await.unwrap(), 900);
+        assert_eq!(b.runs.storage_used(&ada.as_str().into()).await.unwrap(), 900);
 
         // Run outputs count too; other users' assets do not.
         let produced = AssetLink { run_id: Some("run_1".into()), node_id: Some("a".into()), ..by(&ada) };
         b.runs.record_asset(&asset(4, 50), &produced).await.unwrap();
         b.runs.record_upload(&asset(5, 7000), &by(&bob), 10_000).await.unwrap();
-        assert_eq!(b.runs.storage_used(&ada).await.unwrap(), 950);
+        assert_eq!(b.runs.storage_used(&ada.as_str().into()).await.unwrap(), 950);
         // Bob's bytes uploaded by Ada too: hers as well now.
         b.runs.record_upload(&asset(5, 7000), &by(&ada), 10_000).await.unwrap();
-        assert_eq!(b.runs.storage_used(&ada).await.unwrap(), 7950);
-        assert_eq!(b.runs.storage_used(&bob).await.unwrap(), 7000);
+        assert_eq!(b.runs.storage_used(&ada.as_str().into()).await.unwrap(), 7950);
+        assert_eq!(b.runs.storage_used(&bob.as_str().into()).await.unwrap(), 7000);
     }
 
     pub async fn per_user_limit_holds_across_workers(b: Stores) {
@@ -751,7 +791,10 @@ mod cases {
         for i in 0..6 {
             let store = b.reopen().await.runs;
             claims.push(tokio::spawn(async move {
-                store.claim_run(&format!("run_a{i}"), &format!("w{i}"), HOUR, Some(2)).await.expect("claim")
+                store
+                    .claim_run(&RunId::from(format!("run_a{i}")), &format!("w{i}"), HOUR, Some(2))
+                    .await
+                    .expect("claim")
             }));
         }
         let mut claimed = Vec::new();
@@ -766,12 +809,12 @@ mod cases {
         assert_eq!((claimed.len(), busy), (2, 4), "claimed {claimed:?}");
 
         // Another user is not held up by Ada's runs.
-        let theirs = b.runs.claim_run("run_b0", "w9", HOUR, Some(2)).await.unwrap();
+        let theirs = b.runs.claim_run(&"run_b0".into(), "w9", HOUR, Some(2)).await.unwrap();
         assert!(matches!(theirs, Claim::Claimed(_)), "{theirs:?}");
 
         // One of Ada's finishes: one more may start; without a limit, any may.
-        let waiting: Vec<String> =
-            (0..6).map(|i| format!("run_a{i}")).filter(|id| !claimed.contains(id)).collect();
+        let waiting: Vec<RunId> =
+            (0..6).map(|i| RunId::from(format!("run_a{i}"))).filter(|id| !claimed.contains(id)).collect();
         b.runs.finish_run(&claimed[0], RunStatus::Succeeded, None).await.unwrap();
         assert!(matches!(
             b.runs.claim_run(&waiting[0], "w1", HOUR, Some(2)).await.unwrap(),
@@ -783,13 +826,13 @@ mod cases {
         // Runs whose worker died no longer count against their user: of the three running,
         // two are abandoned, so one more may start.
         assert_eq!(
-            b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", &[&claimed[1]])
+            b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", &[claimed[1].as_str()])
                 .await
                 .expect("raw SQL"),
             1
         );
         assert_eq!(
-            b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", &[&waiting[1]])
+            b.execute("UPDATE runs SET lease_expires_at = 1 WHERE id = $1", &[waiting[1].as_str()])
                 .await
                 .expect("raw SQL"),
             1

@@ -17,9 +17,10 @@ use serde_json::Value;
 use crate::catalog::NodeType;
 use crate::value::OutputValue;
 
+/// Why access could not be decided (the database failed, say): the source, kept for the log.
 #[derive(Debug, thiserror::Error)]
 #[error("could not check access to an asset: {0}")]
-pub struct AssetAccessError(pub String);
+pub struct AssetAccessError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
 /// Decides, for one run, whether it may read an asset.
 #[async_trait]

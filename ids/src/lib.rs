@@ -1,4 +1,5 @@
-//! Typed identifiers, so that a run id cannot be passed where a node id is expected.
+//! Typed identifiers, so that a run id cannot be passed where a node id is expected, and the
+//! room-name rule ([`RoomName`]), kept in one place.
 //!
 //! Each id is a newtype over `String` that reads and writes as a plain string everywhere it
 //! leaves the process: JSON (`serde(transparent)`), both databases (`sqlx(transparent)`), logs
@@ -11,6 +12,10 @@
 
 use std::borrow::Borrow;
 use std::fmt;
+
+mod room_name;
+
+pub use room_name::{MAX_ROOM_NAME_LEN, RoomName, RoomNameError};
 
 macro_rules! string_id {
     ($(#[$meta:meta])* $name:ident) => {
@@ -86,16 +91,20 @@ macro_rules! string_id {
 }
 
 macro_rules! minted_id {
-    ($(#[$meta:meta])* $name:ident, $prefix:literal) => {
+    ($(#[$meta:meta])* $name:ident, $prefix:literal, $digits:literal) => {
         string_id!($(#[$meta])* $name);
 
         impl $name {
             /// What every id of this kind that Dojo mints starts with.
             pub const PREFIX: &'static str = $prefix;
 
-            /// A fresh id: the prefix and 64 random bits in hex.
+            /// A fresh id: the prefix and random bits, as this many hex digits.
+            pub const DIGITS: usize = $digits;
+
+            /// A fresh id: the prefix and `4 * DIGITS` random bits in hex.
             pub fn generate() -> Self {
-                Self(format!("{}{:016x}", Self::PREFIX, rand::random::<u64>()))
+                let bits = rand::random::<u128>() & (u128::MAX >> (128 - 4 * $digits));
+                Self(format!("{}{:0width$x}", Self::PREFIX, bits, width = $digits))
             }
         }
     };
@@ -104,22 +113,26 @@ macro_rules! minted_id {
 minted_id!(
     /// A person (`u_…`), ours rather than the identity provider's subject.
     UserId,
-    "u_"
+    "u_",
+    16
 );
 minted_id!(
     /// A workflow (`wf_…`): a room with an owner.
     WorkflowId,
-    "wf_"
+    "wf_",
+    16
 );
 minted_id!(
-    /// One execution of a graph (`run_…`).
+    /// One execution of a graph (`run_…`, 96 bits as the server always minted them).
     RunId,
-    "run_"
+    "run_",
+    24
 );
 minted_id!(
     /// A stored file: an upload or a node's output (`asset_…`).
     AssetId,
-    "asset_"
+    "asset_",
+    16
 );
 string_id!(
     /// A node of a canvas graph, chosen by the editor; unique within one graph only.
@@ -134,7 +147,9 @@ mod tests {
     fn generated_ids_carry_their_prefix_and_differ() {
         let a = RunId::generate();
         let b = RunId::generate();
-        assert!(a.as_str().starts_with("run_") && a.as_str().len() == 4 + 16, "{a}");
+        assert!(a.as_str().starts_with("run_") && a.as_str().len() == 4 + 24, "{a}");
+        let w = WorkflowId::generate();
+        assert!(w.as_str().len() == 3 + 16 && w.as_str()[3..].bytes().all(|b| b.is_ascii_hexdigit()), "{w}");
         assert_ne!(a, b);
         assert!(WorkflowId::generate().as_str().starts_with("wf_"));
         assert!(UserId::generate().as_str().starts_with("u_"));

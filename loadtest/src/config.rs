@@ -3,6 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use dojo_ids::{RoomName, RoomNameError};
 use dojo_room_client::{Applying, Framing};
 
 /// Longest room prefix: room names (`{prefix}-{i}`) must stay within the server's 128 characters.
@@ -397,15 +398,16 @@ fn parse_prefix(value: &str) -> Result<String, String> {
     if value.is_empty() || value.len() > MAX_PREFIX_LEN {
         return Err(format!("the room prefix must have 1 to {MAX_PREFIX_LEN} characters"));
     }
-    if let Some(bad) =
-        value.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
-    {
-        return Err(format!("the room prefix may only contain A-Z a-z 0-9 - _ . : (found {bad:?})"));
+    // The server's rule, applied to the first name made from the prefix: the rest differ only
+    // in their digits.
+    match RoomName::check(&format!("{value}-0")) {
+        Ok(()) => Ok(value.to_owned()),
+        Err(RoomNameError::BadCharacter(bad)) => {
+            Err(format!("the room prefix may only contain A-Z a-z 0-9 - _ . : (found {bad:?})"))
+        }
+        Err(RoomNameError::LeadingDot) => Err("the room prefix may not start with '.'".into()),
+        Err(other) => Err(format!("the room prefix makes bad room names: {other}")),
     }
-    if value.starts_with('.') {
-        return Err("the room prefix may not start with '.'".into());
-    }
-    Ok(value.to_owned())
 }
 
 #[cfg(test)]

@@ -236,7 +236,7 @@ async fn a_run_whose_room_is_quarantined_fails_cleanly_on_resume_and_releases_it
         .create_run(NewRun {
             id: "run_planted".into(),
             room: room.into(),
-            user_id: alice_id.clone(),
+            user_id: alice_id.clone().into(),
             graph: graph.to_string(),
             targets: None,
             idempotency_key: None,
@@ -254,7 +254,7 @@ async fn a_run_whose_room_is_quarantined_fails_cleanly_on_resume_and_releases_it
     assert_eq!(created.run().id, "run_planted");
     let outbox: Vec<i64> = runs.outbox(100).await.unwrap().into_iter().map(|e| e.id).collect();
     runs.delete_outbox(&outbox).await.unwrap();
-    let claimed = runs.claim_run("run_planted", "dead-worker", 1, None).await.unwrap();
+    let claimed = runs.claim_run(&"run_planted".into(), "dead-worker", 1, None).await.unwrap();
     assert!(matches!(claimed, dojo_accounts::Claim::Claimed(_)), "{claimed:?}");
     drop(runs);
     drop(database);

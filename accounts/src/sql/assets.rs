@@ -70,7 +70,7 @@ pub(super) async fn record_upload(
         .execute(&mut *w.tx)
         .await?;
     insert(&mut w.tx, asset, link).await?;
-    let used = owned_bytes(&mut w.tx, &link.owner_id).await?;
+    let used = owned_bytes(&mut w.tx, link.owner_id.as_str()).await?;
     if used > quota {
         w.tx.rollback().await?;
         return Err(AccountError::StorageQuotaExceeded { used, quota });

@@ -100,7 +100,7 @@ pub(super) async fn settle(
     )
     .bind(run_id)
     .bind(node_id)
-    .bind(&settlement.state)
+    .bind(settlement.state.as_str())
     .bind(&settlement.outputs)
     .bind(&settlement.error)
     .bind(now)

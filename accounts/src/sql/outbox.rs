@@ -2,6 +2,8 @@
 //! the relay has handed it to the queue (Redis). Not the per-connection frame queue the server
 //! also calls an outbox.
 
+use dojo_ids::RunId;
+
 use super::{Conn, Store};
 use crate::AccountError;
 use crate::dialect::Dialect;
@@ -19,7 +21,7 @@ pub(super) async fn enqueue(conn: &mut Conn, run_id: &str, now: i64) -> Result<(
 
 /// Rows not yet relayed, oldest first.
 pub(super) async fn pending(store: &Store, limit: u32) -> Result<Vec<OutboxEntry>, AccountError> {
-    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, run_id FROM run_outbox ORDER BY id LIMIT $1")
+    let rows: Vec<(i64, RunId)> = sqlx::query_as("SELECT id, run_id FROM run_outbox ORDER BY id LIMIT $1")
         .bind(i64::from(limit))
         .fetch_all(store.pool())
         .await?;

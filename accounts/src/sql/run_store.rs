@@ -2,6 +2,7 @@
 //! a task of its own (`run_to_completion`) so that a caller who stops waiting cannot leave a
 //! pooled connection inside a transaction.
 
+use dojo_ids::{AssetId, NodeId, RunId, UserId};
 use dojo_store::run_to_completion;
 
 use super::{Store, assets, holds, leases, node_cache, outbox, runs};
@@ -10,7 +11,7 @@ use crate::dialect::Dialect;
 use crate::run_records::{invalid, validate_asset, validate_id, validate_new_run, validate_settlement};
 use crate::runs::{
     AssetLink, AssetRecord, Claim, MAX_CACHED_OUTPUTS, NewRun, NodeSettlement, OutboxEntry, Run, RunNode,
-    RunStatus, RunStore, Submission,
+    RunNodeState, RunStatus, RunStore, Submission,
 };
 
 #[async_trait::async_trait]
@@ -20,7 +21,7 @@ impl RunStore for Store {
         // A retry finds its run without taking any lock.
         if let Some(key) = &run.idempotency_key {
             let mut conn = self.pool().acquire().await?;
-            if let Some(existing) = runs::by_key(&mut conn, &run.user_id, key).await? {
+            if let Some(existing) = runs::by_key(&mut conn, run.user_id.as_str(), key).await? {
                 return Ok(Submission::Existing(existing));
             }
         }
@@ -28,13 +29,13 @@ impl RunStore for Store {
         run_to_completion(async move { runs::create(&this, run, estimate).await }).await
     }
 
-    async fn run(&self, id: &str) -> Result<Option<Run>, AccountError> {
+    async fn run(&self, id: &RunId) -> Result<Option<Run>, AccountError> {
         let mut conn = self.pool().acquire().await?;
-        runs::by_id(&mut conn, id).await
+        runs::by_id(&mut conn, id.as_str()).await
     }
 
-    async fn run_nodes(&self, id: &str) -> Result<Vec<RunNode>, AccountError> {
-        runs::nodes(self, id).await
+    async fn run_nodes(&self, id: &RunId) -> Result<Vec<RunNode>, AccountError> {
+        runs::nodes(self, id.as_str()).await
     }
 
     async fn list_runs(&self, room: &str, limit: u32) -> Result<Vec<Run>, AccountError> {
@@ -43,7 +44,7 @@ impl RunStore for Store {
 
     async fn claim_run(
         &self,
-        id: &str,
+        id: &RunId,
         worker: &str,
         lease_ms: i64,
         per_user_limit: Option<u32>,
@@ -53,45 +54,58 @@ impl RunStore for Store {
             return Err(invalid("lease_ms", "not positive"));
         }
         let (this, id, worker) = (self.clone(), id.to_owned(), worker.to_owned());
-        run_to_completion(async move { leases::claim(&this, &id, &worker, lease_ms, per_user_limit).await })
-            .await
+        run_to_completion(async move {
+            leases::claim(&this, id.as_str(), &worker, lease_ms, per_user_limit).await
+        })
+        .await
     }
 
-    async fn renew_lease(&self, id: &str, worker: &str, lease_ms: i64) -> Result<bool, AccountError> {
+    async fn renew_lease(&self, id: &RunId, worker: &str, lease_ms: i64) -> Result<bool, AccountError> {
         if lease_ms <= 0 {
             return Err(invalid("lease_ms", "not positive"));
         }
         let (this, id, worker) = (self.clone(), id.to_owned(), worker.to_owned());
-        run_to_completion(async move { leases::renew(&this, &id, &worker, lease_ms).await }).await
+        run_to_completion(async move { leases::renew(&this, id.as_str(), &worker, lease_ms).await }).await
     }
 
     async fn orphaned_runs(&self, older_than: i64, limit: u32) -> Result<Vec<Run>, AccountError> {
         leases::orphaned(self, older_than, limit).await
     }
 
-    async fn mark_node(&self, run_id: &str, node_id: &str, state: &str) -> Result<(), AccountError> {
-        if !matches!(state, "queued" | "running") {
+    async fn mark_node(
+        &self,
+        run_id: &RunId,
+        node_id: &NodeId,
+        state: RunNodeState,
+    ) -> Result<(), AccountError> {
+        if state.is_final() {
             return Err(invalid("state", "not an active node state"));
         }
         let this = self.clone();
-        let (run_id, node_id, state) = (run_id.to_owned(), node_id.to_owned(), state.to_owned());
-        run_to_completion(async move { runs::mark_node(&this, &run_id, &node_id, &state).await }).await
+        let (run_id, node_id) = (run_id.to_owned(), node_id.to_owned());
+        run_to_completion(
+            async move { runs::mark_node(&this, run_id.as_str(), node_id.as_str(), state).await },
+        )
+        .await
     }
 
     async fn settle_node(
         &self,
-        run_id: &str,
-        node_id: &str,
+        run_id: &RunId,
+        node_id: &NodeId,
         settlement: NodeSettlement,
     ) -> Result<bool, AccountError> {
         validate_settlement(&settlement)?;
         let (this, run_id, node_id) = (self.clone(), run_id.to_owned(), node_id.to_owned());
-        run_to_completion(async move { holds::settle(&this, &run_id, &node_id, settlement).await }).await
+        run_to_completion(
+            async move { holds::settle(&this, run_id.as_str(), node_id.as_str(), settlement).await },
+        )
+        .await
     }
 
     async fn finish_run(
         &self,
-        id: &str,
+        id: &RunId,
         status: RunStatus,
         error: Option<&str>,
     ) -> Result<Run, AccountError> {
@@ -99,12 +113,13 @@ impl RunStore for Store {
             return Err(invalid("status", "not a final run status"));
         }
         let (this, id, error) = (self.clone(), id.to_owned(), error.map(str::to_owned));
-        run_to_completion(async move { runs::finish(&this, &id, status, error.as_deref()).await }).await
+        run_to_completion(async move { runs::finish(&this, id.as_str(), status, error.as_deref()).await })
+            .await
     }
 
-    async fn request_cancel(&self, id: &str) -> Result<Option<Run>, AccountError> {
+    async fn request_cancel(&self, id: &RunId) -> Result<Option<Run>, AccountError> {
         let (this, id) = (self.clone(), id.to_owned());
-        run_to_completion(async move { runs::request_cancel(&this, &id).await }).await
+        run_to_completion(async move { runs::request_cancel(&this, id.as_str()).await }).await
     }
 
     async fn expire_holds(&self, now: i64) -> Result<u64, AccountError> {
@@ -141,16 +156,16 @@ impl RunStore for Store {
         run_to_completion(async move { assets::record_upload(&this, &asset, &link, quota).await }).await
     }
 
-    async fn storage_used(&self, owner_id: &str) -> Result<i64, AccountError> {
-        assets::storage_used(self, owner_id).await
+    async fn storage_used(&self, owner_id: &UserId) -> Result<i64, AccountError> {
+        assets::storage_used(self, owner_id.as_str()).await
     }
 
-    async fn asset(&self, id: &str) -> Result<Option<AssetRecord>, AccountError> {
-        assets::by_id(self, id).await
+    async fn asset(&self, id: &AssetId) -> Result<Option<AssetRecord>, AccountError> {
+        assets::by_id(self, id.as_str()).await
     }
 
-    async fn asset_links(&self, id: &str, limit: u32) -> Result<Vec<AssetLink>, AccountError> {
-        assets::links(self, id, limit).await
+    async fn asset_links(&self, id: &AssetId, limit: u32) -> Result<Vec<AssetLink>, AccountError> {
+        assets::links(self, id.as_str(), limit).await
     }
 
     async fn cached_outputs(&self, scope: &str, key: &str) -> Result<Option<String>, AccountError> {

@@ -11,7 +11,7 @@ use super::{Conn, Store, ledger, outbox, users};
 use crate::dialect::Dialect;
 use crate::ledger::NewEntry;
 use crate::run_records::{NodeRow, ReleasedHold, RunRow, decode_runs, invalid, ledger_key, parse_status};
-use crate::runs::{HoldState, NewRun, Run, RunNode, RunStatus, Submission};
+use crate::runs::{HoldState, NewRun, Run, RunNode, RunNodeState, RunStatus, Submission};
 use crate::{AccountError, now_millis, quota_full};
 
 pub(super) async fn by_id(conn: &mut Conn, id: &str) -> Result<Option<Run>, AccountError> {
@@ -102,13 +102,14 @@ pub(super) async fn finish_locked(
             .await?;
         }
     }
-    let leftover = if status == RunStatus::Cancelled { "cancelled" } else { "skipped" };
+    let leftover =
+        if status == RunStatus::Cancelled { RunNodeState::Cancelled } else { RunNodeState::Skipped };
     sqlx::query(
         "UPDATE run_nodes SET state = $2, finished_at = $3
          WHERE run_id = $1 AND state IN ('queued', 'running')",
     )
     .bind(id)
-    .bind(leftover)
+    .bind(leftover.as_str())
     .bind(now)
     .execute(&mut *conn)
     .await?;
@@ -167,7 +168,7 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
         drop(w._lock);
         let mut conn = this.pool().acquire().await?;
         if let Some(key) = &run.idempotency_key
-            && let Some(existing) = by_key(&mut conn, &run.user_id, key).await?
+            && let Some(existing) = by_key(&mut conn, run.user_id.as_str(), key).await?
         {
             return Ok(Submission::Existing(existing));
         }
@@ -176,7 +177,7 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
             .fetch_optional(&mut *conn)
             .await?;
         return Err(match user {
-            None => AccountError::UserNotFound(run.user_id),
+            None => AccountError::UserNotFound(run.user_id.into_string()),
             Some(_) => invalid("id", "already used by another run"),
         });
     };
@@ -218,7 +219,7 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
                 .await?;
             w.tx.rollback().await?;
             return Err(match current {
-                None => AccountError::UserNotFound(run.user_id),
+                None => AccountError::UserNotFound(run.user_id.into_string()),
                 Some(balance) => AccountError::InsufficientCredits { balance, requested: estimate },
             });
         };
@@ -227,11 +228,11 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
         for node in run.nodes.iter().filter(|node| node.cost > 0) {
             after -= node.cost;
             let reason = format!("run {}: hold for {} ({})", run.id, node.node_id, node.node_type);
-            let key = ledger_key(&run.id, &node.node_id, "hold");
+            let key = ledger_key(run.id.as_str(), node.node_id.as_str(), "hold");
             ledger::append(
                 &mut w.tx,
                 &NewEntry {
-                    user_id: &run.user_id,
+                    user_id: run.user_id.as_str(),
                     amount: -node.cost,
                     balance_after: after,
                     reason: &reason,
@@ -259,7 +260,7 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
         .execute(&mut *w.tx)
         .await?;
     }
-    outbox::enqueue(&mut w.tx, &run.id, now).await?;
+    outbox::enqueue(&mut w.tx, run.id.as_str(), now).await?;
     w.tx.commit().await?;
     Ok(Submission::Created(Run::try_from(created)?))
 }
@@ -341,7 +342,7 @@ pub(super) async fn mark_node(
     store: &Store,
     run_id: &str,
     node_id: &str,
-    state: &str,
+    state: RunNodeState,
 ) -> Result<(), AccountError> {
     let mut w = store.begin_write().await?;
     sqlx::query(
@@ -351,7 +352,7 @@ pub(super) async fn mark_node(
     )
     .bind(run_id)
     .bind(node_id)
-    .bind(state)
+    .bind(state.as_str())
     .bind(now_millis())
     .execute(&mut *w.tx)
     .await?;

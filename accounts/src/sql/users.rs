@@ -1,10 +1,12 @@
 //! Users' statements: created on first sight of a token subject, looked up by id, subject or
 //! email.
 
+use dojo_ids::UserId;
+
 use super::{Conn, Store};
 use crate::dialect::Dialect;
 use crate::users::single_email_match;
-use crate::{AccountError, User, new_id, now_millis};
+use crate::{AccountError, User, now_millis};
 
 pub(super) async fn by_id(store: &Store, id: &str) -> Result<Option<User>, AccountError> {
     Ok(sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
@@ -71,7 +73,7 @@ pub(super) async fn upsert(
          RETURNING ",
         user_columns!()
     ))
-    .bind(new_id("u_"))
+    .bind(UserId::generate())
     .bind(subject)
     .bind(name)
     .bind(email)

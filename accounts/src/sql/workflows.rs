@@ -1,9 +1,11 @@
 //! Workflows' statements: creating one claims its room, deleting one is a soft delete.
 
+use dojo_ids::WorkflowId;
+
 use super::{Store, users};
 use crate::dialect::Dialect;
 use crate::workflows::SummaryRow;
-use crate::{AccountError, Workflow, WorkflowPatch, WorkflowSummary, new_id, now_millis, quota_full};
+use crate::{AccountError, Workflow, WorkflowPatch, WorkflowSummary, now_millis, quota_full};
 
 /// Creates a private workflow (`room`: its id when `None`), within the owner's quota if any.
 /// Validated by the caller.
@@ -14,8 +16,8 @@ pub(super) async fn create(
     room: Option<&str>,
     max_owned: Option<u64>,
 ) -> Result<Workflow, AccountError> {
-    let id = new_id("wf_");
-    let room = room.unwrap_or(&id);
+    let id = WorkflowId::generate();
+    let room = room.unwrap_or(id.as_str());
     let mut w = store.begin_write().await?;
     if let Some(limit) = max_owned {
         // The owner's row lock (PostgreSQL) or the write transaction (SQLite) orders concurrent

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dojo_accounts::{AccountStore, AssetLink, RoomAccess, RunStore};
+use dojo_ids::{AssetId, UserId};
 
 use crate::asset_access::{AssetAccess, AssetAccessError};
 
@@ -65,7 +66,7 @@ pub fn room_grants_read(access: RoomAccess, room: &str, run_room: &str, unclaime
 pub struct RunAssetAccess {
     pub runs: Arc<dyn RunStore>,
     pub accounts: Arc<dyn AccountStore>,
-    pub user_id: String,
+    pub user_id: UserId,
     pub room: String,
     pub unclaimed: UnclaimedRooms,
 }
@@ -73,18 +74,20 @@ pub struct RunAssetAccess {
 #[async_trait]
 impl AssetAccess for RunAssetAccess {
     async fn may_read(&self, asset_id: &str) -> Result<bool, AssetAccessError> {
-        let failed = |e: dojo_accounts::AccountError| AssetAccessError(e.to_string());
-        let links = self.runs.asset_links(asset_id, MAX_LINKS_CHECKED).await.map_err(failed)?;
+        let failed = |e: dojo_accounts::AccountError| AssetAccessError(Box::new(e));
+        let links =
+            self.runs.asset_links(&AssetId::from(asset_id), MAX_LINKS_CHECKED).await.map_err(failed)?;
         let mut rooms = Vec::new();
         for link in &links {
-            match link_verdict(link, &self.user_id) {
+            match link_verdict(link, self.user_id.as_str()) {
                 LinkVerdict::Owner => return Ok(true),
                 LinkVerdict::Room(room) if !rooms.contains(&room) => rooms.push(room),
                 LinkVerdict::Room(_) | LinkVerdict::Nothing => {}
             }
         }
         for room in rooms {
-            let access = self.accounts.room_access(Some(&self.user_id), room).await.map_err(failed)?;
+            let access =
+                self.accounts.room_access(Some(self.user_id.as_str()), room).await.map_err(failed)?;
             if room_grants_read(access, room, &self.room, self.unclaimed) {
                 return Ok(true);
             }

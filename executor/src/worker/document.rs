@@ -61,7 +61,7 @@ pub fn run_summary_json(run: &Run, nodes: &[String]) -> serde_json::Value {
 /// and the next summary write repairs the document.
 pub async fn write_summary(document: &dyn RoomDocument, run: &Run, nodes: &[String]) {
     let summary = run_summary_json(run, nodes);
-    if let Err(error) = document.write(&|txn| write_run_summary(txn, &run.id, &summary)).await {
+    if let Err(error) = document.write(&|txn| write_run_summary(txn, run.id.as_str(), &summary)).await {
         tracing::warn!(run = %run.id, %error, "could not write a run summary into the room");
     }
 }

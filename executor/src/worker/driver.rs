@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use dojo_accounts::{AccountError, AccountStore, Claim, Run, RunNode, RunStatus, RunStore};
+use dojo_accounts::{AccountError, AccountStore, Claim, Run, RunNode, RunNodeState, RunStatus, RunStore};
+use dojo_ids::RunId;
 use dojo_sync_protocol::canvas::CanvasGraph;
 use tokio_util::sync::CancellationToken;
 
@@ -95,7 +96,7 @@ pub struct RunDriver {
     worker_id: String,
     settings: DriverSettings,
     /// Cancellation of the runs this process executes, by run id.
-    active: DashMap<String, CancellationToken>,
+    active: DashMap<RunId, CancellationToken>,
 }
 
 impl RunDriver {
@@ -143,7 +144,7 @@ impl RunDriver {
     /// and resumed by the next worker).
     pub async fn execute(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         shutdown: &CancellationToken,
     ) -> Result<Execution, DriverError> {
         let limit = (self.settings.runs_per_user > 0).then_some(self.settings.runs_per_user);
@@ -243,8 +244,9 @@ impl RunDriver {
                 }
             })
         };
-        let scope = RunScope { cache: &run.user_id, assets: &asset_access };
-        let summary = self.engine.resume(&run.id, scope, &plan, &finished_before, &observer, cancel).await;
+        let scope = RunScope { cache: run.user_id.as_str(), assets: &asset_access };
+        let summary =
+            self.engine.resume(run.id.as_str(), scope, &plan, &finished_before, &observer, cancel).await;
         keeper.abort();
         stop_on_shutdown.abort();
         if lost_lease.is_cancelled() {
@@ -286,7 +288,7 @@ impl RunDriver {
 /// worker took over) or cancellation was requested through another process.
 async fn keep_lease(
     runs: Arc<dyn RunStore>,
-    run_id: String,
+    run_id: RunId,
     worker: String,
     settings: DriverSettings,
     cancel: CancellationToken,
@@ -323,14 +325,19 @@ fn earlier_outcomes(nodes: &[RunNode]) -> BTreeMap<String, NodeOutcome> {
     let mut out = BTreeMap::new();
     for node in nodes {
         let outputs = || -> Option<Outputs> { serde_json::from_str(node.outputs.as_deref()?).ok() };
-        let outcome = match node.state.as_str() {
-            "succeeded" => outputs().map(|outputs| NodeOutcome::Succeeded { outputs }),
-            "cached" => outputs().map(|outputs| NodeOutcome::Cached { outputs }),
-            "failed" => Some(NodeOutcome::Failed { error: node.error.clone().unwrap_or_default() }),
-            _ => None,
+        let outcome = match node.state {
+            RunNodeState::Succeeded => outputs().map(|outputs| NodeOutcome::Succeeded { outputs }),
+            RunNodeState::Cached => outputs().map(|outputs| NodeOutcome::Cached { outputs }),
+            RunNodeState::Failed => {
+                Some(NodeOutcome::Failed { error: node.error.clone().unwrap_or_default() })
+            }
+            RunNodeState::Queued
+            | RunNodeState::Running
+            | RunNodeState::Cancelled
+            | RunNodeState::Skipped => None,
         };
         if let Some(outcome) = outcome {
-            out.insert(node.node_id.clone(), outcome);
+            out.insert(node.node_id.to_string(), outcome);
         }
     }
     out

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dojo_accounts::{AssetLink, AssetRecord, NodeSettlement, RunStore};
+use dojo_accounts::{AssetLink, AssetRecord, NodeSettlement, RunNodeState, RunStore};
+use dojo_ids::{AssetId, NodeId, RunId, UserId};
 use dojo_sync_protocol::canvas::{NodeResult, NodeStatus, write_node_result};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -25,8 +26,8 @@ const SETTLE_ATTEMPTS: u32 = 3;
 pub struct DocumentObserver {
     pub runs: Arc<dyn RunStore>,
     pub document: Arc<dyn RoomDocument>,
-    pub run_id: String,
-    pub user_id: String,
+    pub run_id: RunId,
+    pub user_id: UserId,
     pub room: String,
     /// Cancelled when this worker no longer owns the run (lease lost, process stopping): what
     /// the engine reports afterwards (its nodes "cancelled") is not the run's truth, and
@@ -49,7 +50,8 @@ impl RunObserver for DocumentObserver {
             NodeState::Queued => (NodeStatus::Queued, 0.0, None, None, None),
             NodeState::Running { progress } => {
                 if *progress == 0
-                    && let Err(error) = self.runs.mark_node(&self.run_id, node, "running").await
+                    && let Err(error) =
+                        self.runs.mark_node(&self.run_id, &NodeId::from(node), RunNodeState::Running).await
                 {
                     tracing::warn!(run = %self.run_id, node, %error, "could not record a node start");
                 }
@@ -84,7 +86,7 @@ impl RunObserver for DocumentObserver {
             outputs: outputs.map(document_outputs).unwrap_or_default(),
             error,
             errors: Vec::new(),
-            run_id: Some(self.run_id.clone()),
+            run_id: Some(self.run_id.to_string()),
             updated_at: now_millis().max(0).unsigned_abs(),
         };
         if let Err(error) = self.document.write(&|txn| write_node_result(txn, node, &result)).await {
@@ -103,13 +105,13 @@ impl DocumentObserver {
         capture: bool,
     ) {
         let settlement = NodeSettlement {
-            state: state.name().to_owned(),
+            state: run_node_state(state),
             outputs: outputs.and_then(|o| serde_json::to_string(o).ok()),
             error,
             capture,
         };
         for attempt in 1..=SETTLE_ATTEMPTS {
-            match self.runs.settle_node(&self.run_id, node, settlement.clone()).await {
+            match self.runs.settle_node(&self.run_id, &NodeId::from(node), settlement.clone()).await {
                 Ok(_) => return,
                 Err(error) if attempt == SETTLE_ATTEMPTS => {
                     tracing::error!(run = %self.run_id, node, %error, "could not record a node's end; its hold will expire");
@@ -132,7 +134,7 @@ impl DocumentObserver {
                 continue;
             }
             let record = AssetRecord {
-                id: asset.id.clone(),
+                id: AssetId::from(asset.id.as_str()),
                 content_type: asset.content_type.clone(),
                 size: i64::try_from(asset.size).unwrap_or(i64::MAX),
                 created_at: now_millis(),
@@ -141,7 +143,7 @@ impl DocumentObserver {
                 owner_id: self.user_id.clone(),
                 room: Some(self.room.clone()),
                 run_id: Some(self.run_id.clone()),
-                node_id: Some(node.to_owned()),
+                node_id: Some(NodeId::from(node)),
             };
             if let Err(error) = self.runs.record_asset(&record, &link).await {
                 tracing::warn!(run = %self.run_id, node, %error, "could not record an output asset");
@@ -163,4 +165,17 @@ pub fn document_outputs(outputs: &Outputs) -> BTreeMap<String, Value> {
             (name.clone(), json)
         })
         .collect()
+}
+
+/// The stored state of an engine state: the same names, without what each carries.
+fn run_node_state(state: &NodeState) -> RunNodeState {
+    match state {
+        NodeState::Queued => RunNodeState::Queued,
+        NodeState::Running { .. } => RunNodeState::Running,
+        NodeState::Succeeded { .. } => RunNodeState::Succeeded,
+        NodeState::Failed { .. } => RunNodeState::Failed,
+        NodeState::Cancelled => RunNodeState::Cancelled,
+        NodeState::Cached { .. } => RunNodeState::Cached,
+        NodeState::Skipped { .. } => RunNodeState::Skipped,
+    }
 }

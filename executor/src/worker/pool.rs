@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dojo_ids::RunId;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -87,7 +88,7 @@ async fn handle(
             }
         })
     });
-    let outcome = driver.execute(run, shutdown).await;
+    let outcome = driver.execute(&RunId::from(run), shutdown).await;
     if let Some(toucher) = toucher {
         toucher.abort();
     }

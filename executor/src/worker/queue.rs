@@ -16,7 +16,7 @@ pub enum QueueError {
     #[error("the queue is closed")]
     Closed,
     #[error("redis: {0}")]
-    Redis(String),
+    Redis(#[from] redis::RedisError),
 }
 
 /// One run taken from the queue.

@@ -77,7 +77,7 @@ impl Relay {
         let full = entries.len() == OUTBOX_BATCH as usize;
         let mut relayed = Vec::with_capacity(entries.len());
         for entry in entries {
-            match self.queue.push(&entry.run_id).await {
+            match self.queue.push(entry.run_id.as_str()).await {
                 Ok(()) => relayed.push(entry.id),
                 // A full in-process queue: the row stays and is relayed once there is room.
                 Err(QueueError::Full) => break,
@@ -97,8 +97,8 @@ impl Relay {
         let after = i64::try_from(self.settings.orphan_after.as_millis()).unwrap_or(i64::MAX);
         match self.runs.orphaned_runs(now_millis().saturating_sub(after), ORPHAN_BATCH).await {
             Ok(orphans) => {
-                for run in orphans.iter().filter(|run| !skip(&run.id)) {
-                    match self.queue.push(&run.id).await {
+                for run in orphans.iter().filter(|run| !skip(run.id.as_str())) {
+                    match self.queue.push(run.id.as_str()).await {
                         Ok(()) => tracing::info!(run = %run.id, "handed an orphaned run to the queue again"),
                         // Enough work waiting; the orphan is found again next time.
                         Err(QueueError::Full) => break,

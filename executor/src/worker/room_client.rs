@@ -9,15 +9,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dojo_auth::{Claims, Grants, Minter, Permission};
+use dojo_ids::RoomName;
 use dojo_room_client::{DurableRoom, RoomError, Tokens};
 
 use super::document::{DocumentError, Edit, RoomDocument, RoomDocuments};
 
 /// How long opening a room and each write may take.
 pub use dojo_room_client::DurableSettings as RemoteSettings;
-
-/// Longest room name (the server's rule) and its characters.
-const MAX_ROOM: usize = 128;
 
 /// How the worker proves who it is to the server.
 #[derive(Clone)]
@@ -94,11 +92,7 @@ impl RemoteRooms {
 #[async_trait]
 impl RoomDocuments for RemoteRooms {
     async fn open(&self, room: &str) -> Result<Arc<dyn RoomDocument>, DocumentError> {
-        let valid = !room.is_empty()
-            && room.len() <= MAX_ROOM
-            && !room.starts_with('.')
-            && room.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-        if !valid {
+        if RoomName::check(room).is_err() {
             return Err(DocumentError::Unavailable(format!("{room:?} is not a room name")));
         }
         let url = format!("{}/rooms/{room}", self.base);

@@ -75,14 +75,10 @@ struct Schedule {
     next_cleanup: tokio::time::Instant,
 }
 
-fn redis_error(error: redis::RedisError) -> QueueError {
-    QueueError::Redis(error.to_string())
-}
-
 impl StreamQueue {
     /// Connects (two connections) and creates the consumer group if it does not exist yet.
     pub async fn connect(url: &str, settings: StreamSettings) -> Result<Self, QueueError> {
-        let client = redis::Client::open(url).map_err(redis_error)?;
+        let client = redis::Client::open(url).map_err(QueueError::Redis)?;
         let config = |response: Duration| {
             redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(5)))
@@ -92,10 +88,10 @@ impl StreamQueue {
         };
         let commands = ConnectionManager::new_with_config(client.clone(), config(Duration::from_secs(5)))
             .await
-            .map_err(redis_error)?;
+            .map_err(QueueError::Redis)?;
         let reads = ConnectionManager::new_with_config(client, config(BLOCK + Duration::from_secs(5)))
             .await
-            .map_err(redis_error)?;
+            .map_err(QueueError::Redis)?;
         let queue = Self {
             settings,
             commands,
@@ -123,7 +119,7 @@ impl StreamQueue {
         match created {
             Ok(()) => Ok(()),
             Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
-            Err(error) => Err(redis_error(error)),
+            Err(error) => Err(QueueError::Redis(error)),
         }
     }
 
@@ -143,7 +139,7 @@ impl StreamQueue {
         match reply {
             Ok(reply) => Ok(Some(reply)),
             Err(error) if self.recover_from(&error).await => Ok(None),
-            Err(error) => Err(redis_error(error)),
+            Err(error) => Err(QueueError::Redis(error)),
         }
     }
 
@@ -263,7 +259,7 @@ impl RunQueue for StreamQueue {
         let added: Result<String, _> = connection
             .xadd_maxlen(&self.settings.stream, StreamMaxlen::Approx(MAX_STREAM_LEN), "*", &[("run", run_id)])
             .await;
-        added.map(|_| ()).map_err(redis_error)
+        added.map(|_| ()).map_err(QueueError::Redis)
     }
 
     async fn next(&self, shutdown: &CancellationToken) -> Result<Option<Delivery>, QueueError> {
@@ -290,9 +286,11 @@ impl RunQueue for StreamQueue {
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
         let Some(id) = &delivery.receipt else { return Ok(()) };
         let mut connection = self.commands.clone();
-        let _: usize =
-            connection.xack(&self.settings.stream, &self.settings.group, &[id]).await.map_err(redis_error)?;
-        let _: usize = connection.xdel(&self.settings.stream, &[id]).await.map_err(redis_error)?;
+        let _: usize = connection
+            .xack(&self.settings.stream, &self.settings.group, &[id])
+            .await
+            .map_err(QueueError::Redis)?;
+        let _: usize = connection.xdel(&self.settings.stream, &[id]).await.map_err(QueueError::Redis)?;
         Ok(())
     }
 
@@ -309,7 +307,7 @@ impl RunQueue for StreamQueue {
                 StreamClaimOptions::default().with_justid(),
             )
             .await
-            .map_err(redis_error)?;
+            .map_err(QueueError::Redis)?;
         Ok(())
     }
 

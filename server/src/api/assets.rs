@@ -11,6 +11,7 @@ use dojo_accounts::{AccountError, AssetLink, AssetRecord};
 use dojo_auth::Permission;
 use dojo_executor::upload_check::{ImageLimits, UploadRefusal, check_png_upload};
 use dojo_executor::{AssetError, AssetStore};
+use dojo_ids::{AssetId, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -80,7 +81,7 @@ pub async fn upload(
     let quota = if quota == 0 { i64::MAX } else { quota };
     let executor = state.executor();
     // Cheap refusal first; `record_upload` below decides exactly, under the user's row lock.
-    let used = executor.runs().storage_used(&user.id).await?;
+    let used = executor.runs().storage_used(&UserId::from(user.id.as_str())).await?;
     let size = i64::try_from(body.len()).unwrap_or(i64::MAX);
     if used.saturating_add(size) > quota {
         return Ok(quota_refusal(used.saturating_add(size), quota));
@@ -106,12 +107,12 @@ pub async fn upload(
         Err(error) => return Err(ApiError::Internal(error.to_string())),
     };
     let record = AssetRecord {
-        id: stored.id.clone(),
+        id: AssetId::from(stored.id.as_str()),
         content_type: stored.content_type.clone(),
         size: i64::try_from(stored.size).unwrap_or(i64::MAX),
         created_at: now_millis(),
     };
-    let link = AssetLink { owner_id: user.id.clone(), room, run_id: None, node_id: None };
+    let link = AssetLink { owner_id: UserId::from(user.id.as_str()), room, run_id: None, node_id: None };
     match executor.runs().record_upload(&record, &link, quota).await {
         Ok(()) => {}
         Err(AccountError::StorageQuotaExceeded { used, quota }) => return Ok(quota_refusal(used, quota)),
@@ -143,7 +144,7 @@ pub async fn download(
         return Err(not_found());
     }
     let executor = state.executor();
-    if executor.runs().asset(&id).await?.is_none() {
+    if executor.runs().asset(&AssetId::from(id.as_str())).await?.is_none() {
         return Err(not_found());
     }
     if !may_read(&state, &caller, &id).await? {
@@ -172,9 +173,9 @@ async fn may_read(state: &AppState, caller: &Authenticated, id: &str) -> Result<
     if state.auth().dev_mode() && caller.0.user().is_none() {
         return Ok(true);
     }
-    let links = state.executor().runs().asset_links(id, MAX_LINKS_CHECKED).await?;
+    let links = state.executor().runs().asset_links(&AssetId::from(id), MAX_LINKS_CHECKED).await?;
     if let Some(user) = caller.0.user()
-        && links.iter().any(|l| l.owner_id == user.id)
+        && links.iter().any(|l| l.owner_id == user.id.as_str())
     {
         return Ok(true);
     }

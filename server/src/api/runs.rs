@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use dojo_accounts::{Run, RunNode};
 use dojo_auth::Permission;
 use dojo_executor::ValidationErrors;
+use dojo_ids::RunId;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -106,11 +107,11 @@ pub async fn submit(
 pub async fn get(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(id): Path<String>,
+    Path(id): Path<RunId>,
 ) -> Result<Json<RunBody>, ApiError> {
     let (run, nodes) = RunService::new(&state).get(&caller.0, &id).await?;
     let mut body = run_body(&run);
-    body.nodes = Some(nodes.iter().map(|n| (n.node_id.clone(), node_json(n))).collect());
+    body.nodes = Some(nodes.iter().map(|n| (n.node_id.to_string(), node_json(n))).collect());
     Ok(Json(body))
 }
 
@@ -123,7 +124,7 @@ pub async fn get(
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(id): Path<String>,
+    Path(id): Path<RunId>,
 ) -> Result<(StatusCode, Json<RunBody>), ApiError> {
     let now = RunService::new(&state).cancel(&caller.0, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(run_body(&now))))
@@ -194,16 +195,19 @@ fn invalid_graph(errors: &ValidationErrors) -> Response {
 }
 
 fn accepted(run: &Run) -> Response {
-    let body =
-        Submitted { run_id: run.id.clone(), status: run.status.as_str().to_owned(), estimate: run.estimate };
+    let body = Submitted {
+        run_id: run.id.to_string(),
+        status: run.status.as_str().to_owned(),
+        estimate: run.estimate,
+    };
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
 fn run_body(run: &Run) -> RunBody {
     RunBody {
-        id: run.id.clone(),
+        id: run.id.to_string(),
         room: run.room.clone(),
-        user_id: run.user_id.clone(),
+        user_id: run.user_id.to_string(),
         status: run.status.as_str().to_owned(),
         estimate: run.estimate,
         charged: run.charged,

@@ -100,7 +100,9 @@ impl From<DocumentError> for ApiError {
             DocumentError::Quarantined => ApiError::Quarantined(error.to_string()),
             DocumentError::Unavailable => ApiError::Unavailable(error.to_string()),
             DocumentError::TooLarge(_) => ApiError::PayloadTooLarge(error.to_string()),
-            DocumentError::Internal(cause) => ApiError::Internal(cause),
+            DocumentError::Interrupted(_) | DocumentError::Internal(_) => {
+                ApiError::Internal(error.to_string())
+            }
         }
     }
 }

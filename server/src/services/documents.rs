@@ -31,9 +31,12 @@ pub enum DocumentError {
     /// The update would make the document larger than the server allows.
     #[error(transparent)]
     TooLarge(ApplyError),
-    /// The room's own state did not decode (a bug, logged).
+    /// Decoding the document did not finish (its task panicked; a bug, logged).
     #[error("{0}")]
-    Internal(String),
+    Interrupted(#[from] tokio::task::JoinError),
+    /// The room's own state did not decode (a bug, logged).
+    #[error("the room's own state does not apply: {0}")]
+    Internal(#[source] dojo_sync_protocol::ApplyError),
 }
 
 /// The whole document as one Yjs v1 update, once everything in it is stored.
@@ -62,9 +65,8 @@ pub async fn canvas_json(
             dojo_sync_protocol::canvas::canvas_json(&txn)
         })
     })
-    .await
-    .map_err(|e| DocumentError::Internal(e.to_string()))?
-    .map_err(|e| DocumentError::Internal(format!("the room's own state does not apply: {e}")))
+    .await?
+    .map_err(DocumentError::Internal)
 }
 
 /// Applies a Yjs v1 update as the caller's edit; returns once it is stored (and broadcast).

@@ -6,6 +6,7 @@ use dojo_accounts::{AccountError, NewRun, NewRunNode, Run, RunNode, Submission};
 use dojo_auth::Permission;
 use dojo_executor::worker::DocumentError;
 use dojo_executor::{GraphLimits, ValidationErrors, validate};
+use dojo_ids::{NodeId, RunId, UserId};
 use dojo_sync_protocol::canvas::{NodeResult, NodeStatus, SchemaError, read_graph, write_node_result};
 use serde_json::Value;
 
@@ -133,18 +134,18 @@ impl<'a> RunService<'a> {
         let nodes = plan
             .order()
             .map(|node| NewRunNode {
-                node_id: node.id.clone(),
+                node_id: NodeId::from(node.id.as_str()),
                 node_type: node.node_type.clone(),
                 cost: i64::try_from(executor.catalog().cost(&node.node_type).unwrap_or(0))
                     .unwrap_or(i64::MAX),
                 params: serde_json::to_string(&node.params).unwrap_or_else(|_| "{}".into()),
             })
             .collect::<Vec<_>>();
-        let node_ids: Vec<String> = nodes.iter().map(|n| n.node_id.clone()).collect();
+        let node_ids: Vec<String> = nodes.iter().map(|n| n.node_id.to_string()).collect();
         let new_run = NewRun {
-            id: format!("run_{}", random_hex(12)),
+            id: RunId::generate(),
             room: room.as_str().to_owned(),
-            user_id: user.id.clone(),
+            user_id: UserId::from(user.id.as_str()),
             graph: serde_json::to_string(&graph).map_err(SubmitError::Encode)?,
             targets: targets.as_ref().and_then(|t| serde_json::to_string(t).ok()),
             idempotency_key: request.idempotency_key,
@@ -157,7 +158,7 @@ impl<'a> RunService<'a> {
             Submission::Created(run) => run,
         };
         // Everyone sees the nodes queued at once, before a worker picks the run up.
-        if let Err(error) = mark_nodes(&writer, &node_ids, NodeStatus::Queued, &run.id).await {
+        if let Err(error) = mark_nodes(&writer, &node_ids, NodeStatus::Queued, run.id.as_str()).await {
             tracing::warn!(run = %run.id, %error, "could not mark a run's nodes queued");
         }
         write_summary(&writer, &run, &node_ids).await;
@@ -167,9 +168,9 @@ impl<'a> RunService<'a> {
     }
 
     /// The run, if the caller may do what `needed` allows in its room.
-    pub async fn visible(&self, caller: &Caller, id: &str, needed: Permission) -> Result<Run, RunError> {
-        let not_found = || RunError::NotFound(id.to_owned());
-        if id.len() > MAX_RUN_ID {
+    pub async fn visible(&self, caller: &Caller, id: &RunId, needed: Permission) -> Result<Run, RunError> {
+        let not_found = || RunError::NotFound(id.to_string());
+        if id.as_str().len() > MAX_RUN_ID {
             return Err(not_found());
         }
         let run = self.executor().runs().run(id).await?.ok_or_else(not_found)?;
@@ -186,7 +187,7 @@ impl<'a> RunService<'a> {
     }
 
     /// The run with its nodes (state, cost, charge, outputs, timings).
-    pub async fn get(&self, caller: &Caller, id: &str) -> Result<(Run, Vec<RunNode>), RunError> {
+    pub async fn get(&self, caller: &Caller, id: &RunId) -> Result<(Run, Vec<RunNode>), RunError> {
         let run = self.visible(caller, id, Permission::Read).await?;
         let nodes = self.executor().runs().run_nodes(&run.id).await?;
         Ok((run, nodes))
@@ -199,23 +200,23 @@ impl<'a> RunService<'a> {
 
     /// Stops a run: nodes not finished become `cancelled`, remote jobs are cancelled, holds of
     /// nodes that did not succeed are released. Returns the run as it is now.
-    pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<Run, RunError> {
+    pub async fn cancel(&self, caller: &Caller, id: &RunId) -> Result<Run, RunError> {
         let run = self.visible(caller, id, Permission::Write).await?;
         let executor = self.executor();
         let now = executor
             .runs()
             .request_cancel(&run.id)
             .await?
-            .ok_or_else(|| RunError::NotFound(id.to_owned()))?;
-        executor.cancel_local(&run.id);
+            .ok_or_else(|| RunError::NotFound(id.to_string()))?;
+        executor.cancel_local(run.id.as_str());
         if now.status.is_final() && !run.status.is_final() {
             // Cancelled before any worker started it: nobody else will tell the room.
             let nodes = executor.runs().run_nodes(&run.id).await?;
             if let Ok(room) = RoomName::parse(&run.room)
                 && let Ok(writer) = RoomWriter::open(executor.rooms().clone(), room).await
             {
-                let ids: Vec<String> = nodes.iter().map(|n| n.node_id.clone()).collect();
-                let _ = mark_nodes(&writer, &ids, NodeStatus::Cancelled, &run.id).await;
+                let ids: Vec<String> = nodes.iter().map(|n| n.node_id.to_string()).collect();
+                let _ = mark_nodes(&writer, &ids, NodeStatus::Cancelled, run.id.as_str()).await;
                 write_summary(&writer, &now, &ids).await;
             }
         }
@@ -287,10 +288,4 @@ fn node_result(
         run_id: run_id.map(str::to_owned),
         updated_at: at,
     }
-}
-
-fn random_hex(bytes: usize) -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
 }

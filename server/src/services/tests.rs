@@ -171,7 +171,10 @@ async fn a_submitted_run_holds_its_estimate_and_only_a_writer_may_cancel_it(back
     let cancelled = runs.cancel(&alice, &run.id).await.expect("cancelled");
     assert_eq!(cancelled.status, RunStatus::Cancelled);
     assert_eq!(world.state.auth().accounts().balance(&World::user_id(&alice)).await.unwrap(), 5, "released");
-    assert!(matches!(runs.cancel(&alice, "run_unknown").await, Err(RunError::NotFound(_))));
+    assert!(matches!(
+        runs.cancel(&alice, &dojo_ids::RunId::from("run_unknown")).await,
+        Err(RunError::NotFound(_))
+    ));
     world.stop().await;
 }
 
