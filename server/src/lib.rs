@@ -10,10 +10,10 @@ pub mod compaction;
 pub mod config;
 pub mod hocuspocus;
 pub mod metrics;
-pub mod queue_budget;
-pub mod room;
-pub mod room_openers;
-pub mod room_registry;
+pub(crate) mod queue_budget;
+pub(crate) mod room;
+pub(crate) mod room_openers;
+pub(crate) mod room_registry;
 pub mod services;
 
 pub(crate) mod admission;

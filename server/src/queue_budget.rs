@@ -47,6 +47,7 @@ impl QueueBudget {
     }
 
     /// Bytes free now.
+    #[cfg(test)]
     pub fn available(&self) -> usize {
         self.bytes.available_permits()
     }

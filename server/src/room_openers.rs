@@ -62,6 +62,7 @@ impl RoomOpeners {
     }
 
     /// Rooms open here that `user` opened.
+    #[cfg(test)]
     pub fn held(&self, user: &str) -> usize {
         self.counts.get(user).map_or(0, |held| *held)
     }

@@ -139,14 +139,6 @@ impl Rooms {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.registry.open.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.registry.open.is_empty()
-    }
-
     pub fn store(&self) -> &Arc<dyn DocumentStore> {
         &self.store
     }

@@ -102,10 +102,6 @@ impl Room {
         Room { name, settings, metrics, store, slot, cluster }
     }
 
-    pub fn name(&self) -> &RoomName {
-        &self.name
-    }
-
     /// Loads the document, then serves until the room unloads, fails, or `stop` fires (then it
     /// handles what is already queued, stores it, and returns).
     pub async fn run(self, mut commands: mpsc::Receiver<RoomCommand>, stop: CancellationToken) {
