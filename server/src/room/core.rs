@@ -72,6 +72,9 @@ pub(crate) struct RoomCore {
     pub(super) name: RoomName,
     pub(super) doc: Doc,
     pub(super) awareness: Awareness,
+    /// Effects naming several peers list them in connection order (`peer_ids`), not in this
+    /// map's, so that a failing randomized seed replays exactly. Not a BTreeMap: its smallest
+    /// node holds eleven entries, which costs a room with one client more than it needs.
     pub(super) peers: HashMap<ConnId, PeerState>,
     /// Which connection controls each live awareness client id. A connection may not change or
     /// remove another connection's presence.
@@ -222,9 +225,16 @@ impl RoomCore {
         self.remote_presence.values().map(|(origin, _)| *origin).collect()
     }
 
+    /// Every peer's connection, in connection order (see `peers`).
+    fn peer_ids(&self) -> Vec<ConnId> {
+        let mut ids: Vec<ConnId> = self.peers.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Closes every connection with `reason` (the room is failing or reloading).
     pub(crate) fn close_all(&mut self, reason: CloseReason) -> Vec<Effect> {
-        let everyone: Vec<_> = self.peers.keys().map(|conn| (*conn, Some(reason.clone()))).collect();
+        let everyone: Vec<_> = self.peer_ids().into_iter().map(|conn| (conn, Some(reason.clone()))).collect();
         self.evict(everyone);
         std::mem::take(&mut self.effects)
     }
@@ -398,12 +408,13 @@ impl RoomCore {
         if !self.peers.contains_key(&conn) || self.refused.contains(&conn) {
             return;
         }
-        let to: Vec<ConnId> = self
+        let mut to: Vec<ConnId> = self
             .peers
             .iter()
             .filter(|(other, peer)| **other != conn && peer.protocol.receives_stateless())
             .map(|(other, _)| *other)
             .collect();
+        to.sort_unstable();
         if !to.is_empty() {
             self.emit(Effect::Deliver {
                 to: Recipients::Some(to),
@@ -425,7 +436,7 @@ impl RoomCore {
 
     pub(super) fn permissions_changed(&mut self) {
         let everyone: Vec<_> =
-            self.peers.keys().map(|conn| (*conn, Some(CloseReason::PermissionsChanged))).collect();
+            self.peer_ids().into_iter().map(|conn| (conn, Some(CloseReason::PermissionsChanged))).collect();
         self.evict(everyone);
     }
 
@@ -473,7 +484,7 @@ impl RoomCore {
             self.answer(id, answer);
         }
         let everyone: Vec<_> =
-            self.peers.keys().map(|conn| (*conn, Some(CloseReason::StorageUnavailable))).collect();
+            self.peer_ids().into_iter().map(|conn| (conn, Some(CloseReason::StorageUnavailable))).collect();
         self.evict(everyone);
     }
 }
