@@ -6,8 +6,10 @@
 //! has to pause, and the snapshot can never contain a change that was not stored.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 use dojo_store::{CompactOutcome, DocumentStore, NewSnapshot, StoreError, StoredDocument};
+use tokio::sync::Semaphore;
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
@@ -25,6 +27,36 @@ pub struct CompactionPolicy {
 impl CompactionPolicy {
     pub fn is_due(&self, rows: usize, bytes: usize) -> bool {
         rows > 0 && (rows >= self.after_rows || bytes >= self.after_bytes)
+    }
+}
+
+/// How many rooms of one process compact at a time.
+///
+/// Compactions fall due together: rooms opened together and edited at the same pace pass the
+/// threshold in the same second. Each writes its snapshot in a transaction of its own, so let
+/// loose at once they queued on the store's write lock ahead of every room's appends and
+/// stalled all rooms behind them (p99 10–30× that of compaction off, BENCHMARKS.md). Through
+/// these slots an append waits for one compaction at most, and the merges do not crowd the
+/// async threads either. Clones share the slots.
+#[derive(Debug, Clone)]
+pub struct CompactionSlots(Arc<Semaphore>);
+
+impl CompactionSlots {
+    pub fn new(at_once: usize) -> Self {
+        Self(Arc::new(Semaphore::new(at_once.max(1))))
+    }
+
+    /// Compacts `room` once a slot is free.
+    pub async fn compact(
+        &self,
+        store: &dyn DocumentStore,
+        room: &str,
+        keep: usize,
+    ) -> Result<Option<CompactOutcome>, CompactionError> {
+        // The semaphore is never closed, so this waits rather than fails; were it closed,
+        // compacting without a slot is still correct, only less polite.
+        let _slot = self.0.acquire().await.ok();
+        compact(store, room, keep).await
     }
 }
 

@@ -343,6 +343,11 @@ pub struct RoomPolicy {
     #[arg(long, env = "DOJO_COMPACT_AFTER_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub compact_after_bytes: usize,
 
+    /// How many rooms compact at the same time. Compactions that fall due together wait their
+    /// turn, so that rooms' appends never queue behind a crowd of snapshot writes.
+    #[arg(long, env = "DOJO_COMPACTIONS_AT_ONCE", default_value_t = 1)]
+    pub compactions_at_once: usize,
+
     /// Most updates stored in one transaction (group commit). 1 stores each update on its own,
     /// which only benchmarks want.
     #[arg(long, env = "DOJO_MAX_BATCH_UPDATES", default_value_t = 1024)]

@@ -54,6 +54,7 @@ pub struct Rooms {
     settings: RoomSettings,
     store: Arc<dyn DocumentStore>,
     cluster: Option<Arc<crate::cluster::Cluster>>,
+    compactions: crate::compaction::CompactionSlots,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
@@ -120,6 +121,7 @@ impl Rooms {
         metrics: Arc<Metrics>,
         store: Arc<dyn DocumentStore>,
         cluster: Option<Arc<crate::cluster::Cluster>>,
+        compactions: crate::compaction::CompactionSlots,
     ) -> Self {
         Self {
             registry: Arc::new(Registry {
@@ -134,6 +136,7 @@ impl Rooms {
             settings,
             store,
             cluster,
+            compactions,
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
         }
@@ -219,6 +222,7 @@ impl Rooms {
             self.store.clone(),
             slot.clone(),
             self.cluster.clone(),
+            self.compactions.clone(),
         );
         let stop = self.stop.clone();
         let span = tracing::info_span!("room", room = %name);

@@ -100,6 +100,7 @@ impl AppState {
             metrics.clone(),
             store,
             cluster,
+            crate::compaction::CompactionSlots::new(config.rooms.compactions_at_once),
         ));
         let outbound = OutboundBudget::new(limits.outbound_global_bytes);
         outbound.spawn_shedder(metrics.clone(), shutdown.clone());

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::close::{CloseReason, Disconnect};
 use crate::cluster::Cluster;
-use crate::compaction;
+use crate::compaction::CompactionSlots;
 use crate::journal::append_with_retry;
 use crate::metrics::{MessageKind, Metrics};
 use crate::room_name::RoomName;
@@ -58,6 +58,8 @@ pub struct Room {
     store: Arc<dyn DocumentStore>,
     slot: Arc<dyn RoomRegistration>,
     cluster: Option<Arc<Cluster>>,
+    /// Shared by every room of the process (see `CompactionSlots`).
+    compactions: CompactionSlots,
 }
 
 /// Where a connection's frames go, and how to close it.
@@ -98,8 +100,9 @@ impl Room {
         store: Arc<dyn DocumentStore>,
         slot: Arc<dyn RoomRegistration>,
         cluster: Option<Arc<Cluster>>,
+        compactions: CompactionSlots,
     ) -> Room {
-        Room { name, settings, metrics, store, slot, cluster }
+        Room { name, settings, metrics, store, slot, cluster, compactions }
     }
 
     /// Loads the document, then serves until the room unloads, fails, or `stop` fires (then it
@@ -352,8 +355,9 @@ impl Actor {
                 Effect::Compact => {
                     let (store, room) = (self.shell.store.clone(), self.shell.name.clone());
                     let keep = self.shell.settings.compaction.keep_versions;
+                    let slots = self.shell.compactions.clone();
                     self.compacting = Some(tokio::spawn(async move {
-                        if let Err(error) = compaction::compact(&*store, room.as_str(), keep).await {
+                        if let Err(error) = slots.compact(&*store, room.as_str(), keep).await {
                             tracing::warn!(%room, %error, "compaction failed; the log is intact and will be compacted later");
                         }
                     }));
