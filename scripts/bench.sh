@@ -13,10 +13,14 @@
 #
 # Environment:
 #   SERVERS     dojo-sqlite dojo-postgres dojo-memory dojo-cluster y-websocket hocuspocus bare-relay
+#               dojo-sqlite-no-compaction (not in the default list: the SQLite file with compaction
+#               off, to show what compaction costs in the busy-rooms scenario)
 #               (dojo-cluster: two instances sharing one PostgreSQL database and one Redis, every
 #               room's clients spread over both; its CPU and memory are the two processes' sums)
 #               (QUICK: dojo-sqlite y-websocket hocuspocus bare-relay)
 #   SCENARIOS   small-rooms crowded ramp-small-rooms ramp-crowded cold-load reconnect-storm idle-memory
+#               busy-rooms (not in the default list: 100 rooms × 10 clients × 5 edits/s for 40 s, long
+#               enough for every room to compact several times at the default 500 updates)
 #   OUT         results directory (default bench/results; QUICK: a temporary directory)
 #   DOJO_BENCH_POSTGRES_URL  admin URL for the PostgreSQL rows (default
 #               postgres://postgres@127.0.0.1:5432/postgres); each server start gets a fresh database
@@ -24,6 +28,15 @@
 #   UPDATE_BENCHMARKS=0      do not rewrite BENCHMARKS.md (a full run rewrites it by default)
 #   APPEND=1    add to the results file instead of starting it afresh (re-run some servers or
 #               scenarios; the report keeps the latest line per server and scenario)
+#   SERVER_CPUS     CPUs the server under test may use (taskset list; default "1" on a machine with
+#                   two or more CPUs). Every server gets the same: the Node servers are
+#                   single-threaded, so Dojo gets one core too, its store thread included, and
+#                   capacity becomes a property of the server rather than of who wins the CPU.
+#   GENERATOR_CPUS  CPUs the load generator may use (default "0"). PIN=0 pins nothing.
+#   DOJO_SERVER_BIN the dojo-server binary to measure (default target/release/dojo-server), to
+#                   compare two builds side by side (see scripts/bench-compare.sh)
+#   LABEL           appended to every server name in the results (e.g. " @bf63e35")
+#   SKIP_BUILD=1    use the release binaries and bench/peers/node_modules already there
 #
 # Needs: a Rust toolchain, Node.js >= 20 with npm, jq, PostgreSQL for dojo-postgres and
 # dojo-cluster, and Redis (redis-cli) for dojo-cluster (a row is skipped, and says so, when what
@@ -42,6 +55,19 @@ SCENARIOS=${SCENARIOS:-small-rooms crowded ramp-small-rooms ramp-crowded cold-lo
 ADMIN=${DOJO_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 REDIS=${DOJO_BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 APPEND=${APPEND:-0}
+DOJO_SERVER_BIN=${DOJO_SERVER_BIN:-target/release/dojo-server}
+PIN=${PIN:-1}
+if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  SERVER_CPUS=${SERVER_CPUS:-1}
+  GENERATOR_CPUS=${GENERATOR_CPUS:-0}
+  ON_SERVER_CPUS=(taskset -c "$SERVER_CPUS")
+  ON_GENERATOR_CPUS=(taskset -c "$GENERATOR_CPUS")
+  pinning="server pinned to CPU $SERVER_CPUS, generator to CPU $GENERATOR_CPUS (taskset); PostgreSQL and Redis are not pinned"
+else
+  ON_SERVER_CPUS=()
+  ON_GENERATOR_CPUS=()
+  pinning="nothing pinned: server, generator and databases share every CPU"
+fi
 if [ "$QUICK" = 1 ]; then
   OUT=${OUT:-$(mktemp -d)}
   UPDATE_BENCHMARKS=${UPDATE_BENCHMARKS:-0}
@@ -59,6 +85,7 @@ if [ "$QUICK" = 1 ]; then
   COLD=(--rooms 10 --history 20)
   STORM=(--rooms 10 --clients 4)
   IDLE=(--rooms 100 --extra-connections 50 --settle 0.5)
+  BUSY=(--rooms 10 --clients 4 --rate 5 --duration 1)
 else
   SMALL_ROOMS=(--rooms 500 --clients 4 --rate 1 --duration 20)
   CROWDED=(--rooms 1 --clients 200 --rate 0.5 --duration 20)
@@ -67,15 +94,19 @@ else
   COLD=(--rooms 1000 --history 500)
   STORM=(--rooms 500 --clients 4)
   IDLE=(--rooms 10000 --extra-connections 5000 --settle 5)
+  BUSY=(--rooms 100 --clients 10 --rate 5 --duration 40)
 fi
 
 # 10,000 idle connections need as many descriptors in the generator and in the server.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-echo "==> building release binaries (dojo-server, dojo-loadtest, bare-relay, bench-report)" >&2
-cargo build --release --locked -p dojo-server -p dojo-loadtest >&2
-echo "==> installing the peer servers (npm ci in bench/peers)" >&2
-(cd bench/peers && npm ci --no-audit --no-fund --loglevel=error >&2)
+LABEL=${LABEL:-}
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  echo "==> building release binaries (dojo-server, dojo-loadtest, bare-relay, bench-report)" >&2
+  cargo build --release --locked -p dojo-server -p dojo-loadtest >&2
+  echo "==> installing the peer servers (npm ci in bench/peers)" >&2
+  (cd bench/peers && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
 
 mkdir -p "$OUT/logs"
 RESULTS="$OUT/results.jsonl"
@@ -123,7 +154,7 @@ start_server() {
     dojo-cluster)
       local i
       for i in 1 2; do
-        target/release/dojo-server --addr 127.0.0.1:0 --database-url "$store" --redis-url "$REDIS" \
+        "${ON_SERVER_CPUS[@]}" "$DOJO_SERVER_BIN" --addr 127.0.0.1:0 --database-url "$store" --redis-url "$REDIS" \
           --log warn --max-connections 20000 --max-rooms 20000 \
           >"$out.$i" 2>>"$OUT/logs/$name.server.log" &
         if [ "$i" = 1 ]; then server_pid=$!; else second_pid=$!; fi
@@ -136,19 +167,24 @@ start_server() {
       fi
       return 0
       ;;
+    dojo-sqlite-no-compaction)
+      "${ON_SERVER_CPUS[@]}" "$DOJO_SERVER_BIN" --addr 127.0.0.1:0 --database-url "$store" --log warn \
+        --compact-after-updates 1000000000 --compact-after-bytes 1000000000000 \
+        --max-connections 20000 --max-rooms 20000 >"$out" 2>>"$OUT/logs/$name.server.log" &
+      ;;
     dojo-*)
-      target/release/dojo-server --addr 127.0.0.1:0 --database-url "$store" --log warn \
+      "${ON_SERVER_CPUS[@]}" "$DOJO_SERVER_BIN" --addr 127.0.0.1:0 --database-url "$store" --log warn \
         --max-connections 20000 --max-rooms 20000 >"$out" 2>>"$OUT/logs/$name.server.log" &
       ;;
     y-websocket)
       (cd bench/peers && if [ -n "$store" ]; then export YPERSISTENCE=$store; fi &&
-        PORT=0 HOST=127.0.0.1 exec node y-websocket-server.js) >"$out" 2>>"$OUT/logs/$name.server.log" &
+        PORT=0 HOST=127.0.0.1 exec "${ON_SERVER_CPUS[@]}" node y-websocket-server.js) >"$out" 2>>"$OUT/logs/$name.server.log" &
       ;;
     hocuspocus)
-      (cd bench/peers && PORT=0 HOST=127.0.0.1 exec node hocuspocus-server.js) >"$out" 2>>"$OUT/logs/$name.server.log" &
+      (cd bench/peers && PORT=0 HOST=127.0.0.1 exec "${ON_SERVER_CPUS[@]}" node hocuspocus-server.js) >"$out" 2>>"$OUT/logs/$name.server.log" &
       ;;
     bare-relay)
-      target/release/bare-relay --addr 127.0.0.1:0 >"$out" 2>>"$OUT/logs/$name.server.log" &
+      "${ON_SERVER_CPUS[@]}" target/release/bare-relay --addr 127.0.0.1:0 >"$out" 2>>"$OUT/logs/$name.server.log" &
       ;;
     *) echo "unknown server $name" >&2; exit 2 ;;
   esac
@@ -176,7 +212,7 @@ stop_server() {
 fresh_store() {
   local name=$1 run=$2
   case $name in
-    dojo-sqlite) echo "sqlite:$work/$run.db" ;;
+    dojo-sqlite | dojo-sqlite-no-compaction) echo "sqlite:$work/$run.db" ;;
     dojo-memory) echo "sqlite::memory:" ;;
     dojo-postgres | dojo-cluster)
       local db="dojo_bench_$$_${run//-/_}"
@@ -197,8 +233,8 @@ loadtest() {
   if [ "$name" = hocuspocus ]; then url="ws://$server_addr"; protocol=hocuspocus; else url="ws://$server_addr/rooms"; fi
   if [ -n "$second_pid" ]; then cluster=(--also-url "ws://$second_addr/rooms" --also-server-pid "$second_pid"); fi
   local line
-  line=$(target/release/dojo-loadtest --url "$url" --protocol "$protocol" --server-pid "$server_pid" "${cluster[@]}" \
-    --server-name "$name" --json --log info "$@" 2>>"$OUT/logs/$log.log" | tail -n1) || true
+  line=$("${ON_GENERATOR_CPUS[@]}" target/release/dojo-loadtest --url "$url" --protocol "$protocol" --server-pid "$server_pid" "${cluster[@]}" \
+    --server-name "$name$LABEL" --json --log info "$@" 2>>"$OUT/logs/$log.log" | tail -n1) || true
   if jq -e .kind >/dev/null 2>&1 <<<"$line"; then
     # The machine's 1-minute load average at the end of the run: other work on the box shows.
     jq -c --argjson load "$(cut -d' ' -f1 /proc/loadavg)" '. + {loadavg: $load}' <<<"$line" >>"$RESULTS"
@@ -241,6 +277,7 @@ run_scenario() {
   case $scenario in
     small-rooms) loadtest "$name" "$log" --scenario small-rooms "${SMALL_ROOMS[@]}" ;;
     crowded) loadtest "$name" "$log" --scenario crowded "${CROWDED[@]}" ;;
+    busy-rooms) loadtest "$name" "$log" --scenario edit "${BUSY[@]}" ;;
     ramp-small-rooms) loadtest "$name" "$log" --scenario small-rooms --ramp "${RAMP_SMALL[@]}" ;;
     ramp-crowded) loadtest "$name" "$log" --scenario crowded --ramp "${RAMP_CROWDED[@]}" ;;
     reconnect-storm) loadtest "$name" "$log" --scenario reconnect-storm "${STORM[@]}" ;;
@@ -273,8 +310,8 @@ pg_version=$([ "$postgres_ok" = 1 ] && psql "$ADMIN" -qtAc 'show server_version'
 {
   echo "Run of $started, commit \`$commit\`$dirty$([ "$QUICK" = 1 ] && echo ', QUICK=1 (smoke sizes: not figures to quote)')$([ "$APPEND" = 1 ] && echo ', APPEND=1: these servers and scenarios were re-run on top of an earlier run, whose rows for the others the tables keep (each line of results.jsonl carries its own figures)')."
   echo
-  echo "- Machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), $(free -g | awk '/^Mem:/ {print $2}') GiB, Linux $(uname -r); server, generator and PostgreSQL share it."
-  echo "- Dojo: release build, $(rustc --version); SQLite store in a file (WAL, synchronous=FULL), PostgreSQL $pg_version (fsync on), and in-memory SQLite (\`sqlite::memory:\`, not durable); dojo-cluster is two instances on PostgreSQL sharing Redis $([ "$redis_ok" = 1 ] && redis-cli -u "$REDIS" info server | sed -n 's/^redis_version://p' | tr -d '\r'), every room's clients alternating between them, its CPU and memory the sum of both; \`--max-connections 20000 --max-rooms 20000\`, other settings default."
+  echo "- Machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), $(free -g | awk '/^Mem:/ {print $2}') GiB, Linux $(uname -r); $pinning."
+  echo "- Dojo: release build \`$DOJO_SERVER_BIN\`, $(rustc --version); SQLite store in a file (WAL, synchronous=FULL), PostgreSQL $pg_version (fsync on), and in-memory SQLite (\`sqlite::memory:\`, not durable); dojo-cluster is two instances on PostgreSQL sharing Redis $([ "$redis_ok" = 1 ] && redis-cli -u "$REDIS" info server | sed -n 's/^redis_version://p' | tr -d '\r'), every room's clients alternating between them, its CPU and memory the sum of both; \`--max-connections 20000 --max-rooms 20000\`, other settings default."
   echo "- Node $(node --version): @y/websocket-server $(pkg_version @y/websocket-server) (yjs $(pkg_version yjs), ws $(pkg_version ws); in memory, LevelDB via YPERSISTENCE for the cold load only), @hocuspocus/server $(pkg_version @hocuspocus/server) (default configuration, no extensions, in memory)."
   echo "- bare-relay: \`loadtest/src/bin/bare-relay.rs\` (tokio-tungstenite broadcast, no CRDT work)."
   echo "- Command: \`$([ "$QUICK" = 1 ] && echo 'QUICK=1 ')scripts/bench.sh\` (SERVERS=\"$SERVERS\", SCENARIOS=\"$SCENARIOS\"). Generator flags per scenario: small-rooms \`${SMALL_ROOMS[*]}\`; crowded \`${CROWDED[*]}\`; ramps \`${RAMP_SMALL[*]}\` and \`${RAMP_CROWDED[*]}\`; cold load \`${COLD[*]}\`; reconnect storm \`${STORM[*]}\`; idle memory \`${IDLE[*]}\`."

@@ -160,6 +160,7 @@ fn layouts() -> Vec<Layout> {
     vec![
         edit("small-rooms", "Many small rooms"),
         edit("crowded", "One crowded room"),
+        edit("edit", "Busy rooms"),
         ramp("small-rooms", "Capacity, many small rooms (ramp)"),
         ramp("crowded", "Capacity, one crowded room (ramp)"),
         Layout {
