@@ -1,5 +1,7 @@
 //! The [`AccountStore`] trait: users, workflows, collaborators and credits.
 
+use dojo_ids::{RoomName, UserId, WorkflowId};
+
 use crate::{
     AccountError, Collaborator, CollaboratorPermission, CreditOutcome, LedgerEntry, RoomAccess, User,
     Workflow, WorkflowPatch, WorkflowSummary,
@@ -23,12 +25,12 @@ pub trait AccountStore: Send + Sync + 'static {
         email: Option<&str>,
     ) -> Result<User, AccountError>;
 
-    async fn user(&self, id: &str) -> Result<Option<User>, AccountError>;
+    async fn user(&self, id: &UserId) -> Result<Option<User>, AccountError>;
 
     async fn user_by_subject(&self, subject: &str) -> Result<Option<User>, AccountError>;
 
     /// For operators: the user whose id, subject or (case-insensitively) email is `query`, tried
-    /// in that order. An email several users share is [`AccountError::AmbiguousUser`].
+    /// in that order (free text: whatever an operator typed). An email several users share is [`AccountError::AmbiguousUser`].
     async fn find_user(&self, query: &str) -> Result<Option<User>, AccountError>;
 
     /// The newest users first.
@@ -38,9 +40,9 @@ pub trait AccountStore: Send + Sync + 'static {
     /// [`AccountError::RoomTaken`] when a workflow, even a deleted one, has the room.
     async fn create_workflow(
         &self,
-        owner_id: &str,
+        owner_id: &UserId,
         title: &str,
-        room: Option<&str>,
+        room: Option<&RoomName>,
     ) -> Result<Workflow, AccountError> {
         self.create_workflow_within(owner_id, title, room, None).await
     }
@@ -51,45 +53,53 @@ pub trait AccountStore: Send + Sync + 'static {
     /// or the write lock (SQLite), so concurrent creations cannot overshoot it.
     async fn create_workflow_within(
         &self,
-        owner_id: &str,
+        owner_id: &UserId,
         title: &str,
-        room: Option<&str>,
+        room: Option<&RoomName>,
         max_owned: Option<u64>,
     ) -> Result<Workflow, AccountError>;
 
-    async fn workflow(&self, id: &str) -> Result<Option<Workflow>, AccountError>;
+    async fn workflow(&self, id: &WorkflowId) -> Result<Option<Workflow>, AccountError>;
 
-    async fn workflow_by_room(&self, room: &str) -> Result<Option<Workflow>, AccountError>;
+    async fn workflow_by_room(&self, room: &RoomName) -> Result<Option<Workflow>, AccountError>;
 
     /// The workflows the user owns or collaborates on, most recently updated first, with the
     /// user's permission in each. Public workflows of others are not listed: public means
     /// "readable by link", not "published".
-    async fn list_workflows(&self, user_id: &str) -> Result<Vec<WorkflowSummary>, AccountError>;
+    async fn list_workflows(&self, user_id: &UserId) -> Result<Vec<WorkflowSummary>, AccountError>;
 
-    async fn update_workflow(&self, id: &str, patch: WorkflowPatch) -> Result<Workflow, AccountError>;
+    async fn update_workflow(&self, id: &WorkflowId, patch: WorkflowPatch) -> Result<Workflow, AccountError>;
 
     /// Soft delete: the row stays, so the room name stays taken and access stays denied.
-    async fn delete_workflow(&self, id: &str) -> Result<(), AccountError>;
+    async fn delete_workflow(&self, id: &WorkflowId) -> Result<(), AccountError>;
 
     /// Shares the workflow, or changes the permission of someone it is shared with.
     async fn set_collaborator(
         &self,
-        workflow_id: &str,
-        user_id: &str,
+        workflow_id: &WorkflowId,
+        user_id: &UserId,
         permission: CollaboratorPermission,
     ) -> Result<Collaborator, AccountError>;
 
     /// Whether the user was a collaborator.
-    async fn remove_collaborator(&self, workflow_id: &str, user_id: &str) -> Result<bool, AccountError>;
+    async fn remove_collaborator(
+        &self,
+        workflow_id: &WorkflowId,
+        user_id: &UserId,
+    ) -> Result<bool, AccountError>;
 
     /// In the order they were added.
-    async fn collaborators(&self, workflow_id: &str) -> Result<Vec<Collaborator>, AccountError>;
+    async fn collaborators(&self, workflow_id: &WorkflowId) -> Result<Vec<Collaborator>, AccountError>;
 
     /// What `user_id` (`None`: not signed in) may do in `room`. One query: it runs on every
     /// connection. Anonymous callers are denied every workflow room, public ones included.
-    async fn room_access(&self, user_id: Option<&str>, room: &str) -> Result<RoomAccess, AccountError>;
+    async fn room_access(
+        &self,
+        user_id: Option<&UserId>,
+        room: &RoomName,
+    ) -> Result<RoomAccess, AccountError>;
 
-    async fn balance(&self, user_id: &str) -> Result<i64, AccountError>;
+    async fn balance(&self, user_id: &UserId) -> Result<i64, AccountError>;
 
     /// Adds `amount` (negative: spends) to the balance and appends a ledger entry, in one
     /// transaction, once per `idempotency_key`. A key already applied with the same user and
@@ -100,12 +110,12 @@ pub trait AccountStore: Send + Sync + 'static {
     /// Keys are the caller's namespace: `stripe:{event}`, `{run}:{node}:hold`, `grant:{…}`.
     async fn apply_credits(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         amount: i64,
         reason: &str,
         idempotency_key: &str,
     ) -> Result<CreditOutcome, AccountError>;
 
     /// The user's newest entries first.
-    async fn ledger(&self, user_id: &str, limit: u32) -> Result<Vec<LedgerEntry>, AccountError>;
+    async fn ledger(&self, user_id: &UserId, limit: u32) -> Result<Vec<LedgerEntry>, AccountError>;
 }

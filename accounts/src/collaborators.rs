@@ -1,5 +1,6 @@
 //! Collaborators, and what a user may do in a room as the workflow records say.
 
+use dojo_ids::{UserId, WorkflowId};
 use serde::{Deserialize, Serialize};
 
 use crate::{AccountError, Permission};
@@ -56,8 +57,8 @@ impl TryFrom<String> for CollaboratorPermission {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct Collaborator {
-    pub workflow_id: String,
-    pub user_id: String,
+    pub workflow_id: WorkflowId,
+    pub user_id: UserId,
     #[sqlx(try_from = "String")]
     pub permission: CollaboratorPermission,
     pub added_at: i64,
@@ -107,7 +108,7 @@ impl From<Permission> for RoomAccess {
 /// A workflow room's record as [`AccountStore::room_access`] reads it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct AccessFacts {
-    pub owner_id: String,
+    pub owner_id: UserId,
     pub public: bool,
     pub deleted_at: Option<i64>,
     /// The asking user's collaborator permission, if any.
@@ -116,14 +117,14 @@ pub(crate) struct AccessFacts {
 
 pub(crate) fn decide_access(
     facts: Option<AccessFacts>,
-    user_id: Option<&str>,
+    user_id: Option<&UserId>,
 ) -> Result<RoomAccess, AccountError> {
     let Some(facts) = facts else { return Ok(RoomAccess::NoWorkflow) };
     if facts.deleted_at.is_some() {
         return Ok(RoomAccess::Denied);
     }
     let Some(user_id) = user_id else { return Ok(RoomAccess::Denied) };
-    if facts.owner_id == user_id {
+    if facts.owner_id == *user_id {
         return Ok(RoomAccess::Admin);
     }
     let shared = facts.permission.map(CollaboratorPermission::try_from).transpose().map_err(decode_error)?;
@@ -143,7 +144,7 @@ mod tests {
 
     fn facts(owner: &str, public: bool, deleted: bool, permission: Option<&str>) -> Option<AccessFacts> {
         Some(AccessFacts {
-            owner_id: owner.to_owned(),
+            owner_id: UserId::from(owner),
             public,
             deleted_at: deleted.then_some(1),
             permission: permission.map(str::to_owned),
@@ -152,13 +153,14 @@ mod tests {
 
     #[test]
     fn access_takes_the_strongest_grant() {
+        let u = UserId::from("u");
         let decide = |facts, user| decide_access(facts, user).ok();
-        assert_eq!(decide(None, Some("u")), Some(RoomAccess::NoWorkflow));
-        assert_eq!(decide(facts("u", false, false, None), Some("u")), Some(RoomAccess::Admin));
-        assert_eq!(decide(facts("o", true, false, Some("write")), Some("u")), Some(RoomAccess::Write));
-        assert_eq!(decide(facts("o", true, false, None), Some("u")), Some(RoomAccess::Read));
+        assert_eq!(decide(None, Some(&u)), Some(RoomAccess::NoWorkflow));
+        assert_eq!(decide(facts("u", false, false, None), Some(&u)), Some(RoomAccess::Admin));
+        assert_eq!(decide(facts("o", true, false, Some("write")), Some(&u)), Some(RoomAccess::Write));
+        assert_eq!(decide(facts("o", true, false, None), Some(&u)), Some(RoomAccess::Read));
         assert_eq!(decide(facts("o", true, false, None), None), Some(RoomAccess::Denied));
-        assert_eq!(decide(facts("u", false, true, None), Some("u")), Some(RoomAccess::Denied));
-        assert!(decide_access(facts("o", false, false, Some("owner")), Some("u")).is_err());
+        assert_eq!(decide(facts("u", false, true, None), Some(&u)), Some(RoomAccess::Denied));
+        assert!(decide_access(facts("o", false, false, Some("owner")), Some(&u)).is_err());
     }
 }

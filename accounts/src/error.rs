@@ -1,24 +1,26 @@
 //! What can go wrong in this crate.
 
+use dojo_ids::{RoomName, RunId, UserId, WorkflowId};
 use dojo_store::StoreError;
 
 use crate::LedgerEntry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
-    #[error("no user {0:?}")]
-    UserNotFound(String),
+    // The ids are quoted as their text (`{:?}` of the str), as they always were.
+    #[error("no user {:?}", .0.as_str())]
+    UserNotFound(UserId),
     /// Also for a deleted workflow: to its callers it no longer exists.
-    #[error("no workflow {0:?}")]
-    WorkflowNotFound(String),
+    #[error("no workflow {:?}", .0.as_str())]
+    WorkflowNotFound(WorkflowId),
     /// The room belongs to another workflow (deleted ones included: their documents remain).
-    #[error("room {0:?} already belongs to a workflow")]
-    RoomTaken(String),
+    #[error("room {:?} already belongs to a workflow", .0.as_str())]
+    RoomTaken(RoomName),
     /// `find_user` got an email that several users share; ask again with an id.
     #[error("{0:?} is the email of several users")]
     AmbiguousUser(String),
-    #[error("no run {0:?}")]
-    RunNotFound(String),
+    #[error("no run {:?}", .0.as_str())]
+    RunNotFound(RunId),
     #[error("the owner of a workflow cannot also be one of its collaborators")]
     OwnerCannotCollaborate,
     /// A spend larger than the balance. Nothing was written. `requested` is the amount the

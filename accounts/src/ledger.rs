@@ -1,6 +1,7 @@
 //! The credit ledger: one append-only entry per balance change, once per idempotency key, and
 //! the rules that decide whether an amount may apply.
 
+use dojo_ids::UserId;
 use serde::Serialize;
 
 use crate::AccountError;
@@ -11,7 +12,7 @@ use crate::AccountError;
 pub struct LedgerEntry {
     /// Increasing in the order a user's entries were applied (the user row's lock orders them).
     pub id: i64,
-    pub user_id: String,
+    pub user_id: UserId,
     /// Positive for grants and purchases, negative for spends.
     pub amount: i64,
     /// The balance right after this entry: each entry's equals the previous one's plus its
@@ -49,7 +50,7 @@ impl CreditOutcome {
 /// An entry to append. The database numbers it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NewEntry<'a> {
-    pub user_id: &'a str,
+    pub user_id: &'a UserId,
     pub amount: i64,
     pub balance_after: i64,
     pub reason: &'a str,
@@ -100,10 +101,10 @@ pub(crate) fn refusal(balance: i64, amount: i64) -> AccountError {
 /// What seeing `existing` under the key means for a request for `user_id` and `amount`.
 pub(crate) fn replay(
     existing: LedgerEntry,
-    user_id: &str,
+    user_id: &UserId,
     amount: i64,
 ) -> Result<CreditOutcome, AccountError> {
-    if existing.user_id == user_id && existing.amount == amount {
+    if existing.user_id == *user_id && existing.amount == amount {
         Ok(CreditOutcome::AlreadyApplied(existing))
     } else {
         Err(AccountError::IdempotencyKeyReused {

@@ -9,6 +9,7 @@
 //! `stripe:{event id}`) makes Stripe's own retries harmless.
 //! <https://docs.stripe.com/webhooks#verify-manually>
 
+use dojo_ids::UserId;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::Sha256;
@@ -112,7 +113,7 @@ pub struct CheckoutCredit {
     /// The event's id (`evt_…`): Stripe delivers an event at least once, always with this id.
     pub event_id: String,
     /// Our user id, which the checkout session was created with.
-    pub user_id: String,
+    pub user_id: UserId,
     /// Always positive.
     pub credits: i64,
 }
@@ -161,7 +162,7 @@ pub fn parse_checkout_completed(payload: &[u8]) -> Result<Option<CheckoutCredit>
         session.pointer("/metadata/credits").ok_or(CheckoutError::MissingField("metadata.credits"))?;
     let credits =
         positive_integer(credits).ok_or_else(|| CheckoutError::InvalidCredits(credits.to_string()))?;
-    Ok(Some(CheckoutCredit { event_id: event_id.to_owned(), user_id: user_id.to_owned(), credits }))
+    Ok(Some(CheckoutCredit { event_id: event_id.to_owned(), user_id: UserId::from(user_id), credits }))
 }
 
 /// Credits a checkout once, however many times its event is delivered.
@@ -316,7 +317,7 @@ mod tests {
             credit,
             CheckoutCredit {
                 event_id: "evt_1PZx0aKq9yA3bC2dE4fG5hI6".to_owned(),
-                user_id: "u_0123456789abcdef".to_owned(),
+                user_id: UserId::from("u_0123456789abcdef"),
                 credits: 500,
             }
         );

@@ -1,6 +1,7 @@
 //! Users: who someone is, as their identity provider's token says, and the rules a profile
 //! from a token must pass before it is stored.
 
+use dojo_ids::UserId;
 use serde::Serialize;
 
 use crate::AccountError;
@@ -10,7 +11,7 @@ use crate::AccountError;
 #[serde(rename_all = "camelCase")]
 pub struct User {
     /// Ours (`u_…`): tokens' subjects are the provider's and may change shape with the provider.
-    pub id: String,
+    pub id: UserId,
     /// The token's `sub`.
     pub subject: String,
     pub name: Option<String>,

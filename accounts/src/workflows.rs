@@ -1,7 +1,7 @@
 //! Workflows: a canvas with an owner, living in a room of its own, and the rules its title and
 //! room name must pass.
 
-use dojo_ids::{RoomName, RoomNameError};
+use dojo_ids::{RoomName, RoomNameError, UserId, WorkflowId};
 use serde::Serialize;
 
 use crate::collaborators::decode_error;
@@ -12,10 +12,10 @@ use crate::{AccountError, Permission};
 #[serde(rename_all = "camelCase")]
 pub struct Workflow {
     /// `wf_…`.
-    pub id: String,
-    /// The room the canvas lives in (`/rooms/{room}`).
-    pub room: String,
-    pub owner_id: String,
+    pub id: WorkflowId,
+    /// The room the canvas lives in (`/rooms/{room}`). Decoding a row checks the name.
+    pub room: RoomName,
+    pub owner_id: UserId,
     pub title: String,
     /// Readable by every signed-in user.
     pub public: bool,
@@ -53,17 +53,28 @@ pub(crate) fn validate_title(title: &str) -> Result<String, AccountError> {
     Ok(title.to_owned())
 }
 
-/// The server's room-name rule ([`RoomName`]): a workflow whose room the server would refuse
-/// could never be opened.
-pub(crate) fn validate_room(room: &str) -> Result<&str, AccountError> {
-    let reason = match RoomName::check(room) {
-        Ok(()) => return Ok(room),
-        Err(RoomNameError::Empty) => "empty",
-        Err(RoomNameError::TooLong) => "longer than 128 characters",
-        Err(RoomNameError::BadCharacter(_)) => "only A-Z a-z 0-9 - _ . : are allowed",
-        Err(RoomNameError::LeadingDot) => "may not start with '.'",
+/// The server's room-name rule ([`RoomName`]), for a room that still arrives as text (a run's
+/// room): a run in a room the server would refuse could never reach its room.
+pub(crate) fn validate_room(room: &str) -> Result<(), AccountError> {
+    RoomName::check(room).map_err(room_input_error)
+}
+
+/// A [`RoomNameError`] as this crate's invalid input.
+fn room_input_error(error: RoomNameError) -> AccountError {
+    let reason = match error {
+        RoomNameError::Empty => "empty",
+        RoomNameError::TooLong => "longer than 128 characters",
+        RoomNameError::BadCharacter(_) => "only A-Z a-z 0-9 - _ . : are allowed",
+        RoomNameError::LeadingDot => "may not start with '.'",
     };
-    Err(AccountError::InvalidInput { field: "room", reason })
+    AccountError::InvalidInput { field: "room", reason }
+}
+
+/// The room a workflow created without one lives in: the one named after its id. Ids minted
+/// here always make a valid name; one that would not is refused as invalid input rather than
+/// stored.
+pub(crate) fn default_room(id: &WorkflowId) -> Result<RoomName, AccountError> {
+    RoomName::parse(id.as_str()).map_err(room_input_error)
 }
 
 /// A row of `list_workflows` before its permission text is parsed.
@@ -95,6 +106,13 @@ mod tests {
         for bad in ["", ".hidden", "a/b", "a b", "é", &"x".repeat(129)] {
             assert!(validate_room(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_minted_workflow_id_is_a_valid_room_name() {
+        let id = WorkflowId::generate();
+        assert_eq!(default_room(&id).ok().as_ref().map(RoomName::as_str), Some(id.as_str()));
+        assert!(default_room(&WorkflowId::from("has space")).is_err());
     }
 
     #[test]

@@ -43,7 +43,7 @@ mod cases {
         MAX_CACHED_OUTPUTS, NewRun, NewRunNode, NodeSettlement, Run, RunNodeState, RunStatus, Submission,
     };
 
-    use dojo_ids::{NodeId, RunId};
+    use dojo_ids::{NodeId, RunId, UserId};
 
     use super::*;
 
@@ -61,7 +61,7 @@ mod cases {
                 b.accounts.apply_credits(&user.id, credits, "grant", &format!("grant:{subject}")).await;
             assert!(matches!(granted, Ok(CreditOutcome::Applied(_))), "{granted:?}");
         }
-        user.id
+        user.id.into_string()
     }
 
     fn new_run(id: &str, user_id: &str, key: Option<&str>, nodes: &[(&str, i64)]) -> NewRun {
@@ -105,14 +105,15 @@ mod cases {
     /// The user's ledger, oldest first, after checking that it chains: each entry's
     /// balance_after is the previous one's plus its amount, and the last one is the balance.
     async fn ledger(b: &Stores, user_id: &str) -> Vec<LedgerEntry> {
-        let mut entries = b.accounts.ledger(user_id, 10_000).await.expect("ledger");
+        let user_id = UserId::from(user_id);
+        let mut entries = b.accounts.ledger(&user_id, 10_000).await.expect("ledger");
         entries.reverse();
         let mut balance = 0;
         for entry in &entries {
             balance += entry.amount;
             assert_eq!(entry.balance_after, balance, "the ledger chains: {entry:?}");
         }
-        assert_eq!(b.accounts.balance(user_id).await.unwrap(), balance, "the ledger explains the balance");
+        assert_eq!(b.accounts.balance(&user_id).await.unwrap(), balance, "the ledger explains the balance");
         entries
     }
 
@@ -130,7 +131,7 @@ mod cases {
     }
 
     async fn balance(b: &Stores, user_id: &str) -> i64 {
-        b.accounts.balance(user_id).await.expect("balance")
+        b.accounts.balance(&UserId::from(user_id)).await.expect("balance")
     }
 
     pub async fn create_holds_exactly_the_estimate(b: Stores) {

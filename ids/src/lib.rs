@@ -40,9 +40,10 @@ macro_rules! string_id {
             }
         }
 
+        /// The plain string; width and alignment apply as to a `str` (`{:<20}`).
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.pad(&self.0)
             }
         }
 
@@ -164,6 +165,7 @@ mod tests {
         assert_eq!(back, id);
         assert_eq!(id.to_string(), "prompt-1");
         assert!(id == "prompt-1");
+        assert_eq!(format!("[{:<10}]", UserId::from("u_1")), "[u_1       ]");
     }
 
     #[test]

@@ -1,8 +1,15 @@
 //! Room names: validated once, here, for the server, the worker, the load generator and the
 //! accounts (a workflow claims a room name).
+//!
+//! A name reads and writes as a plain string everywhere it leaves the process, like the ids:
+//! JSON (serialised as the string; deserialising validates) and both databases (a TEXT column;
+//! decoding validates, so a row can only produce a name the server would accept).
 
 use std::fmt;
 use std::sync::Arc;
+
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
 
 pub const MAX_ROOM_NAME_LEN: usize = 128;
 
@@ -10,7 +17,8 @@ pub const MAX_ROOM_NAME_LEN: usize = 128;
 ///
 /// The set is what fits in a URL path segment without escaping (y-websocket puts the name in
 /// the path verbatim) and in a Redis key or file name later, without ambiguity.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct RoomName(Arc<str>);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -59,9 +67,96 @@ impl RoomName {
     }
 }
 
+/// The plain string; width and alignment apply as to a `str`.
 impl fmt::Display for RoomName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
+    }
+}
+
+/// As the plain string, like the ids.
+impl serde::Serialize for RoomName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl AsRef<str> for RoomName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for RoomName {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for RoomName {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl TryFrom<String> for RoomName {
+    type Error = RoomNameError;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        Self::check(&name)?;
+        Ok(Self(name.into()))
+    }
+}
+
+impl TryFrom<&str> for RoomName {
+    type Error = RoomNameError;
+
+    fn try_from(name: &str) -> Result<Self, Self::Error> {
+        Self::parse(name)
+    }
+}
+
+impl From<RoomName> for String {
+    fn from(name: RoomName) -> String {
+        name.0.as_ref().to_owned()
+    }
+}
+
+// A TEXT column on both databases, written as the plain string. Generic over the database so
+// that one impl serves PostgreSQL and SQLite alike.
+impl<DB: sqlx::Database> sqlx::Type<DB> for RoomName
+where
+    str: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <str as sqlx::Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <str as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for RoomName
+where
+    for<'a> &'a str: sqlx::Encode<'q, DB>,
+{
+    fn encode_by_ref(&self, buf: &mut <DB as sqlx::Database>::ArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <&str as sqlx::Encode<'q, DB>>::encode(self.as_str(), buf)
+    }
+
+    fn size_hint(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Decoding validates: a stored name the rule refuses is a decode error, not a `RoomName`.
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for RoomName
+where
+    String: sqlx::Decode<'r, DB>,
+{
+    fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Self::try_from(<String as sqlx::Decode<'r, DB>>::decode(value)?)?)
     }
 }
 
@@ -84,5 +179,41 @@ mod tests {
         assert_eq!(RoomName::parse("a b"), Err(RoomNameError::BadCharacter(' ')));
         assert_eq!(RoomName::parse("é"), Err(RoomNameError::BadCharacter('é')));
         assert_eq!(RoomName::parse(".."), Err(RoomNameError::LeadingDot));
+    }
+
+    #[test]
+    fn conversions_apply_the_same_rule() {
+        assert_eq!(RoomName::try_from("ok".to_owned()).map(String::from).as_deref(), Ok("ok"));
+        assert_eq!(RoomName::try_from("a/b".to_owned()), Err(RoomNameError::BadCharacter('/')));
+        assert_eq!(RoomName::try_from(""), Err(RoomNameError::Empty));
+        let name = RoomName::parse("canvas").unwrap();
+        assert!(name == "canvas" && name == *"canvas" && name.as_ref() == "canvas");
+    }
+
+    #[test]
+    fn json_is_the_plain_string_and_reading_it_validates() {
+        let name = RoomName::parse("team:acme.canvas_1").unwrap();
+        assert_eq!(serde_json::to_string(&name).unwrap(), "\"team:acme.canvas_1\"");
+        let back: RoomName = serde_json::from_str("\"team:acme.canvas_1\"").unwrap();
+        assert_eq!(back, name);
+        for bad in ["\"\"", "\".hidden\"", "\"a/b\"", "1", "null"] {
+            assert!(serde_json::from_str::<RoomName>(bad).is_err(), "{bad}");
+        }
+        let error = serde_json::from_str::<RoomName>("\"a b\"").unwrap_err().to_string();
+        assert!(error.contains("may only contain"), "{error}");
+    }
+
+    #[test]
+    fn a_field_of_a_struct_reads_and_writes_like_a_string() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Body {
+            room: RoomName,
+            other: Option<RoomName>,
+        }
+        let body = Body { room: RoomName::parse("r1").unwrap(), other: None };
+        let json = serde_json::to_string(&body).unwrap();
+        assert_eq!(json, r#"{"room":"r1","other":null}"#);
+        assert_eq!(serde_json::from_str::<Body>(&json).unwrap(), body);
+        assert!(serde_json::from_str::<Body>(r#"{"room":"..","other":null}"#).is_err());
     }
 }

@@ -24,6 +24,7 @@ use axum::extract::ws::OnFailedUpgrade;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use dojo_auth::Permission;
+use dojo_ids::UserId;
 use dojo_sync_protocol::update::WriteRules;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -145,8 +146,7 @@ pub(crate) async fn authorize(
 ) -> Result<Authorized, Refusal> {
     let name = RoomName::parse(room)?;
     let caller = authenticate(state, token).await?;
-    let permission =
-        state.auth().room_permission(&caller, name.as_str()).await.map_err(Refusal::Forbidden)?;
+    let permission = state.auth().room_permission(&caller, &name).await.map_err(Refusal::Forbidden)?;
     Ok(Authorized { caller, name, permission })
 }
 
@@ -232,7 +232,7 @@ impl Admitted {
 /// A per-user token bucket on incoming frames.
 pub(crate) struct UserRate {
     pub limiter: Arc<UserLimiter>,
-    pub user: String,
+    pub user: UserId,
 }
 
 impl UserRate {

@@ -12,6 +12,7 @@ use dojo_accounts::{AccountError, AccountStore, RoomAccess, User};
 use dojo_auth::{Claims, Identity, KeyError, Minter, Permission, TokenError, Verifier, VerifierConfig};
 
 use crate::config::AuthSettings;
+use crate::room_name::RoomName;
 
 /// Users remembered as already stored with their current profile, so that a reconnecting
 /// client does not cost a database write. Cleared when it reaches this size (a cache, not state).
@@ -172,13 +173,13 @@ impl Auth {
     /// What `caller` may do in `room`. A token with grants is good for its grants only;
     /// otherwise the workflow records decide. A room no workflow claims is open in dev mode
     /// and closed otherwise (create a workflow, or mint a token with a grant).
-    pub async fn room_permission(&self, caller: &Caller, room: &str) -> Result<Permission, AuthError> {
+    pub async fn room_permission(&self, caller: &Caller, room: &RoomName) -> Result<Permission, AuthError> {
         let signed_in = match caller {
             Caller::Anonymous => return Ok(Permission::Admin),
             Caller::User(signed_in) => signed_in,
         };
         if let Some(grants) = &signed_in.identity.grants {
-            return grants.permission_for(room).ok_or(AuthError::Forbidden);
+            return grants.permission_for(room.as_str()).ok_or(AuthError::Forbidden);
         }
         match self.accounts.room_access(Some(&signed_in.user.id), room).await? {
             RoomAccess::NoWorkflow if self.dev_mode => Ok(Permission::Admin),
@@ -190,7 +191,7 @@ impl Auth {
     pub async fn require(
         &self,
         caller: &Caller,
-        room: &str,
+        room: &RoomName,
         needed: Permission,
     ) -> Result<Permission, AuthError> {
         let permission = self.room_permission(caller, room).await?;

@@ -17,7 +17,7 @@ use crate::config::{Config, Limits};
 use crate::metrics::Metrics;
 use crate::outbound_budget::OutboundBudget;
 use crate::preauth::Preauth;
-use crate::rate::{self, UserLimiter};
+use crate::rate::{self, ClientLimiter, UserLimiter};
 use crate::room::RoomSettings;
 use crate::room_registry::Rooms;
 use crate::storage::Storage;
@@ -51,7 +51,7 @@ struct Inner {
     http_limiter: Arc<UserLimiter>,
     ws_limiter: Arc<UserLimiter>,
     /// Per client IP, for the routes that take no token (`crate::public_rate`).
-    public_limiter: Arc<UserLimiter>,
+    public_limiter: Arc<ClientLimiter>,
     config: Arc<Config>,
     executor: Arc<crate::execution::Executor>,
     /// The executor's dispatcher, workers and sweeper.
@@ -71,11 +71,18 @@ impl AppState {
     ) -> Result<Self, StateError> {
         let auth = Arc::new(Auth::new(&config.auth, storage.accounts)?);
         let store = storage.documents;
-        let http_limiter = rate::user_limiter(config.http.http_rate_per_sec, config.http.http_burst);
-        let ws_limiter = rate::user_limiter(config.http.ws_rate_per_sec, config.http.ws_burst);
-        let public_limiter = rate::user_limiter(config.http.public_rate_per_sec, config.http.public_burst);
+        let http_limiter: Arc<UserLimiter> =
+            rate::keyed_limiter(config.http.http_rate_per_sec, config.http.http_burst);
+        let ws_limiter: Arc<UserLimiter> =
+            rate::keyed_limiter(config.http.ws_rate_per_sec, config.http.ws_burst);
+        let public_limiter: Arc<ClientLimiter> =
+            rate::keyed_limiter(config.http.public_rate_per_sec, config.http.public_burst);
         rate::forget_idle_users(
-            vec![http_limiter.clone(), ws_limiter.clone(), public_limiter.clone()],
+            vec![
+                http_limiter.clone() as Arc<dyn rate::ForgetIdle>,
+                ws_limiter.clone(),
+                public_limiter.clone(),
+            ],
             shutdown.clone(),
         );
         let limits = Arc::new(config.limits.clone());
@@ -161,7 +168,7 @@ impl AppState {
         &self.inner.http_limiter
     }
 
-    pub(crate) fn public_limiter(&self) -> &Arc<UserLimiter> {
+    pub(crate) fn public_limiter(&self) -> &Arc<ClientLimiter> {
         &self.inner.public_limiter
     }
 
@@ -206,7 +213,7 @@ impl AppState {
         caller: &Caller,
     ) -> Result<Option<UserConnectionSlot>, TooManyConnections> {
         match caller.user() {
-            Some(user) => self.inner.user_connections.try_acquire(&user.id).map(Some),
+            Some(user) => self.inner.user_connections.try_acquire(user.id.as_str()).map(Some),
             None => Ok(None),
         }
     }

@@ -2,12 +2,13 @@
 //! write on a task of its own (`run_to_completion`) so that a caller who stops waiting cannot
 //! leave a pooled connection inside a transaction.
 
+use dojo_ids::{RoomName, UserId, WorkflowId};
 use dojo_store::run_to_completion;
 
 use super::{Store, collaborators, ledger, users, workflows};
 use crate::ledger::validate_credit_request;
 use crate::users::{profile, profile_changes, validate_subject};
-use crate::workflows::{validate_room, validate_title};
+use crate::workflows::validate_title;
 use crate::{
     AccountError, AccountStore, Collaborator, CollaboratorPermission, CreditOutcome, LedgerEntry, RoomAccess,
     User, Workflow, WorkflowPatch, WorkflowSummary,
@@ -36,7 +37,7 @@ impl AccountStore for Store {
         .await
     }
 
-    async fn user(&self, id: &str) -> Result<Option<User>, AccountError> {
+    async fn user(&self, id: &UserId) -> Result<Option<User>, AccountError> {
         users::by_id(self, id).await
     }
 
@@ -45,7 +46,8 @@ impl AccountStore for Store {
     }
 
     async fn find_user(&self, query: &str) -> Result<Option<User>, AccountError> {
-        if let Some(user) = users::by_id(self, query).await? {
+        // The query is free text; it is tried as an id first.
+        if let Some(user) = users::by_id(self, &UserId::from(query)).await? {
             return Ok(Some(user));
         }
         if let Some(user) = users::by_subject(self, query).await? {
@@ -60,89 +62,94 @@ impl AccountStore for Store {
 
     async fn create_workflow_within(
         &self,
-        owner_id: &str,
+        owner_id: &UserId,
         title: &str,
-        room: Option<&str>,
+        room: Option<&RoomName>,
         max_owned: Option<u64>,
     ) -> Result<Workflow, AccountError> {
         let title = validate_title(title)?;
-        let room = room.map(validate_room).transpose()?.map(str::to_owned);
-        let (this, owner_id) = (self.clone(), owner_id.to_owned());
-        run_to_completion(async move {
-            workflows::create(&this, &owner_id, &title, room.as_deref(), max_owned).await
-        })
-        .await
+        let (this, owner_id, room) = (self.clone(), owner_id.clone(), room.cloned());
+        run_to_completion(async move { workflows::create(&this, &owner_id, &title, room, max_owned).await })
+            .await
     }
 
-    async fn workflow(&self, id: &str) -> Result<Option<Workflow>, AccountError> {
+    async fn workflow(&self, id: &WorkflowId) -> Result<Option<Workflow>, AccountError> {
         workflows::by_id(self, id).await
     }
 
-    async fn workflow_by_room(&self, room: &str) -> Result<Option<Workflow>, AccountError> {
+    async fn workflow_by_room(&self, room: &RoomName) -> Result<Option<Workflow>, AccountError> {
         workflows::by_room(self, room).await
     }
 
-    async fn list_workflows(&self, user_id: &str) -> Result<Vec<WorkflowSummary>, AccountError> {
+    async fn list_workflows(&self, user_id: &UserId) -> Result<Vec<WorkflowSummary>, AccountError> {
         workflows::list(self, user_id).await
     }
 
-    async fn update_workflow(&self, id: &str, patch: WorkflowPatch) -> Result<Workflow, AccountError> {
+    async fn update_workflow(&self, id: &WorkflowId, patch: WorkflowPatch) -> Result<Workflow, AccountError> {
         let title = patch.title.as_deref().map(validate_title).transpose()?;
-        let (this, id) = (self.clone(), id.to_owned());
+        let (this, id) = (self.clone(), id.clone());
         run_to_completion(async move { workflows::update(&this, id, title, patch).await }).await
     }
 
-    async fn delete_workflow(&self, id: &str) -> Result<(), AccountError> {
-        let (this, id) = (self.clone(), id.to_owned());
+    async fn delete_workflow(&self, id: &WorkflowId) -> Result<(), AccountError> {
+        let (this, id) = (self.clone(), id.clone());
         run_to_completion(async move { workflows::delete(&this, id).await }).await
     }
 
     async fn set_collaborator(
         &self,
-        workflow_id: &str,
-        user_id: &str,
+        workflow_id: &WorkflowId,
+        user_id: &UserId,
         permission: CollaboratorPermission,
     ) -> Result<Collaborator, AccountError> {
-        let (this, workflow_id, user_id) = (self.clone(), workflow_id.to_owned(), user_id.to_owned());
+        let (this, workflow_id, user_id) = (self.clone(), workflow_id.clone(), user_id.clone());
         run_to_completion(async move { collaborators::set(&this, &workflow_id, &user_id, permission).await })
             .await
     }
 
-    async fn remove_collaborator(&self, workflow_id: &str, user_id: &str) -> Result<bool, AccountError> {
-        let (this, workflow_id, user_id) = (self.clone(), workflow_id.to_owned(), user_id.to_owned());
+    async fn remove_collaborator(
+        &self,
+        workflow_id: &WorkflowId,
+        user_id: &UserId,
+    ) -> Result<bool, AccountError> {
+        let (this, workflow_id, user_id) = (self.clone(), workflow_id.clone(), user_id.clone());
         run_to_completion(async move { collaborators::remove(&this, &workflow_id, &user_id).await }).await
     }
 
-    async fn collaborators(&self, workflow_id: &str) -> Result<Vec<Collaborator>, AccountError> {
+    async fn collaborators(&self, workflow_id: &WorkflowId) -> Result<Vec<Collaborator>, AccountError> {
         collaborators::list(self, workflow_id).await
     }
 
-    async fn room_access(&self, user_id: Option<&str>, room: &str) -> Result<RoomAccess, AccountError> {
+    async fn room_access(
+        &self,
+        user_id: Option<&UserId>,
+        room: &RoomName,
+    ) -> Result<RoomAccess, AccountError> {
         collaborators::room_access(self, user_id, room).await
     }
 
-    async fn balance(&self, user_id: &str) -> Result<i64, AccountError> {
-        users::balance(self, user_id).await?.ok_or_else(|| AccountError::UserNotFound(user_id.to_owned()))
+    async fn balance(&self, user_id: &UserId) -> Result<i64, AccountError> {
+        users::balance(self, user_id).await?.ok_or_else(|| AccountError::UserNotFound(user_id.clone()))
     }
 
     async fn apply_credits(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         amount: i64,
         reason: &str,
         idempotency_key: &str,
     ) -> Result<CreditOutcome, AccountError> {
         validate_credit_request(reason, idempotency_key)?;
         let this = self.clone();
-        let (user_id, reason, key) = (user_id.to_owned(), reason.to_owned(), idempotency_key.to_owned());
+        let (user_id, reason, key) = (user_id.clone(), reason.to_owned(), idempotency_key.to_owned());
         run_to_completion(async move { ledger::apply_credits(&this, &user_id, amount, &reason, &key).await })
             .await
     }
 
-    async fn ledger(&self, user_id: &str, limit: u32) -> Result<Vec<LedgerEntry>, AccountError> {
+    async fn ledger(&self, user_id: &UserId, limit: u32) -> Result<Vec<LedgerEntry>, AccountError> {
         let entries = ledger::list(self, user_id, limit).await?;
         if entries.is_empty() && !users::exists(self, user_id).await? {
-            return Err(AccountError::UserNotFound(user_id.to_owned()));
+            return Err(AccountError::UserNotFound(user_id.clone()));
         }
         Ok(entries)
     }

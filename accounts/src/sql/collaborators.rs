@@ -1,5 +1,7 @@
 //! Collaborators' statements, and the one query every connection asks: who may open a room.
 
+use dojo_ids::{RoomName, UserId, WorkflowId};
+
 use super::{Store, users, workflows};
 use crate::collaborators::{AccessFacts, decide_access};
 use crate::dialect::Dialect;
@@ -7,20 +9,20 @@ use crate::{AccountError, Collaborator, CollaboratorPermission, RoomAccess, now_
 
 pub(super) async fn set(
     store: &Store,
-    workflow_id: &str,
-    user_id: &str,
+    workflow_id: &WorkflowId,
+    user_id: &UserId,
     permission: CollaboratorPermission,
 ) -> Result<Collaborator, AccountError> {
     let Some(owner) = workflows::owner(store, workflow_id).await? else {
-        return Err(AccountError::WorkflowNotFound(workflow_id.to_owned()));
+        return Err(AccountError::WorkflowNotFound(workflow_id.clone()));
     };
-    if owner == user_id {
+    if owner == *user_id {
         return Err(AccountError::OwnerCannotCollaborate);
     }
     // The foreign key would refuse an unknown user too, but with an error we would have to
     // recognise by its code.
     if !users::exists(store, user_id).await? {
-        return Err(AccountError::UserNotFound(user_id.to_owned()));
+        return Err(AccountError::UserNotFound(user_id.clone()));
     }
     let _turn = store.write_turn().await;
     Ok(sqlx::query_as(
@@ -38,7 +40,11 @@ pub(super) async fn set(
 }
 
 /// Whether the user was a collaborator.
-pub(super) async fn remove(store: &Store, workflow_id: &str, user_id: &str) -> Result<bool, AccountError> {
+pub(super) async fn remove(
+    store: &Store,
+    workflow_id: &WorkflowId,
+    user_id: &UserId,
+) -> Result<bool, AccountError> {
     let _turn = store.write_turn().await;
     let removed = sqlx::query("DELETE FROM workflow_collaborators WHERE workflow_id = $1 AND user_id = $2")
         .bind(workflow_id)
@@ -49,9 +55,9 @@ pub(super) async fn remove(store: &Store, workflow_id: &str, user_id: &str) -> R
     Ok(removed > 0)
 }
 
-pub(super) async fn list(store: &Store, workflow_id: &str) -> Result<Vec<Collaborator>, AccountError> {
+pub(super) async fn list(store: &Store, workflow_id: &WorkflowId) -> Result<Vec<Collaborator>, AccountError> {
     if workflows::owner(store, workflow_id).await?.is_none() {
-        return Err(AccountError::WorkflowNotFound(workflow_id.to_owned()));
+        return Err(AccountError::WorkflowNotFound(workflow_id.clone()));
     }
     Ok(sqlx::query_as(
         "SELECT workflow_id, user_id, permission, added_at FROM workflow_collaborators
@@ -65,8 +71,8 @@ pub(super) async fn list(store: &Store, workflow_id: &str) -> Result<Vec<Collabo
 /// One query: it runs on every connection.
 pub(super) async fn room_access(
     store: &Store,
-    user_id: Option<&str>,
-    room: &str,
+    user_id: Option<&UserId>,
+    room: &RoomName,
 ) -> Result<RoomAccess, AccountError> {
     let facts: Option<AccessFacts> = sqlx::query_as(
         "SELECT w.owner_id, w.public, w.deleted_at, c.permission

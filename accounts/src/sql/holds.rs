@@ -2,6 +2,8 @@
 //! exactly once (by its settlement, or by the sweeper when it expires), with its ledger entry in
 //! the same transaction. The lock order is `runs.rs`'s.
 
+use dojo_ids::UserId;
+
 use super::{Conn, Store, ledger, runs, users};
 use crate::dialect::Dialect;
 use crate::ledger::NewEntry;
@@ -14,7 +16,7 @@ use crate::{AccountError, now_millis};
 pub(super) async fn resolve_hold(
     conn: &mut Conn,
     run_id: &str,
-    user_id: &str,
+    user_id: &UserId,
     node_id: &str,
     node_type: &str,
     capture: bool,

@@ -1,6 +1,8 @@
 //! The ledger's statements: the one INSERT every balance change goes through, and
 //! `apply_credits`, the idempotent change of a balance.
 
+use dojo_ids::UserId;
+
 use super::{Conn, Store};
 use crate::dialect::Dialect;
 use crate::ledger::{NewEntry, balance_bounds, refusal, replay};
@@ -54,7 +56,7 @@ pub(super) async fn append(conn: &mut Conn, entry: &NewEntry<'_>) -> Result<Ledg
 /// Adds `amount` to the balance and appends its entry, once per key (validated by the caller).
 pub(super) async fn apply_credits(
     store: &Store,
-    user_id: &str,
+    user_id: &UserId,
     amount: i64,
     reason: &str,
     key: &str,
@@ -93,7 +95,7 @@ pub(super) async fn apply_credits(
             .await?;
         w.tx.rollback().await?;
         return Err(match balance {
-            None => AccountError::UserNotFound(user_id.to_owned()),
+            None => AccountError::UserNotFound(user_id.clone()),
             Some(balance) => refusal(balance, amount),
         });
     };
@@ -115,7 +117,11 @@ pub(super) async fn apply_credits(
 }
 
 /// The user's newest entries first.
-pub(super) async fn list(store: &Store, user_id: &str, limit: u32) -> Result<Vec<LedgerEntry>, AccountError> {
+pub(super) async fn list(
+    store: &Store,
+    user_id: &UserId,
+    limit: u32,
+) -> Result<Vec<LedgerEntry>, AccountError> {
     Ok(sqlx::query_as(concat!(
         "SELECT ",
         ledger_columns!(),

@@ -21,7 +21,7 @@ impl RunStore for Store {
         // A retry finds its run without taking any lock.
         if let Some(key) = &run.idempotency_key {
             let mut conn = self.pool().acquire().await?;
-            if let Some(existing) = runs::by_key(&mut conn, run.user_id.as_str(), key).await? {
+            if let Some(existing) = runs::by_key(&mut conn, &run.user_id, key).await? {
                 return Ok(Submission::Existing(existing));
             }
         }

@@ -7,6 +7,8 @@
 //! same run therefore queue on the run row, and whichever comes second sees the node states the
 //! first one committed: a pending hold resolves exactly once.
 
+use dojo_ids::{RunId, UserId};
+
 use super::{Conn, Store, ledger, outbox, users};
 use crate::dialect::Dialect;
 use crate::ledger::NewEntry;
@@ -22,7 +24,11 @@ pub(super) async fn by_id(conn: &mut Conn, id: &str) -> Result<Option<Run>, Acco
     row.map(Run::try_from).transpose()
 }
 
-pub(super) async fn by_key(conn: &mut Conn, user_id: &str, key: &str) -> Result<Option<Run>, AccountError> {
+pub(super) async fn by_key(
+    conn: &mut Conn,
+    user_id: &UserId,
+    key: &str,
+) -> Result<Option<Run>, AccountError> {
     let row: Option<RunRow> = sqlx::query_as(concat!(
         "SELECT ",
         run_columns!(),
@@ -37,8 +43,8 @@ pub(super) async fn by_key(conn: &mut Conn, user_id: &str, key: &str) -> Result<
 
 /// Locks the run row (the first lock of every write that touches a run's money) and
 /// returns its status and user.
-pub(super) async fn lock_run(conn: &mut Conn, id: &str) -> Result<Option<(RunStatus, String)>, AccountError> {
-    let row: Option<(String, String)> =
+pub(super) async fn lock_run(conn: &mut Conn, id: &str) -> Result<Option<(RunStatus, UserId)>, AccountError> {
+    let row: Option<(String, UserId)> =
         sqlx::query_as("UPDATE runs SET status = status WHERE id = $1 RETURNING status, user_id")
             .bind(id)
             .fetch_optional(&mut *conn)
@@ -168,7 +174,7 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
         drop(w._lock);
         let mut conn = this.pool().acquire().await?;
         if let Some(key) = &run.idempotency_key
-            && let Some(existing) = by_key(&mut conn, run.user_id.as_str(), key).await?
+            && let Some(existing) = by_key(&mut conn, &run.user_id, key).await?
         {
             return Ok(Submission::Existing(existing));
         }
@@ -177,7 +183,7 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
             .fetch_optional(&mut *conn)
             .await?;
         return Err(match user {
-            None => AccountError::UserNotFound(run.user_id.into_string()),
+            None => AccountError::UserNotFound(run.user_id),
             Some(_) => invalid("id", "already used by another run"),
         });
     };
@@ -219,7 +225,7 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
                 .await?;
             w.tx.rollback().await?;
             return Err(match current {
-                None => AccountError::UserNotFound(run.user_id.into_string()),
+                None => AccountError::UserNotFound(run.user_id),
                 Some(balance) => AccountError::InsufficientCredits { balance, requested: estimate },
             });
         };
@@ -232,7 +238,7 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
             ledger::append(
                 &mut w.tx,
                 &NewEntry {
-                    user_id: run.user_id.as_str(),
+                    user_id: &run.user_id,
                     amount: -node.cost,
                     balance_after: after,
                     reason: &reason,
@@ -279,7 +285,7 @@ pub(super) async fn finish(
         }
         None => {
             w.tx.rollback().await?;
-            Err(AccountError::RunNotFound(id.to_owned()))
+            Err(AccountError::RunNotFound(RunId::from(id)))
         }
     }
 }

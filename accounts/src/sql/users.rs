@@ -8,7 +8,7 @@ use crate::dialect::Dialect;
 use crate::users::single_email_match;
 use crate::{AccountError, User, now_millis};
 
-pub(super) async fn by_id(store: &Store, id: &str) -> Result<Option<User>, AccountError> {
+pub(super) async fn by_id(store: &Store, id: &UserId) -> Result<Option<User>, AccountError> {
     Ok(sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
         .bind(id)
         .fetch_optional(store.pool())
@@ -46,7 +46,7 @@ pub(super) async fn list(store: &Store, limit: u32) -> Result<Vec<User>, Account
     .await?)
 }
 
-pub(super) async fn exists(store: &Store, id: &str) -> Result<bool, AccountError> {
+pub(super) async fn exists(store: &Store, id: &UserId) -> Result<bool, AccountError> {
     let found: Option<i32> =
         sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1").bind(id).fetch_optional(store.pool()).await?;
     Ok(found.is_some())
@@ -83,7 +83,7 @@ pub(super) async fn upsert(
 }
 
 /// The user's balance (`None`: no such user).
-pub(super) async fn balance(store: &Store, user_id: &str) -> Result<Option<i64>, AccountError> {
+pub(super) async fn balance(store: &Store, user_id: &UserId) -> Result<Option<i64>, AccountError> {
     Ok(sqlx::query_scalar("SELECT credits FROM users WHERE id = $1")
         .bind(user_id)
         .fetch_optional(store.pool())
@@ -92,12 +92,12 @@ pub(super) async fn balance(store: &Store, user_id: &str) -> Result<Option<i64>,
 
 /// Adds `amount` (0: only locks the row, on PostgreSQL) to the user's balance and returns the
 /// new balance.
-pub(super) async fn add_credits(conn: &mut Conn, user_id: &str, amount: i64) -> Result<i64, AccountError> {
+pub(super) async fn add_credits(conn: &mut Conn, user_id: &UserId, amount: i64) -> Result<i64, AccountError> {
     let balance: Option<i64> =
         sqlx::query_scalar("UPDATE users SET credits = credits + $2 WHERE id = $1 RETURNING credits")
             .bind(user_id)
             .bind(amount)
             .fetch_optional(&mut *conn)
             .await?;
-    balance.ok_or_else(|| AccountError::UserNotFound(user_id.to_owned()))
+    balance.ok_or_else(|| AccountError::UserNotFound(user_id.clone()))
 }

@@ -1,23 +1,26 @@
 //! Workflows' statements: creating one claims its room, deleting one is a soft delete.
 
-use dojo_ids::WorkflowId;
+use dojo_ids::{RoomName, UserId, WorkflowId};
 
 use super::{Store, users};
 use crate::dialect::Dialect;
-use crate::workflows::SummaryRow;
+use crate::workflows::{SummaryRow, default_room};
 use crate::{AccountError, Workflow, WorkflowPatch, WorkflowSummary, now_millis, quota_full};
 
 /// Creates a private workflow (`room`: its id when `None`), within the owner's quota if any.
-/// Validated by the caller.
+/// The title is validated by the caller.
 pub(super) async fn create(
     store: &Store,
-    owner_id: &str,
+    owner_id: &UserId,
     title: &str,
-    room: Option<&str>,
+    room: Option<RoomName>,
     max_owned: Option<u64>,
 ) -> Result<Workflow, AccountError> {
     let id = WorkflowId::generate();
-    let room = room.unwrap_or(id.as_str());
+    let room = match room {
+        Some(room) => room,
+        None => default_room(&id)?,
+    };
     let mut w = store.begin_write().await?;
     if let Some(limit) = max_owned {
         // The owner's row lock (PostgreSQL) or the write transaction (SQLite) orders concurrent
@@ -26,7 +29,7 @@ pub(super) async fn create(
             sqlx::query_scalar(Store::LOCK_USER).bind(owner_id).fetch_optional(&mut *w.tx).await?;
         if owner.is_none() {
             w.tx.rollback().await?;
-            return Err(AccountError::UserNotFound(owner_id.to_owned()));
+            return Err(AccountError::UserNotFound(owner_id.clone()));
         }
         let owned: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM workflows WHERE owner_id = $1 AND deleted_at IS NULL")
@@ -48,7 +51,7 @@ pub(super) async fn create(
         workflow_columns!()
     ))
     .bind(&id)
-    .bind(room)
+    .bind(&room)
     .bind(owner_id)
     .bind(title)
     .bind(now_millis())
@@ -58,14 +61,12 @@ pub(super) async fn create(
     drop(w._lock);
     match created {
         Some(workflow) => Ok(workflow),
-        None if !users::exists(store, owner_id).await? => {
-            Err(AccountError::UserNotFound(owner_id.to_owned()))
-        }
-        None => Err(AccountError::RoomTaken(room.to_owned())),
+        None if !users::exists(store, owner_id).await? => Err(AccountError::UserNotFound(owner_id.clone())),
+        None => Err(AccountError::RoomTaken(room)),
     }
 }
 
-pub(super) async fn by_id(store: &Store, id: &str) -> Result<Option<Workflow>, AccountError> {
+pub(super) async fn by_id(store: &Store, id: &WorkflowId) -> Result<Option<Workflow>, AccountError> {
     Ok(sqlx::query_as(concat!(
         "SELECT ",
         workflow_columns!(),
@@ -76,7 +77,7 @@ pub(super) async fn by_id(store: &Store, id: &str) -> Result<Option<Workflow>, A
     .await?)
 }
 
-pub(super) async fn by_room(store: &Store, room: &str) -> Result<Option<Workflow>, AccountError> {
+pub(super) async fn by_room(store: &Store, room: &RoomName) -> Result<Option<Workflow>, AccountError> {
     Ok(sqlx::query_as(concat!(
         "SELECT ",
         workflow_columns!(),
@@ -88,14 +89,14 @@ pub(super) async fn by_room(store: &Store, room: &str) -> Result<Option<Workflow
 }
 
 /// The owner of a live workflow.
-pub(super) async fn owner(store: &Store, id: &str) -> Result<Option<String>, AccountError> {
+pub(super) async fn owner(store: &Store, id: &WorkflowId) -> Result<Option<UserId>, AccountError> {
     Ok(sqlx::query_scalar("SELECT owner_id FROM workflows WHERE id = $1 AND deleted_at IS NULL")
         .bind(id)
         .fetch_optional(store.pool())
         .await?)
 }
 
-pub(super) async fn list(store: &Store, user_id: &str) -> Result<Vec<WorkflowSummary>, AccountError> {
+pub(super) async fn list(store: &Store, user_id: &UserId) -> Result<Vec<WorkflowSummary>, AccountError> {
     let rows: Vec<SummaryRow> = sqlx::query_as(
         "SELECT id, room, owner_id, title, public, created_at, updated_at, 'admin' AS permission
          FROM workflows WHERE owner_id = $1 AND deleted_at IS NULL
@@ -114,7 +115,7 @@ pub(super) async fn list(store: &Store, user_id: &str) -> Result<Vec<WorkflowSum
 /// Applies a patch whose title the caller validated.
 pub(super) async fn update(
     store: &Store,
-    id: String,
+    id: WorkflowId,
     title: Option<String>,
     patch: WorkflowPatch,
 ) -> Result<Workflow, AccountError> {
@@ -135,7 +136,7 @@ pub(super) async fn update(
     updated.ok_or(AccountError::WorkflowNotFound(id))
 }
 
-pub(super) async fn delete(store: &Store, id: String) -> Result<(), AccountError> {
+pub(super) async fn delete(store: &Store, id: WorkflowId) -> Result<(), AccountError> {
     let _turn = store.write_turn().await;
     let deleted = sqlx::query(
         "UPDATE workflows SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL",

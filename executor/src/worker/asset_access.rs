@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dojo_accounts::{AccountStore, AssetLink, RoomAccess, RunStore};
-use dojo_ids::{AssetId, UserId};
+use dojo_ids::{AssetId, RoomName, UserId};
 
 use crate::asset_access::{AssetAccess, AssetAccessError};
 
@@ -86,8 +86,12 @@ impl AssetAccess for RunAssetAccess {
             }
         }
         for room in rooms {
-            let access =
-                self.accounts.room_access(Some(self.user_id.as_str()), room).await.map_err(failed)?;
+            // Links keep their room as text. A name the rule refuses is claimed by no workflow
+            // (a workflow's room is a `RoomName`), which is what the store would answer.
+            let access = match RoomName::parse(room) {
+                Ok(name) => self.accounts.room_access(Some(&self.user_id), &name).await.map_err(failed)?,
+                Err(_) => RoomAccess::NoWorkflow,
+            };
             if room_grants_read(access, room, &self.room, self.unclaimed) {
                 return Ok(true);
             }

@@ -56,7 +56,7 @@ pub async fn me(State(state): State<AppState>, caller: Authenticated) -> Result<
     // Fresh, not the cached row: the balance moves.
     let credits = state.auth().accounts().balance(&user.id).await?;
     Ok(Json(MeBody {
-        id: user.id.clone(),
+        id: user.id.to_string(),
         subject: user.subject.clone(),
         name: user.name.clone(),
         email: user.email.clone(),

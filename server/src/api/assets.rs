@@ -11,12 +11,13 @@ use dojo_accounts::{AccountError, AssetLink, AssetRecord};
 use dojo_auth::Permission;
 use dojo_executor::upload_check::{ImageLimits, UploadRefusal, check_png_upload};
 use dojo_executor::{AssetError, AssetStore};
-use dojo_ids::{AssetId, UserId};
+use dojo_ids::AssetId;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ApiError, Authenticated};
 use crate::execution::now_millis;
+use crate::room_name::RoomName;
 use crate::services::access;
 use crate::state::AppState;
 
@@ -81,7 +82,7 @@ pub async fn upload(
     let quota = if quota == 0 { i64::MAX } else { quota };
     let executor = state.executor();
     // Cheap refusal first; `record_upload` below decides exactly, under the user's row lock.
-    let used = executor.runs().storage_used(&UserId::from(user.id.as_str())).await?;
+    let used = executor.runs().storage_used(&user.id).await?;
     let size = i64::try_from(body.len()).unwrap_or(i64::MAX);
     if used.saturating_add(size) > quota {
         return Ok(quota_refusal(used.saturating_add(size), quota));
@@ -112,7 +113,7 @@ pub async fn upload(
         size: i64::try_from(stored.size).unwrap_or(i64::MAX),
         created_at: now_millis(),
     };
-    let link = AssetLink { owner_id: UserId::from(user.id.as_str()), room, run_id: None, node_id: None };
+    let link = AssetLink { owner_id: user.id.clone(), room, run_id: None, node_id: None };
     match executor.runs().record_upload(&record, &link, quota).await {
         Ok(()) => {}
         Err(AccountError::StorageQuotaExceeded { used, quota }) => return Ok(quota_refusal(used, quota)),
@@ -175,12 +176,14 @@ async fn may_read(state: &AppState, caller: &Authenticated, id: &str) -> Result<
     }
     let links = state.executor().runs().asset_links(&AssetId::from(id), MAX_LINKS_CHECKED).await?;
     if let Some(user) = caller.0.user()
-        && links.iter().any(|l| l.owner_id == user.id.as_str())
+        && links.iter().any(|l| l.owner_id == user.id)
     {
         return Ok(true);
     }
     for room in links.iter().filter_map(|l| l.room.as_deref()) {
-        if state.auth().require(&caller.0, room, Permission::Read).await.is_ok() {
+        // Links keep their room as text; they are only ever written from a checked name.
+        let Ok(room) = RoomName::parse(room) else { continue };
+        if state.auth().require(&caller.0, &room, Permission::Read).await.is_ok() {
             return Ok(true);
         }
     }

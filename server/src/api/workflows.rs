@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use dojo_accounts::{Collaborator, CollaboratorPermission, Workflow, WorkflowPatch, WorkflowSummary};
 use dojo_auth::Permission;
+use dojo_ids::{UserId, WorkflowId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -33,9 +34,9 @@ pub struct WorkflowBody {
 impl WorkflowBody {
     fn new(workflow: Workflow, permission: Permission) -> Self {
         Self {
-            id: workflow.id,
-            room: workflow.room,
-            owner_id: workflow.owner_id,
+            id: workflow.id.into_string(),
+            room: workflow.room.into(),
+            owner_id: workflow.owner_id.into_string(),
             title: workflow.title,
             public: workflow.public,
             permission,
@@ -72,7 +73,7 @@ pub struct CollaboratorBody {
 impl From<Collaborator> for CollaboratorBody {
     fn from(collaborator: Collaborator) -> Self {
         Self {
-            user_id: collaborator.user_id,
+            user_id: collaborator.user_id.into_string(),
             permission: collaborator.permission.as_str().to_owned(),
             added_at: collaborator.added_at,
         }
@@ -133,7 +134,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(id): Path<String>,
+    Path(id): Path<WorkflowId>,
 ) -> Result<Json<WorkflowDetail>, ApiError> {
     let detail = WorkflowService::new(&state).detail(&caller.0, &id).await?;
     let collaborators = detail.collaborators.into_iter().map(CollaboratorBody::from).collect();
@@ -148,7 +149,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(id): Path<String>,
+    Path(id): Path<WorkflowId>,
     Json(body): Json<UpdateWorkflow>,
 ) -> Result<Json<WorkflowBody>, ApiError> {
     let service = WorkflowService::new(&state);
@@ -165,7 +166,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(id): Path<String>,
+    Path(id): Path<WorkflowId>,
 ) -> Result<StatusCode, ApiError> {
     let service = WorkflowService::new(&state);
     service.delete(service.owned(&caller.0, &id).await?).await?;
@@ -181,7 +182,7 @@ pub async fn delete(
 pub async fn set_collaborator(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path((id, user)): Path<(String, String)>,
+    Path((id, user)): Path<(WorkflowId, UserId)>,
     Json(body): Json<SetCollaborator>,
 ) -> Result<Json<CollaboratorBody>, ApiError> {
     let service = WorkflowService::new(&state);
@@ -202,7 +203,7 @@ pub async fn set_collaborator(
 pub async fn remove_collaborator(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path((id, user)): Path<(String, String)>,
+    Path((id, user)): Path<(WorkflowId, UserId)>,
 ) -> Result<StatusCode, ApiError> {
     let service = WorkflowService::new(&state);
     service.remove_collaborator(&service.owned(&caller.0, &id).await?, &user).await?;

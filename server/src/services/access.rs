@@ -63,9 +63,7 @@ pub async fn room_for(
     needed: Permission,
 ) -> Result<RoomAccess, AccessError> {
     let room = RoomName::parse(room)?;
-    let Some(permission) =
-        visible_permission(state, caller, room.as_str()).await.map_err(AccessError::Auth)?
-    else {
+    let Some(permission) = visible_permission(state, caller, &room).await.map_err(AccessError::Auth)? else {
         return Err(AccessError::Hidden(room));
     };
     let access = RoomAccess { room, permission };
@@ -78,7 +76,7 @@ pub async fn room_for(
 pub async fn visible_permission(
     state: &AppState,
     caller: &Caller,
-    room: &str,
+    room: &RoomName,
 ) -> Result<Option<Permission>, AuthError> {
     match state.auth().room_permission(caller, room).await {
         Ok(permission) => Ok(Some(permission)),

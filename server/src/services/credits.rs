@@ -3,6 +3,7 @@
 
 use dojo_accounts::stripe::CheckoutCredit;
 use dojo_accounts::{AccountError, AccountStore, CreditOutcome, User};
+use dojo_ids::UserId;
 
 use crate::state::AppState;
 
@@ -10,8 +11,8 @@ use crate::state::AppState;
 pub enum CreditError {
     #[error("no user {0:?} (give an id, an email or a token subject)")]
     NoSuchUser(String),
-    #[error("unknown user {0:?}")]
-    UnknownCheckoutUser(String),
+    #[error("unknown user {:?}", .0.as_str())]
+    UnknownCheckoutUser(UserId),
     #[error(transparent)]
     Accounts(#[from] AccountError),
 }
@@ -61,7 +62,7 @@ impl<'a> CreditService<'a> {
     }
 
     /// Dev mode's welcome: `amount` once per user.
-    pub async fn welcome(&self, user_id: &str, amount: i64) -> Result<CreditOutcome, CreditError> {
+    pub async fn welcome(&self, user_id: &UserId, amount: i64) -> Result<CreditOutcome, CreditError> {
         let key = format!("dev:welcome:{user_id}");
         Ok(self.accounts.apply_credits(user_id, amount, "dev mode welcome credits", &key).await?)
     }
@@ -70,7 +71,7 @@ impl<'a> CreditService<'a> {
 /// In dev mode (no JWT key), a dev identity gets `DOJO_DEV_CREDITS` once, so runs can be tried
 /// end to end. Idempotent per user; never in production. A failure is logged, not returned:
 /// the welcome is a convenience, never a reason to refuse what the caller asked.
-pub async fn dev_welcome(state: &AppState, user_id: &str) {
+pub async fn dev_welcome(state: &AppState, user_id: &UserId) {
     let amount = state.config().executor.dev_credits;
     if !state.auth().dev_mode() || amount <= 0 {
         return;

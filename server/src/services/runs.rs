@@ -6,7 +6,7 @@ use dojo_accounts::{AccountError, NewRun, NewRunNode, Run, RunNode, Submission};
 use dojo_auth::Permission;
 use dojo_executor::worker::DocumentError;
 use dojo_executor::{GraphLimits, ValidationErrors, validate};
-use dojo_ids::{NodeId, RunId, UserId};
+use dojo_ids::{NodeId, RunId};
 use dojo_sync_protocol::canvas::{NodeResult, NodeStatus, SchemaError, read_graph, write_node_result};
 use serde_json::Value;
 
@@ -145,7 +145,7 @@ impl<'a> RunService<'a> {
         let new_run = NewRun {
             id: RunId::generate(),
             room: room.as_str().to_owned(),
-            user_id: UserId::from(user.id.as_str()),
+            user_id: user.id.clone(),
             graph: serde_json::to_string(&graph).map_err(SubmitError::Encode)?,
             targets: targets.as_ref().and_then(|t| serde_json::to_string(t).ok()),
             idempotency_key: request.idempotency_key,
@@ -176,7 +176,9 @@ impl<'a> RunService<'a> {
         let run = self.executor().runs().run(id).await?.ok_or_else(not_found)?;
         // A run is as visible as its room: a stranger learns nothing, not even that it exists,
         // whatever they ask to do with it. Only someone who may read the room hears "forbidden".
-        let permission = access::visible_permission(self.state, caller, &run.room)
+        // (Its room was checked when the run was accepted; a name that fails now hides it.)
+        let room = RoomName::parse(&run.room).map_err(|_| not_found())?;
+        let permission = access::visible_permission(self.state, caller, &room)
             .await
             .map_err(RunError::Auth)?
             .ok_or_else(not_found)?;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use dojo_accounts::{CollaboratorPermission, RunStatus, WorkflowPatch};
 use dojo_auth::{Claims, Minter, Permission};
+use dojo_ids::UserId;
 use dojo_sync_protocol::canvas::{CanvasNode, Position, write_node};
 use dojo_test_support::{Backend, TestDatabase};
 use serde_json::json;
@@ -55,7 +56,7 @@ impl World {
         self.state.auth().authenticate(Some(&token)).await.expect("the token authenticates")
     }
 
-    fn user_id(caller: &Caller) -> String {
+    fn user_id(caller: &Caller) -> UserId {
         caller.user().expect("a signed-in caller").id.clone()
     }
 
@@ -372,7 +373,7 @@ async fn an_operator_grant_with_a_key_applies_once() {
     let service = credits::CreditService::new(world.state.auth().accounts());
     let first = service.grant("alice", 7, Some("k1")).await.expect("grant by subject");
     assert!(matches!(first.outcome, dojo_accounts::CreditOutcome::Applied(_)));
-    let second = service.grant(&World::user_id(&alice), 7, Some("k1")).await.expect("grant by id");
+    let second = service.grant(World::user_id(&alice).as_str(), 7, Some("k1")).await.expect("grant by id");
     assert!(matches!(second.outcome, dojo_accounts::CreditOutcome::AlreadyApplied(_)));
     assert_eq!(world.state.auth().accounts().balance(&World::user_id(&alice)).await.unwrap(), 7);
     assert!(matches!(service.grant("nobody", 1, None).await, Err(credits::CreditError::NoSuchUser(_))));

@@ -5,6 +5,7 @@ use dojo_accounts::{
     AccountError, Collaborator, CollaboratorPermission, Workflow, WorkflowPatch, WorkflowSummary,
 };
 use dojo_auth::Permission;
+use dojo_ids::{UserId, WorkflowId};
 use dojo_store::StoreError;
 
 use super::{SignInRequired, access, claim, signed_in};
@@ -19,12 +20,12 @@ pub enum WorkflowError {
     #[error(transparent)]
     BadRoom(#[from] RoomNameError),
     /// The workflow does not exist, or the caller may not see it (which must read the same).
-    #[error("no workflow {0:?}")]
-    NotFound(String),
+    #[error("no workflow {:?}", .0.as_str())]
+    NotFound(WorkflowId),
     #[error("only the workflow's owner may do this")]
     NotOwner,
-    #[error("{0:?} is not a collaborator")]
-    NotCollaborator(String),
+    #[error("{:?} is not a collaborator", .0.as_str())]
+    NotCollaborator(UserId),
     /// One answer for every reason a room cannot be claimed (a workflow has it, a service uses
     /// it, a deleted workflow keeps it), so the answer says no more than "not yours to take".
     #[error(
@@ -90,19 +91,23 @@ impl<'a> WorkflowService<'a> {
             return Err(WorkflowError::RoomTaken(room.clone()));
         }
         let quota = Some(self.state.config().limits.max_workflows_per_user).filter(|&max| max > 0);
-        let name = room.as_ref().map(RoomName::as_str);
-        self.state.auth().accounts().create_workflow_within(&user.id, title, name, quota).await.map_err(
-            |error| match (error, room) {
+        let accounts = self.state.auth().accounts();
+        accounts.create_workflow_within(&user.id, title, room.as_ref(), quota).await.map_err(|error| {
+            match (error, room) {
                 (AccountError::RoomTaken(_), Some(room)) => WorkflowError::RoomTaken(room),
                 (error, _) => error.into(),
-            },
-        )
+            }
+        })
     }
 
     /// The workflow and what the caller may do with it; hidden from those who may not see it,
     /// so that a private workflow's existence does not leak.
-    pub async fn visible(&self, caller: &Caller, id: &str) -> Result<(Workflow, Permission), WorkflowError> {
-        let not_found = || WorkflowError::NotFound(id.to_owned());
+    pub async fn visible(
+        &self,
+        caller: &Caller,
+        id: &WorkflowId,
+    ) -> Result<(Workflow, Permission), WorkflowError> {
+        let not_found = || WorkflowError::NotFound(id.clone());
         let workflow = self.state.auth().accounts().workflow(id).await?.ok_or_else(not_found)?;
         let permission = access::visible_permission(self.state, caller, &workflow.room)
             .await
@@ -113,7 +118,7 @@ impl<'a> WorkflowService<'a> {
     }
 
     /// The workflow with its collaborators, listed for the owner only.
-    pub async fn detail(&self, caller: &Caller, id: &str) -> Result<WorkflowDetail, WorkflowError> {
+    pub async fn detail(&self, caller: &Caller, id: &WorkflowId) -> Result<WorkflowDetail, WorkflowError> {
         let (workflow, permission) = self.visible(caller, id).await?;
         let collaborators = if permission >= Permission::Admin {
             self.state.auth().accounts().collaborators(&workflow.id).await?
@@ -124,7 +129,7 @@ impl<'a> WorkflowService<'a> {
     }
 
     /// The workflow, if the caller may change its record (rename, publish, share, delete).
-    pub async fn owned(&self, caller: &Caller, id: &str) -> Result<OwnedWorkflow, WorkflowError> {
+    pub async fn owned(&self, caller: &Caller, id: &WorkflowId) -> Result<OwnedWorkflow, WorkflowError> {
         let (workflow, permission) = self.visible(caller, id).await?;
         if permission < Permission::Admin {
             return Err(WorkflowError::NotOwner);
@@ -157,7 +162,7 @@ impl<'a> WorkflowService<'a> {
     pub async fn set_collaborator(
         &self,
         owned: &OwnedWorkflow,
-        user: &str,
+        user: &UserId,
         permission: CollaboratorPermission,
     ) -> Result<Collaborator, WorkflowError> {
         let collaborator =
@@ -170,9 +175,13 @@ impl<'a> WorkflowService<'a> {
     }
 
     /// Stops sharing the workflow with `user`.
-    pub async fn remove_collaborator(&self, owned: &OwnedWorkflow, user: &str) -> Result<(), WorkflowError> {
+    pub async fn remove_collaborator(
+        &self,
+        owned: &OwnedWorkflow,
+        user: &UserId,
+    ) -> Result<(), WorkflowError> {
         if !self.state.auth().accounts().remove_collaborator(&owned.0.id, user).await? {
-            return Err(WorkflowError::NotCollaborator(user.to_owned()));
+            return Err(WorkflowError::NotCollaborator(user.clone()));
         }
         self.revalidate_connections(&owned.0.room).await;
         Ok(())
@@ -180,9 +189,8 @@ impl<'a> WorkflowService<'a> {
 
     /// Connections already open in the room (on any instance) were let in under the old rules:
     /// make them reconnect.
-    async fn revalidate_connections(&self, room: &str) {
-        let Ok(room) = RoomName::parse(room) else { return };
-        self.state.rooms().permissions_changed(&room).await;
+    async fn revalidate_connections(&self, room: &RoomName) {
+        self.state.rooms().permissions_changed(room).await;
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dojo_auth::{Claims, Minter};
+use dojo_ids::UserId;
 use dojo_room_client::SyncClient;
 use dojo_sync_protocol::canvas::{self, CanvasEdge, CanvasNode, Position};
 use reqwest::{Method, StatusCode};
@@ -71,7 +72,7 @@ impl RunApi {
         let id = me["id"].as_str().expect("user id").to_owned();
         let database = dojo_store::open_database(&self.database_url).await.expect("open the database");
         dojo_accounts::accounts(&database)
-            .apply_credits(&id, credits, "test grant", &format!("grant:{id}"))
+            .apply_credits(&UserId::from(id.as_str()), credits, "test grant", &format!("grant:{id}"))
             .await
             .expect("grant");
         id
@@ -120,7 +121,7 @@ impl RunApi {
     pub async fn ledger(&self, user_id: &str) -> Vec<(i64, String)> {
         let database = dojo_store::open_database(&self.database_url).await.expect("open the database");
         dojo_accounts::accounts(&database)
-            .ledger(user_id, 1000)
+            .ledger(&UserId::from(user_id), 1000)
             .await
             .expect("ledger")
             .into_iter()
