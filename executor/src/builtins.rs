@@ -8,6 +8,7 @@
 pub use crate::imaging;
 
 use async_trait::async_trait;
+use dojo_ids::AssetId;
 use image::DynamicImage;
 
 use crate::imaging::ImagingError;
@@ -135,7 +136,7 @@ fn not_text(input: &str) -> NodeError {
 /// An uploaded image, checked to be a PNG within the size bounds before anything uses it.
 async fn image_input(ctx: &NodeContext<'_>) -> Result<Outputs, NodeError> {
     let id = ctx.param_str("asset")?;
-    let asset = ctx.assets.get(id).await?;
+    let asset = ctx.assets.get(&AssetId::from(id)).await?;
     if asset.reference.content_type != PNG {
         return Err(NodeError::BadParam {
             param: "asset".into(),

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use dojo_ids::RunId;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -47,7 +48,7 @@ pub trait ProgressSink: Send + Sync {
 
 /// What a runner gets for one node.
 pub struct NodeContext<'a> {
-    pub run_id: &'a str,
+    pub run_id: &'a RunId,
     pub node: &'a PlannedNode,
     pub node_type: &'a NodeType,
     /// Wired inputs: input name → value produced upstream.

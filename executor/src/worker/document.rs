@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dojo_accounts::Run;
+use dojo_ids::NodeId;
 use dojo_sync_protocol::canvas::{SchemaError, write_run_summary};
 use serde_json::json;
 use yrs::TransactionMut;
@@ -44,7 +45,7 @@ pub trait RoomDocuments: Send + Sync {
 }
 
 /// The run's summary as the document's `runs` map holds it.
-pub fn run_summary_json(run: &Run, nodes: &[String]) -> serde_json::Value {
+pub fn run_summary_json(run: &Run, nodes: &[NodeId]) -> serde_json::Value {
     json!({
         "id": run.id,
         "status": run.status.as_str(),
@@ -59,7 +60,7 @@ pub fn run_summary_json(run: &Run, nodes: &[String]) -> serde_json::Value {
 
 /// Writes the run's summary; a failure is logged, not returned: the database holds the truth
 /// and the next summary write repairs the document.
-pub async fn write_summary(document: &dyn RoomDocument, run: &Run, nodes: &[String]) {
+pub async fn write_summary(document: &dyn RoomDocument, run: &Run, nodes: &[NodeId]) {
     let summary = run_summary_json(run, nodes);
     if let Err(error) = document.write(&|txn| write_run_summary(txn, run.id.as_str(), &summary)).await {
         tracing::warn!(run = %run.id, %error, "could not write a run summary into the room");

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use dojo_accounts::{AccountError, AccountStore, Claim, Run, RunNode, RunNodeState, RunStatus, RunStore};
-use dojo_ids::RunId;
+use dojo_ids::{NodeId, RunId};
 use dojo_sync_protocol::canvas::CanvasGraph;
 use tokio_util::sync::CancellationToken;
 
@@ -124,13 +124,13 @@ impl RunDriver {
     }
 
     /// Whether this process executes the run right now.
-    pub fn is_active(&self, run_id: &str) -> bool {
+    pub fn is_active(&self, run_id: &RunId) -> bool {
         self.active.contains_key(run_id)
     }
 
     /// Stops the run at once if this process executes it (others notice the request within
     /// [`DriverSettings::cancel_poll`]).
-    pub fn cancel_local(&self, run_id: &str) {
+    pub fn cancel_local(&self, run_id: &RunId) {
         if let Some(token) = self.active.get(run_id) {
             token.cancel();
         }
@@ -199,7 +199,7 @@ impl RunDriver {
                 return Ok(Execution::Finished(RunStatus::Failed));
             }
         };
-        let node_ids: Vec<String> = plan.order().map(|n| n.id.clone()).collect();
+        let node_ids: Vec<NodeId> = plan.order().map(|n| n.id.clone()).collect();
         let finished_before = earlier_outcomes(&self.runs.run_nodes(&run.id).await?);
         write_summary(document.as_ref(), &Run { status: RunStatus::Running, ..run.clone() }, &node_ids).await;
 
@@ -216,7 +216,7 @@ impl RunDriver {
                 .filter_map(|node| {
                     let node_type = self.catalog().get(&node.node_type)?;
                     let ids = assets_named_by_params(node_type, &node.params);
-                    (!ids.is_empty()).then(|| (node.id.clone(), ids.into_iter().map(str::to_owned).collect()))
+                    (!ids.is_empty()).then(|| (node.id.clone(), ids))
                 })
                 .collect(),
         };
@@ -245,8 +245,7 @@ impl RunDriver {
             })
         };
         let scope = RunScope { cache: run.user_id.as_str(), assets: &asset_access };
-        let summary =
-            self.engine.resume(run.id.as_str(), scope, &plan, &finished_before, &observer, cancel).await;
+        let summary = self.engine.resume(&run.id, scope, &plan, &finished_before, &observer, cancel).await;
         keeper.abort();
         stop_on_shutdown.abort();
         if lost_lease.is_cancelled() {
@@ -321,7 +320,7 @@ async fn keep_lease(
 }
 
 /// What an earlier attempt of the run finished, as the engine's outcomes.
-fn earlier_outcomes(nodes: &[RunNode]) -> BTreeMap<String, NodeOutcome> {
+fn earlier_outcomes(nodes: &[RunNode]) -> BTreeMap<NodeId, NodeOutcome> {
     let mut out = BTreeMap::new();
     for node in nodes {
         let outputs = || -> Option<Outputs> { serde_json::from_str(node.outputs.as_deref()?).ok() };
@@ -337,7 +336,7 @@ fn earlier_outcomes(nodes: &[RunNode]) -> BTreeMap<String, NodeOutcome> {
             | RunNodeState::Skipped => None,
         };
         if let Some(outcome) = outcome {
-            out.insert(node.node_id.to_string(), outcome);
+            out.insert(node.node_id.clone(), outcome);
         }
     }
     out

@@ -20,6 +20,7 @@ use dojo_executor::worker::{
     StreamQueue, StreamSettings, UnclaimedRooms, worker_name,
 };
 use dojo_executor::{Engine, EngineConfig, ExecutionPlan, LoadedCatalog, ObjectAssetStore};
+use dojo_ids::RunId;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -185,7 +186,7 @@ impl Executor {
 
     /// Stops the run at once if this process executes it (other processes notice the request
     /// in the database within a second).
-    pub fn cancel_local(&self, run_id: &str) {
+    pub fn cancel_local(&self, run_id: &RunId) {
         self.driver.cancel_local(run_id);
     }
 
