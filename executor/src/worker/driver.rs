@@ -22,7 +22,7 @@ use super::observer::DocumentObserver;
 use crate::asset_access::assets_named_by_params;
 use crate::catalog::LoadedCatalog;
 use crate::engine::{Engine, NodeOutcome, RunScope};
-use crate::validate::{GraphLimits, validate};
+use crate::validate::{GraphLimits, ValidationErrors, validate};
 use crate::value::Outputs;
 
 #[derive(Debug, Clone)]
@@ -62,6 +62,19 @@ pub enum DriverError {
     Accounts(#[from] AccountError),
     #[error(transparent)]
     Document(#[from] DocumentError),
+}
+
+/// Why a run's stored graph cannot be executed: the run fails with this message.
+#[derive(Debug, thiserror::Error)]
+enum Unplannable {
+    #[error("the stored graph is unreadable: {0}")]
+    Graph(#[source] serde_json::Error),
+    #[error("the stored targets are unreadable: {0}")]
+    Targets(#[source] serde_json::Error),
+    /// Not valid against this worker's catalog (a new version); the message carries every
+    /// error, as JSON.
+    #[error("the graph is no longer valid: {}", serde_json::to_string(.0).unwrap_or_default())]
+    Invalid(#[source] ValidationErrors),
 }
 
 /// What became of a run handed to [`RunDriver::execute`].
@@ -192,8 +205,9 @@ impl RunDriver {
         };
         let plan = match self.plan(run) {
             Ok(plan) => plan,
-            Err(message) => {
+            Err(error) => {
                 // Unreadable, or no longer valid against this worker's catalog (a new version).
+                let message = error.to_string();
                 let finished = self.runs.finish_run(&run.id, RunStatus::Failed, Some(&message)).await?;
                 write_summary(document.as_ref(), &finished, &[]).await;
                 return Ok(Execution::Finished(RunStatus::Failed));
@@ -267,19 +281,15 @@ impl RunDriver {
     }
 
     /// The run's plan, from the graph and targets stored when it was accepted.
-    fn plan(&self, run: &Run) -> Result<crate::ExecutionPlan, String> {
-        let graph: CanvasGraph =
-            serde_json::from_str(&run.graph).map_err(|e| format!("the stored graph is unreadable: {e}"))?;
+    fn plan(&self, run: &Run) -> Result<crate::ExecutionPlan, Unplannable> {
+        let graph: CanvasGraph = serde_json::from_str(&run.graph).map_err(Unplannable::Graph)?;
         let targets: Option<Vec<String>> = match &run.targets {
             None => None,
-            Some(json) => Some(
-                serde_json::from_str(json).map_err(|e| format!("the stored targets are unreadable: {e}"))?,
-            ),
+            Some(json) => Some(serde_json::from_str(json).map_err(Unplannable::Targets)?),
         };
         let target_refs: Option<Vec<&str>> = targets.as_ref().map(|t| t.iter().map(String::as_str).collect());
-        validate(self.catalog(), &graph, target_refs.as_deref(), &GraphLimits::default()).map_err(|errors| {
-            format!("the graph is no longer valid: {}", serde_json::to_string(&errors).unwrap_or_default())
-        })
+        validate(self.catalog(), &graph, target_refs.as_deref(), &GraphLimits::default())
+            .map_err(Unplannable::Invalid)
     }
 }
 
