@@ -40,6 +40,8 @@ pub enum AssetError {
     ContentTypeConflict { id: AssetId, existing: String, requested: String },
     #[error("asset storage is misconfigured: {0}")]
     Config(String),
+    #[error("asset storage is misconfigured: {url:?}: {source}")]
+    BadUrl { url: String, source: url::ParseError },
     #[error("asset storage failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("asset storage failed: {0}")]
@@ -87,7 +89,8 @@ impl ObjectAssetStore {
         K: AsRef<str>,
         V: Into<String>,
     {
-        let parsed = reqwest::Url::parse(url).map_err(|e| AssetError::Config(format!("{url:?}: {e}")))?;
+        let parsed =
+            reqwest::Url::parse(url).map_err(|source| AssetError::BadUrl { url: url.to_owned(), source })?;
         if parsed.scheme() == "file" {
             let dir = parsed
                 .to_file_path()

@@ -112,8 +112,7 @@ impl NodeRunner for BuiltinRunner {
                 let bytes = input_bytes(&ctx, "image").await?;
                 let description =
                     blocking(move || Ok(imaging::describe(&imaging::decode_png(&bytes)?))).await?;
-                let json =
-                    serde_json::to_string(&description).map_err(|e| NodeError::Internal(e.to_string()))?;
+                let json = serde_json::to_string(&description).map_err(NodeError::Encode)?;
                 Ok(Outputs::from([
                     ("json".into(), OutputValue::text(json)),
                     ("width".into(), OutputValue::Number { value: description.width as f64 }),

@@ -37,6 +37,9 @@ pub enum NodeError {
     Cancelled,
     #[error("internal error: {0}")]
     Internal(String),
+    /// A value the runner made could not be encoded (a bug, not the user's doing).
+    #[error("internal error: {0}")]
+    Encode(#[source] serde_json::Error),
 }
 
 /// How a runner reports progress.

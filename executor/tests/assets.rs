@@ -91,7 +91,7 @@ async fn s3_over_http() {
 fn bad_urls_are_configuration_errors() {
     assert!(matches!(
         ObjectAssetStore::from_url("not a url", Vec::<(String, String)>::new()),
-        Err(AssetError::Config(_))
+        Err(AssetError::BadUrl { .. })
     ));
     assert!(ObjectAssetStore::from_url("ftp://example.com/x", Vec::<(String, String)>::new()).is_err());
 }
