@@ -12,6 +12,7 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
+use dojo_ids::AssetId;
 use serde_json::Value;
 
 use crate::catalog::NodeType;
@@ -25,7 +26,7 @@ pub struct AssetAccessError(#[source] pub Box<dyn std::error::Error + Send + Syn
 /// Decides, for one run, whether it may read an asset.
 #[async_trait]
 pub trait AssetAccess: Send + Sync {
-    async fn may_read(&self, asset_id: &str) -> Result<bool, AssetAccessError>;
+    async fn may_read(&self, asset_id: &AssetId) -> Result<bool, AssetAccessError>;
 }
 
 /// Every asset is readable: for runs with no user to check against (the engine used as a
@@ -35,27 +36,34 @@ pub struct AnyAsset;
 
 #[async_trait]
 impl AssetAccess for AnyAsset {
-    async fn may_read(&self, _asset_id: &str) -> Result<bool, AssetAccessError> {
+    async fn may_read(&self, _asset_id: &AssetId) -> Result<bool, AssetAccessError> {
         Ok(true)
     }
 }
 
-/// The asset ids a node's parameters name (its catalog entry marks them `asset`).
-pub fn assets_named_by_params<'a>(
+/// The asset ids a node's parameters name (its catalog entry marks them `asset`; in the
+/// parameters, which come from the document, they are strings).
+pub fn assets_named_by_params(
     node_type: &NodeType,
-    params: &'a std::collections::BTreeMap<String, Value>,
-) -> BTreeSet<&'a str> {
-    node_type.params.iter().filter(|p| p.asset).filter_map(|p| params.get(&p.name)?.as_str()).collect()
+    params: &std::collections::BTreeMap<String, Value>,
+) -> BTreeSet<AssetId> {
+    node_type
+        .params
+        .iter()
+        .filter(|p| p.asset)
+        .filter_map(|p| params.get(&p.name)?.as_str())
+        .map(AssetId::from)
+        .collect()
 }
 
 /// Every asset a node would read: those its parameters name and those wired into it.
-pub fn assets_read<'a>(
+pub fn assets_read(
     node_type: &NodeType,
-    params: &'a std::collections::BTreeMap<String, Value>,
-    inputs: &'a std::collections::BTreeMap<String, OutputValue>,
-) -> BTreeSet<&'a str> {
+    params: &std::collections::BTreeMap<String, Value>,
+    inputs: &std::collections::BTreeMap<String, OutputValue>,
+) -> BTreeSet<AssetId> {
     let mut ids = assets_named_by_params(node_type, params);
-    ids.extend(inputs.values().filter_map(|v| v.as_asset()).map(|a| a.id.as_str()));
+    ids.extend(inputs.values().filter_map(|v| v.as_asset()).map(|a| a.id.clone()));
     ids
 }
 
@@ -85,13 +93,13 @@ mod tests {
         let catalog = LoadedCatalog::builtin().unwrap();
         let input = catalog.get("image-input").unwrap();
         let params = BTreeMap::from([("asset".to_owned(), json!("abc"))]);
-        assert_eq!(assets_read(input, &params, &BTreeMap::new()), BTreeSet::from(["abc"]));
+        assert_eq!(assets_read(input, &params, &BTreeMap::new()), BTreeSet::from([AssetId::from("abc")]));
 
         let composite = catalog.get("composite").unwrap();
         let params = BTreeMap::from([("x".to_owned(), json!(0))]);
         let inputs =
             BTreeMap::from([("background".to_owned(), asset("bg")), ("foreground".to_owned(), asset("fg"))]);
-        assert_eq!(assets_read(composite, &params, &inputs), BTreeSet::from(["bg", "fg"]));
+        assert_eq!(assets_read(composite, &params, &inputs), BTreeSet::from(["bg".into(), "fg".into()]));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use dojo_ids::AssetId;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
@@ -28,7 +29,7 @@ pub const DEFAULT_MAX_ASSET_BYTES: u64 = 80 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum AssetError {
     #[error("asset {0} not found")]
-    NotFound(String),
+    NotFound(AssetId),
     #[error("{0:?} is not an asset id")]
     InvalidId(String),
     #[error("{0:?} is not an accepted content type")]
@@ -36,9 +37,11 @@ pub enum AssetError {
     #[error("asset of {size} bytes exceeds the {max}-byte limit")]
     TooLarge { size: u64, max: u64 },
     #[error("asset {id} is already stored as {existing}, not {requested}")]
-    ContentTypeConflict { id: String, existing: String, requested: String },
+    ContentTypeConflict { id: AssetId, existing: String, requested: String },
     #[error("asset storage is misconfigured: {0}")]
     Config(String),
+    #[error("asset storage is misconfigured: {url:?}: {source}")]
+    BadUrl { url: String, source: url::ParseError },
     #[error("asset storage failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("asset storage failed: {0}")]
@@ -56,7 +59,7 @@ pub struct Asset {
 pub trait AssetStore: Send + Sync {
     /// Stores `bytes`; storing the same bytes again returns the same reference.
     async fn put(&self, bytes: Vec<u8>, content_type: &str) -> Result<AssetRef, AssetError>;
-    async fn get(&self, id: &str) -> Result<Asset, AssetError>;
+    async fn get(&self, id: &AssetId) -> Result<Asset, AssetError>;
 }
 
 /// Content-addressed assets on an `object_store` backend.
@@ -86,7 +89,8 @@ impl ObjectAssetStore {
         K: AsRef<str>,
         V: Into<String>,
     {
-        let parsed = reqwest::Url::parse(url).map_err(|e| AssetError::Config(format!("{url:?}: {e}")))?;
+        let parsed =
+            reqwest::Url::parse(url).map_err(|source| AssetError::BadUrl { url: url.to_owned(), source })?;
         if parsed.scheme() == "file" {
             let dir = parsed
                 .to_file_path()
@@ -189,7 +193,7 @@ impl AssetStore for ObjectAssetStore {
             .map_err(|e| AssetError::Io(std::io::Error::other(e)))?;
         let (data_path, type_path) = Self::paths(&hash);
         let reference = AssetRef {
-            id: hash.clone(),
+            id: AssetId::from(hash.as_str()),
             content_hash: hash.clone(),
             content_type: content_type.to_owned(),
             size,
@@ -197,7 +201,7 @@ impl AssetStore for ObjectAssetStore {
         match self.content_type_of(&type_path).await? {
             Some(existing) if existing != content_type => {
                 return Err(AssetError::ContentTypeConflict {
-                    id: hash,
+                    id: reference.id,
                     existing,
                     requested: content_type.to_owned(),
                 });
@@ -212,26 +216,22 @@ impl AssetStore for ObjectAssetStore {
         Ok(reference)
     }
 
-    async fn get(&self, id: &str) -> Result<Asset, AssetError> {
-        check_id(id)?;
-        let (data_path, type_path) = Self::paths(id);
+    async fn get(&self, id: &AssetId) -> Result<Asset, AssetError> {
+        check_id(id.as_str())?;
+        let (data_path, type_path) = Self::paths(id.as_str());
         let content_type =
-            self.content_type_of(&type_path).await?.ok_or_else(|| AssetError::NotFound(id.to_owned()))?;
+            self.content_type_of(&type_path).await?.ok_or_else(|| AssetError::NotFound(id.clone()))?;
         let result = match self.store.get(&data_path).await {
             Ok(result) => result,
-            Err(object_store::Error::NotFound { .. }) => return Err(AssetError::NotFound(id.to_owned())),
+            Err(object_store::Error::NotFound { .. }) => return Err(AssetError::NotFound(id.clone())),
             Err(error) => return Err(error.into()),
         };
         if result.meta.size > self.max_bytes {
             return Err(AssetError::TooLarge { size: result.meta.size, max: self.max_bytes });
         }
         let bytes = result.bytes().await?.to_vec();
-        let reference = AssetRef {
-            id: id.to_owned(),
-            content_hash: id.to_owned(),
-            content_type,
-            size: bytes.len() as u64,
-        };
+        let reference =
+            AssetRef { id: id.clone(), content_hash: id.to_string(), content_type, size: bytes.len() as u64 };
         Ok(Asset { reference, bytes })
     }
 }

@@ -8,6 +8,7 @@
 pub use crate::imaging;
 
 use async_trait::async_trait;
+use dojo_ids::AssetId;
 use image::DynamicImage;
 
 use crate::imaging::ImagingError;
@@ -111,8 +112,7 @@ impl NodeRunner for BuiltinRunner {
                 let bytes = input_bytes(&ctx, "image").await?;
                 let description =
                     blocking(move || Ok(imaging::describe(&imaging::decode_png(&bytes)?))).await?;
-                let json =
-                    serde_json::to_string(&description).map_err(|e| NodeError::Internal(e.to_string()))?;
+                let json = serde_json::to_string(&description).map_err(NodeError::Encode)?;
                 Ok(Outputs::from([
                     ("json".into(), OutputValue::text(json)),
                     ("width".into(), OutputValue::Number { value: description.width as f64 }),
@@ -135,7 +135,7 @@ fn not_text(input: &str) -> NodeError {
 /// An uploaded image, checked to be a PNG within the size bounds before anything uses it.
 async fn image_input(ctx: &NodeContext<'_>) -> Result<Outputs, NodeError> {
     let id = ctx.param_str("asset")?;
-    let asset = ctx.assets.get(id).await?;
+    let asset = ctx.assets.get(&AssetId::from(id)).await?;
     if asset.reference.content_type != PNG {
         return Err(NodeError::BadParam {
             param: "asset".into(),

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use dojo_ids::{NodeId, RunId};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use serde::Serialize;
@@ -58,15 +59,15 @@ pub enum NodeOutcome {
     Succeeded { outputs: Outputs },
     Cached { outputs: Outputs },
     Failed { error: String },
-    Skipped { because: String },
+    Skipped { because: NodeId },
     Cancelled,
 }
 
 /// The end of a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunSummary {
-    pub run_id: String,
-    pub nodes: BTreeMap<String, NodeOutcome>,
+    pub run_id: RunId,
+    pub nodes: BTreeMap<NodeId, NodeOutcome>,
     /// Credits the nodes that actually ran successfully cost (cached nodes are free): what the
     /// server captures from the run's hold.
     pub charged: u64,
@@ -123,8 +124,8 @@ enum Finish {
 
 struct NodeProgress<'a> {
     observer: &'a dyn RunObserver,
-    run_id: &'a str,
-    node_id: &'a str,
+    run_id: &'a RunId,
+    node_id: &'a NodeId,
     last: AtomicU8,
 }
 
@@ -135,8 +136,8 @@ impl ProgressSink for NodeProgress<'_> {
         if self.last.swap(percent, Ordering::Relaxed) != percent {
             self.observer
                 .on_event(RunEvent {
-                    run_id: self.run_id.to_owned(),
-                    node_id: self.node_id.to_owned(),
+                    run_id: self.run_id.clone(),
+                    node_id: self.node_id.clone(),
                     state: NodeState::Running { progress: percent },
                 })
                 .await;
@@ -175,7 +176,7 @@ impl Engine {
     /// Runs `plan` to the end (or until `cancel`), reporting to `observer`.
     pub async fn run(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         plan: &ExecutionPlan,
         observer: &dyn RunObserver,
         cancel: &CancellationToken,
@@ -194,14 +195,14 @@ impl Engine {
     /// which covers outputs an earlier attempt produced from an asset no longer readable).
     pub async fn resume(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         scope: RunScope<'_>,
         plan: &ExecutionPlan,
-        finished: &BTreeMap<String, NodeOutcome>,
+        finished: &BTreeMap<NodeId, NodeOutcome>,
         observer: &dyn RunObserver,
         cancel: &CancellationToken,
     ) -> RunSummary {
-        let prior = |id: &str| match finished.get(id) {
+        let prior = |id: &NodeId| match finished.get(id) {
             Some(
                 outcome @ (NodeOutcome::Succeeded { .. }
                 | NodeOutcome::Cached { .. }
@@ -210,27 +211,26 @@ impl Engine {
             _ => None,
         };
         let order: Vec<&PlannedNode> = plan.order().collect();
-        let mut dependents: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-        let mut unmet: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut dependents: BTreeMap<&NodeId, BTreeSet<&NodeId>> = BTreeMap::new();
+        let mut unmet: BTreeMap<&NodeId, usize> = BTreeMap::new();
         for node in &order {
-            let sources: BTreeSet<&str> = node.inputs.values().map(|l| l.source.as_str()).collect();
+            let sources: BTreeSet<&NodeId> = node.inputs.values().map(|l| &l.source).collect();
             unmet.insert(&node.id, sources.len());
             for source in sources {
                 dependents.entry(source).or_default().insert(&node.id);
             }
         }
-        let emit = |node_id: &str, state: NodeState| {
-            observer.on_event(RunEvent { run_id: run_id.to_owned(), node_id: node_id.to_owned(), state })
+        let emit = |node_id: &NodeId, state: NodeState| {
+            observer.on_event(RunEvent { run_id: run_id.clone(), node_id: node_id.clone(), state })
         };
         for node in order.iter().filter(|n| prior(&n.id).is_none()) {
             emit(&node.id, NodeState::Queued).await;
         }
 
-        let mut ready: VecDeque<&PlannedNode> =
-            order.iter().copied().filter(|n| unmet[n.id.as_str()] == 0).collect();
-        let mut outcomes: BTreeMap<String, NodeOutcome> = BTreeMap::new();
-        let mut identity: BTreeMap<&str, Upstream> = BTreeMap::new();
-        let mut keys: BTreeMap<&str, CacheKey> = BTreeMap::new();
+        let mut ready: VecDeque<&PlannedNode> = order.iter().copied().filter(|n| unmet[&n.id] == 0).collect();
+        let mut outcomes: BTreeMap<NodeId, NodeOutcome> = BTreeMap::new();
+        let mut identity: BTreeMap<&NodeId, Upstream> = BTreeMap::new();
+        let mut keys: BTreeMap<&NodeId, CacheKey> = BTreeMap::new();
         let mut in_flight = FuturesUnordered::new();
         let max = self.config.max_concurrency.clamp(1, 64);
 
@@ -269,7 +269,7 @@ impl Engine {
                 });
             }
             let Some((node, finish)) = in_flight.next().await else { break };
-            let id = node.id.as_str();
+            let id = &node.id;
             let (outcome, state, done_outputs) = match finish {
                 Finish::Ran(outputs) => (
                     NodeOutcome::Succeeded { outputs: outputs.clone() },
@@ -304,7 +304,7 @@ impl Engine {
             };
             emit(id, state).await;
             let failed = matches!(outcome, NodeOutcome::Failed { .. });
-            outcomes.insert(id.to_owned(), outcome);
+            outcomes.insert(id.clone(), outcome);
             if let Some(outputs) = done_outputs {
                 identity.insert(
                     id,
@@ -335,10 +335,10 @@ impl Engine {
                         }
                     }
                 }
-                for node in order.iter().filter(|n| downstream.contains(n.id.as_str())) {
+                for node in order.iter().filter(|n| downstream.contains(&n.id)) {
                     if !outcomes.contains_key(&node.id) {
-                        outcomes.insert(node.id.clone(), NodeOutcome::Skipped { because: id.to_owned() });
-                        emit(&node.id, NodeState::Skipped { because: id.to_owned() }).await;
+                        outcomes.insert(node.id.clone(), NodeOutcome::Skipped { because: id.clone() });
+                        emit(&node.id, NodeState::Skipped { because: id.clone() }).await;
                     }
                 }
             }
@@ -358,13 +358,13 @@ impl Engine {
             .filter(|(_, o)| matches!(o, NodeOutcome::Succeeded { .. }))
             .filter_map(|(id, _)| plan.nodes.get(id).and_then(|n| self.catalog.cost(&n.node_type)))
             .fold(0u64, u64::saturating_add);
-        RunSummary { run_id: run_id.to_owned(), nodes: outcomes, charged }
+        RunSummary { run_id: run_id.clone(), nodes: outcomes, charged }
     }
 
     fn gather_inputs(
         &self,
         node: &PlannedNode,
-        outcomes: &BTreeMap<String, NodeOutcome>,
+        outcomes: &BTreeMap<NodeId, NodeOutcome>,
     ) -> Result<BTreeMap<String, OutputValue>, NodeError> {
         let mut inputs = BTreeMap::new();
         for (name, link) in &node.inputs {
@@ -380,14 +380,14 @@ impl Engine {
     }
 
     /// The cache key of a deterministic node, from its type, parameters and what feeds it.
-    fn key_for(&self, node: &PlannedNode, identity: &BTreeMap<&str, Upstream>) -> Option<CacheKey> {
+    fn key_for(&self, node: &PlannedNode, identity: &BTreeMap<&NodeId, Upstream>) -> Option<CacheKey> {
         let node_type = self.catalog.get(&node.node_type)?;
         if !node_type.deterministic {
             return None;
         }
         let mut inputs = BTreeMap::new();
         for (name, link) in &node.inputs {
-            inputs.insert(name.clone(), (link.output.clone(), identity.get(link.source.as_str())?.clone()));
+            inputs.insert(name.clone(), (link.output.clone(), identity.get(&link.source)?.clone()));
         }
         Some(node_key(self.catalog.version(), node_type, &node.params, &inputs))
     }
@@ -395,7 +395,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
     async fn execute(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         scope: RunScope<'_>,
         node: &PlannedNode,
         inputs: &BTreeMap<String, OutputValue>,
@@ -428,7 +428,7 @@ impl Engine {
         let progress = NodeProgress { observer, run_id, node_id: &node.id, last: AtomicU8::new(0) };
         observer
             .on_event(RunEvent {
-                run_id: run_id.to_owned(),
+                run_id: run_id.clone(),
                 node_id: node.id.clone(),
                 state: NodeState::Running { progress: 0 },
             })
@@ -475,11 +475,11 @@ async fn authorize_assets(
     inputs: &BTreeMap<String, OutputValue>,
 ) -> Result<(), NodeError> {
     for id in assets_read(node_type, &node.params, inputs) {
-        match access.may_read(id).await {
+        match access.may_read(&id).await {
             Ok(true) => {}
-            Ok(false) => return Err(NodeError::Asset(AssetError::NotFound(id.to_owned()))),
+            Ok(false) => return Err(NodeError::Asset(AssetError::NotFound(id))),
             Err(error) => {
-                tracing::warn!(asset = id, %error, "could not check access to an asset; refusing it");
+                tracing::warn!(asset = %id, %error, "could not check access to an asset; refusing it");
                 return Err(NodeError::Internal("could not check access to an asset".into()));
             }
         }

@@ -2,6 +2,7 @@
 //! [`RunObserver`] (the worker's writes them into the database and the room's document).
 
 use async_trait::async_trait;
+use dojo_ids::{NodeId, RunId};
 use serde::Serialize;
 
 use crate::value::Outputs;
@@ -28,7 +29,7 @@ pub enum NodeState {
     },
     /// Not run because `because`, an ancestor, failed.
     Skipped {
-        because: String,
+        because: NodeId,
     },
 }
 
@@ -52,8 +53,8 @@ impl NodeState {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunEvent {
-    pub run_id: String,
-    pub node_id: String,
+    pub run_id: RunId,
+    pub node_id: NodeId,
     #[serde(flatten)]
     pub state: NodeState,
 }

@@ -18,16 +18,16 @@ pub const MAX_PIXELS: u64 = 16 * 1024 * 1024;
 /// What the PNG decoder may allocate at once (a 16 MP RGBA16 image is 128 MiB).
 const MAX_DECODE_ALLOC: u64 = 256 * 1024 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ImagingError {
     #[error("not a readable PNG: {0}")]
-    Decode(String),
+    Decode(#[source] image::ImageError),
     #[error("a {width}×{height} image exceeds the limit ({MAX_SIDE} px a side, {} MP)", MAX_PIXELS / (1024 * 1024))]
     TooLarge { width: u64, height: u64 },
     #[error("the result would be empty ({width}×{height})")]
     Empty { width: u64, height: u64 },
     #[error("PNG encoding failed: {0}")]
-    Encode(String),
+    Encode(#[source] image::ImageError),
 }
 
 /// Refuses sizes over the bounds (and empty ones), in u64 so huge factors cannot overflow.
@@ -50,7 +50,7 @@ pub fn decode_png(bytes: &[u8]) -> Result<RgbaImage, ImagingError> {
     let dimensions = {
         let mut reader = ImageReader::with_format(Cursor::new(bytes), ImageFormat::Png);
         reader.limits(limits.clone());
-        reader.into_dimensions().map_err(|e| ImagingError::Decode(e.to_string()))?
+        reader.into_dimensions().map_err(ImagingError::Decode)?
     };
     check_size(dimensions.0 as u64, dimensions.1 as u64)?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), ImageFormat::Png);
@@ -59,16 +59,14 @@ pub fn decode_png(bytes: &[u8]) -> Result<RgbaImage, ImagingError> {
         image::ImageError::Limits(_) => {
             ImagingError::TooLarge { width: dimensions.0 as u64, height: dimensions.1 as u64 }
         }
-        other => ImagingError::Decode(other.to_string()),
+        other => ImagingError::Decode(other),
     })?;
     Ok(image.into_rgba8())
 }
 
 pub fn encode_png(image: &DynamicImage) -> Result<Vec<u8>, ImagingError> {
     let mut out = Vec::new();
-    image
-        .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
-        .map_err(|e| ImagingError::Encode(e.to_string()))?;
+    image.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).map_err(ImagingError::Encode)?;
     Ok(out)
 }
 

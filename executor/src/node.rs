@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use dojo_ids::RunId;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +37,9 @@ pub enum NodeError {
     Cancelled,
     #[error("internal error: {0}")]
     Internal(String),
+    /// A value the runner made could not be encoded (a bug, not the user's doing).
+    #[error("internal error: {0}")]
+    Encode(#[source] serde_json::Error),
 }
 
 /// How a runner reports progress.
@@ -47,7 +51,7 @@ pub trait ProgressSink: Send + Sync {
 
 /// What a runner gets for one node.
 pub struct NodeContext<'a> {
-    pub run_id: &'a str,
+    pub run_id: &'a RunId,
     pub node: &'a PlannedNode,
     pub node_type: &'a NodeType,
     /// Wired inputs: input name → value produced upstream.

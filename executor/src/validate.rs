@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use dojo_ids::NodeId;
 use dojo_sync_protocol::canvas::{CanvasEdge, CanvasGraph};
 use serde::Serialize;
 use serde_json::Value;
@@ -79,7 +80,7 @@ pub struct NodeErrors {
 #[error("the run is invalid: {} graph error(s), {} node(s) with errors", .errors.len(), .node_errors.len())]
 pub struct ValidationErrors {
     pub errors: Vec<Issue>,
-    pub node_errors: BTreeMap<String, NodeErrors>,
+    pub node_errors: BTreeMap<NodeId, NodeErrors>,
 }
 
 impl ValidationErrors {
@@ -96,7 +97,7 @@ impl ValidationErrors {
         let class_type =
             graph.nodes.iter().find(|n| n.id == node_id).map_or_else(String::new, |n| n.node_type.clone());
         self.node_errors
-            .entry(node_id.to_owned())
+            .entry(NodeId::from(node_id))
             .or_insert_with(|| NodeErrors { class_type, errors: Vec::new() })
             .errors
             .push(issue);
@@ -110,14 +111,14 @@ fn issue(issue_type: IssueType, message: impl Into<String>, details: Option<&str
 /// Where an input's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InputLink {
-    pub source: String,
+    pub source: NodeId,
     pub output: String,
 }
 
 /// One node ready to run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlannedNode {
-    pub id: String,
+    pub id: NodeId,
     pub node_type: String,
     /// Every catalog parameter, defaults filled in, in canonical form. Keys in the node's
     /// `data` that the catalog does not know (editor state such as labels) are left out.
@@ -130,8 +131,8 @@ pub struct PlannedNode {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExecutionPlan {
     /// As in [`crate::plan::Plan`]: every node after its dependencies, levels run in parallel.
-    pub levels: Vec<Vec<String>>,
-    pub nodes: BTreeMap<String, PlannedNode>,
+    pub levels: Vec<Vec<NodeId>>,
+    pub nodes: BTreeMap<NodeId, PlannedNode>,
 }
 
 impl ExecutionPlan {
@@ -271,7 +272,7 @@ pub fn validate(
         planned.insert(
             &node.id,
             PlannedNode {
-                id: node.id.clone(),
+                id: NodeId::from(node.id.as_str()),
                 node_type: node.node_type.clone(),
                 params,
                 inputs: BTreeMap::new(),
@@ -362,7 +363,7 @@ pub fn validate(
         }
         node.inputs.insert(
             input.name.clone(),
-            InputLink { source: edge.source.clone(), output: output.name.clone() },
+            InputLink { source: NodeId::from(edge.source.as_str()), output: output.name.clone() },
         );
     }
 
@@ -434,8 +435,13 @@ pub fn validate(
     if !errs.is_empty() {
         return Err(errs);
     }
-    let levels = levels.unwrap_or_default();
-    let nodes = planned.into_iter().map(|(id, n)| (id.to_owned(), n)).collect();
+    // The canvas's ids (strings in the document) become node ids here, where the plan leaves it.
+    let levels = levels
+        .unwrap_or_default()
+        .into_iter()
+        .map(|level| level.into_iter().map(NodeId::from).collect())
+        .collect();
+    let nodes = planned.into_values().map(|n| (n.id.clone(), n)).collect();
     Ok(ExecutionPlan { levels, nodes })
 }
 

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use dojo_ids::AssetId;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::PortType;
@@ -14,7 +15,7 @@ use crate::catalog::PortType;
 #[serde(rename_all = "camelCase")]
 pub struct AssetRef {
     /// What to ask the store for.
-    pub id: String,
+    pub id: AssetId,
     /// Hex SHA-256 of the bytes.
     pub content_hash: String,
     pub content_type: String,

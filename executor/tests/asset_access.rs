@@ -14,6 +14,7 @@ use dojo_executor::{
     LoadedCatalog, MemoryCache, NodeOutcome, ObjectAssetStore, RecordingObserver, RunScope, RunSummary,
     validate,
 };
+use dojo_ids::{AssetId, NodeId, RunId};
 use dojo_sync_protocol::canvas::{CanvasEdge, CanvasGraph, CanvasNode, Position};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -21,28 +22,28 @@ use tokio_util::sync::CancellationToken;
 /// Readable: exactly the ids in the set; every question is remembered.
 #[derive(Default)]
 struct AllowList {
-    allowed: Mutex<BTreeSet<String>>,
-    asked: Mutex<Vec<String>>,
+    allowed: Mutex<BTreeSet<AssetId>>,
+    asked: Mutex<Vec<AssetId>>,
 }
 
 impl AllowList {
-    fn allow(&self, id: &str) {
-        self.allowed.lock().unwrap().insert(id.to_owned());
+    fn allow(&self, id: &AssetId) {
+        self.allowed.lock().unwrap().insert(id.clone());
     }
 
-    fn revoke(&self, id: &str) {
+    fn revoke(&self, id: &AssetId) {
         self.allowed.lock().unwrap().remove(id);
     }
 
-    fn asked(&self) -> Vec<String> {
+    fn asked(&self) -> Vec<AssetId> {
         self.asked.lock().unwrap().clone()
     }
 }
 
 #[async_trait]
 impl AssetAccess for AllowList {
-    async fn may_read(&self, asset_id: &str) -> Result<bool, AssetAccessError> {
-        self.asked.lock().unwrap().push(asset_id.to_owned());
+    async fn may_read(&self, asset_id: &AssetId) -> Result<bool, AssetAccessError> {
+        self.asked.lock().unwrap().push(asset_id.clone());
         Ok(self.allowed.lock().unwrap().contains(asset_id))
     }
 }
@@ -52,7 +53,7 @@ struct Unavailable;
 
 #[async_trait]
 impl AssetAccess for Unavailable {
-    async fn may_read(&self, _asset_id: &str) -> Result<bool, AssetAccessError> {
+    async fn may_read(&self, _asset_id: &AssetId) -> Result<bool, AssetAccessError> {
         Err(AssetAccessError("the database is down".into()))
     }
 }
@@ -76,7 +77,7 @@ fn edge(source: &str, target: &str) -> CanvasEdge {
 }
 
 /// Someone's upload → blur → invert.
-fn graph(asset: &str) -> CanvasGraph {
+fn graph(asset: &AssetId) -> CanvasGraph {
     CanvasGraph {
         nodes: vec![
             node("in", "image-input", json!({ "asset": asset })),
@@ -119,13 +120,15 @@ impl Harness {
         graph: &CanvasGraph,
         user: &str,
         access: &dyn AssetAccess,
-        finished: &BTreeMap<String, NodeOutcome>,
+        finished: &BTreeMap<NodeId, NodeOutcome>,
     ) -> (RunSummary, RecordingObserver) {
         let plan = self.plan(graph);
         let observer = RecordingObserver::default();
         let scope = RunScope { cache: user, assets: access };
-        let summary =
-            self.engine.resume("run", scope, &plan, finished, &observer, &CancellationToken::new()).await;
+        let summary = self
+            .engine
+            .resume(&RunId::from("run"), scope, &plan, finished, &observer, &CancellationToken::new())
+            .await;
         (summary, observer)
     }
 }
@@ -151,7 +154,7 @@ async fn a_forbidden_upload_fails_its_node_exactly_like_a_missing_one() {
     assert_eq!(bob.asked(), vec![alices.id.clone()]);
 
     // An id nobody uploaded reads the same, so a run cannot probe which ids exist.
-    let absent = "ab".repeat(32);
+    let absent = AssetId::from("ab".repeat(32));
     let (summary, _) = h.run(&graph(&absent), "bob", &bob, &BTreeMap::new()).await;
     assert_eq!(error_of(&summary, "in"), format!("asset {absent} not found"));
 
@@ -220,7 +223,7 @@ async fn a_resumed_run_does_not_feed_an_upload_that_became_forbidden_downstream(
     let bob = AllowList::default();
     bob.allow(&alices.id);
     let (earlier, _) = h.run(&graph(&alices.id), "bob-before", &bob, &BTreeMap::new()).await;
-    let finished = BTreeMap::from([("in".to_owned(), earlier.nodes["in"].clone())]);
+    let finished = BTreeMap::from([(NodeId::from("in"), earlier.nodes["in"].clone())]);
 
     // He was removed before another worker resumed the run.
     bob.revoke(&alices.id);
@@ -268,8 +271,8 @@ async fn every_wired_image_is_checked_not_only_the_first() {
     bob.allow(&alices.id);
     let (earlier, _) = h.run(&g, "bob", &bob, &BTreeMap::new()).await;
     assert!(earlier.succeeded(), "{earlier:?}");
-    let finished: BTreeMap<String, NodeOutcome> =
-        ["mine", "theirs"].into_iter().map(|n| (n.to_owned(), earlier.nodes[n].clone())).collect();
+    let finished: BTreeMap<NodeId, NodeOutcome> =
+        ["mine", "theirs"].into_iter().map(|n| (NodeId::from(n), earlier.nodes[n].clone())).collect();
 
     bob.revoke(&alices.id);
     let (summary, _) = h.run(&g, "bob", &bob, &finished).await;

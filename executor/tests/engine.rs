@@ -11,6 +11,7 @@ use dojo_executor::{
     AssetStore, Engine, EngineConfig, ExecutionPlan, GraphLimits, LoadedCatalog, MemoryCache, NodeOutcome,
     NodeState, ObjectAssetStore, OutputValue, RecordingObserver, RunScope, RunSummary, estimate, validate,
 };
+use dojo_ids::{NodeId, RunId};
 use dojo_sync_protocol::canvas::{CanvasEdge, CanvasGraph, CanvasNode, Position};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -65,7 +66,8 @@ impl Harness {
     async fn run(&self, graph: &CanvasGraph) -> (RunSummary, RecordingObserver) {
         let plan = self.plan(graph, None);
         let observer = RecordingObserver::default();
-        let summary = self.engine.run("run-1", &plan, &observer, &CancellationToken::new()).await;
+        let summary =
+            self.engine.run(&RunId::from("run-1"), &plan, &observer, &CancellationToken::new()).await;
         (summary, observer)
     }
 
@@ -95,8 +97,8 @@ fn story(seed: u64) -> CanvasGraph {
     }
 }
 
-fn state_names(observer: &RecordingObserver) -> BTreeMap<String, Vec<&'static str>> {
-    let mut out: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+fn state_names(observer: &RecordingObserver) -> BTreeMap<NodeId, Vec<&'static str>> {
+    let mut out: BTreeMap<NodeId, Vec<&'static str>> = BTreeMap::new();
     for e in observer.events() {
         out.entry(e.node_id.clone()).or_default().push(e.state.name());
     }
@@ -239,7 +241,7 @@ async fn a_failure_skips_its_descendants_and_independent_branches_finish() {
     let plan = h.plan(&g, None);
     assert_eq!(estimate(&h.catalog, &plan), 8 + 1, "DALL·E and the dev generator cost");
     let observer = RecordingObserver::default();
-    let summary = h.engine.run("r", &plan, &observer, &CancellationToken::new()).await;
+    let summary = h.engine.run(&RunId::from("r"), &plan, &observer, &CancellationToken::new()).await;
     assert_eq!(summary.charged, 1, "only the dev generator succeeded among paid nodes");
 
     let states = state_names(&observer);
@@ -395,7 +397,8 @@ async fn cancelling_stops_the_run() {
     let cancel = CancellationToken::new();
     let observer = RecordingObserver::default();
     let trigger = cancel.clone();
-    let (summary, ()) = tokio::join!(h.engine.run("r", &plan, &observer, &cancel), async move {
+    let run_id = RunId::from("r");
+    let (summary, ()) = tokio::join!(h.engine.run(&run_id, &plan, &observer, &cancel), async move {
         tokio::time::sleep(Duration::from_millis(20)).await;
         trigger.cancel();
     });
@@ -409,7 +412,7 @@ async fn cancelling_stops_the_run() {
     let cancel = CancellationToken::new();
     cancel.cancel();
     let observer = RecordingObserver::default();
-    let summary = h.engine.run("r2", &plan, &observer, &cancel).await;
+    let summary = h.engine.run(&RunId::from("r2"), &plan, &observer, &cancel).await;
     assert!(summary.nodes.values().all(|o| *o == NodeOutcome::Cancelled));
     assert_eq!(state_names(&observer)["gen"], ["queued", "cancelled"]);
 }
@@ -419,7 +422,7 @@ async fn a_partial_run_executes_only_the_targets_and_their_ancestors() {
     let h = harness();
     let plan = h.plan(&story(1), Some(&["blur"]));
     let observer = RecordingObserver::default();
-    let summary = h.engine.run("r", &plan, &observer, &CancellationToken::new()).await;
+    let summary = h.engine.run(&RunId::from("r"), &plan, &observer, &CancellationToken::new()).await;
     assert_eq!(summary.nodes.keys().collect::<Vec<_>>(), ["blur", "gen", "prompt"]);
     assert!(summary.succeeded());
     assert!(observer.states_of("up").is_empty());
@@ -456,7 +459,7 @@ async fn resuming_keeps_finished_nodes_and_runs_only_the_rest() {
     let plan = first.plan(&graph, None);
     let mut finished = BTreeMap::new();
     for id in ["prompt", "gen"] {
-        finished.insert(id.to_owned(), full.nodes[id].clone());
+        finished.insert(NodeId::from(id), full.nodes[id].clone());
     }
 
     // Another worker (the shared asset store, its own empty cache: nothing can come from
@@ -464,7 +467,14 @@ async fn resuming_keeps_finished_nodes_and_runs_only_the_rest() {
     let second = Engine::new(Arc::new(catalog()), first.assets.clone(), Arc::new(MemoryCache::default()));
     let observer = RecordingObserver::default();
     let summary = second
-        .resume("run-1", RunScope::unrestricted(), &plan, &finished, &observer, &CancellationToken::new())
+        .resume(
+            &RunId::from("run-1"),
+            RunScope::unrestricted(),
+            &plan,
+            &finished,
+            &observer,
+            &CancellationToken::new(),
+        )
         .await;
 
     assert!(summary.succeeded(), "{summary:?}");

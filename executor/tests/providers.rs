@@ -13,6 +13,7 @@ use dojo_executor::{
     ObjectAssetStore, OutputValue, ProviderConfig, RecordingObserver, RetryPolicy, RunSummary,
     register_providers, validate,
 };
+use dojo_ids::RunId;
 use dojo_sync_protocol::canvas::{CanvasEdge, CanvasGraph, CanvasNode, Position};
 use image::{DynamicImage, ImageFormat, Rgba, RgbaImage};
 use serde_json::{Value, json};
@@ -119,7 +120,7 @@ impl Harness {
     ) -> (RunSummary, RecordingObserver) {
         let plan = self.plan(graph);
         let observer = RecordingObserver::default();
-        let summary = self.engine.run("run-1", &plan, &observer, cancel).await;
+        let summary = self.engine.run(&RunId::from("run-1"), &plan, &observer, cancel).await;
         (summary, observer)
     }
 
@@ -973,7 +974,9 @@ async fn providers_without_a_key_are_not_registered() {
     let plan =
         validate(&catalog, &prompt_graph("x", "flux-schnell", json!({})), None, &GraphLimits::default())
             .expect("valid");
-    let summary = engine.run("run-1", &plan, &RecordingObserver::default(), &CancellationToken::new()).await;
+    let summary = engine
+        .run(&RunId::from("run-1"), &plan, &RecordingObserver::default(), &CancellationToken::new())
+        .await;
     assert_eq!(failure(&summary, "gen"), "provider replicate is not configured on this server");
     assert!(server.received_requests().await.unwrap_or_default().is_empty());
 }

@@ -137,8 +137,8 @@ async fn main() -> anyhow::Result<()> {
         _ => UnclaimedRooms::Closed,
     };
     let readers = RoomReaders { accounts: dojo_accounts::accounts(&database), unclaimed };
-    let rooms = RemoteRooms::new(&config.server_url, tokens, RemoteSettings::default())
-        .map_err(|e| anyhow::anyhow!("DOJO_SERVER_URL: {e}"))?;
+    let rooms =
+        RemoteRooms::new(&config.server_url, tokens, RemoteSettings::default()).context("DOJO_SERVER_URL")?;
 
     let assets = Arc::new(
         ObjectAssetStore::open(&config.assets_dir, config.assets_url.as_deref())
@@ -157,7 +157,7 @@ async fn main() -> anyhow::Result<()> {
     let visibility = Duration::from_secs(config.visibility_secs.max(1));
     let queue = StreamQueue::connect(&config.redis_url, StreamSettings::new(name.clone(), visibility))
         .await
-        .map_err(|e| anyhow::anyhow!("connecting to the run queue: {e}"))?;
+        .context("connecting to the run queue")?;
     let driver = Arc::new(RunDriver::new(
         engine,
         runs,

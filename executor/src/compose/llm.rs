@@ -185,7 +185,7 @@ impl LlmPlanner {
             .user_agent(concat!("dojo-executor/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .build()
-            .map_err(|e| ProviderConfigError::Client(e.to_string()))?;
+            .map_err(ProviderConfigError::Client)?;
         let mut config = providers.clone();
         config.retry = RetryPolicy { max_attempts: 1, ..config.retry };
         let http = Http::new(client, ProviderName::Openai, &config);

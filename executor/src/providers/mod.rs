@@ -172,7 +172,7 @@ pub enum ProviderConfigError {
     #[error("{variable}: {value:?} is not an http(s) URL")]
     BadBaseUrl { variable: &'static str, value: String },
     #[error("the HTTP client could not be built: {0}")]
-    Client(String),
+    Client(#[source] reqwest::Error),
 }
 
 /// Lets result downloads reach non-public addresses ([`ProviderConfig::allow_private_downloads`]).
@@ -261,9 +261,8 @@ pub fn provider_runner(
         .user_agent(concat!("dojo-executor/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(config.request_timeout.min(Duration::from_secs(15)))
         .build()
-        .map_err(|e| ProviderConfigError::Client(e.to_string()))?;
-    let downloads =
-        public_address::download_client(config).map_err(|e| ProviderConfigError::Client(e.to_string()))?;
+        .map_err(ProviderConfigError::Client)?;
+    let downloads = public_address::download_client(config).map_err(ProviderConfigError::Client)?;
     let http = Http::new(client, provider, config).with_downloads(downloads);
     let runner: Arc<dyn NodeRunner> = match provider {
         ProviderName::Openai => Arc::new(OpenAiRunner::new(http, base, key, config)),

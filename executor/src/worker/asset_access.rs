@@ -43,8 +43,8 @@ pub enum LinkVerdict<'a> {
 }
 
 /// Pure part of the rule: what a link means for `user`.
-pub fn link_verdict<'a>(link: &'a AssetLink, user: &str) -> LinkVerdict<'a> {
-    if link.owner_id == user {
+pub fn link_verdict<'a>(link: &'a AssetLink, user: &UserId) -> LinkVerdict<'a> {
+    if link.owner_id == *user {
         return LinkVerdict::Owner;
     }
     match link.room.as_deref() {
@@ -73,13 +73,12 @@ pub struct RunAssetAccess {
 
 #[async_trait]
 impl AssetAccess for RunAssetAccess {
-    async fn may_read(&self, asset_id: &str) -> Result<bool, AssetAccessError> {
+    async fn may_read(&self, asset_id: &AssetId) -> Result<bool, AssetAccessError> {
         let failed = |e: dojo_accounts::AccountError| AssetAccessError(Box::new(e));
-        let links =
-            self.runs.asset_links(&AssetId::from(asset_id), MAX_LINKS_CHECKED).await.map_err(failed)?;
+        let links = self.runs.asset_links(asset_id, MAX_LINKS_CHECKED).await.map_err(failed)?;
         let mut rooms = Vec::new();
         for link in &links {
-            match link_verdict(link, self.user_id.as_str()) {
+            match link_verdict(link, &self.user_id) {
                 LinkVerdict::Owner => return Ok(true),
                 LinkVerdict::Room(room) if !rooms.contains(&room) => rooms.push(room),
                 LinkVerdict::Room(_) | LinkVerdict::Nothing => {}
@@ -110,10 +109,11 @@ mod tests {
 
     #[test]
     fn the_owner_reads_and_a_room_link_defers_to_the_room() {
-        assert_eq!(link_verdict(&link("alice", None), "alice"), LinkVerdict::Owner);
-        assert_eq!(link_verdict(&link("alice", Some("r")), "alice"), LinkVerdict::Owner);
-        assert_eq!(link_verdict(&link("alice", Some("r")), "bob"), LinkVerdict::Room("r"));
-        assert_eq!(link_verdict(&link("alice", None), "bob"), LinkVerdict::Nothing);
+        let (alice, bob) = (UserId::from("alice"), UserId::from("bob"));
+        assert_eq!(link_verdict(&link("alice", None), &alice), LinkVerdict::Owner);
+        assert_eq!(link_verdict(&link("alice", Some("r")), &alice), LinkVerdict::Owner);
+        assert_eq!(link_verdict(&link("alice", Some("r")), &bob), LinkVerdict::Room("r"));
+        assert_eq!(link_verdict(&link("alice", None), &bob), LinkVerdict::Nothing);
     }
 
     #[test]

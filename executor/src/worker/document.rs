@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dojo_accounts::Run;
+use dojo_ids::NodeId;
+use dojo_room_client::RoomError;
 use dojo_sync_protocol::canvas::{SchemaError, write_run_summary};
 use serde_json::json;
 use yrs::TransactionMut;
@@ -18,16 +20,34 @@ use yrs::TransactionMut;
 /// never a delta.
 pub type Edit<'a> = &'a (dyn Fn(&mut TransactionMut<'_>) -> Result<(), SchemaError> + Send + Sync);
 
+/// What went wrong underneath a [`DocumentError`]: the writer's own error (the room registry
+/// refusing to open the room, an update the room rejected…), or a plain message where nothing
+/// failed but the room is gone ("the room closed").
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {
+    /// The room cannot be reached now; a later attempt may succeed.
     #[error("the room is not available: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
+    /// The room's document cannot be read (quarantined, say): no later attempt will do better.
     #[error("the room's document does not load: {0}")]
-    BadDocument(String),
+    BadDocument(#[source] Cause),
     #[error(transparent)]
     Schema(#[from] SchemaError),
     #[error("the room refused the change: {0}")]
-    Refused(String),
+    Refused(#[source] Cause),
+    /// A room reached over the WebSocket protocol (a separate worker's); its own messages say
+    /// whether it was unavailable or refused the change.
+    #[error(transparent)]
+    Room(#[from] RoomError),
+}
+
+impl DocumentError {
+    /// [`DocumentError::Unavailable`] for `cause` (an error, or a message).
+    pub fn unavailable(cause: impl Into<Cause>) -> Self {
+        DocumentError::Unavailable(cause.into())
+    }
 }
 
 /// One room's document, open for a run.
@@ -44,7 +64,7 @@ pub trait RoomDocuments: Send + Sync {
 }
 
 /// The run's summary as the document's `runs` map holds it.
-pub fn run_summary_json(run: &Run, nodes: &[String]) -> serde_json::Value {
+pub fn run_summary_json(run: &Run, nodes: &[NodeId]) -> serde_json::Value {
     json!({
         "id": run.id,
         "status": run.status.as_str(),
@@ -59,7 +79,7 @@ pub fn run_summary_json(run: &Run, nodes: &[String]) -> serde_json::Value {
 
 /// Writes the run's summary; a failure is logged, not returned: the database holds the truth
 /// and the next summary write repairs the document.
-pub async fn write_summary(document: &dyn RoomDocument, run: &Run, nodes: &[String]) {
+pub async fn write_summary(document: &dyn RoomDocument, run: &Run, nodes: &[NodeId]) {
     let summary = run_summary_json(run, nodes);
     if let Err(error) = document.write(&|txn| write_run_summary(txn, run.id.as_str(), &summary)).await {
         tracing::warn!(run = %run.id, %error, "could not write a run summary into the room");

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use dojo_accounts::{AccountError, AccountStore, Claim, Run, RunNode, RunNodeState, RunStatus, RunStore};
-use dojo_ids::RunId;
+use dojo_ids::{NodeId, RunId};
 use dojo_sync_protocol::canvas::CanvasGraph;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +22,7 @@ use super::observer::DocumentObserver;
 use crate::asset_access::assets_named_by_params;
 use crate::catalog::LoadedCatalog;
 use crate::engine::{Engine, NodeOutcome, RunScope};
-use crate::validate::{GraphLimits, validate};
+use crate::validate::{GraphLimits, ValidationErrors, validate};
 use crate::value::Outputs;
 
 #[derive(Debug, Clone)]
@@ -62,6 +62,19 @@ pub enum DriverError {
     Accounts(#[from] AccountError),
     #[error(transparent)]
     Document(#[from] DocumentError),
+}
+
+/// Why a run's stored graph cannot be executed: the run fails with this message.
+#[derive(Debug, thiserror::Error)]
+enum Unplannable {
+    #[error("the stored graph is unreadable: {0}")]
+    Graph(#[source] serde_json::Error),
+    #[error("the stored targets are unreadable: {0}")]
+    Targets(#[source] serde_json::Error),
+    /// Not valid against this worker's catalog (a new version); the message carries every
+    /// error, as JSON.
+    #[error("the graph is no longer valid: {}", serde_json::to_string(.0).unwrap_or_default())]
+    Invalid(#[source] ValidationErrors),
 }
 
 /// What became of a run handed to [`RunDriver::execute`].
@@ -124,13 +137,13 @@ impl RunDriver {
     }
 
     /// Whether this process executes the run right now.
-    pub fn is_active(&self, run_id: &str) -> bool {
+    pub fn is_active(&self, run_id: &RunId) -> bool {
         self.active.contains_key(run_id)
     }
 
     /// Stops the run at once if this process executes it (others notice the request within
     /// [`DriverSettings::cancel_poll`]).
-    pub fn cancel_local(&self, run_id: &str) {
+    pub fn cancel_local(&self, run_id: &RunId) {
         if let Some(token) = self.active.get(run_id) {
             token.cancel();
         }
@@ -192,14 +205,15 @@ impl RunDriver {
         };
         let plan = match self.plan(run) {
             Ok(plan) => plan,
-            Err(message) => {
+            Err(error) => {
                 // Unreadable, or no longer valid against this worker's catalog (a new version).
+                let message = error.to_string();
                 let finished = self.runs.finish_run(&run.id, RunStatus::Failed, Some(&message)).await?;
                 write_summary(document.as_ref(), &finished, &[]).await;
                 return Ok(Execution::Finished(RunStatus::Failed));
             }
         };
-        let node_ids: Vec<String> = plan.order().map(|n| n.id.clone()).collect();
+        let node_ids: Vec<NodeId> = plan.order().map(|n| n.id.clone()).collect();
         let finished_before = earlier_outcomes(&self.runs.run_nodes(&run.id).await?);
         write_summary(document.as_ref(), &Run { status: RunStatus::Running, ..run.clone() }, &node_ids).await;
 
@@ -216,7 +230,7 @@ impl RunDriver {
                 .filter_map(|node| {
                     let node_type = self.catalog().get(&node.node_type)?;
                     let ids = assets_named_by_params(node_type, &node.params);
-                    (!ids.is_empty()).then(|| (node.id.clone(), ids.into_iter().map(str::to_owned).collect()))
+                    (!ids.is_empty()).then(|| (node.id.clone(), ids))
                 })
                 .collect(),
         };
@@ -245,8 +259,7 @@ impl RunDriver {
             })
         };
         let scope = RunScope { cache: run.user_id.as_str(), assets: &asset_access };
-        let summary =
-            self.engine.resume(run.id.as_str(), scope, &plan, &finished_before, &observer, cancel).await;
+        let summary = self.engine.resume(&run.id, scope, &plan, &finished_before, &observer, cancel).await;
         keeper.abort();
         stop_on_shutdown.abort();
         if lost_lease.is_cancelled() {
@@ -268,19 +281,15 @@ impl RunDriver {
     }
 
     /// The run's plan, from the graph and targets stored when it was accepted.
-    fn plan(&self, run: &Run) -> Result<crate::ExecutionPlan, String> {
-        let graph: CanvasGraph =
-            serde_json::from_str(&run.graph).map_err(|e| format!("the stored graph is unreadable: {e}"))?;
+    fn plan(&self, run: &Run) -> Result<crate::ExecutionPlan, Unplannable> {
+        let graph: CanvasGraph = serde_json::from_str(&run.graph).map_err(Unplannable::Graph)?;
         let targets: Option<Vec<String>> = match &run.targets {
             None => None,
-            Some(json) => Some(
-                serde_json::from_str(json).map_err(|e| format!("the stored targets are unreadable: {e}"))?,
-            ),
+            Some(json) => Some(serde_json::from_str(json).map_err(Unplannable::Targets)?),
         };
         let target_refs: Option<Vec<&str>> = targets.as_ref().map(|t| t.iter().map(String::as_str).collect());
-        validate(self.catalog(), &graph, target_refs.as_deref(), &GraphLimits::default()).map_err(|errors| {
-            format!("the graph is no longer valid: {}", serde_json::to_string(&errors).unwrap_or_default())
-        })
+        validate(self.catalog(), &graph, target_refs.as_deref(), &GraphLimits::default())
+            .map_err(Unplannable::Invalid)
     }
 }
 
@@ -321,7 +330,7 @@ async fn keep_lease(
 }
 
 /// What an earlier attempt of the run finished, as the engine's outcomes.
-fn earlier_outcomes(nodes: &[RunNode]) -> BTreeMap<String, NodeOutcome> {
+fn earlier_outcomes(nodes: &[RunNode]) -> BTreeMap<NodeId, NodeOutcome> {
     let mut out = BTreeMap::new();
     for node in nodes {
         let outputs = || -> Option<Outputs> { serde_json::from_str(node.outputs.as_deref()?).ok() };
@@ -337,7 +346,7 @@ fn earlier_outcomes(nodes: &[RunNode]) -> BTreeMap<String, NodeOutcome> {
             | RunNodeState::Skipped => None,
         };
         if let Some(outcome) = outcome {
-            out.insert(node.node_id.to_string(), outcome);
+            out.insert(node.node_id.clone(), outcome);
         }
     }
     out

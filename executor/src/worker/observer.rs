@@ -36,7 +36,7 @@ pub struct DocumentObserver {
     /// Per node, the assets its parameters name (an `image-input`'s upload). A node that
     /// outputs one of them passes it on; it did not produce it, so the run's user and room
     /// get no link to it (a link would outlive their access to the asset's own rooms).
-    pub read_by_params: BTreeMap<String, BTreeSet<String>>,
+    pub read_by_params: BTreeMap<NodeId, BTreeSet<AssetId>>,
 }
 
 #[async_trait]
@@ -45,15 +45,14 @@ impl RunObserver for DocumentObserver {
         if self.muted.is_cancelled() {
             return;
         }
-        let node = event.node_id.as_str();
+        let node = &event.node_id;
         let (status, progress, outputs, error, settlement) = match &event.state {
             NodeState::Queued => (NodeStatus::Queued, 0.0, None, None, None),
             NodeState::Running { progress } => {
                 if *progress == 0
-                    && let Err(error) =
-                        self.runs.mark_node(&self.run_id, &NodeId::from(node), RunNodeState::Running).await
+                    && let Err(error) = self.runs.mark_node(&self.run_id, node, RunNodeState::Running).await
                 {
-                    tracing::warn!(run = %self.run_id, node, %error, "could not record a node start");
+                    tracing::warn!(run = %self.run_id, %node, %error, "could not record a node start");
                 }
                 (NodeStatus::Running, f64::from(*progress), None, None, None)
             }
@@ -89,8 +88,8 @@ impl RunObserver for DocumentObserver {
             run_id: Some(self.run_id.to_string()),
             updated_at: now_millis().max(0).unsigned_abs(),
         };
-        if let Err(error) = self.document.write(&|txn| write_node_result(txn, node, &result)).await {
-            tracing::warn!(run = %self.run_id, node, %error, "could not write a node state into the room");
+        if let Err(error) = self.document.write(&|txn| write_node_result(txn, node.as_str(), &result)).await {
+            tracing::warn!(run = %self.run_id, %node, %error, "could not write a node state into the room");
         }
     }
 }
@@ -98,7 +97,7 @@ impl RunObserver for DocumentObserver {
 impl DocumentObserver {
     async fn settle(
         &self,
-        node: &str,
+        node: &NodeId,
         state: &NodeState,
         outputs: Option<&Outputs>,
         error: Option<String>,
@@ -111,13 +110,13 @@ impl DocumentObserver {
             capture,
         };
         for attempt in 1..=SETTLE_ATTEMPTS {
-            match self.runs.settle_node(&self.run_id, &NodeId::from(node), settlement.clone()).await {
+            match self.runs.settle_node(&self.run_id, node, settlement.clone()).await {
                 Ok(_) => return,
                 Err(error) if attempt == SETTLE_ATTEMPTS => {
-                    tracing::error!(run = %self.run_id, node, %error, "could not record a node's end; its hold will expire");
+                    tracing::error!(run = %self.run_id, %node, %error, "could not record a node's end; its hold will expire");
                 }
                 Err(error) => {
-                    tracing::warn!(run = %self.run_id, node, %error, attempt, "recording a node's end failed; retrying");
+                    tracing::warn!(run = %self.run_id, %node, %error, attempt, "recording a node's end failed; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
                 }
             }
@@ -126,7 +125,7 @@ impl DocumentObserver {
 
     /// Links the node's outputs to this room and user, so the people of the room may download
     /// them.
-    async fn record_assets(&self, node: &str, outputs: &Outputs) {
+    async fn record_assets(&self, node: &NodeId, outputs: &Outputs) {
         let passed_on = self.read_by_params.get(node);
         for value in outputs.values() {
             let Some(asset) = value.as_asset() else { continue };
@@ -134,7 +133,7 @@ impl DocumentObserver {
                 continue;
             }
             let record = AssetRecord {
-                id: AssetId::from(asset.id.as_str()),
+                id: asset.id.clone(),
                 content_type: asset.content_type.clone(),
                 size: i64::try_from(asset.size).unwrap_or(i64::MAX),
                 created_at: now_millis(),
@@ -143,10 +142,10 @@ impl DocumentObserver {
                 owner_id: self.user_id.clone(),
                 room: Some(self.room.clone()),
                 run_id: Some(self.run_id.clone()),
-                node_id: Some(NodeId::from(node)),
+                node_id: Some(node.clone()),
             };
             if let Err(error) = self.runs.record_asset(&record, &link).await {
-                tracing::warn!(run = %self.run_id, node, %error, "could not record an output asset");
+                tracing::warn!(run = %self.run_id, %node, %error, "could not record an output asset");
             }
         }
     }

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dojo_ids::RunId;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -72,7 +71,7 @@ async fn handle(
     delivery: &Delivery,
     shutdown: &CancellationToken,
 ) -> bool {
-    let run = delivery.run_id.as_str();
+    let run = &delivery.run_id;
     // Its own task, so a slow answer from the queue never pauses the run's node futures
     // (which this task polls).
     let toucher = queue.touch_every().map(|every| {
@@ -88,7 +87,7 @@ async fn handle(
             }
         })
     });
-    let outcome = driver.execute(&RunId::from(run), shutdown).await;
+    let outcome = driver.execute(run, shutdown).await;
     if let Some(toucher) = toucher {
         toucher.abort();
     }
@@ -96,13 +95,13 @@ async fn handle(
         Ok(execution) if execution.is_settled() => {
             if let Err(error) = queue.ack(delivery).await {
                 // Redelivered later, found final, acknowledged then.
-                tracing::warn!(run, %error, "could not acknowledge a finished run");
+                tracing::warn!(%run, %error, "could not acknowledge a finished run");
             }
             false
         }
         Ok(Execution::UserBusy) => {
             if let Err(error) = queue.defer(delivery).await {
-                tracing::warn!(run, %error, "could not put a run back in line");
+                tracing::warn!(%run, %error, "could not put a run back in line");
             }
             true
         }
@@ -110,7 +109,7 @@ async fn handle(
         // hands it out again after its visibility timeout (or the relay finds the run again).
         Ok(_) => false,
         Err(error) => {
-            tracing::error!(run, %error, "run failed to execute; it is retried after its lease");
+            tracing::error!(%run, %error, "run failed to execute; it is retried after its lease");
             false
         }
     }

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use dojo_ids::RunId;
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +23,7 @@ pub enum QueueError {
 /// One run taken from the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
-    pub run_id: String,
+    pub run_id: RunId,
     /// The queue's own handle on the entry (a Redis stream entry id), if it has one.
     pub receipt: Option<String>,
     /// Handed out before to a worker that did not finish with it.
@@ -32,7 +33,7 @@ pub struct Delivery {
 #[async_trait]
 pub trait RunQueue: Send + Sync {
     /// Adds a run at the end of the line.
-    async fn push(&self, run_id: &str) -> Result<(), QueueError>;
+    async fn push(&self, run_id: &RunId) -> Result<(), QueueError>;
 
     /// The next run; `Ok(None)` once `shutdown` fires.
     async fn next(&self, shutdown: &CancellationToken) -> Result<Option<Delivery>, QueueError>;
@@ -58,8 +59,8 @@ pub trait RunQueue: Send + Sync {
 /// The embedded default: a bounded channel inside one process. What it loses on a crash is
 /// found again in the database (the outbox and orphaned runs, see [`super::relay`]).
 pub struct MemoryQueue {
-    sender: mpsc::Sender<String>,
-    receiver: Mutex<mpsc::Receiver<String>>,
+    sender: mpsc::Sender<RunId>,
+    receiver: Mutex<mpsc::Receiver<RunId>>,
 }
 
 impl MemoryQueue {
@@ -72,8 +73,8 @@ impl MemoryQueue {
 #[async_trait]
 impl RunQueue for MemoryQueue {
     /// Never waits: a full queue has work enough, and the run is found again in the database.
-    async fn push(&self, run_id: &str) -> Result<(), QueueError> {
-        self.sender.try_send(run_id.to_owned()).map_err(|error| match error {
+    async fn push(&self, run_id: &RunId) -> Result<(), QueueError> {
+        self.sender.try_send(run_id.clone()).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => QueueError::Full,
             mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
         })

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dojo_accounts::RunStore;
+use dojo_ids::RunId;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -50,7 +51,7 @@ impl Relay {
 
     /// Until `shutdown`. `skip` says which runs this process executes right now (no point in
     /// pushing those again).
-    pub async fn run(self: Arc<Self>, skip: impl Fn(&str) -> bool + Send, shutdown: CancellationToken) {
+    pub async fn run(self: Arc<Self>, skip: impl Fn(&RunId) -> bool + Send, shutdown: CancellationToken) {
         let mut next_orphan_scan = tokio::time::Instant::now();
         loop {
             tokio::select! {
@@ -77,7 +78,7 @@ impl Relay {
         let full = entries.len() == OUTBOX_BATCH as usize;
         let mut relayed = Vec::with_capacity(entries.len());
         for entry in entries {
-            match self.queue.push(entry.run_id.as_str()).await {
+            match self.queue.push(&entry.run_id).await {
                 Ok(()) => relayed.push(entry.id),
                 // A full in-process queue: the row stays and is relayed once there is room.
                 Err(QueueError::Full) => break,
@@ -93,12 +94,12 @@ impl Relay {
         Ok(full)
     }
 
-    async fn push_orphans(&self, skip: &(impl Fn(&str) -> bool + Send)) {
+    async fn push_orphans(&self, skip: &(impl Fn(&RunId) -> bool + Send)) {
         let after = i64::try_from(self.settings.orphan_after.as_millis()).unwrap_or(i64::MAX);
         match self.runs.orphaned_runs(now_millis().saturating_sub(after), ORPHAN_BATCH).await {
             Ok(orphans) => {
-                for run in orphans.iter().filter(|run| !skip(run.id.as_str())) {
-                    match self.queue.push(run.id.as_str()).await {
+                for run in orphans.iter().filter(|run| !skip(&run.id)) {
+                    match self.queue.push(&run.id).await {
                         Ok(()) => tracing::info!(run = %run.id, "handed an orphaned run to the queue again"),
                         // Enough work waiting; the orphan is found again next time.
                         Err(QueueError::Full) => break,

@@ -83,7 +83,7 @@ impl RemoteRooms {
         } else if url.starts_with("ws://") || url.starts_with("wss://") {
             url.to_owned()
         } else {
-            return Err(DocumentError::Unavailable(format!("{server_url:?} is not an http(s) or ws(s) URL")));
+            return Err(DocumentError::unavailable(format!("{server_url:?} is not an http(s) or ws(s) URL")));
         };
         Ok(Self { base, tokens: Arc::new(tokens), settings })
     }
@@ -93,20 +93,11 @@ impl RemoteRooms {
 impl RoomDocuments for RemoteRooms {
     async fn open(&self, room: &str) -> Result<Arc<dyn RoomDocument>, DocumentError> {
         if RoomName::check(room).is_err() {
-            return Err(DocumentError::Unavailable(format!("{room:?} is not a room name")));
+            return Err(DocumentError::unavailable(format!("{room:?} is not a room name")));
         }
         let url = format!("{}/rooms/{room}", self.base);
         let room = DurableRoom::open(url, room, self.tokens.clone(), self.settings.clone()).await?;
         Ok(Arc::new(RemoteRoom(room)))
-    }
-}
-
-impl From<RoomError> for DocumentError {
-    fn from(error: RoomError) -> Self {
-        match error {
-            RoomError::Unavailable(reason) => DocumentError::Unavailable(reason),
-            RoomError::Refused(reason) => DocumentError::Refused(reason),
-        }
     }
 }
 

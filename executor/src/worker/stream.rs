@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use dojo_ids::RunId;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use redis::streams::{
@@ -147,7 +148,7 @@ impl StreamQueue {
         let run_id: Option<String> = entry.get("run");
         match run_id {
             Some(run_id) if !run_id.is_empty() && run_id.len() <= MAX_RUN_ID => {
-                Some(Delivery { run_id, receipt: Some(entry.id.clone()), redelivered })
+                Some(Delivery { run_id: RunId::from(run_id), receipt: Some(entry.id.clone()), redelivered })
             }
             _ => None,
         }
@@ -254,10 +255,15 @@ impl StreamQueue {
 
 #[async_trait]
 impl RunQueue for StreamQueue {
-    async fn push(&self, run_id: &str) -> Result<(), QueueError> {
+    async fn push(&self, run_id: &RunId) -> Result<(), QueueError> {
         let mut connection = self.commands.clone();
         let added: Result<String, _> = connection
-            .xadd_maxlen(&self.settings.stream, StreamMaxlen::Approx(MAX_STREAM_LEN), "*", &[("run", run_id)])
+            .xadd_maxlen(
+                &self.settings.stream,
+                StreamMaxlen::Approx(MAX_STREAM_LEN),
+                "*",
+                &[("run", run_id.as_str())],
+            )
             .await;
         added.map(|_| ()).map_err(QueueError::Redis)
     }

@@ -108,7 +108,7 @@ pub async fn upload(
         Err(error) => return Err(ApiError::Internal(error.to_string())),
     };
     let record = AssetRecord {
-        id: AssetId::from(stored.id.as_str()),
+        id: stored.id.clone(),
         content_type: stored.content_type.clone(),
         size: i64::try_from(stored.size).unwrap_or(i64::MAX),
         created_at: now_millis(),
@@ -121,7 +121,7 @@ pub async fn upload(
     }
     let body = Uploaded {
         url: format!("/assets/{}", stored.id),
-        id: stored.id,
+        id: stored.id.into_string(),
         content_type: stored.content_type,
         size: stored.size,
         content_hash: stored.content_hash,
@@ -145,14 +145,15 @@ pub async fn download(
         return Err(not_found());
     }
     let executor = state.executor();
-    if executor.runs().asset(&AssetId::from(id.as_str())).await?.is_none() {
+    let asset_id = AssetId::from(id.as_str());
+    if executor.runs().asset(&asset_id).await?.is_none() {
         return Err(not_found());
     }
     if !may_read(&state, &caller, &id).await? {
         // Like a missing asset: a stranger cannot probe which ids exist.
         return Err(not_found());
     }
-    let asset = match executor.assets().get(&id).await {
+    let asset = match executor.assets().get(&asset_id).await {
         Ok(asset) => asset,
         Err(AssetError::NotFound(_) | AssetError::InvalidId(_)) => return Err(not_found()),
         Err(error) => return Err(ApiError::Internal(error.to_string())),

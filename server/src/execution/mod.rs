@@ -15,11 +15,16 @@ use std::time::Duration;
 
 use dojo_accounts::RunStore;
 use dojo_executor::compose::llm::{LlmPlanner, LlmSettings};
+use dojo_executor::worker::QueueError;
 use dojo_executor::worker::{
     DriverSettings, MemoryQueue, Relay, RelaySettings, RoomReaders, RunDriver, RunQueue, StoreCache,
     StreamQueue, StreamSettings, UnclaimedRooms, worker_name,
 };
-use dojo_executor::{Engine, EngineConfig, ExecutionPlan, LoadedCatalog, ObjectAssetStore};
+use dojo_executor::{
+    AssetError, CatalogError, Engine, EngineConfig, ExecutionPlan, LoadedCatalog, ObjectAssetStore,
+    ProviderConfigError,
+};
+use dojo_ids::RunId;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -46,13 +51,13 @@ const HOLD_SLACK: Duration = Duration::from_secs(600);
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("assets directory: {0}")]
-    Assets(String),
+    Assets(#[source] AssetError),
     #[error("node catalog: {0}")]
-    Catalog(String),
+    Catalog(#[source] &'static CatalogError),
     #[error("provider configuration: {0}")]
-    Providers(String),
+    Providers(#[source] ProviderConfigError),
     #[error("the run queue in Redis: {0}")]
-    Queue(String),
+    Queue(#[source] QueueError),
 }
 
 pub struct Executor {
@@ -82,15 +87,12 @@ impl Executor {
     ) -> Result<Arc<Self>, StartError> {
         let assets = Arc::new(
             ObjectAssetStore::open(&settings.assets_dir, settings.assets_url.as_deref())
-                .map_err(|e| StartError::Assets(e.to_string()))?,
+                .map_err(StartError::Assets)?,
         );
-        let catalog =
-            Arc::new(LoadedCatalog::builtin().map_err(|e| StartError::Catalog(e.to_string()))?.clone());
+        let catalog = Arc::new(LoadedCatalog::builtin().map_err(StartError::Catalog)?.clone());
         let providers = match &settings.providers {
             Some(providers) => providers.clone(),
-            None => {
-                dojo_executor::ProviderConfig::from_env().map_err(|e| StartError::Providers(e.to_string()))?
-            }
+            None => dojo_executor::ProviderConfig::from_env().map_err(StartError::Providers)?,
         };
         let engine =
             Engine::new(catalog, assets.clone(), Arc::new(StoreCache::new(runs.clone()))).with_config(
@@ -105,7 +107,7 @@ impl Executor {
                 let visibility = Duration::from_secs(settings.visibility_secs.max(1));
                 let queue = StreamQueue::connect(url, StreamSettings::new(worker.clone(), visibility))
                     .await
-                    .map_err(|e| StartError::Queue(e.to_string()))?;
+                    .map_err(StartError::Queue)?;
                 let relay = RelaySettings {
                     outbox_every: OUTBOX_EVERY,
                     orphans_every: STREAM_ORPHAN_EVERY,
@@ -185,7 +187,7 @@ impl Executor {
 
     /// Stops the run at once if this process executes it (other processes notice the request
     /// in the database within a second).
-    pub fn cancel_local(&self, run_id: &str) {
+    pub fn cancel_local(&self, run_id: &RunId) {
         self.driver.cancel_local(run_id);
     }
 

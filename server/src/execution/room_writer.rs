@@ -73,8 +73,7 @@ impl RoomWriter {
             if is_empty_update(&update) {
                 return Ok(());
             }
-            let handle =
-                self.rooms.get_or_open(&self.room).map_err(|e| DocumentError::Unavailable(e.to_string()))?;
+            let handle = self.rooms.get_or_open(&self.room).map_err(DocumentError::unavailable)?;
             let (done, answer) = oneshot::channel();
             handle
                 // The executor itself: it alone writes `results` and `runs`.
@@ -84,30 +83,32 @@ impl RoomWriter {
                     done,
                 })
                 .await
-                .map_err(|_| DocumentError::Unavailable("the room closed".into()))?;
+                .map_err(|_| room_closed())?;
             answer
         };
-        answer
-            .await
-            .map_err(|_| DocumentError::Unavailable("the room closed".into()))?
-            .map_err(|error| DocumentError::Refused(error.to_string()))?;
+        answer.await.map_err(|_| room_closed())?.map_err(|error| DocumentError::Refused(error.into()))?;
         Ok(())
     }
 }
 
+/// The room's actor is gone (the room unloaded or stopped): nothing failed that could say more.
+fn room_closed() -> DocumentError {
+    DocumentError::unavailable("the room closed")
+}
+
 async fn load(rooms: &Rooms, room: &RoomName) -> Result<Doc, DocumentError> {
-    let handle = rooms.get_or_open(room).map_err(|e| DocumentError::Unavailable(e.to_string()))?;
+    let handle = rooms.get_or_open(room).map_err(DocumentError::unavailable)?;
     let (done, answer) = oneshot::channel();
     // A quarantined room will not load however often it is tried: that is a bad document,
     // which fails the run at once, not an outage to wait out.
     let closed = || match rooms.quarantined(room) {
-        Some(reason) => DocumentError::BadDocument(format!("the room is quarantined: {reason}")),
-        None => DocumentError::Unavailable("the room closed".into()),
+        Some(reason) => DocumentError::BadDocument(format!("the room is quarantined: {reason}").into()),
+        None => room_closed(),
     };
     handle.send(RoomCommand::State { done }).await.map_err(|_| closed())?;
     let state = answer.await.map_err(|_| closed())?;
     let doc = Doc::new();
-    apply_client_update(&doc, &state).map_err(|e| DocumentError::BadDocument(e.to_string()))?;
+    apply_client_update(&doc, &state).map_err(|error| DocumentError::BadDocument(error.into()))?;
     Ok(doc)
 }
 
@@ -133,10 +134,12 @@ pub struct LocalRooms {
 #[async_trait::async_trait]
 impl dojo_executor::worker::RoomDocuments for LocalRooms {
     async fn open(&self, room: &str) -> Result<Arc<dyn dojo_executor::worker::RoomDocument>, DocumentError> {
-        let room = RoomName::parse(room).map_err(|e| DocumentError::Unavailable(e.to_string()))?;
+        let room = RoomName::parse(room).map_err(DocumentError::unavailable)?;
+        // Whatever else kept the room from opening, the run waits it out (wrapped, so its
+        // message reads as before: "the room is not available: " and the error's own).
         let writer = RoomWriter::open(self.rooms.clone(), room).await.map_err(|error| match error {
             DocumentError::BadDocument(reason) => DocumentError::BadDocument(reason),
-            other => DocumentError::Unavailable(other.to_string()),
+            other => DocumentError::unavailable(other),
         })?;
         Ok(Arc::new(writer))
     }

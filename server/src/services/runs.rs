@@ -134,14 +134,14 @@ impl<'a> RunService<'a> {
         let nodes = plan
             .order()
             .map(|node| NewRunNode {
-                node_id: NodeId::from(node.id.as_str()),
+                node_id: node.id.clone(),
                 node_type: node.node_type.clone(),
                 cost: i64::try_from(executor.catalog().cost(&node.node_type).unwrap_or(0))
                     .unwrap_or(i64::MAX),
                 params: serde_json::to_string(&node.params).unwrap_or_else(|_| "{}".into()),
             })
             .collect::<Vec<_>>();
-        let node_ids: Vec<String> = nodes.iter().map(|n| n.node_id.to_string()).collect();
+        let node_ids: Vec<NodeId> = nodes.iter().map(|n| n.node_id.clone()).collect();
         let new_run = NewRun {
             id: RunId::generate(),
             room: room.as_str().to_owned(),
@@ -158,7 +158,7 @@ impl<'a> RunService<'a> {
             Submission::Created(run) => run,
         };
         // Everyone sees the nodes queued at once, before a worker picks the run up.
-        if let Err(error) = mark_nodes(&writer, &node_ids, NodeStatus::Queued, run.id.as_str()).await {
+        if let Err(error) = mark_nodes(&writer, &node_ids, NodeStatus::Queued, &run.id).await {
             tracing::warn!(run = %run.id, %error, "could not mark a run's nodes queued");
         }
         write_summary(&writer, &run, &node_ids).await;
@@ -210,15 +210,15 @@ impl<'a> RunService<'a> {
             .request_cancel(&run.id)
             .await?
             .ok_or_else(|| RunError::NotFound(id.to_string()))?;
-        executor.cancel_local(run.id.as_str());
+        executor.cancel_local(&run.id);
         if now.status.is_final() && !run.status.is_final() {
             // Cancelled before any worker started it: nobody else will tell the room.
             let nodes = executor.runs().run_nodes(&run.id).await?;
             if let Ok(room) = RoomName::parse(&run.room)
                 && let Ok(writer) = RoomWriter::open(executor.rooms().clone(), room).await
             {
-                let ids: Vec<String> = nodes.iter().map(|n| n.node_id.to_string()).collect();
-                let _ = mark_nodes(&writer, &ids, NodeStatus::Cancelled, run.id.as_str()).await;
+                let ids: Vec<NodeId> = nodes.into_iter().map(|n| n.node_id).collect();
+                let _ = mark_nodes(&writer, &ids, NodeStatus::Cancelled, &run.id).await;
                 write_summary(&writer, &now, &ids).await;
             }
         }
@@ -229,15 +229,19 @@ impl<'a> RunService<'a> {
 /// Writes `status` on every node of `nodes`, for run `run_id`.
 async fn mark_nodes(
     writer: &RoomWriter,
-    nodes: &[String],
+    nodes: &[NodeId],
     status: NodeStatus,
-    run_id: &str,
+    run_id: &RunId,
 ) -> Result<(), DocumentError> {
     let at = now_millis().max(0).unsigned_abs();
     writer
         .write(|txn| {
             for node in nodes {
-                write_node_result(txn, node, &node_result(status, None, Vec::new(), Some(run_id), at))?;
+                write_node_result(
+                    txn,
+                    node.as_str(),
+                    &node_result(status, None, Vec::new(), Some(run_id), at),
+                )?;
             }
             Ok(())
         })
@@ -247,7 +251,7 @@ async fn mark_nodes(
 /// Shows each node's validation errors on the node itself.
 async fn mark_invalid(writer: &RoomWriter, errors: &ValidationErrors) {
     let at = now_millis().max(0).unsigned_abs();
-    let entries: Vec<(String, String, Vec<Value>)> = errors
+    let entries: Vec<(NodeId, String, Vec<Value>)> = errors
         .node_errors
         .iter()
         .map(|(node, node_errors)| {
@@ -262,7 +266,7 @@ async fn mark_invalid(writer: &RoomWriter, errors: &ValidationErrors) {
             for (node, message, list) in &entries {
                 write_node_result(
                     txn,
-                    node,
+                    node.as_str(),
                     &node_result(NodeStatus::Invalid, Some(message.clone()), list.clone(), None, at),
                 )?;
             }
@@ -278,7 +282,7 @@ fn node_result(
     status: NodeStatus,
     error: Option<String>,
     errors: Vec<Value>,
-    run_id: Option<&str>,
+    run_id: Option<&RunId>,
     at: u64,
 ) -> NodeResult {
     NodeResult {
@@ -287,7 +291,8 @@ fn node_result(
         outputs: Default::default(),
         error,
         errors,
-        run_id: run_id.map(str::to_owned),
+        // The document's edge: ids are plain strings there.
+        run_id: run_id.map(RunId::to_string),
         updated_at: at,
     }
 }
