@@ -22,7 +22,7 @@
 //! - [`worker`]: executing accepted runs: the queue (in-process, or Redis Streams shared by
 //!   `dojo-worker` processes), leases, resume, per-node states into the room's document. The
 //!   runs API and the credit holds themselves are the server's (`dojo-server`,
-//!   `dojo-accounts`).
+//!   `dojo-records`).
 
 pub mod asset_access;
 pub mod assets;

@@ -1,8 +1,8 @@
 //! `dojo-server admin …`: operator commands on accounts, printed for people.
 
 use anyhow::{Context, bail};
-use dojo_accounts::CreditOutcome;
 use dojo_auth::{Claims, Grants, Minter, Permission};
+use dojo_records::CreditOutcome;
 use dojo_server::Config;
 use dojo_server::Storage;
 use dojo_server::config::AdminCommand;

@@ -1,5 +1,5 @@
 //! Who is calling, and what they may do in a room: tokens checked by `dojo-auth`, permissions
-//! from the token's grants or from the workflow records in `dojo-accounts`.
+//! from the token's grants or from the workflow records in `dojo-records`.
 //!
 //! Two modes. With a JWT key configured, every room and API call needs a valid token. With
 //! none (the embedded dev default), anonymous callers may do everything, and the server mints
@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use dojo_accounts::{AccountError, AccountStore, RoomAccess, User};
 use dojo_auth::{Claims, Identity, KeyError, Minter, Permission, TokenError, Verifier, VerifierConfig};
+use dojo_records::{AccountError, AccountStore, RoomAccess, User};
 
 use crate::config::AuthSettings;
 use crate::room_name::RoomName;

@@ -1,5 +1,5 @@
 //! A connection's send queue (frames waiting for its socket's writer): bounded in frames and in
-//! bytes. Not the database run send queue (`dojo_accounts`), which is another thing entirely.
+//! bytes. Not the database run send queue (`dojo_records`), which is another thing entirely.
 //!
 //! The room pushes without waiting (one slow client must never stall a room); a push that does
 //! not fit tells the room to disconnect that client, which then resyncs on reconnect. Frames are

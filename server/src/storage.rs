@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use dojo_accounts::AccountStore;
+use dojo_records::AccountStore;
 use dojo_store::{DocumentStore, StoreError};
 
 /// Where everything durable lives: documents, and accounts (users, workflows, credits), on one
@@ -13,7 +13,7 @@ pub struct Storage {
     pub documents: Arc<dyn DocumentStore>,
     pub accounts: Arc<dyn AccountStore>,
     /// Runs, credit holds and asset records (same database).
-    pub runs: Arc<dyn dojo_accounts::RunStore>,
+    pub runs: Arc<dyn dojo_records::RunStore>,
 }
 
 impl Storage {
@@ -22,8 +22,8 @@ impl Storage {
         let database = dojo_store::open_database(url).await?;
         Ok(Self {
             documents: database.documents(),
-            accounts: dojo_accounts::accounts(&database),
-            runs: dojo_accounts::runs(&database),
+            accounts: dojo_records::accounts(&database),
+            runs: dojo_records::runs(&database),
         })
     }
 }

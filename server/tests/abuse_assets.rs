@@ -284,7 +284,7 @@ async fn the_storage_quota_holds_even_against_concurrent_uploads(backend: Backen
     // Stored is what the quota says, counted from the database.
     let database = dojo_store::open_database(&story.database_url).await.expect("database");
     let (_, me) = story.call(Method::GET, "/api/me", &alice, None, None).await;
-    let used = dojo_accounts::runs(&database)
+    let used = dojo_records::runs(&database)
         .storage_used(&me["id"].as_str().expect("id").into())
         .await
         .expect("used");

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::runs::{RunApi, SECRET, token};
 use common::{TestServer, WAIT};
-use dojo_accounts::{NewRun, NewRunNode};
+use dojo_records::{NewRun, NewRunNode};
 use dojo_room_client::SyncClient;
 use dojo_sync_protocol::canvas::{self, CanvasNode, Position};
 use dojo_sync_protocol::update::MAX_TYPE_DEPTH;
@@ -230,7 +230,7 @@ async fn a_run_whose_room_is_quarantined_fails_cleanly_on_resume_and_releases_it
     // While it is down: the planted document, and a run a dead worker had claimed.
     let database = dojo_store::open_database(&url).await.expect("open the database");
     database.documents().append(room, &[nested_update("results", ATTACK_LEVELS).as_slice()]).await.unwrap();
-    let runs = dojo_accounts::runs(&database);
+    let runs = dojo_records::runs(&database);
     let graph = json!({"nodes": [{"id": "n1", "type": "upscale", "position": {"x": 0, "y": 0}, "data": {}}], "edges": []});
     let created = runs
         .create_run(NewRun {
@@ -255,7 +255,7 @@ async fn a_run_whose_room_is_quarantined_fails_cleanly_on_resume_and_releases_it
     let outbox: Vec<i64> = runs.outbox(100).await.unwrap().into_iter().map(|e| e.id).collect();
     runs.delete_outbox(&outbox).await.unwrap();
     let claimed = runs.claim_run(&"run_planted".into(), "dead-worker", 1, None).await.unwrap();
-    assert!(matches!(claimed, dojo_accounts::Claim::Claimed(_)), "{claimed:?}");
+    assert!(matches!(claimed, dojo_records::Claim::Claimed(_)), "{claimed:?}");
     drop(runs);
     drop(database);
 

@@ -541,15 +541,15 @@ async fn a_stripe_checkout_credits_once_and_unsigned_events_are_refused() {
         request.send()
     };
     let now = i64::try_from(dojo_auth::unix_now()).expect("now");
-    let signed = dojo_accounts::stripe::sign(event.as_bytes(), WEBHOOK_SECRET, now);
+    let signed = dojo_records::stripe::sign(event.as_bytes(), WEBHOOK_SECRET, now);
     for _ in 0..2 {
         let response = post(event.clone(), Some(signed.clone())).await.expect("post");
         assert_eq!(response.status(), StatusCode::OK);
     }
     assert_eq!(api.me(&buyer).await["credits"], 25, "delivered twice, credited once");
 
-    let stale = dojo_accounts::stripe::sign(event.as_bytes(), WEBHOOK_SECRET, now - 3600);
-    let wrong = dojo_accounts::stripe::sign(event.as_bytes(), "whsec_other", now);
+    let stale = dojo_records::stripe::sign(event.as_bytes(), WEBHOOK_SECRET, now - 3600);
+    let wrong = dojo_records::stripe::sign(event.as_bytes(), "whsec_other", now);
     let tampered = event.replace("25", "2500");
     for (what, payload, signature) in [
         ("unsigned", event.clone(), None),

@@ -6,7 +6,7 @@
 //! driver accepts them) and SQL both databases speak. One generic body over `sqlx::Database`
 //! would need the same executor and encode/decode bounds repeated on every function (Rust does
 //! not imply them from a trait); sqlx's `Any` driver would need pools of its own, while the
-//! accounts crate shares these. What really differs is below, plus each backend's group-commit
+//! records crate (`dojo-records`) shares these. What really differs is below, plus each backend's group-commit
 //! writer (`UNNEST` arrays on PostgreSQL, multi-row `VALUES` on SQLite), which stays in its
 //! backend's file.
 

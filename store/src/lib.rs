@@ -110,7 +110,7 @@ pub enum StoreError {
 /// the answer.
 ///
 /// Public, and generic over the error, because every crate that writes to the shared pools
-/// (`dojo-accounts`) needs the same guarantee: one bad connection poisons the pool for all.
+/// (`dojo-records`) needs the same guarantee: one bad connection poisons the pool for all.
 pub async fn run_to_completion<T, E>(
     operation: impl Future<Output = Result<T, E>> + Send + 'static,
 ) -> Result<T, E>
@@ -151,7 +151,7 @@ pub trait DocumentStore: Send + Sync + 'static {
 }
 
 /// An open, migrated database: the one place every table lives (documents here, accounts in
-/// `dojo-accounts`), so that a process holds one pool per database rather than one per crate.
+/// `dojo-records`), so that a process holds one pool per database rather than one per crate.
 #[derive(Debug, Clone)]
 pub enum Database {
     Postgres(PostgresStore),

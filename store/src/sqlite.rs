@@ -116,7 +116,7 @@ impl SqliteStore {
     }
 
     /// The mutex this process's write transactions on this file queue on. Other crates writing
-    /// to the same file (`dojo-accounts`) take it too, so that their writers and the store's are
+    /// to the same file (`dojo-records`) take it too, so that their writers and the store's are
     /// served in order rather than polling SQLite's file lock against each other.
     pub fn write_lock(&self) -> &Arc<Mutex<()>> {
         &self.write

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use dojo_accounts::{AccountStore, RunStore};
+use dojo_records::{AccountStore, RunStore};
 use dojo_store::{Database, DocumentStore};
 
 use crate::{Backend, TestDatabase};
@@ -34,8 +34,8 @@ impl Stores {
         Self {
             backend,
             documents: db.documents(),
-            accounts: dojo_accounts::accounts(&db),
-            runs: dojo_accounts::runs(&db),
+            accounts: dojo_records::accounts(&db),
+            runs: dojo_records::runs(&db),
             db,
             url: url.to_owned(),
         }

@@ -109,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let database = dojo_store::open_database(&config.database_url).await.context("opening the database")?;
-    let runs = dojo_accounts::runs(&database);
+    let runs = dojo_records::runs(&database);
 
     let tokens = match (&config.jwt_secret, &config.token) {
         (Some(secret), _) => {
@@ -136,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
         TokenSource::None => UnclaimedRooms::Open,
         _ => UnclaimedRooms::Closed,
     };
-    let readers = RoomReaders { accounts: dojo_accounts::accounts(&database), unclaimed };
+    let readers = RoomReaders { accounts: dojo_records::accounts(&database), unclaimed };
     let rooms =
         RemoteRooms::new(&config.server_url, tokens, RemoteSettings::default()).context("DOJO_SERVER_URL")?;
 

@@ -13,8 +13,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dojo_accounts::{AccountStore, AssetLink, RoomAccess, RunStore};
 use dojo_ids::{AssetId, RoomName, UserId};
+use dojo_records::{AccountStore, AssetLink, RoomAccess, RunStore};
 
 use crate::asset_access::{AssetAccess, AssetAccessError};
 
@@ -74,7 +74,7 @@ pub struct RunAssetAccess {
 #[async_trait]
 impl AssetAccess for RunAssetAccess {
     async fn may_read(&self, asset_id: &AssetId) -> Result<bool, AssetAccessError> {
-        let failed = |e: dojo_accounts::AccountError| AssetAccessError(Box::new(e));
+        let failed = |e: dojo_records::AccountError| AssetAccessError(Box::new(e));
         let links = self.runs.asset_links(asset_id, MAX_LINKS_CHECKED).await.map_err(failed)?;
         let mut rooms = Vec::new();
         for link in &links {

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dojo_accounts::Run;
 use dojo_ids::NodeId;
+use dojo_records::Run;
 use dojo_room_client::RoomError;
 use dojo_sync_protocol::canvas::{SchemaError, write_run_summary};
 use serde_json::json;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use dojo_accounts::{AccountError, AccountStore, Claim, Run, RunNode, RunNodeState, RunStatus, RunStore};
 use dojo_ids::{NodeId, RunId};
+use dojo_records::{AccountError, AccountStore, Claim, Run, RunNode, RunNodeState, RunStatus, RunStore};
 use dojo_sync_protocol::canvas::CanvasGraph;
 use tokio_util::sync::CancellationToken;
 

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dojo_accounts::{AssetLink, AssetRecord, NodeSettlement, RunNodeState, RunStore};
 use dojo_ids::{AssetId, NodeId, RunId, UserId};
+use dojo_records::{AssetLink, AssetRecord, NodeSettlement, RunNodeState, RunStore};
 use dojo_sync_protocol::canvas::{NodeResult, NodeStatus, write_node_result};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dojo_accounts::RunStore;
 use dojo_ids::RunId;
+use dojo_records::RunStore;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -118,7 +118,7 @@ impl Relay {
 #[derive(Debug, thiserror::Error)]
 enum RelayError {
     #[error(transparent)]
-    Accounts(#[from] dojo_accounts::AccountError),
+    Accounts(#[from] dojo_records::AccountError),
     #[error(transparent)]
     Queue(#[from] QueueError),
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dojo_accounts::RunStore;
+use dojo_records::RunStore;
 
 use crate::cache::{Cache, CacheKey};
 use crate::value::Outputs;

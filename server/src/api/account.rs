@@ -4,8 +4,8 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use dojo_accounts::CreditOutcome;
-use dojo_accounts::stripe::{self, SignatureError};
+use dojo_records::CreditOutcome;
+use dojo_records::stripe::{self, SignatureError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

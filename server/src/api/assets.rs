@@ -7,11 +7,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use dojo_accounts::{AccountError, AssetLink, AssetRecord};
 use dojo_auth::Permission;
 use dojo_executor::upload_check::{ImageLimits, UploadRefusal, check_png_upload};
 use dojo_executor::{AssetError, AssetStore};
 use dojo_ids::AssetId;
+use dojo_records::{AccountError, AssetLink, AssetRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

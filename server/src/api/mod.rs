@@ -20,7 +20,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use dojo_accounts::AccountError;
+use dojo_records::AccountError;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::caller::{AuthError, Caller};
@@ -171,7 +171,7 @@ impl FromRequestParts<AppState> for Authenticated {
 
 impl Authenticated {
     /// The signed-in user; anonymous dev callers have no account to act on.
-    pub fn user(&self) -> Result<&dojo_accounts::User, ApiError> {
+    pub fn user(&self) -> Result<&dojo_records::User, ApiError> {
         self.0.user().ok_or_else(|| ApiError::Unauthorized("sign in first: this needs a user token".into()))
     }
 }

@@ -4,9 +4,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use dojo_accounts::{Collaborator, CollaboratorPermission, Workflow, WorkflowPatch, WorkflowSummary};
 use dojo_auth::Permission;
 use dojo_ids::{UserId, WorkflowId};
+use dojo_records::{Collaborator, CollaboratorPermission, Workflow, WorkflowPatch, WorkflowSummary};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

@@ -1,7 +1,7 @@
 //! Runs of canvas graphs, as `dojo-server` takes part in them.
 //!
 //! Durable by construction: a run is a database row written with its credit hold and an
-//! outbox row (`dojo-accounts`' `RunStore`). This process always relays outbox rows (and
+//! outbox row (`dojo-records`' `RunStore`). This process always relays outbox rows (and
 //! orphaned runs) to the queue and sweeps expired holds. The queue is in memory without Redis
 //! (the embedded default), or a Redis Stream shared with `dojo-worker` processes and other
 //! instances when `REDIS_URL` is set. Unless `DOJO_RUN_WORKERS=0`, this process also executes
@@ -13,7 +13,6 @@ pub mod room_writer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dojo_accounts::RunStore;
 use dojo_executor::compose::llm::{LlmPlanner, LlmSettings};
 use dojo_executor::worker::QueueError;
 use dojo_executor::worker::{
@@ -25,6 +24,7 @@ use dojo_executor::{
     ProviderConfigError,
 };
 use dojo_ids::RunId;
+use dojo_records::RunStore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 

@@ -1,9 +1,9 @@
 //! Credits coming in: an operator's grant, a paid checkout, dev mode's welcome. Every one goes
 //! through `apply_credits` with a key of its own namespace, so a retry changes the balance once.
 
-use dojo_accounts::stripe::CheckoutCredit;
-use dojo_accounts::{AccountError, AccountStore, CreditOutcome, User};
 use dojo_ids::UserId;
+use dojo_records::stripe::CheckoutCredit;
+use dojo_records::{AccountError, AccountStore, CreditOutcome, User};
 
 use crate::state::AppState;
 

@@ -22,7 +22,7 @@ pub mod workflows;
 #[cfg(test)]
 mod tests;
 
-use dojo_accounts::User;
+use dojo_records::User;
 
 use crate::caller::Caller;
 

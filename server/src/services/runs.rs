@@ -2,11 +2,11 @@
 //! read, cancel, list. The live per-node states travel in the room's document (`results`,
 //! `runs`); the run records are the authoritative record.
 
-use dojo_accounts::{AccountError, NewRun, NewRunNode, Run, RunNode, Submission};
 use dojo_auth::Permission;
 use dojo_executor::worker::DocumentError;
 use dojo_executor::{GraphLimits, ValidationErrors, validate};
 use dojo_ids::{NodeId, RunId};
+use dojo_records::{AccountError, NewRun, NewRunNode, Run, RunNode, Submission};
 use dojo_sync_protocol::canvas::{NodeResult, NodeStatus, SchemaError, read_graph, write_node_result};
 use serde_json::Value;
 

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dojo_accounts::{CollaboratorPermission, RunStatus, WorkflowPatch};
 use dojo_auth::{Claims, Minter, Permission};
 use dojo_ids::UserId;
+use dojo_records::{CollaboratorPermission, RunStatus, WorkflowPatch};
 use dojo_sync_protocol::canvas::{CanvasNode, Position, write_node};
 use dojo_test_support::{Backend, TestDatabase};
 use serde_json::json;
@@ -70,7 +70,7 @@ impl World {
             .expect("grant");
     }
 
-    async fn workflow(&self, owner: &Caller, room: &str) -> dojo_accounts::Workflow {
+    async fn workflow(&self, owner: &Caller, room: &str) -> dojo_records::Workflow {
         WorkflowService::new(&self.state)
             .create(owner, "a canvas", Some(room))
             .await
@@ -372,9 +372,9 @@ async fn an_operator_grant_with_a_key_applies_once() {
     let alice = world.caller("alice").await;
     let service = credits::CreditService::new(world.state.auth().accounts());
     let first = service.grant("alice", 7, Some("k1")).await.expect("grant by subject");
-    assert!(matches!(first.outcome, dojo_accounts::CreditOutcome::Applied(_)));
+    assert!(matches!(first.outcome, dojo_records::CreditOutcome::Applied(_)));
     let second = service.grant(World::user_id(&alice).as_str(), 7, Some("k1")).await.expect("grant by id");
-    assert!(matches!(second.outcome, dojo_accounts::CreditOutcome::AlreadyApplied(_)));
+    assert!(matches!(second.outcome, dojo_records::CreditOutcome::AlreadyApplied(_)));
     assert_eq!(world.state.auth().accounts().balance(&World::user_id(&alice)).await.unwrap(), 7);
     assert!(matches!(service.grant("nobody", 1, None).await, Err(credits::CreditError::NoSuchUser(_))));
     world.stop().await;

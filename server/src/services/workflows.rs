@@ -1,11 +1,11 @@
 //! Workflows: a workflow is a room with an owner, a title, collaborators and a public flag.
 //! Creating, renaming, sharing (collaborators, public or private) and deleting one.
 
-use dojo_accounts::{
-    AccountError, Collaborator, CollaboratorPermission, Workflow, WorkflowPatch, WorkflowSummary,
-};
 use dojo_auth::Permission;
 use dojo_ids::{UserId, WorkflowId};
+use dojo_records::{
+    AccountError, Collaborator, CollaboratorPermission, Workflow, WorkflowPatch, WorkflowSummary,
+};
 use dojo_store::StoreError;
 
 use super::{SignInRequired, access, claim, signed_in};

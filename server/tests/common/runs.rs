@@ -71,7 +71,7 @@ impl RunApi {
         assert_eq!(status, StatusCode::OK, "{me}");
         let id = me["id"].as_str().expect("user id").to_owned();
         let database = dojo_store::open_database(&self.database_url).await.expect("open the database");
-        dojo_accounts::accounts(&database)
+        dojo_records::accounts(&database)
             .apply_credits(&UserId::from(id.as_str()), credits, "test grant", &format!("grant:{id}"))
             .await
             .expect("grant");
@@ -120,7 +120,7 @@ impl RunApi {
     /// Every ledger row of a user, as (amount, idempotency key).
     pub async fn ledger(&self, user_id: &str) -> Vec<(i64, String)> {
         let database = dojo_store::open_database(&self.database_url).await.expect("open the database");
-        dojo_accounts::accounts(&database)
+        dojo_records::accounts(&database)
             .ledger(&UserId::from(user_id), 1000)
             .await
             .expect("ledger")

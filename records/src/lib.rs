@@ -1,4 +1,6 @@
-//! Who owns what, who may open which room, and who can pay for runs.
+//! The relational records kept beside the documents: who owns what, who may open which room,
+//! who can pay for runs, and every run's own records. (Called `dojo-accounts` until the runs
+//! moved in; named now for all it holds.)
 //!
 //! A workflow *is* a room: creating one claims a room name for an owner, and from then on
 //! [`AccountStore::room_access`] says who may join that room and how. Rooms with no workflow are

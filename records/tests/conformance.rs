@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use dojo_accounts::AccountError;
+use dojo_records::AccountError;
 use dojo_test_support::Stores;
 
 dojo_test_support::each_backend!(cases:
@@ -43,8 +43,8 @@ dojo_test_support::each_backend!(cases:
 mod cases {
     use std::time::Duration;
 
-    use dojo_accounts::stripe;
-    use dojo_accounts::{
+    use dojo_records::stripe;
+    use dojo_records::{
         CollaboratorPermission, CreditOutcome, LedgerEntry, Permission, RoomAccess, User, WorkflowPatch,
     };
 

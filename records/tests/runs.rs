@@ -38,7 +38,7 @@ mod cases {
     use std::collections::HashMap;
     use std::time::Duration;
 
-    use dojo_accounts::{
+    use dojo_records::{
         AccountError, AssetLink, AssetRecord, Claim, CreditOutcome, HoldState, LedgerEntry,
         MAX_CACHED_OUTPUTS, NewRun, NewRunNode, NodeSettlement, Run, RunNodeState, RunStatus, Submission,
     };
