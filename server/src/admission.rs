@@ -46,10 +46,12 @@ use crate::user_connections::{TooManyConnections, UserConnectionSlot};
 /// growing memory (its default is unbounded).
 const WRITE_BUFFER_SLACK: usize = 1024 * 1024;
 
-/// tungstenite's read buffer per connection (its default is 128 KiB, allocated up front): most
-/// frames are tens of bytes, and bigger ones are still read whole, in more reads. With the
-/// default, an idle connection cost ~135 KiB (BENCHMARKS.md, idle memory).
-pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// tungstenite's read buffer per connection (its default is 128 KiB, allocated up front and kept
+/// for the connection's life): most frames are tens of bytes, and bigger ones are still read
+/// whole (tungstenite reserves a frame's length once it has read its header), at most this many
+/// bytes per read. With the default an idle connection cost ~135 KiB, with 4 KiB ~7.3 KiB
+/// (BENCHMARKS.md, idle memory).
+pub const READ_BUFFER_BYTES: usize = 1024;
 
 /// Bytes tungstenite gathers before writing to the socket without a flush. Our writer flushes
 /// after each batch of frames, so this only caps how much one batch holds before it is written.
@@ -274,9 +276,9 @@ pub(crate) async fn join(
     mut peer: Peer,
 ) -> Result<RoomHandle, CloseReason> {
     for _ in 0..3 {
-        match room.send(RoomCommand::Join(peer)).await {
+        match room.send(RoomCommand::Join(Box::new(peer))).await {
             Ok(()) => return Ok(room),
-            Err(RoomCommand::Join(returned)) => peer = returned,
+            Err(RoomCommand::Join(returned)) => peer = *returned,
             Err(_) => break, // only a Join was sent
         }
         room = rooms.get_or_open(name).map_err(|error| CloseReason::Internal(error.to_string()))?;

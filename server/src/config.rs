@@ -335,6 +335,12 @@ pub struct RoomPolicy {
     #[arg(long, env = "DOJO_ROOM_UNLOAD_SECS", default_value_t = 30)]
     pub unload_after_secs: u64,
 
+    /// Seconds without a document change after which a room with clients hibernates: its
+    /// document is dropped (the store has all of it) and loaded again by the next change or
+    /// join; presence keeps working meanwhile. 0: never.
+    #[arg(long, env = "DOJO_HIBERNATE_AFTER_SECS", default_value_t = 30)]
+    pub hibernate_after_secs: u64,
+
     /// Compact a room's update log once it holds this many rows since the last snapshot…
     #[arg(long, env = "DOJO_COMPACT_AFTER_UPDATES", default_value_t = 500)]
     pub compact_after_updates: usize,

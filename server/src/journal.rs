@@ -120,6 +120,12 @@ impl<T> Journal<T> {
         Some(Written { changes, last_seq, released })
     }
 
+    /// Gives back the memory of queues that grew while the room was busy (it is going idle).
+    pub fn shrink(&mut self) {
+        self.queued.shrink_to_fit();
+        self.waiting.shrink_to_fit();
+    }
+
     /// Everything still waiting, for a room that is failing.
     pub fn abandon(&mut self) -> Vec<T> {
         // The store may still commit the batch; appending twice is harmless, and the room

@@ -50,6 +50,8 @@ pub struct ReasonLabel {
 pub struct Metrics {
     registry: Registry,
     pub rooms_open: Gauge,
+    /// Open rooms whose document is dropped until their next change (see `room/hibernation.rs`).
+    pub rooms_hibernating: Gauge,
     pub connections_open: Gauge,
     pub messages_in: Family<KindLabel, Counter>,
     pub bytes_in: Family<KindLabel, Counter>,
@@ -67,6 +69,8 @@ pub struct Metrics {
     pub persist_failures: Counter,
     pub compactions: Counter,
     pub rooms_unloaded: Counter,
+    /// Hibernating rooms woken (their document loaded again).
+    pub room_wakes: Counter,
     /// Document changes refused because the connection may only read.
     pub read_only_refusals: Counter,
     /// Requests and WebSocket messages delayed or refused by a rate limit, by where.
@@ -96,6 +100,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("dojo");
         let rooms_open = Gauge::default();
+        let rooms_hibernating = Gauge::default();
         let connections_open = Gauge::default();
         let messages_in = Family::default();
         let bytes_in = Family::default();
@@ -111,6 +116,7 @@ impl Metrics {
         let persist_failures = Counter::default();
         let compactions = Counter::default();
         let rooms_unloaded = Counter::default();
+        let room_wakes = Counter::default();
         let read_only_refusals = Counter::default();
         let rate_limited = Family::default();
         let cluster_messages_received = Counter::default();
@@ -120,6 +126,11 @@ impl Metrics {
         let cluster_catch_ups = Counter::default();
         let edge = EdgeMetrics::register(&mut registry);
         registry.register("rooms_open", "Rooms held in memory", rooms_open.clone());
+        registry.register(
+            "rooms_hibernating",
+            "Open rooms whose clients are quiet, held without their document",
+            rooms_hibernating.clone(),
+        );
         registry.register("connections_open", "Open WebSocket connections", connections_open.clone());
         registry.register("messages_received", "y-protocols messages received", messages_in.clone());
         registry.register("bytes_received", "Bytes of y-protocols messages received", bytes_in.clone());
@@ -151,6 +162,7 @@ impl Metrics {
         );
         registry.register("compactions", "Compactions started", compactions.clone());
         registry.register("rooms_unloaded", "Idle rooms unloaded from memory", rooms_unloaded.clone());
+        registry.register("room_wakes", "Hibernating rooms woken by a change", room_wakes.clone());
         registry.register(
             "read_only_refusals",
             "Document changes refused from read-only connections",
@@ -220,6 +232,7 @@ impl Metrics {
         Self {
             registry,
             rooms_open,
+            rooms_hibernating,
             connections_open,
             messages_in,
             bytes_in,
@@ -235,6 +248,7 @@ impl Metrics {
             persist_failures,
             compactions,
             rooms_unloaded,
+            room_wakes,
             read_only_refusals,
             rate_limited,
             cluster_messages_received,

@@ -92,6 +92,7 @@ impl AppState {
             max_awareness_clients_per_connection: limits.max_awareness_clients_per_connection,
             presence: crate::presence_limits::PresenceLimits::from(&*limits),
             unload_after: std::time::Duration::from_secs(config.rooms.unload_after_secs),
+            hibernate_after: std::time::Duration::from_secs(config.rooms.hibernate_after_secs),
             compaction: CompactionPolicy {
                 after_rows: config.rooms.compact_after_updates.max(1),
                 after_bytes: config.rooms.compact_after_bytes.max(1),

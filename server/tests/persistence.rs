@@ -200,6 +200,7 @@ dojo_test_support::each_backend_story!(
     a_hundred_clients_opening_a_cold_room_load_it_once,
     a_restored_version_reaches_everyone,
     an_idle_room_unloads_and_loads_again,
+    a_quiet_room_hibernates_keeps_presence_and_wakes_for_the_next_change,
     a_graceful_shutdown_stores_what_clients_sent,
     updates_that_queue_together_are_stored_in_one_transaction,
     migrate_creates_the_tables_and_can_run_again,
@@ -585,6 +586,53 @@ async fn an_idle_room_unloads_and_loads_again(backend: Backend) {
     assert_eq!(state(&carol), expected);
     assert_eq!(server.metric("dojo_room_loads_total", "").await, 2.0);
     assert_eq!(server.metric("dojo_rooms_open", "").await, 1.0);
+    server.stop().await;
+}
+
+/// A room whose clients stop editing drops its document; presence still flows; the next edit
+/// loads it again and reaches everyone, on top of everything stored.
+async fn a_quiet_room_hibernates_keeps_presence_and_wakes_for_the_next_change(backend: Backend) {
+    const ROOM: &str = "sleepy";
+    let db = TestDatabase::new(backend).await;
+    let server = TestServer::start_on(&db.url, |c| c.rooms.hibernate_after_secs = 1).await;
+    let alice = server.client(ROOM).await;
+    let bob = server.client(ROOM).await;
+    for i in 0..10 {
+        mixed_edit(&alice, "a", i).await;
+    }
+    let expected = graph(&alice);
+    wait_graph(&bob, "alice's edits", |g| *g == expected).await;
+    server.wait_metric("dojo_rooms_hibernating", "", |v| v == 1.0).await;
+    assert_eq!(server.metric("dojo_room_loads_total", "").await, 1.0);
+
+    // Presence needs no document: it is relayed without waking the room.
+    alice.set_presence(&json!({"name": "alice"})).await.expect("presence");
+    let deadline = Instant::now() + WAIT;
+    while !bob.presence().iter().any(|(_, state)| state["name"] == "alice") {
+        assert!(Instant::now() < deadline, "bob never saw alice's presence");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.metric("dojo_rooms_hibernating", "").await, 1.0, "presence did not wake it");
+    assert_eq!(server.metric("dojo_room_wakes_total", "").await, 0.0);
+
+    // An edit wakes it: stored on top of what was there, and everyone gets it.
+    bob.edit(|txn| canvas::write_node(txn, &node("after-sleep", 0.0)).unwrap()).await.unwrap();
+    wait_graph(&alice, "bob's edit after the room woke", |g| node_ids(g).contains("after-sleep")).await;
+    assert_eq!(server.metric("dojo_room_wakes_total", "").await, 1.0);
+    assert_eq!(state(&alice), state(&bob));
+
+    // A newcomer to a sleeping room gets the whole document.
+    server.wait_metric("dojo_rooms_hibernating", "", |v| v == 1.0).await;
+    let carol = server.client(ROOM).await;
+    assert_eq!(state(&carol), state(&alice));
+    assert_eq!(server.metric("dojo_room_wakes_total", "").await, 2.0);
+    for client in [alice, bob, carol] {
+        client.close().await;
+    }
+    server.stop().await;
+    let server = TestServer::start_on(&db.url, |_| {}).await;
+    let dave = server.client(ROOM).await;
+    assert!(node_ids(&graph(&dave)).contains("after-sleep"), "the change made after waking was stored");
     server.stop().await;
 }
 

@@ -15,7 +15,7 @@ use dojo_sync_protocol::update::apply_client_update;
 use tokio::sync::{Mutex, oneshot};
 use yrs::{Doc, ReadTxn, Transact, TransactionMut};
 
-use crate::room::RoomCommand;
+use crate::room::{ApplyRequest, RoomCommand};
 use crate::room_name::RoomName;
 use crate::room_registry::Rooms;
 
@@ -77,11 +77,11 @@ impl RoomWriter {
             let (done, answer) = oneshot::channel();
             handle
                 // The executor itself: it alone writes `results` and `runs`.
-                .send(RoomCommand::Apply {
+                .send(RoomCommand::Apply(Box::new(ApplyRequest {
                     update,
                     rules: dojo_sync_protocol::update::WriteRules::ANYTHING,
                     done,
-                })
+                })))
                 .await
                 .map_err(|_| room_closed())?;
             answer

@@ -90,6 +90,8 @@ struct Actor {
     writing: Option<Write>,
     catch_up: Option<JoinHandle<Result<CatchUp, StoreError>>>,
     compacting: Option<JoinHandle<()>>,
+    /// The document of a hibernating room, being loaded again (see `hibernation.rs`).
+    waking: Option<JoinHandle<Result<load::Loaded, LoadError>>>,
 }
 
 impl Room {
@@ -150,8 +152,13 @@ impl Room {
             writing: None,
             catch_up: None,
             compacting: None,
+            waking: None,
         };
-        if actor.serve(&mut commands, stop).await.is_err() {
+        let served = actor.serve(&mut commands, stop).await;
+        if actor.core.is_hibernating() {
+            actor.shell.metrics.rooms_hibernating.dec();
+        }
+        if served.is_err() {
             // The room failed: its clients reconnect to a fresh load (as before, without waiting
             // for the cluster or a compaction).
             return;
@@ -179,6 +186,7 @@ impl Actor {
         // Set once the queue reports closed and drained, so that branch stops firing.
         let mut drained = false;
         let mut unload_at: Option<Instant> = None;
+        let mut hibernate_at: Option<Instant> = None;
         let mut cluster_check = tokio::time::interval(CLUSTER_CHECK_EVERY);
         cluster_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let in_cluster = self.shell.cluster.is_some();
@@ -219,7 +227,14 @@ impl Actor {
                     self.compacting = None;
                     self.input(Input::Compacted);
                 }
-                command = commands.recv(), if !drained && !self.core.needs_reload() && !self.core.is_full() => match command {
+                woken = join_opt(&mut self.waking) => {
+                    self.waking = None;
+                    let loaded = woken.map_err(LoadError::Task).and_then(|loaded| loaded);
+                    self.input(Input::Woken(loaded));
+                }
+                // Re-armed below after every event, like the unload timer.
+                () = sleep_until(hibernate_at) => self.input(Input::Hibernate),
+                command = commands.recv(), if !drained && !self.core.needs_reload() && !self.core.is_full() && !self.core.is_waking() => match command {
                     Some(command) => self.on_command(command),
                     None => {
                         stopping = true;
@@ -259,6 +274,7 @@ impl Actor {
             } else if self.core.has_peers() {
                 unload_at = None;
             }
+            hibernate_at = self.core.hibernate_at().map(Instant::from_std);
         }
         Ok(())
     }
@@ -272,6 +288,7 @@ impl Actor {
     fn on_command(&mut self, command: RoomCommand) {
         let input = match command {
             RoomCommand::Join(peer) => {
+                let peer = *peer;
                 self.links.insert(peer.conn, Link { queue: peer.queue, disconnect: peer.disconnect });
                 Input::Join {
                     conn: peer.conn,
@@ -291,7 +308,8 @@ impl Actor {
                 Input::Restore { id: self.reply(Reply::Restored(done)), snapshot }
             }
             RoomCommand::State { done } => Input::State { id: self.reply(Reply::State(done)) },
-            RoomCommand::Apply { update, rules, done } => {
+            RoomCommand::Apply(request) => {
+                let super::handle::ApplyRequest { update, rules, done } = *request;
                 Input::Apply { id: self.reply(Reply::Applied(done)), update, rules }
             }
             RoomCommand::Remote(message) => Input::Remote(message),
@@ -363,6 +381,10 @@ impl Actor {
                     }));
                 }
                 Effect::Answer { id, answer } => self.answer(id, answer),
+                Effect::Wake => {
+                    let (store, room) = (self.shell.store.clone(), self.shell.name.clone());
+                    self.waking = Some(tokio::spawn(async move { load::load(&*store, &room).await }));
+                }
             }
         }
         overflowed
@@ -435,7 +457,8 @@ fn refuse_queued(commands: &mut mpsc::Receiver<RoomCommand>, reason: CloseReason
             RoomCommand::Restore { done, .. } => {
                 let _ = done.send(Err(RestoreError::NotStored));
             }
-            RoomCommand::Apply { done, .. } => {
+            RoomCommand::Apply(request) => {
+                let done = request.done;
                 let refusal = if reason == CloseReason::Quarantined {
                     ApplyError::Quarantined
                 } else {

@@ -28,6 +28,7 @@ use crate::room_name::RoomName;
 
 use super::effects::{Answer, Effect, Input, Recipients, RequestId};
 use super::handle::{ConnId, RoomSettings, too_large};
+use super::hibernation::Hibernation;
 use super::load::Loaded;
 use super::protocol::PeerProtocol;
 use super::replication::Replication;
@@ -86,7 +87,9 @@ pub(crate) struct RoomCore {
     pub(super) settings: RoomSettings,
     pub(super) metrics: Arc<Metrics>,
     pub(super) journal: Journal<AfterStore>,
-    schedule: CompactionSchedule,
+    pub(super) schedule: CompactionSchedule,
+    /// Whether the document is held, dropped, or being loaded again (see `hibernation.rs`).
+    pub(super) hibernation: Hibernation,
     /// Set when the document must be rebuilt from the store (see `MAX_PENDING_BYTES`).
     pub(super) reload: bool,
     /// This instance, when the room is shared with others through the cluster.
@@ -122,6 +125,7 @@ impl RoomCore {
             tombstones: 0,
             journal: Journal::new(settings.max_batch_updates),
             schedule: CompactionSchedule::new(settings.compaction, loaded.log_rows, loaded.log_bytes),
+            hibernation: Hibernation::new(settings.hibernate_after),
             settings,
             metrics,
             reload: false,
@@ -137,6 +141,26 @@ impl RoomCore {
     /// Applies one input at time `now` and returns what to do about it, in order.
     pub(crate) fn handle(&mut self, input: Input, now: Instant) -> Vec<Effect> {
         match input {
+            Input::Hibernate => self.hibernate(now),
+            Input::Woken(loaded) => {
+                for held in self.woken(loaded, now) {
+                    self.step(held, now);
+                }
+            }
+            input => {
+                if let Some(input) = self.gate(input, now) {
+                    self.step(input, now);
+                }
+            }
+        }
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Handles one input, its effects added to `effects`.
+    fn step(&mut self, input: Input, now: Instant) {
+        match input {
+            // Handled by `handle`.
+            Input::Hibernate | Input::Woken(_) => {}
             Input::Join { conn, can_write, protocol, rules } => self.join(conn, can_write, protocol, rules),
             Input::Messages { conn, messages } => {
                 for message in messages {
@@ -163,7 +187,7 @@ impl RoomCore {
             Input::WriteFailed => {
                 // The room stops: nothing more to write or compact.
                 self.on_write_failed();
-                return std::mem::take(&mut self.effects);
+                return;
             }
             Input::CaughtUp(outcome) => self.on_caught_up(outcome, now),
             Input::Compacted => self.schedule.finished(),
@@ -180,7 +204,6 @@ impl RoomCore {
             self.metrics.compactions.inc();
             self.effects.push(Effect::Compact);
         }
-        std::mem::take(&mut self.effects)
     }
 
     /// Whether a connection was removed for what it sent (its queued frames are dropped).
@@ -195,7 +218,7 @@ impl RoomCore {
 
     /// The document holds nothing unstored and no write is under way.
     pub(crate) fn is_quiet(&self) -> bool {
-        self.journal.is_quiet()
+        self.journal.is_quiet() && !self.is_waking()
     }
 
     /// Too much waits to be stored: the actor stops taking commands until a write finishes.

@@ -14,7 +14,7 @@ use crate::metrics::MessageKind;
 
 use super::handle::{ApplyError, ConnId, RestoreError};
 pub(crate) use super::load::CatchUp;
-use super::load::CatchUpError;
+use super::load::{CatchUpError, LoadError, Loaded};
 use super::protocol::PeerProtocol;
 
 /// Numbers an HTTP command, so that its answer finds its caller (the actor keeps the reply
@@ -59,6 +59,12 @@ pub(crate) enum Input {
     ClusterCheck { dead: Vec<InstanceId> },
     /// These connections' send queues were full when a frame was delivered to them.
     Overflowed(Vec<ConnId>),
+    /// The time [`RoomCore::hibernate_at`] named has come: drop the document if still due.
+    ///
+    /// [`RoomCore::hibernate_at`]: super::core::RoomCore::hibernate_at
+    Hibernate,
+    /// The load asked for by [`Effect::Wake`] finished.
+    Woken(Result<Loaded, LoadError>),
 }
 
 #[derive(Debug)]
@@ -78,6 +84,8 @@ pub(crate) enum Effect {
     Compact,
     /// Answer an HTTP command.
     Answer { id: RequestId, answer: Answer },
+    /// Load the hibernating room's document again; answer with [`Input::Woken`].
+    Wake,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,8 +20,11 @@ use super::protocol::PeerProtocol;
 /// Identifies one WebSocket connection for the lifetime of the process.
 pub type ConnId = u64;
 
+///
+/// Kept small (large payloads boxed): a room's queue allocates its slots 32 at a time, up front,
+/// for every open room.
 pub enum RoomCommand {
-    Join(Peer),
+    Join(Box<Peer>),
     Messages {
         conn: ConnId,
         messages: Vec<Message>,
@@ -51,12 +54,7 @@ pub enum RoomCommand {
     },
     /// Apply a client update that arrived over HTTP, as if from a connection; answered once it
     /// is stored (and so broadcast).
-    Apply {
-        update: Vec<u8>,
-        /// The writer's rules (see `executor_maps.rs`).
-        rules: WriteRules<'static>,
-        done: oneshot::Sender<Result<(), ApplyError>>,
-    },
+    Apply(Box<ApplyRequest>),
     /// From another instance, through Redis.
     Remote(ClusterMessage),
     /// Messages from other instances may have been missed: catch up from the store.
@@ -94,6 +92,15 @@ pub enum RestoreError {
     BadVersion(String),
     #[error("the room could not store the restore")]
     NotStored,
+}
+
+/// A client update that arrived over HTTP, applied as if from a connection; answered once it is
+/// stored (and so broadcast).
+pub struct ApplyRequest {
+    pub update: Vec<u8>,
+    /// The writer's rules (see `executor_maps.rs`).
+    pub rules: WriteRules<'static>,
+    pub done: oneshot::Sender<Result<(), ApplyError>>,
 }
 
 /// What the room needs to serve one connection.
@@ -195,9 +202,24 @@ pub struct RoomSettings {
     pub presence: PresenceLimits,
     /// How long a room with no clients stays loaded.
     pub unload_after: Duration,
+    /// How long a room's clients stay quiet before it hibernates (see `hibernation.rs`); zero:
+    /// never.
+    pub hibernate_after: Duration,
     pub compaction: CompactionPolicy,
     /// Most changes stored in one transaction.
     pub max_batch_updates: usize,
     /// Largest the document may grow (see `document_size.rs`); 0: no limit.
     pub max_document_bytes: usize,
+}
+#[cfg(test)]
+mod tests {
+    /// Every open room's queue holds 32 of these from the start (idle memory, BENCHMARKS.md).
+    #[test]
+    fn a_room_command_stays_small() {
+        assert!(
+            std::mem::size_of::<super::RoomCommand>() <= 56,
+            "{}",
+            std::mem::size_of::<super::RoomCommand>()
+        );
+    }
 }

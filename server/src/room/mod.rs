@@ -16,12 +16,14 @@
 //! Where things are: `handle.rs` (commands, address, settings), `protocol.rs` (y-websocket vs
 //! Hocuspocus), `core.rs` (sync rules, write-before-broadcast), `presence.rs` (who owns which
 //! awareness ids), `remote.rs` and `replication.rs` (other instances), `http.rs` (apply,
-//! restore, state), `schedule.rs` (when to compact), `load.rs` (reading the store), `actor.rs`.
+//! restore, state), `schedule.rs` (when to compact), `hibernation.rs` (dropping an idle room's document),
+//! `load.rs` (reading the store), `actor.rs`.
 
 mod actor;
 mod core;
 mod effects;
 mod handle;
+mod hibernation;
 mod http;
 mod load;
 mod presence;
@@ -34,6 +36,7 @@ mod tests;
 
 pub use actor::{Room, RoomRegistration};
 pub use handle::{
-    ApplyError, ConnId, Peer, RestoreError, RoomCommand, RoomHandle, RoomSettings, WeakRoomHandle,
+    ApplyError, ApplyRequest, ConnId, Peer, RestoreError, RoomCommand, RoomHandle, RoomSettings,
+    WeakRoomHandle,
 };
 pub use protocol::PeerProtocol;

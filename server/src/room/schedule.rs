@@ -41,7 +41,6 @@ impl CompactionSchedule {
         self.running = false;
     }
 
-    #[cfg(test)]
     pub(crate) fn is_running(&self) -> bool {
         self.running
     }

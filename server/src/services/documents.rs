@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 
 use super::access::{self, AccessError, RoomAccess};
 use crate::caller::Caller;
-use crate::room::{ApplyError, RoomCommand};
+use crate::room::{ApplyError, ApplyRequest, RoomCommand};
 use crate::room_name::RoomName;
 use crate::room_registry::OpenRefused;
 use crate::state::AppState;
@@ -84,7 +84,10 @@ pub async fn apply(
     let handle = access::open_room(state, caller, room)?;
     let (done, answer) = oneshot::channel();
     let rules = crate::executor_maps::write_rules(caller, state.config());
-    handle.send(RoomCommand::Apply { update, rules, done }).await.map_err(|_| not_served(state, room))?;
+    handle
+        .send(RoomCommand::Apply(Box::new(ApplyRequest { update, rules, done })))
+        .await
+        .map_err(|_| not_served(state, room))?;
     match answer.await.map_err(|_| not_served(state, room))? {
         Ok(()) => Ok(()),
         Err(error @ (ApplyError::Invalid(_) | ApplyError::MissingDependencies)) => {

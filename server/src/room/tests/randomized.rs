@@ -29,7 +29,7 @@ use super::super::core::RoomCore;
 use super::super::effects::{Effect, Input, Recipients};
 use super::super::handle::ConnId;
 use super::super::protocol::PeerProtocol;
-use super::{core, edit, join, messages_of, text_of};
+use super::{core, edit, join, loaded, messages_of, text_of};
 
 const CLIENTS: usize = 4;
 const STEPS: usize = 300;
@@ -98,6 +98,10 @@ struct Sim {
     next_conn: ConnId,
     store: Store,
     compacting: bool,
+    /// The room asked for its document (it hibernated, then something needed it).
+    waking: bool,
+    /// Times the room woke with its document (the test requires some, across seeds).
+    wakes: usize,
     now: Instant,
     step: usize,
     max_batch: usize,
@@ -137,6 +141,8 @@ impl Sim {
             next_conn: 1,
             store: Store::new(),
             compacting: false,
+            waking: false,
+            wakes: 0,
             now: Instant::now(),
             step: 0,
             max_batch,
@@ -203,6 +209,10 @@ impl Sim {
                         self.store.writing = Some(batch);
                     }
                     Effect::Compact => self.compacting = true,
+                    Effect::Wake => {
+                        assert!(!self.waking, "seed {}: one wake at a time", self.seed);
+                        self.waking = true;
+                    }
                     Effect::Publish(_) | Effect::CatchUp { .. } => {
                         panic!(
                             "seed {}: a room outside a cluster publishes and catches up nothing",
@@ -238,6 +248,7 @@ impl Sim {
             Effect::Publish(_) => 4u8.hash(&mut self.trace),
             Effect::CatchUp { .. } => 5u8.hash(&mut self.trace),
             Effect::Answer { .. } => 6u8.hash(&mut self.trace),
+            Effect::Wake => 7u8.hash(&mut self.trace),
         }
     }
 
@@ -324,8 +335,11 @@ impl Sim {
         self.send(i, Message::Awareness(update));
     }
 
-    /// The room reads the next queued command.
+    /// The room reads the next queued command (none while it wakes: the actor waits).
     fn deliver_next(&mut self) {
+        if self.room.is_waking() {
+            return;
+        }
         match self.queue.pop_front() {
             Some(Queued::Send(conn, messages)) => self.input(Input::Messages { conn, messages }),
             Some(Queued::Leave(conn)) => self.input(Input::Leave { conn }),
@@ -360,6 +374,32 @@ impl Sim {
         self.room = core(&self.store.durable, self.max_batch, None);
     }
 
+    /// Time passes until the room may hibernate, and it does.
+    fn hibernate(&mut self) {
+        if let Some(at) = self.room.hibernate_at() {
+            self.now = self.now.max(at);
+            self.input(Input::Hibernate);
+        }
+    }
+
+    /// The document the room asked for arrives: what the store holds (now and then the load
+    /// fails, and the room closes everyone, like a failed write).
+    fn wake(&mut self) {
+        if !std::mem::take(&mut self.waking) {
+            return;
+        }
+        if !self.calm && self.rng.random_bool(0.1) {
+            self.input(Input::Woken(Err(super::super::load::LoadError::Corrupt("simulated".into()))));
+            assert!(self.by_conn.is_empty(), "seed {}: a room that cannot wake closes everyone", self.seed);
+            assert!(self.room.needs_reload(), "seed {}", self.seed);
+            self.queue.clear();
+            self.room = core(&self.store.durable, self.max_batch, None);
+            return;
+        }
+        self.input(Input::Woken(Ok(loaded(&self.store.durable))));
+        self.wakes += 1;
+    }
+
     fn random_step(&mut self) {
         let i = self.rng.random_range(0..self.clients.len());
         match self.rng.random_range(0..100) {
@@ -388,6 +428,8 @@ impl Sim {
                     self.input(Input::Compacted);
                 }
             }
+            92..94 => self.hibernate(),
+            94..97 => self.wake(),
             _ => self.now += Duration::from_millis(self.rng.random_range(1..500)),
         }
     }
@@ -405,7 +447,8 @@ impl Sim {
                 }
             }
             let mut rounds = 0;
-            while !self.queue.is_empty() || self.store.writing.is_some() {
+            while !self.queue.is_empty() || self.store.writing.is_some() || self.waking {
+                self.wake();
                 self.deliver_next();
                 self.complete_write();
                 rounds += 1;
@@ -453,8 +496,8 @@ impl Drop for Replay {
     }
 }
 
-/// Runs one seed; returns its trace.
-fn run(seed: u64) -> u64 {
+/// Runs one seed; returns its trace and how often the room woke.
+fn run(seed: u64) -> (u64, usize) {
     let _replay = Replay(seed);
     let mut sim = Sim::new(seed);
     for step in 0..STEPS {
@@ -463,7 +506,7 @@ fn run(seed: u64) -> u64 {
     }
     sim.settle();
     sim.check_convergence();
-    sim.trace.finish()
+    (sim.trace.finish(), sim.wakes)
 }
 
 #[test]
@@ -473,9 +516,8 @@ fn clients_converge_and_see_only_stored_changes() {
         return;
     }
     let seeds = std::env::var("DOJO_ROOM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(48u64);
-    for seed in 0..seeds {
-        run(seed);
-    }
+    let wakes: usize = (0..seeds).map(|seed| run(seed).1).sum();
+    assert!(seeds < 16 || wakes > seeds as usize, "the seeds hibernate and wake the room ({wakes} wakes)");
 }
 
 /// A printed seed is only useful if running it again does the same thing: nothing in the core
