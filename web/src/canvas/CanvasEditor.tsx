@@ -30,6 +30,8 @@ import { ParamPanel } from './ParamPanel'
 import { RemoteCursors } from './Presence'
 import { RunHistory } from './RunHistory'
 import { useShortcuts } from './useShortcuts'
+import { useNodeTitles } from './feedback/useNodeTitles'
+import { Toast } from '../ui/Toast'
 import { useRuns } from './useRuns'
 
 const nodeTypes = { dojo: DojoNode }
@@ -69,6 +71,7 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
 
   const { me, peers, onPointerMove, onPointerLeave } = useCanvasPresence(awareness, session, selectedIds)
   const panels = usePanels()
+  const nodeTitles = useNodeTitles(nodes, catalog)
   const runs = useRuns(doc, workflow.room, session.token, onRunsFinished)
   const context = useCanvasContextValue({
     doc,
@@ -77,6 +80,7 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
     token: session.token,
     peers,
     validation: runs.validation,
+    nodeTitles,
     openImage: panels.setLightbox,
   })
   const actions = useEditActions({ doc, binding, undo, catalog, readOnly, runs, wrapper })
@@ -102,7 +106,8 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
   )
 
   const panelNode = panels.panelOpen && selectedIds.length === 1 ? nodes.find((n) => n.id === selectedIds[0]) : undefined
-  const { menu, notice } = panels
+  const { menu, notice, setNotice } = panels
+  const clearNotice = useCallback(() => setNotice(null), [setNotice])
 
   return (
     <CanvasContext.Provider value={context}>
@@ -130,8 +135,8 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
         <Banners
           readOnly={readOnly}
           connectionState={connectionState}
-          message={notice ?? runs.message}
-          onDismiss={() => (notice ? panels.setNotice(null) : runs.clearMessage())}
+          message={runs.message}
+          onDismiss={runs.clearMessage}
         />
         <div className="workspace">
           <Palette catalog={catalog} disabled={readOnly} onAdd={(spec) => actions.addAt(spec)} />
@@ -150,6 +155,7 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
               onNodesChange={binding.onNodesChange}
               onEdgesChange={binding.onEdgesChange}
               onConnect={wiring.onConnect}
+              onConnectEnd={wiring.onConnectEnd}
               isValidConnection={wiring.isValidConnection}
               onNodeContextMenu={onNodeContextMenu}
               onNodeDragStart={() => undo.stopCapturing()}
@@ -188,6 +194,7 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
           />
         )}
         {panels.lightbox && <Lightbox src={panels.lightbox} onClose={() => panels.setLightbox(null)} />}
+        {notice && <Toast message={notice} onDone={clearNotice} />}
         {runs.shortfall && <CreditsDialog shortfall={runs.shortfall} onClose={runs.dismissShortfall} />}
         {panels.helpOpen && <ShortcutsHelp onClose={() => panels.setHelpOpen(false)} />}
       </div>

@@ -7,10 +7,12 @@ import type { Port } from '../catalog/catalog'
 import type { FlowNode } from '../doc/binding'
 import { setParam } from '../doc/edits'
 import type { NodeResult, OutputValue } from '../doc/schema'
+import { credits } from '../ui/credits'
 import { useCanvas } from './context'
+import { nameNodesIn } from './feedback/nodeNames'
 
 export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps<FlowNode>) {
-  const { catalog, selectedBy, validation } = useCanvas()
+  const { catalog, selectedBy, validation, nodeTitles } = useCanvas()
   const spec = catalog.spec(data.nodeType)
   const peers = selectedBy.get(id) ?? []
   const problems = validation.get(id) ?? []
@@ -36,7 +38,7 @@ export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps
       )}
       <header>
         <span className="node-title">{spec?.name ?? data.nodeType}</span>
-        {spec && spec.cost > 0 && <span className="cost" title="credits per run">{spec.cost}¢</span>}
+        {spec && spec.cost > 0 && <span className="cost" title="credits per run">{credits(spec.cost)}</span>}
         <StatusBadge result={data.result} />
       </header>
       {!spec && <p className="node-error">Unknown node type “{data.nodeType}”</p>}
@@ -54,10 +56,10 @@ export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps
           <div style={{ width: `${data.result.progress}%` }} />
         </div>
       )}
-      {data.result?.error && <p className="node-error" data-testid="node-error">{data.result.error}</p>}
+      {data.result?.error && <p className="node-error" data-testid="node-error">{nameNodesIn(data.result.error, nodeTitles)}</p>}
       {problems.map((problem, i) => (
         <p key={i} className="node-error" data-testid="validation-error">
-          {problem.message}
+          {nameNodesIn(problem.message, nodeTitles)}
         </p>
       ))}
       {data.result && <Outputs outputs={data.result.outputs} />}

@@ -15,6 +15,8 @@ export interface CanvasContextValue {
   selectedBy: Map<string, Peer[]>
   /** Node id → problems the server found when a run was refused (422). */
   validation: Map<string, NodeValidationError[]>
+  /** Node id → its title, to name nodes in messages that the server wrote with ids. */
+  nodeTitles: ReadonlyMap<string, string>
   openImage: (url: string) => void
 }
 

@@ -13,10 +13,11 @@ interface Inputs {
   token: string | null
   peers: Peer[]
   validation: Map<string, NodeValidationError[]>
+  nodeTitles: ReadonlyMap<string, string>
   openImage: (url: string) => void
 }
 
-export function useCanvasContextValue({ doc, catalog, readOnly, token, peers, validation, openImage }: Inputs): CanvasContextValue {
+export function useCanvasContextValue({ doc, catalog, readOnly, token, peers, validation, nodeTitles, openImage }: Inputs): CanvasContextValue {
   // GET /assets/{id} needs the caller's token, and an <img> cannot send a header.
   const assetUrl = useCallback(
     (url: string) => (token ? `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}` : url),
@@ -30,8 +31,9 @@ export function useCanvasContextValue({ doc, catalog, readOnly, token, peers, va
       assetUrl,
       selectedBy: selectionsByNode(peers),
       validation,
+      nodeTitles,
       openImage,
     }),
-    [doc, catalog, readOnly, assetUrl, peers, validation, openImage],
+    [doc, catalog, readOnly, assetUrl, peers, validation, nodeTitles, openImage],
   )
 }

@@ -17,7 +17,7 @@ export interface Panels {
   /** The image shown full size. */
   lightbox: string | null
   setLightbox: (src: string | null) => void
-  /** A message of the editor's own (a refused wire), shown before the runs' messages. */
+  /** A message of the editor's own (a refused wire), shown as a toast for a few seconds. */
   notice: string | null
   setNotice: (notice: string | null) => void
   /** What Escape closes: the menu, the lightbox and the shortcuts help. */
