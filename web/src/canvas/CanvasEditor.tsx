@@ -23,7 +23,9 @@ import { useCanvasPresence } from './editor/useCanvasPresence'
 import { useEditActions } from './editor/useEditActions'
 import { usePanels } from './editor/usePanels'
 import { useUndoState } from './editor/useUndoState'
+import { useFrameNodes } from './editor/useFrameNodes'
 import { useWiring } from './editor/useWiring'
+import { FRAME_CLEAR_OF_CONTROLS } from './layout/viewport'
 import { Lightbox } from './Lightbox'
 import { Palette } from './Palette'
 import { ParamPanel } from './ParamPanel'
@@ -35,6 +37,12 @@ import { Toast } from '../ui/Toast'
 import { useRuns } from './useRuns'
 
 const nodeTypes = { dojo: DojoNode }
+
+/** Small enough to sit under FRAME_CLEAR_OF_CONTROLS's bottom margin. */
+const MINIMAP_SIZE = { width: 180, height: 120 }
+
+/** The minimap draws nodes in their run state's colour (styles.css, per theme). */
+const minimapNodeClass = (node: FlowNode) => `status-${node.data.result?.status ?? 'idle'}`
 
 /** A room as the editor uses it: the live connection, its binding to React Flow, and undo. */
 export interface OpenRoom {
@@ -84,6 +92,7 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
     openImage: panels.setLightbox,
   })
   const actions = useEditActions({ doc, binding, undo, catalog, readOnly, runs, wrapper })
+  const frameNodes = useFrameNodes(nodes)
   const wiring = useWiring(doc, catalog, undo, panels.setNotice)
 
   useShortcuts({
@@ -104,6 +113,13 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
     },
     [binding, setMenu],
   )
+
+  // The panel stays with the node it was opened for while one node is selected, and closes
+  // once the selection is empty or several nodes.
+  const { setPanelOpen } = panels
+  useEffect(() => {
+    if (selectedIds.length !== 1) setPanelOpen(false)
+  }, [selectedIds.length, setPanelOpen])
 
   const panelNode = panels.panelOpen && selectedIds.length === 1 ? nodes.find((n) => n.id === selectedIds[0]) : undefined
   const { menu, notice, setNotice } = panels
@@ -128,6 +144,8 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
           onRun={actions.run}
           historyOpen={panels.historyOpen}
           onToggleHistory={() => panels.setHistoryOpen(!panels.historyOpen)}
+          settingsOpen={panels.panelOpen}
+          onToggleSettings={() => panels.setPanelOpen(!panels.panelOpen)}
           theme={theme}
           onToggleTheme={onToggleTheme}
           onToggleHelp={() => panels.setHelpOpen(!panels.helpOpen)}
@@ -166,14 +184,14 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
               deleteKeyCode={readOnly ? null : ['Delete', 'Backspace']}
               colorMode={theme}
               fitView
-              fitViewOptions={{ maxZoom: 1 }}
+              fitViewOptions={FRAME_CLEAR_OF_CONTROLS}
               minZoom={0.1}
               maxZoom={2.5}
               proOptions={{ hideAttribution: true }}
             >
               <Background />
               <Controls />
-              <MiniMap pannable zoomable nodeStrokeWidth={3} />
+              <MiniMap pannable zoomable nodeStrokeWidth={2} nodeClassName={minimapNodeClass} style={MINIMAP_SIZE} />
               <RemoteCursors peers={peers} />
             </ReactFlow>
           </div>
@@ -182,7 +200,15 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
             <RunHistory room={workflow.room} token={session.token} live={runs.runs} onClose={() => panels.setHistoryOpen(false)} />
           )}
         </div>
-        <ComposeDock room={workflow.room} token={session.token} disabled={readOnly} onComposed={(ids) => binding.select(ids)} />
+        <ComposeDock
+          room={workflow.room}
+          token={session.token}
+          disabled={readOnly}
+          onComposed={(ids) => {
+            binding.select(ids)
+            frameNodes(ids)
+          }}
+        />
         {menu && (
           <NodeMenu
             target={menu}

@@ -6,10 +6,12 @@ import { memo, type CSSProperties } from 'react'
 import type { Port } from '../catalog/catalog'
 import type { FlowNode } from '../doc/binding'
 import { setParam } from '../doc/edits'
-import type { NodeResult, OutputValue } from '../doc/schema'
+import type { NodeResult } from '../doc/schema'
 import { credits } from '../ui/credits'
 import { useCanvas } from './context'
 import { nameNodesIn } from './feedback/nodeNames'
+import { hasImageOutput } from './layout/nodeSize'
+import { NodeOutputs } from './NodeOutputs'
 
 export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps<FlowNode>) {
   const { catalog, selectedBy, validation, nodeTitles } = useCanvas()
@@ -62,7 +64,7 @@ export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps
           {nameNodesIn(problem.message, nodeTitles)}
         </p>
       ))}
-      {data.result && <Outputs outputs={data.result.outputs} />}
+      <NodeOutputs outputs={data.result?.outputs ?? {}} imageSlot={spec !== undefined && hasImageOutput(spec)} />
     </div>
   )
 })
@@ -115,36 +117,4 @@ function ParamPreview({ nodeId, nodeType, params }: { nodeId: string; nodeType: 
   const prompt = params.prompt
   if (typeof prompt === 'string' && prompt !== '') return <p className="param-preview">“{prompt}”</p>
   return null
-}
-
-function Outputs({ outputs }: { outputs: Record<string, OutputValue> }) {
-  const { assetUrl, openImage } = useCanvas()
-  const entries = Object.entries(outputs)
-  if (entries.length === 0) return null
-  return (
-    <div className="node-outputs">
-      {entries.map(([handle, output]) => {
-        if (output.kind === 'asset' && (output.asset.contentType ?? 'image/png').startsWith('image/')) {
-          const src = assetUrl(output.url)
-          return (
-            <button key={handle} className="thumb nodrag" title="Open full size" onClick={() => openImage(src)}>
-              <img src={src} alt={`${handle} output`} data-testid="output-image" loading="lazy" />
-            </button>
-          )
-        }
-        if (output.kind === 'asset') {
-          return (
-            <a key={handle} href={assetUrl(output.url)} target="_blank" rel="noreferrer">
-              {handle}: {output.asset.contentType ?? 'file'}
-            </a>
-          )
-        }
-        return (
-          <p key={handle} className="output-text" data-testid="output-text">
-            <strong>{handle}:</strong> {output.kind === 'text' ? output.text : String(output.value)}
-          </p>
-        )
-      })}
-    </div>
-  )
 }

@@ -1,5 +1,5 @@
 // The editor's top bar: back to the dashboard, title, connection and people, credits, and the
-// undo, run, history, theme and help buttons.
+// undo, run, settings, history, theme and help buttons.
 import type { ConnectionState } from '../../collab/connection'
 import type { Peer, PresenceUser } from '../../collab/presence'
 import { navigate } from '../../ui/router'
@@ -26,6 +26,9 @@ interface Props {
   onRun: (targets: string[] | null) => void
   historyOpen: boolean
   onToggleHistory: () => void
+  /** The selected node's parameter panel (one node selected). */
+  settingsOpen: boolean
+  onToggleSettings: () => void
   theme: Theme
   onToggleTheme: () => void
   onToggleHelp: () => void
@@ -59,6 +62,15 @@ export function Toolbar(props: Props) {
       </button>
       <button data-testid="cancel" onClick={() => void runs.cancel()} disabled={readOnly || runs.active.length === 0}>
         Cancel
+      </button>
+      <button
+        onClick={props.onToggleSettings}
+        aria-pressed={props.settingsOpen}
+        disabled={selectedIds.length !== 1}
+        data-testid="settings-toggle"
+        title="The selected node's settings (or double-click a node)"
+      >
+        Settings
       </button>
       <button onClick={props.onToggleHistory} aria-pressed={props.historyOpen}>
         Runs

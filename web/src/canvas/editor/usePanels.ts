@@ -7,7 +7,10 @@ export interface Panels {
   /** The node context menu, where it was opened. */
   menu: MenuTarget | null
   setMenu: (menu: MenuTarget | null) => void
-  /** The parameter panel, shown while exactly one node is selected. */
+  /**
+   * The parameter panel. Opened on purpose (double-click, the menu's Settings, the toolbar's
+   * Settings), never by selecting: a panel that opens on every click covers the canvas.
+   */
   panelOpen: boolean
   setPanelOpen: (open: boolean) => void
   historyOpen: boolean
@@ -26,7 +29,7 @@ export interface Panels {
 
 export function usePanels(): Panels {
   const [menu, setMenu] = useState<MenuTarget | null>(null)
-  const [panelOpen, setPanelOpen] = useState(true)
+  const [panelOpen, setPanelOpen] = useState(false)
   const [historyOpen, setHistoryOpen] = useState(false)
   const [helpOpen, setHelpOpen] = useState(false)
   const [lightbox, setLightbox] = useState<string | null>(null)
