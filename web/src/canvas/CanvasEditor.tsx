@@ -26,7 +26,7 @@ import { useUndoState } from './editor/useUndoState'
 import { useFrameNodes } from './editor/useFrameNodes'
 import { useWiring } from './editor/useWiring'
 import { FRAME_CLEAR_OF_CONTROLS } from './layout/viewport'
-import { Lightbox } from './Lightbox'
+import { Lightbox } from './images/Lightbox'
 import { Palette } from './Palette'
 import { ParamPanel } from './ParamPanel'
 import { RemoteCursors } from './Presence'
@@ -219,7 +219,7 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
             onClose={() => setMenu(null)}
           />
         )}
-        {panels.lightbox && <Lightbox src={panels.lightbox} onClose={() => panels.setLightbox(null)} />}
+        {panels.lightbox && <Lightbox image={panels.lightbox} onClose={() => panels.setLightbox(null)} />}
         {notice && <Toast message={notice} onDone={clearNotice} />}
         {runs.shortfall && <CreditsDialog shortfall={runs.shortfall} onClose={runs.dismissShortfall} />}
         {panels.helpOpen && <ShortcutsHelp onClose={() => panels.setHelpOpen(false)} />}

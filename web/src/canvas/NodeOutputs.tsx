@@ -2,6 +2,8 @@
 // neighbours when its image arrives), files as links, text and numbers as lines.
 import type { OutputValue } from '../doc/schema'
 import { useCanvas } from './context'
+import { downloadName, imageFacts } from './images/imageFacts'
+import { useNaturalSize } from './images/useNaturalSize'
 
 interface Props {
   outputs: Record<string, OutputValue>
@@ -9,7 +11,7 @@ interface Props {
   imageSlot: boolean
 }
 
-const isImage = (output: OutputValue): output is Extract<OutputValue, { kind: 'asset' }> =>
+const isImage = (output: OutputValue): output is AssetOutput =>
   output.kind === 'asset' && (output.asset.contentType ?? 'image/png').startsWith('image/')
 
 export function NodeOutputs({ outputs, imageSlot }: Props) {
@@ -22,7 +24,7 @@ export function NodeOutputs({ outputs, imageSlot }: Props) {
       {(imageSlot || images.length > 0) && (
         <div className="image-slot">
           {images.length === 0 && <span className="muted small">The image shows here after a run</span>}
-          {images.map(([handle, output]) => output.kind === 'asset' && <ImageThumb key={handle} handle={handle} url={output.url} />)}
+          {images.map(([handle, output]) => output.kind === 'asset' && <ImageThumb key={handle} handle={handle} output={output} />)}
         </div>
       )}
       {others.map(([handle, output]) => (
@@ -32,13 +34,22 @@ export function NodeOutputs({ outputs, imageSlot }: Props) {
   )
 }
 
-function ImageThumb({ handle, url }: { handle: string; url: string }) {
+type AssetOutput = Extract<OutputValue, { kind: 'asset' }>
+
+/** A thumbnail that opens the lightbox, captioned with the image's size. */
+function ImageThumb({ handle, output }: { handle: string; output: AssetOutput }) {
   const { assetUrl, openImage } = useCanvas()
-  const src = assetUrl(url)
+  const [pixels, onLoad] = useNaturalSize()
+  const src = assetUrl(output.url)
+  const facts = imageFacts(pixels, output.asset.size)
+  const open = () => openImage({ src, fileName: downloadName(output.asset.id, output.asset.contentType), bytes: output.asset.size })
   return (
-    <button className="thumb nodrag" title="Open full size" onClick={() => openImage(src)}>
-      <img src={src} alt={`${handle} output`} data-testid="output-image" loading="lazy" />
-    </button>
+    <figure className="thumb-figure">
+      <button className="thumb nodrag" title="Open full size" onClick={open}>
+        <img src={src} alt={`${handle} output`} data-testid="output-image" loading="lazy" onLoad={onLoad} />
+      </button>
+      {facts && <figcaption className="muted small" data-testid="output-image-size">{facts}</figcaption>}
+    </figure>
   )
 }
 

@@ -4,6 +4,7 @@ import type { NodeValidationError } from '../api/client'
 import type { CatalogIndex } from '../catalog/catalog'
 import type { Peer } from '../collab/presence'
 import type * as Y from 'yjs'
+import type { ShownImage } from './images/imageFacts'
 
 export interface CanvasContextValue {
   doc: Y.Doc
@@ -17,7 +18,7 @@ export interface CanvasContextValue {
   validation: Map<string, NodeValidationError[]>
   /** Node id → its title, to name nodes in messages that the server wrote with ids. */
   nodeTitles: ReadonlyMap<string, string>
-  openImage: (url: string) => void
+  openImage: (image: ShownImage) => void
 }
 
 export const CanvasContext = createContext<CanvasContextValue | null>(null)

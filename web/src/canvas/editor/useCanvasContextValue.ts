@@ -5,6 +5,7 @@ import type { NodeValidationError } from '../../api/client'
 import type { CatalogIndex } from '../../catalog/catalog'
 import { selectionsByNode, type Peer } from '../../collab/presence'
 import type { CanvasContextValue } from '../context'
+import type { ShownImage } from '../images/imageFacts'
 
 interface Inputs {
   doc: Y.Doc
@@ -14,7 +15,7 @@ interface Inputs {
   peers: Peer[]
   validation: Map<string, NodeValidationError[]>
   nodeTitles: ReadonlyMap<string, string>
-  openImage: (url: string) => void
+  openImage: (image: ShownImage) => void
 }
 
 export function useCanvasContextValue({ doc, catalog, readOnly, token, peers, validation, nodeTitles, openImage }: Inputs): CanvasContextValue {

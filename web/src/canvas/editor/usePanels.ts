@@ -2,6 +2,7 @@
 // are React state and never reach the document.
 import { useCallback, useState } from 'react'
 import type { MenuTarget } from '../ContextMenu'
+import type { ShownImage } from '../images/imageFacts'
 
 export interface Panels {
   /** The node context menu, where it was opened. */
@@ -18,8 +19,8 @@ export interface Panels {
   helpOpen: boolean
   setHelpOpen: (open: boolean) => void
   /** The image shown full size. */
-  lightbox: string | null
-  setLightbox: (src: string | null) => void
+  lightbox: ShownImage | null
+  setLightbox: (image: ShownImage | null) => void
   /** A message of the editor's own (a refused wire), shown as a toast for a few seconds. */
   notice: string | null
   setNotice: (notice: string | null) => void
@@ -32,7 +33,7 @@ export function usePanels(): Panels {
   const [panelOpen, setPanelOpen] = useState(false)
   const [historyOpen, setHistoryOpen] = useState(false)
   const [helpOpen, setHelpOpen] = useState(false)
-  const [lightbox, setLightbox] = useState<string | null>(null)
+  const [lightbox, setLightbox] = useState<ShownImage | null>(null)
   const [notice, setNotice] = useState<string | null>(null)
   const closeTransient = useCallback(() => {
     setMenu(null)
