@@ -33,6 +33,7 @@ import { RemoteCursors } from './Presence'
 import { RunHistory } from './RunHistory'
 import { useShortcuts } from './useShortcuts'
 import { useNodeTitles } from './feedback/useNodeTitles'
+import { ShareDialog } from '../share/ShareDialog'
 import { Toast } from '../ui/Toast'
 import { useRuns } from './useRuns'
 
@@ -149,6 +150,7 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
           theme={theme}
           onToggleTheme={onToggleTheme}
           onToggleHelp={() => panels.setHelpOpen(!panels.helpOpen)}
+          onShare={() => panels.setShareOpen(true)}
         />
         <Banners
           readOnly={readOnly}
@@ -222,6 +224,7 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
         {panels.lightbox && <Lightbox image={panels.lightbox} onClose={() => panels.setLightbox(null)} />}
         {notice && <Toast message={notice} onDone={clearNotice} />}
         {runs.shortfall && <CreditsDialog shortfall={runs.shortfall} onClose={runs.dismissShortfall} />}
+        {panels.shareOpen && <ShareDialog workflow={workflow} token={session.token} onClose={() => panels.setShareOpen(false)} />}
         {panels.helpOpen && <ShortcutsHelp onClose={() => panels.setHelpOpen(false)} />}
       </div>
     </CanvasContext.Provider>

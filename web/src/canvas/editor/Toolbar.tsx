@@ -1,5 +1,5 @@
 // The editor's top bar: back to the dashboard, title, connection and people, credits, and the
-// undo, run, settings, history, theme and help buttons.
+// undo, run, settings, history, share, theme and help buttons.
 import type { ConnectionState } from '../../collab/connection'
 import type { Peer, PresenceUser } from '../../collab/presence'
 import { navigate } from '../../ui/router'
@@ -32,6 +32,7 @@ interface Props {
   theme: Theme
   onToggleTheme: () => void
   onToggleHelp: () => void
+  onShare: () => void
 }
 
 export function Toolbar(props: Props) {
@@ -74,6 +75,9 @@ export function Toolbar(props: Props) {
       </button>
       <button onClick={props.onToggleHistory} aria-pressed={props.historyOpen}>
         Runs
+      </button>
+      <button onClick={props.onShare} data-testid="share" title="Invite people, copy the link">
+        Share
       </button>
       <button onClick={props.onToggleTheme} title="Switch theme" data-testid="theme-toggle">
         {props.theme === 'dark' ? '☀' : '☾'}

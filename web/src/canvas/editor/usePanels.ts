@@ -18,13 +18,15 @@ export interface Panels {
   setHistoryOpen: (open: boolean) => void
   helpOpen: boolean
   setHelpOpen: (open: boolean) => void
+  shareOpen: boolean
+  setShareOpen: (open: boolean) => void
   /** The image shown full size. */
   lightbox: ShownImage | null
   setLightbox: (image: ShownImage | null) => void
   /** A message of the editor's own (a refused wire), shown as a toast for a few seconds. */
   notice: string | null
   setNotice: (notice: string | null) => void
-  /** What Escape closes: the menu, the lightbox and the shortcuts help. */
+  /** What Escape closes: the menu, the lightbox, the shortcuts help and the share dialog. */
   closeTransient: () => void
 }
 
@@ -33,12 +35,14 @@ export function usePanels(): Panels {
   const [panelOpen, setPanelOpen] = useState(false)
   const [historyOpen, setHistoryOpen] = useState(false)
   const [helpOpen, setHelpOpen] = useState(false)
+  const [shareOpen, setShareOpen] = useState(false)
   const [lightbox, setLightbox] = useState<ShownImage | null>(null)
   const [notice, setNotice] = useState<string | null>(null)
   const closeTransient = useCallback(() => {
     setMenu(null)
     setLightbox(null)
     setHelpOpen(false)
+    setShareOpen(false)
   }, [])
   return {
     menu,
@@ -49,6 +53,8 @@ export function usePanels(): Panels {
     setHistoryOpen,
     helpOpen,
     setHelpOpen,
+    shareOpen,
+    setShareOpen,
     lightbox,
     setLightbox,
     notice,
