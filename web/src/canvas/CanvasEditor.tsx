@@ -1,5 +1,5 @@
 // The editor: React Flow bound to the room document, with palette, parameter panel, context
-// menu, presence, runs and the compose dock around it. Each concern lives in ./editor (hooks
+// menu, presence, runs, sharing and the compose dock around it. Each concern lives in ./editor (hooks
 // for state and actions, components for the chrome); this component only puts them together.
 import { Background, Controls, MiniMap, ReactFlow, type NodeMouseHandler } from '@xyflow/react'
 import { useCallback, useEffect, useMemo, useRef, useSyncExternalStore } from 'react'
@@ -10,6 +10,8 @@ import type { CatalogIndex } from '../catalog/catalog'
 import type { RoomConnection } from '../collab/connection'
 import type { CanvasBinding, FlowNode } from '../doc/binding'
 import type { Theme } from '../ui/theme'
+import { ShareDialog } from '../share/ShareDialog'
+import { Toast } from '../ui/Toast'
 import { ComposeDock } from './ComposeDock'
 import { CanvasContext } from './context'
 import { CreditsDialog } from './CreditsDialog'
@@ -21,21 +23,19 @@ import { Toolbar } from './editor/Toolbar'
 import { useCanvasContextValue } from './editor/useCanvasContextValue'
 import { useCanvasPresence } from './editor/useCanvasPresence'
 import { useEditActions } from './editor/useEditActions'
+import { useFrameNodes } from './editor/useFrameNodes'
 import { usePanels } from './editor/usePanels'
 import { useUndoState } from './editor/useUndoState'
-import { useFrameNodes } from './editor/useFrameNodes'
 import { useWiring } from './editor/useWiring'
-import { FRAME_CLEAR_OF_CONTROLS } from './layout/viewport'
+import { useNodeTitles } from './feedback/useNodeTitles'
 import { Lightbox } from './images/Lightbox'
+import { FRAME_CLEAR_OF_CONTROLS } from './layout/viewport'
 import { Palette } from './Palette'
 import { ParamPanel } from './ParamPanel'
 import { RemoteCursors } from './Presence'
 import { RunHistory } from './RunHistory'
-import { useShortcuts } from './useShortcuts'
-import { useNodeTitles } from './feedback/useNodeTitles'
-import { ShareDialog } from '../share/ShareDialog'
-import { Toast } from '../ui/Toast'
 import { useRuns } from './useRuns'
+import { useShortcuts } from './useShortcuts'
 
 const nodeTypes = { dojo: DojoNode }
 
