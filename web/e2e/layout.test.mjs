@@ -57,9 +57,9 @@ describe('layout', () => {
       runId: 'r1',
       updatedAt: Date.now(),
     })
-    await waitFor(async () => (await nodeById(alice, id).getAttribute('data-status')) === 'succeeded', 'the result on the node')
+    await waitFor(async () => (await nodeById(alice, id).getByTestId('canvas-node').getAttribute('data-status')) === 'succeeded', 'the result on the node')
     await nodeById(alice, id).getByTestId('output-image').waitFor({ timeout: 5000 })
-    assert.ok(Math.abs((await heightOf()) - before) < 1, `the node kept its height (${before} px)`)
+    assert.ok(Math.abs((await heightOf()) - before) < 1, `the node kept its height (${before} px, now ${await heightOf()} px)`)
   })
 
   test('the light-theme minimap draws every node in a colour of its own', async () => {

@@ -39,7 +39,7 @@ export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps
         </div>
       )}
       <header>
-        <span className="node-title">{spec?.name ?? data.nodeType}</span>
+        <span className="node-title" title={spec?.name ?? data.nodeType}>{spec?.name ?? data.nodeType}</span>
         {spec && spec.cost > 0 && <span className="cost" title="credits per run">{credits(spec.cost)}</span>}
         <StatusBadge result={data.result} />
       </header>

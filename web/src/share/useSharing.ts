@@ -28,21 +28,26 @@ export function useSharing(workflowId: string, token: string | null): Sharing {
     load().catch((cause: unknown) => setError(describeError(cause)))
   }, [load])
 
-  /** Runs one change, then reloads the list; true when it worked. */
+  /** Runs one change, then reloads what the server holds (also after a failure); true when it worked. */
   const change = useCallback(
     async (action: () => Promise<unknown>): Promise<boolean> => {
       setBusy(true)
       setError(null)
+      let ok = false
       try {
         await action()
-        await load()
-        return true
+        ok = true
       } catch (cause) {
         setError(describeError(cause))
-        return false
+      }
+      try {
+        await load()
+      } catch (cause) {
+        if (ok) setError(describeError(cause))
       } finally {
         setBusy(false)
       }
+      return ok
     },
     [load],
   )
@@ -56,6 +61,8 @@ export function useSharing(workflowId: string, token: string | null): Sharing {
       await change(() => api.unshare(token, workflowId, userId))
     },
     setPublic: async (value) => {
+      // Shown at once; the reload after the change (or its failure) brings the server's value.
+      setDetail((current) => current && { ...current, public: value })
       await change(() => api.updateWorkflow(token, workflowId, { public: value }))
     },
   }
