@@ -66,6 +66,11 @@ describe('co-editing', () => {
     const start = await centreOf(header)
     await drag(alice.page, start, { x: start.x + 300, y: start.y })
     await connectHandles(alice, prompt, 'text', blur, 'image')
+    // Refused out loud: a short message says why, rather than the wire vanishing.
+    await waitFor(
+      async () => /Cannot connect: a text output cannot go into an image input/.test((await alice.page.getByTestId('toast').textContent()) ?? ''),
+      'a message saying why the text → image wire was refused',
+    )
     // The drag is over once mouse.up returned; give any (wrong) write a moment to show up by
     // waiting on something that must happen after it: a valid connection made next.
     const image = await addFromPalette(alice, 'dev-image')

@@ -74,6 +74,12 @@ describe('runs', () => {
       assert.ok(['succeeded', 'cached'].includes(await status(person, image)), 'the image node finished too')
       await waitFor(() => imageLoaded(person, blur), `${person.name} to load the blurred image`)
     }
+    // The "Run queued" banner was about this run: it is gone once the run is over.
+    await waitFor(async () => (await alice.page.getByTestId('notice').count()) === 0, 'the queued banner to go once the run finished')
+    await waitFor(
+      async () => /^\d+ × \d+ px/.test((await nodeById(alice, blur).getByTestId('output-image-size').textContent()) ?? ''),
+      'the image size under the thumbnail',
+    )
     await screenshot(alice, 'run-chain-alice')
     await screenshot(bob, 'run-chain-bob')
     await nodeById(bob, blur).locator('[data-testid="output-image"]').click()
@@ -81,6 +87,14 @@ describe('runs', () => {
       () => bob.page.getByTestId('lightbox').locator('img').evaluate((img) => img.complete && img.naturalWidth > 0),
       'the full-size image',
     )
+    const lightbox = bob.page.getByTestId('lightbox')
+    const natural = await lightbox.locator('img').evaluate((img) => `${img.naturalWidth} × ${img.naturalHeight} px`)
+    await waitFor(async () => ((await lightbox.getByTestId('lightbox-size').textContent()) ?? '').startsWith(natural), 'the pixel size in the lightbox')
+    const download = lightbox.getByTestId('lightbox-download')
+    assert.match((await download.getAttribute('download')) ?? '', /^dojo-.+\.(png|jpg|webp)$/, 'the download has a file name')
+    const saved = await fetch(new URL((await download.getAttribute('href')) ?? '', theStage.server.url))
+    assert.equal(saved.status, 200, 'the download link serves the image')
+    assert.match(saved.headers.get('content-type') ?? '', /^image\//)
     await bob.page.keyboard.press('Escape')
     await alice.page.getByRole('button', { name: 'Runs', exact: true }).click()
     await waitFor(
@@ -114,12 +128,14 @@ describe('run state in the document', () => {
     const { alice, bob } = await pair('results')
     const room = (await api(theStage.server, alice.token, 'GET', '/api/workflows')).find((w) => w.title === 'results').room
     const { prompt, image, blur } = await promptImageBlur(alice)
+    const catalog = await (await fetch(`${theStage.server.url}/api/catalog`)).json()
+    const imageTitle = catalog.nodes.find((spec) => spec.id === 'dev-image').name
     await writeAsExecutor(alice.token, room, (doc) => {
       const results = doc.getMap('results')
       const entry = (fields) => new Y.Map(Object.entries(fields))
       results.set(prompt, entry({ status: 'succeeded', progress: 100, outputs: { text: { kind: 'text', text: 'a lighthouse at dusk' } }, error: null, runId: 'r1', updatedAt: Date.now() }))
       results.set(image, entry({ status: 'running', progress: 40, outputs: {}, error: null, runId: 'r1', updatedAt: Date.now() }))
-      results.set(blur, entry({ status: 'failed', progress: 0, outputs: {}, error: 'sigma out of range', runId: 'r1', updatedAt: Date.now() }))
+      results.set(blur, entry({ status: 'skipped', progress: 0, outputs: {}, error: `not run: ${image}, which it depends on, failed`, runId: 'r1', updatedAt: Date.now() }))
       doc.getMap('runs').set('r1', { id: 'r1', status: 'running', estimate: 0, charged: null, createdAt: Date.now(), finishedAt: null, userId: alice.me.id })
     })
     for (const person of [alice, bob]) {
@@ -127,8 +143,9 @@ describe('run state in the document', () => {
       assert.equal(await nodeById(person, image).getByRole('progressbar').getAttribute('aria-valuenow'), '40')
       assert.equal(await status(person, prompt), 'succeeded')
       assert.equal(await nodeById(person, prompt).getByTestId('output-text').textContent(), 'text: a lighthouse at dusk')
-      assert.equal(await status(person, blur), 'failed')
-      assert.equal(await nodeById(person, blur).getByTestId('node-error').textContent(), 'sigma out of range')
+      assert.equal(await status(person, blur), 'skipped')
+      // The executor names the node by id; people see its title.
+      assert.equal(await nodeById(person, blur).getByTestId('node-error').textContent(), `not run: “${imageTitle}”, which it depends on, failed`)
     }
     // An active run in the document enables Cancel.
     assert.ok(await bob.page.getByTestId('cancel').isEnabled(), 'Cancel is offered while a run is active')
@@ -160,6 +177,17 @@ describe('compose dock', () => {
       async () => /^Added 3 nodes and 2 wires, planned by the built-in parser\.$/.test((await alice.page.getByTestId('compose-message').textContent()) ?? ''),
       "A's dock to say what was added and that the parser planned it",
     )
+    // A's view moved to the new nodes, and neither the zoom controls nor the minimap covers them.
+    const covers = ['.react-flow__controls', '.react-flow__minimap']
+    await waitFor(async () => {
+      const chrome = await Promise.all(covers.map((selector) => alice.page.locator(selector).boundingBox()))
+      const pane = await alice.page.locator('.react-flow__pane').boundingBox()
+      const placed = await alice.page.locator('.react-flow__node').evaluateAll((els) => els.map((el) => el.getBoundingClientRect().toJSON()))
+      const inside = (b) => b.x >= pane.x && b.y >= pane.y && b.x + b.width <= pane.x + pane.width && b.y + b.height <= pane.y + pane.height
+      const hit = (a, b) => a.x < b.x + b.width && a.x + a.width > b.x && a.y < b.y + b.height && a.y + a.height > b.y
+      return placed.length >= 3 && placed.every((box) => inside(box) && chrome.every((c) => !c || !hit(box, c)))
+    }, "the composed nodes in A's view, clear of the controls and the minimap")
+    await screenshot(alice, 'compose-alice')
     await screenshot(bob, 'compose-bob')
   })
 })

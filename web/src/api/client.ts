@@ -25,6 +25,18 @@ export interface Workflow {
   updatedAt: number
 }
 
+/** Someone a workflow is shared with, as GET /api/workflows/{id} lists them (to the owner only). */
+export interface Collaborator {
+  userId: string
+  permission: 'read' | 'write'
+  addedAt: number
+}
+
+export interface WorkflowDetail extends Workflow {
+  /** Empty unless the caller owns the workflow. */
+  collaborators: Collaborator[]
+}
+
 export interface RunStarted {
   run_id: string
   status: string
@@ -83,7 +95,7 @@ export const api = {
 
   workflows: (token: string | null) => request<Workflow[]>('/api/workflows', { token }),
   workflow: (token: string | null, id: string) =>
-    request<Workflow>(`/api/workflows/${encodeURIComponent(id)}`, { token }),
+    request<WorkflowDetail>(`/api/workflows/${encodeURIComponent(id)}`, { token }),
   createWorkflow: (token: string | null, title: string) =>
     request<Workflow>('/api/workflows', { method: 'POST', token, body: { title } }),
   updateWorkflow: (token: string | null, id: string, patch: { title?: string; public?: boolean }) =>
@@ -95,6 +107,11 @@ export const api = {
       method: 'PUT',
       token,
       body: { permission },
+    }),
+  unshare: (token: string | null, id: string, user: string) =>
+    request<null>(`/api/workflows/${encodeURIComponent(id)}/collaborators/${encodeURIComponent(user)}`, {
+      method: 'DELETE',
+      token,
     }),
 
   startRun: (token: string | null, roomName: string, targets: string[] | null) =>

@@ -1,5 +1,5 @@
 // The editor: React Flow bound to the room document, with palette, parameter panel, context
-// menu, presence, runs and the compose dock around it. Each concern lives in ./editor (hooks
+// menu, presence, runs, sharing and the compose dock around it. Each concern lives in ./editor (hooks
 // for state and actions, components for the chrome); this component only puts them together.
 import { Background, Controls, MiniMap, ReactFlow, type NodeMouseHandler } from '@xyflow/react'
 import { useCallback, useEffect, useMemo, useRef, useSyncExternalStore } from 'react'
@@ -10,6 +10,8 @@ import type { CatalogIndex } from '../catalog/catalog'
 import type { RoomConnection } from '../collab/connection'
 import type { CanvasBinding, FlowNode } from '../doc/binding'
 import type { Theme } from '../ui/theme'
+import { ShareDialog } from '../share/ShareDialog'
+import { Toast } from '../ui/Toast'
 import { ComposeDock } from './ComposeDock'
 import { CanvasContext } from './context'
 import { CreditsDialog } from './CreditsDialog'
@@ -21,18 +23,27 @@ import { Toolbar } from './editor/Toolbar'
 import { useCanvasContextValue } from './editor/useCanvasContextValue'
 import { useCanvasPresence } from './editor/useCanvasPresence'
 import { useEditActions } from './editor/useEditActions'
+import { useFrameNodes } from './editor/useFrameNodes'
 import { usePanels } from './editor/usePanels'
 import { useUndoState } from './editor/useUndoState'
 import { useWiring } from './editor/useWiring'
-import { Lightbox } from './Lightbox'
+import { useNodeTitles } from './feedback/useNodeTitles'
+import { Lightbox } from './images/Lightbox'
+import { FRAME_CLEAR_OF_CONTROLS } from './layout/viewport'
 import { Palette } from './Palette'
 import { ParamPanel } from './ParamPanel'
 import { RemoteCursors } from './Presence'
 import { RunHistory } from './RunHistory'
-import { useShortcuts } from './useShortcuts'
 import { useRuns } from './useRuns'
+import { useShortcuts } from './useShortcuts'
 
 const nodeTypes = { dojo: DojoNode }
+
+/** Small enough to sit under FRAME_CLEAR_OF_CONTROLS's bottom margin. */
+const MINIMAP_SIZE = { width: 180, height: 120 }
+
+/** The minimap draws nodes in their run state's colour (styles.css, per theme). */
+const minimapNodeClass = (node: FlowNode) => `status-${node.data.result?.status ?? 'idle'}`
 
 /** A room as the editor uses it: the live connection, its binding to React Flow, and undo. */
 export interface OpenRoom {
@@ -69,6 +80,7 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
 
   const { me, peers, onPointerMove, onPointerLeave } = useCanvasPresence(awareness, session, selectedIds)
   const panels = usePanels()
+  const nodeTitles = useNodeTitles(nodes, catalog)
   const runs = useRuns(doc, workflow.room, session.token, onRunsFinished)
   const context = useCanvasContextValue({
     doc,
@@ -77,9 +89,11 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
     token: session.token,
     peers,
     validation: runs.validation,
+    nodeTitles,
     openImage: panels.setLightbox,
   })
   const actions = useEditActions({ doc, binding, undo, catalog, readOnly, runs, wrapper })
+  const frameNodes = useFrameNodes(nodes)
   const wiring = useWiring(doc, catalog, undo, panels.setNotice)
 
   useShortcuts({
@@ -101,8 +115,16 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
     [binding, setMenu],
   )
 
+  // The panel stays with the node it was opened for while one node is selected, and closes
+  // once the selection is empty or several nodes.
+  const { setPanelOpen } = panels
+  useEffect(() => {
+    if (selectedIds.length !== 1) setPanelOpen(false)
+  }, [selectedIds.length, setPanelOpen])
+
   const panelNode = panels.panelOpen && selectedIds.length === 1 ? nodes.find((n) => n.id === selectedIds[0]) : undefined
-  const { menu, notice } = panels
+  const { menu, notice, setNotice } = panels
+  const clearNotice = useCallback(() => setNotice(null), [setNotice])
 
   return (
     <CanvasContext.Provider value={context}>
@@ -123,15 +145,18 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
           onRun={actions.run}
           historyOpen={panels.historyOpen}
           onToggleHistory={() => panels.setHistoryOpen(!panels.historyOpen)}
+          settingsOpen={panels.panelOpen}
+          onToggleSettings={() => panels.setPanelOpen(!panels.panelOpen)}
           theme={theme}
           onToggleTheme={onToggleTheme}
           onToggleHelp={() => panels.setHelpOpen(!panels.helpOpen)}
+          onShare={() => panels.setShareOpen(true)}
         />
         <Banners
           readOnly={readOnly}
           connectionState={connectionState}
-          message={notice ?? runs.message}
-          onDismiss={() => (notice ? panels.setNotice(null) : runs.clearMessage())}
+          message={runs.message}
+          onDismiss={runs.clearMessage}
         />
         <div className="workspace">
           <Palette catalog={catalog} disabled={readOnly} onAdd={(spec) => actions.addAt(spec)} />
@@ -150,6 +175,7 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
               onNodesChange={binding.onNodesChange}
               onEdgesChange={binding.onEdgesChange}
               onConnect={wiring.onConnect}
+              onConnectEnd={wiring.onConnectEnd}
               isValidConnection={wiring.isValidConnection}
               onNodeContextMenu={onNodeContextMenu}
               onNodeDragStart={() => undo.stopCapturing()}
@@ -160,14 +186,14 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
               deleteKeyCode={readOnly ? null : ['Delete', 'Backspace']}
               colorMode={theme}
               fitView
-              fitViewOptions={{ maxZoom: 1 }}
+              fitViewOptions={FRAME_CLEAR_OF_CONTROLS}
               minZoom={0.1}
               maxZoom={2.5}
               proOptions={{ hideAttribution: true }}
             >
               <Background />
               <Controls />
-              <MiniMap pannable zoomable nodeStrokeWidth={3} />
+              <MiniMap pannable zoomable nodeStrokeWidth={2} nodeClassName={minimapNodeClass} style={MINIMAP_SIZE} />
               <RemoteCursors peers={peers} />
             </ReactFlow>
           </div>
@@ -176,7 +202,15 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
             <RunHistory room={workflow.room} token={session.token} live={runs.runs} onClose={() => panels.setHistoryOpen(false)} />
           )}
         </div>
-        <ComposeDock room={workflow.room} token={session.token} disabled={readOnly} onComposed={(ids) => binding.select(ids)} />
+        <ComposeDock
+          room={workflow.room}
+          token={session.token}
+          disabled={readOnly}
+          onComposed={(ids) => {
+            binding.select(ids)
+            frameNodes(ids)
+          }}
+        />
         {menu && (
           <NodeMenu
             target={menu}
@@ -187,8 +221,10 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
             onClose={() => setMenu(null)}
           />
         )}
-        {panels.lightbox && <Lightbox src={panels.lightbox} onClose={() => panels.setLightbox(null)} />}
+        {panels.lightbox && <Lightbox image={panels.lightbox} onClose={() => panels.setLightbox(null)} />}
+        {notice && <Toast message={notice} onDone={clearNotice} />}
         {runs.shortfall && <CreditsDialog shortfall={runs.shortfall} onClose={runs.dismissShortfall} />}
+        {panels.shareOpen && <ShareDialog workflow={workflow} token={session.token} onClose={() => panels.setShareOpen(false)} />}
         {panels.helpOpen && <ShortcutsHelp onClose={() => panels.setHelpOpen(false)} />}
       </div>
     </CanvasContext.Provider>

@@ -1,3 +1,4 @@
+import { credits } from '../ui/credits'
 import type { CreditShortfall } from './useRuns'
 
 /** A run refused for lack of credits (402): what it costs, what the user has. */
@@ -7,8 +8,8 @@ export function CreditsDialog({ shortfall, onClose }: { shortfall: CreditShortfa
       <div className="modal" role="alertdialog" aria-label="Not enough credits" data-testid="credits-dialog" onClick={(e) => e.stopPropagation()}>
         <h2>Not enough credits</h2>
         <p>
-          This run can cost up to <strong>{shortfall.cost}</strong> credit{shortfall.cost === 1 ? '' : 's'}, and your balance is{' '}
-          <strong>{shortfall.balance}</strong>. Credits are held when a run starts and only what actually runs is charged
+          This run can cost up to <strong>{credits(shortfall.cost)}</strong>, and your balance is{' '}
+          <strong>{credits(shortfall.balance)}</strong>. Credits are held when a run starts and only what actually runs is charged
           (cached results are free).
         </p>
         <p className="muted small">

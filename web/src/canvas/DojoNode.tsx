@@ -6,11 +6,15 @@ import { memo, type CSSProperties } from 'react'
 import type { Port } from '../catalog/catalog'
 import type { FlowNode } from '../doc/binding'
 import { setParam } from '../doc/edits'
-import type { NodeResult, OutputValue } from '../doc/schema'
+import type { NodeResult } from '../doc/schema'
+import { credits } from '../ui/credits'
 import { useCanvas } from './context'
+import { nameNodesIn } from './feedback/nodeNames'
+import { hasImageOutput } from './layout/nodeSize'
+import { NodeOutputs } from './NodeOutputs'
 
 export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps<FlowNode>) {
-  const { catalog, selectedBy, validation } = useCanvas()
+  const { catalog, selectedBy, validation, nodeTitles } = useCanvas()
   const spec = catalog.spec(data.nodeType)
   const peers = selectedBy.get(id) ?? []
   const problems = validation.get(id) ?? []
@@ -35,8 +39,8 @@ export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps
         </div>
       )}
       <header>
-        <span className="node-title">{spec?.name ?? data.nodeType}</span>
-        {spec && spec.cost > 0 && <span className="cost" title="credits per run">{spec.cost}¢</span>}
+        <span className="node-title" title={spec?.name ?? data.nodeType}>{spec?.name ?? data.nodeType}</span>
+        {spec && spec.cost > 0 && <span className="cost" title="credits per run">{credits(spec.cost)}</span>}
         <StatusBadge result={data.result} />
       </header>
       {!spec && <p className="node-error">Unknown node type “{data.nodeType}”</p>}
@@ -54,13 +58,13 @@ export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps
           <div style={{ width: `${data.result.progress}%` }} />
         </div>
       )}
-      {data.result?.error && <p className="node-error" data-testid="node-error">{data.result.error}</p>}
+      {data.result?.error && <p className="node-error" data-testid="node-error">{nameNodesIn(data.result.error, nodeTitles)}</p>}
       {problems.map((problem, i) => (
         <p key={i} className="node-error" data-testid="validation-error">
-          {problem.message}
+          {nameNodesIn(problem.message, nodeTitles)}
         </p>
       ))}
-      {data.result && <Outputs outputs={data.result.outputs} />}
+      <NodeOutputs outputs={data.result?.outputs ?? {}} imageSlot={spec !== undefined && hasImageOutput(spec)} />
     </div>
   )
 })
@@ -113,36 +117,4 @@ function ParamPreview({ nodeId, nodeType, params }: { nodeId: string; nodeType: 
   const prompt = params.prompt
   if (typeof prompt === 'string' && prompt !== '') return <p className="param-preview">“{prompt}”</p>
   return null
-}
-
-function Outputs({ outputs }: { outputs: Record<string, OutputValue> }) {
-  const { assetUrl, openImage } = useCanvas()
-  const entries = Object.entries(outputs)
-  if (entries.length === 0) return null
-  return (
-    <div className="node-outputs">
-      {entries.map(([handle, output]) => {
-        if (output.kind === 'asset' && (output.asset.contentType ?? 'image/png').startsWith('image/')) {
-          const src = assetUrl(output.url)
-          return (
-            <button key={handle} className="thumb nodrag" title="Open full size" onClick={() => openImage(src)}>
-              <img src={src} alt={`${handle} output`} data-testid="output-image" loading="lazy" />
-            </button>
-          )
-        }
-        if (output.kind === 'asset') {
-          return (
-            <a key={handle} href={assetUrl(output.url)} target="_blank" rel="noreferrer">
-              {handle}: {output.asset.contentType ?? 'file'}
-            </a>
-          )
-        }
-        return (
-          <p key={handle} className="output-text" data-testid="output-text">
-            <strong>{handle}:</strong> {output.kind === 'text' ? output.text : String(output.value)}
-          </p>
-        )
-      })}
-    </div>
-  )
 }

@@ -2,6 +2,7 @@
 // the view, or drag onto the canvas.
 import { useMemo, useState, type DragEvent } from 'react'
 import { CatalogIndex, type NodeSpec } from '../catalog/catalog'
+import { credits } from '../ui/credits'
 
 export const DRAG_TYPE = 'application/x-dojo-node-type'
 
@@ -43,7 +44,7 @@ export function Palette({ catalog, disabled, onAdd }: Props) {
               onClick={() => onAdd(spec)}
             >
               <span>{spec.name}</span>
-              {spec.cost > 0 && <span className="cost">{spec.cost}¢</span>}
+              {spec.cost > 0 && <span className="cost">{credits(spec.cost)}</span>}
             </button>
           ))}
         </section>

@@ -5,6 +5,7 @@ import type { NodeSpec, Param } from '../catalog/catalog'
 import { paramProblem } from '../catalog/catalog'
 import type { FlowNode } from '../doc/binding'
 import { setParam } from '../doc/edits'
+import { credits } from '../ui/credits'
 import { useCanvas } from './context'
 
 interface Props {
@@ -44,7 +45,7 @@ function SpecFacts({ spec }: { spec: NodeSpec }) {
   return (
     <p className="muted small">
       {spec.provider ? `${spec.provider.name} · ${spec.provider.model} · ` : 'built in · '}
-      {spec.cost} credit{spec.cost === 1 ? '' : 's'} per run
+      {credits(spec.cost)} per run
     </p>
   )
 }

@@ -4,6 +4,7 @@ import { useEffect, useState } from 'react'
 import { api, type RunListItem } from '../api/client'
 import { ApiError } from '../api/http'
 import type { RunSummary } from '../doc/schema'
+import { credits } from '../ui/credits'
 import { describeError } from '../ui/errors'
 
 interface Props {
@@ -68,7 +69,7 @@ export function RunHistory({ room, token, live, onClose }: Props) {
             <span className={`badge status-${run.status}`}>{run.status}</span>
             <span className="small">{run.createdAt ? new Date(run.createdAt).toLocaleTimeString() : ''}</span>
             <span className="small muted">
-              {run.charged != null ? `${run.charged} charged` : run.estimate != null ? `≤ ${run.estimate} credits` : ''}
+              {run.charged != null ? `${credits(run.charged)} charged` : run.estimate != null ? `≤ ${credits(run.estimate)}` : ''}
             </span>
             <code className="small muted" title={run.id}>
               {run.id.slice(0, 8)}

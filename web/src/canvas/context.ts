@@ -4,6 +4,7 @@ import type { NodeValidationError } from '../api/client'
 import type { CatalogIndex } from '../catalog/catalog'
 import type { Peer } from '../collab/presence'
 import type * as Y from 'yjs'
+import type { ShownImage } from './images/imageFacts'
 
 export interface CanvasContextValue {
   doc: Y.Doc
@@ -15,7 +16,9 @@ export interface CanvasContextValue {
   selectedBy: Map<string, Peer[]>
   /** Node id → problems the server found when a run was refused (422). */
   validation: Map<string, NodeValidationError[]>
-  openImage: (url: string) => void
+  /** Node id → its title, to name nodes in messages that the server wrote with ids. */
+  nodeTitles: ReadonlyMap<string, string>
+  openImage: (image: ShownImage) => void
 }
 
 export const CanvasContext = createContext<CanvasContextValue | null>(null)

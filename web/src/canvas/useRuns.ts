@@ -7,11 +7,18 @@ import { api, type NodeValidationError } from '../api/client'
 import { ApiError, isRecord } from '../api/http'
 import { ACTIVE_RUN_STATUSES, readRuns, roots, type RunSummary } from '../doc/schema'
 import { describeError } from '../ui/errors'
+import { queuedMessage, refusedRunMessage, runHasFinished } from './feedback/runMessages'
 
 export interface CreditShortfall {
   balance: number
   cost: number
   message: string
+}
+
+/** The runs' latest message; a "Run queued" one names its run, so it can go when the run ends. */
+interface RunNotice {
+  text: string
+  runId: string | null
 }
 
 export interface RunsState {
@@ -33,7 +40,8 @@ export function useRuns(doc: Y.Doc, room: string, token: string | null, onFinish
   const [runs, setRuns] = useState<RunSummary[]>(() => readRuns(doc))
   const [validation, setValidation] = useState(new Map<string, NodeValidationError[]>())
   const [shortfall, setShortfall] = useState<CreditShortfall | null>(null)
-  const [message, setMessage] = useState<string | null>(null)
+  const [notice, setNotice] = useState<RunNotice | null>(null)
+  const setMessage = useCallback((text: string | null) => setNotice(text === null ? null : { text, runId: null }), [])
   const [starting, setStarting] = useState(false)
   const finishedRef = useRef(onFinished)
   finishedRef.current = onFinished
@@ -72,15 +80,21 @@ export function useRuns(doc: Y.Doc, room: string, token: string | null, onFinish
       setValidation(new Map())
       try {
         const started = await api.startRun(token, room, targets)
-        setMessage(`Run queued: at most ${started.estimate} credit${started.estimate === 1 ? '' : 's'}.`)
+        setNotice({ text: queuedMessage(started.estimate), runId: started.run_id })
       } catch (error) {
         handleStartError(error)
       } finally {
         setStarting(false)
       }
     },
-    [room, token],
+    [room, token, setMessage],
   )
+
+  // "Run queued" is about one run: it goes once that run has finished (whichever comes first,
+  // the answer to the request or the document showing the run done).
+  useEffect(() => {
+    if (notice?.runId && runHasFinished(notice.runId, runs, ACTIVE_RUN_STATUSES)) setNotice(null)
+  }, [notice, runs])
 
   function handleStartError(error: unknown) {
     if (!(error instanceof ApiError)) return setMessage(describeError(error))
@@ -92,8 +106,7 @@ export function useRuns(doc: Y.Doc, room: string, token: string | null, onFinish
     }
     if (error.status === 422) {
       setValidation(nodeErrors(error.body))
-      const general = Array.isArray(error.body?.errors) ? error.body.errors.map(errorText).filter(Boolean) : []
-      return setMessage(`The graph cannot run: ${general.length > 0 ? general.join('; ') : error.message}. Problems are shown on the nodes.`)
+      return setMessage(refusedRunMessage(error.body, error.message))
     }
     setMessage(describeError(error))
   }
@@ -104,18 +117,18 @@ export function useRuns(doc: Y.Doc, room: string, token: string | null, onFinish
     setMessage(null)
     try {
       await Promise.all(active.map((run) => api.cancelRun(token, run.id)))
-      setMessage(active.length > 0 ? 'Cancelling…' : 'Nothing is running.')
+      setNotice(active.length > 0 ? { text: 'Cancelling…', runId: active[0]?.id ?? null } : { text: 'Nothing is running.', runId: null })
     } catch (error) {
       setMessage(error instanceof ApiError && error.routeMissing ? RUNS_MISSING : describeError(error))
     }
-  }, [active, token])
+  }, [active, token, setMessage])
 
   return {
     runs,
     active,
     validation,
     shortfall,
-    message,
+    message: notice?.text ?? null,
     starting,
     start,
     cancel,
@@ -127,12 +140,6 @@ export function useRuns(doc: Y.Doc, room: string, token: string | null, onFinish
 function numberField(body: Record<string, unknown> | null, key: string): number | null {
   const value = body?.[key]
   return typeof value === 'number' ? value : null
-}
-
-function errorText(value: unknown): string {
-  if (typeof value === 'string') return value
-  if (isRecord(value) && typeof value.message === 'string') return value.message
-  return ''
 }
 
 /** `node_errors` of a 422 in ComfyUI's shape: {nodeId: {class_type, errors: [{type, message, details}]}}. */

@@ -1,9 +1,11 @@
 import { useCallback, useEffect, useState, type FormEvent } from 'react'
 import { api, type Workflow } from '../api/client'
 import type { Session } from '../auth/session'
+import { roleLabel } from '../share/invitee'
 import { describeError } from '../ui/errors'
 import { navigate } from '../ui/router'
 import type { Theme } from '../ui/theme'
+import { groupWorkflows } from './workflowGroups'
 
 interface Props {
   session: Session
@@ -64,7 +66,7 @@ export function Dashboard({ session, onSignOut, theme, onToggleTheme }: Props) {
         <button onClick={onSignOut}>Sign out</button>
       </header>
       <p className="muted small">
-        Your user id: <code data-testid="user-id">{session.me.id}</code> (give it to an owner who wants to share a workflow with you)
+        Your user id: <code data-testid="user-id">{session.me.id}</code> (give it to an owner who wants to share a workflow with you; they paste it in their canvas's Share dialog)
       </p>
       <form className="create" onSubmit={(e) => void create(e)}>
         <input
@@ -83,16 +85,48 @@ export function Dashboard({ session, onSignOut, theme, onToggleTheme }: Props) {
       )}
       {workflows === null ? (
         <p className="muted">Loading workflows…</p>
-      ) : workflows.length === 0 ? (
-        <p className="muted">No workflows yet: create one above.</p>
       ) : (
-        <ul className="workflows">
-          {workflows.map((workflow) => (
-            <WorkflowRow key={workflow.id} workflow={workflow} onAct={act} token={session.token} />
-          ))}
-        </ul>
+        <WorkflowLists workflows={workflows} myId={session.me.id} token={session.token} onAct={act} />
       )}
     </main>
+  )
+}
+
+interface ListsProps {
+  workflows: Workflow[]
+  myId: string
+  token: string | null
+  onAct: (action: () => Promise<unknown>) => Promise<void>
+}
+
+/** Mine first; then, when there are any, those shared with me, each with its owner. */
+function WorkflowLists({ workflows, myId, token, onAct }: ListsProps) {
+  const { mine, sharedWithMe } = groupWorkflows(workflows, myId)
+  return (
+    <>
+      <section className="workflow-section" data-testid="my-workflows">
+        <h2>Your workflows</h2>
+        {mine.length === 0 ? (
+          <p className="muted">No workflows yet: create one above.</p>
+        ) : (
+          <ul className="workflows">
+            {mine.map((workflow) => (
+              <WorkflowRow key={workflow.id} workflow={workflow} onAct={onAct} token={token} />
+            ))}
+          </ul>
+        )}
+      </section>
+      {sharedWithMe.length > 0 && (
+        <section className="workflow-section" data-testid="shared-with-me">
+          <h2>Shared with you</h2>
+          <ul className="workflows">
+            {sharedWithMe.map((workflow) => (
+              <WorkflowRow key={workflow.id} workflow={workflow} onAct={onAct} token={token} />
+            ))}
+          </ul>
+        </section>
+      )}
+    </>
   )
 }
 
@@ -125,7 +159,7 @@ function WorkflowRow({ workflow, token, onAct }: RowProps) {
         {workflow.title}
       </a>
       <span className="muted small">
-        {workflow.permission}
+        {owner ? 'yours' : <>owner <code data-testid="workflow-owner">{workflow.ownerId}</code> · you are {roleLabel(workflow.permission).toLowerCase()}</>}
         {workflow.public ? ' · public' : ''} · updated {new Date(workflow.updatedAt).toLocaleString()}
       </span>
       <span className="spacer" />

@@ -109,7 +109,7 @@ describe('edits', () => {
     const blurB = addNode(doc, spec('blur'), { x: 0, y: 0 })
     expect(connect(doc, testIndex, { source: prompt, sourceHandle: 'text', target: blurA, targetHandle: 'image' })).toMatchObject({
       ok: false,
-      reason: 'text cannot go into a image input',
+      reason: 'a text output cannot go into an image input',
     })
     expect(connect(doc, testIndex, { source: blurA, sourceHandle: 'image', target: blurA, targetHandle: 'image' }).ok).toBe(false)
     expect(connect(doc, testIndex, { source: blurA, sourceHandle: 'image', target: blurB, targetHandle: 'image' }).ok).toBe(true)

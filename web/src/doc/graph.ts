@@ -30,7 +30,7 @@ export function checkConnection(
   if (!output) return { ok: false, reason: `${sourceType} has no output ${connection.sourceHandle ?? ''}` }
   if (!input) return { ok: false, reason: `${targetType} has no input ${connection.targetHandle ?? ''}` }
   if (!typesCompatible(output.type, input.type)) {
-    return { ok: false, reason: `${output.type} cannot go into a ${input.type} input` }
+    return { ok: false, reason: `a ${output.type} output cannot go into ${article(input.type)} ${input.type} input` }
   }
   if (reaches(edges, target, source)) return { ok: false, reason: 'that would make a cycle' }
   return { ok: true }
@@ -54,4 +54,9 @@ export function reaches(edges: EdgeEntry[], from: string, to: string): boolean {
     stack.push(...(downstream.get(node) ?? []))
   }
   return false
+}
+
+/** "a" or "an" before a type name, as it is read aloud. */
+function article(word: string): string {
+  return /^[aeiou]/i.test(word) ? 'an' : 'a'
 }

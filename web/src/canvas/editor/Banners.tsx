@@ -1,5 +1,5 @@
 // The lines above the canvas that explain its state: read-only, access denied, session
-// expired, and the latest notice (the editor's own, else the runs').
+// expired, and the runs' latest message.
 import type { ConnectionState } from '../../collab/connection'
 
 interface Props {

@@ -1,5 +1,5 @@
 // The editor's top bar: back to the dashboard, title, connection and people, credits, and the
-// undo, run, history, theme and help buttons.
+// undo, run, settings, history, share, theme and help buttons.
 import type { ConnectionState } from '../../collab/connection'
 import type { Peer, PresenceUser } from '../../collab/presence'
 import { navigate } from '../../ui/router'
@@ -26,9 +26,13 @@ interface Props {
   onRun: (targets: string[] | null) => void
   historyOpen: boolean
   onToggleHistory: () => void
+  /** The selected node's parameter panel (one node selected). */
+  settingsOpen: boolean
+  onToggleSettings: () => void
   theme: Theme
   onToggleTheme: () => void
   onToggleHelp: () => void
+  onShare: () => void
 }
 
 export function Toolbar(props: Props) {
@@ -60,8 +64,20 @@ export function Toolbar(props: Props) {
       <button data-testid="cancel" onClick={() => void runs.cancel()} disabled={readOnly || runs.active.length === 0}>
         Cancel
       </button>
+      <button
+        onClick={props.onToggleSettings}
+        aria-pressed={props.settingsOpen}
+        disabled={selectedIds.length !== 1}
+        data-testid="settings-toggle"
+        title="The selected node's settings (or double-click a node)"
+      >
+        Settings
+      </button>
       <button onClick={props.onToggleHistory} aria-pressed={props.historyOpen}>
         Runs
+      </button>
+      <button onClick={props.onShare} data-testid="share" title="Invite people, copy the link">
+        Share
       </button>
       <button onClick={props.onToggleTheme} title="Switch theme" data-testid="theme-toggle">
         {props.theme === 'dark' ? '☀' : '☾'}

@@ -5,6 +5,7 @@ import type { NodeValidationError } from '../../api/client'
 import type { CatalogIndex } from '../../catalog/catalog'
 import { selectionsByNode, type Peer } from '../../collab/presence'
 import type { CanvasContextValue } from '../context'
+import type { ShownImage } from '../images/imageFacts'
 
 interface Inputs {
   doc: Y.Doc
@@ -13,10 +14,11 @@ interface Inputs {
   token: string | null
   peers: Peer[]
   validation: Map<string, NodeValidationError[]>
-  openImage: (url: string) => void
+  nodeTitles: ReadonlyMap<string, string>
+  openImage: (image: ShownImage) => void
 }
 
-export function useCanvasContextValue({ doc, catalog, readOnly, token, peers, validation, openImage }: Inputs): CanvasContextValue {
+export function useCanvasContextValue({ doc, catalog, readOnly, token, peers, validation, nodeTitles, openImage }: Inputs): CanvasContextValue {
   // GET /assets/{id} needs the caller's token, and an <img> cannot send a header.
   const assetUrl = useCallback(
     (url: string) => (token ? `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}` : url),
@@ -30,8 +32,9 @@ export function useCanvasContextValue({ doc, catalog, readOnly, token, peers, va
       assetUrl,
       selectedBy: selectionsByNode(peers),
       validation,
+      nodeTitles,
       openImage,
     }),
-    [doc, catalog, readOnly, assetUrl, peers, validation, openImage],
+    [doc, catalog, readOnly, assetUrl, peers, validation, nodeTitles, openImage],
   )
 }

@@ -1,16 +1,18 @@
 // What the editor's buttons, menus, shortcuts and drops do to the document. Every action is a
 // no-op for a read-only collaborator, and each starts a new undo step of its own.
 import { useReactFlow } from '@xyflow/react'
-import { useCallback, useRef, type DragEvent, type RefObject } from 'react'
+import { useCallback, type DragEvent, type RefObject } from 'react'
 import type * as Y from 'yjs'
 import type { CatalogIndex, NodeSpec } from '../../catalog/catalog'
 import type { CanvasBinding, FlowNode } from '../../doc/binding'
 import { addNode, duplicateNodes, removeNodes } from '../../doc/edits'
+import { freeSpot } from '../layout/freeSpot'
+import { estimatedNodeSize, NODE_WIDTH } from '../layout/nodeSize'
 import { DRAG_TYPE } from '../Palette'
 import type { RunsState } from '../useRuns'
 
 export interface EditActions {
-  /** Adds a node at `position` (flow coordinates), or near the middle of the visible canvas. */
+  /** Adds a node at `position` (flow coordinates), or in free space near the middle of the visible canvas. */
   addAt: (spec: NodeSpec, position?: { x: number; y: number }) => void
   duplicate: (ids: string[]) => void
   remove: (ids: string[]) => void
@@ -33,23 +35,30 @@ interface Editing {
 
 export function useEditActions({ doc, binding, undo, catalog, readOnly, runs, wrapper }: Editing): EditActions {
   const flow = useReactFlow<FlowNode>()
-  // Nodes added one after another from the palette step diagonally instead of stacking.
-  const addCount = useRef(0)
+  // A node added without a position (a palette click) goes to the free spot nearest the middle
+  // of the visible canvas, clear of the nodes already there.
+  const freeSpotInView = useCallback(
+    (spec: NodeSpec) => {
+      const box = wrapper.current?.getBoundingClientRect()
+      const centre = box ? { x: box.left + box.width / 2, y: box.top + box.height / 2 } : { x: 400, y: 300 }
+      const occupied = flow.getNodes().map((node) => ({
+        ...node.position,
+        width: node.measured?.width ?? NODE_WIDTH,
+        height: node.measured?.height ?? estimatedNodeSize(catalog.spec(node.data.nodeType)).height,
+      }))
+      return freeSpot(flow.screenToFlowPosition(centre), estimatedNodeSize(spec), occupied)
+    },
+    [catalog, flow, wrapper],
+  )
   const addAt = useCallback(
     (spec: NodeSpec, position?: { x: number; y: number }) => {
       if (readOnly) return
-      let at = position
-      if (!at) {
-        const box = wrapper.current?.getBoundingClientRect()
-        const centre = box ? { x: box.left + box.width / 2, y: box.top + box.height / 2 } : { x: 400, y: 300 }
-        const shift = (addCount.current++ % 8) * 24
-        at = flow.screenToFlowPosition({ x: centre.x - 110 + shift, y: centre.y - 60 + shift })
-      }
+      const at = position ?? freeSpotInView(spec)
       undo.stopCapturing()
       const id = addNode(doc, spec, at)
       binding.select([id])
     },
-    [binding, doc, flow, readOnly, undo, wrapper],
+    [binding, doc, readOnly, undo, freeSpotInView],
   )
   const duplicate = useCallback(
     (ids: string[]) => {

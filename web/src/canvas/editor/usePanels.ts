@@ -2,39 +2,47 @@
 // are React state and never reach the document.
 import { useCallback, useState } from 'react'
 import type { MenuTarget } from '../ContextMenu'
+import type { ShownImage } from '../images/imageFacts'
 
 export interface Panels {
   /** The node context menu, where it was opened. */
   menu: MenuTarget | null
   setMenu: (menu: MenuTarget | null) => void
-  /** The parameter panel, shown while exactly one node is selected. */
+  /**
+   * The parameter panel. Opened on purpose (double-click, the menu's Settings, the toolbar's
+   * Settings), never by selecting: a panel that opens on every click covers the canvas.
+   */
   panelOpen: boolean
   setPanelOpen: (open: boolean) => void
   historyOpen: boolean
   setHistoryOpen: (open: boolean) => void
   helpOpen: boolean
   setHelpOpen: (open: boolean) => void
+  shareOpen: boolean
+  setShareOpen: (open: boolean) => void
   /** The image shown full size. */
-  lightbox: string | null
-  setLightbox: (src: string | null) => void
-  /** A message of the editor's own (a refused wire), shown before the runs' messages. */
+  lightbox: ShownImage | null
+  setLightbox: (image: ShownImage | null) => void
+  /** A message of the editor's own (a refused wire), shown as a toast for a few seconds. */
   notice: string | null
   setNotice: (notice: string | null) => void
-  /** What Escape closes: the menu, the lightbox and the shortcuts help. */
+  /** What Escape closes: the menu, the lightbox, the shortcuts help and the share dialog. */
   closeTransient: () => void
 }
 
 export function usePanels(): Panels {
   const [menu, setMenu] = useState<MenuTarget | null>(null)
-  const [panelOpen, setPanelOpen] = useState(true)
+  const [panelOpen, setPanelOpen] = useState(false)
   const [historyOpen, setHistoryOpen] = useState(false)
   const [helpOpen, setHelpOpen] = useState(false)
-  const [lightbox, setLightbox] = useState<string | null>(null)
+  const [shareOpen, setShareOpen] = useState(false)
+  const [lightbox, setLightbox] = useState<ShownImage | null>(null)
   const [notice, setNotice] = useState<string | null>(null)
   const closeTransient = useCallback(() => {
     setMenu(null)
     setLightbox(null)
     setHelpOpen(false)
+    setShareOpen(false)
   }, [])
   return {
     menu,
@@ -45,6 +53,8 @@ export function usePanels(): Panels {
     setHistoryOpen,
     helpOpen,
     setHelpOpen,
+    shareOpen,
+    setShareOpen,
     lightbox,
     setLightbox,
     notice,
