@@ -93,9 +93,9 @@ else
   RAMP_CROWDED=(--rooms 1 --clients 200 --ramp-start 0.1 --ramp-factor 1.5 --ramp-step-secs 8 --ramp-max-steps 12 --ramp-warmup-secs 4 --ramp-retries 1)
   COLD=(--rooms 1000 --history 500)
   STORM=(--rooms 500 --clients 4)
-  # Settled past Dojo's default hibernation delay (30 s), so its idle rooms are measured asleep;
-  # the same wait for every server.
-  IDLE=(--rooms 10000 --extra-connections 5000 --settle 35)
+  # Settled past Dojo's default hibernation delay (30 s) and its next memory trim (every 10 s),
+  # so its idle rooms are measured asleep; the same wait for every server.
+  IDLE=(--rooms 10000 --extra-connections 5000 --settle 45)
   BUSY=(--rooms 100 --clients 10 --rate 5 --duration 40)
 fi
 

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod compaction;
 pub mod config;
 pub mod hocuspocus;
+mod memory_trim;
 pub mod metrics;
 pub(crate) mod queue_budget;
 pub(crate) mod room;

@@ -71,6 +71,8 @@ pub struct Metrics {
     pub rooms_unloaded: Counter,
     /// Hibernating rooms woken (their document loaded again).
     pub room_wakes: Counter,
+    /// Rooms that went to sleep (dropped their document).
+    pub room_hibernations: Counter,
     /// Document changes refused because the connection may only read.
     pub read_only_refusals: Counter,
     /// Requests and WebSocket messages delayed or refused by a rate limit, by where.
@@ -117,6 +119,7 @@ impl Metrics {
         let compactions = Counter::default();
         let rooms_unloaded = Counter::default();
         let room_wakes = Counter::default();
+        let room_hibernations = Counter::default();
         let read_only_refusals = Counter::default();
         let rate_limited = Family::default();
         let cluster_messages_received = Counter::default();
@@ -163,6 +166,11 @@ impl Metrics {
         registry.register("compactions", "Compactions started", compactions.clone());
         registry.register("rooms_unloaded", "Idle rooms unloaded from memory", rooms_unloaded.clone());
         registry.register("room_wakes", "Hibernating rooms woken by a change", room_wakes.clone());
+        registry.register(
+            "room_hibernations",
+            "Rooms that dropped their document while their clients were quiet",
+            room_hibernations.clone(),
+        );
         registry.register(
             "read_only_refusals",
             "Document changes refused from read-only connections",
@@ -249,6 +257,7 @@ impl Metrics {
             compactions,
             rooms_unloaded,
             room_wakes,
+            room_hibernations,
             read_only_refusals,
             rate_limited,
             cluster_messages_received,

@@ -43,6 +43,7 @@ pub async fn serve(
         }
         None => None,
     };
+    crate::memory_trim::spawn(metrics.clone(), shutdown.clone());
     let state = AppState::new(&config, storage, metrics, cluster, shutdown.clone()).await?;
     let app = crate::app::router(state.clone());
     let edge = http_server::EdgeSettings {

@@ -155,6 +155,7 @@ impl RoomCore {
         self.journal.shrink();
         self.hibernation.sleep = Sleep::Asleep;
         self.metrics.rooms_hibernating.inc();
+        self.metrics.room_hibernations.inc();
         tracing::debug!(room = %self.name, "hibernating: the document is dropped until the next change");
     }
 
