@@ -28,11 +28,11 @@ use crate::room_name::RoomName;
 
 use super::effects::{Answer, Effect, Input, Recipients, RequestId};
 use super::handle::{ConnId, RoomSettings, too_large};
-use super::hibernation::Hibernation;
 use super::load::Loaded;
 use super::protocol::PeerProtocol;
 use super::replication::Replication;
 use super::schedule::CompactionSchedule;
+use super::sleep::Hibernation;
 
 /// Bytes of updates yrs may hold back for missing dependencies before the room drops them by
 /// reloading from the store (they were never stored). Honest clients hold back little, briefly:

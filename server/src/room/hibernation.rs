@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use yrs::Doc;
 use yrs::sync::Message;
@@ -26,32 +26,12 @@ use crate::close::CloseReason;
 use super::core::RoomCore;
 use super::effects::{Answer, Effect, Input};
 use super::load::{LoadError, Loaded};
+use super::sleep::Sleep;
 
 /// What an asleep room's document field holds: an empty document nobody reads or writes (the
 /// core holds every input that would, until it is awake). One for the process, so sleeping
 /// costs no document at all.
 static ASLEEP: LazyLock<Doc> = LazyLock::new(Doc::new);
-
-/// Inputs that arrive while the document is being loaded again. Bounded by the actor, which
-/// reads no command while the room wakes: one command plus what the room itself feeds back.
-pub(super) enum Sleep {
-    Awake,
-    Asleep,
-    Waking(VecDeque<Input>),
-}
-
-pub(super) struct Hibernation {
-    pub(super) sleep: Sleep,
-    after: Duration,
-    /// When the room last handled an input that needs its document.
-    last_active: Option<Instant>,
-}
-
-impl Hibernation {
-    pub(super) fn new(after: Duration) -> Self {
-        Hibernation { sleep: Sleep::Awake, after, last_active: None }
-    }
-}
 
 impl Input {
     /// Whether handling this input reads or changes the document (or the journal that writes

@@ -16,7 +16,7 @@
 //! Where things are: `handle.rs` (commands, address, settings), `protocol.rs` (y-websocket vs
 //! Hocuspocus), `core.rs` (sync rules, write-before-broadcast), `presence.rs` (who owns which
 //! awareness ids), `remote.rs` and `replication.rs` (other instances), `http.rs` (apply,
-//! restore, state), `schedule.rs` (when to compact), `hibernation.rs` (dropping an idle room's document),
+//! restore, state), `schedule.rs` (when to compact), `hibernation.rs` and `sleep.rs` (dropping an idle room's document),
 //! `load.rs` (reading the store), `actor.rs`.
 
 mod actor;
@@ -31,6 +31,7 @@ mod protocol;
 mod remote;
 mod replication;
 mod schedule;
+mod sleep;
 #[cfg(test)]
 mod tests;
 
