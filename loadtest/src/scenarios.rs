@@ -391,7 +391,9 @@ pub(crate) async fn idle(config: &Config, context: &Context) -> IdleReport {
     let per_connection_kib = open_delta / connections.max(1) as f64;
     let per_extra = rss_extra
         .filter(|_| extra_connected > 0)
-        .map(|rss| rss.saturating_sub(rss_open) as f64 / extra_connected as f64);
+        // Signed: a server that gives memory back (trimming freed pages) can hold less after the
+        // extra connections than before them, and that is what it measured.
+        .map(|rss| (rss as f64 - rss_open as f64) / extra_connected as f64);
     let mut report = IdleReport {
         meta: context.meta(config, "idle-memory"),
         rooms,

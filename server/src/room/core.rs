@@ -326,7 +326,11 @@ impl RoomCore {
                 if let Some((frame, kind)) = protocol.step1_answer_prefix(&state) {
                     self.after_durable(AfterStore::Frame { conn, frame, kind });
                 }
-                let missing = self.doc.transact().encode_state_as_update_v1(&state_vector);
+                // Only what the document integrated: `encode_state_as_update_v1` would add any
+                // update yrs held back for missing dependencies, which is not stored (and merges it
+                // with an `unwrap`). Client updates that place content on what the document lacks
+                // are refused before yrs sees them, so this is a second line, not the first.
+                let missing = self.doc.transact().encode_diff_v1(&state_vector);
                 let frame = Bytes::from(encode_sync_step2(&missing));
                 // The reply may carry changes not stored yet: it waits until they are.
                 self.after_durable(AfterStore::Frame { conn, frame, kind: MessageKind::sync_step2 });

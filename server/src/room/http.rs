@@ -12,7 +12,9 @@ use super::handle::{ApplyError, RestoreError};
 
 impl RoomCore {
     pub(super) fn state(&mut self, id: RequestId) {
-        let state = self.doc.transact().encode_state_as_update_v1(&yrs::StateVector::default());
+        // What the document integrated, all stored once the answer goes (held-back updates are
+        // not stored, see `core.rs`).
+        let state = self.doc.transact().encode_diff_v1(&yrs::StateVector::default());
         self.after_durable(AfterStore::State(id, state));
     }
 
