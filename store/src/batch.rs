@@ -45,6 +45,13 @@ pub(crate) trait BatchWrite: Send + Sync + 'static {
     }
 }
 
+/// The same, for a writer that owns a blocking connection and runs on a thread of its own
+/// ([`AppendQueue::on_thread`]): a whole batch is then one hand-off to that thread and back,
+/// rather than one per statement.
+pub(crate) trait BlockingBatchWrite: Send + 'static {
+    fn write_batch(&mut self, rooms: &[RoomAppend<'_>]) -> Result<Vec<Seq>, StoreError>;
+}
+
 /// An append waiting for the writer.
 struct PendingAppend {
     room: String,
@@ -85,10 +92,26 @@ impl std::fmt::Debug for PendingAppend {
 }
 
 impl AppendQueue {
-    /// A queue whose writer starts with the first append.
+    /// A queue whose writer task starts with the first append.
     pub fn new(writer: impl BatchWrite) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_APPENDS);
         Self { tx, idle: Arc::new(Mutex::new(Some((Arc::new(writer), rx)))) }
+    }
+
+    /// A queue served by a thread of its own, named `name`, which runs `writer` until every
+    /// clone of the queue is dropped (and what was queued by then is committed).
+    pub fn on_thread(name: &str, mut writer: impl BlockingBatchWrite) -> Result<Self, StoreError> {
+        let (tx, mut queue) = mpsc::channel(QUEUE_APPENDS);
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                while let Some(first) = queue.blocking_recv() {
+                    let batch = gather(first, &mut queue);
+                    answer(batch, |rooms| writer.write_batch(rooms));
+                }
+            })
+            .map_err(|error| StoreError::Interrupted(format!("cannot start the {name} thread: {error}")))?;
+        Ok(Self { tx, idle: Arc::new(Mutex::new(None)) })
     }
 
     /// Appends `updates` to `room` in the writer's next transaction; the sequence of the last.
@@ -122,13 +145,7 @@ async fn run(writer: Arc<dyn BatchWrite>, mut queue: mpsc::Receiver<PendingAppen
         tokio::select! {
             first = queue.recv(), if in_flight.len() < max_in_flight => {
                 let Some(first) = first else { break };
-                let mut bytes = first.bytes();
-                let mut batch = vec![first];
-                while bytes < MAX_BATCH_BYTES {
-                    let Ok(next) = queue.try_recv() else { break };
-                    bytes += next.bytes();
-                    batch.push(next);
-                }
+                let batch = gather(first, &mut queue);
                 let writer = writer.clone();
                 in_flight.spawn(async move { commit(&*writer, batch).await });
             }
@@ -139,36 +156,81 @@ async fn run(writer: Arc<dyn BatchWrite>, mut queue: mpsc::Receiver<PendingAppen
     while in_flight.join_next().await.is_some() {}
 }
 
-/// Commits `batch` as one transaction; if that fails, each room's appends on their own.
-async fn commit(writer: &dyn BatchWrite, batch: Vec<PendingAppend>) {
+/// `first` and whatever else has queued behind it, up to [`MAX_BATCH_BYTES`].
+fn gather(first: PendingAppend, queue: &mut mpsc::Receiver<PendingAppend>) -> Vec<PendingAppend> {
+    let mut bytes = first.bytes();
+    let mut batch = vec![first];
+    while bytes < MAX_BATCH_BYTES {
+        let Ok(next) = queue.try_recv() else { break };
+        bytes += next.bytes();
+        batch.push(next);
+    }
+    batch
+}
+
+/// [`commit`] for a blocking writer: the batch as one transaction; if that fails, each room's
+/// appends on their own.
+fn answer(
+    batch: Vec<PendingAppend>,
+    mut write: impl FnMut(&[RoomAppend<'_>]) -> Result<Vec<Seq>, StoreError>,
+) {
     let grouped = Grouped::new(&batch);
-    let error = match writer.write_batch(&grouped.rooms).await {
-        Ok(last_seqs) => {
-            let answers = grouped.answers(&last_seqs);
-            drop(grouped);
+    let outcome = write(&grouped.rooms).map(|last_seqs| grouped.answers(&last_seqs));
+    drop(grouped);
+    let Some(batch) = settle(batch, outcome) else { return };
+    for request in batch {
+        let answer = last_seq(write(&request.alone()));
+        let _ = request.done.send(answer);
+    }
+}
+
+/// Answers every request of `batch` from the outcome of writing it together (each request's
+/// answer), or hands the batch back when it must be retried one append at a time.
+fn settle(
+    batch: Vec<PendingAppend>,
+    outcome: Result<Vec<Result<Seq, StoreError>>, StoreError>,
+) -> Option<Vec<PendingAppend>> {
+    let error = match outcome {
+        Ok(answers) => {
             for (request, answer) in batch.into_iter().zip(answers) {
                 let _ = request.done.send(answer);
             }
-            return;
+            return None;
         }
         Err(error) => error,
     };
-    drop(grouped);
     if batch.len() == 1 {
         if let Some(request) = batch.into_iter().next() {
             let _ = request.done.send(Err(error));
         }
-        return;
+        return None;
     }
     tracing::warn!(%error, appends = batch.len(), "a shared commit failed; committing its appends one by one");
+    Some(batch)
+}
+
+/// The one sequence a single room's write returns.
+fn last_seq(written: Result<Vec<Seq>, StoreError>) -> Result<Seq, StoreError> {
+    written.and_then(|seqs| {
+        seqs.first().copied().ok_or_else(|| StoreError::Interrupted("the write returned no sequence".into()))
+    })
+}
+
+impl PendingAppend {
+    /// This append as a batch of its own.
+    fn alone(&self) -> [RoomAppend<'_>; 1] {
+        [RoomAppend { room: &self.room, updates: self.updates.iter().map(Vec::as_slice).collect() }]
+    }
+}
+
+/// Commits `batch` as one transaction; if that fails, each room's appends on their own.
+async fn commit(writer: &dyn BatchWrite, batch: Vec<PendingAppend>) {
+    let grouped = Grouped::new(&batch);
+    let outcome = writer.write_batch(&grouped.rooms).await.map(|last_seqs| grouped.answers(&last_seqs));
+    drop(grouped);
+    let Some(batch) = settle(batch, outcome) else { return };
     for request in batch {
-        let updates: Vec<&[u8]> = request.updates.iter().map(Vec::as_slice).collect();
-        let room = [RoomAppend { room: &request.room, updates }];
-        let answer = writer.write_batch(&room).await.and_then(|seqs| {
-            seqs.first()
-                .copied()
-                .ok_or_else(|| StoreError::Interrupted("the write returned no sequence".into()))
-        });
+        let answer = last_seq(writer.write_batch(&request.alone()).await);
         let _ = request.done.send(answer);
     }
 }

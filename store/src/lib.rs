@@ -14,6 +14,7 @@ mod batch;
 mod dialect;
 mod postgres;
 mod sqlite;
+mod sqlite_writer;
 
 use std::sync::Arc;
 
@@ -90,6 +91,9 @@ pub enum StoreError {
     /// The database could not be reached or failed; the message is for logs, not for clients.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The same, from the SQLite file's writer thread (`rusqlite`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL {0:?}: expected postgres://… or sqlite:…")]

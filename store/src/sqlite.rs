@@ -8,27 +8,23 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use tokio::sync::Mutex;
 
-use crate::batch::{AppendQueue, BatchWrite, MAX_CHUNK_ROWS, RoomAppend, chunk_sizes};
+use crate::batch::{AppendQueue, BatchWrite, RoomAppend, chunk_sizes};
 use crate::dialect::{Dialect, WriteTx};
+use crate::sqlite_writer::{
+    BUSY_TIMEOUT, Checkpoints, FileWriter, INSERT_ROWS, UPSERT_ROOMS, WAL_AUTOCHECKPOINT_PAGES,
+    numbered_rows, statement,
+};
 use crate::{Seq, StoreError, len_i64, now_millis};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
-
-/// How long a write waits for another process holding the database's write lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// WAL pages (4 KiB) past which a commit checkpoints in line: the backstop (see `open`).
-const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
-/// How often the writer starts a background (passive) checkpoint while it is writing.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// A [`DocumentStore`] in one SQLite file. Clones share the pool and the write lock.
 #[derive(Debug, Clone)]
@@ -36,8 +32,10 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Serialises this process's write transactions (see the module comment).
     write: Arc<Mutex<()>>,
-    /// The writer task every room's appends go through: what queues while it commits is
-    /// committed together, so many rooms share one fsync instead of queueing for one each.
+    /// The writer every room's appends go through: what queues while it commits is committed
+    /// together, so many rooms share one fsync instead of queueing for one each. A file's writer
+    /// is a thread with its own connection (`sqlite_writer.rs`); an in-memory database's, which
+    /// exists only inside the pool's one connection, is a task on the pool.
     appends: AppendQueue,
 }
 
@@ -69,7 +67,7 @@ impl SqliteStore {
             // pages, inside that commit: with synchronous=FULL, a stall of hundreds of ms for
             // every room waiting on the writer (seen as p99 spikes in the benchmarks). Checkpoints
             // run in the background instead (`SqliteWriter::checkpoint_soon`); this is the
-            // backstop should they fall behind.
+            // backstop should they fall behind. The writer thread's connection sets the same.
             .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
             .foreign_keys(true);
         // A few connections so that loads proceed while a write is in progress; writes
@@ -81,7 +79,11 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
-        Ok(Self::with_pool(pool))
+        let write = Arc::new(Mutex::new(()));
+        let checkpoints = Checkpoints::new(pool.clone(), tokio::runtime::Handle::current());
+        let writer = FileWriter::new(path.to_owned(), write.clone(), checkpoints);
+        let appends = AppendQueue::on_thread("dojo-sqlite-writer", writer)?;
+        Ok(Self { pool, write, appends })
     }
 
     /// A private in-memory database, for tests: gone when the store is dropped.
@@ -96,18 +98,9 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        Ok(Self::with_pool(pool))
-    }
-
-    fn with_pool(pool: SqlitePool) -> Self {
         let write = Arc::new(Mutex::new(()));
-        let writer = SqliteWriter {
-            pool: pool.clone(),
-            write: write.clone(),
-            checkpoint: Arc::new(std::sync::Mutex::new(Checkpoint { last: Instant::now(), running: false })),
-        };
-        let appends = AppendQueue::new(writer);
-        Self { pool, write, appends }
+        let appends = AppendQueue::new(PoolWriter { pool: pool.clone(), write: write.clone() });
+        Ok(Self { pool, write, appends })
     }
 
     /// The underlying pool.
@@ -161,82 +154,15 @@ type Store = SqliteStore;
 #[path = "documents.rs"]
 mod documents;
 
-/// Commits batches of appends for [`AppendQueue`].
-struct SqliteWriter {
+/// Commits batches of appends through the pool: for the in-memory database, which lives inside
+/// the pool's one connection (no WAL there, so no checkpoints either).
+struct PoolWriter {
     pool: SqlitePool,
     write: Arc<Mutex<()>>,
-    checkpoint: Arc<std::sync::Mutex<Checkpoint>>,
-}
-
-struct Checkpoint {
-    last: Instant,
-    running: bool,
-}
-
-impl SqliteWriter {
-    /// Starts a passive checkpoint on another connection if none ran for [`CHECKPOINT_EVERY`]:
-    /// it copies committed WAL pages into the database without blocking the writer, so commits
-    /// never have to (an in-memory database has no WAL, and the pragma is a no-op there).
-    fn checkpoint_soon(&self) {
-        {
-            let mut checkpoint = self.checkpoint.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if checkpoint.running || checkpoint.last.elapsed() < CHECKPOINT_EVERY {
-                return;
-            }
-            checkpoint.running = true;
-        }
-        let (pool, checkpoint) = (self.pool.clone(), self.checkpoint.clone());
-        tokio::spawn(async move {
-            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-                tracing::warn!(%error, "background WAL checkpoint failed; commits will checkpoint");
-            }
-            let mut checkpoint = checkpoint.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            *checkpoint = Checkpoint { last: Instant::now(), running: false };
-        });
-    }
-}
-
-/// `INSERT INTO documents … VALUES (…), (…) … RETURNING room, next_seq` for each chunk size:
-/// the rooms' sequence counters, created or advanced by each room's update count.
-static UPSERT_ROOMS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    statements_by_size(|rows| {
-        format!(
-            "INSERT INTO documents (room, created_at, updated_at, next_seq) VALUES {rows}
-             ON CONFLICT (room) DO UPDATE
-             SET next_seq = documents.next_seq + excluded.next_seq - 1, updated_at = excluded.updated_at
-             RETURNING room, next_seq"
-        )
-    })
-});
-
-/// `INSERT INTO document_updates … VALUES (…), (…) …` for each chunk size.
-static INSERT_ROWS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    statements_by_size(|rows| {
-        format!("INSERT INTO document_updates (room, seq, data, created_at) VALUES {rows}")
-    })
-});
-
-/// One statement per chunk size (1, 2, 4, … [`MAX_CHUNK_ROWS`]), indexed by the size's log2;
-/// `build` gets the VALUES rows (four parameters each).
-fn statements_by_size(build: impl Fn(&str) -> String) -> Vec<String> {
-    let mut statements = Vec::new();
-    let mut size = 1;
-    while size <= MAX_CHUNK_ROWS {
-        statements.push(build(&vec!["(?, ?, ?, ?)"; size].join(", ")));
-        size *= 2;
-    }
-    statements
-}
-
-fn statement(statements: &'static [String], size: usize) -> Result<&'static str, StoreError> {
-    statements
-        .get(size.ilog2() as usize)
-        .map(String::as_str)
-        .ok_or_else(|| StoreError::Interrupted(format!("no statement for {size} rows")))
 }
 
 #[async_trait::async_trait]
-impl BatchWrite for SqliteWriter {
+impl BatchWrite for PoolWriter {
     async fn write_batch(&self, rooms: &[RoomAppend<'_>]) -> Result<Vec<Seq>, StoreError> {
         let now = now_millis();
         let _write = self.write.lock().await;
@@ -252,18 +178,7 @@ impl BatchWrite for SqliteWriter {
             }
             next_seqs.extend(upsert.fetch_all(&mut *tx).await?);
         }
-        let mut last_seqs = Vec::with_capacity(rooms.len());
-        let mut rows: Vec<(&str, Seq, &[u8])> = Vec::new();
-        for append in rooms {
-            let next = *next_seqs.get(append.room).ok_or_else(|| {
-                StoreError::Interrupted(format!("no sequence came back for room {}", append.room))
-            })?;
-            let first = next - len_i64(append.updates.len());
-            rows.extend(
-                append.updates.iter().enumerate().map(|(i, data)| (append.room, first + len_i64(i), *data)),
-            );
-            last_seqs.push(next - 1);
-        }
+        let (rows, last_seqs) = numbered_rows(rooms, |room| next_seqs.get(room).copied())?;
         let mut rest = rows.as_slice();
         for size in chunk_sizes(rows.len()) {
             let (chunk, tail) = rest.split_at(size);
@@ -275,7 +190,6 @@ impl BatchWrite for SqliteWriter {
             insert.execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        self.checkpoint_soon();
         Ok(last_seqs)
     }
 }
