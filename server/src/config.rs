@@ -26,7 +26,7 @@ pub struct Config {
 
     /// Where documents are stored: `postgres://…`, or `sqlite:PATH`. Unset: an SQLite file
     /// under `./data/`, so a first run persists with nothing else installed.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
 
     /// Redis for scale-out (`redis://host:6379`): several instances then serve the same rooms.

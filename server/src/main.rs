@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
     // One plain line on stdout, so scripts (and the interop tests) can find the port when
     // started with port 0; logs go to stderr.
     println!("dojo-server listening on {addr}");
-    tracing::info!(%addr, "listening");
+    tracing::info!(%addr, store = %redact(&config.database_url), "listening");
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -45,7 +45,10 @@ async fn main() -> anyhow::Result<()> {
 fn init_logging(config: &Config) -> anyhow::Result<()> {
     let filter =
         EnvFilter::try_new(&config.log).with_context(|| format!("invalid log filter {:?}", config.log))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: escape codes in a log file or a collector are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match config.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -156,3 +156,65 @@ async fn readiness_turns_503_once_shutdown_has_begun() {
     let request = Request::get("/healthz").body(Body::empty()).expect("a request");
     assert_eq!(app.oneshot(request).await.expect("the router answers").status(), StatusCode::OK);
 }
+
+/// `--help` shows where each option's value may come from, and clap prints the value an
+/// environment variable holds: a database URL carries its password, so it must not appear.
+#[test]
+fn help_never_prints_secrets_from_the_environment() {
+    // Each value carries its own marker, so that a value printed in part is caught too.
+    let secrets = [
+        ("DATABASE_URL", "postgres://dojo:marker-db-8c1f@db.internal/dojo"),
+        ("REDIS_URL", "redis://:marker-redis-41d2@cache.internal:6379"),
+        ("DOJO_JWT_SECRET", "marker-jwt-5b7e-0123456789abcdef0123456789"),
+        ("DOJO_STRIPE_WEBHOOK_SECRET", "whsec_marker-stripe-9a3c"),
+        ("DOJO_METRICS_TOKEN", "marker-metrics-77e0"),
+    ];
+    let output = std::process::Command::new(common::process::BINARY)
+        .arg("--help")
+        .envs(secrets)
+        .output()
+        .expect("run dojo-server --help");
+    assert!(output.status.success(), "--help failed: {output:?}");
+    let help = String::from_utf8_lossy(&output.stdout);
+    for (name, _) in secrets {
+        assert!(help.contains(name), "the help names {name}: {help}");
+    }
+    assert!(!help.contains("marker-"), "--help prints a secret from the environment: {help}");
+}
+
+/// Logs written anywhere but a terminal (a file, a pipe, a collector) carry no colour codes.
+#[test]
+fn logs_to_a_file_or_pipe_have_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = std::process::Command::new(common::process::BINARY)
+        .args(["--log", "info", "--database-url"])
+        .arg(format!("sqlite:{}", dir.path().join("dojo.db").display()))
+        .arg("migrate")
+        .output()
+        .expect("run dojo-server migrate");
+    assert!(output.status.success(), "migrate failed: {output:?}");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("migrations applied"), "the log says what happened: {log}");
+    assert!(!log.contains('\u{1b}'), "the log holds terminal escape codes: {log:?}");
+}
+
+/// Every environment variable `dojo-server --help` lists is in the README's configuration table.
+#[test]
+fn the_readme_documents_every_setting() {
+    let output =
+        std::process::Command::new(common::process::BINARY).arg("--help").output().expect("run --help");
+    let help = String::from_utf8_lossy(&output.stdout);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
+    let table =
+        readme.split("## Configuration").nth(1).and_then(|rest| rest.split("\n## ").next()).expect("section");
+    let names: Vec<&str> = help
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|rest| rest.split(|c: char| c == ']' || c == '=').next())
+        .collect();
+    assert!(names.len() > 40, "the help lists the settings' variables: {help}");
+    let missing: Vec<&str> =
+        names.iter().copied().filter(|name| !table.contains(&format!("`{name}`"))).collect();
+    assert!(missing.is_empty(), "settings missing from the README's configuration table: {missing:?}");
+}
