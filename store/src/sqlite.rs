@@ -20,7 +20,15 @@ use crate::batch::{AppendQueue, BatchWrite, MAX_CHUNK_ROWS, RoomAppend, chunk_si
 use crate::dialect::{Dialect, WriteTx};
 use crate::{Seq, StoreError, len_i64, now_millis};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+/// Tolerates migrations newer than this binary's (`ignore_missing`): in a rolling upgrade the
+/// new release migrates first while instances of the previous one keep running and restarting
+/// on that schema. What makes that safe is the expand-then-contract rule for migrations
+/// (docs/operations.md), which `scripts/check-migrations.py` enforces in CI.
+pub(crate) static MIGRATOR: LazyLock<sqlx::migrate::Migrator> = LazyLock::new(|| {
+    let mut migrator = sqlx::migrate!("../migrations/sqlite");
+    migrator.set_ignore_missing(true);
+    migrator
+});
 
 /// How long a write waits for another process holding the database's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
