@@ -185,8 +185,8 @@ async fn a_backup_of_a_live_server_under_edits_restores_into_a_fresh_server() {
         .expect("the observer receives every edit");
     let final_sv = observer.doc().transact().state_vector();
     let final_graph = graph(&observer);
-    for w in 0..WRITERS {
-        assert_eq!(nodes_of(&final_graph, w), expected_nodes(w, sent[w]), "writer {w}: the live document");
+    for (w, &n) in sent.iter().enumerate() {
+        assert_eq!(nodes_of(&final_graph, w), expected_nodes(w, n), "writer {w}: the live document");
     }
 
     // Restore into a fresh database and serve it.
@@ -200,7 +200,7 @@ async fn a_backup_of_a_live_server_under_edits_restores_into_a_fresh_server() {
     let restored = graph(&reader);
     let restored_sv = reader.doc().transact().state_vector();
 
-    for w in 0..WRITERS {
+    for (w, &n) in sent.iter().enumerate() {
         let have = nodes_of(&restored, w);
         let k = have.len();
         let acknowledged = nodes_of(&before, w).len();
@@ -208,7 +208,7 @@ async fn a_backup_of_a_live_server_under_edits_restores_into_a_fresh_server() {
             k >= acknowledged,
             "writer {w}: {acknowledged} edits acknowledged before the backup, {k} restored"
         );
-        assert!(k <= sent[w], "writer {w}: {k} edits restored, only {} sent", sent[w]);
+        assert!(k <= n, "writer {w}: {k} edits restored, only {n} sent");
         assert_eq!(have, expected_nodes(w, k), "writer {w}: the restored nodes are not its first {k} edits");
     }
     assert_eq!(
