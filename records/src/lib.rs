@@ -49,7 +49,7 @@ pub use ledger::{CreditOutcome, LedgerEntry};
 pub use postgres::PostgresAccounts;
 pub use runs::{
     AssetLink, AssetRecord, Claim, HoldState, MAX_CACHED_OUTPUTS, NewRun, NewRunNode, NodeSettlement,
-    OutboxEntry, Run, RunNode, RunNodeState, RunStatus, RunStore, Submission,
+    OutboxEntry, Run, RunGauges, RunNode, RunNodeState, RunStatus, RunStore, Submission,
 };
 pub use sqlite::SqliteAccounts;
 pub use users::User;

@@ -239,6 +239,19 @@ pub struct NodeSettlement {
     pub capture: bool,
 }
 
+/// [`RunStore::run_gauges`]: counts across the whole database.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunGauges {
+    pub queued: i64,
+    pub running: i64,
+    /// Running runs whose lease has expired: their worker stopped, another will resume them.
+    pub lease_expired: i64,
+    /// Credits held by pending holds (estimated costs not yet captured or released).
+    pub credits_held: i64,
+    /// Accepted runs not yet handed to the queue.
+    pub outbox_pending: i64,
+}
+
 /// A queued run waiting to be handed to the queue (Redis), written with the hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {
@@ -348,6 +361,11 @@ pub trait RunStore: Send + Sync + 'static {
     /// runs as failed with the error "credit hold expired": finishing releases every pending
     /// hold of the run, not only the expired ones). Returns how many holds were released.
     async fn expire_holds(&self, now: i64) -> Result<u64, AccountError>;
+
+    /// What operators watch (`/metrics`): runs queued and running, running runs whose lease
+    /// passed before `now` (their worker stopped; another resumes them), credits held by
+    /// pending holds, outbox rows not yet relayed. Database-wide: every instance reports the same.
+    async fn run_gauges(&self, now: i64) -> Result<RunGauges, AccountError>;
 
     /// Outbox rows not yet relayed, oldest first.
     async fn outbox(&self, limit: u32) -> Result<Vec<OutboxEntry>, AccountError>;

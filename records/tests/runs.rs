@@ -28,6 +28,7 @@ dojo_test_support::each_backend!(cases:
     orphaned_runs_are_the_unclaimed_and_the_abandoned,
     list_runs_newest_first,
     outbox_is_relayed_in_order,
+    run_gauges_count_active_runs_holds_and_expired_leases,
     assets_and_their_links,
     uploads_stay_within_the_owners_quota,
     per_user_limit_holds_across_workers,
@@ -702,6 +703,32 @@ mod cases {
         assert!(matches!(again, Submission::Existing(run) if run.id == "run_4"));
         let left: Vec<_> = b.runs.outbox(10).await.unwrap().into_iter().map(|e| e.run_id).collect();
         assert_eq!(left, ["run_3", "run_4"]);
+    }
+
+    /// What `/metrics` shows: runs by active state, credits held, the outbox, expired leases.
+    pub async fn run_gauges_count_active_runs_holds_and_expired_leases(b: Stores) {
+        let ada = user(&b, "ada", 100).await;
+        assert_eq!(b.runs.run_gauges(now()).await.unwrap(), dojo_records::RunGauges::default());
+        create(&b, new_run("run_1", &ada, None, &[("a", 10), ("b", 5)])).await;
+        create(&b, new_run("run_2", &ada, None, &[("a", 3)])).await;
+        let outbox = b.runs.outbox(10).await.unwrap().len() as i64;
+        let gauges = b.runs.run_gauges(now()).await.unwrap();
+        assert_eq!((gauges.queued, gauges.running, gauges.credits_held), (2, 0, 18), "{gauges:?}");
+        assert_eq!((gauges.outbox_pending, gauges.lease_expired), (outbox, 0), "{gauges:?}");
+
+        b.runs.claim_run(&"run_1".into(), "w1", 60_000, None).await.unwrap().run().expect("claimed");
+        assert!(
+            b.runs.settle_node(&"run_1".into(), &"a".into(), settlement("succeeded", true)).await.unwrap()
+        );
+        let gauges = b.runs.run_gauges(now()).await.unwrap();
+        assert_eq!((gauges.queued, gauges.running, gauges.credits_held, gauges.lease_expired), (1, 1, 8, 0));
+        // Two minutes on, the one-minute lease has passed: its worker stopped renewing.
+        let later = b.runs.run_gauges(now() + 120_000).await.unwrap();
+        assert_eq!((later.running, later.lease_expired), (1, 1), "{later:?}");
+
+        b.runs.finish_run(&"run_1".into(), RunStatus::Succeeded, None).await.unwrap();
+        let gauges = b.runs.run_gauges(now() + 120_000).await.unwrap();
+        assert_eq!((gauges.queued, gauges.running, gauges.credits_held, gauges.lease_expired), (1, 0, 3, 0));
     }
 
     pub async fn assets_and_their_links(b: Stores) {

@@ -41,6 +41,9 @@ pub async fn run(config: &Config, storage: &Storage, command: &AdminCommand) -> 
                 );
             }
         }
+        AdminCommand::Backup { .. } | AdminCommand::Restore { .. } => {
+            return crate::backup::run(&config.database_url, command).await;
+        }
         AdminCommand::MintToken { subject, ttl_secs, grants, manage_workflows } => {
             let Some(secret) = &config.auth.jwt_secret else {
                 bail!("minting needs DOJO_JWT_SECRET (the server must know the key to verify the token)");

@@ -44,6 +44,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// How long a `/metrics` scrape waits for the run gauges from the database.
+const RUN_GAUGES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn metrics(State(state): State<AppState>, request: axum::extract::Request) -> Response {
     let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
     let token = crate::caller::bearer_token(request.headers(), None);
@@ -55,6 +58,22 @@ async fn metrics(State(state): State<AppState>, request: axum::extract::Request)
     }
     let metrics = state.metrics();
     metrics.outbound_bytes_held.set(state.outbound().held().try_into().unwrap_or(i64::MAX));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX));
+    let runs = state.executor().runs().clone();
+    // Bounded: a slow database delays the scrape at most this long, never fails it.
+    match tokio::time::timeout(RUN_GAUGES_TIMEOUT, runs.run_gauges(now)).await {
+        Ok(Ok(gauges)) => metrics.runs.set(&gauges),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "cannot read the run gauges for /metrics");
+            metrics.runs.read_failures.inc();
+        }
+        Err(_) => {
+            tracing::warn!("the run gauges for /metrics timed out");
+            metrics.runs.read_failures.inc();
+        }
+    }
     let body = metrics.render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }

@@ -59,7 +59,7 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit (serving applies them too).
     Migrate,
-    /// Administer accounts.
+    /// Administer accounts; back up and restore the database.
     #[command(subcommand)]
     Admin(AdminCommand),
 }
@@ -80,6 +80,26 @@ pub enum AdminCommand {
     ListUsers {
         #[arg(long, default_value_t = 100)]
         limit: u32,
+    },
+    /// Write a consistent copy of the SQLite database (documents, accounts, ledger, runs) to
+    /// FILE while the server runs. PostgreSQL: use pg_dump (see docs/operations.md).
+    Backup {
+        /// Where to write the backup (a new file, unless --force).
+        #[arg(long, value_name = "FILE")]
+        to: std::path::PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Replace the SQLite database with a backup, after checking it. The server must be
+    /// stopped. PostgreSQL: use pg_restore (see docs/operations.md).
+    Restore {
+        /// The backup to restore.
+        #[arg(long, value_name = "FILE")]
+        from: std::path::PathBuf,
+        /// Replace an existing database (kept beside it as `*.before-restore-<time>`).
+        #[arg(long)]
+        force: bool,
     },
     /// Print an HS256 token signed with DOJO_JWT_SECRET (for services, workers and testing).
     MintToken {

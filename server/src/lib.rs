@@ -16,6 +16,7 @@ pub(crate) mod room;
 pub(crate) mod room_openers;
 pub(crate) mod room_registry;
 pub mod services;
+pub mod sqlite_lock;
 
 pub(crate) mod admission;
 pub(crate) mod api;
@@ -55,4 +56,4 @@ pub use app::router;
 pub use config::Config;
 pub use serve::{ServeError, serve};
 pub use state::AppState;
-pub use storage::Storage;
+pub use storage::{Storage, StorageError};

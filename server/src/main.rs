@@ -1,9 +1,10 @@
 mod admin;
+mod backup;
 
 use anyhow::Context;
 use clap::Parser;
 use dojo_server::Config;
-use dojo_server::config::{Command, LogFormat};
+use dojo_server::config::{AdminCommand, Command, LogFormat};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -13,6 +14,13 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     init_logging(&config)?;
 
+    // Backups and restores work on the database file itself, without opening it as a store
+    // (which would create, migrate and lock it).
+    if let Some(Command::Admin(command @ (AdminCommand::Backup { .. } | AdminCommand::Restore { .. }))) =
+        &config.command
+    {
+        return backup::run(&config.database_url, command).await;
+    }
     // Opening the store applies migrations; a store that cannot be reached stops start-up here
     // with the reason, rather than serving rooms that cannot load.
     let storage = dojo_server::Storage::open(&config.database_url)

@@ -5,6 +5,7 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use yrs::sync::{Message, SyncMessage};
 
@@ -40,6 +41,11 @@ impl MessageKind {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: MessageKind,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -96,6 +102,10 @@ pub struct Metrics {
     pub rooms_quarantined: Counter,
     /// Client updates refused for what they would do to the document, by reason.
     pub document_refusals: Family<ReasonLabel, Counter>,
+    /// Seconds to store one batch of a room's changes (the group commit, retries included).
+    pub store_commit_seconds: Histogram,
+    /// Read from the database at each scrape (`RunStore::run_gauges`).
+    pub runs: RunMetrics,
 }
 
 impl Metrics {
@@ -237,6 +247,23 @@ impl Metrics {
             "Client updates refused for what they would do to the document (nesting, size, executor maps)",
             document_refusals.clone(),
         );
+        // Series that exist from the start, at 0, so that `increase()` in an alert sees the first
+        // event (a series born at 1 has no increase). The label values are all those the code
+        // counts (`public_rate.rs`, `api/mod.rs`, `admission.rs`, `hocuspocus/reader.rs`;
+        // `room/core.rs`).
+        for reason in ["http", "websocket", "public", "stateless"] {
+            drop(rate_limited.get_or_create(&ReasonLabel { reason }));
+        }
+        for reason in ["document_size", "executor_maps", "nesting", "invalid"] {
+            drop(document_refusals.get_or_create(&ReasonLabel { reason }));
+        }
+        let store_commit_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "store_commit_seconds",
+            "Seconds to store one batch of a room's changes, retries included",
+            store_commit_seconds.clone(),
+        );
+        let runs = RunMetrics::register(&mut registry);
         Self {
             registry,
             rooms_open,
@@ -271,6 +298,8 @@ impl Metrics {
             presence_refused,
             rooms_quarantined,
             document_refusals,
+            store_commit_seconds,
+            runs,
         }
     }
 
@@ -344,5 +373,66 @@ impl EdgeMetrics {
             edge.preauth_queued_bytes.clone(),
         );
         edge
+    }
+}
+
+/// Runs and credits, read from the database when `/metrics` is scraped: the same values on every
+/// instance sharing a database (aggregate them with `max`, not `sum`).
+pub struct RunMetrics {
+    /// Runs queued or running, by `state`.
+    pub active: Family<StateLabel, Gauge>,
+    /// Running runs whose lease expired (their worker stopped; another resumes them).
+    pub leases_expired: Gauge,
+    /// Credits held by pending holds.
+    pub credits_held: Gauge,
+    /// Accepted runs not yet handed to the queue.
+    pub outbox_pending: Gauge,
+    /// Scrapes whose database read failed or timed out (the gauges keep their last values).
+    pub read_failures: Counter,
+}
+
+impl RunMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let runs = Self {
+            active: Family::default(),
+            leases_expired: Gauge::default(),
+            credits_held: Gauge::default(),
+            outbox_pending: Gauge::default(),
+            read_failures: Counter::default(),
+        };
+        registry.register(
+            "runs_active",
+            "Runs queued or running, by state (database-wide)",
+            runs.active.clone(),
+        );
+        registry.register(
+            "run_leases_expired",
+            "Running runs whose lease expired: their worker stopped (database-wide)",
+            runs.leases_expired.clone(),
+        );
+        registry.register(
+            "credits_held",
+            "Credits held by pending run holds (database-wide)",
+            runs.credits_held.clone(),
+        );
+        registry.register(
+            "run_outbox_pending",
+            "Accepted runs not yet handed to the queue (database-wide)",
+            runs.outbox_pending.clone(),
+        );
+        registry.register(
+            "run_gauge_read_failures",
+            "Scrapes whose read of the run gauges failed or timed out",
+            runs.read_failures.clone(),
+        );
+        runs
+    }
+
+    pub fn set(&self, gauges: &dojo_records::RunGauges) {
+        self.active.get_or_create(&StateLabel { state: "queued" }).set(gauges.queued);
+        self.active.get_or_create(&StateLabel { state: "running" }).set(gauges.running);
+        self.leases_expired.set(gauges.lease_expired);
+        self.credits_held.set(gauges.credits_held);
+        self.outbox_pending.set(gauges.outbox_pending);
     }
 }

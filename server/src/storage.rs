@@ -1,10 +1,17 @@
 //! Where everything durable lives: documents, and accounts (users, workflows, credits), on one
 //! database.
 
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use dojo_records::AccountStore;
 use dojo_store::{DocumentStore, StoreError};
+
+use crate::sqlite_lock::{LockError, SqliteLock};
+
+/// How long opening an SQLite database waits for an `admin restore` to finish with it.
+const RESTORE_WAIT: Duration = Duration::from_secs(60);
 
 /// Where everything durable lives: documents, and accounts (users, workflows, credits), on one
 /// database.
@@ -14,16 +21,32 @@ pub struct Storage {
     pub accounts: Arc<dyn AccountStore>,
     /// Runs, credit holds and asset records (same database).
     pub runs: Arc<dyn dojo_records::RunStore>,
+    /// On SQLite: the shared lock that tells `admin restore` the file is in use.
+    _in_use: Option<Arc<SqliteLock>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
 impl Storage {
-    /// Opens the database `url` names and applies its migrations.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    /// Opens the database `url` names and applies its migrations. An SQLite file is locked
+    /// (shared) first, see `sqlite_lock.rs`.
+    pub async fn open(url: &str) -> Result<Self, StorageError> {
+        let in_use = match dojo_store::sqlite_path(url).filter(|path| *path != ":memory:") {
+            Some(path) => Some(Arc::new(SqliteLock::shared(Path::new(path), RESTORE_WAIT).await?)),
+            None => None,
+        };
         let database = dojo_store::open_database(url).await?;
         Ok(Self {
             documents: database.documents(),
             accounts: dojo_records::accounts(&database),
             runs: dojo_records::runs(&database),
+            _in_use: in_use,
         })
     }
 }

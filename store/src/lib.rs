@@ -14,6 +14,7 @@ mod batch;
 mod dialect;
 mod postgres;
 mod sqlite;
+pub mod sqlite_backup;
 mod sqlite_writer;
 
 use std::sync::Arc;
@@ -188,13 +189,19 @@ impl Database {
 pub async fn open_database(url: &str) -> Result<Database, StoreError> {
     let database = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Database::Postgres(PostgresStore::connect(url).await?)
-    } else if let Some(path) = url.strip_prefix("sqlite:") {
-        Database::Sqlite(SqliteStore::open(path.trim_start_matches("//")).await?)
+    } else if let Some(path) = sqlite_path(url) {
+        Database::Sqlite(SqliteStore::open(path).await?)
     } else {
         return Err(StoreError::UnsupportedUrl(url.to_owned()));
     };
     database.documents().migrate().await?;
     Ok(database)
+}
+
+/// The file an `sqlite:PATH` / `sqlite://PATH` URL names (`:memory:` for a private in-memory
+/// database); `None` for any other URL.
+pub fn sqlite_path(url: &str) -> Option<&str> {
+    url.strip_prefix("sqlite:").map(|path| path.trim_start_matches("//"))
 }
 
 /// Opens the document store a URL names, migrated: [`open_database`] for callers that need

@@ -6,6 +6,7 @@
 //!   which appenders do not take (compaction never blocks appends).
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use sqlx::Connection;
@@ -15,7 +16,15 @@ use crate::batch::{AppendQueue, BatchWrite, RoomAppend};
 use crate::dialect::{Dialect, WriteTx};
 use crate::{Seq, StoreError, len_i64, now_millis};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+/// Tolerates migrations newer than this binary's (`ignore_missing`): in a rolling upgrade the
+/// new release migrates first while instances of the previous one keep running and restarting
+/// on that schema. What makes that safe is the expand-then-contract rule for migrations
+/// (docs/operations.md), which `scripts/check-migrations.py` enforces in CI.
+static MIGRATOR: LazyLock<sqlx::migrate::Migrator> = LazyLock::new(|| {
+    let mut migrator = sqlx::migrate!("../migrations/postgres");
+    migrator.set_ignore_missing(true);
+    migrator
+});
 
 /// First key of the two-key advisory lock compaction takes (the second is the room's hash), so
 /// that it cannot collide with other users of advisory locks, sqlx's migration lock included.

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -24,7 +24,15 @@ use crate::sqlite_writer::{
 };
 use crate::{Seq, StoreError, len_i64, now_millis};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+/// Tolerates migrations newer than this binary's (`ignore_missing`): in a rolling upgrade the
+/// new release migrates first while instances of the previous one keep running and restarting
+/// on that schema. What makes that safe is the expand-then-contract rule for migrations
+/// (docs/operations.md), which `scripts/check-migrations.py` enforces in CI.
+pub(crate) static MIGRATOR: LazyLock<sqlx::migrate::Migrator> = LazyLock::new(|| {
+    let mut migrator = sqlx::migrate!("../migrations/sqlite");
+    migrator.set_ignore_missing(true);
+    migrator
+});
 
 /// A [`DocumentStore`] in one SQLite file. Clones share the pool and the write lock.
 #[derive(Debug, Clone)]

@@ -357,8 +357,15 @@ impl Actor {
                 }
                 Effect::Write(batch) => {
                     let (store, room) = (self.shell.store.clone(), self.shell.name.clone());
-                    self.writing =
-                        Some(Box::pin(async move { append_with_retry(&*store, &room, &batch).await }));
+                    let metrics = self.shell.metrics.clone();
+                    self.writing = Some(Box::pin(async move {
+                        let started = std::time::Instant::now();
+                        let written = append_with_retry(&*store, &room, &batch).await;
+                        if written.is_ok() {
+                            metrics.store_commit_seconds.observe(started.elapsed().as_secs_f64());
+                        }
+                        written
+                    }));
                 }
                 Effect::Publish(message) => {
                     if let Some(cluster) = &self.shell.cluster {
