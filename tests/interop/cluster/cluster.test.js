@@ -18,7 +18,7 @@ import { HocuspocusProvider } from '@hocuspocus/provider'
 import { LocalCluster } from '../lib/cluster.js'
 import {
   ClientPool, MSG_SYNC, RawClient, SYNC_UPDATE, addNode, clientState, encodeSyncUpdate,
-  fetchRoomState, uniqueRoom, waitConverged, waitFor, waitSynced
+  fetchRoomState, parseFrame, uniqueRoom, waitConverged, waitFor, waitSynced
 } from '../lib/clients.js'
 
 const WAIT = 30_000
@@ -234,9 +234,39 @@ clusterTest('a rolling restart (drain, start, then the other) keeps every room a
 
   await checkAvailable('start')
   for (const n of [1, 2]) {
+    // A client straight on the instance keeps writing (an update every 5 ms, without waiting)
+    // while the drain begins. What it saw acknowledged (echoed, so stored) must be in the store.
+    const stored = uniqueRoom(`cluster-rolling-stored-${n}`)
+    const rc = await RawClient.connect(cluster.direct(n).roomUrl(stored), { timeout: WAIT })
+    pool.sockets.add(rc)
+    const echoed = new Y.Doc()
+    rc.ws.on('message', (data) => {
+      const msg = parseFrame(Buffer.from(data))
+      if (msg.type === MSG_SYNC && msg.syncType === SYNC_UPDATE) Y.applyUpdate(echoed, msg.payload)
+    })
+    const rawDoc = new Y.Doc()
+    rawDoc.on('update', (u) => { if (rc.ws.readyState === WebSocket.OPEN) rc.send(encodeSyncUpdate(u)) })
+    let fired = 0
+    const firing = (async () => {
+      while (!rc.closed && fired < 5000) {
+        addNode(rawDoc, `fired-${fired++}`)
+        await new Promise((resolve) => setTimeout(resolve, 5))
+      }
+    })()
+    await waitFor(() => fired >= 20, { timeout: WAIT, message: 'the raw client to start writing' })
+
     const connections = await cluster.connections()
     const secs = await cluster.drain(n)
     t.diagnostic(`instance ${n} drained in ${secs} s with ${connections[n - 1]} connections`)
+    await firing
+    await waitFor(() => rc.closed, { timeout: WAIT, message: `the raw client of instance ${n} to be closed` })
+    assert.deepEqual(rc.closed, { code: 1001, reason: 'server shutting down' }, 'a drain closes with 1001 and says why')
+    const acknowledged = nodeIds(echoed)
+    const recovered = await fetchRoomState(cluster, stored, WAIT)
+    t.diagnostic(`instance ${n}: ${fired} updates written, ${acknowledged.length} acknowledged before the drain closed the socket, ${nodeIds(recovered).length} stored`)
+    assert.ok(acknowledged.every((id) => recovered.getMap('nodes').has(id)),
+      `every update acknowledged before the drain is stored (acknowledged ${acknowledged}, stored ${nodeIds(recovered)})`)
+
     await cluster.waitHaproxy(n, 'DOWN')
     await waitReconnected(clients, `every client to be connected and synced after instance ${n} drained`)
     await checkAvailable(`drained-${n}`)
