@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit, property and integration tests (real server, real sockets),
-# then the interop suite with the stock JavaScript clients (yjs, y-websocket, ws).
+# then the interop suite with the stock JavaScript clients (yjs, y-websocket, ws), then the same
+# clients against the local cluster of scripts/cluster.sh (needs haproxy, redis-server, psql),
 # then the web editor: unit tests (Vitest) and end-to-end tests in Chromium (playwright-core
 # driving /usr/bin/chromium) against the same binary serving the freshly built bundle.
-# Needs: a Rust toolchain, Node.js >= 20.19 with npm, Debian's chromium, python3 with venv. cargo-nextest is used
+# Needs: a Rust toolchain, Node.js >= 20.19 with npm, Debian's chromium and haproxy, python3 with venv. cargo-nextest is used
 # when installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,12 @@ echo "==> interop tests (stock yjs + y-websocket clients against target/debug/do
   cd tests/interop
   npm ci --no-audit --no-fund --loglevel=error
   DOJO_SERVER_BIN="$PWD/../../target/debug/dojo-server" npm test
+)
+
+echo "==> cluster tests (scripts/cluster.sh: HAProxy, two instances, two workers; stock clients through the load balancer)"
+(
+  cd tests/interop
+  BIN_DIR="$PWD/../../target/debug" npm run test:cluster
 )
 
 echo "==> web editor: build, unit tests, end-to-end tests in Chromium against target/debug/dojo-server"

@@ -63,6 +63,11 @@ impl Cluster {
     }
 
     async fn worker(&self) -> WorkerProcess {
+        self.worker_with(&[]).await
+    }
+
+    /// A worker with settings of its own on top of the defaults below.
+    async fn worker_with(&self, settings: &[(&str, &str)]) -> WorkerProcess {
         let mut env = vec![
             ("DATABASE_URL", self.db.url.clone()),
             ("REDIS_URL", self.redis.url()),
@@ -75,6 +80,8 @@ impl Cluster {
         env.extend(self.replicate.env());
         let s3_env = self.s3.env();
         env.extend(s3_env.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        // Later entries win: `Command::envs` keeps the last value of a name.
+        env.extend(settings.iter().map(|(k, v)| (*k, (*v).to_owned())));
         WorkerProcess::start(&env).await
     }
 
@@ -204,6 +211,52 @@ async fn workers_run_the_graph_and_a_killed_worker_s_run_is_resumed_without_reru
     assert_eq!(api.balance(&alice).await, 7);
     assert_eq!(cluster.replicate.created("a quick fox") + cluster.replicate.created("a slow fox"), 3);
     assert!(survivor.log().contains(&run_id), "the survivor took over the run:\n{}", survivor.log());
+    editor.close().await;
+    watcher.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_with_sigterm_hands_its_run_back_and_another_resumes_it_at_once() {
+    let cluster = Cluster::start().await;
+    let api = cluster.api();
+    let bob = token("bob");
+    api.user_with_credits(&bob, 10).await;
+    let room = "canvas-handback";
+    api.workflow(&bob, room).await;
+    let editor = join(&api, room, &bob).await;
+    build_graph(&api, room, &bob, &editor).await;
+    let watcher = join(&api, room, &bob).await;
+
+    // Leases and stream visibility far longer than this test waits: only a run handed back on
+    // SIGTERM can be resumed by the other worker in time. One second of grace for runs in flight.
+    let settings = [
+        ("DOJO_RUN_LEASE_SECS", "600"),
+        ("DOJO_RUN_VISIBILITY_SECS", "600"),
+        ("DOJO_SHUTDOWN_GRACE_SECS", "1"),
+    ];
+    cluster.replicate.hold("a slow fox");
+    let mut stopping = cluster.worker_with(&settings).await;
+    let run_id = api.submit(&bob, room, "handback-1").await;
+    watcher
+        .wait_doc("everything but the slow node finished", WAIT, finished_before_the_kill)
+        .await
+        .expect("the first worker runs the graph until the slow node");
+    let next = cluster.worker_with(&settings).await;
+
+    let status = stopping.terminate().await;
+    assert!(status.success(), "the worker exits cleanly on SIGTERM: {status:?}\n{}", stopping.log());
+    cluster.replicate.release("a slow fox");
+    // Within WAIT, far less than the 10-minute lease and visibility timeout.
+    let run = api.wait_run(&bob, &run_id, WAIT, |run| run["status"] == "succeeded").await;
+    assert!(next.log().contains(run_id.as_str()), "the other worker resumed the run:\n{}", next.log());
+    assert!(
+        stopping.log().contains("handed the run back to the queue"),
+        "the stopping worker says it handed its run back:\n{}",
+        stopping.log()
+    );
+    assert_eq!(run["charged"], 3, "charged once per paid node: {run}");
+    assert_eq!(cluster.replicate.created("a quick fox"), 1, "the finished provider node did not run again");
+    assert_eq!(api.balance(&bob).await, 7);
     editor.close().await;
     watcher.close().await;
 }

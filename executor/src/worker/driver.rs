@@ -132,6 +132,14 @@ impl RunDriver {
         &self.worker_id
     }
 
+    /// Gives up the lease of a run this worker stopped executing because it is shutting down,
+    /// so that the next worker may claim it at once rather than after the lease. `false` when
+    /// this worker no longer held it.
+    pub async fn release(&self, run_id: &RunId) -> Result<bool, DriverError> {
+        // A lease of one millisecond: expired by the time anyone else reads it.
+        Ok(self.runs.renew_lease(run_id, &self.worker_id, 1).await?)
+    }
+
     pub fn runs(&self) -> &Arc<dyn RunStore> {
         &self.runs
     }

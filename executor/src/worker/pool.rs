@@ -105,12 +105,39 @@ async fn handle(
             }
             true
         }
+        // Stopped here by the shutdown: handed back at once (lease released, a fresh queue
+        // entry), so another worker resumes it now rather than after the lease and the
+        // visibility timeout.
+        Ok(Execution::Released) if shutdown.is_cancelled() => {
+            hand_back(queue, driver, delivery).await;
+            false
+        }
         // Held by another live worker, or stopped here: the entry stays with the queue, which
         // hands it out again after its visibility timeout (or the relay finds the run again).
         Ok(_) => false,
         Err(error) => {
             tracing::error!(%run, %error, "run failed to execute; it is retried after its lease");
             false
+        }
+    }
+}
+
+/// Releases the lease of a run stopped by the shutdown and puts it back in line. If either step
+/// fails, the run is still resumed, only later: after its lease and the queue's visibility
+/// timeout, as after a crash.
+async fn hand_back(queue: &Arc<dyn RunQueue>, driver: &RunDriver, delivery: &Delivery) {
+    let run = &delivery.run_id;
+    match driver.release(run).await {
+        Ok(true) => match queue.defer(delivery).await {
+            Ok(()) => tracing::info!(%run, "shutting down: handed the run back to the queue"),
+            Err(error) => {
+                tracing::warn!(%run, %error, "could not put a stopped run back in line; it resumes after its visibility timeout")
+            }
+        },
+        // Another worker holds it now: nothing to hand back.
+        Ok(false) => {}
+        Err(error) => {
+            tracing::warn!(%run, %error, "could not release a stopped run's lease; it resumes after the lease")
         }
     }
 }

@@ -45,6 +45,27 @@ impl WorkerProcess {
         self.child.wait().expect("reap the worker");
     }
 
+    /// SIGTERM (the graceful stop: no new runs, a grace period for those in flight, the rest
+    /// handed back), then waits for the process to exit; SIGKILL if it has not within `WAIT`.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill(1)");
+        assert!(sent.success(), "SIGTERM the worker");
+        let deadline = tokio::time::Instant::now() + super::WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the worker's status") {
+                return status;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!("the worker did not exit within {:?} of SIGTERM:\n{}", super::WAIT, self.log());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn log(&self) -> String {
         read_log(&self.log)
     }
