@@ -131,7 +131,7 @@ start_server() {
   # --run-workers 0: runs execute in the dojo-worker processes, as in deploy/compose.yaml.
   spawn "dojo-$n" "$BIN_DIR/dojo-server" --addr "127.0.0.1:$port" \
     --database-url "$DOJO_CLUSTER_DATABASE" --redis-url "$DOJO_CLUSTER_REDIS" \
-    --assets-dir "$DIR/assets" --run-workers 0
+    --assets-dir "$DIR/assets" --run-workers 0 --trusted-proxies 127.0.0.1
   wait_http "http://127.0.0.1:$port/readyz" "dojo-server $n" "$DIR/logs/dojo-$n.log" "dojo-$n" dojo-server
   log "dojo-server $n ready on 127.0.0.1:$port (pid $(cat "$(pidfile "dojo-$n")"))"
 }

@@ -187,6 +187,12 @@ pub struct HttpSettings {
     #[arg(long, env = "DOJO_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
+    /// Load balancers and reverse proxies (addresses or CIDR ranges, comma-separated) whose
+    /// `X-Forwarded-For` names the client. Per-address limits and `/metrics`' loopback rule then
+    /// apply to the client, not the proxy. Unset: the header is ignored (a client could forge it).
+    #[arg(long, env = "DOJO_TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::client_addr::parse_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// Largest HTTP request body, in bytes (document updates included).
     #[arg(long, env = "DOJO_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -540,6 +546,35 @@ impl Default for Limits {
 }
 
 impl Config {
+    /// The command line and environment, with optional text settings given as an empty string
+    /// (`DOJO_JWT_SECRET=` in an env or compose file) taken as unset, as most tools do, rather
+    /// than as an empty value that fails validation or, worse, is used. (Empty paths and
+    /// addresses are refused by the parser, naming the option.)
+    pub fn from_env_and_args() -> Self {
+        let mut config = Config::parse();
+        config.unset_empty_values();
+        config
+    }
+
+    fn unset_empty_values(&mut self) {
+        fn blank(value: &str) -> bool {
+            value.trim().is_empty()
+        }
+        fn clear<T>(value: &mut Option<T>, is_blank: impl Fn(&T) -> bool) {
+            if value.as_ref().is_some_and(is_blank) {
+                *value = None;
+            }
+        }
+        clear(&mut self.redis_url, |url| blank(url));
+        clear(&mut self.auth.jwt_secret, |secret| blank(secret));
+        clear(&mut self.auth.stripe_webhook_secret, |secret| blank(secret));
+        clear(&mut self.http.metrics_token, |token| blank(&token.0));
+        clear(&mut self.executor.assets_url, |url| blank(url));
+        self.auth.jwt_issuer.retain(|issuer| !blank(issuer));
+        self.auth.jwt_audience.retain(|audience| !blank(audience));
+        self.http.cors_origins.retain(|origin| !blank(origin));
+    }
+
     /// The defaults, listening on an ephemeral local port and storing in `database_url`: what
     /// tests and embedders start from.
     pub fn for_tests(database_url: &str) -> Self {
@@ -596,5 +631,41 @@ mod tests {
         assert_eq!(config.addr.port(), 9000);
         assert!(Config::try_parse_from(["dojo-server", "--max-rooms", "lots"]).is_err());
         assert!(Config::try_parse_from(["dojo-server", "--addr", "nowhere"]).is_err());
+    }
+
+    /// What `DOJO_JWT_SECRET=` (an empty value in an env file) arrives as: unset, not "".
+    #[test]
+    fn empty_optional_settings_are_unset() {
+        let mut config = Config::try_parse_from([
+            "dojo-server",
+            "--jwt-secret",
+            "",
+            "--redis-url",
+            " ",
+            "--stripe-webhook-secret",
+            "",
+            "--metrics-token",
+            "",
+            "--assets-url",
+            "",
+            "--cors-origins",
+            "",
+        ])
+        .unwrap();
+        config.unset_empty_values();
+        assert_eq!(config.auth.jwt_secret, None);
+        assert!(config.auth.dev_mode(), "no key configured: dev mode");
+        assert_eq!(config.redis_url, None);
+        assert_eq!(config.auth.stripe_webhook_secret, None);
+        assert!(config.http.metrics_token.is_none());
+        assert_eq!(config.executor.assets_url, None);
+        assert!(config.http.cors_origins.is_empty());
+        // Paths are refused empty by clap itself, with the option's name.
+        assert!(Config::try_parse_from(["dojo-server", "--jwt-public-key-file", ""]).is_err());
+
+        let mut config =
+            Config::try_parse_from(["dojo-server", "--redis-url", "redis://cache:6379"]).unwrap();
+        config.unset_empty_values();
+        assert_eq!(config.redis_url.as_deref(), Some("redis://cache:6379"), "a real value stays");
     }
 }

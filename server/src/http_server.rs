@@ -43,7 +43,7 @@ const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: appli
 connection: close\r\ncontent-length: 53\r\n\r\n{\"error\":\"too many connections\",\"code\":\"unavailable\"}";
 
 /// How the HTTP edge treats connections.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EdgeSettings {
     pub header_timeout: Duration,
     /// How long a request body may stall between two chunks.
@@ -51,6 +51,8 @@ pub struct EdgeSettings {
     pub max_tcp_connections: usize,
     /// How long, on shutdown, connections mid-request may take to finish.
     pub shutdown_grace: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed (see `client_addr.rs`).
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 /// Serves `app` on `listener` until `shutdown` fires, then lets connections finish their
@@ -88,7 +90,14 @@ pub async fn serve(
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
         let stream = CountedStream::new(stream, permit, metrics.edge.tcp_connections.clone());
-        connections.spawn(connection(stream, peer, app.clone(), settings, metrics.clone(), shutdown.clone()));
+        connections.spawn(connection(
+            stream,
+            peer,
+            app.clone(),
+            settings.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
     }
     drop(listener);
     connections.close();
@@ -105,12 +114,15 @@ async fn connection(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    // The peer's address for handlers (per-IP rate limits, /metrics access), as axum's
-    // `into_make_service_with_connect_info` would provide it.
+    // The client's address for handlers (per-IP rate limits, /metrics access), as axum's
+    // `into_make_service_with_connect_info` would provide it: the peer, or behind a trusted
+    // proxy the client it names, per request (a proxy may reuse a connection for many clients).
     let body_idle_timeout = settings.body_idle_timeout;
+    let trusted_proxies = settings.trusted_proxies.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let client = crate::client_addr::client_addr(peer, request.headers(), &trusted_proxies);
         let mut request = request.map(|body| StallGuard::new(body, body_idle_timeout));
-        request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(ConnectInfo(client));
         tower::ServiceExt::oneshot(app.clone(), request)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

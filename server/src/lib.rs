@@ -22,6 +22,7 @@ pub(crate) mod admission;
 pub(crate) mod api;
 pub(crate) mod app;
 pub(crate) mod caller;
+pub(crate) mod client_addr;
 pub(crate) mod close;
 pub(crate) mod cluster_presence;
 pub(crate) mod conn_id;

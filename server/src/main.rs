@@ -2,7 +2,6 @@ mod admin;
 mod backup;
 
 use anyhow::Context;
-use clap::Parser;
 use dojo_server::Config;
 use dojo_server::config::{AdminCommand, Command, LogFormat};
 use tokio::net::TcpListener;
@@ -11,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config = Config::from_env_and_args();
     init_logging(&config)?;
 
     // Backups and restores work on the database file itself, without opening it as a store

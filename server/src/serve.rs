@@ -51,6 +51,7 @@ pub async fn serve(
         body_idle_timeout: std::time::Duration::from_secs(config.http.http_idle_secs.max(1)),
         max_tcp_connections: config.tcp_connection_limit(),
         shutdown_grace: config.limits.shutdown_grace(),
+        trusted_proxies: config.http.trusted_proxies.clone().into(),
     };
     // The HTTP server's graceful shutdown covers plain HTTP only; upgraded sockets watch
     // `shutdown` themselves and are awaited in `drain`.

@@ -208,11 +208,8 @@ fn the_readme_documents_every_setting() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
     let table =
         readme.split("## Configuration").nth(1).and_then(|rest| rest.split("\n## ").next()).expect("section");
-    let names: Vec<&str> = help
-        .split("[env: ")
-        .skip(1)
-        .filter_map(|rest| rest.split(|c: char| c == ']' || c == '=').next())
-        .collect();
+    let names: Vec<&str> =
+        help.split("[env: ").skip(1).filter_map(|rest| rest.split([']', '=']).next()).collect();
     assert!(names.len() > 40, "the help lists the settings' variables: {help}");
     let missing: Vec<&str> =
         names.iter().copied().filter(|name| !table.contains(&format!("`{name}`"))).collect();
