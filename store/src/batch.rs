@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -99,13 +100,25 @@ impl AppendQueue {
     }
 
     /// A queue served by a thread of its own, named `name`, which runs `writer` until every
-    /// clone of the queue is dropped (and what was queued by then is committed).
-    pub fn on_thread(name: &str, mut writer: impl BlockingBatchWrite) -> Result<Self, StoreError> {
+    /// clone of the queue is dropped (and what was queued by then is committed). Commits start
+    /// at least `spacing` apart: under sustained appends a batch then gathers what arrives in
+    /// that time instead of paying a commit (and its sync) for every one or two; an append
+    /// after a quiet spell is committed at once.
+    pub fn on_thread(
+        name: &str,
+        spacing: Duration,
+        mut writer: impl BlockingBatchWrite,
+    ) -> Result<Self, StoreError> {
         let (tx, mut queue) = mpsc::channel(QUEUE_APPENDS);
         std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
+                let mut last_start: Option<Instant> = None;
                 while let Some(first) = queue.blocking_recv() {
+                    if let Some(wait) = last_start.and_then(|start| spacing.checked_sub(start.elapsed())) {
+                        std::thread::sleep(wait);
+                    }
+                    last_start = Some(Instant::now());
                     let batch = gather(first, &mut queue);
                     answer(batch, |rooms| writer.write_batch(rooms));
                 }

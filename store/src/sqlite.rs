@@ -19,8 +19,8 @@ use tokio::sync::Mutex;
 use crate::batch::{AppendQueue, BatchWrite, RoomAppend, chunk_sizes};
 use crate::dialect::{Dialect, WriteTx};
 use crate::sqlite_writer::{
-    BUSY_TIMEOUT, Checkpoints, FileWriter, INSERT_ROWS, UPSERT_ROOMS, WAL_AUTOCHECKPOINT_PAGES,
-    numbered_rows, statement,
+    BUSY_TIMEOUT, COMMIT_SPACING, Checkpoints, FileWriter, INSERT_ROWS, UPSERT_ROOMS,
+    WAL_AUTOCHECKPOINT_PAGES, numbered_rows, statement,
 };
 use crate::{Seq, StoreError, len_i64, now_millis};
 
@@ -90,7 +90,7 @@ impl SqliteStore {
         let write = Arc::new(Mutex::new(()));
         let checkpoints = Checkpoints::new(pool.clone(), tokio::runtime::Handle::current());
         let writer = FileWriter::new(path.to_owned(), write.clone(), checkpoints);
-        let appends = AppendQueue::on_thread("dojo-sqlite-writer", writer)?;
+        let appends = AppendQueue::on_thread("dojo-sqlite-writer", COMMIT_SPACING, writer)?;
         Ok(Self { pool, write, appends })
     }
 
