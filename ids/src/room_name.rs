@@ -11,12 +11,20 @@ use std::sync::Arc;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 
+/// The longest name, in bytes of UTF-8 (a Hocuspocus client sends the name as a string in every
+/// message; y-websocket puts it in the URL path, percent-encoded, three bytes per escaped byte).
 pub const MAX_ROOM_NAME_LEN: usize = 128;
 
-/// A room's name: 1 to 128 characters from `A–Z a–z 0–9 - _ . :`, not starting with `.`.
+/// A room's name: any UTF-8 text of 1 to 128 bytes without control or invisible
+/// direction-changing characters, other than `.` and `..`.
 ///
-/// The set is what fits in a URL path segment without escaping (y-websocket puts the name in
-/// the path verbatim) and in a Redis key or file name later, without ambiguity.
+/// Names arrive from stock clients that let applications pick them freely (Hocuspocus document
+/// names such as `Café board` or `org/design 1`), so the rule refuses only what is unsafe or
+/// ambiguous: control characters (they could forge log lines, and NUL separates a Hocuspocus
+/// session from its name), characters that reorder or hide text (a name must read as what it
+/// is in the editor, the logs and the API), and the dot segments (`/rooms/..` resolves to
+/// `/` in every URL parser). A name is a key only: no file or Redis pattern is built from it.
+/// Names are compared byte for byte; no Unicode normalisation is applied.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
 #[serde(try_from = "String")]
 pub struct RoomName(Arc<str>);
@@ -25,12 +33,12 @@ pub struct RoomName(Arc<str>);
 pub enum RoomNameError {
     #[error("room name is empty")]
     Empty,
-    #[error("room name is longer than {MAX_ROOM_NAME_LEN} characters")]
+    #[error("room name is longer than {MAX_ROOM_NAME_LEN} bytes of UTF-8")]
     TooLong,
-    #[error("room name may only contain A-Z a-z 0-9 - _ . : (found {0:?})")]
+    #[error("room name may not contain control or invisible formatting characters (found {0:?})")]
     BadCharacter(char),
-    #[error("room name may not start with '.'")]
-    LeadingDot,
+    #[error("room name may not be '.' or '..'")]
+    DotSegment,
 }
 
 impl RoomName {
@@ -51,20 +59,35 @@ impl RoomName {
         if let Some(c) = name.chars().find(|&c| !Self::valid_char(c)) {
             return Err(RoomNameError::BadCharacter(c));
         }
-        if name.starts_with('.') {
-            return Err(RoomNameError::LeadingDot);
+        if name == "." || name == ".." {
+            return Err(RoomNameError::DotSegment);
         }
         Ok(())
     }
 
     /// Whether `c` may appear in a room name (a prefix of names is checked with it too).
     pub fn valid_char(c: char) -> bool {
-        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
+        !c.is_control() && !is_invisible_format(c)
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Zero-width characters and bidirectional controls: they make two different names look the
+/// same, or a name display as something it is not (Unicode's "Trojan Source" characters).
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' // soft hyphen
+        | '\u{061C}' // Arabic letter mark
+        | '\u{180E}' // Mongolian vowel separator
+        | '\u{200B}'..='\u{200F}' // zero-width space, joiners, LTR/RTL marks
+        | '\u{2028}'..='\u{202E}' // line/paragraph separators, embeddings and overrides
+        | '\u{2060}'..='\u{206F}' // word joiner, invisible operators, isolates
+        | '\u{FEFF}' // zero-width no-break space (byte order mark)
+        | '\u{FFF9}'..='\u{FFFB}' // interlinear annotation
+    )
 }
 
 /// The plain string; width and alignment apply as to a `str`.
@@ -165,8 +188,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accepts_the_documented_character_set() {
-        for ok in ["a", "workflow-42", "team:acme.canvas_1", &"x".repeat(128)] {
+    fn accepts_any_printable_utf8_within_the_byte_limit() {
+        let long = "x".repeat(128);
+        let long_accented = "é".repeat(64);
+        for ok in [
+            "a",
+            "workflow-42",
+            "team:acme.canvas_1",
+            "Café board",
+            "org/design 1",
+            "日本語のキャンバス",
+            "emoji 🎨",
+            ".hidden",
+            "...",
+            " padded ",
+            "50% off?#&",
+            &long,
+            &long_accented,
+        ] {
             assert_eq!(RoomName::parse(ok).unwrap().as_str(), ok);
         }
     }
@@ -175,16 +214,23 @@ mod tests {
     fn rejects_everything_else_with_a_reason() {
         assert_eq!(RoomName::parse(""), Err(RoomNameError::Empty));
         assert_eq!(RoomName::parse(&"x".repeat(129)), Err(RoomNameError::TooLong));
-        assert_eq!(RoomName::parse("a/b"), Err(RoomNameError::BadCharacter('/')));
-        assert_eq!(RoomName::parse("a b"), Err(RoomNameError::BadCharacter(' ')));
-        assert_eq!(RoomName::parse("é"), Err(RoomNameError::BadCharacter('é')));
-        assert_eq!(RoomName::parse(".."), Err(RoomNameError::LeadingDot));
+        // 65 two-byte letters are 130 bytes: the limit counts bytes, not characters.
+        assert_eq!(RoomName::parse(&"é".repeat(65)), Err(RoomNameError::TooLong));
+        assert_eq!(RoomName::parse("a\0b"), Err(RoomNameError::BadCharacter('\0')));
+        assert_eq!(RoomName::parse("a\nb"), Err(RoomNameError::BadCharacter('\n')));
+        assert_eq!(RoomName::parse("a\u{7f}"), Err(RoomNameError::BadCharacter('\u{7f}')));
+        assert_eq!(RoomName::parse("a\u{85}"), Err(RoomNameError::BadCharacter('\u{85}')));
+        assert_eq!(RoomName::parse("abc\u{202E}txt"), Err(RoomNameError::BadCharacter('\u{202E}')));
+        assert_eq!(RoomName::parse("a\u{200B}b"), Err(RoomNameError::BadCharacter('\u{200B}')));
+        assert_eq!(RoomName::parse("\u{FEFF}a"), Err(RoomNameError::BadCharacter('\u{FEFF}')));
+        assert_eq!(RoomName::parse("."), Err(RoomNameError::DotSegment));
+        assert_eq!(RoomName::parse(".."), Err(RoomNameError::DotSegment));
     }
 
     #[test]
     fn conversions_apply_the_same_rule() {
         assert_eq!(RoomName::try_from("ok".to_owned()).map(String::from).as_deref(), Ok("ok"));
-        assert_eq!(RoomName::try_from("a/b".to_owned()), Err(RoomNameError::BadCharacter('/')));
+        assert_eq!(RoomName::try_from("a\tb".to_owned()), Err(RoomNameError::BadCharacter('\t')));
         assert_eq!(RoomName::try_from(""), Err(RoomNameError::Empty));
         let name = RoomName::parse("canvas").unwrap();
         assert!(name == "canvas" && name == *"canvas" && name.as_ref() == "canvas");
@@ -196,11 +242,13 @@ mod tests {
         assert_eq!(serde_json::to_string(&name).unwrap(), "\"team:acme.canvas_1\"");
         let back: RoomName = serde_json::from_str("\"team:acme.canvas_1\"").unwrap();
         assert_eq!(back, name);
-        for bad in ["\"\"", "\".hidden\"", "\"a/b\"", "1", "null"] {
+        for bad in ["\"\"", "\"..\"", "\"a\\u0000b\"", "1", "null"] {
             assert!(serde_json::from_str::<RoomName>(bad).is_err(), "{bad}");
         }
-        let error = serde_json::from_str::<RoomName>("\"a b\"").unwrap_err().to_string();
-        assert!(error.contains("may only contain"), "{error}");
+        let error = serde_json::from_str::<RoomName>("\"a\\nb\"").unwrap_err().to_string();
+        assert!(error.contains("control"), "{error}");
+        let accented: RoomName = serde_json::from_str("\"Caf\\u00e9\"").unwrap();
+        assert_eq!(accented, "Café");
     }
 
     #[test]

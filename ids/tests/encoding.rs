@@ -48,12 +48,16 @@ macro_rules! round_trip_on {
             .expect("select by name");
         assert_eq!(found.as_deref(), Some(room.as_str()));
         // A stored name the rule refuses does not decode into a `RoomName`.
-        sqlx::query("INSERT INTO rooms (name) VALUES ('has space')")
+        sqlx::query("INSERT INTO rooms (name) VALUES ($1)")
+            .bind("has\nnewline")
             .execute(&mut *conn)
             .await
             .expect("insert");
         let refused: Result<RoomName, sqlx::Error> =
-            sqlx::query_scalar("SELECT name FROM rooms WHERE name = 'has space'").fetch_one(&mut *conn).await;
+            sqlx::query_scalar("SELECT name FROM rooms WHERE name <> $1")
+                .bind(room.as_str())
+                .fetch_one(&mut *conn)
+                .await;
         assert!(matches!(refused, Err(sqlx::Error::ColumnDecode { .. })), "{refused:?}");
         let optional: Option<RoomName> =
             sqlx::query_scalar("SELECT CAST(NULL AS TEXT)").fetch_one(&mut *conn).await.expect("a null");

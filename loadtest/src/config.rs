@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use dojo_ids::{RoomName, RoomNameError};
+use dojo_ids::RoomName;
 use dojo_room_client::{Applying, Framing};
 
 /// Longest room prefix: room names (`{prefix}-{i}`) must stay within the server's 128 characters.
@@ -398,14 +398,17 @@ fn parse_prefix(value: &str) -> Result<String, String> {
     if value.is_empty() || value.len() > MAX_PREFIX_LEN {
         return Err(format!("the room prefix must have 1 to {MAX_PREFIX_LEN} characters"));
     }
+    // The generator puts names in URLs as they are, so it keeps to characters that need no
+    // escaping there; the server accepts more.
+    if let Some(bad) =
+        value.chars().find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+    {
+        return Err(format!("the room prefix may only contain A-Z a-z 0-9 - _ . : (found {bad:?})"));
+    }
     // The server's rule, applied to the first name made from the prefix: the rest differ only
     // in their digits.
     match RoomName::check(&format!("{value}-0")) {
         Ok(()) => Ok(value.to_owned()),
-        Err(RoomNameError::BadCharacter(bad)) => {
-            Err(format!("the room prefix may only contain A-Z a-z 0-9 - _ . : (found {bad:?})"))
-        }
-        Err(RoomNameError::LeadingDot) => Err("the room prefix may not start with '.'".into()),
         Err(other) => Err(format!("the room prefix makes bad room names: {other}")),
     }
 }
@@ -516,7 +519,7 @@ mod tests {
     #[test]
     fn prefixes_are_valid_room_names() {
         assert_eq!(parse(&["--room-prefix", "ci:run_1.a"]).unwrap().resolved_prefix(), "ci:run_1.a");
-        for bad in ["", "a/b", "a b", ".hidden", &"x".repeat(101)] {
+        for bad in ["", "a/b", "a b", "caf\u{e9}", &"x".repeat(101)] {
             assert!(parse(&["--room-prefix", bad]).is_err(), "{bad:?}");
         }
         let generated = parse(&[]).unwrap().resolved_prefix();

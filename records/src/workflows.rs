@@ -63,9 +63,9 @@ pub(crate) fn validate_room(room: &str) -> Result<(), AccountError> {
 fn room_input_error(error: RoomNameError) -> AccountError {
     let reason = match error {
         RoomNameError::Empty => "empty",
-        RoomNameError::TooLong => "longer than 128 characters",
-        RoomNameError::BadCharacter(_) => "only A-Z a-z 0-9 - _ . : are allowed",
-        RoomNameError::LeadingDot => "may not start with '.'",
+        RoomNameError::TooLong => "longer than 128 bytes of UTF-8",
+        RoomNameError::BadCharacter(_) => "control and invisible formatting characters are not allowed",
+        RoomNameError::DotSegment => "may not be '.' or '..'",
     };
     AccountError::InvalidInput { field: "room", reason }
 }

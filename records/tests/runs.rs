@@ -226,7 +226,7 @@ mod cases {
         invalid(b.runs.create_run(new_run("run_x", &ada, None, &[("a", i64::MAX), ("b", 1)])).await, "cost");
         invalid(b.runs.create_run(new_run("", &ada, None, &[])).await, "id");
         let mut bad_room = new_run("run_x", &ada, None, &[]);
-        bad_room.room = "a/b".to_owned();
+        bad_room.room = "a\nb".to_owned();
         invalid(b.runs.create_run(bad_room).await, "room");
         // A run id already taken, without a key that matches: refused, nothing held.
         create(&b, new_run("run_taken", &ada, None, &[("a", 5)])).await;

@@ -20,7 +20,9 @@ pub fn router(state: AppState) -> Router {
         state.auth().dev_mode(),
     ));
     Router::new()
-        .route("/rooms/{room}", get(crate::y_websocket::room_socket))
+        // A wildcard: a y-websocket client puts the room name in the path as it is, so a name
+        // with a `/` arrives as several segments.
+        .route("/rooms/{*room}", get(crate::y_websocket::room_socket))
         .route("/collab", get(crate::hocuspocus::collab_socket))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz).layer(by_ip))

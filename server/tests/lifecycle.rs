@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::{TestServer, WAIT};
 use dojo_room_client::SyncClient;
+use yrs::Transact as _;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_metrics_answer_over_http() {
@@ -39,7 +40,8 @@ async fn health_readiness_and_metrics_answer_over_http() {
 async fn bad_room_names_are_refused_with_400_before_the_upgrade() {
     let server = TestServer::start().await;
     let too_long = "x".repeat(129);
-    for bad in ["a%20b", "%C3%A9t%C3%A9", ".hidden", too_long.as_str()] {
+    // Percent-decoded first: a NUL, a newline, a right-to-left override, a dot segment.
+    for bad in ["a%00b", "line%0Abreak", "abc%E2%80%AEtxt", "%2E%2E", too_long.as_str()] {
         let url = server.url(bad);
         match tokio_tungstenite::connect_async(&url).await {
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
@@ -52,7 +54,37 @@ async fn bad_room_names_are_refused_with_400_before_the_upgrade() {
     }
     let longest = "x".repeat(128);
     server.client(&longest).await;
-    assert_eq!(server.metric("dojo_rejected_upgrades_total", "reason=\"bad_room_name\"").await, 4.0);
+    assert_eq!(server.metric("dojo_rejected_upgrades_total", "reason=\"bad_room_name\"").await, 5.0);
+    server.stop().await;
+}
+
+/// Any printable UTF-8 name is a room: percent-decoded from the path, and a `/` in it reaches
+/// the same room whether the client escaped it or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn utf8_names_with_spaces_and_slashes_are_rooms() {
+    let server = TestServer::start().await;
+    // "org/Café board 1", once with a literal slash, once escaped.
+    let a = server.client("org/Caf%C3%A9%20board%201").await;
+    let b = server.client("org%2FCaf%C3%A9%20board%201").await;
+    let other = server.client("org/Caf%C3%A9%20board%202").await;
+    a.edit(|txn| dojo_sync_protocol::canvas::write_node(txn, &common::node("n1", 0.0)).expect("a node"))
+        .await
+        .expect("edit");
+    b.wait_doc("the edit under the same UTF-8 name", WAIT, |doc| {
+        dojo_sync_protocol::canvas::read_graph(&doc.transact()).is_ok_and(|g| g.nodes.len() == 1)
+    })
+    .await
+    .expect("both spellings of the path are one room");
+    // The HTTP API takes the name as one segment, so the slash is escaped there.
+    let graph: serde_json::Value = reqwest::get(server.http("/api/rooms/org%2FCaf%C3%A9%20board%201/graph"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(graph["nodes"].to_string().contains("n1"), "{graph}");
+    let empty = dojo_sync_protocol::canvas::read_graph(&other.doc().transact()).expect("a graph");
+    assert!(empty.nodes.is_empty(), "a different name is a different room");
     server.stop().await;
 }
 

@@ -74,7 +74,7 @@ async fn the_dashboard_and_alert_rules_name_only_exported_metrics() {
     server.wait_metric("dojo_persisted_updates_total", "", |n| n >= 1.0).await;
     client.close().await;
     server.wait_metric("dojo_disconnects_total", "client_closed", |n| n >= 1.0).await;
-    let refused = dojo_room_client::SyncClient::connect(&server.url("not%20a%20room")).await;
+    let refused = dojo_room_client::SyncClient::connect(&server.url("not%0Aa%0Aroom")).await;
     assert!(refused.is_err(), "a bad room name is refused before the upgrade");
     server.wait_metric("dojo_rejected_upgrades_total", "bad_room_name", |n| n >= 1.0).await;
     let exposition =

@@ -539,9 +539,9 @@ async fn a_restored_version_reaches_everyone(backend: Backend) {
     assert_eq!(status, 404, "{body}");
     let (status, body) = http_post(&server, "/api/rooms/nobody-here/versions/1/restore").await;
     assert_eq!(status, 404, "{body}");
-    let (status, body) = http_post(&server, "/api/rooms/bad*name/versions/1/restore").await;
+    let (status, body) = http_post(&server, "/api/rooms/bad%0Aname/versions/1/restore").await;
     assert_eq!(status, 400, "{body}");
-    let (status, body) = http_get(&server, "/api/rooms/bad*name/versions").await;
+    let (status, body) = http_get(&server, "/api/rooms/bad%0Aname/versions").await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(versions(&server, "nobody-here").await, Vec::<Value>::new());
 

@@ -1,5 +1,6 @@
 //! Test helpers shared by the store, accounts, executor and server test suites.
 
+pub mod config_reference;
 mod database;
 mod s3;
 mod stores;

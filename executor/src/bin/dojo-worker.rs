@@ -83,6 +83,7 @@ struct Config {
     #[arg(long, env = "DOJO_LOG", default_value = "info")]
     log: String,
 
+    /// Log output format (logs go to stderr).
     #[arg(long, env = "DOJO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 }
@@ -226,5 +227,22 @@ async fn signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use dojo_test_support::config_reference::{check_generated_section, markdown_table};
+
+    /// `docs/configuration.md` lists every worker setting as `--help` defines it.
+    #[test]
+    fn config_reference_lists_every_worker_setting() {
+        let table = markdown_table(&super::Config::command());
+        assert!(table.contains("| `DOJO_SERVER_URL` | `--server-url` |"), "{table}");
+        let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
+        if let Err(message) = check_generated_section(&doc, "dojo-worker settings (generated)", &table) {
+            panic!("{message}");
+        }
     }
 }

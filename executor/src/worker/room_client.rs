@@ -95,10 +95,22 @@ impl RoomDocuments for RemoteRooms {
         if RoomName::check(room).is_err() {
             return Err(DocumentError::unavailable(format!("{room:?} is not a room name")));
         }
-        let url = format!("{}/rooms/{room}", self.base);
+        let url = room_url(&self.base, room)?;
         let room = DurableRoom::open(url, room, self.tokens.clone(), self.settings.clone()).await?;
         Ok(Arc::new(RemoteRoom(room)))
     }
+}
+
+/// `{base}/rooms/{room}` with the name percent-encoded as one path segment: names may hold
+/// spaces, `/`, `?`, `#` and any letter, which the server decodes back.
+fn room_url(base: &str, room: &str) -> Result<String, DocumentError> {
+    let mut url =
+        url::Url::parse(base).map_err(|error| DocumentError::unavailable(format!("{base:?}: {error}")))?;
+    url.path_segments_mut()
+        .map_err(|()| DocumentError::unavailable(format!("{base:?} cannot take a path")))?
+        .pop_if_empty()
+        .extend(["rooms", room]);
+    Ok(url.into())
 }
 
 /// One room, open for a run. Dropping it closes the connection.
@@ -108,5 +120,20 @@ pub struct RemoteRoom(DurableRoom);
 impl RoomDocument for RemoteRoom {
     async fn write(&self, edit: Edit<'_>) -> Result<(), DocumentError> {
         self.0.write(|txn| edit(txn).map_err(DocumentError::from)).await
+    }
+}
+
+#[cfg(test)]
+mod room_url_tests {
+    use super::room_url;
+
+    #[test]
+    fn the_name_is_one_escaped_path_segment() {
+        assert_eq!(room_url("ws://h:1", "plain").unwrap(), "ws://h:1/rooms/plain");
+        assert_eq!(room_url("ws://h:1/", "plain").unwrap(), "ws://h:1/rooms/plain");
+        assert_eq!(
+            room_url("wss://h/base", "org/Café 1?#").unwrap(),
+            "wss://h/base/rooms/org%2FCaf%C3%A9%201%3F%23"
+        );
     }
 }

@@ -154,6 +154,23 @@ h.test('y-websocket and Hocuspocus clients edit one room together', async ({ poo
     hp.provider.awareness.getStates().get(ywsA.doc.clientID)?.user?.name === 'yws', { message: 'presence both ways' })
 })
 
+h.test('UTF-8 names with spaces and slashes: both protocols meet in one room; a bad name is told why', async ({ pool, server }) => {
+  // y-websocket puts the name in the URL as it is (the URL parser percent-encodes the space and
+  // the letters); Hocuspocus sends it inside every message.
+  const name = `Café board/${uniqueRoom('utf8')} 日本`
+  const yws = pool.client(name, 'y-websocket')
+  const hp = hocus(pool, server, name, 'hocuspocus')
+  await Promise.all([waitSynced(yws), waitHocusSynced(hp)])
+  addNode(yws.doc, 'from-yws', { x: 1 })
+  addNode(hp.doc, 'from-hocus', { x: 2 })
+  await waitConverged([yws, hp], { extra: (d) => d.getMap('nodes').size === 2, message: 'one room under a UTF-8 name' })
+  assert.deepEqual(hp.events.denied, [])
+
+  const bad = hocus(pool, server, 'tab\there', 'bad name')
+  await waitFor(() => bad.events.denied.length > 0, { message: 'the bad name to be refused' })
+  assert.match(bad.events.denied[0], /invalid document name: .*control/)
+})
+
 secured.test('tokens: read-write, read-only and denied', async ({ pool, server, room }) => {
   const writer = hocus(pool, server, room, 'writer', { token: token('w', { grants: { [room]: 'write' } }) })
   await waitHocusSynced(writer)

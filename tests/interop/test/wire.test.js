@@ -118,7 +118,9 @@ h.test('stock providers work with the longest valid room name', async ({ pool })
 })
 
 h.test('invalid room names are refused at the upgrade', async () => {
-  for (const bad of ['x'.repeat(129), '.hidden', 'sp%20ace', 'caf%C3%A9']) {
+  // Percent-encoded as they would arrive: too long, a NUL, a newline, a right-to-left override,
+  // 65 two-byte letters (130 bytes).
+  for (const bad of ['x'.repeat(129), 'a%00b', 'line%0Abreak', 'abc%E2%80%AEtxt', '%C3%A9'.repeat(65)]) {
     const err = await RawClient.connect(h.server.roomUrl(bad), { timeout: 10_000 }).then(
       (rc) => { rc.terminate(); return null },
       (e) => e)
