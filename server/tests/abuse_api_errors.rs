@@ -131,7 +131,14 @@ fn operations(spec: &Value) -> Vec<Operation> {
                 .map(|properties| {
                     properties.iter().map(|(name, schema)| (name.clone(), json_types(spec, schema))).collect()
                 });
-            operations.push(Operation { method, path: path.clone(), secured, body_required, body_types, json_fields });
+            operations.push(Operation {
+                method,
+                path: path.clone(),
+                secured,
+                body_required,
+                body_types,
+                json_fields,
+            });
         }
     }
     operations
@@ -149,7 +156,10 @@ fn wrong_value(types: &BTreeSet<String>) -> Option<Value> {
         (json!([1]), ["array", "array"]),
         (json!({"x": 1}), ["object", "object"]),
     ];
-    candidates.into_iter().find(|(_, names)| !names.iter().any(|n| types.contains(*n))).map(|(value, _)| value)
+    candidates
+        .into_iter()
+        .find(|(_, names)| !names.iter().any(|n| types.contains(*n)))
+        .map(|(value, _)| value)
 }
 
 /// The server, a user with a token, the room, and the documented codes.
@@ -219,7 +229,14 @@ struct Refusal {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_bad_input_in_the_documented_envelope() {
     let walk = Walk::start().await;
-    let spec: Value = walk.request(Method::GET, "/api/openapi.json").send().await.expect("spec").json().await.expect("json");
+    let spec: Value = walk
+        .request(Method::GET, "/api/openapi.json")
+        .send()
+        .await
+        .expect("spec")
+        .json()
+        .await
+        .expect("json");
     let operations = operations(&spec);
     assert!(operations.len() >= 20, "the spec lists {} operations", operations.len());
     let mut bodies_checked = 0;
@@ -227,8 +244,12 @@ async fn every_route_answers_bad_input_in_the_documented_envelope() {
         let name = op.name();
         let path = op.concrete(None);
         if op.secured {
-            walk.refused_with(&format!("{name} without a token"), "unauthorized", walk.request(op.method.clone(), &path))
-                .await;
+            walk.refused_with(
+                &format!("{name} without a token"),
+                "unauthorized",
+                walk.request(op.method.clone(), &path),
+            )
+            .await;
             let bad = walk.request(op.method.clone(), &path).bearer_auth("not.a.token");
             walk.refused_with(&format!("{name} with a bad token"), "unauthorized", bad).await;
         }
@@ -237,20 +258,25 @@ async fn every_route_answers_bad_input_in_the_documented_envelope() {
         for param in op.params() {
             let broken = op.concrete(Some((&param, NOT_UTF8)));
             let what = format!("{name} with {{{param}}} = {NOT_UTF8}");
-            let refusal =
-                walk.refused_with(&what, "invalid_path", authorized(walk.request(op.method.clone(), &broken))).await;
+            let refusal = walk
+                .refused_with(&what, "invalid_path", authorized(walk.request(op.method.clone(), &broken)))
+                .await;
             assert!(refusal.error.contains(&param), "{what}: {}", refusal.error);
             // Long values of the right kind: refused or not found, in the envelope.
             let long = op.concrete(Some((&param, &"x".repeat(300))));
-            walk.refused(&format!("{name} with a long {{{param}}}"), authorized(walk.request(op.method.clone(), &long)))
-                .await;
+            walk.refused(
+                &format!("{name} with a long {{{param}}}"),
+                authorized(walk.request(op.method.clone(), &long)),
+            )
+            .await;
         }
 
         if let Some(content_type) = op.body_types.first() {
             let too_large = authorized(walk.request(op.method.clone(), &path))
                 .header(CONTENT_TYPE, content_type.as_str())
                 .body(vec![b' '; BODY_LIMIT + 1]);
-            walk.refused_with(&format!("{name} with a body over the limit"), "body_too_large", too_large).await;
+            walk.refused_with(&format!("{name} with a body over the limit"), "body_too_large", too_large)
+                .await;
             let wrong_type = authorized(walk.request(op.method.clone(), &path))
                 .header(CONTENT_TYPE, "text/plain")
                 .body("{}");
@@ -262,14 +288,22 @@ async fn every_route_answers_bad_input_in_the_documented_envelope() {
 
         if let Some(fields) = &op.json_fields {
             bodies_checked += 1;
-            let json_request = || authorized(walk.request(op.method.clone(), &path)).header(CONTENT_TYPE, "application/json");
-            walk.refused_with(&format!("{name} with malformed JSON"), "invalid_json", json_request().body(r#"{"a": "#))
-                .await;
+            let json_request = || {
+                authorized(walk.request(op.method.clone(), &path)).header(CONTENT_TYPE, "application/json")
+            };
+            walk.refused_with(
+                &format!("{name} with malformed JSON"),
+                "invalid_json",
+                json_request().body(r#"{"a": "#),
+            )
+            .await;
             let untyped = authorized(walk.request(op.method.clone(), &path)).body("{}");
-            walk.refused_with(&format!("{name} with no content type"), "unsupported_media_type", untyped).await;
+            walk.refused_with(&format!("{name} with no content type"), "unsupported_media_type", untyped)
+                .await;
             if op.body_required {
                 // (An optional body may be empty: a run of the whole graph is asked that way.)
-                walk.refused_with(&format!("{name} with no body"), "invalid_json", json_request().body("")).await;
+                walk.refused_with(&format!("{name} with no body"), "invalid_json", json_request().body(""))
+                    .await;
             }
             let string = json_request().body(r#""an object was expected""#);
             walk.refused_with(&format!("{name} with a string for an object"), "invalid_body", string).await;
@@ -279,7 +313,11 @@ async fn every_route_answers_bad_input_in_the_documented_envelope() {
                 let body = json!({ field.as_str(): value }).to_string();
                 let refusal = walk.refused_with(&what, "invalid_body", json_request().body(body)).await;
                 assert!(refusal.error.contains(&format!("`{field}`")), "{what}: {}", refusal.error);
-                assert!(!refusal.error.contains("not this"), "{what}: the value is echoed: {}", refusal.error);
+                assert!(
+                    !refusal.error.contains("not this"),
+                    "{what}: the value is echoed: {}",
+                    refusal.error
+                );
             }
         }
     }
@@ -342,7 +380,8 @@ async fn rate_limits_keep_retry_after_in_the_envelope() {
     let alice = token("alice");
     let mut limited = None;
     for _ in 0..20 {
-        let response = story.http.get(story.server.http("/api/me")).bearer_auth(&alice).send().await.expect("get");
+        let response =
+            story.http.get(story.server.http("/api/me")).bearer_auth(&alice).send().await.expect("get");
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
             limited = Some(response);
             break;

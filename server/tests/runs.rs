@@ -234,11 +234,14 @@ async fn runs_of_nothing_are_refused_with_a_reason(backend: Backend) {
         })
     );
     // A node's type instead of its id: pointed at the id.
-    let (status, body) =
-        story.call(reqwest::Method::POST, &path, &alice, Some(json!({"targets": ["text-prompt"]})), None).await;
+    let (status, body) = story
+        .call(reqwest::Method::POST, &path, &alice, Some(json!({"targets": ["text-prompt"]})), None)
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
-        body["error"].as_str().is_some_and(|e| e.ends_with("`text-prompt` is a node type: its nodes here are `prompt`")),
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.ends_with("`text-prompt` is a node type: its nodes here are `prompt`")),
         "{body}"
     );
     // The node's id runs.
@@ -258,13 +261,13 @@ async fn runs_of_nothing_are_refused_with_a_reason(backend: Backend) {
 async fn running_a_room_nobody_created_is_404_room_not_found() {
     let server = common::TestServer::start().await;
     let http = reqwest::Client::new();
-    let (_, minted) = common::send_json(
-        http.post(server.http("/api/dev/token")).json(&json!({"name": "dev"})),
-    )
-    .await;
+    let (_, minted) =
+        common::send_json(http.post(server.http("/api/dev/token")).json(&json!({"name": "dev"}))).await;
     let dev = minted["token"].as_str().expect("a dev token").to_owned();
     let run = |room: &str| {
-        common::send_json(http.post(server.http(&format!("/api/rooms/{room}/runs"))).bearer_auth(&dev).json(&json!({})))
+        common::send_json(
+            http.post(server.http(&format!("/api/rooms/{room}/runs"))).bearer_auth(&dev).json(&json!({})),
+        )
     };
     let (status, body) = run("never-made").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
@@ -276,12 +279,16 @@ async fn running_a_room_nobody_created_is_404_room_not_found() {
     // Once someone puts something in it, it exists (and then runs or says why not).
     let client = server.client("never-made").await;
     client
-        .edit(|txn| canvas::write_node(txn, &node("prompt", "text-prompt", json!({"text": "hi"}))).expect("node"))
+        .edit(|txn| {
+            canvas::write_node(txn, &node("prompt", "text-prompt", json!({"text": "hi"}))).expect("node")
+        })
         .await
         .expect("edit");
     let probe = server.client("never-made").await;
     probe
-        .wait_doc("the node stored", WAIT, |doc| canvas::read_graph(&doc.transact()).is_ok_and(|g| g.nodes.len() == 1))
+        .wait_doc("the node stored", WAIT, |doc| {
+            canvas::read_graph(&doc.transact()).is_ok_and(|g| g.nodes.len() == 1)
+        })
         .await
         .expect("the server has the node");
     let (status, body) = run("never-made").await;

@@ -80,7 +80,9 @@ fn error_for(status: StatusCode, headers: &HeaderMap) -> Option<ApiError> {
             ApiError::TooManyRequests { retry_after_s }
         }
         StatusCode::INTERNAL_SERVER_ERROR => ApiError::Internal("a bare 500 on an API path".into()),
-        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable("the service is not available; try again".into()),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            ApiError::Unavailable("the service is not available; try again".into())
+        }
         _ => return None,
     };
     Some(error)

@@ -356,7 +356,10 @@ mod tests {
         assert!(message.starts_with("`public`: expected a boolean, got a string"), "{message}");
         assert!(!message.contains("secret"), "{message}");
         let (_, message) = refusal(r#"{"title": "t", "limit": -5}"#);
-        assert!(message.starts_with("`limit`: expected an integer from 0 to 4294967295, got a number"), "{message}");
+        assert!(
+            message.starts_with("`limit`: expected an integer from 0 to 4294967295, got a number"),
+            "{message}"
+        );
         let (_, message) = refusal(r#"{"title": "t", "inner": {"targets": "up"}}"#);
         assert!(message.starts_with("`inner.targets`: expected an array, got a string"), "{message}");
         let (_, message) = refusal(r#""title""#);

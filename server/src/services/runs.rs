@@ -274,15 +274,18 @@ fn unknown_targets(room: &RoomName, graph: &CanvasGraph, targets: &[String]) -> 
         return None;
     }
     let cut = |t: &str| t.chars().take(MAX_TARGET_ECHO).collect::<String>();
-    let mut named =
-        unknown.iter().take(MAX_TARGETS_NAMED).map(|t| format!("`{}`", cut(t))).collect::<Vec<_>>().join(", ");
+    let mut named = unknown
+        .iter()
+        .take(MAX_TARGETS_NAMED)
+        .map(|t| format!("`{}`", cut(t)))
+        .collect::<Vec<_>>()
+        .join(", ");
     if unknown.len() > MAX_TARGETS_NAMED {
         named.push_str(&format!(" and {} more", unknown.len() - MAX_TARGETS_NAMED));
     }
     let verb = if unknown.len() == 1 { "is not a node id" } else { "are not node ids" };
-    let mut message = format!(
-        "{named} {verb} in this room; targets are node ids (GET /api/rooms/{room}/graph lists them)"
-    );
+    let mut message =
+        format!("{named} {verb} in this room; targets are node ids (GET /api/rooms/{room}/graph lists them)");
     for target in unknown.iter().take(MAX_TARGETS_NAMED) {
         let ids: Vec<String> = graph
             .nodes
@@ -292,7 +295,11 @@ fn unknown_targets(room: &RoomName, graph: &CanvasGraph, targets: &[String]) -> 
             .map(|n| format!("`{}`", cut(&n.id)))
             .collect();
         if !ids.is_empty() {
-            message.push_str(&format!("; `{}` is a node type: its nodes here are {}", cut(target), ids.join(", ")));
+            message.push_str(&format!(
+                "; `{}` is a node type: its nodes here are {}",
+                cut(target),
+                ids.join(", ")
+            ));
         }
     }
     Some(SubmitError::UnknownTarget { targets: unknown.into_iter().cloned().collect(), message })
@@ -396,7 +403,9 @@ mod tests {
         assert_eq!(message(&["gen", "n2"]), None);
         assert_eq!(
             message(&["gen", "up"]).as_deref(),
-            Some("`up` is not a node id in this room; targets are node ids (GET /api/rooms/canvas/graph lists them)")
+            Some(
+                "`up` is not a node id in this room; targets are node ids (GET /api/rooms/canvas/graph lists them)"
+            )
         );
         let by_type = message(&["resize"]).expect("refused");
         assert!(by_type.ends_with("; `resize` is a node type: its nodes here are `n2`"), "{by_type}");
