@@ -50,6 +50,8 @@ struct Operation {
     /// The JSON body's properties and the JSON types each accepts (empty: any), when the body is
     /// a described JSON object.
     json_fields: Option<BTreeMap<String, BTreeSet<String>>>,
+    /// Query parameters and the JSON types each accepts.
+    query: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Operation {
@@ -88,6 +90,19 @@ fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {
     }
 }
 
+/// The object a schema describes: itself, what it refers to, or (an optional body,
+/// `oneOf: [object, null]`) the alternative that is one.
+fn object_schema<'a>(spec: &'a Value, schema: &'a Value) -> Option<&'a Value> {
+    let schema = resolve(spec, schema);
+    if schema["properties"].is_object() {
+        return Some(schema);
+    }
+    ["oneOf", "anyOf"]
+        .iter()
+        .flat_map(|key| schema[*key].as_array().into_iter().flatten())
+        .find_map(|alternative| object_schema(spec, alternative))
+}
+
 /// The JSON types a schema accepts (`type` as a string or a list, `$ref`, `oneOf`/`anyOf`);
 /// empty when it says nothing (any value).
 fn json_types(spec: &Value, schema: &Value) -> BTreeSet<String> {
@@ -124,9 +139,16 @@ fn operations(spec: &Value) -> Vec<Operation> {
             let body_required = op["requestBody"]["required"] == json!(true);
             let content = op["requestBody"]["content"].as_object();
             let body_types = content.map(|c| c.keys().cloned().collect()).unwrap_or_default();
+            let query = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query")
+                .filter_map(|p| Some((p["name"].as_str()?.to_owned(), json_types(spec, &p["schema"]))))
+                .collect();
             let json_fields = content
                 .and_then(|c| c.get("application/json"))
-                .map(|media| resolve(spec, &media["schema"]))
+                .and_then(|media| object_schema(spec, &media["schema"]))
                 .and_then(|schema| schema["properties"].as_object())
                 .map(|properties| {
                     properties.iter().map(|(name, schema)| (name.clone(), json_types(spec, schema))).collect()
@@ -137,6 +159,7 @@ fn operations(spec: &Value) -> Vec<Operation> {
                 secured,
                 body_required,
                 body_types,
+                query,
                 json_fields,
             });
         }
@@ -239,7 +262,7 @@ async fn every_route_answers_bad_input_in_the_documented_envelope() {
         .expect("json");
     let operations = operations(&spec);
     assert!(operations.len() >= 20, "the spec lists {} operations", operations.len());
-    let mut bodies_checked = 0;
+    let (mut bodies_checked, mut queries_checked) = (0, 0);
     for op in &operations {
         let name = op.name();
         let path = op.concrete(None);
@@ -269,6 +292,18 @@ async fn every_route_answers_bad_input_in_the_documented_envelope() {
                 authorized(walk.request(op.method.clone(), &long)),
             )
             .await;
+        }
+
+        for (param, types) in &op.query {
+            // A query value is text; only a number can be given one that does not parse.
+            if !(types.contains("integer") || types.contains("number")) || types.contains("string") {
+                continue;
+            }
+            let what = format!("{name} with ?{param}=lots");
+            let request = authorized(walk.request(op.method.clone(), &format!("{path}?{param}=lots")));
+            let refusal = walk.refused_with(&what, "invalid_query", request).await;
+            queries_checked += 1;
+            assert!(refusal.error.contains(&format!("`{param}`")), "{what}: {}", refusal.error);
         }
 
         if let Some(content_type) = op.body_types.first() {
@@ -322,6 +357,7 @@ async fn every_route_answers_bad_input_in_the_documented_envelope() {
         }
     }
     assert!(bodies_checked >= 5, "only {bodies_checked} operations have a described JSON body");
+    assert!(queries_checked >= 1, "no numeric query parameter was walked");
 
     // A method each path does not take: 405, `Allow` naming the ones it does.
     let mut by_path: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();

@@ -28,6 +28,8 @@ const UPLOAD_TYPES: [&str; 1] = ["image/png"];
 const MAX_LINKS_CHECKED: u32 = 64;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+// Said outright: utoipa infers it only from axum's own `Query`, not from `ApiQuery`.
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// The room the upload is for: its readers may download it too.
     pub room: Option<String>,

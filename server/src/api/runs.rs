@@ -68,6 +68,8 @@ pub struct RunList {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+// Said outright: utoipa infers it only from axum's own `Query`, not from `ApiQuery`.
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// At most this many (default 50, at most 200).
     pub limit: Option<u32>,

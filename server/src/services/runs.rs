@@ -268,8 +268,8 @@ impl<'a> RunService<'a> {
 /// The refusal for targets that are not node ids of `graph`, if any are not. A target is a node
 /// id; people also try a node's type or label, so a type is pointed at the ids that have it.
 fn unknown_targets(room: &RoomName, graph: &CanvasGraph, targets: &[String]) -> Option<SubmitError> {
-    let unknown: Vec<&String> =
-        targets.iter().filter(|t| !graph.nodes.iter().any(|n| n.id == t.as_str())).collect();
+    let ids: std::collections::HashSet<&str> = graph.nodes.iter().map(|n| n.id.as_str()).collect();
+    let unknown: Vec<&String> = targets.iter().filter(|t| !ids.contains(t.as_str())).collect();
     if unknown.is_empty() {
         return None;
     }
