@@ -33,6 +33,7 @@ use crate::api::ApiError;
 use crate::caller::{AuthError, Caller};
 use crate::close::{CloseReason, Disconnect};
 use crate::config::Limits;
+use crate::error_code::ErrorCode;
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::preauth::{PoolFull, PreauthSlot};
 use crate::rate::UserLimiter;
@@ -111,11 +112,9 @@ impl IntoResponse for Refusal {
         match self {
             Self::Unauthorized(error) | Self::Forbidden(error) => ApiError::from(error).into_response(),
             Self::Rooms(error @ OpenRefused::UserQuota(_)) => ApiError::from(error).into_response(),
-            Self::UserConnections(error) => crate::error_body::json_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_connections",
-                error.to_string(),
-            ),
+            Self::UserConnections(error) => {
+                crate::error_body::json_error(ErrorCode::TooManyConnections, error.to_string())
+            }
             error @ Self::BadRoomName(_) => text(StatusCode::BAD_REQUEST, error.to_string()),
             error @ Self::PreauthShareFull => text(StatusCode::TOO_MANY_REQUESTS, error.to_string()),
             error @ (Self::ShuttingDown

@@ -29,6 +29,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(api::routes(&state))
         .merge(crate::web::routes(&state.config().http.web_dir))
+        // After the merges, so that it also sees the 404s of paths no route has.
+        .layer(axum::middleware::from_fn(api::bare_errors::envelope))
         .layer(axum::middleware::from_fn_with_state(origins, crate::origin::refuse_foreign_origins))
         .with_state(state)
 }

@@ -5,25 +5,29 @@
 //! `ApiError` answers with the same shape.
 
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-/// `status` with `{"error": message, "code": code}`.
-pub(crate) fn json_error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
-    let body = Json(serde_json::json!({ "error": message.into(), "code": code }));
-    (status, body).into_response()
+use crate::error_code::ErrorCode;
+
+/// `{"error": message, "code": code}` with the code's status.
+pub(crate) fn json_error(code: ErrorCode, message: impl Into<String>) -> Response {
+    let body = Json(serde_json::json!({ "error": message.into(), "code": code.as_str() }));
+    (code.status(), body).into_response()
 }
 
 /// 429 with `Retry-After`, as `ApiError::TooManyRequests` answers.
 pub(crate) fn too_many_requests(retry_after_s: u64) -> Response {
     let message = format!("too many requests: retry in {retry_after_s} s");
-    let mut response = json_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+    let mut response = json_error(ErrorCode::RateLimited, message);
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
     response
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::StatusCode;
+
     use super::*;
 
     #[tokio::test]

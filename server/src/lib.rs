@@ -29,6 +29,7 @@ pub(crate) mod conn_id;
 pub(crate) mod connection;
 pub(crate) mod document_size;
 pub(crate) mod error_body;
+pub(crate) mod error_code;
 pub(crate) mod execution;
 pub(crate) mod executor_maps;
 pub(crate) mod http_server;

@@ -6,10 +6,10 @@
 
 use std::net::IpAddr;
 
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::config::MetricsToken;
+use crate::error_code::ErrorCode;
 
 /// Why a caller may not read the metrics.
 #[derive(Debug, thiserror::Error)]
@@ -24,11 +24,11 @@ pub enum MetricsRefused {
 
 impl IntoResponse for MetricsRefused {
     fn into_response(self) -> Response {
-        let (status, code) = match self {
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        let code = match self {
+            Self::Unauthorized(_) => ErrorCode::Unauthorized,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
         };
-        crate::error_body::json_error(status, code, self.to_string())
+        crate::error_body::json_error(code, self.to_string())
     }
 }
 

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -63,7 +63,7 @@ pub async fn refuse_foreign_origins(
         if !accepted {
             tracing::info!(origin = ?origin, "refused a dev-mode request from a foreign origin");
             let message = "this origin may not use a dev-mode server; list it in DOJO_CORS_ORIGINS";
-            return crate::error_body::json_error(StatusCode::FORBIDDEN, "forbidden", message);
+            return crate::error_body::json_error(crate::error_code::ErrorCode::Forbidden, message);
         }
     }
     next.run(request).await

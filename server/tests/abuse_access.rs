@@ -175,7 +175,7 @@ async fn a_room_a_service_writes_cannot_be_claimed_by_a_stranger(backend: Backen
     assert_code(status, &body, StatusCode::CONFLICT, "room_taken");
     // …nor read it, nor learn more than about a room that never existed.
     let (status, body) = story.get(&format!("/api/rooms/{room}/graph"), &mallory).await;
-    assert_code(status, &body, StatusCode::NOT_FOUND, "not_found");
+    assert_code(status, &body, StatusCode::NOT_FOUND, "room_not_found");
     let (status, never) = story.get("/api/rooms/never-used-room/graph", &mallory).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
@@ -340,12 +340,12 @@ async fn a_stranger_cannot_tell_another_users_run_from_a_missing_one() {
     for path in [format!("/api/rooms/{room}/runs"), format!("/api/rooms/{room}/versions")] {
         let (status, body) = story.get(&path, &bob).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
-        assert_eq!(body, json!({ "error": format!("no room {room:?}"), "code": "not_found" }));
+        assert_eq!(body, json!({ "error": format!("no room {room:?}"), "code": "room_not_found" }));
     }
     let (status, body) = submit(&story, room, &bob).await;
-    assert_code(status, &body, StatusCode::NOT_FOUND, "not_found");
+    assert_code(status, &body, StatusCode::NOT_FOUND, "room_not_found");
     let (status, body) = story.get("/api/rooms/nobody-room/runs", &bob).await;
-    assert_eq!(body, json!({ "error": "no room \"nobody-room\"", "code": "not_found" }), "{status}");
+    assert_eq!(body, json!({ "error": "no room \"nobody-room\"", "code": "room_not_found" }), "{status}");
     let (status, _) = story.get(&format!("/api/workflows/{workflow}"), &bob).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 

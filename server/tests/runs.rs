@@ -102,6 +102,19 @@ async fn the_story_runs_and_the_room_watches_every_node(backend: Backend) {
     assert_eq!(run["charged"], 1);
     assert_eq!(run["nodes"]["gen"]["hold"], "captured");
     assert_eq!(run["nodes"]["gen"]["params"]["seed"], 3);
+    // The run's outputs carry the URL the room's `results` map shows, for every asset.
+    assert_eq!(run["nodes"]["up"]["outputs"]["image"]["url"], url.as_str(), "{run}");
+    let mut assets = 0;
+    for (node, detail) in run["nodes"].as_object().expect("nodes") {
+        for (name, output) in detail["outputs"].as_object().into_iter().flatten() {
+            if output["kind"] == "asset" {
+                let id = output["asset"]["id"].as_str().expect("an asset id");
+                assert_eq!(output["url"], format!("/assets/{id}"), "{node}.{name}: {output}");
+                assets += 1;
+            }
+        }
+    }
+    assert_eq!(assets, 3, "gen, blur and up each made an image: {run}");
     assert_eq!(story.balance(&alice).await, 9);
     let (_, runs) =
         story.call(reqwest::Method::GET, &format!("/api/rooms/{room}/runs"), &alice, None, None).await;
@@ -190,6 +203,99 @@ async fn an_invalid_graph_is_refused_per_node_and_holds_nothing(backend: Backend
     assert_eq!(runs["runs"], json!([]));
     editor.close().await;
     story.server.stop().await;
+}
+
+async fn runs_of_nothing_are_refused_with_a_reason(backend: Backend) {
+    let story = RunStory::start(backend).await;
+    let alice = token("alice");
+    story.user_with_credits(&alice, 5).await;
+    let room = "canvas-nothing";
+    story.workflow(&alice, room).await;
+    let path = format!("/api/rooms/{room}/runs");
+
+    // A workflow whose canvas is still empty: nothing to run, and no "succeeded" run of nothing.
+    let (status, body) = story.call(reqwest::Method::POST, &path, &alice, Some(json!({})), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "empty_graph", "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("no nodes")), "{body}");
+
+    // Targets are node ids; a name that is none is refused and said to be none.
+    let editor = join(&story, room, &alice).await;
+    let prompt = node("prompt", "text-prompt", json!({"text": "a fox"}));
+    common::runs::write_graph(&story, room, &alice, &editor, &[prompt], &[]).await;
+    let (status, body) =
+        story.call(reqwest::Method::POST, &path, &alice, Some(json!({"targets": ["up"]})), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        body,
+        json!({
+            "error": format!("`up` is not a node id in this room; targets are node ids (GET /api/rooms/{room}/graph lists them)"),
+            "code": "unknown_target",
+        })
+    );
+    // A node's type instead of its id: pointed at the id.
+    let (status, body) = story
+        .call(reqwest::Method::POST, &path, &alice, Some(json!({"targets": ["text-prompt"]})), None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.ends_with("`text-prompt` is a node type: its nodes here are `prompt`")),
+        "{body}"
+    );
+    // The node's id runs.
+    let (status, body) =
+        story.call(reqwest::Method::POST, &path, &alice, Some(json!({"targets": ["prompt"]})), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (_, runs) = story.call(reqwest::Method::GET, &path, &alice, None, None).await;
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(1), "only the valid run was recorded: {runs}");
+    assert_eq!(story.balance(&alice).await, 5, "nothing was held for the refusals");
+    editor.close().await;
+    story.server.stop().await;
+}
+
+/// In dev mode (or with a token's grants) any room name may be used; running one nobody
+/// created is refused, and does not create it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_a_room_nobody_created_is_404_room_not_found() {
+    let server = common::TestServer::start().await;
+    let http = reqwest::Client::new();
+    let (_, minted) =
+        common::send_json(http.post(server.http("/api/dev/token")).json(&json!({"name": "dev"}))).await;
+    let dev = minted["token"].as_str().expect("a dev token").to_owned();
+    let run = |room: &str| {
+        common::send_json(
+            http.post(server.http(&format!("/api/rooms/{room}/runs"))).bearer_auth(&dev).json(&json!({})),
+        )
+    };
+    let (status, body) = run("never-made").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "room_not_found", "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("nobody created it")), "{body}");
+    // The refusal opened nothing: asked again, it is still a room nobody created.
+    let (status, body) = run("never-made").await;
+    assert_eq!((status, &body["code"]), (StatusCode::NOT_FOUND, &json!("room_not_found")), "{body}");
+    // Once someone puts something in it, it exists (and then runs or says why not).
+    let client = server.client("never-made").await;
+    client
+        .edit(|txn| {
+            canvas::write_node(txn, &node("prompt", "text-prompt", json!({"text": "hi"}))).expect("node")
+        })
+        .await
+        .expect("edit");
+    let probe = server.client("never-made").await;
+    probe
+        .wait_doc("the node stored", WAIT, |doc| {
+            canvas::read_graph(&doc.transact()).is_ok_and(|g| g.nodes.len() == 1)
+        })
+        .await
+        .expect("the server has the node");
+    let (status, body) = run("never-made").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    client.close().await;
+    probe.close().await;
+    server.stop().await;
 }
 
 async fn a_run_beyond_the_balance_is_402_with_balance_and_cost(backend: Backend) {
@@ -403,6 +509,7 @@ async fn compose_plans_with_the_llm_when_openai_is_configured() {
 dojo_test_support::each_backend_story!(
     the_story_runs_and_the_room_watches_every_node,
     an_invalid_graph_is_refused_per_node_and_holds_nothing,
+    runs_of_nothing_are_refused_with_a_reason,
     a_run_beyond_the_balance_is_402_with_balance_and_cost,
     a_description_becomes_connected_nodes_everyone_sees,
 );

@@ -1,7 +1,6 @@
 //! The caller's own account, dev sign-in, and the payments webhook that buys credits.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use dojo_records::CreditOutcome;
@@ -9,6 +8,7 @@ use dojo_records::stripe::{self, SignatureError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::extract::{ApiBytes, ApiJson};
 use super::{ApiError, Authenticated};
 use crate::services::credits::{CreditError, CreditService, dev_welcome};
 use crate::state::AppState;
@@ -104,7 +104,7 @@ pub struct DevTokenBody {
     responses((status = 200, body = DevTokenBody), (status = 404, description = "Not in dev mode")))]
 pub async fn dev_token(
     State(state): State<AppState>,
-    Json(body): Json<DevTokenRequest>,
+    ApiJson(body): ApiJson<DevTokenRequest>,
 ) -> Result<Json<DevTokenBody>, ApiError> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 64 {
@@ -124,7 +124,7 @@ pub async fn dev_token(
 pub async fn stripe_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    payload: Bytes,
+    ApiBytes(payload): ApiBytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let settings = &state.config().auth;
     let Some(secret) = &settings.stripe_webhook_secret else {

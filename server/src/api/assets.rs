@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dojo_auth::Permission;
@@ -15,6 +15,7 @@ use dojo_records::{AccountError, AssetLink, AssetRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::extract::{ApiBytes, ApiPath, ApiQuery};
 use super::{ApiError, Authenticated};
 use crate::execution::now_millis;
 use crate::room_name::RoomName;
@@ -27,6 +28,8 @@ const UPLOAD_TYPES: [&str; 1] = ["image/png"];
 const MAX_LINKS_CHECKED: u32 = 64;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+// Said outright: utoipa infers it only from axum's own `Query`, not from `ApiQuery`.
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// The room the upload is for: its readers may download it too.
     pub room: Option<String>,
@@ -46,16 +49,16 @@ pub struct Uploaded {
 #[utoipa::path(post, path = "/api/assets", tag = "assets", params(UploadQuery),
     request_body(content = Vec<u8>, content_type = "image/png"),
     responses((status = 201, body = Uploaded), (status = 400),
-        (status = 413, description = "`too_large` (the body) or `storage_quota_exceeded`"),
+        (status = 413, description = "`body_too_large` (the body) or `storage_quota_exceeded`"),
         (status = 415), (status = 422, description = "`invalid_image` or `image_too_large`"),
         (status = 401)),
     security(("bearer" = [])))]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Authenticated,
-    Query(query): Query<UploadQuery>,
+    ApiQuery(query): ApiQuery<UploadQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let user = caller.user()?.clone();
     let room = match &query.room {
@@ -71,11 +74,11 @@ pub async fn upload(
         .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
         .unwrap_or_default();
     if !UPLOAD_TYPES.contains(&content_type.as_str()) {
-        return Ok(refusal(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!("uploads must be one of {UPLOAD_TYPES:?}, not {content_type:?}"),
-        ));
+        // The client's own header, cut short: it is only there to say what was wrong.
+        let sent: String = content_type.chars().take(64).collect();
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "uploads must be one of {UPLOAD_TYPES:?}, not {sent:?}"
+        )));
     }
     let settings = &state.config().executor;
     let quota = i64::try_from(settings.user_storage_bytes).unwrap_or(i64::MAX);
@@ -85,25 +88,23 @@ pub async fn upload(
     let used = executor.runs().storage_used(&user.id).await?;
     let size = i64::try_from(body.len()).unwrap_or(i64::MAX);
     if used.saturating_add(size) > quota {
-        return Ok(quota_refusal(used.saturating_add(size), quota));
+        return Err(quota_refusal(used.saturating_add(size), quota));
     }
     let limits = ImageLimits { max_side: settings.max_image_side, max_pixels: settings.max_image_pixels };
     if let Err(refused) = check_image(body.clone(), limits).await? {
-        let (status, code) = match refused {
-            UploadRefusal::NotPng => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            UploadRefusal::TooLarge { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "image_too_large"),
-            _ => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_image"),
-        };
-        return Ok(refusal(status, code, refused.to_string()));
+        let message = refused.to_string();
+        return Err(match refused {
+            UploadRefusal::NotPng => ApiError::UnsupportedMediaType(message),
+            UploadRefusal::TooLarge { .. } => ApiError::ImageTooLarge(message),
+            _ => ApiError::InvalidImage(message),
+        });
     }
     let stored = match executor.assets().put(body.to_vec(), &content_type).await {
         Ok(stored) => stored,
         Err(AssetError::TooLarge { size, max }) => {
-            return Ok(refusal(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the upload has {size} bytes; at most {max} are accepted"),
-            ));
+            return Err(ApiError::BodyTooLarge(format!(
+                "the upload has {size} bytes; at most {max} are accepted"
+            )));
         }
         Err(error) => return Err(ApiError::Internal(error.to_string())),
     };
@@ -116,7 +117,7 @@ pub async fn upload(
     let link = AssetLink { owner_id: user.id.clone(), room, run_id: None, node_id: None };
     match executor.runs().record_upload(&record, &link, quota).await {
         Ok(()) => {}
-        Err(AccountError::StorageQuotaExceeded { used, quota }) => return Ok(quota_refusal(used, quota)),
+        Err(AccountError::StorageQuotaExceeded { used, quota }) => return Err(quota_refusal(used, quota)),
         Err(error) => return Err(error.into()),
     }
     let body = Uploaded {
@@ -138,7 +139,7 @@ pub async fn upload(
 pub async fn download(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound(format!("no asset {id:?}"));
     if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -212,14 +213,8 @@ async fn check_image(body: Bytes, limits: ImageLimits) -> Result<Result<(), Uplo
     }
 }
 
-fn quota_refusal(used: i64, quota: i64) -> Response {
-    refusal(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "storage_quota_exceeded",
-        format!("this upload would bring your stored assets to {used} bytes; your quota is {quota} bytes"),
-    )
-}
-
-fn refusal(status: StatusCode, code: &str, message: String) -> Response {
-    (status, Json(serde_json::json!({ "error": message, "code": code }))).into_response()
+fn quota_refusal(used: i64, quota: i64) -> ApiError {
+    ApiError::StorageQuotaExceeded(format!(
+        "this upload would bring your stored assets to {used} bytes; your quota is {quota} bytes"
+    ))
 }

@@ -2,12 +2,13 @@
 //! document (`crate::services::compose`).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use dojo_auth::Permission;
 use dojo_executor::compose::llm::Planner;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::extract::{ApiJson, ApiPath};
 use super::{ApiError, Authenticated};
 use crate::services::{access, compose};
 use crate::state::AppState;
@@ -60,8 +61,8 @@ impl From<Planner> for PlannerName {
 pub async fn compose_nodes(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(room): Path<String>,
-    Json(request): Json<ComposeRequest>,
+    ApiPath(room): ApiPath<String>,
+    ApiJson(request): ApiJson<ComposeRequest>,
 ) -> Result<Json<Composed>, ApiError> {
     let access = access::room_for(&state, &caller.0, &room, Permission::Write).await?;
     let composed = compose::compose(&state, &caller.0, &access, &request.text).await?;

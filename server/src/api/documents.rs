@@ -4,14 +4,14 @@
 //! `crate::services::{documents, versions}`'s; these handlers parse, call and map.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use dojo_auth::Permission;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::extract::{ApiBytes, ApiPath};
 use super::{ApiError, Authenticated};
 use crate::services::access::{self, RoomAccess};
 use crate::services::{documents, versions};
@@ -46,7 +46,7 @@ async fn authorized(
 pub async fn graph(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(room): Path<String>,
+    ApiPath(room): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let access = authorized(&state, &caller, &room, Permission::Read).await?;
     Ok(Json(documents::canvas_json(&state, &caller.0, &access).await?))
@@ -60,7 +60,7 @@ pub async fn graph(
 pub async fn state(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(room): Path<String>,
+    ApiPath(room): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let access = authorized(&state, &caller, &room, Permission::Read).await?;
     let update = documents::state(&state, &caller.0, &access).await?;
@@ -77,8 +77,8 @@ pub async fn state(
 pub async fn update(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(room): Path<String>,
-    body: Bytes,
+    ApiPath(room): ApiPath<String>,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let access = authorized(&state, &caller, &room, Permission::Write).await?;
     documents::apply(&state, &caller.0, &access, body.to_vec()).await?;
@@ -93,7 +93,7 @@ pub async fn update(
 pub async fn list_versions(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(room): Path<String>,
+    ApiPath(room): ApiPath<String>,
 ) -> Result<Json<Vec<Version>>, ApiError> {
     let access = authorized(&state, &caller, &room, Permission::Read).await?;
     let versions = versions::list(&state, &access).await?;
@@ -119,7 +119,7 @@ pub async fn list_versions(
 pub async fn restore_version(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path((room, id)): Path<(String, i64)>,
+    ApiPath((room, id)): ApiPath<(String, i64)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let access = authorized(&state, &caller, &room, Permission::Write).await?;
     versions::restore(&state, &caller.0, &access, id).await?;

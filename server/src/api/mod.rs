@@ -3,31 +3,36 @@
 //! Every route takes its caller from `Authorization: Bearer …` (or `?token=`), through the
 //! [`Authenticated`] extractor, which also applies the per-user rate limit. Errors leave as one
 //! JSON shape, `{"error": message, "code": code}`, from [`ApiError`]; internal details go to the
-//! log only.
+//! log only. Bodies, paths and queries are read through `extract.rs`'s extractors (`ApiJson`,
+//! `ApiPath`, `ApiQuery`, `ApiBytes`), which refuse in that shape too; `bare_errors.rs` wraps
+//! what no handler sees (unknown routes, wrong methods). The codes: `docs/api-errors.md`.
 
 pub(crate) mod account;
 mod assets;
+pub(crate) mod bare_errors;
 mod compose;
 pub(crate) mod documents;
+pub(crate) mod extract;
 pub mod openapi;
 mod runs;
 mod service_errors;
 mod workflows;
 
-use axum::Json;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use dojo_records::AccountError;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::caller::{AuthError, Caller};
+use crate::error_code::ErrorCode;
 use crate::metrics::ReasonLabel;
 use crate::state::AppState;
 
-/// Errors at the HTTP edge. Internal details go to the log, never to the client.
+/// Errors at the HTTP edge. Internal details go to the log, never to the client. Each variant
+/// has one [`ErrorCode`] (and through it one status), listed in `docs/api-errors.md`.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -63,41 +68,77 @@ pub enum ApiError {
     /// The change would make the room's document larger than the server allows.
     #[error("{0}")]
     PayloadTooLarge(String),
+    // What the extractors and the edge refuse before a handler runs (`extract.rs`,
+    // `bare_errors.rs`).
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// JSON of the wrong shape; the message names the field.
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("{0}")]
+    InvalidPath(String),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("{0}")]
+    BodyTooLarge(String),
+    #[error("{0}")]
+    BodyUnreadable(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    RouteNotFound(String),
+    #[error("{0}")]
+    InvalidRoomName(String),
+    /// A room the caller may use, that nobody created: no workflow, nothing stored, not open.
+    #[error("{0}")]
+    RoomNotFound(String),
+    // Runs and uploads.
+    #[error("{0}")]
+    EmptyGraph(String),
+    #[error("{0}")]
+    UnknownTarget(String),
+    #[error("{0}")]
+    InvalidImage(String),
+    #[error("{0}")]
+    ImageTooLarge(String),
+    #[error("{0}")]
+    StorageQuotaExceeded(String),
 }
 
 impl ApiError {
-    fn status(&self) -> StatusCode {
+    pub(crate) fn code(&self) -> ErrorCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) | ApiError::RoomTaken(_) => StatusCode::CONFLICT,
-            ApiError::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) | ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Quarantined(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::RoomTaken(_) => "room_taken",
-            ApiError::QuotaExceeded(_) => "quota_exceeded",
-            ApiError::PaymentRequired(_) => "insufficient_credits",
-            ApiError::TooManyRequests { .. } => "rate_limited",
-            ApiError::Unavailable(_) | ApiError::Storage(_) => "unavailable",
-            ApiError::Internal(_) => "internal",
-            ApiError::Quarantined(_) => "room_quarantined",
-            ApiError::PayloadTooLarge(_) => "document_too_large",
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::RoomTaken(_) => ErrorCode::RoomTaken,
+            ApiError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
+            ApiError::PaymentRequired(_) => ErrorCode::InsufficientCredits,
+            ApiError::TooManyRequests { .. } => ErrorCode::RateLimited,
+            ApiError::Unavailable(_) | ApiError::Storage(_) => ErrorCode::Unavailable,
+            ApiError::Internal(_) => ErrorCode::Internal,
+            ApiError::Quarantined(_) => ErrorCode::RoomQuarantined,
+            ApiError::PayloadTooLarge(_) => ErrorCode::DocumentTooLarge,
+            ApiError::InvalidJson(_) => ErrorCode::InvalidJson,
+            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            ApiError::InvalidBody(_) => ErrorCode::InvalidBody,
+            ApiError::InvalidPath(_) => ErrorCode::InvalidPath,
+            ApiError::InvalidQuery(_) => ErrorCode::InvalidQuery,
+            ApiError::BodyTooLarge(_) => ErrorCode::BodyTooLarge,
+            ApiError::BodyUnreadable(_) => ErrorCode::BodyUnreadable,
+            ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
+            ApiError::RouteNotFound(_) => ErrorCode::RouteNotFound,
+            ApiError::InvalidRoomName(_) => ErrorCode::InvalidRoomName,
+            ApiError::RoomNotFound(_) => ErrorCode::RoomNotFound,
+            ApiError::EmptyGraph(_) => ErrorCode::EmptyGraph,
+            ApiError::UnknownTarget(_) => ErrorCode::UnknownTarget,
+            ApiError::InvalidImage(_) => ErrorCode::InvalidImage,
+            ApiError::ImageTooLarge(_) => ErrorCode::ImageTooLarge,
+            ApiError::StorageQuotaExceeded(_) => ErrorCode::StorageQuotaExceeded,
         }
     }
 }
@@ -109,8 +150,7 @@ impl IntoResponse for ApiError {
             ApiError::Internal(cause) => tracing::error!(%cause, "internal error in the HTTP API"),
             _ => {}
         }
-        let body = Json(serde_json::json!({ "error": self.to_string(), "code": self.code() }));
-        let mut response = (self.status(), body).into_response();
+        let mut response = crate::error_body::json_error(self.code(), self.to_string());
         if let ApiError::TooManyRequests { retry_after_s } = self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
         }

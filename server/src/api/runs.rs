@@ -4,18 +4,21 @@
 //! handler parses, authorizes, calls it and maps its error.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dojo_auth::Permission;
-use dojo_executor::ValidationErrors;
+use dojo_executor::worker::document_outputs;
+use dojo_executor::{Outputs, ValidationErrors};
 use dojo_ids::RunId;
 use dojo_records::{Run, RunNode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{ApiError, Authenticated};
+use crate::error_code::ErrorCode;
 use crate::services::access;
 use crate::services::runs::{RunService, SubmitError, SubmitRequest};
 use crate::state::AppState;
@@ -65,6 +68,8 @@ pub struct RunList {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+// Said outright: utoipa infers it only from axum's own `Query`, not from `ApiQuery`.
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// At most this many (default 50, at most 200).
     pub limit: Option<u32>,
@@ -75,9 +80,9 @@ pub struct ListQuery {
 #[utoipa::path(post, path = "/api/rooms/{room}/runs", tag = "runs",
     params(("room" = String, Path, description = "Room name"),
         ("Idempotency-Key" = Option<String>, Header, description = "The same key returns the same run")),
-    request_body(content = SubmitRun, description = "Optional targets"),
+    request_body(content = Option<SubmitRun>, description = "Optional targets"),
     responses((status = 202, body = Submitted),
-        (status = 422, description = "`{error, code: invalid_graph, errors, node_errors}`", body = Object),
+        (status = 422, description = "`{error, code: invalid_graph, errors, node_errors}`; `empty_graph`; `unknown_target`", body = Object),
         (status = 402, description = "`{error, code: insufficient_credits, balance, cost}`", body = Object),
         (status = 429, description = "`quota_exceeded`: the caller has the most runs queued or running one user may"),
         (status = 401), (status = 403), (status = 404)),
@@ -85,14 +90,14 @@ pub struct ListQuery {
 pub async fn submit(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(room): Path<String>,
+    ApiPath(room): ApiPath<String>,
     headers: HeaderMap,
-    body: Option<Json<SubmitRun>>,
+    body: Option<ApiJson<SubmitRun>>,
 ) -> Result<Response, ApiError> {
     let access = access::room_for(&state, &caller.0, &room, Permission::Write).await?;
     caller.user()?;
     let idempotency_key = idempotency_key(&headers)?;
-    let targets = body.and_then(|Json(b)| b.targets);
+    let targets = body.and_then(|ApiJson(b)| b.targets);
     let request = SubmitRequest { targets, idempotency_key };
     match RunService::new(&state).submit(&caller.0, &access, request).await {
         Ok(run) => Ok(accepted(&run)),
@@ -107,7 +112,7 @@ pub async fn submit(
 pub async fn get(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(id): Path<RunId>,
+    ApiPath(id): ApiPath<RunId>,
 ) -> Result<Json<RunBody>, ApiError> {
     let (run, nodes) = RunService::new(&state).get(&caller.0, &id).await?;
     let mut body = run_body(&run);
@@ -124,7 +129,7 @@ pub async fn get(
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(id): Path<RunId>,
+    ApiPath(id): ApiPath<RunId>,
 ) -> Result<(StatusCode, Json<RunBody>), ApiError> {
     let now = RunService::new(&state).cancel(&caller.0, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(run_body(&now))))
@@ -137,8 +142,8 @@ pub async fn cancel(
 pub async fn list(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(room): Path<String>,
-    Query(query): Query<ListQuery>,
+    ApiPath(room): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<RunList>, ApiError> {
     let access = access::room_for(&state, &caller.0, &room, Permission::Read).await?;
     let limit = query.limit.unwrap_or(50).clamp(1, 200);
@@ -167,14 +172,19 @@ fn submit_refused(error: SubmitError) -> Result<Response, ApiError> {
     match error {
         SubmitError::InvalidGraph(errors) => Ok(invalid_graph(&errors)),
         SubmitError::InsufficientCredits { balance, requested } => {
+            let code = ErrorCode::InsufficientCredits;
             let body = json!({
                 "error": message,
-                "code": "insufficient_credits",
+                "code": code.as_str(),
                 "balance": balance,
                 "cost": requested,
             });
-            Ok((StatusCode::PAYMENT_REQUIRED, Json(body)).into_response())
+            Ok((code.status(), Json(body)).into_response())
         }
+        SubmitError::RoomNotFound(_) => Err(ApiError::RoomNotFound(message)),
+        SubmitError::EmptyGraph(_) => Err(ApiError::EmptyGraph(message)),
+        SubmitError::UnknownTarget { .. } => Err(ApiError::UnknownTarget(message)),
+        SubmitError::Store(error) => Err(ApiError::Storage(error)),
         SubmitError::Access(error) => Err(error.into()),
         SubmitError::SignIn(error) => Err(error.into()),
         SubmitError::TooManyTargets | SubmitError::NotSchema(_) => Err(ApiError::BadRequest(message)),
@@ -189,9 +199,9 @@ fn invalid_graph(errors: &ValidationErrors) -> Response {
     let mut body = serde_json::to_value(errors).unwrap_or_else(|_| json!({}));
     if let Value::Object(map) = &mut body {
         map.insert("error".into(), Value::String(errors.to_string()));
-        map.insert("code".into(), Value::String("invalid_graph".into()));
+        map.insert("code".into(), Value::String(ErrorCode::InvalidGraph.as_str().into()));
     }
-    (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+    (ErrorCode::InvalidGraph.status(), Json(body)).into_response()
 }
 
 fn accepted(run: &Run) -> Response {
@@ -221,6 +231,17 @@ fn run_body(run: &Run) -> RunBody {
     }
 }
 
+/// A node's stored outputs as the room's `results` map shows them: assets with the `url` to
+/// download them from (see docs/document-schema.md). Outputs that do not read as the executor's
+/// (written by an older version) are passed on as they are.
+fn outputs_json(stored: Option<&str>) -> Value {
+    let Some(stored) = stored else { return Value::Null };
+    match serde_json::from_str::<Outputs>(stored) {
+        Ok(outputs) => json!(document_outputs(&outputs)),
+        Err(_) => serde_json::from_str(stored).unwrap_or(Value::Null),
+    }
+}
+
 fn node_json(node: &RunNode) -> Value {
     let parse = |s: &Option<String>| s.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok());
     json!({
@@ -230,7 +251,7 @@ fn node_json(node: &RunNode) -> Value {
         "charged": node.charged,
         "hold": node.hold_state.as_str(),
         "params": parse(&Some(node.params.clone())),
-        "outputs": parse(&node.outputs),
+        "outputs": outputs_json(node.outputs.as_deref()),
         "error": node.error,
         "started_at": node.started_at,
         "finished_at": node.finished_at,

@@ -30,8 +30,10 @@ impl From<OpenRefused> for ApiError {
 impl From<AccessError> for ApiError {
     fn from(error: AccessError) -> Self {
         match error {
-            AccessError::BadName(_) => ApiError::BadRequest(error.to_string()),
-            AccessError::Hidden(_) => ApiError::NotFound(error.to_string()),
+            AccessError::BadName(_) => ApiError::InvalidRoomName(error.to_string()),
+            // The code a room nobody created answers with: a stranger cannot tell the two apart
+            // (see `services::access`).
+            AccessError::Hidden(_) => ApiError::RoomNotFound(error.to_string()),
             AccessError::Insufficient { .. } => ApiError::Forbidden(error.to_string()),
             AccessError::Auth(error) => error.into(),
         }
@@ -42,7 +44,7 @@ impl From<WorkflowError> for ApiError {
     fn from(error: WorkflowError) -> Self {
         match error {
             WorkflowError::SignIn(error) => error.into(),
-            WorkflowError::BadRoom(_) => ApiError::BadRequest(error.to_string()),
+            WorkflowError::BadRoom(_) => ApiError::InvalidRoomName(error.to_string()),
             WorkflowError::NotFound(_) | WorkflowError::NotCollaborator(_) => {
                 ApiError::NotFound(error.to_string())
             }

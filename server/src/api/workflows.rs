@@ -2,7 +2,7 @@
 //! The operations are `crate::services::workflows`'s; these handlers parse, call and map.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use dojo_auth::Permission;
 use dojo_ids::{UserId, WorkflowId};
@@ -10,6 +10,7 @@ use dojo_records::{Collaborator, CollaboratorPermission, Workflow, WorkflowPatch
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::extract::{ApiJson, ApiPath};
 use super::{ApiError, Authenticated};
 use crate::services::workflows::WorkflowService;
 use crate::state::AppState;
@@ -122,7 +123,7 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     caller: Authenticated,
-    Json(body): Json<CreateWorkflow>,
+    ApiJson(body): ApiJson<CreateWorkflow>,
 ) -> Result<(StatusCode, Json<WorkflowBody>), ApiError> {
     let workflow = WorkflowService::new(&state).create(&caller.0, &body.title, body.room.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(WorkflowBody::new(workflow, Permission::Admin))))
@@ -134,7 +135,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(id): Path<WorkflowId>,
+    ApiPath(id): ApiPath<WorkflowId>,
 ) -> Result<Json<WorkflowDetail>, ApiError> {
     let detail = WorkflowService::new(&state).detail(&caller.0, &id).await?;
     let collaborators = detail.collaborators.into_iter().map(CollaboratorBody::from).collect();
@@ -149,8 +150,8 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(id): Path<WorkflowId>,
-    Json(body): Json<UpdateWorkflow>,
+    ApiPath(id): ApiPath<WorkflowId>,
+    ApiJson(body): ApiJson<UpdateWorkflow>,
 ) -> Result<Json<WorkflowBody>, ApiError> {
     let service = WorkflowService::new(&state);
     let owned = service.owned(&caller.0, &id).await?;
@@ -166,7 +167,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(id): Path<WorkflowId>,
+    ApiPath(id): ApiPath<WorkflowId>,
 ) -> Result<StatusCode, ApiError> {
     let service = WorkflowService::new(&state);
     service.delete(service.owned(&caller.0, &id).await?).await?;
@@ -182,8 +183,8 @@ pub async fn delete(
 pub async fn set_collaborator(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path((id, user)): Path<(WorkflowId, UserId)>,
-    Json(body): Json<SetCollaborator>,
+    ApiPath((id, user)): ApiPath<(WorkflowId, UserId)>,
+    ApiJson(body): ApiJson<SetCollaborator>,
 ) -> Result<Json<CollaboratorBody>, ApiError> {
     let service = WorkflowService::new(&state);
     let owned = service.owned(&caller.0, &id).await?;
@@ -203,7 +204,7 @@ pub async fn set_collaborator(
 pub async fn remove_collaborator(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path((id, user)): Path<(WorkflowId, UserId)>,
+    ApiPath((id, user)): ApiPath<(WorkflowId, UserId)>,
 ) -> Result<StatusCode, ApiError> {
     let service = WorkflowService::new(&state);
     service.remove_collaborator(&service.owned(&caller.0, &id).await?, &user).await?;

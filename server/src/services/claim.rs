@@ -28,9 +28,14 @@ pub(crate) async fn claimable(
     if holds_write_grant(caller, room) {
         return Ok(true);
     }
+    Ok(!in_use(state, room).await?)
+}
+
+/// `true` when `room` is open on this instance or has a stored document (anything ever written
+/// to it, on any instance).
+pub(crate) async fn in_use(state: &AppState, room: &RoomName) -> Result<bool, StoreError> {
     // An empty append is the store's cheap "last sequence" read (0: never written).
-    let in_use = state.rooms().get(room).is_some() || state.store().append(room.as_str(), &[]).await? > 0;
-    Ok(!in_use)
+    Ok(state.rooms().get(room).is_some() || state.store().append(room.as_str(), &[]).await? > 0)
 }
 
 fn holds_write_grant(caller: &Caller, room: &RoomName) -> bool {

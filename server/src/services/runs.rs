@@ -7,7 +7,10 @@ use dojo_executor::worker::DocumentError;
 use dojo_executor::{GraphLimits, ValidationErrors, validate};
 use dojo_ids::{NodeId, RunId};
 use dojo_records::{AccountError, NewRun, NewRunNode, Run, RunNode, Submission};
-use dojo_sync_protocol::canvas::{NodeResult, NodeStatus, SchemaError, read_graph, write_node_result};
+use dojo_store::StoreError;
+use dojo_sync_protocol::canvas::{
+    CanvasGraph, NodeResult, NodeStatus, SchemaError, read_graph, write_node_result,
+};
 use serde_json::Value;
 
 use super::access::{self, AccessError, RoomAccess};
@@ -23,6 +26,9 @@ use crate::state::AppState;
 pub const MAX_TARGETS: usize = 256;
 /// Longer ids name no run: refused before the database is asked.
 const MAX_RUN_ID: usize = 64;
+/// Unknown targets named in a refusal, and how much of each; the rest are counted.
+const MAX_TARGETS_NAMED: usize = 5;
+const MAX_TARGET_ECHO: usize = 64;
 
 /// What to run.
 #[derive(Debug, Default, Clone)]
@@ -41,6 +47,18 @@ pub enum SubmitError {
     SignIn(#[from] SignInRequired),
     #[error("at most {MAX_TARGETS} targets")]
     TooManyTargets,
+    /// Nobody created the room: no workflow has it, nothing was ever stored in it, and it is
+    /// not open. Running it would open an empty room and report a run of nothing.
+    #[error("no room {:?}: nobody created it (create a workflow with this room, or add nodes to it first)", .0.as_str())]
+    RoomNotFound(RoomName),
+    /// The room's graph has no nodes: there is nothing to run.
+    #[error("room {:?} has no nodes: there is nothing to run; add nodes to the canvas first", .0.as_str())]
+    EmptyGraph(RoomName),
+    /// Targets that are not node ids of the room's graph; the message says which and why.
+    #[error("{message}")]
+    UnknownTarget { targets: Vec<String>, message: String },
+    #[error("storage unavailable")]
+    Store(#[source] StoreError),
     #[error(transparent)]
     Open(#[from] OpenRefused),
     /// The room's document could not be loaded.
@@ -116,12 +134,23 @@ impl<'a> RunService<'a> {
         super::credits::dev_welcome(self.state, &user.id).await;
 
         let room = access.room();
+        if !self.exists(room).await? {
+            return Err(SubmitError::RoomNotFound(room.clone()));
+        }
         // Opened as the caller's, so it counts against their share of rooms.
         access::open_room(self.state, caller, room)?;
         let writer = RoomWriter::open(executor.rooms().clone(), room.clone())
             .await
             .map_err(SubmitError::RoomUnavailable)?;
         let graph = writer.read(|txn| read_graph(txn)).await.map_err(SubmitError::NotSchema)?;
+        if graph.nodes.is_empty() {
+            return Err(SubmitError::EmptyGraph(room.clone()));
+        }
+        if let Some(targets) = &targets
+            && let Some(refused) = unknown_targets(room, &graph, targets)
+        {
+            return Err(refused);
+        }
         let target_refs: Option<Vec<&str>> = targets.as_ref().map(|t| t.iter().map(String::as_str).collect());
         let plan = match validate(executor.catalog(), &graph, target_refs.as_deref(), &GraphLimits::default())
         {
@@ -165,6 +194,16 @@ impl<'a> RunService<'a> {
         executor.wake();
         tracing::info!(run = %run.id, room = %room, estimate = run.estimate, nodes = node_ids.len(), "run accepted");
         Ok(run)
+    }
+
+    /// `true` when someone created `room`: a workflow has it, or it is in use (open here, or
+    /// something was stored in it). A caller who may use any room (dev mode, a token with
+    /// grants) can name one that never existed; it is refused rather than opened empty.
+    async fn exists(&self, room: &RoomName) -> Result<bool, SubmitError> {
+        if self.state.auth().accounts().workflow_by_room(room).await?.is_some() {
+            return Ok(true);
+        }
+        super::claim::in_use(self.state, room).await.map_err(SubmitError::Store)
     }
 
     /// The run, if the caller may do what `needed` allows in its room.
@@ -224,6 +263,46 @@ impl<'a> RunService<'a> {
         }
         Ok(now)
     }
+}
+
+/// The refusal for targets that are not node ids of `graph`, if any are not. A target is a node
+/// id; people also try a node's type or label, so a type is pointed at the ids that have it.
+fn unknown_targets(room: &RoomName, graph: &CanvasGraph, targets: &[String]) -> Option<SubmitError> {
+    let ids: std::collections::HashSet<&str> = graph.nodes.iter().map(|n| n.id.as_str()).collect();
+    let unknown: Vec<&String> = targets.iter().filter(|t| !ids.contains(t.as_str())).collect();
+    if unknown.is_empty() {
+        return None;
+    }
+    let cut = |t: &str| t.chars().take(MAX_TARGET_ECHO).collect::<String>();
+    let mut named = unknown
+        .iter()
+        .take(MAX_TARGETS_NAMED)
+        .map(|t| format!("`{}`", cut(t)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if unknown.len() > MAX_TARGETS_NAMED {
+        named.push_str(&format!(" and {} more", unknown.len() - MAX_TARGETS_NAMED));
+    }
+    let verb = if unknown.len() == 1 { "is not a node id" } else { "are not node ids" };
+    let mut message =
+        format!("{named} {verb} in this room; targets are node ids (GET /api/rooms/{room}/graph lists them)");
+    for target in unknown.iter().take(MAX_TARGETS_NAMED) {
+        let ids: Vec<String> = graph
+            .nodes
+            .iter()
+            .filter(|n| n.node_type == target.as_str())
+            .take(3)
+            .map(|n| format!("`{}`", cut(&n.id)))
+            .collect();
+        if !ids.is_empty() {
+            message.push_str(&format!(
+                "; `{}` is a node type: its nodes here are {}",
+                cut(target),
+                ids.join(", ")
+            ));
+        }
+    }
+    Some(SubmitError::UnknownTarget { targets: unknown.into_iter().cloned().collect(), message })
 }
 
 /// Writes `status` on every node of `nodes`, for run `run_id`.
@@ -294,5 +373,47 @@ fn node_result(
         // The document's edge: ids are plain strings there.
         run_id: run_id.map(RunId::to_string),
         updated_at: at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dojo_sync_protocol::canvas::{CanvasNode, Position};
+
+    use super::*;
+
+    fn graph() -> CanvasGraph {
+        let node = |id: &str, node_type: &str| CanvasNode {
+            id: id.into(),
+            node_type: node_type.into(),
+            position: Position { x: 0.0, y: 0.0 },
+            data: Default::default(),
+        };
+        CanvasGraph { nodes: vec![node("gen", "dev-image"), node("n2", "resize")], ..Default::default() }
+    }
+
+    fn message(targets: &[&str]) -> Option<String> {
+        let room = RoomName::parse("canvas").expect("a room name");
+        let targets: Vec<String> = targets.iter().map(|t| (*t).to_owned()).collect();
+        unknown_targets(&room, &graph(), &targets).map(|error| error.to_string())
+    }
+
+    #[test]
+    fn node_ids_are_targets_and_anything_else_is_named_in_the_refusal() {
+        assert_eq!(message(&["gen", "n2"]), None);
+        assert_eq!(
+            message(&["gen", "up"]).as_deref(),
+            Some(
+                "`up` is not a node id in this room; targets are node ids (GET /api/rooms/canvas/graph lists them)"
+            )
+        );
+        let by_type = message(&["resize"]).expect("refused");
+        assert!(by_type.ends_with("; `resize` is a node type: its nodes here are `n2`"), "{by_type}");
+        let many: Vec<String> = (0..9).map(|i| format!("x{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let text = message(&many).expect("refused");
+        assert!(text.starts_with("`x0`, `x1`, `x2`, `x3`, `x4` and 4 more are not node ids"), "{text}");
+        let long = "y".repeat(10_000);
+        assert!(message(&[&long]).expect("refused").len() < 300);
     }
 }

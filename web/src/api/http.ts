@@ -13,11 +13,12 @@ export class ApiError extends Error {
   }
 
   /**
-   * The route itself does not exist on this server (an older dojo-server): a bare 404 with no
-   * API error body. A 404 *with* a body is "that thing does not exist".
+   * The route itself does not exist on this server (an older dojo-server): `route_not_found`, or
+   * from servers before that code a bare 404 with no API error body. Any other 404 is "that
+   * thing does not exist" (`not_found`, `room_not_found`).
    */
   get routeMissing(): boolean {
-    return this.status === 404 && this.code === null
+    return this.status === 404 && (this.code === null || this.code === 'route_not_found')
   }
 }
 

@@ -1,0 +1,138 @@
+//! Every machine-readable `code` an HTTP refusal may carry, with the one status it answers with.
+//!
+//! Clients branch on `code`, not on the English in `error`, so codes are stable: one list,
+//! here, that `docs/api-errors.md` documents row for row (a unit test below reads the doc and
+//! fails when the two differ). Refusals built outside `api::ApiError` (edge middlewares, upload
+//! checks, run refusals with extra fields) take their code from here too.
+
+use axum::http::StatusCode;
+
+/// Declares [`ErrorCode`] and its list once, so that a code cannot exist without a status or be
+/// left out of [`ErrorCode::ALL`].
+macro_rules! error_codes {
+    ($($(#[doc = $doc:literal])* $variant:ident = $code:literal, $status:ident;)*) => {
+        /// A stable error code (see `docs/api-errors.md`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the order `docs/api-errors.md` lists them (read by the test that
+            /// compares the two).
+            #[cfg_attr(not(test), allow(dead_code))]
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The code as it appears in `{"error", "code"}`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+
+            /// The status every refusal with this code answers with.
+            pub const fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$variant => StatusCode::$status,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    // The request itself: parsed before any handler runs.
+    /// The body is not JSON (a syntax error, or empty where a body is required).
+    InvalidJson = "invalid_json", BAD_REQUEST;
+    /// The body's `Content-Type` is missing or not one this route takes.
+    UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE;
+    /// The body is JSON of the wrong shape: a field of the wrong type, missing or unknown.
+    InvalidBody = "invalid_body", UNPROCESSABLE_ENTITY;
+    /// A path parameter does not parse (not UTF-8, not a number where one is expected).
+    InvalidPath = "invalid_path", BAD_REQUEST;
+    /// The query string does not parse.
+    InvalidQuery = "invalid_query", BAD_REQUEST;
+    /// The body is larger than the route accepts.
+    BodyTooLarge = "body_too_large", PAYLOAD_TOO_LARGE;
+    /// The body could not be read: it stalled past the idle timeout or the connection broke.
+    BodyUnreadable = "body_unreadable", BAD_REQUEST;
+    /// The route exists, not with this method; `Allow` lists the methods it has.
+    MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED;
+    /// No API route has this path.
+    RouteNotFound = "route_not_found", NOT_FOUND;
+    /// A room name that breaks the naming rule.
+    InvalidRoomName = "invalid_room_name", BAD_REQUEST;
+    /// A value the route refuses for a reason given in `error`.
+    BadRequest = "bad_request", BAD_REQUEST;
+    // Who is asking.
+    Unauthorized = "unauthorized", UNAUTHORIZED;
+    Forbidden = "forbidden", FORBIDDEN;
+    RateLimited = "rate_limited", TOO_MANY_REQUESTS;
+    QuotaExceeded = "quota_exceeded", TOO_MANY_REQUESTS;
+    TooManyConnections = "too_many_connections", TOO_MANY_REQUESTS;
+    // What they ask for.
+    NotFound = "not_found", NOT_FOUND;
+    RoomNotFound = "room_not_found", NOT_FOUND;
+    Conflict = "conflict", CONFLICT;
+    RoomTaken = "room_taken", CONFLICT;
+    // Runs.
+    EmptyGraph = "empty_graph", UNPROCESSABLE_ENTITY;
+    UnknownTarget = "unknown_target", UNPROCESSABLE_ENTITY;
+    InvalidGraph = "invalid_graph", UNPROCESSABLE_ENTITY;
+    InsufficientCredits = "insufficient_credits", PAYMENT_REQUIRED;
+    // Uploads and documents.
+    InvalidImage = "invalid_image", UNPROCESSABLE_ENTITY;
+    ImageTooLarge = "image_too_large", UNPROCESSABLE_ENTITY;
+    StorageQuotaExceeded = "storage_quota_exceeded", PAYLOAD_TOO_LARGE;
+    DocumentTooLarge = "document_too_large", PAYLOAD_TOO_LARGE;
+    RoomQuarantined = "room_quarantined", SERVICE_UNAVAILABLE;
+    // The server.
+    Unavailable = "unavailable", SERVICE_UNAVAILABLE;
+    Internal = "internal", INTERNAL_SERVER_ERROR;
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    const DOC: &str = include_str!("../../docs/api-errors.md");
+
+    /// `code → status` from the rows of the doc's table: `| \`code\` | 404 | … |`.
+    fn documented() -> BTreeMap<String, u16> {
+        DOC.lines()
+            .filter_map(|line| {
+                let mut cells = line.strip_prefix('|')?.split('|').map(str::trim);
+                let code = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+                let status = cells.next()?.parse().ok()?;
+                Some((code.to_owned(), status))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_doc_lists_every_code_with_its_status_and_nothing_else() {
+        let documented = documented();
+        let served: BTreeMap<String, u16> =
+            ErrorCode::ALL.iter().map(|code| (code.as_str().to_owned(), code.status().as_u16())).collect();
+        assert!(documented.len() > 20, "the table was not found in docs/api-errors.md");
+        assert_eq!(documented, served, "docs/api-errors.md and ErrorCode differ");
+    }
+
+    #[test]
+    fn codes_are_unique_snake_case() {
+        let mut seen = std::collections::BTreeSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "{code} twice");
+            assert!(code.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{code}");
+            assert!(code.status().is_client_error() || code.status().is_server_error(), "{code}");
+        }
+    }
+}
