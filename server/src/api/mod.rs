@@ -10,6 +10,7 @@ mod assets;
 mod compose;
 pub(crate) mod documents;
 pub mod openapi;
+mod responses;
 mod runs;
 mod service_errors;
 mod workflows;
