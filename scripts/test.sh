@@ -3,7 +3,9 @@
 # then the interop suite with the stock JavaScript clients (yjs, y-websocket, ws), then the same
 # clients against the local cluster of scripts/cluster.sh (needs haproxy, redis-server, psql),
 # then the web editor: unit tests (Vitest) and end-to-end tests in Chromium (playwright-core
-# driving /usr/bin/chromium) against the same binary serving the freshly built bundle.
+# driving /usr/bin/chromium) against the same binary serving the freshly built bundle. The
+# OpenAPI document is checked with a standard validator, and the web editor's generated client
+# against it.
 # Needs: a Rust toolchain, Node.js >= 20.19 with npm, Debian's chromium and haproxy, python3 with venv. cargo-nextest is used
 # when installed.
 set -euo pipefail
@@ -14,6 +16,9 @@ scripts/install-moto.sh
 
 echo "==> building"
 cargo build --workspace --all-targets --locked
+
+echo "==> OpenAPI document: openapi-spec-validator on \`dojo-server openapi\` (writes target/openapi.json)"
+scripts/check-openapi.sh
 
 echo "==> Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
@@ -39,6 +44,8 @@ echo "==> web editor: build, unit tests, end-to-end tests in Chromium against ta
 (
   cd web
   npm ci --no-audit --no-fund --loglevel=error
+  # The typed client must match the server's document: regenerating it must change nothing.
+  DOJO_OPENAPI="$PWD/../target/openapi.json" npm run api:check
   npm run build
   npm test
   DOJO_SERVER_BIN="$PWD/../target/debug/dojo-server" DOJO_WEB_DIR="$PWD/dist" npm run test:e2e

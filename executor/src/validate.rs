@@ -67,8 +67,9 @@ pub struct Issue {
     pub details: Option<String>,
 }
 
-/// The errors of one node, as ComfyUI reports them.
+/// The errors of one node, as ComfyUI reports them (with the API's camelCase keys).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NodeErrors {
     /// The node's type, as on the canvas.
     pub class_type: String,
@@ -77,6 +78,7 @@ pub struct NodeErrors {
 
 /// Why a run was refused: problems with the graph as a whole, and problems per node.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, thiserror::Error)]
+#[serde(rename_all = "camelCase")]
 #[error("the run is invalid: {} graph error(s), {} node(s) with errors", .errors.len(), .node_errors.len())]
 pub struct ValidationErrors {
     pub errors: Vec<Issue>,

@@ -59,6 +59,9 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit (serving applies them too).
     Migrate,
+    /// Print the HTTP API's OpenAPI 3.1 document (as served at /api/openapi.json) and exit.
+    /// Opens no database and binds no port.
+    Openapi,
     /// Administer accounts; back up and restore the database.
     #[command(subcommand)]
     Admin(AdminCommand),

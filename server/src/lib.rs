@@ -54,6 +54,7 @@ pub(crate) mod user_connections;
 pub(crate) mod web;
 pub(crate) mod y_websocket;
 
+pub use api::openapi::document as openapi_document;
 pub use app::router;
 pub use config::Config;
 pub use serve::{ServeError, serve};

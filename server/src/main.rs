@@ -13,6 +13,12 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env_and_args();
     init_logging(&config)?;
 
+    // The API description is compiled in: printing it needs no store (CI and the web client's
+    // generator run it on a machine without a database).
+    if let Some(Command::Openapi) = &config.command {
+        println!("{}", dojo_server::openapi_document());
+        return Ok(());
+    }
     // Backups and restores work on the database file itself, without opening it as a store
     // (which would create, migrate and lock it).
     if let Some(Command::Admin(command @ (AdminCommand::Backup { .. } | AdminCommand::Restore { .. }))) =
@@ -31,6 +37,8 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Admin(command)) => return admin::run(&config, &storage, command).await,
+        // Printed above, before any store is opened.
+        Some(Command::Openapi) => return Ok(()),
         Some(Command::Serve) | None => {}
     }
 

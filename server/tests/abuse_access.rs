@@ -321,7 +321,7 @@ async fn a_stranger_cannot_tell_another_users_run_from_a_missing_one() {
     write_free_graph(&story, room, &alice).await;
     let (status, accepted) = submit(&story, room, &alice).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    let run = accepted["run_id"].as_str().expect("run id").to_owned();
+    let run = accepted["runId"].as_str().expect("run id").to_owned();
     let missing = "run_000000000000000000000000";
 
     // Bob: the same 404, word for word (apart from the id), as for a run that does not exist.
@@ -445,7 +445,7 @@ async fn the_queued_runs_quota_trips_and_frees_up_as_runs_finish() {
     let again = keyed("first").send().await.expect("resubmit");
     assert_eq!(again.status(), StatusCode::ACCEPTED);
     let again: Value = again.json().await.expect("json");
-    assert_eq!(again["run_id"], first["run_id"]);
+    assert_eq!(again["runId"], first["runId"]);
     // Only two are queued, and the refused one held nothing.
     let (_, listed) = story.get(path, &alice).await;
     assert_eq!(listed["runs"].as_array().map(Vec::len), Some(2), "{listed}");
@@ -455,7 +455,7 @@ async fn the_queued_runs_quota_trips_and_frees_up_as_runs_finish() {
     write_free_graph(&story, "bob-canvas", &bob).await;
     assert_eq!(submit(&story, "bob-canvas", &bob).await.0, StatusCode::ACCEPTED);
     // A finished (cancelled) run frees its place.
-    let run = first["run_id"].as_str().expect("run id");
+    let run = first["runId"].as_str().expect("run id");
     let (status, _) = story.call(Method::POST, &format!("/api/runs/{run}/cancel"), &alice, None).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let (status, body) = submit(&story, "alice-canvas", &alice).await;

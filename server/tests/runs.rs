@@ -66,7 +66,7 @@ async fn the_story_runs_and_the_room_watches_every_node(backend: Backend) {
     let (status, accepted) =
         story.call(reqwest::Method::POST, &path, &alice, Some(json!({})), Some("k-1")).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    let run_id = accepted["run_id"].as_str().expect("run id").to_owned();
+    let run_id = accepted["runId"].as_str().expect("run id").to_owned();
     assert_eq!(accepted["estimate"], 1, "only the dev generator costs (1 credit)");
 
     let seen = watch_run(&watcher, &run_id, &STORY, WAIT).await;
@@ -119,19 +119,19 @@ async fn the_story_runs_and_the_room_watches_every_node(backend: Backend) {
     let (_, runs) =
         story.call(reqwest::Method::GET, &format!("/api/rooms/{room}/runs"), &alice, None, None).await;
     assert_eq!(runs["runs"][0]["id"], run_id.as_str());
-    assert_eq!(runs["runs"][0]["user_id"], alice_id.as_str());
+    assert_eq!(runs["runs"][0]["userId"], alice_id.as_str());
 
     // The same submission again (a client retry) is the same run, and holds nothing more.
     let (status, again) =
         story.call(reqwest::Method::POST, &path, &alice, Some(json!({})), Some("k-1")).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(again["run_id"], run_id.as_str());
+    assert_eq!(again["runId"], run_id.as_str());
     assert_eq!(story.balance(&alice).await, 9);
 
     // Running the unchanged graph again: every node cached, nothing charged.
     let (status, second) = story.call(reqwest::Method::POST, &path, &alice, None, Some("k-2")).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{second}");
-    let second_id = second["run_id"].as_str().expect("run id").to_owned();
+    let second_id = second["runId"].as_str().expect("run id").to_owned();
     watcher
         .wait_doc("the second run done", WAIT, |doc| {
             STORY.iter().all(|n| {
@@ -179,7 +179,7 @@ async fn an_invalid_graph_is_refused_per_node_and_holds_nothing(backend: Backend
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["code"], "invalid_graph");
     let types = |node: &str| -> Vec<String> {
-        body["node_errors"][node]["errors"]
+        body["nodeErrors"][node]["errors"]
             .as_array()
             .into_iter()
             .flatten()

@@ -120,9 +120,9 @@ fn every_problem_is_reported_per_node() {
 
     // The shape the API will return.
     let json = serde_json::to_value(&errs).unwrap();
-    assert_eq!(json["node_errors"]["blur"]["class_type"], "blur");
-    assert_eq!(json["node_errors"]["blur"]["errors"][0]["type"], "value_out_of_range");
-    assert_eq!(json["node_errors"]["blur"]["errors"][0]["details"], "sigma");
+    assert_eq!(json["nodeErrors"]["blur"]["classType"], "blur");
+    assert_eq!(json["nodeErrors"]["blur"]["errors"][0]["type"], "value_out_of_range");
+    assert_eq!(json["nodeErrors"]["blur"]["errors"][0]["details"], "sigma");
 }
 
 #[test]

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{ApiBytes, ApiJson};
+use super::responses::{BadRequest, ErrorBody, TooManyRequests, Unauthorized};
 use super::{ApiError, Authenticated};
 use crate::services::credits::{CreditError, CreditService, dev_welcome};
 use crate::state::AppState;
@@ -19,7 +20,9 @@ pub struct MeBody {
     pub id: String,
     /// The token's subject.
     pub subject: String,
+    #[schema(required = true)]
     pub name: Option<String>,
+    #[schema(required = true)]
     pub email: Option<String>,
     /// Credit balance, never negative.
     pub credits: i64,
@@ -39,8 +42,10 @@ pub struct LedgerEntryBody {
 }
 
 /// The caller's profile and credit balance.
-#[utoipa::path(get, path = "/api/me", tag = "account",
-    responses((status = 200, body = MeBody), (status = 401)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/me", tag = "account", operation_id = "getMe",
+    responses((status = 200, description = "The caller", body = MeBody),
+        (status = 401, response = Unauthorized), (status = 429, response = TooManyRequests)),
+    security(("bearer" = [])))]
 pub async fn me(State(state): State<AppState>, caller: Authenticated) -> Result<Json<MeBody>, ApiError> {
     let Some(user) = caller.0.user() else {
         return Ok(Json(MeBody {
@@ -66,8 +71,10 @@ pub async fn me(State(state): State<AppState>, caller: Authenticated) -> Result<
 }
 
 /// The caller's newest credit ledger entries.
-#[utoipa::path(get, path = "/api/me/ledger", tag = "account",
-    responses((status = 200, body = Vec<LedgerEntryBody>), (status = 401)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/me/ledger", tag = "account", operation_id = "getLedger",
+    responses((status = 200, description = "Newest first, at most 100", body = Vec<LedgerEntryBody>),
+        (status = 401, response = Unauthorized), (status = 429, response = TooManyRequests)),
+    security(("bearer" = [])))]
 pub async fn ledger(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -89,19 +96,24 @@ pub async fn ledger(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct DevTokenRequest {
     /// Display name for the dev identity.
     pub name: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct DevTokenBody {
     pub token: String,
 }
 
 /// A token for a dev identity: only in dev mode (no JWT key configured); 404 otherwise.
-#[utoipa::path(post, path = "/api/dev/token", tag = "account", request_body = DevTokenRequest,
-    responses((status = 200, body = DevTokenBody), (status = 404, description = "Not in dev mode")))]
+#[utoipa::path(post, path = "/api/dev/token", tag = "account", operation_id = "createDevToken",
+    request_body = DevTokenRequest,
+    responses((status = 200, description = "A token for the dev identity", body = DevTokenBody),
+        (status = 400, response = BadRequest),
+        (status = 404, description = "Not in dev mode (`not_found`)", body = ErrorBody)))]
 pub async fn dev_token(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<DevTokenRequest>,
@@ -114,18 +126,32 @@ pub async fn dev_token(
     Ok(Json(DevTokenBody { token }))
 }
 
+/// What the Stripe webhook answers.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StripeAck {
+    pub received: bool,
+    /// Credits added by this delivery (0 for other events and for a replay).
+    pub credited: i64,
+    /// Whether the event had already been applied; absent for events that credit nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<bool>,
+}
+
 /// Stripe's webhook: a signed `checkout.session.completed` event credits its user once per
 /// event id (`client_reference_id` = our user id, `metadata.credits` = the amount). Unsigned,
 /// stale or tampered events are refused; other event types are acknowledged and ignored.
-#[utoipa::path(post, path = "/api/webhooks/stripe", tag = "payments",
+#[utoipa::path(post, path = "/api/webhooks/stripe", tag = "payments", operation_id = "stripeWebhook",
+    params(("Stripe-Signature" = String, Header, description = "Stripe's signature of the payload")),
     request_body(content = Object, description = "A Stripe event, signed in the Stripe-Signature header"),
-    responses((status = 200, body = Object), (status = 400, description = "Bad signature or payload"),
-        (status = 404, description = "No webhook secret configured")))]
+    responses((status = 200, description = "Acknowledged (credited at most once per event)", body = StripeAck),
+        (status = 400, description = "Bad signature or payload, or an unknown user (`bad_request`)", body = ErrorBody),
+        (status = 404, description = "No webhook secret configured (`not_found`)", body = ErrorBody)))]
 pub async fn stripe_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiBytes(payload): ApiBytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<StripeAck>, ApiError> {
     let settings = &state.config().auth;
     let Some(secret) = &settings.stripe_webhook_secret else {
         return Err(ApiError::NotFound("not found".into()));
@@ -144,7 +170,7 @@ pub async fn stripe_webhook(
     let Some(credit) =
         stripe::parse_checkout_completed(&payload).map_err(|e| ApiError::BadRequest(e.to_string()))?
     else {
-        return Ok(Json(serde_json::json!({ "received": true, "credited": 0 })));
+        return Ok(Json(StripeAck { received: true, credited: 0, duplicate: None }));
     };
     let outcome = match CreditService::new(state.auth().accounts()).credit_checkout(&credit).await {
         Ok(outcome) => outcome,
@@ -158,20 +184,83 @@ pub async fn stripe_webhook(
     };
     let replay = matches!(outcome, CreditOutcome::AlreadyApplied(_));
     tracing::info!(event = %credit.event_id, user = %credit.user_id, credits = credit.credits, replay, "stripe checkout");
-    Ok(Json(serde_json::json!({
-        "received": true,
-        "credited": if replay { 0 } else { credit.credits },
-        "duplicate": replay,
-    })))
+    Ok(Json(StripeAck {
+        received: true,
+        credited: if replay { 0 } else { credit.credits },
+        duplicate: Some(replay),
+    }))
 }
 
 /// Every node type the editor can place: inputs and outputs with their types, parameters with
 /// defaults and ranges, provider and cost. Public: it describes the product, not anyone's data.
-#[utoipa::path(get, path = "/api/catalog", tag = "account",
-    responses((status = 200, description = "The node catalog", body = Object)))]
+#[utoipa::path(get, path = "/api/catalog", tag = "account", operation_id = "getCatalog",
+    responses((status = 200, description = "The node catalog: `{version, nodes: [...]}`", body = Object),
+        (status = 429, response = TooManyRequests)))]
 pub async fn catalog() -> Result<Json<serde_json::Value>, ApiError> {
     match dojo_executor::LoadedCatalog::builtin() {
-        Ok(catalog) => Ok(Json(catalog.to_json())),
+        Ok(catalog) => Ok(Json(camel_case_catalog(catalog.to_json()))),
         Err(error) => Err(ApiError::Internal(format!("the built-in catalog does not load: {error}"))),
+    }
+}
+
+/// The catalog as the API shows it: camelCase keys (`maxLength`, `timeoutSecs`), like every
+/// other body. Only the answer is renamed: the catalog file keeps its snake_case, and the node
+/// cache keys on the catalog's own serialisation, which must not change. Values (a parameter's
+/// `default`, `allowed`) are left alone.
+fn camel_case_catalog(mut catalog: serde_json::Value) -> serde_json::Value {
+    if let Some(nodes) = catalog.get_mut("nodes").and_then(serde_json::Value::as_array_mut) {
+        for node in nodes {
+            for list in ["params", "inputs", "outputs"] {
+                if let Some(items) = node.get_mut(list).and_then(serde_json::Value::as_array_mut) {
+                    items.iter_mut().for_each(camel_case_keys);
+                }
+            }
+            camel_case_keys(node);
+        }
+    }
+    catalog
+}
+
+fn camel_case_keys(object: &mut serde_json::Value) {
+    if let serde_json::Value::Object(map) = object {
+        *map = std::mem::take(map).into_iter().map(|(key, value)| (camel_case(&key), value)).collect();
+    }
+}
+
+fn camel_case(key: &str) -> String {
+    let mut words = key.split('_');
+    let mut out = words.next().unwrap_or_default().to_owned();
+    for word in words {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            out.extend(first.to_uppercase());
+            out.push_str(chars.as_str());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_served_catalog_has_camel_case_keys_only() {
+        let catalog = dojo_executor::LoadedCatalog::builtin().expect("the built-in catalog");
+        let served = camel_case_catalog(catalog.to_json());
+        let mut keys = Vec::new();
+        for node in served["nodes"].as_array().expect("nodes") {
+            keys.extend(node.as_object().expect("a node").keys().cloned());
+            for list in ["params", "inputs", "outputs"] {
+                for item in node[list].as_array().into_iter().flatten() {
+                    keys.extend(item.as_object().expect("an item").keys().cloned());
+                }
+            }
+        }
+        assert!(keys.iter().any(|k| k == "maxLength"), "the catalog has a text limit somewhere");
+        assert!(keys.iter().any(|k| k == "timeoutSecs"), "and a timeout");
+        let snake: Vec<_> = keys.iter().filter(|k| k.contains('_')).collect();
+        assert!(snake.is_empty(), "snake_case keys served: {snake:?}");
+        assert_eq!(camel_case("a_b_cd"), "aBCd");
     }
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{ApiBytes, ApiPath, ApiQuery};
+use super::responses::{BadRequest, ErrorBody, Forbidden, NotFound, TooManyRequests, Unauthorized};
 use super::{ApiError, Authenticated};
 use crate::execution::now_millis;
 use crate::room_name::RoomName;
@@ -36,22 +37,33 @@ pub struct UploadQuery {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Uploaded {
     pub id: String,
+    /// Where to download it: `/assets/{id}`.
     pub url: String,
     pub content_type: String,
     pub size: u64,
     pub content_hash: String,
 }
 
+/// An image's bytes, in the request's `Content-Type`.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // a description only: the body is raw bytes
+pub struct ImageBytes(Vec<u8>);
+
 /// Uploads an image (the body, with its `Content-Type`): a PNG up to the configured size, that
 /// decodes whole within the configured dimensions, within the uploader's storage quota.
-#[utoipa::path(post, path = "/api/assets", tag = "assets", params(UploadQuery),
-    request_body(content = Vec<u8>, content_type = "image/png"),
-    responses((status = 201, body = Uploaded), (status = 400),
-        (status = 413, description = "`body_too_large` (the body) or `storage_quota_exceeded`"),
-        (status = 415), (status = 422, description = "`invalid_image` or `image_too_large`"),
-        (status = 401)),
+#[utoipa::path(post, path = "/api/assets", tag = "assets", operation_id = "uploadAsset", params(UploadQuery),
+    request_body(content = ImageBytes, content_type = "image/png"),
+    responses((status = 201, description = "Stored", body = Uploaded),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 413, description = "`body_too_large` (the body) or `storage_quota_exceeded`", body = ErrorBody),
+        (status = 415, description = "Not a PNG (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "`invalid_image` or `image_too_large`", body = ErrorBody),
+        (status = 429, response = TooManyRequests)),
     security(("bearer" = [])))]
 pub async fn upload(
     State(state): State<AppState>,
@@ -132,9 +144,11 @@ pub async fn upload(
 
 /// An asset's bytes. Ids are content hashes, so the bytes never change: cached for a year.
 /// The token may come as `?token=` (an `<img src>` cannot send headers).
-#[utoipa::path(get, path = "/assets/{id}", tag = "assets",
+#[utoipa::path(get, path = "/assets/{id}", tag = "assets", operation_id = "downloadAsset",
     params(("id" = String, Path, description = "Asset id (hex SHA-256)")),
-    responses((status = 200, description = "The bytes", content_type = "image/png"), (status = 404), (status = 401)),
+    responses((status = 200, description = "The bytes", content_type = "image/png", body = ImageBytes),
+        (status = 401, response = Unauthorized), (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests)),
     security(("bearer" = [])))]
 pub async fn download(
     State(state): State<AppState>,

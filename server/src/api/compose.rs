@@ -9,18 +9,20 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{ApiJson, ApiPath};
+use super::responses::{ErrorBody, Forbidden, NotFound, TooManyRequests, Unauthorized, Unavailable};
 use super::{ApiError, Authenticated};
 use crate::services::{access, compose};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ComposeRequest {
     /// e.g. "prompt, flux image, then upscale".
     pub text: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Composed {
     /// Ids of the nodes added, in order.
     pub nodes: Vec<String>,
@@ -53,10 +55,14 @@ impl From<Planner> for PlannerName {
 /// Adds the nodes a short description asks for, wired where their types allow. Planned by
 /// OpenAI when it is configured (the plan checked against the catalog), by the deterministic
 /// parser otherwise or when the model fails; `planner` and `fallback` say which and why.
-#[utoipa::path(post, path = "/api/rooms/{room}/compose", tag = "rooms",
+#[utoipa::path(post, path = "/api/rooms/{room}/compose", tag = "rooms", operation_id = "composeNodes",
     params(("room" = String, Path, description = "Room name")),
     request_body = ComposeRequest,
-    responses((status = 200, body = Composed), (status = 400, description = "Nothing matched, or too long"), (status = 403), (status = 404)),
+    responses((status = 200, description = "The nodes and edges added", body = Composed),
+        (status = 400, description = "Nothing matched, or too long (`bad_request`)", body = ErrorBody),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden),
+        (status = 404, response = NotFound), (status = 429, response = TooManyRequests),
+        (status = 503, response = Unavailable)),
     security(("bearer" = [])))]
 pub async fn compose_nodes(
     State(state): State<AppState>,

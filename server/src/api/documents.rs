@@ -12,6 +12,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::extract::{ApiBytes, ApiPath};
+use super::responses::{
+    BadRequest, ErrorBody, Forbidden, NotFound, TooManyRequests, Unauthorized, Unavailable,
+};
 use super::{ApiError, Authenticated};
 use crate::services::access::{self, RoomAccess};
 use crate::services::{documents, versions};
@@ -28,6 +31,28 @@ pub struct Version {
     pub created_at: i64,
 }
 
+/// `POST /api/rooms/{room}/update`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Applied {
+    /// Always true: the update is stored and everyone in the room has been sent it.
+    pub applied: bool,
+}
+
+/// `POST /api/rooms/{room}/versions/{id}/restore`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Restored {
+    /// The version restored.
+    pub restored: i64,
+}
+
+/// A binary Yjs update (v1), as `Y.encodeStateAsUpdate` makes and `Y.applyUpdate` reads.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // a description only: the body is raw bytes
+pub struct YjsUpdate(Vec<u8>);
+
 /// The room, if the caller may do what `needed` allows: 404 when they may not read it.
 async fn authorized(
     state: &AppState,
@@ -39,9 +64,12 @@ async fn authorized(
 }
 
 /// The room's canvas as JSON: `{"nodes": {id: node}, "edges": …, "results": …, "runs": …}`.
-#[utoipa::path(get, path = "/api/rooms/{room}/graph", tag = "rooms",
+#[utoipa::path(get, path = "/api/rooms/{room}/graph", tag = "rooms", operation_id = "getGraph",
     params(("room" = String, Path, description = "Room name")),
-    responses((status = 200, description = "The canvas as JSON", body = Object), (status = 404), (status = 401)),
+    responses((status = 200, description = "The canvas as JSON (docs/document-schema.md)", body = Object),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound), (status = 429, response = TooManyRequests),
+        (status = 503, response = Unavailable)),
     security(("bearer" = [])))]
 pub async fn graph(
     State(state): State<AppState>,
@@ -53,9 +81,12 @@ pub async fn graph(
 }
 
 /// The room's document as one binary Yjs update (v1), for `Y.applyUpdate`.
-#[utoipa::path(get, path = "/api/rooms/{room}/state", tag = "rooms",
+#[utoipa::path(get, path = "/api/rooms/{room}/state", tag = "rooms", operation_id = "getState",
     params(("room" = String, Path, description = "Room name")),
-    responses((status = 200, description = "A Yjs v1 update", content_type = "application/octet-stream", body = Vec<u8>), (status = 404)),
+    responses((status = 200, description = "A Yjs v1 update", content_type = "application/octet-stream", body = YjsUpdate),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound), (status = 429, response = TooManyRequests),
+        (status = 503, response = Unavailable)),
     security(("bearer" = [])))]
 pub async fn state(
     State(state): State<AppState>,
@@ -69,26 +100,34 @@ pub async fn state(
 
 /// Applies a binary Yjs update (v1) to the room, as a collaborator's edit: answered once it is
 /// stored, and everyone in the room sees it.
-#[utoipa::path(post, path = "/api/rooms/{room}/update", tag = "rooms",
+#[utoipa::path(post, path = "/api/rooms/{room}/update", tag = "rooms", operation_id = "applyUpdate",
     params(("room" = String, Path, description = "Room name")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "A Yjs v1 update"),
-    responses((status = 200, description = "Stored and broadcast", body = Object), (status = 400), (status = 403), (status = 404)),
+    request_body(content = YjsUpdate, content_type = "application/octet-stream", description = "A Yjs v1 update"),
+    responses((status = 200, description = "Stored and broadcast", body = Applied),
+        (status = 400, description = "Empty or refused update (`bad_request`)", body = ErrorBody),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, description = "The document would pass its size limit (`document_too_large`)", body = ErrorBody),
+        (status = 429, response = TooManyRequests), (status = 503, response = Unavailable)),
     security(("bearer" = [])))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Authenticated,
     ApiPath(room): ApiPath<String>,
     ApiBytes(body): ApiBytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Applied>, ApiError> {
     let access = authorized(&state, &caller, &room, Permission::Write).await?;
     documents::apply(&state, &caller.0, &access, body.to_vec()).await?;
-    Ok(Json(serde_json::json!({ "applied": true })))
+    Ok(Json(Applied { applied: true }))
 }
 
 /// The room's stored versions (snapshots), newest first.
-#[utoipa::path(get, path = "/api/rooms/{room}/versions", tag = "rooms",
+#[utoipa::path(get, path = "/api/rooms/{room}/versions", tag = "rooms", operation_id = "listVersions",
     params(("room" = String, Path, description = "Room name")),
-    responses((status = 200, body = Vec<Version>), (status = 404)),
+    responses((status = 200, description = "Newest first", body = Vec<Version>),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound), (status = 429, response = TooManyRequests),
+        (status = 503, response = Unavailable)),
     security(("bearer" = [])))]
 pub async fn list_versions(
     State(state): State<AppState>,
@@ -112,16 +151,19 @@ pub async fn list_versions(
 
 /// Makes the canvas equal to a version, as a new change everyone in the room sees live.
 /// Answered once the change is stored.
-#[utoipa::path(post, path = "/api/rooms/{room}/versions/{id}/restore", tag = "rooms",
+#[utoipa::path(post, path = "/api/rooms/{room}/versions/{id}/restore", tag = "rooms", operation_id = "restoreVersion",
     params(("room" = String, Path, description = "Room name"), ("id" = i64, Path, description = "Version id")),
-    responses((status = 200, body = Object), (status = 403), (status = 404)),
+    responses((status = 200, description = "Restored, stored and broadcast", body = Restored),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests), (status = 503, response = Unavailable)),
     security(("bearer" = [])))]
 pub async fn restore_version(
     State(state): State<AppState>,
     caller: Authenticated,
     ApiPath((room, id)): ApiPath<(String, i64)>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Restored>, ApiError> {
     let access = authorized(&state, &caller, &room, Permission::Write).await?;
     versions::restore(&state, &caller.0, &access, id).await?;
-    Ok(Json(serde_json::json!({ "restored": id })))
+    Ok(Json(Restored { restored: id }))
 }

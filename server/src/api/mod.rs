@@ -14,6 +14,7 @@ mod compose;
 pub(crate) mod documents;
 pub(crate) mod extract;
 pub mod openapi;
+mod responses;
 mod runs;
 mod service_errors;
 mod workflows;

@@ -1,16 +1,32 @@
-//! The OpenAPI description of the HTTP API, served at `/api/openapi.json`. Generated from the
-//! handlers' annotations; a test checks every documented operation is routed and every routed
-//! API path is documented.
+//! The OpenAPI 3.1 description of the HTTP API, served at `/api/openapi.json` and printed by
+//! `dojo-server openapi`. Generated from the handlers' annotations; a test checks every
+//! documented operation is routed and every routed API path is documented, and CI checks the
+//! document with a standard validator (`scripts/check-openapi.sh`) and that the web editor's
+//! generated client matches it.
+//!
+//! Conventions the annotations follow, so that generated clients read well:
+//! - every operation has a camelCase `operation_id` (the client's method name);
+//! - every response has a description; errors answer with [`ErrorBody`], through the shared
+//!   responses of [`super::responses`] where the meaning is the usual one;
+//! - JSON bodies are camelCase (query parameters are single words).
 
 use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::responses::{
+    BadRequest, ErrorBody, Forbidden, InsufficientCreditsBody, InvalidGraphBody, NotFound, TooManyRequests,
+    Unauthorized, Unavailable,
+};
 use super::{account, assets, compose, documents, runs, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Dojo", description = "Dojo's HTTP API: accounts, workflows, room documents, payments."),
+    info(
+        title = "Dojo",
+        description = "Dojo's HTTP API: accounts, workflows, room documents, runs, assets, payments. \
+            Errors answer `{\"error\": message, \"code\": code}`; JSON bodies are camelCase."
+    ),
     paths(
         account::catalog,
         account::me,
@@ -37,9 +53,13 @@ use super::{account, assets, compose, documents, runs, workflows};
         assets::upload,
         assets::download,
     ),
+    components(
+        schemas(ErrorBody, InsufficientCreditsBody, InvalidGraphBody),
+        responses(BadRequest, Unauthorized, Forbidden, NotFound, TooManyRequests, Unavailable),
+    ),
     modifiers(&BearerAuth),
     tags(
-        (name = "account", description = "The caller's profile and credits"),
+        (name = "account", description = "The caller's profile and credits; the node catalog"),
         (name = "workflows", description = "Workflows: rooms with owners and collaborators"),
         (name = "rooms", description = "A room's document over HTTP"),
         (name = "payments", description = "Payment provider webhooks"),
@@ -49,6 +69,7 @@ use super::{account, assets, compose, documents, runs, workflows};
 )]
 pub struct ApiDoc;
 
+/// The name operations use in `security(("bearer" = []))`.
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -57,10 +78,24 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
-                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A JWT in `Authorization: Bearer …` (or `?token=` where a browser cannot set \
+                         headers). In dev mode (no key configured) routes also work without one.",
+                    ))
+                    .build(),
             ),
         );
     }
+}
+
+/// The document as pretty JSON, for `dojo-server openapi` (no server, no database needed).
+pub fn document() -> String {
+    // Serialising a tree of plain structs and maps cannot fail; an empty answer would fail the
+    // validator loudly rather than panic here.
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
 }
 
 pub async fn serve() -> Json<utoipa::openapi::OpenApi> {

@@ -3,6 +3,8 @@
 //! these routes are the authoritative record. What each does is `crate::services::runs`'s; a
 //! handler parses, authorizes, calls it and maps its error.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -11,12 +13,16 @@ use dojo_auth::Permission;
 use dojo_executor::worker::document_outputs;
 use dojo_executor::{Outputs, ValidationErrors};
 use dojo_ids::RunId;
-use dojo_records::{Run, RunNode};
+use dojo_records::{Run, RunNode, RunNodeState};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::responses::{
+    BadRequest, ErrorBody, Forbidden, InsufficientCreditsBody, InvalidGraphBody, NotFound, TooManyRequests,
+    Unauthorized, Unavailable,
+};
 use super::{ApiError, Authenticated};
 use crate::error_code::ErrorCode;
 use crate::services::access;
@@ -26,7 +32,7 @@ use crate::state::AppState;
 const MAX_IDEMPOTENCY_KEY: usize = 128;
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SubmitRun {
     /// Node ids to run, with what they depend on. Absent or empty: the whole graph.
     #[serde(default)]
@@ -34,35 +40,104 @@ pub struct SubmitRun {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Submitted {
     pub run_id: String,
+    #[schema(value_type = RunStatusName)]
     pub status: String,
     /// Credits held: the most the run can cost.
     pub estimate: i64,
 }
 
+/// A run. Nullable fields that are always sent say `required = true`, so that generated clients
+/// type them `T | null` rather than "maybe absent".
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct RunBody {
     pub id: String,
     pub room: String,
     pub user_id: String,
+    #[schema(value_type = RunStatusName)]
     pub status: String,
     pub estimate: i64,
     pub charged: i64,
+    #[schema(required = true)]
     pub targets: Option<Vec<String>>,
     pub attempts: i64,
+    #[schema(required = true)]
     pub error: Option<String>,
+    /// Milliseconds since the Unix epoch.
     pub created_at: i64,
+    #[schema(required = true)]
     pub started_at: Option<i64>,
+    #[schema(required = true)]
     pub finished_at: Option<i64>,
-    /// Per node: state, cost, charge, outputs, error, parameters and timings (the generation
-    /// history). Only in `GET /api/runs/{id}`.
+    /// Node id → its state, cost, charge, outputs, error, parameters and timings (the
+    /// generation history). Only in `GET /api/runs/{id}`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub nodes: Option<serde_json::Map<String, Value>>,
+    pub nodes: Option<BTreeMap<String, RunNodeBody>>,
+}
+
+/// One node of a run.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunNodeBody {
+    /// The node's type (catalog id).
+    #[serde(rename = "type")]
+    pub node_type: String,
+    #[schema(value_type = RunNodeStateName)]
+    pub state: RunNodeState,
+    /// Credits the node may cost (held while it runs).
+    pub cost: i64,
+    /// Credits captured: 0 unless it succeeded at a cost.
+    pub charged: i64,
+    /// `none`, `pending`, `captured` or `released`.
+    pub hold: String,
+    /// Every catalog parameter as the node ran with it.
+    #[schema(value_type = Option<Object>, required = true)]
+    pub params: Option<Value>,
+    /// What it produced (asset URLs, text), once succeeded or cached.
+    #[schema(value_type = Option<Object>, required = true)]
+    pub outputs: Option<Value>,
+    #[schema(required = true)]
+    pub error: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    #[schema(required = true)]
+    pub started_at: Option<i64>,
+    #[schema(required = true)]
+    pub finished_at: Option<i64>,
+    #[schema(required = true)]
+    pub duration_ms: Option<i64>,
+}
+
+/// A run's lifecycle.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // a description only: bodies carry `RunStatus::as_str`
+pub enum RunStatusName {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// Where a node of a run stands.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // a description only: bodies carry `RunNodeState`, which serialises the same
+pub enum RunNodeStateName {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Cached,
+    Skipped,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct RunList {
     pub runs: Vec<RunBody>,
 }
@@ -77,15 +152,17 @@ pub struct ListQuery {
 
 /// Runs the room's graph (or the targets and what they need): validated, priced, credits held,
 /// queued. Per-node validation errors come back as `422` and are also written on the nodes.
-#[utoipa::path(post, path = "/api/rooms/{room}/runs", tag = "runs",
+#[utoipa::path(post, path = "/api/rooms/{room}/runs", tag = "runs", operation_id = "submitRun",
     params(("room" = String, Path, description = "Room name"),
         ("Idempotency-Key" = Option<String>, Header, description = "The same key returns the same run")),
     request_body(content = Option<SubmitRun>, description = "Optional targets"),
-    responses((status = 202, body = Submitted),
-        (status = 422, description = "`{error, code: invalid_graph, errors, node_errors}`; `empty_graph`; `unknown_target`", body = Object),
-        (status = 402, description = "`{error, code: insufficient_credits, balance, cost}`", body = Object),
-        (status = 429, description = "`quota_exceeded`: the caller has the most runs queued or running one user may"),
-        (status = 401), (status = 403), (status = 404)),
+    responses((status = 202, description = "Validated, credits held, queued", body = Submitted),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 402, description = "`insufficient_credits`: the balance is short of the run's cost", body = InsufficientCreditsBody),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 422, description = "`invalid_graph`: the graph's errors, per node; `empty_graph`: nothing to run; `unknown_target`: a target that is not a node id", body = InvalidGraphBody),
+        (status = 429, description = "`quota_exceeded`: the caller has the most runs queued or running one user may; or `rate_limited`", body = ErrorBody),
+        (status = 503, response = Unavailable)),
     security(("bearer" = [])))]
 pub async fn submit(
     State(state): State<AppState>,
@@ -105,9 +182,11 @@ pub async fn submit(
     }
 }
 
-#[utoipa::path(get, path = "/api/runs/{id}", tag = "runs",
+#[utoipa::path(get, path = "/api/runs/{id}", tag = "runs", operation_id = "getRun",
     params(("id" = String, Path, description = "Run id")),
-    responses((status = 200, body = RunBody), (status = 404)),
+    responses((status = 200, description = "The run with its nodes", body = RunBody),
+        (status = 401, response = Unauthorized), (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests)),
     security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -116,15 +195,17 @@ pub async fn get(
 ) -> Result<Json<RunBody>, ApiError> {
     let (run, nodes) = RunService::new(&state).get(&caller.0, &id).await?;
     let mut body = run_body(&run);
-    body.nodes = Some(nodes.iter().map(|n| (n.node_id.to_string(), node_json(n))).collect());
+    body.nodes = Some(nodes.iter().map(|n| (n.node_id.to_string(), node_body(n))).collect());
     Ok(Json(body))
 }
 
 /// Stops a run: nodes not finished become `cancelled`, remote jobs are cancelled, holds of
 /// nodes that did not succeed are released.
-#[utoipa::path(post, path = "/api/runs/{id}/cancel", tag = "runs",
+#[utoipa::path(post, path = "/api/runs/{id}/cancel", tag = "runs", operation_id = "cancelRun",
     params(("id" = String, Path, description = "Run id")),
-    responses((status = 202, body = RunBody), (status = 404), (status = 403)),
+    responses((status = 202, description = "Cancelling: the run as it stands", body = RunBody),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden),
+        (status = 404, response = NotFound), (status = 429, response = TooManyRequests)),
     security(("bearer" = [])))]
 pub async fn cancel(
     State(state): State<AppState>,
@@ -135,9 +216,11 @@ pub async fn cancel(
     Ok((StatusCode::ACCEPTED, Json(run_body(&now))))
 }
 
-#[utoipa::path(get, path = "/api/rooms/{room}/runs", tag = "runs",
+#[utoipa::path(get, path = "/api/rooms/{room}/runs", tag = "runs", operation_id = "listRuns",
     params(("room" = String, Path, description = "Room name"), ListQuery),
-    responses((status = 200, body = RunList), (status = 404)),
+    responses((status = 200, description = "The room's runs, newest first", body = RunList),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound), (status = 429, response = TooManyRequests)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -234,27 +317,27 @@ fn run_body(run: &Run) -> RunBody {
 /// A node's stored outputs as the room's `results` map shows them: assets with the `url` to
 /// download them from (see docs/document-schema.md). Outputs that do not read as the executor's
 /// (written by an older version) are passed on as they are.
-fn outputs_json(stored: Option<&str>) -> Value {
-    let Some(stored) = stored else { return Value::Null };
+fn outputs_json(stored: Option<&str>) -> Option<Value> {
+    let stored = stored?;
     match serde_json::from_str::<Outputs>(stored) {
-        Ok(outputs) => json!(document_outputs(&outputs)),
-        Err(_) => serde_json::from_str(stored).unwrap_or(Value::Null),
+        Ok(outputs) => Some(json!(document_outputs(&outputs))),
+        Err(_) => serde_json::from_str(stored).ok(),
     }
 }
 
-fn node_json(node: &RunNode) -> Value {
-    let parse = |s: &Option<String>| s.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok());
-    json!({
-        "type": node.node_type,
-        "state": node.state,
-        "cost": node.cost,
-        "charged": node.charged,
-        "hold": node.hold_state.as_str(),
-        "params": parse(&Some(node.params.clone())),
-        "outputs": outputs_json(node.outputs.as_deref()),
-        "error": node.error,
-        "started_at": node.started_at,
-        "finished_at": node.finished_at,
-        "duration_ms": node.started_at.zip(node.finished_at).map(|(s, f)| f - s),
-    })
+fn node_body(node: &RunNode) -> RunNodeBody {
+    let parse = |s: Option<&str>| s.and_then(|s| serde_json::from_str::<Value>(s).ok());
+    RunNodeBody {
+        node_type: node.node_type.clone(),
+        state: node.state,
+        cost: node.cost,
+        charged: node.charged,
+        hold: node.hold_state.as_str().to_owned(),
+        params: parse(Some(&node.params)),
+        outputs: outputs_json(node.outputs.as_deref()),
+        error: node.error.clone(),
+        started_at: node.started_at,
+        finished_at: node.finished_at,
+        duration_ms: node.started_at.zip(node.finished_at).map(|(s, f)| f - s),
+    }
 }

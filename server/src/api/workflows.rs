@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{ApiJson, ApiPath};
+use super::responses::{BadRequest, ErrorBody, Forbidden, NotFound, TooManyRequests, Unauthorized};
 use super::{ApiError, Authenticated};
 use crate::services::workflows::WorkflowService;
 use crate::state::AppState;
@@ -25,7 +26,7 @@ pub struct WorkflowBody {
     pub title: String,
     pub public: bool,
     /// What the caller may do: `read`, `write` or `admin` (the owner).
-    #[schema(value_type = String)]
+    #[schema(value_type = PermissionName)]
     pub permission: Permission,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
@@ -67,6 +68,7 @@ pub struct WorkflowDetail {
 pub struct CollaboratorBody {
     pub user_id: String,
     /// `read` or `write`.
+    #[schema(value_type = CollaboratorPermissionName)]
     pub permission: String,
     pub added_at: i64,
 }
@@ -81,7 +83,27 @@ impl From<Collaborator> for CollaboratorBody {
     }
 }
 
+/// What a caller may do with a workflow's room.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // a description only: the body carries `dojo_auth::Permission`
+pub enum PermissionName {
+    Read,
+    Write,
+    Admin,
+}
+
+/// What a collaborator may do.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // a description only: the body carries the permission as text
+pub enum CollaboratorPermissionName {
+    Read,
+    Write,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct CreateWorkflow {
     pub title: String,
     /// A room name of your choice; by default the workflow's id.
@@ -90,6 +112,7 @@ pub struct CreateWorkflow {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct UpdateWorkflow {
     #[serde(default)]
     pub title: Option<String>,
@@ -98,14 +121,18 @@ pub struct UpdateWorkflow {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct SetCollaborator {
     /// `read` or `write`.
+    #[schema(value_type = CollaboratorPermissionName)]
     pub permission: String,
 }
 
 /// The caller's workflows: owned and shared with them, most recently updated first.
-#[utoipa::path(get, path = "/api/workflows", tag = "workflows",
-    responses((status = 200, body = Vec<WorkflowBody>), (status = 401)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/workflows", tag = "workflows", operation_id = "listWorkflows",
+    responses((status = 200, description = "The caller's workflows", body = Vec<WorkflowBody>),
+        (status = 401, response = Unauthorized), (status = 429, response = TooManyRequests)),
+    security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -115,10 +142,12 @@ pub async fn list(
 }
 
 /// Creates a private workflow owned by the caller.
-#[utoipa::path(post, path = "/api/workflows", tag = "workflows", request_body = CreateWorkflow,
-    responses((status = 201, body = WorkflowBody),
-        (status = 409, description = "`room_taken`: a workflow has the room, or it is in use and the token has no grant on it"),
-        (status = 429, description = "`quota_exceeded`: the caller owns the most workflows one user may")),
+#[utoipa::path(post, path = "/api/workflows", tag = "workflows", operation_id = "createWorkflow",
+    request_body = CreateWorkflow,
+    responses((status = 201, description = "Created", body = WorkflowBody),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 409, description = "`room_taken`: a workflow has the room, or it is in use and the token has no grant on it", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded`: the caller owns the most workflows one user may; or `rate_limited`", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -129,8 +158,11 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(WorkflowBody::new(workflow, Permission::Admin))))
 }
 
-#[utoipa::path(get, path = "/api/workflows/{id}", tag = "workflows",
-    params(("id" = String, Path)), responses((status = 200, body = WorkflowDetail), (status = 404)),
+#[utoipa::path(get, path = "/api/workflows/{id}", tag = "workflows", operation_id = "getWorkflow",
+    params(("id" = String, Path, description = "Workflow id")),
+    responses((status = 200, description = "The workflow", body = WorkflowDetail),
+        (status = 401, response = Unauthorized), (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests)),
     security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -144,8 +176,12 @@ pub async fn get(
 }
 
 /// Renames the workflow or makes it public or private (owner only).
-#[utoipa::path(patch, path = "/api/workflows/{id}", tag = "workflows", request_body = UpdateWorkflow,
-    params(("id" = String, Path)), responses((status = 200, body = WorkflowBody), (status = 403), (status = 404)),
+#[utoipa::path(patch, path = "/api/workflows/{id}", tag = "workflows", operation_id = "updateWorkflow",
+    request_body = UpdateWorkflow, params(("id" = String, Path, description = "Workflow id")),
+    responses((status = 200, description = "The workflow as changed", body = WorkflowBody),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests)),
     security(("bearer" = [])))]
 pub async fn update(
     State(state): State<AppState>,
@@ -161,8 +197,11 @@ pub async fn update(
 }
 
 /// Deletes the workflow (owner only). Soft: its room stays reserved and closed to everyone.
-#[utoipa::path(delete, path = "/api/workflows/{id}", tag = "workflows",
-    params(("id" = String, Path)), responses((status = 204), (status = 403), (status = 404)),
+#[utoipa::path(delete, path = "/api/workflows/{id}", tag = "workflows", operation_id = "deleteWorkflow",
+    params(("id" = String, Path, description = "Workflow id")),
+    responses((status = 204, description = "Deleted"), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests)),
     security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -176,9 +215,13 @@ pub async fn delete(
 
 /// Shares the workflow with a user, or changes what they may do (owner only).
 #[utoipa::path(put, path = "/api/workflows/{id}/collaborators/{user}", tag = "workflows",
-    request_body = SetCollaborator,
-    params(("id" = String, Path), ("user" = String, Path, description = "User id")),
-    responses((status = 200, body = CollaboratorBody), (status = 403), (status = 404)),
+    operation_id = "setCollaborator", request_body = SetCollaborator,
+    params(("id" = String, Path, description = "Workflow id"), ("user" = String, Path, description = "User id")),
+    responses((status = 200, description = "The collaborator as now shared", body = CollaboratorBody),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 409, description = "The owner cannot be a collaborator (`conflict`)", body = ErrorBody),
+        (status = 429, response = TooManyRequests)),
     security(("bearer" = [])))]
 pub async fn set_collaborator(
     State(state): State<AppState>,
@@ -198,8 +241,11 @@ pub async fn set_collaborator(
 
 /// Stops sharing the workflow with a user (owner only).
 #[utoipa::path(delete, path = "/api/workflows/{id}/collaborators/{user}", tag = "workflows",
-    params(("id" = String, Path), ("user" = String, Path, description = "User id")),
-    responses((status = 204), (status = 403), (status = 404)),
+    operation_id = "removeCollaborator",
+    params(("id" = String, Path, description = "Workflow id"), ("user" = String, Path, description = "User id")),
+    responses((status = 204, description = "No longer shared"), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests)),
     security(("bearer" = [])))]
 pub async fn remove_collaborator(
     State(state): State<AppState>,

@@ -95,7 +95,7 @@ impl RunApi {
         let path = format!("/api/rooms/{room}/runs");
         let (status, accepted) = self.call(Method::POST, &path, token, Some(json!({})), Some(key)).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-        accepted["run_id"].as_str().expect("run id").to_owned()
+        accepted["runId"].as_str().expect("run id").to_owned()
     }
 
     /// `GET /api/runs/{id}` until `done` holds for it (at most `within`).

@@ -94,7 +94,7 @@ h.test('a stock client watches every node of a run go queued → running → suc
 
   const accepted = await call('POST', `/api/rooms/${room}/runs`, { token, body: {}, headers: { 'Idempotency-Key': `interop-${room}` } })
   assert.equal(accepted.status, 202, JSON.stringify(accepted.json))
-  const runId = accepted.json.run_id
+  const runId = accepted.json.runId
   const seen = Object.fromEntries(STORY.map((id) => [id, []]))
   const track = () => Object.assign(seen, byRun[runId] ?? {})
   const cost = accepted.json.estimate

@@ -1,131 +1,75 @@
-// The dojo-server HTTP API as typed functions (see GET /api/openapi.json).
+// The dojo-server HTTP API as typed functions. Paths, parameters and bodies are checked against
+// schema.ts, generated from the server's OpenAPI document (`npm run api:generate`; CI fails
+// when it no longer matches the server), so a renamed field breaks the build, not the editor.
 
 import type { Catalog } from '../catalog/catalog'
-import { request, uuid } from './http'
+import { auth, call, client, uuid } from './http'
+import type { components } from './schema'
 
-export interface Me {
-  id: string
-  subject: string
-  name: string | null
-  email: string | null
-  credits: number
-  anonymous: boolean
-}
+type Schemas = components['schemas']
 
-export type Permission = 'read' | 'write' | 'admin'
-
-export interface Workflow {
-  id: string
-  room: string
-  ownerId: string
-  title: string
-  public: boolean
-  permission: Permission
-  createdAt: number
-  updatedAt: number
-}
-
+export type Me = Schemas['MeBody']
+export type Permission = Schemas['PermissionName']
+export type Workflow = Schemas['WorkflowBody']
 /** Someone a workflow is shared with, as GET /api/workflows/{id} lists them (to the owner only). */
-export interface Collaborator {
-  userId: string
-  permission: 'read' | 'write'
-  addedAt: number
-}
-
-export interface WorkflowDetail extends Workflow {
-  /** Empty unless the caller owns the workflow. */
-  collaborators: Collaborator[]
-}
-
-export interface RunStarted {
-  run_id: string
-  status: string
-  estimate: number
-}
-
-export interface RunNodeState {
-  state: string
-  error: string | null
-  cost: number | null
-}
-
-export interface RunDetail {
-  id: string
-  room: string
-  status: string
-  estimate: number
-  charged: number | null
-  created_at: number
-  finished_at: number | null
-  nodes: Record<string, RunNodeState>
-}
-
-export interface RunListItem {
-  id: string
-  status: string
-  estimate: number
-  charged: number | null
-  created_at: number
-  finished_at: number | null
-  user_id: string
-}
-
-export interface NodeValidationError {
-  type: string
-  message: string
-  details?: string
-}
-
-export interface ComposeResult {
-  nodes: string[]
-  edges: string[]
-  /** Who planned: the configured language model, or the built-in parser over the catalog. */
-  planner: 'llm' | 'parser'
-  /** Why the model's plan was not used, when the parser stood in for it. */
-  fallback?: string
-}
-
-const room = (name: string) => `/api/rooms/${encodeURIComponent(name)}`
+export type Collaborator = Schemas['CollaboratorBody']
+export type WorkflowDetail = Schemas['WorkflowDetail']
+export type RunStarted = Schemas['Submitted']
+export type RunDetail = Schemas['RunBody']
+export type RunListItem = Schemas['RunBody']
+export type NodeValidationError = Schemas['ValidationIssue']
+export type ComposeResult = Schemas['Composed']
 
 export const api = {
-  me: (token: string | null) => request<Me>('/api/me', { token }),
-  devToken: (name: string) =>
-    request<{ token: string }>('/api/dev/token', { method: 'POST', body: { name } }),
-  catalog: () => request<Catalog>('/api/catalog'),
+  me: (token: string | null) => call(() => client.GET('/api/me', { headers: auth(token) })),
+  devToken: (name: string) => call(() => client.POST('/api/dev/token', { body: { name } })),
+  // The catalog's shape is the editor's own type (catalog/catalog.ts): the document types it as
+  // a plain object.
+  catalog: async () => (await call(() => client.GET('/api/catalog'))) as unknown as Catalog,
 
-  workflows: (token: string | null) => request<Workflow[]>('/api/workflows', { token }),
+  workflows: (token: string | null) => call(() => client.GET('/api/workflows', { headers: auth(token) })),
   workflow: (token: string | null, id: string) =>
-    request<WorkflowDetail>(`/api/workflows/${encodeURIComponent(id)}`, { token }),
+    call(() => client.GET('/api/workflows/{id}', { headers: auth(token), params: { path: { id } } })),
   createWorkflow: (token: string | null, title: string) =>
-    request<Workflow>('/api/workflows', { method: 'POST', token, body: { title } }),
+    call(() => client.POST('/api/workflows', { headers: auth(token), body: { title } })),
   updateWorkflow: (token: string | null, id: string, patch: { title?: string; public?: boolean }) =>
-    request<Workflow>(`/api/workflows/${encodeURIComponent(id)}`, { method: 'PATCH', token, body: patch }),
+    call(() =>
+      client.PATCH('/api/workflows/{id}', { headers: auth(token), params: { path: { id } }, body: patch }),
+    ),
   deleteWorkflow: (token: string | null, id: string) =>
-    request<null>(`/api/workflows/${encodeURIComponent(id)}`, { method: 'DELETE', token }),
+    call(() => client.DELETE('/api/workflows/{id}', { headers: auth(token), params: { path: { id } } })),
   share: (token: string | null, id: string, user: string, permission: 'read' | 'write') =>
-    request<unknown>(`/api/workflows/${encodeURIComponent(id)}/collaborators/${encodeURIComponent(user)}`, {
-      method: 'PUT',
-      token,
-      body: { permission },
-    }),
+    call(() =>
+      client.PUT('/api/workflows/{id}/collaborators/{user}', {
+        headers: auth(token),
+        params: { path: { id, user } },
+        body: { permission },
+      }),
+    ),
   unshare: (token: string | null, id: string, user: string) =>
-    request<null>(`/api/workflows/${encodeURIComponent(id)}/collaborators/${encodeURIComponent(user)}`, {
-      method: 'DELETE',
-      token,
-    }),
+    call(() =>
+      client.DELETE('/api/workflows/{id}/collaborators/{user}', {
+        headers: auth(token),
+        params: { path: { id, user } },
+      }),
+    ),
 
-  startRun: (token: string | null, roomName: string, targets: string[] | null) =>
-    request<RunStarted>(`${room(roomName)}/runs`, {
-      method: 'POST',
-      token,
-      body: targets ? { targets } : {},
-      headers: { 'Idempotency-Key': uuid() },
-    }),
-  run: (token: string | null, id: string) => request<RunDetail>(`/api/runs/${encodeURIComponent(id)}`, { token }),
+  startRun: (token: string | null, room: string, targets: string[] | null) =>
+    call(() =>
+      client.POST('/api/rooms/{room}/runs', {
+        headers: { ...auth(token), 'Idempotency-Key': uuid() },
+        params: { path: { room } },
+        body: targets ? { targets } : {},
+      }),
+    ),
+  run: (token: string | null, id: string) =>
+    call(() => client.GET('/api/runs/{id}', { headers: auth(token), params: { path: { id } } })),
   cancelRun: (token: string | null, id: string) =>
-    request<unknown>(`/api/runs/${encodeURIComponent(id)}/cancel`, { method: 'POST', token }),
-  runs: (token: string | null, roomName: string) =>
-    request<{ runs: RunListItem[] }>(`${room(roomName)}/runs`, { token }),
-  compose: (token: string | null, roomName: string, text: string) =>
-    request<ComposeResult>(`${room(roomName)}/compose`, { method: 'POST', token, body: { text } }),
+    call(() => client.POST('/api/runs/{id}/cancel', { headers: auth(token), params: { path: { id } } })),
+  runs: (token: string | null, room: string) =>
+    call(() => client.GET('/api/rooms/{room}/runs', { headers: auth(token), params: { path: { room } } })),
+  compose: (token: string | null, room: string, text: string) =>
+    call(() =>
+      client.POST('/api/rooms/{room}/compose', { headers: auth(token), params: { path: { room } }, body: { text } }),
+    ),
 }

@@ -1,5 +1,9 @@
-// One fetch wrapper for the HTTP API: bearer token, JSON in and out, and errors as ApiError
-// carrying the server's `{"error", "code", …}` body.
+// The HTTP API's transport: a typed openapi-fetch client over the generated `paths` (schema.ts,
+// from the server's OpenAPI document), and errors as ApiError carrying the server's
+// `{"error", "code", …}` body, or NetworkError when there is no HTTP answer at all.
+
+import createClient from 'openapi-fetch'
+import type { paths } from './schema'
 
 export class ApiError extends Error {
   constructor(
@@ -30,45 +34,42 @@ export class NetworkError extends Error {
   }
 }
 
-export interface RequestOptions {
-  method?: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE'
-  body?: unknown
-  token?: string | null
-  headers?: Record<string, string>
+/**
+ * Same origin as the editor (dojo-server serves both; Vite's dev server proxies). `fetch` is
+ * looked up on each call, so tests and the browser's own replacement of it are honoured.
+ */
+export const client = createClient<paths>({
+  baseUrl: typeof location === 'undefined' ? '' : location.origin,
+  fetch: (request) => globalThis.fetch(request),
+})
+
+/** `Authorization` for a token, none without one (dev mode). */
+export function auth(token: string | null): Record<string, string> {
+  return token ? { Authorization: `Bearer ${token}` } : {}
 }
 
-export async function request<T>(path: string, options: RequestOptions = {}): Promise<T> {
-  const headers: Record<string, string> = { Accept: 'application/json', ...options.headers }
-  if (options.token) headers.Authorization = `Bearer ${options.token}`
-  let body: string | undefined
-  if (options.body !== undefined) {
-    headers['Content-Type'] = 'application/json'
-    body = JSON.stringify(options.body)
-  }
-  let response: Response
+interface Answer<T> {
+  data?: T
+  error?: unknown
+  response: Response
+}
+
+/** The answer's data, or the failure as ApiError / NetworkError. */
+export async function call<T>(send: () => Promise<Answer<T>>): Promise<T> {
+  let answer: Answer<T>
   try {
-    response = await fetch(path, { method: options.method ?? 'GET', headers, body })
+    answer = await send()
   } catch (cause) {
     throw new NetworkError(cause)
   }
-  const text = await response.text()
-  const json = parseJson(text)
+  const { data, error, response } = answer
   if (!response.ok) {
-    const record = isRecord(json) ? json : null
+    const record = isRecord(error) ? error : null
     const message = typeof record?.error === 'string' ? record.error : `${response.status} ${response.statusText}`
     const code = typeof record?.code === 'string' ? record.code : null
     throw new ApiError(response.status, message, code, record)
   }
-  return json as T
-}
-
-function parseJson(text: string): unknown {
-  if (text === '') return null
-  try {
-    return JSON.parse(text)
-  } catch {
-    return null
-  }
+  return data as T
 }
 
 export function isRecord(value: unknown): value is Record<string, unknown> {

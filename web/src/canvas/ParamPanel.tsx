@@ -135,11 +135,11 @@ function FieldInput({ param, value, disabled, onChange }: FieldProps) {
     }
     case 'string': {
       const text = typeof value === 'string' ? value : ''
-      const long = param.max_length === undefined || param.max_length > 200
+      const long = param.maxLength === undefined || param.maxLength > 200
       return long ? (
-        <textarea rows={3} maxLength={param.max_length} value={text} disabled={disabled} onChange={(e) => onChange(e.target.value)} />
+        <textarea rows={3} maxLength={param.maxLength} value={text} disabled={disabled} onChange={(e) => onChange(e.target.value)} />
       ) : (
-        <input type="text" maxLength={param.max_length} value={text} disabled={disabled} onChange={(e) => onChange(e.target.value)} />
+        <input type="text" maxLength={param.maxLength} value={text} disabled={disabled} onChange={(e) => onChange(e.target.value)} />
       )
     }
   }

@@ -20,9 +20,9 @@ function fromApi(item: RunListItem): RunSummary {
     status: item.status,
     estimate: item.estimate,
     charged: item.charged,
-    createdAt: item.created_at,
-    finishedAt: item.finished_at,
-    userId: item.user_id,
+    createdAt: item.createdAt,
+    finishedAt: item.finishedAt,
+    userId: item.userId,
   }
 }
 

@@ -80,7 +80,7 @@ export function useRuns(doc: Y.Doc, room: string, token: string | null, onFinish
       setValidation(new Map())
       try {
         const started = await api.startRun(token, room, targets)
-        setNotice({ text: queuedMessage(started.estimate), runId: started.run_id })
+        setNotice({ text: queuedMessage(started.estimate), runId: started.runId })
       } catch (error) {
         handleStartError(error)
       } finally {
@@ -142,10 +142,10 @@ function numberField(body: Record<string, unknown> | null, key: string): number 
   return typeof value === 'number' ? value : null
 }
 
-/** `node_errors` of a 422 in ComfyUI's shape: {nodeId: {class_type, errors: [{type, message, details}]}}. */
+/** `nodeErrors` of a 422 in ComfyUI's shape (camelCase keys): {nodeId: {classType, errors: [{type, message, details}]}}. */
 export function nodeErrors(body: Record<string, unknown> | null): Map<string, NodeValidationError[]> {
   const map = new Map<string, NodeValidationError[]>()
-  const byNode = body?.node_errors
+  const byNode = body?.nodeErrors
   if (!isRecord(byNode)) return map
   for (const [nodeId, entry] of Object.entries(byNode)) {
     if (!isRecord(entry) || !Array.isArray(entry.errors)) continue

@@ -37,11 +37,11 @@ describe('catalog', () => {
 })
 
 describe('run refusals', () => {
-  it('reads node_errors of a 422 in ComfyUI shape', () => {
+  it('reads nodeErrors of a 422 in ComfyUI shape', () => {
     const errors = nodeErrors({
       code: 'invalid_graph',
-      node_errors: {
-        b1: { class_type: 'blur', errors: [{ type: 'required_input_missing', message: 'image is required', details: 'image' }] },
+      nodeErrors: {
+        b1: { classType: 'blur', errors: [{ type: 'required_input_missing', message: 'image is required', details: 'image' }] },
         junk: 'not an object',
       },
     })

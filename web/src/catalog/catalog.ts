@@ -19,7 +19,7 @@ export interface Param {
   min?: number
   max?: number
   allowed?: ParamValue[]
-  max_length?: number
+  maxLength?: number
   required?: boolean
 }
 
@@ -34,7 +34,7 @@ export interface NodeSpec {
   cost: number
   deterministic?: boolean
   provider?: { name: string; model: string }
-  timeout_secs?: number
+  timeoutSecs?: number
 }
 
 export interface Catalog {
@@ -124,8 +124,8 @@ export function paramProblem(param: Param, value: unknown): string | null {
     }
     case 'string':
       if (typeof value !== 'string') return 'must be text'
-      if (param.max_length !== undefined && value.length > param.max_length) {
-        return `at most ${param.max_length} characters`
+      if (param.maxLength !== undefined && value.length > param.maxLength) {
+        return `at most ${param.maxLength} characters`
       }
       break
   }

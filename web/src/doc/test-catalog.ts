@@ -7,7 +7,7 @@ export const testCatalog: Catalog = {
     {
       id: 'text-prompt', name: 'Text prompt', category: 'text', inputs: [],
       outputs: [{ name: 'text', type: 'text' }],
-      params: [{ name: 'text', type: 'string', default: '', max_length: 8000 }], cost: 0,
+      params: [{ name: 'text', type: 'string', default: '', maxLength: 8000 }], cost: 0,
     },
     {
       id: 'dev-image', name: 'Dev image generator', category: 'image',

@@ -7,24 +7,24 @@ const SERVER_SUMMARY = 'the run is invalid: 0 graph error(s), 1 node(s) with err
 
 describe('refusedRunMessage', () => {
   test('one node with problems, no graph errors: no zero count, plain words', () => {
-    const body = { error: SERVER_SUMMARY, errors: [], node_errors: { 'n-1': { class_type: 'blur', errors: [{ type: 'x', message: 'm' }] } } }
+    const body = { error: SERVER_SUMMARY, errors: [], nodeErrors: { 'n-1': { classType: 'blur', errors: [{ type: 'x', message: 'm' }] } } }
     const text = refusedRunMessage(body, SERVER_SUMMARY)
     expect(text).toBe('The graph cannot run: 1 node has a problem, shown on it.')
     expect(text).not.toMatch(/\b0\b|\(s\)/)
   })
 
   test('several nodes', () => {
-    const body = { errors: [], node_errors: { a: {}, b: {}, c: {} } }
+    const body = { errors: [], nodeErrors: { a: {}, b: {}, c: {} } }
     expect(refusedRunMessage(body, SERVER_SUMMARY)).toBe('The graph cannot run: 3 nodes have problems, shown on them.')
   })
 
   test('graph errors only, as the server worded them', () => {
-    const body = { errors: [{ type: 'too_many_nodes', message: 'the graph has 600 nodes; at most 500' }], node_errors: {} }
+    const body = { errors: [{ type: 'too_many_nodes', message: 'the graph has 600 nodes; at most 500' }], nodeErrors: {} }
     expect(refusedRunMessage(body, SERVER_SUMMARY)).toBe('The graph cannot run: the graph has 600 nodes; at most 500.')
   })
 
   test('both kinds', () => {
-    const body = { errors: ['unknown target n-9'], node_errors: { a: {} } }
+    const body = { errors: ['unknown target n-9'], nodeErrors: { a: {} } }
     expect(refusedRunMessage(body, SERVER_SUMMARY)).toBe('The graph cannot run: unknown target n-9. 1 node has a problem, shown on it.')
   })
 

@@ -17,7 +17,7 @@ const plural = (n: number, one: string, many: string) => (n === 1 ? `1 ${one}` :
  */
 export function refusedRunMessage(body: Record<string, unknown> | null, fallback: string): string {
   const general = Array.isArray(body?.errors) ? body.errors.map(problemText).filter((text) => text !== '') : []
-  const nodeCount = isRecord(body?.node_errors) ? Object.keys(body.node_errors).length : 0
+  const nodeCount = isRecord(body?.nodeErrors) ? Object.keys(body.nodeErrors).length : 0
   const parts: string[] = []
   if (general.length > 0) parts.push(general.join('; '))
   if (nodeCount > 0) {
