@@ -1,6 +1,7 @@
 // The dojo-server HTTP API as typed functions (see GET /api/openapi.json).
 
 import type { Catalog } from '../catalog/catalog'
+import type { EditOp } from '../doc/edits'
 import { request, uuid } from './http'
 
 export interface Me {
@@ -83,6 +84,10 @@ export interface ComposeResult {
   planner: 'llm' | 'parser'
   /** Why the model's plan was not used, when the parser stood in for it. */
   fallback?: string
+  /** The graph edit that adds them: applied already, or (`apply: false`) for the editor to apply. */
+  ops?: EditOp[]
+  /** The applied edit, for `POST /api/rooms/{room}/edits/{editId}/undo` (absent when only planned). */
+  editId?: string
 }
 
 const room = (name: string) => `/api/rooms/${encodeURIComponent(name)}`
@@ -126,6 +131,7 @@ export const api = {
     request<unknown>(`/api/runs/${encodeURIComponent(id)}/cancel`, { method: 'POST', token }),
   runs: (token: string | null, roomName: string) =>
     request<{ runs: RunListItem[] }>(`${room(roomName)}/runs`, { token }),
-  compose: (token: string | null, roomName: string, text: string) =>
-    request<ComposeResult>(`${room(roomName)}/compose`, { method: 'POST', token, body: { text } }),
+  /** Plans (and with `apply`, adds) nodes from a description; the editor plans only, then applies locally. */
+  compose: (token: string | null, roomName: string, text: string, apply = true) =>
+    request<ComposeResult>(`${room(roomName)}/compose${apply ? '' : '?apply=false'}`, { method: 'POST', token, body: { text } }),
 }
