@@ -334,3 +334,24 @@ async fn compose_plans_ops_without_applying_and_applies_them_as_one_undoable_edi
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_size_limit_still_applies_to_edits() {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let (server, api) = start(&db, |config| config.limits.max_document_bytes = 16 * 1024).await;
+    let alice = token("alice");
+    let room = "edits-size";
+    workflow(&api, &alice, room).await;
+    // Each prompt is within the catalog's 8000 characters; together they outgrow the room.
+    let ops: Vec<Value> = (0..4)
+        .map(|i| {
+            json!({"op": "addNode", "id": format!("p{i}"), "type": "text-prompt",
+                   "position": {"x": 0, "y": i * 100}, "params": {"text": "x".repeat(7000)}})
+        })
+        .collect();
+    let (status, body) = edits(&api, room, &alice, Value::Array(ops)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["code"], "document_too_large", "{body}");
+    assert!(stored_graph(&db, room).await.nodes.is_empty(), "nothing was stored");
+    server.stop().await;
+}
