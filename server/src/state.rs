@@ -60,7 +60,7 @@ struct Inner {
     outbound: Arc<OutboundBudget>,
     user_connections: Arc<UserConnections>,
     /// Recent graph edits made over HTTP, with what undoing each needs (bounded).
-    edits: Arc<crate::services::edits::EditHistory>,
+    edits: Arc<crate::edit_history::EditHistory>,
 }
 
 impl AppState {
@@ -151,7 +151,7 @@ impl AppState {
                 config: Arc::new(config.clone()),
                 outbound,
                 user_connections,
-                edits: Arc::new(crate::services::edits::EditHistory::default()),
+                edits: Arc::new(crate::edit_history::EditHistory::default()),
             }),
         })
     }
@@ -160,7 +160,7 @@ impl AppState {
         &self.inner.auth
     }
 
-    pub(crate) fn edits(&self) -> &crate::services::edits::EditHistory {
+    pub(crate) fn edits(&self) -> &crate::edit_history::EditHistory {
         &self.inner.edits
     }
 

@@ -1,4 +1,4 @@
-//! The recent edits made over HTTP, each with what undoing it needs: bounded in entries and in
+//! The recent graph edits made over HTTP (`services::edits`), each with what undoing it needs: bounded in entries and in
 //! bytes, oldest dropped first, in this process's memory. An edit that was dropped (or made on
 //! another instance, or before a restart) can no longer be undone over HTTP; the answer says
 //! so (404) rather than guessing.

@@ -4,8 +4,6 @@
 //! for a while so that it can be undone as one step. Compose builds its nodes as such a batch
 //! and applies it here too.
 
-mod history;
-
 use base64::Engine as _;
 use dojo_auth::Permission;
 use dojo_executor::edit_rules::CatalogRules;
@@ -16,8 +14,6 @@ use dojo_sync_protocol::canvas::edits::{
 use dojo_sync_protocol::canvas::{CanvasGraph, SchemaError, read_graph};
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, ReadTxn, Transact};
-
-pub use history::EditHistory;
 
 use super::access::{AccessError, RoomAccess};
 use super::documents::{self, DocumentError};
