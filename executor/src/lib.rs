@@ -30,6 +30,7 @@ pub mod builtins;
 pub mod cache;
 pub mod catalog;
 pub mod compose;
+pub mod edit_rules;
 pub mod engine;
 pub mod events;
 pub mod imaging;

@@ -139,6 +139,12 @@ string_id!(
     /// A node of a canvas graph, chosen by the editor; unique within one graph only.
     NodeId
 );
+minted_id!(
+    /// One graph edit applied over HTTP (`edit_…`), kept for a while so it can be undone.
+    EditId,
+    "edit_",
+    24
+);
 
 #[cfg(test)]
 mod tests {

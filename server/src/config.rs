@@ -200,6 +200,11 @@ pub struct HttpSettings {
     #[arg(long, env = "DOJO_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Most operations one `POST /api/rooms/{room}/edits` batch may hold; a longer one is
+    /// refused whole (422) before any of it is read.
+    #[arg(long, env = "DOJO_MAX_EDIT_OPS", default_value_t = 500)]
+    pub max_edit_ops: usize,
+
     /// HTTP requests per second allowed per user (token bucket); beyond: 429 with Retry-After.
     #[arg(long, env = "DOJO_HTTP_RATE", default_value_t = 20)]
     pub http_rate_per_sec: u32,

@@ -28,6 +28,7 @@ pub(crate) mod cluster_presence;
 pub(crate) mod conn_id;
 pub(crate) mod connection;
 pub(crate) mod document_size;
+pub(crate) mod edit_history;
 pub(crate) mod error_body;
 pub(crate) mod error_code;
 pub(crate) mod execution;

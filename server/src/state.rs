@@ -59,6 +59,8 @@ struct Inner {
     /// Bytes waiting to be sent, server-wide.
     outbound: Arc<OutboundBudget>,
     user_connections: Arc<UserConnections>,
+    /// Recent graph edits made over HTTP, with what undoing each needs (bounded).
+    edits: Arc<crate::edit_history::EditHistory>,
 }
 
 impl AppState {
@@ -149,12 +151,17 @@ impl AppState {
                 config: Arc::new(config.clone()),
                 outbound,
                 user_connections,
+                edits: Arc::new(crate::edit_history::EditHistory::default()),
             }),
         })
     }
 
     pub(crate) fn auth(&self) -> &Arc<Auth> {
         &self.inner.auth
+    }
+
+    pub(crate) fn edits(&self) -> &crate::edit_history::EditHistory {
+        &self.inner.edits
     }
 
     pub fn config(&self) -> &Config {

@@ -660,6 +660,8 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
         "GET /api/rooms/{room}/versions",
         "POST /api/rooms/{room}/versions/{id}/restore",
         "POST /api/rooms/{room}/compose",
+        "POST /api/rooms/{room}/edits",
+        "POST /api/rooms/{room}/edits/{id}/undo",
         "GET /api/rooms/{room}/runs",
         "POST /api/rooms/{room}/runs",
         "GET /api/runs/{id}",

@@ -189,5 +189,8 @@ describe('compose dock', () => {
     }, "the composed nodes in A's view, clear of the controls and the minimap")
     await screenshot(alice, 'compose-alice')
     await screenshot(bob, 'compose-bob')
+    // Compose is one step of A's own undo: Undo removes exactly the composed nodes, for both.
+    await alice.page.getByRole('button', { name: 'Undo' }).click()
+    await waitFor(async () => (await nodeIds(bob)).length === 0, "B to see A's undo remove the composed nodes")
   })
 })

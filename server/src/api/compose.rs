@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use dojo_auth::Permission;
 use dojo_executor::compose::llm::Planner;
+use dojo_sync_protocol::canvas::edits::EditOp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -21,6 +22,15 @@ pub struct ComposeRequest {
     pub text: String,
 }
 
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeQuery {
+    /// `false`: only plan; the answer's `ops` are for the caller to apply (the editor applies
+    /// them in one transaction of its own, so its Undo takes them back). Default `true`.
+    pub apply: Option<bool>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Composed {
@@ -28,6 +38,13 @@ pub struct Composed {
     pub nodes: Vec<String>,
     /// Ids of the edges added.
     pub edges: Vec<String>,
+    /// The graph edit (`POST /api/rooms/{room}/edits` operations) that adds them: applied
+    /// already, or with `apply=false` for the caller to apply.
+    pub ops: Vec<EditOp>,
+    /// The applied edit: `POST /api/rooms/{room}/edits/{editId}/undo` takes it back. Absent
+    /// when only planned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edit_id: Option<String>,
     /// Who planned them: the LLM (OpenAI, when configured) or the deterministic parser.
     pub planner: PlannerName,
     /// Present when the LLM was asked but the parser planned: why its plan was not used
@@ -54,9 +71,10 @@ impl From<Planner> for PlannerName {
 
 /// Adds the nodes a short description asks for, wired where their types allow. Planned by
 /// OpenAI when it is configured (the plan checked against the catalog), by the deterministic
-/// parser otherwise or when the model fails; `planner` and `fallback` say which and why.
+/// parser otherwise or when the model fails; `planner` and `fallback` say which and why. The
+/// nodes are added as one graph edit (`editId`, undoable); `?apply=false` only plans.
 #[utoipa::path(post, path = "/api/rooms/{room}/compose", tag = "rooms", operation_id = "composeNodes",
-    params(("room" = String, Path, description = "Room name")),
+    params(("room" = String, Path, description = "Room name"), ComposeQuery),
     request_body = ComposeRequest,
     responses((status = 200, description = "The nodes and edges added", body = Composed),
         (status = 400, description = "Nothing matched, or too long (`bad_request`)", body = ErrorBody),
@@ -68,13 +86,17 @@ pub async fn compose_nodes(
     State(state): State<AppState>,
     caller: Authenticated,
     ApiPath(room): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ComposeQuery>,
     ApiJson(request): ApiJson<ComposeRequest>,
 ) -> Result<Json<Composed>, ApiError> {
     let access = access::room_for(&state, &caller.0, &room, Permission::Write).await?;
-    let composed = compose::compose(&state, &caller.0, &access, &request.text).await?;
+    let apply = query.apply.unwrap_or(true);
+    let composed = compose::compose(&state, &caller.0, &access, &request.text, apply).await?;
     Ok(Json(Composed {
         nodes: composed.nodes,
         edges: composed.edges,
+        ops: composed.ops,
+        edit_id: composed.edit_id.map(|id| id.into_string()),
         planner: composed.planner.into(),
         fallback: composed.fallback,
     }))

@@ -12,6 +12,7 @@ mod assets;
 pub(crate) mod bare_errors;
 mod compose;
 pub(crate) mod documents;
+mod edits;
 pub(crate) mod extract;
 pub mod openapi;
 mod responses;
@@ -242,6 +243,8 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
         .route("/api/rooms/{room}/versions/{id}/restore", post(documents::restore_version))
         .route("/api/rooms/{room}/runs", get(runs::list).post(runs::submit))
         .route("/api/rooms/{room}/compose", post(compose::compose_nodes))
+        .route("/api/rooms/{room}/edits", post(edits::apply))
+        .route("/api/rooms/{room}/edits/{id}/undo", post(edits::undo))
         .route("/api/runs/{id}", get(runs::get))
         .route("/api/runs/{id}/cancel", post(runs::cancel))
         .route("/assets/{id}", get(assets::download))

@@ -46,6 +46,8 @@ use super::{account, assets, compose, documents, runs, workflows};
         documents::list_versions,
         documents::restore_version,
         compose::compose_nodes,
+        super::edits::apply,
+        super::edits::undo,
         runs::submit,
         runs::get,
         runs::cancel,

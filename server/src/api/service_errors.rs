@@ -73,8 +73,7 @@ impl From<ComposeError> for ApiError {
         match error {
             ComposeError::Access(error) => error.into(),
             ComposeError::Plan(_) => ApiError::BadRequest(error.to_string()),
-            ComposeError::Open(error) => error.into(),
-            ComposeError::Unavailable(_) => ApiError::Unavailable(error.to_string()),
+            ComposeError::Edit(error) => error.into(),
         }
     }
 }

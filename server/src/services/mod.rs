@@ -15,6 +15,7 @@ mod claim;
 pub mod compose;
 pub mod credits;
 pub mod documents;
+pub mod edits;
 pub mod runs;
 pub mod versions;
 pub mod workflows;

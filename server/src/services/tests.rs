@@ -241,9 +241,17 @@ async fn a_room_without_a_workflow_is_no_room_to_run_in(backend: Backend) {
     let reader_access = access::room_for(&world.state, &reader_caller, "nobody-s-room", Permission::Read)
         .await
         .expect("read");
-    let refused = compose::compose(&world.state, &reader_caller, &reader_access, "prompt then flux").await;
+    let refused =
+        compose::compose(&world.state, &reader_caller, &reader_access, "prompt then flux", false).await;
     assert!(
         matches!(refused, Err(compose::ComposeError::Access(AccessError::Insufficient { .. }))),
+        "{refused:?}"
+    );
+    // So do graph edits in JSON.
+    let ops = vec![dojo_sync_protocol::canvas::edits::EditOp::RemoveNode { node: "gen".into() }];
+    let refused = super::edits::apply(&world.state, &reader_caller, &reader_access, ops).await;
+    assert!(
+        matches!(refused, Err(super::edits::EditError::Access(AccessError::Insufficient { .. }))),
         "{refused:?}"
     );
     world.stop().await;

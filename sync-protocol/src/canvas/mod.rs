@@ -31,6 +31,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod edits;
 mod read;
 #[cfg(test)]
 mod schema_fixture;
@@ -52,6 +53,7 @@ pub const RUNS: &str = "runs";
 pub const ROOTS: [&str; 4] = [NODES, EDGES, RESULTS, RUNS];
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Position {
     pub x: f64,
     pub y: f64,

@@ -68,8 +68,13 @@ export const api = {
     call(() => client.POST('/api/runs/{id}/cancel', { headers: auth(token), params: { path: { id } } })),
   runs: (token: string | null, room: string) =>
     call(() => client.GET('/api/rooms/{room}/runs', { headers: auth(token), params: { path: { room } } })),
-  compose: (token: string | null, room: string, text: string) =>
+  /** Plans (and with `apply`, adds) nodes from a description; the editor plans only, then applies locally. */
+  compose: (token: string | null, room: string, text: string, apply = true) =>
     call(() =>
-      client.POST('/api/rooms/{room}/compose', { headers: auth(token), params: { path: { room } }, body: { text } }),
+      client.POST('/api/rooms/{room}/compose', {
+        headers: auth(token),
+        params: { path: { room }, query: apply ? {} : { apply: false } },
+        body: { text },
+      }),
     ),
 }

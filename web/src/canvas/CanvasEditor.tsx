@@ -9,6 +9,7 @@ import type { Session } from '../auth/session'
 import type { CatalogIndex } from '../catalog/catalog'
 import type { RoomConnection } from '../collab/connection'
 import type { CanvasBinding, FlowNode } from '../doc/binding'
+import { applyOps } from '../doc/edits'
 import type { Theme } from '../ui/theme'
 import { ShareDialog } from '../share/ShareDialog'
 import { Toast } from '../ui/Toast'
@@ -206,6 +207,12 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
           room={workflow.room}
           token={session.token}
           disabled={readOnly}
+          applyOps={(ops) => {
+            // Its own undo step: not merged with an edit made just before or after.
+            undo.stopCapturing()
+            applyOps(doc, catalog, ops)
+            undo.stopCapturing()
+          }}
           onComposed={(ids) => {
             binding.select(ids)
             frameNodes(ids)

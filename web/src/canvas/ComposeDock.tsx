@@ -1,8 +1,10 @@
 // The natural-language builder: "prompt, flux image, then upscale" becomes connected nodes.
-// The server plans (POST /api/rooms/{room}/compose); the nodes arrive as an ordinary document
-// update, so every collaborator sees them appear.
+// The server only plans (POST /api/rooms/{room}/compose?apply=false answers the graph edit);
+// this editor applies the edit itself, in one local transaction, so its Undo takes the whole
+// composition back in one step, and collaborators see the nodes appear as with any edit.
 import { useState, type FormEvent } from 'react'
 import { api, type ComposeResult } from '../api/client'
+import type { EditOp } from '../doc/edits'
 import { ApiError } from '../api/http'
 import { describeError } from '../ui/errors'
 
@@ -20,10 +22,12 @@ interface Props {
   room: string
   token: string | null
   disabled: boolean
+  /** Applies the planned edit to the document as one undoable step. */
+  applyOps: (ops: EditOp[]) => void
   onComposed: (nodeIds: string[]) => void
 }
 
-export function ComposeDock({ room, token, disabled, onComposed }: Props) {
+export function ComposeDock({ room, token, disabled, applyOps, onComposed }: Props) {
   const [open, setOpen] = useState(true)
   const [text, setText] = useState('')
   const [busy, setBusy] = useState(false)
@@ -34,7 +38,10 @@ export function ComposeDock({ room, token, disabled, onComposed }: Props) {
     setBusy(true)
     setMessage(null)
     try {
-      const result = await api.compose(token, room, text.trim())
+      const result = await api.compose(token, room, text.trim(), false)
+      // Only planned: apply here. (A server without plan mode ignores `apply=false`, adds the
+      // nodes itself and sends no ops; they arrive as a remote update, outside this Undo.)
+      if (result.ops && !result.editId) applyOps(result.ops)
       setMessage(composeSummary(result))
       setText('')
       onComposed(result.nodes)

@@ -169,3 +169,74 @@ export function createUndoManager(doc: Y.Doc): Y.UndoManager {
     },
   )
 }
+
+/**
+ * One operation of a graph edit, as `POST /api/rooms/{room}/edits` takes them and
+ * `POST /api/rooms/{room}/compose?apply=false` plans them (`dojo_sync_protocol::canvas::edits`).
+ */
+export type EditOp =
+  | { op: 'addNode'; id?: string; type: string; position: XY; params?: Record<string, unknown> }
+  | { op: 'updateNode'; node: string; params?: Record<string, unknown>; position?: XY }
+  | { op: 'setParam'; node: string; name: string; value: unknown }
+  | { op: 'removeNode'; node: string }
+  | { op: 'connect'; id?: string; source: string; sourceHandle?: string; target: string; targetHandle?: string }
+  | { op: 'disconnect'; edge: string }
+  | { op: 'move'; node: string; position: XY }
+
+/**
+ * Applies a graph edit in one local transaction, so that this editor's Undo takes it back as
+ * one step (the server checked the plan against the catalog; a node that vanished meanwhile is
+ * skipped). New nodes start with the catalog's defaults, as the palette's do. Returns the ids
+ * of the nodes added.
+ */
+export function applyOps(doc: Y.Doc, catalog: CatalogIndex, ops: EditOp[]): string[] {
+  const { nodes, edges, results } = roots(doc)
+  const added: string[] = []
+  const param = (id: string, name: string, value: unknown) => {
+    const data = nodes.get(id)?.get('data')
+    if (!(data instanceof Y.Map)) return
+    if (value === null || value === undefined) data.delete(name)
+    else data.set(name, value)
+  }
+  transact(doc, () => {
+    for (const op of ops) {
+      switch (op.op) {
+        case 'addNode': {
+          const id = op.id ?? newId('n')
+          const spec = catalog.spec(op.type)
+          const params = { ...(spec ? defaultParams(spec) : {}), ...(op.params ?? {}) }
+          nodes.set(id, nodeMap(id, op.type, op.position, params))
+          added.push(id)
+          break
+        }
+        case 'updateNode':
+          for (const [name, value] of Object.entries(op.params ?? {})) param(op.node, name, value)
+          if (op.position) nodes.get(op.node)?.set('position', { x: op.position.x, y: op.position.y })
+          break
+        case 'setParam':
+          param(op.node, op.name, op.value)
+          break
+        case 'move':
+          nodes.get(op.node)?.set('position', { x: op.position.x, y: op.position.y })
+          break
+        case 'removeNode':
+          nodes.delete(op.node)
+          results.delete(op.node)
+          for (const edge of allEdges(doc)) {
+            if (edge.source === op.node || edge.target === op.node) edges.delete(edge.id)
+          }
+          break
+        case 'connect': {
+          if (!nodes.has(op.source) || !nodes.has(op.target)) break
+          const id = op.id ?? newId('e')
+          edges.set(id, edgeMap(id, op.source, op.sourceHandle ?? null, op.target, op.targetHandle ?? null))
+          break
+        }
+        case 'disconnect':
+          edges.delete(op.edge)
+          break
+      }
+    }
+  })
+  return added
+}
