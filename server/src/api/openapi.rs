@@ -6,7 +6,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{account, assets, compose, documents, runs, workflows};
+use super::{account, assets, compose, documents, runs, webhooks, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +36,12 @@ use super::{account, assets, compose, documents, runs, workflows};
         runs::list,
         assets::upload,
         assets::download,
+        webhooks::create,
+        webhooks::list,
+        webhooks::delete,
+        webhooks::deliveries,
+        webhooks::replay,
+        webhooks::events,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -45,6 +51,7 @@ use super::{account, assets, compose, documents, runs, workflows};
         (name = "payments", description = "Payment provider webhooks"),
         (name = "runs", description = "Running a room's graph: validation, credits, queue, results"),
         (name = "assets", description = "Uploaded images and run outputs"),
+        (name = "webhooks", description = "Signed webhooks of a workflow, their delivery log, and its change feed"),
     )
 )]
 pub struct ApiDoc;

@@ -17,6 +17,7 @@ pub mod credits;
 pub mod documents;
 pub mod runs;
 pub mod versions;
+pub mod webhooks;
 pub mod workflows;
 
 #[cfg(test)]
