@@ -191,7 +191,7 @@ async fn append_event(store: &Store, event: NewEvent, keep: u64) -> Result<(i64,
     let mut queued = 0u64;
     for (endpoint_id, events) in endpoints {
         let events: Vec<String> = serde_json::from_str(&events).unwrap_or_default();
-        if !events.iter().any(|e| *e == event.event_type) {
+        if !events.contains(&event.event_type) {
             continue;
         }
         insert_delivery(&mut w.tx, &endpoint_id, seq, now).await?;
