@@ -57,6 +57,13 @@ pub use providers::{
 pub use validate::{ExecutionPlan, GraphLimits, ValidationErrors, validate};
 pub use value::{AssetRef, OutputValue, Outputs};
 
+/// Whether `ip` is an ordinary public unicast address: the rule provider downloads follow,
+/// shared with the server's webhook deliveries (loopback, private, link-local, unspecified,
+/// multicast, documentation and embedded-IPv4 forms of them are not public).
+pub fn is_public_address(ip: std::net::IpAddr) -> bool {
+    providers::public_address::is_public(ip)
+}
+
 /// The most a plan can cost, in credits: every node's catalog cost, as if none were cached.
 /// The server holds this much before the run starts and captures [`RunSummary::charged`] after.
 pub fn estimate(catalog: &LoadedCatalog, plan: &ExecutionPlan) -> u64 {

@@ -135,6 +135,18 @@ minted_id!(
     "asset_",
     16
 );
+minted_id!(
+    /// A webhook endpoint of a workflow (`wh_…`).
+    WebhookId,
+    "wh_",
+    16
+);
+minted_id!(
+    /// One event of a workflow's change feed (`evt_…`): the `Dojo-Event-Id` of its deliveries.
+    EventId,
+    "evt_",
+    24
+);
 string_id!(
     /// A node of a canvas graph, chosen by the editor; unique within one graph only.
     NodeId

@@ -34,6 +34,17 @@ pub(crate) trait Dialect {
     /// writer.
     const LOCK_USER: &'static str;
 
+    /// Run first in a transaction that appends to `workflow_events`, holding until commit:
+    /// PostgreSQL draws a sequence value before its transaction commits, so without it a later
+    /// cursor could become visible before an earlier one and a change-feed reader polling
+    /// `after=` would skip the earlier for good. SQLite's single writer already orders them.
+    const EVENT_APPEND_LOCK: &'static str;
+
+    /// Claims due webhook deliveries (`$1` now, `$2` when they are due again if the claimer
+    /// dies, `$3` how many), returning their ids. PostgreSQL skips rows another instance is
+    /// claiming (`FOR UPDATE SKIP LOCKED`) instead of waiting for them or claiming them twice.
+    const CLAIM_DELIVERIES: &'static str;
+
     fn pool(&self) -> &sqlx::Pool<Self::Db>;
 
     /// Waits for this process's turn to write, for a write that is one statement outside any

@@ -37,6 +37,7 @@ pub mod runs;
 mod sqlite;
 pub mod stripe;
 mod users;
+pub mod webhooks;
 mod workflows;
 
 use std::sync::Arc;
@@ -53,6 +54,7 @@ pub use runs::{
 };
 pub use sqlite::SqliteAccounts;
 pub use users::User;
+pub use webhooks::WebhookStore;
 pub use workflows::{Workflow, WorkflowPatch, WorkflowSummary};
 
 /// The accounts on the database `db` names, sharing its pool (and, for SQLite, its write lock).
@@ -66,6 +68,15 @@ pub fn accounts(db: &dojo_store::Database) -> Arc<dyn AccountStore> {
 /// The runs and assets on the database `db` names: the same pool (and, for SQLite, write lock)
 /// as [`accounts`], so a run's credit hold and the balance it draws on change together.
 pub fn runs(db: &dojo_store::Database) -> Arc<dyn RunStore> {
+    match db {
+        dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
+        dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),
+    }
+}
+
+/// Webhook endpoints, the event log (change feed) and deliveries on the database `db` names,
+/// sharing its pool (and, for SQLite, its write lock).
+pub fn webhooks(db: &dojo_store::Database) -> Arc<dyn WebhookStore> {
     match db {
         dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
         dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),

@@ -31,6 +31,16 @@ impl Dialect for PostgresAccounts {
 
     const LOCK_USER: &'static str = "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE";
 
+    // Any constant key: appends of every workflow take turns (they are few and short).
+    const EVENT_APPEND_LOCK: &'static str = "SELECT pg_advisory_xact_lock(7206000006)";
+
+    const CLAIM_DELIVERIES: &'static str =
+        "UPDATE webhook_deliveries SET next_attempt_at = $2, updated_at = $1
+         WHERE id IN (SELECT id FROM webhook_deliveries
+                      WHERE status = 'pending' AND next_attempt_at <= $1
+                      ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+         RETURNING id";
+
     fn pool(&self) -> &PgPool {
         &self.pool
     }

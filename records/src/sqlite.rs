@@ -43,6 +43,16 @@ impl Dialect for SqliteAccounts {
 
     const LOCK_USER: &'static str = "SELECT 1 FROM users WHERE id = $1";
 
+    const EVENT_APPEND_LOCK: &'static str = "SELECT 1";
+
+    // The write transaction already excludes every other claimer.
+    const CLAIM_DELIVERIES: &'static str =
+        "UPDATE webhook_deliveries SET next_attempt_at = $2, updated_at = $1
+         WHERE id IN (SELECT id FROM webhook_deliveries
+                      WHERE status = 'pending' AND next_attempt_at <= $1
+                      ORDER BY next_attempt_at, id LIMIT $3)
+         RETURNING id";
+
     fn pool(&self) -> &SqlitePool {
         &self.pool
     }

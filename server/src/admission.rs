@@ -190,7 +190,11 @@ impl Authorized {
             .caller
             .user()
             .map(|user| UserRate { limiter: state.ws_limiter().clone(), user: user.id.clone() });
+        // `user.entered` on a signed-in user's first connection to the room, `user.left` when
+        // the last one's `Admitted` drops.
+        let presence = self.caller.user().map(|user| state.webhooks().user_connected(&self.name, &user.id));
         Ok(Admitted {
+            _presence: presence,
             rules: crate::executor_maps::write_rules(&self.caller, state.config()),
             name: self.name,
             permission: self.permission,
@@ -216,6 +220,8 @@ pub(crate) struct Admitted {
     pub rate: Option<UserRate>,
     /// What its updates may change besides the canvas (see `executor_maps.rs`).
     pub rules: WriteRules<'static>,
+    /// Held, never read: the user's presence in the room for `user.entered` / `user.left`.
+    pub _presence: Option<crate::webhooks::PresenceGuard>,
 }
 
 impl Admitted {

@@ -49,6 +49,9 @@ pub struct Config {
     #[command(flatten)]
     pub executor: ExecutorSettings,
 
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookSettings,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

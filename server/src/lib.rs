@@ -17,6 +17,7 @@ pub(crate) mod room_openers;
 pub(crate) mod room_registry;
 pub mod services;
 pub mod sqlite_lock;
+pub mod webhooks;
 
 pub(crate) mod admission;
 pub(crate) mod api;

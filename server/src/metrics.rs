@@ -106,6 +106,8 @@ pub struct Metrics {
     pub store_commit_seconds: Histogram,
     /// Read from the database at each scrape (`RunStore::run_gauges`).
     pub runs: RunMetrics,
+    /// `dojo_webhook_*` (`crate::webhooks`).
+    pub webhooks: crate::webhooks::WebhookMetrics,
 }
 
 impl Metrics {
@@ -264,6 +266,7 @@ impl Metrics {
             store_commit_seconds.clone(),
         );
         let runs = RunMetrics::register(&mut registry);
+        let webhooks = crate::webhooks::WebhookMetrics::register(&mut registry);
         Self {
             registry,
             rooms_open,
@@ -300,6 +303,7 @@ impl Metrics {
             document_refusals,
             store_commit_seconds,
             runs,
+            webhooks,
         }
     }
 

@@ -57,6 +57,8 @@ pub struct Rooms {
     compactions: crate::compaction::CompactionSlots,
     stop: CancellationToken,
     tasks: TaskTracker,
+    /// Where rooms report `room.updated` (none: webhooks off, as in unit tests).
+    webhooks: Option<crate::webhooks::Webhooks>,
 }
 
 /// A room's place in the registry, held by the room itself.
@@ -139,7 +141,14 @@ impl Rooms {
             compactions,
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            webhooks: None,
         }
+    }
+
+    /// Rooms opened from now on report their changes (throttled) as `room.updated`.
+    pub(crate) fn with_webhooks(mut self, webhooks: crate::webhooks::Webhooks) -> Self {
+        self.webhooks = Some(webhooks);
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn DocumentStore> {
@@ -223,7 +232,8 @@ impl Rooms {
             slot.clone(),
             self.cluster.clone(),
             self.compactions.clone(),
-        );
+        )
+        .with_webhooks(self.webhooks.as_ref());
         let stop = self.stop.clone();
         let span = tracing::info_span!("room", room = %name);
         self.tasks.spawn(

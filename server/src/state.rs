@@ -61,6 +61,9 @@ struct Inner {
     user_connections: Arc<UserConnections>,
     /// Recent graph edits made over HTTP, with what undoing each needs (bounded).
     edits: Arc<crate::edit_history::EditHistory>,
+    webhooks: crate::webhooks::Webhooks,
+    /// The webhook writer and delivery loop.
+    webhook_tasks: TaskTracker,
 }
 
 impl AppState {
@@ -71,6 +74,17 @@ impl AppState {
         cluster: Option<Arc<crate::cluster::Cluster>>,
         shutdown: CancellationToken,
     ) -> Result<Self, StateError> {
+        let webhook_tasks = TaskTracker::new();
+        let webhooks = crate::webhooks::Webhooks::start(
+            &config.webhooks,
+            storage.webhooks.clone(),
+            crate::webhooks::Sources { accounts: storage.accounts.clone(), runs: storage.runs.clone() },
+            metrics.clone(),
+            shutdown.clone(),
+            &webhook_tasks,
+        );
+        // Every node or run this process ends, and every cancellation, is reported.
+        let runs = crate::webhooks::RunEvents::wrap(storage.runs.clone(), webhooks.clone());
         let auth = Arc::new(Auth::new(&config.auth, storage.accounts)?);
         let store = storage.documents;
         let http_limiter: Arc<UserLimiter> =
@@ -103,22 +117,25 @@ impl AppState {
             max_batch_updates: config.rooms.max_batch_updates.max(1),
             max_document_bytes: limits.max_document_bytes,
         };
-        let rooms = Arc::new(Rooms::new(
-            limits.max_rooms,
-            limits.max_rooms_per_user,
-            settings,
-            metrics.clone(),
-            store,
-            cluster,
-            crate::compaction::CompactionSlots::new(config.rooms.compactions_at_once),
-        ));
+        let rooms = Arc::new(
+            Rooms::new(
+                limits.max_rooms,
+                limits.max_rooms_per_user,
+                settings,
+                metrics.clone(),
+                store,
+                cluster,
+                crate::compaction::CompactionSlots::new(config.rooms.compactions_at_once),
+            )
+            .with_webhooks(webhooks.clone()),
+        );
         let outbound = OutboundBudget::new(limits.outbound_global_bytes);
         outbound.spawn_shedder(metrics.clone(), shutdown.clone());
         let user_connections = UserConnections::new(limits.max_connections_per_user);
         let executor_tasks = TaskTracker::new();
         let executor = crate::execution::Executor::start(
             &config.executor,
-            storage.runs,
+            runs,
             crate::execution::room_readers(&auth),
             rooms.clone(),
             config.redis_url.as_deref(),
@@ -152,6 +169,8 @@ impl AppState {
                 outbound,
                 user_connections,
                 edits: Arc::new(crate::edit_history::EditHistory::default()),
+                webhooks,
+                webhook_tasks,
             }),
         })
     }
@@ -182,6 +201,10 @@ impl AppState {
 
     pub(crate) fn executor(&self) -> &Arc<crate::execution::Executor> {
         &self.inner.executor
+    }
+
+    pub(crate) fn webhooks(&self) -> &crate::webhooks::Webhooks {
+        &self.inner.webhooks
     }
 
     pub(crate) fn rooms(&self) -> &Arc<Rooms> {
@@ -257,5 +280,11 @@ impl AppState {
             tracing::warn!("runs did not stop within the shutdown grace period");
         }
         self.inner.rooms.shutdown().await;
+        // The webhook writer stores what was reported until now; the delivery loop stops (a
+        // claim it held is retried after its lease).
+        self.inner.webhook_tasks.close();
+        if tokio::time::timeout(grace, self.inner.webhook_tasks.wait()).await.is_err() {
+            tracing::warn!("webhook tasks did not stop within the shutdown grace period");
+        }
     }
 }

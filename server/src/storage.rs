@@ -21,6 +21,8 @@ pub struct Storage {
     pub accounts: Arc<dyn AccountStore>,
     /// Runs, credit holds and asset records (same database).
     pub runs: Arc<dyn dojo_records::RunStore>,
+    /// Webhook endpoints, the change feed and deliveries (same database).
+    pub webhooks: Arc<dyn dojo_records::WebhookStore>,
     /// On SQLite: the shared lock that tells `admin restore` the file is in use.
     _in_use: Option<Arc<SqliteLock>>,
 }
@@ -46,6 +48,7 @@ impl Storage {
             documents: database.documents(),
             accounts: dojo_records::accounts(&database),
             runs: dojo_records::runs(&database),
+            webhooks: dojo_records::webhooks(&database),
             _in_use: in_use,
         })
     }

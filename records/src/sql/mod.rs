@@ -16,4 +16,5 @@ mod outbox;
 mod run_store;
 mod runs;
 mod users;
+mod webhooks;
 mod workflows;

@@ -18,6 +18,7 @@ pub mod openapi;
 mod responses;
 mod runs;
 mod service_errors;
+mod webhooks;
 mod workflows;
 
 use axum::extract::FromRequestParts;
@@ -236,6 +237,11 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
             "/api/workflows/{id}/collaborators/{user}",
             axum::routing::put(workflows::set_collaborator).delete(workflows::remove_collaborator),
         )
+        .route("/api/workflows/{id}/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/api/workflows/{id}/webhooks/{hookId}", axum::routing::delete(webhooks::delete))
+        .route("/api/workflows/{id}/webhooks/{hookId}/deliveries", get(webhooks::deliveries))
+        .route("/api/workflows/{id}/webhooks/{hookId}/deliveries/{deliveryId}/replay", post(webhooks::replay))
+        .route("/api/workflows/{id}/events", get(webhooks::events))
         .route("/api/rooms/{room}/graph", get(documents::graph))
         .route("/api/rooms/{room}/state", get(documents::state))
         .route("/api/rooms/{room}/update", post(documents::update))

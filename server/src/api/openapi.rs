@@ -18,7 +18,7 @@ use super::responses::{
     BadRequest, ErrorBody, Forbidden, InsufficientCreditsBody, InvalidGraphBody, NotFound, TooManyRequests,
     Unauthorized, Unavailable,
 };
-use super::{account, assets, compose, documents, runs, workflows};
+use super::{account, assets, compose, documents, runs, webhooks, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -54,6 +54,12 @@ use super::{account, assets, compose, documents, runs, workflows};
         runs::list,
         assets::upload,
         assets::download,
+        webhooks::create,
+        webhooks::list,
+        webhooks::delete,
+        webhooks::deliveries,
+        webhooks::replay,
+        webhooks::events,
     ),
     components(
         schemas(ErrorBody, InsufficientCreditsBody, InvalidGraphBody),
@@ -67,6 +73,7 @@ use super::{account, assets, compose, documents, runs, workflows};
         (name = "payments", description = "Payment provider webhooks"),
         (name = "runs", description = "Running a room's graph: validation, credits, queue, results"),
         (name = "assets", description = "Uploaded images and run outputs"),
+        (name = "webhooks", description = "Signed webhooks of a workflow, their delivery log, and its change feed"),
     )
 )]
 pub struct ApiDoc;

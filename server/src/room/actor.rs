@@ -60,6 +60,8 @@ pub struct Room {
     cluster: Option<Arc<Cluster>>,
     /// Shared by every room of the process (see `CompactionSlots`).
     compactions: CompactionSlots,
+    /// `room.updated`'s throttle (`crate::webhooks::RoomUpdates`).
+    updates: crate::webhooks::RoomUpdates,
 }
 
 /// Where a connection's frames go, and how to close it.
@@ -104,7 +106,14 @@ impl Room {
         cluster: Option<Arc<Cluster>>,
         compactions: CompactionSlots,
     ) -> Room {
-        Room { name, settings, metrics, store, slot, cluster, compactions }
+        let updates = crate::webhooks::Webhooks::room_updates(None);
+        Room { name, settings, metrics, store, slot, cluster, compactions, updates }
+    }
+
+    /// Reports this room's stored changes as `room.updated` (throttled; never waits).
+    pub(crate) fn with_webhooks(mut self, webhooks: Option<&crate::webhooks::Webhooks>) -> Room {
+        self.updates = crate::webhooks::Webhooks::room_updates(webhooks);
+        self
     }
 
     /// Loads the document, then serves until the room unloads, fails, or `stop` fires (then it
@@ -191,6 +200,7 @@ impl Actor {
         cluster_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let in_cluster = self.shell.cluster.is_some();
         loop {
+            let webhook_at = self.shell.updates.deadline();
             tokio::select! {
                 biased;
                 caught_up = join_opt(&mut self.catch_up) => {
@@ -213,7 +223,11 @@ impl Actor {
                 written = write_opt(&mut self.writing) => {
                     self.writing = None;
                     match written {
-                        Ok(last_seq) => self.input(Input::Stored { last_seq }),
+                        Ok(last_seq) => {
+                            self.input(Input::Stored { last_seq });
+                            let (updates, name) = (&mut self.shell.updates, &self.shell.name);
+                            updates.stored(name, &self.core.doc, Instant::now());
+                        }
                         Err(error) => {
                             tracing::error!(room = %self.shell.name, %error, "cannot store updates; closing the room");
                             self.input(Input::WriteFailed);
@@ -234,6 +248,7 @@ impl Actor {
                 }
                 // Re-armed below after every event, like the unload timer.
                 () = sleep_until(hibernate_at) => self.input(Input::Hibernate),
+                () = sleep_until(webhook_at) => self.shell.updates.fire(&self.shell.name, Instant::now()),
                 command = commands.recv(), if !drained && !self.core.needs_reload() && !self.core.is_full() && !self.core.is_waking() => match command {
                     Some(command) => self.on_command(command),
                     None => {
@@ -276,6 +291,8 @@ impl Actor {
             }
             hibernate_at = self.core.hibernate_at().map(Instant::from_std);
         }
+        // A change still held back by the throttle is reported now, not lost with the room.
+        self.shell.updates.fire(&self.shell.name, Instant::now());
         Ok(())
     }
 

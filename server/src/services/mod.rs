@@ -18,6 +18,7 @@ pub mod documents;
 pub mod edits;
 pub mod runs;
 pub mod versions;
+pub mod webhooks;
 pub mod workflows;
 
 #[cfg(test)]

@@ -165,8 +165,20 @@ impl<'a> WorkflowService<'a> {
         user: &UserId,
         permission: CollaboratorPermission,
     ) -> Result<Collaborator, WorkflowError> {
+        let accounts = self.state.auth().accounts();
+        let before = accounts.collaborators(&owned.0.id).await?;
+        let previous = before.iter().find(|c| c.user_id == *user).map(|c| c.permission);
         let collaborator =
             self.state.auth().accounts().set_collaborator(&owned.0.id, user, permission).await?;
+        if previous != Some(permission) {
+            let change = if previous.is_some() { "changed" } else { "added" };
+            self.state.webhooks().emit(crate::webhooks::Trigger::WorkflowShared {
+                workflow_id: owned.0.id.clone(),
+                user: user.clone(),
+                permission: Some(permission.as_str()),
+                change,
+            });
+        }
         if permission == CollaboratorPermission::Read {
             // Possibly a downgrade from write: a live write connection must not keep writing.
             self.revalidate_connections(&owned.0.room).await;
@@ -183,6 +195,12 @@ impl<'a> WorkflowService<'a> {
         if !self.state.auth().accounts().remove_collaborator(&owned.0.id, user).await? {
             return Err(WorkflowError::NotCollaborator(user.clone()));
         }
+        self.state.webhooks().emit(crate::webhooks::Trigger::WorkflowShared {
+            workflow_id: owned.0.id.clone(),
+            user: user.clone(),
+            permission: None,
+            change: "removed",
+        });
         self.revalidate_connections(&owned.0.room).await;
         Ok(())
     }
