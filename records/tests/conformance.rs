@@ -238,7 +238,7 @@ mod cases {
         b.execute(
             "INSERT INTO workflows (id, room, owner_id, title, public, created_at, updated_at)
              VALUES ($1, $2, $3, 'Bad', FALSE, 0, 0)",
-            &["wf_badroom", "has space", ada.id.as_str()],
+            &["wf_badroom", "has\nnewline", ada.id.as_str()],
         )
         .await
         .expect("insert by hand");

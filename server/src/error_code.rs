@@ -80,6 +80,9 @@ error_codes! {
     UnknownTarget = "unknown_target", UNPROCESSABLE_ENTITY;
     InvalidGraph = "invalid_graph", UNPROCESSABLE_ENTITY;
     InsufficientCredits = "insufficient_credits", PAYMENT_REQUIRED;
+    // Graph edits.
+    InvalidEdits = "invalid_edits", UNPROCESSABLE_ENTITY;
+    EditConflict = "edit_conflict", CONFLICT;
     // Uploads and documents.
     InvalidImage = "invalid_image", UNPROCESSABLE_ENTITY;
     ImageTooLarge = "image_too_large", UNPROCESSABLE_ENTITY;

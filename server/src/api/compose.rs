@@ -9,7 +9,7 @@ use dojo_sync_protocol::canvas::edits::EditOp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{ApiJson, ApiPath};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::responses::{ErrorBody, Forbidden, NotFound, TooManyRequests, Unauthorized, Unavailable};
 use super::{ApiError, Authenticated};
 use crate::services::{access, compose};

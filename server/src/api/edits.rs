@@ -2,8 +2,7 @@
 //! applies a batch of operations as one change, `POST …/edits/{editId}/undo` takes one back.
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use dojo_auth::Permission;
 use dojo_ids::EditId;
@@ -12,7 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use super::extract::{ApiJson, ApiPath};
+use super::responses::{ErrorBody, Unauthorized};
 use super::{ApiError, Authenticated};
+use crate::error_code::ErrorCode;
 use crate::services::access;
 use crate::services::edits::{self, Applied, EditError};
 use crate::state::AppState;
@@ -55,7 +57,7 @@ impl From<Applied> for EditApplied {
 
 /// `422`: the operations refused, each with its index (`code: invalid_edits`).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EditsRefused {
+pub struct EditsRefusedBody {
     pub error: String,
     /// `invalid_edits`
     pub code: String,
@@ -64,7 +66,7 @@ pub struct EditsRefused {
 
 /// `409`: what changed since the edit (`code: edit_conflict`).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct UndoConflict {
+pub struct UndoConflictBody {
     pub error: String,
     /// `edit_conflict`
     pub code: String,
@@ -75,24 +77,24 @@ pub struct UndoConflict {
 /// room's graph and the node catalog (types, parameters and their values, handles, wire types,
 /// cycles, ids, positions): if any operation is refused, nothing is applied and every refused
 /// one is listed. Answered once the change is stored; everyone in the room sees it live.
-#[utoipa::path(post, path = "/api/rooms/{room}/edits", tag = "rooms",
+#[utoipa::path(post, path = "/api/rooms/{room}/edits", tag = "rooms", operation_id = "applyEdits",
     params(("room" = String, Path, description = "Room name")),
     request_body = EditRequest,
     responses(
         (status = 200, description = "Applied and stored", body = EditApplied),
-        (status = 422, description = "Refused whole: `{error, code: invalid_edits, ops: [{index, message}]}`", body = EditsRefused),
-        (status = 400, description = "Not JSON, or not `{ops: [...]}`"),
-        (status = 401, description = "No or bad token"),
-        (status = 403, description = "The caller may read the room but not change it"),
-        (status = 404, description = "No such room the caller may see"),
-        (status = 413, description = "The change would make the document larger than the server allows"),
-        (status = 503, description = "The room is not available now")),
+        (status = 422, description = "Refused whole: `{error, code: invalid_edits, ops: [{index, message}]}`", body = EditsRefusedBody),
+        (status = 400, description = "Not JSON, or not `{ops: [...]}`", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "The caller may read the room but not change it", body = ErrorBody),
+        (status = 404, description = "No such room the caller may see", body = ErrorBody),
+        (status = 413, description = "The change would make the document larger than the server allows", body = ErrorBody),
+        (status = 503, description = "The room is not available now", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn apply(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(room): Path<String>,
-    Json(request): Json<EditRequest>,
+    ApiPath(room): ApiPath<String>,
+    ApiJson(request): ApiJson<EditRequest>,
 ) -> Result<Json<EditApplied>, Response> {
     let access = access::room_for(&state, &caller.0, &room, Permission::Write).await.map_err(refused)?;
     let ops =
@@ -105,20 +107,20 @@ pub async fn apply(
 /// its parameters and wires, changed values return to what they were. Refused with `409` and
 /// what changed when anything the edit touched changed since. The answer's `editId` undoes the
 /// undo.
-#[utoipa::path(post, path = "/api/rooms/{room}/edits/{id}/undo", tag = "rooms",
+#[utoipa::path(post, path = "/api/rooms/{room}/edits/{id}/undo", tag = "rooms", operation_id = "undoEdit",
     params(("room" = String, Path, description = "Room name"), ("id" = String, Path, description = "The edit's id (`editId` in its answer)")),
     responses(
         (status = 200, description = "Undone and stored", body = EditApplied),
-        (status = 409, description = "Changed since: `{error, code: edit_conflict, conflicts: [{kind, id, message}]}`", body = UndoConflict),
-        (status = 401, description = "No or bad token"),
-        (status = 403, description = "The caller may read the room but not change it"),
-        (status = 404, description = "No such room, or no such edit kept (undone already, too old, made on another server)"),
-        (status = 503, description = "The room is not available now")),
+        (status = 409, description = "Changed since: `{error, code: edit_conflict, conflicts: [{kind, id, message}]}`", body = UndoConflictBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "The caller may read the room but not change it", body = ErrorBody),
+        (status = 404, description = "No such room, or no such edit kept (undone already, too old, made on another server)", body = ErrorBody),
+        (status = 503, description = "The room is not available now", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn undo(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path((room, edit)): Path<(String, String)>,
+    ApiPath((room, edit)): ApiPath<(String, String)>,
 ) -> Result<Json<EditApplied>, Response> {
     let access = access::room_for(&state, &caller.0, &room, Permission::Write).await.map_err(refused)?;
     let applied = edits::undo(&state, &caller.0, &access, &EditId::from(edit)).await.map_err(refused)?;
@@ -131,12 +133,14 @@ fn refused(error: impl Into<EditError>) -> Response {
     let message = error.to_string();
     match error {
         EditError::Invalid(ops) => {
-            let body = json!({ "error": message, "code": "invalid_edits", "ops": ops });
-            (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+            let code = ErrorCode::InvalidEdits;
+            let body = json!({ "error": message, "code": code.as_str(), "ops": ops });
+            (code.status(), Json(body)).into_response()
         }
         EditError::Conflict(conflicts) => {
-            let body = json!({ "error": message, "code": "edit_conflict", "conflicts": conflicts });
-            (StatusCode::CONFLICT, Json(body)).into_response()
+            let code = ErrorCode::EditConflict;
+            let body = json!({ "error": message, "code": code.as_str(), "conflicts": conflicts });
+            (code.status(), Json(body)).into_response()
         }
         other => ApiError::from(other).into_response(),
     }

@@ -3,7 +3,7 @@
 //! call and map.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use dojo_ids::{WebhookId, WorkflowId};
 use dojo_records::webhooks::{Delivery, Endpoint, Event};
@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::responses::{ErrorBody, Unauthorized};
 use super::{ApiError, Authenticated};
 use crate::services::webhooks::{EndpointRequest, WebhookError, WebhookService};
 use crate::state::AppState;
@@ -150,6 +152,7 @@ impl From<Event> for FeedEvent {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
     /// Deliveries with ids below this (the previous page's `nextBefore`).
     pub before: Option<i64>,
@@ -158,6 +161,7 @@ pub struct DeliveryQuery {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FeedQuery {
     /// Events after this cursor (default 0: from the oldest kept).
     pub after: Option<i64>,
@@ -171,21 +175,21 @@ fn page(limit: Option<u32>, default: u32) -> u32 {
 
 /// Registers a webhook endpoint (workflow admin only). The answer carries its signing secret,
 /// shown this once.
-#[utoipa::path(post, path = "/api/workflows/{id}/webhooks", tag = "webhooks", request_body = CreateWebhook,
+#[utoipa::path(post, path = "/api/workflows/{id}/webhooks", tag = "webhooks", operation_id = "createWebhook", request_body = CreateWebhook,
     params(("id" = String, Path, description = "Workflow id")),
     responses(
         (status = 201, description = "The endpoint, with its secret (shown once)", body = WebhookBody),
-        (status = 400, description = "`bad_request`: a URL that is not http(s), points to a private address, does not resolve, is too long, or an unknown event type"),
-        (status = 401, description = "`unauthorized`: no or bad token"),
-        (status = 403, description = "`forbidden`: the caller may see the workflow but does not administer it"),
-        (status = 404, description = "`not_found`: no such workflow visible to the caller"),
-        (status = 429, description = "`quota_exceeded`: the workflow has the most endpoints allowed")),
+        (status = 400, description = "`bad_request`: a URL that is not http(s), points to a private address, does not resolve, is too long, or an unknown event type", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "`forbidden`: the caller may see the workflow but does not administer it", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such workflow visible to the caller", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded`: the workflow has the most endpoints allowed", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(id): Path<WorkflowId>,
-    Json(body): Json<CreateWebhook>,
+    ApiPath(id): ApiPath<WorkflowId>,
+    ApiJson(body): ApiJson<CreateWebhook>,
 ) -> Result<(StatusCode, Json<WebhookBody>), ApiError> {
     let request = EndpointRequest { url: body.url, events: body.events, description: body.description };
     let endpoint = WebhookService::new(&state).create(&caller.0, &id, request).await?;
@@ -193,56 +197,56 @@ pub async fn create(
 }
 
 /// The workflow's webhook endpoints, oldest first (secrets are never shown again).
-#[utoipa::path(get, path = "/api/workflows/{id}/webhooks", tag = "webhooks",
+#[utoipa::path(get, path = "/api/workflows/{id}/webhooks", tag = "webhooks", operation_id = "listWebhooks",
     params(("id" = String, Path, description = "Workflow id")),
     responses(
         (status = 200, description = "The endpoints, without their secrets", body = Vec<WebhookBody>),
-        (status = 401, description = "`unauthorized`: no or bad token"),
-        (status = 403, description = "`forbidden`: the caller does not administer the workflow"),
-        (status = 404, description = "`not_found`: no such workflow visible to the caller")),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "`forbidden`: the caller does not administer the workflow", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such workflow visible to the caller", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(id): Path<WorkflowId>,
+    ApiPath(id): ApiPath<WorkflowId>,
 ) -> Result<Json<Vec<WebhookBody>>, ApiError> {
     let endpoints = WebhookService::new(&state).list(&caller.0, &id).await?;
     Ok(Json(endpoints.into_iter().map(|e| WebhookBody::new(e, false)).collect()))
 }
 
 /// Deletes a webhook endpoint and its delivery log.
-#[utoipa::path(delete, path = "/api/workflows/{id}/webhooks/{hookId}", tag = "webhooks",
+#[utoipa::path(delete, path = "/api/workflows/{id}/webhooks/{hookId}", tag = "webhooks", operation_id = "deleteWebhook",
     params(("id" = String, Path, description = "Workflow id"), ("hookId" = String, Path, description = "Webhook id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "`unauthorized`: no or bad token"),
-        (status = 403, description = "`forbidden`: the caller does not administer the workflow"),
-        (status = 404, description = "`not_found`: no such workflow or webhook")),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "`forbidden`: the caller does not administer the workflow", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such workflow or webhook", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path((id, hook)): Path<(WorkflowId, WebhookId)>,
+    ApiPath((id, hook)): ApiPath<(WorkflowId, WebhookId)>,
 ) -> Result<StatusCode, ApiError> {
     WebhookService::new(&state).delete(&caller.0, &id, &hook).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The endpoint's delivery log, newest first: event, status, attempts, last answer and error.
-#[utoipa::path(get, path = "/api/workflows/{id}/webhooks/{hookId}/deliveries", tag = "webhooks",
+#[utoipa::path(get, path = "/api/workflows/{id}/webhooks/{hookId}/deliveries", tag = "webhooks", operation_id = "listWebhookDeliveries",
     params(("id" = String, Path, description = "Workflow id"), ("hookId" = String, Path, description = "Webhook id"),
         DeliveryQuery),
     responses(
         (status = 200, description = "A page of deliveries", body = DeliveryPage),
-        (status = 401, description = "`unauthorized`: no or bad token"),
-        (status = 403, description = "`forbidden`: the caller does not administer the workflow"),
-        (status = 404, description = "`not_found`: no such workflow or webhook")),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "`forbidden`: the caller does not administer the workflow", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such workflow or webhook", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn deliveries(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path((id, hook)): Path<(WorkflowId, WebhookId)>,
-    Query(query): Query<DeliveryQuery>,
+    ApiPath((id, hook)): ApiPath<(WorkflowId, WebhookId)>,
+    ApiQuery(query): ApiQuery<DeliveryQuery>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
     let limit = page(query.limit, 50);
     let found = WebhookService::new(&state).deliveries(&caller.0, &id, &hook, query.before, limit).await?;
@@ -251,19 +255,19 @@ pub async fn deliveries(
 }
 
 /// Sends a delivery's event again, as a new delivery due now (whatever the first one's status).
-#[utoipa::path(post, path = "/api/workflows/{id}/webhooks/{hookId}/deliveries/{deliveryId}/replay", tag = "webhooks",
+#[utoipa::path(post, path = "/api/workflows/{id}/webhooks/{hookId}/deliveries/{deliveryId}/replay", tag = "webhooks", operation_id = "replayWebhookDelivery",
     params(("id" = String, Path, description = "Workflow id"), ("hookId" = String, Path, description = "Webhook id"),
         ("deliveryId" = i64, Path, description = "Delivery id")),
     responses(
         (status = 202, description = "The new delivery, queued", body = DeliveryBody),
-        (status = 401, description = "`unauthorized`: no or bad token"),
-        (status = 403, description = "`forbidden`: the caller does not administer the workflow"),
-        (status = 404, description = "`not_found`: no such workflow, webhook or delivery")),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "`forbidden`: the caller does not administer the workflow", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such workflow, webhook or delivery", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn replay(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path((id, hook, delivery)): Path<(WorkflowId, WebhookId, i64)>,
+    ApiPath((id, hook, delivery)): ApiPath<(WorkflowId, WebhookId, i64)>,
 ) -> Result<(StatusCode, Json<DeliveryBody>), ApiError> {
     let replayed = WebhookService::new(&state).replay(&caller.0, &id, &hook, delivery).await?;
     Ok((StatusCode::ACCEPTED, Json(replayed.into())))
@@ -271,19 +275,19 @@ pub async fn replay(
 
 /// The workflow's change feed: its events in order, after a cursor. Poll it instead of
 /// receiving webhooks when you have no public URL.
-#[utoipa::path(get, path = "/api/workflows/{id}/events", tag = "webhooks",
+#[utoipa::path(get, path = "/api/workflows/{id}/events", tag = "webhooks", operation_id = "listWorkflowEvents",
     params(("id" = String, Path, description = "Workflow id"), FeedQuery),
     responses(
         (status = 200, description = "A page of events, oldest first", body = EventPage),
-        (status = 401, description = "`unauthorized`: no or bad token"),
-        (status = 403, description = "`forbidden`: the caller does not administer the workflow"),
-        (status = 404, description = "`not_found`: no such workflow visible to the caller")),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "`forbidden`: the caller does not administer the workflow", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such workflow visible to the caller", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn events(
     State(state): State<AppState>,
     caller: Authenticated,
-    Path(id): Path<WorkflowId>,
-    Query(query): Query<FeedQuery>,
+    ApiPath(id): ApiPath<WorkflowId>,
+    ApiQuery(query): ApiQuery<FeedQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
     let limit = page(query.limit, 100);
     let after = query.after.unwrap_or(0).max(0);

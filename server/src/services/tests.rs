@@ -218,7 +218,7 @@ async fn a_room_without_a_workflow_is_no_room_to_run_in(backend: Backend) {
     assert!(matches!(refused, Err(AccessError::Hidden(_))), "{refused:?}");
     assert_eq!(refused.unwrap_err().to_string(), "no room \"nobody-s-room\"");
     assert!(matches!(
-        access::room_for(&world.state, &alice, "bad/name", Permission::Read).await,
+        access::room_for(&world.state, &alice, "bad\nname", Permission::Read).await,
         Err(AccessError::BadName(_))
     ));
 

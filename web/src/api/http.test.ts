@@ -72,6 +72,8 @@ describe('call', () => {
     await new Promise<void>((resolve) => closed.close(() => resolve()))
     const client = createClient<paths>({ baseUrl: `http://127.0.0.1:${port}` })
     await expect(call(() => client.GET('/api/me'))).rejects.toBeInstanceOf(NetworkError)
+  })
+})
 
 describe('ApiError.routeMissing', () => {
   test('a route the server does not have: route_not_found, or a bare 404 from an older server', () => {

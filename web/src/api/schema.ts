@@ -107,9 +107,54 @@ export interface paths {
         /**
          * Adds the nodes a short description asks for, wired where their types allow. Planned by
          *     OpenAI when it is configured (the plan checked against the catalog), by the deterministic
-         *     parser otherwise or when the model fails; `planner` and `fallback` say which and why.
+         *     parser otherwise or when the model fails; `planner` and `fallback` say which and why. The
+         *     nodes are added as one graph edit (`editId`, undoable); `?apply=false` only plans.
          */
         post: operations["composeNodes"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/rooms/{room}/edits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Applies a batch of graph operations to the room as one change, checked first against the
+         *     room's graph and the node catalog (types, parameters and their values, handles, wire types,
+         *     cycles, ids, positions): if any operation is refused, nothing is applied and every refused
+         *     one is listed. Answered once the change is stored; everyone in the room sees it live.
+         */
+        post: operations["applyEdits"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/rooms/{room}/edits/{id}/undo": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Takes an edit back as one change: what it added is removed, what it removed comes back with
+         *     its parameters and wires, changed values return to what they were. Refused with `409` and
+         *     what changed when anything the edit touched changed since. The answer's `editId` undoes the
+         *     undo.
+         */
+        post: operations["undoEdit"];
         delete?: never;
         options?: never;
         head?: never;
@@ -338,6 +383,98 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/workflows/{id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The workflow's change feed: its events in order, after a cursor. Poll it instead of
+         *     receiving webhooks when you have no public URL.
+         */
+        get: operations["listWorkflowEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workflows/{id}/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The workflow's webhook endpoints, oldest first (secrets are never shown again). */
+        get: operations["listWebhooks"];
+        put?: never;
+        /**
+         * Registers a webhook endpoint (workflow admin only). The answer carries its signing secret,
+         *     shown this once.
+         */
+        post: operations["createWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workflows/{id}/webhooks/{hookId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Deletes a webhook endpoint and its delivery log. */
+        delete: operations["deleteWebhook"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workflows/{id}/webhooks/{hookId}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The endpoint's delivery log, newest first: event, status, attempts, last answer and error. */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workflows/{id}/webhooks/{hookId}/deliveries/{deliveryId}/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Sends a delivery's event again, as a new delivery due now (whatever the first one's status). */
+        post: operations["replayWebhookDelivery"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/assets/{id}": {
         parameters: {
             query?: never;
@@ -387,19 +524,86 @@ export interface components {
             /** @description Ids of the edges added. */
             edges: string[];
             /**
+             * @description The applied edit: `POST /api/rooms/{room}/edits/{editId}/undo` takes it back. Absent
+             *     when only planned.
+             */
+            editId?: string | null;
+            /**
              * @description Present when the LLM was asked but the parser planned: why its plan was not used
              *     (no answer in time, an error status, a refusal, a plan that does not fit the catalog…).
              */
             fallback?: string | null;
             /** @description Ids of the nodes added, in order. */
             nodes: string[];
+            /**
+             * @description The graph edit (`POST /api/rooms/{room}/edits` operations) that adds them: applied
+             *     already, or with `apply=false` for the caller to apply.
+             */
+            ops: components["schemas"]["EditOp"][];
             /** @description Who planned them: the LLM (OpenAI, when configured) or the deterministic parser. */
             planner: components["schemas"]["PlannerName"];
+        };
+        /** @description Something an edit touched that changed since, so that undoing it would lose that change. */
+        Conflict: {
+            id: string;
+            /** @description `node` or `edge`. */
+            kind: string;
+            message: string;
+        };
+        CreateWebhook: {
+            /** @description At most 200 characters. */
+            description?: string | null;
+            /**
+             * @description Event types: `run.finished`, `node.finished`, `room.updated`, `user.entered`,
+             *     `user.left`, `workflow.shared`.
+             */
+            events: string[];
+            /**
+             * @description Where to POST events: `http` or `https`, at most 2048 bytes, a public address unless the
+             *     server allows private ones.
+             */
+            url: string;
         };
         CreateWorkflow: {
             /** @description A room name of your choice; by default the workflow's id. */
             room?: string | null;
             title: string;
+        };
+        DeliveryBody: {
+            /** Format: int64 */
+            attempts: number;
+            /** Format: int64 */
+            createdAt: number;
+            eventId: string;
+            eventType: string;
+            /** Format: int64 */
+            id: number;
+            lastError?: string | null;
+            /**
+             * Format: int64
+             * @description When a pending delivery is tried next (milliseconds since the Unix epoch).
+             */
+            nextAttemptAt: number;
+            /** @description The start of the receiver's last answer (at most 4 KiB). */
+            responseBody?: string | null;
+            /**
+             * Format: int64
+             * @description The receiver's last HTTP status.
+             */
+            responseStatus?: number | null;
+            /** @description `pending`, `succeeded` or `failed`. */
+            status: string;
+            /** Format: int64 */
+            updatedAt: number;
+        };
+        DeliveryPage: {
+            /** @description Newest first. */
+            deliveries: components["schemas"]["DeliveryBody"][];
+            /**
+             * Format: int64
+             * @description Pass as `before` for the next (older) page; absent on the last page.
+             */
+            nextBefore?: number | null;
         };
         DevTokenBody: {
             token: string;
@@ -407,6 +611,82 @@ export interface components {
         DevTokenRequest: {
             /** @description Display name for the dev identity. */
             name: string;
+        };
+        EditApplied: {
+            /** @description Ids of the wires the edit added. */
+            createdEdges: string[];
+            /** @description Ids of the nodes the edit added, in the order of their operations (generated ones too). */
+            createdNodes: string[];
+            /**
+             * @description Undo the edit with `POST /api/rooms/{room}/edits/{editId}/undo`. Absent when the edit
+             *     changed nothing, or was too large to keep.
+             */
+            editId?: string | null;
+            /**
+             * @description The document's Yjs state vector (v1) just after the edit, base64: a client that has
+             *     applied everything up to it has the edit.
+             */
+            stateVector: string;
+        };
+        /** @description One operation of a batch. JSON: `{"op": "addNode", …}`, field names in camelCase. */
+        EditOp: {
+            id?: string | null;
+            /** @enum {string} */
+            op: "addNode";
+            params?: {
+                [key: string]: unknown;
+            };
+            position: components["schemas"]["Position"];
+            type: string;
+        } | {
+            node: string;
+            /** @enum {string} */
+            op: "updateNode";
+            params?: {
+                [key: string]: unknown;
+            };
+            position?: components["schemas"]["Position"] | null;
+        } | {
+            name: string;
+            node: string;
+            /** @enum {string} */
+            op: "setParam";
+            value: unknown;
+        } | {
+            node: string;
+            /** @enum {string} */
+            op: "removeNode";
+        } | {
+            id?: string | null;
+            /** @enum {string} */
+            op: "connect";
+            source: string;
+            sourceHandle?: string | null;
+            target: string;
+            targetHandle?: string | null;
+        } | {
+            edge: string;
+            /** @enum {string} */
+            op: "disconnect";
+        } | {
+            node: string;
+            /** @enum {string} */
+            op: "move";
+            position: components["schemas"]["Position"];
+        };
+        EditRequest: {
+            /**
+             * @description The operations, applied in order as one change (at most `DOJO_MAX_EDIT_OPS`, 500).
+             *     Read one by one, so a malformed operation is reported with its index.
+             */
+            ops: components["schemas"]["EditOp"][];
+        };
+        /** @description `422`: the operations refused, each with its index (`code: invalid_edits`). */
+        EditsRefusedBody: {
+            /** @description `invalid_edits` */
+            code: string;
+            error: string;
+            ops: components["schemas"]["OpError"][];
         };
         /**
          * @description Every error: a message for people and a stable code for programs. Some refusals add fields
@@ -421,6 +701,26 @@ export interface components {
             code: string;
             /** @description What went wrong, in a sentence. */
             error: string;
+        };
+        EventPage: {
+            /** @description Oldest first. */
+            events: components["schemas"]["FeedEvent"][];
+            /** @description Whether more events may follow right away (the page was full). */
+            hasMore: boolean;
+            /**
+             * Format: int64
+             * @description The cursor to ask from next (`after`): the last event's, or the one asked with.
+             */
+            nextCursor: number;
+        };
+        FeedEvent: {
+            /**
+             * Format: int64
+             * @description The event's place in the feed: pass the last one seen as `after`.
+             */
+            cursor: number;
+            /** @description The event exactly as webhooks deliver it: `{id, type, createdAt, workflowId, room, data}`. */
+            event: Record<string, never>;
         };
         /**
          * Format: binary
@@ -492,6 +792,12 @@ export interface components {
             classType: string;
             errors: components["schemas"]["ValidationIssue"][];
         };
+        /** @description Why one operation of a batch was refused. */
+        OpError: {
+            /** @description The operation's index in the batch (0-based). */
+            index: number;
+            message: string;
+        };
         /**
          * @description What a caller may do with a workflow's room.
          * @enum {string}
@@ -499,6 +805,12 @@ export interface components {
         PermissionName: "read" | "write" | "admin";
         /** @enum {string} */
         PlannerName: "llm" | "parser";
+        Position: {
+            /** Format: double */
+            x: number;
+            /** Format: double */
+            y: number;
+        };
         /** @description `POST /api/rooms/{room}/versions/{id}/restore`'s answer. */
         Restored: {
             /**
@@ -614,6 +926,13 @@ export interface components {
             runId: string;
             status: components["schemas"]["RunStatusName"];
         };
+        /** @description `409`: what changed since the edit (`code: edit_conflict`). */
+        UndoConflictBody: {
+            /** @description `edit_conflict` */
+            code: string;
+            conflicts: components["schemas"]["Conflict"][];
+            error: string;
+        };
         UpdateWorkflow: {
             public?: boolean | null;
             title?: string | null;
@@ -650,6 +969,21 @@ export interface components {
             id: number;
             /** Format: int64 */
             sizeBytes: number;
+        };
+        WebhookBody: {
+            /**
+             * Format: int64
+             * @description Milliseconds since the Unix epoch.
+             */
+            createdAt: number;
+            description?: string | null;
+            events: string[];
+            /** @description `wh_…`. */
+            id: string;
+            /** @description The signing secret (`whsec_…`): in the answer to creation only, never again. */
+            secret?: string | null;
+            url: string;
+            workflowId: string;
         };
         WorkflowBody: {
             /**
@@ -747,7 +1081,7 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description The room the upload is for: its readers may download it too. */
-                room?: string | null;
+                room?: string;
             };
             header?: never;
             path?: never;
@@ -772,7 +1106,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
-            /** @description `too_large` (the body) or `storage_quota_exceeded` */
+            /** @description `body_too_large` (the body) or `storage_quota_exceeded` */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -903,7 +1237,13 @@ export interface operations {
     };
     composeNodes: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description `false`: only plan; the answer's `ops` are for the caller to apply (the editor applies
+                 *     them in one transaction of its own, so its Undo takes them back). Default `true`.
+                 */
+                apply?: boolean;
+            };
             header?: never;
             path: {
                 /** @description Room name */
@@ -942,6 +1282,150 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    applyEdits: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Room name */
+                room: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EditRequest"];
+            };
+        };
+        responses: {
+            /** @description Applied and stored */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EditApplied"];
+                };
+            };
+            /** @description Not JSON, or not `{ops: [...]}` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description The caller may read the room but not change it */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such room the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The change would make the document larger than the server allows */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Refused whole: `{error, code: invalid_edits, ops: [{index, message}]}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EditsRefusedBody"];
+                };
+            };
+            /** @description The room is not available now */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    undoEdit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Room name */
+                room: string;
+                /** @description The edit's id (`editId` in its answer) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Undone and stored */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EditApplied"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description The caller may read the room but not change it */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such room, or no such edit kept (undone already, too old, made on another server) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Changed since: `{error, code: edit_conflict, conflicts: [{kind, id, message}]}` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UndoConflictBody"];
+                };
+            };
+            /** @description The room is not available now */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     getGraph: {
         parameters: {
             query?: never;
@@ -974,7 +1458,7 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description At most this many (default 50, at most 200). */
-                limit?: number | null;
+                limit?: number;
             };
             header?: never;
             path: {
@@ -1042,7 +1526,7 @@ export interface operations {
             };
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
-            /** @description `invalid_graph`: the graph's errors, per node */
+            /** @description `invalid_graph`: the graph's errors, per node; `empty_graph`: nothing to run; `unknown_target`: a target that is not a node id */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1517,6 +2001,296 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
+        };
+    };
+    listWorkflowEvents: {
+        parameters: {
+            query?: {
+                /** @description Events after this cursor (default 0: from the oldest kept). */
+                after?: number;
+                /** @description At most this many (default 100, at most 200). */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Workflow id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of events, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventPage"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description `forbidden`: the caller does not administer the workflow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_found`: no such workflow visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    listWebhooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workflow id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The endpoints, without their secrets */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookBody"][];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description `forbidden`: the caller does not administer the workflow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_found`: no such workflow visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    createWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workflow id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhook"];
+            };
+        };
+        responses: {
+            /** @description The endpoint, with its secret (shown once) */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookBody"];
+                };
+            };
+            /** @description `bad_request`: a URL that is not http(s), points to a private address, does not resolve, is too long, or an unknown event type */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description `forbidden`: the caller may see the workflow but does not administer it */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_found`: no such workflow visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `quota_exceeded`: the workflow has the most endpoints allowed */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    deleteWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workflow id */
+                id: string;
+                /** @description Webhook id */
+                hookId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description `forbidden`: the caller does not administer the workflow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_found`: no such workflow or webhook */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: {
+                /** @description Deliveries with ids below this (the previous page's `nextBefore`). */
+                before?: number;
+                /** @description At most this many (default 50, at most 200). */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Workflow id */
+                id: string;
+                /** @description Webhook id */
+                hookId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of deliveries */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryPage"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description `forbidden`: the caller does not administer the workflow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_found`: no such workflow or webhook */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    replayWebhookDelivery: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workflow id */
+                id: string;
+                /** @description Webhook id */
+                hookId: string;
+                /** @description Delivery id */
+                deliveryId: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The new delivery, queued */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description `forbidden`: the caller does not administer the workflow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_found`: no such workflow, webhook or delivery */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     downloadAsset: {

@@ -11,7 +11,7 @@ import { describeError } from '../ui/errors'
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
 
 /** What the dock says after a plan: what was added, who planned it, and why the model did not. */
-export function composeSummary(result: ComposeResult): string {
+export function composeSummary(result: Pick<ComposeResult, 'nodes' | 'edges' | 'planner' | 'fallback'>): string {
   const added = `Added ${plural(result.nodes.length, 'node')} and ${plural(result.edges.length, 'wire')}`
   if (result.planner === 'llm') return `${added}, planned by the language model.`
   if (result.fallback) return `${added}, planned by the built-in parser (the language model was not used: ${result.fallback}).`

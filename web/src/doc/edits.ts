@@ -6,6 +6,7 @@ import type { CatalogIndex, NodeSpec } from '../catalog/catalog'
 import { defaultParams } from '../catalog/catalog'
 import { checkConnection, type ConnectionCheck, type ProposedConnection } from './graph'
 import { EDITOR_ROOTS, LOCAL_ORIGIN, readEdge, readNode, roots, type EdgeEntry, type XY } from './schema'
+import type { components } from '../api/schema'
 
 export function newId(prefix: string): string {
   const bytes = crypto.getRandomValues(new Uint8Array(6))
@@ -174,14 +175,7 @@ export function createUndoManager(doc: Y.Doc): Y.UndoManager {
  * One operation of a graph edit, as `POST /api/rooms/{room}/edits` takes them and
  * `POST /api/rooms/{room}/compose?apply=false` plans them (`dojo_sync_protocol::canvas::edits`).
  */
-export type EditOp =
-  | { op: 'addNode'; id?: string; type: string; position: XY; params?: Record<string, unknown> }
-  | { op: 'updateNode'; node: string; params?: Record<string, unknown>; position?: XY }
-  | { op: 'setParam'; node: string; name: string; value: unknown }
-  | { op: 'removeNode'; node: string }
-  | { op: 'connect'; id?: string; source: string; sourceHandle?: string; target: string; targetHandle?: string }
-  | { op: 'disconnect'; edge: string }
-  | { op: 'move'; node: string; position: XY }
+export type EditOp = components['schemas']['EditOp']
 
 /**
  * Applies a graph edit in one local transaction, so that this editor's Undo takes it back as
