@@ -6,7 +6,8 @@
 # driving /usr/bin/chromium) against the same binary serving the freshly built bundle. The
 # OpenAPI document is checked with a standard validator, and the web editor's generated client
 # against it.
-# Needs: a Rust toolchain, Node.js >= 20.19 with npm, Debian's chromium and haproxy, python3 with venv. cargo-nextest is used
+# Needs: a Rust toolchain, Node.js >= 20.19 with npm, Debian's chromium and haproxy, python3 with venv,
+# curl and jq (the docs/api.md tour runs in the interop suite). cargo-nextest is used
 # when installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -50,7 +50,7 @@ pub struct Config {
     pub executor: ExecutorSettings,
 
     #[command(flatten)]
-    pub webhooks: crate::webhooks::WebhookSettings,
+    pub webhooks: crate::webhook_settings::WebhookSettings,
 
     #[command(subcommand)]
     pub command: Option<Command>,

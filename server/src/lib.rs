@@ -17,6 +17,8 @@ pub(crate) mod room_openers;
 pub(crate) mod room_registry;
 pub mod services;
 pub mod sqlite_lock;
+pub mod webhook_metrics;
+pub mod webhook_settings;
 pub mod webhooks;
 
 pub(crate) mod admission;

@@ -107,7 +107,7 @@ pub struct Metrics {
     /// Read from the database at each scrape (`RunStore::run_gauges`).
     pub runs: RunMetrics,
     /// `dojo_webhook_*` (`crate::webhooks`).
-    pub webhooks: crate::webhooks::WebhookMetrics,
+    pub webhooks: crate::webhook_metrics::WebhookMetrics,
 }
 
 impl Metrics {
@@ -266,7 +266,7 @@ impl Metrics {
             store_commit_seconds.clone(),
         );
         let runs = RunMetrics::register(&mut registry);
-        let webhooks = crate::webhooks::WebhookMetrics::register(&mut registry);
+        let webhooks = crate::webhook_metrics::WebhookMetrics::register(&mut registry);
         Self {
             registry,
             rooms_open,

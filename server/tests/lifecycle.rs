@@ -229,21 +229,3 @@ fn logs_to_a_file_or_pipe_have_no_colour_codes() {
     assert!(log.contains("migrations applied"), "the log says what happened: {log}");
     assert!(!log.contains('\u{1b}'), "the log holds terminal escape codes: {log:?}");
 }
-
-/// Every environment variable `dojo-server --help` lists is in the README's configuration table.
-#[test]
-fn the_readme_documents_every_setting() {
-    let output =
-        std::process::Command::new(common::process::BINARY).arg("--help").output().expect("run --help");
-    let help = String::from_utf8_lossy(&output.stdout);
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
-    let table =
-        readme.split("## Configuration").nth(1).and_then(|rest| rest.split("\n## ").next()).expect("section");
-    let names: Vec<&str> =
-        help.split("[env: ").skip(1).filter_map(|rest| rest.split([']', '=']).next()).collect();
-    assert!(names.len() > 40, "the help lists the settings' variables: {help}");
-    let missing: Vec<&str> =
-        names.iter().copied().filter(|name| !table.contains(&format!("`{name}`"))).collect();
-    assert!(missing.is_empty(), "settings missing from the README's configuration table: {missing:?}");
-}

@@ -14,8 +14,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{OutcomeLabel, WebhookSettings, target};
-use crate::execution::now_millis;
 use crate::metrics::Metrics;
+use dojo_executor::worker::now_millis;
 
 /// Deliveries sent at once by this process.
 const BATCH: u32 = 16;

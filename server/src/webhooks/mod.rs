@@ -19,7 +19,6 @@ mod payload;
 mod presence;
 mod room_updates;
 mod run_events;
-pub mod settings;
 pub(crate) mod target;
 
 use std::sync::Arc;
@@ -27,10 +26,6 @@ use std::sync::Arc;
 use dojo_ids::{NodeId, RunId, UserId, WorkflowId};
 use dojo_records::webhooks::WebhookStore;
 use dojo_records::{AccountStore, RunStore};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -38,10 +33,11 @@ use tokio_util::task::TaskTracker;
 use crate::metrics::Metrics;
 use crate::room_name::RoomName;
 
+pub use crate::webhook_metrics::{OutcomeLabel, WebhookMetrics};
+pub use crate::webhook_settings::WebhookSettings;
 pub(crate) use presence::PresenceGuard;
 pub(crate) use room_updates::RoomUpdates;
 pub(crate) use run_events::RunEvents;
-pub use settings::WebhookSettings;
 
 /// Reports waiting for the writer. Beyond it reports are dropped (and counted), never waited for.
 const QUEUE: usize = 1024;
@@ -76,50 +72,6 @@ pub(crate) enum Trigger {
         permission: Option<&'static str>,
         change: &'static str,
     },
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabel {
-    pub outcome: &'static str,
-}
-
-/// `dojo_webhook_*`.
-pub struct WebhookMetrics {
-    /// Reports dropped because the writer's queue was full.
-    pub events_dropped: Counter,
-    /// Events appended to workflows' feeds.
-    pub events: Counter,
-    /// Delivery attempts by outcome: `succeeded`, `retry`, `failed`.
-    pub deliveries: Family<OutcomeLabel, Counter>,
-}
-
-impl WebhookMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self {
-            events_dropped: Counter::default(),
-            events: Counter::default(),
-            deliveries: Family::default(),
-        };
-        registry.register(
-            "webhook_events_dropped",
-            "Webhook events dropped because the writer's queue was full (the room or run never waits)",
-            metrics.events_dropped.clone(),
-        );
-        registry.register(
-            "webhook_events",
-            "Events appended to workflows' change feeds",
-            metrics.events.clone(),
-        );
-        registry.register(
-            "webhook_deliveries",
-            "Webhook delivery attempts by outcome (succeeded, retry, failed)",
-            metrics.deliveries.clone(),
-        );
-        for outcome in ["succeeded", "retry", "failed"] {
-            drop(metrics.deliveries.get_or_create(&OutcomeLabel { outcome }));
-        }
-        metrics
-    }
 }
 
 /// The webhook machinery of this process. Cheap to clone.

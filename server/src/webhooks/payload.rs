@@ -72,7 +72,7 @@ impl Writer {
     async fn write(&self, trigger: Trigger) -> Result<(), WriteError> {
         let Some((workflow, data)) = self.complete(&trigger).await? else { return Ok(()) };
         let id = EventId::generate();
-        let created_at = crate::execution::now_millis();
+        let created_at = dojo_executor::worker::now_millis();
         let body = json!({
             "id": id,
             "type": kind(&trigger),

@@ -34,7 +34,7 @@ impl RunEvents {
 }
 
 fn now_millis() -> i64 {
-    crate::execution::now_millis()
+    dojo_executor::worker::now_millis()
 }
 
 #[async_trait::async_trait]
