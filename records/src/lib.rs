@@ -49,8 +49,8 @@ pub use error::AccountError;
 pub use ledger::{CreditOutcome, LedgerEntry};
 pub use postgres::PostgresAccounts;
 pub use runs::{
-    AssetLink, AssetRecord, Claim, HoldState, MAX_CACHED_OUTPUTS, NewRun, NewRunNode, NodeSettlement,
-    OutboxEntry, Run, RunGauges, RunNode, RunNodeState, RunStatus, RunStore, Submission,
+    AssetLink, AssetRecord, Claim, FinishedNode, HoldState, MAX_CACHED_OUTPUTS, NewRun, NewRunNode,
+    NodeSettlement, OutboxEntry, Run, RunGauges, RunNode, RunNodeState, RunStatus, RunStore, Submission,
 };
 pub use sqlite::SqliteAccounts;
 pub use users::User;

@@ -239,6 +239,15 @@ pub struct NodeSettlement {
     pub capture: bool,
 }
 
+/// [`RunStore::finished_nodes_since`]: a node that reached a final state, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedNode {
+    pub run_id: RunId,
+    pub node_id: NodeId,
+    /// Milliseconds since the epoch.
+    pub finished_at: i64,
+}
+
 /// [`RunStore::run_gauges`]: counts across the whole database.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunGauges {
@@ -366,6 +375,14 @@ pub trait RunStore: Send + Sync + 'static {
     /// passed before `now` (their worker stopped; another resumes them), credits held by
     /// pending holds, outbox rows not yet relayed. Database-wide: every instance reports the same.
     async fn run_gauges(&self, now: i64) -> Result<RunGauges, AccountError>;
+
+    /// Runs whose `finished_at` is at or after `since` (milliseconds since the epoch), in that
+    /// order, at most `limit`: how a server learns that a run executed by any process (a
+    /// `dojo-worker` elsewhere) has ended.
+    async fn finished_runs_since(&self, since: i64, limit: u32) -> Result<Vec<Run>, AccountError>;
+
+    /// Nodes whose `finished_at` is at or after `since`, in that order, at most `limit`.
+    async fn finished_nodes_since(&self, since: i64, limit: u32) -> Result<Vec<FinishedNode>, AccountError>;
 
     /// Outbox rows not yet relayed, oldest first.
     async fn outbox(&self, limit: u32) -> Result<Vec<OutboxEntry>, AccountError>;

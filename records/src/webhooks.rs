@@ -177,9 +177,14 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// Appends the event with one pending delivery (due now) per endpoint of the workflow that
     /// subscribes to its type, in one transaction, and keeps at most `keep_per_workflow` events
     /// of the workflow (the oldest go, with their deliveries). Returns the event's cursor and
-    /// how many deliveries were queued.
-    async fn append_event(&self, event: NewEvent, keep_per_workflow: u64)
-    -> Result<(i64, u64), AccountError>;
+    /// how many deliveries were queued; `None` when an event with this id is recorded already
+    /// (ids of run and node ends are derived from the run, so that every process reporting the
+    /// same end records it once).
+    async fn append_event(
+        &self,
+        event: NewEvent,
+        keep_per_workflow: u64,
+    ) -> Result<Option<(i64, u64)>, AccountError>;
 
     /// The workflow's events after `after`, oldest first, at most `limit`.
     async fn events(

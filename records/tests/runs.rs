@@ -33,6 +33,7 @@ dojo_test_support::each_backend!(cases:
     uploads_stay_within_the_owners_quota,
     per_user_limit_holds_across_workers,
     node_cache_by_scope_and_key,
+    finished_runs_and_nodes_are_read_by_when_they_ended,
 );
 
 mod cases {
@@ -896,5 +897,37 @@ mod cases {
         assert_eq!(b.runs.prune_cache(now() - HOUR).await.unwrap(), 0, "nothing that old");
         assert_eq!(b.runs.prune_cache(now() + 1_000).await.unwrap(), 2);
         assert_eq!(b.runs.cached_outputs("user-1", "k1").await.unwrap(), None);
+    }
+
+    /// What the servers' webhook sweep reads: runs and nodes by the moment they ended, from a
+    /// moment on, never the ones still going.
+    pub async fn finished_runs_and_nodes_are_read_by_when_they_ended(b: Stores) {
+        let ada = user(&b, "ada", 100).await;
+        let before = b.runs.finished_runs_since(0, 10).await.unwrap();
+        assert!(before.is_empty(), "{before:?}");
+        create(&b, new_run("run_1", &ada, None, &[("a", 1), ("b", 1)])).await;
+        create(&b, new_run("run_2", &ada, None, &[("c", 1)])).await;
+        b.runs.claim_run(&"run_1".into(), "w1", 60_000, None).await.unwrap().run().expect("claimed");
+        assert!(
+            b.runs.settle_node(&"run_1".into(), &"a".into(), settlement("succeeded", true)).await.unwrap()
+        );
+        let nodes = b.runs.finished_nodes_since(0, 10).await.unwrap();
+        assert_eq!(
+            nodes.iter().map(|n| (n.run_id.as_str(), n.node_id.as_str())).collect::<Vec<_>>(),
+            [("run_1", "a")]
+        );
+        assert!(b.runs.finished_runs_since(0, 10).await.unwrap().is_empty(), "run_1 is still running");
+
+        let run = b.runs.finish_run(&"run_1".into(), RunStatus::Succeeded, None).await.unwrap();
+        let ended = run.finished_at.expect("finished");
+        let runs = b.runs.finished_runs_since(0, 10).await.unwrap();
+        assert_eq!(runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["run_1"]);
+        assert_eq!(b.runs.finished_runs_since(ended, 10).await.unwrap().len(), 1, "inclusive");
+        assert!(b.runs.finished_runs_since(ended + 1, 10).await.unwrap().is_empty());
+        // Finishing the run settled its last node too.
+        let nodes = b.runs.finished_nodes_since(0, 10).await.unwrap();
+        assert_eq!(nodes.len(), 2, "{nodes:?}");
+        assert!(nodes.windows(2).all(|w| w[0].finished_at <= w[1].finished_at));
+        assert_eq!(b.runs.finished_nodes_since(0, 1).await.unwrap().len(), 1, "bounded");
     }
 }

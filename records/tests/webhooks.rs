@@ -12,6 +12,7 @@ dojo_test_support::each_backend!(cases:
     concurrent_claimers_never_share_a_delivery,
     old_events_and_events_beyond_the_cap_are_pruned,
     deleting_an_endpoint_deletes_its_deliveries,
+    an_event_id_recorded_twice_is_one_event,
 );
 
 mod cases {
@@ -77,11 +78,14 @@ mod cases {
         let runs = hooks.create_endpoint(endpoint(&wf, &user, &["run.finished"]), 10).await.unwrap();
         let both =
             hooks.create_endpoint(endpoint(&wf, &user, &["run.finished", "user.left"]), 10).await.unwrap();
-        let (_, queued) = hooks.append_event(event(&wf, "run.finished", 1), 100).await.unwrap();
+        let (_, queued) =
+            hooks.append_event(event(&wf, "run.finished", 1), 100).await.unwrap().expect("a new event");
         assert_eq!(queued, 2);
-        let (_, queued) = hooks.append_event(event(&wf, "user.left", 2), 100).await.unwrap();
+        let (_, queued) =
+            hooks.append_event(event(&wf, "user.left", 2), 100).await.unwrap().expect("a new event");
         assert_eq!(queued, 1);
-        let (_, queued) = hooks.append_event(event(&wf, "room.updated", 3), 100).await.unwrap();
+        let (_, queued) =
+            hooks.append_event(event(&wf, "room.updated", 3), 100).await.unwrap().expect("a new event");
         assert_eq!(queued, 0, "nobody subscribed");
         assert_eq!(hooks.deliveries(&runs.id, None, 10).await.unwrap().len(), 1);
         let log = hooks.deliveries(&both.id, None, 10).await.unwrap();
@@ -238,5 +242,24 @@ mod cases {
         assert!(hooks.endpoints(&wf).await.unwrap().is_empty());
         assert!(hooks.claim_due(now() + 1_000, 30_000, 10).await.unwrap().is_empty());
         assert_eq!(hooks.events(&wf, 0, 10).await.unwrap().len(), 1, "the feed keeps the event");
+    }
+
+    /// Ends of runs and nodes are reported by every server that sees them, under one id: the
+    /// second report changes nothing and queues no second delivery.
+    pub async fn an_event_id_recorded_twice_is_one_event(b: Stores) {
+        let (hooks, wf, user) = workflow(&b, "twice").await;
+        hooks.create_endpoint(endpoint(&wf, &user, &["run.finished"]), 10).await.unwrap();
+        let mut first = event(&wf, "run.finished", 1);
+        first.id = EventId::from("evt_run_1_finished".to_owned());
+        let mut again = event(&wf, "run.finished", 2);
+        again.id = first.id.clone();
+        let (seq, queued) = hooks.append_event(first, 100).await.unwrap().expect("a new event");
+        assert_eq!(queued, 1);
+        assert_eq!(hooks.append_event(again, 100).await.unwrap(), None);
+        let feed = hooks.events(&wf, 0, 10).await.unwrap();
+        assert_eq!(feed.len(), 1);
+        assert_eq!((feed[0].cursor, feed[0].payload.as_str()), (seq, "{\"n\":1}"), "the first report stays");
+        let due = hooks.claim_due(now(), 60_000, 10).await.unwrap();
+        assert_eq!(due.len(), 1, "one delivery: {due:?}");
     }
 }

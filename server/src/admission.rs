@@ -192,7 +192,15 @@ impl Authorized {
             .map(|user| UserRate { limiter: state.ws_limiter().clone(), user: user.id.clone() });
         // `user.entered` on a signed-in user's first connection to the room, `user.left` when
         // the last one's `Admitted` drops.
-        let presence = self.caller.user().map(|user| state.webhooks().user_connected(&self.name, &user.id));
+        // The executor's service identity (a `dojo-worker` writing a run's states) is not a
+        // person entering the room.
+        let service =
+            crate::executor_maps::is_executor(&self.caller, &state.config().executor.executor_subject);
+        let presence = self
+            .caller
+            .user()
+            .filter(|_| !service)
+            .map(|user| state.webhooks().user_connected(&self.name, &user.id));
         Ok(Admitted {
             _presence: presence,
             rules: crate::executor_maps::write_rules(&self.caller, state.config()),

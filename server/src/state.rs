@@ -79,6 +79,8 @@ impl AppState {
             &config.webhooks,
             storage.webhooks.clone(),
             crate::webhooks::Sources { accounts: storage.accounts.clone(), runs: storage.runs.clone() },
+            // With Redis, `dojo-worker`s may execute runs: their ends are found in the database.
+            config.redis_url.is_some(),
             metrics.clone(),
             shutdown.clone(),
             &webhook_tasks,

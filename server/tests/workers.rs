@@ -222,7 +222,7 @@ async fn a_worker_stopped_with_sigterm_hands_its_run_back_and_another_resumes_it
     let bob = token("bob");
     api.user_with_credits(&bob, 10).await;
     let room = "canvas-handback";
-    api.workflow(&bob, room).await;
+    let workflow = api.workflow(&bob, room).await;
     let editor = join(&api, room, &bob).await;
     build_graph(&api, room, &bob, &editor).await;
     let watcher = join(&api, room, &bob).await;
@@ -257,6 +257,31 @@ async fn a_worker_stopped_with_sigterm_hands_its_run_back_and_another_resumes_it
     assert_eq!(run["charged"], 3, "charged once per paid node: {run}");
     assert_eq!(cluster.replicate.created("a quick fox"), 1, "the finished provider node did not run again");
     assert_eq!(api.balance(&bob).await, 7);
+
+    // The run ended in a worker, not in the server: the server's sweep still reports it, once,
+    // with each of its nodes, and the workers' own connections are no one entering the room.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let feed = loop {
+        let feed = api.events(&bob, &workflow).await;
+        if feed.iter().any(|(kind, _)| kind == "run.finished") {
+            break feed;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no run.finished in the change feed: {feed:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let count = |kind: &str| feed.iter().filter(|(k, _)| k == kind).count();
+    assert_eq!(count("run.finished"), 1, "{feed:?}");
+    let finished =
+        feed.iter().find(|(k, _)| k == "run.finished").map(|(_, data)| data.clone()).unwrap_or_default();
+    assert_eq!(finished["runId"], run_id.as_str(), "{finished}");
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    assert_eq!(
+        count("node.finished"),
+        NODES.len(),
+        "one per node, however many servers and workers saw it: {feed:?}"
+    );
+    // Bob's two connections are one person entering; the two workers' are no one.
+    assert_eq!(count("user.entered"), 1, "{feed:?}");
     editor.close().await;
     watcher.close().await;
 }

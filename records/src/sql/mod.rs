@@ -7,6 +7,7 @@ use super::{Conn, Store};
 mod account_store;
 mod assets;
 mod collaborators;
+mod finished;
 mod gauges;
 mod holds;
 mod leases;

@@ -5,13 +5,13 @@
 use dojo_ids::{AssetId, NodeId, RunId, UserId};
 use dojo_store::run_to_completion;
 
-use super::{Store, assets, gauges, holds, leases, node_cache, outbox, runs};
+use super::{Store, assets, finished, gauges, holds, leases, node_cache, outbox, runs};
 use crate::AccountError;
 use crate::dialect::Dialect;
 use crate::run_records::{invalid, validate_asset, validate_id, validate_new_run, validate_settlement};
 use crate::runs::{
-    AssetLink, AssetRecord, Claim, MAX_CACHED_OUTPUTS, NewRun, NodeSettlement, OutboxEntry, Run, RunGauges,
-    RunNode, RunNodeState, RunStatus, RunStore, Submission,
+    AssetLink, AssetRecord, Claim, FinishedNode, MAX_CACHED_OUTPUTS, NewRun, NodeSettlement, OutboxEntry,
+    Run, RunGauges, RunNode, RunNodeState, RunStatus, RunStore, Submission,
 };
 
 #[async_trait::async_trait]
@@ -129,6 +129,14 @@ impl RunStore for Store {
 
     async fn run_gauges(&self, now: i64) -> Result<RunGauges, AccountError> {
         gauges::read(self, now).await
+    }
+
+    async fn finished_runs_since(&self, since: i64, limit: u32) -> Result<Vec<Run>, AccountError> {
+        finished::runs_since(self, since, limit).await
+    }
+
+    async fn finished_nodes_since(&self, since: i64, limit: u32) -> Result<Vec<FinishedNode>, AccountError> {
+        finished::nodes_since(self, since, limit).await
     }
 
     async fn outbox(&self, limit: u32) -> Result<Vec<OutboxEntry>, AccountError> {

@@ -167,21 +167,26 @@ async fn create_endpoint(
     Ok(created)
 }
 
-async fn append_event(store: &Store, event: NewEvent, keep: u64) -> Result<(i64, u64), AccountError> {
+async fn append_event(store: &Store, event: NewEvent, keep: u64) -> Result<Option<(i64, u64)>, AccountError> {
     let mut w = store.begin_write().await?;
     // Cursors must commit in the order they are drawn (see the migration).
     sqlx::query(Store::EVENT_APPEND_LOCK).execute(&mut *w.tx).await?;
-    let seq: i64 = sqlx::query_scalar(
+    let seq: Option<i64> = sqlx::query_scalar(
         "INSERT INTO workflow_events (id, workflow_id, event_type, payload, created_at)
-         VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING RETURNING seq",
     )
     .bind(&event.id)
     .bind(&event.workflow_id)
     .bind(&event.event_type)
     .bind(&event.payload)
     .bind(event.created_at)
-    .fetch_one(&mut *w.tx)
+    .fetch_optional(&mut *w.tx)
     .await?;
+    let Some(seq) = seq else {
+        // Recorded already (another process reported the same run or node end).
+        w.tx.commit().await?;
+        return Ok(None);
+    };
     let endpoints: Vec<(WebhookId, String)> =
         sqlx::query_as("SELECT id, events FROM webhook_endpoints WHERE workflow_id = $1")
             .bind(&event.workflow_id)
@@ -199,7 +204,7 @@ async fn append_event(store: &Store, event: NewEvent, keep: u64) -> Result<(i64,
     }
     prune_workflow(&mut w.tx, &event.workflow_id, keep).await?;
     w.tx.commit().await?;
-    Ok((seq, queued))
+    Ok(Some((seq, queued)))
 }
 
 async fn insert_delivery(
@@ -408,7 +413,7 @@ impl WebhookStore for Store {
         .await
     }
 
-    async fn append_event(&self, event: NewEvent, keep: u64) -> Result<(i64, u64), AccountError> {
+    async fn append_event(&self, event: NewEvent, keep: u64) -> Result<Option<(i64, u64)>, AccountError> {
         validate_event(&event)?;
         let this = self.clone();
         run_to_completion(async move { append_event(&this, event, keep.max(1)).await }).await

@@ -19,6 +19,7 @@ mod payload;
 mod presence;
 mod room_updates;
 mod run_events;
+mod run_sweep;
 pub(crate) mod target;
 
 use std::sync::Arc;
@@ -102,12 +103,14 @@ pub(crate) struct Sources {
 }
 
 impl Webhooks {
-    /// Starts the writer and the delivery loop on `tasks`; both stop with `shutdown` (the
-    /// writer first stores what is already queued).
+    /// Starts the writer and the delivery loop on `tasks`, and with `sweep_runs` the sweep that
+    /// reports run and node ends from other processes; all stop with `shutdown` (the writer
+    /// first stores what is already queued).
     pub(crate) fn start(
         settings: &WebhookSettings,
         store: Arc<dyn WebhookStore>,
         sources: Sources,
+        sweep_runs: bool,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
         tasks: &TaskTracker,
@@ -123,6 +126,13 @@ impl Webhooks {
                 presence: presence::Presence::default(),
             }),
         };
+        if sweep_runs {
+            tasks.spawn(run_sweep::run(
+                sources.runs.clone(),
+                webhooks.inner.sender.clone(),
+                shutdown.clone(),
+            ));
+        }
         let writer = payload::Writer {
             store: store.clone(),
             sources,

@@ -71,7 +71,7 @@ impl Writer {
 
     async fn write(&self, trigger: Trigger) -> Result<(), WriteError> {
         let Some((workflow, data)) = self.complete(&trigger).await? else { return Ok(()) };
-        let id = EventId::generate();
+        let id = event_id(&trigger);
         let created_at = dojo_executor::worker::now_millis();
         let body = json!({
             "id": id,
@@ -88,7 +88,10 @@ impl Writer {
             payload: body.to_string(),
             created_at,
         };
-        let (_, queued) = self.store.append_event(event, self.settings.webhook_keep_events).await?;
+        let Some((_, queued)) = self.store.append_event(event, self.settings.webhook_keep_events).await?
+        else {
+            return Ok(()); // recorded already, by this process or another
+        };
         self.metrics.webhooks.events.inc();
         if queued > 0 {
             self.wake.notify_one();
@@ -177,6 +180,19 @@ impl Writer {
     /// Outputs with a `url` beside every asset (`{"kind": "asset", "asset": {"id"…}}`).
     fn with_urls(&self, outputs: Value) -> Value {
         add_urls(outputs, self.settings.webhook_public_url.as_deref().unwrap_or("").trim_end_matches('/'), 0)
+    }
+}
+
+/// A run's or a node's end has one id, derived from the run, so that every process that reports
+/// it (the run store's wrapper where it ran, the sweep of every server) records it once; other
+/// events are new each time.
+fn event_id(trigger: &Trigger) -> EventId {
+    match trigger {
+        Trigger::RunFinished { run_id } => EventId::from(format!("evt_{run_id}_finished")),
+        Trigger::NodeFinished { run_id, node_id } => {
+            EventId::from(format!("evt_{run_id}_{node_id}_finished"))
+        }
+        _ => EventId::generate(),
     }
 }
 

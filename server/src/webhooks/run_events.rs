@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use dojo_ids::{AssetId, NodeId, RunId, UserId};
 use dojo_records::{
-    AccountError, AssetLink, AssetRecord, Claim, NewRun, NodeSettlement, OutboxEntry, Run, RunGauges,
-    RunNode, RunNodeState, RunStatus, RunStore, Submission,
+    AccountError, AssetLink, AssetRecord, Claim, FinishedNode, NewRun, NodeSettlement, OutboxEntry, Run,
+    RunGauges, RunNode, RunNodeState, RunStatus, RunStore, Submission,
 };
 
 use super::{Trigger, Webhooks};
@@ -122,6 +122,14 @@ impl RunStore for RunEvents {
 
     async fn run_gauges(&self, now: i64) -> Result<RunGauges, AccountError> {
         self.inner.run_gauges(now).await
+    }
+
+    async fn finished_runs_since(&self, since: i64, limit: u32) -> Result<Vec<Run>, AccountError> {
+        self.inner.finished_runs_since(since, limit).await
+    }
+
+    async fn finished_nodes_since(&self, since: i64, limit: u32) -> Result<Vec<FinishedNode>, AccountError> {
+        self.inner.finished_nodes_since(since, limit).await
     }
 
     async fn outbox(&self, limit: u32) -> Result<Vec<OutboxEntry>, AccountError> {

@@ -79,10 +79,34 @@ impl RunApi {
     }
 
     /// A workflow (room) owned by the token's user.
-    pub async fn workflow(&self, token: &str, room: &str) {
+    /// Creates a workflow in `room`; its id.
+    pub async fn workflow(&self, token: &str, room: &str) -> String {
         let body = json!({"title": room, "room": room});
         let (status, created) = self.call(Method::POST, "/api/workflows", token, Some(body), None).await;
         assert!(status.is_success(), "{created}");
+        created["id"].as_str().expect("a workflow id").to_owned()
+    }
+
+    /// The types of the workflow's events (its change feed), oldest first, with the `data`
+    /// of each.
+    pub async fn events(&self, token: &str, workflow: &str) -> Vec<(String, Value)> {
+        let path = format!("/api/workflows/{workflow}/events?after=0&limit=200");
+        let (status, page) = self.call(Method::GET, &path, token, None, None).await;
+        assert!(status.is_success(), "{page}");
+        page["events"]
+            .as_array()
+            .map(|events| {
+                events
+                    .iter()
+                    .map(|e| {
+                        (
+                            e["event"]["type"].as_str().unwrap_or_default().to_owned(),
+                            e["event"]["data"].clone(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub async fn balance(&self, token: &str) -> i64 {
