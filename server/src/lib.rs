@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod compaction;
 pub mod config;
+pub mod executor_settings;
 pub mod hocuspocus;
 mod memory_trim;
 pub mod metrics;
