@@ -342,6 +342,16 @@ async fn every_route_answers_bad_input_in_the_documented_envelope() {
             }
             let string = json_request().body(r#""an object was expected""#);
             walk.refused_with(&format!("{name} with a string for an object"), "invalid_body", string).await;
+            // serde reads a struct from an array too (`["title"]` as `{"title": …}`): refused.
+            let fields_in_order = json!(fields.keys().map(|_| Value::Null).collect::<Vec<_>>()).to_string();
+            let array = walk
+                .refused_with(
+                    &format!("{name} with an array for an object"),
+                    "invalid_body",
+                    json_request().body(fields_in_order),
+                )
+                .await;
+            assert!(array.error.contains("object"), "{name}: {}", array.error);
             for (field, types) in fields {
                 let Some(value) = wrong_value(types) else { continue };
                 let what = format!("{name} with `{field}` = {value} (accepts {types:?})");

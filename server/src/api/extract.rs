@@ -139,6 +139,11 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
         return Err(ApiError::InvalidJson(bounded(format!("the body is not valid JSON: {error}"))));
     }
+    // Every JSON body of this API is an object. serde would read a struct from an array too
+    // (`["title"]` as `{"title": …}`, `[]` as an empty update), which no client means.
+    if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::InvalidBody("the body must be a JSON object".into()));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| json_refused(&error))?;
     // Trailing bytes after the value are a syntax error, as `axum::Json` has it.
@@ -362,8 +367,14 @@ mod tests {
         );
         let (_, message) = refusal(r#"{"title": "t", "inner": {"targets": "up"}}"#);
         assert!(message.starts_with("`inner.targets`: expected an array, got a string"), "{message}");
-        let (_, message) = refusal(r#""title""#);
-        assert!(message.starts_with("the body: expected an object, got a string"), "{message}");
+        for not_an_object in [r#""title""#, r#"["t", true]"#, " []", "12"] {
+            let (code, message) = refusal(not_an_object);
+            assert_eq!(
+                (code, message.as_str()),
+                ("invalid_body", "the body must be a JSON object"),
+                "{not_an_object}"
+            );
+        }
     }
 
     #[test]
