@@ -15,6 +15,10 @@ cd "$(dirname "$0")/.."
 echo "==> test tools: moto's S3-compatible server (asset-store tests)"
 scripts/install-moto.sh
 
+echo "==> the previous release's dojo-server, for the rolling-upgrade tests (deploy/previous-release.env)"
+# Before this tree's build: building it leaves the release's binaries out of target/debug.
+scripts/build-previous-release.sh
+
 echo "==> building"
 cargo build --workspace --all-targets --locked
 

@@ -27,7 +27,18 @@ impl ServerProcess {
 
     /// Like [`start`](Self::start), with more environment variables (provider settings).
     pub async fn start_with_env(database_url: &str, extra_args: &[&str], env: &[(&str, String)]) -> Self {
-        let mut command = Command::new(BINARY);
+        Self::start_binary(std::path::Path::new(BINARY), database_url, extra_args, env).await
+    }
+
+    /// Like [`start_with_env`](Self::start_with_env), with another build of `dojo-server` (the
+    /// previous release, in the upgrade tests).
+    pub async fn start_binary(
+        binary: &std::path::Path,
+        database_url: &str,
+        extra_args: &[&str],
+        env: &[(&str, String)],
+    ) -> Self {
+        let mut command = Command::new(binary);
         command
             .args(["--addr", "127.0.0.1:0", "--database-url", database_url, "--log", "warn"])
             .args(extra_args)
