@@ -44,6 +44,12 @@ export async function startServer({ env = {} } = {}) {
       // Browsers of one test share a user per context; keep the per-user limits out of the way.
       DOJO_HTTP_RATE: '1000',
       DOJO_HTTP_BURST: '5000',
+      // No provider keys, whatever this machine's environment holds: the stories know which
+      // nodes can run (the built-in ones) and never call a paid service.
+      OPENAI_API_KEY: '',
+      REPLICATE_API_TOKEN: '',
+      FAL_KEY: '',
+      STABILITY_API_KEY: '',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

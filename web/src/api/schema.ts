@@ -33,7 +33,9 @@ export interface paths {
         };
         /**
          * Every node type the editor can place: inputs and outputs with their types, parameters with
-         *     defaults and ranges, provider and cost. Public: it describes the product, not anyone's data.
+         *     defaults and ranges, provider and cost, and whether this server can run it: `available`
+         *     (built-ins always; a provider's nodes only when the provider has a key here) and, when not,
+         *     `unavailableReason`. Public: it describes the product, not anyone's data.
          */
         get: operations["getCatalog"];
         put?: never;
@@ -108,7 +110,9 @@ export interface paths {
          * Adds the nodes a short description asks for, wired where their types allow. Planned by
          *     OpenAI when it is configured (the plan checked against the catalog), by the deterministic
          *     parser otherwise or when the model fails; `planner` and `fallback` say which and why. The
-         *     nodes are added as one graph edit (`editId`, undoable); `?apply=false` only plans.
+         *     nodes are added as one graph edit (`editId`, undoable); `?apply=false` only plans. Only
+         *     node types this server can run are planned: a step naming one whose provider has no key gets
+         *     a runnable stand-in (`substitutions`), or is refused (400) when nothing here does its job.
          */
         post: operations["composeNodes"];
         delete?: never;
@@ -520,6 +524,15 @@ export interface components {
             /** @description e.g. "prompt, flux image, then upscale". */
             text: string;
         };
+        /** @description A node the text named that cannot run here, and the one used instead. */
+        ComposeSubstitution: {
+            /** @description The node type the text named. */
+            asked: string;
+            /** @description Why the named one cannot run here. */
+            reason: string;
+            /** @description The node type planned instead. */
+            used: string;
+        };
         Composed: {
             /** @description Ids of the edges added. */
             edges: string[];
@@ -542,6 +555,11 @@ export interface components {
             ops: components["schemas"]["EditOp"][];
             /** @description Who planned them: the LLM (OpenAI, when configured) or the deterministic parser. */
             planner: components["schemas"]["PlannerName"];
+            /**
+             * @description Steps that named a node this server cannot run (its provider has no key), and the
+             *     runnable node planned in its place. Never a node that cannot run.
+             */
+            substitutions: components["schemas"]["ComposeSubstitution"][];
         };
         /** @description Something an edit touched that changed since, so that undoing it would lose that change. */
         Conflict: {
@@ -1145,7 +1163,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The node catalog: `{version, nodes: [...]}` */
+            /** @description The node catalog: `{version, nodes: [...]}`; each node has `available` and, when false, `unavailableReason` */
             200: {
                 headers: {
                     [name: string]: unknown;

@@ -204,6 +204,7 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
           )}
         </div>
         <ComposeDock
+          nameOf={(type) => catalog.spec(type)?.name ?? type}
           room={workflow.room}
           token={session.token}
           disabled={readOnly}

@@ -3,7 +3,7 @@
 
 import { Handle, Position, type NodeProps } from '@xyflow/react'
 import { memo, type CSSProperties } from 'react'
-import type { Port } from '../catalog/catalog'
+import { isAvailable, unavailableReason, type Port } from '../catalog/catalog'
 import type { FlowNode } from '../doc/binding'
 import { setParam } from '../doc/edits'
 import type { NodeResult } from '../doc/schema'
@@ -44,6 +44,11 @@ export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps
         <StatusBadge result={data.result} />
       </header>
       {!spec && <p className="node-error">Unknown node type “{data.nodeType}”</p>}
+      {spec && !isAvailable(spec) && (
+        <p className="node-unavailable" data-testid="node-unavailable" title={unavailableReason(spec) ?? undefined}>
+          Cannot run on this server: {unavailableReason(spec)}
+        </p>
+      )}
       <div className="ports">
         <div className="inputs">
           {spec?.inputs.map((port) => <PortRow key={port.name} port={port} kind="target" />)}
