@@ -25,6 +25,8 @@ import { useCanvasContextValue } from './editor/useCanvasContextValue'
 import { useCanvasPresence } from './editor/useCanvasPresence'
 import { useEditActions } from './editor/useEditActions'
 import { useFrameNodes } from './editor/useFrameNodes'
+import { useImageUploads } from './editor/useImageUploads'
+import { UploadList } from './editor/UploadList'
 import { usePanels } from './editor/usePanels'
 import { useUndoState } from './editor/useUndoState'
 import { useWiring } from './editor/useWiring'
@@ -93,7 +95,29 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
     nodeTitles,
     openImage: panels.setLightbox,
   })
-  const actions = useEditActions({ doc, binding, undo, catalog, readOnly, runs, wrapper })
+  // Dropped images go to the uploads (declared below: they place nodes with the actions' free spot).
+  const onImages = useRef<(files: File[], at: { x: number; y: number }) => void>(() => {})
+  const actions = useEditActions({
+    doc,
+    binding,
+    undo,
+    catalog,
+    readOnly,
+    runs,
+    wrapper,
+    onImages: useCallback((files: File[], at: { x: number; y: number }) => onImages.current(files, at), []),
+  })
+  const uploads = useImageUploads({
+    doc,
+    binding,
+    undo,
+    catalog,
+    room: workflow.room,
+    token: session.token,
+    readOnly,
+    freeSpot: actions.freeSpot,
+  })
+  onImages.current = uploads.upload
   const frameNodes = useFrameNodes(nodes)
   const wiring = useWiring(doc, catalog, undo, panels.setNotice)
 
@@ -197,6 +221,7 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
               <MiniMap pannable zoomable nodeStrokeWidth={2} nodeClassName={minimapNodeClass} style={MINIMAP_SIZE} />
               <RemoteCursors peers={peers} />
             </ReactFlow>
+            <UploadList uploads={uploads.uploads} onDismiss={uploads.dismiss} />
           </div>
           {panelNode && <ParamPanel node={panelNode} onClose={() => panels.setPanelOpen(false)} />}
           {panels.historyOpen && (

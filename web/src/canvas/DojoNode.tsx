@@ -104,7 +104,18 @@ function StatusBadge({ result }: { result: NodeResult | null }) {
 
 /** The text prompt is edited in place; other nodes show their main text parameter. */
 function ParamPreview({ nodeId, nodeType, params }: { nodeId: string; nodeType: string; params: Record<string, unknown> }) {
-  const { doc, readOnly } = useCanvas()
+  const { doc, readOnly, assetUrl } = useCanvas()
+  if (nodeType === 'image-input' && typeof params.asset === 'string' && params.asset !== '') {
+    // The uploaded image, before any run: what the node will hand on.
+    return (
+      <img
+        className="input-preview"
+        data-testid="input-image"
+        alt="the uploaded image"
+        src={assetUrl(`/assets/${encodeURIComponent(params.asset)}`)}
+      />
+    )
+  }
   if (nodeType === 'text-prompt') {
     const text = typeof params.text === 'string' ? params.text : ''
     return (

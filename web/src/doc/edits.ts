@@ -39,10 +39,13 @@ function edgeMap(id: string, source: string, sourceHandle: string | null, target
   return edge
 }
 
-/** Adds a node of the given type with the catalog's default parameters; returns its id. */
-export function addNode(doc: Y.Doc, spec: NodeSpec, position: XY): string {
+/**
+ * Adds a node of the given type with the catalog's default parameters (and `params` over them);
+ * returns its id.
+ */
+export function addNode(doc: Y.Doc, spec: NodeSpec, position: XY, params: Record<string, unknown> = {}): string {
   const id = newId('n')
-  transact(doc, () => roots(doc).nodes.set(id, nodeMap(id, spec.id, position, defaultParams(spec))))
+  transact(doc, () => roots(doc).nodes.set(id, nodeMap(id, spec.id, position, { ...defaultParams(spec), ...params })))
   return id
 }
 

@@ -6,6 +6,7 @@ import type * as Y from 'yjs'
 import type { CatalogIndex, NodeSpec } from '../../catalog/catalog'
 import type { CanvasBinding, FlowNode } from '../../doc/binding'
 import { addNode, duplicateNodes, removeNodes } from '../../doc/edits'
+import { imageFiles } from '../images/upload'
 import { freeSpot } from '../layout/freeSpot'
 import { estimatedNodeSize, NODE_WIDTH } from '../layout/nodeSize'
 import { DRAG_TYPE } from '../Palette'
@@ -20,6 +21,8 @@ export interface EditActions {
   run: (targets: string[] | null) => void
   onDragOver: (event: DragEvent) => void
   onDrop: (event: DragEvent) => void
+  /** The free spot nearest the middle of the view for a node of `spec`. */
+  freeSpot: (spec: NodeSpec) => { x: number; y: number }
 }
 
 interface Editing {
@@ -31,9 +34,11 @@ interface Editing {
   runs: RunsState
   /** The canvas element, whose middle is where a node added without a position goes. */
   wrapper: RefObject<HTMLDivElement | null>
+  /** Image files dropped on the canvas, and where (flow coordinates). */
+  onImages: (files: File[], at: { x: number; y: number }) => void
 }
 
-export function useEditActions({ doc, binding, undo, catalog, readOnly, runs, wrapper }: Editing): EditActions {
+export function useEditActions({ doc, binding, undo, catalog, readOnly, runs, wrapper, onImages }: Editing): EditActions {
   const flow = useReactFlow<FlowNode>()
   // A node added without a position (a palette click) goes to the free spot nearest the middle
   // of the visible canvas, clear of the nodes already there.
@@ -88,13 +93,19 @@ export function useEditActions({ doc, binding, undo, catalog, readOnly, runs, wr
   }, [])
   const onDrop = useCallback(
     (event: DragEvent) => {
+      const images = imageFiles(event.dataTransfer)
+      if (images.length > 0) {
+        event.preventDefault()
+        if (!readOnly) onImages(images, flow.screenToFlowPosition({ x: event.clientX, y: event.clientY }))
+        return
+      }
       const type = event.dataTransfer.getData(DRAG_TYPE)
       const spec = type ? catalog.spec(type) : undefined
       if (!spec) return
       event.preventDefault()
       addAt(spec, flow.screenToFlowPosition({ x: event.clientX, y: event.clientY }))
     },
-    [addAt, catalog, flow],
+    [addAt, catalog, flow, onImages, readOnly],
   )
-  return { addAt, duplicate, remove, run, onDragOver, onDrop }
+  return { addAt, duplicate, remove, run, onDragOver, onDrop, freeSpot: freeSpotInView }
 }
