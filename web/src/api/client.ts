@@ -20,6 +20,7 @@ export type RunListItem = Schemas['RunBody']
 export type NodeValidationError = Schemas['ValidationIssue']
 export type ComposeResult = Schemas['Composed']
 export type Uploaded = Schemas['Uploaded']
+export type Version = Schemas['Version']
 
 /**
  * `POST /api/assets?room=…` with the upload's progress. The one call not made through
@@ -114,6 +115,19 @@ export const api = {
     call(() => client.POST('/api/runs/{id}/cancel', { headers: auth(token), params: { path: { id } } })),
   runs: (token: string | null, room: string) =>
     call(() => client.GET('/api/rooms/{room}/runs', { headers: auth(token), params: { path: { room } } })),
+  versions: (token: string | null, room: string) =>
+    call(() => client.GET('/api/rooms/{room}/versions', { headers: auth(token), params: { path: { room } } })),
+  /** One version's document: a Yjs v1 update. */
+  version: async (token: string | null, room: string, id: number) =>
+    new Uint8Array(
+      (await call(() =>
+        client.GET('/api/rooms/{room}/versions/{id}', {
+          headers: auth(token),
+          params: { path: { room, id } },
+          parseAs: 'arrayBuffer',
+        }),
+      )) as ArrayBuffer,
+    ),
   /** Plans (and with `apply`, adds) nodes from a description; the editor plans only, then applies locally. */
   compose: (token: string | null, room: string, text: string, apply = true) =>
     call(() =>

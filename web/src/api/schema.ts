@@ -256,6 +256,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/rooms/{room}/versions/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One stored version's document, as one binary Yjs update (v1): `Y.applyUpdate` it into an
+         *     empty document to preview it, or to restore it as a change of one's own (the editor does,
+         *     so that its Undo takes the restore back).
+         */
+        get: operations["getVersion"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/rooms/{room}/versions/{id}/restore": {
         parameters: {
             query?: never;
@@ -1663,6 +1684,36 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Version"][];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getVersion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Room name */
+                room: string;
+                /** @description Version id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The version, a Yjs v1 update */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": components["schemas"]["YjsUpdate"];
                 };
             };
             400: components["responses"]["BadRequest"];

@@ -10,6 +10,7 @@ import type { CatalogIndex } from '../catalog/catalog'
 import type { RoomConnection } from '../collab/connection'
 import type { CanvasBinding, FlowNode } from '../doc/binding'
 import { applyOps } from '../doc/edits'
+import { restoreVersion } from '../doc/restore'
 import type { Theme } from '../ui/theme'
 import { ShareDialog } from '../share/ShareDialog'
 import { Toast } from '../ui/Toast'
@@ -37,6 +38,7 @@ import { Palette } from './Palette'
 import { ParamPanel } from './ParamPanel'
 import { RemoteCursors } from './Presence'
 import { RunHistory } from './RunHistory'
+import { VersionHistory } from './VersionHistory'
 import { useRuns } from './useRuns'
 import { useShortcuts } from './useShortcuts'
 
@@ -170,6 +172,8 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
           onRun={actions.run}
           historyOpen={panels.historyOpen}
           onToggleHistory={() => panels.setHistoryOpen(!panels.historyOpen)}
+          versionsOpen={panels.versionsOpen}
+          onToggleVersions={() => panels.setVersionsOpen(!panels.versionsOpen)}
           settingsOpen={panels.panelOpen}
           onToggleSettings={() => panels.setPanelOpen(!panels.panelOpen)}
           theme={theme}
@@ -224,6 +228,21 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
             <UploadList uploads={uploads.uploads} onDismiss={uploads.dismiss} />
           </div>
           {panelNode && <ParamPanel node={panelNode} onClose={() => panels.setPanelOpen(false)} />}
+          {panels.versionsOpen && (
+            <VersionHistory
+              room={workflow.room}
+              token={session.token}
+              readOnly={readOnly}
+              onRestore={(version) => {
+                // One step of this person's undo, not merged with what came before or after.
+                undo.stopCapturing()
+                restoreVersion(doc, version)
+                undo.stopCapturing()
+                setNotice('Version restored. Undo takes it back.')
+              }}
+              onClose={() => panels.setVersionsOpen(false)}
+            />
+          )}
           {panels.historyOpen && (
             <RunHistory room={workflow.room} token={session.token} live={runs.runs} onClose={() => panels.setHistoryOpen(false)} />
           )}
