@@ -194,6 +194,65 @@ describe('offline', () => {
     await waitFor(async () => (await nodeIds(alice)).includes(bobNode), "A to receive B's edit made meanwhile")
     assert.deepEqual(await nodeIds(alice), await nodeIds(bob))
   })
+
+  test('edits made offline survive a reload, and reach B once A is back', async () => {
+    const { alice, bob } = await pairOn('offline-reload')
+    await alice.context.setOffline(true)
+    await waitFor(
+      async () => (await alice.page.getByTestId('connection').getAttribute('data-state')) === 'offline',
+      'A to show the offline indicator',
+    )
+    const offlineNode = await addFromPalette(alice, 'text-prompt')
+    await nodeById(alice, offlineNode).getByLabel('Prompt text').fill('written offline')
+    // The browser's copy holds the edit: IndexedDB runs transactions on one store in order, so a
+    // count made after the edit sees its write.
+    await waitFor(
+      () =>
+        alice.page.evaluate(async () => {
+          const name = (await indexedDB.databases()).map((d) => d.name).find((n) => n?.startsWith('dojo-room:'))
+          if (!name) return false
+          // A read transaction on the store starts after the writes queued before it commit.
+          return new Promise((resolve) => {
+            const open = indexedDB.open(name)
+            open.onerror = () => resolve(false)
+            open.onsuccess = () => {
+              const db = open.result
+              if (!db.objectStoreNames.contains('updates')) return resolve(db.close())
+              const count = db.transaction('updates').objectStore('updates').count()
+              count.onsuccess = () => {
+                db.close()
+                resolve(count.result > 0)
+              }
+              count.onerror = () => resolve(db.close())
+            }
+          })
+        }),
+      "A's canvas kept in the browser",
+    )
+    // Still cut off from the room (the socket is refused), A reloads: the page loads, and the
+    // edit is there, from the browser's copy alone.
+    let roomReachable = false
+    await alice.context.routeWebSocket(/\/rooms\//, (socket) => {
+      if (roomReachable) socket.connectToServer()
+      else socket.close()
+    })
+    await alice.context.setOffline(false)
+    await alice.page.reload()
+    await waitFor(
+      async () => (await nodeById(alice, offlineNode).getByLabel('Prompt text').inputValue()) === 'written offline',
+      "A's offline edit back after the reload",
+    )
+    assert.notEqual(await alice.page.getByTestId('connection').getAttribute('data-state'), 'online', 'A is not in the room yet')
+    assert.ok(!(await nodeIds(bob)).includes(offlineNode), 'B has not seen it yet')
+    await screenshot(alice, 'offline-reload-alice')
+    // Back in the room: B sees the edit.
+    roomReachable = true
+    await waitFor(async () => (await nodeIds(bob)).includes(offlineNode), "B to receive A's offline edit after A's reload", 30_000)
+    await waitFor(
+      async () => (await nodeById(bob, offlineNode).getByLabel('Prompt text').inputValue()) === 'written offline',
+      'B to see the text A wrote offline',
+    )
+  })
 })
 
 describe('permissions', () => {
