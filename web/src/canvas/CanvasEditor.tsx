@@ -174,6 +174,7 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
           onToggleHistory={() => panels.setHistoryOpen(!panels.historyOpen)}
           versionsOpen={panels.versionsOpen}
           onToggleVersions={() => panels.setVersionsOpen(!panels.versionsOpen)}
+          onAutoLayout={actions.autoLayout}
           settingsOpen={panels.panelOpen}
           onToggleSettings={() => panels.setPanelOpen(!panels.panelOpen)}
           theme={theme}

@@ -56,6 +56,17 @@ export function moveNode(doc: Y.Doc, id: string, position: XY): void {
   transact(doc, () => node.set('position', { x: position.x, y: position.y }))
 }
 
+/** Moves several nodes in one transaction: one step of the local undo (auto-layout). */
+export function moveNodes(doc: Y.Doc, positions: ReadonlyMap<string, XY>): void {
+  const { nodes } = roots(doc)
+  transact(doc, () => {
+    for (const [id, position] of positions) {
+      const node = nodes.get(id)
+      if (node instanceof Y.Map) node.set('position', { x: position.x, y: position.y })
+    }
+  })
+}
+
 export function setParam(doc: Y.Doc, id: string, key: string, value: unknown): void {
   const node = roots(doc).nodes.get(id)
   if (!(node instanceof Y.Map)) return

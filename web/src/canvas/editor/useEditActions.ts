@@ -5,7 +5,9 @@ import { useCallback, type DragEvent, type RefObject } from 'react'
 import type * as Y from 'yjs'
 import type { CatalogIndex, NodeSpec } from '../../catalog/catalog'
 import type { CanvasBinding, FlowNode } from '../../doc/binding'
-import { addNode, duplicateNodes, removeNodes } from '../../doc/edits'
+import { addNode, allEdges, duplicateNodes, moveNodes, removeNodes } from '../../doc/edits'
+import { layeredLayout } from '../layout/autoLayout'
+import { FRAME_CLEAR_OF_CONTROLS } from '../layout/viewport'
 import { imageFiles } from '../images/upload'
 import { freeSpot } from '../layout/freeSpot'
 import { estimatedNodeSize, NODE_WIDTH } from '../layout/nodeSize'
@@ -21,6 +23,8 @@ export interface EditActions {
   run: (targets: string[] | null) => void
   onDragOver: (event: DragEvent) => void
   onDrop: (event: DragEvent) => void
+  /** Lays the canvas out along its wires (dagre), one undo step, and frames the result. */
+  autoLayout: () => void
   /** The free spot nearest the middle of the view for a node of `spec`. */
   freeSpot: (spec: NodeSpec) => { x: number; y: number }
 }
@@ -107,5 +111,20 @@ export function useEditActions({ doc, binding, undo, catalog, readOnly, runs, wr
     },
     [addAt, catalog, flow, onImages, readOnly],
   )
-  return { addAt, duplicate, remove, run, onDragOver, onDrop, freeSpot: freeSpotInView }
+  const autoLayout = useCallback(() => {
+    if (readOnly) return
+    const placed = flow.getNodes().map((node) => ({
+      id: node.id,
+      width: node.measured?.width ?? NODE_WIDTH,
+      height: node.measured?.height ?? estimatedNodeSize(catalog.spec(node.data.nodeType)).height,
+    }))
+    if (placed.length === 0) return
+    const positions = layeredLayout(placed, allEdges(doc))
+    undo.stopCapturing()
+    moveNodes(doc, positions)
+    undo.stopCapturing()
+    // Once React Flow has the new positions, show all of it clear of the controls.
+    requestAnimationFrame(() => void flow.fitView({ ...FRAME_CLEAR_OF_CONTROLS, duration: 300 }))
+  }, [catalog, doc, flow, readOnly, undo])
+  return { addAt, duplicate, remove, run, onDragOver, onDrop, autoLayout, freeSpot: freeSpotInView }
 }
