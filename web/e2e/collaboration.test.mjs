@@ -82,6 +82,42 @@ describe('co-editing', () => {
   })
 })
 
+describe('co-typing', () => {
+  test('two people typing into one prompt at once both keep their text', async () => {
+    const { alice, bob } = await pairOn('co-typing')
+    const prompt = await addFromPalette(alice, 'text-prompt')
+    await waitFor(async () => (await nodeIds(bob)).includes(prompt), 'B to see the prompt')
+    const mine = nodeById(alice, prompt).getByLabel('Prompt text')
+    const theirs = nodeById(bob, prompt).getByLabel('Prompt text')
+    await mine.fill('a lighthouse')
+    await waitFor(async () => (await theirs.inputValue()) === 'a lighthouse', 'B to see the start of the prompt')
+    // A types at the end, B at the start, keystroke for keystroke at the same time. (Control:
+    // the end of the text, not of the wrapped line.)
+    await mine.focus()
+    await alice.page.keyboard.press('Control+End')
+    await theirs.focus()
+    await bob.page.keyboard.press('Control+Home')
+    const aText = ' at dusk, oil painting'
+    const bText = 'Wide shot: '
+    await Promise.all([mine.pressSequentially(aText, { delay: 15 }), theirs.pressSequentially(bText, { delay: 15 })])
+    const wanted = `${bText}a lighthouse${aText}`
+    for (const [person, field] of [[alice, mine], [bob, theirs]]) {
+      await waitFor(async () => (await field.inputValue()) === wanted, `${person.name} to see both people's text, whole`)
+    }
+    // Then both type at the same place (the end) at once: each keeps their own characters together.
+    await alice.page.keyboard.press('Control+End')
+    await bob.page.keyboard.press('Control+End')
+    await Promise.all([mine.pressSequentially(' [A]', { delay: 15 }), theirs.pressSequentially(' {B}', { delay: 15 })])
+    const both = await waitFor(async () => {
+      const [a, b] = [await mine.inputValue(), await theirs.inputValue()]
+      return a === b && a.length === wanted.length + 8 ? a : null
+    }, 'both to see the same text with both endings')
+    assert.ok(both.startsWith(wanted), both)
+    assert.ok(both.includes(' [A]') && both.includes(' {B}'), `both endings kept whole: ${both}`)
+    await screenshot(bob, 'co-typing-bob')
+  })
+})
+
 describe('presence', () => {
   test("B sees A's avatar and cursor, and A's selection outlined in A's colour", async () => {
     const { alice, bob } = await pairOn('presence')

@@ -5,13 +5,13 @@ import { Handle, Position, type NodeProps } from '@xyflow/react'
 import { memo, type CSSProperties } from 'react'
 import { isAvailable, unavailableReason, type Port } from '../catalog/catalog'
 import type { FlowNode } from '../doc/binding'
-import { setParam } from '../doc/edits'
 import type { NodeResult } from '../doc/schema'
 import { credits } from '../ui/credits'
 import { useCanvas } from './context'
 import { nameNodesIn } from './feedback/nodeNames'
 import { hasImageOutput } from './layout/nodeSize'
 import { NodeOutputs } from './NodeOutputs'
+import { SharedTextArea } from './SharedTextArea'
 
 export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps<FlowNode>) {
   const { catalog, selectedBy, validation, nodeTitles } = useCanvas()
@@ -117,16 +117,17 @@ function ParamPreview({ nodeId, nodeType, params }: { nodeId: string; nodeType: 
     )
   }
   if (nodeType === 'text-prompt') {
-    const text = typeof params.text === 'string' ? params.text : ''
+    // Shared text: two people typing here both keep their characters.
     return (
-      <textarea
+      <SharedTextArea
+        doc={doc}
+        nodeId={nodeId}
+        name="text"
         className="nodrag inline-text"
         aria-label="Prompt text"
         placeholder="Type a prompt…"
-        value={text}
         readOnly={readOnly}
         rows={3}
-        onChange={(e) => setParam(doc, nodeId, 'text', e.target.value)}
       />
     )
   }

@@ -4,6 +4,7 @@
 import * as Y from 'yjs'
 import type { CatalogIndex, NodeSpec } from '../catalog/catalog'
 import { defaultParams } from '../catalog/catalog'
+import { isSharedTextParam } from './sharedText'
 import { checkConnection, type ConnectionCheck, type ProposedConnection } from './graph'
 import { EDITOR_ROOTS, LOCAL_ORIGIN, readEdge, readNode, roots, type EdgeEntry, type XY } from './schema'
 import type { components } from '../api/schema'
@@ -17,15 +18,32 @@ function transact(doc: Y.Doc, change: () => void): void {
   doc.transact(change, LOCAL_ORIGIN)
 }
 
-function nodeMap(id: string, type: string, position: XY, params: Record<string, unknown>): Y.Map<unknown> {
+/**
+ * A node entry. Text parameters (`textParams`) are written as Y.Text, so people can type into
+ * them together (doc/sharedText.ts); everything else as plain values.
+ */
+function nodeMap(
+  id: string,
+  type: string,
+  position: XY,
+  params: Record<string, unknown>,
+  textParams: ReadonlySet<string> = new Set(),
+): Y.Map<unknown> {
   const node = new Y.Map<unknown>()
   node.set('id', id)
   node.set('type', type)
   node.set('position', { x: position.x, y: position.y })
   const data = new Y.Map<unknown>()
-  for (const [key, value] of Object.entries(params)) data.set(key, value)
+  for (const [key, value] of Object.entries(params)) {
+    data.set(key, textParams.has(key) && typeof value === 'string' ? new Y.Text(value) : value)
+  }
   node.set('data', data)
   return node
+}
+
+/** The parameters of `spec` kept as shared text. */
+export function textParamsOf(spec: NodeSpec | undefined): Set<string> {
+  return new Set((spec?.params ?? []).filter((param) => isSharedTextParam(param)).map((param) => param.name))
 }
 
 /** An edge entry; a missing handle is left out rather than stored as null. */
@@ -45,7 +63,9 @@ function edgeMap(id: string, source: string, sourceHandle: string | null, target
  */
 export function addNode(doc: Y.Doc, spec: NodeSpec, position: XY, params: Record<string, unknown> = {}): string {
   const id = newId('n')
-  transact(doc, () => roots(doc).nodes.set(id, nodeMap(id, spec.id, position, { ...defaultParams(spec), ...params })))
+  transact(doc, () =>
+    roots(doc).nodes.set(id, nodeMap(id, spec.id, position, { ...defaultParams(spec), ...params }, textParamsOf(spec))),
+  )
   return id
 }
 
@@ -213,7 +233,7 @@ export function applyOps(doc: Y.Doc, catalog: CatalogIndex, ops: EditOp[]): stri
           const id = op.id ?? newId('n')
           const spec = catalog.spec(op.type)
           const params = { ...(spec ? defaultParams(spec) : {}), ...(op.params ?? {}) }
-          nodes.set(id, nodeMap(id, op.type, op.position, params))
+          nodes.set(id, nodeMap(id, op.type, op.position, params, textParamsOf(spec)))
           added.push(id)
           break
         }
