@@ -63,7 +63,10 @@ export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps
           <div style={{ width: `${data.result.progress}%` }} />
         </div>
       )}
-      {data.result?.error && <p className="node-error" data-testid="node-error">{nameNodesIn(data.result.error, nodeTitles)}</p>}
+      {/* A refused run's problems are listed below, one by one: not twice. */}
+      {data.result?.error && !(status === 'invalid' && problems.length > 0) && (
+        <p className="node-error" data-testid="node-error">{nameNodesIn(data.result.error, nodeTitles)}</p>
+      )}
       {problems.map((problem, i) => (
         <p key={i} className="node-error" data-testid="validation-error">
           {nameNodesIn(problem.message, nodeTitles)}
