@@ -104,7 +104,7 @@ describe('image uploads', () => {
     await dropFiles(alice, [{ name: 'noise.png', type: 'image/png', base64: large.toString('base64') }], { x: 420, y: 140 })
     const error = alice.page.getByTestId('upload-error')
     await waitFor(async () => (await error.count()) === 1, 'the refusal of the large upload')
-    assert.match((await error.textContent()) ?? '', /^noise\.png is too large to upload: /)
+    assert.match((await error.textContent()) ?? '', /^noise\.png \(\d+ KB\) is too large to upload: /)
     assert.equal((await nodeIds(alice)).length, count, 'no node for a refused upload')
     await screenshot(alice, 'upload-refused-alice')
     await error.getByRole('button').click()

@@ -65,8 +65,10 @@ export function useImageUploads({ doc, binding, undo, catalog, room, token, read
         const name = file.name || 'pasted image'
         setUploads((list) => [...list, { key, name, fraction: 0, error: null }])
         void (async () => {
+          let sent: number | undefined
           try {
             const png = await asPng(file)
+            sent = png.size
             const stored = await uploadImage(token, room, png, (fraction) => update(key, { fraction }))
             const base = at ?? freeSpot(spec)
             const position = { x: base.x + index * 24, y: base.y + index * 24 }
@@ -78,7 +80,7 @@ export function useImageUploads({ doc, binding, undo, catalog, room, token, read
           } catch (error) {
             const message =
               error instanceof ApiError
-                ? uploadRefusal(name, error.status, error.message)
+                ? uploadRefusal(name, error.status, error.message, sent)
                 : uploadRefusal(name, null, describeError(error))
             update(key, { error: message })
           }

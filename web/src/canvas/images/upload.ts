@@ -2,6 +2,8 @@
 // server stores (the built-in image nodes read PNG; the browser decodes JPEG, WebP, GIF… and
 // re-encodes them, so any image it can show can be uploaded).
 
+import { byteSize } from './imageFacts'
+
 /** The image files of a drop or a paste, in order. */
 export function imageFiles(data: DataTransfer | null): File[] {
   if (!data) return []
@@ -35,9 +37,12 @@ export async function asPng(file: Blob): Promise<Blob> {
   )
 }
 
-/** What the person sees when an upload is refused: the server's reason, said plainly. */
-export function uploadRefusal(fileName: string, status: number | null, message: string): string {
-  if (status === 413) return `${fileName} is too large to upload: ${message}`
+/**
+ * What the person sees when an upload is refused: the server's reason, said plainly (with the
+ * size sent, when the server found it too large).
+ */
+export function uploadRefusal(fileName: string, status: number | null, message: string, bytes?: number): string {
+  if (status === 413) return `${fileName}${bytes === undefined ? '' : ` (${byteSize(bytes)})`} is too large to upload: ${message}`
   if (status === 415) return `${fileName} is not an image the server accepts: ${message}`
   if (status === 422) return `${fileName} cannot be used: ${message}`
   return `${fileName} was not uploaded: ${message}`
