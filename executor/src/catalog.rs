@@ -271,6 +271,13 @@ impl LoadedCatalog {
         serde_json::to_value(&self.catalog).unwrap_or(Value::Null)
     }
 
+    /// The entries `keep` accepts, in the same order (same version: the entries are unchanged).
+    pub fn restricted(&self, keep: impl Fn(&NodeType) -> bool) -> LoadedCatalog {
+        let nodes: Vec<NodeType> = self.catalog.nodes.iter().filter(|n| keep(n)).cloned().collect();
+        let index = nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect();
+        LoadedCatalog { catalog: Catalog { version: self.catalog.version, nodes }, index }
+    }
+
     /// Credits one execution of this node type costs (`None` for an unknown type).
     pub fn cost(&self, node_type: &str) -> Option<u64> {
         self.get(node_type).map(|n| n.cost)

@@ -7,6 +7,7 @@
 //! catalog entry whose id, name and synonyms share the most words with it (ties: catalog order,
 //! so the result is deterministic).
 
+use crate::availability::Availability;
 use crate::catalog::{LoadedCatalog, NodeType, PortType};
 
 pub mod llm;
@@ -47,11 +48,24 @@ pub struct ComposedEdge {
     pub target_handle: String,
 }
 
+/// A step that named a node this server cannot run, and the runnable node used instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Substitution {
+    /// The node type the step named.
+    pub asked: String,
+    /// The node type planned in its place.
+    pub used: String,
+    /// Why the named one cannot run here.
+    pub reason: String,
+}
+
 /// The planned chain: node types in order, and the wires between neighbours.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Composition {
     pub nodes: Vec<String>,
     pub edges: Vec<ComposedEdge>,
+    /// Steps whose node cannot run here, planned as a runnable node of the same kind.
+    pub substitutions: Vec<Substitution>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,9 +78,25 @@ pub enum ComposeError {
     TooManySteps,
     #[error("no node matches {0:?}")]
     Unknown(String),
+    /// The step names a node this server cannot run, and no runnable node does the same job.
+    #[error("{step:?}: {reason}, and no node that runs here does the same")]
+    Unavailable { step: String, reason: String },
 }
 
+/// Plans `text` over the whole catalog, as if every provider had a key.
 pub fn compose(catalog: &LoadedCatalog, text: &str) -> Result<Composition, ComposeError> {
+    compose_runnable(catalog, &Availability::all(), text)
+}
+
+/// Plans `text` with node types that run here only: a step that names one that does not (the
+/// "flux" of "prompt, flux image" with no Replicate key) gets the runnable node that makes the
+/// same outputs from the most of the same inputs (the dev image generator), recorded in
+/// [`Composition::substitutions`], or is refused with the reason when there is none.
+pub fn compose_runnable(
+    catalog: &LoadedCatalog,
+    availability: &Availability,
+    text: &str,
+) -> Result<Composition, ComposeError> {
     if text.len() > MAX_TEXT {
         return Err(ComposeError::TooLong);
     }
@@ -78,8 +108,19 @@ pub fn compose(catalog: &LoadedCatalog, text: &str) -> Result<Composition, Compo
         return Err(ComposeError::TooManySteps);
     }
     let mut nodes: Vec<&NodeType> = Vec::with_capacity(steps.len());
+    let mut substitutions = Vec::new();
     for step in &steps {
-        nodes.push(best_match(catalog, step).ok_or_else(|| ComposeError::Unknown(step.clone()))?);
+        let meant = best_match(catalog, step).ok_or_else(|| ComposeError::Unknown(step.clone()))?;
+        match availability.unavailable_reason(meant) {
+            None => nodes.push(meant),
+            Some(reason) => {
+                let Some(used) = stand_in(catalog, availability, meant) else {
+                    return Err(ComposeError::Unavailable { step: step.clone(), reason });
+                };
+                substitutions.push(Substitution { asked: meant.id.clone(), used: used.id.clone(), reason });
+                nodes.push(used);
+            }
+        }
     }
     let mut edges = Vec::new();
     for (i, pair) in nodes.windows(2).enumerate() {
@@ -89,7 +130,51 @@ pub fn compose(catalog: &LoadedCatalog, text: &str) -> Result<Composition, Compo
             edges.push(ComposedEdge { source: i, source_handle: out, target: i + 1, target_handle: input });
         }
     }
-    Ok(Composition { nodes: nodes.iter().map(|n| n.id.clone()).collect(), edges })
+    Ok(Composition { nodes: nodes.iter().map(|n| n.id.clone()).collect(), edges, substitutions })
+}
+
+/// The runnable node that does `meant`'s job: the same output types, inputs that each match one
+/// of `meant`'s, and (when `meant` has inputs) at least one of them; the most shared input
+/// types wins, ties in catalog order.
+fn stand_in<'c>(
+    catalog: &'c LoadedCatalog,
+    availability: &Availability,
+    meant: &NodeType,
+) -> Option<&'c NodeType> {
+    let types = |ports: &[crate::catalog::Port]| {
+        let mut types: Vec<PortType> = ports.iter().map(|p| p.port_type).collect();
+        types.sort_by_key(|t| t.to_string());
+        types
+    };
+    let outputs = types(&meant.outputs);
+    let inputs = types(&meant.inputs);
+    let mut best: Option<(usize, &NodeType)> = None;
+    for node in catalog.nodes().iter().filter(|n| availability.runs(n)) {
+        if types(&node.outputs) != outputs {
+            continue;
+        }
+        // Each of its inputs takes one of `meant`'s (a compositor's two images do not fit a
+        // generator's prompt and image).
+        let mut left = inputs.clone();
+        let fits = types(&node.inputs).iter().all(|t| match left.iter().position(|l| l == t) {
+            Some(at) => {
+                left.swap_remove(at);
+                true
+            }
+            None => false,
+        });
+        if !fits {
+            continue;
+        }
+        let shared = node.inputs.len();
+        if !inputs.is_empty() && shared == 0 {
+            continue;
+        }
+        if best.is_none_or(|(score, _)| shared > score) {
+            best = Some((shared, node));
+        }
+    }
+    best.map(|(_, node)| node)
 }
 
 fn split_steps(text: &str) -> Vec<String> {
@@ -208,6 +293,29 @@ mod tests {
         let plan = compose(catalog(), "dev image, describe, blur").expect("composed");
         assert_eq!(plan.nodes, ["dev-image", "describe-image", "blur"]);
         assert_eq!(plan.edges.len(), 1, "{plan:?}");
+    }
+
+    #[test]
+    fn a_node_without_its_providers_key_is_never_planned() {
+        let none = Availability::builtin_only();
+        let plan = compose_runnable(catalog(), &none, "prompt, flux image, then upscale").expect("composed");
+        assert_eq!(plan.nodes, ["text-prompt", "dev-image", "resize"]);
+        assert_eq!(plan.edges.len(), 2, "still a wired chain: {plan:?}");
+        assert_eq!(plan.substitutions.len(), 1);
+        assert_eq!(plan.substitutions[0].asked, "flux-pro-1.1-ultra");
+        assert_eq!(plan.substitutions[0].used, "dev-image");
+        // Nothing built in makes a video: refused, with the reason.
+        match compose_runnable(catalog(), &none, "prompt, veo video") {
+            Err(ComposeError::Unavailable { reason, .. }) => assert!(reason.contains("FAL_KEY"), "{reason}"),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        // An LLM node has no built-in stand-in either (a text prompt does not answer one).
+        assert!(matches!(compose_runnable(catalog(), &none, "chat"), Err(ComposeError::Unavailable { .. })));
+        // Every planned node runs.
+        for text in ["dalle picture then blur", "prompt, imagen, grayscale", "recraft then invert"] {
+            let plan = compose_runnable(catalog(), &none, text).expect(text);
+            assert!(plan.nodes.iter().all(|id| catalog().get(id).is_some_and(|n| none.runs(n))), "{plan:?}");
+        }
     }
 
     #[test]

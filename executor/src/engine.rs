@@ -173,6 +173,11 @@ impl Engine {
         &self.catalog
     }
 
+    /// The node types this engine can run: the built-ins, and those of providers with a runner.
+    pub fn availability(&self) -> crate::availability::Availability {
+        crate::availability::Availability::with_providers(self.providers.keys().copied())
+    }
+
     /// Runs `plan` to the end (or until `cancel`), reporting to `observer`.
     pub async fn run(
         &self,

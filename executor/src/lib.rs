@@ -4,6 +4,8 @@
 //!
 //! - [`catalog`]: every node type (handles, parameters, provider, cost), from
 //!   `executor/catalog.json`, compiled in and checked at load.
+//! - [`availability`]: which node types this process can run (built-ins always, a provider's
+//!   only with its key).
 //! - [`validate()`]: per-node errors (ComfyUI's `node_errors`) or an [`ExecutionPlan`] for the
 //!   whole graph or for chosen targets and their ancestors. It builds on [`plan()`], the
 //!   topological levels.
@@ -26,6 +28,7 @@
 
 pub mod asset_access;
 pub mod assets;
+pub mod availability;
 pub mod builtins;
 pub mod cache;
 pub mod catalog;
@@ -44,6 +47,7 @@ pub mod worker;
 
 pub use asset_access::{AnyAsset, AssetAccess, AssetAccessError};
 pub use assets::{Asset, AssetError, AssetStore, ObjectAssetStore};
+pub use availability::Availability;
 pub use cache::{Cache, CacheKey, MemoryCache};
 pub use catalog::{Catalog, CatalogError, LoadedCatalog, NodeType, ProviderName};
 pub use engine::{
@@ -54,7 +58,7 @@ pub use plan::{EdgeEnd, Plan, PlanError, plan};
 pub use providers::{
     ApiKey, ProviderConfig, ProviderConfigError, ProviderSettings, RetryPolicy, register_providers,
 };
-pub use validate::{ExecutionPlan, GraphLimits, ValidationErrors, validate};
+pub use validate::{ExecutionPlan, GraphLimits, ValidationErrors, validate, validate_runnable};
 pub use value::{AssetRef, OutputValue, Outputs};
 
 /// Whether `ip` is an ordinary public unicast address: the rule provider downloads follow,

@@ -16,6 +16,7 @@ use dojo_sync_protocol::canvas::{CanvasEdge, CanvasGraph};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::availability::Availability;
 use crate::catalog::{LoadedCatalog, NodeType, ValueProblem, check_value};
 use crate::plan::{PlanError, plan};
 
@@ -50,6 +51,8 @@ pub enum IssueType {
     ValueOutOfRange,
     ValueNotInList,
     ValueTooLong,
+    /// The node's provider has no key on this server: it cannot run here.
+    ProviderUnavailable,
     // Whole graph.
     TooManyNodes,
     TooManyEdges,
@@ -159,6 +162,18 @@ pub fn validate(
     targets: Option<&[&str]>,
     limits: &GraphLimits,
 ) -> Result<ExecutionPlan, ValidationErrors> {
+    validate_runnable(catalog, &Availability::all(), graph, targets, limits)
+}
+
+/// [`validate`], and every node that would run must be one this process can run
+/// (`provider_unavailable` otherwise): what the server checks before it holds any credit.
+pub fn validate_runnable(
+    catalog: &LoadedCatalog,
+    availability: &Availability,
+    graph: &CanvasGraph,
+    targets: Option<&[&str]>,
+    limits: &GraphLimits,
+) -> Result<ExecutionPlan, ValidationErrors> {
     let mut errs = ValidationErrors::default();
     if graph.nodes.len() > limits.max_nodes {
         errs.errors.push(issue(
@@ -240,6 +255,9 @@ pub fn validate(
             continue;
         };
         types.insert(&node.id, node_type);
+        if let Some(reason) = availability.unavailable_reason(node_type) {
+            errs.node(graph, &node.id, issue(IssueType::ProviderUnavailable, reason, Some(&node.node_type)));
+        }
         let mut params = BTreeMap::new();
         for param in &node_type.params {
             let given = node.data.get(&param.name).filter(|v| !v.is_null());

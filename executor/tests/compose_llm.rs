@@ -95,7 +95,9 @@ async fn a_valid_plan_from_the_model_is_used_as_given() {
     });
     let server = answering(plan_answer(plan)).await;
     let llm = planner(&server);
-    let planned = compose_with(Some(&llm), catalog(), TEXT).await.expect("planned");
+    let planned = compose_with(Some(&llm), catalog(), &dojo_executor::Availability::all(), TEXT)
+        .await
+        .expect("planned");
     assert_eq!(planned.planner, Planner::Llm);
     assert_eq!(planned.fallback, None);
     assert_eq!(planned.composition.nodes, ["text-prompt", "flux-schnell", "dall-e-3", "blur"]);
@@ -112,7 +114,7 @@ async fn the_request_carries_the_model_the_catalog_and_the_strict_schema() {
     let plan = json!({"nodes": ["text-prompt"], "edges": []});
     let server = answering(plan_answer(plan)).await;
     let llm = planner(&server);
-    compose_with(Some(&llm), catalog(), TEXT).await.expect("planned");
+    compose_with(Some(&llm), catalog(), &dojo_executor::Availability::all(), TEXT).await.expect("planned");
     let sent = requests(&server).await;
     assert_eq!(sent.len(), 1);
     let body: Value = serde_json::from_slice(&sent[0].body).expect("a JSON body");
@@ -149,7 +151,9 @@ async fn the_request_carries_the_model_the_catalog_and_the_strict_schema() {
 async fn falls_back(response: ResponseTemplate) -> (LlmError, usize) {
     let server = answering(response).await;
     let llm = planner(&server);
-    let planned = compose_with(Some(&llm), catalog(), TEXT).await.expect("the parser plans");
+    let planned = compose_with(Some(&llm), catalog(), &dojo_executor::Availability::all(), TEXT)
+        .await
+        .expect("the parser plans");
     assert_eq!(planned.planner, Planner::Parser);
     assert_eq!(planned.composition.nodes, parser_chain());
     assert_eq!(planned.composition.edges.len(), 2);
@@ -236,7 +240,9 @@ async fn no_answer_in_time_falls_back_within_the_timeout() {
     let llm =
         LlmPlanner::new(&providers(&server, Some(OPENAI_KEY)), settings).expect("config").expect("enabled");
     let started = Instant::now();
-    let planned = compose_with(Some(&llm), catalog(), TEXT).await.expect("the parser plans");
+    let planned = compose_with(Some(&llm), catalog(), &dojo_executor::Availability::all(), TEXT)
+        .await
+        .expect("the parser plans");
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     assert_eq!(planned.planner, Planner::Parser);
     assert_eq!(planned.composition.nodes, parser_chain());
@@ -275,12 +281,20 @@ async fn malformed_answers_fall_back() {
 async fn when_both_fail_the_parsers_error_is_the_answer() {
     let server = answering(ResponseTemplate::new(503)).await;
     let llm = planner(&server);
-    let error = compose_with(Some(&llm), catalog(), "frobnicate").await.expect_err("nothing plans");
+    let error = compose_with(Some(&llm), catalog(), &dojo_executor::Availability::all(), "frobnicate")
+        .await
+        .expect_err("nothing plans");
     assert_eq!(error, ComposeError::Unknown("frobnicate".into()));
     // Refused before any call: too long, or empty.
     let long = "blur ".repeat(300);
-    assert_eq!(compose_with(Some(&llm), catalog(), &long).await, Err(ComposeError::TooLong));
-    assert_eq!(compose_with(Some(&llm), catalog(), "   ").await, Err(ComposeError::Empty));
+    assert_eq!(
+        compose_with(Some(&llm), catalog(), &dojo_executor::Availability::all(), &long).await,
+        Err(ComposeError::TooLong)
+    );
+    assert_eq!(
+        compose_with(Some(&llm), catalog(), &dojo_executor::Availability::all(), "   ").await,
+        Err(ComposeError::Empty)
+    );
     assert_eq!(requests(&server).await.len(), 1, "only the first text was worth a call");
 }
 
@@ -291,7 +305,9 @@ async fn without_a_key_there_is_no_planner_and_no_call() {
     assert!(disabled.is_none());
     let blank = LlmPlanner::new(&providers(&server, Some("  ")), settings()).expect("config");
     assert!(blank.is_none(), "a blank key is no key");
-    let planned = compose_with(disabled.as_ref(), catalog(), TEXT).await.expect("the parser plans");
+    let planned = compose_with(disabled.as_ref(), catalog(), &dojo_executor::Availability::all(), TEXT)
+        .await
+        .expect("the parser plans");
     assert_eq!(planned.planner, Planner::Parser);
     assert_eq!(planned.fallback, None, "the LLM was not tried: nothing to explain");
     assert_eq!(planned.composition.nodes, parser_chain());

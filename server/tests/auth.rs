@@ -664,6 +664,7 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
         "GET /api/rooms/{room}/state",
         "POST /api/rooms/{room}/update",
         "GET /api/rooms/{room}/versions",
+        "GET /api/rooms/{room}/versions/{id}",
         "POST /api/rooms/{room}/versions/{id}/restore",
         "POST /api/rooms/{room}/compose",
         "POST /api/rooms/{room}/edits",

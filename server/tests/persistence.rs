@@ -511,6 +511,19 @@ async fn a_restored_version_reaches_everyone(backend: Backend) {
     dojo_sync_protocol::update::apply_client_update(&old, &version.data).expect("the version applies");
     assert_eq!(doc_graph(&old), first);
     drop(store);
+    // The same, over HTTP: what an editor previews, or restores as a change of its own.
+    let response = reqwest::get(server.http(&format!("/api/rooms/{ROOM}/versions/{id}"))).await.expect("GET");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/octet-stream")
+    );
+    let served = Doc::new();
+    dojo_sync_protocol::update::apply_client_update(&served, &response.bytes().await.expect("bytes"))
+        .expect("the served version applies");
+    assert_eq!(doc_graph(&served), first);
+    let (status, body) = http_get(&server, &format!("/api/rooms/{ROOM}/versions/987654321")).await;
+    assert_eq!(status, 404, "{body}");
 
     // Then both change it a lot (fewer changes than the threshold: no new version).
     for i in 0..5 {

@@ -366,6 +366,113 @@ async fn a_description_becomes_connected_nodes_everyone_sees(backend: Backend) {
     story.server.stop().await;
 }
 
+async fn nodes_without_a_provider_key_are_marked_refused_and_never_composed(backend: Backend) {
+    // No provider keys, whatever the environment holds: only the built-in nodes run.
+    let story =
+        RunStory::start_with(backend, |config| config.executor.providers = Some(ProviderConfig::default()))
+            .await;
+    let alice = token("alice");
+    story.user_with_credits(&alice, 50).await;
+
+    // The catalog says which nodes run here, and why the others do not.
+    let catalog: Value = story
+        .http
+        .get(story.server.http("/api/catalog"))
+        .send()
+        .await
+        .expect("catalog")
+        .json()
+        .await
+        .expect("json");
+    let entry = |id: &str| {
+        catalog["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["id"] == id)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(entry("blur")["available"], true, "{catalog}");
+    assert!(entry("blur").get("unavailableReason").is_none());
+    assert_eq!(entry("flux-schnell")["available"], false);
+    let reason = entry("flux-schnell")["unavailableReason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("Replicate") && reason.contains("REPLICATE_API_TOKEN"), "{reason}");
+    assert_eq!(entry("dall-e-3")["available"], false);
+    let nodes = catalog["nodes"].as_array().cloned().unwrap_or_default();
+    assert!(nodes.iter().all(|n| n["available"].is_boolean()), "every node is marked");
+
+    // A run containing one is refused by name, before any credit is held.
+    let room = "canvas-unavailable";
+    story.workflow(&alice, room).await;
+    let editor = join(&story, room, &alice).await;
+    editor
+        .edit(|txn| {
+            for n in [
+                node("prompt", "text-prompt", json!({"text": "a fox"})),
+                node("flux", "flux-schnell", json!({})),
+                node("gen", "dev-image", json!({})),
+            ] {
+                canvas::write_node(txn, &n).expect("node");
+            }
+            canvas::write_edge(txn, &edge("prompt", "text", "flux", "prompt")).expect("edge");
+            canvas::write_edge(txn, &edge("prompt", "text", "gen", "prompt")).expect("edge");
+        })
+        .await
+        .expect("edit");
+    wait_server_graph(&story, room, &alice, 3, 2).await;
+    let runs = format!("/api/rooms/{room}/runs");
+    let (status, body) = story.call(reqwest::Method::POST, &runs, &alice, None, None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "invalid_graph");
+    assert_eq!(body["nodeErrors"]["flux"]["errors"][0]["type"], "provider_unavailable", "{body}");
+    assert!(
+        body["nodeErrors"]["flux"]["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("REPLICATE_API_TOKEN")),
+        "{body}"
+    );
+    assert_eq!(body["nodeErrors"].as_object().map(|m| m.len()), Some(1), "only the flux node: {body}");
+    assert_eq!(story.balance(&alice).await, 50, "nothing held");
+    let (_, listed) = story.call(reqwest::Method::GET, &runs, &alice, None, None).await;
+    assert_eq!(listed["runs"], json!([]));
+    // Running only what can run is fine.
+    let (status, body) =
+        story.call(reqwest::Method::POST, &runs, &alice, Some(json!({"targets": ["gen"]})), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    // The builder never plans a node that cannot run: "flux" gets the dev image generator, said
+    // so in the answer; a video (nothing built in makes one) is refused with the reason.
+    let compose = format!("/api/rooms/{room}/compose");
+    let (status, composed) = story
+        .call(
+            reqwest::Method::POST,
+            &format!("{compose}?apply=false"),
+            &alice,
+            Some(json!({"text": "prompt, flux image, then upscale"})),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{composed}");
+    let types: Vec<String> = composed["ops"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|op| op["op"] == "addNode")
+        .filter_map(|op| op["type"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(types, ["text-prompt", "dev-image", "resize"], "{composed}");
+    assert_eq!(composed["substitutions"][0]["asked"], "flux-pro-1.1-ultra", "{composed}");
+    assert_eq!(composed["substitutions"][0]["used"], "dev-image", "{composed}");
+    let (status, refused) = story
+        .call(reqwest::Method::POST, &compose, &alice, Some(json!({"text": "prompt, veo video"})), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(refused["error"].as_str().is_some_and(|e| e.contains("FAL_KEY")), "{refused}");
+    editor.close().await;
+    story.server.stop().await;
+}
+
 const OPENAI_KEY: &str = "sk-test-openai";
 
 /// A Chat Completions answer as OpenAI documents it, whose content is `plan` (Structured Outputs).
@@ -391,7 +498,8 @@ async fn compose_plans_with_the_llm_when_openai_is_configured() {
     // The parser would refuse this text ("no node matches"): only the model can plan it.
     let wanted = "something dreamy, softened";
     let plan = json!({
-        "nodes": ["text-prompt", "flux-schnell", "blur"],
+        // An OpenAI model: the only provider with a key here, so the only one it may plan.
+        "nodes": ["text-prompt", "dall-e-3", "blur"],
         "edges": [
             {"source": 0, "source_handle": "text", "target": 1, "target_handle": "prompt"},
             {"source": 1, "source_handle": "image", "target": 2, "target_handle": "image"},
@@ -457,7 +565,7 @@ async fn compose_plans_with_the_llm_when_openai_is_configured() {
                     })
                 };
                 type_of(&ids[0]) == Some("text-prompt")
-                    && type_of(&ids[1]) == Some("flux-schnell")
+                    && type_of(&ids[1]) == Some("dall-e-3")
                     && type_of(&ids[2]) == Some("blur")
                     && wired(&ids[0], "text", &ids[1], "prompt")
                     && wired(&ids[1], "image", &ids[2], "image")
@@ -512,4 +620,5 @@ dojo_test_support::each_backend_story!(
     runs_of_nothing_are_refused_with_a_reason,
     a_run_beyond_the_balance_is_402_with_balance_and_cost,
     a_description_becomes_connected_nodes_everyone_sees,
+    nodes_without_a_provider_key_are_marked_refused_and_never_composed,
 );

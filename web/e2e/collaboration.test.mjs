@@ -82,6 +82,42 @@ describe('co-editing', () => {
   })
 })
 
+describe('co-typing', () => {
+  test('two people typing into one prompt at once both keep their text', async () => {
+    const { alice, bob } = await pairOn('co-typing')
+    const prompt = await addFromPalette(alice, 'text-prompt')
+    await waitFor(async () => (await nodeIds(bob)).includes(prompt), 'B to see the prompt')
+    const mine = nodeById(alice, prompt).getByLabel('Prompt text')
+    const theirs = nodeById(bob, prompt).getByLabel('Prompt text')
+    await mine.fill('a lighthouse')
+    await waitFor(async () => (await theirs.inputValue()) === 'a lighthouse', 'B to see the start of the prompt')
+    // A types at the end, B at the start, keystroke for keystroke at the same time. (Control:
+    // the end of the text, not of the wrapped line.)
+    await mine.focus()
+    await alice.page.keyboard.press('Control+End')
+    await theirs.focus()
+    await bob.page.keyboard.press('Control+Home')
+    const aText = ' at dusk, oil painting'
+    const bText = 'Wide shot: '
+    await Promise.all([mine.pressSequentially(aText, { delay: 15 }), theirs.pressSequentially(bText, { delay: 15 })])
+    const wanted = `${bText}a lighthouse${aText}`
+    for (const [person, field] of [[alice, mine], [bob, theirs]]) {
+      await waitFor(async () => (await field.inputValue()) === wanted, `${person.name} to see both people's text, whole`)
+    }
+    // Then both type at the same place (the end) at once: each keeps their own characters together.
+    await alice.page.keyboard.press('Control+End')
+    await bob.page.keyboard.press('Control+End')
+    await Promise.all([mine.pressSequentially(' [A]', { delay: 15 }), theirs.pressSequentially(' {B}', { delay: 15 })])
+    const both = await waitFor(async () => {
+      const [a, b] = [await mine.inputValue(), await theirs.inputValue()]
+      return a === b && a.length === wanted.length + 8 ? a : null
+    }, 'both to see the same text with both endings')
+    assert.ok(both.startsWith(wanted), both)
+    assert.ok(both.includes(' [A]') && both.includes(' {B}'), `both endings kept whole: ${both}`)
+    await screenshot(bob, 'co-typing-bob')
+  })
+})
+
 describe('presence', () => {
   test("B sees A's avatar and cursor, and A's selection outlined in A's colour", async () => {
     const { alice, bob } = await pairOn('presence')
@@ -193,6 +229,61 @@ describe('offline', () => {
     await waitFor(async () => (await nodeIds(bob)).includes(offlineNode), "B to receive A's offline edit")
     await waitFor(async () => (await nodeIds(alice)).includes(bobNode), "A to receive B's edit made meanwhile")
     assert.deepEqual(await nodeIds(alice), await nodeIds(bob))
+  })
+
+  test('edits made offline survive closing the tab, and reach B once A is back', async () => {
+    const { alice, bob } = await pairOn('offline-reload')
+    await alice.context.setOffline(true)
+    await waitFor(
+      async () => (await alice.page.getByTestId('connection').getAttribute('data-state')) === 'offline',
+      'A to show the offline indicator',
+    )
+    const offlineNode = await addFromPalette(alice, 'text-prompt')
+    await nodeById(alice, offlineNode).getByLabel('Prompt text').fill('written offline')
+    // The browser's copy holds the edit: IndexedDB runs transactions on one store in order, so a
+    // count made after the edit sees its write.
+    await waitFor(
+      () =>
+        alice.page.evaluate(async () => {
+          const name = (await indexedDB.databases()).map((d) => d.name).find((n) => n?.startsWith('dojo-room:'))
+          if (!name) return false
+          // A read transaction on the store starts after the writes queued before it commit.
+          return new Promise((resolve) => {
+            const open = indexedDB.open(name)
+            open.onerror = () => resolve(false)
+            open.onsuccess = () => {
+              const db = open.result
+              if (!db.objectStoreNames.contains('updates')) return resolve(db.close())
+              const count = db.transaction('updates').objectStore('updates').count()
+              count.onsuccess = () => {
+                db.close()
+                resolve(count.result > 0)
+              }
+              count.onerror = () => resolve(db.close())
+            }
+          })
+        }),
+      "A's canvas kept in the browser",
+    )
+    assert.ok(!(await nodeIds(bob)).includes(offlineNode), 'B cannot see it while A is offline')
+    // A closes the tab while offline (nothing was sent), comes back online and opens the canvas
+    // again in a new tab: the edit comes from the browser's copy, and reaches B.
+    const url = alice.page.url()
+    await alice.page.close()
+    await alice.context.setOffline(false)
+    alice.page = await alice.context.newPage()
+    alice.page.on('pageerror', (error) => alice.problems.push(`${alice.name}: page error: ${error.message}`))
+    await alice.page.goto(url)
+    await waitFor(
+      async () => (await nodeById(alice, offlineNode).getByLabel('Prompt text').inputValue()) === 'written offline',
+      "A's offline edit back in the new tab",
+    )
+    await screenshot(alice, 'offline-reload-alice')
+    await waitFor(async () => (await nodeIds(bob)).includes(offlineNode), "B to receive A's offline edit after A came back", 30_000)
+    await waitFor(
+      async () => (await nodeById(bob, offlineNode).getByLabel('Prompt text').inputValue()) === 'written offline',
+      'B to see the text A wrote offline',
+    )
   })
 })
 

@@ -44,6 +44,12 @@ export async function startServer({ env = {} } = {}) {
       // Browsers of one test share a user per context; keep the per-user limits out of the way.
       DOJO_HTTP_RATE: '1000',
       DOJO_HTTP_BURST: '5000',
+      // No provider keys, whatever this machine's environment holds: the stories know which
+      // nodes can run (the built-in ones) and never call a paid service.
+      OPENAI_API_KEY: '',
+      REPLICATE_API_TOKEN: '',
+      FAL_KEY: '',
+      STABILITY_API_KEY: '',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -220,6 +226,39 @@ export async function screenshot(person, name) {
   await person.page.screenshot({ path: path.join(outputDir, `${name}.png`) })
 }
 
+/**
+ * Drops files on the canvas at `at` (pixels from the pane's top-left corner) as a person
+ * dragging them from their desktop would: a `drop` event whose DataTransfer holds the files.
+ * (Playwright cannot drag files from outside the page.) Each file: `{name, type, base64}`, or
+ * `{name, type, draw: {width, height, colour}}` to have the page paint one in that format.
+ */
+export async function dropFiles(person, files, at) {
+  const pane = await person.page.locator('.react-flow__pane').boundingBox()
+  await person.page.evaluate(
+    async ({ files, x, y }) => {
+      const transfer = new DataTransfer()
+      for (const file of files) {
+        let blob
+        if (file.base64) {
+          blob = new Blob([Uint8Array.from(atob(file.base64), (c) => c.charCodeAt(0))], { type: file.type })
+        } else {
+          const canvas = new OffscreenCanvas(file.draw.width, file.draw.height)
+          const context = canvas.getContext('2d')
+          context.fillStyle = file.draw.colour
+          context.fillRect(0, 0, file.draw.width, file.draw.height)
+          blob = await canvas.convertToBlob({ type: file.type })
+        }
+        transfer.items.add(new File([blob], file.name, { type: file.type }))
+      }
+      const target = document.querySelector('.react-flow__pane')
+      const init = { bubbles: true, cancelable: true, clientX: x, clientY: y, dataTransfer: transfer }
+      target.dispatchEvent(new DragEvent('dragover', init))
+      target.dispatchEvent(new DragEvent('drop', init))
+    },
+    { files, x: pane.x + at.x, y: pane.y + at.y },
+  )
+}
+
 /** The routes the server documents in its OpenAPI description. */
 export async function documentedRoutes(server) {
   const response = await fetch(`${server.url}/api/openapi.json`)
@@ -247,10 +286,10 @@ export async function placeNode(person, type, at) {
  * `started(stage)` runs once both are up (in the same hook: root-level hooks of a file are not
  * ordered after one another).
  */
-export function stage({ started } = {}) {
+export function stage({ started, env } = {}) {
   const stage = { server: undefined, browser: undefined, people: [] }
   before(async () => {
-    stage.server = await startServer()
+    stage.server = await startServer({ env })
     stage.browser = await launchBrowser()
     await started?.(stage)
   })

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import * as Y from 'yjs'
-import { addFromPalette, api, nodeById, pairOnWorkflow, screenshot, stage, waitFor } from './harness.mjs'
+import { addFromPalette, api, connectHandles, nodeById, nodePosition, pairOnWorkflow, placeNode, screenshot, stage, waitFor } from './harness.mjs'
 
 const theStage = stage()
 const pair = (title) => pairOnWorkflow(theStage, { owner: 'Alice', guest: 'Bob', title })
@@ -12,6 +12,41 @@ const boxes = (person) => person.page.locator('.react-flow__node').evaluateAll((
 const overlap = (a, b) => a.x < b.x + b.width && a.x + a.width > b.x && a.y < b.y + b.height && a.y + a.height > b.y
 
 describe('layout', () => {
+  test('Tidy up lays the graph out along its wires, for both, and one Undo puts it back', async () => {
+    const { alice, bob } = await pair('auto-layout')
+    // A chain placed back to front and out of line.
+    const blur = await placeNode(alice, 'blur', { x: 60, y: 60 })
+    const image = await placeNode(alice, 'dev-image', { x: 420, y: 380 })
+    const prompt = await placeNode(alice, 'text-prompt', { x: 760, y: 120 })
+    await connectHandles(alice, prompt, 'text', image, 'prompt')
+    await connectHandles(alice, image, 'image', blur, 'image')
+    await waitFor(async () => (await alice.page.locator('.react-flow__edge').count()) === 2, 'both wires')
+    const ids = [prompt, image, blur]
+    const before = await Promise.all(ids.map((id) => nodePosition(alice, id)))
+    await alice.page.getByTestId('auto-layout').click()
+    const after = await waitFor(async () => {
+      const at = await Promise.all(ids.map((id) => nodePosition(alice, id)))
+      return at[0].x < at[1].x && at[1].x < at[2].x ? at : null
+    }, 'the chain laid out left to right: prompt, image, blur')
+    await waitFor(async () => (await boxes(alice)).every((box) => box.width > 0), 'every node measured')
+    const placed = await boxes(alice)
+    for (const [i, a] of placed.entries()) {
+      for (const b of placed.slice(i + 1)) assert.ok(!overlap(a, b), `nodes overlap: ${JSON.stringify([a, b])}`)
+    }
+    // B sees the same positions.
+    await waitFor(
+      async () => JSON.stringify(await Promise.all(ids.map((id) => nodePosition(bob, id)))) === JSON.stringify(after),
+      'B to see the laid-out positions',
+    )
+    await screenshot(alice, 'layout-tidy-up')
+    // One Undo takes the whole layout back.
+    await alice.page.getByRole('button', { name: 'Undo' }).click()
+    await waitFor(
+      async () => JSON.stringify(await Promise.all(ids.map((id) => nodePosition(bob, id)))) === JSON.stringify(before),
+      'B to see the positions from before the layout',
+    )
+  })
+
   test('palette clicks place nodes in free space, none over another, all in view', async () => {
     const { alice } = await pair('placement')
     for (const type of ['text-prompt', 'dev-image', 'blur', 'text-prompt', 'blur']) await addFromPalette(alice, type)

@@ -49,19 +49,39 @@ const imageLoaded = (person, id) =>
     .evaluate((img) => img.complete && img.naturalWidth > 0)
 
 describe('runs', () => {
-  test('without a runs API on the server, Run explains that instead of failing silently', async (t) => {
-    if (routes.has(RUNS_ROUTE)) return t.skip('this server has the runs API')
-    const { alice } = await pair('no-runs-api')
-    await addFromPalette(alice, 'text-prompt')
+  test('the palette marks nodes this server cannot run, and Run refuses one by name, holding nothing', async () => {
+    const { alice } = await pair('unavailable')
+    const palette = alice.page.locator('[data-testid="palette-item"]')
+    const flux = alice.page.locator('[data-testid="palette-item"][data-node-type="flux-schnell"]')
+    const blur = alice.page.locator('[data-testid="palette-item"][data-node-type="blur"]')
+    await waitFor(async () => (await palette.count()) > 0, 'the palette')
+    // No provider has a key on this test server: the model nodes are dimmed and explained,
+    // the built-in ones are not.
+    assert.equal(await flux.getAttribute('data-available'), 'false')
+    assert.match((await flux.getAttribute('title')) ?? '', /Replicate key \(REPLICATE_API_TOKEN\)/)
+    assert.equal(await flux.getByTestId('palette-unavailable').textContent(), 'not on this server')
+    assert.equal(await blur.getAttribute('data-available'), 'true')
+    assert.equal(await blur.getByTestId('palette-unavailable').count(), 0)
+    assert.match((await alice.page.getByTestId('palette-unavailable-note').textContent()) ?? '', /cannot run on this server/)
+    // Placed anyway, the node says it cannot run here; Run refuses it by name and holds nothing.
+    const before = (await alice.page.getByTestId('credits').textContent()) ?? ''
+    const prompt = await placeNode(alice, 'text-prompt', { x: 40, y: 120 })
+    const model = await placeNode(alice, 'flux-schnell', { x: 330, y: 120 })
+    await connectHandles(alice, prompt, 'text', model, 'prompt')
+    await nodeById(alice, prompt).getByLabel('Prompt text').fill('a lighthouse')
+    assert.match((await nodeById(alice, model).getByTestId('node-unavailable').textContent()) ?? '', /Cannot run on this server/)
     await alice.page.getByTestId('run').click()
     await waitFor(
-      async () => /no runs API/.test((await alice.page.getByTestId('notice').textContent()) ?? ''),
-      'the message that the server cannot run graphs',
+      async () => /REPLICATE_API_TOKEN/.test((await nodeById(alice, model).getByTestId('validation-error').allTextContents()).join(' ')),
+      'the refusal on the flux node, naming the missing key',
     )
+    assert.equal(await nodeById(alice, prompt).getByTestId('validation-error').count(), 0, 'the prompt is fine')
+    assert.equal((await alice.page.getByTestId('credits').textContent()) ?? '', before, 'no credit held')
+    await screenshot(alice, 'unavailable-alice')
   })
 
-  test('A runs prompt → dev image → blur; both see the states and the final image', async (t) => {
-    if (!routes.has(RUNS_ROUTE)) return t.skip(`this server does not document ${RUNS_ROUTE} yet`)
+  test('A runs prompt → dev image → blur; both see the states and the final image', async () => {
+    assert.ok(routes.has(RUNS_ROUTE), `the server documents ${RUNS_ROUTE}`)
     const { alice, bob } = await pair('run-chain')
     const { image, blur } = await promptImageBlur(alice)
     await alice.page.getByTestId('run').click()
@@ -154,29 +174,26 @@ describe('run state in the document', () => {
 })
 
 describe('compose dock', () => {
-  test('without a compose API, the dock says so', async (t) => {
-    if (routes.has(COMPOSE_ROUTE)) return t.skip('this server has the compose API')
-    const { alice } = await pair('no-compose-api')
-    await alice.page.getByLabel('Describe the nodes to add').fill('prompt, flux image, then upscale')
-    await alice.page.getByRole('button', { name: 'Build' }).click()
-    await waitFor(
-      async () => /does not offer the natural-language builder/.test((await alice.page.getByTestId('compose-message').textContent()) ?? ''),
-      'the message that the server cannot compose',
-    )
-  })
-
-  test('"prompt, flux image, then upscale" becomes a connected chain both see', async (t) => {
-    if (!routes.has(COMPOSE_ROUTE)) return t.skip(`this server does not document ${COMPOSE_ROUTE} yet`)
+  test('"prompt, flux image, then upscale" becomes a connected chain of runnable nodes both see', async () => {
+    assert.ok(routes.has(COMPOSE_ROUTE), `the server documents ${COMPOSE_ROUTE}`)
     const { alice, bob } = await pair('compose')
     await alice.page.getByLabel('Describe the nodes to add').fill('prompt, flux image, then upscale')
     await alice.page.getByRole('button', { name: 'Build' }).click()
     await waitFor(async () => (await nodeIds(bob)).length >= 3, 'B to see the composed nodes')
     await waitFor(async () => (await bob.page.locator('.react-flow__edge').count()) >= 2, 'B to see the composed wires')
-    // No language model is configured here: A's dock says the parser planned.
+    // No language model and no provider key here: A's dock says the parser planned, and that
+    // Flux (a Replicate model) cannot run on this server, so the dev image generator stands in.
     await waitFor(
-      async () => /^Added 3 nodes and 2 wires, planned by the built-in parser\.$/.test((await alice.page.getByTestId('compose-message').textContent()) ?? ''),
-      "A's dock to say what was added and that the parser planned it",
+      async () =>
+        /^Added 3 nodes and 2 wires, planned by the built-in parser\. Used Dev image generator instead of Flux Pro 1\.1 Ultra: this server has no Replicate key \(REPLICATE_API_TOKEN\)/.test(
+          (await alice.page.getByTestId('compose-message').textContent()) ?? '',
+        ),
+      "A's dock to say what was added, that the parser planned it, and what stood in for Flux",
     )
+    const types = await bob.page
+      .locator('.react-flow__node')
+      .evaluateAll((els) => els.map((el) => el.querySelector('[data-testid="canvas-node"]')?.getAttribute('data-node-type')))
+    assert.deepEqual([...types].sort(), ['dev-image', 'resize', 'text-prompt'], 'only nodes this server can run')
     // A's view moved to the new nodes, and neither the zoom controls nor the minimap covers them.
     const covers = ['.react-flow__controls', '.react-flow__minimap']
     await waitFor(async () => {

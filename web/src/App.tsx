@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useState } from 'react'
 import { detectDevMode, restoreSession, signOut, type Session } from './auth/session'
+import { forgetLocalCopies } from './collab/connection'
 import { CanvasPage } from './canvas/CanvasPage'
 import { Dashboard } from './dashboard/Dashboard'
 import { SignIn } from './dashboard/SignIn'
@@ -31,9 +32,10 @@ export function App() {
   }, [start])
 
   const leave = useCallback(() => {
+    if (session) void forgetLocalCopies(session.me.id).catch(() => undefined)
     signOut()
     setSession(null)
-  }, [])
+  }, [session])
 
   if (boot.kind === 'loading') return <div className="splash">Loading Dojo…</div>
   if (boot.kind === 'failed') {

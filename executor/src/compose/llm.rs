@@ -19,7 +19,8 @@ use reqwest::header::AUTHORIZATION;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ComposeError, ComposedEdge, Composition, MAX_TEXT, compose};
+use super::{ComposeError, ComposedEdge, Composition, MAX_TEXT, compose_runnable};
+use crate::availability::Availability;
 use crate::catalog::{Category, LoadedCatalog, NodeType, Port, ProviderName};
 use crate::providers::http::{CallError, Failure, Http, auth_value, truncate};
 use crate::providers::{ApiKey, ProviderConfig, ProviderConfigError, RetryPolicy, check_base_url};
@@ -240,10 +241,13 @@ pub struct Planned {
 }
 
 /// Plans with the LLM when there is one, and with the parser when there is none or it failed.
-/// Errors are the parser's: an LLM failure alone never fails the request.
+/// Errors are the parser's: an LLM failure alone never fails the request. Only node types that
+/// run here are planned: the LLM is shown only those (so a plan naming another is refused and
+/// the parser plans), and the parser puts a runnable stand-in in place of any other.
 pub async fn compose_with(
     llm: Option<&LlmPlanner>,
     catalog: &LoadedCatalog,
+    availability: &Availability,
     text: &str,
 ) -> Result<Planned, ComposeError> {
     // Bounds first: what the parser refuses outright is not worth a paid call.
@@ -255,12 +259,12 @@ pub async fn compose_with(
     }
     let mut fallback = None;
     if let Some(llm) = llm {
-        match llm.plan(catalog, text).await {
+        match llm.plan(&availability.runnable(catalog), text).await {
             Ok(composition) => return Ok(Planned { composition, planner: Planner::Llm, fallback: None }),
             Err(error) => fallback = Some(error),
         }
     }
-    let composition = compose(catalog, text)?;
+    let composition = compose_runnable(catalog, availability, text)?;
     Ok(Planned { composition, planner: Planner::Parser, fallback })
 }
 
@@ -459,7 +463,7 @@ fn check_plan(catalog: &LoadedCatalog, raw: RawPlan, max_nodes: usize) -> Result
     if has_cycle(count, &edges) {
         return Err(PlanProblem::Cycle);
     }
-    Ok(Composition { nodes: types.iter().map(|t| t.id.clone()).collect(), edges })
+    Ok(Composition { nodes: types.iter().map(|t| t.id.clone()).collect(), edges, substitutions: Vec::new() })
 }
 
 /// Kahn's algorithm: a cycle leaves nodes that never reach in-degree 0.

@@ -187,3 +187,26 @@ fn any_accepts_every_type_and_null_means_default() {
     assert!(crate::catalog::PortType::Image.fits(crate::catalog::PortType::Any));
     assert!(!crate::catalog::PortType::Image.fits(crate::catalog::PortType::Video));
 }
+
+#[test]
+fn a_node_whose_provider_has_no_key_is_refused_by_name_and_only_when_it_would_run() {
+    let graph = CanvasGraph {
+        nodes: vec![
+            node("prompt", "text-prompt", json!({"text": "a red fox"})),
+            node("flux", "flux-schnell", json!({})),
+            node("gen", "dev-image", json!({})),
+        ],
+        edges: vec![edge("prompt", "text", "flux", "prompt"), edge("prompt", "text", "gen", "prompt")],
+    };
+    let none = Availability::builtin_only();
+    let errs =
+        validate_runnable(catalog(), &none, &graph, None, &GraphLimits::default()).expect_err("refused");
+    assert_eq!(errs.types_for("flux"), [IssueType::ProviderUnavailable]);
+    assert!(errs.node_errors["flux"].errors[0].message.contains("REPLICATE_API_TOKEN"));
+    assert_eq!(errs.node_errors.len(), 1, "only the unavailable node: {errs:?}");
+    // A partial run that does not include it is fine.
+    assert!(validate_runnable(catalog(), &none, &graph, Some(&["gen"]), &GraphLimits::default()).is_ok());
+    // With the provider's key, the whole graph runs.
+    let replicate = Availability::with_providers([crate::ProviderName::Replicate]);
+    assert!(validate_runnable(catalog(), &replicate, &graph, None, &GraphLimits::default()).is_ok());
+}

@@ -128,6 +128,11 @@ impl RunDriver {
         self.engine.catalog()
     }
 
+    /// The node types this process can run (see [`crate::availability`]).
+    pub fn availability(&self) -> crate::availability::Availability {
+        self.engine.availability()
+    }
+
     pub fn worker_id(&self) -> &str {
         &self.worker_id
     }

@@ -192,15 +192,45 @@ pub async fn stripe_webhook(
 }
 
 /// Every node type the editor can place: inputs and outputs with their types, parameters with
-/// defaults and ranges, provider and cost. Public: it describes the product, not anyone's data.
+/// defaults and ranges, provider and cost, and whether this server can run it: `available`
+/// (built-ins always; a provider's nodes only when the provider has a key here) and, when not,
+/// `unavailableReason`. Public: it describes the product, not anyone's data.
 #[utoipa::path(get, path = "/api/catalog", tag = "account", operation_id = "getCatalog",
-    responses((status = 200, description = "The node catalog: `{version, nodes: [...]}`", body = Object),
+    responses((status = 200, description = "The node catalog: `{version, nodes: [...]}`; each node has `available` \
+        and, when false, `unavailableReason`", body = Object),
         (status = 429, response = TooManyRequests)))]
-pub async fn catalog() -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn catalog(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     match dojo_executor::LoadedCatalog::builtin() {
-        Ok(catalog) => Ok(Json(camel_case_catalog(catalog.to_json()))),
+        Ok(catalog) => {
+            let availability = state.executor().availability();
+            Ok(Json(mark_availability(camel_case_catalog(catalog.to_json()), catalog, &availability)))
+        }
         Err(error) => Err(ApiError::Internal(format!("the built-in catalog does not load: {error}"))),
     }
+}
+
+/// Adds `available` to every node of the served catalog, and `unavailableReason` when false.
+fn mark_availability(
+    mut served: serde_json::Value,
+    catalog: &dojo_executor::LoadedCatalog,
+    availability: &dojo_executor::Availability,
+) -> serde_json::Value {
+    if let Some(nodes) = served.get_mut("nodes").and_then(serde_json::Value::as_array_mut) {
+        for node in nodes {
+            let reason = node
+                .get("id")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|id| catalog.get(id))
+                .and_then(|entry| availability.unavailable_reason(entry));
+            if let serde_json::Value::Object(map) = node {
+                map.insert("available".into(), serde_json::Value::Bool(reason.is_none()));
+                if let Some(reason) = reason {
+                    map.insert("unavailableReason".into(), serde_json::Value::String(reason));
+                }
+            }
+        }
+    }
+    served
 }
 
 /// The catalog as the API shows it: camelCase keys (`maxLength`, `timeoutSecs`), like every

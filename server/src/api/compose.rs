@@ -51,6 +51,21 @@ pub struct Composed {
     /// (no answer in time, an error status, a refusal, a plan that does not fit the catalog…).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
+    /// Steps that named a node this server cannot run (its provider has no key), and the
+    /// runnable node planned in its place. Never a node that cannot run.
+    pub substitutions: Vec<ComposeSubstitution>,
+}
+
+/// A node the text named that cannot run here, and the one used instead.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComposeSubstitution {
+    /// The node type the text named.
+    pub asked: String,
+    /// The node type planned instead.
+    pub used: String,
+    /// Why the named one cannot run here.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -72,7 +87,9 @@ impl From<Planner> for PlannerName {
 /// Adds the nodes a short description asks for, wired where their types allow. Planned by
 /// OpenAI when it is configured (the plan checked against the catalog), by the deterministic
 /// parser otherwise or when the model fails; `planner` and `fallback` say which and why. The
-/// nodes are added as one graph edit (`editId`, undoable); `?apply=false` only plans.
+/// nodes are added as one graph edit (`editId`, undoable); `?apply=false` only plans. Only
+/// node types this server can run are planned: a step naming one whose provider has no key gets
+/// a runnable stand-in (`substitutions`), or is refused (400) when nothing here does its job.
 #[utoipa::path(post, path = "/api/rooms/{room}/compose", tag = "rooms", operation_id = "composeNodes",
     params(("room" = String, Path, description = "Room name"), ComposeQuery),
     request_body = ComposeRequest,
@@ -99,5 +116,10 @@ pub async fn compose_nodes(
         edit_id: composed.edit_id.map(|id| id.into_string()),
         planner: composed.planner.into(),
         fallback: composed.fallback,
+        substitutions: composed
+            .substitutions
+            .into_iter()
+            .map(|s| ComposeSubstitution { asked: s.asked, used: s.used, reason: s.reason })
+            .collect(),
     }))
 }

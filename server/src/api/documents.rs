@@ -149,6 +149,26 @@ pub async fn list_versions(
     ))
 }
 
+/// One stored version's document, as one binary Yjs update (v1): `Y.applyUpdate` it into an
+/// empty document to preview it, or to restore it as a change of one's own (the editor does,
+/// so that its Undo takes the restore back).
+#[utoipa::path(get, path = "/api/rooms/{room}/versions/{id}", tag = "rooms", operation_id = "getVersion",
+    params(("room" = String, Path, description = "Room name"), ("id" = i64, Path, description = "Version id")),
+    responses((status = 200, description = "The version, a Yjs v1 update", content_type = "application/octet-stream", body = YjsUpdate),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound), (status = 429, response = TooManyRequests),
+        (status = 503, response = Unavailable)),
+    security(("bearer" = [])))]
+pub async fn get_version(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    ApiPath((room, id)): ApiPath<(String, i64)>,
+) -> Result<Response, ApiError> {
+    let access = authorized(&state, &caller, &room, Permission::Read).await?;
+    let update = versions::content(&state, &access, id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], update).into_response())
+}
+
 /// Makes the canvas equal to a version, as a new change everyone in the room sees live.
 /// Answered once the change is stored.
 #[utoipa::path(post, path = "/api/rooms/{room}/versions/{id}/restore", tag = "rooms", operation_id = "restoreVersion",

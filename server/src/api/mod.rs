@@ -246,6 +246,7 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
         .route("/api/rooms/{room}/state", get(documents::state))
         .route("/api/rooms/{room}/update", post(documents::update))
         .route("/api/rooms/{room}/versions", get(documents::list_versions))
+        .route("/api/rooms/{room}/versions/{id}", get(documents::get_version))
         .route("/api/rooms/{room}/versions/{id}/restore", post(documents::restore_version))
         .route("/api/rooms/{room}/runs", get(runs::list).post(runs::submit))
         .route("/api/rooms/{room}/compose", post(compose::compose_nodes))

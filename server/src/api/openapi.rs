@@ -44,6 +44,7 @@ use super::{account, assets, compose, documents, runs, webhooks, workflows};
         documents::state,
         documents::update,
         documents::list_versions,
+        documents::get_version,
         documents::restore_version,
         compose::compose_nodes,
         super::edits::apply,

@@ -163,6 +163,11 @@ impl Executor {
         self.driver.catalog()
     }
 
+    /// The node types this server can run: built-ins, and providers with a key.
+    pub fn availability(&self) -> dojo_executor::Availability {
+        self.driver.availability()
+    }
+
     /// The LLM planner of the natural-language builder, when OpenAI is configured.
     pub fn composer(&self) -> Option<&LlmPlanner> {
         self.composer.as_deref()

@@ -48,6 +48,8 @@ pub struct Composed {
     pub planner: Planner,
     /// Present when the LLM was asked but the parser planned: why its plan was not used.
     pub fallback: Option<String>,
+    /// Steps that named a node this server cannot run, and what was planned instead.
+    pub substitutions: Vec<dojo_executor::compose::Substitution>,
 }
 
 /// Plans the nodes `text` asks for, wired where their types allow, below whatever is on the
@@ -63,7 +65,8 @@ pub async fn compose(
     access.require(Permission::Write)?;
     let room = access.room();
     let executor = state.executor();
-    let planned = compose_with(executor.composer(), executor.catalog(), text).await?;
+    let planned =
+        compose_with(executor.composer(), executor.catalog(), &executor.availability(), text).await?;
     if let Some(reason) = &planned.fallback {
         tracing::warn!(room = %room.as_str(), reason = %reason.detail(), "compose: the LLM's plan was not used; the parser planned");
     }
@@ -109,6 +112,7 @@ pub async fn compose(
         edit_id,
         planner: planned.planner,
         fallback: planned.fallback.map(|reason| reason.to_string()),
+        substitutions: plan.substitutions,
     })
 }
 

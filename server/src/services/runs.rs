@@ -4,7 +4,7 @@
 
 use dojo_auth::Permission;
 use dojo_executor::worker::DocumentError;
-use dojo_executor::{GraphLimits, ValidationErrors, validate};
+use dojo_executor::{GraphLimits, ValidationErrors, validate_runnable};
 use dojo_ids::{NodeId, RunId};
 use dojo_records::{AccountError, NewRun, NewRunNode, Run, RunNode, Submission};
 use dojo_store::StoreError;
@@ -152,8 +152,16 @@ impl<'a> RunService<'a> {
             return Err(refused);
         }
         let target_refs: Option<Vec<&str>> = targets.as_ref().map(|t| t.iter().map(String::as_str).collect());
-        let plan = match validate(executor.catalog(), &graph, target_refs.as_deref(), &GraphLimits::default())
-        {
+        // Only what this server can run: a node whose provider has no key is refused here, by
+        // name, before any credit is held.
+        let availability = executor.availability();
+        let plan = match validate_runnable(
+            executor.catalog(),
+            &availability,
+            &graph,
+            target_refs.as_deref(),
+            &GraphLimits::default(),
+        ) {
             Ok(plan) => plan,
             Err(errors) => {
                 mark_invalid(&writer, &errors).await;

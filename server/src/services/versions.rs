@@ -37,6 +37,17 @@ pub async fn list(state: &AppState, access: &RoomAccess) -> Result<Vec<VersionIn
     Ok(state.store().versions(access.room().as_str()).await?)
 }
 
+/// Version `id`'s document: one Yjs v1 update, as stored (a preview, or for an editor to
+/// restore locally as one change of its own undo history).
+pub async fn content(state: &AppState, access: &RoomAccess, id: i64) -> Result<Vec<u8>, VersionError> {
+    access.require(Permission::Read)?;
+    let room = access.room();
+    match state.store().version(room.as_str(), id).await? {
+        Some(snapshot) => Ok(snapshot.data),
+        None => Err(VersionError::NotFound { room: room.clone(), id }),
+    }
+}
+
 /// Makes the canvas equal to version `id`, as a new change; returns once it is stored.
 pub async fn restore(
     state: &AppState,

@@ -218,3 +218,57 @@ fn run_summaries_are_stored_as_plain_objects() {
     let stored = serde_json::to_value(runs.get(&txn, "r1").unwrap().to_json(&txn)).unwrap();
     assert_eq!(stored, summary);
 }
+
+/// The editor keeps text parameters (prompts, system messages) as shared text: a `Y.Text` in the
+/// node's `data`. Older documents hold plain strings. The graph the executor runs reads both as
+/// the same string, and two people typing into one text both keep their characters.
+#[test]
+fn text_parameters_are_read_from_shared_text_and_from_plain_strings() {
+    use yrs::{GetString, Text, TextPrelim, TextRef};
+    let shared = Doc::new();
+    {
+        let mut txn = shared.transact_mut();
+        let mut prompt = node("p", "text-prompt", 0.0);
+        prompt.data = BTreeMap::from([("seed".into(), json!(3))]);
+        write_node(&mut txn, &prompt).unwrap();
+        // The text as the editor writes it: a Y.Text in the node's `data` map.
+        let data = txn
+            .get_map(NODES)
+            .and_then(|nodes| nodes.get(&txn, "p"))
+            .and_then(|node| node.cast::<yrs::MapRef>().ok())
+            .and_then(|node| node.get(&txn, "data"))
+            .and_then(|data| data.cast::<yrs::MapRef>().ok())
+            .expect("the node's data map");
+        data.insert(&mut txn, "text", TextPrelim::new("a red fox"));
+    }
+    let text_of = |doc: &Doc| -> Option<TextRef> {
+        let txn = doc.transact();
+        let node = txn.get_map(NODES)?.get(&txn, "p")?.cast::<yrs::MapRef>().ok()?;
+        let data = node.get(&txn, "data")?.cast::<yrs::MapRef>().ok()?;
+        data.get(&txn, "text")?.cast::<TextRef>().ok()
+    };
+    // Someone else, typing at the same time from the same starting point.
+    let other = Doc::new();
+    {
+        let update = shared.transact().encode_state_as_update_v1(&yrs::StateVector::default());
+        other.transact_mut().apply_update(Update::decode_v1(&update).unwrap()).unwrap();
+    }
+    let mine = text_of(&shared).expect("shared text");
+    let theirs = text_of(&other).expect("their copy");
+    mine.insert(&mut shared.transact_mut(), 9, " at dusk");
+    theirs.insert(&mut other.transact_mut(), 0, "Wide shot: ");
+    let update = other.transact().encode_state_as_update_v1(&shared.transact().state_vector());
+    shared.transact_mut().apply_update(Update::decode_v1(&update).unwrap()).unwrap();
+    assert_eq!(mine.get_string(&shared.transact()), "Wide shot: a red fox at dusk");
+
+    let graph = read_graph(&shared.transact()).unwrap();
+    assert_eq!(graph.nodes[0].data["text"], json!("Wide shot: a red fox at dusk"));
+    assert_eq!(graph.nodes[0].data["seed"], json!(3));
+
+    // An older document's plain string reads the same way.
+    let plain = Doc::new();
+    let mut old = node("p", "text-prompt", 0.0);
+    old.data = BTreeMap::from([("text".into(), json!("Wide shot: a red fox at dusk"))]);
+    write_node(&mut plain.transact_mut(), &old).unwrap();
+    assert_eq!(read_graph(&plain.transact()).unwrap().nodes[0].data["text"], graph.nodes[0].data["text"]);
+}

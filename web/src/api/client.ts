@@ -3,8 +3,8 @@
 // when it no longer matches the server), so a renamed field breaks the build, not the editor.
 
 import type { Catalog } from '../catalog/catalog'
-import { auth, call, client, uuid } from './http'
-import type { components } from './schema'
+import { ApiError, auth, call, client, isRecord, NetworkError, uuid } from './http'
+import type { components, paths } from './schema'
 
 type Schemas = components['schemas']
 
@@ -19,6 +19,53 @@ export type RunDetail = Schemas['RunBody']
 export type RunListItem = Schemas['RunBody']
 export type NodeValidationError = Schemas['ValidationIssue']
 export type ComposeResult = Schemas['Composed']
+export type Uploaded = Schemas['Uploaded']
+export type Version = Schemas['Version']
+
+/**
+ * `POST /api/assets?room=…` with the upload's progress. The one call not made through
+ * openapi-fetch: `fetch` reports no upload progress, XMLHttpRequest does. Its path, query and
+ * answer are still the document's (`paths['/api/assets']`, `Uploaded`), and failures take the
+ * same two shapes (ApiError with the server's message, NetworkError).
+ */
+export function uploadImage(
+  token: string | null,
+  room: string,
+  png: Blob,
+  onProgress: (fraction: number) => void,
+): Promise<Uploaded> {
+  type Query = NonNullable<paths['/api/assets']['post']['parameters']['query']>
+  const query: Query = { room }
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest()
+    request.open('POST', `/api/assets?${new URLSearchParams(query as Record<string, string>)}`)
+    for (const [name, value] of Object.entries(auth(token))) request.setRequestHeader(name, value)
+    request.setRequestHeader('Content-Type', 'image/png')
+    request.responseType = 'text'
+    request.upload.onprogress = (event) => {
+      if (event.lengthComputable && event.total > 0) onProgress(event.loaded / event.total)
+    }
+    request.onerror = () => reject(new NetworkError(new Error('the upload did not reach the server')))
+    request.onload = () => {
+      let body: unknown = null
+      try {
+        body = JSON.parse(request.responseText)
+      } catch {
+        body = null
+      }
+      if (request.status >= 200 && request.status < 300 && isRecord(body) && typeof body.id === 'string') {
+        onProgress(1)
+        resolve(body as unknown as Uploaded)
+        return
+      }
+      const record = isRecord(body) ? body : null
+      const message = typeof record?.error === 'string' ? record.error : `${request.status} ${request.statusText}`
+      const code = typeof record?.code === 'string' ? record.code : null
+      reject(new ApiError(request.status, message, code, record))
+    }
+    request.send(png)
+  })
+}
 
 export const api = {
   me: (token: string | null) => call(() => client.GET('/api/me', { headers: auth(token) })),
@@ -68,6 +115,19 @@ export const api = {
     call(() => client.POST('/api/runs/{id}/cancel', { headers: auth(token), params: { path: { id } } })),
   runs: (token: string | null, room: string) =>
     call(() => client.GET('/api/rooms/{room}/runs', { headers: auth(token), params: { path: { room } } })),
+  versions: (token: string | null, room: string) =>
+    call(() => client.GET('/api/rooms/{room}/versions', { headers: auth(token), params: { path: { room } } })),
+  /** One version's document: a Yjs v1 update. */
+  version: async (token: string | null, room: string, id: number) =>
+    new Uint8Array(
+      (await call(() =>
+        client.GET('/api/rooms/{room}/versions/{id}', {
+          headers: auth(token),
+          params: { path: { room, id } },
+          parseAs: 'arrayBuffer',
+        }),
+      )) as ArrayBuffer,
+    ),
   /** Plans (and with `apply`, adds) nodes from a description; the editor plans only, then applies locally. */
   compose: (token: string | null, room: string, text: string, apply = true) =>
     call(() =>

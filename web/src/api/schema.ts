@@ -33,7 +33,9 @@ export interface paths {
         };
         /**
          * Every node type the editor can place: inputs and outputs with their types, parameters with
-         *     defaults and ranges, provider and cost. Public: it describes the product, not anyone's data.
+         *     defaults and ranges, provider and cost, and whether this server can run it: `available`
+         *     (built-ins always; a provider's nodes only when the provider has a key here) and, when not,
+         *     `unavailableReason`. Public: it describes the product, not anyone's data.
          */
         get: operations["getCatalog"];
         put?: never;
@@ -108,7 +110,9 @@ export interface paths {
          * Adds the nodes a short description asks for, wired where their types allow. Planned by
          *     OpenAI when it is configured (the plan checked against the catalog), by the deterministic
          *     parser otherwise or when the model fails; `planner` and `fallback` say which and why. The
-         *     nodes are added as one graph edit (`editId`, undoable); `?apply=false` only plans.
+         *     nodes are added as one graph edit (`editId`, undoable); `?apply=false` only plans. Only
+         *     node types this server can run are planned: a step naming one whose provider has no key gets
+         *     a runnable stand-in (`substitutions`), or is refused (400) when nothing here does its job.
          */
         post: operations["composeNodes"];
         delete?: never;
@@ -244,6 +248,27 @@ export interface paths {
         };
         /** The room's stored versions (snapshots), newest first. */
         get: operations["listVersions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/rooms/{room}/versions/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One stored version's document, as one binary Yjs update (v1): `Y.applyUpdate` it into an
+         *     empty document to preview it, or to restore it as a change of one's own (the editor does,
+         *     so that its Undo takes the restore back).
+         */
+        get: operations["getVersion"];
         put?: never;
         post?: never;
         delete?: never;
@@ -520,6 +545,15 @@ export interface components {
             /** @description e.g. "prompt, flux image, then upscale". */
             text: string;
         };
+        /** @description A node the text named that cannot run here, and the one used instead. */
+        ComposeSubstitution: {
+            /** @description The node type the text named. */
+            asked: string;
+            /** @description Why the named one cannot run here. */
+            reason: string;
+            /** @description The node type planned instead. */
+            used: string;
+        };
         Composed: {
             /** @description Ids of the edges added. */
             edges: string[];
@@ -542,6 +576,11 @@ export interface components {
             ops: components["schemas"]["EditOp"][];
             /** @description Who planned them: the LLM (OpenAI, when configured) or the deterministic parser. */
             planner: components["schemas"]["PlannerName"];
+            /**
+             * @description Steps that named a node this server cannot run (its provider has no key), and the
+             *     runnable node planned in its place. Never a node that cannot run.
+             */
+            substitutions: components["schemas"]["ComposeSubstitution"][];
         };
         /** @description Something an edit touched that changed since, so that undoing it would lose that change. */
         Conflict: {
@@ -1145,7 +1184,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The node catalog: `{version, nodes: [...]}` */
+            /** @description The node catalog: `{version, nodes: [...]}`; each node has `available` and, when false, `unavailableReason` */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1645,6 +1684,36 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Version"][];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getVersion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Room name */
+                room: string;
+                /** @description Version id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The version, a Yjs v1 update */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": components["schemas"]["YjsUpdate"];
                 };
             };
             400: components["responses"]["BadRequest"];

@@ -10,6 +10,7 @@ import type { CatalogIndex } from '../catalog/catalog'
 import type { RoomConnection } from '../collab/connection'
 import type { CanvasBinding, FlowNode } from '../doc/binding'
 import { applyOps } from '../doc/edits'
+import { restoreVersion } from '../doc/restore'
 import type { Theme } from '../ui/theme'
 import { ShareDialog } from '../share/ShareDialog'
 import { Toast } from '../ui/Toast'
@@ -25,6 +26,8 @@ import { useCanvasContextValue } from './editor/useCanvasContextValue'
 import { useCanvasPresence } from './editor/useCanvasPresence'
 import { useEditActions } from './editor/useEditActions'
 import { useFrameNodes } from './editor/useFrameNodes'
+import { useImageUploads } from './editor/useImageUploads'
+import { UploadList } from './editor/UploadList'
 import { usePanels } from './editor/usePanels'
 import { useUndoState } from './editor/useUndoState'
 import { useWiring } from './editor/useWiring'
@@ -35,6 +38,7 @@ import { Palette } from './Palette'
 import { ParamPanel } from './ParamPanel'
 import { RemoteCursors } from './Presence'
 import { RunHistory } from './RunHistory'
+import { VersionHistory } from './VersionHistory'
 import { useRuns } from './useRuns'
 import { useShortcuts } from './useShortcuts'
 
@@ -93,7 +97,29 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
     nodeTitles,
     openImage: panels.setLightbox,
   })
-  const actions = useEditActions({ doc, binding, undo, catalog, readOnly, runs, wrapper })
+  // Dropped images go to the uploads (declared below: they place nodes with the actions' free spot).
+  const onImages = useRef<(files: File[], at: { x: number; y: number }) => void>(() => {})
+  const actions = useEditActions({
+    doc,
+    binding,
+    undo,
+    catalog,
+    readOnly,
+    runs,
+    wrapper,
+    onImages: useCallback((files: File[], at: { x: number; y: number }) => onImages.current(files, at), []),
+  })
+  const uploads = useImageUploads({
+    doc,
+    binding,
+    undo,
+    catalog,
+    room: workflow.room,
+    token: session.token,
+    readOnly,
+    freeSpot: actions.freeSpot,
+  })
+  onImages.current = uploads.upload
   const frameNodes = useFrameNodes(nodes)
   const wiring = useWiring(doc, catalog, undo, panels.setNotice)
 
@@ -146,6 +172,9 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
           onRun={actions.run}
           historyOpen={panels.historyOpen}
           onToggleHistory={() => panels.setHistoryOpen(!panels.historyOpen)}
+          versionsOpen={panels.versionsOpen}
+          onToggleVersions={() => panels.setVersionsOpen(!panels.versionsOpen)}
+          onAutoLayout={actions.autoLayout}
           settingsOpen={panels.panelOpen}
           onToggleSettings={() => panels.setPanelOpen(!panels.panelOpen)}
           theme={theme}
@@ -197,13 +226,30 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
               <MiniMap pannable zoomable nodeStrokeWidth={2} nodeClassName={minimapNodeClass} style={MINIMAP_SIZE} />
               <RemoteCursors peers={peers} />
             </ReactFlow>
+            <UploadList uploads={uploads.uploads} onDismiss={uploads.dismiss} />
           </div>
           {panelNode && <ParamPanel node={panelNode} onClose={() => panels.setPanelOpen(false)} />}
+          {panels.versionsOpen && (
+            <VersionHistory
+              room={workflow.room}
+              token={session.token}
+              readOnly={readOnly}
+              onRestore={(version) => {
+                // One step of this person's undo, not merged with what came before or after.
+                undo.stopCapturing()
+                restoreVersion(doc, version)
+                undo.stopCapturing()
+                setNotice('Version restored. Undo takes it back.')
+              }}
+              onClose={() => panels.setVersionsOpen(false)}
+            />
+          )}
           {panels.historyOpen && (
             <RunHistory room={workflow.room} token={session.token} live={runs.runs} onClose={() => panels.setHistoryOpen(false)} />
           )}
         </div>
         <ComposeDock
+          nameOf={(type) => catalog.spec(type)?.name ?? type}
           room={workflow.room}
           token={session.token}
           disabled={readOnly}

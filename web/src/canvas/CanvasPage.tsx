@@ -6,7 +6,7 @@ import { api, type Workflow } from '../api/client'
 import { ApiError, NetworkError } from '../api/http'
 import { renewToken, type Session } from '../auth/session'
 import { CatalogIndex } from '../catalog/catalog'
-import { RoomConnection, type AccessVerdict } from '../collab/connection'
+import { localStoreName, RoomConnection, type AccessVerdict } from '../collab/connection'
 import { describeError } from '../ui/errors'
 import { navigate } from '../ui/router'
 import type { Theme } from '../ui/theme'
@@ -83,7 +83,13 @@ export function CanvasPage({ workflowId, session, onSession, theme, onToggleThem
         return 'unreachable'
       }
     }
-    const connection = new RoomConnection({ room, token: sessionRef.current.token, renewToken: renew, checkAccess })
+    const connection = new RoomConnection({
+      room,
+      token: sessionRef.current.token,
+      renewToken: renew,
+      checkAccess,
+      localStore: localStoreName(sessionRef.current.me.id, room),
+    })
     const binding = new CanvasBinding(connection.doc)
     const undo = createUndoManager(connection.doc)
     setOpenRoom({ connection, binding, undo })

@@ -10,12 +10,26 @@ import { describeError } from '../ui/errors'
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
 
-/** What the dock says after a plan: what was added, who planned it, and why the model did not. */
-export function composeSummary(result: Pick<ComposeResult, 'nodes' | 'edges' | 'planner' | 'fallback'>): string {
+type Summarised = Pick<ComposeResult, 'nodes' | 'edges' | 'planner' | 'fallback'> &
+  Partial<Pick<ComposeResult, 'substitutions'>>
+
+/**
+ * What the dock says after a plan: what was added, who planned it, why the model did not, and
+ * which named nodes cannot run on this server and what was used instead (`nameOf` turns a node
+ * type into its display name).
+ */
+export function composeSummary(result: Summarised, nameOf: (type: string) => string = (type) => type): string {
   const added = `Added ${plural(result.nodes.length, 'node')} and ${plural(result.edges.length, 'wire')}`
-  if (result.planner === 'llm') return `${added}, planned by the language model.`
-  if (result.fallback) return `${added}, planned by the built-in parser (the language model was not used: ${result.fallback}).`
-  return `${added}, planned by the built-in parser.`
+  const planned =
+    result.planner === 'llm'
+      ? `${added}, planned by the language model.`
+      : result.fallback
+        ? `${added}, planned by the built-in parser (the language model was not used: ${result.fallback}).`
+        : `${added}, planned by the built-in parser.`
+  const swaps = (result.substitutions ?? []).map(
+    (s) => ` Used ${nameOf(s.used)} instead of ${nameOf(s.asked)}: ${s.reason}.`,
+  )
+  return planned + swaps.join('')
 }
 
 interface Props {
@@ -25,9 +39,11 @@ interface Props {
   /** Applies the planned edit to the document as one undoable step. */
   applyOps: (ops: EditOp[]) => void
   onComposed: (nodeIds: string[]) => void
+  /** A node type's display name. */
+  nameOf: (type: string) => string
 }
 
-export function ComposeDock({ room, token, disabled, applyOps, onComposed }: Props) {
+export function ComposeDock({ room, token, disabled, applyOps, onComposed, nameOf }: Props) {
   const [open, setOpen] = useState(true)
   const [text, setText] = useState('')
   const [busy, setBusy] = useState(false)
@@ -42,7 +58,7 @@ export function ComposeDock({ room, token, disabled, applyOps, onComposed }: Pro
       // Only planned: apply here. (A server without plan mode ignores `apply=false`, adds the
       // nodes itself and sends no ops; they arrive as a remote update, outside this Undo.)
       if (result.ops && !result.editId) applyOps(result.ops)
-      setMessage(composeSummary(result))
+      setMessage(composeSummary(result, nameOf))
       setText('')
       onComposed(result.nodes)
     } catch (error) {

@@ -3,15 +3,15 @@
 
 import { Handle, Position, type NodeProps } from '@xyflow/react'
 import { memo, type CSSProperties } from 'react'
-import type { Port } from '../catalog/catalog'
+import { isAvailable, unavailableReason, type Port } from '../catalog/catalog'
 import type { FlowNode } from '../doc/binding'
-import { setParam } from '../doc/edits'
 import type { NodeResult } from '../doc/schema'
 import { credits } from '../ui/credits'
 import { useCanvas } from './context'
 import { nameNodesIn } from './feedback/nodeNames'
 import { hasImageOutput } from './layout/nodeSize'
 import { NodeOutputs } from './NodeOutputs'
+import { SharedTextArea } from './SharedTextArea'
 
 export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps<FlowNode>) {
   const { catalog, selectedBy, validation, nodeTitles } = useCanvas()
@@ -44,6 +44,11 @@ export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps
         <StatusBadge result={data.result} />
       </header>
       {!spec && <p className="node-error">Unknown node type “{data.nodeType}”</p>}
+      {spec && !isAvailable(spec) && (
+        <p className="node-unavailable" data-testid="node-unavailable" title={unavailableReason(spec) ?? undefined}>
+          Cannot run on this server: {unavailableReason(spec)}
+        </p>
+      )}
       <div className="ports">
         <div className="inputs">
           {spec?.inputs.map((port) => <PortRow key={port.name} port={port} kind="target" />)}
@@ -58,7 +63,10 @@ export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps
           <div style={{ width: `${data.result.progress}%` }} />
         </div>
       )}
-      {data.result?.error && <p className="node-error" data-testid="node-error">{nameNodesIn(data.result.error, nodeTitles)}</p>}
+      {/* A refused run's problems are listed below, one by one: not twice. */}
+      {data.result?.error && !(status === 'invalid' && problems.length > 0) && (
+        <p className="node-error" data-testid="node-error">{nameNodesIn(data.result.error, nodeTitles)}</p>
+      )}
       {problems.map((problem, i) => (
         <p key={i} className="node-error" data-testid="validation-error">
           {nameNodesIn(problem.message, nodeTitles)}
@@ -99,18 +107,30 @@ function StatusBadge({ result }: { result: NodeResult | null }) {
 
 /** The text prompt is edited in place; other nodes show their main text parameter. */
 function ParamPreview({ nodeId, nodeType, params }: { nodeId: string; nodeType: string; params: Record<string, unknown> }) {
-  const { doc, readOnly } = useCanvas()
-  if (nodeType === 'text-prompt') {
-    const text = typeof params.text === 'string' ? params.text : ''
+  const { doc, readOnly, assetUrl } = useCanvas()
+  if (nodeType === 'image-input' && typeof params.asset === 'string' && params.asset !== '') {
+    // The uploaded image, before any run: what the node will hand on.
     return (
-      <textarea
+      <img
+        className="input-preview"
+        data-testid="input-image"
+        alt="the uploaded image"
+        src={assetUrl(`/assets/${encodeURIComponent(params.asset)}`)}
+      />
+    )
+  }
+  if (nodeType === 'text-prompt') {
+    // Shared text: two people typing here both keep their characters.
+    return (
+      <SharedTextArea
+        doc={doc}
+        nodeId={nodeId}
+        name="text"
         className="nodrag inline-text"
         aria-label="Prompt text"
         placeholder="Type a prompt…"
-        value={text}
         readOnly={readOnly}
         rows={3}
-        onChange={(e) => setParam(doc, nodeId, 'text', e.target.value)}
       />
     )
   }

@@ -1,12 +1,15 @@
-// The parameter form of one node, generated from its catalog entry: text areas for prompts,
+// The parameter form of one node, generated from its catalog entry: shared text areas for prompts
+// (SharedTextArea: people type into them together),
 // choices for `allowed` values, numbers and sliders within min/max, check boxes for booleans.
 // Every change is written to the node's `data` map at once, so collaborators see it live.
 import type { NodeSpec, Param } from '../catalog/catalog'
 import { paramProblem } from '../catalog/catalog'
 import type { FlowNode } from '../doc/binding'
 import { setParam } from '../doc/edits'
+import { isSharedTextParam } from '../doc/sharedText'
 import { credits } from '../ui/credits'
 import { useCanvas } from './context'
+import { SharedTextArea } from './SharedTextArea'
 
 interface Props {
   node: FlowNode
@@ -27,15 +30,25 @@ export function ParamPanel({ node, onClose }: Props) {
       {spec?.description && <p className="muted small">{spec.description}</p>}
       {spec && <SpecFacts spec={spec} />}
       {spec?.params.length === 0 && <p className="muted">This node has no parameters.</p>}
-      {spec?.params.map((param) => (
-        <ParamField
-          key={param.name}
-          param={param}
-          value={node.data.params[param.name]}
-          disabled={readOnly}
-          onChange={(value) => setParam(doc, node.id, param.name, value)}
-        />
-      ))}
+      {spec?.params.map((param) =>
+        isSharedTextParam(param) ? (
+          <label className="param-field" data-param={param.name} key={param.name}>
+            <span>{`${param.name}${param.required ? ' *' : ''}`}</span>
+            <SharedTextArea doc={doc} nodeId={node.id} name={param.name} rows={3} maxLength={param.maxLength} disabled={readOnly} />
+            {paramProblem(param, node.data.params[param.name] ?? param.default) && (
+              <span className="field-problem">{paramProblem(param, node.data.params[param.name] ?? param.default)}</span>
+            )}
+          </label>
+        ) : (
+          <ParamField
+            key={param.name}
+            param={param}
+            value={node.data.params[param.name]}
+            disabled={readOnly}
+            onChange={(value) => setParam(doc, node.id, param.name, value)}
+          />
+        ),
+      )}
       <p className="muted small">Node id: {node.id}</p>
     </aside>
   )

@@ -20,4 +20,17 @@ describe('composeSummary', () => {
       'Added 2 nodes and 1 wire, planned by the built-in parser.',
     )
   })
+
+  test('says which named node cannot run here and what was used instead', () => {
+    const result = {
+      nodes: ['a', 'b', 'c'],
+      edges: ['e1', 'e2'],
+      planner: 'parser' as const,
+      substitutions: [{ asked: 'flux', used: 'dev', reason: 'this server has no Replicate key (REPLICATE_API_TOKEN), so Flux Pro cannot run here' }],
+    }
+    const names: Record<string, string> = { flux: 'Flux Pro', dev: 'Dev image generator' }
+    expect(composeSummary(result, (type) => names[type] ?? type)).toBe(
+      'Added 3 nodes and 2 wires, planned by the built-in parser. Used Dev image generator instead of Flux Pro: this server has no Replicate key (REPLICATE_API_TOKEN), so Flux Pro cannot run here.',
+    )
+  })
 })

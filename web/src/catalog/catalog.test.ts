@@ -49,3 +49,17 @@ describe('run refusals', () => {
     expect(errors.get('b1')).toEqual([{ type: 'required_input_missing', message: 'image is required', details: 'image' }])
   })
 })
+
+describe('availability', () => {
+  it('reads the server’s availability, assuming nodes run when an older server does not say', async () => {
+    const { isAvailable, unavailableReason } = await import('./catalog')
+    const blur = testIndex.spec('blur')
+    if (!blur) throw new Error('test catalog incomplete')
+    expect(isAvailable(blur)).toBe(true)
+    expect(unavailableReason(blur)).toBeNull()
+    const keyless = { ...blur, available: false, unavailableReason: 'this server has no Replicate key (REPLICATE_API_TOKEN)' }
+    expect(isAvailable(keyless)).toBe(false)
+    expect(unavailableReason(keyless)).toContain('REPLICATE_API_TOKEN')
+    expect(unavailableReason({ ...blur, available: false })).toBe('this server cannot run this node')
+  })
+})

@@ -35,6 +35,21 @@ export interface NodeSpec {
   deterministic?: boolean
   provider?: { name: string; model: string }
   timeoutSecs?: number
+  /** Whether this server can run it (its provider has a key here); absent on older servers. */
+  available?: boolean
+  /** Why not, when `available` is false. */
+  unavailableReason?: string
+}
+
+/** Whether this server can run nodes of `spec`'s type (older servers do not say: assume so). */
+export function isAvailable(spec: NodeSpec | undefined): boolean {
+  return spec?.available !== false
+}
+
+/** Why this server cannot run `spec`'s nodes, or null when it can. */
+export function unavailableReason(spec: NodeSpec | undefined): string | null {
+  if (isAvailable(spec)) return null
+  return spec?.unavailableReason ?? 'this server cannot run this node'
 }
 
 export interface Catalog {

@@ -2,7 +2,9 @@
 // what the user should be told about it.
 //
 // - Offline (browser offline, server unreachable): edits stay in the document and are merged
-//   when the connection comes back (y-websocket resends the difference on reconnect).
+//   when the connection comes back (y-websocket resends the difference on reconnect). The
+//   document is also kept in the browser (y-indexeddb, one database per user and room), so
+//   edits made offline survive a reload or a closed tab and are sent once the room is open again.
 // - 4401 (token expired): y-websocket stops on 44xx close codes; we renew the token (dev mode)
 //   and reconnect, or ask the user to sign in again.
 // - 1012 (permissions changed): y-websocket reconnects by itself; access is checked again on
@@ -10,6 +12,7 @@
 // - A refused upgrade (401/403 before the WebSocket opens) is invisible to browser code: the
 //   socket just fails. After repeated failures we ask the HTTP API why.
 
+import { IndexeddbPersistence } from 'y-indexeddb'
 import { WebsocketProvider } from 'y-websocket'
 import * as Y from 'yjs'
 
@@ -31,6 +34,28 @@ export interface RoomConnectionOptions {
   checkAccess: () => Promise<AccessVerdict>
   /** Defaults to ws(s)://<this host>/rooms. */
   serverUrl?: string
+  /**
+   * The browser database the document is kept in between visits (y-indexeddb); none: the
+   * document lives in the tab only. One per user and room (`localStoreName`), so people who
+   * share a browser do not share unsent edits.
+   */
+  localStore?: string
+}
+
+/**
+ * Deletes the copies of every room this user kept in this browser (on sign-out: the next
+ * person at this browser does not get them). Edits not yet sent are lost with them.
+ */
+export async function forgetLocalCopies(userId: string): Promise<void> {
+  if (typeof indexedDB === 'undefined' || typeof indexedDB.databases !== 'function') return
+  const prefix = `dojo-room:${userId}:`
+  const names = (await indexedDB.databases()).map((db) => db.name).filter((name): name is string => !!name?.startsWith(prefix))
+  for (const name of names) indexedDB.deleteDatabase(name)
+}
+
+/** The browser database of one user's copy of one room. */
+export function localStoreName(userId: string, room: string): string {
+  return `dojo-room:${userId}:${room}`
 }
 
 export function defaultRoomsUrl(): string {
@@ -41,6 +66,8 @@ export function defaultRoomsUrl(): string {
 export class RoomConnection {
   readonly doc = new Y.Doc()
   readonly provider: WebsocketProvider
+  /** The copy kept in the browser, when there is one. */
+  readonly local: IndexeddbPersistence | null
   private state: ConnectionState = { kind: 'connecting' }
   private readonly listeners = new Set<() => void>()
   private failures = 0
@@ -50,6 +77,9 @@ export class RoomConnection {
   private notice: string | null = null
 
   constructor(private readonly options: RoomConnectionOptions) {
+    // Loaded from the browser first (what was not sent last time included); the server's copy
+    // merges in as the socket syncs, and the difference goes to the server.
+    this.local = options.localStore && typeof indexedDB !== 'undefined' ? new IndexeddbPersistence(options.localStore, this.doc) : null
     this.provider = new WebsocketProvider(options.serverUrl ?? defaultRoomsUrl(), options.room, this.doc, {
       params: tokenParams(options.token),
       // Every change goes through the server, which checks permissions; tabs do not sync
@@ -95,6 +125,8 @@ export class RoomConnection {
     window.removeEventListener('offline', this.onBrowserOffline)
     window.removeEventListener('online', this.onBrowserOnline)
     this.provider.destroy()
+    // Closes the browser database; what it holds stays for the next visit.
+    void this.local?.destroy()
     this.doc.destroy()
     this.listeners.clear()
   }
@@ -157,7 +189,12 @@ export class RoomConnection {
 
   private readonly onBrowserOffline = () => {
     this.provider.disconnect()
-    this.set({ kind: 'offline', reason: 'you are offline; edits are kept and merged when you are back' })
+    this.set({
+      kind: 'offline',
+      reason: this.local
+        ? 'you are offline; edits are kept in this browser (also across a reload) and merged when you are back'
+        : 'you are offline; edits are kept and merged when you are back',
+    })
   }
 
   private readonly onBrowserOnline = () => {

@@ -4,6 +4,7 @@
 import * as Y from 'yjs'
 import type { CatalogIndex, NodeSpec } from '../catalog/catalog'
 import { defaultParams } from '../catalog/catalog'
+import { isSharedTextParam } from './sharedText'
 import { checkConnection, type ConnectionCheck, type ProposedConnection } from './graph'
 import { EDITOR_ROOTS, LOCAL_ORIGIN, readEdge, readNode, roots, type EdgeEntry, type XY } from './schema'
 import type { components } from '../api/schema'
@@ -17,15 +18,32 @@ function transact(doc: Y.Doc, change: () => void): void {
   doc.transact(change, LOCAL_ORIGIN)
 }
 
-function nodeMap(id: string, type: string, position: XY, params: Record<string, unknown>): Y.Map<unknown> {
+/**
+ * A node entry. Text parameters (`textParams`) are written as Y.Text, so people can type into
+ * them together (doc/sharedText.ts); everything else as plain values.
+ */
+function nodeMap(
+  id: string,
+  type: string,
+  position: XY,
+  params: Record<string, unknown>,
+  textParams: ReadonlySet<string> = new Set(),
+): Y.Map<unknown> {
   const node = new Y.Map<unknown>()
   node.set('id', id)
   node.set('type', type)
   node.set('position', { x: position.x, y: position.y })
   const data = new Y.Map<unknown>()
-  for (const [key, value] of Object.entries(params)) data.set(key, value)
+  for (const [key, value] of Object.entries(params)) {
+    data.set(key, textParams.has(key) && typeof value === 'string' ? new Y.Text(value) : value)
+  }
   node.set('data', data)
   return node
+}
+
+/** The parameters of `spec` kept as shared text. */
+export function textParamsOf(spec: NodeSpec | undefined): Set<string> {
+  return new Set((spec?.params ?? []).filter((param) => isSharedTextParam(param)).map((param) => param.name))
 }
 
 /** An edge entry; a missing handle is left out rather than stored as null. */
@@ -39,10 +57,15 @@ function edgeMap(id: string, source: string, sourceHandle: string | null, target
   return edge
 }
 
-/** Adds a node of the given type with the catalog's default parameters; returns its id. */
-export function addNode(doc: Y.Doc, spec: NodeSpec, position: XY): string {
+/**
+ * Adds a node of the given type with the catalog's default parameters (and `params` over them);
+ * returns its id.
+ */
+export function addNode(doc: Y.Doc, spec: NodeSpec, position: XY, params: Record<string, unknown> = {}): string {
   const id = newId('n')
-  transact(doc, () => roots(doc).nodes.set(id, nodeMap(id, spec.id, position, defaultParams(spec))))
+  transact(doc, () =>
+    roots(doc).nodes.set(id, nodeMap(id, spec.id, position, { ...defaultParams(spec), ...params }, textParamsOf(spec))),
+  )
   return id
 }
 
@@ -51,6 +74,17 @@ export function moveNode(doc: Y.Doc, id: string, position: XY): void {
   if (!(node instanceof Y.Map)) return
   // Replaced as a whole: concurrent moves resolve last-writer-wins, never mixing x and y.
   transact(doc, () => node.set('position', { x: position.x, y: position.y }))
+}
+
+/** Moves several nodes in one transaction: one step of the local undo (auto-layout). */
+export function moveNodes(doc: Y.Doc, positions: ReadonlyMap<string, XY>): void {
+  const { nodes } = roots(doc)
+  transact(doc, () => {
+    for (const [id, position] of positions) {
+      const node = nodes.get(id)
+      if (node instanceof Y.Map) node.set('position', { x: position.x, y: position.y })
+    }
+  })
 }
 
 export function setParam(doc: Y.Doc, id: string, key: string, value: unknown): void {
@@ -199,7 +233,7 @@ export function applyOps(doc: Y.Doc, catalog: CatalogIndex, ops: EditOp[]): stri
           const id = op.id ?? newId('n')
           const spec = catalog.spec(op.type)
           const params = { ...(spec ? defaultParams(spec) : {}), ...(op.params ?? {}) }
-          nodes.set(id, nodeMap(id, op.type, op.position, params))
+          nodes.set(id, nodeMap(id, op.type, op.position, params, textParamsOf(spec)))
           added.push(id)
           break
         }

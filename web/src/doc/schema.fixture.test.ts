@@ -49,6 +49,8 @@ function typeDepth(map: Y.Map<unknown>): number {
 
 /** How deep plain values nest in `value` (a scalar is at 1), as the server counts them. */
 function valueDepth(value: unknown): number {
+  // Shared text (a prompt's Y.Text) is one value, however long.
+  if (value instanceof Y.Text) return 1
   if (value instanceof Y.Map) {
     let deepest = 0
     value.forEach((inner) => {

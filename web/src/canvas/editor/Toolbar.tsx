@@ -1,5 +1,5 @@
 // The editor's top bar: back to the dashboard, title, connection and people, credits, and the
-// undo, run, settings, history, share, theme and help buttons.
+// undo, run, settings, tidy-up, run history, versions, share, theme and help buttons.
 import type { ConnectionState } from '../../collab/connection'
 import type { Peer, PresenceUser } from '../../collab/presence'
 import { navigate } from '../../ui/router'
@@ -26,6 +26,10 @@ interface Props {
   onRun: (targets: string[] | null) => void
   historyOpen: boolean
   onToggleHistory: () => void
+  versionsOpen: boolean
+  onToggleVersions: () => void
+  /** Arranges the canvas along its wires (one undoable change). */
+  onAutoLayout: () => void
   /** The selected node's parameter panel (one node selected). */
   settingsOpen: boolean
   onToggleSettings: () => void
@@ -73,8 +77,19 @@ export function Toolbar(props: Props) {
       >
         Settings
       </button>
+      <button
+        onClick={props.onAutoLayout}
+        disabled={readOnly || props.nodeCount === 0}
+        data-testid="auto-layout"
+        title="Arrange the nodes left to right along their wires (Undo takes it back)"
+      >
+        Tidy up
+      </button>
       <button onClick={props.onToggleHistory} aria-pressed={props.historyOpen}>
         Runs
+      </button>
+      <button onClick={props.onToggleVersions} aria-pressed={props.versionsOpen} data-testid="versions-toggle" title="Stored versions: preview and restore">
+        Versions
       </button>
       <button onClick={props.onShare} data-testid="share" title="Invite people, copy the link">
         Share

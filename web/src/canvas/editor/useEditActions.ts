@@ -5,7 +5,10 @@ import { useCallback, type DragEvent, type RefObject } from 'react'
 import type * as Y from 'yjs'
 import type { CatalogIndex, NodeSpec } from '../../catalog/catalog'
 import type { CanvasBinding, FlowNode } from '../../doc/binding'
-import { addNode, duplicateNodes, removeNodes } from '../../doc/edits'
+import { addNode, allEdges, duplicateNodes, moveNodes, removeNodes } from '../../doc/edits'
+import { layeredLayout } from '../layout/autoLayout'
+import { FRAME_CLEAR_OF_CONTROLS } from '../layout/viewport'
+import { imageFiles } from '../images/upload'
 import { freeSpot } from '../layout/freeSpot'
 import { estimatedNodeSize, NODE_WIDTH } from '../layout/nodeSize'
 import { DRAG_TYPE } from '../Palette'
@@ -20,6 +23,10 @@ export interface EditActions {
   run: (targets: string[] | null) => void
   onDragOver: (event: DragEvent) => void
   onDrop: (event: DragEvent) => void
+  /** Lays the canvas out along its wires (dagre), one undo step, and frames the result. */
+  autoLayout: () => void
+  /** The free spot nearest the middle of the view for a node of `spec`. */
+  freeSpot: (spec: NodeSpec) => { x: number; y: number }
 }
 
 interface Editing {
@@ -31,9 +38,11 @@ interface Editing {
   runs: RunsState
   /** The canvas element, whose middle is where a node added without a position goes. */
   wrapper: RefObject<HTMLDivElement | null>
+  /** Image files dropped on the canvas, and where (flow coordinates). */
+  onImages: (files: File[], at: { x: number; y: number }) => void
 }
 
-export function useEditActions({ doc, binding, undo, catalog, readOnly, runs, wrapper }: Editing): EditActions {
+export function useEditActions({ doc, binding, undo, catalog, readOnly, runs, wrapper, onImages }: Editing): EditActions {
   const flow = useReactFlow<FlowNode>()
   // A node added without a position (a palette click) goes to the free spot nearest the middle
   // of the visible canvas, clear of the nodes already there.
@@ -88,13 +97,34 @@ export function useEditActions({ doc, binding, undo, catalog, readOnly, runs, wr
   }, [])
   const onDrop = useCallback(
     (event: DragEvent) => {
+      const images = imageFiles(event.dataTransfer)
+      if (images.length > 0) {
+        event.preventDefault()
+        if (!readOnly) onImages(images, flow.screenToFlowPosition({ x: event.clientX, y: event.clientY }))
+        return
+      }
       const type = event.dataTransfer.getData(DRAG_TYPE)
       const spec = type ? catalog.spec(type) : undefined
       if (!spec) return
       event.preventDefault()
       addAt(spec, flow.screenToFlowPosition({ x: event.clientX, y: event.clientY }))
     },
-    [addAt, catalog, flow],
+    [addAt, catalog, flow, onImages, readOnly],
   )
-  return { addAt, duplicate, remove, run, onDragOver, onDrop }
+  const autoLayout = useCallback(() => {
+    if (readOnly) return
+    const placed = flow.getNodes().map((node) => ({
+      id: node.id,
+      width: node.measured?.width ?? NODE_WIDTH,
+      height: node.measured?.height ?? estimatedNodeSize(catalog.spec(node.data.nodeType)).height,
+    }))
+    if (placed.length === 0) return
+    const positions = layeredLayout(placed, allEdges(doc))
+    undo.stopCapturing()
+    moveNodes(doc, positions)
+    undo.stopCapturing()
+    // Once React Flow has the new positions, show all of it clear of the controls.
+    requestAnimationFrame(() => void flow.fitView({ ...FRAME_CLEAR_OF_CONTROLS, duration: 300 }))
+  }, [catalog, doc, flow, readOnly, undo])
+  return { addAt, duplicate, remove, run, onDragOver, onDrop, autoLayout, freeSpot: freeSpotInView }
 }

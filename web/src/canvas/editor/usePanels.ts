@@ -16,6 +16,9 @@ export interface Panels {
   setPanelOpen: (open: boolean) => void
   historyOpen: boolean
   setHistoryOpen: (open: boolean) => void
+  /** The version history (stored versions, preview, restore). */
+  versionsOpen: boolean
+  setVersionsOpen: (open: boolean) => void
   helpOpen: boolean
   setHelpOpen: (open: boolean) => void
   shareOpen: boolean
@@ -34,6 +37,7 @@ export function usePanels(): Panels {
   const [menu, setMenu] = useState<MenuTarget | null>(null)
   const [panelOpen, setPanelOpen] = useState(false)
   const [historyOpen, setHistoryOpen] = useState(false)
+  const [versionsOpen, setVersionsOpen] = useState(false)
   const [helpOpen, setHelpOpen] = useState(false)
   const [shareOpen, setShareOpen] = useState(false)
   const [lightbox, setLightbox] = useState<ShownImage | null>(null)
@@ -51,6 +55,8 @@ export function usePanels(): Panels {
     setPanelOpen,
     historyOpen,
     setHistoryOpen,
+    versionsOpen,
+    setVersionsOpen,
     helpOpen,
     setHelpOpen,
     shareOpen,
