@@ -3,7 +3,7 @@
 //!
 //! Each id is a newtype over `String` that reads and writes as a plain string everywhere it
 //! leaves the process: JSON (`serde(transparent)`), both databases (`sqlx(transparent)`), logs
-//! (`Display`). Ids minted by Dojo carry a prefix (`u_`, `wf_`, `run_`, `asset_`) and random
+//! (`Display`). Ids minted by Dojo carry a prefix (`u_`, `wf_`, `team_`, `run_`, `asset_`) and random
 //! bits, so that they reveal neither counts nor creation order and two instances never need to
 //! coordinate. Node ids are chosen by the editor and only name a node inside one graph.
 //!
@@ -145,6 +145,18 @@ minted_id!(
     /// One event of a workflow's change feed (`evt_…`): the `Dojo-Event-Id` of its deliveries.
     EventId,
     "evt_",
+    24
+);
+minted_id!(
+    /// A team (`team_…`): people who share workflows, with a role each.
+    TeamId,
+    "team_",
+    16
+);
+minted_id!(
+    /// An invitation to join a team (`inv_…`), by user id or by email.
+    InvitationId,
+    "inv_",
     24
 );
 string_id!(

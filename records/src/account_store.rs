@@ -1,6 +1,6 @@
 //! The [`AccountStore`] trait: users, workflows, collaborators and credits.
 
-use dojo_ids::{RoomName, UserId, WorkflowId};
+use dojo_ids::{RoomName, TeamId, UserId, WorkflowId};
 
 use crate::{
     AccountError, Collaborator, CollaboratorPermission, CreditOutcome, LedgerEntry, RoomAccess, User,
@@ -59,12 +59,26 @@ pub trait AccountStore: Send + Sync + 'static {
         max_owned: Option<u64>,
     ) -> Result<Workflow, AccountError>;
 
+    /// Creates a private workflow of `team`, with `owner_id` as its creator, who must be a
+    /// member allowed to create ([`TeamRole::creates_workflows`](crate::TeamRole)), else
+    /// [`AccountError::TeamNotFound`]. Refused with [`AccountError::QuotaExceeded`] when the
+    /// team already has `max_in_team` live workflows (0: no limit), counted under the team's
+    /// lock.
+    async fn create_team_workflow(
+        &self,
+        owner_id: &UserId,
+        team: &TeamId,
+        title: &str,
+        room: Option<&RoomName>,
+        max_in_team: u64,
+    ) -> Result<Workflow, AccountError>;
+
     async fn workflow(&self, id: &WorkflowId) -> Result<Option<Workflow>, AccountError>;
 
     async fn workflow_by_room(&self, room: &RoomName) -> Result<Option<Workflow>, AccountError>;
 
-    /// The workflows the user owns or collaborates on, most recently updated first, with the
-    /// user's permission in each. Public workflows of others are not listed: public means
+    /// The workflows the user owns, collaborates on or reaches through a team, most recently
+    /// updated first (at most 5,000), with the user's permission in each. Public workflows of others are not listed: public means
     /// "readable by link", not "published".
     async fn list_workflows(&self, user_id: &UserId) -> Result<Vec<WorkflowSummary>, AccountError>;
 

@@ -78,7 +78,7 @@ pub enum RoomAccess {
     Read,
     /// A write collaborator.
     Write,
-    /// The owner.
+    /// The owner, or an owner or admin of the workflow's team.
     Admin,
 }
 
@@ -113,6 +113,10 @@ pub(crate) struct AccessFacts {
     pub deleted_at: Option<i64>,
     /// The asking user's collaborator permission, if any.
     pub permission: Option<String>,
+    /// The workflow's team, if it belongs to one.
+    pub team_id: Option<dojo_ids::TeamId>,
+    /// The asking user's role in that team, if any.
+    pub team_role: Option<String>,
 }
 
 pub(crate) fn decide_access(
@@ -124,13 +128,19 @@ pub(crate) fn decide_access(
         return Ok(RoomAccess::Denied);
     }
     let Some(user_id) = user_id else { return Ok(RoomAccess::Denied) };
-    if facts.owner_id == *user_id {
+    // A team's workflow is the team's: its creator's rights are their role's, so that leaving
+    // the team (or being removed) takes them away.
+    if facts.team_id.is_none() && facts.owner_id == *user_id {
         return Ok(RoomAccess::Admin);
     }
     let shared = facts.permission.map(CollaboratorPermission::try_from).transpose().map_err(decode_error)?;
     let shared = shared.map(Permission::from);
     let public = facts.public.then_some(Permission::Read);
-    Ok(shared.max(public).map_or(RoomAccess::Denied, RoomAccess::from))
+    let team = match (&facts.team_id, facts.team_role.as_deref()) {
+        (Some(_), Some(role)) => Some(crate::teams::decode_role(role)?.workflow_permission()),
+        _ => None,
+    };
+    Ok(shared.max(public).max(team).map_or(RoomAccess::Denied, RoomAccess::from))
 }
 
 /// A value in the database this code cannot read: reported like any other decode failure.
@@ -148,7 +158,33 @@ mod tests {
             public,
             deleted_at: deleted.then_some(1),
             permission: permission.map(str::to_owned),
+            team_id: None,
+            team_role: None,
         })
+    }
+
+    fn team_facts(owner: &str, role: Option<&str>, shared: Option<&str>) -> Option<AccessFacts> {
+        Some(AccessFacts {
+            owner_id: UserId::from(owner),
+            public: false,
+            deleted_at: None,
+            permission: shared.map(str::to_owned),
+            team_id: Some(dojo_ids::TeamId::from("team_1")),
+            team_role: role.map(str::to_owned),
+        })
+    }
+
+    #[test]
+    fn team_roles_grant_and_the_creator_holds_nothing_of_their_own() {
+        let u = UserId::from("u");
+        let decide = |facts| decide_access(facts, Some(&u)).ok();
+        assert_eq!(decide(team_facts("o", Some("owner"), None)), Some(RoomAccess::Admin));
+        assert_eq!(decide(team_facts("o", Some("admin"), None)), Some(RoomAccess::Admin));
+        assert_eq!(decide(team_facts("o", Some("member"), None)), Some(RoomAccess::Write));
+        assert_eq!(decide(team_facts("o", Some("viewer"), None)), Some(RoomAccess::Read));
+        assert_eq!(decide(team_facts("o", Some("viewer"), Some("write"))), Some(RoomAccess::Write));
+        assert_eq!(decide(team_facts("u", None, None)), Some(RoomAccess::Denied), "the creator who left");
+        assert_eq!(decide(team_facts("o", None, None)), Some(RoomAccess::Denied));
     }
 
     #[test]

@@ -10,7 +10,7 @@ macro_rules! user_columns {
 
 macro_rules! workflow_columns {
     () => {
-        "id, room, owner_id, title, public, created_at, updated_at"
+        "id, room, owner_id, title, public, created_at, updated_at, team_id"
     };
 }
 

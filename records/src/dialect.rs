@@ -34,6 +34,11 @@ pub(crate) trait Dialect {
     /// writer.
     const LOCK_USER: &'static str;
 
+    /// Reads a team row (`$1`: its id), locking it until commit where the database has row
+    /// locks, so that writes counting a team's members or owners (limits, the last-owner rule)
+    /// take turns. On SQLite a plain read, for the reason given for [`LOCK_USER`](Self::LOCK_USER).
+    const LOCK_TEAM: &'static str;
+
     /// Run first in a transaction that appends to `workflow_events`, holding until commit:
     /// PostgreSQL draws a sequence value before its transaction commits, so without it a later
     /// cursor could become visible before an earlier one and a change-feed reader polling

@@ -1,6 +1,6 @@
 //! What can go wrong in this crate.
 
-use dojo_ids::{RoomName, RunId, UserId, WorkflowId};
+use dojo_ids::{InvitationId, RoomName, RunId, TeamId, UserId, WorkflowId};
 use dojo_store::StoreError;
 
 use crate::LedgerEntry;
@@ -34,6 +34,30 @@ pub enum AccountError {
     /// scheme, never a retry, so it is refused rather than answered as a replay.
     #[error("idempotency key {key:?} was already used for another credit operation")]
     IdempotencyKeyReused { key: String, existing: Box<LedgerEntry> },
+    /// Also for a team the caller is not a member of: to them it does not exist.
+    #[error("no team {:?}", .0.as_str())]
+    TeamNotFound(TeamId),
+    /// Also for an invitation addressed to someone else.
+    #[error("no invitation {:?}", .0.as_str())]
+    InvitationNotFound(InvitationId),
+    #[error("the invitation expired; ask for a new one")]
+    InvitationExpired,
+    /// The invitation was accepted, declined or revoked already.
+    #[error("the invitation is no longer pending (it is {0})")]
+    InvitationClosed(&'static str),
+    #[error("already a member of the team")]
+    AlreadyMember,
+    /// A pending invitation for the same person exists: revoke it first, or let it expire.
+    #[error("this person already has a pending invitation to the team")]
+    AlreadyInvited,
+    #[error("not a member of the team")]
+    NotMember,
+    /// Removing or demoting the team's only owner would leave nobody who can manage it.
+    #[error("a team must keep at least one owner: make someone else owner first")]
+    LastOwner,
+    /// Members and pending invitations together reached the team's limit. Nothing was written.
+    #[error("the team is full: at most {limit} members and pending invitations")]
+    TeamFull { limit: u64 },
     #[error("invalid {field}: {reason}")]
     InvalidInput { field: &'static str, reason: &'static str },
     /// A per-user quota (`what`: "workflows", "queued or running runs") is full. Nothing was

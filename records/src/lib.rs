@@ -27,6 +27,7 @@
 mod columns;
 
 mod account_store;
+pub mod audit;
 mod collaborators;
 mod dialect;
 mod error;
@@ -36,6 +37,7 @@ mod run_records;
 pub mod runs;
 mod sqlite;
 pub mod stripe;
+pub mod teams;
 mod users;
 pub mod webhooks;
 mod workflows;
@@ -43,6 +45,7 @@ mod workflows;
 use std::sync::Arc;
 
 pub use account_store::AccountStore;
+pub use audit::{ActorKind, AuditEntry, AuditLog, AuditQuery, NewAuditEntry};
 pub use collaborators::{Collaborator, CollaboratorPermission, RoomAccess};
 pub use dojo_auth::Permission;
 pub use error::AccountError;
@@ -53,6 +56,10 @@ pub use runs::{
     NodeSettlement, OutboxEntry, Run, RunGauges, RunNode, RunNodeState, RunStatus, RunStore, Submission,
 };
 pub use sqlite::SqliteAccounts;
+pub use teams::{
+    Invitation, InvitationStatus, Invitee, Membership, NewInvitation, Team, TeamLimits, TeamMember, TeamRole,
+    TeamStore,
+};
 pub use users::User;
 pub use webhooks::WebhookStore;
 pub use workflows::{Workflow, WorkflowPatch, WorkflowSummary};
@@ -77,6 +84,24 @@ pub fn runs(db: &dojo_store::Database) -> Arc<dyn RunStore> {
 /// Webhook endpoints, the event log (change feed) and deliveries on the database `db` names,
 /// sharing its pool (and, for SQLite, its write lock).
 pub fn webhooks(db: &dojo_store::Database) -> Arc<dyn WebhookStore> {
+    match db {
+        dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
+        dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),
+    }
+}
+
+/// Teams, members and invitations on the database `db` names, sharing its pool (and, for
+/// SQLite, its write lock).
+pub fn teams(db: &dojo_store::Database) -> Arc<dyn TeamStore> {
+    match db {
+        dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
+        dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),
+    }
+}
+
+/// The audit log on the database `db` names, sharing its pool (and, for SQLite, its write
+/// lock).
+pub fn audit_log(db: &dojo_store::Database) -> Arc<dyn AuditLog> {
     match db {
         dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
         dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),

@@ -31,6 +31,8 @@ impl Dialect for PostgresAccounts {
 
     const LOCK_USER: &'static str = "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE";
 
+    const LOCK_TEAM: &'static str = "SELECT 1 FROM teams WHERE id = $1 FOR UPDATE";
+
     // Any constant key: appends of every workflow take turns (they are few and short).
     const EVENT_APPEND_LOCK: &'static str = "SELECT pg_advisory_xact_lock(7206000006)";
 

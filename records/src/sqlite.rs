@@ -43,6 +43,8 @@ impl Dialect for SqliteAccounts {
 
     const LOCK_USER: &'static str = "SELECT 1 FROM users WHERE id = $1";
 
+    const LOCK_TEAM: &'static str = "SELECT 1 FROM teams WHERE id = $1";
+
     const EVENT_APPEND_LOCK: &'static str = "SELECT 1";
 
     // The write transaction already excludes every other claimer.

@@ -1,10 +1,10 @@
 //! Workflows: a canvas with an owner, living in a room of its own, and the rules its title and
 //! room name must pass.
 
-use dojo_ids::{RoomName, RoomNameError, UserId, WorkflowId};
+use dojo_ids::{RoomName, RoomNameError, TeamId, UserId, WorkflowId};
 use serde::Serialize;
 
-use crate::collaborators::decode_error;
+use crate::collaborators::{AccessFacts, decide_access};
 use crate::{AccountError, Permission};
 
 /// A canvas with an owner. Deleted workflows are never returned.
@@ -21,6 +21,10 @@ pub struct Workflow {
     pub public: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The team the workflow belongs to, whose members get the access their role implies;
+    /// `None`: its owner's alone. In a team's workflow the creator (`owner_id`) has no rights
+    /// of their own beyond their role: leaving the team leaves the workflow.
+    pub team_id: Option<TeamId>,
 }
 
 /// A workflow as listed for one user, with what that user may do in it.
@@ -77,20 +81,32 @@ pub(crate) fn default_room(id: &WorkflowId) -> Result<RoomName, AccountError> {
     RoomName::parse(id.as_str()).map_err(room_input_error)
 }
 
-/// A row of `list_workflows` before its permission text is parsed.
+/// A row of `list_workflows`: the workflow and what decides the user's access to it.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct SummaryRow {
     #[sqlx(flatten)]
     pub workflow: Workflow,
-    pub permission: String,
+    /// The user's collaborator permission, if any.
+    pub shared: Option<String>,
+    /// The user's role in the workflow's team, if any.
+    pub team_role: Option<String>,
 }
 
-impl TryFrom<SummaryRow> for WorkflowSummary {
-    type Error = AccountError;
-
-    fn try_from(row: SummaryRow) -> Result<Self, Self::Error> {
-        let permission = row.permission.parse::<Permission>().map_err(decode_error)?;
-        Ok(WorkflowSummary { workflow: row.workflow, permission })
+impl SummaryRow {
+    /// The summary, or `None` when the rules give the user nothing (a team workflow its
+    /// creator no longer reaches through the team).
+    pub(crate) fn summary(self, user: &UserId) -> Result<Option<WorkflowSummary>, AccountError> {
+        let facts = AccessFacts {
+            owner_id: self.workflow.owner_id.clone(),
+            public: false,
+            deleted_at: None,
+            permission: self.shared,
+            team_id: self.workflow.team_id.clone(),
+            team_role: self.team_role,
+        };
+        Ok(decide_access(Some(facts), Some(user))?
+            .permission()
+            .map(|permission| WorkflowSummary { workflow: self.workflow, permission }))
     }
 }
 

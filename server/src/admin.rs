@@ -6,19 +6,26 @@ use dojo_records::CreditOutcome;
 use dojo_server::Config;
 use dojo_server::Storage;
 use dojo_server::config::AdminCommand;
+use dojo_server::services::audit::{Actor, Record, record};
 use dojo_server::services::credits::{CreditError, CreditService};
+use serde_json::json;
 
+/// Runs an operator's command. Each one is recorded in the audit log as done by the OS user
+/// running it (`Actor::operator`): grants as `credits.granted` (by the credit service, once
+/// applied), the others as `admin.*`. Backups and restores work on the file without opening
+/// it as a store (`main.rs`), so they are not recorded here.
 pub async fn run(config: &Config, storage: &Storage, command: &AdminCommand) -> anyhow::Result<()> {
     let accounts = &storage.accounts;
+    let operator = Actor::operator();
     match command {
         AdminCommand::GrantCredits { user, amount, idempotency_key } => {
             // Without a key each run is a new grant; with one, re-running is harmless.
-            let granted =
-                match CreditService::new(accounts).grant(user, *amount, idempotency_key.as_deref()).await {
-                    Ok(granted) => granted,
-                    Err(error @ CreditError::NoSuchUser(_)) => bail!("{error}"),
-                    Err(error) => return Err(anyhow::Error::new(error).context("applying the grant")),
-                };
+            let credits = CreditService::new(accounts).audited(&storage.audit, operator.clone());
+            let granted = match credits.grant(user, *amount, idempotency_key.as_deref()).await {
+                Ok(granted) => granted,
+                Err(error @ CreditError::NoSuchUser(_)) => bail!("{error}"),
+                Err(error) => return Err(anyhow::Error::new(error).context("applying the grant")),
+            };
             let entry = granted.outcome.entry();
             let what = if matches!(granted.outcome, CreditOutcome::AlreadyApplied(_)) {
                 "already applied"
@@ -29,6 +36,15 @@ pub async fn run(config: &Config, storage: &Storage, command: &AdminCommand) -> 
         }
         AdminCommand::ListUsers { limit } => {
             let users = accounts.list_users(*limit).await.context("listing users")?;
+            let detail = json!({"limit": limit, "listed": users.len()});
+            let entry = Record {
+                action: "admin.users_listed",
+                target_type: "users",
+                target_id: "*",
+                team: None,
+                detail,
+            };
+            record(&storage.audit, &operator, entry).await;
             println!("{:<20} {:>10}  {:<30} {:<30} SUBJECT", "ID", "CREDITS", "NAME", "EMAIL");
             for user in users {
                 println!(
@@ -61,7 +77,18 @@ pub async fn run(config: &Config, storage: &Storage, command: &AdminCommand) -> 
                 claims.grants = Some(parsed);
             }
             claims.manage_workflows = *manage_workflows;
-            println!("{}", Minter::hs256(secret.as_bytes()).mint(&claims)?);
+            let token = Minter::hs256(secret.as_bytes()).mint(&claims)?;
+            // What the token allows, never the token.
+            let detail = json!({"ttlSecs": ttl_secs, "grants": grants, "manageWorkflows": manage_workflows});
+            let entry = Record {
+                action: "admin.token_minted",
+                target_type: "subject",
+                target_id: subject,
+                team: None,
+                detail,
+            };
+            record(&storage.audit, &operator, entry).await;
+            println!("{token}");
         }
     }
     Ok(())

@@ -52,6 +52,9 @@ pub struct Config {
     #[command(flatten)]
     pub webhooks: crate::webhook_settings::WebhookSettings,
 
+    #[command(flatten)]
+    pub teams: crate::team_settings::TeamSettings,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

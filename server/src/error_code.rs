@@ -75,6 +75,19 @@ error_codes! {
     RoomNotFound = "room_not_found", NOT_FOUND;
     Conflict = "conflict", CONFLICT;
     RoomTaken = "room_taken", CONFLICT;
+    // Teams.
+    /// The change would leave the team without an owner.
+    LastOwner = "last_owner", CONFLICT;
+    /// The team's members and pending invitations reached its limit.
+    TeamFull = "team_full", CONFLICT;
+    /// The person is a member of the team already.
+    AlreadyMember = "already_member", CONFLICT;
+    /// The person has a pending invitation to the team already.
+    AlreadyInvited = "already_invited", CONFLICT;
+    /// The invitation was accepted, declined or revoked already.
+    InvitationClosed = "invitation_closed", CONFLICT;
+    /// The invitation's time to answer is over.
+    InvitationExpired = "invitation_expired", GONE;
     // Runs.
     EmptyGraph = "empty_graph", UNPROCESSABLE_ENTITY;
     UnknownTarget = "unknown_target", UNPROCESSABLE_ENTITY;

@@ -62,6 +62,8 @@ struct Inner {
     /// Recent graph edits made over HTTP, with what undoing each needs (bounded).
     edits: Arc<crate::edit_history::EditHistory>,
     webhooks: crate::webhooks::Webhooks,
+    teams: Arc<dyn dojo_records::TeamStore>,
+    audit: Arc<dyn dojo_records::AuditLog>,
     /// The webhook writer and delivery loop.
     webhook_tasks: TaskTracker,
 }
@@ -87,6 +89,7 @@ impl AppState {
         );
         // Every node or run this process ends, and every cancellation, is reported.
         let runs = crate::webhooks::RunEvents::wrap(storage.runs.clone(), webhooks.clone());
+        let (teams, audit) = (storage.teams, storage.audit);
         let auth = Arc::new(Auth::new(&config.auth, storage.accounts)?);
         let store = storage.documents;
         let http_limiter: Arc<UserLimiter> =
@@ -172,9 +175,19 @@ impl AppState {
                 user_connections,
                 edits: Arc::new(crate::edit_history::EditHistory::default()),
                 webhooks,
+                teams,
+                audit,
                 webhook_tasks,
             }),
         })
+    }
+
+    pub(crate) fn teams(&self) -> &Arc<dyn dojo_records::TeamStore> {
+        &self.inner.teams
+    }
+
+    pub(crate) fn audit(&self) -> &Arc<dyn dojo_records::AuditLog> {
+        &self.inner.audit
     }
 
     pub(crate) fn auth(&self) -> &Arc<Auth> {

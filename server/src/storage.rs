@@ -23,6 +23,10 @@ pub struct Storage {
     pub runs: Arc<dyn dojo_records::RunStore>,
     /// Webhook endpoints, the change feed and deliveries (same database).
     pub webhooks: Arc<dyn dojo_records::WebhookStore>,
+    /// Teams, members and invitations (same database).
+    pub teams: Arc<dyn dojo_records::TeamStore>,
+    /// The append-only audit log (same database).
+    pub audit: Arc<dyn dojo_records::AuditLog>,
     /// On SQLite: the shared lock that tells `admin restore` the file is in use.
     _in_use: Option<Arc<SqliteLock>>,
 }
@@ -49,6 +53,8 @@ impl Storage {
             accounts: dojo_records::accounts(&database),
             runs: dojo_records::runs(&database),
             webhooks: dojo_records::webhooks(&database),
+            teams: dojo_records::teams(&database),
+            audit: dojo_records::audit_log(&database),
             _in_use: in_use,
         })
     }

@@ -675,6 +675,20 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
         "POST /api/runs/{id}/cancel",
         "POST /api/assets",
         "GET /assets/{id}",
+        "GET /api/me/invitations",
+        "GET /api/teams",
+        "POST /api/teams",
+        "GET /api/teams/{team}",
+        "GET /api/teams/{team}/members",
+        "PUT /api/teams/{team}/members/{user}",
+        "DELETE /api/teams/{team}/members/{user}",
+        "POST /api/teams/{team}/leave",
+        "GET /api/teams/{team}/invitations",
+        "POST /api/teams/{team}/invitations",
+        "DELETE /api/teams/{team}/invitations/{invitation}",
+        "GET /api/teams/{team}/audit",
+        "POST /api/invitations/{invitation}/accept",
+        "POST /api/invitations/{invitation}/decline",
     ]
     .into_iter()
     .map(str::to_owned)
@@ -684,7 +698,12 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
     let token = token_for("spec", "spec");
     for operation in &documented {
         let (method, path) = operation.split_once(' ').expect("method path");
-        let concrete = path.replace("{room}", "spec-room").replace("{id}", "1").replace("{user}", "u");
+        let concrete = path
+            .replace("{room}", "spec-room")
+            .replace("{id}", "1")
+            .replace("{user}", "u")
+            .replace("{team}", "team_1")
+            .replace("{invitation}", "inv_1");
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let response = reqwest::Client::new()
             .request(method, server.http(&concrete))

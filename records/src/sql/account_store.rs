@@ -2,7 +2,7 @@
 //! write on a task of its own (`run_to_completion`) so that a caller who stops waiting cannot
 //! leave a pooled connection inside a transaction.
 
-use dojo_ids::{RoomName, UserId, WorkflowId};
+use dojo_ids::{RoomName, TeamId, UserId, WorkflowId};
 use dojo_store::run_to_completion;
 
 use super::{Store, collaborators, ledger, users, workflows};
@@ -69,8 +69,26 @@ impl AccountStore for Store {
     ) -> Result<Workflow, AccountError> {
         let title = validate_title(title)?;
         let (this, owner_id, room) = (self.clone(), owner_id.clone(), room.cloned());
-        run_to_completion(async move { workflows::create(&this, &owner_id, &title, room, max_owned).await })
-            .await
+        run_to_completion(
+            async move { workflows::create(&this, &owner_id, &title, room, max_owned, None).await },
+        )
+        .await
+    }
+
+    async fn create_team_workflow(
+        &self,
+        owner_id: &UserId,
+        team: &TeamId,
+        title: &str,
+        room: Option<&RoomName>,
+        max_in_team: u64,
+    ) -> Result<Workflow, AccountError> {
+        let title = validate_title(title)?;
+        let (this, owner_id, team, room) = (self.clone(), owner_id.clone(), team.clone(), room.cloned());
+        run_to_completion(async move {
+            workflows::create(&this, &owner_id, &title, room, None, Some((&team, max_in_team))).await
+        })
+        .await
     }
 
     async fn workflow(&self, id: &WorkflowId) -> Result<Option<Workflow>, AccountError> {

@@ -75,9 +75,10 @@ pub(super) async fn room_access(
     room: &RoomName,
 ) -> Result<RoomAccess, AccountError> {
     let facts: Option<AccessFacts> = sqlx::query_as(
-        "SELECT w.owner_id, w.public, w.deleted_at, c.permission
+        "SELECT w.owner_id, w.public, w.deleted_at, c.permission, w.team_id, m.role AS team_role
          FROM workflows w
          LEFT JOIN workflow_collaborators c ON c.workflow_id = w.id AND c.user_id = $2
+         LEFT JOIN team_members m ON m.team_id = w.team_id AND m.user_id = $2
          WHERE w.room = $1",
     )
     .bind(room)

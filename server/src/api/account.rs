@@ -172,7 +172,9 @@ pub async fn stripe_webhook(
     else {
         return Ok(Json(StripeAck { received: true, credited: 0, duplicate: None }));
     };
-    let outcome = match CreditService::new(state.auth().accounts()).credit_checkout(&credit).await {
+    let credits = CreditService::new(state.auth().accounts())
+        .audited(state.audit(), crate::services::audit::Actor::system("stripe"));
+    let outcome = match credits.credit_checkout(&credit).await {
         Ok(outcome) => outcome,
         Err(error @ CreditError::UnknownCheckoutUser(_)) => {
             // Acknowledging would lose the payment silently; failing makes Stripe retry and

@@ -118,6 +118,24 @@ where
     }
 }
 
+/// The client's address, as `http_server` attributed it (the peer, or with trusted proxies the
+/// address they vouch for: `client_addr.rs`). `None` when the request came some other way (a
+/// test calling the router directly). Never refuses.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl<S> FromRequestParts<S> for ClientIp
+where
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        Ok(ClientIp(peer.map(|axum::extract::ConnectInfo(addr)| addr.ip())))
+    }
+}
+
 fn not_json() -> ApiError {
     ApiError::UnsupportedMediaType("send the body as JSON, with `Content-Type: application/json`".into())
 }

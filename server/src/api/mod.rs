@@ -18,6 +18,8 @@ pub mod openapi;
 mod responses;
 mod runs;
 mod service_errors;
+mod team_audit;
+mod teams;
 mod webhooks;
 mod workflows;
 
@@ -108,6 +110,19 @@ pub enum ApiError {
     ImageTooLarge(String),
     #[error("{0}")]
     StorageQuotaExceeded(String),
+    // Teams.
+    #[error("{0}")]
+    LastOwner(String),
+    #[error("{0}")]
+    TeamFull(String),
+    #[error("{0}")]
+    AlreadyMember(String),
+    #[error("{0}")]
+    AlreadyInvited(String),
+    #[error("{0}")]
+    InvitationClosed(String),
+    #[error("{0}")]
+    InvitationExpired(String),
 }
 
 impl ApiError {
@@ -142,6 +157,12 @@ impl ApiError {
             ApiError::InvalidImage(_) => ErrorCode::InvalidImage,
             ApiError::ImageTooLarge(_) => ErrorCode::ImageTooLarge,
             ApiError::StorageQuotaExceeded(_) => ErrorCode::StorageQuotaExceeded,
+            ApiError::LastOwner(_) => ErrorCode::LastOwner,
+            ApiError::TeamFull(_) => ErrorCode::TeamFull,
+            ApiError::AlreadyMember(_) => ErrorCode::AlreadyMember,
+            ApiError::AlreadyInvited(_) => ErrorCode::AlreadyInvited,
+            ApiError::InvitationClosed(_) => ErrorCode::InvitationClosed,
+            ApiError::InvitationExpired(_) => ErrorCode::InvitationExpired,
         }
     }
 }
@@ -174,9 +195,17 @@ impl From<AuthError> for ApiError {
 impl From<AccountError> for ApiError {
     fn from(error: AccountError) -> Self {
         match error {
-            AccountError::UserNotFound(_) | AccountError::WorkflowNotFound(_) => {
-                ApiError::NotFound(error.to_string())
-            }
+            AccountError::UserNotFound(_)
+            | AccountError::WorkflowNotFound(_)
+            | AccountError::TeamNotFound(_)
+            | AccountError::InvitationNotFound(_)
+            | AccountError::NotMember => ApiError::NotFound(error.to_string()),
+            AccountError::LastOwner => ApiError::LastOwner(error.to_string()),
+            AccountError::TeamFull { .. } => ApiError::TeamFull(error.to_string()),
+            AccountError::AlreadyMember => ApiError::AlreadyMember(error.to_string()),
+            AccountError::AlreadyInvited => ApiError::AlreadyInvited(error.to_string()),
+            AccountError::InvitationClosed(_) => ApiError::InvitationClosed(error.to_string()),
+            AccountError::InvitationExpired => ApiError::InvitationExpired(error.to_string()),
             AccountError::RoomTaken(_) => ApiError::RoomTaken(error.to_string()),
             AccountError::QuotaExceeded { .. } => ApiError::QuotaExceeded(error.to_string()),
             AccountError::OwnerCannotCollaborate | AccountError::AmbiguousUser(_) => {
@@ -231,6 +260,20 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
     let api = public
         .route("/api/me", get(account::me))
         .route("/api/me/ledger", get(account::ledger))
+        .route("/api/me/invitations", get(teams::my_invitations))
+        .route("/api/teams", get(teams::list).post(teams::create))
+        .route("/api/teams/{team}", get(teams::get))
+        .route("/api/teams/{team}/members", get(teams::members))
+        .route(
+            "/api/teams/{team}/members/{user}",
+            axum::routing::put(teams::set_role).delete(teams::remove_member),
+        )
+        .route("/api/teams/{team}/leave", post(teams::leave))
+        .route("/api/teams/{team}/invitations", get(teams::team_invitations).post(teams::invite))
+        .route("/api/teams/{team}/invitations/{invitation}", axum::routing::delete(teams::revoke_invitation))
+        .route("/api/teams/{team}/audit", get(team_audit::audit))
+        .route("/api/invitations/{invitation}/accept", post(teams::accept))
+        .route("/api/invitations/{invitation}/decline", post(teams::decline))
         .route("/api/workflows", get(workflows::list).post(workflows::create))
         .route("/api/workflows/{id}", get(workflows::get).patch(workflows::update).delete(workflows::delete))
         .route(

@@ -18,13 +18,13 @@ use super::responses::{
     BadRequest, ErrorBody, Forbidden, InsufficientCreditsBody, InvalidGraphBody, NotFound, TooManyRequests,
     Unauthorized, Unavailable,
 };
-use super::{account, assets, compose, documents, runs, webhooks, workflows};
+use super::{account, assets, compose, documents, runs, team_audit, teams, webhooks, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Dojo",
-        description = "Dojo's HTTP API: accounts, workflows, room documents, runs, assets, payments. \
+        description = "Dojo's HTTP API: accounts, teams, workflows, room documents, runs, assets, payments. \
             Errors answer `{\"error\": message, \"code\": code}`; JSON bodies are camelCase."
     ),
     paths(
@@ -61,6 +61,20 @@ use super::{account, assets, compose, documents, runs, webhooks, workflows};
         webhooks::deliveries,
         webhooks::replay,
         webhooks::events,
+        teams::create,
+        teams::list,
+        teams::get,
+        teams::members,
+        teams::set_role,
+        teams::remove_member,
+        teams::leave,
+        teams::invite,
+        teams::team_invitations,
+        teams::revoke_invitation,
+        teams::my_invitations,
+        teams::accept,
+        teams::decline,
+        team_audit::audit,
     ),
     components(
         schemas(ErrorBody, InsufficientCreditsBody, InvalidGraphBody),
@@ -75,6 +89,7 @@ use super::{account, assets, compose, documents, runs, webhooks, workflows};
         (name = "runs", description = "Running a room's graph: validation, credits, queue, results"),
         (name = "assets", description = "Uploaded images and run outputs"),
         (name = "webhooks", description = "Signed webhooks of a workflow, their delivery log, and its change feed"),
+        (name = "teams", description = "Teams: members and roles, invitations, the audit log"),
     )
 )]
 pub struct ApiDoc;

@@ -9,6 +9,7 @@ use crate::services::compose::ComposeError;
 use crate::services::credits::CreditError;
 use crate::services::documents::DocumentError;
 use crate::services::runs::RunError;
+use crate::services::teams::TeamError;
 use crate::services::versions::VersionError;
 use crate::services::workflows::WorkflowError;
 
@@ -48,11 +49,23 @@ impl From<WorkflowError> for ApiError {
             WorkflowError::NotFound(_) | WorkflowError::NotCollaborator(_) => {
                 ApiError::NotFound(error.to_string())
             }
-            WorkflowError::NotOwner => ApiError::Forbidden(error.to_string()),
+            WorkflowError::NotOwner | WorkflowError::TeamViewer => ApiError::Forbidden(error.to_string()),
+            WorkflowError::TeamNotFound(_) => ApiError::NotFound(error.to_string()),
             WorkflowError::RoomTaken(_) => ApiError::RoomTaken(error.to_string()),
             WorkflowError::Store(error) => ApiError::Storage(error),
             WorkflowError::Auth(error) => error.into(),
             WorkflowError::Accounts(error) => error.into(),
+        }
+    }
+}
+
+impl From<TeamError> for ApiError {
+    fn from(error: TeamError) -> Self {
+        match error {
+            TeamError::SignIn(error) => error.into(),
+            TeamError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            TeamError::Forbidden(_) => ApiError::Forbidden(error.to_string()),
+            TeamError::Accounts(error) => error.into(),
         }
     }
 }

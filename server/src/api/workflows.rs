@@ -5,12 +5,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use dojo_auth::Permission;
-use dojo_ids::{UserId, WorkflowId};
+use dojo_ids::{TeamId, UserId, WorkflowId};
 use dojo_records::{Collaborator, CollaboratorPermission, Workflow, WorkflowPatch, WorkflowSummary};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{ApiJson, ApiPath};
+use super::extract::{ApiJson, ApiPath, ClientIp};
 use super::responses::{BadRequest, ErrorBody, Forbidden, NotFound, TooManyRequests, Unauthorized};
 use super::{ApiError, Authenticated};
 use crate::services::workflows::WorkflowService;
@@ -25,7 +25,11 @@ pub struct WorkflowBody {
     pub owner_id: String,
     pub title: String,
     pub public: bool,
-    /// What the caller may do: `read`, `write` or `admin` (the owner).
+    /// The team the workflow belongs to (its members get the access their role implies), or
+    /// absent: its owner's alone.
+    pub team_id: Option<String>,
+    /// What the caller may do: `read`, `write` or `admin` (the owner, or a team owner or
+    /// admin).
     #[schema(value_type = PermissionName)]
     pub permission: Permission,
     /// Milliseconds since the Unix epoch.
@@ -41,6 +45,7 @@ impl WorkflowBody {
             owner_id: workflow.owner_id.into_string(),
             title: workflow.title,
             public: workflow.public,
+            team_id: workflow.team_id.map(TeamId::into_string),
             permission,
             created_at: workflow.created_at,
             updated_at: workflow.updated_at,
@@ -109,6 +114,10 @@ pub struct CreateWorkflow {
     /// A room name of your choice; by default the workflow's id.
     #[serde(default)]
     pub room: Option<String>,
+    /// Create it in this team (the caller must be its owner, admin or member); by default it
+    /// is the caller's own.
+    #[serde(default)]
+    pub team_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -141,20 +150,24 @@ pub async fn list(
     Ok(Json(workflows.into_iter().map(WorkflowBody::from).collect()))
 }
 
-/// Creates a private workflow owned by the caller.
+/// Creates a private workflow owned by the caller, or by one of their teams (`teamId`).
 #[utoipa::path(post, path = "/api/workflows", tag = "workflows", operation_id = "createWorkflow",
     request_body = CreateWorkflow,
     responses((status = 201, description = "Created", body = WorkflowBody),
         (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, description = "`forbidden`: the caller is a viewer of the team", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such team visible to the caller", body = ErrorBody),
         (status = 409, description = "`room_taken`: a workflow has the room, or it is in use and the token has no grant on it", body = ErrorBody),
-        (status = 429, description = "`quota_exceeded`: the caller owns the most workflows one user may; or `rate_limited`", body = ErrorBody)),
+        (status = 429, description = "`quota_exceeded`: the caller owns the most workflows one user may, or the team holds the most one team may; or `rate_limited`", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Authenticated,
     ApiJson(body): ApiJson<CreateWorkflow>,
 ) -> Result<(StatusCode, Json<WorkflowBody>), ApiError> {
-    let workflow = WorkflowService::new(&state).create(&caller.0, &body.title, body.room.as_deref()).await?;
+    let team = body.team_id.map(TeamId::from);
+    let service = WorkflowService::new(&state);
+    let workflow = service.create(&caller.0, &body.title, body.room.as_deref(), team.as_ref()).await?;
     Ok((StatusCode::CREATED, Json(WorkflowBody::new(workflow, Permission::Admin))))
 }
 
@@ -185,11 +198,12 @@ pub async fn get(
     security(("bearer" = [])))]
 pub async fn update(
     State(state): State<AppState>,
+    ClientIp(addr): ClientIp,
     caller: Authenticated,
     ApiPath(id): ApiPath<WorkflowId>,
     ApiJson(body): ApiJson<UpdateWorkflow>,
 ) -> Result<Json<WorkflowBody>, ApiError> {
-    let service = WorkflowService::new(&state);
+    let service = WorkflowService::from_addr(&state, addr);
     let owned = service.owned(&caller.0, &id).await?;
     let patch = WorkflowPatch { title: body.title, public: body.public };
     let workflow = service.update(&owned, patch).await?;
@@ -205,10 +219,11 @@ pub async fn update(
     security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
+    ClientIp(addr): ClientIp,
     caller: Authenticated,
     ApiPath(id): ApiPath<WorkflowId>,
 ) -> Result<StatusCode, ApiError> {
-    let service = WorkflowService::new(&state);
+    let service = WorkflowService::from_addr(&state, addr);
     service.delete(service.owned(&caller.0, &id).await?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -225,11 +240,12 @@ pub async fn delete(
     security(("bearer" = [])))]
 pub async fn set_collaborator(
     State(state): State<AppState>,
+    ClientIp(addr): ClientIp,
     caller: Authenticated,
     ApiPath((id, user)): ApiPath<(WorkflowId, UserId)>,
     ApiJson(body): ApiJson<SetCollaborator>,
 ) -> Result<Json<CollaboratorBody>, ApiError> {
-    let service = WorkflowService::new(&state);
+    let service = WorkflowService::from_addr(&state, addr);
     let owned = service.owned(&caller.0, &id).await?;
     let permission: CollaboratorPermission = body
         .permission
@@ -249,10 +265,11 @@ pub async fn set_collaborator(
     security(("bearer" = [])))]
 pub async fn remove_collaborator(
     State(state): State<AppState>,
+    ClientIp(addr): ClientIp,
     caller: Authenticated,
     ApiPath((id, user)): ApiPath<(WorkflowId, UserId)>,
 ) -> Result<StatusCode, ApiError> {
-    let service = WorkflowService::new(&state);
+    let service = WorkflowService::from_addr(&state, addr);
     service.remove_collaborator(&service.owned(&caller.0, &id).await?, &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,8 +3,10 @@
 
 use dojo_ids::UserId;
 use dojo_records::stripe::CheckoutCredit;
-use dojo_records::{AccountError, AccountStore, CreditOutcome, User};
+use dojo_records::{AccountError, AccountStore, AuditLog, CreditOutcome, User};
+use serde_json::json;
 
+use super::audit::{Actor, Record, record};
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,11 +28,32 @@ pub struct Granted {
 
 pub struct CreditService<'a> {
     accounts: &'a dyn AccountStore,
+    /// Where grants and payments are recorded, and who makes them.
+    audit: Option<(&'a std::sync::Arc<dyn AuditLog>, Actor)>,
 }
 
 impl<'a> CreditService<'a> {
     pub fn new(accounts: &'a std::sync::Arc<dyn AccountStore>) -> Self {
-        Self { accounts: accounts.as_ref() }
+        Self { accounts: accounts.as_ref(), audit: None }
+    }
+
+    /// Records every credit this service applies (not replays of one applied before) in
+    /// `log`, as done by `actor`.
+    pub fn audited(mut self, log: &'a std::sync::Arc<dyn AuditLog>, actor: Actor) -> Self {
+        self.audit = Some((log, actor));
+        self
+    }
+
+    async fn audit(&self, action: &'static str, user: &UserId, outcome: &CreditOutcome, key: &str) {
+        let (Some((log, actor)), CreditOutcome::Applied(entry)) = (&self.audit, outcome) else { return };
+        let detail =
+            json!({"amount": entry.amount, "balanceAfter": entry.balance_after, "idempotencyKey": key});
+        record(
+            log,
+            actor,
+            Record { action, target_type: "user", target_id: user.as_str(), team: None, detail },
+        )
+        .await;
     }
 
     /// Adds `amount` (negative: removes) to the user `who` names (id, email or subject). With
@@ -49,6 +72,7 @@ impl<'a> CreditService<'a> {
             None => format!("admin:{}:{}", user.id, rand::random::<u64>()),
         };
         let outcome = self.accounts.apply_credits(&user.id, amount, "granted by an operator", &key).await?;
+        self.audit("credits.granted", &user.id, &outcome, &key).await;
         Ok(Granted { user, outcome })
     }
 
@@ -58,7 +82,10 @@ impl<'a> CreditService<'a> {
             return Err(CreditError::UnknownCheckoutUser(credit.user_id.clone()));
         }
         let key = credit.idempotency_key();
-        Ok(self.accounts.apply_credits(&credit.user_id, credit.credits, "stripe checkout", &key).await?)
+        let outcome =
+            self.accounts.apply_credits(&credit.user_id, credit.credits, "stripe checkout", &key).await?;
+        self.audit("credits.purchased", &credit.user_id, &outcome, &key).await;
+        Ok(outcome)
     }
 
     /// Dev mode's welcome: `amount` once per user.

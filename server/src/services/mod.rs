@@ -11,12 +11,14 @@
 //! that takes one cannot run for a caller who was not checked.
 
 pub mod access;
+pub mod audit;
 mod claim;
 pub mod compose;
 pub mod credits;
 pub mod documents;
 pub mod edits;
 pub mod runs;
+pub mod teams;
 pub mod versions;
 pub mod webhooks;
 pub mod workflows;

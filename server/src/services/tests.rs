@@ -72,7 +72,7 @@ impl World {
 
     async fn workflow(&self, owner: &Caller, room: &str) -> dojo_records::Workflow {
         WorkflowService::new(&self.state)
-            .create(owner, "a canvas", Some(room))
+            .create(owner, "a canvas", Some(room), None)
             .await
             .expect("create a workflow")
     }
@@ -264,7 +264,7 @@ async fn only_the_owner_shares_and_sharing_changes_access(backend: Backend) {
     let workflow = world.workflow(&alice, "canvas-shared").await;
     let service = WorkflowService::new(&world.state);
     // Someone else's room cannot be claimed again.
-    let taken = service.create(&bob, "mine now", Some("canvas-shared")).await;
+    let taken = service.create(&bob, "mine now", Some("canvas-shared"), None).await;
     assert!(matches!(taken, Err(WorkflowError::RoomTaken(_))), "{taken:?}");
 
     // Before it is shared, bob cannot see it at all.
@@ -300,7 +300,7 @@ async fn only_the_owner_shares_and_sharing_changes_access(backend: Backend) {
     // Deleted: gone for its owner too, and its room stays taken.
     service.delete(owned).await.expect("delete");
     assert!(matches!(service.visible(&alice, &workflow.id).await, Err(WorkflowError::NotFound(_))));
-    let taken = service.create(&alice, "again", Some("canvas-shared")).await;
+    let taken = service.create(&alice, "again", Some("canvas-shared"), None).await;
     assert!(matches!(taken, Err(WorkflowError::RoomTaken(_))), "{taken:?}");
     world.stop().await;
 }

@@ -1,13 +1,18 @@
 //! Workflows: a workflow is a room with an owner, a title, collaborators and a public flag.
 //! Creating, renaming, sharing (collaborators, public or private) and deleting one.
 
+use std::net::IpAddr;
+
 use dojo_auth::Permission;
-use dojo_ids::{UserId, WorkflowId};
+use dojo_ids::{TeamId, UserId, WorkflowId};
 use dojo_records::{
     AccountError, Collaborator, CollaboratorPermission, Workflow, WorkflowPatch, WorkflowSummary,
 };
 use dojo_store::StoreError;
 
+use serde_json::json;
+
+use super::audit::{Actor, Record, record};
 use super::{SignInRequired, access, claim, signed_in};
 use crate::caller::{AuthError, Caller};
 use crate::room_name::{RoomName, RoomNameError};
@@ -24,6 +29,11 @@ pub enum WorkflowError {
     NotFound(WorkflowId),
     #[error("only the workflow's owner may do this")]
     NotOwner,
+    /// No such team, or the caller is not a member of it (which must read the same).
+    #[error("no team {:?}", .0.as_str())]
+    TeamNotFound(TeamId),
+    #[error("viewers of a team cannot create its workflows")]
+    TeamViewer,
     #[error("{:?} is not a collaborator", .0.as_str())]
     NotCollaborator(UserId),
     /// One answer for every reason a room cannot be claimed (a workflow has it, a service uses
@@ -41,10 +51,10 @@ pub enum WorkflowError {
     Accounts(#[from] AccountError),
 }
 
-/// A workflow the caller was checked to own (or administer): made only by
-/// [`WorkflowService::owned`].
+/// A workflow the caller was checked to own (or administer), and who they are for the audit
+/// log: made only by [`WorkflowService::owned`].
 #[derive(Debug, Clone)]
-pub struct OwnedWorkflow(Workflow);
+pub struct OwnedWorkflow(Workflow, Actor);
 
 impl OwnedWorkflow {
     pub fn workflow(&self) -> &Workflow {
@@ -62,11 +72,31 @@ pub struct WorkflowDetail {
 
 pub struct WorkflowService<'a> {
     state: &'a AppState,
+    /// The client's address, for the audit log.
+    addr: Option<IpAddr>,
 }
 
 impl<'a> WorkflowService<'a> {
     pub fn new(state: &'a AppState) -> Self {
-        Self { state }
+        Self { state, addr: None }
+    }
+
+    /// The same, for a request from `addr` (recorded with what it changes).
+    pub fn from_addr(state: &'a AppState, addr: Option<IpAddr>) -> Self {
+        Self { state, addr }
+    }
+
+    /// Records a change to `owned`'s sharing or existence.
+    async fn audit(&self, owned: &OwnedWorkflow, action: &'static str, detail: serde_json::Value) {
+        let workflow = &owned.0;
+        let entry = Record {
+            action,
+            target_type: "workflow",
+            target_id: workflow.id.as_str(),
+            team: workflow.team_id.as_ref(),
+            detail,
+        };
+        record(self.state.audit(), &owned.1, entry).await;
     }
 
     /// The caller's workflows: owned and shared with them, most recently updated first.
@@ -77,26 +107,44 @@ impl<'a> WorkflowService<'a> {
 
     /// Creates a private workflow owned by the caller, in `room` when they name one they may
     /// claim, else in a room named after the workflow.
+    /// With `team`, the workflow is the team's: the caller must be one of its members who may
+    /// create (not a viewer), and it counts against the team's limit instead of theirs.
     pub async fn create(
         &self,
         caller: &Caller,
         title: &str,
         room: Option<&str>,
+        team: Option<&TeamId>,
     ) -> Result<Workflow, WorkflowError> {
         let user = signed_in(caller)?;
         let room = room.map(RoomName::parse).transpose()?;
+        if let Some(team) = team {
+            match self.state.teams().role(team, &user.id).await? {
+                None => return Err(WorkflowError::TeamNotFound(team.clone())),
+                Some(role) if !role.creates_workflows() => return Err(WorkflowError::TeamViewer),
+                Some(_) => {}
+            }
+        }
         if let Some(room) = &room
             && !claim::claimable(self.state, caller, room).await?
         {
             return Err(WorkflowError::RoomTaken(room.clone()));
         }
-        let quota = Some(self.state.config().limits.max_workflows_per_user).filter(|&max| max > 0);
         let accounts = self.state.auth().accounts();
-        accounts.create_workflow_within(&user.id, title, room.as_ref(), quota).await.map_err(|error| {
-            match (error, room) {
-                (AccountError::RoomTaken(_), Some(room)) => WorkflowError::RoomTaken(room),
-                (error, _) => error.into(),
+        let created = match team {
+            Some(team) => {
+                let max = self.state.config().teams.max_workflows_per_team;
+                accounts.create_team_workflow(&user.id, team, title, room.as_ref(), max).await
             }
+            None => {
+                let quota = Some(self.state.config().limits.max_workflows_per_user).filter(|&max| max > 0);
+                accounts.create_workflow_within(&user.id, title, room.as_ref(), quota).await
+            }
+        };
+        created.map_err(|error| match (error, room) {
+            (AccountError::RoomTaken(_), Some(room)) => WorkflowError::RoomTaken(room),
+            (AccountError::TeamNotFound(team), _) => WorkflowError::TeamNotFound(team),
+            (error, _) => error.into(),
         })
     }
 
@@ -134,7 +182,7 @@ impl<'a> WorkflowService<'a> {
         if permission < Permission::Admin {
             return Err(WorkflowError::NotOwner);
         }
-        Ok(OwnedWorkflow(workflow))
+        Ok(OwnedWorkflow(workflow, Actor::of(caller, self.addr)))
     }
 
     /// Renames the workflow, or makes it public or private.
@@ -144,7 +192,11 @@ impl<'a> WorkflowService<'a> {
         patch: WorkflowPatch,
     ) -> Result<Workflow, WorkflowError> {
         let made_private = owned.0.public && patch.public == Some(false);
+        let published = patch.public.filter(|&public| public != owned.0.public);
         let workflow = self.state.auth().accounts().update_workflow(&owned.0.id, patch).await?;
+        if let Some(public) = published {
+            self.audit(owned, "workflow.visibility_changed", json!({"public": public})).await;
+        }
         if made_private {
             self.revalidate_connections(&workflow.room).await;
         }
@@ -154,6 +206,7 @@ impl<'a> WorkflowService<'a> {
     /// Soft: the room stays reserved and closed to everyone.
     pub async fn delete(&self, owned: OwnedWorkflow) -> Result<(), WorkflowError> {
         self.state.auth().accounts().delete_workflow(&owned.0.id).await?;
+        self.audit(&owned, "workflow.deleted", json!({"room": owned.0.room.as_str()})).await;
         self.revalidate_connections(&owned.0.room).await;
         Ok(())
     }
@@ -172,6 +225,12 @@ impl<'a> WorkflowService<'a> {
             self.state.auth().accounts().set_collaborator(&owned.0.id, user, permission).await?;
         if previous != Some(permission) {
             let change = if previous.is_some() { "changed" } else { "added" };
+            let detail = json!({
+                "user": user.as_str(),
+                "permission": permission.as_str(),
+                "previous": previous.map(CollaboratorPermission::as_str),
+            });
+            self.audit(owned, "workflow.shared", detail).await;
             self.state.webhooks().emit(crate::webhooks::Trigger::WorkflowShared {
                 workflow_id: owned.0.id.clone(),
                 user: user.clone(),
@@ -195,6 +254,7 @@ impl<'a> WorkflowService<'a> {
         if !self.state.auth().accounts().remove_collaborator(&owned.0.id, user).await? {
             return Err(WorkflowError::NotCollaborator(user.clone()));
         }
+        self.audit(owned, "workflow.unshared", json!({"user": user.as_str()})).await;
         self.state.webhooks().emit(crate::webhooks::Trigger::WorkflowShared {
             workflow_id: owned.0.id.clone(),
             user: user.clone(),

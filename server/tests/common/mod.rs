@@ -8,6 +8,7 @@ pub mod procfs;
 pub mod redis;
 pub mod replicate;
 pub mod runs;
+pub mod teams;
 pub mod worker;
 
 use std::net::SocketAddr;

@@ -63,6 +63,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/invitations/{invitation}/accept": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Accepts an invitation addressed to the caller: they join the team with its role. */
+        post: operations["acceptInvitation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/invitations/{invitation}/decline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Declines an invitation addressed to the caller. */
+        post: operations["declineInvitation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/me": {
         parameters: {
             query?: never;
@@ -72,6 +106,26 @@ export interface paths {
         };
         /** The caller's profile and credit balance. */
         get: operations["getMe"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/me/invitations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Pending invitations addressed to the caller: by their user id, or by the email their token
+         *     carries.
+         */
+        get: operations["listMyInvitations"];
         put?: never;
         post?: never;
         delete?: never;
@@ -333,6 +387,151 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/teams": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's teams, with their role in each. */
+        get: operations["listTeams"];
+        put?: never;
+        /** Creates a team; the caller is its first owner. */
+        post: operations["createTeam"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/teams/{team}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A team the caller is a member of, with their role. */
+        get: operations["getTeam"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/teams/{team}/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The team's audit log, newest first (owners and admins). */
+        get: operations["listTeamAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/teams/{team}/invitations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The team's pending invitations (owners and admins). */
+        get: operations["listTeamInvitations"];
+        put?: never;
+        /** Invites a user, by id or by email, with a role below owner (owners and admins). */
+        post: operations["inviteToTeam"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/teams/{team}/invitations/{invitation}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revokes a pending invitation of the team (owners and admins). */
+        delete: operations["revokeTeamInvitation"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/teams/{team}/leave": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Leaves the team (its last owner may not). */
+        post: operations["leaveTeam"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/teams/{team}/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The team's members and their roles (any member). */
+        get: operations["listTeamMembers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/teams/{team}/members/{user}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Gives a member another role (owners and admins; only an owner touches owners or makes one;
+         *     the last owner keeps the role).
+         */
+        put: operations["setTeamMemberRole"];
+        post?: never;
+        /**
+         * Removes a member (owners and admins; only an owner removes an owner). Removing yourself is
+         *     leaving.
+         */
+        delete: operations["removeTeamMember"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/webhooks/stripe": {
         parameters: {
             query?: never;
@@ -364,7 +563,7 @@ export interface paths {
         /** The caller's workflows: owned and shared with them, most recently updated first. */
         get: operations["listWorkflows"];
         put?: never;
-        /** Creates a private workflow owned by the caller. */
+        /** Creates a private workflow owned by the caller, or by one of their teams (`teamId`). */
         post: operations["createWorkflow"];
         delete?: never;
         options?: never;
@@ -529,6 +728,41 @@ export interface components {
             /** @description Always true: the update is stored and everyone in the room has been sent it. */
             applied: boolean;
         };
+        /** @description One audit entry. */
+        AuditEntryBody: {
+            /** @description `team.created`, `member.role_changed`, `workflow.shared`, … (docs/api.md lists them). */
+            action: string;
+            /** @description A user id, a service token's subject, an operator's OS user, or `stripe`. */
+            actorId: string;
+            /** @description `user`, `service`, `operator` or `system`. */
+            actorType: string;
+            /** @description The client's address, when the action came over HTTP. */
+            clientAddr?: string | null;
+            /**
+             * Format: int64
+             * @description Milliseconds since the Unix epoch.
+             */
+            createdAt: number;
+            /** @description What changed: ids, roles, amounts (never a secret). */
+            detail: Record<string, never>;
+            /**
+             * Format: int64
+             * @description The entry's cursor: entries are listed newest (highest) first.
+             */
+            seq: number;
+            targetId: string;
+            targetType: string;
+            teamId?: string | null;
+        };
+        AuditPage: {
+            /** @description Newest first. */
+            entries: components["schemas"]["AuditEntryBody"][];
+            /**
+             * Format: int64
+             * @description Pass as `cursor` for the next (older) page; absent on the last.
+             */
+            nextCursor?: number | null;
+        };
         CollaboratorBody: {
             /** Format: int64 */
             addedAt: number;
@@ -589,6 +823,18 @@ export interface components {
             kind: string;
             message: string;
         };
+        CreateInvitation: {
+            /** @description …or whoever signs in with a token carrying this email (at most 254 bytes). */
+            email?: string | null;
+            /** @description `admin`, `member` or `viewer`. */
+            role: components["schemas"]["TeamRoleName"];
+            /** @description Invite this user… (exactly one of `userId` and `email`) */
+            userId?: string | null;
+        };
+        CreateTeam: {
+            /** @description 1–100 characters (trimmed), no control or invisible formatting characters. */
+            name: string;
+        };
         CreateWebhook: {
             /** @description At most 200 characters. */
             description?: string | null;
@@ -606,6 +852,11 @@ export interface components {
         CreateWorkflow: {
             /** @description A room name of your choice; by default the workflow's id. */
             room?: string | null;
+            /**
+             * @description Create it in this team (the caller must be its owner, admin or member); by default it
+             *     is the caller's own.
+             */
+            teamId?: string | null;
             title: string;
         };
         DeliveryBody: {
@@ -797,6 +1048,34 @@ export interface components {
                 [key: string]: components["schemas"]["NodeValidationErrors"];
             };
         };
+        InvitationBody: {
+            /** Format: int64 */
+            createdAt: number;
+            /**
+             * Format: int64
+             * @description After this (milliseconds since the Unix epoch) it can no longer be answered.
+             */
+            expiresAt: number;
+            id: string;
+            invitedBy: string;
+            /** @description …or this email (lower case), when it names an email. */
+            inviteeEmail?: string | null;
+            /** @description Set when the invitation names a user… */
+            inviteeUserId?: string | null;
+            /** Format: int64 */
+            respondedAt?: number | null;
+            /** @description The role accepting gives (never `owner`). */
+            role: components["schemas"]["TeamRoleName"];
+            /** @description `pending`, `accepted`, `declined` or `revoked`. */
+            status: string;
+            teamId: string;
+            teamName: string;
+        };
+        InvitationPage: {
+            /** @description By invitation id. */
+            invitations: components["schemas"]["InvitationBody"][];
+            nextCursor?: string | null;
+        };
         LedgerEntryBody: {
             /**
              * Format: int64
@@ -824,6 +1103,19 @@ export interface components {
             name: string | null;
             /** @description The token's subject. */
             subject: string;
+        };
+        MemberBody: {
+            /** Format: int64 */
+            joinedAt: number;
+            /** @description The member's name, as their token says (emails are not shown to other members). */
+            name?: string | null;
+            role: components["schemas"]["TeamRoleName"];
+            userId: string;
+        };
+        MemberPage: {
+            /** @description By user id. */
+            members: components["schemas"]["MemberBody"][];
+            nextCursor?: string | null;
         };
         /** @description The problems of one node. */
         NodeValidationErrors: {
@@ -857,6 +1149,11 @@ export interface components {
              * @description The version restored.
              */
             restored: number;
+        };
+        RoleChange: {
+            previousRole: components["schemas"]["TeamRoleName"];
+            role: components["schemas"]["TeamRoleName"];
+            userId: string;
         };
         /**
          * @description A run. Nullable fields that are always sent say `required = true`, so that generated clients
@@ -941,6 +1238,9 @@ export interface components {
             /** @description `read` or `write`. */
             permission: components["schemas"]["CollaboratorPermissionName"];
         };
+        SetRole: {
+            role: components["schemas"]["TeamRoleName"];
+        };
         /** @description What the Stripe webhook answers. */
         StripeAck: {
             /**
@@ -965,6 +1265,31 @@ export interface components {
             runId: string;
             status: components["schemas"]["RunStatusName"];
         };
+        TeamBody: {
+            /**
+             * Format: int64
+             * @description Milliseconds since the Unix epoch.
+             */
+            createdAt: number;
+            createdBy: string;
+            id: string;
+            name: string;
+            /** @description The caller's role in the team. */
+            role: components["schemas"]["TeamRoleName"];
+            /** Format: int64 */
+            updatedAt: number;
+        };
+        TeamPage: {
+            /** @description Pass as `cursor` for the next page; absent on the last. */
+            nextCursor?: string | null;
+            /** @description By team id. */
+            teams: components["schemas"]["TeamBody"][];
+        };
+        /**
+         * @description A team role.
+         * @enum {string}
+         */
+        TeamRoleName: "owner" | "admin" | "member" | "viewer";
         /** @description `409`: what changed since the edit (`code: edit_conflict`). */
         UndoConflictBody: {
             /** @description `edit_conflict` */
@@ -1032,11 +1357,19 @@ export interface components {
             createdAt: number;
             id: string;
             ownerId: string;
-            /** @description What the caller may do: `read`, `write` or `admin` (the owner). */
+            /**
+             * @description What the caller may do: `read`, `write` or `admin` (the owner, or a team owner or
+             *     admin).
+             */
             permission: components["schemas"]["PermissionName"];
             public: boolean;
             /** @description The room the canvas lives in: connect to `/rooms/{room}`. */
             room: string;
+            /**
+             * @description The team the workflow belongs to (its members get the access their role implies), or
+             *     absent: its owner's alone.
+             */
+            teamId?: string | null;
             title: string;
             /** Format: int64 */
             updatedAt: number;
@@ -1230,6 +1563,102 @@ export interface operations {
             };
         };
     };
+    acceptInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Invitation id */
+                invitation: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The invitation, accepted */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            /** @description `invitation_closed`, `already_member` or `team_full` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `invitation_expired` */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `quota_exceeded`: the caller belongs to the most teams one user may; or `rate_limited` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    declineInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Invitation id */
+                invitation: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The invitation, declined */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            /** @description `invitation_closed` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `invitation_expired` */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     getMe: {
         parameters: {
             query?: never;
@@ -1248,6 +1677,34 @@ export interface operations {
                     "application/json": components["schemas"]["MeBody"];
                 };
             };
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    listMyInvitations: {
+        parameters: {
+            query?: {
+                /** @description The previous page's `nextCursor`. */
+                cursor?: string;
+                /** @description At most this many (default 50, at most 200). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of invitations */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             429: components["responses"]["TooManyRequests"];
         };
@@ -1807,6 +2264,408 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
         };
     };
+    listTeams: {
+        parameters: {
+            query?: {
+                /** @description The previous page's `nextCursor`. */
+                cursor?: string;
+                /** @description At most this many (default 50, at most 200). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the caller's teams */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TeamPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    createTeam: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateTeam"];
+            };
+        };
+        responses: {
+            /** @description The team, with the caller's role (`owner`) */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TeamBody"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `quota_exceeded`: the caller belongs to the most teams one user may; or `rate_limited` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getTeam: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The team */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TeamBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    listTeamAudit: {
+        parameters: {
+            query?: {
+                /** @description Only entries by this actor (a user id, a service's subject…). */
+                actor?: string;
+                /** @description Only entries with this action (`member.removed`). */
+                action?: string;
+                /** @description Only entries written at or after this time (milliseconds since the Unix epoch). */
+                since?: number;
+                /** @description Only entries written before this time (milliseconds since the Unix epoch). */
+                until?: number;
+                /** @description Entries older than this (the previous page's `nextCursor`). */
+                cursor?: number;
+                /** @description At most this many per page (default 100, at most 1000). */
+                limit?: number;
+                /**
+                 * @description `json` (the default: a page) or `jsonl` (JSON lines, one entry per line, newest first,
+                 *     at most 10,000; `Dojo-Next-Cursor` names where the rest begins).
+                 */
+                format?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of entries (`format=json`), or JSON lines (`format=jsonl`) */
+            200: {
+                headers: {
+                    /** @description JSON lines only: the cursor of the entries not exported */
+                    "Dojo-Next-Cursor"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPage"];
+                    "application/x-ndjson": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    listTeamInvitations: {
+        parameters: {
+            query?: {
+                /** @description The previous page's `nextCursor`. */
+                cursor?: string;
+                /** @description At most this many (default 50, at most 200). */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of pending invitations */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    inviteToTeam: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateInvitation"];
+            };
+        };
+        responses: {
+            /** @description The invitation */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationBody"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            /** @description `not_found`: no such team visible to the caller, or no such user */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `already_member`, `already_invited` or `team_full` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    revokeTeamInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+                /** @description Invitation id */
+                invitation: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The invitation, revoked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description `invitation_closed`: answered or revoked already */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    leaveTeam: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Left */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            /** @description `last_owner`: the team would be left without an owner */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    listTeamMembers: {
+        parameters: {
+            query?: {
+                /** @description The previous page's `nextCursor`. */
+                cursor?: string;
+                /** @description At most this many (default 50, at most 200). */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of members */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemberPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    setTeamMemberRole: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+                /** @description User id */
+                user: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetRole"];
+            };
+        };
+        responses: {
+            /** @description The member's new and previous role */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RoleChange"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description `last_owner`: the team would be left without an owner */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    removeTeamMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+                /** @description User id */
+                user: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description `last_owner`: the team would be left without an owner */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     stripeWebhook: {
         parameters: {
             query?: never;
@@ -1899,6 +2758,24 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            /** @description `forbidden`: the caller is a viewer of the team */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_found`: no such team visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description `room_taken`: a workflow has the room, or it is in use and the token has no grant on it */
             409: {
                 headers: {
@@ -1908,7 +2785,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `quota_exceeded`: the caller owns the most workflows one user may; or `rate_limited` */
+            /** @description `quota_exceeded`: the caller owns the most workflows one user may, or the team holds the most one team may; or `rate_limited` */
             429: {
                 headers: {
                     [name: string]: unknown;
