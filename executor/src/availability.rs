@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use crate::catalog::{LoadedCatalog, NodeType, ProviderName};
-use crate::providers::ENV_VARIABLES;
+use crate::provider_env::ENV_VARIABLES;
 
 /// The providers this process has runners for.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

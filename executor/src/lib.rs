@@ -39,6 +39,7 @@ pub mod events;
 pub mod imaging;
 pub mod node;
 pub mod plan;
+pub mod provider_env;
 pub mod providers;
 pub mod upload_check;
 pub mod validate;

@@ -178,13 +178,7 @@ pub enum ProviderConfigError {
 /// Lets result downloads reach non-public addresses ([`ProviderConfig::allow_private_downloads`]).
 pub const ALLOW_PRIVATE_DOWNLOADS_VAR: &str = "DOJO_ALLOW_PRIVATE_DOWNLOADS";
 
-/// The environment variables read by [`ProviderConfig::from_env`]: (provider, key, base URL).
-pub const ENV_VARIABLES: [(ProviderName, &str, &str); 4] = [
-    (ProviderName::Openai, "OPENAI_API_KEY", "OPENAI_BASE_URL"),
-    (ProviderName::Replicate, "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL"),
-    (ProviderName::Fal, "FAL_KEY", "FAL_BASE_URL"),
-    (ProviderName::Stability, "STABILITY_API_KEY", "STABILITY_BASE_URL"),
-];
+pub use crate::provider_env::ENV_VARIABLES;
 
 impl ProviderConfig {
     /// Keys and base URLs from the environment: `OPENAI_API_KEY`, `OPENAI_BASE_URL`,
