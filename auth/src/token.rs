@@ -24,6 +24,9 @@ pub struct Claims {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// OpenID Connect's `email_verified`; `Some(false)` makes Dojo ignore `email`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
     /// Expiry, seconds since the epoch. Required: a token without one would be good forever.
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -52,6 +55,7 @@ impl Claims {
             sub: sub.into(),
             name: None,
             email: None,
+            email_verified: None,
             exp: now.saturating_add(ttl_s),
             iat: Some(now),
             nbf: None,
@@ -287,6 +291,11 @@ struct ReceivedClaims {
     name: Option<String>,
     #[serde(default)]
     email: Option<String>,
+    /// OpenID Connect's `email_verified`: when a token says `false`, its `email` is not trusted
+    /// (an identity provider that lets people type any address would otherwise let them take
+    /// the team invitations addressed to it). Absent: trusted, as the operator's signer vouches.
+    #[serde(default)]
+    email_verified: Option<bool>,
     exp: Option<u64>,
     #[serde(default)]
     grants: Option<Grants>,
@@ -302,7 +311,7 @@ fn identity(claims: ReceivedClaims) -> Result<Identity, TokenError> {
     Ok(Identity {
         subject,
         name: claims.name,
-        email: claims.email,
+        email: claims.email.filter(|_| claims.email_verified != Some(false)),
         grants: claims.grants,
         manage_workflows: claims.manage_workflows,
         expires_at,

@@ -67,6 +67,21 @@ fn a_valid_hs256_token_gives_the_identity_and_its_grants() {
 }
 
 #[test]
+fn an_email_the_token_says_is_unverified_is_not_taken() {
+    let key = EncodingKey::from_secret(SECRET);
+    let mut unverified = claims();
+    unverified["email_verified"] = json!(false);
+    let identity = hs_verifier().verify(&sign(Algorithm::HS256, None, &key, &unverified)).expect("valid");
+    assert_eq!(identity.email, None, "an unverified email must not reach invitations or the users table");
+    assert_eq!(identity.name.as_deref(), Some("Ada"), "the rest of the token still counts");
+
+    let mut verified = claims();
+    verified["email_verified"] = json!(true);
+    let identity = hs_verifier().verify(&sign(Algorithm::HS256, None, &key, &verified)).expect("valid");
+    assert_eq!(identity.email.as_deref(), Some("ada@example.com"));
+}
+
+#[test]
 fn minted_tokens_verify() {
     let mut claims = Claims::new("service:worker", 60);
     claims.grants = Some(Grants([("room-1".to_owned(), Permission::Write)].into()));

@@ -18,6 +18,7 @@ use yrs::{Doc, Transact};
 dojo_test_support::each_backend_story!(
     a_viewers_edits_go_nowhere_and_a_removed_member_is_disconnected,
     invitations_the_last_owner_and_the_limits,
+    an_email_the_token_says_is_unverified_takes_no_invitation,
     the_audit_log_records_filters_exports_and_cannot_be_changed,
 );
 
@@ -96,6 +97,41 @@ async fn a_viewers_edits_go_nowhere_and_a_removed_member_is_disconnected(backend
         .expect("the viewer still reads");
     owner.close().await;
     viewer.close().await;
+    world.story.server.stop().await;
+}
+
+/// An identity provider that lets people type any address marks it `email_verified: false`:
+/// such a token must not pick up (or accept) an invitation addressed to that address.
+async fn an_email_the_token_says_is_unverified_takes_no_invitation(backend: Backend) {
+    let world = TeamWorld::start(backend, |_| {}).await;
+    let ada = person("ada");
+    let team = world.team(&ada, "Studio").await;
+    let invitation = world.invite(&team, &ada, json!({ "email": "eve@example.com", "role": "admin" })).await;
+
+    let mut claims = dojo_auth::Claims::new("mallory", 600);
+    claims.email = Some("eve@example.com".into());
+    claims.email_verified = Some(false);
+    let mallory = dojo_auth::Minter::hs256(common::runs::SECRET.as_bytes()).mint(&claims).expect("mint");
+    let (_, mine) = world.call(Method::GET, "/api/me/invitations", &mallory, None).await;
+    assert_eq!(mine["invitations"], json!([]), "an unverified email sees no invitation: {mine}");
+    let accept = format!("/api/invitations/{invitation}/accept");
+    world
+        .expect(
+            "an unverified email",
+            Method::POST,
+            &accept,
+            &mallory,
+            None,
+            (StatusCode::NOT_FOUND, Some("not_found")),
+        )
+        .await;
+
+    // The address's owner, whose provider vouches for it, still can.
+    let mut claims = dojo_auth::Claims::new("eve", 600);
+    claims.email = Some("eve@example.com".into());
+    claims.email_verified = Some(true);
+    let eve = dojo_auth::Minter::hs256(common::runs::SECRET.as_bytes()).mint(&claims).expect("mint");
+    world.expect("the verified owner", Method::POST, &accept, &eve, None, (StatusCode::OK, None)).await;
     world.story.server.stop().await;
 }
 
