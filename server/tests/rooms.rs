@@ -247,8 +247,9 @@ async fn people_opening_a_new_room_at_the_same_instant_share_one_room() {
 async fn every_message_goes_in_its_own_frame_starting_with_sync_step_1() {
     let server = TestServer::start().await;
     let alice = server.client("story-frames").await;
-    alice.set_presence(&json!({"user": {"name": "Alice"}})).await.unwrap();
+    // Counted before sending: the echo can arrive before `set_presence` returns.
     let frames = alice.status().frames;
+    alice.set_presence(&json!({"user": {"name": "Alice"}})).await.unwrap();
     alice.wait_for("alice's own presence echo", WAIT, |s| s.frames > frames).await.unwrap();
 
     let (mut socket, _) = tokio_tungstenite::connect_async(server.url("story-frames")).await.unwrap();
