@@ -3,8 +3,8 @@
 use dojo_ids::{RoomName, TeamId, UserId, WorkflowId};
 
 use crate::{
-    AccountError, Collaborator, CollaboratorPermission, CreditOutcome, LedgerEntry, RoomAccess, User,
-    Workflow, WorkflowPatch, WorkflowSummary,
+    AccountError, Collaborator, CollaboratorPermission, CreditOutcome, EmailShare, LedgerEntry, RoomAccess,
+    User, Workflow, WorkflowInvitation, WorkflowPatch, WorkflowSummary,
 };
 
 /// Users, workflows and credits. One implementation per database kind; both pass
@@ -104,6 +104,39 @@ pub trait AccountStore: Send + Sync + 'static {
 
     /// In the order they were added.
     async fn collaborators(&self, workflow_id: &WorkflowId) -> Result<Vec<Collaborator>, AccountError>;
+
+    /// Shares the workflow with whoever has `email`: the account that has it now, else whoever
+    /// signs in with it within [`WORKFLOW_INVITATION_TTL_MS`](crate::WORKFLOW_INVITATION_TTL_MS)
+    /// (inviting the address again renews it). At most
+    /// [`MAX_PENDING_WORKFLOW_INVITATIONS`](crate::MAX_PENDING_WORKFLOW_INVITATIONS) wait at once.
+    async fn share_by_email(
+        &self,
+        workflow_id: &WorkflowId,
+        email: &str,
+        permission: CollaboratorPermission,
+        invited_by: &UserId,
+    ) -> Result<EmailShare, AccountError>;
+
+    /// The workflow's unexpired invitations, oldest first.
+    async fn workflow_invitations(
+        &self,
+        workflow_id: &WorkflowId,
+    ) -> Result<Vec<WorkflowInvitation>, AccountError>;
+
+    /// Whether `email` had an invitation to the workflow.
+    async fn revoke_workflow_invitation(
+        &self,
+        workflow_id: &WorkflowId,
+        email: &str,
+    ) -> Result<bool, AccountError>;
+
+    /// Makes `user` a collaborator of every workflow that invited `email` (the verified email
+    /// they signed in with), and forgets those invitations. Returns what they joined.
+    async fn claim_workflow_invitations(
+        &self,
+        user: &UserId,
+        email: &str,
+    ) -> Result<Vec<Collaborator>, AccountError>;
 
     /// What `user_id` (`None`: not signed in) may do in `room`. One query: it runs on every
     /// connection. Anonymous callers are denied every workflow room, public ones included.

@@ -58,6 +58,8 @@ pub enum AccountError {
     /// Members and pending invitations together reached the team's limit. Nothing was written.
     #[error("the team is full: at most {limit} members and pending invitations")]
     TeamFull { limit: u64 },
+    #[error("the workflow already has {limit} pending invitations: revoke some first")]
+    WorkflowInvitationsFull { limit: u64 },
     #[error("invalid {field}: {reason}")]
     InvalidInput { field: &'static str, reason: &'static str },
     /// A per-user quota (`what`: "workflows", "queued or running runs") is full. Nothing was

@@ -40,6 +40,7 @@ pub mod stripe;
 pub mod teams;
 mod users;
 pub mod webhooks;
+mod workflow_invitations;
 mod workflows;
 
 use std::sync::Arc;
@@ -62,6 +63,9 @@ pub use teams::{
 };
 pub use users::User;
 pub use webhooks::WebhookStore;
+pub use workflow_invitations::{
+    EmailShare, MAX_PENDING_WORKFLOW_INVITATIONS, WORKFLOW_INVITATION_TTL_MS, WorkflowInvitation,
+};
 pub use workflows::{Workflow, WorkflowPatch, WorkflowSummary};
 
 /// The accounts on the database `db` names, sharing its pool (and, for SQLite, its write lock).

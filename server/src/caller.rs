@@ -131,13 +131,14 @@ impl Auth {
         self.minter.as_ref()?.mint(claims).ok()
     }
 
-    /// A dev identity's token; only in dev mode.
-    pub fn mint_dev_token(&self, name: &str) -> Option<String> {
+    /// A dev identity's token, with `email` as a verified email if given; only in dev mode.
+    pub fn mint_dev_token(&self, name: &str, email: Option<&str>) -> Option<String> {
         if !self.dev_mode {
             return None;
         }
         let mut claims = Claims::new(format!("dev:{name}"), DEV_TOKEN_TTL_S);
         claims.name = Some(name.to_owned());
+        claims.email = email.map(str::to_owned);
         self.mint(&claims)
     }
 
@@ -163,6 +164,15 @@ impl Auth {
             .accounts
             .upsert_user(&identity.subject, identity.name.as_deref(), identity.email.as_deref())
             .await?;
+        // Workflows shared with this address before it had an account (or before this token
+        // carried it) become this user's now. Only verified emails get here (see the token's
+        // `email_verified`). Failing to claim must not fail the sign-in: the next one retries.
+        if let Some(email) = identity.email.as_deref() {
+            match self.accounts.claim_workflow_invitations(&user.id, email).await {
+                Ok(claimed) => crate::services::workflow_invitations::log_claimed(&claimed),
+                Err(error) => tracing::warn!(%error, "claiming invitations by email failed"),
+            }
+        }
         if self.known_users.len() >= MAX_KNOWN_USERS {
             self.known_users.clear();
         }

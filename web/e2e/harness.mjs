@@ -126,14 +126,15 @@ export async function waitFor(check, message, timeout = DEADLINE_MS) {
   }
 }
 
-/** A person: their own browser context (storage, identity), signed in with a dev name. */
-export async function signIn(browser, server, name) {
+/** A person: their own browser context (storage, identity), signed in with a dev name (and an email, if given). */
+export async function signIn(browser, server, name, email) {
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 } })
   const page = await context.newPage()
   const problems = []
   page.on('pageerror', (error) => problems.push(`${name}: page error: ${error.message}`))
   await page.goto(server.url)
   await page.getByLabel('Your name').fill(name)
+  if (email) await page.getByLabel(/^Email/).fill(email)
   await page.getByRole('button', { name: 'Continue as dev user' }).click()
   await page.getByTestId('user-id').waitFor({ timeout: DEADLINE_MS })
   const token = await page.evaluate(() => localStorage.getItem('dojo.token'))

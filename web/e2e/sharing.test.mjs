@@ -31,7 +31,7 @@ describe('sharing', () => {
     const dialog = alice.page.getByTestId('share-dialog')
     await dialog.waitFor({ timeout: 5000 })
     assert.equal(await dialog.getByTestId('share-url').inputValue(), `${server.url}/w/${encodeURIComponent(id)}`, 'the link is the canvas URL')
-    await dialog.getByLabel('User id to invite').fill(bob.me.id)
+    await dialog.getByLabel('Email or user id to invite').fill(bob.me.id)
     await dialog.getByLabel('Role', { exact: true }).selectOption('write')
     await dialog.getByRole('button', { name: 'Invite' }).click()
     await waitFor(async () => (await collaboratorIds(alice)).join() === bob.me.id, 'B in the collaborator list')
@@ -61,18 +61,57 @@ describe('sharing', () => {
     await bob.page.getByTestId('canvas-problem').waitFor({ timeout: 15_000 })
   })
 
-  test('an email is explained, not sent as an unknown id', async () => {
-    const { alice } = await twoPeople()
-    await createWorkflow(alice, 'email invite')
+  test('A shares by email: with B\'s account at once, and with C\'s address before C ever signed in', async () => {
+    const { browser, server, people } = theStage
+    const n = people.length
+    const alice = await signIn(browser, server, `Alice ${n}`)
+    const bob = await signIn(browser, server, `Bob ${n}`, `bob${n}@example.com`)
+    people.push(alice, bob)
+    const id = await createWorkflow(alice, 'shared by email')
     await alice.page.getByTestId('share').click()
     const dialog = alice.page.getByTestId('share-dialog')
-    await dialog.getByLabel('User id to invite').fill('bob@example.com')
-    await dialog.getByRole('button', { name: 'Invite' }).click()
-    await waitFor(
-      async () => /cannot look people up by email/.test((await dialog.getByTestId('invite-problem').textContent()) ?? ''),
-      'the explanation that emails cannot be looked up',
-    )
-    assert.equal(await alice.page.getByTestId('collaborator').count(), 0, 'nobody was added')
+    const invite = async (email, role) => {
+      await dialog.getByLabel('Email or user id to invite').fill(email)
+      await dialog.getByLabel('Role', { exact: true }).selectOption(role)
+      await dialog.getByRole('button', { name: 'Invite' }).click()
+    }
+
+    // B has an account with that address: an editor at once.
+    await invite(`BOB${n}@example.com`, 'write')
+    await waitFor(async () => (await collaboratorIds(alice)).join() === bob.me.id, 'B in the collaborator list')
+    assert.match((await dialog.getByTestId('share-notice').textContent()) ?? '', /Shared with .* as editor/)
+
+    // Nobody has C's address yet: the invitation waits, listed with a way to withdraw it.
+    await invite(`carol${n}@example.com`, 'read')
+    const waiting = dialog.getByTestId('pending-invitation')
+    await waitFor(async () => (await waiting.count()) === 1, 'the pending invitation listed')
+    assert.equal(await waiting.getAttribute('data-email'), `carol${n}@example.com`)
+    assert.match((await dialog.getByTestId('share-notice').textContent()) ?? '', /get access as viewer when they do/)
+    await screenshot(alice, 'share-dialog-pending-invitation')
+    // A second address, withdrawn: whoever signs in with it later gets nothing.
+    await invite(`dave${n}@example.com`, 'write')
+    await waitFor(async () => (await waiting.count()) === 2, 'two pending invitations')
+    await dialog.getByRole('button', { name: `Withdraw the invitation of dave${n}@example.com` }).click()
+    await waitFor(async () => (await waiting.count()) === 1, 'the withdrawn invitation gone')
+
+    // C signs in with the address for the first time and finds the canvas, read-only.
+    const carol = await signIn(browser, server, `Carol ${n}`, `carol${n}@example.com`)
+    const dave = await signIn(browser, server, `Dave ${n}`, `dave${n}@example.com`)
+    people.push(carol, dave)
+    const shared = carol.page.getByTestId('shared-with-me')
+    await shared.waitFor({ timeout: 15_000 })
+    await shared.getByRole('link', { name: 'shared by email' }).click()
+    await waitForLive(carol)
+    await carol.page.getByTestId('read-only-banner').waitFor({ timeout: 15_000 })
+    await dave.page.goto(`${server.url}/w/${encodeURIComponent(id)}`)
+    await dave.page.getByTestId('canvas-problem').waitFor({ timeout: 15_000 })
+
+    // A's dialog now lists C as a viewer and nothing pending.
+    await alice.page.reload()
+    await alice.page.getByTestId('share').click()
+    await waitFor(async () => (await collaboratorIds(alice)).includes(carol.me.id), 'C among the collaborators')
+    assert.equal(await dialog.getByLabel(`Role of ${carol.me.id}`).inputValue(), 'read', 'C is a viewer')
+    assert.equal(await dialog.getByTestId('pending-invitation').count(), 0, 'nothing pending')
   })
 
   test('a public workflow opens read-only for anyone signed in with the link', async () => {

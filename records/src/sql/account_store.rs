@@ -5,13 +5,14 @@
 use dojo_ids::{RoomName, TeamId, UserId, WorkflowId};
 use dojo_store::run_to_completion;
 
-use super::{Store, collaborators, ledger, users, workflows};
+use super::{Store, collaborators, ledger, users, workflow_invitations, workflows};
 use crate::ledger::validate_credit_request;
+use crate::teams::validate_email;
 use crate::users::{profile, profile_changes, validate_subject};
 use crate::workflows::validate_title;
 use crate::{
-    AccountError, AccountStore, Collaborator, CollaboratorPermission, CreditOutcome, LedgerEntry, RoomAccess,
-    User, Workflow, WorkflowPatch, WorkflowSummary,
+    AccountError, AccountStore, Collaborator, CollaboratorPermission, CreditOutcome, EmailShare, LedgerEntry,
+    RoomAccess, User, Workflow, WorkflowInvitation, WorkflowPatch, WorkflowSummary,
 };
 
 #[async_trait::async_trait]
@@ -136,6 +137,60 @@ impl AccountStore for Store {
 
     async fn collaborators(&self, workflow_id: &WorkflowId) -> Result<Vec<Collaborator>, AccountError> {
         collaborators::list(self, workflow_id).await
+    }
+
+    async fn share_by_email(
+        &self,
+        workflow_id: &WorkflowId,
+        email: &str,
+        permission: CollaboratorPermission,
+        invited_by: &UserId,
+    ) -> Result<EmailShare, AccountError> {
+        let email = validate_email(email)?;
+        if let Some(user) = workflow_invitations::account_of(self, &email).await? {
+            return Ok(EmailShare::Shared(self.set_collaborator(workflow_id, &user, permission).await?));
+        }
+        let (this, workflow, address, inviter) =
+            (self.clone(), workflow_id.clone(), email.clone(), invited_by.clone());
+        let invitation = run_to_completion(async move {
+            workflow_invitations::invite(&this, &workflow, &address, permission, &inviter).await
+        })
+        .await?;
+        // Someone may have signed in with the address between the lookup and the insert, and
+        // found nothing to claim: claim for them now, so the invitation cannot be stranded.
+        if let Some(user) = workflow_invitations::account_of(self, &email).await? {
+            let claimed = self.claim_workflow_invitations(&user, &email).await?;
+            if let Some(collaborator) = claimed.into_iter().find(|c| c.workflow_id == *workflow_id) {
+                return Ok(EmailShare::Shared(collaborator));
+            }
+        }
+        Ok(EmailShare::Pending(invitation))
+    }
+
+    async fn workflow_invitations(
+        &self,
+        workflow_id: &WorkflowId,
+    ) -> Result<Vec<WorkflowInvitation>, AccountError> {
+        workflow_invitations::of_workflow(self, workflow_id).await
+    }
+
+    async fn revoke_workflow_invitation(
+        &self,
+        workflow_id: &WorkflowId,
+        email: &str,
+    ) -> Result<bool, AccountError> {
+        let email = validate_email(email)?;
+        let (this, workflow) = (self.clone(), workflow_id.clone());
+        run_to_completion(async move { workflow_invitations::revoke(&this, &workflow, &email).await }).await
+    }
+
+    async fn claim_workflow_invitations(
+        &self,
+        user: &UserId,
+        email: &str,
+    ) -> Result<Vec<Collaborator>, AccountError> {
+        let (this, user, email) = (self.clone(), user.clone(), email.to_owned());
+        run_to_completion(async move { workflow_invitations::claim(&this, &user, &email).await }).await
     }
 
     async fn room_access(

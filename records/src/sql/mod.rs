@@ -22,4 +22,5 @@ mod team_store;
 mod teams;
 mod users;
 mod webhooks;
+mod workflow_invitations;
 mod workflows;

@@ -100,6 +100,10 @@ pub async fn ledger(
 pub struct DevTokenRequest {
     /// Display name for the dev identity.
     pub name: String,
+    /// An email for the identity, treated as verified (dev mode only): lets a dev identity
+    /// receive team and workflow invitations sent to an address.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -122,7 +126,14 @@ pub async fn dev_token(
     if name.is_empty() || name.chars().count() > 64 {
         return Err(ApiError::BadRequest("name must be 1 to 64 characters".into()));
     }
-    let token = state.auth().mint_dev_token(name).ok_or_else(|| ApiError::NotFound("not found".into()))?;
+    let email = match body.email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+        Some(email) => Some(dojo_records::teams::validate_email(email)?),
+        None => None,
+    };
+    let token = state
+        .auth()
+        .mint_dev_token(name, email.as_deref())
+        .ok_or_else(|| ApiError::NotFound("not found".into()))?;
     Ok(Json(DevTokenBody { token }))
 }
 

@@ -21,6 +21,7 @@ mod service_errors;
 mod team_audit;
 mod teams;
 mod webhooks;
+mod workflow_invitations;
 mod workflows;
 
 use axum::extract::FromRequestParts;
@@ -207,7 +208,9 @@ impl From<AccountError> for ApiError {
             AccountError::InvitationClosed(_) => ApiError::InvitationClosed(error.to_string()),
             AccountError::InvitationExpired => ApiError::InvitationExpired(error.to_string()),
             AccountError::RoomTaken(_) => ApiError::RoomTaken(error.to_string()),
-            AccountError::QuotaExceeded { .. } => ApiError::QuotaExceeded(error.to_string()),
+            AccountError::QuotaExceeded { .. } | AccountError::WorkflowInvitationsFull { .. } => {
+                ApiError::QuotaExceeded(error.to_string())
+            }
             AccountError::OwnerCannotCollaborate | AccountError::AmbiguousUser(_) => {
                 ApiError::Conflict(error.to_string())
             }
@@ -280,6 +283,11 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
             "/api/workflows/{id}/collaborators/{user}",
             axum::routing::put(workflows::set_collaborator).delete(workflows::remove_collaborator),
         )
+        .route(
+            "/api/workflows/{id}/invitations",
+            get(workflow_invitations::list).post(workflow_invitations::share),
+        )
+        .route("/api/workflows/{id}/invitations/{email}", axum::routing::delete(workflow_invitations::revoke))
         .route("/api/workflows/{id}/webhooks", get(webhooks::list).post(webhooks::create))
         .route("/api/workflows/{id}/webhooks/{hookId}", axum::routing::delete(webhooks::delete))
         .route("/api/workflows/{id}/webhooks/{hookId}/deliveries", get(webhooks::deliveries))

@@ -18,7 +18,9 @@ use super::responses::{
     BadRequest, ErrorBody, Forbidden, InsufficientCreditsBody, InvalidGraphBody, NotFound, TooManyRequests,
     Unauthorized, Unavailable,
 };
-use super::{account, assets, compose, documents, runs, team_audit, teams, webhooks, workflows};
+use super::{
+    account, assets, compose, documents, runs, team_audit, teams, webhooks, workflow_invitations, workflows,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -40,6 +42,9 @@ use super::{account, assets, compose, documents, runs, team_audit, teams, webhoo
         workflows::delete,
         workflows::set_collaborator,
         workflows::remove_collaborator,
+        workflow_invitations::share,
+        workflow_invitations::list,
+        workflow_invitations::revoke,
         documents::graph,
         documents::state,
         documents::update,

@@ -46,7 +46,7 @@ impl From<WorkflowError> for ApiError {
         match error {
             WorkflowError::SignIn(error) => error.into(),
             WorkflowError::BadRoom(_) => ApiError::InvalidRoomName(error.to_string()),
-            WorkflowError::NotFound(_) | WorkflowError::NotCollaborator(_) => {
+            WorkflowError::NotFound(_) | WorkflowError::NotCollaborator(_) | WorkflowError::NoInvitation => {
                 ApiError::NotFound(error.to_string())
             }
             WorkflowError::NotOwner | WorkflowError::TeamViewer => ApiError::Forbidden(error.to_string()),

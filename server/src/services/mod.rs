@@ -21,6 +21,7 @@ pub mod runs;
 pub mod teams;
 pub mod versions;
 pub mod webhooks;
+pub mod workflow_invitations;
 pub mod workflows;
 
 #[cfg(test)]

@@ -36,6 +36,8 @@ pub enum WorkflowError {
     TeamViewer,
     #[error("{:?} is not a collaborator", .0.as_str())]
     NotCollaborator(UserId),
+    #[error("that address has no pending invitation to this workflow")]
+    NoInvitation,
     /// One answer for every reason a room cannot be claimed (a workflow has it, a service uses
     /// it, a deleted workflow keeps it), so the answer says no more than "not yours to take".
     #[error(
@@ -71,7 +73,7 @@ pub struct WorkflowDetail {
 }
 
 pub struct WorkflowService<'a> {
-    state: &'a AppState,
+    pub(super) state: &'a AppState,
     /// The client's address, for the audit log.
     addr: Option<IpAddr>,
 }
@@ -87,7 +89,7 @@ impl<'a> WorkflowService<'a> {
     }
 
     /// Records a change to `owned`'s sharing or existence.
-    async fn audit(&self, owned: &OwnedWorkflow, action: &'static str, detail: serde_json::Value) {
+    pub(super) async fn audit(&self, owned: &OwnedWorkflow, action: &'static str, detail: serde_json::Value) {
         let workflow = &owned.0;
         let entry = Record {
             action,
@@ -218,11 +220,32 @@ impl<'a> WorkflowService<'a> {
         user: &UserId,
         permission: CollaboratorPermission,
     ) -> Result<Collaborator, WorkflowError> {
-        let accounts = self.state.auth().accounts();
-        let before = accounts.collaborators(&owned.0.id).await?;
-        let previous = before.iter().find(|c| c.user_id == *user).map(|c| c.permission);
+        let previous = self.permission_of(owned, user).await?;
         let collaborator =
             self.state.auth().accounts().set_collaborator(&owned.0.id, user, permission).await?;
+        self.shared(owned, user, permission, previous).await;
+        Ok(collaborator)
+    }
+
+    /// What `user` may do in `owned` as its collaborator now, if they are one.
+    pub(super) async fn permission_of(
+        &self,
+        owned: &OwnedWorkflow,
+        user: &UserId,
+    ) -> Result<Option<CollaboratorPermission>, WorkflowError> {
+        let before = self.state.auth().accounts().collaborators(&owned.0.id).await?;
+        Ok(before.iter().find(|c| c.user_id == *user).map(|c| c.permission))
+    }
+
+    /// After `user` was given `permission` (they had `previous`): the audit entry, the
+    /// webhook, and a downgrade's effect on live connections.
+    pub(super) async fn shared(
+        &self,
+        owned: &OwnedWorkflow,
+        user: &UserId,
+        permission: CollaboratorPermission,
+        previous: Option<CollaboratorPermission>,
+    ) {
         if previous != Some(permission) {
             let change = if previous.is_some() { "changed" } else { "added" };
             let detail = json!({
@@ -242,7 +265,6 @@ impl<'a> WorkflowService<'a> {
             // Possibly a downgrade from write: a live write connection must not keep writing.
             self.revalidate_connections(&owned.0.room).await;
         }
-        Ok(collaborator)
     }
 
     /// Stops sharing the workflow with `user`.

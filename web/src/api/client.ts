@@ -14,6 +14,8 @@ export type Workflow = Schemas['WorkflowBody']
 /** Someone a workflow is shared with, as GET /api/workflows/{id} lists them (to the owner only). */
 export type Collaborator = Schemas['CollaboratorBody']
 export type WorkflowDetail = Schemas['WorkflowDetail']
+export type WorkflowInvitation = Schemas['WorkflowInvitationBody']
+export type EmailShare = Schemas['EmailShareBody']
 export type RunStarted = Schemas['Submitted']
 export type RunDetail = Schemas['RunBody']
 export type RunListItem = Schemas['RunBody']
@@ -69,7 +71,8 @@ export function uploadImage(
 
 export const api = {
   me: (token: string | null) => call(() => client.GET('/api/me', { headers: auth(token) })),
-  devToken: (name: string) => call(() => client.POST('/api/dev/token', { body: { name } })),
+  devToken: (name: string, email?: string) =>
+    call(() => client.POST('/api/dev/token', { body: email ? { name, email } : { name } })),
   // The catalog's shape is the editor's own type (catalog/catalog.ts): the document types it as
   // a plain object.
   catalog: async () => (await call(() => client.GET('/api/catalog'))) as unknown as Catalog,
@@ -98,6 +101,23 @@ export const api = {
       client.DELETE('/api/workflows/{id}/collaborators/{user}', {
         headers: auth(token),
         params: { path: { id, user } },
+      }),
+    ),
+  shareByEmail: (token: string | null, id: string, email: string, permission: 'read' | 'write') =>
+    call(() =>
+      client.POST('/api/workflows/{id}/invitations', {
+        headers: auth(token),
+        params: { path: { id } },
+        body: { email, permission },
+      }),
+    ),
+  workflowInvitations: (token: string | null, id: string) =>
+    call(() => client.GET('/api/workflows/{id}/invitations', { headers: auth(token), params: { path: { id } } })),
+  revokeWorkflowInvitation: (token: string | null, id: string, email: string) =>
+    call(() =>
+      client.DELETE('/api/workflows/{id}/invitations/{email}', {
+        headers: auth(token),
+        params: { path: { id, email } },
       }),
     ),
 

@@ -627,6 +627,44 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/workflows/{id}/invitations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The invitations waiting for their address to sign in (owner only). */
+        get: operations["listWorkflowInvitations"];
+        put?: never;
+        /**
+         * Shares the workflow with an email address (owner only): its account at once, or whoever
+         *     signs in with it (a verified email) within 30 days.
+         */
+        post: operations["shareWorkflowByEmail"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workflows/{id}/invitations/{email}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Withdraws the invitation of an address (owner only). */
+        delete: operations["revokeWorkflowInvitation"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/workflows/{id}/webhooks": {
         parameters: {
             query?: never;
@@ -899,6 +937,11 @@ export interface components {
             token: string;
         };
         DevTokenRequest: {
+            /**
+             * @description An email for the identity, treated as verified (dev mode only): lets a dev identity
+             *     receive team and workflow invitations sent to an address.
+             */
+            email?: string | null;
             /** @description Display name for the dev identity. */
             name: string;
         };
@@ -977,6 +1020,16 @@ export interface components {
             code: string;
             error: string;
             ops: components["schemas"]["OpError"][];
+        };
+        /**
+         * @description What sharing with an address did: `shared` (an account has it: `collaborator`) or
+         *     `pending` (nobody has it yet: `invitation`, claimed when someone signs in with it).
+         */
+        EmailShareBody: {
+            collaborator?: components["schemas"]["CollaboratorBody"] | null;
+            invitation?: components["schemas"]["WorkflowInvitationBody"] | null;
+            /** @description `shared` or `pending`. */
+            status: string;
         };
         /**
          * @description Every error: a message for people and a stable code for programs. Some refusals add fields
@@ -1241,6 +1294,12 @@ export interface components {
         SetRole: {
             role: components["schemas"]["TeamRoleName"];
         };
+        ShareByEmail: {
+            /** @description The address to share with (at most 254 bytes; compared case-insensitively). */
+            email: string;
+            /** @description `read` or `write`. */
+            permission: components["schemas"]["CollaboratorPermissionName"];
+        };
         /** @description What the Stripe webhook answers. */
         StripeAck: {
             /**
@@ -1377,6 +1436,28 @@ export interface components {
         WorkflowDetail: components["schemas"]["WorkflowBody"] & {
             /** @description Listed for the owner only. */
             collaborators: components["schemas"]["CollaboratorBody"][];
+        };
+        /** @description An address invited to a workflow that no account has yet. */
+        WorkflowInvitationBody: {
+            /**
+             * Format: int64
+             * @description Milliseconds since the Unix epoch.
+             */
+            createdAt: number;
+            /** @description Lower case. */
+            email: string;
+            /**
+             * Format: int64
+             * @description Past this, signing in with the address no longer shares the workflow.
+             */
+            expiresAt: number;
+            invitedBy: string;
+            /** @description `read` or `write`. */
+            permission: components["schemas"]["CollaboratorPermissionName"];
+        };
+        WorkflowInvitationList: {
+            /** @description Oldest first; at most 50 wait at once. */
+            invitations: components["schemas"]["WorkflowInvitationBody"][];
         };
         /**
          * Format: binary
@@ -2994,6 +3075,110 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+        };
+    };
+    listWorkflowInvitations: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workflow id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Pending invitations */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkflowInvitationList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    shareWorkflowByEmail: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workflow id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ShareByEmail"];
+            };
+        };
+        responses: {
+            /** @description Shared, or waiting for the address to sign in */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EmailShareBody"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description The address is the owner's own, or several accounts' (`conflict`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests, or 50 invitations already wait (`quota_exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    revokeWorkflowInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workflow id */
+                id: string;
+                /** @description The invited address */
+                email: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Withdrawn */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
         };
     };
     listWebhooks: {

@@ -7,6 +7,7 @@ import { ApiError } from '../api/http'
 
 const TOKEN_KEY = 'dojo.token'
 const DEV_NAME_KEY = 'dojo.devName'
+const DEV_EMAIL_KEY = 'dojo.devEmail'
 
 export interface Session {
   token: string | null
@@ -54,14 +55,16 @@ export async function restoreSession(devMode: boolean): Promise<Session | null> 
     }
   }
   const devName = stored(DEV_NAME_KEY)
-  if (devMode && devName) return signInDev(devName)
+  if (devMode && devName) return signInDev(devName, stored(DEV_EMAIL_KEY) ?? undefined)
   return null
 }
 
-export async function signInDev(name: string): Promise<Session> {
-  const { token } = await api.devToken(name)
+/** A dev identity; with an email (treated as verified in dev mode) it receives invitations sent to that address. */
+export async function signInDev(name: string, email?: string): Promise<Session> {
+  const { token } = await api.devToken(name, email || undefined)
   store(TOKEN_KEY, token)
   store(DEV_NAME_KEY, name)
+  store(DEV_EMAIL_KEY, email || null)
   return { token, me: await api.me(token), devMode: true }
 }
 
@@ -79,7 +82,7 @@ export async function renewToken(devMode: boolean): Promise<string | null> {
   const devName = stored(DEV_NAME_KEY)
   if (!devMode || !devName) return null
   try {
-    return (await signInDev(devName)).token
+    return (await signInDev(devName, stored(DEV_EMAIL_KEY) ?? undefined)).token
   } catch {
     return null
   }
@@ -88,6 +91,7 @@ export async function renewToken(devMode: boolean): Promise<string | null> {
 export function signOut(): void {
   store(TOKEN_KEY, null)
   store(DEV_NAME_KEY, null)
+  store(DEV_EMAIL_KEY, null)
 }
 
 export function currentToken(): string | null {

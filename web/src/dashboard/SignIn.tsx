@@ -10,6 +10,7 @@ interface Props {
 /** Dev mode: pick a name and get a dev identity. Otherwise: paste a token from the identity provider. */
 export function SignIn({ devMode, onSignedIn }: Props) {
   const [value, setValue] = useState('')
+  const [email, setEmail] = useState('')
   const [error, setError] = useState<string | null>(null)
   const [busy, setBusy] = useState(false)
 
@@ -18,7 +19,7 @@ export function SignIn({ devMode, onSignedIn }: Props) {
     setBusy(true)
     setError(null)
     try {
-      onSignedIn(devMode ? await signInDev(value.trim()) : await signInWithToken(value.trim(), false))
+      onSignedIn(devMode ? await signInDev(value.trim(), email.trim() || undefined) : await signInWithToken(value.trim(), false))
     } catch (cause) {
       setError(describeError(cause))
     } finally {
@@ -59,6 +60,19 @@ export function SignIn({ devMode, onSignedIn }: Props) {
           {mode.label}
           {mode.input}
         </label>
+        {devMode && (
+          <label>
+            Email (optional: receives what is shared with this address)
+            <input
+              name="email"
+              type="email"
+              maxLength={254}
+              placeholder="ada@example.com"
+              value={email}
+              onChange={(e) => setEmail(e.target.value)}
+            />
+          </label>
+        )}
         <button type="submit" disabled={busy || value.trim() === ''}>
           {mode.submit}
         </button>

@@ -1,10 +1,10 @@
-// Invite someone by user id as a viewer or an editor.
+// Invite someone by user id or by email, as a viewer or an editor.
 import { useState, type FormEvent } from 'react'
-import { EMAIL_NOT_SUPPORTED, parseInvitee, ROLES, type SharePermission } from './invitee'
+import { parseInvitee, ROLES, type Invitee, type SharePermission } from './invitee'
 
 interface Props {
   busy: boolean
-  onInvite: (userId: string, permission: SharePermission) => Promise<boolean>
+  onInvite: (invitee: Extract<Invitee, { kind: 'user' | 'email' }>, permission: SharePermission) => Promise<boolean>
 }
 
 export function InviteForm({ busy, onInvite }: Props) {
@@ -15,18 +15,18 @@ export function InviteForm({ busy, onInvite }: Props) {
   async function submit(event: FormEvent) {
     event.preventDefault()
     const invitee = parseInvitee(text)
-    if (invitee.kind === 'email') return setProblem(EMAIL_NOT_SUPPORTED)
-    if (invitee.kind === 'invalid') return setProblem(`That is not a user id: ${invitee.reason}.`)
+    if (invitee.kind === 'invalid') return setProblem(`That is neither an email nor a user id: ${invitee.reason}.`)
     if (invitee.kind === 'empty') return
     setProblem(null)
-    if (await onInvite(invitee.id, permission)) setText('')
+    if (await onInvite(invitee, permission)) setText('')
   }
 
   return (
     <form className="invite-form" onSubmit={(e) => void submit(e)}>
       <input
-        aria-label="User id to invite"
-        placeholder="Their user id (u_…), from their dashboard"
+        aria-label="Email or user id to invite"
+        placeholder="Their email, or their user id (u_…)"
+        maxLength={254}
         value={text}
         onChange={(e) => {
           setText(e.target.value)

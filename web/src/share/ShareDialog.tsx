@@ -1,9 +1,10 @@
-// The share dialog: the owner invites people by user id as viewers or editors, changes or
+// The share dialog: the owner invites people by email or user id as viewers or editors, changes or
 // removes them, and makes the workflow public (read-only for anyone signed in with the link).
 // Everyone else sees the link and who owns the workflow.
 import type { Workflow } from '../api/client'
 import { CollaboratorList } from './CollaboratorList'
 import { InviteForm } from './InviteForm'
+import { PendingInvitations } from './PendingInvitations'
 import { ShareLink } from './ShareLink'
 import { useSharing } from './useSharing'
 
@@ -30,15 +31,25 @@ export function ShareDialog({ workflow, token, onClose }: Props) {
         {owner ? (
           <>
             <InviteForm busy={sharing.busy} onInvite={sharing.invite} />
+            {sharing.notice && (
+              <p className="notice small" role="status" data-testid="share-notice">
+                {sharing.notice}
+              </p>
+            )}
             {detail && (
               <CollaboratorList
                 ownerId={detail.ownerId}
                 collaborators={detail.collaborators}
                 busy={sharing.busy}
-                onChangeRole={(userId, permission) => void sharing.invite(userId, permission)}
+                onChangeRole={(userId, permission) => void sharing.setRole(userId, permission)}
                 onRemove={(userId) => void sharing.remove(userId)}
               />
             )}
+            <PendingInvitations
+              invitations={sharing.invitations}
+              busy={sharing.busy}
+              onRevoke={(email) => void sharing.revoke(email)}
+            />
             {detail && (
               <label className="public-toggle">
                 <input

@@ -1,6 +1,7 @@
-// Who the owner typed into the share dialog. The server shares with user ids only (PUT
-// /api/workflows/{id}/collaborators/{userId}); it has no route that finds a user by email, so an
-// email is recognised in order to say so, instead of failing as an unknown id.
+// Who the owner typed into the share dialog: a user id (PUT
+// /api/workflows/{id}/collaborators/{userId}) or an email (POST /api/workflows/{id}/invitations:
+// the address's account at once, or whoever signs in with it later).
+import type { EmailShare } from '../api/client'
 
 export type Invitee =
   | { kind: 'empty' }
@@ -16,8 +17,16 @@ export function parseInvitee(text: string): Invitee {
   return { kind: 'invalid', reason: 'a user id has letters, digits, "_" and "-" only (e.g. u_3f9a…)' }
 }
 
-export const EMAIL_NOT_SUPPORTED =
-  'This server cannot look people up by email yet: ask them for their user id (it is on their dashboard) and paste it here.'
+/** What the dialog says after sharing with an address. */
+export function describeEmailShare(email: string, outcome: EmailShare): string {
+  if (outcome.status === 'shared' && outcome.collaborator) {
+    return `Shared with ${email} as ${roleLabel(outcome.collaborator.permission).toLowerCase()}.`
+  }
+  const invitation = outcome.invitation
+  if (!invitation) return `Shared with ${email}.`
+  const until = new Date(invitation.expiresAt).toISOString().slice(0, 10)
+  return `Nobody has signed in with ${invitation.email} yet: they get access as ${roleLabel(invitation.permission).toLowerCase()} when they do (invitation valid until ${until}).`
+}
 
 /** The roles as the dialog names them, and the permission the API stores for each. */
 export const ROLES = [
