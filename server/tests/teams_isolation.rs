@@ -93,6 +93,13 @@ impl Scene {
                 Some(json!({ "permission": "write" })),
             ),
             probe(Method::DELETE, format!("/api/workflows/{wf}/collaborators/{bob}"), None),
+            probe(Method::GET, format!("/api/workflows/{wf}/invitations"), None),
+            probe(
+                Method::POST,
+                format!("/api/workflows/{wf}/invitations"),
+                Some(json!({ "email": "spy@example.com", "permission": "write" })),
+            ),
+            probe(Method::DELETE, format!("/api/workflows/{wf}/invitations/zed@example.com"), None),
             probe(Method::GET, format!("/api/workflows/{wf}/webhooks"), None),
             probe(
                 Method::POST,
