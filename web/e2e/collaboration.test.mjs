@@ -231,8 +231,21 @@ describe('offline', () => {
     assert.deepEqual(await nodeIds(alice), await nodeIds(bob))
   })
 
-  test('edits made offline survive closing the tab, and reach B once A is back', async () => {
+  test('edits made offline survive a reload while still offline, and reach B once A is back', async () => {
     const { alice, bob } = await pairOn('offline-reload')
+    // The service worker takes over on the first visit and reads again what opening the canvas
+    // needs: wait until its cache holds those answers.
+    await waitFor(
+      () =>
+        alice.page.evaluate(async () => {
+          if (!navigator.serviceWorker.controller) throw new Error('no service worker controls the page')
+          const cache = await caches.open('dojo-api-reads')
+          const paths = (await cache.keys()).map((request) => new URL(request.url).pathname)
+          if (['/api/me', '/api/catalog'].every((p) => paths.includes(p)) && paths.some((p) => p.startsWith('/api/workflows/'))) return true
+          throw new Error(`cached so far: ${paths.join(', ')}`)
+        }),
+      'the service worker to hold what the canvas needs offline',
+    )
     await alice.context.setOffline(true)
     await waitFor(
       async () => (await alice.page.getByTestId('connection').getAttribute('data-state')) === 'offline',
@@ -266,19 +279,20 @@ describe('offline', () => {
       "A's canvas kept in the browser",
     )
     assert.ok(!(await nodeIds(bob)).includes(offlineNode), 'B cannot see it while A is offline')
-    // A closes the tab while offline (nothing was sent), comes back online and opens the canvas
-    // again in a new tab: the edit comes from the browser's copy, and reaches B.
-    const url = alice.page.url()
-    await alice.page.close()
-    await alice.context.setOffline(false)
-    alice.page = await alice.context.newPage()
-    alice.page.on('pageerror', (error) => alice.problems.push(`${alice.name}: page error: ${error.message}`))
-    await alice.page.goto(url)
+
+    // A reloads with no network: the page, the API reads and the document all come from the
+    // browser, and the edit is still there.
+    await alice.page.reload()
     await waitFor(
       async () => (await nodeById(alice, offlineNode).getByLabel('Prompt text').inputValue()) === 'written offline',
-      "A's offline edit back in the new tab",
+      "A's offline edit back after the offline reload",
     )
+    assert.equal(await alice.page.evaluate(() => navigator.onLine), false, 'the browser was offline throughout')
+    assert.equal(await alice.page.getByTestId('connection').getAttribute('data-state'), 'offline')
     await screenshot(alice, 'offline-reload-alice')
+    assert.ok(!(await nodeIds(bob)).includes(offlineNode), 'B still cannot see it')
+
+    await alice.context.setOffline(false)
     await waitFor(async () => (await nodeIds(bob)).includes(offlineNode), "B to receive A's offline edit after A came back", 30_000)
     await waitFor(
       async () => (await nodeById(bob, offlineNode).getByLabel('Prompt text').inputValue()) === 'written offline',

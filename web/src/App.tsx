@@ -1,10 +1,12 @@
 import { useCallback, useEffect, useState } from 'react'
-import { detectDevMode, restoreSession, signOut, type Session } from './auth/session'
+import { detectDevMode, restoreSession, signOut, storedToken, type Session } from './auth/session'
 import { forgetLocalCopies } from './collab/connection'
 import { CanvasPage } from './canvas/CanvasPage'
 import { Dashboard } from './dashboard/Dashboard'
 import { SignIn } from './dashboard/SignIn'
+import { whenServiceWorkerTakesOver } from './offline/apiCache'
 import { describeError } from './ui/errors'
+import { api } from './api/client'
 import { useRoute } from './ui/router'
 import { useTheme } from './ui/theme'
 
@@ -30,6 +32,18 @@ export function App() {
   useEffect(() => {
     void start()
   }, [start])
+
+  // The first visit's profile read happened before the service worker could keep it: read it
+  // again through the worker, so the editor opens offline from now on. (The stored token, not
+  // the session's: the worker may take over while the session is still being restored.)
+  useEffect(
+    () =>
+      whenServiceWorkerTakesOver(() => {
+        const token = storedToken()
+        if (token) void api.me(token).catch(() => undefined)
+      }),
+    [],
+  )
 
   const leave = useCallback(() => {
     if (session) void forgetLocalCopies(session.me.id).catch(() => undefined)

@@ -3,11 +3,14 @@
 // The token lives in localStorage, so a reload or a second window keeps the identity.
 
 import { api, type Me } from '../api/client'
-import { ApiError } from '../api/http'
+import { ApiError, NetworkError } from '../api/http'
+import { forgetCachedReads } from '../offline/apiCache'
 
 const TOKEN_KEY = 'dojo.token'
 const DEV_NAME_KEY = 'dojo.devName'
 const DEV_EMAIL_KEY = 'dojo.devEmail'
+/** What the server said the last time it was reachable, for opening the editor offline. */
+const DEV_MODE_KEY = 'dojo.devMode'
 
 export interface Session {
   token: string | null
@@ -19,11 +22,23 @@ export interface Session {
 export async function detectDevMode(): Promise<boolean> {
   try {
     const me = await api.me(null)
+    store(DEV_MODE_KEY, String(me.anonymous))
     return me.anonymous
   } catch (error) {
-    if (error instanceof ApiError && error.status === 401) return false
+    if (error instanceof ApiError && error.status === 401) {
+      store(DEV_MODE_KEY, 'false')
+      return false
+    }
+    // Offline: the answer it gave last time (the service worker never caches anonymous reads).
+    const remembered = stored(DEV_MODE_KEY)
+    if (error instanceof NetworkError && remembered !== null) return remembered === 'true'
     throw error
   }
+}
+
+/** The token of whoever is signed in at this browser, if anyone. */
+export function storedToken(): string | null {
+  return stored(TOKEN_KEY)
 }
 
 function stored(key: string): string | null {
@@ -62,6 +77,7 @@ export async function restoreSession(devMode: boolean): Promise<Session | null> 
 /** A dev identity; with an email (treated as verified in dev mode) it receives invitations sent to that address. */
 export async function signInDev(name: string, email?: string): Promise<Session> {
   const { token } = await api.devToken(name, email || undefined)
+  await forgetCachedReads().catch(() => undefined)
   store(TOKEN_KEY, token)
   store(DEV_NAME_KEY, name)
   store(DEV_EMAIL_KEY, email || null)
@@ -69,6 +85,7 @@ export async function signInDev(name: string, email?: string): Promise<Session> 
 }
 
 export async function signInWithToken(token: string, devMode: boolean): Promise<Session> {
+  await forgetCachedReads().catch(() => undefined)
   const me = await api.me(token)
   store(TOKEN_KEY, token)
   return { token, me, devMode }
@@ -92,6 +109,7 @@ export function signOut(): void {
   store(TOKEN_KEY, null)
   store(DEV_NAME_KEY, null)
   store(DEV_EMAIL_KEY, null)
+  void forgetCachedReads().catch(() => undefined)
 }
 
 export function currentToken(): string | null {

@@ -7,6 +7,7 @@ import { ApiError, NetworkError } from '../api/http'
 import { renewToken, type Session } from '../auth/session'
 import { CatalogIndex } from '../catalog/catalog'
 import { localStoreName, RoomConnection, type AccessVerdict } from '../collab/connection'
+import { whenServiceWorkerTakesOver } from '../offline/apiCache'
 import { describeError } from '../ui/errors'
 import { navigate } from '../ui/router'
 import type { Theme } from '../ui/theme'
@@ -57,6 +58,17 @@ export function CanvasPage({ workflowId, session, onSession, theme, onToggleThem
       .then((catalog) => setCatalog(new CatalogIndex(catalog)))
       .catch((error: unknown) => setProblem(`The node catalog did not load: ${describeError(error)}`))
   }, [loadWorkflow])
+
+  // Read again through the service worker that just took over, so it has what opening this
+  // canvas offline needs.
+  useEffect(
+    () =>
+      whenServiceWorkerTakesOver(() => {
+        const token = sessionRef.current.token
+        void Promise.allSettled([api.me(token), api.catalog(), api.workflow(token, workflowId)])
+      }),
+    [workflowId],
+  )
 
   const refreshCredits = useCallback(() => {
     api
