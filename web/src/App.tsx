@@ -4,6 +4,7 @@ import { forgetLocalCopies } from './collab/connection'
 import { CanvasPage } from './canvas/CanvasPage'
 import { Dashboard } from './dashboard/Dashboard'
 import { SignIn } from './dashboard/SignIn'
+import { TeamPage } from './teams/TeamPage'
 import { whenServiceWorkerTakesOver } from './offline/apiCache'
 import { describeError } from './ui/errors'
 import { api } from './api/client'
@@ -73,5 +74,6 @@ export function App() {
       />
     )
   }
+  if (route.page === 'team') return <TeamPage key={route.teamId} teamId={route.teamId} session={session} />
   return <Dashboard session={session} onSignOut={leave} theme={theme} onToggleTheme={toggleTheme} />
 }

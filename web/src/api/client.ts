@@ -23,6 +23,13 @@ export type NodeValidationError = Schemas['ValidationIssue']
 export type ComposeResult = Schemas['Composed']
 export type Uploaded = Schemas['Uploaded']
 export type Version = Schemas['Version']
+export type Team = Schemas['TeamBody']
+export type TeamRole = Schemas['TeamRoleName']
+export type TeamMember = Schemas['MemberBody']
+export type TeamInvitation = Schemas['InvitationBody']
+export type AuditEntry = Schemas['AuditEntryBody']
+export type AuditPage = Schemas['AuditPage']
+export type AuditFilter = Pick<NonNullable<paths['/api/teams/{team}/audit']['get']['parameters']['query']>, 'action' | 'actor' | 'cursor'>
 
 /**
  * `POST /api/assets?room=…` with the upload's progress. The one call not made through
@@ -80,8 +87,8 @@ export const api = {
   workflows: (token: string | null) => call(() => client.GET('/api/workflows', { headers: auth(token) })),
   workflow: (token: string | null, id: string) =>
     call(() => client.GET('/api/workflows/{id}', { headers: auth(token), params: { path: { id } } })),
-  createWorkflow: (token: string | null, title: string) =>
-    call(() => client.POST('/api/workflows', { headers: auth(token), body: { title } })),
+  createWorkflow: (token: string | null, title: string, teamId?: string) =>
+    call(() => client.POST('/api/workflows', { headers: auth(token), body: teamId ? { title, teamId } : { title } })),
   updateWorkflow: (token: string | null, id: string, patch: { title?: string; public?: boolean }) =>
     call(() =>
       client.PATCH('/api/workflows/{id}', { headers: auth(token), params: { path: { id } }, body: patch }),
@@ -120,6 +127,64 @@ export const api = {
         params: { path: { id, email } },
       }),
     ),
+
+  // Teams (docs/api.md#teams). Lists are read as one page of the server's largest size: the
+  // editor shows at most that many members, teams or invitations.
+  teams: (token: string | null) =>
+    call(() => client.GET('/api/teams', { headers: auth(token), params: { query: { limit: 200 } } })),
+  createTeam: (token: string | null, name: string) =>
+    call(() => client.POST('/api/teams', { headers: auth(token), body: { name } })),
+  team: (token: string | null, team: string) =>
+    call(() => client.GET('/api/teams/{team}', { headers: auth(token), params: { path: { team } } })),
+  teamMembers: (token: string | null, team: string) =>
+    call(() =>
+      client.GET('/api/teams/{team}/members', { headers: auth(token), params: { path: { team }, query: { limit: 200 } } }),
+    ),
+  setTeamRole: (token: string | null, team: string, user: string, role: TeamRole) =>
+    call(() =>
+      client.PUT('/api/teams/{team}/members/{user}', { headers: auth(token), params: { path: { team, user } }, body: { role } }),
+    ),
+  removeTeamMember: (token: string | null, team: string, user: string) =>
+    call(() => client.DELETE('/api/teams/{team}/members/{user}', { headers: auth(token), params: { path: { team, user } } })),
+  leaveTeam: (token: string | null, team: string) =>
+    call(() => client.POST('/api/teams/{team}/leave', { headers: auth(token), params: { path: { team } } })),
+  inviteToTeam: (token: string | null, team: string, invitee: { userId: string } | { email: string }, role: TeamRole) =>
+    call(() =>
+      client.POST('/api/teams/{team}/invitations', { headers: auth(token), params: { path: { team } }, body: { ...invitee, role } }),
+    ),
+  teamInvitations: (token: string | null, team: string) =>
+    call(() =>
+      client.GET('/api/teams/{team}/invitations', { headers: auth(token), params: { path: { team }, query: { limit: 200 } } }),
+    ),
+  revokeTeamInvitation: (token: string | null, team: string, invitation: string) =>
+    call(() =>
+      client.DELETE('/api/teams/{team}/invitations/{invitation}', {
+        headers: auth(token),
+        params: { path: { team, invitation } },
+      }),
+    ),
+  myInvitations: (token: string | null) =>
+    call(() => client.GET('/api/me/invitations', { headers: auth(token), params: { query: { limit: 200 } } })),
+  acceptInvitation: (token: string | null, invitation: string) =>
+    call(() => client.POST('/api/invitations/{invitation}/accept', { headers: auth(token), params: { path: { invitation } } })),
+  declineInvitation: (token: string | null, invitation: string) =>
+    call(() => client.POST('/api/invitations/{invitation}/decline', { headers: auth(token), params: { path: { invitation } } })),
+  teamAudit: (token: string | null, team: string, filter: AuditFilter) =>
+    call(() =>
+      client.GET('/api/teams/{team}/audit', {
+        headers: auth(token),
+        params: { path: { team }, query: { ...filter, limit: 50 } },
+      }),
+    ) as Promise<AuditPage>,
+  /** The audit log as JSON lines (newest first, at most 10,000), as text to save. */
+  teamAuditExport: (token: string | null, team: string, filter: AuditFilter) =>
+    call(() =>
+      client.GET('/api/teams/{team}/audit', {
+        headers: auth(token),
+        params: { path: { team }, query: { action: filter.action, actor: filter.actor, format: 'jsonl' } },
+        parseAs: 'text',
+      }),
+    ) as Promise<string>,
 
   startRun: (token: string | null, room: string, targets: string[] | null) =>
     call(() =>

@@ -1,11 +1,23 @@
 import { useCallback, useEffect, useState, type FormEvent } from 'react'
-import { api, type Workflow } from '../api/client'
+import { api, type Team, type TeamInvitation, type Workflow } from '../api/client'
 import type { Session } from '../auth/session'
 import { roleLabel } from '../share/invitee'
 import { describeError } from '../ui/errors'
 import { navigate } from '../ui/router'
 import type { Theme } from '../ui/theme'
+import { createsWorkflows } from '../teams/roles'
+import { PERSONAL, TeamsPanel } from './TeamsPanel'
 import { groupWorkflows } from './workflowGroups'
+
+const WORKSPACE_KEY = 'dojo.workspace'
+
+function storedWorkspace(): string {
+  try {
+    return localStorage.getItem(WORKSPACE_KEY) ?? PERSONAL
+  } catch {
+    return PERSONAL
+  }
+}
 
 interface Props {
   session: Session
@@ -18,14 +30,36 @@ export function Dashboard({ session, onSignOut, theme, onToggleTheme }: Props) {
   const [workflows, setWorkflows] = useState<Workflow[] | null>(null)
   const [error, setError] = useState<string | null>(null)
   const [title, setTitle] = useState('')
+  const [teams, setTeams] = useState<Team[]>([])
+  const [invitations, setInvitations] = useState<TeamInvitation[]>([])
+  const [workspace, setWorkspace] = useState(storedWorkspace)
 
   const load = useCallback(async () => {
     try {
-      setWorkflows(await api.workflows(session.token))
+      const [workflows, teams, invitations] = await Promise.all([
+        api.workflows(session.token),
+        api.teams(session.token),
+        api.myInvitations(session.token),
+      ])
+      setWorkflows(workflows)
+      setTeams(teams.teams)
+      setInvitations(invitations.invitations)
     } catch (cause) {
       setError(describeError(cause))
     }
   }, [session.token])
+
+  // A team I left (or that is gone) is no workspace of mine.
+  const team = teams.find((t) => t.id === workspace) ?? null
+  const current = team ? workspace : PERSONAL
+  function chooseWorkspace(teamId: string) {
+    setWorkspace(teamId)
+    try {
+      localStorage.setItem(WORKSPACE_KEY, teamId)
+    } catch {
+      // Storage disabled: the choice lasts as long as the page.
+    }
+  }
 
   useEffect(() => {
     void load()
@@ -45,7 +79,7 @@ export function Dashboard({ session, onSignOut, theme, onToggleTheme }: Props) {
     event.preventDefault()
     setError(null)
     try {
-      const workflow = await api.createWorkflow(session.token, title.trim() || 'Untitled workflow')
+      const workflow = await api.createWorkflow(session.token, title.trim() || 'Untitled workflow', team?.id)
       navigate(`/w/${encodeURIComponent(workflow.id)}`)
     } catch (cause) {
       setError(describeError(cause))
@@ -68,16 +102,39 @@ export function Dashboard({ session, onSignOut, theme, onToggleTheme }: Props) {
       <p className="muted small">
         Your user id: <code data-testid="user-id">{session.me.id}</code> (give it to an owner who wants to share a workflow with you; they paste it in their canvas's Share dialog)
       </p>
-      <form className="create" onSubmit={(e) => void create(e)}>
-        <input
-          name="title"
-          aria-label="New workflow title"
-          placeholder="New workflow title"
-          value={title}
-          onChange={(e) => setTitle(e.target.value)}
-        />
-        <button type="submit">Create workflow</button>
-      </form>
+      <TeamsPanel
+        teams={teams}
+        invitations={invitations}
+        workspace={current}
+        onWorkspace={(teamId) => {
+          chooseWorkspace(teamId)
+          void load()
+        }}
+        onCreate={async (name) => {
+          let created = false
+          await act(async () => {
+            const made = await api.createTeam(session.token, name)
+            chooseWorkspace(made.id)
+            created = true
+          })
+          return created
+        }}
+        onAnswer={(invitation, accept) =>
+          void act(() => (accept ? api.acceptInvitation : api.declineInvitation)(session.token, invitation))
+        }
+      />
+      {(!team || createsWorkflows(team.role)) && (
+        <form className="create" onSubmit={(e) => void create(e)}>
+          <input
+            name="title"
+            aria-label="New workflow title"
+            placeholder={team ? `New workflow in ${team.name}` : 'New workflow title'}
+            value={title}
+            onChange={(e) => setTitle(e.target.value)}
+          />
+          <button type="submit">Create workflow</button>
+        </form>
+      )}
       {error && (
         <p className="error" role="alert">
           {error}
@@ -86,7 +143,7 @@ export function Dashboard({ session, onSignOut, theme, onToggleTheme }: Props) {
       {workflows === null ? (
         <p className="muted">Loading workflows…</p>
       ) : (
-        <WorkflowLists workflows={workflows} myId={session.me.id} token={session.token} onAct={act} />
+        <WorkflowLists workflows={workflows} myId={session.me.id} team={team} token={session.token} onAct={act} />
       )}
     </main>
   )
@@ -95,19 +152,21 @@ export function Dashboard({ session, onSignOut, theme, onToggleTheme }: Props) {
 interface ListsProps {
   workflows: Workflow[]
   myId: string
+  /** The team workspace shown, or null for personal. */
+  team: Team | null
   token: string | null
   onAct: (action: () => Promise<unknown>) => Promise<void>
 }
 
 /** Mine first; then, when there are any, those shared with me, each with its owner. */
-function WorkflowLists({ workflows, myId, token, onAct }: ListsProps) {
-  const { mine, sharedWithMe } = groupWorkflows(workflows, myId)
+function WorkflowLists({ workflows, myId, team, token, onAct }: ListsProps) {
+  const { mine, sharedWithMe } = groupWorkflows(workflows, myId, team?.id)
   return (
     <>
-      <section className="workflow-section" data-testid="my-workflows">
-        <h2>Your workflows</h2>
+      <section className="workflow-section" data-testid={team ? 'team-workflows' : 'my-workflows'}>
+        <h2>{team ? `${team.name}'s workflows` : 'Your workflows'}</h2>
         {mine.length === 0 ? (
-          <p className="muted">No workflows yet: create one above.</p>
+          <p className="muted">No workflows yet{team && !createsWorkflows(team.role) ? '.' : ': create one above.'}</p>
         ) : (
           <ul className="workflows">
             {mine.map((workflow) => (

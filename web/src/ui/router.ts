@@ -1,11 +1,14 @@
-// A two-route router on the History API: `/` (dashboard) and `/w/{workflowId}` (canvas).
+// A small router on the History API: `/` (dashboard), `/w/{workflowId}` (canvas) and
+// `/teams/{teamId}` (a team's members, invitations and audit log).
 import { useEffect, useState } from 'react'
 
-export type Route = { page: 'dashboard' } | { page: 'canvas'; workflowId: string }
+export type Route = { page: 'dashboard' } | { page: 'canvas'; workflowId: string } | { page: 'team'; teamId: string }
 
 export function parseRoute(path: string): Route {
   const match = /^\/w\/([^/]+)\/?$/.exec(path)
   if (match?.[1]) return { page: 'canvas', workflowId: decodeURIComponent(match[1]) }
+  const team = /^\/teams\/([^/]+)\/?$/.exec(path)
+  if (team?.[1]) return { page: 'team', teamId: decodeURIComponent(team[1]) }
   return { page: 'dashboard' }
 }
 
