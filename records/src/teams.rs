@@ -269,6 +269,13 @@ pub trait TeamStore: Send + Sync + 'static {
 
     async fn team(&self, id: &TeamId) -> Result<Option<Team>, AccountError>;
 
+    /// Renames the team (its name validated as at creation).
+    async fn rename_team(&self, id: &TeamId, name: &str) -> Result<Team, AccountError>;
+
+    /// Deletes the team with its members and invitations, and soft-deletes its live workflows
+    /// (their rooms stay reserved and closed). Returns how many workflows it deleted.
+    async fn delete_team(&self, id: &TeamId) -> Result<u64, AccountError>;
+
     /// The user's role in the team, `None` when they are not a member (or there is no team).
     async fn role(&self, team: &TeamId, user: &UserId) -> Result<Option<TeamRole>, AccountError>;
 

@@ -682,6 +682,8 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
         "GET /api/teams",
         "POST /api/teams",
         "GET /api/teams/{team}",
+        "PATCH /api/teams/{team}",
+        "DELETE /api/teams/{team}",
         "GET /api/teams/{team}/members",
         "PUT /api/teams/{team}/members/{user}",
         "DELETE /api/teams/{team}/members/{user}",

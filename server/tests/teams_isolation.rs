@@ -67,6 +67,8 @@ impl Scene {
         let role = Some(json!({ "role": "owner" }));
         vec![
             probe(Method::GET, format!("/api/teams/{team}"), None),
+            probe(Method::PATCH, format!("/api/teams/{team}"), Some(json!({ "name": "Taken" }))),
+            probe(Method::DELETE, format!("/api/teams/{team}"), None),
             probe(Method::GET, format!("/api/teams/{team}/members"), None),
             probe(Method::PUT, format!("/api/teams/{team}/members/{bob}"), role),
             probe(Method::DELETE, format!("/api/teams/{team}/members/{bob}"), None),

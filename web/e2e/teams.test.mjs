@@ -1,7 +1,7 @@
 // Teams from the editor, with no step through the API: A creates a team, invites B by email and
 // C by user id; both accept on their dashboards; A creates a workflow in the team; B (member)
 // co-edits it, C (viewer) reads it; A makes B a viewer and B's open canvas turns read-only; A
-// reads who did what in the team's audit log.
+// reads who did what in the team's audit log, renames the team and deletes it.
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { addFromPalette, nodeIds, screenshot, signIn, stage, waitFor, waitForLive } from './harness.mjs'
@@ -118,6 +118,18 @@ describe('teams', () => {
     assert.equal(await bob.page.getByTestId('my-team-role').textContent(), 'you are viewer')
     assert.equal(await bob.page.getByTestId('audit-log').count(), 0, 'no audit log for a viewer')
     assert.equal(await bob.page.getByLabel('Email or user id to invite to the team').count(), 0, 'no invite form')
+
+    // A renames the team, then deletes it: its canvas closes to C, and it leaves B's dashboard.
+    teamPage.once('dialog', (dialog) => void dialog.accept('Studio Two'))
+    await teamPage.getByRole('button', { name: 'Rename' }).click()
+    await waitFor(async () => (await teamPage.getByTestId('team-name').textContent()) === 'Studio Two', 'the new name')
+    teamPage.once('dialog', (dialog) => void dialog.accept())
+    await teamPage.getByRole('button', { name: 'Delete team' }).click()
+    await teamPage.waitForURL(`${server.url}/`, { timeout: 15_000 })
+    await carol.page.getByTestId('access-denied').waitFor({ timeout: 20_000 })
+    await bob.page.goto(server.url)
+    await bob.page.getByTestId('teams-panel').waitFor({ timeout: 15_000 })
+    assert.equal(await bob.page.getByTestId('team-row').count(), 0, 'the team is gone from B\'s dashboard')
     await teamPage.close()
   })
 })

@@ -18,6 +18,7 @@ mod node_cache;
 mod outbox;
 mod run_store;
 mod runs;
+mod team_lifecycle;
 mod team_store;
 mod teams;
 mod users;

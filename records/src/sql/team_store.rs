@@ -4,7 +4,7 @@
 use dojo_ids::{InvitationId, RoomName, TeamId, UserId, WorkflowId};
 use dojo_store::run_to_completion;
 
-use super::{Store, invitations, teams};
+use super::{Store, invitations, team_lifecycle, teams};
 use crate::AccountError;
 use crate::teams::{
     Invitation, Invitee, Membership, NewInvitation, Team, TeamLimits, TeamMember, TeamRole, TeamStore,
@@ -26,6 +26,17 @@ impl TeamStore for Store {
 
     async fn team(&self, id: &TeamId) -> Result<Option<Team>, AccountError> {
         teams::by_id(self, id).await
+    }
+
+    async fn rename_team(&self, id: &TeamId, name: &str) -> Result<Team, AccountError> {
+        let name = validate_team_name(name)?;
+        let (this, id) = (self.clone(), id.clone());
+        run_to_completion(async move { team_lifecycle::rename(&this, &id, &name).await }).await
+    }
+
+    async fn delete_team(&self, id: &TeamId) -> Result<u64, AccountError> {
+        let (this, id) = (self.clone(), id.clone());
+        run_to_completion(async move { team_lifecycle::delete(&this, &id).await }).await
     }
 
     async fn role(&self, team: &TeamId, user: &UserId) -> Result<Option<TeamRole>, AccountError> {

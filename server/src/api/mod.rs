@@ -19,6 +19,7 @@ mod responses;
 mod runs;
 mod service_errors;
 mod team_audit;
+mod team_lifecycle;
 mod teams;
 mod webhooks;
 mod workflow_invitations;
@@ -265,7 +266,10 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
         .route("/api/me/ledger", get(account::ledger))
         .route("/api/me/invitations", get(teams::my_invitations))
         .route("/api/teams", get(teams::list).post(teams::create))
-        .route("/api/teams/{team}", get(teams::get))
+        .route(
+            "/api/teams/{team}",
+            get(teams::get).patch(team_lifecycle::rename).delete(team_lifecycle::delete),
+        )
         .route("/api/teams/{team}/members", get(teams::members))
         .route(
             "/api/teams/{team}/members/{user}",

@@ -19,7 +19,8 @@ use super::responses::{
     Unauthorized, Unavailable,
 };
 use super::{
-    account, assets, compose, documents, runs, team_audit, teams, webhooks, workflow_invitations, workflows,
+    account, assets, compose, documents, runs, team_audit, team_lifecycle, teams, webhooks,
+    workflow_invitations, workflows,
 };
 
 #[derive(OpenApi)]
@@ -69,6 +70,8 @@ use super::{
         teams::create,
         teams::list,
         teams::get,
+        team_lifecycle::rename,
+        team_lifecycle::delete,
         teams::members,
         teams::set_role,
         teams::remove_member,

@@ -18,6 +18,7 @@ pub mod credits;
 pub mod documents;
 pub mod edits;
 pub mod runs;
+pub mod team_lifecycle;
 pub mod teams;
 pub mod versions;
 pub mod webhooks;

@@ -62,12 +62,12 @@ impl TeamAccess {
         &self.team
     }
 
-    fn require(&self, allowed: bool, why: &'static str) -> Result<(), TeamError> {
+    pub(super) fn require(&self, allowed: bool, why: &'static str) -> Result<(), TeamError> {
         if allowed { Ok(()) } else { Err(TeamError::Forbidden(why)) }
     }
 
     /// Owners and admins.
-    fn require_manager(&self) -> Result<(), TeamError> {
+    pub(super) fn require_manager(&self) -> Result<(), TeamError> {
         self.require(self.role.manages_members(), "only the team's owners and admins may do this")
     }
 }
@@ -75,11 +75,11 @@ impl TeamAccess {
 /// Rooms whose connections are told to check their access again, per page, and pages at
 /// most: a team holds at most `DOJO_MAX_WORKFLOWS_PER_TEAM` workflows, and this bound keeps
 /// the walk finite even when that limit is switched off.
-const ROOMS_PAGE: u32 = 500;
-const MAX_ROOM_PAGES: usize = 100;
+pub(super) const ROOMS_PAGE: u32 = 500;
+pub(super) const MAX_ROOM_PAGES: usize = 100;
 
 pub struct TeamService<'a> {
-    state: &'a AppState,
+    pub(super) state: &'a AppState,
     addr: Option<IpAddr>,
 }
 
@@ -93,7 +93,7 @@ impl<'a> TeamService<'a> {
         self.state.config().teams.limits()
     }
 
-    async fn audit(&self, caller: &Caller, entry: Record<'_>) {
+    pub(super) async fn audit(&self, caller: &Caller, entry: Record<'_>) {
         record(self.state.audit(), &Actor::of(caller, self.addr), entry).await;
     }
 

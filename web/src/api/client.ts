@@ -136,6 +136,10 @@ export const api = {
     call(() => client.POST('/api/teams', { headers: auth(token), body: { name } })),
   team: (token: string | null, team: string) =>
     call(() => client.GET('/api/teams/{team}', { headers: auth(token), params: { path: { team } } })),
+  renameTeam: (token: string | null, team: string, name: string) =>
+    call(() => client.PATCH('/api/teams/{team}', { headers: auth(token), params: { path: { team } }, body: { name } })),
+  deleteTeam: (token: string | null, team: string) =>
+    call(() => client.DELETE('/api/teams/{team}', { headers: auth(token), params: { path: { team } } })),
   teamMembers: (token: string | null, team: string) =>
     call(() =>
       client.GET('/api/teams/{team}/members', { headers: auth(token), params: { path: { team }, query: { limit: 200 } } }),

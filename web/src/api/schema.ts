@@ -416,10 +416,15 @@ export interface paths {
         get: operations["getTeam"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Deletes the team (owners): its members, invitations and workflows go with it; anyone in
+         *     one of its rooms is disconnected.
+         */
+        delete: operations["deleteTeam"];
         options?: never;
         head?: never;
-        patch?: never;
+        /** Renames the team (owners and admins). */
+        patch: operations["renameTeam"];
         trace?: never;
     };
     "/api/teams/{team}/audit": {
@@ -1195,6 +1200,10 @@ export interface components {
             /** Format: double */
             y: number;
         };
+        RenameTeam: {
+            /** @description 1–100 characters (trimmed), no control or invisible formatting characters. */
+            name: string;
+        };
         /** @description `POST /api/rooms/{room}/versions/{id}/restore`'s answer. */
         Restored: {
             /**
@@ -1337,6 +1346,13 @@ export interface components {
             role: components["schemas"]["TeamRoleName"];
             /** Format: int64 */
             updatedAt: number;
+        };
+        TeamDeleted: {
+            /**
+             * Format: int64
+             * @description The team's live workflows, deleted with it (their rooms stay reserved and closed).
+             */
+            workflowsDeleted: number;
         };
         TeamPage: {
             /** @description Pass as `cursor` for the next page; absent on the last. */
@@ -2430,6 +2446,65 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    deleteTeam: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TeamDeleted"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    renameTeam: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RenameTeam"];
+            };
+        };
+        responses: {
+            /** @description The team, renamed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TeamBody"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
         };

@@ -51,6 +51,17 @@ export function TeamPage({ teamId, session }: Props) {
     return ok
   }
 
+  function rename() {
+    const name = window.prompt('New team name', team?.name ?? '')
+    if (name && name.trim() !== team?.name) void act(() => api.renameTeam(token, teamId, name.trim()))
+  }
+
+  async function remove() {
+    const warning = `Delete ${team?.name ?? 'this team'}? Its workflows are deleted with it and its members lose access.`
+    if (!window.confirm(warning)) return
+    if (await act(() => api.deleteTeam(token, teamId))) navigate('/')
+  }
+
   async function leave() {
     if (!window.confirm(`Leave ${team?.name ?? 'this team'}? Its workflows close to you.`)) return
     if (await act(() => api.leaveTeam(token, teamId))) navigate('/')
@@ -91,6 +102,16 @@ export function TeamPage({ teamId, session }: Props) {
           you are {teamRoleLabel(mine).toLowerCase()}
         </span>
         <span className="spacer" />
+        {administers(mine) && (
+          <button onClick={rename} disabled={busy}>
+            Rename
+          </button>
+        )}
+        {mine === 'owner' && (
+          <button className="danger" onClick={() => void remove()} disabled={busy}>
+            Delete team
+          </button>
+        )}
         <button className="danger" onClick={() => void leave()} disabled={busy}>
           Leave team
         </button>
