@@ -5,13 +5,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use dojo_ids::WorkflowId;
-use dojo_records::{CollaboratorPermission, EmailShare, WorkflowInvitation};
+use dojo_records::{EmailShare, WorkflowInvitation};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{ApiJson, ApiPath, ClientIp};
 use super::responses::{BadRequest, ErrorBody, Forbidden, NotFound, TooManyRequests, Unauthorized};
-use super::workflows::{CollaboratorBody, CollaboratorPermissionName};
+use super::workflows::{CollaboratorBody, CollaboratorPermissionName, parse_permission};
 use super::{ApiError, Authenticated};
 use crate::services::workflows::WorkflowService;
 use crate::state::AppState;
@@ -105,10 +105,7 @@ pub async fn share(
 ) -> Result<Json<EmailShareBody>, ApiError> {
     let service = WorkflowService::from_addr(&state, addr);
     let owned = service.owned(&caller.0, &id).await?;
-    let permission: CollaboratorPermission = body
-        .permission
-        .parse()
-        .map_err(|e: dojo_auth::UnknownPermission| ApiError::BadRequest(e.to_string()))?;
+    let permission = parse_permission(&body.permission)?;
     Ok(Json(service.share_by_email(&caller.0, &owned, &body.email, permission).await?.into()))
 }
 

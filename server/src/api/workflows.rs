@@ -88,6 +88,11 @@ impl From<Collaborator> for CollaboratorBody {
     }
 }
 
+/// A collaborator's permission as a body names it (`read` or `write`).
+pub(super) fn parse_permission(text: &str) -> Result<CollaboratorPermission, ApiError> {
+    text.parse().map_err(|e: dojo_auth::UnknownPermission| ApiError::BadRequest(e.to_string()))
+}
+
 /// What a caller may do with a workflow's room.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -247,10 +252,7 @@ pub async fn set_collaborator(
 ) -> Result<Json<CollaboratorBody>, ApiError> {
     let service = WorkflowService::from_addr(&state, addr);
     let owned = service.owned(&caller.0, &id).await?;
-    let permission: CollaboratorPermission = body
-        .permission
-        .parse()
-        .map_err(|e: dojo_auth::UnknownPermission| ApiError::BadRequest(e.to_string()))?;
+    let permission = parse_permission(&body.permission)?;
     let collaborator = service.set_collaborator(&owned, &user, permission).await?;
     Ok(Json(collaborator.into()))
 }
