@@ -64,6 +64,7 @@ struct Inner {
     webhooks: crate::webhooks::Webhooks,
     teams: Arc<dyn dojo_records::TeamStore>,
     audit: Arc<dyn dojo_records::AuditLog>,
+    provider_keys: Arc<dyn dojo_records::ProviderKeyStore>,
     /// The webhook writer and delivery loop.
     webhook_tasks: TaskTracker,
 }
@@ -89,7 +90,7 @@ impl AppState {
         );
         // Every node or run this process ends, and every cancellation, is reported.
         let runs = crate::webhooks::RunEvents::wrap(storage.runs.clone(), webhooks.clone());
-        let (teams, audit) = (storage.teams, storage.audit);
+        let (teams, audit, provider_keys) = (storage.teams, storage.audit, storage.provider_keys);
         let auth = Arc::new(Auth::new(&config.auth, storage.accounts)?);
         let store = storage.documents;
         let http_limiter: Arc<UserLimiter> =
@@ -144,10 +145,15 @@ impl AppState {
             crate::execution::room_readers(&auth),
             rooms.clone(),
             config.redis_url.as_deref(),
+            dojo_executor::worker::TeamKeySource {
+                store: provider_keys.clone(),
+                keyring: config.keys.keyring(),
+            },
             shutdown.clone(),
             &executor_tasks,
         )
         .await?;
+        rewrap_on_start(&provider_keys, config.keys.keyring(), &audit);
         Ok(Self {
             inner: Arc::new(Inner {
                 rooms,
@@ -177,6 +183,7 @@ impl AppState {
                 webhooks,
                 teams,
                 audit,
+                provider_keys,
                 webhook_tasks,
             }),
         })
@@ -188,6 +195,10 @@ impl AppState {
 
     pub(crate) fn audit(&self) -> &Arc<dyn dojo_records::AuditLog> {
         &self.inner.audit
+    }
+
+    pub(crate) fn provider_keys(&self) -> &Arc<dyn dojo_records::ProviderKeyStore> {
+        &self.inner.provider_keys
     }
 
     pub(crate) fn auth(&self) -> &Arc<Auth> {
@@ -302,4 +313,32 @@ impl AppState {
             tracing::warn!("webhook tasks did not stop within the shutdown grace period");
         }
     }
+}
+
+/// The start-up step of a rotation: when the current key-encryption key is new, rows still
+/// sealed under an older (still listed) one are re-sealed in the background. Serving does not
+/// wait for it: every row opens under any listed KEK meanwhile.
+fn rewrap_on_start(
+    store: &Arc<dyn dojo_records::ProviderKeyStore>,
+    keyring: Arc<dojo_records::key_crypto::Keyring>,
+    audit: &Arc<dyn dojo_records::AuditLog>,
+) {
+    if !keyring.is_configured() {
+        return;
+    }
+    let (store, audit) = (store.clone(), audit.clone());
+    tokio::spawn(async move {
+        let actor = crate::services::audit::Actor::system("key-rotation");
+        match crate::services::provider_keys::rewrap_all(&store, &keyring, &audit, &actor).await {
+            Ok(done) if done.rewrapped + done.raced + done.failed > 0 => tracing::info!(
+                rewrapped = done.rewrapped,
+                raced = done.raced,
+                failed = done.failed,
+                kek = keyring.current_id().unwrap_or_default(),
+                "re-wrapped team provider keys under the current key-encryption key"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not re-wrap team provider keys at start-up"),
+        }
+    });
 }

@@ -18,7 +18,9 @@ use super::responses::{
     BadRequest, ErrorBody, Forbidden, InsufficientCreditsBody, InvalidGraphBody, NotFound, TooManyRequests,
     Unauthorized, Unavailable,
 };
-use super::{account, assets, compose, documents, runs, team_audit, teams, webhooks, workflows};
+use super::{
+    account, assets, compose, documents, provider_keys, runs, team_audit, teams, webhooks, workflows,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -75,6 +77,9 @@ use super::{account, assets, compose, documents, runs, team_audit, teams, webhoo
         teams::accept,
         teams::decline,
         team_audit::audit,
+        provider_keys::set,
+        provider_keys::list,
+        provider_keys::delete,
     ),
     components(
         schemas(ErrorBody, InsufficientCreditsBody, InvalidGraphBody),
@@ -89,7 +94,7 @@ use super::{account, assets, compose, documents, runs, team_audit, teams, webhoo
         (name = "runs", description = "Running a room's graph: validation, credits, queue, results"),
         (name = "assets", description = "Uploaded images and run outputs"),
         (name = "webhooks", description = "Signed webhooks of a workflow, their delivery log, and its change feed"),
-        (name = "teams", description = "Teams: members and roles, invitations, the audit log"),
+        (name = "teams", description = "Teams: members and roles, invitations, the audit log, provider keys"),
     )
 )]
 pub struct ApiDoc;
