@@ -18,7 +18,7 @@ impl ProviderKeyStore for Store {
         dojo_store::run_to_completion(async move {
             let mut w = this.begin_write().await?;
             let existed: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM team_provider_keys WHERE team_id = $1 AND provider = $2")
+                sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM team_provider_keys WHERE team_id = $1 AND provider = $2")
                     .bind(&key.team_id)
                     .bind(&key.provider)
                     .fetch_optional(&mut *w.tx)
