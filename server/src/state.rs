@@ -141,19 +141,20 @@ impl AppState {
         let executor_tasks = TaskTracker::new();
         let executor = crate::execution::Executor::start(
             &config.executor,
-            runs,
-            crate::execution::room_readers(&auth),
+            crate::execution::ExecutorStores {
+                runs,
+                readers: crate::execution::room_readers(&auth),
+                team_keys: dojo_executor::worker::TeamKeySource {
+                    store: provider_keys.clone(),
+                    keyring: config.keys.keyring(),
+                },
+            },
             rooms.clone(),
             config.redis_url.as_deref(),
-            dojo_executor::worker::TeamKeySource {
-                store: provider_keys.clone(),
-                keyring: config.keys.keyring(),
-            },
             shutdown.clone(),
             &executor_tasks,
         )
         .await?;
-        rewrap_on_start(&provider_keys, config.keys.keyring(), &audit);
         Ok(Self {
             inner: Arc::new(Inner {
                 rooms,
@@ -313,32 +314,4 @@ impl AppState {
             tracing::warn!("webhook tasks did not stop within the shutdown grace period");
         }
     }
-}
-
-/// The start-up step of a rotation: when the current key-encryption key is new, rows still
-/// sealed under an older (still listed) one are re-sealed in the background. Serving does not
-/// wait for it: every row opens under any listed KEK meanwhile.
-fn rewrap_on_start(
-    store: &Arc<dyn dojo_records::ProviderKeyStore>,
-    keyring: Arc<dojo_records::key_crypto::Keyring>,
-    audit: &Arc<dyn dojo_records::AuditLog>,
-) {
-    if !keyring.is_configured() {
-        return;
-    }
-    let (store, audit) = (store.clone(), audit.clone());
-    tokio::spawn(async move {
-        let actor = crate::services::audit::Actor::system("key-rotation");
-        match crate::services::provider_keys::rewrap_all(&store, &keyring, &audit, &actor).await {
-            Ok(done) if done.rewrapped + done.raced + done.failed > 0 => tracing::info!(
-                rewrapped = done.rewrapped,
-                raced = done.raced,
-                failed = done.failed,
-                kek = keyring.current_id().unwrap_or_default(),
-                "re-wrapped team provider keys under the current key-encryption key"
-            ),
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "could not re-wrap team provider keys at start-up"),
-        }
-    });
 }

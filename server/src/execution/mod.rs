@@ -60,6 +60,15 @@ pub enum StartError {
     Queue(#[source] QueueError),
 }
 
+/// What the executor reads and writes besides rooms: runs, who may read which room (which
+/// assets a run may read: those its user may, with rooms no workflow claims open in dev mode),
+/// and teams' provider keys.
+pub struct ExecutorStores {
+    pub runs: Arc<dyn RunStore>,
+    pub readers: RoomReaders,
+    pub team_keys: dojo_executor::worker::TeamKeySource,
+}
+
 pub struct Executor {
     driver: Arc<RunDriver>,
     relay: Arc<Relay>,
@@ -78,14 +87,13 @@ impl Executor {
     /// run may read (those its user may read, with rooms no workflow claims open in dev mode).
     pub async fn start(
         settings: &ExecutorSettings,
-        runs: Arc<dyn RunStore>,
-        readers: RoomReaders,
+        stores: ExecutorStores,
         rooms: Arc<Rooms>,
         redis_url: Option<&str>,
-        team_keys: dojo_executor::worker::TeamKeySource,
         shutdown: CancellationToken,
         tasks: &TaskTracker,
     ) -> Result<Arc<Self>, StartError> {
+        let ExecutorStores { runs, readers, team_keys } = stores;
         let assets = Arc::new(
             ObjectAssetStore::open(&settings.assets_dir, settings.assets_url.as_deref())
                 .map_err(StartError::Assets)?,

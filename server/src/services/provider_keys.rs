@@ -252,6 +252,34 @@ pub async fn rewrap_all(
     }
 }
 
+/// The start-up step of a rotation: when the current key-encryption key is new, rows still
+/// sealed under an older (still listed) one are re-sealed in the background. Serving does not
+/// wait for it: every row opens under any listed KEK meanwhile.
+pub fn rewrap_on_start(
+    store: &Arc<dyn dojo_records::ProviderKeyStore>,
+    keyring: Arc<dojo_records::key_crypto::Keyring>,
+    audit: &Arc<dyn dojo_records::AuditLog>,
+) {
+    if !keyring.is_configured() {
+        return;
+    }
+    let (store, audit) = (store.clone(), audit.clone());
+    tokio::spawn(async move {
+        let actor = super::audit::Actor::system("key-rotation");
+        match rewrap_all(&store, &keyring, &audit, &actor).await {
+            Ok(done) if done.rewrapped + done.raced + done.failed > 0 => tracing::info!(
+                rewrapped = done.rewrapped,
+                raced = done.raced,
+                failed = done.failed,
+                kek = keyring.current_id().unwrap_or_default(),
+                "re-wrapped team provider keys under the current key-encryption key"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not re-wrap team provider keys at start-up"),
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
