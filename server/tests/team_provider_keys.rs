@@ -200,8 +200,25 @@ async fn without_a_server_key_only_teams_with_one_run_and_moved_or_changed_rows_
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     assert_eq!(refused["nodeErrors"]["flux"]["errors"][0]["type"], "provider_unavailable", "{refused}");
     assert_eq!(world.story.api.balance(&cy).await, 20, "nothing was held");
-    // The catalog and a team without a key agree; the team with one runs.
+    // The catalog of a team without a key agrees; once a team has one, its catalog says so
+    // (the server's does not), and its run goes through.
+    let flux_of = |catalog: &Value| {
+        catalog["nodes"]
+            .as_array()
+            .and_then(|nodes| nodes.iter().find(|n| n["id"] == "flux-schnell").cloned())
+    };
+    let path_a = format!("/api/teams/{team_a}/catalog");
+    let (_, before) = world.call(Method::GET, &path_a, &ada, None).await;
+    assert_eq!(flux_of(&before).map(|n| n["available"].clone()), Some(json!(false)), "{before}");
     set_key(&world, &team_a, &ada, "replicate", TEAM_KEY).await;
+    let (_, after) = world.call(Method::GET, &path_a, &ada, None).await;
+    assert_eq!(flux_of(&after).map(|n| n["available"].clone()), Some(json!(true)));
+    let (_, other) = world.call(Method::GET, &format!("/api/teams/{team_b}/catalog"), &cy, None).await;
+    assert_eq!(flux_of(&other).map(|n| n["available"].clone()), Some(json!(false)));
+    let (_, server) = world.call(Method::GET, "/api/catalog", &cy, None).await;
+    assert_eq!(flux_of(&server).map(|n| n["available"].clone()), Some(json!(false)));
+    let (status, _) = world.call(Method::GET, &path_a, &cy, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another team's catalog is hidden");
     let run = run_to_end(&world, &ada, "keyed-board", "keyed-1").await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(replicate.authorizations("a keyed fox"), vec![format!("Bearer {TEAM_KEY}")]);

@@ -84,6 +84,7 @@ impl Scene {
             probe(Method::GET, format!("/api/teams/{team}/audit"), None),
             probe(Method::GET, format!("/api/teams/{team}/audit?format=jsonl"), None),
             probe(Method::GET, format!("/api/teams/{team}/provider-keys"), None),
+            probe(Method::GET, format!("/api/teams/{team}/catalog"), None),
             probe(
                 Method::PUT,
                 format!("/api/teams/{team}/provider-keys/openai"),

@@ -284,6 +284,7 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
         .route("/api/teams/{team}/invitations/{invitation}", axum::routing::delete(teams::revoke_invitation))
         .route("/api/teams/{team}/audit", get(team_audit::audit))
         .route("/api/teams/{team}/provider-keys", get(provider_keys::list))
+        .route("/api/teams/{team}/catalog", get(provider_keys::catalog))
         .route(
             "/api/teams/{team}/provider-keys/{provider}",
             axum::routing::put(provider_keys::set).delete(provider_keys::delete),

@@ -80,6 +80,7 @@ use super::{
         provider_keys::set,
         provider_keys::list,
         provider_keys::delete,
+        provider_keys::catalog,
     ),
     components(
         schemas(ErrorBody, InsufficientCreditsBody, InvalidGraphBody),

@@ -119,6 +119,28 @@ pub async fn list(
     Ok(Json(ProviderKeyList { keys: keys.into_iter().map(ProviderKeyBody::from).collect() }))
 }
 
+/// The node catalog as the team's workflows see it (any member): like `GET /api/catalog`,
+/// with `available` counting the team's provider keys besides the server's.
+#[utoipa::path(get, path = "/api/teams/{team}/catalog", tag = "teams", operation_id = "getTeamCatalog",
+    params(("team" = String, Path, description = "Team id")),
+    responses((status = 200, description = "The node catalog: `{version, nodes: [...]}`; each node has `available` \
+        and, when false, `unavailableReason`", body = Object),
+        (status = 401, response = Unauthorized), (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests)),
+    security(("bearer" = [])))]
+pub async fn catalog(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    ApiPath(team): ApiPath<TeamId>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let providers = ProviderKeyService::new(&state, None).member_view(&caller.0, &team).await?;
+    let catalog = dojo_executor::LoadedCatalog::builtin()
+        .map_err(|error| ApiError::Internal(format!("the built-in catalog does not load: {error}")))?;
+    let availability = state.executor().availability_with(providers);
+    let served = super::account::camel_case_catalog(catalog.to_json());
+    Ok(Json(super::account::mark_availability(served, catalog, &availability)))
+}
+
 /// Removes the team's key for a provider (owners and admins): its runs use the server's again.
 #[utoipa::path(delete, path = "/api/teams/{team}/provider-keys/{provider}", tag = "teams", operation_id = "deleteTeamProviderKey",
     params(("team" = String, Path, description = "Team id"),

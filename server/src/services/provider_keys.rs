@@ -133,6 +133,17 @@ impl<'a> ProviderKeyService<'a> {
         Ok(stored)
     }
 
+    /// The providers the team has keys for, as any member may know it (what its workflows can
+    /// run besides the server's providers).
+    pub async fn member_view(
+        &self,
+        caller: &Caller,
+        team: &TeamId,
+    ) -> Result<Vec<ProviderName>, ProviderKeyError> {
+        TeamService::new(self.state, self.addr).membership(caller, team).await?;
+        Ok(team_providers(self.state, team).await?)
+    }
+
     /// The team's keys (sealed; callers show the last four only).
     pub async fn list(
         &self,
