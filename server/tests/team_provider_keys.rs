@@ -199,6 +199,8 @@ async fn without_a_server_key_only_teams_with_one_run_and_moved_or_changed_rows_
         world.story.api.call(Method::POST, "/api/rooms/unkeyed-board/runs", &cy, Some(json!({})), None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     assert_eq!(refused["nodeErrors"]["flux"]["errors"][0]["type"], "provider_unavailable", "{refused}");
+    let message = refused["nodeErrors"]["flux"]["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("nor the team"), "the reason says a team key would do: {refused}");
     assert_eq!(world.story.api.balance(&cy).await, 20, "nothing was held");
     // The catalog of a team without a key agrees; once a team has one, its catalog says so
     // (the server's does not), and its run goes through.

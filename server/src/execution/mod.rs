@@ -196,6 +196,7 @@ impl Executor {
                 .filter(|p| server.has_provider(*p))
                 .chain(team),
         )
+        .for_team()
     }
 
     /// The LLM planner of the natural-language builder, when OpenAI is configured.
