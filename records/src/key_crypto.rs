@@ -37,6 +37,10 @@ pub enum KeyCryptoError {
     /// to another team's or provider's row.
     #[error("the stored value does not decrypt: it was changed or belongs to another row")]
     Undecryptable,
+    /// Sealing failed: the operating system's random generator gave no nonce, or the value is
+    /// far larger than any key.
+    #[error("the value could not be sealed")]
+    SealFailed,
     /// The configured list does not parse; the message names the entry, never its key.
     #[error("DOJO_KEY_ENCRYPTION_KEYS: {0}")]
     BadConfig(String),
@@ -192,13 +196,13 @@ impl Keyring {
         let kek = self.keks.first().ok_or(KeyCryptoError::NotConfigured)?;
         let mut nonce = [0u8; NONCE_LEN];
         // The operating system's generator: a repeated nonce under one KEK would expose keys.
-        rand::rngs::OsRng.try_fill_bytes(&mut nonce).map_err(|_| KeyCryptoError::NotConfigured)?;
+        rand::rngs::OsRng.try_fill_bytes(&mut nonce).map_err(|_| KeyCryptoError::SealFailed)?;
         let aad = context.associated_data();
         let ciphertext = kek
             .cipher()
             .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext.as_bytes(), aad: &aad })
             // Encryption fails only for inputs of gigabytes, which callers bound long before.
-            .map_err(|_| KeyCryptoError::Undecryptable)?;
+            .map_err(|_| KeyCryptoError::SealFailed)?;
         Ok(Sealed { ciphertext, nonce: nonce.to_vec(), kek_id: kek.id.clone() })
     }
 
