@@ -12,6 +12,9 @@ use crate::provider_env::ENV_VARIABLES;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Availability {
     providers: BTreeSet<ProviderName>,
+    /// For a team's workflow: a missing key is the server's *and* the team's (the reason says
+    /// so, so an admin knows a team key would do).
+    team: bool,
 }
 
 impl Availability {
@@ -26,7 +29,13 @@ impl Availability {
     }
 
     pub fn with_providers(providers: impl IntoIterator<Item = ProviderName>) -> Self {
-        Self { providers: providers.into_iter().collect() }
+        Self { providers: providers.into_iter().collect(), team: false }
+    }
+
+    /// The same, as a team's workflow sees it: its providers count the team's keys.
+    pub fn for_team(mut self) -> Self {
+        self.team = true;
+        self
     }
 
     pub fn has_provider(&self, provider: ProviderName) -> bool {
@@ -45,11 +54,16 @@ impl Availability {
             return None;
         }
         let variable = ENV_VARIABLES.iter().find(|(p, _, _)| *p == provider).map_or("", |(_, key, _)| *key);
-        Some(format!(
-            "this server has no {} key ({variable}), so {} cannot run here",
-            provider_title(provider),
-            node.name
-        ))
+        let title = provider_title(provider);
+        Some(if self.team {
+            format!(
+                "neither this server ({variable}) nor the team has a {title} key, so {} cannot run here; a team \
+                 admin can add one",
+                node.name
+            )
+        } else {
+            format!("this server has no {title} key ({variable}), so {} cannot run here", node.name)
+        })
     }
 
     /// The part of `catalog` that runs here, in catalog order.
@@ -86,6 +100,8 @@ mod tests {
         assert!(!none.runs(flux));
         let reason = none.unavailable_reason(flux).expect("a reason");
         assert!(reason.contains("Replicate") && reason.contains("REPLICATE_API_TOKEN"), "{reason}");
+        let team = Availability::builtin_only().for_team().unavailable_reason(flux).expect("a reason");
+        assert!(team.contains("nor the team") && team.contains("REPLICATE_API_TOKEN"), "{team}");
         let replicate = Availability::with_providers([ProviderName::Replicate]);
         assert!(replicate.runs(flux));
         assert!(!replicate.runs(catalog().get("dall-e-3").expect("dall-e")));

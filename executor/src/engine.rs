@@ -32,6 +32,7 @@ use crate::asset_access::{AnyAsset, AssetAccess, assets_read};
 use crate::assets::{AssetError, AssetStore};
 use crate::cache::{Cache, CacheKey, Upstream, node_key, outputs_hash};
 use crate::catalog::{LoadedCatalog, NodeType, ProviderName};
+use crate::team_keys::{NoTeamKeys, TeamKeys};
 use crate::validate::{ExecutionPlan, PlannedNode};
 use crate::value::{OutputValue, Outputs};
 
@@ -94,12 +95,15 @@ pub struct RunScope<'a> {
     pub cache: &'a str,
     /// Which assets the run may read (see [`crate::asset_access`]).
     pub assets: &'a dyn AssetAccess,
+    /// The provider keys of the run's team, which win over the server's (see
+    /// [`crate::team_keys`]).
+    pub keys: &'a dyn TeamKeys,
 }
 
 impl RunScope<'static> {
-    /// The empty cache scope, every asset readable: for runs with no user.
+    /// The empty cache scope, every asset readable, the server's keys: for runs with no user.
     pub fn unrestricted() -> Self {
-        Self { cache: "", assets: &AnyAsset }
+        Self { cache: "", assets: &AnyAsset, keys: &NoTeamKeys }
     }
 }
 
@@ -107,6 +111,9 @@ pub struct Engine {
     catalog: Arc<LoadedCatalog>,
     builtin: Arc<dyn NodeRunner>,
     providers: BTreeMap<ProviderName, Arc<dyn NodeRunner>>,
+    /// Providers whose runner has no server key: their nodes run only with a team's key, and
+    /// the server's [`availability`](Self::availability) leaves them out.
+    team_key_only: BTreeSet<ProviderName>,
     assets: Arc<dyn AssetStore>,
     cache: Arc<dyn Cache>,
     config: EngineConfig,
@@ -152,6 +159,7 @@ impl Engine {
             catalog,
             builtin: Arc::new(crate::builtins::BuiltinRunner),
             providers: BTreeMap::new(),
+            team_key_only: BTreeSet::new(),
             assets,
             cache,
             config: EngineConfig::default(),
@@ -165,8 +173,22 @@ impl Engine {
 
     /// Registers the runner for one provider's models.
     pub fn with_provider(mut self, provider: ProviderName, runner: Arc<dyn NodeRunner>) -> Self {
+        self.team_key_only.remove(&provider);
         self.providers.insert(provider, runner);
         self
+    }
+
+    /// Registers the runner of a provider the server has no key for: it runs the nodes of
+    /// runs whose team has a key for it, and nothing else.
+    pub fn with_team_key_provider(mut self, provider: ProviderName, runner: Arc<dyn NodeRunner>) -> Self {
+        self.team_key_only.insert(provider);
+        self.providers.insert(provider, runner);
+        self
+    }
+
+    /// Whether nodes of `provider` could run with a team's key (a runner exists for it).
+    pub fn runs_with_team_key(&self, provider: ProviderName) -> bool {
+        self.providers.contains_key(&provider)
     }
 
     pub fn catalog(&self) -> &LoadedCatalog {
@@ -175,7 +197,9 @@ impl Engine {
 
     /// The node types this engine can run: the built-ins, and those of providers with a runner.
     pub fn availability(&self) -> crate::availability::Availability {
-        crate::availability::Availability::with_providers(self.providers.keys().copied())
+        crate::availability::Availability::with_providers(
+            self.providers.keys().copied().filter(|p| !self.team_key_only.contains(p)),
+        )
     }
 
     /// Runs `plan` to the end (or until `cancel`), reporting to `observer`.
@@ -430,6 +454,23 @@ impl Engine {
                 }
             },
         };
+        // The team's key, decrypted now for this node only, and dropped (wiped) when it ends.
+        let team_key = match &node_type.provider {
+            None => None,
+            Some(p) => match scope.keys.key(p.name).await {
+                Ok(key) => key,
+                Err(error) => return Finish::Failed(format!("{}: the team's key: {error}", p.name)),
+            },
+        };
+        if let Some(p) = &node_type.provider
+            && team_key.is_none()
+            && self.team_key_only.contains(&p.name)
+        {
+            return Finish::Failed(format!(
+                "provider {} has no key on this server, and the run's team has none either",
+                p.name
+            ));
+        }
         let progress = NodeProgress { observer, run_id, node_id: &node.id, last: AtomicU8::new(0) };
         observer
             .on_event(RunEvent {
@@ -447,6 +488,7 @@ impl Engine {
             assets: self.assets.as_ref(),
             progress: &progress,
             cancel: &cancel,
+            api_key: team_key.as_ref(),
         };
         let result = tokio::select! {
             // Checked first, so a cancelled run does not report a success that raced it.

@@ -17,6 +17,8 @@
 //! - [`assets`]: where images go ([`ObjectAssetStore`], content-addressed).
 //! - [`providers`]: the runners for OpenAI, Replicate, fal.ai and Stability AI models, configured
 //!   from the server's environment ([`ProviderConfig::from_env`], [`register_providers`]).
+//! - [`team_keys`]: a run's team's provider keys, decrypted in the worker for the node that
+//!   needs one ([`TeamKeys`]); they win over the server's.
 //! - [`compose`]: the natural-language builder's planners: a deterministic parser over the
 //!   catalog's names and synonyms, and an OpenAI planner ([`compose::llm`]) in front of it when
 //!   OpenAI has a key, whose plans are checked against the catalog and fall back to the parser.
@@ -41,6 +43,7 @@ pub mod node;
 pub mod plan;
 pub mod provider_env;
 pub mod providers;
+pub mod team_keys;
 pub mod upload_check;
 pub mod validate;
 pub mod value;
@@ -59,6 +62,7 @@ pub use plan::{EdgeEnd, Plan, PlanError, plan};
 pub use providers::{
     ApiKey, ProviderConfig, ProviderConfigError, ProviderSettings, RetryPolicy, register_providers,
 };
+pub use team_keys::{NoTeamKeys, TeamKeyError, TeamKeys};
 pub use validate::{ExecutionPlan, GraphLimits, ValidationErrors, validate, validate_runnable};
 pub use value::{AssetRef, OutputValue, Outputs};
 

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::assets::{AssetError, AssetStore};
 use crate::catalog::{NodeType, ProviderName};
+use crate::team_keys::ApiKey;
 use crate::validate::PlannedNode;
 use crate::value::{OutputValue, Outputs};
 
@@ -60,6 +61,9 @@ pub struct NodeContext<'a> {
     pub progress: &'a dyn ProgressSink,
     /// Cancelled when the run is; a runner with remote work should cancel it then.
     pub cancel: &'a CancellationToken,
+    /// The run's team's key for this node's provider, when it has one: a provider runner
+    /// uses it instead of the server's (see [`crate::team_keys`]).
+    pub api_key: Option<&'a ApiKey>,
 }
 
 impl NodeContext<'_> {

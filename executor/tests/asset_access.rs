@@ -124,7 +124,7 @@ impl Harness {
     ) -> (RunSummary, RecordingObserver) {
         let plan = self.plan(graph);
         let observer = RecordingObserver::default();
-        let scope = RunScope { cache: user, assets: access };
+        let scope = RunScope { cache: user, assets: access, keys: &dojo_executor::NoTeamKeys };
         let summary = self
             .engine
             .resume(&RunId::from("run"), scope, &plan, finished, &observer, &CancellationToken::new())

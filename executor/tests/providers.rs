@@ -958,8 +958,10 @@ async fn a_node_timeout_cancels_the_remote_prediction() {
 // ---------------------------------------------------------------------------------------------
 // Configuration
 
+/// Without the server's key a provider is not available to the server's runs, and a node of
+/// it fails without calling the provider unless the run's team has a key.
 #[tokio::test]
-async fn providers_without_a_key_are_not_registered() {
+async fn providers_without_a_key_run_only_with_a_teams_key() {
     let server = MockServer::start().await;
     let mut config = test_config(&server);
     config.replicate.api_key = None;
@@ -977,8 +979,44 @@ async fn providers_without_a_key_are_not_registered() {
     let summary = engine
         .run(&RunId::from("run-1"), &plan, &RecordingObserver::default(), &CancellationToken::new())
         .await;
-    assert_eq!(failure(&summary, "gen"), "provider replicate is not configured on this server");
+    assert_eq!(
+        failure(&summary, "gen"),
+        "provider replicate has no key on this server, and the run's team has none either"
+    );
     assert!(server.received_requests().await.unwrap_or_default().is_empty());
+    assert!(!engine.availability().has_provider(dojo_executor::ProviderName::Replicate));
+    assert!(engine.availability().has_provider(dojo_executor::ProviderName::Openai));
+
+    // The team's key, handed over per node: the provider sees it (and only it).
+    struct TeamKey;
+    #[async_trait::async_trait]
+    impl dojo_executor::TeamKeys for TeamKey {
+        async fn key(
+            &self,
+            provider: dojo_executor::ProviderName,
+        ) -> Result<Option<dojo_executor::ApiKey>, dojo_executor::TeamKeyError> {
+            Ok((provider == dojo_executor::ProviderName::Replicate)
+                .then(|| dojo_executor::ApiKey::new("r8_team_key"))
+                .flatten())
+        }
+    }
+    let scope = dojo_executor::RunScope { cache: "", assets: &dojo_executor::AnyAsset, keys: &TeamKey };
+    engine
+        .resume(
+            &RunId::from("run-2"),
+            scope,
+            &plan,
+            &BTreeMap::new(),
+            &RecordingObserver::default(),
+            &CancellationToken::new(),
+        )
+        .await;
+    let requests = server.received_requests().await.unwrap_or_default();
+    assert!(!requests.is_empty(), "the provider was called with the team's key");
+    for request in requests {
+        let authorization = request.headers.get("authorization").and_then(|v| v.to_str().ok());
+        assert_eq!(authorization, Some("Bearer r8_team_key"), "{}", request.url);
+    }
 }
 
 /// SSRF: a result URL naming a loopback address (as an IP, or as a name that resolves to one)

@@ -31,8 +31,10 @@ pub mod audit;
 mod collaborators;
 mod dialect;
 mod error;
+pub mod key_crypto;
 mod ledger;
 mod postgres;
+pub mod provider_keys;
 mod run_records;
 pub mod runs;
 mod sqlite;
@@ -52,6 +54,7 @@ pub use dojo_auth::Permission;
 pub use error::AccountError;
 pub use ledger::{CreditOutcome, LedgerEntry};
 pub use postgres::PostgresAccounts;
+pub use provider_keys::{ProviderKeyStore, StoredProviderKey};
 pub use runs::{
     AssetLink, AssetRecord, Claim, FinishedNode, HoldState, MAX_CACHED_OUTPUTS, NewRun, NewRunNode,
     NodeSettlement, OutboxEntry, Run, RunGauges, RunNode, RunNodeState, RunStatus, RunStore, Submission,
@@ -106,6 +109,15 @@ pub fn teams(db: &dojo_store::Database) -> Arc<dyn TeamStore> {
 /// The audit log on the database `db` names, sharing its pool (and, for SQLite, its write
 /// lock).
 pub fn audit_log(db: &dojo_store::Database) -> Arc<dyn AuditLog> {
+    match db {
+        dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
+        dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),
+    }
+}
+
+/// Team provider keys (sealed) on the database `db` names, sharing its pool (and, for SQLite,
+/// its write lock).
+pub fn provider_keys(db: &dojo_store::Database) -> Arc<dyn ProviderKeyStore> {
     match db {
         dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
         dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),

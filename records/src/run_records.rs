@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use dojo_ids::{AssetId, NodeId, RunId, UserId};
+use dojo_ids::{AssetId, NodeId, RunId, TeamId, UserId};
 use sqlx::FromRow;
 
 use crate::AccountError;
@@ -54,6 +54,7 @@ pub(crate) struct RunRow {
     created_at: i64,
     started_at: Option<i64>,
     finished_at: Option<i64>,
+    team_id: Option<TeamId>,
 }
 
 impl TryFrom<RunRow> for Run {
@@ -77,6 +78,7 @@ impl TryFrom<RunRow> for Run {
             created_at: row.created_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
+            team_id: row.team_id,
         })
     }
 }

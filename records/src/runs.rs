@@ -11,7 +11,7 @@
 //! The ledger alone explains every balance: hold entries subtract, release entries add back,
 //! capture entries record the final charge without moving anything.
 
-use dojo_ids::{AssetId, NodeId, RunId, UserId};
+use dojo_ids::{AssetId, NodeId, RunId, TeamId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::AccountError;
@@ -166,6 +166,9 @@ pub struct NewRun {
     /// submission is [`AccountError::QuotaExceeded`](crate::AccountError::QuotaExceeded), with
     /// nothing written or held. `None`: no quota.
     pub max_unfinished: Option<u64>,
+    /// The team whose workflow this is (`None`: a personal workflow): the worker runs its
+    /// provider nodes with that team's keys, where the team has one.
+    pub team_id: Option<TeamId>,
 }
 
 /// The outcome of [`RunStore::create_run`].
@@ -206,6 +209,8 @@ pub struct Run {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The team whose workflow this was when the run was accepted (see [`NewRun::team_id`]).
+    pub team_id: Option<TeamId>,
 }
 
 /// One node of a run: its state, and the generation history (parameters, outputs, cost,

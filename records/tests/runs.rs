@@ -85,6 +85,7 @@ mod cases {
                 .collect(),
             hold_expires_at: now() + HOUR,
             max_unfinished: None,
+            team_id: None,
         }
     }
 

@@ -8,6 +8,7 @@ use dojo_server::Storage;
 use dojo_server::config::AdminCommand;
 use dojo_server::services::audit::{Actor, Record, record};
 use dojo_server::services::credits::{CreditError, CreditService};
+use dojo_server::services::provider_keys::rewrap_all;
 use serde_json::json;
 
 /// Runs an operator's command. Each one is recorded in the audit log as done by the OS user
@@ -89,6 +90,25 @@ pub async fn run(config: &Config, storage: &Storage, command: &AdminCommand) -> 
             };
             record(&storage.audit, &operator, entry).await;
             println!("{token}");
+        }
+        AdminCommand::RotateProviderKeys => {
+            let keyring = config.keys.keyring();
+            let done = rewrap_all(&storage.provider_keys, &keyring, &storage.audit, &operator)
+                .await
+                .context("re-wrapping team provider keys")?;
+            println!(
+                "re-wrapped {} key(s) under {:?}; {} changed meanwhile (left as set); {} could not be opened",
+                done.rewrapped,
+                keyring.current_id().unwrap_or_default(),
+                done.raced,
+                done.failed
+            );
+            if done.failed > 0 {
+                bail!(
+                    "{} key(s) could not be opened: see the log; keep their old key-encryption key listed",
+                    done.failed
+                );
+            }
         }
     }
     Ok(())

@@ -55,6 +55,9 @@ pub struct Config {
     #[command(flatten)]
     pub teams: crate::team_settings::TeamSettings,
 
+    #[command(flatten)]
+    pub keys: crate::key_settings::KeySettings,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -125,6 +128,10 @@ pub enum AdminCommand {
         #[arg(long)]
         manage_workflows: bool,
     },
+    /// Re-seal every team provider key under the current (first) key-encryption key of
+    /// DOJO_KEY_ENCRYPTION_KEYS; the old keys must still be listed. Safe while servers run
+    /// (each row is replaced only if unchanged since read); prints the counts.
+    RotateProviderKeys,
 }
 
 /// Who may connect. With no key configured the server runs in dev mode: anyone may do

@@ -88,6 +88,13 @@ error_codes! {
     InvitationClosed = "invitation_closed", CONFLICT;
     /// The invitation's time to answer is over.
     InvitationExpired = "invitation_expired", GONE;
+    // Team provider keys.
+    /// Not one of the catalog's providers.
+    UnknownProvider = "unknown_provider", BAD_REQUEST;
+    /// Empty, too long, or with control or whitespace characters.
+    InvalidProviderKey = "invalid_provider_key", BAD_REQUEST;
+    /// The server has no key-encryption key, so it cannot store provider keys.
+    KeyEncryptionNotConfigured = "key_encryption_not_configured", SERVICE_UNAVAILABLE;
     // Runs.
     EmptyGraph = "empty_graph", UNPROCESSABLE_ENTITY;
     UnknownTarget = "unknown_target", UNPROCESSABLE_ENTITY;

@@ -10,6 +10,7 @@ pub mod compaction;
 pub mod config;
 pub mod executor_settings;
 pub mod hocuspocus;
+pub mod key_settings;
 mod memory_trim;
 pub mod metrics;
 pub(crate) mod queue_budget;

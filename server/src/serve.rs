@@ -45,6 +45,11 @@ pub async fn serve(
     };
     crate::memory_trim::spawn(metrics.clone(), shutdown.clone());
     let state = AppState::new(&config, storage, metrics, cluster, shutdown.clone()).await?;
+    crate::services::provider_keys::rewrap_on_start(
+        state.provider_keys(),
+        config.keys.keyring(),
+        state.audit(),
+    );
     let app = crate::app::router(state.clone());
     let edge = http_server::EdgeSettings {
         header_timeout: std::time::Duration::from_secs(config.http.header_timeout_secs.max(1)),

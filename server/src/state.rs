@@ -64,6 +64,7 @@ struct Inner {
     webhooks: crate::webhooks::Webhooks,
     teams: Arc<dyn dojo_records::TeamStore>,
     audit: Arc<dyn dojo_records::AuditLog>,
+    provider_keys: Arc<dyn dojo_records::ProviderKeyStore>,
     /// The webhook writer and delivery loop.
     webhook_tasks: TaskTracker,
 }
@@ -89,7 +90,7 @@ impl AppState {
         );
         // Every node or run this process ends, and every cancellation, is reported.
         let runs = crate::webhooks::RunEvents::wrap(storage.runs.clone(), webhooks.clone());
-        let (teams, audit) = (storage.teams, storage.audit);
+        let (teams, audit, provider_keys) = (storage.teams, storage.audit, storage.provider_keys);
         let auth = Arc::new(Auth::new(&config.auth, storage.accounts)?);
         let store = storage.documents;
         let http_limiter: Arc<UserLimiter> =
@@ -140,8 +141,14 @@ impl AppState {
         let executor_tasks = TaskTracker::new();
         let executor = crate::execution::Executor::start(
             &config.executor,
-            runs,
-            crate::execution::room_readers(&auth),
+            crate::execution::ExecutorStores {
+                runs,
+                readers: crate::execution::room_readers(&auth),
+                team_keys: dojo_executor::worker::TeamKeySource {
+                    store: provider_keys.clone(),
+                    keyring: config.keys.keyring(),
+                },
+            },
             rooms.clone(),
             config.redis_url.as_deref(),
             shutdown.clone(),
@@ -177,6 +184,7 @@ impl AppState {
                 webhooks,
                 teams,
                 audit,
+                provider_keys,
                 webhook_tasks,
             }),
         })
@@ -188,6 +196,10 @@ impl AppState {
 
     pub(crate) fn audit(&self) -> &Arc<dyn dojo_records::AuditLog> {
         &self.inner.audit
+    }
+
+    pub(crate) fn provider_keys(&self) -> &Arc<dyn dojo_records::ProviderKeyStore> {
+        &self.inner.provider_keys
     }
 
     pub(crate) fn auth(&self) -> &Arc<Auth> {

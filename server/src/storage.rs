@@ -27,6 +27,8 @@ pub struct Storage {
     pub teams: Arc<dyn dojo_records::TeamStore>,
     /// The append-only audit log (same database).
     pub audit: Arc<dyn dojo_records::AuditLog>,
+    /// Teams' provider keys, sealed (same database).
+    pub provider_keys: Arc<dyn dojo_records::ProviderKeyStore>,
     /// On SQLite: the shared lock that tells `admin restore` the file is in use.
     _in_use: Option<Arc<SqliteLock>>,
 }
@@ -55,6 +57,7 @@ impl Storage {
             webhooks: dojo_records::webhooks(&database),
             teams: dojo_records::teams(&database),
             audit: dojo_records::audit_log(&database),
+            provider_keys: dojo_records::provider_keys(&database),
             _in_use: in_use,
         })
     }

@@ -692,6 +692,10 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
         "POST /api/teams/{team}/invitations",
         "DELETE /api/teams/{team}/invitations/{invitation}",
         "GET /api/teams/{team}/audit",
+        "GET /api/teams/{team}/catalog",
+        "GET /api/teams/{team}/provider-keys",
+        "PUT /api/teams/{team}/provider-keys/{provider}",
+        "DELETE /api/teams/{team}/provider-keys/{provider}",
         "POST /api/invitations/{invitation}/accept",
         "POST /api/invitations/{invitation}/decline",
     ]
@@ -708,7 +712,8 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
             .replace("{id}", "1")
             .replace("{user}", "u")
             .replace("{team}", "team_1")
-            .replace("{invitation}", "inv_1");
+            .replace("{invitation}", "inv_1")
+            .replace("{provider}", "openai");
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let response = reqwest::Client::new()
             .request(method, server.http(&concrete))

@@ -7,7 +7,7 @@
 mod common;
 
 use common::database::Backend;
-use common::teams::{TeamWorld, person};
+use common::teams::{TEST_KEKS, TeamWorld, person, with_keks};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -45,7 +45,7 @@ struct Scene {
 
 impl Scene {
     async fn start(backend: Backend) -> Self {
-        let world = TeamWorld::start(backend, |_| {}).await;
+        let world = TeamWorld::start(backend, |config| with_keks(config, TEST_KEKS)).await;
         let (ada, bob, cy, dee, eve, mallory) =
             (person("ada"), person("bob"), person("cy"), person("dee"), person("eve"), person("mallory"));
         let team = world.team(&ada, "Studio").await;
@@ -57,6 +57,9 @@ impl Scene {
         let workflow = world.team_workflow(&team, &cy, &room).await;
         let invitation =
             world.invite(&team, &ada, json!({ "email": "zed@example.com", "role": "member" })).await;
+        let key = Some(json!({ "key": "sk-studio-secret-4321" }));
+        let path = format!("/api/teams/{team}/provider-keys/openai");
+        world.expect("the owner", Method::PUT, &path, &ada, key, (StatusCode::OK, None)).await;
         Self { world, team, workflow, room, invitation, ada, bob, cy, dee, eve, mallory }
     }
 
@@ -82,6 +85,15 @@ impl Scene {
             probe(Method::DELETE, format!("/api/teams/{team}/invitations/{inv}"), None),
             probe(Method::GET, format!("/api/teams/{team}/audit"), None),
             probe(Method::GET, format!("/api/teams/{team}/audit?format=jsonl"), None),
+            probe(Method::GET, format!("/api/teams/{team}/provider-keys"), None),
+            probe(Method::GET, format!("/api/teams/{team}/catalog"), None),
+            probe(
+                Method::PUT,
+                format!("/api/teams/{team}/provider-keys/openai"),
+                Some(json!({ "key": "sk-spy-key-0000" })),
+            ),
+            probe(Method::DELETE, format!("/api/teams/{team}/provider-keys/openai"), None),
+            probe(Method::DELETE, format!("/api/teams/{team}/provider-keys/replicate"), None),
             probe(Method::POST, format!("/api/invitations/{inv}/accept"), None),
             probe(Method::POST, format!("/api/invitations/{inv}/decline"), None),
             probe(Method::POST, "/api/workflows".into(), Some(json!({ "title": "in", "teamId": team }))),
@@ -145,6 +157,7 @@ async fn another_teams_members_and_strangers_see_nothing_and_change_nothing(back
             // The answer names nothing of the team's beyond what the caller sent.
             let text = answer.to_string();
             assert!(!text.contains("Studio") && !text.contains("studio-board\" is"), "{who}: {text}");
+            assert!(!text.contains("sk-studio") && !text.contains("4321"), "{who}: {text}");
         }
         // Nor do the lists show any of it.
         let (_, teams) = world.call(Method::GET, "/api/teams", token, None).await;
@@ -201,6 +214,18 @@ async fn another_teams_members_and_strangers_see_nothing_and_change_nothing(back
         .await;
     assert_eq!(workflow["public"], false, "{workflow}");
     assert_eq!(workflow["collaborators"].as_array().map(Vec::len), Some(0), "{workflow}");
+    let keys = world
+        .expect(
+            "owner",
+            Method::GET,
+            &format!("/api/teams/{}/provider-keys", scene.team),
+            &scene.ada,
+            None,
+            (StatusCode::OK, None),
+        )
+        .await;
+    assert_eq!(keys["keys"].as_array().map(Vec::len), Some(1), "{keys}");
+    assert_eq!(keys["keys"][0]["lastFour"], "4321", "the owner's key is still theirs: {keys}");
     scene.world.story.server.stop().await;
 }
 
@@ -280,8 +305,27 @@ async fn members_see_their_team_but_their_role_bounds_what_they_do(backend: Back
         (Method::PUT, format!("/api/teams/{team}/members/{cy}"), Some(json!({ "role": "viewer" }))),
         (Method::DELETE, format!("/api/teams/{team}/members/{cy}"), None),
         (Method::GET, format!("/api/teams/{team}/audit"), None),
+        (Method::GET, format!("/api/teams/{team}/provider-keys"), None),
+        (
+            Method::PUT,
+            format!("/api/teams/{team}/provider-keys/fal"),
+            Some(json!({ "key": "fal-viewer-1234" })),
+        ),
+        (Method::DELETE, format!("/api/teams/{team}/provider-keys/openai"), None),
     ] {
         world.expect("a viewer", method, &path, dee, body, forbidden).await;
+    }
+    // Provider keys are for owners and admins: a member sees the team, not its keys.
+    for (method, path, body) in [
+        (Method::GET, format!("/api/teams/{team}/provider-keys"), None),
+        (
+            Method::PUT,
+            format!("/api/teams/{team}/provider-keys/fal"),
+            Some(json!({ "key": "fal-member-1234" })),
+        ),
+        (Method::DELETE, format!("/api/teams/{team}/provider-keys/openai"), None),
+    ] {
+        world.expect("a member", method, &path, &scene.cy, body, forbidden).await;
     }
     // The member: edits and creates, does not manage.
     let cy_token = &scene.cy;

@@ -12,7 +12,7 @@ use clap::{Parser, ValueEnum};
 use dojo_executor::worker::room_client::RemoteSettings;
 use dojo_executor::worker::{
     DriverSettings, RemoteRooms, RoomReaders, RunDriver, StoreCache, StreamQueue, StreamSettings,
-    TokenSource, UnclaimedRooms, worker_name,
+    TeamKeySource, TokenSource, UnclaimedRooms, worker_name,
 };
 use dojo_executor::{Engine, EngineConfig, LoadedCatalog, ObjectAssetStore, ProviderConfig};
 use tokio_util::sync::CancellationToken;
@@ -53,6 +53,12 @@ struct Config {
     /// endpoint from the `AWS_*` variables), instead of a shared directory.
     #[arg(long, env = "DOJO_ASSETS_URL")]
     assets_url: Option<String>,
+
+    /// The servers' key-encryption keys (`id:BASE64,…`, the same list): runs of a team's
+    /// workflow use the team's provider keys, opened with these. Unset: every run uses this
+    /// worker's own provider keys.
+    #[arg(long, env = "DOJO_KEY_ENCRYPTION_KEYS", hide_env_values = true)]
+    key_encryption_keys: Option<String>,
 
     /// Runs this worker executes at once.
     #[arg(long, env = "DOJO_WORKER_CONCURRENCY", default_value_t = 4)]
@@ -166,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
     let queue = StreamQueue::connect(&config.redis_url, StreamSettings::new(name.clone(), visibility))
         .await
         .context("connecting to the run queue")?;
-    let driver = Arc::new(RunDriver::new(
+    let mut driver = RunDriver::new(
         engine,
         runs,
         readers,
@@ -177,7 +183,16 @@ async fn main() -> anyhow::Result<()> {
             runs_per_user: config.runs_per_user,
             ..DriverSettings::default()
         },
-    ));
+    );
+    if let Some(keys) = config.key_encryption_keys.as_deref().filter(|keys| !keys.trim().is_empty()) {
+        // A bad list stops the worker at once, naming the entry (never a key).
+        let keyring = dojo_records::key_crypto::Keyring::parse(keys).context("DOJO_KEY_ENCRYPTION_KEYS")?;
+        driver = driver.with_team_keys(TeamKeySource {
+            store: dojo_records::provider_keys(&database),
+            keyring: Arc::new(keyring),
+        });
+    }
+    let driver = Arc::new(driver);
 
     let stop = CancellationToken::new();
     let shutdown = CancellationToken::new();

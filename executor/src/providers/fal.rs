@@ -17,14 +17,15 @@ use super::{
     ApiKey, Progress, ProviderConfig, download_result, image_input, job_deadline, last_percent, model,
     output_port, params_with_prompt, pause,
 };
-use crate::catalog::PortType;
+use crate::catalog::{PortType, ProviderName};
 use crate::node::{NodeContext, NodeError, NodeRunner};
 use crate::value::{OutputValue, Outputs};
 
 pub struct FalRunner {
     http: Http,
     base: Url,
-    key: ApiKey,
+    /// The server's key; `None`: only nodes with a team's key run here.
+    key: Option<ApiKey>,
     poll_interval: Duration,
     max_job_duration: Duration,
     max_text_chars: usize,
@@ -60,7 +61,7 @@ struct LogLine {
 }
 
 impl FalRunner {
-    pub(crate) fn new(http: Http, base: Url, key: ApiKey, config: &ProviderConfig) -> Self {
+    pub(crate) fn new(http: Http, base: Url, key: Option<ApiKey>, config: &ProviderConfig) -> Self {
         Self {
             http,
             base,
@@ -152,7 +153,8 @@ impl NodeRunner for FalRunner {
             app_id(model).ok_or_else(|| NodeError::Internal(format!("{model:?} is not a fal model id")))?;
         let (output_name, port) = output_port(&ctx)?;
         let (endpoint, input) = self.request(&ctx, model).await?;
-        let auth = auth_value("Key", &self.key).map_err(|e| self.http.invalid(e.to_string()))?;
+        let auth = auth_value("Key", super::run_key(ctx.api_key, self.key.as_ref(), ProviderName::Fal)?)
+            .map_err(|e| self.http.invalid(e.to_string()))?;
         let submit_url = self.url(&endpoint);
         let mut progress = Progress::new(ctx.progress);
         let deadline = job_deadline(&ctx, self.max_job_duration);

@@ -9,8 +9,9 @@
 //! back as short text. A remote job (Replicate prediction, fal request) that is abandoned —
 //! run cancelled, node timed out — is cancelled at the provider so it stops costing money.
 //!
-//! Keys come only from server configuration ([`ProviderConfig::from_env`]) and are never
-//! logged: [`ApiKey`] hides itself from `Debug`, and the header carrying it is marked sensitive.
+//! Keys come from server configuration ([`ProviderConfig::from_env`]) or, for a run of a team's
+//! workflow, from the team's stored key for that provider ([`NodeContext::api_key`], which
+//! wins); they are never logged: [`ApiKey`] hides itself from `Debug`, and the header carrying it is marked sensitive.
 //!
 //! [`AssetStore`]: crate::assets::AssetStore
 
@@ -47,27 +48,7 @@ pub const DEFAULT_STABILITY_BASE_URL: &str = "https://api.stability.ai";
 /// Largest input image sent to a provider (inline, as base64).
 const MAX_INPUT_IMAGE_BYTES: usize = 20 * 1024 * 1024;
 
-/// A provider's secret. `Debug` never shows it; only the HTTP layer reads it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    /// `None` for an empty or blank key, so an unset variable and `VAR=` mean the same.
-    pub fn new(key: impl Into<String>) -> Option<Self> {
-        let key = key.into().trim().to_owned();
-        (!key.is_empty()).then_some(Self(key))
-    }
-
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiKey(<redacted>)")
-    }
-}
+pub use crate::team_keys::ApiKey;
 
 /// One provider's account: its key (none: the provider is not offered) and where its API is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,8 +226,20 @@ pub fn provider_runner(
     provider: ProviderName,
     config: &ProviderConfig,
 ) -> Result<Option<Arc<dyn NodeRunner>>, ProviderConfigError> {
+    if config.settings(provider).api_key.is_none() {
+        return Ok(None);
+    }
+    build_runner(provider, config).map(Some)
+}
+
+/// The runner for one provider, with the server's key when it has one; without, it runs only
+/// nodes whose context carries a team's key.
+fn build_runner(
+    provider: ProviderName,
+    config: &ProviderConfig,
+) -> Result<Arc<dyn NodeRunner>, ProviderConfigError> {
     let settings = config.settings(provider);
-    let Some(key) = settings.api_key.clone() else { return Ok(None) };
+    let key = settings.api_key.clone();
     let base = check_base_url(&settings.base_url).map_err(|()| ProviderConfigError::BadBaseUrl {
         variable: ENV_VARIABLES.iter().find(|(p, _, _)| *p == provider).map_or("base_url", |v| v.2),
         value: settings.base_url.clone(),
@@ -264,23 +257,42 @@ pub fn provider_runner(
         ProviderName::Fal => Arc::new(FalRunner::new(http, base, key, config)),
         ProviderName::Stability => Arc::new(StabilityRunner::new(http, base, key, config)),
     };
-    Ok(Some(runner))
+    Ok(runner)
 }
 
-/// Registers a runner for every provider that has a key. A provider whose runner cannot be
-/// built is logged and left out: its nodes then fail with "provider X is not configured".
+/// Registers a runner for every provider. One with the server's key runs every run's nodes;
+/// one without runs only the nodes of teams that stored a key for it (the server's
+/// availability leaves it out). A provider whose runner cannot be built is logged and left
+/// out: its nodes then fail with "provider X is not configured".
 pub fn register_providers(mut engine: Engine, config: &ProviderConfig) -> Engine {
     for (provider, _, _) in ENV_VARIABLES {
-        match provider_runner(provider, config) {
-            Ok(Some(runner)) => {
+        let keyed = config.settings(provider).api_key.is_some();
+        match build_runner(provider, config) {
+            Ok(runner) if keyed => {
                 tracing::info!(%provider, base_url = %config.settings(provider).base_url, "provider enabled");
                 engine = engine.with_provider(provider, runner);
             }
-            Ok(None) => tracing::debug!(%provider, "provider has no key; its nodes are unavailable"),
+            Ok(runner) => {
+                tracing::debug!(%provider, "provider has no server key; only teams' keys run its nodes");
+                engine = engine.with_team_key_provider(provider, runner);
+            }
             Err(error) => tracing::error!(%provider, %error, "provider left out"),
         }
     }
     engine
+}
+
+/// The key a node runs with: its team's when the run has one for this provider, else the
+/// server's.
+fn run_key<'k>(
+    team: Option<&'k ApiKey>,
+    server: Option<&'k ApiKey>,
+    provider: ProviderName,
+) -> Result<&'k ApiKey, NodeError> {
+    team.or(server).ok_or_else(|| NodeError::Provider {
+        provider,
+        message: "neither this server nor the run's team has a key for this provider".into(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,19 +15,20 @@ use super::{
     ApiKey, InputImage, Progress, ProviderConfig, download_result, image_input, model, output_port,
     params_object, prompt, store_result,
 };
-use crate::catalog::PortType;
+use crate::catalog::{PortType, ProviderName};
 use crate::node::{NodeContext, NodeError, NodeRunner};
 use crate::value::{OutputValue, Outputs};
 
 pub struct OpenAiRunner {
     http: Http,
     base: Url,
-    key: ApiKey,
+    /// The server's key; `None`: only nodes with a team's key run here.
+    key: Option<ApiKey>,
     max_text_chars: usize,
 }
 
 impl OpenAiRunner {
-    pub(crate) fn new(http: Http, base: Url, key: ApiKey, config: &ProviderConfig) -> Self {
+    pub(crate) fn new(http: Http, base: Url, key: Option<ApiKey>, config: &ProviderConfig) -> Self {
         Self { http, base, key, max_text_chars: config.max_text_chars }
     }
 
@@ -49,7 +50,9 @@ impl OpenAiRunner {
 
     async fn image(&self, ctx: &NodeContext<'_>, model: &str) -> Result<Outputs, NodeError> {
         let prompt = prompt(ctx, true)?.unwrap_or_default();
-        let auth = auth_value("Bearer", &self.key).map_err(|e| self.http.invalid(e.to_string()))?;
+        let auth =
+            auth_value("Bearer", super::run_key(ctx.api_key, self.key.as_ref(), ProviderName::Openai)?)
+                .map_err(|e| self.http.invalid(e.to_string()))?;
         let params = params_object(ctx);
         let mut progress = Progress::new(ctx.progress);
         progress.at(5).await;
@@ -112,7 +115,9 @@ impl OpenAiRunner {
         if let Ok(max_tokens) = ctx.param_i64("max_tokens") {
             body["max_completion_tokens"] = json!(max_tokens);
         }
-        let auth = auth_value("Bearer", &self.key).map_err(|e| self.http.invalid(e.to_string()))?;
+        let auth =
+            auth_value("Bearer", super::run_key(ctx.api_key, self.key.as_ref(), ProviderName::Openai)?)
+                .map_err(|e| self.http.invalid(e.to_string()))?;
         let url = self.url("v1/chat/completions");
         let reply = self
             .send(ctx, "generating text", || {

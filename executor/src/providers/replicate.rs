@@ -20,7 +20,7 @@ use super::{
     ApiKey, Progress, ProviderConfig, download_result, image_input, job_deadline, last_percent, model,
     output_port, params_with_prompt, pause,
 };
-use crate::catalog::PortType;
+use crate::catalog::{PortType, ProviderName};
 use crate::node::{NodeContext, NodeError, NodeRunner};
 use crate::value::{OutputValue, Outputs};
 
@@ -31,7 +31,8 @@ const PNG_OUTPUT_MODELS: &[&str] =
 pub struct ReplicateRunner {
     http: Http,
     base: Url,
-    key: ApiKey,
+    /// The server's key; `None`: only nodes with a team's key run here.
+    key: Option<ApiKey>,
     poll_interval: Duration,
     wait: Duration,
     max_job_duration: Duration,
@@ -59,7 +60,7 @@ struct Urls {
 }
 
 impl ReplicateRunner {
-    pub(crate) fn new(http: Http, base: Url, key: ApiKey, config: &ProviderConfig) -> Self {
+    pub(crate) fn new(http: Http, base: Url, key: Option<ApiKey>, config: &ProviderConfig) -> Self {
         Self {
             http,
             base,
@@ -157,7 +158,9 @@ impl NodeRunner for ReplicateRunner {
         })?;
         let (output_name, port) = output_port(&ctx)?;
         let input = self.input(&ctx, model).await?;
-        let auth = auth_value("Bearer", &self.key).map_err(|e| self.http.invalid(e.to_string()))?;
+        let auth =
+            auth_value("Bearer", super::run_key(ctx.api_key, self.key.as_ref(), ProviderName::Replicate)?)
+                .map_err(|e| self.http.invalid(e.to_string()))?;
         let body = json!({ "input": input });
         let create_url = self.url(&format!("v1/models/{owner}/{name}/predictions"));
         let wait = self.wait.as_secs();

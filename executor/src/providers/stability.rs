@@ -14,17 +14,19 @@ use super::http::{CallError, Downloaded, Http, auth_value};
 use super::{
     ApiKey, InputImage, Progress, ProviderConfig, image_input, model, params_object, prompt, store_result,
 };
+use crate::catalog::ProviderName;
 use crate::node::{NodeContext, NodeError, NodeRunner};
 use crate::value::Outputs;
 
 pub struct StabilityRunner {
     http: Http,
     base: Url,
-    key: ApiKey,
+    /// The server's key; `None`: only nodes with a team's key run here.
+    key: Option<ApiKey>,
 }
 
 impl StabilityRunner {
-    pub(crate) fn new(http: Http, base: Url, key: ApiKey, _config: &ProviderConfig) -> Self {
+    pub(crate) fn new(http: Http, base: Url, key: Option<ApiKey>, _config: &ProviderConfig) -> Self {
         Self { http, base, key }
     }
 }
@@ -101,7 +103,9 @@ impl NodeRunner for StabilityRunner {
         let prompt = prompt(&ctx, true)?.unwrap_or_default();
         let image = image_input(&ctx, "image").await?;
         let fields = fields(model_field, &prompt, &params_object(&ctx), image.is_some());
-        let auth = auth_value("Bearer", &self.key).map_err(|e| self.http.invalid(e.to_string()))?;
+        let auth =
+            auth_value("Bearer", super::run_key(ctx.api_key, self.key.as_ref(), ProviderName::Stability)?)
+                .map_err(|e| self.http.invalid(e.to_string()))?;
         let url = format!("{}/v2beta/stable-image/generate/{path}", self.base.as_str().trim_end_matches('/'));
         let mut progress = Progress::new(ctx.progress);
         progress.at(5).await;

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::asset_access::{RunAssetAccess, UnclaimedRooms};
 use super::document::{DocumentError, RoomDocuments, write_summary};
 use super::observer::DocumentObserver;
+use super::team_keys::TeamKeySource;
 use crate::asset_access::assets_named_by_params;
 use crate::catalog::LoadedCatalog;
 use crate::engine::{Engine, NodeOutcome, RunScope};
@@ -110,6 +111,8 @@ pub struct RunDriver {
     settings: DriverSettings,
     /// Cancellation of the runs this process executes, by run id.
     active: DashMap<RunId, CancellationToken>,
+    /// Teams' provider keys; `None`: every run uses the server's keys.
+    team_keys: Option<TeamKeySource>,
 }
 
 impl RunDriver {
@@ -121,7 +124,28 @@ impl RunDriver {
         worker_id: String,
         settings: DriverSettings,
     ) -> Self {
-        Self { engine, runs, readers, documents, worker_id, settings, active: DashMap::new() }
+        Self {
+            engine,
+            runs,
+            readers,
+            documents,
+            worker_id,
+            settings,
+            active: DashMap::new(),
+            team_keys: None,
+        }
+    }
+
+    /// Runs of a team's workflow use that team's provider keys, opened with `source`.
+    pub fn with_team_keys(mut self, source: TeamKeySource) -> Self {
+        self.team_keys = Some(source);
+        self
+    }
+
+    /// Whether nodes of `provider` can run with a team's key here (see
+    /// [`Engine::runs_with_team_key`]): false when this process reads no team keys.
+    pub fn runs_with_team_key(&self, provider: crate::catalog::ProviderName) -> bool {
+        self.team_keys.is_some() && self.engine.runs_with_team_key(provider)
     }
 
     pub fn catalog(&self) -> &LoadedCatalog {
@@ -271,7 +295,11 @@ impl RunDriver {
                 }
             })
         };
-        let scope = RunScope { cache: run.user_id.as_str(), assets: &asset_access };
+        let team_keys: Box<dyn crate::team_keys::TeamKeys> = match (&self.team_keys, &run.team_id) {
+            (Some(source), Some(team)) => Box::new(source.for_team(team.clone())),
+            _ => Box::new(crate::team_keys::NoTeamKeys),
+        };
+        let scope = RunScope { cache: run.user_id.as_str(), assets: &asset_access, keys: team_keys.as_ref() };
         let summary = self.engine.resume(&run.id, scope, &plan, &finished_before, &observer, cancel).await;
         keeper.abort();
         stop_on_shutdown.abort();

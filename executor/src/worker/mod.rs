@@ -12,7 +12,8 @@
 //! - [`document`]: the seam to the room; [`room_client`] joins it over the WebSocket protocol
 //!   with a service token, as a collaborator would;
 //! - [`store_cache`]: the node cache in the database, shared by every worker;
-//! - [`asset_access`]: which assets a run may read (its user's, now).
+//! - [`asset_access`]: which assets a run may read (its user's, now);
+//! - [`team_keys`]: the provider keys of a run's team, opened per node with the worker's KEKs.
 
 pub mod asset_access;
 pub mod document;
@@ -24,6 +25,7 @@ pub mod relay;
 pub mod room_client;
 pub mod store_cache;
 pub mod stream;
+pub mod team_keys;
 
 pub use asset_access::{RunAssetAccess, UnclaimedRooms};
 pub use document::{DocumentError, Edit, RoomDocument, RoomDocuments, run_summary_json, write_summary};
@@ -34,6 +36,7 @@ pub use relay::{Relay, RelaySettings};
 pub use room_client::{RemoteRooms, TokenSource};
 pub use store_cache::StoreCache;
 pub use stream::{StreamQueue, StreamSettings};
+pub use team_keys::TeamKeySource;
 
 /// Milliseconds since the epoch (0 if the clock is before it).
 pub fn now_millis() -> i64 {

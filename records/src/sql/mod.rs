@@ -16,6 +16,7 @@ mod leases;
 mod ledger;
 mod node_cache;
 mod outbox;
+mod provider_keys;
 mod run_store;
 mod runs;
 mod team_lifecycle;

@@ -150,8 +150,8 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
     // so it never reaches the hold below.
     let created: Option<RunRow> = sqlx::query_as(concat!(
         "INSERT INTO runs (id, room, user_id, status, graph, targets, idempotency_key, estimate,
-             charged, cancel_requested, attempts, created_at)
-         SELECT $1, $2, $3, 'queued', $4, $5, $6, $7, 0, 0, 0, $8
+             charged, cancel_requested, attempts, created_at, team_id)
+         SELECT $1, $2, $3, 'queued', $4, $5, $6, $7, 0, 0, 0, $8, $9
          WHERE EXISTS (SELECT 1 FROM users WHERE id = $3)
          ON CONFLICT DO NOTHING
          RETURNING ",
@@ -165,6 +165,7 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
     .bind(&run.idempotency_key)
     .bind(estimate)
     .bind(now)
+    .bind(&run.team_id)
     .fetch_optional(&mut *w.tx)
     .await?;
     let Some(created) = created else {

@@ -223,7 +223,7 @@ pub async fn catalog(State(state): State<AppState>) -> Result<Json<serde_json::V
 }
 
 /// Adds `available` to every node of the served catalog, and `unavailableReason` when false.
-fn mark_availability(
+pub(super) fn mark_availability(
     mut served: serde_json::Value,
     catalog: &dojo_executor::LoadedCatalog,
     availability: &dojo_executor::Availability,
@@ -250,7 +250,7 @@ fn mark_availability(
 /// other body. Only the answer is renamed: the catalog file keeps its snake_case, and the node
 /// cache keys on the catalog's own serialisation, which must not change. Values (a parameter's
 /// `default`, `allowed`) are left alone.
-fn camel_case_catalog(mut catalog: serde_json::Value) -> serde_json::Value {
+pub(super) fn camel_case_catalog(mut catalog: serde_json::Value) -> serde_json::Value {
     if let Some(nodes) = catalog.get_mut("nodes").and_then(serde_json::Value::as_array_mut) {
         for node in nodes {
             for list in ["params", "inputs", "outputs"] {

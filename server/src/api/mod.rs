@@ -15,6 +15,7 @@ pub(crate) mod documents;
 mod edits;
 pub(crate) mod extract;
 pub mod openapi;
+mod provider_keys;
 mod responses;
 mod runs;
 mod service_errors;
@@ -125,6 +126,13 @@ pub enum ApiError {
     InvitationClosed(String),
     #[error("{0}")]
     InvitationExpired(String),
+    // Team provider keys.
+    #[error("{0}")]
+    UnknownProvider(String),
+    #[error("{0}")]
+    InvalidProviderKey(String),
+    #[error("{0}")]
+    KeyEncryptionNotConfigured(String),
 }
 
 impl ApiError {
@@ -165,6 +173,9 @@ impl ApiError {
             ApiError::AlreadyInvited(_) => ErrorCode::AlreadyInvited,
             ApiError::InvitationClosed(_) => ErrorCode::InvitationClosed,
             ApiError::InvitationExpired(_) => ErrorCode::InvitationExpired,
+            ApiError::UnknownProvider(_) => ErrorCode::UnknownProvider,
+            ApiError::InvalidProviderKey(_) => ErrorCode::InvalidProviderKey,
+            ApiError::KeyEncryptionNotConfigured(_) => ErrorCode::KeyEncryptionNotConfigured,
         }
     }
 }
@@ -279,6 +290,12 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
         .route("/api/teams/{team}/invitations", get(teams::team_invitations).post(teams::invite))
         .route("/api/teams/{team}/invitations/{invitation}", axum::routing::delete(teams::revoke_invitation))
         .route("/api/teams/{team}/audit", get(team_audit::audit))
+        .route("/api/teams/{team}/provider-keys", get(provider_keys::list))
+        .route("/api/teams/{team}/catalog", get(provider_keys::catalog))
+        .route(
+            "/api/teams/{team}/provider-keys/{provider}",
+            axum::routing::put(provider_keys::set).delete(provider_keys::delete),
+        )
         .route("/api/invitations/{invitation}/accept", post(teams::accept))
         .route("/api/invitations/{invitation}/decline", post(teams::decline))
         .route("/api/workflows", get(workflows::list).post(workflows::create))

@@ -19,7 +19,7 @@ use super::responses::{
     Unauthorized, Unavailable,
 };
 use super::{
-    account, assets, compose, documents, runs, team_audit, team_lifecycle, teams, webhooks,
+    account, assets, compose, documents, provider_keys, runs, team_audit, team_lifecycle, teams, webhooks,
     workflow_invitations, workflows,
 };
 
@@ -83,6 +83,10 @@ use super::{
         teams::accept,
         teams::decline,
         team_audit::audit,
+        provider_keys::set,
+        provider_keys::list,
+        provider_keys::delete,
+        provider_keys::catalog,
     ),
     components(
         schemas(ErrorBody, InsufficientCreditsBody, InvalidGraphBody),
@@ -97,7 +101,7 @@ use super::{
         (name = "runs", description = "Running a room's graph: validation, credits, queue, results"),
         (name = "assets", description = "Uploaded images and run outputs"),
         (name = "webhooks", description = "Signed webhooks of a workflow, their delivery log, and its change feed"),
-        (name = "teams", description = "Teams: members and roles, invitations, the audit log"),
+        (name = "teams", description = "Teams: members and roles, invitations, the audit log, provider keys"),
     )
 )]
 pub struct ApiDoc;

@@ -8,6 +8,7 @@ use crate::services::access::AccessError;
 use crate::services::compose::ComposeError;
 use crate::services::credits::CreditError;
 use crate::services::documents::DocumentError;
+use crate::services::provider_keys::ProviderKeyError;
 use crate::services::runs::RunError;
 use crate::services::teams::TeamError;
 use crate::services::versions::VersionError;
@@ -66,6 +67,20 @@ impl From<TeamError> for ApiError {
             TeamError::NotFound(_) => ApiError::NotFound(error.to_string()),
             TeamError::Forbidden(_) => ApiError::Forbidden(error.to_string()),
             TeamError::Accounts(error) => error.into(),
+        }
+    }
+}
+
+impl From<ProviderKeyError> for ApiError {
+    fn from(error: ProviderKeyError) -> Self {
+        match error {
+            ProviderKeyError::Team(error) => error.into(),
+            ProviderKeyError::UnknownProvider(_) => ApiError::UnknownProvider(error.to_string()),
+            ProviderKeyError::InvalidKey(_) => ApiError::InvalidProviderKey(error.to_string()),
+            ProviderKeyError::NotConfigured => ApiError::KeyEncryptionNotConfigured(error.to_string()),
+            ProviderKeyError::NoKey(_) => ApiError::NotFound(error.to_string()),
+            ProviderKeyError::Crypto(_) => ApiError::Internal(error.to_string()),
+            ProviderKeyError::Accounts(error) => error.into(),
         }
     }
 }

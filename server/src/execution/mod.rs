@@ -60,6 +60,15 @@ pub enum StartError {
     Queue(#[source] QueueError),
 }
 
+/// What the executor reads and writes besides rooms: runs, who may read which room (which
+/// assets a run may read: those its user may, with rooms no workflow claims open in dev mode),
+/// and teams' provider keys.
+pub struct ExecutorStores {
+    pub runs: Arc<dyn RunStore>,
+    pub readers: RoomReaders,
+    pub team_keys: dojo_executor::worker::TeamKeySource,
+}
+
 pub struct Executor {
     driver: Arc<RunDriver>,
     relay: Arc<Relay>,
@@ -78,13 +87,13 @@ impl Executor {
     /// run may read (those its user may read, with rooms no workflow claims open in dev mode).
     pub async fn start(
         settings: &ExecutorSettings,
-        runs: Arc<dyn RunStore>,
-        readers: RoomReaders,
+        stores: ExecutorStores,
         rooms: Arc<Rooms>,
         redis_url: Option<&str>,
         shutdown: CancellationToken,
         tasks: &TaskTracker,
     ) -> Result<Arc<Self>, StartError> {
+        let ExecutorStores { runs, readers, team_keys } = stores;
         let assets = Arc::new(
             ObjectAssetStore::open(&settings.assets_dir, settings.assets_url.as_deref())
                 .map_err(StartError::Assets)?,
@@ -124,18 +133,21 @@ impl Executor {
                 (Arc::new(MemoryQueue::new(QUEUE_CAPACITY)), relay)
             }
         };
-        let driver = Arc::new(RunDriver::new(
-            engine,
-            runs.clone(),
-            readers,
-            Arc::new(LocalRooms { rooms: rooms.clone() }),
-            worker,
-            DriverSettings {
-                lease,
-                runs_per_user: u32::try_from(settings.runs_per_user).unwrap_or(u32::MAX),
-                ..DriverSettings::default()
-            },
-        ));
+        let driver = Arc::new(
+            RunDriver::new(
+                engine,
+                runs.clone(),
+                readers,
+                Arc::new(LocalRooms { rooms: rooms.clone() }),
+                worker,
+                DriverSettings {
+                    lease,
+                    runs_per_user: u32::try_from(settings.runs_per_user).unwrap_or(u32::MAX),
+                    ..DriverSettings::default()
+                },
+            )
+            .with_team_keys(team_keys),
+        );
         let relay = Relay::new(runs.clone(), queue.clone(), relay_settings);
         let executor =
             Arc::new(Self { driver, relay, runs, rooms, assets, composer, settings: settings.clone() });
@@ -166,6 +178,25 @@ impl Executor {
     /// The node types this server can run: built-ins, and providers with a key.
     pub fn availability(&self) -> dojo_executor::Availability {
         self.driver.availability()
+    }
+
+    /// What a run of a team's workflow can run: the server's providers plus those the team
+    /// stored a key for (`team_providers`, the providers of its stored keys), where this
+    /// process has a runner for them.
+    pub fn availability_with(
+        &self,
+        team_providers: impl IntoIterator<Item = dojo_executor::ProviderName>,
+    ) -> dojo_executor::Availability {
+        let server = self.availability();
+        let team = team_providers.into_iter().filter(|p| self.driver.runs_with_team_key(*p));
+        dojo_executor::Availability::with_providers(
+            dojo_executor::provider_env::ENV_VARIABLES
+                .iter()
+                .map(|(p, _, _)| *p)
+                .filter(|p| server.has_provider(*p))
+                .chain(team),
+        )
+        .for_team()
     }
 
     /// The LLM planner of the natural-language builder, when OpenAI is configured.

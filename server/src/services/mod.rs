@@ -17,6 +17,7 @@ pub mod compose;
 pub mod credits;
 pub mod documents;
 pub mod edits;
+pub mod provider_keys;
 pub mod runs;
 pub mod team_lifecycle;
 pub mod teams;

@@ -134,9 +134,13 @@ impl<'a> RunService<'a> {
         super::credits::dev_welcome(self.state, &user.id).await;
 
         let room = access.room();
-        if !self.exists(room).await? {
+        // The workflow's team, if any: its provider keys count for what can run, and the run
+        // carries it to the worker, which uses them.
+        let workflow = self.state.auth().accounts().workflow_by_room(room).await?;
+        if workflow.is_none() && !self.exists(room).await? {
             return Err(SubmitError::RoomNotFound(room.clone()));
         }
+        let team = workflow.and_then(|workflow| workflow.team_id);
         // Opened as the caller's, so it counts against their share of rooms.
         access::open_room(self.state, caller, room)?;
         let writer = RoomWriter::open(executor.rooms().clone(), room.clone())
@@ -152,9 +156,14 @@ impl<'a> RunService<'a> {
             return Err(refused);
         }
         let target_refs: Option<Vec<&str>> = targets.as_ref().map(|t| t.iter().map(String::as_str).collect());
-        // Only what this server can run: a node whose provider has no key is refused here, by
-        // name, before any credit is held.
-        let availability = executor.availability();
+        // Only what this server can run: a node whose provider has no key (the server's, or in
+        // a team's workflow the team's) is refused here, by name, before any credit is held.
+        let availability = match &team {
+            None => executor.availability(),
+            Some(team) => {
+                executor.availability_with(super::provider_keys::team_providers(self.state, team).await?)
+            }
+        };
         let plan = match validate_runnable(
             executor.catalog(),
             &availability,
@@ -189,6 +198,7 @@ impl<'a> RunService<'a> {
             nodes,
             hold_expires_at: executor.hold_expiry(&plan),
             max_unfinished: Some(self.state.config().limits.max_queued_runs_per_user).filter(|&max| max > 0),
+            team_id: team,
         };
         let run = match executor.runs().create_run(new_run).await? {
             Submission::Existing(run) => return Ok(run),

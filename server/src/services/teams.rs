@@ -67,7 +67,7 @@ impl TeamAccess {
     }
 
     /// Owners and admins.
-    pub(super) fn require_manager(&self) -> Result<(), TeamError> {
+    pub(crate) fn require_manager(&self) -> Result<(), TeamError> {
         self.require(self.role.manages_members(), "only the team's owners and admins may do this")
     }
 }

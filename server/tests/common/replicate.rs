@@ -24,6 +24,8 @@ struct State {
     held: BTreeSet<String>,
     failing: BTreeMap<String, String>,
     cancelled: BTreeSet<String>,
+    /// The `Authorization` header of every prediction created, per prompt, in order.
+    authorizations: BTreeMap<String, Vec<String>>,
 }
 
 pub struct Replicate {
@@ -47,6 +49,13 @@ impl Replicate {
                     );
                 };
                 let mut state = create_state.lock().expect("lock");
+                let authorization = request
+                    .headers
+                    .get("authorization")
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                state.authorizations.entry(prompt.clone()).or_default().push(authorization);
                 let id = format!("p{}", state.prompts.len() + 1);
                 *state.created.entry(prompt.clone()).or_default() += 1;
                 state.prompts.insert(id.clone(), prompt);
@@ -133,6 +142,11 @@ impl Replicate {
     /// Predictions created for `prompt` so far.
     pub fn created(&self, prompt: &str) -> u32 {
         self.state.lock().expect("lock").created.get(prompt).copied().unwrap_or(0)
+    }
+
+    /// The `Authorization` headers the predictions of `prompt` were created with, in order.
+    pub fn authorizations(&self, prompt: &str) -> Vec<String> {
+        self.state.lock().expect("lock").authorizations.get(prompt).cloned().unwrap_or_default()
     }
 
     /// Predictions of `prompt` that were cancelled.

@@ -16,6 +16,16 @@ pub fn person(sub: &str) -> String {
     Minter::hs256(SECRET.as_bytes()).mint(&claims).expect("mint")
 }
 
+/// The key-encryption keys test servers seal teams' provider keys with (`k1`, 32 bytes of 7).
+pub const TEST_KEKS: &str = "k1:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+/// Configures `config` with `keks` (`id:base64,…`) as its key-encryption keys.
+pub fn with_keks(config: &mut dojo_server::Config, keks: &str) {
+    let keyring = dojo_records::key_crypto::Keyring::parse(keks).expect("test KEKs");
+    config.keys.key_encryption_keys =
+        Some(dojo_server::key_settings::KeyringSetting(std::sync::Arc::new(keyring)));
+}
+
 /// A server on a database of `backend`, and calls on its API.
 pub struct TeamWorld {
     pub story: RunStory,

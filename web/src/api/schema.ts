@@ -444,6 +444,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/teams/{team}/catalog": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The node catalog as the team's workflows see it (any member): like `GET /api/catalog`,
+         *     with `available` counting the team's provider keys besides the server's.
+         */
+        get: operations["getTeamCatalog"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/teams/{team}/invitations": {
         parameters: {
             query?: never;
@@ -532,6 +552,47 @@ export interface paths {
          *     leaving.
          */
         delete: operations["removeTeamMember"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/teams/{team}/provider-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The team's provider keys: provider, last four characters, who set it and when (owners and
+         *     admins).
+         */
+        get: operations["listTeamProviderKeys"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/teams/{team}/provider-keys/{provider}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Stores (or replaces) the team's key for a provider (owners and admins). Runs of the team's
+         *     workflows then use it instead of the server's.
+         */
+        put: operations["setTeamProviderKey"];
+        post?: never;
+        /** Removes the team's key for a provider (owners and admins): its runs use the server's again. */
+        delete: operations["deleteTeamProviderKey"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1200,6 +1261,26 @@ export interface components {
             /** Format: double */
             y: number;
         };
+        /** @description A team's key for one provider, as shown: never the key itself. */
+        ProviderKeyBody: {
+            /** @description The key-encryption key it is sealed under (rotation moves it to the current one). */
+            kekId: string;
+            /** @description The key's last four characters (empty for a key of eight characters or fewer). */
+            lastFour: string;
+            /** @description `openai`, `replicate`, `fal` or `stability`. */
+            provider: string;
+            /**
+             * Format: int64
+             * @description Milliseconds since the Unix epoch.
+             */
+            setAt: number;
+            /** @description The user who set it. */
+            setBy: string;
+        };
+        ProviderKeyList: {
+            /** @description By provider. */
+            keys: components["schemas"]["ProviderKeyBody"][];
+        };
         RenameTeam: {
             /** @description 1–100 characters (trimmed), no control or invisible formatting characters. */
             name: string;
@@ -1299,6 +1380,14 @@ export interface components {
         SetCollaborator: {
             /** @description `read` or `write`. */
             permission: components["schemas"]["CollaboratorPermissionName"];
+        };
+        /** @description The key to store. `Debug` never shows it. */
+        SetProviderKey: {
+            /**
+             * @description The provider's API key: 1-1024 bytes, no control or whitespace characters (surrounding
+             *     spaces are trimmed). Never shown again, only its last four characters.
+             */
+            key: string;
         };
         SetRole: {
             role: components["schemas"]["TeamRoleName"];
@@ -2558,6 +2647,32 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
         };
     };
+    getTeamCatalog: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The node catalog: `{version, nodes: [...]}`; each node has `available` and, when false, `unavailableReason` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     listTeamInvitations: {
         parameters: {
             query?: {
@@ -2812,6 +2927,128 @@ export interface operations {
             404: components["responses"]["NotFound"];
             /** @description `last_owner`: the team would be left without an owner */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    listTeamProviderKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The team's keys, by provider */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProviderKeyList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    setTeamProviderKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+                /** @description `openai`, `replicate`, `fal` or `stability` */
+                provider: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetProviderKey"];
+            };
+        };
+        responses: {
+            /** @description The key as stored (its last four characters only) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProviderKeyBody"];
+                };
+            };
+            /** @description `unknown_provider`, `invalid_provider_key` or `bad_request` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            /** @description `key_encryption_not_configured`: the server has no key-encryption key; or `unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    deleteTeamProviderKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+                /** @description `openai`, `replicate`, `fal` or `stability` */
+                provider: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `unknown_provider` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            /** @description `not_found`: no such team visible to the caller, or it has no key for the provider */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
