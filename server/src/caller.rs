@@ -169,7 +169,16 @@ impl Auth {
         // `email_verified`). Failing to claim must not fail the sign-in: the next one retries.
         if let Some(email) = identity.email.as_deref() {
             match self.accounts.claim_workflow_invitations(&user.id, email).await {
-                Ok(claimed) => crate::services::workflow_invitations::log_claimed(&claimed),
+                Ok(claimed) => {
+                    for collaborator in &claimed {
+                        tracing::info!(
+                            workflow = collaborator.workflow_id.as_str(),
+                            user = collaborator.user_id.as_str(),
+                            permission = collaborator.permission.as_str(),
+                            "an invitation by email was claimed at sign-in"
+                        );
+                    }
+                }
                 Err(error) => tracing::warn!(%error, "claiming invitations by email failed"),
             }
         }

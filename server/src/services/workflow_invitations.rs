@@ -2,7 +2,7 @@
 //! once, or the address waits as an invitation until someone signs in with it (the claim
 //! happens in `caller.rs`, where sign-ins are seen).
 
-use dojo_records::{Collaborator, CollaboratorPermission, EmailShare, WorkflowInvitation};
+use dojo_records::{CollaboratorPermission, EmailShare, WorkflowInvitation};
 use serde_json::json;
 
 use super::signed_in;
@@ -49,17 +49,5 @@ impl WorkflowService<'_> {
         }
         self.audit(owned, "workflow.invitation_revoked", json!({"email": email.trim().to_lowercase()})).await;
         Ok(())
-    }
-}
-
-/// What a sign-in claimed, for the log: who joined which workflows.
-pub fn log_claimed(claimed: &[Collaborator]) {
-    for collaborator in claimed {
-        tracing::info!(
-            workflow = collaborator.workflow_id.as_str(),
-            user = collaborator.user_id.as_str(),
-            permission = collaborator.permission.as_str(),
-            "an invitation by email was claimed at sign-in"
-        );
     }
 }
