@@ -29,6 +29,7 @@ mod columns;
 mod account_store;
 pub mod audit;
 mod collaborators;
+pub mod data_rights;
 mod dialect;
 mod error;
 mod ledger;
@@ -47,6 +48,7 @@ use std::sync::Arc;
 pub use account_store::AccountStore;
 pub use audit::{ActorKind, AuditEntry, AuditLog, AuditQuery, NewAuditEntry};
 pub use collaborators::{Collaborator, CollaboratorPermission, RoomAccess};
+pub use data_rights::{DataRightsStore, DeletedAccount, DeletionPlan, OwnedAsset};
 pub use dojo_auth::Permission;
 pub use error::AccountError;
 pub use ledger::{CreditOutcome, LedgerEntry};
@@ -102,6 +104,15 @@ pub fn teams(db: &dojo_store::Database) -> Arc<dyn TeamStore> {
 /// The audit log on the database `db` names, sharing its pool (and, for SQLite, its write
 /// lock).
 pub fn audit_log(db: &dojo_store::Database) -> Arc<dyn AuditLog> {
+    match db {
+        dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
+        dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),
+    }
+}
+
+/// A person's data (export, analytics opt-out, account deletion) on the database `db` names,
+/// sharing its pool (and, for SQLite, its write lock).
+pub fn data_rights(db: &dojo_store::Database) -> Arc<dyn DataRightsStore> {
     match db {
         dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
         dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),
