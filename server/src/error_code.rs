@@ -88,6 +88,13 @@ error_codes! {
     InvitationClosed = "invitation_closed", CONFLICT;
     /// The invitation's time to answer is over.
     InvitationExpired = "invitation_expired", GONE;
+    // Data rights.
+    /// Deleting an account without a valid confirmation token of that account.
+    DeletionNotConfirmed = "deletion_not_confirmed", FORBIDDEN;
+    /// The account has runs still queued or running.
+    RunsActive = "runs_active", CONFLICT;
+    /// The caller's data export would pass the server's size limit.
+    ExportTooLarge = "export_too_large", PAYLOAD_TOO_LARGE;
     // Runs.
     EmptyGraph = "empty_graph", UNPROCESSABLE_ENTITY;
     UnknownTarget = "unknown_target", UNPROCESSABLE_ENTITY;

@@ -64,6 +64,9 @@ struct Inner {
     webhooks: crate::webhooks::Webhooks,
     teams: Arc<dyn dojo_records::TeamStore>,
     audit: Arc<dyn dojo_records::AuditLog>,
+    data_rights: Arc<dyn dojo_records::DataRightsStore>,
+    /// One export per user per `DOJO_EXPORT_INTERVAL_SECS`.
+    export_limiter: Arc<UserLimiter>,
     /// The webhook writer and delivery loop.
     webhook_tasks: TaskTracker,
 }
@@ -89,7 +92,10 @@ impl AppState {
         );
         // Every node or run this process ends, and every cancellation, is reported.
         let runs = crate::webhooks::RunEvents::wrap(storage.runs.clone(), webhooks.clone());
-        let (teams, audit) = (storage.teams, storage.audit);
+        let (teams, audit, data_rights) = (storage.teams, storage.audit, storage.data_rights);
+        // One export per user per interval: an export reads everything they have.
+        let export_limiter: Arc<UserLimiter> =
+            rate::keyed_limiter_per(std::time::Duration::from_secs(config.http.export_interval_secs.max(1)));
         let auth = Arc::new(Auth::new(&config.auth, storage.accounts)?);
         let store = storage.documents;
         let http_limiter: Arc<UserLimiter> =
@@ -101,6 +107,7 @@ impl AppState {
         rate::forget_idle_users(
             vec![
                 http_limiter.clone() as Arc<dyn rate::ForgetIdle>,
+                export_limiter.clone(),
                 ws_limiter.clone(),
                 public_limiter.clone(),
             ],
@@ -177,6 +184,8 @@ impl AppState {
                 webhooks,
                 teams,
                 audit,
+                data_rights,
+                export_limiter,
                 webhook_tasks,
             }),
         })
@@ -188,6 +197,14 @@ impl AppState {
 
     pub(crate) fn audit(&self) -> &Arc<dyn dojo_records::AuditLog> {
         &self.inner.audit
+    }
+
+    pub(crate) fn data_rights(&self) -> &Arc<dyn dojo_records::DataRightsStore> {
+        &self.inner.data_rights
+    }
+
+    pub(crate) fn export_limiter(&self) -> &Arc<UserLimiter> {
+        &self.inner.export_limiter
     }
 
     pub(crate) fn auth(&self) -> &Arc<Auth> {

@@ -27,6 +27,8 @@ pub struct Storage {
     pub teams: Arc<dyn dojo_records::TeamStore>,
     /// The append-only audit log (same database).
     pub audit: Arc<dyn dojo_records::AuditLog>,
+    /// A person's data: export reads, the analytics opt-out, account deletion (same database).
+    pub data_rights: Arc<dyn dojo_records::DataRightsStore>,
     /// On SQLite: the shared lock that tells `admin restore` the file is in use.
     _in_use: Option<Arc<SqliteLock>>,
 }
@@ -55,6 +57,7 @@ impl Storage {
             webhooks: dojo_records::webhooks(&database),
             teams: dojo_records::teams(&database),
             audit: dojo_records::audit_log(&database),
+            data_rights: dojo_records::data_rights(&database),
             _in_use: in_use,
         })
     }

@@ -18,7 +18,7 @@ use super::responses::{
     BadRequest, ErrorBody, Forbidden, InsufficientCreditsBody, InvalidGraphBody, NotFound, TooManyRequests,
     Unauthorized, Unavailable,
 };
-use super::{account, assets, compose, documents, runs, team_audit, teams, webhooks, workflows};
+use super::{account, assets, compose, data_rights, documents, runs, team_audit, teams, webhooks, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +33,11 @@ use super::{account, assets, compose, documents, runs, team_audit, teams, webhoo
         account::ledger,
         account::dev_token,
         account::stripe_webhook,
+        data_rights::export,
+        data_rights::request_deletion,
+        data_rights::delete_me,
+        data_rights::privacy,
+        data_rights::set_privacy,
         workflows::list,
         workflows::create,
         workflows::get,
@@ -83,6 +88,7 @@ use super::{account, assets, compose, documents, runs, team_audit, teams, webhoo
     modifiers(&BearerAuth),
     tags(
         (name = "account", description = "The caller's profile and credits; the node catalog"),
+        (name = "data-rights", description = "The caller's data: export, account deletion, analytics opt-out (docs/data-rights.md)"),
         (name = "workflows", description = "Workflows: rooms with owners and collaborators"),
         (name = "rooms", description = "A room's document over HTTP"),
         (name = "payments", description = "Payment provider webhooks"),
