@@ -23,10 +23,17 @@ dojo_test_support::each_backend_story!(
     the_analytics_opt_out_is_shown_and_stops_presence_events,
 );
 
+/// The asset directory of one story: its own, since a deletion removes bytes that the shared
+/// test directory would hold for other stories too (assets are content-addressed).
+fn assets_dir(backend: Backend) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("dojo-data-rights-assets-{}-{backend:?}", std::process::id()))
+}
+
 async fn world(backend: Backend) -> TeamWorld {
     TeamWorld::start(backend, |config| {
         config.webhooks.webhook_allow_private = true;
         config.http.export_interval_secs = 3600;
+        config.executor.assets_dir = assets_dir(backend);
     })
     .await
 }
@@ -77,7 +84,12 @@ async fn export(world: &TeamWorld, token: &str) -> (StatusCode, Vec<(String, Vec
 }
 
 fn file<'a>(files: &'a [(String, Vec<u8>)], path: &str) -> &'a [u8] {
-    let paths: Vec<_> = files.iter().map(|(p, _)| p.as_str()).collect();
+    let paths: Vec<_> = files
+        .iter()
+        .map(|(p, b)| {
+            if p.ends_with(".error.txt") { format!("{p}: {}", String::from_utf8_lossy(b)) } else { p.clone() }
+        })
+        .collect();
     files
         .iter()
         .find(|(p, _)| p == path)
@@ -302,6 +314,8 @@ async fn export_has_everything_and_deletion_leaves_nothing_personal(backend: Bac
         world.call(Method::DELETE, "/api/me", &zelda, Some(json!({"confirm": step["confirm"]}))).await;
     assert_eq!(status, StatusCode::OK, "{deleted}");
     let pseudonym = deleted["pseudonym"].as_str().expect("a pseudonym").to_owned();
+    let stored = assets_dir(backend).join(&asset[..2]).join(&asset);
+    assert!(!stored.exists(), "her upload's bytes are gone from the asset store");
     assert!(pseudonym.starts_with("deleted-"), "{deleted}");
     editor.wait_closed(WAIT).await.expect("her open connection is closed");
 
@@ -370,6 +384,14 @@ async fn the_analytics_opt_out_is_shown_and_stops_presence_events(backend: Backe
     // Opted out: her visit is not reported.
     let client = join(&world.story.api, room, &ada).await;
     drop(client);
+    // Time for a report of it to be written, were it made; then a marker event, after which
+    // every presence event must come.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    world.user_id(&person("bea")).await;
+    let bea = world.user_id(&person("bea")).await;
+    let path = format!("/api/workflows/{workflow}/collaborators/{bea}");
+    let (status, body) = world.call(Method::PUT, &path, &ada, Some(json!({"permission": "read"}))).await;
+    assert!(status.is_success(), "{body}");
     // Opted in again: the next one is.
     let (status, _) =
         world.call(Method::PUT, "/api/me/privacy", &ada, Some(json!({"analyticsOptOut": false}))).await;
@@ -380,7 +402,11 @@ async fn the_analytics_opt_out_is_shown_and_stops_presence_events(backend: Backe
         let events = world.story.events(&ada, &workflow).await;
         let entered = events.iter().filter(|(kind, _)| kind == "user.entered").count();
         if entered > 0 {
-            assert_eq!(entered, 1, "only the visit after opting in is reported: {events:?}");
+            let marker = events.iter().position(|(kind, _)| kind == "workflow.shared").expect("the marker");
+            let first_presence =
+                events.iter().position(|(kind, _)| kind.starts_with("user.")).expect("presence");
+            assert!(first_presence > marker, "only the visit after opting in is reported: {events:?}");
+            assert_eq!(entered, 1, "{events:?}");
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "the visit after opting in is reported: {events:?}");
