@@ -196,6 +196,14 @@ async fn export_has_everything_and_deletion_leaves_nothing_personal(backend: Bac
     let bob_team = world.team(&bob, "Bob's studio").await;
     world.join(&bob_team, &bob, &zelda, "member").await;
     let bob_team_room = world.team_workflow(&bob_team, &bob, "bob-team-canvas").await;
+    // Her visit to the team's canvas is reported (with her name) in its change feed.
+    let visit = join(&world.story.api, "bob-team-canvas", &zelda).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !world.story.events(&bob, &bob_team_room).await.iter().any(|(kind, _)| kind == "user.entered") {
+        assert!(tokio::time::Instant::now() < deadline, "her visit is reported");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(visit);
     let own_team = world.team(&zelda, "Solo").await;
     world.team_workflow(&own_team, &zelda, "solo-canvas").await;
     let bob_workflow = world.story.workflow(&bob, "bob-canvas").await;

@@ -62,12 +62,12 @@ pub(super) async fn delete(
         w.tx.rollback().await?;
         return Err(AccountError::DeletionNotConfirmed);
     }
-    let profile: Option<(Option<String>, i64)> =
-        sqlx::query_as("SELECT email, credits FROM users WHERE id = $1")
+    let profile: Option<(Option<String>, Option<String>, i64)> =
+        sqlx::query_as("SELECT email, name, credits FROM users WHERE id = $1")
             .bind(user)
             .fetch_optional(&mut *conn)
             .await?;
-    let Some((email, credits)) = profile else {
+    let Some((email, name, credits)) = profile else {
         w.tx.rollback().await?;
         return Err(AccountError::UserNotFound(user.clone()));
     };
@@ -226,6 +226,18 @@ pub(super) async fn delete(
     if let Some(email) = email.as_deref() {
         replace_quoted(conn, email, pseudonym).await?;
         replace_quoted(conn, &email.to_lowercase(), pseudonym).await?;
+    }
+    // Presence events quote the display name beside the id (`"name":"…"`, serde_json's compact
+    // form): it goes, the pseudonym stays in `userId`.
+    if let Some(name) = name.as_deref() {
+        let quoted = format!("\"name\":{}", serde_json::Value::from(name));
+        sqlx::query(
+            "UPDATE workflow_events SET payload = REPLACE(payload, $1, '\"name\":null')
+             WHERE payload LIKE '%' || $1 || '%'",
+        )
+        .bind(&quoted)
+        .execute(&mut *conn)
+        .await?;
     }
 
     sqlx::query("DELETE FROM account_deletions WHERE user_id = $1").bind(user).execute(&mut *conn).await?;
