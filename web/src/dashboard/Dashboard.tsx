@@ -5,6 +5,7 @@ import { roleLabel } from '../share/invitee'
 import { describeError } from '../ui/errors'
 import { navigate } from '../ui/router'
 import type { Theme } from '../ui/theme'
+import { AccountData } from './AccountData'
 import { groupWorkflows } from './workflowGroups'
 
 interface Props {
@@ -65,6 +66,7 @@ export function Dashboard({ session, onSignOut, theme, onToggleTheme }: Props) {
         </button>
         <button onClick={onSignOut}>Sign out</button>
       </header>
+      <AccountData session={session} onDeleted={onSignOut} />
       <p className="muted small">
         Your user id: <code data-testid="user-id">{session.me.id}</code> (give it to an owner who wants to share a workflow with you; they paste it in their canvas's Share dialog)
       </p>
