@@ -62,6 +62,10 @@ pub(super) async fn delete(
         w.tx.rollback().await?;
         return Err(AccountError::DeletionNotConfirmed);
     }
+    // The user's row lock first: credit changes and run submissions take it too, so the balance
+    // and the plan read below cannot move before this commits.
+    let _locked: Option<i32> =
+        sqlx::query_scalar(Store::LOCK_USER).bind(user).fetch_optional(&mut *conn).await?;
     let profile: Option<(Option<String>, Option<String>, i64)> =
         sqlx::query_as("SELECT email, name, credits FROM users WHERE id = $1")
             .bind(user)
@@ -71,8 +75,6 @@ pub(super) async fn delete(
         w.tx.rollback().await?;
         return Err(AccountError::UserNotFound(user.clone()));
     };
-    let _locked: Option<i32> =
-        sqlx::query_scalar(Store::LOCK_USER).bind(user).fetch_optional(&mut *conn).await?;
     let plan = plan(conn, user).await?;
     if let Some(blocker) = plan.blocker() {
         w.tx.rollback().await?;
