@@ -21,6 +21,7 @@ use yrs::{Doc, ReadTxn, Transact, Update, updates::decoder::Decode};
 dojo_test_support::each_backend_story!(
     export_has_everything_and_deletion_leaves_nothing_personal,
     the_analytics_opt_out_is_shown_and_stops_presence_events,
+    an_export_past_the_size_limit_is_refused,
 );
 
 /// The asset directory of one story: its own, since a deletion removes bytes that the shared
@@ -420,4 +421,40 @@ async fn the_analytics_opt_out_is_shown_and_stops_presence_events(backend: Backe
         assert!(tokio::time::Instant::now() < deadline, "the visit after opting in is reported: {events:?}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+async fn an_export_past_the_size_limit_is_refused(backend: Backend) {
+    let world = TeamWorld::start(backend, |config| {
+        config.http.export_max_bytes = 8 * 1024;
+        config.http.export_interval_secs = 1;
+        config.executor.assets_dir = assets_dir(backend);
+    })
+    .await;
+    let ada = person("ada");
+    world.story.workflow(&ada, "ada-small").await;
+    let (status, files) = export(&world, &ada).await;
+    assert_eq!(status, StatusCode::OK, "a small account fits");
+    assert!(files.iter().any(|(path, _)| path == "profile.json"));
+    // An upload larger than what is left: refused by its recorded size, before its bytes load.
+    let noise: Vec<u8> = (0..64u32 * 64).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let image = image::RgbaImage::from_fn(64, 64, |x, y| {
+        let v = noise[(y * 64 + x) as usize];
+        image::Rgba([v, v.rotate_left(3), v ^ 0x5a, 255])
+    });
+    let big =
+        dojo_executor::builtins::imaging::encode_png(&image::DynamicImage::ImageRgba8(image)).expect("png");
+    assert!(big.len() > 8 * 1024, "the picture is past the limit: {}", big.len());
+    upload(&world, &ada, "ada-small", big).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let response = world
+        .story
+        .http
+        .get(world.story.http_url("/api/me/export"))
+        .bearer_auth(&ada)
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json().await.expect("the envelope");
+    assert_eq!(body["code"], "export_too_large", "{body}");
 }
