@@ -159,6 +159,22 @@ impl ObjectAssetStore {
     }
 }
 
+impl ObjectAssetStore {
+    /// Removes `id`'s bytes and description (an account deletion, once no record links to it).
+    /// The description goes first: without it the asset reads as missing, whatever is left.
+    pub async fn delete(&self, id: &AssetId) -> Result<(), AssetError> {
+        check_id(id.as_str())?;
+        let (data_path, type_path) = Self::paths(id.as_str());
+        for path in [type_path, data_path] {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Ids are lowercase hex SHA-256 digests; checking that keeps `../` and friends out of paths.
 fn check_id(id: &str) -> Result<(), AssetError> {
     if id.len() == 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {

@@ -4,7 +4,8 @@
 
 macro_rules! user_columns {
     () => {
-        "id, subject, name, email, credits, created_at, updated_at"
+        "id, subject, name, email, credits, created_at, updated_at, \
+         (analytics_opt_out <> 0) AS analytics_opt_out"
     };
 }
 
@@ -31,5 +32,15 @@ macro_rules! node_columns {
     () => {
         "run_id, node_id, node_type, state, cost, charged, hold_state, params, outputs, error, \
          started_at, finished_at"
+    };
+}
+
+/// The workflows an account deletion removes (a WHERE clause on `workflows`, `$1` the user):
+/// theirs, outside any team that keeps another member. Soft-deleted ones included: their rows
+/// still name the owner.
+macro_rules! doomed_workflows {
+    () => {
+        "owner_id = $1 AND (team_id IS NULL OR NOT EXISTS (
+             SELECT 1 FROM team_members o WHERE o.team_id = workflows.team_id AND o.user_id <> $1))"
     };
 }

@@ -60,6 +60,14 @@ pub enum AccountError {
     TeamFull { limit: u64 },
     #[error("the workflow already has {limit} pending invitations: revoke some first")]
     WorkflowInvitationsFull { limit: u64 },
+    /// An account deletion without a matching, unexpired confirmation token of that user.
+    #[error(
+        "the deletion is not confirmed: the token is wrong, expired or another account's; ask for a new one"
+    )]
+    DeletionNotConfirmed,
+    /// The account has runs still queued or running; deleting would orphan their credit holds.
+    #[error("{0} runs are still queued or running: cancel them or let them finish first")]
+    RunsActive(i64),
     #[error("invalid {field}: {reason}")]
     InvalidInput { field: &'static str, reason: &'static str },
     /// A per-user quota (`what`: "workflows", "queued or running runs") is full. Nothing was

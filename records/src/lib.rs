@@ -29,6 +29,7 @@ mod columns;
 mod account_store;
 pub mod audit;
 mod collaborators;
+pub mod data_rights;
 mod dialect;
 mod error;
 pub mod key_crypto;
@@ -50,6 +51,7 @@ use std::sync::Arc;
 pub use account_store::AccountStore;
 pub use audit::{ActorKind, AuditEntry, AuditLog, AuditQuery, NewAuditEntry};
 pub use collaborators::{Collaborator, CollaboratorPermission, RoomAccess};
+pub use data_rights::{DataRightsStore, DeletedAccount, DeletionPlan, OwnedAsset};
 pub use dojo_auth::Permission;
 pub use error::AccountError;
 pub use ledger::{CreditOutcome, LedgerEntry};
@@ -118,6 +120,15 @@ pub fn audit_log(db: &dojo_store::Database) -> Arc<dyn AuditLog> {
 /// Team provider keys (sealed) on the database `db` names, sharing its pool (and, for SQLite,
 /// its write lock).
 pub fn provider_keys(db: &dojo_store::Database) -> Arc<dyn ProviderKeyStore> {
+    match db {
+        dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
+        dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),
+    }
+}
+
+/// A person's data (export, analytics opt-out, account deletion) on the database `db` names,
+/// sharing its pool (and, for SQLite, its write lock).
+pub fn data_rights(db: &dojo_store::Database) -> Arc<dyn DataRightsStore> {
     match db {
         dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
         dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),

@@ -21,6 +21,8 @@ pub struct User {
     /// Milliseconds since the Unix epoch, like every timestamp here.
     pub created_at: i64,
     pub updated_at: i64,
+    /// The user opted out of optional analytics and usage collection (`docs/data-rights.md`).
+    pub analytics_opt_out: bool,
 }
 
 /// Longest subject, name and email accepted. Generous for real values; the point is that a

@@ -196,11 +196,12 @@ impl Authorized {
         // person entering the room.
         let service =
             crate::executor_maps::is_executor(&self.caller, &state.config().executor.executor_subject);
-        let presence = self
-            .caller
-            .user()
+        // Presence is optional usage data: a user who opted out of it is not reported
+        // (docs/data-rights.md).
+        let presence = crate::services::data_rights::usage_id(self.caller.user())
             .filter(|_| !service)
-            .map(|user| state.webhooks().user_connected(&self.name, &user.id));
+            .map(|user| state.webhooks().user_connected(&self.name, user));
+        let usage_logged = crate::services::data_rights::usage_id(self.caller.user()).is_some();
         Ok(Admitted {
             _presence: presence,
             rules: crate::executor_maps::write_rules(&self.caller, state.config()),
@@ -210,6 +211,7 @@ impl Authorized {
             _user_slot: user_slot,
             expires_at,
             rate,
+            usage_logged,
         })
     }
 }
@@ -230,12 +232,19 @@ pub(crate) struct Admitted {
     pub rules: WriteRules<'static>,
     /// Held, never read: the user's presence in the room for `user.entered` / `user.left`.
     pub _presence: Option<crate::webhooks::PresenceGuard>,
+    /// Whether logs may name the user (false when they opted out of usage collection).
+    pub usage_logged: bool,
 }
 
 impl Admitted {
     /// False for read-only connections: their document changes are refused by the room.
     pub(crate) fn can_write(&self) -> bool {
         self.permission.can_write()
+    }
+
+    /// The user as usage logs may name them: their id, or `opted-out`, or empty when anonymous.
+    pub(crate) fn logged_user(&self) -> &str {
+        if self.usage_logged || self.rate.is_none() { self.user() } else { "opted-out" }
     }
 
     /// The signed-in user's id, empty when anonymous.

@@ -18,6 +18,10 @@ use crate::room_name::RoomName;
 /// client does not cost a database write. Cleared when it reaches this size (a cache, not state).
 const MAX_KNOWN_USERS: usize = 100_000;
 
+/// How long a remembered profile is trusted: another instance may have changed it (the
+/// analytics opt-out) or deleted the account meanwhile.
+const KNOWN_USER_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How long dev tokens live.
 const DEV_TOKEN_TTL_S: u64 = 12 * 3600;
 
@@ -77,7 +81,7 @@ pub struct Auth {
     minter: Option<Minter>,
     dev_mode: bool,
     accounts: Arc<dyn AccountStore>,
-    known_users: DashMap<String, User>,
+    known_users: DashMap<String, (User, std::time::Instant)>,
 }
 
 impl Auth {
@@ -118,6 +122,12 @@ impl Auth {
         })
     }
 
+    /// Forgets the remembered profile of `subject`, so that its next request reads the database
+    /// (after its account was deleted, or its privacy settings changed).
+    pub fn forget_user(&self, subject: &str) {
+        self.known_users.remove(subject);
+    }
+
     pub fn dev_mode(&self) -> bool {
         self.dev_mode
     }
@@ -153,7 +163,10 @@ impl Auth {
     }
 
     async fn user_for(&self, identity: &Identity) -> Result<User, AccountError> {
-        if let Some(known) = self.known_users.get(&identity.subject) {
+        if let Some(entry) = self.known_users.get(&identity.subject)
+            && entry.1.elapsed() < KNOWN_USER_TTL
+        {
+            let known = &entry.0;
             let unchanged = identity.name.as_ref().is_none_or(|n| known.name.as_ref() == Some(n))
                 && identity.email.as_ref().is_none_or(|e| known.email.as_ref() == Some(e));
             if unchanged {
@@ -185,7 +198,7 @@ impl Auth {
         if self.known_users.len() >= MAX_KNOWN_USERS {
             self.known_users.clear();
         }
-        self.known_users.insert(identity.subject.clone(), user.clone());
+        self.known_users.insert(identity.subject.clone(), (user.clone(), std::time::Instant::now()));
         Ok(user)
     }
 

@@ -226,6 +226,15 @@ pub struct HttpSettings {
     #[arg(long, env = "DOJO_HTTP_BURST", default_value_t = 100)]
     pub http_burst: u32,
 
+    /// Seconds between two exports of one user's data (`GET /api/me/export`); sooner: 429.
+    #[arg(long, env = "DOJO_EXPORT_INTERVAL_SECS", default_value_t = 60)]
+    pub export_interval_secs: u64,
+
+    /// Largest export archive, in bytes; a user with more data is refused (413,
+    /// `export_too_large`) before it is sent.
+    #[arg(long, env = "DOJO_EXPORT_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub export_max_bytes: u64,
+
     /// WebSocket frames per second allowed per signed-in user across their connections;
     /// beyond, their frames are read more slowly (back-pressure), not dropped.
     #[arg(long, env = "DOJO_WS_RATE", default_value_t = 200)]

@@ -95,6 +95,13 @@ error_codes! {
     InvalidProviderKey = "invalid_provider_key", BAD_REQUEST;
     /// The server has no key-encryption key, so it cannot store provider keys.
     KeyEncryptionNotConfigured = "key_encryption_not_configured", SERVICE_UNAVAILABLE;
+    // Data rights.
+    /// Deleting an account without a valid confirmation token of that account.
+    DeletionNotConfirmed = "deletion_not_confirmed", FORBIDDEN;
+    /// The account has runs still queued or running.
+    RunsActive = "runs_active", CONFLICT;
+    /// The caller's data export would pass the server's size limit.
+    ExportTooLarge = "export_too_large", PAYLOAD_TOO_LARGE;
     // Runs.
     EmptyGraph = "empty_graph", UNPROCESSABLE_ENTITY;
     UnknownTarget = "unknown_target", UNPROCESSABLE_ENTITY;

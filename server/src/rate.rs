@@ -27,6 +27,12 @@ pub fn keyed_limiter<K: Clone + Hash + Eq>(per_second: u32, burst: u32) -> Arc<K
     Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
 }
 
+/// One request per `period` per key, without a burst (`GET /api/me/export`).
+pub fn keyed_limiter_per<K: Clone + Hash + Eq>(period: Duration) -> Arc<KeyedLimiter<K>> {
+    let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN));
+    Arc::new(RateLimiter::keyed(quota))
+}
+
 /// A limiter whose idle buckets can be dropped, whatever its key.
 pub trait ForgetIdle: Send + Sync {
     fn forget_idle(&self);

@@ -65,6 +65,9 @@ struct Inner {
     teams: Arc<dyn dojo_records::TeamStore>,
     audit: Arc<dyn dojo_records::AuditLog>,
     provider_keys: Arc<dyn dojo_records::ProviderKeyStore>,
+    data_rights: Arc<dyn dojo_records::DataRightsStore>,
+    /// One export per user per `DOJO_EXPORT_INTERVAL_SECS`.
+    export_limiter: Arc<UserLimiter>,
     /// The webhook writer and delivery loop.
     webhook_tasks: TaskTracker,
 }
@@ -90,7 +93,11 @@ impl AppState {
         );
         // Every node or run this process ends, and every cancellation, is reported.
         let runs = crate::webhooks::RunEvents::wrap(storage.runs.clone(), webhooks.clone());
-        let (teams, audit, provider_keys) = (storage.teams, storage.audit, storage.provider_keys);
+        let (teams, audit, provider_keys, data_rights) =
+            (storage.teams, storage.audit, storage.provider_keys, storage.data_rights);
+        // One export per user per interval: an export reads everything they have.
+        let export_limiter: Arc<UserLimiter> =
+            rate::keyed_limiter_per(std::time::Duration::from_secs(config.http.export_interval_secs.max(1)));
         let auth = Arc::new(Auth::new(&config.auth, storage.accounts)?);
         let store = storage.documents;
         let http_limiter: Arc<UserLimiter> =
@@ -102,6 +109,7 @@ impl AppState {
         rate::forget_idle_users(
             vec![
                 http_limiter.clone() as Arc<dyn rate::ForgetIdle>,
+                export_limiter.clone(),
                 ws_limiter.clone(),
                 public_limiter.clone(),
             ],
@@ -185,6 +193,8 @@ impl AppState {
                 teams,
                 audit,
                 provider_keys,
+                data_rights,
+                export_limiter,
                 webhook_tasks,
             }),
         })
@@ -200,6 +210,14 @@ impl AppState {
 
     pub(crate) fn provider_keys(&self) -> &Arc<dyn dojo_records::ProviderKeyStore> {
         &self.inner.provider_keys
+    }
+
+    pub(crate) fn data_rights(&self) -> &Arc<dyn dojo_records::DataRightsStore> {
+        &self.inner.data_rights
+    }
+
+    pub(crate) fn export_limiter(&self) -> &Arc<UserLimiter> {
+        &self.inner.export_limiter
     }
 
     pub(crate) fn auth(&self) -> &Arc<Auth> {

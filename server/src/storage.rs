@@ -29,6 +29,8 @@ pub struct Storage {
     pub audit: Arc<dyn dojo_records::AuditLog>,
     /// Teams' provider keys, sealed (same database).
     pub provider_keys: Arc<dyn dojo_records::ProviderKeyStore>,
+    /// A person's data: export reads, the analytics opt-out, account deletion (same database).
+    pub data_rights: Arc<dyn dojo_records::DataRightsStore>,
     /// On SQLite: the shared lock that tells `admin restore` the file is in use.
     _in_use: Option<Arc<SqliteLock>>,
 }
@@ -58,6 +60,7 @@ impl Storage {
             teams: dojo_records::teams(&database),
             audit: dojo_records::audit_log(&database),
             provider_keys: dojo_records::provider_keys(&database),
+            data_rights: dojo_records::data_rights(&database),
             _in_use: in_use,
         })
     }

@@ -41,7 +41,7 @@ pub(crate) async fn room_socket(
         "connection",
         room = %admitted.name,
         conn = id,
-        user = %admitted.user(),
+        user = %admitted.logged_user(),
         permission = %admitted.permission,
     );
     let connection = Connection::new(&state, id, admitted, permit);

@@ -4,10 +4,12 @@
 
 use super::{Conn, Store};
 
+mod account_deletion;
 mod account_store;
 mod assets;
 mod audit;
 mod collaborators;
+mod data_rights;
 mod finished;
 mod gauges;
 mod holds;

@@ -28,6 +28,8 @@ pub struct MeBody {
     pub credits: i64,
     /// True in dev mode without a token: no account exists.
     pub anonymous: bool,
+    /// The caller opted out of optional analytics and usage collection (`PUT /api/me/privacy`).
+    pub analytics_opt_out: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -55,11 +57,14 @@ pub async fn me(State(state): State<AppState>, caller: Authenticated) -> Result<
             email: None,
             credits: 0,
             anonymous: true,
+            analytics_opt_out: false,
         }));
     };
     dev_welcome(&state, &user.id).await;
     // Fresh, not the cached row: the balance moves.
     let credits = state.auth().accounts().balance(&user.id).await?;
+    // Fresh too: it may have changed on another instance since the profile was cached.
+    let analytics_opt_out = state.data_rights().analytics_opt_out(&user.id).await?;
     Ok(Json(MeBody {
         id: user.id.to_string(),
         subject: user.subject.clone(),
@@ -67,6 +72,7 @@ pub async fn me(State(state): State<AppState>, caller: Authenticated) -> Result<
         email: user.email.clone(),
         credits,
         anonymous: false,
+        analytics_opt_out,
     }))
 }
 

@@ -11,6 +11,7 @@ pub(crate) mod account;
 mod assets;
 pub(crate) mod bare_errors;
 mod compose;
+mod data_rights;
 pub(crate) mod documents;
 mod edits;
 pub(crate) mod extract;
@@ -133,6 +134,13 @@ pub enum ApiError {
     InvalidProviderKey(String),
     #[error("{0}")]
     KeyEncryptionNotConfigured(String),
+    // Data rights.
+    #[error("{0}")]
+    DeletionNotConfirmed(String),
+    #[error("{0}")]
+    RunsActive(String),
+    #[error("{0}")]
+    ExportTooLarge(String),
 }
 
 impl ApiError {
@@ -176,6 +184,9 @@ impl ApiError {
             ApiError::UnknownProvider(_) => ErrorCode::UnknownProvider,
             ApiError::InvalidProviderKey(_) => ErrorCode::InvalidProviderKey,
             ApiError::KeyEncryptionNotConfigured(_) => ErrorCode::KeyEncryptionNotConfigured,
+            ApiError::DeletionNotConfirmed(_) => ErrorCode::DeletionNotConfirmed,
+            ApiError::RunsActive(_) => ErrorCode::RunsActive,
+            ApiError::ExportTooLarge(_) => ErrorCode::ExportTooLarge,
         }
     }
 }
@@ -219,6 +230,8 @@ impl From<AccountError> for ApiError {
             AccountError::AlreadyInvited => ApiError::AlreadyInvited(error.to_string()),
             AccountError::InvitationClosed(_) => ApiError::InvitationClosed(error.to_string()),
             AccountError::InvitationExpired => ApiError::InvitationExpired(error.to_string()),
+            AccountError::DeletionNotConfirmed => ApiError::DeletionNotConfirmed(error.to_string()),
+            AccountError::RunsActive(_) => ApiError::RunsActive(error.to_string()),
             AccountError::RoomTaken(_) => ApiError::RoomTaken(error.to_string()),
             AccountError::QuotaExceeded { .. } | AccountError::WorkflowInvitationsFull { .. } => {
                 ApiError::QuotaExceeded(error.to_string())
@@ -273,8 +286,11 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
         .route("/api/openapi.json", get(openapi::serve))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::public_rate::limit_by_ip));
     let api = public
-        .route("/api/me", get(account::me))
+        .route("/api/me", get(account::me).delete(data_rights::delete_me))
         .route("/api/me/ledger", get(account::ledger))
+        .route("/api/me/export", get(data_rights::export))
+        .route("/api/me/deletion", post(data_rights::request_deletion))
+        .route("/api/me/privacy", get(data_rights::privacy).put(data_rights::set_privacy))
         .route("/api/me/invitations", get(teams::my_invitations))
         .route("/api/teams", get(teams::list).post(teams::create))
         .route(

@@ -19,8 +19,8 @@ use super::responses::{
     Unauthorized, Unavailable,
 };
 use super::{
-    account, assets, compose, documents, provider_keys, runs, team_audit, team_lifecycle, teams, webhooks,
-    workflow_invitations, workflows,
+    account, assets, compose, data_rights, documents, provider_keys, runs, team_audit, team_lifecycle, teams,
+    webhooks, workflow_invitations, workflows,
 };
 
 #[derive(OpenApi)]
@@ -36,6 +36,11 @@ use super::{
         account::ledger,
         account::dev_token,
         account::stripe_webhook,
+        data_rights::export,
+        data_rights::request_deletion,
+        data_rights::delete_me,
+        data_rights::privacy,
+        data_rights::set_privacy,
         workflows::list,
         workflows::create,
         workflows::get,
@@ -95,6 +100,7 @@ use super::{
     modifiers(&BearerAuth),
     tags(
         (name = "account", description = "The caller's profile and credits; the node catalog"),
+        (name = "data-rights", description = "The caller's data: export, account deletion, analytics opt-out (docs/data-rights.md)"),
         (name = "workflows", description = "Workflows: rooms with owners and collaborators"),
         (name = "rooms", description = "A room's document over HTTP"),
         (name = "payments", description = "Payment provider webhooks"),

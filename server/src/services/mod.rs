@@ -15,6 +15,7 @@ pub mod audit;
 mod claim;
 pub mod compose;
 pub mod credits;
+pub mod data_rights;
 pub mod documents;
 pub mod edits;
 pub mod provider_keys;

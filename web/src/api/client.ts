@@ -217,6 +217,15 @@ export const api = {
         }),
       )) as ArrayBuffer,
     ),
+  /** Everything about the caller, as a tar.gz (docs/data-rights.md). */
+  exportMyData: async (token: string | null) =>
+    (await call(() => client.GET('/api/me/export', { headers: auth(token), parseAs: 'blob' }))) as Blob,
+  /** Step one of deleting the account: what would go, and a confirmation token. */
+  requestAccountDeletion: (token: string | null) =>
+    call(() => client.POST('/api/me/deletion', { headers: auth(token) })),
+  /** Step two: deletes the account the token confirms. */
+  deleteMe: (token: string | null, confirm: string) =>
+    call(() => client.DELETE('/api/me', { headers: auth(token), body: { confirm } })),
   /** Plans (and with `apply`, adds) nodes from a description; the editor plans only, then applies locally. */
   compose: (token: string | null, room: string, text: string, apply = true) =>
     call(() =>

@@ -108,6 +108,56 @@ export interface paths {
         get: operations["getMe"];
         put?: never;
         post?: never;
+        /**
+         * Step two: deletes the caller's account, with the token step one gave them. See
+         *     docs/data-rights.md for what is deleted, what stays with a team and what is kept
+         *     anonymised. Open connections of the account are closed.
+         */
+        delete: operations["deleteMe"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/me/deletion": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Step one of deleting the caller's account: what would be deleted, and a confirmation token
+         *     good for ten minutes, for this account only. Nothing is deleted yet. Refused while the
+         *     caller is a team's only owner with other members (`last_owner`) or has runs in progress
+         *     (`runs_active`).
+         */
+        post: operations["requestAccountDeletion"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/me/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Everything about the caller, as one tar.gz archive: `profile.json`, `workflows.json` and per
+         *     workflow its document as JSON (`document.json`) and as a Yjs v1 update (`document.yjs`) and
+         *     its webhooks, `runs.json` (with nodes), `ledger.json`, `assets.json` and `assets/<id>`,
+         *     `teams.json`, `invitations.json`, and a `README.txt` that lists them. Once per
+         *     `DOJO_EXPORT_INTERVAL_SECS` per user; refused past `DOJO_EXPORT_MAX_BYTES`.
+         */
+        get: operations["exportMyData"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -144,6 +194,24 @@ export interface paths {
         /** The caller's newest credit ledger entries. */
         get: operations["getLedger"];
         put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/me/privacy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's privacy settings. */
+        get: operations["getPrivacy"];
+        /** Sets the caller's privacy settings. */
+        put: operations["setPrivacy"];
         post?: never;
         delete?: never;
         options?: never;
@@ -827,6 +895,12 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        AccountDeleted: {
+            deleted: boolean;
+            /** @description The name the kept ledger and audit entries now carry instead of the account's id. */
+            pseudonym: string;
+            summary: components["schemas"]["DeletionSummary"];
+        };
         /** @description `POST /api/rooms/{room}/update`'s answer. */
         Applied: {
             /** @description Always true: the update is stored and everyone in the room has been sent it. */
@@ -920,6 +994,10 @@ export interface components {
              */
             substitutions: components["schemas"]["ComposeSubstitution"][];
         };
+        ConfirmDeletion: {
+            /** @description The token `POST /api/me/deletion` answered. */
+            confirm: string;
+        };
         /** @description Something an edit touched that changed since, so that undoing it would lose that change. */
         Conflict: {
             id: string;
@@ -962,6 +1040,52 @@ export interface components {
              */
             teamId?: string | null;
             title: string;
+        };
+        DeletionRequested: {
+            /** @description Send it back as `DELETE /api/me {"confirm": token}` to delete the account. */
+            confirm: string;
+            /**
+             * Format: int64
+             * @description Milliseconds since the Unix epoch; a new request replaces the token.
+             */
+            expiresAt: number;
+            summary: components["schemas"]["DeletionSummary"];
+        };
+        /** @description What an account deletion would do (and, once confirmed, did). */
+        DeletionSummary: {
+            /** Format: int64 */
+            assets: number;
+            /**
+             * Format: int64
+             * @description The balance given up; the ledger's last entry records it.
+             */
+            creditsForfeited: number;
+            /**
+             * Format: int64
+             * @description Kept under a pseudonym (accounting law).
+             */
+            ledgerEntries: number;
+            /** Format: int64 */
+            runs: number;
+            /** Format: int64 */
+            teamMemberships: number;
+            /**
+             * Format: int64
+             * @description Teams they are the only member of: deleted.
+             */
+            teamsDeleted: number;
+            /** Format: int64 */
+            webhooks: number;
+            /**
+             * Format: int64
+             * @description Workflows they own outside any team that keeps other members: deleted, documents too.
+             */
+            workflowsDeleted: number;
+            /**
+             * Format: int64
+             * @description Workflows they own in a team that keeps other members: stay with the team.
+             */
+            workflowsKeptForTeams: number;
         };
         DeliveryBody: {
             /** Format: int64 */
@@ -1122,6 +1246,11 @@ export interface components {
              */
             nextCursor: number;
         };
+        /**
+         * Format: binary
+         * @description A tar.gz archive.
+         */
+        ExportArchive: string;
         FeedEvent: {
             /**
              * Format: int64
@@ -1210,6 +1339,8 @@ export interface components {
             reason: string;
         };
         MeBody: {
+            /** @description The caller opted out of optional analytics and usage collection (`PUT /api/me/privacy`). */
+            analyticsOptOut: boolean;
             /** @description True in dev mode without a token: no account exists. */
             anonymous: boolean;
             /**
@@ -1260,6 +1391,10 @@ export interface components {
             x: number;
             /** Format: double */
             y: number;
+        };
+        Privacy: {
+            /** @description True: optional analytics and usage collection stops for this user (docs/data-rights.md). */
+            analyticsOptOut: boolean;
         };
         /** @description A team's key for one provider, as shown: never the key itself. */
         ProviderKeyBody: {
@@ -1867,6 +2002,113 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
         };
     };
+    deleteMe: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConfirmDeletion"];
+            };
+        };
+        responses: {
+            /** @description Deleted */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccountDeleted"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description No valid confirmation of this account (`deletion_not_confirmed`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The only owner of a team with members (`last_owner`), or runs in progress (`runs_active`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    requestAccountDeletion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The summary and the confirmation token */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeletionRequested"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description The only owner of a team with members (`last_owner`), or runs in progress (`runs_active`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    exportMyData: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A tar.gz archive */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": components["schemas"]["ExportArchive"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description Larger than the server allows (`export_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     listMyInvitations: {
         parameters: {
             query?: {
@@ -1913,6 +2155,55 @@ export interface operations {
                     "application/json": components["schemas"]["LedgerEntryBody"][];
                 };
             };
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    getPrivacy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The settings */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Privacy"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    setPrivacy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Privacy"];
+            };
+        };
+        responses: {
+            /** @description The settings now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Privacy"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             429: components["responses"]["TooManyRequests"];
         };

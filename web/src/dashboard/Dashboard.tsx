@@ -7,6 +7,7 @@ import { navigate } from '../ui/router'
 import type { Theme } from '../ui/theme'
 import { createsWorkflows } from '../teams/roles'
 import { PERSONAL, TeamsPanel } from './TeamsPanel'
+import { AccountData } from './AccountData'
 import { groupWorkflows } from './workflowGroups'
 
 const WORKSPACE_KEY = 'dojo.workspace'
@@ -99,6 +100,7 @@ export function Dashboard({ session, onSignOut, theme, onToggleTheme }: Props) {
         </button>
         <button onClick={onSignOut}>Sign out</button>
       </header>
+      <AccountData session={session} onDeleted={onSignOut} />
       <p className="muted small">
         Your user id: <code data-testid="user-id">{session.me.id}</code> (give it to an owner who wants to share a workflow with you; they paste it in their canvas's Share dialog)
       </p>
