@@ -169,6 +169,12 @@ pub struct AuthSettings {
     /// Seconds a Stripe signature stays acceptable (replay window).
     #[arg(long, env = "DOJO_STRIPE_TOLERANCE_SECS", default_value_t = 300)]
     pub stripe_tolerance_secs: i64,
+
+    /// Dev mode only: every dev identity may edit (`write`) every live workflow, shared or not,
+    /// so two people in two browsers co-edit one canvas by its URL. `false` keeps workflow
+    /// permissions as with a key, to try sharing, teams and read-only access in dev mode.
+    #[arg(long, env = "DOJO_DEV_OPEN_WORKFLOWS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub dev_open_workflows: bool,
 }
 
 impl AuthSettings {
@@ -189,6 +195,7 @@ impl std::fmt::Debug for AuthSettings {
             .field("jwt_audience", &self.jwt_audience)
             .field("jwt_leeway_secs", &self.jwt_leeway_secs)
             .field("stripe_webhook_secret", &redacted(&self.stripe_webhook_secret))
+            .field("dev_open_workflows", &self.dev_open_workflows)
             .finish()
     }
 }

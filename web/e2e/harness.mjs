@@ -50,6 +50,9 @@ export async function startServer({ env = {} } = {}) {
       REPLICATE_API_TOKEN: '',
       FAL_KEY: '',
       STABILITY_API_KEY: '',
+      // Workflow permissions as with a key, so the stories can share, use roles and be refused;
+      // dev-mode.test.mjs runs with the default (every dev identity edits every workflow).
+      DOJO_DEV_OPEN_WORKFLOWS: 'false',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
