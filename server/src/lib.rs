@@ -5,6 +5,7 @@
 //! or another crate name something in them.
 
 // What the binary, the tests and other crates use.
+pub mod auth_settings;
 pub mod cluster;
 pub mod compaction;
 pub mod config;
