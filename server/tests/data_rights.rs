@@ -4,7 +4,8 @@
 //! token is refused). Afterwards no text column of any table holds her id, email or name
 //! (tables found through the database's catalogue, so new tables are covered), the ledger keeps
 //! her entries under a pseudonym, her open connection is closed, and Bob's data is untouched.
-//! And the analytics opt-out: stored, shown, and it stops presence events for that user.
+//! And the analytics opt-out: stored, shown, and it stops presence events for that user; and a
+//! deletion is refused while a run of hers still holds credits, until it is cancelled.
 
 mod common;
 
@@ -22,6 +23,7 @@ dojo_test_support::each_backend_story!(
     export_has_everything_and_deletion_leaves_nothing_personal,
     the_analytics_opt_out_is_shown_and_stops_presence_events,
     an_export_past_the_size_limit_is_refused,
+    deletion_waits_until_no_run_holds_credits,
 );
 
 /// The asset directory of one story: its own, since a deletion removes bytes that the shared
@@ -464,4 +466,45 @@ async fn an_export_past_the_size_limit_is_refused(backend: Backend) {
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = response.json().await.expect("the envelope");
     assert_eq!(body["code"], "export_too_large", "{body}");
+}
+
+/// A queued run holds credits, so the account cannot go yet (409 `runs_active`, at both steps);
+/// once the run is cancelled and its hold released, the deletion goes through.
+async fn deletion_waits_until_no_run_holds_credits(backend: Backend) {
+    // No worker in this process: the run stays queued, holding its credits.
+    let world = TeamWorld::start(backend, |config| {
+        config.executor.run_workers = 0;
+        config.executor.assets_dir = assets_dir(backend);
+    })
+    .await;
+    let yara = person("yara");
+    world.story.user_with_credits(&yara, 40).await;
+    let room = "yara-canvas";
+    world.story.workflow(&yara, room).await;
+    let editor = join(&world.story.api, room, &yara).await;
+    let nodes = [
+        node("prompt", "text-prompt", json!({"text": "a kite"})),
+        node("gen", "dev-image", json!({"seed": 1, "width": 16, "height": 16})),
+    ];
+    write_graph(&world.story.api, room, &yara, &editor, &nodes, &[edge("prompt", "text", "gen", "prompt")])
+        .await;
+    let run = world.story.submit(&yara, room, "y-1").await;
+
+    let (status, body) = world.call(Method::POST, "/api/me/deletion", &yara, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "runs_active", "{body}");
+    let (_, current) = world.call(Method::GET, &format!("/api/runs/{run}"), &yara, None).await;
+    assert_eq!(current["status"], "queued", "the refusal changed nothing: {current}");
+
+    let (status, body) = world.call(Method::POST, &format!("/api/runs/{run}/cancel"), &yara, None).await;
+    assert!(status.is_success(), "{body}");
+    world.story.wait_run(&yara, &run, WAIT, |r| r["status"] == "cancelled").await;
+    let (status, pending) = world.call(Method::POST, "/api/me/deletion", &yara, None).await;
+    assert_eq!(status, StatusCode::OK, "{pending}");
+    let confirm = pending["confirm"].as_str().expect("a confirmation token").to_owned();
+    let (status, body) =
+        world.call(Method::DELETE, "/api/me", &yara, Some(json!({"confirm": confirm}))).await;
+    assert!(status.is_success(), "{body}");
+    let (status, _) = world.call(Method::GET, &format!("/api/runs/{run}"), &yara, None).await;
+    assert_ne!(status, StatusCode::OK, "her run went with her account");
 }

@@ -3,7 +3,8 @@
 //! into the room over the WebSocket protocol, all on one PostgreSQL database. A worker killed
 //! with SIGKILL mid-run leaves its run to another, which resumes it without re-running or
 //! re-charging the nodes that had finished. Assets go to an S3-compatible bucket that every
-//! process shares.
+//! process shares. A team's provider key, sealed by the server, is opened by the worker process
+//! that runs the team's node (with the same key-encryption keys), and only there.
 
 mod common;
 
@@ -17,8 +18,10 @@ use common::replicate::Replicate;
 use common::runs::{
     RunApi, SECRET, edge, join, result_json, status_of, token, typed_node, watch_run, write_graph,
 };
+use common::teams::TEST_KEKS;
 use common::worker::WorkerProcess;
 use dojo_test_support::S3StandIn;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// Time for a run whose worker died to be taken over: the lease and visibility timeout below,
@@ -36,6 +39,11 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// A cluster whose server also has `settings` in its environment.
+    async fn start_with(settings: &[(&str, &str)]) -> Self {
         let db = TestDatabase::new(Backend::Postgres).await;
         let redis = Redis::start().await;
         let s3 = S3StandIn::start().await;
@@ -44,6 +52,7 @@ impl Cluster {
         let mut env: Vec<(&str, String)> = replicate.env().into_iter().collect();
         let s3_env = s3.env();
         env.extend(s3_env.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        env.extend(settings.iter().map(|(k, v)| (*k, (*v).to_owned())));
         let server = ServerProcess::start_with_env(
             &db.url,
             &[
@@ -248,6 +257,11 @@ async fn a_worker_stopped_with_sigterm_hands_its_run_back_and_another_resumes_it
     cluster.replicate.release("a slow fox");
     // Within WAIT, far less than the 10-minute lease and visibility timeout.
     let run = api.wait_run(&bob, &run_id, WAIT, |run| run["status"] == "succeeded").await;
+    // The worker's log line about the run may land a moment after the run's end is visible.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !next.log().contains(run_id.as_str()) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(next.log().contains(run_id.as_str()), "the other worker resumed the run:\n{}", next.log());
     assert!(
         stopping.log().contains("handed the run back to the queue"),
@@ -284,4 +298,57 @@ async fn a_worker_stopped_with_sigterm_hands_its_run_back_and_another_resumes_it
     assert_eq!(count("user.entered"), 1, "{feed:?}");
     editor.close().await;
     watcher.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_opens_the_teams_sealed_key_for_the_teams_node_and_never_logs_it() {
+    const TEAM_KEY: &str = "r8_team_worker_secret_4321";
+    let cluster = Cluster::start_with(&[("DOJO_KEY_ENCRYPTION_KEYS", TEST_KEKS)]).await;
+    let api = cluster.api();
+    let ada = token("ada");
+    api.user_with_credits(&ada, 10).await;
+    let (status, team) =
+        api.call(Method::POST, "/api/teams", &ada, Some(json!({"name": "Keyed"})), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{team}");
+    let team = team["id"].as_str().expect("team id").to_owned();
+    let path = format!("/api/teams/{team}/provider-keys/replicate");
+    let (status, stored) = api.call(Method::PUT, &path, &ada, Some(json!({"key": TEAM_KEY})), None).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    let room = "team-worker-canvas";
+    let body = json!({"title": room, "room": room, "teamId": team});
+    let (status, created) = api.call(Method::POST, "/api/workflows", &ada, Some(body), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let editor = join(&api, room, &ada).await;
+    write_graph(
+        &api,
+        room,
+        &ada,
+        &editor,
+        &[
+            typed_node("prompt", "text-prompt", json!({"text": "a team fox"})),
+            typed_node("flux", "flux-schnell", json!({})),
+        ],
+        &[edge("prompt", "text", "flux", "prompt")],
+    )
+    .await;
+
+    // The worker has the server's Replicate key too (from the stand-in's settings) and the same
+    // key-encryption keys as the server; the server executes nothing itself.
+    let worker = cluster.worker_with(&[("DOJO_KEY_ENCRYPTION_KEYS", TEST_KEKS), ("DOJO_LOG", "debug")]).await;
+    let run = api.submit(&ada, room, "team-worker-1").await;
+    let run = api
+        .wait_run(&ada, &run, WAIT, |r| matches!(r["status"].as_str(), Some("succeeded" | "failed")))
+        .await;
+    assert_eq!(run["status"], "succeeded", "{run}\n{}", worker.log());
+    assert_eq!(
+        cluster.replicate.authorizations("a team fox"),
+        vec![format!("Bearer {TEAM_KEY}")],
+        "the provider saw the team's key, not the server's"
+    );
+    let run_id = run["id"].as_str().expect("run id");
+    let log = worker.log();
+    assert!(log.contains(run_id), "the worker process ran it:\n{log}");
+    assert!(!log.contains(TEAM_KEY), "the team's key is in the worker's log");
+    assert!(!log.contains(&TEST_KEKS[3..]), "the key-encryption key is in the worker's log");
+    editor.close().await;
 }

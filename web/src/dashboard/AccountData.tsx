@@ -1,15 +1,25 @@
-import { useState } from 'react'
+import { useEffect, useState } from 'react'
 import { api } from '../api/client'
 import type { Session } from '../auth/session'
 import { describeError } from '../ui/errors'
 
 type Pending = Awaited<ReturnType<typeof api.requestAccountDeletion>>
 
-/** "Export my data" and "Delete my account" (with its confirmation step): docs/data-rights.md. */
+/** "Export my data", the analytics opt-out and "Delete my account" (with its confirmation step):
+ * docs/data-rights.md. */
 export function AccountData({ session, onDeleted }: { session: Session; onDeleted: () => void }) {
   const [error, setError] = useState<string | null>(null)
   const [pending, setPending] = useState<Pending | null>(null)
   const [busy, setBusy] = useState(false)
+  // Unknown until the server answers: the box is not shown as unticked for someone who opted out.
+  const [optedOut, setOptedOut] = useState<boolean | null>(null)
+
+  useEffect(() => {
+    api
+      .privacy(session.token)
+      .then((privacy) => setOptedOut(privacy.analyticsOptOut))
+      .catch((cause: unknown) => setError(describeError(cause)))
+  }, [session.token])
 
   async function run(action: () => Promise<void>) {
     setError(null)
@@ -34,6 +44,9 @@ export function AccountData({ session, onDeleted }: { session: Session; onDelete
       URL.revokeObjectURL(url)
     })
 
+  const setOptOut = (analyticsOptOut: boolean) =>
+    run(async () => setOptedOut((await api.setPrivacy(session.token, { analyticsOptOut })).analyticsOptOut))
+
   const askToDelete = () => run(async () => setPending(await api.requestAccountDeletion(session.token)))
 
   const confirmDelete = () =>
@@ -48,6 +61,15 @@ export function AccountData({ session, onDeleted }: { session: Session; onDelete
       <button onClick={exportData} disabled={busy}>
         Export my data
       </button>
+      <label className="privacy-toggle">
+        <input
+          type="checkbox"
+          checked={optedOut ?? false}
+          disabled={busy || optedOut === null}
+          onChange={(e) => void setOptOut(e.target.checked)}
+        />
+        Opt out of optional analytics
+      </label>
       <button className="danger" onClick={askToDelete} disabled={busy}>
         Delete my account
       </button>

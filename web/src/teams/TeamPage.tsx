@@ -1,12 +1,13 @@
 // One team: its members and their roles, invitations, leaving, and (for owners and admins) the
-// audit log. Everything goes through the team routes of the HTTP API; what a role may do is
-// offered according to src/teams/roles.ts and decided by the server.
+// provider keys and the audit log. Everything goes through the team routes of the HTTP API;
+// what a role may do is offered according to src/teams/roles.ts and decided by the server.
 import { useCallback, useEffect, useState } from 'react'
 import { api, type Team, type TeamInvitation, type TeamMember, type TeamRole } from '../api/client'
 import type { Session } from '../auth/session'
 import { describeError } from '../ui/errors'
 import { navigate } from '../ui/router'
 import { AuditLog } from './AuditLog'
+import { ProviderKeys } from './ProviderKeys'
 import { TeamInviteForm } from './TeamInviteForm'
 import { administers, assignableRoles, removes, teamRoleLabel } from './roles'
 
@@ -163,6 +164,7 @@ export function TeamPage({ teamId, session }: Props) {
           )}
         </section>
       )}
+      {administers(mine) && <ProviderKeys token={token} teamId={teamId} />}
       {administers(mine) && <AuditLog token={token} teamId={teamId} />}
     </main>
   )
