@@ -30,6 +30,7 @@
 
 pub mod asset_access;
 pub mod assets;
+pub mod assistant;
 pub mod availability;
 pub mod builtins;
 pub mod cache;

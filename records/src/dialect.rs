@@ -50,6 +50,11 @@ pub(crate) trait Dialect {
     /// claiming (`FOR UPDATE SKIP LOCKED`) instead of waiting for them or claiming them twice.
     const CLAIM_DELIVERIES: &'static str;
 
+    /// Appended to a `SELECT … LIMIT 1` inside a claiming UPDATE: PostgreSQL skips a row another
+    /// transaction is claiming (` FOR UPDATE SKIP LOCKED`) rather than waiting for it and then
+    /// finding it taken; SQLite has one writer, so nothing.
+    const SKIP_LOCKED: &'static str;
+
     fn pool(&self) -> &sqlx::Pool<Self::Db>;
 
     /// Waits for this process's turn to write, for a write that is one statement outside any

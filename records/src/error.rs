@@ -68,6 +68,12 @@ pub enum AccountError {
     /// The account has runs still queued or running; deleting would orphan their credit holds.
     #[error("{0} runs are still queued or running: cancel them or let them finish first")]
     RunsActive(i64),
+    #[error("no job {0:?}")]
+    JobNotFound(String),
+    /// The job's lease expired (another worker may hold it now) or its attempt already ended:
+    /// this worker's result is not recorded.
+    #[error("the job is no longer leased to this worker: its lease expired or it already ended")]
+    LeaseLost,
     #[error("invalid {field}: {reason}")]
     InvalidInput { field: &'static str, reason: &'static str },
     /// A per-user quota (`what`: "workflows", "queued or running runs") is full. Nothing was

@@ -32,6 +32,7 @@ mod collaborators;
 pub mod data_rights;
 mod dialect;
 mod error;
+pub mod jobs;
 pub mod key_crypto;
 mod ledger;
 mod postgres;
@@ -40,6 +41,7 @@ mod run_records;
 pub mod runs;
 mod sqlite;
 pub mod stripe;
+pub mod support;
 pub mod teams;
 mod users;
 pub mod webhooks;
@@ -54,6 +56,7 @@ pub use collaborators::{Collaborator, CollaboratorPermission, RoomAccess};
 pub use data_rights::{DataRightsStore, DeletedAccount, DeletionPlan, OwnedAsset};
 pub use dojo_auth::Permission;
 pub use error::AccountError;
+pub use jobs::{Enqueued, Job, JobOutcome, JobQuery, JobStatus, JobStore, NewJob, Schedule, StaffRole};
 pub use ledger::{CreditOutcome, LedgerEntry};
 pub use postgres::PostgresAccounts;
 pub use provider_keys::{ProviderKeyStore, StoredProviderKey};
@@ -62,6 +65,7 @@ pub use runs::{
     NodeSettlement, OutboxEntry, Run, RunGauges, RunNode, RunNodeState, RunStatus, RunStore, Submission,
 };
 pub use sqlite::SqliteAccounts;
+pub use support::{NewTicket, SupportStore, Ticket, TicketStatus};
 pub use teams::{
     Invitation, InvitationStatus, Invitee, Membership, NewInvitation, Team, TeamLimits, TeamMember, TeamRole,
     TeamStore,
@@ -129,6 +133,24 @@ pub fn provider_keys(db: &dojo_store::Database) -> Arc<dyn ProviderKeyStore> {
 /// A person's data (export, analytics opt-out, account deletion) on the database `db` names,
 /// sharing its pool (and, for SQLite, its write lock).
 pub fn data_rights(db: &dojo_store::Database) -> Arc<dyn DataRightsStore> {
+    match db {
+        dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
+        dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),
+    }
+}
+
+/// The agents' job queue, its schedules and staff roles on the database `db` names, sharing its
+/// pool (and, for SQLite, its write lock).
+pub fn jobs(db: &dojo_store::Database) -> Arc<dyn JobStore> {
+    match db {
+        dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
+        dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),
+    }
+}
+
+/// Support tickets on the database `db` names, sharing its pool (and, for SQLite, its write
+/// lock).
+pub fn support(db: &dojo_store::Database) -> Arc<dyn SupportStore> {
     match db {
         dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
         dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),

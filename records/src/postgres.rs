@@ -36,6 +36,8 @@ impl Dialect for PostgresAccounts {
     // Any constant key: appends of every workflow take turns (they are few and short).
     const EVENT_APPEND_LOCK: &'static str = "SELECT pg_advisory_xact_lock(7206000006)";
 
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+
     const CLAIM_DELIVERIES: &'static str =
         "UPDATE webhook_deliveries SET next_attempt_at = $2, updated_at = $1
          WHERE id IN (SELECT id FROM webhook_deliveries

@@ -48,6 +48,8 @@ impl Dialect for SqliteAccounts {
     const EVENT_APPEND_LOCK: &'static str = "SELECT 1";
 
     // The write transaction already excludes every other claimer.
+    const SKIP_LOCKED: &'static str = "";
+
     const CLAIM_DELIVERIES: &'static str =
         "UPDATE webhook_deliveries SET next_attempt_at = $2, updated_at = $1
          WHERE id IN (SELECT id FROM webhook_deliveries

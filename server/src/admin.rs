@@ -2,7 +2,7 @@
 
 use anyhow::{Context, bail};
 use dojo_auth::{Claims, Grants, Minter, Permission};
-use dojo_records::CreditOutcome;
+use dojo_records::{CreditOutcome, StaffRole};
 use dojo_server::Config;
 use dojo_server::Storage;
 use dojo_server::config::AdminCommand;
@@ -90,6 +90,34 @@ pub async fn run(config: &Config, storage: &Storage, command: &AdminCommand) -> 
             };
             record(&storage.audit, &operator, entry).await;
             println!("{token}");
+        }
+        AdminCommand::GrantStaff { user, role } => {
+            let role = match role.as_str() {
+                "none" => None,
+                other => Some(
+                    StaffRole::parse(other)
+                        .with_context(|| format!("--role is staff, admin or none, not {other:?}"))?,
+                ),
+            };
+            let Some(found) = accounts.find_user(user).await.context("finding the user")? else {
+                bail!("no user {user:?}");
+            };
+            let previous = storage
+                .jobs
+                .set_staff_role(&found.id, role, &operator.id)
+                .await
+                .context("setting the role")?;
+            let name = |role: Option<StaffRole>| role.map_or("none", StaffRole::as_str);
+            let detail = json!({"role": name(role), "previous": name(previous)});
+            let entry = Record {
+                action: "staff.role_set",
+                target_type: "user",
+                target_id: found.id.as_str(),
+                team: None,
+                detail,
+            };
+            record(&storage.audit, &operator, entry).await;
+            println!("{}: {} → {}", found.id, name(previous), name(role));
         }
         AdminCommand::RotateProviderKeys => {
             let keyring = config.keys.keyring();

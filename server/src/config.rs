@@ -60,6 +60,9 @@ pub struct Config {
     #[command(flatten)]
     pub keys: crate::key_settings::KeySettings,
 
+    #[command(flatten)]
+    pub agents: crate::agent_settings::AgentSettings,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -134,6 +137,16 @@ pub enum AdminCommand {
     /// DOJO_KEY_ENCRYPTION_KEYS; the old keys must still be listed. Safe while servers run
     /// (each row is replaced only if unchanged since read); prints the counts.
     RotateProviderKeys,
+    /// Make a user staff (may use the agents' job queue) or admin (also its schedules), or take
+    /// the role away with `--role none`. Only here: the API grants no staff roles.
+    GrantStaff {
+        /// The user's id, email or token subject.
+        #[arg(long)]
+        user: String,
+        /// `staff`, `admin` or `none`.
+        #[arg(long)]
+        role: String,
+    },
 }
 
 /// The HTTP edge: who may call from a browser, how much, how often.

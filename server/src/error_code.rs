@@ -102,6 +102,9 @@ error_codes! {
     RunsActive = "runs_active", CONFLICT;
     /// The caller's data export would pass the server's size limit.
     ExportTooLarge = "export_too_large", PAYLOAD_TOO_LARGE;
+    // The agents' job queue.
+    /// The worker's lease on the job ran out (another worker may hold it) or the job ended.
+    LeaseLost = "lease_lost", CONFLICT;
     // Runs.
     EmptyGraph = "empty_graph", UNPROCESSABLE_ENTITY;
     UnknownTarget = "unknown_target", UNPROCESSABLE_ENTITY;

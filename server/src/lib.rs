@@ -5,6 +5,7 @@
 //! or another crate name something in them.
 
 // What the binary, the tests and other crates use.
+pub mod agent_settings;
 pub mod auth_settings;
 pub mod cluster;
 pub mod compaction;
@@ -26,6 +27,8 @@ pub mod webhook_settings;
 pub mod webhooks;
 
 pub(crate) mod admission;
+pub(crate) mod agent_schedules;
+pub(crate) mod agents;
 pub(crate) mod api;
 pub(crate) mod app;
 pub(crate) mod caller;

@@ -50,6 +50,7 @@ pub async fn serve(
         config.keys.keyring(),
         state.audit(),
     );
+    crate::agents::start(&state, &shutdown, state.background_tasks());
     let app = crate::app::router(state.clone());
     let edge = http_server::EdgeSettings {
         header_timeout: std::time::Duration::from_secs(config.http.header_timeout_secs.max(1)),

@@ -66,6 +66,8 @@ struct Inner {
     audit: Arc<dyn dojo_records::AuditLog>,
     provider_keys: Arc<dyn dojo_records::ProviderKeyStore>,
     data_rights: Arc<dyn dojo_records::DataRightsStore>,
+    jobs: Arc<dyn dojo_records::JobStore>,
+    support: Arc<dyn dojo_records::SupportStore>,
     /// One export per user per `DOJO_EXPORT_INTERVAL_SECS`.
     export_limiter: Arc<UserLimiter>,
     /// The webhook writer and delivery loop.
@@ -93,8 +95,21 @@ impl AppState {
         );
         // Every node or run this process ends, and every cancellation, is reported.
         let runs = crate::webhooks::RunEvents::wrap(storage.runs.clone(), webhooks.clone());
-        let (teams, audit, provider_keys, data_rights) =
-            (storage.teams, storage.audit, storage.provider_keys, storage.data_rights);
+        let (teams, audit, provider_keys, data_rights, jobs, support) = (
+            storage.teams,
+            storage.audit,
+            storage.provider_keys,
+            storage.data_rights,
+            storage.jobs,
+            storage.support,
+        );
+        // Scheduled agent jobs: stopped and awaited with the webhook tasks.
+        crate::agent_schedules::start(
+            jobs.clone(),
+            std::time::Duration::from_millis(config.agents.schedule_tick_ms),
+            shutdown.clone(),
+            &webhook_tasks,
+        );
         // One export per user per interval: an export reads everything they have.
         let export_limiter: Arc<UserLimiter> =
             rate::keyed_limiter_per(std::time::Duration::from_secs(config.http.export_interval_secs.max(1)));
@@ -194,6 +209,8 @@ impl AppState {
                 audit,
                 provider_keys,
                 data_rights,
+                jobs,
+                support,
                 export_limiter,
                 webhook_tasks,
             }),
@@ -214,6 +231,19 @@ impl AppState {
 
     pub(crate) fn data_rights(&self) -> &Arc<dyn dojo_records::DataRightsStore> {
         &self.inner.data_rights
+    }
+
+    pub(crate) fn jobs(&self) -> &Arc<dyn dojo_records::JobStore> {
+        &self.inner.jobs
+    }
+
+    /// Background tasks awaited at shutdown with the webhook delivery loop: the agents.
+    pub(crate) fn background_tasks(&self) -> &TaskTracker {
+        &self.inner.webhook_tasks
+    }
+
+    pub(crate) fn support(&self) -> &Arc<dyn dojo_records::SupportStore> {
+        &self.inner.support
     }
 
     pub(crate) fn export_limiter(&self) -> &Arc<UserLimiter> {

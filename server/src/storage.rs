@@ -31,6 +31,10 @@ pub struct Storage {
     pub provider_keys: Arc<dyn dojo_records::ProviderKeyStore>,
     /// A person's data: export reads, the analytics opt-out, account deletion (same database).
     pub data_rights: Arc<dyn dojo_records::DataRightsStore>,
+    /// The agents' job queue, schedules and staff roles (same database).
+    pub jobs: Arc<dyn dojo_records::JobStore>,
+    /// Support tickets (same database).
+    pub support: Arc<dyn dojo_records::SupportStore>,
     /// On SQLite: the shared lock that tells `admin restore` the file is in use.
     _in_use: Option<Arc<SqliteLock>>,
 }
@@ -61,6 +65,8 @@ impl Storage {
             audit: dojo_records::audit_log(&database),
             provider_keys: dojo_records::provider_keys(&database),
             data_rights: dojo_records::data_rights(&database),
+            jobs: dojo_records::jobs(&database),
+            support: dojo_records::support(&database),
             _in_use: in_use,
         })
     }

@@ -3,7 +3,7 @@
 // waiting for, so a broken editor fails a test rather than hanging it.
 
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -81,6 +81,8 @@ export async function startServer({ env = {} } = {}) {
   })
   return {
     url,
+    /** The server's database, for `dojo-server admin …` commands run beside it. */
+    databaseUrl: `sqlite:${path.join(dataDir, 'dojo.db')}`,
     stderrTail: () => stderr,
     async stop() {
       if (child.exitCode === null) {
@@ -143,6 +145,14 @@ export async function signIn(browser, server, name, email) {
   const token = await page.evaluate(() => localStorage.getItem('dojo.token'))
   const me = await api(server, token, 'GET', '/api/me')
   return { name, context, page, token, me, problems }
+}
+
+/** Runs `dojo-server admin ARGS…` on the stage's database (the operator's command line). */
+export function adminCommand(server, args) {
+  return execFileSync(serverBinary(), ['admin', ...args], {
+    env: { ...process.env, DATABASE_URL: server.databaseUrl, DOJO_LOG: 'warn' },
+    encoding: 'utf8',
+  })
 }
 
 /** Calls the HTTP API as a user. */

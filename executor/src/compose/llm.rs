@@ -82,7 +82,7 @@ impl LlmError {
         }
     }
 
-    fn from_failure(failure: Failure) -> Self {
+    pub(crate) fn from_failure(failure: Failure) -> Self {
         match failure.error {
             CallError::Status { status, message, .. } => LlmError::Status { status, message },
             CallError::Timeout(limit) => LlmError::Timeout(limit),

@@ -162,6 +162,12 @@ pub(super) async fn delete(
         .await?;
     // Provider keys they set for a team stay the team's; who set them becomes the pseudonym.
     exec(conn, "UPDATE team_provider_keys SET set_by = $2 WHERE set_by = $1", user, pseudonym).await?;
+    // Agent jobs a staff member enqueued stay the queue's; who enqueued them becomes the
+    // pseudonym (their staff role goes with the user row).
+    exec(conn, "UPDATE agent_jobs SET created_by = $2 WHERE created_by = $1", user, pseudonym).await?;
+    // Tickets a staff member answered stay their askers'; who answered becomes the pseudonym.
+    // (The user's own tickets go with the user row.)
+    exec(conn, "UPDATE support_tickets SET answered_by = $2 WHERE answered_by = $1", user, pseudonym).await?;
     for sql in [
         "DELETE FROM team_members WHERE user_id = $1",
         "DELETE FROM workflow_collaborators WHERE user_id = $1",

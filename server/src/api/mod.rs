@@ -15,11 +15,13 @@ mod data_rights;
 pub(crate) mod documents;
 mod edits;
 pub(crate) mod extract;
+mod jobs;
 pub mod openapi;
 mod provider_keys;
 mod responses;
 mod runs;
 mod service_errors;
+mod support;
 mod team_audit;
 mod team_lifecycle;
 mod teams;
@@ -141,6 +143,9 @@ pub enum ApiError {
     RunsActive(String),
     #[error("{0}")]
     ExportTooLarge(String),
+    // The agents' job queue.
+    #[error("{0}")]
+    LeaseLost(String),
 }
 
 impl ApiError {
@@ -187,6 +192,7 @@ impl ApiError {
             ApiError::DeletionNotConfirmed(_) => ErrorCode::DeletionNotConfirmed,
             ApiError::RunsActive(_) => ErrorCode::RunsActive,
             ApiError::ExportTooLarge(_) => ErrorCode::ExportTooLarge,
+            ApiError::LeaseLost(_) => ErrorCode::LeaseLost,
         }
     }
 }
@@ -223,7 +229,9 @@ impl From<AccountError> for ApiError {
             | AccountError::WorkflowNotFound(_)
             | AccountError::TeamNotFound(_)
             | AccountError::InvitationNotFound(_)
+            | AccountError::JobNotFound(_)
             | AccountError::NotMember => ApiError::NotFound(error.to_string()),
+            AccountError::LeaseLost => ApiError::LeaseLost(error.to_string()),
             AccountError::LastOwner => ApiError::LastOwner(error.to_string()),
             AccountError::TeamFull { .. } => ApiError::TeamFull(error.to_string()),
             AccountError::AlreadyMember => ApiError::AlreadyMember(error.to_string()),
@@ -311,6 +319,21 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
         .route(
             "/api/teams/{team}/provider-keys/{provider}",
             axum::routing::put(provider_keys::set).delete(provider_keys::delete),
+        )
+        .route("/api/agent-jobs", get(jobs::list).post(jobs::enqueue))
+        .route("/api/agent-jobs/claim", post(jobs::claim))
+        .route("/api/agent-jobs/{id}", get(jobs::get))
+        .route("/api/agent-jobs/{id}/heartbeat", post(jobs::heartbeat))
+        .route("/api/agent-jobs/{id}/complete", post(jobs::complete))
+        .route("/api/agent-jobs/{id}/fail", post(jobs::fail))
+        .route("/api/support/tickets", get(support::mine).post(support::open))
+        .route("/api/support/tickets/{id}", get(support::get))
+        .route("/api/support/tickets/{id}/answer", post(support::answer))
+        .route("/api/support/queue", get(support::queue))
+        .route("/api/agent-schedules", get(jobs::schedules))
+        .route(
+            "/api/agent-schedules/{name}",
+            axum::routing::put(jobs::set_schedule).delete(jobs::delete_schedule),
         )
         .route("/api/invitations/{invitation}/accept", post(teams::accept))
         .route("/api/invitations/{invitation}/decline", post(teams::decline))

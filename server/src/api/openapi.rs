@@ -19,8 +19,8 @@ use super::responses::{
     Unauthorized, Unavailable,
 };
 use super::{
-    account, assets, compose, data_rights, documents, provider_keys, runs, team_audit, team_lifecycle, teams,
-    webhooks, workflow_invitations, workflows,
+    account, assets, compose, data_rights, documents, jobs, provider_keys, runs, support, team_audit,
+    team_lifecycle, teams, webhooks, workflow_invitations, workflows,
 };
 
 #[derive(OpenApi)]
@@ -92,6 +92,21 @@ use super::{
         provider_keys::list,
         provider_keys::delete,
         provider_keys::catalog,
+        jobs::enqueue,
+        jobs::list,
+        jobs::get,
+        jobs::claim,
+        jobs::heartbeat,
+        jobs::complete,
+        jobs::fail,
+        jobs::schedules,
+        jobs::set_schedule,
+        jobs::delete_schedule,
+        support::open,
+        support::mine,
+        support::get,
+        support::queue,
+        support::answer,
     ),
     components(
         schemas(ErrorBody, InsufficientCreditsBody, InvalidGraphBody),
@@ -108,6 +123,8 @@ use super::{
         (name = "assets", description = "Uploaded images and run outputs"),
         (name = "webhooks", description = "Signed webhooks of a workflow, their delivery log, and its change feed"),
         (name = "teams", description = "Teams: members and roles, invitations, the audit log, provider keys"),
+        (name = "agents", description = "The agents' job queue and schedules, for staff (docs/agents.md)"),
+        (name = "support", description = "Support tickets: users ask, the support agent drafts, staff answer (docs/agents.md)"),
     )
 )]
 pub struct ApiDoc;

@@ -8,6 +8,7 @@ use crate::services::access::AccessError;
 use crate::services::compose::ComposeError;
 use crate::services::credits::CreditError;
 use crate::services::documents::DocumentError;
+use crate::services::jobs::JobError;
 use crate::services::provider_keys::ProviderKeyError;
 use crate::services::runs::RunError;
 use crate::services::teams::TeamError;
@@ -142,6 +143,18 @@ impl From<CreditError> for ApiError {
             CreditError::NoSuchUser(_) => ApiError::NotFound(error.to_string()),
             CreditError::UnknownCheckoutUser(_) => ApiError::BadRequest(error.to_string()),
             CreditError::Accounts(error) => error.into(),
+        }
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(error: JobError) -> Self {
+        match error {
+            JobError::SignInRequired => ApiError::Unauthorized(error.to_string()),
+            JobError::NotStaff(_) => ApiError::Forbidden(error.to_string()),
+            JobError::ScheduleNotFound(_) => ApiError::NotFound(error.to_string()),
+            JobError::Cron(_) => ApiError::BadRequest(error.to_string()),
+            JobError::Records(error) => error.into(),
         }
     }
 }

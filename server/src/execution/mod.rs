@@ -77,6 +77,8 @@ pub struct Executor {
     assets: Arc<ObjectAssetStore>,
     /// The natural-language builder's LLM planner: `Some` exactly when OpenAI has a key.
     composer: Option<Arc<LlmPlanner>>,
+    /// The agents' text writer on the same OpenAI account and model (none without a key).
+    writer: Option<Arc<dojo_executor::assistant::TextWriter>>,
     settings: ExecutorSettings,
 }
 
@@ -109,6 +111,7 @@ impl Executor {
             );
         let engine = dojo_executor::register_providers(engine, &providers);
         let composer = composer(settings, &providers);
+        let writer = writer(settings, &providers);
         let worker = worker_name("dojo-server");
         let lease = Duration::from_secs(settings.lease_secs.max(1));
         let (queue, relay_settings): (Arc<dyn RunQueue>, RelaySettings) = match redis_url {
@@ -149,8 +152,16 @@ impl Executor {
             .with_team_keys(team_keys),
         );
         let relay = Relay::new(runs.clone(), queue.clone(), relay_settings);
-        let executor =
-            Arc::new(Self { driver, relay, runs, rooms, assets, composer, settings: settings.clone() });
+        let executor = Arc::new(Self {
+            driver,
+            relay,
+            runs,
+            rooms,
+            assets,
+            composer,
+            writer,
+            settings: settings.clone(),
+        });
 
         {
             let (relay, driver) = (executor.relay.clone(), executor.driver.clone());
@@ -202,6 +213,11 @@ impl Executor {
     /// The LLM planner of the natural-language builder, when OpenAI is configured.
     pub fn composer(&self) -> Option<&LlmPlanner> {
         self.composer.as_deref()
+    }
+
+    /// The agents' text writer (the support agent's drafts), when OpenAI is configured.
+    pub fn writer(&self) -> Option<&dojo_executor::assistant::TextWriter> {
+        self.writer.as_deref()
     }
 
     pub fn assets(&self) -> &Arc<ObjectAssetStore> {
@@ -271,6 +287,26 @@ impl Executor {
 pub fn room_readers(auth: &crate::caller::Auth) -> RoomReaders {
     let unclaimed = if auth.dev_mode() { UnclaimedRooms::Open } else { UnclaimedRooms::Closed };
     RoomReaders { accounts: Arc::clone(auth.accounts()), unclaimed }
+}
+
+/// The agents' text writer on the OpenAI account, with the builder's model and timeout, or none
+/// (no key, or a configuration that cannot work, which is logged: agents use their fallbacks).
+fn writer(
+    settings: &ExecutorSettings,
+    providers: &dojo_executor::ProviderConfig,
+) -> Option<Arc<dojo_executor::assistant::TextWriter>> {
+    let model = match settings.compose_model.trim() {
+        "" => dojo_executor::compose::llm::DEFAULT_MODEL,
+        model => model,
+    };
+    let timeout = Duration::from_secs(settings.compose_timeout_secs.max(1));
+    match dojo_executor::assistant::TextWriter::new(providers, model, timeout) {
+        Ok(writer) => writer.map(Arc::new),
+        Err(error) => {
+            tracing::error!(%error, "agents: no language model; they use their deterministic fallbacks");
+            None
+        }
+    }
 }
 
 /// The builder's LLM planner on the OpenAI account, or none (no key, or a configuration that

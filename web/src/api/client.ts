@@ -29,6 +29,9 @@ export type TeamMember = Schemas['MemberBody']
 export type TeamInvitation = Schemas['InvitationBody']
 export type AuditEntry = Schemas['AuditEntryBody']
 export type AuditPage = Schemas['AuditPage']
+export type ProviderKey = Schemas['ProviderKeyBody']
+export type Privacy = Schemas['Privacy']
+export type SupportTicket = Schemas['TicketBody']
 export type AuditFilter = Pick<NonNullable<paths['/api/teams/{team}/audit']['get']['parameters']['query']>, 'action' | 'actor' | 'cursor'>
 
 /**
@@ -173,6 +176,24 @@ export const api = {
     call(() => client.POST('/api/invitations/{invitation}/accept', { headers: auth(token), params: { path: { invitation } } })),
   declineInvitation: (token: string | null, invitation: string) =>
     call(() => client.POST('/api/invitations/{invitation}/decline', { headers: auth(token), params: { path: { invitation } } })),
+  /** The team's stored provider keys, masked: the server never returns a key, only its last four characters. */
+  teamProviderKeys: (token: string | null, team: string) =>
+    call(() => client.GET('/api/teams/{team}/provider-keys', { headers: auth(token), params: { path: { team } } })),
+  setTeamProviderKey: (token: string | null, team: string, provider: string, key: string) =>
+    call(() =>
+      client.PUT('/api/teams/{team}/provider-keys/{provider}', {
+        headers: auth(token),
+        params: { path: { team, provider } },
+        body: { key },
+      }),
+    ),
+  deleteTeamProviderKey: (token: string | null, team: string, provider: string) =>
+    call(() =>
+      client.DELETE('/api/teams/{team}/provider-keys/{provider}', {
+        headers: auth(token),
+        params: { path: { team, provider } },
+      }),
+    ),
   teamAudit: (token: string | null, team: string, filter: AuditFilter) =>
     call(() =>
       client.GET('/api/teams/{team}/audit', {
@@ -220,6 +241,15 @@ export const api = {
   /** Everything about the caller, as a tar.gz (docs/data-rights.md). */
   exportMyData: async (token: string | null) =>
     (await call(() => client.GET('/api/me/export', { headers: auth(token), parseAs: 'blob' }))) as Blob,
+  // Support (docs/agents.md): the asker's side.
+  openSupportTicket: (token: string | null, subject: string, body: string, room?: string) =>
+    call(() =>
+      client.POST('/api/support/tickets', { headers: auth(token), body: room ? { subject, body, room } : { subject, body } }),
+    ),
+  mySupportTickets: (token: string | null) => call(() => client.GET('/api/support/tickets', { headers: auth(token) })),
+  privacy: (token: string | null) => call(() => client.GET('/api/me/privacy', { headers: auth(token) })),
+  setPrivacy: (token: string | null, privacy: Privacy) =>
+    call(() => client.PUT('/api/me/privacy', { headers: auth(token), body: privacy })),
   /** Step one of deleting the account: what would go, and a confirmation token. */
   requestAccountDeletion: (token: string | null) =>
     call(() => client.POST('/api/me/deletion', { headers: auth(token) })),

@@ -13,6 +13,7 @@ import { applyOps } from '../doc/edits'
 import { restoreVersion } from '../doc/restore'
 import type { Theme } from '../ui/theme'
 import { ShareDialog } from '../share/ShareDialog'
+import { SupportDialog } from '../support/SupportDialog'
 import { Toast } from '../ui/Toast'
 import { ComposeDock } from './ComposeDock'
 import { CanvasContext } from './context'
@@ -181,6 +182,7 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
           onToggleTheme={onToggleTheme}
           onToggleHelp={() => panels.setHelpOpen(!panels.helpOpen)}
           onShare={() => panels.setShareOpen(true)}
+          onAskForHelp={() => panels.setSupportOpen(true)}
         />
         <Banners
           readOnly={readOnly}
@@ -278,6 +280,7 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
         {notice && <Toast message={notice} onDone={clearNotice} />}
         {runs.shortfall && <CreditsDialog shortfall={runs.shortfall} onClose={runs.dismissShortfall} />}
         {panels.shareOpen && <ShareDialog workflow={workflow} token={session.token} onClose={() => panels.setShareOpen(false)} />}
+        {panels.supportOpen && <SupportDialog token={session.token} room={workflow.room} onClose={() => panels.setSupportOpen(false)} />}
         {panels.helpOpen && <ShortcutsHelp onClose={() => panels.setHelpOpen(false)} />}
       </div>
     </CanvasContext.Provider>

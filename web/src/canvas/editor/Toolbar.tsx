@@ -37,6 +37,7 @@ interface Props {
   onToggleTheme: () => void
   onToggleHelp: () => void
   onShare: () => void
+  onAskForHelp: () => void
 }
 
 export function Toolbar(props: Props) {
@@ -96,6 +97,9 @@ export function Toolbar(props: Props) {
       </button>
       <button onClick={props.onToggleTheme} title="Switch theme" data-testid="theme-toggle">
         {props.theme === 'dark' ? '☀' : '☾'}
+      </button>
+      <button onClick={props.onAskForHelp} data-testid="ask-for-help" title="Ask our team for help with this canvas">
+        Help
       </button>
       <button onClick={props.onToggleHelp} title="Keyboard shortcuts">
         ?

@@ -23,13 +23,16 @@ export interface Panels {
   setHelpOpen: (open: boolean) => void
   shareOpen: boolean
   setShareOpen: (open: boolean) => void
+  /** "Ask for help": support tickets. */
+  supportOpen: boolean
+  setSupportOpen: (open: boolean) => void
   /** The image shown full size. */
   lightbox: ShownImage | null
   setLightbox: (image: ShownImage | null) => void
   /** A message of the editor's own (a refused wire), shown as a toast for a few seconds. */
   notice: string | null
   setNotice: (notice: string | null) => void
-  /** What Escape closes: the menu, the lightbox, the shortcuts help and the share dialog. */
+  /** What Escape closes: the menu, the lightbox, the shortcuts help, the share and help dialogs. */
   closeTransient: () => void
 }
 
@@ -40,6 +43,7 @@ export function usePanels(): Panels {
   const [versionsOpen, setVersionsOpen] = useState(false)
   const [helpOpen, setHelpOpen] = useState(false)
   const [shareOpen, setShareOpen] = useState(false)
+  const [supportOpen, setSupportOpen] = useState(false)
   const [lightbox, setLightbox] = useState<ShownImage | null>(null)
   const [notice, setNotice] = useState<string | null>(null)
   const closeTransient = useCallback(() => {
@@ -47,6 +51,7 @@ export function usePanels(): Panels {
     setLightbox(null)
     setHelpOpen(false)
     setShareOpen(false)
+    setSupportOpen(false)
   }, [])
   return {
     menu,
@@ -61,6 +66,8 @@ export function usePanels(): Panels {
     setHelpOpen,
     shareOpen,
     setShareOpen,
+    supportOpen,
+    setSupportOpen,
     lightbox,
     setLightbox,
     notice,

@@ -1,0 +1,32 @@
+//! Agent settings: part of the one typed configuration (`crate::config::Config`, flattened).
+//! The agents' job queue, its schedules, and the agents this server runs (docs/agents.md).
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentSettings {
+    /// Milliseconds between two looks at the agent schedules: each enabled schedule whose slot
+    /// has come enqueues its job then. Every server may tick; a slot's job is enqueued once.
+    /// 0: this server never enqueues scheduled jobs.
+    #[arg(long, env = "DOJO_AGENT_SCHEDULE_TICK_MS", default_value_t = 5_000)]
+    pub schedule_tick_ms: u64,
+
+    /// Agents this server runs in-process, comma-separated (`support`), or `none`. Several
+    /// servers may run the same agent: each job is claimed by one.
+    #[arg(long, env = "DOJO_AGENTS", default_value = "support")]
+    pub agents: String,
+
+    /// Milliseconds an in-process agent waits before looking for work again when it found none.
+    #[arg(long, env = "DOJO_AGENT_POLL_MS", default_value_t = 1_000)]
+    pub agent_poll_ms: u64,
+
+    /// A chat webhook (Slack-style: `POST {"text": …}`) told of each new support ticket. Unset:
+    /// nobody is told; staff see tickets in `GET /api/support/queue`.
+    #[arg(long, env = "DOJO_SUPPORT_CHAT_WEBHOOK", hide_env_values = true)]
+    pub support_chat_webhook: Option<String>,
+}
+
+impl AgentSettings {
+    /// Whether this server runs the agent `name` in-process.
+    pub fn runs(&self, name: &str) -> bool {
+        self.agents.split(',').map(str::trim).any(|agent| agent == name)
+    }
+}
