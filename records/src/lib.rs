@@ -40,6 +40,7 @@ mod run_records;
 pub mod runs;
 mod sqlite;
 pub mod stripe;
+pub mod team_credits;
 pub mod teams;
 mod users;
 pub mod webhooks;
@@ -66,6 +67,7 @@ pub use teams::{
     Invitation, InvitationStatus, Invitee, Membership, NewInvitation, Team, TeamLimits, TeamMember, TeamRole,
     TeamStore,
 };
+pub use team_credits::{MemberSpend, TeamCredits};
 pub use users::User;
 pub use webhooks::WebhookStore;
 pub use workflow_invitations::{

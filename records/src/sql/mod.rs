@@ -21,6 +21,7 @@ mod outbox;
 mod provider_keys;
 mod run_store;
 mod runs;
+mod team_credits;
 mod team_lifecycle;
 mod team_store;
 mod teams;

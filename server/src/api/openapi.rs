@@ -19,8 +19,8 @@ use super::responses::{
     Unauthorized, Unavailable,
 };
 use super::{
-    account, assets, compose, data_rights, documents, provider_keys, runs, team_audit, team_lifecycle, teams,
-    webhooks, workflow_invitations, workflows,
+    account, assets, compose, data_rights, documents, provider_keys, runs, team_audit, team_credits,
+    team_lifecycle, teams, webhooks, workflow_invitations, workflows,
 };
 
 #[derive(OpenApi)]
@@ -88,6 +88,9 @@ use super::{
         teams::accept,
         teams::decline,
         team_audit::audit,
+        team_credits::credits,
+        team_credits::ledger,
+        team_credits::set_spending_limit,
         provider_keys::set,
         provider_keys::list,
         provider_keys::delete,

@@ -20,6 +20,7 @@ pub mod documents;
 pub mod edits;
 pub mod provider_keys;
 pub mod runs;
+pub mod team_credits;
 pub mod team_lifecycle;
 pub mod teams;
 pub mod versions;
