@@ -532,6 +532,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/teams/{team}/credits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The team's balance, and each member's spend this month with their limit (every member,
+         *     viewers included).
+         */
+        get: operations["getTeamCredits"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/teams/{team}/invitations": {
         parameters: {
             query?: never;
@@ -584,6 +604,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/teams/{team}/ledger": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The team's ledger, newest first (owners and admins). */
+        get: operations["listTeamLedger"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/teams/{team}/members": {
         parameters: {
             query?: never;
@@ -620,6 +657,23 @@ export interface paths {
          *     leaving.
          */
         delete: operations["removeTeamMember"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/teams/{team}/members/{user}/spending-limit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Sets or removes a member's monthly spending limit in the team (owners and admins). */
+        put: operations["setTeamSpendingLimit"];
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -1280,6 +1334,8 @@ export interface components {
              */
             cost: number;
             error: string;
+            /** @description The team whose balance it is, for a run in a team's workflow. */
+            teamId?: string | null;
         };
         /**
          * @description `422 invalid_graph`: the graph's problems, per node as ComfyUI reports them (camelCase keys).
@@ -1337,6 +1393,11 @@ export interface components {
             /** Format: int64 */
             id: number;
             reason: string;
+            /**
+             * @description Set on an entry of a team's balance that you caused (a run of yours in the team's
+             *     workflow, a checkout you paid for it): `balanceAfter` is then the team's balance.
+             */
+            teamId?: string | null;
         };
         MeBody: {
             /** @description The caller opted out of optional analytics and usage collection (`PUT /api/me/privacy`). */
@@ -1366,6 +1427,21 @@ export interface components {
             /** @description By user id. */
             members: components["schemas"]["MemberBody"][];
             nextCursor?: string | null;
+        };
+        MemberSpendBody: {
+            /**
+             * Format: int64
+             * @description Credits per calendar month (UTC); absent: no limit.
+             */
+            limit?: number | null;
+            name?: string | null;
+            /**
+             * Format: int64
+             * @description Credits captured and still held for this member's runs in the team's workflows this
+             *     calendar month (UTC).
+             */
+            spent: number;
+            userId: string;
         };
         /** @description The problems of one node. */
         NodeValidationErrors: {
@@ -1527,11 +1603,25 @@ export interface components {
         SetRole: {
             role: components["schemas"]["TeamRoleName"];
         };
+        SetSpendingLimit: {
+            /**
+             * Format: int64
+             * @description Credits the member may spend from the team's balance per calendar month (UTC), 0 to
+             *     2^53; `null` removes the limit. Required: a body without it is refused rather than
+             *     read as "no limit".
+             */
+            limit: number | null;
+        };
         ShareByEmail: {
             /** @description The address to share with (at most 254 bytes; compared case-insensitively). */
             email: string;
             /** @description `read` or `write`. */
             permission: components["schemas"]["CollaboratorPermissionName"];
+        };
+        SpendingLimitBody: {
+            /** Format: int64 */
+            limit?: number | null;
+            userId: string;
         };
         /** @description What the Stripe webhook answers. */
         StripeAck: {
@@ -1571,12 +1661,61 @@ export interface components {
             /** Format: int64 */
             updatedAt: number;
         };
+        TeamCreditsBody: {
+            /**
+             * Format: int64
+             * @description The team's balance, never negative.
+             */
+            balance: number;
+            /** @description Every member, by user id. */
+            members: components["schemas"]["MemberSpendBody"][];
+            /**
+             * Format: int64
+             * @description Start of the month spend is counted from (milliseconds since the Unix epoch, UTC).
+             */
+            monthStart: number;
+            teamId: string;
+        };
         TeamDeleted: {
             /**
              * Format: int64
              * @description The team's live workflows, deleted with it (their rooms stay reserved and closed).
              */
             workflowsDeleted: number;
+        };
+        TeamLedgerEntryBody: {
+            /**
+             * Format: int64
+             * @description Positive for grants, purchases and releases, negative for holds.
+             */
+            amount: number;
+            /**
+             * Format: int64
+             * @description The team's balance right after this entry.
+             */
+            balanceAfter: number;
+            /** Format: int64 */
+            createdAt: number;
+            /**
+             * Format: int64
+             * @description The entry's cursor: newest (highest) first.
+             */
+            id: number;
+            reason: string;
+            /**
+             * @description The member it was on behalf of: who started the run, who paid; for an operator's grant,
+             *     the team's first owner.
+             */
+            userId: string;
+        };
+        TeamLedgerPage: {
+            /** @description Newest first. */
+            entries: components["schemas"]["TeamLedgerEntryBody"][];
+            /**
+             * Format: int64
+             * @description Pass as `cursor` for the next (older) page; absent on the last.
+             */
+            nextCursor?: number | null;
         };
         TeamPage: {
             /** @description Pass as `cursor` for the next page; absent on the last. */
@@ -2488,7 +2627,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
-            /** @description `insufficient_credits`: the balance is short of the run's cost */
+            /** @description `insufficient_credits`: the balance (the team's, with `teamId`, for a team's workflow) is short of the run's cost; `spending_limit_reached`: the caller's monthly limit in the team would be passed (`limit`, `spent`, `requested`) */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -2964,6 +3103,33 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
         };
     };
+    getTeamCredits: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The balance and the members' spend */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TeamCreditsBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     listTeamInvitations: {
         parameters: {
             query?: {
@@ -3117,6 +3283,39 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
         };
     };
+    listTeamLedger: {
+        parameters: {
+            query?: {
+                /** @description Entries older than this (the previous page's `nextCursor`). */
+                cursor?: number;
+                /** @description At most this many (default 50, at most 200). */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of entries */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TeamLedgerPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     listTeamMembers: {
         parameters: {
             query?: {
@@ -3225,6 +3424,40 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    setTeamSpendingLimit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+                /** @description User id */
+                user: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetSpendingLimit"];
+            };
+        };
+        responses: {
+            /** @description The member's limit now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SpendingLimitBody"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
         };
     };

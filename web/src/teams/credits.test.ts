@@ -8,7 +8,7 @@ describe('team credits', () => {
     expect(parseLimit('0')).toBe(0)
     expect(parseLimit(' 25 ')).toBe(25)
     expect(parseLimit(String(MAX_SPENDING_LIMIT))).toBe(MAX_SPENDING_LIMIT)
-    for (const bad of ['-1', '1.5', '1e3', 'ten', '99999999999999999999']) expect(parseLimit(bad)).toBeUndefined()
+    for (const bad of ['-1', '1.5', '1e3', 'ten', '99999999999999999999', '9007199254740993']) expect(parseLimit(bad)).toBeUndefined()
   })
 
   test('spend reads against the limit', () => {

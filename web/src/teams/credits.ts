@@ -12,8 +12,8 @@ export function parseLimit(text: string): number | null | undefined {
   const trimmed = text.trim()
   if (trimmed === '') return null
   if (!/^\d+$/.test(trimmed)) return undefined
-  const value = Number(trimmed)
-  return Number.isSafeInteger(value) && value <= MAX_SPENDING_LIMIT ? value : undefined
+  // Compared exactly: past 2^53 a Number would round a refused value onto an accepted one.
+  return BigInt(trimmed) <= BigInt(MAX_SPENDING_LIMIT) ? Number(trimmed) : undefined
 }
 
 /** "3 of 10 credits this month", or "3 credits this month (no limit)". */
