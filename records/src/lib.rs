@@ -63,11 +63,11 @@ pub use runs::{
     NodeSettlement, OutboxEntry, Run, RunGauges, RunNode, RunNodeState, RunStatus, RunStore, Submission,
 };
 pub use sqlite::SqliteAccounts;
+pub use team_credits::{MemberSpend, TeamCredits};
 pub use teams::{
     Invitation, InvitationStatus, Invitee, Membership, NewInvitation, Team, TeamLimits, TeamMember, TeamRole,
     TeamStore,
 };
-pub use team_credits::{MemberSpend, TeamCredits};
 pub use users::User;
 pub use webhooks::WebhookStore;
 pub use workflow_invitations::{

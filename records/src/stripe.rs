@@ -166,7 +166,12 @@ pub fn parse_checkout_completed(payload: &[u8]) -> Result<Option<CheckoutCredit>
     let credits =
         positive_integer(credits).ok_or_else(|| CheckoutError::InvalidCredits(credits.to_string()))?;
     let team_id = non_empty_str(session.pointer("/metadata/team_id")).map(TeamId::from);
-    Ok(Some(CheckoutCredit { event_id: event_id.to_owned(), user_id: UserId::from(user_id), credits, team_id }))
+    Ok(Some(CheckoutCredit {
+        event_id: event_id.to_owned(),
+        user_id: UserId::from(user_id),
+        credits,
+        team_id,
+    }))
 }
 
 /// Credits a checkout once, however many times its event is delivered.

@@ -225,7 +225,8 @@ async fn spending_limits_refuse_a_member_at_their_limit_even_under_concurrent_su
     let stranger = world.user_id(&person("stranger")).await;
     let not_found = (StatusCode::NOT_FOUND, Some("not_found"));
     world.expect("not a member", Method::PUT, &limit_path(&stranger), &bob, one.clone(), not_found).await;
-    let set = world.expect("an admin", Method::PUT, &limit_path(&cy_id), &bob, one, (StatusCode::OK, None)).await;
+    let set =
+        world.expect("an admin", Method::PUT, &limit_path(&cy_id), &bob, one, (StatusCode::OK, None)).await;
     assert_eq!(set, json!({ "userId": cy_id, "limit": 1 }));
 
     // At the limit: refused with the numbers; another member is not.
@@ -281,7 +282,8 @@ async fn a_stripe_checkout_for_a_team_credits_it_once_and_only_from_its_managers
     world.join(&team, &ada, &bob, "admin").await;
     world.join(&team, &ada, &cy, "member").await;
     world.team(&eve, "Elsewhere").await;
-    let (bob_id, cy_id, eve_id) = (world.user_id(&bob).await, world.user_id(&cy).await, world.user_id(&eve).await);
+    let (bob_id, cy_id, eve_id) =
+        (world.user_id(&bob).await, world.user_id(&cy).await, world.user_id(&eve).await);
 
     let deliver = |event_id: &str, payer: &str, team: &str| {
         let event = json!({

@@ -226,14 +226,14 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
     if estimate > 0 {
         // The whole estimate at once, decided and written in one statement under the
         // account row's lock (the same guarded UPDATE as apply_credits).
-        let balance = match team_credits::take_hold(&mut w.tx, &run.user_id, billed.as_ref(), estimate, now).await
-        {
-            Ok(balance) => balance,
-            Err(refused) => {
-                w.tx.rollback().await?;
-                return Err(refused);
-            }
-        };
+        let balance =
+            match team_credits::take_hold(&mut w.tx, &run.user_id, billed.as_ref(), estimate, now).await {
+                Ok(balance) => balance,
+                Err(refused) => {
+                    w.tx.rollback().await?;
+                    return Err(refused);
+                }
+            };
         // One entry per paid node, chained from the balance before the hold.
         let mut after = balance + estimate;
         for node in run.nodes.iter().filter(|node| node.cost > 0) {

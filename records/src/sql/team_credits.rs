@@ -78,15 +78,28 @@ pub(super) async fn take_hold(
         }
     }
     if balance < estimate {
-        return Err(AccountError::InsufficientTeamCredits { team: team.clone(), balance, requested: estimate });
+        return Err(AccountError::InsufficientTeamCredits {
+            team: team.clone(),
+            balance,
+            requested: estimate,
+        });
     }
-    add_to_account(conn, user, Some(team), -estimate).await?.ok_or_else(|| AccountError::TeamNotFound(team.clone()))
+    add_to_account(conn, user, Some(team), -estimate)
+        .await?
+        .ok_or_else(|| AccountError::TeamNotFound(team.clone()))
 }
 
 /// Credits captured and still held for `user`'s runs billed to `team` since `since`.
-async fn member_spend(conn: &mut Conn, team: &TeamId, user: &UserId, since: i64) -> Result<i64, AccountError> {
+async fn member_spend(
+    conn: &mut Conn,
+    team: &TeamId,
+    user: &UserId,
+    since: i64,
+) -> Result<i64, AccountError> {
     Ok(sqlx::query_scalar(concat!(
-        "SELECT CAST(COALESCE(SUM(", spend_expr!(), "), 0) AS BIGINT)
+        "SELECT CAST(COALESCE(SUM(",
+        spend_expr!(),
+        "), 0) AS BIGINT)
          FROM runs r JOIN run_nodes n ON n.run_id = r.id
          WHERE r.billed_team_id = $1 AND r.user_id = $2 AND r.created_at >= $3"
     ))
@@ -154,8 +167,15 @@ pub(super) async fn apply(
             Some(balance) => refusal(balance, amount),
         });
     };
-    let entry =
-        NewEntry { user_id: &member, amount, balance_after, reason, key, created_at: now, team_id: Some(team) };
+    let entry = NewEntry {
+        user_id: &member,
+        amount,
+        balance_after,
+        reason,
+        key,
+        created_at: now,
+        team_id: Some(team),
+    };
     match ledger::insert(&mut w.tx, &entry).await? {
         Some(entry) => {
             w.tx.commit().await?;
@@ -164,8 +184,9 @@ pub(super) async fn apply(
         None => {
             w.tx.rollback().await?;
             drop(w._lock);
-            let existing =
-                ledger::by_key(&mut *store.pool().acquire().await?, key).await?.ok_or(sqlx::Error::RowNotFound)?;
+            let existing = ledger::by_key(&mut *store.pool().acquire().await?, key)
+                .await?
+                .ok_or(sqlx::Error::RowNotFound)?;
             replay_for(existing, &member, Some(team), amount)
         }
     }
@@ -226,13 +247,14 @@ pub(super) async fn set_limit(
     limit: Option<i64>,
 ) -> Result<(), AccountError> {
     let mut w = store.begin_write().await?;
-    let changed = sqlx::query("UPDATE team_members SET spending_limit = $3 WHERE team_id = $1 AND user_id = $2")
-        .bind(team)
-        .bind(user)
-        .bind(limit)
-        .execute(&mut *w.tx)
-        .await?
-        .rows_affected();
+    let changed =
+        sqlx::query("UPDATE team_members SET spending_limit = $3 WHERE team_id = $1 AND user_id = $2")
+            .bind(team)
+            .bind(user)
+            .bind(limit)
+            .execute(&mut *w.tx)
+            .await?
+            .rows_affected();
     if changed == 0 {
         w.tx.rollback().await?;
         return Err(AccountError::NotMember);

@@ -201,9 +201,7 @@ pub async fn stripe_webhook(
     };
     let outcome = match credited {
         Ok(outcome) => outcome,
-        Err(
-            error @ (CreditError::UnknownCheckoutTeam(_) | CreditError::PayerNotTeamManager { .. }),
-        ) => {
+        Err(error @ (CreditError::UnknownCheckoutTeam(_) | CreditError::PayerNotTeamManager { .. })) => {
             // As for an unknown user: Stripe retries and shows the refusal in its dashboard,
             // where the studio can refund or reassign the payment.
             tracing::error!(event = %credit.event_id, user = %credit.user_id, %error, "a paid team checkout was refused");

@@ -188,7 +188,9 @@ pub async fn set_spending_limit(
     ApiJson(body): ApiJson<SetSpendingLimit>,
 ) -> Result<Json<SpendingLimitBody>, ApiError> {
     let Some(limit) = body.limit else {
-        return Err(ApiError::BadRequest("`limit` is required (a number of credits, or null for none)".into()));
+        return Err(ApiError::BadRequest(
+            "`limit` is required (a number of credits, or null for none)".into(),
+        ));
     };
     let service = TeamCreditService::new(TeamService::new(&state, addr));
     service.set_limit(&caller.0, &team, &user, limit).await?;

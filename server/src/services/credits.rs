@@ -96,7 +96,8 @@ impl<'a> CreditService<'a> {
             Some(key) => format!("admin:team:{key}"),
             None => format!("admin:{team}:{}", rand::random::<u64>()),
         };
-        let outcome = match teams.apply_team_credits(team, None, amount, "granted by an operator", &key).await {
+        let outcome = match teams.apply_team_credits(team, None, amount, "granted by an operator", &key).await
+        {
             Err(AccountError::TeamNotFound(_)) => return Err(CreditError::NoSuchTeam(team.clone())),
             outcome => outcome?,
         };
@@ -119,11 +120,15 @@ impl<'a> CreditService<'a> {
         }
         let role = teams.role(team, &credit.user_id).await?;
         if !role.is_some_and(|role| role.manages_members()) {
-            return Err(CreditError::PayerNotTeamManager { user: credit.user_id.clone(), team: team.clone() });
+            return Err(CreditError::PayerNotTeamManager {
+                user: credit.user_id.clone(),
+                team: team.clone(),
+            });
         }
         let key = credit.idempotency_key();
-        let outcome =
-            teams.apply_team_credits(team, Some(&credit.user_id), credit.credits, "stripe checkout", &key).await?;
+        let outcome = teams
+            .apply_team_credits(team, Some(&credit.user_id), credit.credits, "stripe checkout", &key)
+            .await?;
         self.audit_team("team.stripe_credited", team, &outcome, &key).await;
         Ok(outcome)
     }

@@ -117,7 +117,8 @@ impl TeamWorld {
     /// Grants `credits` to the team's balance (once per `key`), straight through the store as
     /// an operator's grant would.
     pub async fn grant_team(&self, team: &str, credits: i64, key: &str) {
-        let database = dojo_store::open_database(&self.story.api.database_url).await.expect("open the database");
+        let database =
+            dojo_store::open_database(&self.story.api.database_url).await.expect("open the database");
         dojo_records::teams(&database)
             .apply_team_credits(&dojo_ids::TeamId::from(team), None, credits, "test grant", key)
             .await
