@@ -156,6 +156,18 @@ async fn a_team_of_three_shares_one_balance_and_personal_runs_charge_the_user(ba
     assert_eq!(granted.len(), 1, "{granted:?}");
     assert_eq!(granted[0]["actorType"], "operator", "{granted:?}");
     assert_eq!(granted[0]["detail"]["amount"], 10, "{granted:?}");
+
+    // The member deletes their account: the team's entries that named them stay, under their
+    // pseudonym, and the team's ledger still adds up.
+    let (_, step) = world.call(Method::POST, "/api/me/deletion", &cy, None).await;
+    let (status, deleted) =
+        world.call(Method::DELETE, "/api/me", &cy, Some(json!({ "confirm": step["confirm"] }))).await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    let pseudonym = deleted["pseudonym"].as_str().expect("a pseudonym");
+    let entries = checked_ledger(&world, &team, &bob).await;
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert!(entries[1..].iter().all(|e| e["userId"] == pseudonym), "{entries:?}");
+    assert!(!entries.iter().any(|e| e.to_string().contains(cy_id.as_str())), "{entries:?}");
 }
 
 async fn a_short_team_balance_refuses_before_holding_and_a_cancelled_run_refunds_the_team(backend: Backend) {

@@ -12,12 +12,12 @@ use crate::runs::{HoldState, NodeSettlement, RunStatus};
 use crate::{AccountError, now_millis};
 
 /// Resolves a node's pending hold, once: its hold state (only `pending` matches) and
-/// its ledger entry change together. Called with the run and node rows locked.
+/// its ledger entry change together, on the account the run's holds came from (the user's, or
+/// `billed`, a team's). Called with the run and node rows locked.
 pub(super) async fn resolve_hold(
     conn: &mut Conn,
     run_id: &str,
-    user_id: &UserId,
-    billed: Option<&TeamId>,
+    (user_id, billed): (&UserId, Option<&TeamId>),
     node_id: &str,
     node_type: &str,
     capture: bool,
@@ -123,8 +123,7 @@ pub(super) async fn settle(
         resolve_hold(
             &mut w.tx,
             run_id,
-            &user_id,
-            billed.as_ref(),
+            (&user_id, billed.as_ref()),
             node_id,
             &settled.node_type,
             settlement.capture,
