@@ -17,7 +17,7 @@ macro_rules! workflow_columns {
 
 macro_rules! ledger_columns {
     () => {
-        "id, user_id, amount, balance_after, reason, idempotency_key, created_at"
+        "id, user_id, amount, balance_after, reason, idempotency_key, created_at, team_id"
     };
 }
 
@@ -25,6 +25,14 @@ macro_rules! run_columns {
     () => {
         "id, room, user_id, status, graph, targets, estimate, charged, cancel_requested, attempts, \
          lease_owner, lease_expires_at, error, created_at, started_at, finished_at, team_id"
+    };
+}
+
+/// What a node of a run billed to a team counts toward its member's monthly spend (`n` the
+/// `run_nodes` row): its charge once captured, its cost while held, nothing once released.
+macro_rules! spend_expr {
+    () => {
+        "CASE n.hold_state WHEN 'captured' THEN n.charged WHEN 'pending' THEN n.cost ELSE 0 END"
     };
 }
 

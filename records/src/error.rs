@@ -27,6 +27,13 @@ pub enum AccountError {
     /// spend asked for, as a positive number.
     #[error("insufficient credits: balance {balance}, requested {requested}")]
     InsufficientCredits { balance: i64, requested: i64 },
+    /// A run of a team's workflow costs more than the team's balance. Nothing was written.
+    #[error("insufficient team credits: team {:?} has {balance}, the run holds {requested}", .team.as_str())]
+    InsufficientTeamCredits { team: TeamId, balance: i64, requested: i64 },
+    /// A member's spend from the team's balance this calendar month (UTC), captured and held,
+    /// plus this run's estimate would pass the limit an owner or admin set. Nothing was written.
+    #[error("spending limit reached: {spent} of {limit} credits spent this month, the run holds {requested}")]
+    SpendingLimitReached { limit: i64, spent: i64, requested: i64 },
     /// A grant that would take the balance past `i64::MAX`. Nothing was written.
     #[error("a grant of {amount} would overflow the balance of {balance}")]
     BalanceOverflow { balance: i64, amount: i64 },

@@ -1,7 +1,7 @@
 //! The credit ledger: one append-only entry per balance change, once per idempotency key, and
 //! the rules that decide whether an amount may apply.
 
-use dojo_ids::UserId;
+use dojo_ids::{TeamId, UserId};
 use serde::Serialize;
 
 use crate::AccountError;
@@ -21,6 +21,9 @@ pub struct LedgerEntry {
     pub reason: String,
     pub idempotency_key: String,
     pub created_at: i64,
+    /// Set on an entry of a team's account: `balance_after` is then the team's balance, and
+    /// `user_id` the member it was on behalf of (who started the run, who paid).
+    pub team_id: Option<TeamId>,
 }
 
 /// The result of [`AccountStore::apply_credits`].
@@ -56,6 +59,8 @@ pub(crate) struct NewEntry<'a> {
     pub reason: &'a str,
     pub key: &'a str,
     pub created_at: i64,
+    /// The team whose balance this entry moves; `None`: the user's own.
+    pub team_id: Option<&'a TeamId>,
 }
 
 /// Longest reason and idempotency key accepted.
@@ -104,7 +109,17 @@ pub(crate) fn replay(
     user_id: &UserId,
     amount: i64,
 ) -> Result<CreditOutcome, AccountError> {
-    if existing.user_id == *user_id && existing.amount == amount {
+    replay_for(existing, user_id, None, amount)
+}
+
+/// [`replay`] for an entry of `team`'s account (`None`: the user's own).
+pub(crate) fn replay_for(
+    existing: LedgerEntry,
+    user_id: &UserId,
+    team: Option<&TeamId>,
+    amount: i64,
+) -> Result<CreditOutcome, AccountError> {
+    if existing.user_id == *user_id && existing.amount == amount && existing.team_id.as_ref() == team {
         Ok(CreditOutcome::AlreadyApplied(existing))
     } else {
         Err(AccountError::IdempotencyKeyReused {

@@ -42,6 +42,7 @@ pub mod runs;
 mod sqlite;
 pub mod stripe;
 pub mod support;
+pub mod team_credits;
 pub mod teams;
 mod users;
 pub mod webhooks;
@@ -66,6 +67,7 @@ pub use runs::{
 };
 pub use sqlite::SqliteAccounts;
 pub use support::{NewTicket, SupportStore, Ticket, TicketStatus};
+pub use team_credits::{MemberSpend, TeamCredits};
 pub use teams::{
     Invitation, InvitationStatus, Invitee, Membership, NewInvitation, Team, TeamLimits, TeamMember, TeamRole,
     TeamStore,

@@ -9,7 +9,7 @@
 //! `stripe:{event id}`) makes Stripe's own retries harmless.
 //! <https://docs.stripe.com/webhooks#verify-manually>
 
-use dojo_ids::UserId;
+use dojo_ids::{TeamId, UserId};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::Sha256;
@@ -116,6 +116,9 @@ pub struct CheckoutCredit {
     pub user_id: UserId,
     /// Always positive.
     pub credits: i64,
+    /// `metadata.team_id`: the team these credits are for; `user_id` is then the paying member,
+    /// who must manage that team. `None`: the user's own balance.
+    pub team_id: Option<TeamId>,
 }
 
 impl CheckoutCredit {
@@ -162,7 +165,13 @@ pub fn parse_checkout_completed(payload: &[u8]) -> Result<Option<CheckoutCredit>
         session.pointer("/metadata/credits").ok_or(CheckoutError::MissingField("metadata.credits"))?;
     let credits =
         positive_integer(credits).ok_or_else(|| CheckoutError::InvalidCredits(credits.to_string()))?;
-    Ok(Some(CheckoutCredit { event_id: event_id.to_owned(), user_id: UserId::from(user_id), credits }))
+    let team_id = non_empty_str(session.pointer("/metadata/team_id")).map(TeamId::from);
+    Ok(Some(CheckoutCredit {
+        event_id: event_id.to_owned(),
+        user_id: UserId::from(user_id),
+        credits,
+        team_id,
+    }))
 }
 
 /// Credits a checkout once, however many times its event is delivered.
@@ -319,8 +328,20 @@ mod tests {
                 event_id: "evt_1PZx0aKq9yA3bC2dE4fG5hI6".to_owned(),
                 user_id: UserId::from("u_0123456789abcdef"),
                 credits: 500,
+                team_id: None,
             }
         );
+        assert_eq!(credit.idempotency_key(), "stripe:evt_1PZx0aKq9yA3bC2dE4fG5hI6");
+    }
+
+    #[test]
+    fn a_team_checkout_names_the_team_and_its_payer() {
+        let metadata = serde_json::json!({"credits": "40", "team_id": "t_0123456789abcdef"});
+        let payload = checkout_event(Value::from("u_0123456789abcdef"), metadata, "paid");
+        let credit = parse_checkout_completed(&payload).expect("parses").expect("a credit");
+        assert_eq!(credit.team_id, Some(TeamId::from("t_0123456789abcdef")));
+        assert_eq!(credit.user_id, UserId::from("u_0123456789abcdef"));
+        // One key per event, whichever balance it credits.
         assert_eq!(credit.idempotency_key(), "stripe:evt_1PZx0aKq9yA3bC2dE4fG5hI6");
     }
 

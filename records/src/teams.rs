@@ -269,6 +269,39 @@ pub trait TeamStore: Send + Sync + 'static {
 
     async fn team(&self, id: &TeamId) -> Result<Option<Team>, AccountError>;
 
+    /// The team's balance, each member's spend this calendar month (UTC) and their limits;
+    /// `None`: no such team.
+    async fn team_credits(&self, id: &TeamId) -> Result<Option<crate::TeamCredits>, AccountError>;
+
+    /// The team's ledger entries, newest first, with an id below `before`, at most `limit`.
+    async fn team_ledger(
+        &self,
+        id: &TeamId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<crate::LedgerEntry>, AccountError>;
+
+    /// Adds `amount` (negative: removes) to the team's balance once per key, on behalf of
+    /// `member` (`None`: the team's first owner). The same guarantees as
+    /// [`AccountStore::apply_credits`](crate::AccountStore::apply_credits).
+    async fn apply_team_credits(
+        &self,
+        id: &TeamId,
+        member: Option<&UserId>,
+        amount: i64,
+        reason: &str,
+        key: &str,
+    ) -> Result<crate::CreditOutcome, AccountError>;
+
+    /// Sets the member's spending limit (credits per calendar month UTC; `None`: no limit).
+    /// [`AccountError::NotMember`] when they are not a member.
+    async fn set_spending_limit(
+        &self,
+        id: &TeamId,
+        user: &UserId,
+        limit: Option<i64>,
+    ) -> Result<(), AccountError>;
+
     /// Renames the team (its name validated as at creation).
     async fn rename_team(&self, id: &TeamId, name: &str) -> Result<Team, AccountError>;
 

@@ -19,7 +19,26 @@ pub async fn run(config: &Config, storage: &Storage, command: &AdminCommand) -> 
     let accounts = &storage.accounts;
     let operator = Actor::operator();
     match command {
-        AdminCommand::GrantCredits { user, amount, idempotency_key } => {
+        AdminCommand::GrantCredits { user: team, amount, idempotency_key, team: true } => {
+            let credits = CreditService::new(accounts).audited(&storage.audit, operator.clone());
+            let team = dojo_ids::TeamId::from(team.as_str());
+            let outcome = match credits
+                .grant_team(storage.teams.as_ref(), &team, *amount, idempotency_key.as_deref())
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(error @ CreditError::NoSuchTeam(_)) => bail!("{error}"),
+                Err(error) => return Err(anyhow::Error::new(error).context("applying the team grant")),
+            };
+            let entry = outcome.entry();
+            let what = if matches!(outcome, CreditOutcome::AlreadyApplied(_)) {
+                "already applied"
+            } else {
+                "applied"
+            };
+            println!("{what}: team {team} {:+} → balance {}", entry.amount, entry.balance_after);
+        }
+        AdminCommand::GrantCredits { user, amount, idempotency_key, team: false } => {
             // Without a key each run is a new grant; with one, re-running is harmless.
             let credits = CreditService::new(accounts).audited(&storage.audit, operator.clone());
             let granted = match credits.grant(user, *amount, idempotency_key.as_deref()).await {

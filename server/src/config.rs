@@ -83,10 +83,14 @@ pub enum Command {
 
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub enum AdminCommand {
-    /// Add credits to a user (negative to remove), recorded in the ledger.
+    /// Add credits to a user (negative to remove), or with `--team` to a team, recorded in the
+    /// ledger.
     GrantCredits {
-        /// The user's id, email or token subject.
+        /// The user's id, email or token subject; with `--team`, the team's id.
         user: String,
+        /// The first argument is a team id: the team's balance is granted.
+        #[arg(long)]
+        team: bool,
         #[arg(allow_negative_numbers = true)]
         amount: i64,
         /// Makes the grant idempotent: a second run with the same key changes nothing.

@@ -110,6 +110,9 @@ error_codes! {
     UnknownTarget = "unknown_target", UNPROCESSABLE_ENTITY;
     InvalidGraph = "invalid_graph", UNPROCESSABLE_ENTITY;
     InsufficientCredits = "insufficient_credits", PAYMENT_REQUIRED;
+    /// A run in a team's workflow would take the member past the monthly spending limit an
+    /// owner or admin set for them.
+    SpendingLimitReached = "spending_limit_reached", PAYMENT_REQUIRED;
     // Graph edits.
     InvalidEdits = "invalid_edits", UNPROCESSABLE_ENTITY;
     EditConflict = "edit_conflict", CONFLICT;

@@ -109,6 +109,8 @@ async fn a_team_run_uses_the_teams_key_and_nothing_shows_it(backend: Backend) {
     world.story.api.user_with_credits(&cy, 20).await;
     let team_a = world.team(&ada, "Keyed").await;
     let team_b = world.team(&cy, "Unkeyed").await;
+    world.grant_team(&team_a, 20, "keyed").await;
+    world.grant_team(&team_b, 20, "unkeyed").await;
     let mut answers = Vec::new();
     answers.push(set_key(&world, &team_a, &ada, "replicate", TEAM_KEY).await);
     assert_eq!(answers[0]["lastFour"], "9876", "{}", answers[0]);
@@ -191,6 +193,8 @@ async fn without_a_server_key_only_teams_with_one_run_and_moved_or_changed_rows_
     world.story.api.user_with_credits(&cy, 20).await;
     let team_a = world.team(&ada, "Keyed").await;
     let team_b = world.team(&cy, "Unkeyed").await;
+    world.grant_team(&team_a, 20, "keyed").await;
+    world.grant_team(&team_b, 20, "unkeyed").await;
     replicate_canvas(&world, &team_a, &ada, "keyed-board", "a keyed fox").await;
     replicate_canvas(&world, &team_b, &cy, "unkeyed-board", "an unkeyed fox").await;
 
@@ -202,6 +206,8 @@ async fn without_a_server_key_only_teams_with_one_run_and_moved_or_changed_rows_
     let message = refused["nodeErrors"]["flux"]["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("nor the team"), "the reason says a team key would do: {refused}");
     assert_eq!(world.story.api.balance(&cy).await, 20, "nothing was held");
+    let (_, credits) = world.call(Method::GET, &format!("/api/teams/{team_b}/credits"), &cy, None).await;
+    assert_eq!(credits["balance"], 20, "nothing was held from the team either: {credits}");
     // The catalog of a team without a key agrees; once a team has one, its catalog says so
     // (the server's does not), and its run goes through.
     let flux_of = |catalog: &Value| {
@@ -272,6 +278,7 @@ async fn rotation_reseals_every_key_and_runs_keep_working(backend: Backend) {
     let ada = person("ada");
     world.story.api.user_with_credits(&ada, 20).await;
     let team = world.team(&ada, "Rotating").await;
+    world.grant_team(&team, 20, "rotating").await;
     // Two canvases with different prompts: the second run is not served from the node cache.
     replicate_canvas(&world, &team, &ada, "rotating-before", "a fox before").await;
     replicate_canvas(&world, &team, &ada, "rotating-after", "a fox after").await;

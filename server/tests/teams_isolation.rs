@@ -87,6 +87,13 @@ impl Scene {
             probe(Method::GET, format!("/api/teams/{team}/audit?format=jsonl"), None),
             probe(Method::GET, format!("/api/teams/{team}/provider-keys"), None),
             probe(Method::GET, format!("/api/teams/{team}/catalog"), None),
+            probe(Method::GET, format!("/api/teams/{team}/credits"), None),
+            probe(Method::GET, format!("/api/teams/{team}/ledger"), None),
+            probe(
+                Method::PUT,
+                format!("/api/teams/{team}/members/{bob}/spending-limit"),
+                Some(json!({ "limit": 1 })),
+            ),
             probe(
                 Method::PUT,
                 format!("/api/teams/{team}/provider-keys/openai"),

@@ -132,4 +132,30 @@ describe('teams', () => {
     assert.equal(await bob.page.getByTestId('team-row').count(), 0, 'the team is gone from B\'s dashboard')
     await teamPage.close()
   })
+
+  test("a team's owner sees its balance and sets a member's monthly limit", async () => {
+    const { browser, server, people } = theStage
+    const dana = await signIn(browser, server, 'Dana', 'dana@example.com')
+    people.push(dana)
+    await dana.page.getByLabel('New team name').fill('Budget')
+    await dana.page.getByRole('button', { name: 'Create team' }).click()
+    const row = dana.page.getByTestId('team-row')
+    await row.waitFor({ timeout: 15_000 })
+    await row.getByRole('link', { name: 'Budget' }).click()
+    await dana.page.getByTestId('team-credits').waitFor({ timeout: 15_000 })
+    await waitFor(async () => (await dana.page.getByTestId('team-balance').textContent()) === '0', 'the balance shown')
+    const mine = dana.page.locator(`[data-testid="member-spend"][data-user-id="${dana.me.id}"]`)
+    assert.equal(await mine.getByTestId('member-spent').textContent(), '0 credits this month (no limit)')
+    await mine.getByLabel('Monthly limit of Dana').fill('5')
+    await mine.getByRole('button', { name: 'Set limit' }).click()
+    await waitFor(
+      async () => (await mine.getByTestId('member-spent').textContent()) === '0 of 5 credits this month',
+      'the limit saved and shown',
+    )
+    await dana.page.reload()
+    await waitFor(
+      async () => (await mine.getByTestId('member-spent').textContent()) === '0 of 5 credits this month',
+      'the limit is the server\'s',
+    )
+  })
 })

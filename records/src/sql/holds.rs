@@ -2,9 +2,9 @@
 //! exactly once (by its settlement, or by the sweeper when it expires), with its ledger entry in
 //! the same transaction. The lock order is `runs.rs`'s.
 
-use dojo_ids::UserId;
+use dojo_ids::{TeamId, UserId};
 
-use super::{Conn, Store, ledger, runs, users};
+use super::{Conn, Store, ledger, runs, team_credits};
 use crate::dialect::Dialect;
 use crate::ledger::NewEntry;
 use crate::run_records::{SettledNode, ledger_key, parse_hold};
@@ -12,11 +12,12 @@ use crate::runs::{HoldState, NodeSettlement, RunStatus};
 use crate::{AccountError, now_millis};
 
 /// Resolves a node's pending hold, once: its hold state (only `pending` matches) and
-/// its ledger entry change together. Called with the run and node rows locked.
+/// its ledger entry change together, on the account the run's holds came from (the user's, or
+/// `billed`, a team's). Called with the run and node rows locked.
 pub(super) async fn resolve_hold(
     conn: &mut Conn,
     run_id: &str,
-    user_id: &UserId,
+    (user_id, billed): (&UserId, Option<&TeamId>),
     node_id: &str,
     node_type: &str,
     capture: bool,
@@ -41,9 +42,16 @@ pub(super) async fn resolve_hold(
         return Ok(());
     }
     if capture {
-        // Amount 0: the hold already took the credits. The UPDATE only locks the user row
-        // so that balance_after is the balance in ledger order.
-        let balance = users::add_credits(conn, user_id, 0).await?;
+        sqlx::query("UPDATE runs SET charged = charged + $2 WHERE id = $1")
+            .bind(run_id)
+            .bind(cost)
+            .execute(&mut *conn)
+            .await?;
+        // Amount 0: the hold already took the credits. The UPDATE only locks the account's
+        // row so that balance_after is the balance in ledger order.
+        let Some(balance) = team_credits::add_to_account(conn, user_id, billed, 0).await? else {
+            return Ok(());
+        };
         let reason = format!("run {run_id}: charge for {node_id} ({node_type})");
         ledger::append(
             conn,
@@ -54,16 +62,14 @@ pub(super) async fn resolve_hold(
                 reason: &reason,
                 key: &key,
                 created_at: now,
+                team_id: billed,
             },
         )
         .await?;
-        sqlx::query("UPDATE runs SET charged = charged + $2 WHERE id = $1")
-            .bind(run_id)
-            .bind(cost)
-            .execute(&mut *conn)
-            .await?;
     } else {
-        let balance = users::add_credits(conn, user_id, cost).await?;
+        let Some(balance) = team_credits::add_to_account(conn, user_id, billed, cost).await? else {
+            return Ok(());
+        };
         let reason = format!("run {run_id}: release {node_id} ({node_type})");
         ledger::append(
             conn,
@@ -74,6 +80,7 @@ pub(super) async fn resolve_hold(
                 reason: &reason,
                 key: &key,
                 created_at: now,
+                team_id: billed,
             },
         )
         .await?;
@@ -89,7 +96,7 @@ pub(super) async fn settle(
 ) -> Result<bool, AccountError> {
     let now = now_millis();
     let mut w = this.begin_write().await?;
-    let Some((_, user_id)) = runs::lock_run(&mut w.tx, run_id).await? else {
+    let Some((_, user_id, billed)) = runs::lock_run(&mut w.tx, run_id).await? else {
         w.tx.rollback().await?;
         return Ok(false);
     };
@@ -113,8 +120,16 @@ pub(super) async fn settle(
         return Ok(false);
     };
     if settled.cost > 0 && parse_hold(settled.hold_state)? == HoldState::Pending {
-        resolve_hold(&mut w.tx, run_id, &user_id, node_id, &settled.node_type, settlement.capture, now)
-            .await?;
+        resolve_hold(
+            &mut w.tx,
+            run_id,
+            (&user_id, billed.as_ref()),
+            node_id,
+            &settled.node_type,
+            settlement.capture,
+            now,
+        )
+        .await?;
     }
     w.tx.commit().await?;
     Ok(true)

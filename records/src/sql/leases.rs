@@ -19,7 +19,7 @@ pub(super) async fn claim(
     let mut w = store.begin_write().await?;
     // Lock order: the run row, then the user row (see `runs.rs`).
     let locked = runs::lock_run(&mut w.tx, id).await?;
-    let Some((_, user)) = locked.filter(|(status, _)| !status.is_final()) else {
+    let Some((_, user, _)) = locked.filter(|(status, _, _)| !status.is_final()) else {
         w.tx.rollback().await?;
         return Ok(Claim::Gone);
     };

@@ -27,8 +27,9 @@ pub(super) async fn insert(
     entry: &NewEntry<'_>,
 ) -> Result<Option<LedgerEntry>, AccountError> {
     Ok(sqlx::query_as(concat!(
-        "INSERT INTO credit_ledger (user_id, amount, balance_after, reason, idempotency_key, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO credit_ledger (user_id, amount, balance_after, reason, idempotency_key, created_at,
+             team_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (idempotency_key) DO NOTHING
          RETURNING ",
         ledger_columns!()
@@ -39,6 +40,7 @@ pub(super) async fn insert(
     .bind(entry.reason)
     .bind(entry.key)
     .bind(entry.created_at)
+    .bind(entry.team_id)
     .fetch_optional(&mut *conn)
     .await?)
 }
@@ -99,7 +101,7 @@ pub(super) async fn apply_credits(
             Some(balance) => refusal(balance, amount),
         });
     };
-    let entry = NewEntry { user_id, amount, balance_after, reason, key, created_at: now };
+    let entry = NewEntry { user_id, amount, balance_after, reason, key, created_at: now, team_id: None };
     match insert(&mut w.tx, &entry).await? {
         Some(entry) => {
             w.tx.commit().await?;

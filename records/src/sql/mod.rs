@@ -23,6 +23,7 @@ mod provider_keys;
 mod run_store;
 mod runs;
 mod support;
+mod team_credits;
 mod team_lifecycle;
 mod team_store;
 mod teams;

@@ -7,9 +7,9 @@
 //! same run therefore queue on the run row, and whichever comes second sees the node states the
 //! first one committed: a pending hold resolves exactly once.
 
-use dojo_ids::{RunId, UserId};
+use dojo_ids::{RunId, TeamId, UserId};
 
-use super::{Conn, Store, ledger, outbox, users};
+use super::{Conn, Store, ledger, outbox, team_credits};
 use crate::dialect::Dialect;
 use crate::ledger::NewEntry;
 use crate::run_records::{NodeRow, ReleasedHold, RunRow, decode_runs, invalid, ledger_key, parse_status};
@@ -42,15 +42,19 @@ pub(super) async fn by_key(
 }
 
 /// Locks the run row (the first lock of every write that touches a run's money) and
-/// returns its status and user.
-pub(super) async fn lock_run(conn: &mut Conn, id: &str) -> Result<Option<(RunStatus, UserId)>, AccountError> {
-    let row: Option<(String, UserId)> =
-        sqlx::query_as("UPDATE runs SET status = status WHERE id = $1 RETURNING status, user_id")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    row.map(|(status, user)| Ok((parse_status(status)?, user))).transpose()
+/// returns its status, its user and the team its holds were taken from (`None`: the user).
+pub(super) async fn lock_run(conn: &mut Conn, id: &str) -> Result<Option<LockedRun>, AccountError> {
+    let row: Option<(String, UserId, Option<TeamId>)> = sqlx::query_as(
+        "UPDATE runs SET status = status WHERE id = $1 RETURNING status, user_id, billed_team_id",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|(status, user, team)| Ok((parse_status(status)?, user, team))).transpose()
 }
+
+/// What [`lock_run`] returns: status, user, and the team billed (`None`: the user).
+pub(super) type LockedRun = (RunStatus, UserId, Option<TeamId>);
 
 /// Finishes an active run inside `conn`'s transaction; a final run is returned as it is.
 /// Returns the run and how many holds were released, or `None` without such a run.
@@ -61,7 +65,7 @@ pub(super) async fn finish_locked(
     error: Option<&str>,
     now: i64,
 ) -> Result<Option<(Run, u64)>, AccountError> {
-    let Some((current, user_id)) = lock_run(conn, id).await? else { return Ok(None) };
+    let Some((current, user_id, billed)) = lock_run(conn, id).await? else { return Ok(None) };
     if current.is_final() {
         return Ok(by_id(conn, id).await?.map(|run| (run, 0)));
     }
@@ -87,10 +91,16 @@ pub(super) async fn finish_locked(
         .iter()
         .try_fold(0i64, |sum, (hold, _)| sum.checked_add(hold.cost))
         .ok_or(invalid("cost", "the total is out of range"))?;
-    if total > 0 {
+    // A team deleted meanwhile took its balance with it: nothing to refund to.
+    let refunded = if total > 0 {
+        team_credits::add_to_account(conn, &user_id, billed.as_ref(), total).await?
+    } else {
+        None
+    };
+    if let Some(after_all) = refunded {
         // One balance change for all the refunds; the entries then chain from the
         // balance before it, each adding its node's cost.
-        let mut balance = users::add_credits(conn, &user_id, total).await? - total;
+        let mut balance = after_all - total;
         for (hold, key) in &refunds {
             balance += hold.cost;
             let reason = format!("run {id}: release {} ({})", hold.node_id, hold.node_type);
@@ -103,6 +113,7 @@ pub(super) async fn finish_locked(
                     reason: &reason,
                     key,
                     created_at: now,
+                    team_id: billed.as_ref(),
                 },
             )
             .await?;
@@ -150,8 +161,8 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
     // so it never reaches the hold below.
     let created: Option<RunRow> = sqlx::query_as(concat!(
         "INSERT INTO runs (id, room, user_id, status, graph, targets, idempotency_key, estimate,
-             charged, cancel_requested, attempts, created_at, team_id)
-         SELECT $1, $2, $3, 'queued', $4, $5, $6, $7, 0, 0, 0, $8, $9
+             charged, cancel_requested, attempts, created_at, team_id, billed_team_id)
+         SELECT $1, $2, $3, 'queued', $4, $5, $6, $7, 0, 0, 0, $8, $9, $9
          WHERE EXISTS (SELECT 1 FROM users WHERE id = $3)
          ON CONFLICT DO NOTHING
          RETURNING ",
@@ -209,27 +220,20 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
             return Err(AccountError::QuotaExceeded { what: "queued or running runs", limit });
         }
     }
+    // A run of a team's workflow is paid by the team (its holds, captures and releases move
+    // the team's balance); the run row says so in billed_team_id, set above.
+    let billed = run.team_id.clone();
     if estimate > 0 {
         // The whole estimate at once, decided and written in one statement under the
-        // user row's lock (the same guarded UPDATE as apply_credits).
-        let balance: Option<i64> = sqlx::query_scalar(
-            "UPDATE users SET credits = credits - $2 WHERE id = $1 AND credits >= $2 RETURNING credits",
-        )
-        .bind(&run.user_id)
-        .bind(estimate)
-        .fetch_optional(&mut *w.tx)
-        .await?;
-        let Some(balance) = balance else {
-            let current: Option<i64> = sqlx::query_scalar("SELECT credits FROM users WHERE id = $1")
-                .bind(&run.user_id)
-                .fetch_optional(&mut *w.tx)
-                .await?;
-            w.tx.rollback().await?;
-            return Err(match current {
-                None => AccountError::UserNotFound(run.user_id),
-                Some(balance) => AccountError::InsufficientCredits { balance, requested: estimate },
-            });
-        };
+        // account row's lock (the same guarded UPDATE as apply_credits).
+        let balance =
+            match team_credits::take_hold(&mut w.tx, &run.user_id, billed.as_ref(), estimate, now).await {
+                Ok(balance) => balance,
+                Err(refused) => {
+                    w.tx.rollback().await?;
+                    return Err(refused);
+                }
+            };
         // One entry per paid node, chained from the balance before the hold.
         let mut after = balance + estimate;
         for node in run.nodes.iter().filter(|node| node.cost > 0) {
@@ -245,6 +249,7 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
                     reason: &reason,
                     key: &key,
                     created_at: now,
+                    team_id: billed.as_ref(),
                 },
             )
             .await?;

@@ -4,7 +4,7 @@
 use dojo_ids::{InvitationId, RoomName, TeamId, UserId, WorkflowId};
 use dojo_store::run_to_completion;
 
-use super::{Store, invitations, team_lifecycle, teams};
+use super::{Store, invitations, team_credits, team_lifecycle, teams};
 use crate::AccountError;
 use crate::teams::{
     Invitation, Invitee, Membership, NewInvitation, Team, TeamLimits, TeamMember, TeamRole, TeamStore,
@@ -26,6 +26,47 @@ impl TeamStore for Store {
 
     async fn team(&self, id: &TeamId) -> Result<Option<Team>, AccountError> {
         teams::by_id(self, id).await
+    }
+
+    async fn team_credits(&self, id: &TeamId) -> Result<Option<crate::TeamCredits>, AccountError> {
+        team_credits::credits(self, id).await
+    }
+
+    async fn team_ledger(
+        &self,
+        id: &TeamId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<crate::LedgerEntry>, AccountError> {
+        team_credits::ledger_page(self, id, before, limit).await
+    }
+
+    async fn apply_team_credits(
+        &self,
+        id: &TeamId,
+        member: Option<&UserId>,
+        amount: i64,
+        reason: &str,
+        key: &str,
+    ) -> Result<crate::CreditOutcome, AccountError> {
+        crate::ledger::validate_credit_request(reason, key)?;
+        let (this, id, member) = (self.clone(), id.clone(), member.cloned());
+        let (reason, key) = (reason.to_owned(), key.to_owned());
+        run_to_completion(async move {
+            team_credits::apply(&this, &id, member.as_ref(), amount, &reason, &key).await
+        })
+        .await
+    }
+
+    async fn set_spending_limit(
+        &self,
+        id: &TeamId,
+        user: &UserId,
+        limit: Option<i64>,
+    ) -> Result<(), AccountError> {
+        crate::team_credits::validate_limit(limit)?;
+        let (this, id, user) = (self.clone(), id.clone(), user.clone());
+        run_to_completion(async move { team_credits::set_limit(&this, &id, &user, limit).await }).await
     }
 
     async fn rename_team(&self, id: &TeamId, name: &str) -> Result<Team, AccountError> {

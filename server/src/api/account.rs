@@ -41,6 +41,9 @@ pub struct LedgerEntryBody {
     pub balance_after: i64,
     pub reason: String,
     pub created_at: i64,
+    /// Set on an entry of a team's balance that you caused (a run of yours in the team's
+    /// workflow, a checkout you paid for it): `balanceAfter` is then the team's balance.
+    pub team_id: Option<String>,
 }
 
 /// The caller's profile and credit balance.
@@ -96,6 +99,7 @@ pub async fn ledger(
                 balance_after: e.balance_after,
                 reason: e.reason,
                 created_at: e.created_at,
+                team_id: e.team_id.map(|team| team.into_string()),
             })
             .collect(),
     ))
@@ -191,8 +195,18 @@ pub async fn stripe_webhook(
     };
     let credits = CreditService::new(state.auth().accounts())
         .audited(state.audit(), crate::services::audit::Actor::system("stripe"));
-    let outcome = match credits.credit_checkout(&credit).await {
+    let credited = match &credit.team_id {
+        Some(team) => credits.credit_team_checkout(state.teams().as_ref(), team, &credit).await,
+        None => credits.credit_checkout(&credit).await,
+    };
+    let outcome = match credited {
         Ok(outcome) => outcome,
+        Err(error @ (CreditError::UnknownCheckoutTeam(_) | CreditError::PayerNotTeamManager { .. })) => {
+            // As for an unknown user: Stripe retries and shows the refusal in its dashboard,
+            // where the studio can refund or reassign the payment.
+            tracing::error!(event = %credit.event_id, user = %credit.user_id, %error, "a paid team checkout was refused");
+            return Err(error.into());
+        }
         Err(error @ CreditError::UnknownCheckoutUser(_)) => {
             // Acknowledging would lose the payment silently; failing makes Stripe retry and
             // shows the event in its dashboard.
@@ -202,7 +216,8 @@ pub async fn stripe_webhook(
         Err(error) => return Err(error.into()),
     };
     let replay = matches!(outcome, CreditOutcome::AlreadyApplied(_));
-    tracing::info!(event = %credit.event_id, user = %credit.user_id, credits = credit.credits, replay, "stripe checkout");
+    let team = credit.team_id.as_ref().map(|team| team.as_str());
+    tracing::info!(event = %credit.event_id, user = %credit.user_id, ?team, credits = credit.credits, replay, "stripe checkout");
     Ok(Json(StripeAck {
         received: true,
         credited: if replay { 0 } else { credit.credits },

@@ -23,6 +23,7 @@ mod runs;
 mod service_errors;
 mod support;
 mod team_audit;
+mod team_credits;
 mod team_lifecycle;
 mod teams;
 mod webhooks;
@@ -64,6 +65,9 @@ pub enum ApiError {
     QuotaExceeded(String),
     #[error("{0}")]
     PaymentRequired(String),
+    /// A member's monthly spending limit in the team would be passed.
+    #[error("{0}")]
+    SpendingLimitReached(String),
     #[error("too many requests: retry in {retry_after_s} s")]
     TooManyRequests { retry_after_s: u64 },
     #[error("{0}")]
@@ -159,6 +163,7 @@ impl ApiError {
             ApiError::RoomTaken(_) => ErrorCode::RoomTaken,
             ApiError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             ApiError::PaymentRequired(_) => ErrorCode::InsufficientCredits,
+            ApiError::SpendingLimitReached(_) => ErrorCode::SpendingLimitReached,
             ApiError::TooManyRequests { .. } => ErrorCode::RateLimited,
             ApiError::Unavailable(_) | ApiError::Storage(_) => ErrorCode::Unavailable,
             ApiError::Internal(_) => ErrorCode::Internal,
@@ -248,7 +253,10 @@ impl From<AccountError> for ApiError {
                 ApiError::Conflict(error.to_string())
             }
             AccountError::InvalidInput { .. } => ApiError::BadRequest(error.to_string()),
-            AccountError::InsufficientCredits { .. } => ApiError::PaymentRequired(error.to_string()),
+            AccountError::InsufficientCredits { .. } | AccountError::InsufficientTeamCredits { .. } => {
+                ApiError::PaymentRequired(error.to_string())
+            }
+            AccountError::SpendingLimitReached { .. } => ApiError::SpendingLimitReached(error.to_string()),
             AccountError::IdempotencyKeyReused { .. } => ApiError::Conflict(error.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
@@ -314,6 +322,12 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
         .route("/api/teams/{team}/invitations", get(teams::team_invitations).post(teams::invite))
         .route("/api/teams/{team}/invitations/{invitation}", axum::routing::delete(teams::revoke_invitation))
         .route("/api/teams/{team}/audit", get(team_audit::audit))
+        .route("/api/teams/{team}/credits", get(team_credits::credits))
+        .route("/api/teams/{team}/ledger", get(team_credits::ledger))
+        .route(
+            "/api/teams/{team}/members/{user}/spending-limit",
+            axum::routing::put(team_credits::set_spending_limit),
+        )
         .route("/api/teams/{team}/provider-keys", get(provider_keys::list))
         .route("/api/teams/{team}/catalog", get(provider_keys::catalog))
         .route(

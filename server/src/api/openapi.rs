@@ -19,7 +19,7 @@ use super::responses::{
     Unauthorized, Unavailable,
 };
 use super::{
-    account, assets, compose, data_rights, documents, jobs, provider_keys, runs, support, team_audit,
+    account, assets, compose, data_rights, documents, jobs, provider_keys, runs, support, team_audit, team_credits,
     team_lifecycle, teams, webhooks, workflow_invitations, workflows,
 };
 
@@ -88,6 +88,9 @@ use super::{
         teams::accept,
         teams::decline,
         team_audit::audit,
+        team_credits::credits,
+        team_credits::ledger,
+        team_credits::set_spending_limit,
         provider_keys::set,
         provider_keys::list,
         provider_keys::delete,

@@ -35,6 +35,9 @@ pub struct InsufficientCreditsBody {
     pub balance: i64,
     /// Credits the run would hold.
     pub cost: i64,
+    /// The team whose balance it is, for a run in a team's workflow.
+    #[serde(rename = "teamId", skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<String>,
 }
 
 /// `422 invalid_graph`: the graph's problems, per node as ComfyUI reports them (camelCase keys).

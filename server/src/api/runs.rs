@@ -158,7 +158,7 @@ pub struct ListQuery {
     request_body(content = Option<SubmitRun>, description = "Optional targets"),
     responses((status = 202, description = "Validated, credits held, queued", body = Submitted),
         (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
-        (status = 402, description = "`insufficient_credits`: the balance is short of the run's cost", body = InsufficientCreditsBody),
+        (status = 402, description = "`insufficient_credits`: the balance (the team's, with `teamId`, for a team's workflow) is short of the run's cost; `spending_limit_reached`: the caller's monthly limit in the team would be passed (`limit`, `spent`, `requested`)", body = InsufficientCreditsBody),
         (status = 403, response = Forbidden), (status = 404, response = NotFound),
         (status = 422, description = "`invalid_graph`: the graph's errors, per node; `empty_graph`: nothing to run; `unknown_target`: a target that is not a node id", body = InvalidGraphBody),
         (status = 429, description = "`quota_exceeded`: the caller has the most runs queued or running one user may; or `rate_limited`", body = ErrorBody),
@@ -261,6 +261,28 @@ fn submit_refused(error: SubmitError) -> Result<Response, ApiError> {
                 "code": code.as_str(),
                 "balance": balance,
                 "cost": requested,
+            });
+            Ok((code.status(), Json(body)).into_response())
+        }
+        SubmitError::InsufficientTeamCredits { team, balance, requested } => {
+            let code = ErrorCode::InsufficientCredits;
+            let body = json!({
+                "error": message,
+                "code": code.as_str(),
+                "balance": balance,
+                "cost": requested,
+                "teamId": team,
+            });
+            Ok((code.status(), Json(body)).into_response())
+        }
+        SubmitError::SpendingLimitReached { limit, spent, requested } => {
+            let code = ErrorCode::SpendingLimitReached;
+            let body = json!({
+                "error": message,
+                "code": code.as_str(),
+                "limit": limit,
+                "spent": spent,
+                "requested": requested,
             });
             Ok((code.status(), Json(body)).into_response())
         }

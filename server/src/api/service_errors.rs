@@ -141,7 +141,10 @@ impl From<CreditError> for ApiError {
     fn from(error: CreditError) -> Self {
         match error {
             CreditError::NoSuchUser(_) => ApiError::NotFound(error.to_string()),
-            CreditError::UnknownCheckoutUser(_) => ApiError::BadRequest(error.to_string()),
+            CreditError::UnknownCheckoutUser(_)
+            | CreditError::UnknownCheckoutTeam(_)
+            | CreditError::PayerNotTeamManager { .. } => ApiError::BadRequest(error.to_string()),
+            CreditError::NoSuchTeam(_) => ApiError::NotFound(error.to_string()),
             CreditError::Accounts(error) => error.into(),
         }
     }

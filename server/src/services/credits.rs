@@ -1,9 +1,9 @@
 //! Credits coming in: an operator's grant, a paid checkout, dev mode's welcome. Every one goes
 //! through `apply_credits` with a key of its own namespace, so a retry changes the balance once.
 
-use dojo_ids::UserId;
+use dojo_ids::{TeamId, UserId};
 use dojo_records::stripe::CheckoutCredit;
-use dojo_records::{AccountError, AccountStore, AuditLog, CreditOutcome, User};
+use dojo_records::{AccountError, AccountStore, AuditLog, CreditOutcome, TeamStore, User};
 use serde_json::json;
 
 use super::audit::{Actor, Record, record};
@@ -15,6 +15,14 @@ pub enum CreditError {
     NoSuchUser(String),
     #[error("unknown user {:?}", .0.as_str())]
     UnknownCheckoutUser(UserId),
+    #[error("no team {:?}", .0.as_str())]
+    NoSuchTeam(TeamId),
+    /// A team checkout whose team does not exist (any more).
+    #[error("unknown team {:?}", .0.as_str())]
+    UnknownCheckoutTeam(TeamId),
+    /// A team checkout paid by someone who is not (any more) an owner or admin of that team.
+    #[error("user {:?} is not an owner or admin of team {:?}", .user.as_str(), .team.as_str())]
+    PayerNotTeamManager { user: UserId, team: TeamId },
     #[error(transparent)]
     Accounts(#[from] AccountError),
 }
@@ -54,6 +62,75 @@ impl<'a> CreditService<'a> {
             Record { action, target_type: "user", target_id: user.as_str(), team: None, detail },
         )
         .await;
+    }
+
+    async fn audit_team(&self, action: &'static str, team: &TeamId, outcome: &CreditOutcome, key: &str) {
+        let (Some((log, actor)), CreditOutcome::Applied(entry)) = (&self.audit, outcome) else { return };
+        let detail = json!({
+            "amount": entry.amount,
+            "balanceAfter": entry.balance_after,
+            "member": entry.user_id,
+            "idempotencyKey": key,
+        });
+        record(
+            log,
+            actor,
+            Record { action, target_type: "team", target_id: team.as_str(), team: Some(team), detail },
+        )
+        .await;
+    }
+
+    /// Adds `amount` (negative: removes) to the team's balance, as [`Self::grant`] does to a
+    /// user's; the ledger entry names the team's first owner as the member.
+    pub async fn grant_team(
+        &self,
+        teams: &dyn TeamStore,
+        team: &TeamId,
+        amount: i64,
+        idempotency_key: Option<&str>,
+    ) -> Result<CreditOutcome, CreditError> {
+        if teams.team(team).await?.is_none() {
+            return Err(CreditError::NoSuchTeam(team.clone()));
+        }
+        let key = match idempotency_key {
+            Some(key) => format!("admin:team:{key}"),
+            None => format!("admin:{team}:{}", rand::random::<u64>()),
+        };
+        let outcome = match teams.apply_team_credits(team, None, amount, "granted by an operator", &key).await
+        {
+            Err(AccountError::TeamNotFound(_)) => return Err(CreditError::NoSuchTeam(team.clone())),
+            outcome => outcome?,
+        };
+        self.audit_team("team.credits_granted", team, &outcome, &key).await;
+        Ok(outcome)
+    }
+
+    /// Credits a paid checkout for a team (`metadata.team_id`) once per event. The payer
+    /// (`client_reference_id` / `metadata.user_id`) must be an owner or admin of the team when
+    /// the event arrives: a member cannot turn their own payment into credits of a team they do
+    /// not manage, nor anyone buy credits into a team they do not belong to.
+    pub async fn credit_team_checkout(
+        &self,
+        teams: &dyn TeamStore,
+        team: &TeamId,
+        credit: &CheckoutCredit,
+    ) -> Result<CreditOutcome, CreditError> {
+        if teams.team(team).await?.is_none() {
+            return Err(CreditError::UnknownCheckoutTeam(team.clone()));
+        }
+        let role = teams.role(team, &credit.user_id).await?;
+        if !role.is_some_and(|role| role.manages_members()) {
+            return Err(CreditError::PayerNotTeamManager {
+                user: credit.user_id.clone(),
+                team: team.clone(),
+            });
+        }
+        let key = credit.idempotency_key();
+        let outcome = teams
+            .apply_team_credits(team, Some(&credit.user_id), credit.credits, "stripe checkout", &key)
+            .await?;
+        self.audit_team("team.stripe_credited", team, &outcome, &key).await;
+        Ok(outcome)
     }
 
     /// Adds `amount` (negative: removes) to the user `who` names (id, email or subject). With

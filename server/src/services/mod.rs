@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod provider_keys;
 pub mod runs;
 pub mod support;
+pub mod team_credits;
 pub mod team_lifecycle;
 pub mod teams;
 pub mod versions;

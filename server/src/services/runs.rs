@@ -5,7 +5,7 @@
 use dojo_auth::Permission;
 use dojo_executor::worker::DocumentError;
 use dojo_executor::{GraphLimits, ValidationErrors, validate_runnable};
-use dojo_ids::{NodeId, RunId};
+use dojo_ids::{NodeId, RunId, TeamId};
 use dojo_records::{AccountError, NewRun, NewRunNode, Run, RunNode, Submission};
 use dojo_store::StoreError;
 use dojo_sync_protocol::canvas::{
@@ -71,6 +71,13 @@ pub enum SubmitError {
     InvalidGraph(ValidationErrors),
     #[error("this run costs {requested} credits; the balance is {balance}")]
     InsufficientCredits { balance: i64, requested: i64 },
+    /// The run is in a team's workflow, and the team's balance is short of it.
+    #[error("this run costs {requested} credits; the team's balance is {balance}")]
+    InsufficientTeamCredits { team: TeamId, balance: i64, requested: i64 },
+    #[error(
+        "this run holds {requested} credits; you spent {spent} of your {limit}-credit monthly limit in this team"
+    )]
+    SpendingLimitReached { limit: i64, spent: i64, requested: i64 },
     #[error("the graph does not encode: {0}")]
     Encode(#[source] serde_json::Error),
     #[error(transparent)]
@@ -82,6 +89,12 @@ impl From<AccountError> for SubmitError {
         match error {
             AccountError::InsufficientCredits { balance, requested } => {
                 SubmitError::InsufficientCredits { balance, requested }
+            }
+            AccountError::InsufficientTeamCredits { team, balance, requested } => {
+                SubmitError::InsufficientTeamCredits { team, balance, requested }
+            }
+            AccountError::SpendingLimitReached { limit, spent, requested } => {
+                SubmitError::SpendingLimitReached { limit, spent, requested }
             }
             error => SubmitError::Accounts(error),
         }

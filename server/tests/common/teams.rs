@@ -114,6 +114,17 @@ impl TeamWorld {
         created["id"].as_str().expect("workflow id").to_owned()
     }
 
+    /// Grants `credits` to the team's balance (once per `key`), straight through the store as
+    /// an operator's grant would.
+    pub async fn grant_team(&self, team: &str, credits: i64, key: &str) {
+        let database =
+            dojo_store::open_database(&self.story.api.database_url).await.expect("open the database");
+        dojo_records::teams(&database)
+            .apply_team_credits(&dojo_ids::TeamId::from(team), None, credits, "test grant", key)
+            .await
+            .expect("team grant");
+    }
+
     /// The team's audit entries as `token` reads them (`query` after `?`).
     pub async fn audit(&self, team: &str, token: &str, query: &str) -> Vec<Value> {
         let (status, page) =

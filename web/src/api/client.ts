@@ -32,6 +32,8 @@ export type AuditPage = Schemas['AuditPage']
 export type ProviderKey = Schemas['ProviderKeyBody']
 export type Privacy = Schemas['Privacy']
 export type SupportTicket = Schemas['TicketBody']
+export type TeamCredits = Schemas['TeamCreditsBody']
+export type MemberSpend = Schemas['MemberSpendBody']
 export type AuditFilter = Pick<NonNullable<paths['/api/teams/{team}/audit']['get']['parameters']['query']>, 'action' | 'actor' | 'cursor'>
 
 /**
@@ -210,6 +212,19 @@ export const api = {
         parseAs: 'text',
       }),
     ) as Promise<string>,
+
+  /** The team's balance and each member's spend this month with their limit (any member). */
+  teamCredits: (token: string | null, team: string) =>
+    call(() => client.GET('/api/teams/{team}/credits', { headers: auth(token), params: { path: { team } } })) as Promise<TeamCredits>,
+  /** Sets a member's monthly spending limit in the team; `null` removes it (owners and admins). */
+  setSpendingLimit: (token: string | null, team: string, user: string, limit: number | null) =>
+    call(() =>
+      client.PUT('/api/teams/{team}/members/{user}/spending-limit', {
+        headers: auth(token),
+        params: { path: { team, user } },
+        body: { limit },
+      }),
+    ),
 
   startRun: (token: string | null, room: string, targets: string[] | null) =>
     call(() =>

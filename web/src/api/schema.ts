@@ -4,153 +4,6 @@
  */
 
 export interface paths {
-    "/api/agent-jobs": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** List jobs, newest first (staff). */
-        get: operations["listAgentJobs"];
-        put?: never;
-        /** Add a job (staff). 201 with the job, or 200 with the earlier job of the same idempotency key. */
-        post: operations["enqueueAgentJob"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/agent-jobs/claim": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Claim the best due job of some types (staff): highest priority, then earliest due, then
-         *     oldest; a running job whose lease ran out (its worker died) is claimed again. 204 when none.
-         */
-        post: operations["claimAgentJob"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/agent-jobs/{id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** One job (staff). */
-        get: operations["getAgentJob"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/agent-jobs/{id}/complete": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Complete a claimed job (staff; the worker that holds it). */
-        post: operations["completeAgentJob"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/agent-jobs/{id}/fail": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Fail a claimed job's attempt (staff; the worker that holds it): queued again after a backoff
-         *     while attempts remain, else `failed` for good.
-         */
-        post: operations["failAgentJob"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/agent-jobs/{id}/heartbeat": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Extend the lease of a claimed job (staff; the worker that holds it). */
-        post: operations["heartbeatAgentJob"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/agent-schedules": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** The schedules (staff). */
-        get: operations["listAgentSchedules"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/agent-schedules/{name}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        /**
-         * Create or replace a schedule (admins): at each slot of `cron` one job of `type` is enqueued,
-         *     once, however many servers run.
-         */
-        put: operations["setAgentSchedule"];
-        post?: never;
-        /** Remove a schedule (admins). Jobs it enqueued stay. */
-        delete: operations["deleteAgentSchedule"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/api/assets": {
         parameters: {
             query?: never;
@@ -602,78 +455,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/support/queue": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** The staff's queue: tickets oldest first, with the support agent's drafts (staff). */
-        get: operations["supportQueue"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/support/tickets": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** The caller's tickets, newest first (at most 200). */
-        get: operations["listMySupportTickets"];
-        put?: never;
-        /**
-         * Ask for help (any signed-in user), optionally with a canvas attached. The support agent
-         *     drafts an answer; staff approve or edit it before the asker sees it.
-         */
-        post: operations["openSupportTicket"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/support/tickets/{id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** One ticket, to its asker or to staff (who also see the draft). */
-        get: operations["getSupportTicket"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/support/tickets/{id}/answer": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Answer a ticket (staff). The asker sees the answer from now on. */
-        post: operations["answerSupportTicket"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/api/teams": {
         parameters: {
             query?: never;
@@ -751,6 +532,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/teams/{team}/credits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The team's balance, and each member's spend this month with their limit (every member,
+         *     viewers included).
+         */
+        get: operations["getTeamCredits"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/teams/{team}/invitations": {
         parameters: {
             query?: never;
@@ -803,6 +604,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/teams/{team}/ledger": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The team's ledger, newest first (owners and admins). */
+        get: operations["listTeamLedger"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/teams/{team}/members": {
         parameters: {
             query?: never;
@@ -839,6 +657,23 @@ export interface paths {
          *     leaving.
          */
         delete: operations["removeTeamMember"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/teams/{team}/members/{user}/spending-limit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Sets or removes a member's monthly spending limit in the team (owners and admins). */
+        put: operations["setTeamSpendingLimit"];
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -1120,10 +955,6 @@ export interface components {
             pseudonym: string;
             summary: components["schemas"]["DeletionSummary"];
         };
-        AnswerTicket: {
-            /** @description The answer the asker will see: the draft as it is, or edited (1-20,000 bytes). */
-            answer: string;
-        };
         /** @description `POST /api/rooms/{room}/update`'s answer. */
         Applied: {
             /** @description Always true: the update is stored and everyone in the room has been sent it. */
@@ -1164,21 +995,6 @@ export interface components {
              */
             nextCursor?: number | null;
         };
-        /** @description What a worker asks for. */
-        ClaimJob: {
-            /**
-             * Format: int32
-             * @description How long the claim lasts without a heartbeat (1-3600 s, default 60).
-             */
-            leaseSecs?: number;
-            /** @description The job types this worker handles (1-32). */
-            types: string[];
-            /**
-             * @description The worker's name (1-64 letters, digits, `.`, `-`, `_`, `:`), named again to heartbeat,
-             *     complete or fail.
-             */
-            worker: string;
-        };
         CollaboratorBody: {
             /** Format: int64 */
             addedAt: number;
@@ -1191,12 +1007,6 @@ export interface components {
          * @enum {string}
          */
         CollaboratorPermissionName: "read" | "write";
-        /** @description A job's successful end. */
-        CompleteJob: {
-            /** @description Any JSON, at most 64 KiB serialised. */
-            result?: unknown;
-            worker: string;
-        };
         ComposeRequest: {
             /** @description e.g. "prompt, flux image, then upscale". */
             text: string;
@@ -1465,30 +1275,6 @@ export interface components {
             /** @description `shared` or `pending`. */
             status: string;
         };
-        /** @description A job to add. */
-        EnqueueJob: {
-            /** @description Enqueuing again with the same key returns the first job (200) instead of adding one. */
-            idempotencyKey?: string | null;
-            /**
-             * Format: int32
-             * @description 1-20 (default 5): a failure is retried after a doubling backoff until then.
-             */
-            maxAttempts?: number;
-            /** @description Any JSON, at most 64 KiB serialised. */
-            payload?: unknown;
-            /**
-             * Format: int32
-             * @description Higher is claimed first (default 0).
-             */
-            priority?: number;
-            /**
-             * Format: int64
-             * @description Not before this time (milliseconds since the Unix epoch).
-             */
-            runAfter?: number | null;
-            /** @description 1-64 letters, digits, `.`, `-`, `_`, `:` (e.g. `support.draft`). */
-            type: string;
-        };
         /**
          * @description Every error: a message for people and a stable code for programs. Some refusals add fields
          *     (402: `balance`, `cost`; 422 `invalid_graph`: `errors`, `nodeErrors`).
@@ -1519,17 +1305,6 @@ export interface components {
          * @description A tar.gz archive.
          */
         ExportArchive: string;
-        /** @description A failed attempt. */
-        FailJob: {
-            /** @description Why (kept, cut to 2,000 bytes). */
-            error: string;
-            /**
-             * Format: int32
-             * @description Retry after this many seconds instead of the doubling backoff (2 s, 4 s, … up to 1 h).
-             */
-            retryInSecs?: number | null;
-            worker: string;
-        };
         FeedEvent: {
             /**
              * Format: int64
@@ -1538,15 +1313,6 @@ export interface components {
             cursor: number;
             /** @description The event exactly as webhooks deliver it: `{id, type, createdAt, workflowId, room, data}`. */
             event: Record<string, never>;
-        };
-        /** @description A worker's heartbeat. */
-        Heartbeat: {
-            /**
-             * Format: int32
-             * @description The lease from now (1-3600 s, default 60).
-             */
-            leaseSecs?: number;
-            worker: string;
         };
         /**
          * Format: binary
@@ -1568,6 +1334,8 @@ export interface components {
              */
             cost: number;
             error: string;
+            /** @description The team whose balance it is, for a run in a team's workflow. */
+            teamId?: string | null;
         };
         /**
          * @description `422 invalid_graph`: the graph's problems, per node as ComfyUI reports them (camelCase keys).
@@ -1612,56 +1380,6 @@ export interface components {
             invitations: components["schemas"]["InvitationBody"][];
             nextCursor?: string | null;
         };
-        /** @description A job as the API shows it. */
-        JobBody: {
-            /** Format: int32 */
-            attempts: number;
-            /** Format: int64 */
-            createdAt: number;
-            /** @description A staff member's user id, a service's subject, or `schedule:NAME`. */
-            createdBy: string;
-            /** Format: int64 */
-            finishedAt?: number | null;
-            id: string;
-            idempotencyKey?: string | null;
-            lastError?: string | null;
-            /** Format: int64 */
-            leaseExpiresAt?: number | null;
-            /** @description The worker holding it, while running. */
-            leaseOwner?: string | null;
-            /** Format: int32 */
-            maxAttempts: number;
-            payload: unknown;
-            /**
-             * Format: int32
-             * @description Higher is claimed first.
-             */
-            priority: number;
-            result?: unknown;
-            /**
-             * Format: int64
-             * @description Not claimed before this time (milliseconds): a delay, or the backoff after a failure.
-             */
-            runAfter: number;
-            /** @description `queued`, `running`, `succeeded` or `failed` (its last attempt failed). */
-            status: string;
-            type: string;
-            /** Format: int64 */
-            updatedAt: number;
-        };
-        JobCount: {
-            /** Format: int64 */
-            count: number;
-            status: string;
-        };
-        JobPage: {
-            /** @description Jobs by status, all types. */
-            counts: components["schemas"]["JobCount"][];
-            /** @description Newest first. */
-            jobs: components["schemas"]["JobBody"][];
-            /** @description Pass as `cursor` for the next (older) page; absent on the last. */
-            nextCursor?: string | null;
-        };
         LedgerEntryBody: {
             /**
              * Format: int64
@@ -1675,6 +1393,11 @@ export interface components {
             /** Format: int64 */
             id: number;
             reason: string;
+            /**
+             * @description Set on an entry of a team's balance that you caused (a run of yours in the team's
+             *     workflow, a checkout you paid for it): `balanceAfter` is then the team's balance.
+             */
+            teamId?: string | null;
         };
         MeBody: {
             /** @description The caller opted out of optional analytics and usage collection (`PUT /api/me/privacy`). */
@@ -1705,6 +1428,21 @@ export interface components {
             members: components["schemas"]["MemberBody"][];
             nextCursor?: string | null;
         };
+        MemberSpendBody: {
+            /**
+             * Format: int64
+             * @description Credits per calendar month (UTC); absent: no limit.
+             */
+            limit?: number | null;
+            name?: string | null;
+            /**
+             * Format: int64
+             * @description Credits captured and still held for this member's runs in the team's workflows this
+             *     calendar month (UTC).
+             */
+            spent: number;
+            userId: string;
+        };
         /** @description The problems of one node. */
         NodeValidationErrors: {
             /** @description The node's type, as on the canvas. */
@@ -1716,14 +1454,6 @@ export interface components {
             /** @description The operation's index in the batch (0-based). */
             index: number;
             message: string;
-        };
-        OpenTicket: {
-            /** @description 1-5,000 bytes. */
-            body: string;
-            /** @description A room (canvas) the caller can read, to attach. */
-            room?: string | null;
-            /** @description One line, 1-200 bytes. */
-            subject: string;
         };
         /**
          * @description What a caller may do with a workflow's room.
@@ -1858,10 +1588,6 @@ export interface components {
          * @enum {string}
          */
         RunStatusName: "queued" | "running" | "succeeded" | "failed" | "cancelled";
-        ScheduleList: {
-            /** @description By name. */
-            schedules: Record<string, never>[];
-        };
         SetCollaborator: {
             /** @description `read` or `write`. */
             permission: components["schemas"]["CollaboratorPermissionName"];
@@ -1877,22 +1603,25 @@ export interface components {
         SetRole: {
             role: components["schemas"]["TeamRoleName"];
         };
-        /** @description A schedule to set. */
-        SetSchedule: {
-            /** @description Five fields (`0 3 * * *`: 03:00 UTC daily), or six with seconds first; UTC. */
-            cron: string;
-            enabled?: boolean;
-            payload?: unknown;
-            /** Format: int32 */
-            priority?: number;
-            /** @description The type of the job each slot enqueues. */
-            type: string;
+        SetSpendingLimit: {
+            /**
+             * Format: int64
+             * @description Credits the member may spend from the team's balance per calendar month (UTC), 0 to
+             *     2^53; `null` removes the limit. Required: a body without it is refused rather than
+             *     read as "no limit".
+             */
+            limit: number | null;
         };
         ShareByEmail: {
             /** @description The address to share with (at most 254 bytes; compared case-insensitively). */
             email: string;
             /** @description `read` or `write`. */
             permission: components["schemas"]["CollaboratorPermissionName"];
+        };
+        SpendingLimitBody: {
+            /** Format: int64 */
+            limit?: number | null;
+            userId: string;
         };
         /** @description What the Stripe webhook answers. */
         StripeAck: {
@@ -1932,12 +1661,61 @@ export interface components {
             /** Format: int64 */
             updatedAt: number;
         };
+        TeamCreditsBody: {
+            /**
+             * Format: int64
+             * @description The team's balance, never negative.
+             */
+            balance: number;
+            /** @description Every member, by user id. */
+            members: components["schemas"]["MemberSpendBody"][];
+            /**
+             * Format: int64
+             * @description Start of the month spend is counted from (milliseconds since the Unix epoch, UTC).
+             */
+            monthStart: number;
+            teamId: string;
+        };
         TeamDeleted: {
             /**
              * Format: int64
              * @description The team's live workflows, deleted with it (their rooms stay reserved and closed).
              */
             workflowsDeleted: number;
+        };
+        TeamLedgerEntryBody: {
+            /**
+             * Format: int64
+             * @description Positive for grants, purchases and releases, negative for holds.
+             */
+            amount: number;
+            /**
+             * Format: int64
+             * @description The team's balance right after this entry.
+             */
+            balanceAfter: number;
+            /** Format: int64 */
+            createdAt: number;
+            /**
+             * Format: int64
+             * @description The entry's cursor: newest (highest) first.
+             */
+            id: number;
+            reason: string;
+            /**
+             * @description The member it was on behalf of: who started the run, who paid; for an operator's grant,
+             *     the team's first owner.
+             */
+            userId: string;
+        };
+        TeamLedgerPage: {
+            /** @description Newest first. */
+            entries: components["schemas"]["TeamLedgerEntryBody"][];
+            /**
+             * Format: int64
+             * @description Pass as `cursor` for the next (older) page; absent on the last.
+             */
+            nextCursor?: number | null;
         };
         TeamPage: {
             /** @description Pass as `cursor` for the next page; absent on the last. */
@@ -1950,30 +1728,6 @@ export interface components {
          * @enum {string}
          */
         TeamRoleName: "owner" | "admin" | "member" | "viewer";
-        /** @description A ticket. `draft`, `draftSource`, `userId` and `answeredBy` are shown to staff only. */
-        TicketBody: {
-            /** @description Staff's answer: all the asker ever sees of the support agent's work. */
-            answer?: string | null;
-            /** Format: int64 */
-            answeredAt?: number | null;
-            answeredBy?: string | null;
-            body: string;
-            /** Format: int64 */
-            createdAt: number;
-            draft?: string | null;
-            /** @description `model` or `fallback` (the deterministic template). */
-            draftSource?: string | null;
-            id: string;
-            /** @description The canvas's room, when one was attached. */
-            room?: string | null;
-            /** @description `open` (waiting for a draft), `drafted` (waiting for staff) or `answered`. */
-            status: string;
-            subject: string;
-            userId?: string | null;
-        };
-        TicketList: {
-            tickets: components["schemas"]["TicketBody"][];
-        };
         /** @description `409`: what changed since the edit (`code: edit_conflict`). */
         UndoConflictBody: {
             /** @description `edit_conflict` */
@@ -2155,356 +1909,6 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    listAgentJobs: {
-        parameters: {
-            query?: {
-                /** @description `queued`, `running`, `succeeded` or `failed`. */
-                status?: string;
-                /** @description Only jobs of this type. */
-                type?: string;
-                /** @description The previous page's `nextCursor`. */
-                cursor?: string;
-                /** @description At most this many (default 100, at most 500). */
-                limit?: number;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A page of jobs */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["JobPage"];
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            429: components["responses"]["TooManyRequests"];
-        };
-    };
-    enqueueAgentJob: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["EnqueueJob"];
-            };
-        };
-        responses: {
-            /** @description A job with this idempotency key exists: it, unchanged */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["JobBody"];
-                };
-            };
-            /** @description Added */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["JobBody"];
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            /** @description `quota_exceeded`: 100,000 jobs are queued; or `rate_limited` */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    claimAgentJob: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ClaimJob"];
-            };
-        };
-        responses: {
-            /** @description Claimed: it is this worker's until the lease ends */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["JobBody"];
-                };
-            };
-            /** @description Nothing to do */
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            429: components["responses"]["TooManyRequests"];
-        };
-    };
-    getAgentJob: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description Job id */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The job */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["JobBody"];
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            429: components["responses"]["TooManyRequests"];
-        };
-    };
-    completeAgentJob: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description Job id */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CompleteJob"];
-            };
-        };
-        responses: {
-            /** @description Succeeded */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["JobBody"];
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            /** @description `lease_lost`: the lease ran out (another worker may hold the job) or it ended */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            429: components["responses"]["TooManyRequests"];
-        };
-    };
-    failAgentJob: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description Job id */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["FailJob"];
-            };
-        };
-        responses: {
-            /** @description Queued for a retry, or failed */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["JobBody"];
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            /** @description `lease_lost` */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            429: components["responses"]["TooManyRequests"];
-        };
-    };
-    heartbeatAgentJob: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description Job id */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["Heartbeat"];
-            };
-        };
-        responses: {
-            /** @description The lease now */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["JobBody"];
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            /** @description `lease_lost`: the lease ran out or the job ended; stop working on it */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            429: components["responses"]["TooManyRequests"];
-        };
-    };
-    listAgentSchedules: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Every schedule: name, cron, jobType, payload, priority, enabled, nextAt */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ScheduleList"];
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            429: components["responses"]["TooManyRequests"];
-        };
-    };
-    setAgentSchedule: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description Schedule name */
-                name: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["SetSchedule"];
-            };
-        };
-        responses: {
-            /** @description The schedule, with its next slot */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": Record<string, never>;
-                };
-            };
-            /** @description `bad_request`: an invalid cron expression, name or payload */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            429: components["responses"]["TooManyRequests"];
-        };
-    };
-    deleteAgentSchedule: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description Schedule name */
-                name: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Removed */
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            429: components["responses"]["TooManyRequests"];
-        };
-    };
     uploadAsset: {
         parameters: {
             query?: {
@@ -3223,7 +2627,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
-            /** @description `insufficient_credits`: the balance is short of the run's cost */
+            /** @description `insufficient_credits`: the balance (the team's, with `teamId`, for a team's workflow) is short of the run's cost; `spending_limit_reached`: the caller's monthly limit in the team would be passed (`limit`, `spent`, `requested`) */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -3476,168 +2880,6 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
         };
     };
-    supportQueue: {
-        parameters: {
-            query?: {
-                /** @description `open`, `drafted` or `answered`; all when absent. */
-                status?: string;
-                /** @description At most this many (default 100, at most 200). */
-                limit?: number;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Tickets, oldest first */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["TicketList"];
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            429: components["responses"]["TooManyRequests"];
-        };
-    };
-    listMySupportTickets: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The caller's tickets */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["TicketList"];
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            429: components["responses"]["TooManyRequests"];
-        };
-    };
-    openSupportTicket: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["OpenTicket"];
-            };
-        };
-        responses: {
-            /** @description Opened */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["TicketBody"];
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            /** @description `room_not_found`: the attached room is not one the caller can read */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description `quota_exceeded`: 10 tickets wait for an answer already; or `rate_limited` */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    getSupportTicket: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description Ticket id */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The ticket */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["TicketBody"];
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
-            429: components["responses"]["TooManyRequests"];
-        };
-    };
-    answerSupportTicket: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description Ticket id */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["AnswerTicket"];
-            };
-        };
-        responses: {
-            /** @description Answered */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["TicketBody"];
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            /** @description `conflict`: answered already */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            429: components["responses"]["TooManyRequests"];
-        };
-    };
     listTeams: {
         parameters: {
             query?: {
@@ -3861,6 +3103,33 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
         };
     };
+    getTeamCredits: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The balance and the members' spend */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TeamCreditsBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     listTeamInvitations: {
         parameters: {
             query?: {
@@ -4014,6 +3283,39 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
         };
     };
+    listTeamLedger: {
+        parameters: {
+            query?: {
+                /** @description Entries older than this (the previous page's `nextCursor`). */
+                cursor?: number;
+                /** @description At most this many (default 50, at most 200). */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of entries */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TeamLedgerPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     listTeamMembers: {
         parameters: {
             query?: {
@@ -4122,6 +3424,40 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    setTeamSpendingLimit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+                /** @description User id */
+                user: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetSpendingLimit"];
+            };
+        };
+        responses: {
+            /** @description The member's limit now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SpendingLimitBody"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
         };
     };

@@ -1,6 +1,7 @@
-// One team: its members and their roles, invitations, leaving, and (for owners and admins) the
-// provider keys and the audit log. Everything goes through the team routes of the HTTP API;
-// what a role may do is offered according to src/teams/roles.ts and decided by the server.
+// One team: its members and their roles, its credits (balance, spend and limits), invitations,
+// leaving, and (for owners and admins) the provider keys and the audit log. Everything goes
+// through the team routes of the HTTP API; what a role may do is offered according to
+// src/teams/roles.ts and decided by the server.
 import { useCallback, useEffect, useState } from 'react'
 import { api, type Team, type TeamInvitation, type TeamMember, type TeamRole } from '../api/client'
 import type { Session } from '../auth/session'
@@ -8,6 +9,7 @@ import { describeError } from '../ui/errors'
 import { navigate } from '../ui/router'
 import { AuditLog } from './AuditLog'
 import { ProviderKeys } from './ProviderKeys'
+import { TeamCredits } from './TeamCredits'
 import { TeamInviteForm } from './TeamInviteForm'
 import { administers, assignableRoles, removes, teamRoleLabel } from './roles'
 
@@ -138,6 +140,7 @@ export function TeamPage({ teamId, session }: Props) {
           ))}
         </ul>
       </section>
+      <TeamCredits token={token} teamId={teamId} manages={administers(mine)} />
       {administers(mine) && (
         <section className="workflow-section">
           <h2>Invite</h2>
