@@ -107,6 +107,10 @@ error_codes! {
     UnknownTarget = "unknown_target", UNPROCESSABLE_ENTITY;
     InvalidGraph = "invalid_graph", UNPROCESSABLE_ENTITY;
     InsufficientCredits = "insufficient_credits", PAYMENT_REQUIRED;
+    /// The plan's queue is full; the body carries the position the run would have had.
+    QueueFull = "queue_full", TOO_MANY_REQUESTS;
+    /// Move to front of a run that is no longer queued.
+    NotQueued = "not_queued", CONFLICT;
     // Graph edits.
     InvalidEdits = "invalid_edits", UNPROCESSABLE_ENTITY;
     EditConflict = "edit_conflict", CONFLICT;

@@ -21,6 +21,7 @@ pub(crate) mod room_registry;
 pub mod services;
 pub mod sqlite_lock;
 pub mod team_settings;
+pub mod plan_settings;
 pub mod webhook_metrics;
 pub mod webhook_settings;
 pub mod webhooks;

@@ -66,6 +66,7 @@ struct Inner {
     audit: Arc<dyn dojo_records::AuditLog>,
     provider_keys: Arc<dyn dojo_records::ProviderKeyStore>,
     data_rights: Arc<dyn dojo_records::DataRightsStore>,
+    queue: Arc<dyn dojo_records::QueueStore>,
     /// One export per user per `DOJO_EXPORT_INTERVAL_SECS`.
     export_limiter: Arc<UserLimiter>,
     /// The webhook writer and delivery loop.
@@ -93,8 +94,8 @@ impl AppState {
         );
         // Every node or run this process ends, and every cancellation, is reported.
         let runs = crate::webhooks::RunEvents::wrap(storage.runs.clone(), webhooks.clone());
-        let (teams, audit, provider_keys, data_rights) =
-            (storage.teams, storage.audit, storage.provider_keys, storage.data_rights);
+        let (teams, audit, provider_keys, data_rights, queue) =
+            (storage.teams, storage.audit, storage.provider_keys, storage.data_rights, storage.queue);
         // One export per user per interval: an export reads everything they have.
         let export_limiter: Arc<UserLimiter> =
             rate::keyed_limiter_per(std::time::Duration::from_secs(config.http.export_interval_secs.max(1)));
@@ -163,6 +164,16 @@ impl AppState {
             &executor_tasks,
         )
         .await?;
+        executor_tasks.spawn(crate::execution::queue_summaries::run(
+            queue.clone(),
+            executor.runs().clone(),
+            rooms.clone(),
+            i64::from(match config.plans.queue_slots {
+                0 => u32::try_from(config.executor.run_workers).unwrap_or(u32::MAX),
+                slots => slots,
+            }),
+            shutdown.clone(),
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
                 rooms,
@@ -194,6 +205,7 @@ impl AppState {
                 audit,
                 provider_keys,
                 data_rights,
+                queue,
                 export_limiter,
                 webhook_tasks,
             }),
@@ -210,6 +222,10 @@ impl AppState {
 
     pub(crate) fn provider_keys(&self) -> &Arc<dyn dojo_records::ProviderKeyStore> {
         &self.inner.provider_keys
+    }
+
+    pub(crate) fn queue(&self) -> &Arc<dyn dojo_records::QueueStore> {
+        &self.inner.queue
     }
 
     pub(crate) fn data_rights(&self) -> &Arc<dyn dojo_records::DataRightsStore> {

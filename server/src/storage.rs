@@ -31,6 +31,8 @@ pub struct Storage {
     pub provider_keys: Arc<dyn dojo_records::ProviderKeyStore>,
     /// A person's data: export reads, the analytics opt-out, account deletion (same database).
     pub data_rights: Arc<dyn dojo_records::DataRightsStore>,
+    /// The run queue's positions, pauses and plans (same database).
+    pub queue: Arc<dyn dojo_records::QueueStore>,
     /// On SQLite: the shared lock that tells `admin restore` the file is in use.
     _in_use: Option<Arc<SqliteLock>>,
 }
@@ -61,6 +63,7 @@ impl Storage {
             audit: dojo_records::audit_log(&database),
             provider_keys: dojo_records::provider_keys(&database),
             data_rights: dojo_records::data_rights(&database),
+            queue: dojo_records::queue(&database),
             _in_use: in_use,
         })
     }

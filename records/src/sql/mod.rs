@@ -18,6 +18,7 @@ mod leases;
 mod ledger;
 mod node_cache;
 mod outbox;
+mod queue;
 mod provider_keys;
 mod run_store;
 mod runs;

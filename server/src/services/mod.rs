@@ -19,6 +19,7 @@ pub mod data_rights;
 pub mod documents;
 pub mod edits;
 pub mod provider_keys;
+pub mod queue;
 pub mod runs;
 pub mod team_lifecycle;
 pub mod teams;
