@@ -80,7 +80,9 @@ pub enum AccountError {
     StorageQuotaExceeded { used: i64, quota: i64 },
     /// A submission while the user already has their plan's most runs queued. Nothing was
     /// written. `position` is where the run would have stood in the queue (1-based).
-    #[error("the queue is full: at most {limit} queued runs on this plan; this run would have been number {position}")]
+    #[error(
+        "the queue is full: at most {limit} queued runs on this plan; this run would have been number {position}"
+    )]
     QueueFull { limit: u64, position: i64 },
     /// The database could not be reached or failed; the message is for logs, not for clients.
     #[error("database error: {0}")]

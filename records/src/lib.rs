@@ -57,11 +57,12 @@ pub use dojo_auth::Permission;
 pub use error::AccountError;
 pub use ledger::{CreditOutcome, LedgerEntry};
 pub use postgres::PostgresAccounts;
-pub use queue::{QueueOwner, QueueStore, QueuedRun};
 pub use provider_keys::{ProviderKeyStore, StoredProviderKey};
+pub use queue::{QueueOwner, QueueStore, QueuedRun};
 pub use runs::{
     AssetLink, AssetRecord, Claim, FinishedNode, HoldState, MAX_CACHED_OUTPUTS, NewRun, NewRunNode,
-    NodeSettlement, OutboxEntry, QueueTerms, Run, RunGauges, RunNode, RunNodeState, RunStatus, RunStore, Submission,
+    NodeSettlement, OutboxEntry, QueueTerms, Run, RunGauges, RunNode, RunNodeState, RunStatus, RunStore,
+    Submission,
 };
 pub use sqlite::SqliteAccounts;
 pub use teams::{

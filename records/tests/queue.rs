@@ -139,11 +139,15 @@ mod cases {
             let q = q.clone();
             async move { q.queue_position(&RunId::from(id)).await.expect("position") }
         };
-        assert_eq!((position("run_1").await, position("run_2").await, position("run_3").await), (Some(1), Some(2), Some(3)));
+        assert_eq!(
+            (position("run_1").await, position("run_2").await, position("run_3").await),
+            (Some(1), Some(2), Some(3))
+        );
         q.set_queue_paused(&QueueOwner::User(UserId::from(bob.as_str())), true).await.expect("pause");
         assert_eq!(position("run_3").await, Some(2), "Bob's paused run is not ahead");
         let head = q.head_of_queue(10).await.expect("head");
-        let places: Vec<(String, Option<i64>)> = head.iter().map(|r| (r.run.id.to_string(), r.position)).collect();
+        let places: Vec<(String, Option<i64>)> =
+            head.iter().map(|r| (r.run.id.to_string(), r.position)).collect();
         assert_eq!(
             places,
             [("run_1".to_owned(), Some(1)), ("run_2".to_owned(), None), ("run_3".to_owned(), Some(2))]
@@ -180,7 +184,10 @@ mod cases {
         let terms = QueueTerms { priority: 7, run_limit: Some(3), max_run_ms: Some(5000), max_queued: None };
         create(&b, "run_1", &ada, terms).await;
         let run = b.runs.run(&"run_1".into()).await.expect("read").expect("the run");
-        assert_eq!((run.priority, run.queue_rank, run.run_limit, run.max_run_ms), (7, 0, Some(3), Some(5000)));
+        assert_eq!(
+            (run.priority, run.queue_rank, run.run_limit, run.max_run_ms),
+            (7, 0, Some(3), Some(5000))
+        );
         let owner = QueueOwner::User(UserId::from(ada.as_str()));
         assert_eq!(queue(&b).plan_of(&owner).await.expect("plan"), None);
         assert!(queue(&b).set_plan(&owner, Some("pro")).await.expect("set"));

@@ -32,7 +32,8 @@ pub struct Plan {
 pub struct PlanTable(pub BTreeMap<String, Plan>);
 
 fn parse_plans(value: &str) -> Result<PlanTable, String> {
-    let table: PlanTable = serde_json::from_str(value).map_err(|error| format!("DOJO_PLANS is not a plan table: {error}"))?;
+    let table: PlanTable =
+        serde_json::from_str(value).map_err(|error| format!("DOJO_PLANS is not a plan table: {error}"))?;
     if table.0.is_empty() || table.0.len() > MAX_PLANS {
         return Err(format!("DOJO_PLANS names 1 to {MAX_PLANS} plans"));
     }
@@ -107,10 +108,9 @@ impl PlanTable {
         }
         match self.0.iter().next() {
             Some((name, plan)) => (name.clone(), *plan),
-            None => (
-                default.to_owned(),
-                Plan { priority: 0, concurrent_runs: 0, max_queued: 0, max_run_secs: 0 },
-            ),
+            None => {
+                (default.to_owned(), Plan { priority: 0, concurrent_runs: 0, max_queued: 0, max_run_secs: 0 })
+            }
         }
     }
 

@@ -40,7 +40,10 @@ async fn prompt_room(api: &RunApi, owner: &str, room: &str, prompt: &str) {
         room,
         owner,
         &editor,
-        &[typed_node("prompt", "text-prompt", json!({"text": prompt})), typed_node("flux", "flux-schnell", json!({}))],
+        &[
+            typed_node("prompt", "text-prompt", json!({"text": prompt})),
+            typed_node("flux", "flux-schnell", json!({})),
+        ],
         &[edge("prompt", "text", "flux", "prompt")],
     )
     .await;
@@ -105,7 +108,10 @@ async fn no_user_runs_more_at_once_than_their_plan_allows(backend: Backend) {
     let mut spans = Vec::new();
     for id in &ann_runs {
         let (_, run) = story.call(Method::GET, &format!("/api/runs/{id}"), &ann, None, None).await;
-        spans.push((run["startedAt"].as_i64().expect("started"), run["finishedAt"].as_i64().expect("finished")));
+        spans.push((
+            run["startedAt"].as_i64().expect("started"),
+            run["finishedAt"].as_i64().expect("finished"),
+        ));
     }
     spans.sort_unstable();
     for pair in spans.windows(2) {
@@ -196,7 +202,16 @@ async fn plan_limits_hold_across_a_server_and_a_worker_process() {
     let redis_url = redis.url();
     let server = ServerProcess::start_with_env(
         &db.url,
-        &["--redis-url", &redis_url, "--run-workers", "2", "--jwt-secret", SECRET, "--assets-url", &assets_url],
+        &[
+            "--redis-url",
+            &redis_url,
+            "--run-workers",
+            "2",
+            "--jwt-secret",
+            SECRET,
+            "--assets-url",
+            &assets_url,
+        ],
         &env,
     )
     .await;
@@ -228,14 +243,18 @@ async fn plan_limits_hold_across_a_server_and_a_worker_process() {
     api.wait_run(&ben, &ben_run, WAIT, |run| run["status"] == "succeeded").await;
     replicate.wait("Ann's first prediction", WAIT, |r| r.created("ann's fox") >= 1).await;
     let (_, queue) = api.call(Method::GET, "/api/queue", &ann, None, None).await;
-    let running = queue["runs"].as_array().expect("runs").iter().filter(|run| run["status"] == "running").count();
+    let running =
+        queue["runs"].as_array().expect("runs").iter().filter(|run| run["status"] == "running").count();
     assert_eq!(running, 1, "{queue}");
     assert_eq!(replicate.created("ann's fox"), 1, "{queue}");
     replicate.release("ann's fox");
     let mut spans = Vec::new();
     for id in &ann_runs {
         let run = api.wait_run(&ann, id, WAIT, |run| run["status"] == "succeeded").await;
-        spans.push((run["startedAt"].as_i64().expect("started"), run["finishedAt"].as_i64().expect("finished")));
+        spans.push((
+            run["startedAt"].as_i64().expect("started"),
+            run["finishedAt"].as_i64().expect("finished"),
+        ));
     }
     spans.sort_unstable();
     for pair in spans.windows(2) {

@@ -33,7 +33,10 @@ async fn prompt_room(api: &RunApi, owner: &str, room: &str, prompt: &str) {
         room,
         owner,
         &editor,
-        &[typed_node("prompt", "text-prompt", json!({"text": prompt})), typed_node("flux", "flux-schnell", json!({}))],
+        &[
+            typed_node("prompt", "text-prompt", json!({"text": prompt})),
+            typed_node("flux", "flux-schnell", json!({})),
+        ],
         &[edge("prompt", "text", "flux", "prompt")],
     )
     .await;
@@ -101,16 +104,16 @@ async fn positions_under_concurrent_submission_are_distinct_and_drop_as_runs_are
         rooms.push((person.clone(), room, prompt));
     }
     // Nine runs at once, three per person.
-    let submissions = rooms.iter().flat_map(|(person, room, _)| {
-        (0..3).map(move |n| {
-            let (person, room) = (person.clone(), room.clone());
-            let api = &story.api;
-            async move {
-                let id = api.submit(&person, &room, &format!("{room}-{n}")).await;
-                (id, person)
-            }
-        })
-    });
+    let api = &story.api;
+    let mut submissions = Vec::new();
+    for (person, room, _) in &rooms {
+        for n in 0..3 {
+            submissions.push(async move {
+                let id = api.submit(person, room, &format!("{room}-{n}")).await;
+                (id, person.clone())
+            });
+        }
+    }
     let ids: Vec<(String, String)> = futures_util::future::join_all(submissions).await;
     assert_eq!(ids.iter().map(|(id, _)| id).collect::<BTreeSet<_>>().len(), 9);
     let tokens: Vec<&str> = people.iter().map(String::as_str).collect();
@@ -131,7 +134,8 @@ async fn positions_under_concurrent_submission_are_distinct_and_drop_as_runs_are
             replicate.release(&prompt);
         }
         let count = before.len();
-        let after = wait_positions(&story, &tokens, "runs claimed", |p| p.len() < count && consistent(p)).await;
+        let after =
+            wait_positions(&story, &tokens, "runs claimed", |p| p.len() < count && consistent(p)).await;
         for (id, position) in &after {
             assert!(position <= &before[id], "{id} went back: {before:?} → {after:?}");
         }
@@ -202,7 +206,8 @@ async fn a_run_moved_to_the_front_is_claimed_before_its_peers(backend: Backend) 
     let watcher = join(&story, "ann-room", &ann).await;
     watcher
         .wait_doc("positions in the run summaries", WAIT, |doc| {
-            summary_of(doc, &last)["queuePosition"] == 1 && summary_of(doc, &ann_runs[0])["queuePosition"] == 2
+            summary_of(doc, &last)["queuePosition"] == 1
+                && summary_of(doc, &ann_runs[0])["queuePosition"] == 2
         })
         .await
         .expect("the summaries carry the positions");
@@ -217,7 +222,9 @@ async fn a_run_moved_to_the_front_is_claimed_before_its_peers(backend: Backend) 
     // Claimed and finished: the summaries no longer carry a position.
     watcher
         .wait_doc("the summaries final", WAIT, |doc| {
-            ann_runs.iter().all(|id| summary_of(doc, id)["status"] == "succeeded" && summary_of(doc, id)["queuePosition"].is_null())
+            ann_runs.iter().all(|id| {
+                summary_of(doc, id)["status"] == "succeeded" && summary_of(doc, id)["queuePosition"].is_null()
+            })
         })
         .await
         .expect("the final summaries");
@@ -236,9 +243,8 @@ fn summary_of(doc: &yrs::Doc, run: &str) -> Value {
     use yrs::{Map, ReadTxn, Transact};
     let txn = doc.transact();
     let Some(runs) = txn.get_map("runs") else { return Value::Null };
-    runs.get(&txn, run).map_or(Value::Null, |summary| {
-        serde_json::to_value(summary.to_json(&txn)).unwrap_or(Value::Null)
-    })
+    runs.get(&txn, run)
+        .map_or(Value::Null, |summary| serde_json::to_value(summary.to_json(&txn)).unwrap_or(Value::Null))
 }
 
 async fn nobody_moves_cancels_or_pauses_another_users_runs(backend: Backend) {
@@ -268,13 +274,15 @@ async fn nobody_moves_cancels_or_pauses_another_users_runs(backend: Backend) {
     // Nor a team's she is not in.
     let (status, _) = story.call(Method::GET, "/api/queue?team=team_nope", &mallory, None, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = story.call(Method::POST, "/api/teams/team_nope/queue/pause", &mallory, None, None).await;
+    let (status, _) =
+        story.call(Method::POST, "/api/teams/team_nope/queue/pause", &mallory, None, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // Without a token, nothing.
     let anonymous = story.http.get(story.http_url("/api/queue")).send().await.expect("GET");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     // Ann's run is still queued and still hers to cancel.
-    let (status, cancelled) = story.call(Method::POST, &format!("/api/runs/{run}/cancel"), &ann, None, None).await;
+    let (status, cancelled) =
+        story.call(Method::POST, &format!("/api/runs/{run}/cancel"), &ann, None, None).await;
     assert!(status.is_success(), "{cancelled}");
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
     story.server.stop().await;

@@ -1,7 +1,7 @@
 //! Worker leases: a worker claims a run until its lease expires and renews it while it works;
 //! a run whose lease expired (its worker died) can be claimed again.
 
-use super::queue::{OrderKey, better_waiting, paused};
+use super::queue_order::{OrderKey, better_waiting, paused};
 use super::{Store, runs, users};
 use crate::dialect::Dialect;
 use crate::run_records::{RunRow, decode_runs};

@@ -228,7 +228,8 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
         .fetch_one(&mut *w.tx)
         .await?;
         if quota_full(queued, limit) {
-            let position = super::queue::position_of_new(&mut w.tx, run.queue.priority).await?;
+            let position =
+                super::queue_order::position_of_new(&mut w.tx, run.queue.priority, run.id.as_str()).await?;
             w.tx.rollback().await?;
             return Err(AccountError::QueueFull { limit, position });
         }

@@ -79,7 +79,10 @@ pub async fn list(
 ) -> Result<Json<QueueList>, ApiError> {
     let team = match query.team {
         Some(team) if team.is_empty() || team.len() > MAX_TEAM_PARAM => {
-            return Err(ApiError::NotFound(format!("no team {:?}", team.chars().take(MAX_TEAM_PARAM).collect::<String>())));
+            return Err(ApiError::NotFound(format!(
+                "no team {:?}",
+                team.chars().take(MAX_TEAM_PARAM).collect::<String>()
+            )));
         }
         Some(team) => Some(TeamId::from(team.as_str())),
         None => None,

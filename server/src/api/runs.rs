@@ -202,7 +202,9 @@ pub async fn get(
 ) -> Result<Json<RunBody>, ApiError> {
     let (run, nodes) = RunService::new(&state).get(&caller.0, &id).await?;
     let placed = crate::services::queue::QueueService::new(&state, None).place(run).await?;
-    let mut body = super::queue::placed_body(&placed);
+    let mut body = run_body(&placed.run);
+    body.queue_position = placed.position;
+    body.estimated_start_at = placed.estimated_start_at;
     body.nodes = Some(nodes.iter().map(|n| (n.node_id.to_string(), node_body(n))).collect());
     Ok(Json(body))
 }

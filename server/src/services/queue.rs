@@ -4,9 +4,9 @@
 
 use std::net::IpAddr;
 
-use dojo_ids::{RunId, TeamId, UserId};
+use dojo_ids::{RunId, TeamId};
 use dojo_records::queue::QueueOwner;
-use dojo_records::{AccountError, QueueTerms, QueuedRun, Run, RunStatus};
+use dojo_records::{AccountError, QueuedRun, Run, RunStatus};
 use serde_json::json;
 
 use super::audit::{Actor, Record, record};
@@ -20,29 +20,6 @@ use dojo_auth::Permission;
 
 /// Runs the average duration is taken over.
 const DURATION_SAMPLE: u32 = 50;
-
-/// The terms of the plan a run is accepted under: the team's plan for a team's workflow, else
-/// the user's (an unset or unknown plan is the default plan).
-pub(crate) async fn terms(
-    state: &AppState,
-    user: &UserId,
-    team: Option<&TeamId>,
-) -> Result<QueueTerms, AccountError> {
-    let owner = match team {
-        Some(team) => QueueOwner::Team(team.clone()),
-        None => QueueOwner::User(user.clone()),
-    };
-    let stored = state.queue().plan_of(&owner).await?;
-    let config = state.config();
-    let (_, plan) = config.plan_table().resolve(stored.as_deref(), &config.plans.default_plan);
-    Ok(QueueTerms {
-        priority: plan.priority,
-        run_limit: (plan.concurrent_runs > 0).then_some(plan.concurrent_runs),
-        max_run_ms: (plan.max_run_secs > 0)
-            .then(|| i64::try_from(plan.max_run_secs.saturating_mul(1000)).unwrap_or(i64::MAX)),
-        max_queued: (plan.max_queued > 0).then_some(plan.max_queued),
-    })
-}
 
 /// A run with where it stands.
 #[derive(Debug, Clone)]
@@ -153,14 +130,20 @@ impl<'a> QueueService<'a> {
                 .is_ok_and(|access| access.role().manages_members()),
             _ => false,
         };
-        let admin = !own && !manager && self.state.config().plans.is_queue_admin(user.id.as_str(), &user.subject);
+        let admin =
+            !own && !manager && self.state.config().plans.is_queue_admin(user.id.as_str(), &user.subject);
         if !own && !manager && !admin {
             return Err(QueueError::Forbidden);
         }
         if run.status != RunStatus::Queued {
             return Err(QueueError::NotQueued(id.to_string()));
         }
-        let moved = self.state.queue().move_to_front(&run.id).await?.ok_or_else(|| RunError::NotFound(id.to_string()))?;
+        let moved = self
+            .state
+            .queue()
+            .move_to_front(&run.id)
+            .await?
+            .ok_or_else(|| RunError::NotFound(id.to_string()))?;
         if moved.status != RunStatus::Queued {
             return Err(QueueError::NotQueued(id.to_string()));
         }
@@ -190,7 +173,12 @@ impl<'a> QueueService<'a> {
     }
 
     /// Pauses or resumes a team's queue: its owners and admins, audited.
-    pub async fn set_team_paused(&self, caller: &Caller, team: &TeamId, paused: bool) -> Result<bool, QueueError> {
+    pub async fn set_team_paused(
+        &self,
+        caller: &Caller,
+        team: &TeamId,
+        paused: bool,
+    ) -> Result<bool, QueueError> {
         let access = TeamService::new(self.state, self.addr).membership(caller, team).await?;
         access.require_manager()?;
         self.state.queue().set_queue_paused(&QueueOwner::Team(team.clone()), paused).await?;

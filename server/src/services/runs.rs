@@ -72,7 +72,9 @@ pub enum SubmitError {
     #[error("this run costs {requested} credits; the balance is {balance}")]
     InsufficientCredits { balance: i64, requested: i64 },
     /// The plan's queue is full; `position` is where the run would have stood.
-    #[error("the queue is full: at most {limit} queued runs on your plan; this run would have been number {position} in the queue")]
+    #[error(
+        "the queue is full: at most {limit} queued runs on your plan; this run would have been number {position} in the queue"
+    )]
     QueueFull { limit: u64, position: i64 },
     #[error("the graph does not encode: {0}")]
     Encode(#[source] serde_json::Error),
@@ -202,7 +204,7 @@ impl<'a> RunService<'a> {
             nodes,
             hold_expires_at: executor.hold_expiry(&plan),
             max_unfinished: Some(self.state.config().limits.max_queued_runs_per_user).filter(|&max| max > 0),
-            queue: super::queue::terms(self.state, &user.id, team.as_ref()).await?,
+            queue: super::plans::terms(self.state, &user.id, team.as_ref()).await?,
             team_id: team,
         };
         let run = match executor.runs().create_run(new_run).await? {
