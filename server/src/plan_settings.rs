@@ -53,8 +53,9 @@ pub struct PlanSettings {
     #[arg(long, env = "DOJO_PLANS", value_parser = parse_plans)]
     pub plans: Option<PlanTable>,
 
-    /// The plan of users and teams with none set (`dojo-server admin set-plan`). Must name a
-    /// plan; an unknown stored plan also counts as this one.
+    /// The plan of users and teams with none set (`dojo-server admin set-plan`), and of those
+    /// whose stored plan is no longer configured. A name that is not a plan counts as the first
+    /// plan by name.
     #[arg(long, env = "DOJO_DEFAULT_PLAN", default_value = "free")]
     pub default_plan: String,
 

@@ -249,8 +249,14 @@ fn summary_of(doc: &yrs::Doc, run: &str) -> Value {
 
 async fn nobody_moves_cancels_or_pauses_another_users_runs(backend: Backend) {
     let replicate = Replicate::start().await;
-    // No workers: every run stays queued.
-    let story = story(backend, &replicate, 0).await;
+    // No workers: every run stays queued. `root` is a queue admin.
+    let providers = replicate.config();
+    let story = RunStory::start_with(backend, move |config| {
+        config.executor.providers = Some(providers);
+        config.executor.run_workers = 0;
+        config.plans.queue_admins = vec!["root".into()];
+    })
+    .await;
     let (ann, mallory) = (token("ann"), token("mallory"));
     story.user_with_credits(&ann, 10).await;
     story.user_with_credits(&mallory, 10).await;
@@ -280,6 +286,11 @@ async fn nobody_moves_cancels_or_pauses_another_users_runs(backend: Backend) {
     // Without a token, nothing.
     let anonymous = story.http.get(story.http_url("/api/queue")).send().await.expect("GET");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    // A queue admin may move anyone's run, in a room they cannot read too.
+    let (status, moved) =
+        story.call(Method::POST, &format!("/api/runs/{run}/move-to-front"), &token("root"), None, None).await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(moved["queuePosition"], 1, "{moved}");
     // Ann's run is still queued and still hers to cancel.
     let (status, cancelled) =
         story.call(Method::POST, &format!("/api/runs/{run}/cancel"), &ann, None, None).await;
