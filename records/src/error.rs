@@ -91,6 +91,12 @@ pub enum AccountError {
     /// written. `used` is what the owner would store with it, in bytes.
     #[error("storing this would use {used} bytes of a {quota}-byte quota")]
     StorageQuotaExceeded { used: i64, quota: i64 },
+    /// A submission while the user already has their plan's most runs queued. Nothing was
+    /// written. `position` is where the run would have stood in the queue (1-based).
+    #[error(
+        "the queue is full: at most {limit} queued runs on this plan; this run would have been number {position}"
+    )]
+    QueueFull { limit: u64, position: i64 },
     /// The database could not be reached or failed; the message is for logs, not for clients.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -37,6 +37,7 @@ pub mod key_crypto;
 mod ledger;
 mod postgres;
 pub mod provider_keys;
+pub mod queue;
 mod run_records;
 pub mod runs;
 mod sqlite;
@@ -61,9 +62,11 @@ pub use jobs::{Enqueued, Job, JobOutcome, JobQuery, JobStatus, JobStore, NewJob,
 pub use ledger::{CreditOutcome, LedgerEntry};
 pub use postgres::PostgresAccounts;
 pub use provider_keys::{ProviderKeyStore, StoredProviderKey};
+pub use queue::{QueueOwner, QueueStore, QueuedRun};
 pub use runs::{
     AssetLink, AssetRecord, Claim, FinishedNode, HoldState, MAX_CACHED_OUTPUTS, NewRun, NewRunNode,
-    NodeSettlement, OutboxEntry, Run, RunGauges, RunNode, RunNodeState, RunStatus, RunStore, Submission,
+    NodeSettlement, OutboxEntry, QueueTerms, Run, RunGauges, RunNode, RunNodeState, RunStatus, RunStore,
+    Submission,
 };
 pub use sqlite::SqliteAccounts;
 pub use support::{NewTicket, SupportStore, Ticket, TicketStatus};
@@ -90,6 +93,15 @@ pub fn accounts(db: &dojo_store::Database) -> Arc<dyn AccountStore> {
 /// The runs and assets on the database `db` names: the same pool (and, for SQLite, write lock)
 /// as [`accounts`], so a run's credit hold and the balance it draws on change together.
 pub fn runs(db: &dojo_store::Database) -> Arc<dyn RunStore> {
+    match db {
+        dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
+        dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),
+    }
+}
+
+/// The run queue's positions, pauses and plans on the database `db` names, sharing its pool
+/// (and, for SQLite, its write lock).
+pub fn queue(db: &dojo_store::Database) -> Arc<dyn QueueStore> {
     match db {
         dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
         dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),

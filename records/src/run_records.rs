@@ -55,6 +55,10 @@ pub(crate) struct RunRow {
     started_at: Option<i64>,
     finished_at: Option<i64>,
     team_id: Option<TeamId>,
+    priority: i64,
+    queue_rank: i64,
+    run_limit: Option<i64>,
+    max_run_ms: Option<i64>,
 }
 
 impl TryFrom<RunRow> for Run {
@@ -78,6 +82,10 @@ impl TryFrom<RunRow> for Run {
             created_at: row.created_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
+            priority: row.priority,
+            queue_rank: row.queue_rank,
+            run_limit: row.run_limit,
+            max_run_ms: row.max_run_ms,
             team_id: row.team_id,
         })
     }

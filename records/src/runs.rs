@@ -169,6 +169,22 @@ pub struct NewRun {
     /// The team whose workflow this is (`None`: a personal workflow): the worker runs its
     /// provider nodes with that team's keys, where the team has one.
     pub team_id: Option<TeamId>,
+    /// Where the run stands in the queue and what its plan allows.
+    pub queue: QueueTerms,
+}
+
+/// What a run's plan decides, fixed when it is accepted (see `migrations/…/0013_run_queue.sql`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueTerms {
+    /// Higher is claimed first.
+    pub priority: i64,
+    /// Runs of this user executing at once (`None`: the worker's own limit).
+    pub run_limit: Option<u32>,
+    /// The longest the run may execute, in milliseconds (`None`: no limit).
+    pub max_run_ms: Option<i64>,
+    /// Runs of this user (or, for a team's run, of this team) queued at once, this one
+    /// included: beyond it the submission is [`AccountError::QueueFull`]. `None`: no limit.
+    pub max_queued: Option<u64>,
 }
 
 /// The outcome of [`RunStore::create_run`].
@@ -211,6 +227,13 @@ pub struct Run {
     pub finished_at: Option<i64>,
     /// The team whose workflow this was when the run was accepted (see [`NewRun::team_id`]).
     pub team_id: Option<TeamId>,
+    /// The queue order (see [`QueueTerms`]): higher priority first, then lower rank.
+    pub priority: i64,
+    pub queue_rank: i64,
+    /// The plan's runs executing at once for this user (`None`: the worker's own limit).
+    pub run_limit: Option<i64>,
+    /// The plan's longest run, in milliseconds from its start (`None`: no limit).
+    pub max_run_ms: Option<i64>,
 }
 
 /// One node of a run: its state, and the generation history (parameters, outputs, cost,
@@ -327,6 +350,21 @@ pub trait RunStore: Send + Sync + 'static {
         per_user_limit: Option<u32>,
     ) -> Result<Claim, AccountError>;
 
+    /// [`claim_run`](Self::claim_run) in the queue's order (what workers call): a run not yet
+    /// started is also [`Claim::UserBusy`] while its user's or team's queue is paused, or while
+    /// a queued run the database orders before it could be claimed instead (see
+    /// [`crate::queue`]). A run resumed after its worker died is claimed regardless of order.
+    /// The default claims as `claim_run` does, for stores without a queue order.
+    async fn claim_run_in_turn(
+        &self,
+        id: &RunId,
+        worker: &str,
+        lease_ms: i64,
+        per_user_limit: Option<u32>,
+    ) -> Result<Claim, AccountError> {
+        self.claim_run(id, worker, lease_ms, per_user_limit).await
+    }
+
     /// Extends the lease; `false` if `worker` no longer holds it (another worker took over).
     async fn renew_lease(&self, id: &RunId, worker: &str, lease_ms: i64) -> Result<bool, AccountError>;
 
@@ -442,7 +480,9 @@ pub enum Claim {
     Gone,
     /// A live worker holds it; it may need another worker later if that one dies.
     Leased,
-    /// Its user is at their limit of runs executing at once: try again later.
+    /// Not claimable now: its user is at their limit of runs executing at once, its queue
+    /// (the user's or the team's) is paused, or a run the database orders before it could be
+    /// claimed instead (see [`crate::queue`]). Try again later.
     UserBusy,
 }
 

@@ -86,6 +86,7 @@ mod cases {
             hold_expires_at: now() + HOUR,
             max_unfinished: None,
             team_id: None,
+            queue: Default::default(),
         }
     }
 

@@ -2,7 +2,8 @@
 
 use anyhow::{Context, bail};
 use dojo_auth::{Claims, Grants, Minter, Permission};
-use dojo_records::{CreditOutcome, StaffRole};
+use dojo_ids::TeamId;
+use dojo_records::{CreditOutcome, QueueOwner, StaffRole};
 use dojo_server::Config;
 use dojo_server::Storage;
 use dojo_server::config::AdminCommand;
@@ -137,6 +138,45 @@ pub async fn run(config: &Config, storage: &Storage, command: &AdminCommand) -> 
             };
             record(&storage.audit, &operator, entry).await;
             println!("{}: {} → {}", found.id, name(previous), name(role));
+        }
+        AdminCommand::SetPlan { user, team, plan } => {
+            let table = config.plan_table();
+            // "default" puts them back on whatever the default plan is at the time.
+            let stored = (plan != "default").then_some(plan.as_str());
+            if let Some(name) = stored
+                && !table.contains(name)
+            {
+                let names: Vec<&String> = table.0.keys().collect();
+                bail!("no plan {name:?}: the plans are {names:?} (or \"default\")");
+            }
+            let owner = match (user, team) {
+                (Some(user), _) => match accounts.find_user(user).await.context("finding the user")? {
+                    Some(found) => QueueOwner::User(found.id),
+                    None => bail!("no user {user:?}"),
+                },
+                (None, Some(team)) => QueueOwner::Team(TeamId::from(team.as_str())),
+                (None, None) => bail!("name a --user or a --team"),
+            };
+            let (target_type, target_id) = match &owner {
+                QueueOwner::User(id) => ("user", id.to_string()),
+                QueueOwner::Team(id) => ("team", id.to_string()),
+            };
+            if !storage.queue.set_plan(&owner, stored).await.context("setting the plan")? {
+                bail!("no {target_type} {target_id:?}");
+            }
+            let team = match &owner {
+                QueueOwner::Team(id) => Some(id),
+                QueueOwner::User(_) => None,
+            };
+            let entry = Record {
+                action: "admin.plan_set",
+                target_type,
+                target_id: &target_id,
+                team,
+                detail: json!({"plan": plan}),
+            };
+            record(&storage.audit, &operator, entry).await;
+            println!("{target_type} {target_id} is on plan {plan}");
         }
         AdminCommand::RotateProviderKeys => {
             let keyring = config.keys.keyring();

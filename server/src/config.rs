@@ -62,6 +62,7 @@ pub struct Config {
 
     #[command(flatten)]
     pub agents: crate::agent_settings::AgentSettings,
+    pub plans: crate::plan_settings::PlanSettings,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -121,6 +122,19 @@ pub enum AdminCommand {
         /// Replace an existing database (kept beside it as `*.before-restore-<time>`).
         #[arg(long)]
         force: bool,
+    },
+    /// Put a user or a team on a plan (`DOJO_PLANS`); `--plan default` returns them to the
+    /// default plan. Applies to runs submitted from then on.
+    SetPlan {
+        /// The user's id, email or token subject.
+        #[arg(long, conflicts_with = "team", required_unless_present = "team")]
+        user: Option<String>,
+        /// The team's id.
+        #[arg(long)]
+        team: Option<String>,
+        /// The plan's name.
+        #[arg(long)]
+        plan: String,
     },
     /// Print an HS256 token signed with DOJO_JWT_SECRET (for services, workers and testing).
     MintToken {
@@ -481,6 +495,12 @@ impl Config {
         self.auth.jwt_issuer.retain(|issuer| !blank(issuer));
         self.auth.jwt_audience.retain(|audience| !blank(audience));
         self.http.cors_origins.retain(|origin| !blank(origin));
+        self.plans.queue_admins.retain(|admin| !blank(admin));
+    }
+
+    /// The plans in force (`DOJO_PLANS`, or the built-in ones from the older per-user settings).
+    pub fn plan_table(&self) -> crate::plan_settings::PlanTable {
+        self.plans.table(self.executor.runs_per_user, self.limits.max_queued_runs_per_user)
     }
 
     /// The defaults, listening on an ephemeral local port and storing in `database_url`: what

@@ -113,6 +113,10 @@ error_codes! {
     /// A run in a team's workflow would take the member past the monthly spending limit an
     /// owner or admin set for them.
     SpendingLimitReached = "spending_limit_reached", PAYMENT_REQUIRED;
+    /// The plan's queue is full; the body carries the position the run would have had.
+    QueueFull = "queue_full", TOO_MANY_REQUESTS;
+    /// Move to front of a run that is no longer queued.
+    NotQueued = "not_queued", CONFLICT;
     // Graph edits.
     InvalidEdits = "invalid_edits", UNPROCESSABLE_ENTITY;
     EditConflict = "edit_conflict", CONFLICT;

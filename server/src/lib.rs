@@ -15,6 +15,7 @@ pub mod hocuspocus;
 pub mod key_settings;
 mod memory_trim;
 pub mod metrics;
+pub mod plan_settings;
 pub(crate) mod queue_budget;
 pub(crate) mod room;
 pub(crate) mod room_openers;

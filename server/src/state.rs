@@ -68,6 +68,7 @@ struct Inner {
     data_rights: Arc<dyn dojo_records::DataRightsStore>,
     jobs: Arc<dyn dojo_records::JobStore>,
     support: Arc<dyn dojo_records::SupportStore>,
+    queue: Arc<dyn dojo_records::QueueStore>,
     /// One export per user per `DOJO_EXPORT_INTERVAL_SECS`.
     export_limiter: Arc<UserLimiter>,
     /// The webhook writer and delivery loop.
@@ -95,13 +96,14 @@ impl AppState {
         );
         // Every node or run this process ends, and every cancellation, is reported.
         let runs = crate::webhooks::RunEvents::wrap(storage.runs.clone(), webhooks.clone());
-        let (teams, audit, provider_keys, data_rights, jobs, support) = (
+        let (teams, audit, provider_keys, data_rights, jobs, support, queue) = (
             storage.teams,
             storage.audit,
             storage.provider_keys,
             storage.data_rights,
             storage.jobs,
             storage.support,
+            storage.queue,
         );
         // Scheduled agent jobs: stopped and awaited with the webhook tasks.
         crate::agent_schedules::start(
@@ -178,6 +180,16 @@ impl AppState {
             &executor_tasks,
         )
         .await?;
+        executor_tasks.spawn(crate::execution::queue_summaries::run(
+            queue.clone(),
+            executor.runs().clone(),
+            rooms.clone(),
+            i64::from(match config.plans.queue_slots {
+                0 => u32::try_from(config.executor.run_workers).unwrap_or(u32::MAX),
+                slots => slots,
+            }),
+            shutdown.clone(),
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
                 rooms,
@@ -211,6 +223,7 @@ impl AppState {
                 data_rights,
                 jobs,
                 support,
+                queue,
                 export_limiter,
                 webhook_tasks,
             }),
@@ -227,6 +240,10 @@ impl AppState {
 
     pub(crate) fn provider_keys(&self) -> &Arc<dyn dojo_records::ProviderKeyStore> {
         &self.inner.provider_keys
+    }
+
+    pub(crate) fn queue(&self) -> &Arc<dyn dojo_records::QueueStore> {
+        &self.inner.queue
     }
 
     pub(crate) fn data_rights(&self) -> &Arc<dyn dojo_records::DataRightsStore> {

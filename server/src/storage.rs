@@ -35,6 +35,8 @@ pub struct Storage {
     pub jobs: Arc<dyn dojo_records::JobStore>,
     /// Support tickets (same database).
     pub support: Arc<dyn dojo_records::SupportStore>,
+    /// The run queue's positions, pauses and plans (same database).
+    pub queue: Arc<dyn dojo_records::QueueStore>,
     /// On SQLite: the shared lock that tells `admin restore` the file is in use.
     _in_use: Option<Arc<SqliteLock>>,
 }
@@ -67,6 +69,7 @@ impl Storage {
             data_rights: dojo_records::data_rights(&database),
             jobs: dojo_records::jobs(&database),
             support: dojo_records::support(&database),
+            queue: dojo_records::queue(&database),
             _in_use: in_use,
         })
     }

@@ -249,6 +249,7 @@ async fn a_run_whose_room_is_quarantined_fails_cleanly_on_resume_and_releases_it
             hold_expires_at: i64::MAX / 2,
             max_unfinished: None,
             team_id: None,
+            queue: Default::default(),
         })
         .await
         .expect("create the run");

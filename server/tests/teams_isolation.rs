@@ -101,6 +101,9 @@ impl Scene {
             ),
             probe(Method::DELETE, format!("/api/teams/{team}/provider-keys/openai"), None),
             probe(Method::DELETE, format!("/api/teams/{team}/provider-keys/replicate"), None),
+            probe(Method::GET, format!("/api/queue?team={team}"), None),
+            probe(Method::POST, format!("/api/teams/{team}/queue/pause"), None),
+            probe(Method::POST, format!("/api/teams/{team}/queue/resume"), None),
             probe(Method::POST, format!("/api/invitations/{inv}/accept"), None),
             probe(Method::POST, format!("/api/invitations/{inv}/decline"), None),
             probe(Method::POST, "/api/workflows".into(), Some(json!({ "title": "in", "teamId": team }))),
@@ -319,6 +322,8 @@ async fn members_see_their_team_but_their_role_bounds_what_they_do(backend: Back
             Some(json!({ "key": "fal-viewer-1234" })),
         ),
         (Method::DELETE, format!("/api/teams/{team}/provider-keys/openai"), None),
+        (Method::POST, format!("/api/teams/{team}/queue/pause"), None),
+        (Method::POST, format!("/api/teams/{team}/queue/resume"), None),
     ] {
         world.expect("a viewer", method, &path, dee, body, forbidden).await;
     }
@@ -331,6 +336,8 @@ async fn members_see_their_team_but_their_role_bounds_what_they_do(backend: Back
             Some(json!({ "key": "fal-member-1234" })),
         ),
         (Method::DELETE, format!("/api/teams/{team}/provider-keys/openai"), None),
+        // Pausing the team's queue is for owners and admins too.
+        (Method::POST, format!("/api/teams/{team}/queue/pause"), None),
     ] {
         world.expect("a member", method, &path, &scene.cy, body, forbidden).await;
     }

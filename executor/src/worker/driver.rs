@@ -198,7 +198,7 @@ impl RunDriver {
         shutdown: &CancellationToken,
     ) -> Result<Execution, DriverError> {
         let limit = (self.settings.runs_per_user > 0).then_some(self.settings.runs_per_user);
-        let run = match self.runs.claim_run(run_id, &self.worker_id, self.lease_ms(), limit).await? {
+        let run = match self.runs.claim_run_in_turn(run_id, &self.worker_id, self.lease_ms(), limit).await? {
             Claim::Claimed(run) => *run,
             Claim::Gone => return Ok(Execution::Gone),
             Claim::Leased => return Ok(Execution::Leased),
@@ -295,6 +295,19 @@ impl RunDriver {
                 }
             })
         };
+        // The plan's longest run, counted from the run's first start (so a resumed run does not
+        // get a fresh allowance): past it the run stops like a cancelled one, holds released.
+        let timed_out = CancellationToken::new();
+        let deadline = run.max_run_ms.map(|max| {
+            let started = run.started_at.unwrap_or(run.created_at);
+            let left = started.saturating_add(max).saturating_sub(super::now_millis());
+            let (cancel, timed_out) = (cancel.clone(), timed_out.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(u64::try_from(left).unwrap_or(0))).await;
+                timed_out.cancel();
+                cancel.cancel();
+            })
+        });
         let team_keys: Box<dyn crate::team_keys::TeamKeys> = match (&self.team_keys, &run.team_id) {
             (Some(source), Some(team)) => Box::new(source.for_team(team.clone())),
             _ => Box::new(crate::team_keys::NoTeamKeys),
@@ -303,9 +316,22 @@ impl RunDriver {
         let summary = self.engine.resume(&run.id, scope, &plan, &finished_before, &observer, cancel).await;
         keeper.abort();
         stop_on_shutdown.abort();
+        if let Some(deadline) = deadline {
+            deadline.abort();
+        }
         if lost_lease.is_cancelled() {
             tracing::info!(run = %run.id, "stopped executing a run this worker no longer holds");
             return Ok(Execution::Released);
+        }
+        if timed_out.is_cancelled() {
+            let max_secs = run.max_run_ms.unwrap_or(0) / 1000;
+            let message = format!(
+                "max_run_time_exceeded: the run went past its plan's maximum run time of {max_secs} s and was cancelled"
+            );
+            let finished = self.runs.finish_run(&run.id, RunStatus::Cancelled, Some(&message)).await?;
+            write_summary(document.as_ref(), &finished, &node_ids).await;
+            tracing::info!(run = %run.id, "cancelled a run past its plan's maximum run time");
+            return Ok(Execution::Finished(RunStatus::Cancelled));
         }
         let requested = self.runs.run(&run.id).await?.is_some_and(|r| r.cancel_requested);
         let status = if cancel.is_cancelled() && requested {

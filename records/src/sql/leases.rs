@@ -1,10 +1,11 @@
 //! Worker leases: a worker claims a run until its lease expires and renews it while it works;
 //! a run whose lease expired (its worker died) can be claimed again.
 
+use super::queue_order::{OrderKey, better_waiting, paused};
 use super::{Store, runs, users};
 use crate::dialect::Dialect;
 use crate::run_records::{RunRow, decode_runs};
-use crate::runs::{Claim, Run};
+use crate::runs::{Claim, Run, RunStatus};
 use crate::{AccountError, now_millis};
 
 /// Claims the run for `worker` (validated by the caller) until `now + lease_ms`.
@@ -14,16 +15,27 @@ pub(super) async fn claim(
     worker: &str,
     lease_ms: i64,
     per_user_limit: Option<u32>,
+    in_turn: bool,
 ) -> Result<Claim, AccountError> {
     let now = now_millis();
     let mut w = store.begin_write().await?;
     // Lock order: the run row, then the user row (see `runs.rs`).
     let locked = runs::lock_run(&mut w.tx, id).await?;
-    let Some((_, user, _)) = locked.filter(|(status, _, _)| !status.is_final()) else {
+    let Some((status, user, _)) = locked.filter(|(status, _, _)| !status.is_final()) else {
         w.tx.rollback().await?;
         return Ok(Claim::Gone);
     };
-    if let Some(limit) = per_user_limit {
+    let Some(current) = runs::by_id(&mut w.tx, id).await? else {
+        w.tx.rollback().await?;
+        return Ok(Claim::Gone);
+    };
+    // The plan's limit, fixed when the run was accepted; runs accepted before plans existed
+    // (or on a plan without one) use the worker's.
+    let limit = match current.run_limit {
+        Some(limit) => u32::try_from(limit.max(0)).ok().filter(|&limit| limit > 0),
+        None => per_user_limit,
+    };
+    if let Some(limit) = limit {
         // Serialises the claims of this user's runs, so the count stays true until this
         // transaction commits.
         users::add_credits(&mut w.tx, &user, 0).await?;
@@ -40,6 +52,18 @@ pub(super) async fn claim(
             w.tx.commit().await?;
             return Ok(Claim::UserBusy);
         }
+    }
+    // A run not yet started waits while its queue is paused, or while a run the database
+    // orders before it could be claimed instead (its own queue entry brings it to a worker).
+    // A run resumed after its worker died goes on regardless: it was already chosen.
+    if in_turn
+        && status == RunStatus::Queued
+        && !current.cancel_requested
+        && (paused(&mut w.tx, &current).await?
+            || better_waiting(&mut w.tx, &OrderKey::of(&current), now, per_user_limit).await?)
+    {
+        w.tx.commit().await?;
+        return Ok(Claim::UserBusy);
     }
     let row: Option<RunRow> = sqlx::query_as(concat!(
         "UPDATE runs SET status = 'running', lease_owner = $2, lease_expires_at = $3,

@@ -19,7 +19,11 @@ mod leases;
 mod ledger;
 mod node_cache;
 mod outbox;
+// Before `queue`, which uses its SQL macros.
+#[macro_use]
+mod queue_order;
 mod provider_keys;
+mod queue;
 mod run_store;
 mod runs;
 mod support;

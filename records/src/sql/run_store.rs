@@ -55,7 +55,25 @@ impl RunStore for Store {
         }
         let (this, id, worker) = (self.clone(), id.to_owned(), worker.to_owned());
         run_to_completion(async move {
-            leases::claim(&this, id.as_str(), &worker, lease_ms, per_user_limit).await
+            leases::claim(&this, id.as_str(), &worker, lease_ms, per_user_limit, false).await
+        })
+        .await
+    }
+
+    async fn claim_run_in_turn(
+        &self,
+        id: &RunId,
+        worker: &str,
+        lease_ms: i64,
+        per_user_limit: Option<u32>,
+    ) -> Result<Claim, AccountError> {
+        validate_id("worker", worker)?;
+        if lease_ms <= 0 {
+            return Err(invalid("lease_ms", "not positive"));
+        }
+        let (this, id, worker) = (self.clone(), id.to_owned(), worker.to_owned());
+        run_to_completion(async move {
+            leases::claim(&this, id.as_str(), &worker, lease_ms, per_user_limit, true).await
         })
         .await
     }

@@ -161,8 +161,9 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
     // so it never reaches the hold below.
     let created: Option<RunRow> = sqlx::query_as(concat!(
         "INSERT INTO runs (id, room, user_id, status, graph, targets, idempotency_key, estimate,
-             charged, cancel_requested, attempts, created_at, team_id, billed_team_id)
-         SELECT $1, $2, $3, 'queued', $4, $5, $6, $7, 0, 0, 0, $8, $9, $9
+             charged, cancel_requested, attempts, created_at, team_id, billed_team_id, priority,
+             queue_rank, run_limit, max_run_ms)
+         SELECT $1, $2, $3, 'queued', $4, $5, $6, $7, 0, 0, 0, $8, $9, $9, $10, 0, $11, $12
          WHERE EXISTS (SELECT 1 FROM users WHERE id = $3)
          ON CONFLICT DO NOTHING
          RETURNING ",
@@ -177,6 +178,9 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
     .bind(estimate)
     .bind(now)
     .bind(&run.team_id)
+    .bind(run.queue.priority)
+    .bind(run.queue.run_limit.map(i64::from))
+    .bind(run.queue.max_run_ms)
     .fetch_optional(&mut *w.tx)
     .await?;
     let Some(created) = created else {
@@ -218,6 +222,27 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
         if quota_full(unfinished, limit) {
             w.tx.rollback().await?;
             return Err(AccountError::QuotaExceeded { what: "queued or running runs", limit });
+        }
+    }
+    if let Some(limit) = run.queue.max_queued {
+        // Under the user row's lock like the quota above, so concurrent submissions of one
+        // user each count those before them.
+        sqlx::query("UPDATE users SET credits = credits WHERE id = $1")
+            .bind(&run.user_id)
+            .execute(&mut *w.tx)
+            .await?;
+        let queued: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM runs WHERE user_id = $1 AND status = 'queued' AND id <> $2",
+        )
+        .bind(&run.user_id)
+        .bind(&run.id)
+        .fetch_one(&mut *w.tx)
+        .await?;
+        if quota_full(queued, limit) {
+            let position =
+                super::queue_order::position_of_new(&mut w.tx, run.queue.priority, run.id.as_str()).await?;
+            w.tx.rollback().await?;
+            return Err(AccountError::QueueFull { limit, position });
         }
     }
     // A run of a team's workflow is paid by the team (its holds, captures and releases move

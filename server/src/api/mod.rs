@@ -18,6 +18,7 @@ pub(crate) mod extract;
 mod jobs;
 pub mod openapi;
 mod provider_keys;
+mod queue;
 mod responses;
 mod runs;
 mod service_errors;
@@ -120,6 +121,10 @@ pub enum ApiError {
     ImageTooLarge(String),
     #[error("{0}")]
     StorageQuotaExceeded(String),
+    #[error("{0}")]
+    QueueFull(String),
+    #[error("{0}")]
+    NotQueued(String),
     // Teams.
     #[error("{0}")]
     LastOwner(String),
@@ -185,6 +190,8 @@ impl ApiError {
             ApiError::InvalidImage(_) => ErrorCode::InvalidImage,
             ApiError::ImageTooLarge(_) => ErrorCode::ImageTooLarge,
             ApiError::StorageQuotaExceeded(_) => ErrorCode::StorageQuotaExceeded,
+            ApiError::QueueFull(_) => ErrorCode::QueueFull,
+            ApiError::NotQueued(_) => ErrorCode::NotQueued,
             ApiError::LastOwner(_) => ErrorCode::LastOwner,
             ApiError::TeamFull(_) => ErrorCode::TeamFull,
             ApiError::AlreadyMember(_) => ErrorCode::AlreadyMember,
@@ -258,6 +265,7 @@ impl From<AccountError> for ApiError {
             }
             AccountError::SpendingLimitReached { .. } => ApiError::SpendingLimitReached(error.to_string()),
             AccountError::IdempotencyKeyReused { .. } => ApiError::Conflict(error.to_string()),
+            AccountError::QueueFull { .. } => ApiError::QueueFull(error.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -379,6 +387,12 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
         .route("/api/rooms/{room}/edits/{id}/undo", post(edits::undo))
         .route("/api/runs/{id}", get(runs::get))
         .route("/api/runs/{id}/cancel", post(runs::cancel))
+        .route("/api/runs/{id}/move-to-front", post(queue::move_to_front))
+        .route("/api/queue", get(queue::list))
+        .route("/api/queue/pause", post(queue::pause))
+        .route("/api/queue/resume", post(queue::resume))
+        .route("/api/teams/{team}/queue/pause", post(queue::pause_team))
+        .route("/api/teams/{team}/queue/resume", post(queue::resume_team))
         .route("/assets/{id}", get(assets::download))
         .layer(axum::extract::DefaultBodyLimit::max(http.max_body_bytes));
     // Uploads have their own, larger limit.

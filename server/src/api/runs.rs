@@ -72,6 +72,13 @@ pub struct RunBody {
     pub started_at: Option<i64>,
     #[schema(required = true)]
     pub finished_at: Option<i64>,
+    /// While queued: 1-based among the runs that will be claimed before it (docs/queue.md).
+    #[schema(required = true)]
+    pub queue_position: Option<i64>,
+    /// While queued: when it should start, in milliseconds since the Unix epoch (null when
+    /// unknown).
+    #[schema(required = true)]
+    pub estimated_start_at: Option<i64>,
     /// Node id → its state, cost, charge, outputs, error, parameters and timings (the
     /// generation history). Only in `GET /api/runs/{id}`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -161,7 +168,7 @@ pub struct ListQuery {
         (status = 402, description = "`insufficient_credits`: the balance (the team's, with `teamId`, for a team's workflow) is short of the run's cost; `spending_limit_reached`: the caller's monthly limit in the team would be passed (`limit`, `spent`, `requested`)", body = InsufficientCreditsBody),
         (status = 403, response = Forbidden), (status = 404, response = NotFound),
         (status = 422, description = "`invalid_graph`: the graph's errors, per node; `empty_graph`: nothing to run; `unknown_target`: a target that is not a node id", body = InvalidGraphBody),
-        (status = 429, description = "`quota_exceeded`: the caller has the most runs queued or running one user may; or `rate_limited`", body = ErrorBody),
+        (status = 429, description = "`queue_full`: the caller's plan queue is full (the body carries `limit` and the `position` the run would have had); `quota_exceeded`: the caller has the most runs queued or running one user may; or `rate_limited`", body = ErrorBody),
         (status = 503, response = Unavailable)),
     security(("bearer" = [])))]
 pub async fn submit(
@@ -194,7 +201,10 @@ pub async fn get(
     ApiPath(id): ApiPath<RunId>,
 ) -> Result<Json<RunBody>, ApiError> {
     let (run, nodes) = RunService::new(&state).get(&caller.0, &id).await?;
-    let mut body = run_body(&run);
+    let placed = crate::services::queue::QueueService::new(&state, None).place(run).await?;
+    let mut body = run_body(&placed.run);
+    body.queue_position = placed.position;
+    body.estimated_start_at = placed.estimated_start_at;
     body.nodes = Some(nodes.iter().map(|n| (n.node_id.to_string(), node_body(n))).collect());
     Ok(Json(body))
 }
@@ -286,6 +296,11 @@ fn submit_refused(error: SubmitError) -> Result<Response, ApiError> {
             });
             Ok((code.status(), Json(body)).into_response())
         }
+        SubmitError::QueueFull { limit, position } => {
+            let code = ErrorCode::QueueFull;
+            let body = json!({"error": message, "code": code.as_str(), "limit": limit, "position": position});
+            Ok((code.status(), Json(body)).into_response())
+        }
         SubmitError::RoomNotFound(_) => Err(ApiError::RoomNotFound(message)),
         SubmitError::EmptyGraph(_) => Err(ApiError::EmptyGraph(message)),
         SubmitError::UnknownTarget { .. } => Err(ApiError::UnknownTarget(message)),
@@ -318,7 +333,7 @@ fn accepted(run: &Run) -> Response {
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
-fn run_body(run: &Run) -> RunBody {
+pub(super) fn run_body(run: &Run) -> RunBody {
     RunBody {
         id: run.id.to_string(),
         room: run.room.clone(),
@@ -332,6 +347,8 @@ fn run_body(run: &Run) -> RunBody {
         created_at: run.created_at,
         started_at: run.started_at,
         finished_at: run.finished_at,
+        queue_position: None,
+        estimated_start_at: None,
         nodes: None,
     }
 }

@@ -8,6 +8,7 @@
 //! runs from that queue, with the same driver the workers use (`dojo_executor::worker`),
 //! writing states into its rooms through the room actors.
 
+pub mod queue_summaries;
 pub mod room_writer;
 
 use std::sync::Arc;

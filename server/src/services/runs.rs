@@ -78,6 +78,11 @@ pub enum SubmitError {
         "this run holds {requested} credits; you spent {spent} of your {limit}-credit monthly limit in this team"
     )]
     SpendingLimitReached { limit: i64, spent: i64, requested: i64 },
+    /// The plan's queue is full; `position` is where the run would have stood.
+    #[error(
+        "the queue is full: at most {limit} queued runs on your plan; this run would have been number {position} in the queue"
+    )]
+    QueueFull { limit: u64, position: i64 },
     #[error("the graph does not encode: {0}")]
     Encode(#[source] serde_json::Error),
     #[error(transparent)]
@@ -96,6 +101,7 @@ impl From<AccountError> for SubmitError {
             AccountError::SpendingLimitReached { limit, spent, requested } => {
                 SubmitError::SpendingLimitReached { limit, spent, requested }
             }
+            AccountError::QueueFull { limit, position } => SubmitError::QueueFull { limit, position },
             error => SubmitError::Accounts(error),
         }
     }
@@ -211,6 +217,7 @@ impl<'a> RunService<'a> {
             nodes,
             hold_expires_at: executor.hold_expiry(&plan),
             max_unfinished: Some(self.state.config().limits.max_queued_runs_per_user).filter(|&max| max > 0),
+            queue: super::plans::terms(self.state, &user.id, team.as_ref()).await?,
             team_id: team,
         };
         let run = match executor.runs().create_run(new_run).await? {

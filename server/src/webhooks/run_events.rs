@@ -65,6 +65,16 @@ impl RunStore for RunEvents {
         self.inner.claim_run(id, worker, lease_ms, per_user_limit).await
     }
 
+    async fn claim_run_in_turn(
+        &self,
+        id: &RunId,
+        worker: &str,
+        lease_ms: i64,
+        per_user_limit: Option<u32>,
+    ) -> Result<Claim, AccountError> {
+        self.inner.claim_run_in_turn(id, worker, lease_ms, per_user_limit).await
+    }
+
     async fn renew_lease(&self, id: &RunId, worker: &str, lease_ms: i64) -> Result<bool, AccountError> {
         self.inner.renew_lease(id, worker, lease_ms).await
     }

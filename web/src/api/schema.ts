@@ -219,6 +219,60 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/queue": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's queued and running runs (or, with `?team=`, the team's), each queued one with
+         *     its position and estimated start.
+         */
+        get: operations["getQueue"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/queue/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Pauses the caller's queue: their queued runs stay queued (running ones go on) until resumed. */
+        post: operations["pauseQueue"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/queue/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resumes the caller's queue. */
+        post: operations["resumeQueue"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/rooms/{room}/compose": {
         parameters: {
             query?: never;
@@ -449,6 +503,26 @@ export interface paths {
          *     nodes that did not succeed are released.
          */
         post: operations["cancelRun"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/runs/{id}/move-to-front": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Moves a queued run before every other queued run of its priority: the run's own user, a
+         *     team's owners and admins for the team's runs, and queue admins (`DOJO_QUEUE_ADMINS`).
+         */
+        post: operations["moveRunToFront"];
         delete?: never;
         options?: never;
         head?: never;
@@ -715,6 +789,40 @@ export interface paths {
         post?: never;
         /** Removes the team's key for a provider (owners and admins): its runs use the server's again. */
         delete: operations["deleteTeamProviderKey"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/teams/{team}/queue/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Pauses the team's queue (owners and admins; audited). */
+        post: operations["pauseTeamQueue"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/teams/{team}/queue/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resumes the team's queue (owners and admins; audited). */
+        post: operations["resumeTeamQueue"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -1492,6 +1600,15 @@ export interface components {
             /** @description By provider. */
             keys: components["schemas"]["ProviderKeyBody"][];
         };
+        /** @description The runs of a queue, running first, then queued in the order they will be claimed. */
+        QueueList: {
+            /** @description Whether this queue is paused (its queued runs wait until it is resumed). */
+            paused: boolean;
+            runs: components["schemas"]["RunBody"][];
+        };
+        QueueState: {
+            paused: boolean;
+        };
         RenameTeam: {
             /** @description 1–100 characters (trimmed), no control or invisible formatting characters. */
             name: string;
@@ -1526,6 +1643,12 @@ export interface components {
             error: string | null;
             /** Format: int64 */
             estimate: number;
+            /**
+             * Format: int64
+             * @description While queued: when it should start, in milliseconds since the Unix epoch (null when
+             *     unknown).
+             */
+            estimatedStartAt: number | null;
             /** Format: int64 */
             finishedAt: number | null;
             id: string;
@@ -1536,6 +1659,11 @@ export interface components {
             nodes?: {
                 [key: string]: components["schemas"]["RunNodeBody"];
             } | null;
+            /**
+             * Format: int64
+             * @description While queued: 1-based among the runs that will be claimed before it (docs/queue.md).
+             */
+            queuePosition: number | null;
             room: string;
             /** Format: int64 */
             startedAt: number | null;
@@ -2347,6 +2475,80 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
         };
     };
+    getQueue: {
+        parameters: {
+            query?: {
+                /** @description A team's queue (any member may read it) instead of the caller's. */
+                team?: string;
+                /** @description At most this many runs (default 100, at most 200). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The queue */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueueList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    pauseQueue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Paused */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueueState"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    resumeQueue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Resumed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueueState"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     composeNodes: {
         parameters: {
             query?: {
@@ -2647,7 +2849,7 @@ export interface operations {
                     "application/json": components["schemas"]["InvalidGraphBody"];
                 };
             };
-            /** @description `quota_exceeded`: the caller has the most runs queued or running one user may; or `rate_limited` */
+            /** @description `queue_full`: the caller's plan queue is full (the body carries `limit` and the `position` the run would have had); `quota_exceeded`: the caller has the most runs queued or running one user may; or `rate_limited` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2877,6 +3079,42 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    moveRunToFront: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Run id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The run, with its new position */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description `not_queued`: the run is running or finished */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             429: components["responses"]["TooManyRequests"];
         };
     };
@@ -3580,6 +3818,60 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    pauseTeamQueue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Paused */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueueState"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    resumeTeamQueue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Team id */
+                team: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Resumed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueueState"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
         };
     };

@@ -247,7 +247,15 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
             />
           )}
           {panels.historyOpen && (
-            <RunHistory room={workflow.room} token={session.token} live={runs.runs} onClose={() => panels.setHistoryOpen(false)} />
+            <RunHistory
+              room={workflow.room}
+              token={session.token}
+              live={runs.runs}
+              places={runs.places}
+              onCancel={(id) => void runs.cancelRun(id)}
+              onMoveToFront={(id) => void runs.moveToFront(id)}
+              onClose={() => panels.setHistoryOpen(false)}
+            />
           )}
         </div>
         <ComposeDock

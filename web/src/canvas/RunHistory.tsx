@@ -3,7 +3,7 @@
 import { useEffect, useState } from 'react'
 import { api, type RunListItem } from '../api/client'
 import { ApiError } from '../api/http'
-import type { RunSummary } from '../doc/schema'
+import type { QueuePlace, RunSummary } from '../doc/schema'
 import { credits } from '../ui/credits'
 import { describeError } from '../ui/errors'
 
@@ -11,6 +11,10 @@ interface Props {
   room: string
   token: string | null
   live: RunSummary[]
+  /** Queued runs' positions and estimated starts (from the document). */
+  places: Map<string, QueuePlace>
+  onCancel: (id: string) => void
+  onMoveToFront: (id: string) => void
   onClose: () => void
 }
 
@@ -26,7 +30,7 @@ function fromApi(item: RunListItem): RunSummary {
   }
 }
 
-export function RunHistory({ room, token, live, onClose }: Props) {
+export function RunHistory({ room, token, live, places, onCancel, onMoveToFront, onClose }: Props) {
   const [stored, setStored] = useState<RunSummary[]>([])
   const [note, setNote] = useState<string | null>(null)
 
@@ -74,9 +78,27 @@ export function RunHistory({ room, token, live, onClose }: Props) {
             <code className="small muted" title={run.id}>
               {run.id.slice(0, 8)}
             </code>
+            {run.status === 'queued' && <QueueControls id={run.id} place={places.get(run.id)} onCancel={onCancel} onMoveToFront={onMoveToFront} />}
           </li>
         ))}
       </ol>
     </aside>
+  )
+}
+
+/** A queued run's place in the queue, with Cancel and Move to front. */
+function QueueControls(props: { id: string; place: QueuePlace | undefined; onCancel: (id: string) => void; onMoveToFront: (id: string) => void }) {
+  const { id, place } = props
+  const starts = place?.estimatedStartAt != null ? ` · starts ~${new Date(place.estimatedStartAt).toLocaleTimeString()}` : ''
+  return (
+    <span className="queue-controls" data-testid="queue-place">
+      {place && <span className="small">{`#${place.position} in queue${starts}`}</span>}
+      <button className="small" onClick={() => props.onMoveToFront(id)} title="Run this before your other queued runs">
+        Move to front
+      </button>
+      <button className="small" onClick={() => props.onCancel(id)}>
+        Cancel
+      </button>
+    </span>
   )
 }

@@ -5,7 +5,7 @@ import { useCallback, useEffect, useRef, useState } from 'react'
 import type * as Y from 'yjs'
 import { api, type NodeValidationError } from '../api/client'
 import { ApiError, isRecord } from '../api/http'
-import { ACTIVE_RUN_STATUSES, readRuns, roots, type RunSummary } from '../doc/schema'
+import { ACTIVE_RUN_STATUSES, readQueuePlaces, readRuns, roots, type QueuePlace, type RunSummary } from '../doc/schema'
 import { describeError } from '../ui/errors'
 import { queuedMessage, refusedRunMessage, runHasFinished } from './feedback/runMessages'
 
@@ -24,12 +24,16 @@ interface RunNotice {
 export interface RunsState {
   runs: RunSummary[]
   active: RunSummary[]
+  /** Queued runs' positions and estimated starts, by run id. */
+  places: Map<string, QueuePlace>
   validation: Map<string, NodeValidationError[]>
   shortfall: CreditShortfall | null
   message: string | null
   starting: boolean
   start: (targets: string[] | null) => Promise<void>
   cancel: () => Promise<void>
+  cancelRun: (id: string) => Promise<void>
+  moveToFront: (id: string) => Promise<void>
   dismissShortfall: () => void
   clearMessage: () => void
 }
@@ -38,6 +42,7 @@ const RUNS_MISSING = 'This server has no runs API yet (POST /api/rooms/{room}/ru
 
 export function useRuns(doc: Y.Doc, room: string, token: string | null, onFinished: () => void): RunsState {
   const [runs, setRuns] = useState<RunSummary[]>(() => readRuns(doc))
+  const [places, setPlaces] = useState<Map<string, QueuePlace>>(() => readQueuePlaces(doc))
   const [validation, setValidation] = useState(new Map<string, NodeValidationError[]>())
   const [shortfall, setShortfall] = useState<CreditShortfall | null>(null)
   const [notice, setNotice] = useState<RunNotice | null>(null)
@@ -52,6 +57,7 @@ export function useRuns(doc: Y.Doc, room: string, token: string | null, onFinish
     const update = () => {
       const next = readRuns(doc)
       setRuns(next)
+      setPlaces(readQueuePlaces(doc))
       const activeNow = new Set(next.filter((r) => ACTIVE_RUN_STATUSES.has(r.status)).map((r) => r.id))
       if ([...activeBefore].some((id) => !activeNow.has(id))) finishedRef.current()
       activeBefore = activeNow
@@ -123,9 +129,36 @@ export function useRuns(doc: Y.Doc, room: string, token: string | null, onFinish
     }
   }, [active, token, setMessage])
 
+  const cancelRun = useCallback(
+    async (id: string) => {
+      setMessage(null)
+      try {
+        await api.cancelRun(token, id)
+      } catch (error) {
+        setMessage(describeError(error))
+      }
+    },
+    [token, setMessage],
+  )
+
+  const moveToFront = useCallback(
+    async (id: string) => {
+      setMessage(null)
+      try {
+        await api.moveRunToFront(token, id)
+      } catch (error) {
+        setMessage(describeError(error))
+      }
+    },
+    [token, setMessage],
+  )
+
   return {
     runs,
     active,
+    places,
+    cancelRun,
+    moveToFront,
     validation,
     shortfall,
     message: notice?.text ?? null,

@@ -218,6 +218,27 @@ export function readRun(id: string, value: unknown): RunSummary | null {
   }
 }
 
+/**
+ * Where a queued run stands, from the two fields the server adds to its summary while it waits
+ * (`queuePosition`, `estimatedStartAt`: docs/queue.md). Read apart from RunSummary because only
+ * queued runs in open rooms carry them.
+ */
+export interface QueuePlace {
+  position: number
+  estimatedStartAt: number | null
+}
+
+export function readQueuePlaces(doc: Y.Doc): Map<string, QueuePlace> {
+  const places = new Map<string, QueuePlace>()
+  roots(doc).runs.forEach((value, id) => {
+    const fields = value instanceof Y.Map ? (value.toJSON() as Record<string, unknown>) : isRecord(value) ? value : null
+    if (!fields || fields.status !== 'queued' || typeof fields.queuePosition !== 'number') return
+    const estimate = typeof fields.estimatedStartAt === 'number' ? fields.estimatedStartAt : null
+    places.set(id, { position: fields.queuePosition, estimatedStartAt: estimate })
+  })
+  return places
+}
+
 /** Runs in the document, newest first. */
 export function readRuns(doc: Y.Doc): RunSummary[] {
   const runs: RunSummary[] = []
