@@ -62,6 +62,8 @@ pub struct Config {
 
     #[command(flatten)]
     pub agents: crate::agent_settings::AgentSettings,
+
+    #[command(flatten)]
     pub plans: crate::plan_settings::PlanSettings,
 
     #[command(subcommand)]

@@ -311,6 +311,18 @@ async fn a_worker_process_opens_the_teams_sealed_key_for_the_teams_node_and_neve
         api.call(Method::POST, "/api/teams", &ada, Some(json!({"name": "Keyed"})), None).await;
     assert_eq!(status, StatusCode::CREATED, "{team}");
     let team = team["id"].as_str().expect("team id").to_owned();
+    // The team pays for its workflows' runs.
+    let database = dojo_store::open_database(&cluster.db.url).await.expect("open the database");
+    dojo_records::teams(&database)
+        .apply_team_credits(
+            &dojo_ids::TeamId::from(team.as_str()),
+            None,
+            10,
+            "test grant",
+            "team-worker-grant",
+        )
+        .await
+        .expect("team grant");
     let path = format!("/api/teams/{team}/provider-keys/replicate");
     let (status, stored) = api.call(Method::PUT, &path, &ada, Some(json!({"key": TEAM_KEY})), None).await;
     assert_eq!(status, StatusCode::OK, "{stored}");

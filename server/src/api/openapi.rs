@@ -19,8 +19,8 @@ use super::responses::{
     Unauthorized, Unavailable,
 };
 use super::{
-    account, assets, compose, data_rights, documents, jobs, provider_keys, runs, support, team_audit, team_credits,
-    team_lifecycle, teams, webhooks, workflow_invitations, workflows,
+    account, assets, compose, data_rights, documents, jobs, provider_keys, runs, support, team_audit,
+    team_credits, team_lifecycle, teams, webhooks, workflow_invitations, workflows,
 };
 
 #[derive(OpenApi)]

@@ -4,6 +4,153 @@
  */
 
 export interface paths {
+    "/api/agent-jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List jobs, newest first (staff). */
+        get: operations["listAgentJobs"];
+        put?: never;
+        /** Add a job (staff). 201 with the job, or 200 with the earlier job of the same idempotency key. */
+        post: operations["enqueueAgentJob"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agent-jobs/claim": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Claim the best due job of some types (staff): highest priority, then earliest due, then
+         *     oldest; a running job whose lease ran out (its worker died) is claimed again. 204 when none.
+         */
+        post: operations["claimAgentJob"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agent-jobs/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One job (staff). */
+        get: operations["getAgentJob"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agent-jobs/{id}/complete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Complete a claimed job (staff; the worker that holds it). */
+        post: operations["completeAgentJob"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agent-jobs/{id}/fail": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Fail a claimed job's attempt (staff; the worker that holds it): queued again after a backoff
+         *     while attempts remain, else `failed` for good.
+         */
+        post: operations["failAgentJob"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agent-jobs/{id}/heartbeat": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Extend the lease of a claimed job (staff; the worker that holds it). */
+        post: operations["heartbeatAgentJob"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agent-schedules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The schedules (staff). */
+        get: operations["listAgentSchedules"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agent-schedules/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Create or replace a schedule (admins): at each slot of `cron` one job of `type` is enqueued,
+         *     once, however many servers run.
+         */
+        put: operations["setAgentSchedule"];
+        post?: never;
+        /** Remove a schedule (admins). Jobs it enqueued stay. */
+        delete: operations["deleteAgentSchedule"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/assets": {
         parameters: {
             query?: never;
@@ -523,6 +670,78 @@ export interface paths {
          *     team's owners and admins for the team's runs, and queue admins (`DOJO_QUEUE_ADMINS`).
          */
         post: operations["moveRunToFront"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/support/queue": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The staff's queue: tickets oldest first, with the support agent's drafts (staff). */
+        get: operations["supportQueue"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/support/tickets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's tickets, newest first (at most 200). */
+        get: operations["listMySupportTickets"];
+        put?: never;
+        /**
+         * Ask for help (any signed-in user), optionally with a canvas attached. The support agent
+         *     drafts an answer; staff approve or edit it before the asker sees it.
+         */
+        post: operations["openSupportTicket"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/support/tickets/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One ticket, to its asker or to staff (who also see the draft). */
+        get: operations["getSupportTicket"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/support/tickets/{id}/answer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Answer a ticket (staff). The asker sees the answer from now on. */
+        post: operations["answerSupportTicket"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1063,6 +1282,10 @@ export interface components {
             pseudonym: string;
             summary: components["schemas"]["DeletionSummary"];
         };
+        AnswerTicket: {
+            /** @description The answer the asker will see: the draft as it is, or edited (1-20,000 bytes). */
+            answer: string;
+        };
         /** @description `POST /api/rooms/{room}/update`'s answer. */
         Applied: {
             /** @description Always true: the update is stored and everyone in the room has been sent it. */
@@ -1103,6 +1326,21 @@ export interface components {
              */
             nextCursor?: number | null;
         };
+        /** @description What a worker asks for. */
+        ClaimJob: {
+            /**
+             * Format: int32
+             * @description How long the claim lasts without a heartbeat (1-3600 s, default 60).
+             */
+            leaseSecs?: number;
+            /** @description The job types this worker handles (1-32). */
+            types: string[];
+            /**
+             * @description The worker's name (1-64 letters, digits, `.`, `-`, `_`, `:`), named again to heartbeat,
+             *     complete or fail.
+             */
+            worker: string;
+        };
         CollaboratorBody: {
             /** Format: int64 */
             addedAt: number;
@@ -1115,6 +1353,12 @@ export interface components {
          * @enum {string}
          */
         CollaboratorPermissionName: "read" | "write";
+        /** @description A job's successful end. */
+        CompleteJob: {
+            /** @description Any JSON, at most 64 KiB serialised. */
+            result?: unknown;
+            worker: string;
+        };
         ComposeRequest: {
             /** @description e.g. "prompt, flux image, then upscale". */
             text: string;
@@ -1383,6 +1627,30 @@ export interface components {
             /** @description `shared` or `pending`. */
             status: string;
         };
+        /** @description A job to add. */
+        EnqueueJob: {
+            /** @description Enqueuing again with the same key returns the first job (200) instead of adding one. */
+            idempotencyKey?: string | null;
+            /**
+             * Format: int32
+             * @description 1-20 (default 5): a failure is retried after a doubling backoff until then.
+             */
+            maxAttempts?: number;
+            /** @description Any JSON, at most 64 KiB serialised. */
+            payload?: unknown;
+            /**
+             * Format: int32
+             * @description Higher is claimed first (default 0).
+             */
+            priority?: number;
+            /**
+             * Format: int64
+             * @description Not before this time (milliseconds since the Unix epoch).
+             */
+            runAfter?: number | null;
+            /** @description 1-64 letters, digits, `.`, `-`, `_`, `:` (e.g. `support.draft`). */
+            type: string;
+        };
         /**
          * @description Every error: a message for people and a stable code for programs. Some refusals add fields
          *     (402: `balance`, `cost`; 422 `invalid_graph`: `errors`, `nodeErrors`).
@@ -1413,6 +1681,17 @@ export interface components {
          * @description A tar.gz archive.
          */
         ExportArchive: string;
+        /** @description A failed attempt. */
+        FailJob: {
+            /** @description Why (kept, cut to 2,000 bytes). */
+            error: string;
+            /**
+             * Format: int32
+             * @description Retry after this many seconds instead of the doubling backoff (2 s, 4 s, … up to 1 h).
+             */
+            retryInSecs?: number | null;
+            worker: string;
+        };
         FeedEvent: {
             /**
              * Format: int64
@@ -1421,6 +1700,15 @@ export interface components {
             cursor: number;
             /** @description The event exactly as webhooks deliver it: `{id, type, createdAt, workflowId, room, data}`. */
             event: Record<string, never>;
+        };
+        /** @description A worker's heartbeat. */
+        Heartbeat: {
+            /**
+             * Format: int32
+             * @description The lease from now (1-3600 s, default 60).
+             */
+            leaseSecs?: number;
+            worker: string;
         };
         /**
          * Format: binary
@@ -1486,6 +1774,56 @@ export interface components {
         InvitationPage: {
             /** @description By invitation id. */
             invitations: components["schemas"]["InvitationBody"][];
+            nextCursor?: string | null;
+        };
+        /** @description A job as the API shows it. */
+        JobBody: {
+            /** Format: int32 */
+            attempts: number;
+            /** Format: int64 */
+            createdAt: number;
+            /** @description A staff member's user id, a service's subject, or `schedule:NAME`. */
+            createdBy: string;
+            /** Format: int64 */
+            finishedAt?: number | null;
+            id: string;
+            idempotencyKey?: string | null;
+            lastError?: string | null;
+            /** Format: int64 */
+            leaseExpiresAt?: number | null;
+            /** @description The worker holding it, while running. */
+            leaseOwner?: string | null;
+            /** Format: int32 */
+            maxAttempts: number;
+            payload: unknown;
+            /**
+             * Format: int32
+             * @description Higher is claimed first.
+             */
+            priority: number;
+            result?: unknown;
+            /**
+             * Format: int64
+             * @description Not claimed before this time (milliseconds): a delay, or the backoff after a failure.
+             */
+            runAfter: number;
+            /** @description `queued`, `running`, `succeeded` or `failed` (its last attempt failed). */
+            status: string;
+            type: string;
+            /** Format: int64 */
+            updatedAt: number;
+        };
+        JobCount: {
+            /** Format: int64 */
+            count: number;
+            status: string;
+        };
+        JobPage: {
+            /** @description Jobs by status, all types. */
+            counts: components["schemas"]["JobCount"][];
+            /** @description Newest first. */
+            jobs: components["schemas"]["JobBody"][];
+            /** @description Pass as `cursor` for the next (older) page; absent on the last. */
             nextCursor?: string | null;
         };
         LedgerEntryBody: {
@@ -1562,6 +1900,14 @@ export interface components {
             /** @description The operation's index in the batch (0-based). */
             index: number;
             message: string;
+        };
+        OpenTicket: {
+            /** @description 1-5,000 bytes. */
+            body: string;
+            /** @description A room (canvas) the caller can read, to attach. */
+            room?: string | null;
+            /** @description One line, 1-200 bytes. */
+            subject: string;
         };
         /**
          * @description What a caller may do with a workflow's room.
@@ -1716,6 +2062,10 @@ export interface components {
          * @enum {string}
          */
         RunStatusName: "queued" | "running" | "succeeded" | "failed" | "cancelled";
+        ScheduleList: {
+            /** @description By name. */
+            schedules: Record<string, never>[];
+        };
         SetCollaborator: {
             /** @description `read` or `write`. */
             permission: components["schemas"]["CollaboratorPermissionName"];
@@ -1730,6 +2080,17 @@ export interface components {
         };
         SetRole: {
             role: components["schemas"]["TeamRoleName"];
+        };
+        /** @description A schedule to set. */
+        SetSchedule: {
+            /** @description Five fields (`0 3 * * *`: 03:00 UTC daily), or six with seconds first; UTC. */
+            cron: string;
+            enabled?: boolean;
+            payload?: unknown;
+            /** Format: int32 */
+            priority?: number;
+            /** @description The type of the job each slot enqueues. */
+            type: string;
         };
         SetSpendingLimit: {
             /**
@@ -1856,6 +2217,30 @@ export interface components {
          * @enum {string}
          */
         TeamRoleName: "owner" | "admin" | "member" | "viewer";
+        /** @description A ticket. `draft`, `draftSource`, `userId` and `answeredBy` are shown to staff only. */
+        TicketBody: {
+            /** @description Staff's answer: all the asker ever sees of the support agent's work. */
+            answer?: string | null;
+            /** Format: int64 */
+            answeredAt?: number | null;
+            answeredBy?: string | null;
+            body: string;
+            /** Format: int64 */
+            createdAt: number;
+            draft?: string | null;
+            /** @description `model` or `fallback` (the deterministic template). */
+            draftSource?: string | null;
+            id: string;
+            /** @description The canvas's room, when one was attached. */
+            room?: string | null;
+            /** @description `open` (waiting for a draft), `drafted` (waiting for staff) or `answered`. */
+            status: string;
+            subject: string;
+            userId?: string | null;
+        };
+        TicketList: {
+            tickets: components["schemas"]["TicketBody"][];
+        };
         /** @description `409`: what changed since the edit (`code: edit_conflict`). */
         UndoConflictBody: {
             /** @description `edit_conflict` */
@@ -2037,6 +2422,356 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    listAgentJobs: {
+        parameters: {
+            query?: {
+                /** @description `queued`, `running`, `succeeded` or `failed`. */
+                status?: string;
+                /** @description Only jobs of this type. */
+                type?: string;
+                /** @description The previous page's `nextCursor`. */
+                cursor?: string;
+                /** @description At most this many (default 100, at most 500). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of jobs */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    enqueueAgentJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EnqueueJob"];
+            };
+        };
+        responses: {
+            /** @description A job with this idempotency key exists: it, unchanged */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobBody"];
+                };
+            };
+            /** @description Added */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobBody"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            /** @description `quota_exceeded`: 100,000 jobs are queued; or `rate_limited` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    claimAgentJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ClaimJob"];
+            };
+        };
+        responses: {
+            /** @description Claimed: it is this worker's until the lease ends */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobBody"];
+                };
+            };
+            /** @description Nothing to do */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    getAgentJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Job id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The job */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    completeAgentJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Job id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CompleteJob"];
+            };
+        };
+        responses: {
+            /** @description Succeeded */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobBody"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description `lease_lost`: the lease ran out (another worker may hold the job) or it ended */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    failAgentJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Job id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FailJob"];
+            };
+        };
+        responses: {
+            /** @description Queued for a retry, or failed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobBody"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description `lease_lost` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    heartbeatAgentJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Job id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Heartbeat"];
+            };
+        };
+        responses: {
+            /** @description The lease now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobBody"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description `lease_lost`: the lease ran out or the job ended; stop working on it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    listAgentSchedules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every schedule: name, cron, jobType, payload, priority, enabled, nextAt */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScheduleList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    setAgentSchedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Schedule name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetSchedule"];
+            };
+        };
+        responses: {
+            /** @description The schedule, with its next slot */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description `bad_request`: an invalid cron expression, name or payload */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    deleteAgentSchedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Schedule name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     uploadAsset: {
         parameters: {
             query?: {
@@ -3107,6 +3842,168 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             /** @description `not_queued`: the run is running or finished */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    supportQueue: {
+        parameters: {
+            query?: {
+                /** @description `open`, `drafted` or `answered`; all when absent. */
+                status?: string;
+                /** @description At most this many (default 100, at most 200). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Tickets, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    listMySupportTickets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The caller's tickets */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    openSupportTicket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OpenTicket"];
+            };
+        };
+        responses: {
+            /** @description Opened */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketBody"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `room_not_found`: the attached room is not one the caller can read */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `quota_exceeded`: 10 tickets wait for an answer already; or `rate_limited` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getSupportTicket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Ticket id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The ticket */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    answerSupportTicket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Ticket id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AnswerTicket"];
+            };
+        };
+        responses: {
+            /** @description Answered */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TicketBody"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description `conflict`: answered already */
             409: {
                 headers: {
                     [name: string]: unknown;
