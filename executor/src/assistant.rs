@@ -1,8 +1,7 @@
 //! Plain-text answers from OpenAI Chat Completions, for the studio's agents (a support reply's
 //! draft): a system message, a user message, one bounded answer. Like the canvas planner
-//! ([`crate::compose::llm`]) it exists exactly when OpenAI has a key, makes one attempt (the
-//! agents have a deterministic fallback, so a retry would only delay it), and bounds the time,
-//! the answer read and the tokens spent.
+//! ([`crate::compose::llm`]) it sits on the same endpoint (`providers::chat`), exists exactly
+//! when OpenAI has a key, and bounds the time, the answer read and the tokens spent.
 
 use std::time::Duration;
 
@@ -10,10 +9,10 @@ use reqwest::Method;
 use reqwest::header::AUTHORIZATION;
 use serde_json::{Value, json};
 
-use crate::catalog::ProviderName;
 use crate::compose::llm::LlmError;
-use crate::providers::http::{Http, auth_value, truncate};
-use crate::providers::{ApiKey, ProviderConfig, ProviderConfigError, RetryPolicy, check_base_url};
+use crate::providers::chat::ChatEndpoint;
+use crate::providers::http::{auth_value, truncate};
+use crate::providers::{ProviderConfig, ProviderConfigError};
 
 /// Largest answer read, in bytes.
 const MAX_ANSWER_BYTES: u64 = 128 * 1024;
@@ -22,16 +21,14 @@ pub const MAX_TEXT_CHARS: usize = 8_000;
 
 /// Writes text with a Chat Completions model. Cheap to share (the HTTP client is pooled).
 pub struct TextWriter {
-    http: Http,
-    url: String,
-    key: ApiKey,
+    endpoint: ChatEndpoint,
     model: String,
     timeout: Duration,
 }
 
 impl std::fmt::Debug for TextWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextWriter").field("url", &self.url).field("model", &self.model).finish()
+        f.debug_struct("TextWriter").field("url", &self.endpoint.url).field("model", &self.model).finish()
     }
 }
 
@@ -42,22 +39,8 @@ impl TextWriter {
         model: &str,
         timeout: Duration,
     ) -> Result<Option<Self>, ProviderConfigError> {
-        let openai = &providers.openai;
-        let Some(key) = openai.api_key.clone() else { return Ok(None) };
-        let base = check_base_url(&openai.base_url).map_err(|()| ProviderConfigError::BadBaseUrl {
-            variable: "OPENAI_BASE_URL",
-            value: openai.base_url.clone(),
-        })?;
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("dojo-executor/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(ProviderConfigError::Client)?;
-        let mut config = providers.clone();
-        config.retry = RetryPolicy { max_attempts: 1, ..config.retry };
-        let http = Http::new(client, ProviderName::Openai, &config);
-        let url = format!("{}/v1/chat/completions", base.as_str().trim_end_matches('/'));
-        Ok(Some(Self { http, url, key, model: model.to_owned(), timeout }))
+        let endpoint = ChatEndpoint::open(providers, timeout)?;
+        Ok(endpoint.map(|endpoint| Self { endpoint, model: model.to_owned(), timeout }))
     }
 
     pub fn model(&self) -> &str {
@@ -74,11 +57,16 @@ impl TextWriter {
             ],
             "max_completion_tokens": max_tokens,
         });
-        let auth = auth_value("Bearer", &self.key).map_err(|e| LlmError::Malformed(e.to_string()))?;
-        let reply = self
+        let endpoint = &self.endpoint;
+        let auth = auth_value("Bearer", &endpoint.key).map_err(|e| LlmError::Malformed(e.to_string()))?;
+        let reply = endpoint
             .http
             .call("writing a draft", self.timeout, MAX_ANSWER_BYTES, || {
-                Ok(self.http.request(Method::POST, &self.url).header(AUTHORIZATION, auth.clone()).json(&body))
+                Ok(endpoint
+                    .http
+                    .request(Method::POST, &endpoint.url)
+                    .header(AUTHORIZATION, auth.clone())
+                    .json(&body))
             })
             .await
             .map_err(LlmError::from_failure)?;

@@ -21,9 +21,10 @@ use serde_json::{Value, json};
 
 use super::{ComposeError, ComposedEdge, Composition, MAX_TEXT, compose_runnable};
 use crate::availability::Availability;
-use crate::catalog::{Category, LoadedCatalog, NodeType, Port, ProviderName};
-use crate::providers::http::{CallError, Failure, Http, auth_value, truncate};
-use crate::providers::{ApiKey, ProviderConfig, ProviderConfigError, RetryPolicy, check_base_url};
+use crate::catalog::{Category, LoadedCatalog, NodeType, Port};
+use crate::providers::chat::ChatEndpoint;
+use crate::providers::http::{CallError, Failure, auth_value, truncate};
+use crate::providers::{ProviderConfig, ProviderConfigError};
 
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 /// Most nodes one plan may add.
@@ -158,15 +159,16 @@ struct RawEdge {
 
 /// Plans with OpenAI Chat Completions. Cheap to share (the HTTP client is pooled).
 pub struct LlmPlanner {
-    http: Http,
-    url: String,
-    key: ApiKey,
+    endpoint: ChatEndpoint,
     settings: LlmSettings,
 }
 
 impl std::fmt::Debug for LlmPlanner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlmPlanner").field("url", &self.url).field("settings", &self.settings).finish()
+        f.debug_struct("LlmPlanner")
+            .field("url", &self.endpoint.url)
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 
@@ -176,22 +178,7 @@ impl LlmPlanner {
         providers: &ProviderConfig,
         settings: LlmSettings,
     ) -> Result<Option<Self>, ProviderConfigError> {
-        let openai = &providers.openai;
-        let Some(key) = openai.api_key.clone() else { return Ok(None) };
-        let base = check_base_url(&openai.base_url).map_err(|()| ProviderConfigError::BadBaseUrl {
-            variable: "OPENAI_BASE_URL",
-            value: openai.base_url.clone(),
-        })?;
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("dojo-executor/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(ProviderConfigError::Client)?;
-        let mut config = providers.clone();
-        config.retry = RetryPolicy { max_attempts: 1, ..config.retry };
-        let http = Http::new(client, ProviderName::Openai, &config);
-        let url = format!("{}/v1/chat/completions", base.as_str().trim_end_matches('/'));
-        Ok(Some(Self { http, url, key, settings }))
+        Ok(ChatEndpoint::open(providers, settings.timeout)?.map(|endpoint| Self { endpoint, settings }))
     }
 
     pub fn model(&self) -> &str {
@@ -201,11 +188,16 @@ impl LlmPlanner {
     /// Asks the model for a plan of `text` and checks it against `catalog`.
     pub async fn plan(&self, catalog: &LoadedCatalog, text: &str) -> Result<Composition, LlmError> {
         let body = request_body(&self.settings.model, catalog, text, self.settings.max_nodes);
-        let auth = auth_value("Bearer", &self.key).map_err(|e| LlmError::Malformed(e.to_string()))?;
-        let reply = self
+        let endpoint = &self.endpoint;
+        let auth = auth_value("Bearer", &endpoint.key).map_err(|e| LlmError::Malformed(e.to_string()))?;
+        let reply = endpoint
             .http
             .call("planning the canvas", self.settings.timeout, MAX_ANSWER_BYTES, || {
-                Ok(self.http.request(Method::POST, &self.url).header(AUTHORIZATION, auth.clone()).json(&body))
+                Ok(endpoint
+                    .http
+                    .request(Method::POST, &endpoint.url)
+                    .header(AUTHORIZATION, auth.clone())
+                    .json(&body))
             })
             .await
             .map_err(LlmError::from_failure)?;

@@ -15,6 +15,7 @@
 //!
 //! [`AssetStore`]: crate::assets::AssetStore
 
+pub(crate) mod chat;
 mod fal;
 pub(crate) mod http;
 mod media;
