@@ -66,7 +66,7 @@ describe('account data', () => {
     const optOut = section.getByLabel('Opt out of optional analytics')
     await waitFor(async () => !(await optOut.isDisabled()), 'the privacy setting is loaded')
     assert.equal(await optOut.isChecked(), false)
-    await optOut.check()
+    await optOut.click()
     await waitFor(
       async () => (await api(server, dana.token, 'GET', '/api/me/privacy')).analyticsOptOut === true,
       'the opt-out is stored',

@@ -44,8 +44,20 @@ export function AccountData({ session, onDeleted }: { session: Session; onDelete
       URL.revokeObjectURL(url)
     })
 
-  const setOptOut = (analyticsOptOut: boolean) =>
-    run(async () => setOptedOut((await api.setPrivacy(session.token, { analyticsOptOut })).analyticsOptOut))
+  // Shown at once (a controlled checkbox would otherwise snap back until the server answers),
+  // then set to what the server stored; put back if it refused.
+  const setOptOut = (analyticsOptOut: boolean) => {
+    const before = optedOut
+    setOptedOut(analyticsOptOut)
+    return run(async () => {
+      try {
+        setOptedOut((await api.setPrivacy(session.token, { analyticsOptOut })).analyticsOptOut)
+      } catch (cause) {
+        setOptedOut(before)
+        throw cause
+      }
+    })
+  }
 
   const askToDelete = () => run(async () => setPending(await api.requestAccountDeletion(session.token)))
 
