@@ -95,6 +95,21 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+/// Which entries [`AuditLog::all_entries`] returns, for staff: every team's and none, newest
+/// first, filtered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StaffAuditQuery {
+    pub team_id: Option<TeamId>,
+    pub actor_id: Option<String>,
+    pub action: Option<String>,
+    /// Entries about this target (a user id, a flag, a ticket…), of any type.
+    pub target_id: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
 /// Largest `detail`, serialised, in bytes: the log records facts, not payloads.
 pub const MAX_DETAIL_BYTES: usize = 4096;
 /// Longest actor id, action, target type or id, or client address kept, in bytes.
@@ -113,6 +128,10 @@ pub trait AuditLog: Send + Sync + 'static {
     /// One team's entries, newest first, as `query` filters them (at most
     /// [`MAX_AUDIT_PAGE`]).
     async fn entries(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, AccountError>;
+
+    /// Entries of every team and of none (agents', staff's, operators'), newest first, as
+    /// `query` filters them (at most [`MAX_AUDIT_PAGE`]). For staff only.
+    async fn all_entries(&self, query: &StaffAuditQuery) -> Result<Vec<AuditEntry>, AccountError>;
 }
 
 /// `text` cut to at most `max` bytes, on a character boundary.

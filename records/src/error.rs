@@ -97,6 +97,10 @@ pub enum AccountError {
         "the queue is full: at most {limit} queued runs on this plan; this run would have been number {position}"
     )]
     QueueFull { limit: u64, position: i64 },
+    /// A run that costs credits, by a user with a fraud flag waiting for staff or confirmed by
+    /// them. Nothing was written.
+    #[error("your account is under review: runs that cost credits are paused until staff have looked at it")]
+    UnderReview,
     /// The database could not be reached or failed; the message is for logs, not for clients.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -32,6 +32,7 @@ mod collaborators;
 pub mod data_rights;
 mod dialect;
 mod error;
+pub mod fraud;
 pub mod jobs;
 pub mod key_crypto;
 mod ledger;
@@ -42,6 +43,7 @@ mod run_records;
 pub mod runs;
 mod sqlite;
 pub mod stripe;
+pub mod stripe_payments;
 pub mod support;
 pub mod team_credits;
 pub mod teams;
@@ -53,11 +55,12 @@ mod workflows;
 use std::sync::Arc;
 
 pub use account_store::AccountStore;
-pub use audit::{ActorKind, AuditEntry, AuditLog, AuditQuery, NewAuditEntry};
+pub use audit::{ActorKind, AuditEntry, AuditLog, AuditQuery, NewAuditEntry, StaffAuditQuery};
 pub use collaborators::{Collaborator, CollaboratorPermission, RoomAccess};
 pub use data_rights::{DataRightsStore, DeletedAccount, DeletionPlan, OwnedAsset};
 pub use dojo_auth::Permission;
 pub use error::AccountError;
+pub use fraud::{Flag, FlagQuery, FlagStatus, FraudRules, FraudStore, PaymentEvent, PaymentKind};
 pub use jobs::{Enqueued, Job, JobOutcome, JobQuery, JobStatus, JobStore, NewJob, Schedule, StaffRole};
 pub use ledger::{CreditOutcome, LedgerEntry};
 pub use postgres::PostgresAccounts;
@@ -165,6 +168,15 @@ pub fn jobs(db: &dojo_store::Database) -> Arc<dyn JobStore> {
 /// Support tickets on the database `db` names, sharing its pool (and, for SQLite, its write
 /// lock).
 pub fn support(db: &dojo_store::Database) -> Arc<dyn SupportStore> {
+    match db {
+        dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
+        dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),
+    }
+}
+
+/// Payments, the fraud rules' evidence and account flags on the database `db` names, sharing
+/// its pool (and, for SQLite, its write lock).
+pub fn fraud(db: &dojo_store::Database) -> Arc<dyn FraudStore> {
     match db {
         dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
         dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),

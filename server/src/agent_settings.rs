@@ -9,10 +9,16 @@ pub struct AgentSettings {
     #[arg(long, env = "DOJO_AGENT_SCHEDULE_TICK_MS", default_value_t = 5_000)]
     pub schedule_tick_ms: u64,
 
-    /// Agents this server runs in-process, comma-separated (`support`), or `none`. Several
-    /// servers may run the same agent: each job is claimed by one.
-    #[arg(long, env = "DOJO_AGENTS", default_value = "support")]
+    /// Agents this server runs in-process, comma-separated (`support`, `fraud`), or `none`.
+    /// Several servers may run the same agent: each job is claimed by one.
+    #[arg(long, env = "DOJO_AGENTS", default_value = "support,fraud")]
     pub agents: String,
+
+    /// The cron expression (UTC) of the `fraud-scan` schedule a server running the fraud agent
+    /// creates when no schedule of that name exists. An existing schedule is never changed:
+    /// admins change or disable it through `PUT /api/agent-schedules/fraud-scan`.
+    #[arg(long, env = "DOJO_FRAUD_SCAN_CRON", default_value = "*/15 * * * *")]
+    pub fraud_scan_cron: String,
 
     /// Milliseconds an in-process agent waits before looking for work again when it found none.
     #[arg(long, env = "DOJO_AGENT_POLL_MS", default_value_t = 1_000)]

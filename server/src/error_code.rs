@@ -117,6 +117,8 @@ error_codes! {
     QueueFull = "queue_full", TOO_MANY_REQUESTS;
     /// Move to front of a run that is no longer queued.
     NotQueued = "not_queued", CONFLICT;
+    /// A run that costs credits by a user whose account a fraud flag holds for staff review.
+    AccountUnderReview = "account_under_review", FORBIDDEN;
     // Graph edits.
     InvalidEdits = "invalid_edits", UNPROCESSABLE_ENTITY;
     EditConflict = "edit_conflict", CONFLICT;

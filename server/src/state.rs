@@ -68,6 +68,7 @@ struct Inner {
     data_rights: Arc<dyn dojo_records::DataRightsStore>,
     jobs: Arc<dyn dojo_records::JobStore>,
     support: Arc<dyn dojo_records::SupportStore>,
+    fraud: Arc<dyn dojo_records::FraudStore>,
     queue: Arc<dyn dojo_records::QueueStore>,
     /// One export per user per `DOJO_EXPORT_INTERVAL_SECS`.
     export_limiter: Arc<UserLimiter>,
@@ -96,13 +97,14 @@ impl AppState {
         );
         // Every node or run this process ends, and every cancellation, is reported.
         let runs = crate::webhooks::RunEvents::wrap(storage.runs.clone(), webhooks.clone());
-        let (teams, audit, provider_keys, data_rights, jobs, support, queue) = (
+        let (teams, audit, provider_keys, data_rights, jobs, support, fraud, queue) = (
             storage.teams,
             storage.audit,
             storage.provider_keys,
             storage.data_rights,
             storage.jobs,
             storage.support,
+            storage.fraud,
             storage.queue,
         );
         // Scheduled agent jobs: stopped and awaited with the webhook tasks.
@@ -223,6 +225,7 @@ impl AppState {
                 data_rights,
                 jobs,
                 support,
+                fraud,
                 queue,
                 export_limiter,
                 webhook_tasks,
@@ -261,6 +264,10 @@ impl AppState {
 
     pub(crate) fn support(&self) -> &Arc<dyn dojo_records::SupportStore> {
         &self.inner.support
+    }
+
+    pub(crate) fn fraud(&self) -> &Arc<dyn dojo_records::FraudStore> {
+        &self.inner.fraud
     }
 
     pub(crate) fn export_limiter(&self) -> &Arc<UserLimiter> {

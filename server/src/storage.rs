@@ -35,6 +35,8 @@ pub struct Storage {
     pub jobs: Arc<dyn dojo_records::JobStore>,
     /// Support tickets (same database).
     pub support: Arc<dyn dojo_records::SupportStore>,
+    /// Payments, fraud evidence and account flags (same database).
+    pub fraud: Arc<dyn dojo_records::FraudStore>,
     /// The run queue's positions, pauses and plans (same database).
     pub queue: Arc<dyn dojo_records::QueueStore>,
     /// On SQLite: the shared lock that tells `admin restore` the file is in use.
@@ -69,6 +71,7 @@ impl Storage {
             data_rights: dojo_records::data_rights(&database),
             jobs: dojo_records::jobs(&database),
             support: dojo_records::support(&database),
+            fraud: dojo_records::fraud(&database),
             queue: dojo_records::queue(&database),
             _in_use: in_use,
         })

@@ -33,9 +33,14 @@ dojo_test_support::each_backend_story!(
     a_ticket_gets_a_template_draft_naming_the_failed_node_and_the_asker_sees_only_the_answer,
 );
 
-/// A world whose schedules tick every 100 ms.
+/// A world whose schedules tick every 100 ms, with the support agent alone in-process (the
+/// stories claim `fraud.scan` jobs themselves; `fraud_agent.rs` tests the fraud agent).
 async fn world(backend: Backend) -> TeamWorld {
-    TeamWorld::start(backend, |config| config.agents.schedule_tick_ms = 100).await
+    TeamWorld::start(backend, |config| {
+        config.agents.schedule_tick_ms = 100;
+        config.agents.agents = "support".into();
+    })
+    .await
 }
 
 /// `token`'s user made `role` (as `dojo-server admin grant-staff` does).

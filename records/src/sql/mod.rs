@@ -11,6 +11,7 @@ mod audit;
 mod collaborators;
 mod data_rights;
 mod finished;
+mod fraud;
 mod gauges;
 mod holds;
 mod invitations;

@@ -203,6 +203,12 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
             Some(_) => invalid("id", "already used by another run"),
         });
     };
+    // A flagged account starts nothing that costs credits (docs/agents.md, the fraud agent);
+    // checked in the transaction that would take the holds, so no path around it exists.
+    if estimate > 0 && super::fraud::blocked(&mut w.tx, &run.user_id).await? {
+        w.tx.rollback().await?;
+        return Err(AccountError::UnderReview);
+    }
     if let Some(limit) = run.max_unfinished {
         // Counted under the user row's lock (taken by a no-op update, which both
         // databases accept; SQLite's write lock already serialises), in the lock order

@@ -1,9 +1,10 @@
 //! The studio's agents that run inside the server (docs/agents.md): each is a loop that claims
 //! jobs of its types from the agents' job queue, handles them, and completes or fails them,
-//! like any external agent process would through the API. Only the support agent is built.
+//! like any external agent process would through the API. The support and fraud agents are built.
 //! A server stopping mid-job leaves the job's lease to run out; another server (or this one
 //! after its restart) claims it again.
 
+pub mod fraud;
 pub mod support;
 
 use std::future::Future;
@@ -30,6 +31,16 @@ pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker
             async move { support::draft(&state, &job.payload).await }
         };
         spawn_loop(tasks, shutdown.clone(), poll, state.clone(), crate::services::support::DRAFT_JOB, handle);
+    }
+    if settings.runs("fraud") {
+        let seed_state = state.clone();
+        tasks.spawn(async move { fraud::ensure_schedule(&seed_state).await });
+        let handler_state = state.clone();
+        let handle = move |job: Job| {
+            let state = handler_state.clone();
+            async move { fraud::run_scan(&state, &job.payload).await }
+        };
+        spawn_loop(tasks, shutdown.clone(), poll, state.clone(), crate::services::fraud::SCAN_JOB, handle);
     }
 }
 

@@ -161,7 +161,9 @@ pub struct StripeAck {
 
 /// Stripe's webhook: a signed `checkout.session.completed` event credits its user once per
 /// event id (`client_reference_id` = our user id, `metadata.credits` = the amount). Unsigned,
-/// stale or tampered events are refused; other event types are acknowledged and ignored.
+/// stale or tampered events are refused. `charge.succeeded`, `charge.refunded`, `charge.failed` and
+/// `charge.dispute.created` are recorded for the fraud agent (docs/agents.md); other event types
+/// are acknowledged and ignored.
 #[utoipa::path(post, path = "/api/webhooks/stripe", tag = "payments", operation_id = "stripeWebhook",
     params(("Stripe-Signature" = String, Header, description = "Stripe's signature of the payload")),
     request_body(content = Object, description = "A Stripe event, signed in the Stripe-Signature header"),
@@ -188,6 +190,7 @@ pub async fn stripe_webhook(
             ApiError::BadRequest(format!("signature refused: {error}"))
         },
     )?;
+    record_payment_signals(&state, &payload).await?;
     let Some(credit) =
         stripe::parse_checkout_completed(&payload).map_err(|e| ApiError::BadRequest(e.to_string()))?
     else {
@@ -223,6 +226,24 @@ pub async fn stripe_webhook(
         credited: if replay { 0 } else { credit.credits },
         duplicate: Some(replay),
     }))
+}
+
+/// What the fraud agent learns from a genuine Stripe event: which customer a checkout's user is,
+/// and each charge paid, refunded, failed or disputed. A database failure fails the delivery, so
+/// Stripe sends it again; an event recorded before records nothing.
+async fn record_payment_signals(state: &AppState, payload: &[u8]) -> Result<(), ApiError> {
+    let Ok(event) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return Ok(()); // The checkout parser below says why it is refused.
+    };
+    if let Some((customer, user)) = dojo_records::stripe_payments::checkout_customer(&event) {
+        state.fraud().remember_customer(&customer, &user).await?;
+    }
+    if let Some(payment) = dojo_records::stripe_payments::parse_payment_event(&event) {
+        let (event_id, kind) = (payment.event_id.clone(), payment.kind);
+        let recorded = state.fraud().record_payment(payment).await?;
+        tracing::info!(event = %event_id, kind = kind.as_str(), recorded, "stripe payment event");
+    }
+    Ok(())
 }
 
 /// Every node type the editor can place: inputs and outputs with their types, parameters with

@@ -15,6 +15,7 @@ mod data_rights;
 pub(crate) mod documents;
 mod edits;
 pub(crate) mod extract;
+mod fraud;
 mod jobs;
 pub mod openapi;
 mod provider_keys;
@@ -22,6 +23,7 @@ mod queue;
 mod responses;
 mod runs;
 mod service_errors;
+mod staff_audit;
 mod support;
 mod team_audit;
 mod team_credits;
@@ -125,6 +127,8 @@ pub enum ApiError {
     QueueFull(String),
     #[error("{0}")]
     NotQueued(String),
+    #[error("{0}")]
+    AccountUnderReview(String),
     // Teams.
     #[error("{0}")]
     LastOwner(String),
@@ -192,6 +196,7 @@ impl ApiError {
             ApiError::StorageQuotaExceeded(_) => ErrorCode::StorageQuotaExceeded,
             ApiError::QueueFull(_) => ErrorCode::QueueFull,
             ApiError::NotQueued(_) => ErrorCode::NotQueued,
+            ApiError::AccountUnderReview(_) => ErrorCode::AccountUnderReview,
             ApiError::LastOwner(_) => ErrorCode::LastOwner,
             ApiError::TeamFull(_) => ErrorCode::TeamFull,
             ApiError::AlreadyMember(_) => ErrorCode::AlreadyMember,
@@ -266,6 +271,7 @@ impl From<AccountError> for ApiError {
             AccountError::SpendingLimitReached { .. } => ApiError::SpendingLimitReached(error.to_string()),
             AccountError::IdempotencyKeyReused { .. } => ApiError::Conflict(error.to_string()),
             AccountError::QueueFull { .. } => ApiError::QueueFull(error.to_string()),
+            AccountError::UnderReview => ApiError::AccountUnderReview(error.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -353,6 +359,10 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
         .route("/api/support/tickets/{id}/answer", post(support::answer))
         .route("/api/support/queue", get(support::queue))
         .route("/api/agent-schedules", get(jobs::schedules))
+        .route("/api/fraud/flags", get(fraud::list))
+        .route("/api/fraud/flags/{id}", get(fraud::get))
+        .route("/api/fraud/flags/{id}/review", post(fraud::review))
+        .route("/api/audit", get(staff_audit::audit))
         .route(
             "/api/agent-schedules/{name}",
             axum::routing::put(jobs::set_schedule).delete(jobs::delete_schedule),

@@ -19,8 +19,8 @@ use super::responses::{
     Unauthorized, Unavailable,
 };
 use super::{
-    account, assets, compose, data_rights, documents, jobs, provider_keys, runs, support, team_audit,
-    team_credits, team_lifecycle, teams, webhooks, workflow_invitations, workflows,
+    account, assets, compose, data_rights, documents, fraud, jobs, provider_keys, runs, staff_audit, support,
+    team_audit, team_credits, team_lifecycle, teams, webhooks, workflow_invitations, workflows,
 };
 
 #[derive(OpenApi)]
@@ -116,6 +116,10 @@ use super::{
         support::get,
         support::queue,
         support::answer,
+        fraud::list,
+        fraud::get,
+        fraud::review,
+        staff_audit::audit,
     ),
     components(
         schemas(ErrorBody, InsufficientCreditsBody, InvalidGraphBody),
@@ -133,7 +137,7 @@ use super::{
         (name = "assets", description = "Uploaded images and run outputs"),
         (name = "webhooks", description = "Signed webhooks of a workflow, their delivery log, and its change feed"),
         (name = "teams", description = "Teams: members and roles, invitations, the audit log, provider keys"),
-        (name = "agents", description = "The agents' job queue and schedules, for staff (docs/agents.md)"),
+        (name = "agents", description = "The agents' job queue and schedules, fraud review and the whole audit log, for staff (docs/agents.md)"),
         (name = "support", description = "Support tickets: users ask, the support agent drafts, staff answer (docs/agents.md)"),
     )
 )]

@@ -91,7 +91,7 @@ pub struct AuditParams {
     pub format: Option<String>,
 }
 
-fn bounded_filter(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+pub(super) fn bounded_filter(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
     match value {
         Some(value) if value.len() > MAX_FIELD_LEN => {
             Err(ApiError::BadRequest(format!("`{name}` is longer than {MAX_FIELD_LEN} bytes")))
@@ -116,44 +116,69 @@ pub async fn audit(
     ApiPath(team): ApiPath<TeamId>,
     ApiQuery(params): ApiQuery<AuditParams>,
 ) -> Result<Response, ApiError> {
-    let jsonl = match params.format.as_deref() {
-        None | Some("json") => false,
-        Some("jsonl") => true,
-        Some(_) => return Err(ApiError::BadRequest("`format` must be `json` or `jsonl`".into())),
-    };
-    let mut query = AuditQuery {
+    let jsonl = jsonl_format(params.format.as_deref())?;
+    let query = AuditQuery {
         team_id: team,
         actor_id: bounded_filter("actor", params.actor)?,
         action: bounded_filter("action", params.action)?,
         since: params.since,
         until: params.until,
         before: params.cursor,
-        limit: if jsonl { MAX_AUDIT_PAGE } else { params.limit.unwrap_or(100).clamp(1, MAX_AUDIT_PAGE) },
+        limit: params.limit.unwrap_or(100).clamp(1, MAX_AUDIT_PAGE),
     };
     let service = TeamService::new(&state, None);
+    let caller = &caller.0;
+    let fetch = |before: Option<i64>, limit: u32| {
+        let query = AuditQuery { before, limit, ..query.clone() };
+        let service = &service;
+        async move { service.audit_entries(caller, &query).await.map_err(ApiError::from) }
+    };
+    page_or_export(jsonl, query.before, query.limit, fetch).await
+}
+
+/// `true` for `format=jsonl`, `false` for `json` or none.
+pub(super) fn jsonl_format(format: Option<&str>) -> Result<bool, ApiError> {
+    match format {
+        None | Some("json") => Ok(false),
+        Some("jsonl") => Ok(true),
+        Some(_) => Err(ApiError::BadRequest("`format` must be `json` or `jsonl`".into())),
+    }
+}
+
+/// One page of entries older than `before` (`jsonl == false`), or JSON lines of pages of the
+/// store's largest size until the export's bound: a bounded body, and a cursor for whoever
+/// wants more. `fetch(before, limit)` reads one page, newest first.
+pub(super) async fn page_or_export<F, Fut>(
+    jsonl: bool,
+    before: Option<i64>,
+    limit: u32,
+    fetch: F,
+) -> Result<Response, ApiError>
+where
+    F: Fn(Option<i64>, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<AuditEntry>, ApiError>>,
+{
     if !jsonl {
-        let entries = service.audit_entries(&caller.0, &query).await?;
-        let full = entries.len() >= query.limit as usize;
+        let entries = fetch(before, limit).await?;
+        let full = entries.len() >= limit as usize;
         let next_cursor = entries.last().filter(|_| full).map(|entry| entry.seq);
         let entries = entries.into_iter().map(AuditEntryBody::from).collect();
         return Ok(Json(AuditPage { entries, next_cursor }).into_response());
     }
-    // Pages of the store's largest size until the export's bound: a bounded body, and a cursor
-    // for whoever wants more.
     let mut lines = String::new();
-    let (mut exported, mut next_cursor) = (0usize, None);
+    let (mut exported, mut next_cursor, mut before) = (0usize, None, before);
     while exported < MAX_EXPORT {
-        let page = service.audit_entries(&caller.0, &query).await?;
-        let full = page.len() >= query.limit as usize;
+        let page = fetch(before, MAX_AUDIT_PAGE).await?;
+        let full = page.len() >= MAX_AUDIT_PAGE as usize;
         exported += page.len();
         for entry in page {
-            query.before = Some(entry.seq);
+            before = Some(entry.seq);
             let line = serde_json::to_string(&AuditEntryBody::from(entry))
                 .map_err(|error| ApiError::Internal(format!("serialising an audit entry: {error}")))?;
             lines.push_str(&line);
             lines.push('\n');
         }
-        next_cursor = query.before.filter(|_| full);
+        next_cursor = before.filter(|_| full);
         if !full {
             break;
         }

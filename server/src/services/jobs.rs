@@ -48,6 +48,22 @@ pub async fn staff_role(state: &AppState, caller: &Caller) -> Result<Option<Staf
     Ok(state.jobs().staff_role(&user.id).await?)
 }
 
+/// The caller's staff role, when it is at least `needed`; otherwise the refusal every staff
+/// route gives.
+pub async fn require_role(
+    state: &AppState,
+    caller: &Caller,
+    needed: StaffRole,
+) -> Result<StaffRole, JobError> {
+    match staff_role(state, caller).await? {
+        Some(role) if role >= needed => Ok(role),
+        _ => Err(JobError::NotStaff(match needed {
+            StaffRole::Staff => "staff and admins",
+            StaffRole::Admin => "admins",
+        })),
+    }
+}
+
 pub struct JobService<'a> {
     state: &'a AppState,
     addr: Option<IpAddr>,
@@ -60,14 +76,7 @@ impl<'a> JobService<'a> {
 
     /// The caller's staff role, at least `needed`.
     async fn require(&self, caller: &Caller, needed: StaffRole) -> Result<StaffRole, JobError> {
-        let role = staff_role(self.state, caller).await?;
-        match role {
-            Some(role) if role >= needed => Ok(role),
-            _ => Err(JobError::NotStaff(match needed {
-                StaffRole::Staff => "staff and admins",
-                StaffRole::Admin => "admins",
-            })),
-        }
+        require_role(self.state, caller, needed).await
     }
 
     async fn audit(

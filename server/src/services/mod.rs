@@ -18,6 +18,7 @@ pub mod credits;
 pub mod data_rights;
 pub mod documents;
 pub mod edits;
+pub mod fraud;
 pub mod jobs;
 pub mod plans;
 pub mod provider_keys;
