@@ -31,6 +31,7 @@ pub mod audit;
 mod collaborators;
 pub mod data_rights;
 mod dialect;
+pub mod engagement;
 mod error;
 pub mod fraud;
 pub mod jobs;
@@ -44,6 +45,7 @@ pub mod runs;
 mod sqlite;
 pub mod stripe;
 pub mod stripe_payments;
+pub mod suggestions;
 pub mod support;
 pub mod team_credits;
 pub mod teams;
@@ -59,6 +61,7 @@ pub use audit::{ActorKind, AuditEntry, AuditLog, AuditQuery, NewAuditEntry, Staf
 pub use collaborators::{Collaborator, CollaboratorPermission, RoomAccess};
 pub use data_rights::{DataRightsStore, DeletedAccount, DeletionPlan, OwnedAsset};
 pub use dojo_auth::Permission;
+pub use engagement::{EngagementStore, InactiveUser, Message, MessageStatus, NewMessage};
 pub use error::AccountError;
 pub use fraud::{Flag, FlagQuery, FlagStatus, FraudRules, FraudStore, PaymentEvent, PaymentKind};
 pub use jobs::{Enqueued, Job, JobOutcome, JobQuery, JobStatus, JobStore, NewJob, Schedule, StaffRole};
@@ -72,6 +75,7 @@ pub use runs::{
     Submission,
 };
 pub use sqlite::SqliteAccounts;
+pub use suggestions::{SuggestionStore, Suggestions};
 pub use support::{NewTicket, SupportStore, Ticket, TicketStatus};
 pub use team_credits::{MemberSpend, TeamCredits};
 pub use teams::{
@@ -177,6 +181,24 @@ pub fn support(db: &dojo_store::Database) -> Arc<dyn SupportStore> {
 /// Payments, the fraud rules' evidence and account flags on the database `db` names, sharing
 /// its pool (and, for SQLite, its write lock).
 pub fn fraud(db: &dojo_store::Database) -> Arc<dyn FraudStore> {
+    match db {
+        dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
+        dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),
+    }
+}
+
+/// Activity, tips opt-outs and re-engagement messages on the database `db` names, sharing its
+/// pool (and, for SQLite, its write lock).
+pub fn engagement(db: &dojo_store::Database) -> Arc<dyn EngagementStore> {
+    match db {
+        dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
+        dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),
+    }
+}
+
+/// The workflow agent's suggestions on the database `db` names, sharing its pool (and, for
+/// SQLite, its write lock).
+pub fn suggestions(db: &dojo_store::Database) -> Arc<dyn SuggestionStore> {
     match db {
         dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
         dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),

@@ -9,9 +9,10 @@ pub struct AgentSettings {
     #[arg(long, env = "DOJO_AGENT_SCHEDULE_TICK_MS", default_value_t = 5_000)]
     pub schedule_tick_ms: u64,
 
-    /// Agents this server runs in-process, comma-separated (`support`, `fraud`), or `none`.
-    /// Several servers may run the same agent: each job is claimed by one.
-    #[arg(long, env = "DOJO_AGENTS", default_value = "support,fraud")]
+    /// Agents this server runs in-process, comma-separated (`support`, `fraud`, `workflow`,
+    /// `reengagement`), or `none`. Several servers may run the same agent: each job is claimed
+    /// by one.
+    #[arg(long, env = "DOJO_AGENTS", default_value = "support,fraud,workflow,reengagement")]
     pub agents: String,
 
     /// The cron expression (UTC) of the `fraud-scan` schedule a server running the fraud agent
@@ -19,6 +20,35 @@ pub struct AgentSettings {
     /// admins change or disable it through `PUT /api/agent-schedules/fraud-scan`.
     #[arg(long, env = "DOJO_FRAUD_SCAN_CRON", default_value = "*/15 * * * *")]
     pub fraud_scan_cron: String,
+
+    /// The cron expression (UTC) of the `workflow-review` schedule a server running the workflow
+    /// agent creates when none exists (as for `DOJO_FRAUD_SCAN_CRON`).
+    #[arg(long, env = "DOJO_WORKFLOW_REVIEW_CRON", default_value = "0 4 * * *")]
+    pub workflow_review_cron: String,
+
+    /// The cron expression (UTC) of the `reengagement` schedule a server running the
+    /// re-engagement agent creates when none exists (as for `DOJO_FRAUD_SCAN_CRON`).
+    #[arg(long, env = "DOJO_REENGAGE_CRON", default_value = "0 10 * * *")]
+    pub reengage_cron: String,
+
+    /// Days without activity after which the re-engagement agent drafts tips for a user.
+    #[arg(long, env = "DOJO_REENGAGE_AFTER_DAYS", default_value_t = 14)]
+    pub reengage_after_days: u32,
+
+    /// Days after a message before the same user may get another.
+    #[arg(long, env = "DOJO_REENGAGE_QUIET_DAYS", default_value_t = 30)]
+    pub reengage_quiet_days: u32,
+
+    /// Where the re-engagement agent delivers its messages: a URL that receives each as a
+    /// signed JSON POST (`docs/agents.md`), for the studio's mailer. Unset: messages are only
+    /// recorded, for staff, and nobody is sent anything.
+    #[arg(long, env = "DOJO_REENGAGE_WEBHOOK", hide_env_values = true)]
+    pub reengage_webhook: Option<String>,
+
+    /// The secret that signs those POSTs (`Dojo-Signature`, the scheme of workflow webhooks).
+    /// Unset: they are not signed.
+    #[arg(long, env = "DOJO_REENGAGE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub reengage_webhook_secret: Option<String>,
 
     /// Milliseconds an in-process agent waits before looking for work again when it found none.
     #[arg(long, env = "DOJO_AGENT_POLL_MS", default_value_t = 1_000)]

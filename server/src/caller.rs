@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use dojo_auth::{Claims, Identity, KeyError, Minter, Permission, TokenError, Verifier, VerifierConfig};
-use dojo_records::{AccountError, AccountStore, RoomAccess, User};
+use dojo_ids::UserId;
+use dojo_records::engagement::ACTIVITY_RESOLUTION_MS;
+use dojo_records::{AccountError, AccountStore, EngagementStore, RoomAccess, User};
 
 use crate::config::AuthSettings;
 use crate::room_name::RoomName;
@@ -86,6 +88,10 @@ pub struct Auth {
     open_workflows_to_dev: bool,
     accounts: Arc<dyn AccountStore>,
     known_users: DashMap<String, (User, std::time::Instant)>,
+    /// Where sign-ins are recorded as activity (the re-engagement agent reads it), and when this
+    /// process last recorded each user: at most once per [`ACTIVITY_RESOLUTION_MS`] each.
+    activity: Option<Arc<dyn EngagementStore>>,
+    marked_active: DashMap<UserId, std::time::Instant>,
 }
 
 impl Auth {
@@ -124,7 +130,35 @@ impl Auth {
             open_workflows_to_dev: dev_mode && settings.dev_open_workflows,
             accounts,
             known_users: DashMap::new(),
+            activity: None,
+            marked_active: DashMap::new(),
         })
+    }
+
+    /// Records each signed-in user's activity in `store`.
+    pub fn with_activity(mut self, store: Arc<dyn EngagementStore>) -> Self {
+        self.activity = Some(store);
+        self
+    }
+
+    /// Records that `user` is active, in the background, unless this process did within the
+    /// resolution: a sign-in never waits for it, and a burst of requests writes once.
+    fn mark_active(&self, user: &UserId) {
+        let Some(store) = &self.activity else { return };
+        let resolution = std::time::Duration::from_millis(ACTIVITY_RESOLUTION_MS.unsigned_abs());
+        if self.marked_active.get(user).is_some_and(|at| at.elapsed() < resolution) {
+            return;
+        }
+        if self.marked_active.len() >= MAX_KNOWN_USERS {
+            self.marked_active.clear();
+        }
+        self.marked_active.insert(user.clone(), std::time::Instant::now());
+        let (store, user) = (store.clone(), user.clone());
+        tokio::spawn(async move {
+            if let Err(error) = store.mark_active(&user, crate::execution::now_millis()).await {
+                tracing::debug!(%error, "could not record a user's activity");
+            }
+        });
     }
 
     /// Forgets the remembered profile of `subject`, so that its next request reads the database
@@ -200,6 +234,7 @@ impl Auth {
                 Err(error) => tracing::warn!(%error, "claiming invitations by email failed"),
             }
         }
+        self.mark_active(&user.id);
         if self.known_users.len() >= MAX_KNOWN_USERS {
             self.known_users.clear();
         }

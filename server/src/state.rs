@@ -69,6 +69,8 @@ struct Inner {
     jobs: Arc<dyn dojo_records::JobStore>,
     support: Arc<dyn dojo_records::SupportStore>,
     fraud: Arc<dyn dojo_records::FraudStore>,
+    engagement: Arc<dyn dojo_records::EngagementStore>,
+    suggestions: Arc<dyn dojo_records::SuggestionStore>,
     queue: Arc<dyn dojo_records::QueueStore>,
     /// One export per user per `DOJO_EXPORT_INTERVAL_SECS`.
     export_limiter: Arc<UserLimiter>,
@@ -97,6 +99,7 @@ impl AppState {
         );
         // Every node or run this process ends, and every cancellation, is reported.
         let runs = crate::webhooks::RunEvents::wrap(storage.runs.clone(), webhooks.clone());
+        let (engagement, suggestions) = (storage.engagement, storage.suggestions);
         let (teams, audit, provider_keys, data_rights, jobs, support, fraud, queue) = (
             storage.teams,
             storage.audit,
@@ -117,7 +120,7 @@ impl AppState {
         // One export per user per interval: an export reads everything they have.
         let export_limiter: Arc<UserLimiter> =
             rate::keyed_limiter_per(std::time::Duration::from_secs(config.http.export_interval_secs.max(1)));
-        let auth = Arc::new(Auth::new(&config.auth, storage.accounts)?);
+        let auth = Arc::new(Auth::new(&config.auth, storage.accounts)?.with_activity(engagement.clone()));
         let store = storage.documents;
         let http_limiter: Arc<UserLimiter> =
             rate::keyed_limiter(config.http.http_rate_per_sec, config.http.http_burst);
@@ -226,6 +229,8 @@ impl AppState {
                 jobs,
                 support,
                 fraud,
+                engagement,
+                suggestions,
                 queue,
                 export_limiter,
                 webhook_tasks,
@@ -268,6 +273,14 @@ impl AppState {
 
     pub(crate) fn fraud(&self) -> &Arc<dyn dojo_records::FraudStore> {
         &self.inner.fraud
+    }
+
+    pub(crate) fn engagement(&self) -> &Arc<dyn dojo_records::EngagementStore> {
+        &self.inner.engagement
+    }
+
+    pub(crate) fn suggestions(&self) -> &Arc<dyn dojo_records::SuggestionStore> {
+        &self.inner.suggestions
     }
 
     pub(crate) fn export_limiter(&self) -> &Arc<UserLimiter> {

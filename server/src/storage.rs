@@ -37,6 +37,10 @@ pub struct Storage {
     pub support: Arc<dyn dojo_records::SupportStore>,
     /// Payments, fraud evidence and account flags (same database).
     pub fraud: Arc<dyn dojo_records::FraudStore>,
+    /// Activity, tips opt-outs and re-engagement messages (same database).
+    pub engagement: Arc<dyn dojo_records::EngagementStore>,
+    /// The workflow agent's suggestions (same database).
+    pub suggestions: Arc<dyn dojo_records::SuggestionStore>,
     /// The run queue's positions, pauses and plans (same database).
     pub queue: Arc<dyn dojo_records::QueueStore>,
     /// On SQLite: the shared lock that tells `admin restore` the file is in use.
@@ -72,6 +76,8 @@ impl Storage {
             jobs: dojo_records::jobs(&database),
             support: dojo_records::support(&database),
             fraud: dojo_records::fraud(&database),
+            engagement: dojo_records::engagement(&database),
+            suggestions: dojo_records::suggestions(&database),
             queue: dojo_records::queue(&database),
             _in_use: in_use,
         })

@@ -724,6 +724,8 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
         "GET /api/fraud/flags/{id}",
         "POST /api/fraud/flags/{id}/review",
         "GET /api/audit",
+        "GET /api/workflows/{id}/suggestions",
+        "POST /api/workflows/{id}/suggestions/dismiss",
         "GET /api/teams/{team}/provider-keys",
         "PUT /api/teams/{team}/provider-keys/{provider}",
         "DELETE /api/teams/{team}/provider-keys/{provider}",

@@ -1,13 +1,13 @@
 //! The fraud agent: for each `fraud.scan` job, runs the rules over payments and spending
 //! (`crate::services::fraud::scan`) and flags accounts for staff review. The job's payload may
 //! tune the rules' thresholds (`dojo_records::FraudRules`, camelCase); an empty payload keeps
-//! the defaults. Scans come from the `fraud-scan` schedule, which [`ensure_schedule`] creates.
+//! the defaults. Scans come from the `fraud-scan` schedule, which the server creates
+//! (`super::seed_schedule`).
 
-use dojo_records::{FraudRules, JobOutcome, Schedule};
+use dojo_records::{FraudRules, JobOutcome};
 use serde_json::{Value, json};
 
-use crate::agent_schedules::next_slot;
-use crate::services::fraud::{SCAN_JOB, scan};
+use crate::services::fraud::scan;
 use crate::state::AppState;
 
 /// The schedule's name.
@@ -40,41 +40,6 @@ fn rules_of(payload: &Value) -> Result<FraudRules, String> {
     };
     rules.check().map_err(|error| error.to_string())?;
     Ok(rules)
-}
-
-/// Creates the `fraud-scan` schedule unless one exists (whatever an admin made of it).
-pub async fn ensure_schedule(state: &AppState) {
-    let jobs = state.jobs();
-    match jobs.schedules().await {
-        Ok(schedules) if schedules.iter().any(|schedule| schedule.name == SCHEDULE) => return,
-        Ok(_) => {}
-        Err(error) => {
-            tracing::warn!(%error, "fraud agent: could not read the schedules");
-            return;
-        }
-    }
-    let cron = state.config().agents.fraud_scan_cron.clone();
-    let now = crate::execution::now_millis();
-    let next_at = match next_slot(&cron, now) {
-        Ok(next_at) => next_at,
-        Err(error) => {
-            tracing::error!(%error, cron, "fraud agent: DOJO_FRAUD_SCAN_CRON is not a cron expression; no scans are scheduled");
-            return;
-        }
-    };
-    let schedule = Schedule {
-        name: SCHEDULE.into(),
-        cron,
-        job_type: SCAN_JOB.into(),
-        payload: json!({}),
-        priority: 0,
-        enabled: true,
-        next_at,
-        updated_at: now,
-    };
-    if let Err(error) = jobs.put_schedule(schedule).await {
-        tracing::warn!(%error, "fraud agent: could not create its schedule");
-    }
 }
 
 #[cfg(test)]

@@ -178,11 +178,27 @@ pub async fn delete_me(
     Ok(Json(AccountDeleted { deleted: true, pseudonym: deleted.pseudonym, summary: deleted.plan.into() }))
 }
 
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Privacy {
     /// True: optional analytics and usage collection stops for this user (docs/data-rights.md).
     pub analytics_opt_out: bool,
+    /// True: the re-engagement agent never sends this user tips (docs/agents.md).
+    pub tips_opt_out: bool,
+}
+
+/// A change of privacy settings: an absent field keeps its value.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrivacyChange {
+    pub analytics_opt_out: Option<bool>,
+    pub tips_opt_out: Option<bool>,
+}
+
+async fn read_privacy(state: &AppState, user: &dojo_records::User) -> Result<Privacy, ApiError> {
+    let analytics_opt_out = state.data_rights().analytics_opt_out(&user.id).await?;
+    let tips_opt_out = state.engagement().tips_opt_out(&user.id).await?;
+    Ok(Privacy { analytics_opt_out, tips_opt_out })
 }
 
 /// The caller's privacy settings.
@@ -195,13 +211,12 @@ pub async fn privacy(
     caller: Authenticated,
 ) -> Result<Json<Privacy>, ApiError> {
     let user = caller.user()?;
-    let analytics_opt_out = state.data_rights().analytics_opt_out(&user.id).await?;
-    Ok(Json(Privacy { analytics_opt_out }))
+    Ok(Json(read_privacy(&state, user).await?))
 }
 
 /// Sets the caller's privacy settings.
 #[utoipa::path(put, path = "/api/me/privacy", tag = "data-rights", operation_id = "setPrivacy",
-    request_body = Privacy,
+    request_body = PrivacyChange,
     responses((status = 200, description = "The settings now", body = Privacy),
         (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
         (status = 429, response = TooManyRequests)),
@@ -209,9 +224,14 @@ pub async fn privacy(
 pub async fn set_privacy(
     State(state): State<AppState>,
     caller: Authenticated,
-    ApiJson(body): ApiJson<Privacy>,
+    ApiJson(body): ApiJson<PrivacyChange>,
 ) -> Result<Json<Privacy>, ApiError> {
     let user = caller.user()?;
-    data_rights::set_analytics_opt_out(&state, user, body.analytics_opt_out).await?;
-    Ok(Json(body))
+    if let Some(opt_out) = body.analytics_opt_out {
+        data_rights::set_analytics_opt_out(&state, user, opt_out).await?;
+    }
+    if let Some(opt_out) = body.tips_opt_out {
+        state.engagement().set_tips_opt_out(&user.id, opt_out).await?;
+    }
+    Ok(Json(read_privacy(&state, user).await?))
 }

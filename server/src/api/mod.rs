@@ -24,6 +24,7 @@ mod responses;
 mod runs;
 mod service_errors;
 mod staff_audit;
+mod suggestions;
 mod support;
 mod team_audit;
 mod team_credits;
@@ -363,6 +364,8 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
         .route("/api/fraud/flags/{id}", get(fraud::get))
         .route("/api/fraud/flags/{id}/review", post(fraud::review))
         .route("/api/audit", get(staff_audit::audit))
+        .route("/api/workflows/{id}/suggestions", get(suggestions::get))
+        .route("/api/workflows/{id}/suggestions/dismiss", post(suggestions::dismiss))
         .route(
             "/api/agent-schedules/{name}",
             axum::routing::put(jobs::set_schedule).delete(jobs::delete_schedule),

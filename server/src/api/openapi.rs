@@ -19,8 +19,9 @@ use super::responses::{
     Unauthorized, Unavailable,
 };
 use super::{
-    account, assets, compose, data_rights, documents, fraud, jobs, provider_keys, runs, staff_audit, support,
-    team_audit, team_credits, team_lifecycle, teams, webhooks, workflow_invitations, workflows,
+    account, assets, compose, data_rights, documents, fraud, jobs, provider_keys, runs, staff_audit,
+    suggestions, support, team_audit, team_credits, team_lifecycle, teams, webhooks, workflow_invitations,
+    workflows,
 };
 
 #[derive(OpenApi)]
@@ -120,6 +121,8 @@ use super::{
         fraud::get,
         fraud::review,
         staff_audit::audit,
+        suggestions::get,
+        suggestions::dismiss,
     ),
     components(
         schemas(ErrorBody, InsufficientCreditsBody, InvalidGraphBody),
