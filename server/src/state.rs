@@ -69,6 +69,7 @@ struct Inner {
     jobs: Arc<dyn dojo_records::JobStore>,
     support: Arc<dyn dojo_records::SupportStore>,
     queue: Arc<dyn dojo_records::QueueStore>,
+    apps: Arc<dyn dojo_records::AppStore>,
     /// One export per user per `DOJO_EXPORT_INTERVAL_SECS`.
     export_limiter: Arc<UserLimiter>,
     /// The webhook writer and delivery loop.
@@ -105,6 +106,7 @@ impl AppState {
             storage.support,
             storage.queue,
         );
+        let apps = storage.apps;
         // Scheduled agent jobs: stopped and awaited with the webhook tasks.
         crate::agent_schedules::start(
             jobs.clone(),
@@ -224,6 +226,7 @@ impl AppState {
                 jobs,
                 support,
                 queue,
+                apps,
                 export_limiter,
                 webhook_tasks,
             }),
@@ -257,6 +260,10 @@ impl AppState {
     /// Background tasks awaited at shutdown with the webhook delivery loop: the agents.
     pub(crate) fn background_tasks(&self) -> &TaskTracker {
         &self.inner.webhook_tasks
+    }
+
+    pub(crate) fn apps(&self) -> &Arc<dyn dojo_records::AppStore> {
+        &self.inner.apps
     }
 
     pub(crate) fn support(&self) -> &Arc<dyn dojo_records::SupportStore> {

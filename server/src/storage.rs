@@ -35,6 +35,8 @@ pub struct Storage {
     pub jobs: Arc<dyn dojo_records::JobStore>,
     /// Support tickets (same database).
     pub support: Arc<dyn dojo_records::SupportStore>,
+    /// Published apps (same database).
+    pub apps: Arc<dyn dojo_records::AppStore>,
     /// The run queue's positions, pauses and plans (same database).
     pub queue: Arc<dyn dojo_records::QueueStore>,
     /// On SQLite: the shared lock that tells `admin restore` the file is in use.
@@ -70,6 +72,7 @@ impl Storage {
             jobs: dojo_records::jobs(&database),
             support: dojo_records::support(&database),
             queue: dojo_records::queue(&database),
+            apps: dojo_records::apps(&database),
             _in_use: in_use,
         })
     }

@@ -19,7 +19,7 @@ use super::responses::{
     Unauthorized, Unavailable,
 };
 use super::{
-    account, assets, compose, data_rights, documents, jobs, provider_keys, runs, support, team_audit,
+    account, apps, assets, compose, data_rights, documents, jobs, provider_keys, runs, support, team_audit,
     team_credits, team_lifecycle, teams, webhooks, workflow_invitations, workflows,
 };
 
@@ -116,6 +116,13 @@ use super::{
         support::get,
         support::queue,
         support::answer,
+        apps::publish,
+        apps::of_workflow,
+        apps::unpublish,
+        apps::form,
+        apps::run,
+        apps::get_run,
+        apps::cancel_run,
     ),
     components(
         schemas(ErrorBody, InsufficientCreditsBody, InvalidGraphBody),
@@ -135,6 +142,7 @@ use super::{
         (name = "teams", description = "Teams: members and roles, invitations, the audit log, provider keys"),
         (name = "agents", description = "The agents' job queue and schedules, for staff (docs/agents.md)"),
         (name = "support", description = "Support tickets: users ask, the support agent drafts, staff answer (docs/agents.md)"),
+        (name = "apps", description = "App mode: a workflow published as a form that others run with their own credits (docs/apps.md)"),
     )
 )]
 pub struct ApiDoc;
