@@ -151,6 +151,76 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/apps/{app}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The app's form, for those its visibility lets in (signed in; else `404`). */
+        get: operations["getApp"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/apps/{app}/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Runs the app with the caller's values, billed to the caller (credits held, queued, plan
+         *     limits), like a run of the canvas. Values are checked against the catalog as a run's are.
+         */
+        post: operations["runApp"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/apps/{app}/runs/{run}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["getAppRun"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/apps/{app}/runs/{run}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Stops the caller's run of the app; holds of steps that did not succeed are released. */
+        post: operations["cancelAppRun"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/assets": {
         parameters: {
             query?: never;
@@ -1104,6 +1174,27 @@ export interface paths {
         patch: operations["updateWorkflow"];
         trace?: never;
     };
+    "/api/workflows/{id}/app": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["getWorkflowApp"];
+        /**
+         * Publishes the workflow as an app, or republishes it (same id): the form is checked against
+         *     a snapshot of the canvas taken now, which is what runners run until the next publish.
+         */
+        put: operations["publishApp"];
+        post?: never;
+        /** Unpublishes the app: new runs are refused at once; runs already accepted finish. */
+        delete: operations["unpublishApp"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/workflows/{id}/collaborators/{user}": {
         parameters: {
             query?: never;
@@ -1285,6 +1376,87 @@ export interface components {
         AnswerTicket: {
             /** @description The answer the asker will see: the draft as it is, or edited (1-20,000 bytes). */
             answer: string;
+        };
+        /** @description A workflow's published app, for those who may read the workflow. */
+        AppBody: {
+            /**
+             * Format: int64
+             * @description Milliseconds since the Unix epoch; `updatedAt` is the last publish (the snapshot's time).
+             */
+            createdAt: number;
+            description: string;
+            /** @description The form's address in the editor is `/app/{id}`. */
+            id: string;
+            inputs: components["schemas"]["AppInputBody"][];
+            outputs: components["schemas"]["AppOutputBody"][];
+            publishedBy: string;
+            title: string;
+            /** Format: int64 */
+            updatedAt: number;
+            /** @description `private`, `link` or `team`. */
+            visibility: string;
+            workflowId: string;
+        };
+        /** @description An app as its runners see it: the form, and nothing of the graph. */
+        AppFormBody: {
+            description: string;
+            id: string;
+            inputs: components["schemas"]["InputField"][];
+            outputs: components["schemas"]["OutputField"][];
+            title: string;
+        };
+        /** @description A chosen input, as its publisher sees it. */
+        AppInputBody: {
+            key: string;
+            label: string;
+            node: string;
+            param: string;
+        };
+        /** @description A chosen output, as its publisher sees it. */
+        AppOutputBody: {
+            key: string;
+            label: string;
+            node: string;
+            output: string;
+        };
+        /** @description A run of an app, as its runner sees it. */
+        AppRunBody: {
+            /** Format: int64 */
+            charged: number;
+            /** Format: int64 */
+            createdAt: number;
+            /** @description Steps finished, of `total`. */
+            done: number;
+            error: string | null;
+            /** Format: int64 */
+            estimate: number;
+            /** Format: int64 */
+            estimatedStartAt: number | null;
+            /** Format: int64 */
+            finishedAt: number | null;
+            id: string;
+            /** @description The chosen outputs (empty once the app is unpublished or closed to the caller). */
+            outputs: components["schemas"]["AppRunOutput"][];
+            /**
+             * Format: int64
+             * @description While queued: 1-based (docs/queue.md).
+             */
+            queuePosition: number | null;
+            status: components["schemas"]["RunStatusName"];
+            total: number;
+        };
+        /** @description One chosen output of a run of an app. */
+        AppRunOutput: {
+            error: string | null;
+            key: string;
+            label: string;
+            /** @description The producing step's state. */
+            state: components["schemas"]["RunNodeStateName"];
+            /**
+             * @description Once produced: `{"kind": "asset", "url", …}`, `{"kind": "text", "text"}` or
+             *     `{"kind": "number", "value"}` (as in the document's `results`).
+             */
+            value: unknown;
         };
         /** @description `POST /api/rooms/{room}/update`'s answer. */
         Applied: {
@@ -1715,6 +1887,30 @@ export interface components {
          * @description An image's bytes, in the request's `Content-Type`.
          */
         ImageBytes: string;
+        /**
+         * @description An input field as a runner sees it: the catalog's type and bounds, and as the default the
+         *     value published on the canvas (else the catalog's default). Nothing else of the graph.
+         */
+        InputField: {
+            /** @description When present, the value must be one of these. */
+            allowed: unknown[] | null;
+            /** @description The value is an asset id: upload an image (`POST /api/assets`) and send its id. */
+            asset: boolean;
+            /** @description The published value, else the catalog's default; null when neither. */
+            default: unknown;
+            /** @description What the value is sent as in `inputs`. */
+            key: string;
+            label: string;
+            /** Format: double */
+            max: number | null;
+            /** Format: int64 */
+            maxLength: number | null;
+            /** Format: double */
+            min: number | null;
+            required: boolean;
+            /** @description `string`, `number`, `integer` or `boolean`. */
+            type: string;
+        };
         /** @description `402 insufficient_credits`: the run would cost more than the caller's balance. */
         InsufficientCreditsBody: {
             /**
@@ -1909,6 +2105,13 @@ export interface components {
             /** @description One line, 1-200 bytes. */
             subject: string;
         };
+        /** @description An output as a runner sees it. */
+        OutputField: {
+            key: string;
+            label: string;
+            /** @description The catalog's port type: `image`, `text`, `video`, `mesh`, `number`, `any`. */
+            type: string;
+        };
         /**
          * @description What a caller may do with a workflow's room.
          * @enum {string}
@@ -1946,6 +2149,37 @@ export interface components {
             /** @description By provider. */
             keys: components["schemas"]["ProviderKeyBody"][];
         };
+        PublishApp: {
+            /** @description At most 2,000 characters. */
+            description?: string;
+            /** @description At most 20. */
+            inputs?: components["schemas"]["PublishInput"][];
+            /** @description 1 to 10. */
+            outputs: components["schemas"]["PublishOutput"][];
+            /** @description 1–120 characters, one line. */
+            title: string;
+            /**
+             * @description `private` (those who may read the workflow), `link` (any signed-in user with the link;
+             *     the default) or `team` (the workflow's team's members).
+             */
+            visibility?: string | null;
+        };
+        /** @description An input of the form: a parameter of a node of the workflow. */
+        PublishInput: {
+            /** @description 1–80 characters. */
+            label: string;
+            node: string;
+            /** @description A catalog parameter of the node's type. */
+            param: string;
+        };
+        /** @description An output of the form: an output of a node of the workflow. */
+        PublishOutput: {
+            /** @description 1–80 characters. */
+            label: string;
+            node: string;
+            /** @description A catalog output of the node's type. */
+            output: string;
+        };
         /** @description The runs of a queue, running first, then queued in the order they will be claimed. */
         QueueList: {
             /** @description Whether this queue is paused (its queued runs wait until it is resumed). */
@@ -1971,6 +2205,15 @@ export interface components {
             previousRole: components["schemas"]["TeamRoleName"];
             role: components["schemas"]["TeamRoleName"];
             userId: string;
+        };
+        RunApp: {
+            /**
+             * @description Input key → value (a string, number, boolean, or null for the published value). Keys
+             *     left out keep the published value.
+             */
+            inputs?: {
+                [key: string]: unknown;
+            };
         };
         /**
          * @description A run. Nullable fields that are always sent say `required = true`, so that generated clients
@@ -2768,6 +3011,156 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    getApp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description App id */
+                app: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The form */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppFormBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    runApp: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The same key returns the same run */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                /** @description App id */
+                app: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RunApp"];
+            };
+        };
+        responses: {
+            /** @description Validated, credits held, queued */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Submitted"];
+                };
+            };
+            /** @description `invalid_app_input`: a value the catalog refuses or a key the form does not have; `field` says which (`inputs.in1`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description `insufficient_credits` (the caller's balance) or `spending_limit_reached` */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InsufficientCreditsBody"];
+                };
+            };
+            404: components["responses"]["NotFound"];
+            /** @description `app_not_runnable`: the published workflow itself does not validate */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `queue_full`, `quota_exceeded` or `rate_limited` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getAppRun: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description App id */
+                app: string;
+                /** @description Run id */
+                run: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The run: its status and the chosen outputs */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppRunBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    cancelAppRun: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description App id */
+                app: string;
+                /** @description Run id */
+                run: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Cancelling: the run as it stands */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppRunBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
         };
@@ -4979,6 +5372,105 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    getWorkflowApp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workflow id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The workflow's app */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description No such workflow, or no app published */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    publishApp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workflow id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PublishApp"];
+            };
+        };
+        responses: {
+            /** @description Published */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppBody"];
+                };
+            };
+            /** @description `invalid_app`: a bound or a name the workflow does not have; `field` says which */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    unpublishApp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workflow id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Unpublished */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
