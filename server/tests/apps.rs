@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::io::Read;
 use std::time::Duration;
 
 use common::WAIT;
@@ -218,6 +219,8 @@ async fn an_app_runs_on_the_runners_credits_and_shows_only_its_form(backend: Bac
     // Unpublished: no new runs; the runner's finished run stays theirs.
     let (status, _) = story.call(Method::DELETE, &app_path, &alice, None, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(audited(&story, "app.published").await, 2, "both publishes are audited");
+    assert_eq!(audited(&story, "app.unpublished").await, 1, "unpublishing is audited");
     let (status, body) = story.call(Method::POST, &runs, &carol, Some(json!({"inputs": {}})), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, body) = story.call(Method::GET, &format!("/api/apps/{app}"), &carol, None, None).await;
@@ -232,4 +235,94 @@ async fn an_app_runs_on_the_runners_credits_and_shows_only_its_form(backend: Bac
     story.server.stop().await;
 }
 
-dojo_test_support::each_backend_story!(an_app_runs_on_the_runners_credits_and_shows_only_its_form);
+/// `GET /api/me/export`, unpacked: path → content.
+async fn export(story: &RunStory, token: &str) -> Vec<(String, String)> {
+    let response =
+        story.http.get(story.http_url("/api/me/export")).bearer_auth(token).send().await.expect("export");
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.bytes().await.expect("body").to_vec();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
+    let mut files = Vec::new();
+    for entry in archive.entries().expect("a tar.gz") {
+        let mut entry = entry.expect("an entry");
+        let path = entry.path().expect("a path").display().to_string();
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).expect("read");
+        files.push((path, String::from_utf8_lossy(&content).into_owned()));
+    }
+    files
+}
+
+fn file<'a>(files: &'a [(String, String)], path: &str) -> &'a str {
+    files.iter().find(|(p, _)| p == path).map(|(_, c)| c.as_str()).unwrap_or_else(|| panic!("no {path}"))
+}
+
+async fn audited(story: &RunStory, action: &str) -> i64 {
+    let database = dojo_store::open_database(&story.database_url).await.expect("open the database");
+    let sql = "SELECT COUNT(*) FROM audit_log WHERE action = $1";
+    match &database {
+        dojo_store::Database::Postgres(s) => sqlx::query_scalar(sql).bind(action).fetch_one(s.pool()).await,
+        dojo_store::Database::Sqlite(s) => sqlx::query_scalar(sql).bind(action).fetch_one(s.pool()).await,
+    }
+    .expect("audit")
+}
+
+async fn exports_keep_the_graph_with_its_publisher_and_deleting_them_unpublishes(backend: Backend) {
+    let story = RunStory::start(backend).await;
+    let (alice, bob) = (token("alice"), token("bob"));
+    story.user_with_credits(&alice, 5).await;
+    story.user_with_credits(&bob, 10).await;
+    let room = "app-rights";
+    let workflow = story.workflow(&alice, room).await;
+    let editor = join(&story, room, &alice).await;
+    let nodes = [
+        node("prompt", "text-prompt", json!({"text": "a fox"})),
+        node("gen", "dev-image", json!({"seed": 3, "width": 32, "height": 32})),
+        node(HIDDEN_NODE, "blur", json!({"sigma": HIDDEN_VALUE})),
+    ];
+    let edges = [edge("prompt", "text", "gen", "prompt"), edge("gen", "image", HIDDEN_NODE, "image")];
+    write_graph(&story, room, &alice, &editor, &nodes, &edges).await;
+    editor.close().await;
+    let app_path = format!("/api/workflows/{workflow}/app");
+    let body = publish_body(good_inputs(), good_outputs());
+    let (status, published) = story.call(Method::PUT, &app_path, &alice, Some(body), None).await;
+    assert_eq!(status, StatusCode::OK, "{published}");
+    let app = published["id"].as_str().expect("an app id").to_owned();
+    assert_eq!(audited(&story, "app.published").await, 1, "publishing is audited");
+
+    let runs = format!("/api/apps/{app}/runs");
+    let (status, accepted) = story.call(Method::POST, &runs, &bob, Some(json!({"inputs": {}})), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let run = accepted["runId"].as_str().expect("a run id").to_owned();
+    assert_eq!(wait_app_run(&story, &bob, &app, &run).await["status"], "succeeded");
+
+    // The runner's export has their run, without the publisher's graph or parameters.
+    let files = export(&story, &bob).await;
+    let runs_json = file(&files, "runs.json");
+    assert!(runs_json.contains(&run), "{runs_json}");
+    for secret in [HIDDEN_NODE, "7.25", "sigma"] {
+        assert!(!runs_json.contains(secret), "the runner's export shows {secret:?}: {runs_json}");
+    }
+    assert_eq!(file(&files, "apps.json"), "[]", "the runner published nothing");
+    // The publisher's lists the app, with its snapshot.
+    let files = export(&story, &alice).await;
+    let apps: Value = serde_json::from_str(file(&files, "apps.json")).expect("apps.json");
+    assert_eq!(apps[0]["id"], app.as_str(), "{apps}");
+    assert!(apps[0]["graph"].as_str().is_some_and(|g| g.contains(HIDDEN_NODE)), "{apps}");
+
+    // Deleting the publisher's account unpublishes the app.
+    let (_, step) = story.call(Method::POST, "/api/me/deletion", &alice, None, None).await;
+    let (status, deleted) =
+        story.call(Method::DELETE, "/api/me", &alice, Some(json!({"confirm": step["confirm"]})), None).await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    let (status, body) = story.call(Method::GET, &format!("/api/apps/{app}"), &bob, None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = story.call(Method::POST, &runs, &bob, Some(json!({"inputs": {}})), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    story.server.stop().await;
+}
+
+dojo_test_support::each_backend_story!(
+    an_app_runs_on_the_runners_credits_and_shows_only_its_form,
+    exports_keep_the_graph_with_its_publisher_and_deleting_them_unpublishes,
+);

@@ -63,6 +63,12 @@ export function PublishAppDialog({ workflowId, workflowTitle, inTeam, nodes, tit
     set(next)
   }
 
+  function relabel(map: Map<string, Choice>, set: (m: Map<string, Choice>) => void, key: string, label: string) {
+    const choice = map.get(key)
+    if (!choice) return
+    set(new Map(map).set(key, { ...choice, label }))
+  }
+
   async function publish() {
     setBusy(true)
     setError(null)
@@ -134,11 +140,21 @@ export function PublishAppDialog({ workflowId, workflowTitle, inTeam, nodes, tit
                       disabled={busy}
                     />
                     Ask for {param.name}
+                    {inputs.has(choiceKey(choice)) && (
+                      <input
+                        className="publish-label"
+                        aria-label={`Label of ${row.title} ${param.name}`}
+                        value={choice.label}
+                        maxLength={80}
+                        onChange={(e) => relabel(inputs, setInputs, choiceKey(choice), e.target.value)}
+                        disabled={busy}
+                      />
+                    )}
                   </label>
                 )
               })}
               {row.spec?.outputs.map((output) => {
-                const choice: Choice = { node: row.id, name: output.name, label: outputs.get(`${row.id}.${output.name}`)?.label ?? `${row.title} ${output.name}` }
+                const choice: Choice = { node: row.id, name: output.name, label: outputs.get(`${row.id}.${output.name}`)?.label ?? row.title }
                 return (
                   <label key={`o-${output.name}`} className="publish-choice">
                     <input
@@ -149,6 +165,16 @@ export function PublishAppDialog({ workflowId, workflowTitle, inTeam, nodes, tit
                       disabled={busy}
                     />
                     Show its {output.name}
+                    {outputs.has(choiceKey(choice)) && (
+                      <input
+                        className="publish-label"
+                        aria-label={`Label of ${row.title} ${output.name} output`}
+                        value={choice.label}
+                        maxLength={80}
+                        onChange={(e) => relabel(outputs, setOutputs, choiceKey(choice), e.target.value)}
+                        disabled={busy}
+                      />
+                    )}
                   </label>
                 )
               })}
