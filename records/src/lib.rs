@@ -27,6 +27,7 @@
 mod columns;
 
 mod account_store;
+pub mod apps;
 pub mod audit;
 mod collaborators;
 pub mod data_rights;
@@ -57,6 +58,7 @@ mod workflows;
 use std::sync::Arc;
 
 pub use account_store::AccountStore;
+pub use apps::{App, AppStore, AppVisibility, NewApp};
 pub use audit::{ActorKind, AuditEntry, AuditLog, AuditQuery, NewAuditEntry, StaffAuditQuery};
 pub use collaborators::{Collaborator, CollaboratorPermission, RoomAccess};
 pub use data_rights::{DataRightsStore, DeletedAccount, DeletionPlan, OwnedAsset};
@@ -199,6 +201,15 @@ pub fn engagement(db: &dojo_store::Database) -> Arc<dyn EngagementStore> {
 /// The workflow agent's suggestions on the database `db` names, sharing its pool (and, for
 /// SQLite, its write lock).
 pub fn suggestions(db: &dojo_store::Database) -> Arc<dyn SuggestionStore> {
+    match db {
+        dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
+        dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),
+    }
+}
+
+/// Published apps (App mode) on the database `db` names, sharing its pool (and, for SQLite, its
+/// write lock).
+pub fn apps(db: &dojo_store::Database) -> Arc<dyn AppStore> {
     match db {
         dojo_store::Database::Postgres(store) => Arc::new(PostgresAccounts::new(store.pool().clone())),
         dojo_store::Database::Sqlite(store) => Arc::new(SqliteAccounts::from_store(store)),

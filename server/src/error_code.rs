@@ -119,6 +119,15 @@ error_codes! {
     NotQueued = "not_queued", CONFLICT;
     /// A run that costs credits by a user whose account a fraud flag holds for staff review.
     AccountUnderReview = "account_under_review", FORBIDDEN;
+    // Apps (App mode).
+    /// Publishing refused: a bound of the form, or an input or output the workflow does not
+    /// have; `field` names it.
+    InvalidApp = "invalid_app", BAD_REQUEST;
+    /// A runner's value the catalog refuses (as a run would), or a key the form does not have;
+    /// `field` names the input.
+    InvalidAppInput = "invalid_app_input", BAD_REQUEST;
+    /// The published workflow itself does not validate any more: only republishing helps.
+    AppNotRunnable = "app_not_runnable", UNPROCESSABLE_ENTITY;
     // Graph edits.
     InvalidEdits = "invalid_edits", UNPROCESSABLE_ENTITY;
     EditConflict = "edit_conflict", CONFLICT;

@@ -72,6 +72,7 @@ struct Inner {
     engagement: Arc<dyn dojo_records::EngagementStore>,
     suggestions: Arc<dyn dojo_records::SuggestionStore>,
     queue: Arc<dyn dojo_records::QueueStore>,
+    apps: Arc<dyn dojo_records::AppStore>,
     /// One export per user per `DOJO_EXPORT_INTERVAL_SECS`.
     export_limiter: Arc<UserLimiter>,
     /// The webhook writer and delivery loop.
@@ -110,6 +111,7 @@ impl AppState {
             storage.fraud,
             storage.queue,
         );
+        let apps = storage.apps;
         // Scheduled agent jobs: stopped and awaited with the webhook tasks.
         crate::agent_schedules::start(
             jobs.clone(),
@@ -232,6 +234,7 @@ impl AppState {
                 engagement,
                 suggestions,
                 queue,
+                apps,
                 export_limiter,
                 webhook_tasks,
             }),
@@ -265,6 +268,10 @@ impl AppState {
     /// Background tasks awaited at shutdown with the webhook delivery loop: the agents.
     pub(crate) fn background_tasks(&self) -> &TaskTracker {
         &self.inner.webhook_tasks
+    }
+
+    pub(crate) fn apps(&self) -> &Arc<dyn dojo_records::AppStore> {
+        &self.inner.apps
     }
 
     pub(crate) fn support(&self) -> &Arc<dyn dojo_records::SupportStore> {

@@ -41,6 +41,8 @@ pub struct Storage {
     pub engagement: Arc<dyn dojo_records::EngagementStore>,
     /// The workflow agent's suggestions (same database).
     pub suggestions: Arc<dyn dojo_records::SuggestionStore>,
+    /// Published apps (same database).
+    pub apps: Arc<dyn dojo_records::AppStore>,
     /// The run queue's positions, pauses and plans (same database).
     pub queue: Arc<dyn dojo_records::QueueStore>,
     /// On SQLite: the shared lock that tells `admin restore` the file is in use.
@@ -79,6 +81,7 @@ impl Storage {
             engagement: dojo_records::engagement(&database),
             suggestions: dojo_records::suggestions(&database),
             queue: dojo_records::queue(&database),
+            apps: dojo_records::apps(&database),
             _in_use: in_use,
         })
     }

@@ -668,6 +668,13 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
         "GET /api/workflows/{id}/invitations",
         "POST /api/workflows/{id}/invitations",
         "DELETE /api/workflows/{id}/invitations/{email}",
+        "GET /api/workflows/{id}/app",
+        "PUT /api/workflows/{id}/app",
+        "DELETE /api/workflows/{id}/app",
+        "GET /api/apps/{app}",
+        "POST /api/apps/{app}/runs",
+        "GET /api/apps/{app}/runs/{run}",
+        "POST /api/apps/{app}/runs/{run}/cancel",
         "GET /api/rooms/{room}/graph",
         "GET /api/rooms/{room}/state",
         "POST /api/rooms/{room}/update",
@@ -748,7 +755,9 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() {
             .replace("{user}", "u")
             .replace("{team}", "team_1")
             .replace("{invitation}", "inv_1")
-            .replace("{provider}", "openai");
+            .replace("{provider}", "openai")
+            .replace("{app}", "app_1")
+            .replace("{run}", "run_1");
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let response = reqwest::Client::new()
             .request(method, server.http(&concrete))

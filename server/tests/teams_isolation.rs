@@ -131,6 +131,16 @@ impl Scene {
                 Some(json!({ "url": "https://example.com/hook", "events": ["run.finished"] })),
             ),
             probe(Method::GET, format!("/api/workflows/{wf}/events"), None),
+            // Its app (App mode): publishing, reading and unpublishing it.
+            probe(Method::GET, format!("/api/workflows/{wf}/app"), None),
+            probe(
+                Method::PUT,
+                format!("/api/workflows/{wf}/app"),
+                Some(
+                    json!({ "title": "Mine", "outputs": [{ "node": "n", "output": "image", "label": "L" }] }),
+                ),
+            ),
+            probe(Method::DELETE, format!("/api/workflows/{wf}/app"), None),
             // …and its room.
             probe(Method::GET, format!("/api/rooms/{room}/graph"), None),
             probe(Method::GET, format!("/api/rooms/{room}/state"), None),

@@ -73,6 +73,14 @@ describe('account data', () => {
     )
     await dana.page.reload()
     await waitFor(async () => (await section.getByLabel('Opt out of optional analytics').isChecked()) === true, 'still opted out')
+    // Tips after a while away: on by default; unticking stores the opt-out, the analytics one stays.
+    const tips = section.getByLabel('Send me tips when I have been away')
+    await waitFor(async () => !(await tips.isDisabled()) && (await tips.isChecked()), 'tips are on by default')
+    await tips.click()
+    await waitFor(async () => {
+      const privacy = await api(server, dana.token, 'GET', '/api/me/privacy')
+      return privacy.tipsOptOut === true && privacy.analyticsOptOut === true
+    }, 'the tips opt-out is stored beside the analytics one')
 
     // Deletion: the first step says what goes; cancelling changes nothing; confirming deletes.
     await section.getByRole('button', { name: 'Delete my account' }).click()

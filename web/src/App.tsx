@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useState } from 'react'
 import { detectDevMode, restoreSession, signOut, storedToken, type Session } from './auth/session'
 import { forgetLocalCopies } from './collab/connection'
+import { AppPage } from './app/AppPage'
 import { CanvasPage } from './canvas/CanvasPage'
 import { Dashboard } from './dashboard/Dashboard'
 import { SignIn } from './dashboard/SignIn'
@@ -74,6 +75,7 @@ export function App() {
       />
     )
   }
+  if (route.page === 'app') return <AppPage key={route.appId} appId={route.appId} session={session} />
   if (route.page === 'team') return <TeamPage key={route.teamId} teamId={route.teamId} session={session} />
   return <Dashboard session={session} onSignOut={leave} theme={theme} onToggleTheme={toggleTheme} />
 }

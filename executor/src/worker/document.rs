@@ -63,6 +63,28 @@ pub trait RoomDocuments: Send + Sync {
     async fn open(&self, room: &str) -> Result<Arc<dyn RoomDocument>, DocumentError>;
 }
 
+/// Where an app's runs are recorded (App mode, docs/apps.md): `app-runs/{app}/{user}`. Such a
+/// run writes into no document: the app's runner must not see the owner's room, and nobody
+/// else needs the states live, so they stay in the run's records (its nodes' states and
+/// outputs), which the app's routes read. No workflow may claim such a name (the server refuses
+/// it), so the outputs linked to it are readable by their runner alone.
+pub const APP_RUNS_PREFIX: &str = "app-runs/";
+
+/// Whether runs in `room` write into no document (see [`APP_RUNS_PREFIX`]).
+pub fn writes_no_document(room: &str) -> bool {
+    room.starts_with(APP_RUNS_PREFIX)
+}
+
+/// The document of a run that writes into none: every write is accepted and dropped.
+pub struct NoDocument;
+
+#[async_trait]
+impl RoomDocument for NoDocument {
+    async fn write(&self, _edit: Edit<'_>) -> Result<(), DocumentError> {
+        Ok(())
+    }
+}
+
 /// The run's summary as the document's `runs` map holds it.
 pub fn run_summary_json(run: &Run, nodes: &[NodeId]) -> serde_json::Value {
     json!({

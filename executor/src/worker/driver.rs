@@ -220,7 +220,12 @@ impl RunDriver {
         if run.cancel_requested {
             cancel.cancel();
         }
-        let document = match self.documents.open(&run.room).await {
+        let opened = if super::document::writes_no_document(&run.room) {
+            Ok(Arc::new(super::document::NoDocument) as Arc<dyn super::document::RoomDocument>)
+        } else {
+            self.documents.open(&run.room).await
+        };
+        let document = match opened {
             Ok(document) => document,
             // The room's document cannot be read (quarantined, say): no later attempt will do
             // better, so the run fails now and its holds are released, instead of on every

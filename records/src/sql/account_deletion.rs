@@ -169,6 +169,8 @@ pub(super) async fn delete(
     // (The user's own tickets go with the user row.)
     exec(conn, "UPDATE support_tickets SET answered_by = $2 WHERE answered_by = $1", user, pseudonym).await?;
     for sql in [
+        // Apps they published are unpublished, whoever keeps the workflow (App mode).
+        "DELETE FROM workflow_apps WHERE published_by = $1",
         "DELETE FROM team_members WHERE user_id = $1",
         "DELETE FROM workflow_collaborators WHERE user_id = $1",
         // No run is active (the plan refused that), so no hold is pending.

@@ -6,6 +6,7 @@ use super::{Conn, Store};
 
 mod account_deletion;
 mod account_store;
+mod apps;
 mod assets;
 mod audit;
 mod collaborators;

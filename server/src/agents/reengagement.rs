@@ -160,7 +160,15 @@ async fn facts(state: &AppState, user: &InactiveUser, now: i64) -> Facts {
     if let Ok(workflows) = state.auth().accounts().list_workflows(&user.id).await {
         facts.titles = workflows.into_iter().take(TITLES_SHOWN).map(|w| w.workflow.title).collect();
     }
-    let runs = state.data_rights().runs_of(&user.id, RUNS_READ).await.unwrap_or_default();
+    // Runs of published apps are someone else's graph: not the user's canvases.
+    let runs: Vec<_> = state
+        .data_rights()
+        .runs_of(&user.id, RUNS_READ)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|run| !run.room.starts_with(dojo_executor::worker::document::APP_RUNS_PREFIX))
+        .collect();
     for run in &runs {
         if let Ok(graph) = serde_json::from_str::<CanvasGraph>(&run.graph) {
             facts.node_types.extend(graph.nodes.into_iter().map(|n| n.node_type));

@@ -8,6 +8,7 @@
 //! what no handler sees (unknown routes, wrong methods). The codes: `docs/api-errors.md`.
 
 pub(crate) mod account;
+mod apps;
 mod assets;
 pub(crate) mod bare_errors;
 mod compose;
@@ -383,6 +384,11 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
             get(workflow_invitations::list).post(workflow_invitations::share),
         )
         .route("/api/workflows/{id}/invitations/{email}", axum::routing::delete(workflow_invitations::revoke))
+        .route("/api/workflows/{id}/app", get(apps::of_workflow).put(apps::publish).delete(apps::unpublish))
+        .route("/api/apps/{app}", get(apps::form))
+        .route("/api/apps/{app}/runs", post(apps::run))
+        .route("/api/apps/{app}/runs/{run}", get(apps::get_run))
+        .route("/api/apps/{app}/runs/{run}/cancel", post(apps::cancel_run))
         .route("/api/workflows/{id}/webhooks", get(webhooks::list).post(webhooks::create))
         .route("/api/workflows/{id}/webhooks/{hookId}", axum::routing::delete(webhooks::delete))
         .route("/api/workflows/{id}/webhooks/{hookId}/deliveries", get(webhooks::deliveries))

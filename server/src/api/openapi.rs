@@ -19,7 +19,7 @@ use super::responses::{
     Unauthorized, Unavailable,
 };
 use super::{
-    account, assets, compose, data_rights, documents, fraud, jobs, provider_keys, runs, staff_audit,
+    account, apps, assets, compose, data_rights, documents, fraud, jobs, provider_keys, runs, staff_audit,
     suggestions, support, team_audit, team_credits, team_lifecycle, teams, webhooks, workflow_invitations,
     workflows,
 };
@@ -123,6 +123,13 @@ use super::{
         staff_audit::audit,
         suggestions::get,
         suggestions::dismiss,
+        apps::publish,
+        apps::of_workflow,
+        apps::unpublish,
+        apps::form,
+        apps::run,
+        apps::get_run,
+        apps::cancel_run,
     ),
     components(
         schemas(ErrorBody, InsufficientCreditsBody, InvalidGraphBody),
@@ -142,6 +149,7 @@ use super::{
         (name = "teams", description = "Teams: members and roles, invitations, the audit log, provider keys"),
         (name = "agents", description = "The agents' job queue and schedules, fraud review and the whole audit log, for staff (docs/agents.md)"),
         (name = "support", description = "Support tickets: users ask, the support agent drafts, staff answer (docs/agents.md)"),
+        (name = "apps", description = "App mode: a workflow published as a form that others run with their own credits (docs/apps.md)"),
     )
 )]
 pub struct ApiDoc;

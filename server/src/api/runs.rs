@@ -245,7 +245,7 @@ pub async fn list(
     Ok(Json(RunList { runs: runs.iter().map(run_body).collect() }))
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
     let key = value
         .to_str()
@@ -261,7 +261,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 /// A refused submission: the graph's errors (`422`) and a short balance (`402`) say more than
 /// the usual body; everything else is the usual error.
-fn submit_refused(error: SubmitError) -> Result<Response, ApiError> {
+pub(super) fn submit_refused(error: SubmitError) -> Result<Response, ApiError> {
     let message = error.to_string();
     match error {
         SubmitError::InvalidGraph(errors) => Ok(invalid_graph(&errors)),

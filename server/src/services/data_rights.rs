@@ -32,6 +32,8 @@ const MAX_LEDGER: u32 = 100_000;
 const MAX_ASSETS: u32 = 10_000;
 const MAX_INVITATIONS: u32 = 1_000;
 const MAX_TEAMS: u32 = 1_000;
+/// Apps one export lists (one per workflow at most).
+const MAX_APPS: u32 = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataRightsError {
@@ -86,7 +88,9 @@ workflows.json      the workflows you own\n\
 workflows/<id>/document.json   the canvas as JSON (docs/document-schema.md)\n\
 workflows/<id>/document.yjs    the same document as one Yjs v1 update (Y.applyUpdate)\n\
 workflows/<id>/webhooks.json   its webhook endpoints (signing secrets are not exported)\n\
-runs.json           the runs you started, with each node's parameters, outputs and cost\n\
+runs.json           the runs you started, with each node's parameters, outputs and cost (runs of\n\
+                    others' apps: states and outputs only, their graph is the publisher's)\n\
+apps.json           the apps you published: form, visibility and the published graph\n\
 ledger.json         every credit ledger entry of yours\n\
 assets.json, assets/<id>   the assets you uploaded or your runs produced\n\
 teams.json          your team memberships and roles\n\
@@ -146,9 +150,28 @@ pub async fn export(state: &AppState, caller: &Caller) -> Result<Vec<u8>, DataRi
     let mut runs = Vec::new();
     for run in rights.runs_of(&user.id, MAX_RUNS).await? {
         let nodes = runs_store.run_nodes(&run.id).await?;
+        if dojo_executor::worker::document::writes_no_document(&run.room) {
+            // A run of an app: its graph and hidden parameters are the app's publisher's, which
+            // the runner never saw. What was theirs (states, costs, outputs) is kept.
+            let mut run = serde_json::to_value(&run).unwrap_or_default();
+            if let Some(fields) = run.as_object_mut() {
+                fields.remove("graph");
+                fields.remove("targets");
+            }
+            let nodes: Vec<_> = nodes
+                .iter()
+                .map(|n| {
+                    json!({"state": n.state, "cost": n.cost, "charged": n.charged, "outputs": n.outputs,
+                           "startedAt": n.started_at, "finishedAt": n.finished_at})
+                })
+                .collect();
+            runs.push(json!({"run": run, "nodes": nodes}));
+            continue;
+        }
         runs.push(json!({"run": run, "nodes": nodes}));
     }
     files.json("runs.json", &runs)?;
+    files.json("apps.json", &state.apps().apps_published_by(&user.id, MAX_APPS).await?)?;
     files.json("ledger.json", &state.auth().accounts().ledger(&user.id, MAX_LEDGER).await?)?;
 
     let assets = rights.assets_of(&user.id, MAX_ASSETS).await?;

@@ -11,6 +11,9 @@
 //! that takes one cannot run for a caller who was not checked.
 
 pub mod access;
+pub mod app_form;
+pub mod app_runs;
+pub mod apps;
 pub mod audit;
 mod claim;
 pub mod compose;

@@ -291,7 +291,8 @@ impl<'a> RunService<'a> {
         if now.status.is_final() && !run.status.is_final() {
             // Cancelled before any worker started it: nobody else will tell the room.
             let nodes = executor.runs().run_nodes(&run.id).await?;
-            if let Ok(room) = RoomName::parse(&run.room)
+            if !dojo_executor::worker::document::writes_no_document(&run.room)
+                && let Ok(room) = RoomName::parse(&run.room)
                 && let Ok(writer) = RoomWriter::open(executor.rooms().clone(), room).await
             {
                 let ids: Vec<NodeId> = nodes.into_iter().map(|n| n.node_id).collect();

@@ -31,9 +31,17 @@ export type AuditEntry = Schemas['AuditEntryBody']
 export type AuditPage = Schemas['AuditPage']
 export type ProviderKey = Schemas['ProviderKeyBody']
 export type Privacy = Schemas['Privacy']
+export type PrivacyChange = Schemas['PrivacyChange']
 export type SupportTicket = Schemas['TicketBody']
 export type TeamCredits = Schemas['TeamCreditsBody']
 export type MemberSpend = Schemas['MemberSpendBody']
+/** A workflow's published app, as those who may read the workflow see it (docs/apps.md). */
+export type PublishedApp = Schemas['AppBody']
+export type PublishApp = Schemas['PublishApp']
+/** An app's form, as its runners see it: no graph, no node ids. */
+export type AppForm = Schemas['AppFormBody']
+export type AppInputField = Schemas['InputField']
+export type AppRun = Schemas['AppRunBody']
 export type AuditFilter = Pick<NonNullable<paths['/api/teams/{team}/audit']['get']['parameters']['query']>, 'action' | 'actor' | 'cursor'>
 
 /**
@@ -44,12 +52,13 @@ export type AuditFilter = Pick<NonNullable<paths['/api/teams/{team}/audit']['get
  */
 export function uploadImage(
   token: string | null,
-  room: string,
+  room: string | null,
   png: Blob,
   onProgress: (fraction: number) => void,
 ): Promise<Uploaded> {
   type Query = NonNullable<paths['/api/assets']['post']['parameters']['query']>
-  const query: Query = { room }
+  // No room: the upload is the caller's alone (an app's runner uploading their own image).
+  const query: Query = room ? { room } : {}
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest()
     request.open('POST', `/api/assets?${new URLSearchParams(query as Record<string, string>)}`)
@@ -226,6 +235,26 @@ export const api = {
       }),
     ),
 
+  // App mode (docs/apps.md): publishing a workflow as a form, and running one.
+  workflowApp: (token: string | null, id: string) =>
+    call(() => client.GET('/api/workflows/{id}/app', { headers: auth(token), params: { path: { id } } })),
+  publishApp: (token: string | null, id: string, body: PublishApp) =>
+    call(() => client.PUT('/api/workflows/{id}/app', { headers: auth(token), params: { path: { id } }, body })),
+  unpublishApp: (token: string | null, id: string) =>
+    call(() => client.DELETE('/api/workflows/{id}/app', { headers: auth(token), params: { path: { id } } })),
+  appForm: (token: string | null, app: string) =>
+    call(() => client.GET('/api/apps/{app}', { headers: auth(token), params: { path: { app } } })),
+  runApp: (token: string | null, app: string, inputs: Record<string, string | number | boolean | null>) =>
+    call(() =>
+      client.POST('/api/apps/{app}/runs', {
+        headers: { ...auth(token), 'Idempotency-Key': uuid() },
+        params: { path: { app } },
+        body: { inputs },
+      }),
+    ),
+  appRun: (token: string | null, app: string, run: string) =>
+    call(() => client.GET('/api/apps/{app}/runs/{run}', { headers: auth(token), params: { path: { app, run } } })),
+
   startRun: (token: string | null, room: string, targets: string[] | null) =>
     call(() =>
       client.POST('/api/rooms/{room}/runs', {
@@ -265,7 +294,7 @@ export const api = {
     ),
   mySupportTickets: (token: string | null) => call(() => client.GET('/api/support/tickets', { headers: auth(token) })),
   privacy: (token: string | null) => call(() => client.GET('/api/me/privacy', { headers: auth(token) })),
-  setPrivacy: (token: string | null, privacy: Privacy) =>
+  setPrivacy: (token: string | null, privacy: PrivacyChange) =>
     call(() => client.PUT('/api/me/privacy', { headers: auth(token), body: privacy })),
   /** Step one of deleting the account: what would go, and a confirmation token. */
   requestAccountDeletion: (token: string | null) =>

@@ -151,6 +151,76 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/apps/{app}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The app's form, for those its visibility lets in (signed in; else `404`). */
+        get: operations["getApp"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/apps/{app}/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Runs the app with the caller's values, billed to the caller (credits held, queued, plan
+         *     limits), like a run of the canvas. Values are checked against the catalog as a run's are.
+         */
+        post: operations["runApp"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/apps/{app}/runs/{run}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["getAppRun"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/apps/{app}/runs/{run}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Stops the caller's run of the app; holds of steps that did not succeed are released. */
+        post: operations["cancelAppRun"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/assets": {
         parameters: {
             query?: never;
@@ -165,6 +235,23 @@ export interface paths {
          *     decodes whole within the configured dimensions, within the uploader's storage quota.
          */
         post: operations["uploadAsset"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The whole audit log, newest first (staff and admins). */
+        get: operations["listAudit"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -204,6 +291,57 @@ export interface paths {
         put?: never;
         /** A token for a dev identity: only in dev mode (no JWT key configured); 404 otherwise. */
         post: operations["createDevToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/fraud/flags": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The fraud agent's flags, newest first (staff). */
+        get: operations["listFraudFlags"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/fraud/flags/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One flag (staff). */
+        get: operations["getFraudFlag"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/fraud/flags/{id}/review": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Staff's verdict on a flag: `cleared` lifts its block, `confirmed` keeps it. Audited. */
+        post: operations["reviewFraudFlag"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1059,7 +1197,9 @@ export interface paths {
         /**
          * Stripe's webhook: a signed `checkout.session.completed` event credits its user once per
          *     event id (`client_reference_id` = our user id, `metadata.credits` = the amount). Unsigned,
-         *     stale or tampered events are refused; other event types are acknowledged and ignored.
+         *     stale or tampered events are refused. `charge.succeeded`, `charge.refunded`, `charge.failed` and
+         *     `charge.dispute.created` are recorded for the fraud agent (docs/agents.md); other event types
+         *     are acknowledged and ignored.
          */
         post: operations["stripeWebhook"];
         delete?: never;
@@ -1102,6 +1242,27 @@ export interface paths {
         head?: never;
         /** Renames the workflow or makes it public or private (owner only). */
         patch: operations["updateWorkflow"];
+        trace?: never;
+    };
+    "/api/workflows/{id}/app": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["getWorkflowApp"];
+        /**
+         * Publishes the workflow as an app, or republishes it (same id): the form is checked against
+         *     a snapshot of the canvas taken now, which is what runners run until the next publish.
+         */
+        put: operations["publishApp"];
+        post?: never;
+        /** Unpublishes the app: new runs are refused at once; runs already accepted finish. */
+        delete: operations["unpublishApp"];
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/api/workflows/{id}/collaborators/{user}": {
@@ -1175,6 +1336,40 @@ export interface paths {
         post?: never;
         /** Withdraws the invitation of an address (owner only). */
         delete: operations["revokeWorkflowInvitation"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workflows/{id}/suggestions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The workflow agent's suggestions for a workflow (its managers only). */
+        get: operations["getWorkflowSuggestions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workflows/{id}/suggestions/dismiss": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Hides the current suggestions until the agent finds something different. */
+        post: operations["dismissWorkflowSuggestions"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -1285,6 +1480,87 @@ export interface components {
         AnswerTicket: {
             /** @description The answer the asker will see: the draft as it is, or edited (1-20,000 bytes). */
             answer: string;
+        };
+        /** @description A workflow's published app, for those who may read the workflow. */
+        AppBody: {
+            /**
+             * Format: int64
+             * @description Milliseconds since the Unix epoch; `updatedAt` is the last publish (the snapshot's time).
+             */
+            createdAt: number;
+            description: string;
+            /** @description The form's address in the editor is `/app/{id}`. */
+            id: string;
+            inputs: components["schemas"]["AppInputBody"][];
+            outputs: components["schemas"]["AppOutputBody"][];
+            publishedBy: string;
+            title: string;
+            /** Format: int64 */
+            updatedAt: number;
+            /** @description `private`, `link` or `team`. */
+            visibility: string;
+            workflowId: string;
+        };
+        /** @description An app as its runners see it: the form, and nothing of the graph. */
+        AppFormBody: {
+            description: string;
+            id: string;
+            inputs: components["schemas"]["InputField"][];
+            outputs: components["schemas"]["OutputField"][];
+            title: string;
+        };
+        /** @description A chosen input, as its publisher sees it. */
+        AppInputBody: {
+            key: string;
+            label: string;
+            node: string;
+            param: string;
+        };
+        /** @description A chosen output, as its publisher sees it. */
+        AppOutputBody: {
+            key: string;
+            label: string;
+            node: string;
+            output: string;
+        };
+        /** @description A run of an app, as its runner sees it. */
+        AppRunBody: {
+            /** Format: int64 */
+            charged: number;
+            /** Format: int64 */
+            createdAt: number;
+            /** @description Steps finished, of `total`. */
+            done: number;
+            error: string | null;
+            /** Format: int64 */
+            estimate: number;
+            /** Format: int64 */
+            estimatedStartAt: number | null;
+            /** Format: int64 */
+            finishedAt: number | null;
+            id: string;
+            /** @description The chosen outputs (empty once the app is unpublished or closed to the caller). */
+            outputs: components["schemas"]["AppRunOutput"][];
+            /**
+             * Format: int64
+             * @description While queued: 1-based (docs/queue.md).
+             */
+            queuePosition: number | null;
+            status: components["schemas"]["RunStatusName"];
+            total: number;
+        };
+        /** @description One chosen output of a run of an app. */
+        AppRunOutput: {
+            error: string | null;
+            key: string;
+            label: string;
+            /** @description The producing step's state. */
+            state: components["schemas"]["RunNodeStateName"];
+            /**
+             * @description Once produced: `{"kind": "asset", "url", …}`, `{"kind": "text", "text"}` or
+             *     `{"kind": "number", "value"}` (as in the document's `results`).
+             */
+            value: unknown;
         };
         /** @description `POST /api/rooms/{room}/update`'s answer. */
         Applied: {
@@ -1701,6 +1977,34 @@ export interface components {
             /** @description The event exactly as webhooks deliver it: `{id, type, createdAt, workflowId, room, data}`. */
             event: Record<string, never>;
         };
+        /** @description One flag. */
+        FlagBody: {
+            /** Format: int64 */
+            createdAt: number;
+            /** @description The evidence: counts, amounts, the other accounts of a shared card (its fingerprint only). */
+            detail: Record<string, never>;
+            /**
+             * Format: int64
+             * @description The newest event the evidence includes (milliseconds since the Unix epoch).
+             */
+            evidenceAt: number;
+            id: string;
+            note?: string | null;
+            /** Format: int64 */
+            reviewedAt?: number | null;
+            reviewedBy?: string | null;
+            /** @description `payment_trouble`, `shared_payment_source` or `spend_spike`. */
+            rule: string;
+            /** @description `open` (blocks paid runs), `confirmed` (still blocks) or `cleared`. */
+            status: string;
+            userId: string;
+        };
+        FlagPage: {
+            /** @description Newest first. */
+            flags: components["schemas"]["FlagBody"][];
+            /** @description Pass as `cursor` for the next page; absent on the last. */
+            nextCursor?: string | null;
+        };
         /** @description A worker's heartbeat. */
         Heartbeat: {
             /**
@@ -1715,6 +2019,30 @@ export interface components {
          * @description An image's bytes, in the request's `Content-Type`.
          */
         ImageBytes: string;
+        /**
+         * @description An input field as a runner sees it: the catalog's type and bounds, and as the default the
+         *     value published on the canvas (else the catalog's default). Nothing else of the graph.
+         */
+        InputField: {
+            /** @description When present, the value must be one of these. */
+            allowed: unknown[] | null;
+            /** @description The value is an asset id: upload an image (`POST /api/assets`) and send its id. */
+            asset: boolean;
+            /** @description The published value, else the catalog's default; null when neither. */
+            default: unknown;
+            /** @description What the value is sent as in `inputs`. */
+            key: string;
+            label: string;
+            /** Format: double */
+            max: number | null;
+            /** Format: int64 */
+            maxLength: number | null;
+            /** Format: double */
+            min: number | null;
+            required: boolean;
+            /** @description `string`, `number`, `integer` or `boolean`. */
+            type: string;
+        };
         /** @description `402 insufficient_credits`: the run would cost more than the caller's balance. */
         InsufficientCreditsBody: {
             /**
@@ -1909,6 +2237,13 @@ export interface components {
             /** @description One line, 1-200 bytes. */
             subject: string;
         };
+        /** @description An output as a runner sees it. */
+        OutputField: {
+            key: string;
+            label: string;
+            /** @description The catalog's port type: `image`, `text`, `video`, `mesh`, `number`, `any`. */
+            type: string;
+        };
         /**
          * @description What a caller may do with a workflow's room.
          * @enum {string}
@@ -1925,6 +2260,13 @@ export interface components {
         Privacy: {
             /** @description True: optional analytics and usage collection stops for this user (docs/data-rights.md). */
             analyticsOptOut: boolean;
+            /** @description True: the re-engagement agent never sends this user tips (docs/agents.md). */
+            tipsOptOut: boolean;
+        };
+        /** @description A change of privacy settings: an absent field keeps its value. */
+        PrivacyChange: {
+            analyticsOptOut?: boolean | null;
+            tipsOptOut?: boolean | null;
         };
         /** @description A team's key for one provider, as shown: never the key itself. */
         ProviderKeyBody: {
@@ -1945,6 +2287,37 @@ export interface components {
         ProviderKeyList: {
             /** @description By provider. */
             keys: components["schemas"]["ProviderKeyBody"][];
+        };
+        PublishApp: {
+            /** @description At most 2,000 characters. */
+            description?: string;
+            /** @description At most 20. */
+            inputs?: components["schemas"]["PublishInput"][];
+            /** @description 1 to 10. */
+            outputs: components["schemas"]["PublishOutput"][];
+            /** @description 1–120 characters, one line. */
+            title: string;
+            /**
+             * @description `private` (those who may read the workflow), `link` (any signed-in user with the link;
+             *     the default) or `team` (the workflow's team's members).
+             */
+            visibility?: string | null;
+        };
+        /** @description An input of the form: a parameter of a node of the workflow. */
+        PublishInput: {
+            /** @description 1–80 characters. */
+            label: string;
+            node: string;
+            /** @description A catalog parameter of the node's type. */
+            param: string;
+        };
+        /** @description An output of the form: an output of a node of the workflow. */
+        PublishOutput: {
+            /** @description 1–80 characters. */
+            label: string;
+            node: string;
+            /** @description A catalog output of the node's type. */
+            output: string;
         };
         /** @description The runs of a queue, running first, then queued in the order they will be claimed. */
         QueueList: {
@@ -1967,10 +2340,30 @@ export interface components {
              */
             restored: number;
         };
+        ReviewFlag: {
+            /** @description Why, for the next reviewer (at most 2,000 bytes). */
+            note?: string | null;
+            /** @description `cleared` (nothing wrong: the flag stops blocking) or `confirmed` (keeps blocking). */
+            verdict: string;
+        };
+        ReviewedFlag: {
+            /** @description Whether the user's paid runs are still blocked (by this flag or another). */
+            blocked: boolean;
+            flag: components["schemas"]["FlagBody"];
+        };
         RoleChange: {
             previousRole: components["schemas"]["TeamRoleName"];
             role: components["schemas"]["TeamRoleName"];
             userId: string;
+        };
+        RunApp: {
+            /**
+             * @description Input key → value (a string, number, boolean, or null for the published value). Keys
+             *     left out keep the published value.
+             */
+            inputs?: {
+                [key: string]: unknown;
+            };
         };
         /**
          * @description A run. Nullable fields that are always sent say `required = true`, so that generated clients
@@ -2135,6 +2528,25 @@ export interface components {
             estimate: number;
             runId: string;
             status: components["schemas"]["RunStatusName"];
+        };
+        /** @description A workflow's latest suggestions. */
+        SuggestionsBody: {
+            /** @description Whether the owner dismissed these suggestions (new findings show again). */
+            dismissed: boolean;
+            /**
+             * Format: int64
+             * @description When the agent reviewed it (milliseconds since the Unix epoch); null before.
+             */
+            reviewedAt?: number | null;
+            /** @description `model` or `template`; null before the first review. */
+            source?: string | null;
+            /**
+             * @description Each: `{kind, node, nodeType, message, alternative?}`; `kind` is `failing`, `slow`,
+             *     `unused` or `cheaper`. Empty when the agent found nothing or never reviewed it.
+             */
+            suggestions: Record<string, never>[];
+            /** @description A note over them (the language model's or a template's); empty without suggestions. */
+            summary: string;
         };
         TeamBody: {
             /**
@@ -2772,6 +3184,156 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
         };
     };
+    getApp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description App id */
+                app: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The form */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppFormBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    runApp: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The same key returns the same run */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                /** @description App id */
+                app: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RunApp"];
+            };
+        };
+        responses: {
+            /** @description Validated, credits held, queued */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Submitted"];
+                };
+            };
+            /** @description `invalid_app_input`: a value the catalog refuses or a key the form does not have; `field` says which (`inputs.in1`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description `insufficient_credits` (the caller's balance) or `spending_limit_reached` */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InsufficientCreditsBody"];
+                };
+            };
+            404: components["responses"]["NotFound"];
+            /** @description `app_not_runnable`: the published workflow itself does not validate */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `queue_full`, `quota_exceeded` or `rate_limited` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getAppRun: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description App id */
+                app: string;
+                /** @description Run id */
+                run: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The run: its status and the chosen outputs */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppRunBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    cancelAppRun: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description App id */
+                app: string;
+                /** @description Run id */
+                run: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Cancelling: the run as it stands */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppRunBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     uploadAsset: {
         parameters: {
             query?: {
@@ -2831,6 +3393,55 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
         };
     };
+    listAudit: {
+        parameters: {
+            query?: {
+                /** @description Only this team's entries. */
+                team?: string;
+                /** @description Only entries by this actor (a user id, `agent:fraud`, `stripe`…). */
+                actor?: string;
+                /** @description Only entries with this action (`fraud.flagged`). */
+                action?: string;
+                /** @description Only entries about this target (a user id, a flag or ticket id…). */
+                target?: string;
+                /** @description Only entries written at or after this time (milliseconds since the Unix epoch). */
+                since?: number;
+                /** @description Only entries written before this time (milliseconds since the Unix epoch). */
+                until?: number;
+                /** @description Entries older than this (the previous page's `nextCursor`). */
+                cursor?: number;
+                /** @description At most this many per page (default 100, at most 1000). */
+                limit?: number;
+                /**
+                 * @description `json` (a page, the default) or `jsonl` (at most 10,000 lines; `Dojo-Next-Cursor` names
+                 *     where the rest begins).
+                 */
+                format?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of entries (`format=json`), or JSON lines (`format=jsonl`) */
+            200: {
+                headers: {
+                    /** @description JSON lines only: the cursor of the entries not exported */
+                    "Dojo-Next-Cursor"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPage"];
+                    "application/x-ndjson": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     getCatalog: {
         parameters: {
             query?: never;
@@ -2884,6 +3495,107 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+        };
+    };
+    listFraudFlags: {
+        parameters: {
+            query?: {
+                /** @description `open`, `confirmed` or `cleared`; all when absent. */
+                status?: string;
+                /** @description Only this user's flags. */
+                user?: string;
+                /** @description The previous page's `nextCursor`. */
+                cursor?: string;
+                /** @description At most this many (default 50, at most 200). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of flags */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FlagPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    getFraudFlag: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Flag id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The flag */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FlagBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    reviewFraudFlag: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Flag id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReviewFlag"];
+            };
+        };
+        responses: {
+            /** @description Reviewed; `blocked` says whether the user is still blocked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReviewedFlag"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description `conflict`: the flag's state does not allow this verdict (it is cleared already, or confirming a cleared flag) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
         };
     };
     acceptInvitation: {
@@ -3192,7 +3904,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["Privacy"];
+                "application/json": components["schemas"]["PrivacyChange"];
             };
         };
         responses: {
@@ -3573,7 +4285,15 @@ export interface operations {
                     "application/json": components["schemas"]["InsufficientCreditsBody"];
                 };
             };
-            403: components["responses"]["Forbidden"];
+            /** @description `forbidden`: the caller may not write in the room; `account_under_review`: a fraud flag holds the caller's paid runs until staff review it */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: components["responses"]["NotFound"];
             /** @description `invalid_graph`: the graph's errors, per node; `empty_graph`: nothing to run; `unknown_target`: a target that is not a node id */
             422: {
@@ -4985,6 +5705,105 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
         };
     };
+    getWorkflowApp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workflow id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The workflow's app */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description No such workflow, or no app published */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    publishApp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workflow id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PublishApp"];
+            };
+        };
+        responses: {
+            /** @description Published */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AppBody"];
+                };
+            };
+            /** @description `invalid_app`: a bound or a name the workflow does not have; `field` says which */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    unpublishApp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workflow id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Unpublished */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     setCollaborator: {
         parameters: {
             query?: never;
@@ -5200,6 +6019,60 @@ export interface operations {
                 content?: never;
             };
             400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    getWorkflowSuggestions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workflow id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The latest suggestions */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuggestionsBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    dismissWorkflowSuggestions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Workflow id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Dismissed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuggestionsBody"];
+                };
+            };
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];

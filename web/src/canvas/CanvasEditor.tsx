@@ -14,6 +14,7 @@ import { restoreVersion } from '../doc/restore'
 import type { Theme } from '../ui/theme'
 import { ShareDialog } from '../share/ShareDialog'
 import { SupportDialog } from '../support/SupportDialog'
+import { PublishAppDialog } from '../app/PublishAppDialog'
 import { Toast } from '../ui/Toast'
 import { ComposeDock } from './ComposeDock'
 import { CanvasContext } from './context'
@@ -182,6 +183,7 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
           onToggleTheme={onToggleTheme}
           onToggleHelp={() => panels.setHelpOpen(!panels.helpOpen)}
           onShare={() => panels.setShareOpen(true)}
+          onPublishApp={workflow.permission === 'admin' ? () => panels.setPublishOpen(true) : undefined}
           onAskForHelp={() => panels.setSupportOpen(true)}
         />
         <Banners
@@ -289,6 +291,18 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
         {runs.shortfall && <CreditsDialog shortfall={runs.shortfall} onClose={runs.dismissShortfall} />}
         {panels.shareOpen && <ShareDialog workflow={workflow} token={session.token} onClose={() => panels.setShareOpen(false)} />}
         {panels.supportOpen && <SupportDialog token={session.token} room={workflow.room} onClose={() => panels.setSupportOpen(false)} />}
+        {panels.publishOpen && (
+          <PublishAppDialog
+            workflowId={workflow.id}
+            workflowTitle={workflow.title}
+            inTeam={Boolean(workflow.teamId)}
+            nodes={nodes}
+            titles={nodeTitles}
+            catalog={catalog}
+            token={session.token}
+            onClose={() => panels.setPublishOpen(false)}
+          />
+        )}
         {panels.helpOpen && <ShortcutsHelp onClose={() => panels.setHelpOpen(false)} />}
       </div>
     </CanvasContext.Provider>

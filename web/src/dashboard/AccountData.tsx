@@ -1,23 +1,23 @@
 import { useEffect, useState } from 'react'
-import { api } from '../api/client'
+import { api, type Privacy, type PrivacyChange } from '../api/client'
 import type { Session } from '../auth/session'
 import { describeError } from '../ui/errors'
 
 type Pending = Awaited<ReturnType<typeof api.requestAccountDeletion>>
 
-/** "Export my data", the analytics opt-out and "Delete my account" (with its confirmation step):
- * docs/data-rights.md. */
+/** "Export my data", the analytics and tips opt-outs, and "Delete my account" (with its
+ * confirmation step): docs/data-rights.md. */
 export function AccountData({ session, onDeleted }: { session: Session; onDeleted: () => void }) {
   const [error, setError] = useState<string | null>(null)
   const [pending, setPending] = useState<Pending | null>(null)
   const [busy, setBusy] = useState(false)
-  // Unknown until the server answers: the box is not shown as unticked for someone who opted out.
-  const [optedOut, setOptedOut] = useState<boolean | null>(null)
+  // Unknown until the server answers: no box is shown in a state the user did not choose.
+  const [privacy, setPrivacy] = useState<Privacy | null>(null)
 
   useEffect(() => {
     api
       .privacy(session.token)
-      .then((privacy) => setOptedOut(privacy.analyticsOptOut))
+      .then(setPrivacy)
       .catch((cause: unknown) => setError(describeError(cause)))
   }, [session.token])
 
@@ -46,14 +46,18 @@ export function AccountData({ session, onDeleted }: { session: Session; onDelete
 
   // Shown at once (a controlled checkbox would otherwise snap back until the server answers),
   // then set to what the server stored; put back if it refused.
-  const setOptOut = (analyticsOptOut: boolean) => {
-    const before = optedOut
-    setOptedOut(analyticsOptOut)
+  const change = (next: PrivacyChange) => {
+    const before = privacy
+    if (privacy)
+      setPrivacy({
+        analyticsOptOut: next.analyticsOptOut ?? privacy.analyticsOptOut,
+        tipsOptOut: next.tipsOptOut ?? privacy.tipsOptOut,
+      })
     return run(async () => {
       try {
-        setOptedOut((await api.setPrivacy(session.token, { analyticsOptOut })).analyticsOptOut)
+        setPrivacy(await api.setPrivacy(session.token, next))
       } catch (cause) {
-        setOptedOut(before)
+        setPrivacy(before)
         throw cause
       }
     })
@@ -76,11 +80,20 @@ export function AccountData({ session, onDeleted }: { session: Session; onDelete
       <label className="privacy-toggle">
         <input
           type="checkbox"
-          checked={optedOut ?? false}
-          disabled={busy || optedOut === null}
-          onChange={(e) => void setOptOut(e.target.checked)}
+          checked={privacy?.analyticsOptOut ?? false}
+          disabled={busy || privacy === null}
+          onChange={(e) => void change({ analyticsOptOut: e.target.checked })}
         />
         Opt out of optional analytics
+      </label>
+      <label className="privacy-toggle">
+        <input
+          type="checkbox"
+          checked={privacy ? !privacy.tipsOptOut : false}
+          disabled={busy || privacy === null}
+          onChange={(e) => void change({ tipsOptOut: !e.target.checked })}
+        />
+        Send me tips when I have been away
       </label>
       <button className="danger" onClick={askToDelete} disabled={busy}>
         Delete my account

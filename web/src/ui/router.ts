@@ -1,14 +1,21 @@
-// A small router on the History API: `/` (dashboard), `/w/{workflowId}` (canvas) and
-// `/teams/{teamId}` (a team's members, invitations and audit log).
+// A small router on the History API: `/` (dashboard), `/w/{workflowId}` (canvas),
+// `/teams/{teamId}` (a team's members, invitations and audit log) and `/app/{appId}` (a
+// published app's form: no canvas, no document).
 import { useEffect, useState } from 'react'
 
-export type Route = { page: 'dashboard' } | { page: 'canvas'; workflowId: string } | { page: 'team'; teamId: string }
+export type Route =
+  | { page: 'dashboard' }
+  | { page: 'canvas'; workflowId: string }
+  | { page: 'team'; teamId: string }
+  | { page: 'app'; appId: string }
 
 export function parseRoute(path: string): Route {
   const match = /^\/w\/([^/]+)\/?$/.exec(path)
   if (match?.[1]) return { page: 'canvas', workflowId: decodeURIComponent(match[1]) }
   const team = /^\/teams\/([^/]+)\/?$/.exec(path)
   if (team?.[1]) return { page: 'team', teamId: decodeURIComponent(team[1]) }
+  const app = /^\/app\/([^/]+)\/?$/.exec(path)
+  if (app?.[1]) return { page: 'app', appId: decodeURIComponent(app[1]) }
   return { page: 'dashboard' }
 }
 

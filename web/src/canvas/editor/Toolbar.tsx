@@ -37,6 +37,8 @@ interface Props {
   onToggleTheme: () => void
   onToggleHelp: () => void
   onShare: () => void
+  /** Absent when the caller may not publish (only the owner, or a team owner or admin, may). */
+  onPublishApp?: () => void
   onAskForHelp: () => void
 }
 
@@ -95,6 +97,11 @@ export function Toolbar(props: Props) {
       <button onClick={props.onShare} data-testid="share" title="Invite people, copy the link">
         Share
       </button>
+      {props.onPublishApp && (
+        <button onClick={props.onPublishApp} data-testid="publish-app-open" title="Publish this canvas as a form others run with their own credits">
+          Publish as app
+        </button>
+      )}
       <button onClick={props.onToggleTheme} title="Switch theme" data-testid="theme-toggle">
         {props.theme === 'dark' ? '☀' : '☾'}
       </button>

@@ -26,6 +26,9 @@ export interface Panels {
   /** "Ask for help": support tickets. */
   supportOpen: boolean
   setSupportOpen: (open: boolean) => void
+  /** "Publish as app": the form others run (docs/apps.md). */
+  publishOpen: boolean
+  setPublishOpen: (open: boolean) => void
   /** The image shown full size. */
   lightbox: ShownImage | null
   setLightbox: (image: ShownImage | null) => void
@@ -44,6 +47,7 @@ export function usePanels(): Panels {
   const [helpOpen, setHelpOpen] = useState(false)
   const [shareOpen, setShareOpen] = useState(false)
   const [supportOpen, setSupportOpen] = useState(false)
+  const [publishOpen, setPublishOpen] = useState(false)
   const [lightbox, setLightbox] = useState<ShownImage | null>(null)
   const [notice, setNotice] = useState<string | null>(null)
   const closeTransient = useCallback(() => {
@@ -52,6 +56,7 @@ export function usePanels(): Panels {
     setHelpOpen(false)
     setShareOpen(false)
     setSupportOpen(false)
+    setPublishOpen(false)
   }, [])
   return {
     menu,
@@ -68,6 +73,8 @@ export function usePanels(): Panels {
     setShareOpen,
     supportOpen,
     setSupportOpen,
+    publishOpen,
+    setPublishOpen,
     lightbox,
     setLightbox,
     notice,
