@@ -28,6 +28,7 @@ mod columns;
 
 mod account_store;
 pub mod audit;
+pub mod batches;
 mod collaborators;
 pub mod data_rights;
 mod dialect;
@@ -54,6 +55,7 @@ use std::sync::Arc;
 
 pub use account_store::AccountStore;
 pub use audit::{ActorKind, AuditEntry, AuditLog, AuditQuery, NewAuditEntry};
+pub use batches::{Batch, BatchMember, NewBatch};
 pub use collaborators::{Collaborator, CollaboratorPermission, RoomAccess};
 pub use data_rights::{DataRightsStore, DeletedAccount, DeletionPlan, OwnedAsset};
 pub use dojo_auth::Permission;

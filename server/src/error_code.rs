@@ -117,6 +117,12 @@ error_codes! {
     QueueFull = "queue_full", TOO_MANY_REQUESTS;
     /// Move to front of a run that is no longer queued.
     NotQueued = "not_queued", CONFLICT;
+    /// A batch over the bounds: more than 100 members (sets, or the sweeps' combinations) or
+    /// more than 256 KiB of parameter sets.
+    BatchTooLarge = "batch_too_large", UNPROCESSABLE_ENTITY;
+    /// A batch whose sets name no node or parameter of the graph, with both `sets` and
+    /// `sweeps`, or with neither.
+    InvalidBatch = "invalid_batch", UNPROCESSABLE_ENTITY;
     // Graph edits.
     InvalidEdits = "invalid_edits", UNPROCESSABLE_ENTITY;
     EditConflict = "edit_conflict", CONFLICT;

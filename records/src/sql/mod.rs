@@ -8,6 +8,7 @@ mod account_deletion;
 mod account_store;
 mod assets;
 mod audit;
+mod batches;
 mod collaborators;
 mod data_rights;
 mod finished;

@@ -9,6 +9,7 @@
 
 pub(crate) mod account;
 mod assets;
+mod batches;
 pub(crate) mod bare_errors;
 mod compose;
 mod data_rights;
@@ -385,6 +386,9 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
         .route("/api/rooms/{room}/compose", post(compose::compose_nodes))
         .route("/api/rooms/{room}/edits", post(edits::apply))
         .route("/api/rooms/{room}/edits/{id}/undo", post(edits::undo))
+        .route("/api/rooms/{room}/batches", get(batches::list).post(batches::submit))
+        .route("/api/batches/{id}", get(batches::get))
+        .route("/api/batches/{id}/cancel", post(batches::cancel))
         .route("/api/runs/{id}", get(runs::get))
         .route("/api/runs/{id}/cancel", post(runs::cancel))
         .route("/api/runs/{id}/move-to-front", post(queue::move_to_front))

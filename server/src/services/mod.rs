@@ -12,6 +12,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod batches;
 mod claim;
 pub mod compose;
 pub mod credits;

@@ -226,12 +226,12 @@ export const api = {
       }),
     ),
 
-  startRun: (token: string | null, room: string, targets: string[] | null) =>
+  startRun: (token: string | null, room: string, targets: string[] | null, from?: string) =>
     call(() =>
       client.POST('/api/rooms/{room}/runs', {
         headers: { ...auth(token), 'Idempotency-Key': uuid() },
         params: { path: { room } },
-        body: targets ? { targets } : {},
+        body: from ? { from } : targets ? { targets } : {},
       }),
     ),
   run: (token: string | null, id: string) =>
