@@ -40,7 +40,8 @@ async fn graph(api: &RunApi, owner: &str, room: &str, prompt: &str) {
         {"op": "connect", "source": "prompt", "sourceHandle": "text", "target": "flux", "targetHandle": "prompt"},
         {"op": "connect", "source": "flux", "target": "soft"},
     ]});
-    let (status, applied) = api.call(Method::POST, &format!("/api/rooms/{room}/edits"), owner, Some(ops), None).await;
+    let (status, applied) =
+        api.call(Method::POST, &format!("/api/rooms/{room}/edits"), owner, Some(ops), None).await;
     assert!(status.is_success(), "{applied}");
 }
 
@@ -74,7 +75,8 @@ async fn a_batch_of_twenty_with_one_failing_member_settles_each_member(backend: 
     graph(&story, &ann, "sweep", "a fox").await;
     replicate.fail("fox 7", "NSFW content detected");
 
-    let body = json!({"sweeps": [{"node": "prompt", "param": "text", "values": prompts(20)}], "targets": ["flux"]});
+    let body =
+        json!({"sweeps": [{"node": "prompt", "param": "text", "values": prompts(20)}], "targets": ["flux"]});
     let (status, accepted) = submit_batch(&story, &ann, "sweep", body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
     assert_eq!(accepted["size"], 20, "{accepted}");
@@ -84,13 +86,18 @@ async fn a_batch_of_twenty_with_one_failing_member_settles_each_member(backend: 
     assert!(id.starts_with("batch_"), "{id}");
     assert_eq!(accepted["members"][7]["params"]["prompt"]["text"], "fox 7", "{accepted}");
 
-    let done = wait_batch(&story, &ann, &id, |b| b["counts"]["queued"] == 0 && b["counts"]["running"] == 0).await;
+    let done =
+        wait_batch(&story, &ann, &id, |b| b["counts"]["queued"] == 0 && b["counts"]["running"] == 0).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["counts"]["succeeded"], 19, "{done}");
     assert_eq!(done["counts"]["failed"], 1, "{done}");
     assert_eq!(done["charged"], 19, "{done}");
-    let failed: Vec<&Value> =
-        done["members"].as_array().expect("members").iter().filter(|m| m["run"]["status"] == "failed").collect();
+    let failed: Vec<&Value> = done["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter(|m| m["run"]["status"] == "failed")
+        .collect();
     assert_eq!(failed.len(), 1, "{done}");
     assert_eq!(failed[0]["index"], 7, "{done}");
     assert_eq!(story.balance(&ann).await, 25 - 19, "the failing member's hold is released");
@@ -119,7 +126,9 @@ async fn a_batch_of_twenty_with_one_failing_member_settles_each_member(backend: 
     editor.close().await;
 
     // Someone else's batch is as invisible as someone else's run.
-    for (method, path) in [(Method::GET, format!("/api/batches/{id}")), (Method::POST, format!("/api/batches/{id}/cancel"))] {
+    for (method, path) in
+        [(Method::GET, format!("/api/batches/{id}")), (Method::POST, format!("/api/batches/{id}/cancel"))]
+    {
         let (status, answer) = story.call(method, &path, &ben, None, None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
     }
@@ -155,7 +164,8 @@ async fn a_batch_is_held_whole_and_cancelled_with_every_hold_released(backend: B
     assert_eq!(accepted["status"], "queued", "{accepted}");
     assert_eq!(story.balance(&ann).await, 2);
     let id = accepted["id"].as_str().expect("id");
-    let (status, cancelled) = story.call(Method::POST, &format!("/api/batches/{id}/cancel"), &ann, None, None).await;
+    let (status, cancelled) =
+        story.call(Method::POST, &format!("/api/batches/{id}/cancel"), &ann, None, None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{cancelled}");
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
     assert_eq!(cancelled["counts"]["cancelled"], 6, "{cancelled}");
@@ -196,8 +206,10 @@ async fn batches_over_the_bounds_or_the_queue_are_refused(backend: Backend) {
     let huge = json!({"sets": [{"prompt": {"text": "x".repeat(20_000)}}]});
     refused(huge, StatusCode::UNPROCESSABLE_ENTITY, "batch_too_large").await;
     refused(json!({"sets": []}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_batch").await;
-    refused(json!({"sets": [{"ghost": {"seed": 1}}]}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_batch").await;
-    refused(json!({"sets": [{"flux": {"colour": 1}}]}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_batch").await;
+    refused(json!({"sets": [{"ghost": {"seed": 1}}]}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_batch")
+        .await;
+    refused(json!({"sets": [{"flux": {"colour": 1}}]}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_batch")
+        .await;
     let wrong = refused(
         json!({"sets": [{"flux": {"seed": 1}}, {"flux": {"seed": "one"}}]}),
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -205,7 +217,12 @@ async fn batches_over_the_bounds_or_the_queue_are_refused(backend: Backend) {
     )
     .await;
     assert_eq!(wrong["member"], 1, "{wrong}");
-    refused(json!({"sets": [{}], "targets": ["flux"], "from": "prompt"}), StatusCode::BAD_REQUEST, "bad_request").await;
+    refused(
+        json!({"sets": [{}], "targets": ["flux"], "from": "prompt"}),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
     assert_eq!(story.balance(&ann).await, 500, "nothing was held for a refused batch");
 
     // The plan queues five runs: one queued already, a batch of five would make six.

@@ -133,7 +133,9 @@ impl RunObserver for DocumentObserver {
                 "outputs": document_outputs(outputs),
                 "at": result.updated_at,
             });
-            if let Err(error) = self.document.write(&|txn| push_gallery_entry(txn, node.as_str(), &entry)).await {
+            if let Err(error) =
+                self.document.write(&|txn| push_gallery_entry(txn, node.as_str(), &entry)).await
+            {
                 tracing::warn!(run = %self.run_id, %node, %error, "could not add an output to the node's gallery");
             }
         }

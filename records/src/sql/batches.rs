@@ -68,7 +68,11 @@ pub(super) fn validate(batch: &NewBatch) -> Result<Vec<i64>, AccountError> {
         .collect()
 }
 
-pub(super) async fn create(this: &Store, batch: NewBatch, estimates: Vec<i64>) -> Result<Batch, AccountError> {
+pub(super) async fn create(
+    this: &Store,
+    batch: NewBatch,
+    estimates: Vec<i64>,
+) -> Result<Batch, AccountError> {
     let now = now_millis();
     let total = estimates
         .iter()
@@ -127,11 +131,13 @@ fn whole_batch(refused: AccountError, held: i64, total: i64) -> AccountError {
         AccountError::InsufficientCredits { balance, .. } => {
             AccountError::InsufficientCredits { balance: balance.saturating_add(held), requested: total }
         }
-        AccountError::InsufficientTeamCredits { team, balance, .. } => AccountError::InsufficientTeamCredits {
-            team,
-            balance: balance.saturating_add(held),
-            requested: total,
-        },
+        AccountError::InsufficientTeamCredits { team, balance, .. } => {
+            AccountError::InsufficientTeamCredits {
+                team,
+                balance: balance.saturating_add(held),
+                requested: total,
+            }
+        }
         AccountError::SpendingLimitReached { limit, spent, .. } => {
             AccountError::SpendingLimitReached { limit, spent: spent.saturating_sub(held), requested: total }
         }
@@ -140,10 +146,11 @@ fn whole_batch(refused: AccountError, held: i64, total: i64) -> AccountError {
 }
 
 pub(super) async fn by_id(conn: &mut Conn, id: &str) -> Result<Option<Batch>, AccountError> {
-    let row: Option<BatchRow> = sqlx::query_as(concat!("SELECT ", batch_columns!(), " FROM run_batches WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row: Option<BatchRow> =
+        sqlx::query_as(concat!("SELECT ", batch_columns!(), " FROM run_batches WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
     Ok(row.map(Batch::from))
 }
 

@@ -266,7 +266,8 @@ pub(super) async fn accept(
         .fetch_one(&mut *conn)
         .await?;
         if quota_full(queued, limit) {
-            let position = super::queue_order::position_of_new(conn, run.queue.priority, run.id.as_str()).await?;
+            let position =
+                super::queue_order::position_of_new(conn, run.queue.priority, run.id.as_str()).await?;
             return Err(AccountError::QueueFull { limit, position });
         }
     }

@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::responses::{BadRequest, ErrorBody, Forbidden, NotFound, TooManyRequests, Unauthorized, Unavailable};
+use super::responses::{
+    BadRequest, ErrorBody, Forbidden, NotFound, TooManyRequests, Unauthorized, Unavailable,
+};
 use super::runs::{ListQuery, RunBody, RunStatusName, run_body, submit_refused};
 use super::{ApiError, Authenticated};
 use crate::error_code::ErrorCode;
@@ -179,7 +181,9 @@ pub async fn list(
 
 fn refused(error: BatchError) -> Result<Response, ApiError> {
     let message = error.to_string();
-    let coded = |code: ErrorCode| (code.status(), Json(json!({"error": message, "code": code.as_str()}))).into_response();
+    let coded = |code: ErrorCode| {
+        (code.status(), Json(json!({"error": message, "code": code.as_str()}))).into_response()
+    };
     match error {
         BatchError::Submit(error) => submit_refused(error),
         BatchError::TooLarge(_) => Ok(coded(ErrorCode::BatchTooLarge)),

@@ -9,8 +9,8 @@
 
 pub(crate) mod account;
 mod assets;
-mod batches;
 pub(crate) mod bare_errors;
+mod batches;
 mod compose;
 mod data_rights;
 pub(crate) mod documents;

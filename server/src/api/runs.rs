@@ -312,7 +312,9 @@ pub(super) fn submit_refused(error: SubmitError) -> Result<Response, ApiError> {
         SubmitError::Store(error) => Err(ApiError::Storage(error)),
         SubmitError::Access(error) => Err(error.into()),
         SubmitError::SignIn(error) => Err(error.into()),
-        SubmitError::TooManyTargets | SubmitError::FromWithTargets | SubmitError::NotSchema(_) => Err(ApiError::BadRequest(message)),
+        SubmitError::TooManyTargets | SubmitError::FromWithTargets | SubmitError::NotSchema(_) => {
+            Err(ApiError::BadRequest(message))
+        }
         SubmitError::Open(error) => Err(error.into()),
         SubmitError::RoomUnavailable(_) => Err(ApiError::Unavailable(message)),
         SubmitError::Encode(_) => Err(ApiError::Internal(message)),

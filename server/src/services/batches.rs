@@ -232,13 +232,22 @@ impl<'a> BatchService<'a> {
                 Err(SubmitError::InvalidGraph(errors)) => return Err(BatchError::Member { index, errors }),
                 other => other?,
             };
+            // A member waits behind the ones before it: its holds must outlive their runs too,
+            // or the expiry sweeper would fail a member that was only waiting its turn. So the
+            // i-th member's holds last i + 1 times as long as a lone run's.
+            let now = crate::execution::now_millis();
+            let horizon = run.hold_expires_at.saturating_sub(now).max(0);
+            let turns = i64::try_from(index).unwrap_or(i64::MAX).saturating_add(1);
+            let run = dojo_records::NewRun {
+                hold_expires_at: now.saturating_add(horizon.saturating_mul(turns)),
+                ..run
+            };
             let params = serde_json::to_string(set).unwrap_or_else(|_| "{}".into());
             members.push(BatchMember { run, params });
             planned.push(node_ids);
         }
         // Every planned node's gallery exists before any member can start (see ensure_gallery).
-        let nodes: std::collections::BTreeSet<&str> =
-            planned.iter().flatten().map(NodeId::as_str).collect();
+        let nodes: std::collections::BTreeSet<&str> = planned.iter().flatten().map(NodeId::as_str).collect();
         if let Err(error) = opened
             .writer
             .write(|txn| {
@@ -307,7 +316,12 @@ impl<'a> BatchService<'a> {
 
     /// The batch, if the caller may do what `needed` allows in its room. Like a run, a batch is
     /// as visible as its room: a stranger learns nothing, not even that it exists.
-    pub async fn visible(&self, caller: &Caller, id: &BatchId, needed: Permission) -> Result<Batch, RunError> {
+    pub async fn visible(
+        &self,
+        caller: &Caller,
+        id: &BatchId,
+        needed: Permission,
+    ) -> Result<Batch, RunError> {
         let not_found = || RunError::NotFound(id.to_string());
         if id.as_str().len() > 64 {
             return Err(not_found());
@@ -371,7 +385,10 @@ mod tests {
     fn a_grid_is_every_combination_with_the_last_sweep_fastest() {
         let sets = expand(
             None,
-            Some(vec![sweep("gen", "seed", vec![json!(1), json!(2)]), sweep("p", "text", vec![json!("a"), json!("b")])]),
+            Some(vec![
+                sweep("gen", "seed", vec![json!(1), json!(2)]),
+                sweep("p", "text", vec![json!("a"), json!("b")]),
+            ]),
         )
         .expect("a grid");
         assert_eq!(sets.len(), 4);

@@ -203,7 +203,11 @@ impl<'a> RunService<'a> {
 
     /// The room a run is submitted in, opened: it must exist and have nodes; the caller must be
     /// signed in and may write it (checked by the caller of this).
-    pub(crate) async fn open_graph(&self, caller: &Caller, access: &RoomAccess) -> Result<OpenedGraph, SubmitError> {
+    pub(crate) async fn open_graph(
+        &self,
+        caller: &Caller,
+        access: &RoomAccess,
+    ) -> Result<OpenedGraph, SubmitError> {
         let user = signed_in(caller)?;
         let executor = self.executor();
         super::credits::dev_welcome(self.state, &user.id).await;

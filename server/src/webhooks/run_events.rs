@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use dojo_ids::{AssetId, BatchId, NodeId, RunId, UserId};
 use dojo_records::{
-    AccountError, AssetLink, AssetRecord, Batch, Claim, FinishedNode, NewBatch, NewRun, NodeSettlement, OutboxEntry, Run,
-    RunGauges, RunNode, RunNodeState, RunStatus, RunStore, Submission,
+    AccountError, AssetLink, AssetRecord, Batch, Claim, FinishedNode, NewBatch, NewRun, NodeSettlement,
+    OutboxEntry, Run, RunGauges, RunNode, RunNodeState, RunStatus, RunStore, Submission,
 };
 
 use super::{Trigger, Webhooks};

@@ -99,7 +99,10 @@ mod tests {
         // Two workers load the room, then each appends without seeing the other.
         let replicas: Vec<Doc> = (0..2).map(|_| Doc::new()).collect();
         for replica in &replicas {
-            replica.transact_mut().apply_update(Update::decode_v1(&state).expect("an update")).expect("applied");
+            replica
+                .transact_mut()
+                .apply_update(Update::decode_v1(&state).expect("an update"))
+                .expect("applied");
         }
         for (i, replica) in replicas.iter().enumerate() {
             let entry = json!({"runId": format!("r{i}")});
@@ -108,7 +111,10 @@ mod tests {
         }
         for replica in &replicas {
             let update = replica.transact().encode_state_as_update_v1(&StateVector::default());
-            origin.transact_mut().apply_update(Update::decode_v1(&update).expect("an update")).expect("applied");
+            origin
+                .transact_mut()
+                .apply_update(Update::decode_v1(&update).expect("an update"))
+                .expect("applied");
         }
         assert_eq!(read_gallery(&origin.transact(), "n1").len(), 2);
     }
