@@ -184,12 +184,12 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
         }
     };
     w.tx.commit().await?;
-    Ok(Submission::Created(Run::try_from(created)?))
+    Ok(Submission::Created(Run::try_from(*created)?))
 }
 
 /// What [`accept`] did.
 pub(super) enum Accepted {
-    Created(RunRow),
+    Created(Box<RunRow>),
     /// Nothing inserted: the idempotency key or the id is taken, or the user is unknown.
     Conflict,
 }
@@ -317,7 +317,7 @@ pub(super) async fn accept(
         .await?;
     }
     outbox::enqueue(conn, run.id.as_str(), now).await?;
-    Ok(Accepted::Created(created))
+    Ok(Accepted::Created(Box::new(created)))
 }
 
 pub(super) async fn finish(
