@@ -130,6 +130,12 @@ minted_id!(
     24
 );
 minted_id!(
+    /// A batch of runs of one graph over a list of parameter sets (`batch_…`).
+    BatchId,
+    "batch_",
+    24
+);
+minted_id!(
     /// A stored file: an upload or a node's output (`asset_…`).
     AssetId,
     "asset_",

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use dojo_ids::{AssetId, NodeId, RunId, TeamId, UserId};
+use dojo_ids::{AssetId, BatchId, NodeId, RunId, TeamId, UserId};
 use sqlx::FromRow;
 
 use crate::AccountError;
@@ -59,6 +59,9 @@ pub(crate) struct RunRow {
     queue_rank: i64,
     run_limit: Option<i64>,
     max_run_ms: Option<i64>,
+    batch_id: Option<BatchId>,
+    batch_index: Option<i64>,
+    batch_params: Option<String>,
 }
 
 impl TryFrom<RunRow> for Run {
@@ -87,6 +90,9 @@ impl TryFrom<RunRow> for Run {
             run_limit: row.run_limit,
             max_run_ms: row.max_run_ms,
             team_id: row.team_id,
+            batch_id: row.batch_id,
+            batch_index: row.batch_index,
+            batch_params: row.batch_params,
         })
     }
 }

@@ -11,10 +11,11 @@
 //! The ledger alone explains every balance: hold entries subtract, release entries add back,
 //! capture entries record the final charge without moving anything.
 
-use dojo_ids::{AssetId, NodeId, RunId, TeamId, UserId};
+use dojo_ids::{AssetId, BatchId, NodeId, RunId, TeamId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::AccountError;
+use crate::batches::{Batch, NewBatch};
 
 /// A run's lifecycle. `Queued` and `Running` are active; the rest are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -234,6 +235,12 @@ pub struct Run {
     pub run_limit: Option<i64>,
     /// The plan's longest run, in milliseconds from its start (`None`: no limit).
     pub max_run_ms: Option<i64>,
+    /// The batch it was accepted in (`None`: a run of its own), see [`crate::batches`].
+    pub batch_id: Option<BatchId>,
+    /// Its place in the batch, 0-based.
+    pub batch_index: Option<i64>,
+    /// Its parameter set in the batch (JSON: node id → parameter → value).
+    pub batch_params: Option<String>,
 }
 
 /// One node of a run: its state, and the generation history (parameters, outputs, cost,
@@ -333,6 +340,20 @@ pub trait RunStore: Send + Sync + 'static {
 
     /// A room's runs, newest first.
     async fn list_runs(&self, room: &str, limit: u32) -> Result<Vec<Run>, AccountError>;
+
+    /// Accepts every member of a batch as [`create_run`](Self::create_run) accepts one run, and
+    /// the batch row, in **one** transaction: all or nothing. A member refused (credits, queue
+    /// full, quota) refuses the batch and writes nothing; credit refusals then carry the
+    /// balance before the batch and the whole batch's cost. Members carry no idempotency key.
+    async fn create_batch(&self, batch: NewBatch) -> Result<Batch, AccountError>;
+
+    async fn batch(&self, id: &BatchId) -> Result<Option<Batch>, AccountError>;
+
+    /// The batch's member runs in batch order (at most [`crate::batches::MAX_BATCH_RUNS`]).
+    async fn batch_runs(&self, id: &BatchId) -> Result<Vec<Run>, AccountError>;
+
+    /// A room's batches, newest first.
+    async fn list_batches(&self, room: &str, limit: u32) -> Result<Vec<Batch>, AccountError>;
 
     /// Takes the run for `worker` until `now + lease_ms` if it is queued, or running under an
     /// expired lease (its worker died): status `running`, attempts + 1, `started_at` set once.

@@ -128,6 +128,12 @@ error_codes! {
     InvalidAppInput = "invalid_app_input", BAD_REQUEST;
     /// The published workflow itself does not validate any more: only republishing helps.
     AppNotRunnable = "app_not_runnable", UNPROCESSABLE_ENTITY;
+    /// A batch over the bounds: more than 100 members (sets, or the sweeps' combinations) or
+    /// more than 256 KiB of parameter sets.
+    BatchTooLarge = "batch_too_large", UNPROCESSABLE_ENTITY;
+    /// A batch whose sets name no node or parameter of the graph, with both `sets` and
+    /// `sweeps`, or with neither.
+    InvalidBatch = "invalid_batch", UNPROCESSABLE_ENTITY;
     // Graph edits.
     InvalidEdits = "invalid_edits", UNPROCESSABLE_ENTITY;
     EditConflict = "edit_conflict", CONFLICT;

@@ -147,6 +147,8 @@ impl Scene {
             probe(Method::GET, format!("/api/rooms/{room}/versions"), None),
             probe(Method::GET, format!("/api/rooms/{room}/runs"), None),
             probe(Method::POST, format!("/api/rooms/{room}/runs"), Some(json!({}))),
+            probe(Method::GET, format!("/api/rooms/{room}/batches"), None),
+            probe(Method::POST, format!("/api/rooms/{room}/batches"), Some(json!({ "sets": [{}] }))),
             probe(
                 Method::POST,
                 format!("/api/rooms/{room}/edits"),
@@ -313,6 +315,7 @@ async fn members_see_their_team_but_their_role_bounds_what_they_do(backend: Back
     for (method, path, body) in [
         (Method::POST, format!("/api/rooms/{room}/edits"), Some(edit.clone())),
         (Method::POST, format!("/api/rooms/{room}/runs"), Some(json!({}))),
+        (Method::POST, format!("/api/rooms/{room}/batches"), Some(json!({ "sets": [{}] }))),
         (Method::PATCH, format!("/api/workflows/{wf}"), Some(json!({ "title": "mine" }))),
         (Method::DELETE, format!("/api/workflows/{wf}"), None),
         (Method::POST, "/api/workflows".into(), Some(json!({ "title": "x", "teamId": team }))),

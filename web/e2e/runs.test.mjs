@@ -124,6 +124,50 @@ describe('runs', () => {
   })
 })
 
+describe('run from here and batches', () => {
+  test('Run from here reuses the image upstream; a seed sweep fills the image node’s gallery for both', async () => {
+    const { alice, bob, id } = await pair('run-from-here')
+    const { image, blur } = await promptImageBlur(alice)
+    await alice.page.getByTestId('run').click()
+    await waitFor(async () => ['succeeded', 'cached'].includes(await status(alice, blur)), 'the first run to finish', 60_000)
+    const { room } = await api(theStage.server, alice.token, 'GET', `/api/workflows/${id}`)
+    const runsOfRoom = async () => (await api(theStage.server, alice.token, 'GET', `/api/rooms/${room}/runs`)).runs
+
+    // Right-click the blur: Run from here plans the blur and what follows it, and the image
+    // before it comes from the cache.
+    const box = await nodeById(alice, blur).boundingBox()
+    await alice.page.mouse.click(box.x + box.width / 2, box.y + 12, { button: 'right' })
+    await alice.page.getByTestId('context-menu').getByRole('menuitem', { name: 'Run from here' }).click()
+    await waitFor(async () => (await runsOfRoom()).length === 2, 'the second run')
+    const [latest] = await runsOfRoom()
+    assert.deepEqual(latest.targets, [blur])
+    await waitFor(
+      async () => (await api(theStage.server, alice.token, 'GET', `/api/runs/${latest.id}`)).status === 'succeeded',
+      'run from here to finish',
+      60_000,
+    )
+    const run = await api(theStage.server, alice.token, 'GET', `/api/runs/${latest.id}`)
+    assert.equal(run.nodes[image].state, 'cached', 'the image upstream is not made again')
+    assert.equal(run.charged, 0, 'nor paid again')
+
+    // A sweep of three seeds: each new image lands in the image node's gallery, for both.
+    const batch = await api(theStage.server, alice.token, 'POST', `/api/rooms/${room}/batches`, {
+      sweeps: [{ node: image, param: 'seed', values: [11, 12, 13] }],
+    })
+    assert.equal(batch.size, 3)
+    for (const person of [alice, bob]) {
+      await waitFor(
+        async () => (await nodeById(person, image).getByTestId('gallery-image').count()) === 3,
+        `${person.name} to see three images in the gallery`,
+        60_000,
+      )
+    }
+    const titles = await nodeById(bob, image).locator('.gallery-thumb').evaluateAll((buttons) => buttons.map((b) => b.title))
+    assert.ok(titles.some((title) => title.includes(`${image}.seed = 12`)), titles.join(' | '))
+    await screenshot(alice, 'batch-gallery-alice')
+  })
+})
+
 /**
  * Writes into the room's document over the HTTP API, as the server's executor does: reads the
  * state, changes a replica, posts the difference.

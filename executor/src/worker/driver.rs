@@ -275,6 +275,7 @@ impl RunDriver {
                     (!ids.is_empty()).then(|| (node.id.clone(), ids))
                 })
                 .collect(),
+            gallery: super::observer::GalleryTag::of(run),
         };
         let asset_access = RunAssetAccess {
             runs: self.runs.clone(),

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use dojo_ids::{AssetId, NodeId, RunId, UserId};
 use dojo_records::{AssetLink, AssetRecord, NodeSettlement, RunNodeState, RunStore};
-use dojo_sync_protocol::canvas::{NodeResult, NodeStatus, write_node_result};
-use serde_json::Value;
+use dojo_sync_protocol::canvas::{NodeResult, NodeStatus, push_gallery_entry, write_node_result};
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::document::RoomDocument;
@@ -37,6 +37,37 @@ pub struct DocumentObserver {
     /// outputs one of them passes it on; it did not produce it, so the run's user and room
     /// get no link to it (a link would outlive their access to the asset's own rooms).
     pub read_by_params: BTreeMap<NodeId, BTreeSet<AssetId>>,
+    /// For a member of a batch: what its gallery entries carry besides the outputs.
+    pub gallery: Option<GalleryTag>,
+}
+
+/// A batch member's identity in the node galleries (docs/document-schema.md).
+#[derive(Debug, Clone)]
+pub struct GalleryTag {
+    pub batch_id: String,
+    /// Its place in the batch, 0-based.
+    pub index: i64,
+    /// Its parameter set (node id → parameter → value), or `null` when it was too large to
+    /// repeat in every entry.
+    pub params: Value,
+}
+
+/// Largest parameter set (JSON bytes) copied into a gallery entry: fifty entries per node
+/// must stay small in the document.
+pub const MAX_GALLERY_PARAMS: usize = 2048;
+
+impl GalleryTag {
+    /// The tag of a run accepted in a batch; `None` for a run of its own.
+    pub fn of(run: &dojo_records::Run) -> Option<Self> {
+        let batch_id = run.batch_id.as_ref()?.to_string();
+        let params = run
+            .batch_params
+            .as_deref()
+            .filter(|p| p.len() <= MAX_GALLERY_PARAMS)
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or(Value::Null);
+        Some(Self { batch_id, index: run.batch_index.unwrap_or(0), params })
+    }
 }
 
 #[async_trait]
@@ -90,6 +121,23 @@ impl RunObserver for DocumentObserver {
         };
         if let Err(error) = self.document.write(&|txn| write_node_result(txn, node.as_str(), &result)).await {
             tracing::warn!(run = %self.run_id, %node, %error, "could not write a node state into the room");
+        }
+        // A batch member's new output also lands in the node's gallery. Cached outputs do not:
+        // they are what the node produced before, unchanged by the member's parameter set.
+        if let (Some(tag), NodeState::Succeeded { outputs }) = (&self.gallery, &event.state) {
+            let entry = json!({
+                "runId": self.run_id.to_string(),
+                "batchId": tag.batch_id,
+                "index": tag.index,
+                "params": tag.params,
+                "outputs": document_outputs(outputs),
+                "at": result.updated_at,
+            });
+            if let Err(error) =
+                self.document.write(&|txn| push_gallery_entry(txn, node.as_str(), &entry)).await
+            {
+                tracing::warn!(run = %self.run_id, %node, %error, "could not add an output to the node's gallery");
+            }
         }
     }
 }

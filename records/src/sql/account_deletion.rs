@@ -175,6 +175,7 @@ pub(super) async fn delete(
         "DELETE FROM workflow_collaborators WHERE user_id = $1",
         // No run is active (the plan refused that), so no hold is pending.
         "DELETE FROM runs WHERE user_id = $1",
+        "DELETE FROM run_batches WHERE user_id = $1",
         "DELETE FROM node_cache WHERE scope = $1",
     ] {
         sqlx::query(sql).bind(user).execute(&mut *conn).await?;

@@ -9,6 +9,7 @@ mod account_store;
 mod apps;
 mod assets;
 mod audit;
+mod batches;
 mod collaborators;
 mod data_rights;
 mod engagement;

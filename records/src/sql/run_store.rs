@@ -2,11 +2,12 @@
 //! a task of its own (`run_to_completion`) so that a caller who stops waiting cannot leave a
 //! pooled connection inside a transaction.
 
-use dojo_ids::{AssetId, NodeId, RunId, UserId};
+use dojo_ids::{AssetId, BatchId, NodeId, RunId, UserId};
 use dojo_store::run_to_completion;
 
-use super::{Store, assets, finished, gauges, holds, leases, node_cache, outbox, runs};
+use super::{Store, assets, batches, finished, gauges, holds, leases, node_cache, outbox, runs};
 use crate::AccountError;
+use crate::batches::{Batch, NewBatch};
 use crate::dialect::Dialect;
 use crate::run_records::{invalid, validate_asset, validate_id, validate_new_run, validate_settlement};
 use crate::runs::{
@@ -40,6 +41,27 @@ impl RunStore for Store {
 
     async fn list_runs(&self, room: &str, limit: u32) -> Result<Vec<Run>, AccountError> {
         runs::list(self, room, limit).await
+    }
+
+    async fn create_batch(&self, batch: NewBatch) -> Result<Batch, AccountError> {
+        let estimates = batches::validate(&batch)?;
+        let this = self.clone();
+        run_to_completion(async move { batches::create(&this, batch, estimates).await }).await
+    }
+
+    async fn batch(&self, id: &BatchId) -> Result<Option<Batch>, AccountError> {
+        let mut conn = self.pool().acquire().await?;
+        batches::by_id(&mut conn, id.as_str()).await
+    }
+
+    async fn batch_runs(&self, id: &BatchId) -> Result<Vec<Run>, AccountError> {
+        let mut conn = self.pool().acquire().await?;
+        batches::members(&mut conn, id.as_str()).await
+    }
+
+    async fn list_batches(&self, room: &str, limit: u32) -> Result<Vec<Batch>, AccountError> {
+        let mut conn = self.pool().acquire().await?;
+        batches::list(&mut conn, room, limit).await
     }
 
     async fn claim_run(

@@ -156,6 +156,53 @@ pub(super) async fn finish_locked(
 pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<Submission, AccountError> {
     let now = now_millis();
     let mut w = this.begin_write().await?;
+    let created = match accept(&mut w.tx, &run, estimate, now).await {
+        Ok(Accepted::Created(created)) => created,
+        Ok(Accepted::Conflict) => {
+            w.tx.rollback().await?;
+            // Let go of SQLite's write lock before taking another connection: nothing
+            // below writes.
+            drop(w._lock);
+            let mut conn = this.pool().acquire().await?;
+            if let Some(key) = &run.idempotency_key
+                && let Some(existing) = by_key(&mut conn, &run.user_id, key).await?
+            {
+                return Ok(Submission::Existing(existing));
+            }
+            let user: Option<i32> = sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1")
+                .bind(&run.user_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            return Err(match user {
+                None => AccountError::UserNotFound(run.user_id),
+                Some(_) => invalid("id", "already used by another run"),
+            });
+        }
+        Err(refused) => {
+            w.tx.rollback().await?;
+            return Err(refused);
+        }
+    };
+    w.tx.commit().await?;
+    Ok(Submission::Created(Run::try_from(*created)?))
+}
+
+/// What [`accept`] did.
+pub(super) enum Accepted {
+    Created(Box<RunRow>),
+    /// Nothing inserted: the idempotency key or the id is taken, or the user is unknown.
+    Conflict,
+}
+
+/// Accepts `run` inside `conn`'s transaction: its row, the quota and queue checks, the hold
+/// with its ledger entries, its node rows and its outbox row. On an error the caller rolls
+/// back (a batch accepts all its members in one transaction this way).
+pub(super) async fn accept(
+    conn: &mut Conn,
+    run: &NewRun,
+    estimate: i64,
+    now: i64,
+) -> Result<Accepted, AccountError> {
     // The run row first: a concurrent submission with the same key waits here on the
     // unique index until this one commits, then inserts nothing and returns this run,
     // so it never reaches the hold below.
@@ -181,32 +228,13 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
     .bind(run.queue.priority)
     .bind(run.queue.run_limit.map(i64::from))
     .bind(run.queue.max_run_ms)
-    .fetch_optional(&mut *w.tx)
+    .fetch_optional(&mut *conn)
     .await?;
-    let Some(created) = created else {
-        w.tx.rollback().await?;
-        // Let go of SQLite's write lock before taking another connection: nothing
-        // below writes.
-        drop(w._lock);
-        let mut conn = this.pool().acquire().await?;
-        if let Some(key) = &run.idempotency_key
-            && let Some(existing) = by_key(&mut conn, &run.user_id, key).await?
-        {
-            return Ok(Submission::Existing(existing));
-        }
-        let user: Option<i32> = sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1")
-            .bind(&run.user_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        return Err(match user {
-            None => AccountError::UserNotFound(run.user_id),
-            Some(_) => invalid("id", "already used by another run"),
-        });
-    };
+    let Some(created) = created else { return Ok(Accepted::Conflict) };
     // A flagged account starts nothing that costs credits (docs/agents.md, the fraud agent);
-    // checked in the transaction that would take the holds, so no path around it exists.
-    if estimate > 0 && super::fraud::blocked(&mut w.tx, &run.user_id).await? {
-        w.tx.rollback().await?;
+    // checked in the transaction that takes the holds (a batch's members too), so no path
+    // around it exists.
+    if estimate > 0 && super::fraud::blocked(&mut *conn, &run.user_id).await? {
         return Err(AccountError::UnderReview);
     }
     if let Some(limit) = run.max_unfinished {
@@ -215,7 +243,7 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
         // above: concurrent submissions by one user each count those before them.
         sqlx::query("UPDATE users SET credits = credits WHERE id = $1")
             .bind(&run.user_id)
-            .execute(&mut *w.tx)
+            .execute(&mut *conn)
             .await?;
         let unfinished: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM runs
@@ -223,10 +251,9 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
         )
         .bind(&run.user_id)
         .bind(&run.id)
-        .fetch_one(&mut *w.tx)
+        .fetch_one(&mut *conn)
         .await?;
         if quota_full(unfinished, limit) {
-            w.tx.rollback().await?;
             return Err(AccountError::QuotaExceeded { what: "queued or running runs", limit });
         }
     }
@@ -235,19 +262,18 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
         // user each count those before them.
         sqlx::query("UPDATE users SET credits = credits WHERE id = $1")
             .bind(&run.user_id)
-            .execute(&mut *w.tx)
+            .execute(&mut *conn)
             .await?;
         let queued: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM runs WHERE user_id = $1 AND status = 'queued' AND id <> $2",
         )
         .bind(&run.user_id)
         .bind(&run.id)
-        .fetch_one(&mut *w.tx)
+        .fetch_one(&mut *conn)
         .await?;
         if quota_full(queued, limit) {
             let position =
-                super::queue_order::position_of_new(&mut w.tx, run.queue.priority, run.id.as_str()).await?;
-            w.tx.rollback().await?;
+                super::queue_order::position_of_new(conn, run.queue.priority, run.id.as_str()).await?;
             return Err(AccountError::QueueFull { limit, position });
         }
     }
@@ -257,14 +283,7 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
     if estimate > 0 {
         // The whole estimate at once, decided and written in one statement under the
         // account row's lock (the same guarded UPDATE as apply_credits).
-        let balance =
-            match team_credits::take_hold(&mut w.tx, &run.user_id, billed.as_ref(), estimate, now).await {
-                Ok(balance) => balance,
-                Err(refused) => {
-                    w.tx.rollback().await?;
-                    return Err(refused);
-                }
-            };
+        let balance = team_credits::take_hold(conn, &run.user_id, billed.as_ref(), estimate, now).await?;
         // One entry per paid node, chained from the balance before the hold.
         let mut after = balance + estimate;
         for node in run.nodes.iter().filter(|node| node.cost > 0) {
@@ -272,7 +291,7 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
             let reason = format!("run {}: hold for {} ({})", run.id, node.node_id, node.node_type);
             let key = ledger_key(run.id.as_str(), node.node_id.as_str(), "hold");
             ledger::append(
-                &mut w.tx,
+                conn,
                 &NewEntry {
                     user_id: &run.user_id,
                     amount: -node.cost,
@@ -300,12 +319,11 @@ pub(super) async fn create(this: &Store, run: NewRun, estimate: i64) -> Result<S
         .bind(hold.as_str())
         .bind(run.hold_expires_at)
         .bind(&node.params)
-        .execute(&mut *w.tx)
+        .execute(&mut *conn)
         .await?;
     }
-    outbox::enqueue(&mut w.tx, run.id.as_str(), now).await?;
-    w.tx.commit().await?;
-    Ok(Submission::Created(Run::try_from(created)?))
+    outbox::enqueue(conn, run.id.as_str(), now).await?;
+    Ok(Accepted::Created(Box::new(created)))
 }
 
 pub(super) async fn finish(

@@ -11,6 +11,7 @@ pub(crate) mod account;
 mod apps;
 mod assets;
 pub(crate) mod bare_errors;
+mod batches;
 mod compose;
 mod data_rights;
 pub(crate) mod documents;
@@ -404,6 +405,9 @@ pub fn routes(state: &AppState) -> axum::Router<AppState> {
         .route("/api/rooms/{room}/compose", post(compose::compose_nodes))
         .route("/api/rooms/{room}/edits", post(edits::apply))
         .route("/api/rooms/{room}/edits/{id}/undo", post(edits::undo))
+        .route("/api/rooms/{room}/batches", get(batches::list).post(batches::submit))
+        .route("/api/batches/{id}", get(batches::get))
+        .route("/api/batches/{id}/cancel", post(batches::cancel))
         .route("/api/runs/{id}", get(runs::get))
         .route("/api/runs/{id}/cancel", post(runs::cancel))
         .route("/api/runs/{id}/move-to-front", post(queue::move_to_front))

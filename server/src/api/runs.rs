@@ -37,6 +37,11 @@ pub struct SubmitRun {
     /// Node ids to run, with what they depend on. Absent or empty: the whole graph.
     #[serde(default)]
     pub targets: Option<Vec<String>>,
+    /// "Run from here": this node and everything downstream of it, with what they need
+    /// upstream (from the cache when unchanged, so neither run nor charged again). Excludes
+    /// `targets`.
+    #[serde(default)]
+    pub from: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -182,8 +187,8 @@ pub async fn submit(
     let access = access::room_for(&state, &caller.0, &room, Permission::Write).await?;
     caller.user()?;
     let idempotency_key = idempotency_key(&headers)?;
-    let targets = body.and_then(|ApiJson(b)| b.targets);
-    let request = SubmitRequest { targets, idempotency_key };
+    let body = body.map(|ApiJson(b)| b).unwrap_or_default();
+    let request = SubmitRequest { targets: body.targets, idempotency_key, from: body.from };
     match RunService::new(&state).submit(&caller.0, &access, request).await {
         Ok(run) => Ok(accepted(&run)),
         Err(error) => submit_refused(error),
@@ -308,7 +313,9 @@ pub(super) fn submit_refused(error: SubmitError) -> Result<Response, ApiError> {
         SubmitError::Store(error) => Err(ApiError::Storage(error)),
         SubmitError::Access(error) => Err(error.into()),
         SubmitError::SignIn(error) => Err(error.into()),
-        SubmitError::TooManyTargets | SubmitError::NotSchema(_) => Err(ApiError::BadRequest(message)),
+        SubmitError::TooManyTargets | SubmitError::FromWithTargets | SubmitError::NotSchema(_) => {
+            Err(ApiError::BadRequest(message))
+        }
         SubmitError::Open(error) => Err(error.into()),
         SubmitError::RoomUnavailable(_) => Err(ApiError::Unavailable(message)),
         SubmitError::Encode(_) => Err(ApiError::Internal(message)),
@@ -317,12 +324,17 @@ pub(super) fn submit_refused(error: SubmitError) -> Result<Response, ApiError> {
 }
 
 fn invalid_graph(errors: &ValidationErrors) -> Response {
+    (ErrorCode::InvalidGraph.status(), Json(invalid_graph_body(errors))).into_response()
+}
+
+/// The body of `422 invalid_graph`: the errors in ComfyUI's shape, with `error` and `code`.
+pub(super) fn invalid_graph_body(errors: &ValidationErrors) -> Value {
     let mut body = serde_json::to_value(errors).unwrap_or_else(|_| json!({}));
     if let Value::Object(map) = &mut body {
         map.insert("error".into(), Value::String(errors.to_string()));
         map.insert("code".into(), Value::String(ErrorCode::InvalidGraph.as_str().into()));
     }
-    (ErrorCode::InvalidGraph.status(), Json(body)).into_response()
+    body
 }
 
 fn accepted(run: &Run) -> Response {

@@ -15,6 +15,7 @@ pub mod app_form;
 pub mod app_runs;
 pub mod apps;
 pub mod audit;
+pub mod batches;
 mod claim;
 pub mod compose;
 pub mod credits;

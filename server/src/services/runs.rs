@@ -37,6 +37,18 @@ pub struct SubmitRequest {
     pub targets: Option<Vec<String>>,
     /// The same key returns the same run, holding nothing twice.
     pub idempotency_key: Option<String>,
+    /// Run this node and everything downstream of it (what it feeds, directly or not), with
+    /// what they need: unchanged upstream nodes come from the cache. Excludes `targets`.
+    pub from: Option<String>,
+}
+
+/// A room opened for a submission: its graph as read, the writer that shows the run's nodes,
+/// and the team whose workflow it is.
+pub struct OpenedGraph {
+    pub room: RoomName,
+    pub writer: RoomWriter,
+    pub graph: CanvasGraph,
+    pub team: Option<TeamId>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +59,8 @@ pub enum SubmitError {
     SignIn(#[from] SignInRequired),
     #[error("at most {MAX_TARGETS} targets")]
     TooManyTargets,
+    #[error("`from` and `targets` exclude each other: `from` runs a node and what depends on it")]
+    FromWithTargets,
     /// Nobody created the room: no workflow has it, nothing was ever stored in it, and it is
     /// not open. Running it would open an empty room and report a run of nothing.
     #[error("no room {:?}: nobody created it (create a workflow with this room, or add nodes to it first)", .0.as_str())]
@@ -134,9 +148,9 @@ impl<'a> RunService<'a> {
         self.state.executor()
     }
 
-    /// Runs the room's graph (or the targets and what they need): validated, priced, credits
-    /// held, queued. Validation errors are written on the nodes too. A key already used
-    /// returns that run.
+    /// Runs the room's graph (or the targets and what they need, or a node and what depends on
+    /// it): validated, priced, credits held, queued. Validation errors are written on the
+    /// nodes too. A key already used returns that run.
     pub async fn submit(
         &self,
         caller: &Caller,
@@ -149,9 +163,54 @@ impl<'a> RunService<'a> {
         if targets.as_ref().is_some_and(|t| t.len() > MAX_TARGETS) {
             return Err(SubmitError::TooManyTargets);
         }
+        if targets.is_some() && request.from.is_some() {
+            return Err(SubmitError::FromWithTargets);
+        }
+        let opened = self.open_graph(caller, access).await?;
+        let targets = match &request.from {
+            Some(from) => Some(run_from(access.room(), &opened.graph, from)?),
+            None => targets,
+        };
+        let room = access.room();
+        let (new_run, node_ids) =
+            match self.new_run(&opened, &opened.graph, targets.as_deref(), &user.id).await {
+                Err(SubmitError::InvalidGraph(errors)) => {
+                    mark_invalid(&opened.writer, &errors).await;
+                    return Err(SubmitError::InvalidGraph(errors));
+                }
+                other => other?,
+            };
+        let new_run = NewRun { idempotency_key: request.idempotency_key, ..new_run };
+        let executor = self.executor();
+        let run = match executor.runs().create_run(new_run).await? {
+            Submission::Existing(run) => return Ok(run),
+            Submission::Created(run) => run,
+        };
+        self.announce(&opened.writer, &run, &node_ids).await;
+        executor.wake();
+        tracing::info!(run = %run.id, room = %room, estimate = run.estimate, nodes = node_ids.len(), "run accepted");
+        Ok(run)
+    }
+
+    /// Everyone sees an accepted run's nodes queued at once, before a worker picks it up, and
+    /// its summary.
+    pub(crate) async fn announce(&self, writer: &RoomWriter, run: &Run, node_ids: &[NodeId]) {
+        if let Err(error) = mark_nodes(writer, node_ids, NodeStatus::Queued, &run.id).await {
+            tracing::warn!(run = %run.id, %error, "could not mark a run's nodes queued");
+        }
+        write_summary(writer, run, node_ids).await;
+    }
+
+    /// The room a run is submitted in, opened: it must exist and have nodes; the caller must be
+    /// signed in and may write it (checked by the caller of this).
+    pub(crate) async fn open_graph(
+        &self,
+        caller: &Caller,
+        access: &RoomAccess,
+    ) -> Result<OpenedGraph, SubmitError> {
+        let user = signed_in(caller)?;
         let executor = self.executor();
         super::credits::dev_welcome(self.state, &user.id).await;
-
         let room = access.room();
         // The workflow's team, if any: its provider keys count for what can run, and the run
         // carries it to the worker, which uses them.
@@ -169,33 +228,41 @@ impl<'a> RunService<'a> {
         if graph.nodes.is_empty() {
             return Err(SubmitError::EmptyGraph(room.clone()));
         }
-        if let Some(targets) = &targets
-            && let Some(refused) = unknown_targets(room, &graph, targets)
+        Ok(OpenedGraph { room: room.clone(), writer, graph, team })
+    }
+
+    /// Validates `graph` (the room's, or a batch member's copy of it) for the targets and
+    /// prices it into the run to accept (without an idempotency key), with its planned nodes.
+    pub(crate) async fn new_run(
+        &self,
+        opened: &OpenedGraph,
+        graph: &CanvasGraph,
+        targets: Option<&[String]>,
+        user: &dojo_ids::UserId,
+    ) -> Result<(NewRun, Vec<NodeId>), SubmitError> {
+        let executor = self.executor();
+        if let Some(targets) = targets
+            && let Some(refused) = unknown_targets(&opened.room, graph, targets)
         {
             return Err(refused);
         }
-        let target_refs: Option<Vec<&str>> = targets.as_ref().map(|t| t.iter().map(String::as_str).collect());
+        let target_refs: Option<Vec<&str>> = targets.map(|t| t.iter().map(String::as_str).collect());
         // Only what this server can run: a node whose provider has no key (the server's, or in
         // a team's workflow the team's) is refused here, by name, before any credit is held.
-        let availability = match &team {
+        let availability = match &opened.team {
             None => executor.availability(),
             Some(team) => {
                 executor.availability_with(super::provider_keys::team_providers(self.state, team).await?)
             }
         };
-        let plan = match validate_runnable(
+        let plan = validate_runnable(
             executor.catalog(),
             &availability,
-            &graph,
+            graph,
             target_refs.as_deref(),
             &GraphLimits::default(),
-        ) {
-            Ok(plan) => plan,
-            Err(errors) => {
-                mark_invalid(&writer, &errors).await;
-                return Err(SubmitError::InvalidGraph(errors));
-            }
-        };
+        )
+        .map_err(SubmitError::InvalidGraph)?;
         let nodes = plan
             .order()
             .map(|node| NewRunNode {
@@ -209,29 +276,18 @@ impl<'a> RunService<'a> {
         let node_ids: Vec<NodeId> = nodes.iter().map(|n| n.node_id.clone()).collect();
         let new_run = NewRun {
             id: RunId::generate(),
-            room: room.as_str().to_owned(),
-            user_id: user.id.clone(),
-            graph: serde_json::to_string(&graph).map_err(SubmitError::Encode)?,
-            targets: targets.as_ref().and_then(|t| serde_json::to_string(t).ok()),
-            idempotency_key: request.idempotency_key,
+            room: opened.room.as_str().to_owned(),
+            user_id: user.clone(),
+            graph: serde_json::to_string(graph).map_err(SubmitError::Encode)?,
+            targets: targets.and_then(|t| serde_json::to_string(t).ok()),
+            idempotency_key: None,
             nodes,
             hold_expires_at: executor.hold_expiry(&plan),
             max_unfinished: Some(self.state.config().limits.max_queued_runs_per_user).filter(|&max| max > 0),
-            queue: super::plans::terms(self.state, &user.id, team.as_ref()).await?,
-            team_id: team,
+            queue: super::plans::terms(self.state, user, opened.team.as_ref()).await?,
+            team_id: opened.team.clone(),
         };
-        let run = match executor.runs().create_run(new_run).await? {
-            Submission::Existing(run) => return Ok(run),
-            Submission::Created(run) => run,
-        };
-        // Everyone sees the nodes queued at once, before a worker picks the run up.
-        if let Err(error) = mark_nodes(&writer, &node_ids, NodeStatus::Queued, &run.id).await {
-            tracing::warn!(run = %run.id, %error, "could not mark a run's nodes queued");
-        }
-        write_summary(&writer, &run, &node_ids).await;
-        executor.wake();
-        tracing::info!(run = %run.id, room = %room, estimate = run.estimate, nodes = node_ids.len(), "run accepted");
-        Ok(run)
+        Ok((new_run, node_ids))
     }
 
     /// `true` when someone created `room`: a workflow has it, or it is in use (open here, or
@@ -344,6 +400,28 @@ fn unknown_targets(room: &RoomName, graph: &CanvasGraph, targets: &[String]) -> 
     Some(SubmitError::UnknownTarget { targets: unknown.into_iter().cloned().collect(), message })
 }
 
+/// The targets of "run from here": `from` and every node downstream of it. What they need
+/// upstream is added by validation and comes from the cache when unchanged.
+pub(crate) fn run_from(room: &RoomName, graph: &CanvasGraph, from: &str) -> Result<Vec<String>, SubmitError> {
+    let from = vec![from.to_owned()];
+    if let Some(refused) = unknown_targets(room, graph, &from) {
+        return Err(refused);
+    }
+    let mut seen: std::collections::BTreeSet<String> = from.iter().cloned().collect();
+    let mut next = from;
+    while let Some(node) = next.pop() {
+        for edge in graph.edges.iter().filter(|e| e.source == node) {
+            if seen.insert(edge.target.clone()) {
+                next.push(edge.target.clone());
+            }
+        }
+    }
+    if seen.len() > MAX_TARGETS {
+        return Err(SubmitError::TooManyTargets);
+    }
+    Ok(seen.into_iter().collect())
+}
+
 /// Writes `status` on every node of `nodes`, for run `run_id`.
 async fn mark_nodes(
     writer: &RoomWriter,
@@ -435,6 +513,23 @@ mod tests {
         let room = RoomName::parse("canvas").expect("a room name");
         let targets: Vec<String> = targets.iter().map(|t| (*t).to_owned()).collect();
         unknown_targets(&room, &graph(), &targets).map(|error| error.to_string())
+    }
+
+    #[test]
+    fn run_from_takes_the_node_and_everything_downstream() {
+        let room = RoomName::parse("canvas").expect("a room name");
+        let edge = |id: &str, source: &str, target: &str| dojo_sync_protocol::canvas::CanvasEdge {
+            id: id.into(),
+            source: source.into(),
+            source_handle: None,
+            target: target.into(),
+            target_handle: None,
+        };
+        let mut graph = graph();
+        graph.edges = vec![edge("e1", "gen", "n2")];
+        assert_eq!(run_from(&room, &graph, "gen").expect("known"), vec!["gen".to_owned(), "n2".to_owned()]);
+        assert_eq!(run_from(&room, &graph, "n2").expect("known"), vec!["n2".to_owned()]);
+        assert!(matches!(run_from(&room, &graph, "nope"), Err(SubmitError::UnknownTarget { .. })));
     }
 
     #[test]

@@ -145,7 +145,7 @@ async fn a_submitted_run_holds_its_estimate_and_only_a_writer_may_cancel_it(back
 
     let room =
         access::room_for(&world.state, &alice, "canvas-run", Permission::Write).await.expect("alice writes");
-    let request = SubmitRequest { targets: None, idempotency_key: Some("once".into()) };
+    let request = SubmitRequest { targets: None, idempotency_key: Some("once".into()), from: None };
     let run = runs.submit(&alice, &room, request.clone()).await.expect("submitted");
     assert_eq!(run.estimate, 1, "only the dev generator costs (1 credit)");
     assert_eq!(run.status, RunStatus::Queued);

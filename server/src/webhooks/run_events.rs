@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use dojo_ids::{AssetId, NodeId, RunId, UserId};
+use dojo_ids::{AssetId, BatchId, NodeId, RunId, UserId};
 use dojo_records::{
-    AccountError, AssetLink, AssetRecord, Claim, FinishedNode, NewRun, NodeSettlement, OutboxEntry, Run,
-    RunGauges, RunNode, RunNodeState, RunStatus, RunStore, Submission,
+    AccountError, AssetLink, AssetRecord, Batch, Claim, FinishedNode, NewBatch, NewRun, NodeSettlement,
+    OutboxEntry, Run, RunGauges, RunNode, RunNodeState, RunStatus, RunStore, Submission,
 };
 
 use super::{Trigger, Webhooks};
@@ -53,6 +53,22 @@ impl RunStore for RunEvents {
 
     async fn list_runs(&self, room: &str, limit: u32) -> Result<Vec<Run>, AccountError> {
         self.inner.list_runs(room, limit).await
+    }
+
+    async fn create_batch(&self, batch: NewBatch) -> Result<Batch, AccountError> {
+        self.inner.create_batch(batch).await
+    }
+
+    async fn batch(&self, id: &BatchId) -> Result<Option<Batch>, AccountError> {
+        self.inner.batch(id).await
+    }
+
+    async fn batch_runs(&self, id: &BatchId) -> Result<Vec<Run>, AccountError> {
+        self.inner.batch_runs(id).await
+    }
+
+    async fn list_batches(&self, room: &str, limit: u32) -> Result<Vec<Batch>, AccountError> {
+        self.inner.list_batches(room, limit).await
     }
 
     async fn claim_run(

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub mod edits;
+mod gallery;
 mod read;
 #[cfg(test)]
 mod schema_fixture;
@@ -39,6 +40,7 @@ mod schema_fixture;
 mod tests;
 mod write;
 
+pub use gallery::{GALLERY, MAX_GALLERY_ENTRIES, ensure_gallery, push_gallery_entry, read_gallery};
 pub use read::{canvas_json, read_graph, read_node_result};
 pub use write::{
     move_node, remove_node, replace_canvas, set_node_param, write_edge, write_node, write_node_result,

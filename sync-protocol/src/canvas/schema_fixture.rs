@@ -42,6 +42,7 @@ fn sample_document() -> Doc {
         updated_at: 1,
     };
     write_node_result(&mut txn, "n1", &result).expect("a result");
+    push_gallery_entry(&mut txn, "n1", &json!({"runId": "r1", "outputs": {}})).expect("a gallery entry");
     let summary = RunSummary {
         id: "r1".into(),
         status: "failed".into(),
@@ -77,6 +78,7 @@ fn out_kind(value: &Out) -> &'static str {
     match value {
         Out::Any(any) => any_kind(any),
         Out::YMap(_) => "Y.Map",
+        Out::YArray(_) => "Y.Array",
         _ => "another shared type",
     }
 }

@@ -148,6 +148,10 @@ fn entry_prelim(root: &str, value: Any) -> yrs::In {
                         (NODES, "data", Any::Map(params)) => yrs::In::Map(
                             params.iter().map(|(k, v)| (k.as_str(), yrs::In::Any(v.clone()))).collect(),
                         ),
+                        // A node's gallery stays a Y.Array, so later appends keep merging.
+                        (RESULTS, super::GALLERY, Any::Array(items)) => {
+                            yrs::In::Array(items.iter().cloned().map(yrs::In::Any).collect())
+                        }
                         (_, _, value) => yrs::In::Any(value.clone()),
                     };
                     (field.as_str(), value)
@@ -167,7 +171,7 @@ fn nested_map(txn: &mut TransactionMut, root: &str, key: &str) -> Option<MapRef>
     }
 }
 
-fn to_any(value: &Value) -> Result<Any, SchemaError> {
+pub(super) fn to_any(value: &Value) -> Result<Any, SchemaError> {
     serde_json::from_value(value.clone()).map_err(|e| SchemaError::Unrepresentable(e.to_string()))
 }
 

@@ -255,12 +255,12 @@ export const api = {
   appRun: (token: string | null, app: string, run: string) =>
     call(() => client.GET('/api/apps/{app}/runs/{run}', { headers: auth(token), params: { path: { app, run } } })),
 
-  startRun: (token: string | null, room: string, targets: string[] | null) =>
+  startRun: (token: string | null, room: string, targets: string[] | null, from?: string) =>
     call(() =>
       client.POST('/api/rooms/{room}/runs', {
         headers: { ...auth(token), 'Idempotency-Key': uuid() },
         params: { path: { room } },
-        body: targets ? { targets } : {},
+        body: from ? { from } : targets ? { targets } : {},
       }),
     ),
   run: (token: string | null, id: string) =>

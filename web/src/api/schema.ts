@@ -258,6 +258,39 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/batches/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["getBatch"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/batches/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Cancels every member still queued or running; their holds are released. */
+        post: operations["cancelBatch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/catalog": {
         parameters: {
             query?: never;
@@ -552,6 +585,27 @@ export interface paths {
         put?: never;
         /** Resumes the caller's queue. */
         post: operations["resumeQueue"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/rooms/{room}/batches": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["listBatches"];
+        put?: never;
+        /**
+         * Runs the room's graph once per parameter set, as one batch: every member validated, all
+         *     their credits held and all queued in one step, or none (`402` with the whole batch's cost,
+         *     `429 queue_full` when the members would overflow the plan's queue).
+         */
+        post: operations["submitBatch"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1602,6 +1656,58 @@ export interface components {
              */
             nextCursor?: number | null;
         };
+        BatchBody: {
+            /**
+             * Format: int64
+             * @description Credits the members were charged so far.
+             */
+            charged: number;
+            counts: components["schemas"]["BatchCounts"];
+            /**
+             * Format: int64
+             * @description Milliseconds since the Unix epoch.
+             */
+            createdAt: number;
+            /**
+             * Format: int64
+             * @description Credits the members held together when accepted.
+             */
+            estimate: number;
+            id: string;
+            /** @description In batch order. */
+            members: components["schemas"]["BatchMemberBody"][];
+            room: string;
+            /** Format: int64 */
+            size: number;
+            /**
+             * @description `queued` (no member started), `running`, then `succeeded` (every member), `failed`
+             *     (at least one member failed) or `cancelled`.
+             */
+            status: components["schemas"]["RunStatusName"];
+            userId: string;
+        };
+        /** @description How many members stand where. */
+        BatchCounts: {
+            cancelled: number;
+            failed: number;
+            queued: number;
+            running: number;
+            succeeded: number;
+        };
+        BatchList: {
+            batches: components["schemas"]["BatchBody"][];
+        };
+        /** @description One member: its run and its parameter set. */
+        BatchMemberBody: {
+            /**
+             * Format: int64
+             * @description Its place in the batch, 0-based.
+             */
+            index: number;
+            /** @description Its parameter set: node id → parameter → value. */
+            params: unknown;
+            run: components["schemas"]["RunBody"];
+        };
         /** @description What a worker asks for. */
         ClaimJob: {
             /**
@@ -2516,7 +2622,33 @@ export interface components {
             duplicate?: boolean | null;
             received: boolean;
         };
+        SubmitBatch: {
+            /** @description As for a run: this node and everything downstream of it. Excludes `targets`. */
+            from?: string | null;
+            /**
+             * @description One run per set: node id → parameter → value, applied to a copy of the room's graph
+             *     (1 to 100 sets). Excludes `sweeps`.
+             */
+            sets?: {
+                [key: string]: {
+                    [key: string]: unknown;
+                };
+            }[] | null;
+            /**
+             * @description One run per combination of the sweeps' values (a grid; the last sweep varies fastest;
+             *     1 to 4 sweeps, at most 100 combinations). Excludes `sets`.
+             */
+            sweeps?: components["schemas"]["Sweep"][] | null;
+            /** @description As for a run: node ids to run, with what they depend on. */
+            targets?: string[] | null;
+        };
         SubmitRun: {
+            /**
+             * @description "Run from here": this node and everything downstream of it, with what they need
+             *     upstream (from the cache when unchanged, so neither run nor charged again). Excludes
+             *     `targets`.
+             */
+            from?: string | null;
             /** @description Node ids to run, with what they depend on. Absent or empty: the whole graph. */
             targets?: string[] | null;
         };
@@ -2547,6 +2679,13 @@ export interface components {
             suggestions: Record<string, never>[];
             /** @description A note over them (the language model's or a template's); empty without suggestions. */
             summary: string;
+        };
+        /** @description One parameter of one node over a list of values. */
+        Sweep: {
+            node: string;
+            param: string;
+            /** @description The values, in order (1 to 100). */
+            values: unknown[];
         };
         TeamBody: {
             /**
@@ -3442,6 +3581,59 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
         };
     };
+    getBatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Batch id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The batch, its counts and its members */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    cancelBatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Batch id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Cancelling: the batch as it stands */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     getCatalog: {
         parameters: {
             query?: never;
@@ -3994,6 +4186,96 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             429: components["responses"]["TooManyRequests"];
+        };
+    };
+    listBatches: {
+        parameters: {
+            query?: {
+                /** @description At most this many (default 50, at most 200). */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Room name */
+                room: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The room's batches, newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    submitBatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Room name */
+                room: string;
+            };
+            cookie?: never;
+        };
+        /** @description The parameter sets, or sweeps */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SubmitBatch"];
+            };
+        };
+        responses: {
+            /** @description Every member validated, held and queued */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchBody"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `insufficient_credits` (`balance`, `cost`: the whole batch) or `spending_limit_reached` */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description `batch_too_large`: over 100 members or 256 KiB of sets; `invalid_batch`: a set names no node or parameter, or sets and sweeps together; `invalid_graph`: a member's graph fails validation (with `member`, its index); `empty_graph`, `unknown_target` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `queue_full` (`limit`, `position`), `quota_exceeded` or `rate_limited` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: components["responses"]["Unavailable"];
         };
     };
     composeNodes: {

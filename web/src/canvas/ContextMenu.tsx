@@ -1,4 +1,5 @@
-// The menu a right-click anywhere on a node opens: Duplicate, Delete, Settings.
+// The menu a right-click anywhere on a node opens: Duplicate, Delete, Settings, and the two
+// partial runs (up to the node, or from it onwards).
 import { useEffect, useRef } from 'react'
 
 export interface MenuTarget {
@@ -14,10 +15,12 @@ interface Props {
   onDelete: () => void
   onSettings: () => void
   onRunHere: () => void
+  /** Runs the node and everything downstream of it; unchanged upstream nodes come from the cache. */
+  onRunFrom: () => void
   onClose: () => void
 }
 
-export function ContextMenu({ target, readOnly, onDuplicate, onDelete, onSettings, onRunHere, onClose }: Props) {
+export function ContextMenu({ target, readOnly, onDuplicate, onDelete, onSettings, onRunHere, onRunFrom, onClose }: Props) {
   const ref = useRef<HTMLDivElement>(null)
   useEffect(() => {
     const outside = (event: PointerEvent) => {
@@ -55,6 +58,9 @@ export function ContextMenu({ target, readOnly, onDuplicate, onDelete, onSetting
       </button>
       <button role="menuitem" disabled={readOnly} onClick={choose(onRunHere)}>
         Run up to here
+      </button>
+      <button role="menuitem" disabled={readOnly} onClick={choose(onRunFrom)} title="This node and everything after it; unchanged nodes before it come from the cache">
+        Run from here
       </button>
     </div>
   )

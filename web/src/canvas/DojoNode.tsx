@@ -10,6 +10,7 @@ import { credits } from '../ui/credits'
 import { useCanvas } from './context'
 import { nameNodesIn } from './feedback/nodeNames'
 import { hasImageOutput } from './layout/nodeSize'
+import { NodeGallery } from './NodeGallery'
 import { NodeOutputs } from './NodeOutputs'
 import { SharedTextArea } from './SharedTextArea'
 
@@ -73,6 +74,7 @@ export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps
         </p>
       ))}
       <NodeOutputs outputs={data.result?.outputs ?? {}} imageSlot={spec !== undefined && hasImageOutput(spec)} />
+      <NodeGallery gallery={data.result?.gallery ?? []} />
     </div>
   )
 })

@@ -30,7 +30,8 @@ export interface RunsState {
   shortfall: CreditShortfall | null
   message: string | null
   starting: boolean
-  start: (targets: string[] | null) => Promise<void>
+  /** Runs the targets (null: everything), or with `from` a node and what is downstream of it. */
+  start: (targets: string[] | null, from?: string) => Promise<void>
   cancel: () => Promise<void>
   cancelRun: (id: string) => Promise<void>
   moveToFront: (id: string) => Promise<void>
@@ -80,12 +81,12 @@ export function useRuns(doc: Y.Doc, room: string, token: string | null, onFinish
   }, [doc, validation])
 
   const start = useCallback(
-    async (targets: string[] | null) => {
+    async (targets: string[] | null, from?: string) => {
       setStarting(true)
       setMessage(null)
       setValidation(new Map())
       try {
-        const started = await api.startRun(token, room, targets)
+        const started = await api.startRun(token, room, targets, from)
         setNotice({ text: queuedMessage(started.estimate), runId: started.runId })
       } catch (error) {
         handleStartError(error)

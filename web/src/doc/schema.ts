@@ -81,6 +81,20 @@ export interface NodeResult {
   error: string | null
   runId: string | null
   updatedAt: number
+  /** What batch runs produced on this node, oldest first (docs/batches.md). */
+  gallery: GalleryEntry[]
+}
+
+/** One output of a batch member in a node's gallery. */
+export interface GalleryEntry {
+  runId: string
+  batchId: string | null
+  /** The member's place in its batch. */
+  index: number
+  /** The member's parameter set: node id → parameter → value (null when too large). */
+  params: Record<string, Record<string, unknown>> | null
+  outputs: Record<string, OutputValue>
+  at: number
 }
 
 export interface RunSummary {
@@ -94,7 +108,7 @@ export interface RunSummary {
 }
 
 /** How a value is stored: a plain JSON value of that kind, a plain `{x, y}` object, or a Y.Map. */
-export type FieldKind = 'string' | 'number' | 'object' | 'array' | 'position' | 'Y.Map'
+export type FieldKind = 'string' | 'number' | 'object' | 'array' | 'position' | 'Y.Map' | 'Y.Array'
 
 /**
  * The entries the executor writes, as this editor knows them. It reads them leniently and only in
@@ -112,6 +126,7 @@ export const EXECUTOR_ENTRIES = {
       error: 'string',
       runId: 'string',
       updatedAt: 'number',
+      gallery: 'Y.Array',
       // Not read: the editor shows the validation errors of the run request's 422 answer.
       errors: 'array',
     } satisfies Record<keyof NodeResult | 'errors', FieldKind>,
@@ -186,7 +201,32 @@ export function readResult(value: unknown): NodeResult | null {
     error: typeof fields.error === 'string' ? fields.error : null,
     runId: typeof fields.runId === 'string' ? fields.runId : null,
     updatedAt: typeof fields.updatedAt === 'number' ? fields.updatedAt : 0,
+    gallery: Array.isArray(fields.gallery) ? fields.gallery.flatMap(readGalleryEntry) : [],
   }
+}
+
+/** At most this many gallery entries are read (the executor keeps 50). */
+const MAX_GALLERY = 50
+
+function readGalleryEntry(value: unknown, position: number, all: unknown[]): GalleryEntry[] {
+  if (!isRecord(value) || typeof value.runId !== 'string' || position < all.length - MAX_GALLERY) return []
+  const outputs: Record<string, OutputValue> = {}
+  if (isRecord(value.outputs)) {
+    for (const [handle, output] of Object.entries(value.outputs)) {
+      const read = readOutput(output)
+      if (read) outputs[handle] = read
+    }
+  }
+  return [
+    {
+      runId: value.runId,
+      batchId: typeof value.batchId === 'string' ? value.batchId : null,
+      index: typeof value.index === 'number' ? value.index : 0,
+      params: isRecord(value.params) ? (value.params as GalleryEntry['params']) : null,
+      outputs,
+      at: typeof value.at === 'number' ? value.at : 0,
+    },
+  ]
 }
 
 function readOutput(value: unknown): OutputValue | null {

@@ -25,6 +25,7 @@ export function NodeMenu({ target, readOnly, binding, actions, openSettings, onC
         openSettings()
       }}
       onRunHere={() => actions.run([target.nodeId])}
+      onRunFrom={() => actions.runFrom(target.nodeId)}
       onClose={onClose}
     />
   )

@@ -21,6 +21,8 @@ export interface EditActions {
   remove: (ids: string[]) => void
   /** Runs `targets` and what they need, or the whole graph when null. */
   run: (targets: string[] | null) => void
+  /** "Run from here": the node and everything downstream of it. */
+  runFrom: (nodeId: string) => void
   onDragOver: (event: DragEvent) => void
   onDrop: (event: DragEvent) => void
   /** Lays the canvas out along its wires (dagre), one undo step, and frames the result. */
@@ -91,6 +93,12 @@ export function useEditActions({ doc, binding, undo, catalog, readOnly, runs, wr
     },
     [readOnly, runs],
   )
+  const runFrom = useCallback(
+    (nodeId: string) => {
+      if (!readOnly) void runs.start(null, nodeId)
+    },
+    [readOnly, runs],
+  )
   const onDragOver = useCallback((event: DragEvent) => {
     event.preventDefault()
     event.dataTransfer.dropEffect = 'copy'
@@ -126,5 +134,5 @@ export function useEditActions({ doc, binding, undo, catalog, readOnly, runs, wr
     // Once React Flow has the new positions, show all of it clear of the controls.
     requestAnimationFrame(() => void flow.fitView({ ...FRAME_CLEAR_OF_CONTROLS, duration: 300 }))
   }, [catalog, doc, flow, readOnly, undo])
-  return { addAt, duplicate, remove, run, onDragOver, onDrop, autoLayout, freeSpot: freeSpotInView }
+  return { addAt, duplicate, remove, run, runFrom, onDragOver, onDrop, autoLayout, freeSpot: freeSpotInView }
 }
