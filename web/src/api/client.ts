@@ -235,6 +235,14 @@ export const api = {
       }),
     ),
 
+  // The workflow agent's suggestions (docs/agents.md), for the workflow's managers.
+  workflowSuggestions: (token: string | null, id: string) =>
+    call(() => client.GET('/api/workflows/{id}/suggestions', { headers: auth(token), params: { path: { id } } })),
+  dismissSuggestions: (token: string | null, id: string) =>
+    call(() =>
+      client.POST('/api/workflows/{id}/suggestions/dismiss', { headers: auth(token), params: { path: { id } } }),
+    ),
+
   // App mode (docs/apps.md): publishing a workflow as a form, and running one.
   workflowApp: (token: string | null, id: string) =>
     call(() => client.GET('/api/workflows/{id}/app', { headers: auth(token), params: { path: { id } } })),

@@ -21,6 +21,7 @@ import { CanvasContext } from './context'
 import { CreditsDialog } from './CreditsDialog'
 import { DojoNode } from './DojoNode'
 import { Banners } from './editor/Banners'
+import { Suggestions } from './editor/Suggestions'
 import { NodeMenu } from './editor/NodeMenu'
 import { ShortcutsHelp } from './editor/ShortcutsHelp'
 import { Toolbar } from './editor/Toolbar'
@@ -192,6 +193,7 @@ export function CanvasEditor({ workflow, catalog, room, session, credits, onRuns
           message={runs.message}
           onDismiss={runs.clearMessage}
         />
+        {workflow.permission === 'admin' && <Suggestions workflowId={workflow.id} token={session.token} />}
         <div className="workspace">
           <Palette catalog={catalog} disabled={readOnly} onAdd={(spec) => actions.addAt(spec)} />
           <div
