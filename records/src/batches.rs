@@ -7,7 +7,7 @@
 use dojo_ids::{BatchId, TeamId, UserId};
 use serde::Serialize;
 
-use crate::runs::NewRun;
+use crate::run_request::NewRun;
 
 /// Most members one batch may have.
 pub const MAX_BATCH_RUNS: usize = 100;

@@ -43,6 +43,7 @@ mod postgres;
 pub mod provider_keys;
 pub mod queue;
 mod run_records;
+mod run_request;
 pub mod runs;
 mod sqlite;
 pub mod stripe;

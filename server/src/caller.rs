@@ -155,7 +155,7 @@ impl Auth {
         self.marked_active.insert(user.clone(), std::time::Instant::now());
         let (store, user) = (store.clone(), user.clone());
         tokio::spawn(async move {
-            if let Err(error) = store.mark_active(&user, crate::execution::now_millis()).await {
+            if let Err(error) = store.mark_active(&user, now_millis()).await {
                 tracing::debug!(%error, "could not record a user's activity");
             }
         });
@@ -328,6 +328,11 @@ fn percent_decode(value: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Milliseconds since the Unix epoch, as the records store them.
+fn now_millis() -> i64 {
+    i64::try_from(dojo_auth::unix_now().saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
