@@ -53,15 +53,34 @@ with_database() {
   esac
 }
 
+# Free ports below the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768 and up by
+# default). A port the kernel hands out for bind(0) is itself ephemeral: between this check and
+# the process that listens on it, an outbound connection (a server's database pool) may take it
+# as its local port, and HAProxy, which binds last, then exits on EADDRINUSE.
 free_ports() {
   python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
+import random, socket, sys
+wanted = int(sys.argv[1])
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 32768
+low = max(low, 10001)
+ports, socks = [], []
+for port in random.sample(range(10000, low), k=min(2000, low - 10000)):
+    if len(ports) == wanted:
+        break
     s = socket.socket()
-    s.bind(("127.0.0.1", 0))
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        continue
     socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
+    ports.append(port)
+if len(ports) < wanted:
+    sys.exit("no free ports below the ephemeral range")
+print(" ".join(str(p) for p in ports))
 EOF
 }
 
