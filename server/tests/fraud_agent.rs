@@ -8,14 +8,10 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::WAIT;
 use common::database::Backend;
 use common::runs::{join, typed_node, write_graph};
 use common::teams::{TeamWorld, person};
-use dojo_ids::UserId;
-use dojo_records::StaffRole;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -24,15 +20,6 @@ const WEBHOOK_SECRET: &str = "whsec_fraud_test";
 dojo_test_support::each_backend_story!(
     payments_and_spending_raise_flags_that_hold_paid_runs_until_staff_clear_them,
 );
-
-async fn grant_staff(world: &TeamWorld, token: &str) {
-    let id = world.user_id(token).await;
-    let database = dojo_store::open_database(&world.story.api.database_url).await.expect("open");
-    dojo_records::jobs(&database)
-        .set_staff_role(&UserId::from(id.as_str()), Some(StaffRole::Staff), "test")
-        .await
-        .expect("grant");
-}
 
 /// Delivers `event` as Stripe would (signed now); it must be accepted.
 async fn stripe(world: &TeamWorld, event: Value) {
@@ -57,25 +44,6 @@ fn event(id: &str, kind: &str, object: Value) -> Value {
     json!({"id": id, "type": kind, "created": now, "data": {"object": object}})
 }
 
-/// Staff enqueue a scan with `rules`; the agent's result once it succeeded.
-async fn scan(world: &TeamWorld, staff: &str, rules: Value) -> Value {
-    let (status, job) = world
-        .call(Method::POST, "/api/agent-jobs", staff, Some(json!({"type": "fraud.scan", "payload": rules})))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{job}");
-    let path = format!("/api/agent-jobs/{}", job["id"].as_str().expect("id"));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, job) = world.call(Method::GET, &path, staff, None).await;
-        if job["status"] == "succeeded" {
-            return job["result"].clone();
-        }
-        assert!(job["status"] != "failed", "the scan failed: {job}");
-        assert!(tokio::time::Instant::now() < deadline, "the scan never ran: {job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn open_flags(world: &TeamWorld, staff: &str) -> Vec<Value> {
     let (status, page) = world.call(Method::GET, "/api/fraud/flags?status=open", staff, None).await;
     assert_eq!(status, StatusCode::OK, "{page}");
@@ -98,7 +66,7 @@ async fn payments_and_spending_raise_flags_that_hold_paid_runs_until_staff_clear
     .await;
     let (sam, pat, ann, ben, cat, sid) =
         (person("sam-staff"), person("pat"), person("ann"), person("ben"), person("cat"), person("sid"));
-    grant_staff(&world, &sam).await;
+    world.grant_staff(&sam).await;
     let pat_id = world.user_id(&pat).await;
     let (ann_id, ben_id, cat_id) =
         (world.user_id(&ann).await, world.user_id(&ben).await, world.user_id(&cat).await);
@@ -196,7 +164,7 @@ async fn payments_and_spending_raise_flags_that_hold_paid_runs_until_staff_clear
         .await;
 
     let rules = json!({"spendMinimum": 3});
-    let result = scan(&world, &sam, rules.clone()).await;
+    let result = world.run_agent_job(&sam, "fraud.scan", rules.clone()).await;
     assert_eq!(result["raised"], 5, "{result}");
     let flags = open_flags(&world, &sam).await;
     assert_eq!(flags.len(), 5, "{flags:?}");
@@ -233,7 +201,7 @@ async fn payments_and_spending_raise_flags_that_hold_paid_runs_until_staff_clear
     assert_eq!(free["estimate"], 0, "{free}");
 
     // Scanning again finds the same things and raises nothing new.
-    assert_eq!(scan(&world, &sam, rules.clone()).await["raised"], 0);
+    assert_eq!(world.run_agent_job(&sam, "fraud.scan", rules.clone()).await["raised"], 0);
 
     // Staff clear Sid: he runs again, and the cleared evidence raises nothing.
     let sid_flag = spike["id"].as_str().expect("id");
@@ -246,7 +214,7 @@ async fn payments_and_spending_raise_flags_that_hold_paid_runs_until_staff_clear
         (&json!("cleared"), &json!(false)),
         "{reviewed}"
     );
-    assert_eq!(scan(&world, &sam, rules).await["raised"], 0);
+    assert_eq!(world.run_agent_job(&sam, "fraud.scan", rules).await["raised"], 0);
     let (status, accepted) = world.call(Method::POST, &path, &sid, Some(json!({"targets": ["img0"]}))).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
 

@@ -16,7 +16,6 @@ use common::replicate::Replicate;
 use common::runs::{edge, join, typed_node, write_graph};
 use common::teams::{TeamWorld, person};
 use dojo_ids::UserId;
-use dojo_records::StaffRole;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_string_contains, method, path};
@@ -28,33 +27,6 @@ dojo_test_support::each_backend_story!(
     the_workflow_agent_suggests_fixes_its_owner_alone_reads_and_dismisses,
     the_reengagement_agent_sends_signed_tips_once_and_honours_opt_outs,
 );
-
-async fn grant_staff(world: &TeamWorld, token: &str) {
-    let id = world.user_id(token).await;
-    let database = dojo_store::open_database(&world.story.api.database_url).await.expect("open");
-    dojo_records::jobs(&database)
-        .set_staff_role(&UserId::from(id.as_str()), Some(StaffRole::Staff), "test")
-        .await
-        .expect("grant");
-}
-
-/// Staff enqueue a job; its result once it succeeded.
-async fn run_job(world: &TeamWorld, staff: &str, job_type: &str, payload: Value) -> Value {
-    let body = json!({"type": job_type, "payload": payload});
-    let (status, job) = world.call(Method::POST, "/api/agent-jobs", staff, Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{job}");
-    let path = format!("/api/agent-jobs/{}", job["id"].as_str().expect("id"));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, job) = world.call(Method::GET, &path, staff, None).await;
-        if job["status"] == "succeeded" {
-            return job["result"].clone();
-        }
-        assert!(job["status"] != "failed", "the job failed: {job}");
-        assert!(tokio::time::Instant::now() < deadline, "the job never ran: {job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Runs `sql` with `user` and `at` bound, on the world's database.
 async fn execute(world: &TeamWorld, sql: &'static str, user: &str, at: i64) {
@@ -106,7 +78,7 @@ async fn the_workflow_agent_suggests_fixes_its_owner_alone_reads_and_dismisses(b
     })
     .await;
     let (owen, sam, cora, eve) = (person("owen"), person("sam-staff"), person("cora"), person("eve"));
-    grant_staff(&world, &sam).await;
+    world.grant_staff(&sam).await;
     world.story.api.user_with_credits(&owen, 50).await;
     world.user_id(&eve).await;
     let cora_id = world.user_id(&cora).await;
@@ -157,7 +129,7 @@ async fn the_workflow_agent_suggests_fixes_its_owner_alone_reads_and_dismisses(b
         assert_eq!(ended["status"], "failed", "{ended}");
     }
 
-    let result = run_job(&world, &sam, "workflow.review", json!({})).await;
+    let result = world.run_agent_job(&sam, "workflow.review", json!({})).await;
     assert_eq!((&result["reviewed"], &result["withSuggestions"]), (&json!(1), &json!(1)), "{result}");
     let path = format!("/api/workflows/{workflow}/suggestions");
     let (status, found) = world.call(Method::GET, &path, &owen, None).await;
@@ -209,11 +181,11 @@ async fn the_workflow_agent_suggests_fixes_its_owner_alone_reads_and_dismisses(b
     // Dismissed, they stay dismissed while the findings are the same.
     let (status, dismissed) = world.call(Method::POST, &dismiss, &owen, None).await;
     assert_eq!((status, &dismissed["dismissed"]), (StatusCode::OK, &json!(true)), "{dismissed}");
-    run_job(&world, &sam, "workflow.review", json!({})).await;
+    world.run_agent_job(&sam, "workflow.review", json!({})).await;
     let (_, again) = world.call(Method::GET, &path, &owen, None).await;
     assert_eq!(again["dismissed"], true, "{again}");
     // Different findings show again: with a higher failure threshold flux is no longer failing.
-    run_job(&world, &sam, "workflow.review", json!({"minFailures": 3})).await;
+    world.run_agent_job(&sam, "workflow.review", json!({"minFailures": 3})).await;
     let (_, changed) = world.call(Method::GET, &path, &owen, None).await;
     assert_eq!(changed["dismissed"], false, "{changed}");
     assert!(
@@ -221,7 +193,7 @@ async fn the_workflow_agent_suggests_fixes_its_owner_alone_reads_and_dismisses(b
         "{changed}"
     );
     // Thresholds out of range: the job says why it did nothing.
-    let skipped = run_job(&world, &sam, "workflow.review", json!({"slowSecs": 0})).await;
+    let skipped = world.run_agent_job(&sam, "workflow.review", json!({"slowSecs": 0})).await;
     assert!(skipped["skipped"].as_str().is_some_and(|s| s.contains("slowSecs")), "{skipped}");
 
     let (_, page) = world.call(Method::GET, "/api/audit?action=workflow.suggested", &sam, None).await;
@@ -257,7 +229,7 @@ async fn the_reengagement_agent_sends_signed_tips_once_and_honours_opt_outs(back
     .await;
     let (sam, ann, bob, cid, dan) =
         (person("sam-staff"), person("ann"), person("bob"), person("cid"), person("dan"));
-    grant_staff(&world, &sam).await;
+    world.grant_staff(&sam).await;
     world.story.api.workflow(&ann, "ann-fox-canvas").await;
     let ann_id = away_for(&world, &ann, 20).await;
     // Bob is away too, but opted out of tips; Cid was here a day ago.
@@ -281,7 +253,7 @@ async fn the_reengagement_agent_sends_signed_tips_once_and_honours_opt_outs(back
         )
         .await;
 
-    let result = run_job(&world, &sam, "reengagement.scan", json!({})).await;
+    let result = world.run_agent_job(&sam, "reengagement.scan", json!({})).await;
     assert_eq!((&result["considered"], &result["sent"]), (&json!(1), &json!(1)), "{result}");
     let requests = receiver.received_requests().await.unwrap_or_default();
     assert_eq!(requests.len(), 1, "one message");
@@ -301,18 +273,18 @@ async fn the_reengagement_agent_sends_signed_tips_once_and_honours_opt_outs(back
     assert!(body.contains("20 days") && body.contains("Send me tips"), "{body}");
 
     // Within the quiet window nobody is messaged again.
-    let result = run_job(&world, &sam, "reengagement.scan", json!({})).await;
+    let result = world.run_agent_job(&sam, "reengagement.scan", json!({})).await;
     assert_eq!(result["considered"], 0, "{result}");
     assert_eq!(receiver.received_requests().await.unwrap_or_default().len(), 1);
 
     // Dan's delivery fails: the next scan tries him again.
     away_for(&world, &dan, 15).await;
     for _ in 0..2 {
-        let result = run_job(&world, &sam, "reengagement.scan", json!({})).await;
+        let result = world.run_agent_job(&sam, "reengagement.scan", json!({})).await;
         assert_eq!((&result["considered"], &result["failed"]), (&json!(1), &json!(1)), "{result}");
     }
     // A shorter absence threshold still leaves out Bob (opted out) and Ann (quiet window).
-    let result = run_job(&world, &sam, "reengagement.scan", json!({"afterDays": 1})).await;
+    let result = world.run_agent_job(&sam, "reengagement.scan", json!({"afterDays": 1})).await;
     assert!(result["considered"].as_u64().is_some_and(|n| n >= 1), "{result}");
 
     let (_, page) = world.call(Method::GET, &format!("/api/audit?target={ann_id}"), &sam, None).await;
@@ -359,7 +331,7 @@ async fn both_agents_write_with_the_language_model_when_one_is_configured() {
     })
     .await;
     let (sam, owen) = (person("sam-staff"), person("owen"));
-    grant_staff(&world, &sam).await;
+    world.grant_staff(&sam).await;
     world.story.api.user_with_credits(&owen, 10).await;
     let room = "owen-model-canvas";
     let workflow = world.story.api.workflow(&owen, room).await;
@@ -372,7 +344,7 @@ async fn both_agents_write_with_the_language_model_when_one_is_configured() {
     let run = world.story.api.submit(&owen, room, "owen-model").await;
     world.story.api.wait_run(&owen, &run, WAIT, |r| r["status"] == "succeeded").await;
 
-    run_job(&world, &sam, "workflow.review", json!({})).await;
+    world.run_agent_job(&sam, "workflow.review", json!({})).await;
     let (_, found) =
         world.call(Method::GET, &format!("/api/workflows/{workflow}/suggestions"), &owen, None).await;
     assert_eq!(
@@ -383,7 +355,7 @@ async fn both_agents_write_with_the_language_model_when_one_is_configured() {
 
     // Staged by hand: Owen away for three weeks. No sender is configured: the message is kept.
     let owen_id = away_for(&world, &owen, 21).await;
-    let result = run_job(&world, &sam, "reengagement.scan", json!({})).await;
+    let result = world.run_agent_job(&sam, "reengagement.scan", json!({})).await;
     assert_eq!((&result["considered"], &result["recorded"]), (&json!(1), &json!(1)), "{result}");
     let database = dojo_store::open_database(&world.story.api.database_url).await.expect("open");
     let messages = dojo_records::engagement(&database)

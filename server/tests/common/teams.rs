@@ -125,6 +125,39 @@ impl TeamWorld {
             .expect("team grant");
     }
 
+    /// `token`'s user made staff, as `dojo-server admin grant-staff` does; their id.
+    pub async fn grant_staff(&self, token: &str) -> String {
+        let id = self.user_id(token).await;
+        let database = dojo_store::open_database(&self.story.api.database_url).await.expect("open");
+        dojo_records::jobs(&database)
+            .set_staff_role(
+                &dojo_ids::UserId::from(id.as_str()),
+                Some(dojo_records::StaffRole::Staff),
+                "test",
+            )
+            .await
+            .expect("grant");
+        id
+    }
+
+    /// Staff (`staff`) enqueue an agent job; its result once an agent completed it.
+    pub async fn run_agent_job(&self, staff: &str, job_type: &str, payload: Value) -> Value {
+        let body = json!({"type": job_type, "payload": payload});
+        let (status, job) = self.call(Method::POST, "/api/agent-jobs", staff, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{job}");
+        let path = format!("/api/agent-jobs/{}", job["id"].as_str().expect("id"));
+        let deadline = tokio::time::Instant::now() + super::WAIT;
+        loop {
+            let (_, job) = self.call(Method::GET, &path, staff, None).await;
+            if job["status"] == "succeeded" {
+                return job["result"].clone();
+            }
+            assert!(job["status"] != "failed", "the job failed: {job}");
+            assert!(tokio::time::Instant::now() < deadline, "the job never ran: {job}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// The team's audit entries as `token` reads them (`query` after `?`).
     pub async fn audit(&self, team: &str, token: &str, query: &str) -> Vec<Value> {
         let (status, page) =
