@@ -33,6 +33,26 @@ pub struct NewBatch {
     pub team_id: Option<TeamId>,
     /// In batch order (1 to [`MAX_BATCH_RUNS`]).
     pub members: Vec<BatchMember>,
+    /// The caller's key for this submission (validated by the caller, as a run's): a second
+    /// submission of the user with the same key returns the first batch and accepts nothing.
+    pub idempotency_key: Option<String>,
+}
+
+/// What [`crate::RunStore::create_batch`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchSubmission {
+    /// Accepted now: every member held and queued.
+    Created(Batch),
+    /// The user's earlier batch with the same idempotency key; nothing was written.
+    Existing(Batch),
+}
+
+impl BatchSubmission {
+    pub fn batch(&self) -> &Batch {
+        match self {
+            BatchSubmission::Created(batch) | BatchSubmission::Existing(batch) => batch,
+        }
+    }
 }
 
 /// A batch as stored. Its progress is its members' statuses.

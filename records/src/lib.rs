@@ -62,7 +62,7 @@ use std::sync::Arc;
 pub use account_store::AccountStore;
 pub use apps::{App, AppStore, AppVisibility, NewApp};
 pub use audit::{ActorKind, AuditEntry, AuditLog, AuditQuery, NewAuditEntry, StaffAuditQuery};
-pub use batches::{Batch, BatchMember, NewBatch};
+pub use batches::{Batch, BatchMember, BatchSubmission, NewBatch};
 pub use collaborators::{Collaborator, CollaboratorPermission, RoomAccess};
 pub use data_rights::{DataRightsStore, DeletedAccount, DeletionPlan, OwnedAsset};
 pub use dojo_auth::Permission;

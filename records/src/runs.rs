@@ -15,7 +15,7 @@ use dojo_ids::{AssetId, BatchId, NodeId, RunId, TeamId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::AccountError;
-use crate::batches::{Batch, NewBatch};
+use crate::batches::{Batch, BatchSubmission, NewBatch};
 pub use crate::run_request::{NewRun, NewRunNode, QueueTerms};
 
 /// A run's lifecycle. `Queued` and `Running` are active; the rest are final.
@@ -286,6 +286,11 @@ pub trait RunStore: Send + Sync + 'static {
     /// Nodes in node id order.
     async fn run_nodes(&self, id: &RunId) -> Result<Vec<RunNode>, AccountError>;
 
+    /// Whether a fraud flag (open or confirmed) holds the user's paid runs (docs/agents.md).
+    /// Acceptance refuses new paid runs of such a user; a worker asks this before it starts a
+    /// paid run that was queued before the flag was raised.
+    async fn account_blocked(&self, user: &UserId) -> Result<bool, AccountError>;
+
     /// A room's runs, newest first.
     async fn list_runs(&self, room: &str, limit: u32) -> Result<Vec<Run>, AccountError>;
 
@@ -293,7 +298,7 @@ pub trait RunStore: Send + Sync + 'static {
     /// the batch row, in **one** transaction: all or nothing. A member refused (credits, queue
     /// full, quota) refuses the batch and writes nothing; credit refusals then carry the
     /// balance before the batch and the whole batch's cost. Members carry no idempotency key.
-    async fn create_batch(&self, batch: NewBatch) -> Result<Batch, AccountError>;
+    async fn create_batch(&self, batch: NewBatch) -> Result<BatchSubmission, AccountError>;
 
     async fn batch(&self, id: &BatchId) -> Result<Option<Batch>, AccountError>;
 

@@ -1,7 +1,8 @@
 //! The fraud agent (issue 23) over the real API, on SQLite and PostgreSQL: Stripe's signed
 //! charge events (paid, refunded, failed, disputed; one replayed) and a user's spending become
 //! flags when staff's `fraud.scan` job runs in the in-process agent; a flagged user's paid runs
-//! are refused (`account_under_review`) while free ones still start; a second scan raises
+//! are refused (`account_under_review`) and one queued before the flag is cancelled when a
+//! worker would start it, while free ones still start; a second scan raises
 //! nothing new; staff clear or confirm flags (409 for a verdict the state does not allow); only
 //! staff read flags and the whole audit log, which records every flag as `agent:fraud` and every
 //! verdict as the staff member. The server creates the `fraud-scan` schedule itself.
@@ -163,6 +164,15 @@ async fn payments_and_spending_raise_flags_that_hold_paid_runs_until_staff_clear
         )
         .await;
 
+    // A paid run Sid queued before the scan (his queue paused, so no worker took it yet).
+    let (status, paused) = world.call(Method::POST, "/api/queue/pause", &sid, None).await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    let path = format!("/api/rooms/{room}/runs");
+    let (status, waiting) = world.call(Method::POST, &path, &sid, Some(json!({"targets": ["img0"]}))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{waiting}");
+    let waiting = waiting["runId"].as_str().expect("run id").to_owned();
+    assert_eq!(world.story.api.balance(&sid).await, 96, "the queued run holds its credit");
+
     let rules = json!({"spendMinimum": 3});
     let result = world.run_agent_job(&sam, "fraud.scan", rules.clone()).await;
     assert_eq!(result["raised"], 5, "{result}");
@@ -181,10 +191,24 @@ async fn payments_and_spending_raise_flags_that_hold_paid_runs_until_staff_clear
         assert_eq!(shared["detail"]["otherAccounts"].as_array().map(Vec::len), Some(2), "{shared}");
     }
     let spike = flag_of(&flags, &sid_id, "spend_spike");
-    assert_eq!(spike["detail"]["spent"], 3, "{spike}");
+    // Spending counts what is held too: three credits charged, one held by the queued run.
+    assert_eq!(spike["detail"]["spent"], 4, "{spike}");
+
+    // The run queued before the flag does not start once his queue resumes: it is cancelled
+    // with the reason, and its hold is released.
+    let (status, resumed) = world.call(Method::POST, "/api/queue/resume", &sid, None).await;
+    assert_eq!(status, StatusCode::OK, "{resumed}");
+    let stopped = world
+        .story
+        .api
+        .wait_run(&sid, &waiting, WAIT, |r| r["status"] != "queued" && r["status"] != "running")
+        .await;
+    assert_eq!(stopped["status"], "cancelled", "{stopped}");
+    assert!(stopped["error"].as_str().is_some_and(|e| e.starts_with("account_under_review")), "{stopped}");
+    assert_eq!(stopped["charged"], 0, "{stopped}");
+    assert_eq!(world.story.api.balance(&sid).await, 97);
 
     // Sid's paid runs wait for staff; nothing was held. A free run still starts.
-    let path = format!("/api/rooms/{room}/runs");
     world
         .expect(
             "a flagged user's paid run",

@@ -1,7 +1,7 @@
 //! Batches and "run from here", end to end through a real server on both databases
 //! (docs/batches.md): a batch of twenty with one failing member settles each member on its own
 //! and fills the node gallery; a batch is held all or nothing, cancelled with every hold
-//! released, refused over its bounds and when it would overflow the plan's queue; strangers
+//! released, accepted once per idempotency key (concurrent retries included), refused over its bounds and when it would overflow the plan's queue; strangers
 //! see no batch; "run from here" reuses the cached upstream nodes, uncharged.
 
 mod common;
@@ -158,12 +158,25 @@ async fn a_batch_is_held_whole_and_cancelled_with_every_hold_released(backend: B
     let (_, runs) = story.call(Method::GET, "/api/rooms/held/runs", &ann, None, None).await;
     assert_eq!(runs["runs"], json!([]), "no member was accepted: {runs}");
 
+    // Submitted with an idempotency key, three times at once and once more after (a client
+    // retrying a lost answer): one batch, held once.
     let sets: Vec<Value> = (0..6).map(|i| json!({"flux": {"seed": i}})).collect();
-    let (status, accepted) = submit_batch(&story, &ann, "held", json!({"sets": sets})).await;
+    let body = json!({"sets": sets});
+    let submit =
+        || story.call(Method::POST, "/api/rooms/held/batches", &ann, Some(body.clone()), Some("sweep-1"));
+    let answers = futures_util::future::join_all([submit(), submit(), submit()]).await;
+    let (status, accepted) = answers[0].clone();
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
     assert_eq!(accepted["status"], "queued", "{accepted}");
-    assert_eq!(story.balance(&ann).await, 2);
     let id = accepted["id"].as_str().expect("id");
+    for (status, again) in answers.iter().skip(1).cloned().chain([submit().await]) {
+        assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+        assert_eq!(again["id"], id, "one key, one batch: {again}");
+        assert_eq!(again["members"].as_array().map(Vec::len), Some(6), "{again}");
+    }
+    assert_eq!(story.balance(&ann).await, 2, "held once");
+    let (_, listed) = story.call(Method::GET, "/api/rooms/held/batches", &ann, None, None).await;
+    assert_eq!(listed["batches"].as_array().map(Vec::len), Some(1), "{listed}");
     let (status, cancelled) =
         story.call(Method::POST, &format!("/api/batches/{id}/cancel"), &ann, None, None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{cancelled}");

@@ -256,6 +256,19 @@ impl RunDriver {
             }
         };
         let node_ids: Vec<NodeId> = plan.order().map(|n| n.id.clone()).collect();
+        // A paid run queued before its user was flagged for fraud review does not start: the
+        // flag holds every paid run until staff clear it (acceptance refuses new ones). Only a
+        // first start is stopped; a run resumed after its worker died was already under way.
+        if run.attempts <= 1
+            && run.estimate > 0
+            && !run.cancel_requested
+            && self.runs.account_blocked(&run.user_id).await?
+        {
+            let finished = self.runs.finish_run(&run.id, RunStatus::Cancelled, Some(UNDER_REVIEW)).await?;
+            write_summary(document.as_ref(), &finished, &node_ids).await;
+            tracing::info!(run = %run.id, user = %run.user_id, "cancelled a queued run of an account under review");
+            return Ok(Execution::Finished(RunStatus::Cancelled));
+        }
         let finished_before = earlier_outcomes(&self.runs.run_nodes(&run.id).await?);
         write_summary(document.as_ref(), &Run { status: RunStatus::Running, ..run.clone() }, &node_ids).await;
 
@@ -365,6 +378,11 @@ impl RunDriver {
             .map_err(Unplannable::Invalid)
     }
 }
+
+/// Why a queued paid run of a flagged account was cancelled (the error code first, as the
+/// run API's other reasons).
+const UNDER_REVIEW: &str = "account_under_review: a fraud flag holds this account's paid runs until staff \
+     review it; the run was cancelled before it started and its credits were released";
 
 /// Renews the run's lease until aborted; cancels the run when the lease is lost (another
 /// worker took over) or cancellation was requested through another process.

@@ -5,7 +5,7 @@ use dojo_ids::{BatchId, TeamId, UserId};
 
 use super::runs::{self, Accepted};
 use super::{Conn, Store};
-use crate::batches::{Batch, MAX_BATCH_PARAMS, MAX_BATCH_RUNS, NewBatch};
+use crate::batches::{Batch, BatchSubmission, MAX_BATCH_PARAMS, MAX_BATCH_RUNS, NewBatch};
 use crate::dialect::Dialect;
 use crate::run_records::{RunRow, decode_runs, invalid, validate_new_run};
 use crate::runs::Run;
@@ -72,7 +72,7 @@ pub(super) async fn create(
     this: &Store,
     batch: NewBatch,
     estimates: Vec<i64>,
-) -> Result<Batch, AccountError> {
+) -> Result<BatchSubmission, AccountError> {
     let now = now_millis();
     let total = estimates
         .iter()
@@ -80,6 +80,35 @@ pub(super) async fn create(
         .ok_or(invalid("cost", "the total is out of range"))?;
     let size = i64::try_from(batch.members.len()).unwrap_or(i64::MAX);
     let mut w = this.begin_write().await?;
+    // The batch row first: its unique key decides between concurrent submissions with one
+    // idempotency key before any member holds credits (members reference it by id only).
+    let row: Option<BatchRow> = sqlx::query_as(concat!(
+        "INSERT INTO run_batches (",
+        batch_columns!(),
+        ", idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING ",
+        batch_columns!()
+    ))
+    .bind(&batch.id)
+    .bind(&batch.room)
+    .bind(&batch.user_id)
+    .bind(&batch.team_id)
+    .bind(size)
+    .bind(total)
+    .bind(now)
+    .bind(&batch.idempotency_key)
+    .fetch_optional(&mut *w.tx)
+    .await?;
+    let Some(row) = row else {
+        w.tx.rollback().await?;
+        let mut conn = this.pool().acquire().await?;
+        return match &batch.idempotency_key {
+            Some(key) => by_key(&mut conn, &batch.user_id, key)
+                .await?
+                .map(BatchSubmission::Existing)
+                .ok_or(invalid("id", "the batch id is taken")),
+            None => Err(invalid("id", "the batch id is taken")),
+        };
+    };
     let mut held = 0i64;
     for (index, (member, estimate)) in batch.members.iter().zip(&estimates).enumerate() {
         // One millisecond apart, so the queue (which orders equal priorities by age) claims the
@@ -105,23 +134,22 @@ pub(super) async fn create(
             .await?;
         held += estimate;
     }
-    let row: BatchRow = sqlx::query_as(concat!(
-        "INSERT INTO run_batches (",
-        batch_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
-        batch_columns!()
-    ))
-    .bind(&batch.id)
-    .bind(&batch.room)
-    .bind(&batch.user_id)
-    .bind(&batch.team_id)
-    .bind(size)
-    .bind(total)
-    .bind(now)
-    .fetch_one(&mut *w.tx)
-    .await?;
     w.tx.commit().await?;
-    Ok(row.into())
+    Ok(BatchSubmission::Created(row.into()))
+}
+
+/// The user's batch submitted with `key`, if any.
+async fn by_key(conn: &mut Conn, user: &UserId, key: &str) -> Result<Option<Batch>, AccountError> {
+    let row: Option<BatchRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        batch_columns!(),
+        " FROM run_batches WHERE user_id = $1 AND idempotency_key = $2"
+    ))
+    .bind(user)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(Batch::from))
 }
 
 /// A member's refusal said for the whole batch: the balance before the batch's earlier members

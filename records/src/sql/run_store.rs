@@ -7,7 +7,7 @@ use dojo_store::run_to_completion;
 
 use super::{Store, assets, batches, finished, gauges, holds, leases, node_cache, outbox, runs};
 use crate::AccountError;
-use crate::batches::{Batch, NewBatch};
+use crate::batches::{Batch, BatchSubmission, NewBatch};
 use crate::dialect::Dialect;
 use crate::run_records::{invalid, validate_asset, validate_id, validate_new_run, validate_settlement};
 use crate::runs::{
@@ -39,11 +39,16 @@ impl RunStore for Store {
         runs::nodes(self, id.as_str()).await
     }
 
+    async fn account_blocked(&self, user: &UserId) -> Result<bool, AccountError> {
+        let mut conn = self.pool().acquire().await?;
+        super::fraud::blocked(&mut conn, user).await
+    }
+
     async fn list_runs(&self, room: &str, limit: u32) -> Result<Vec<Run>, AccountError> {
         runs::list(self, room, limit).await
     }
 
-    async fn create_batch(&self, batch: NewBatch) -> Result<Batch, AccountError> {
+    async fn create_batch(&self, batch: NewBatch) -> Result<BatchSubmission, AccountError> {
         let estimates = batches::validate(&batch)?;
         let this = self.clone();
         run_to_completion(async move { batches::create(&this, batch, estimates).await }).await

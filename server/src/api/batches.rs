@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dojo_auth::Permission;
 use dojo_ids::BatchId;
@@ -19,7 +19,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::responses::{
     BadRequest, ErrorBody, Forbidden, NotFound, TooManyRequests, Unauthorized, Unavailable,
 };
-use super::runs::{ListQuery, RunBody, RunStatusName, run_body, submit_refused};
+use super::runs::{ListQuery, RunBody, RunStatusName, idempotency_key, run_body, submit_refused};
 use super::{ApiError, Authenticated};
 use crate::error_code::ErrorCode;
 use crate::services::access;
@@ -100,7 +100,8 @@ pub struct BatchList {
 /// their credits held and all queued in one step, or none (`402` with the whole batch's cost,
 /// `429 queue_full` when the members would overflow the plan's queue).
 #[utoipa::path(post, path = "/api/rooms/{room}/batches", tag = "runs", operation_id = "submitBatch",
-    params(("room" = String, Path, description = "Room name")),
+    params(("room" = String, Path, description = "Room name"),
+        ("Idempotency-Key" = Option<String>, Header, description = "The same key returns the same batch, accepting nothing again")),
     request_body(content = SubmitBatch, description = "The parameter sets, or sweeps"),
     responses((status = 202, description = "Every member validated, held and queued", body = BatchBody),
         (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
@@ -114,15 +115,17 @@ pub async fn submit(
     State(state): State<AppState>,
     caller: Authenticated,
     ApiPath(room): ApiPath<String>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<SubmitBatch>,
 ) -> Result<Response, ApiError> {
     let access = access::room_for(&state, &caller.0, &room, Permission::Write).await?;
     caller.user()?;
+    let idempotency_key = idempotency_key(&headers)?;
     let sets = match expand(body.sets, body.sweeps) {
         Ok(sets) => sets,
         Err(error) => return refused(error),
     };
-    let request = BatchRequest { targets: body.targets, from: body.from, sets };
+    let request = BatchRequest { targets: body.targets, from: body.from, sets, idempotency_key };
     match BatchService::new(&state).submit(&caller.0, &access, request).await {
         Ok(view) => Ok((StatusCode::ACCEPTED, Json(batch_body(&view))).into_response()),
         Err(error) => refused(error),

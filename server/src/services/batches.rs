@@ -47,6 +47,8 @@ pub struct BatchRequest {
     pub targets: Option<Vec<String>>,
     pub from: Option<String>,
     pub sets: Vec<ParamSet>,
+    /// The caller's `Idempotency-Key`: the same key returns the batch it made.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -269,8 +271,17 @@ impl<'a> BatchService<'a> {
                 user_id: user.id.clone(),
                 team_id: opened.team.clone(),
                 members,
+                idempotency_key: request.idempotency_key,
             })
             .await?;
+        let batch = match batch {
+            dojo_records::BatchSubmission::Created(batch) => batch,
+            // A retry: the batch as it stands, announced when it was made.
+            dojo_records::BatchSubmission::Existing(batch) => {
+                let runs = executor.runs().batch_runs(&batch.id).await?;
+                return Ok(BatchView { batch, runs });
+            }
+        };
         let members = executor.runs().batch_runs(&batch.id).await?;
         // The nodes show queued once (for the first member: they are the same nodes), and
         // every member gets its summary.

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use dojo_ids::{AssetId, BatchId, NodeId, RunId, UserId};
 use dojo_records::{
-    AccountError, AssetLink, AssetRecord, Batch, Claim, FinishedNode, NewBatch, NewRun, NodeSettlement,
-    OutboxEntry, Run, RunGauges, RunNode, RunNodeState, RunStatus, RunStore, Submission,
+    AccountError, AssetLink, AssetRecord, Batch, BatchSubmission, Claim, FinishedNode, NewBatch, NewRun,
+    NodeSettlement, OutboxEntry, Run, RunGauges, RunNode, RunNodeState, RunStatus, RunStore, Submission,
 };
 
 use super::{Trigger, Webhooks};
@@ -51,11 +51,15 @@ impl RunStore for RunEvents {
         self.inner.run_nodes(id).await
     }
 
+    async fn account_blocked(&self, user: &UserId) -> Result<bool, AccountError> {
+        self.inner.account_blocked(user).await
+    }
+
     async fn list_runs(&self, room: &str, limit: u32) -> Result<Vec<Run>, AccountError> {
         self.inner.list_runs(room, limit).await
     }
 
-    async fn create_batch(&self, batch: NewBatch) -> Result<Batch, AccountError> {
+    async fn create_batch(&self, batch: NewBatch) -> Result<BatchSubmission, AccountError> {
         self.inner.create_batch(batch).await
     }
 
