@@ -67,4 +67,8 @@ pub trait QueueStore: Send + Sync + 'static {
     /// The average execution time (`finished_at - started_at`) of the last `sample` runs that
     /// succeeded, in milliseconds; `None` when none did.
     async fn average_run_ms(&self, sample: u32) -> Result<Option<i64>, AccountError>;
+
+    /// When the runs executing now started (milliseconds since the epoch), earliest first, at
+    /// most `limit` (clamped to 1,000).
+    async fn running_started_at(&self, limit: u32) -> Result<Vec<i64>, AccountError>;
 }

@@ -11,6 +11,7 @@ dojo_test_support::each_backend!(cases:
     positions_count_the_unpaused_runs_ahead,
     a_full_queue_refuses_with_the_would_be_position,
     plan_limits_travel_with_the_run,
+    running_runs_are_listed_by_when_they_started,
 );
 
 mod cases {
@@ -196,5 +197,30 @@ mod cases {
         assert!(queue(&b).set_plan(&owner, None).await.expect("reset"));
         assert_eq!(queue(&b).plan_of(&owner).await.expect("plan"), None);
         assert_eq!(queue(&b).average_run_ms(50).await.expect("average"), None);
+    }
+
+    pub async fn running_runs_are_listed_by_when_they_started(b: Stores) {
+        let ada = user(&b, "ada").await;
+        for id in ["run_1", "run_2", "run_3"] {
+            create(&b, id, &ada, QueueTerms::default()).await;
+        }
+        assert_eq!(queue(&b).running_started_at(10).await.expect("read"), Vec::<i64>::new());
+        for id in ["run_2", "run_1"] {
+            assert!(claimed(&b.runs.claim_run(&id.into(), "w1", HOUR, Some(10)).await.expect("claim")));
+            // Distinct start times, whatever the clock's resolution.
+            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        }
+        let mut started = Vec::new();
+        for id in ["run_2", "run_1"] {
+            let run = b.runs.run(&id.into()).await.expect("read").expect("the run");
+            started.push(run.started_at.expect("started"));
+        }
+        assert!(started[0] < started[1], "{started:?}");
+        assert_eq!(
+            queue(&b).running_started_at(10).await.expect("read"),
+            started,
+            "earliest first, queued ones left out"
+        );
+        assert_eq!(queue(&b).running_started_at(1).await.expect("read"), started[..1]);
     }
 }

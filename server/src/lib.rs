@@ -53,6 +53,7 @@ pub(crate) mod preauth;
 pub(crate) mod presence_limits;
 pub(crate) mod public_rate;
 pub(crate) mod quarantine;
+pub(crate) mod queue_estimate;
 pub(crate) mod rate;
 pub(crate) mod room_name;
 pub(crate) mod send_queue;

@@ -204,4 +204,15 @@ impl QueueStore for Store {
         let total: i64 = durations.iter().map(|d| (*d).max(0)).fold(0, i64::saturating_add);
         Ok(Some(total / i64::try_from(durations.len()).unwrap_or(1)))
     }
+
+    async fn running_started_at(&self, limit: u32) -> Result<Vec<i64>, AccountError> {
+        let started: Vec<i64> = sqlx::query_scalar(
+            "SELECT started_at FROM runs WHERE status = 'running' AND started_at IS NOT NULL
+             ORDER BY started_at LIMIT $1",
+        )
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(started)
+    }
 }

@@ -23,6 +23,7 @@ use yrs::{Map, ReadTxn};
 
 use super::now_millis;
 use super::room_writer::RoomWriter;
+use crate::queue_estimate::QueueClock;
 use crate::room_name::RoomName;
 use crate::room_registry::Rooms;
 
@@ -63,13 +64,18 @@ pub async fn run(
             }
         };
         let average = queue.average_run_ms(DURATION_SAMPLE).await.ok().flatten();
+        let limit = u32::try_from(slots.max(0)).unwrap_or(u32::MAX);
+        let running_started = match average {
+            Some(_) => queue.running_started_at(limit).await.unwrap_or_default(),
+            None => Vec::new(),
+        };
         let now = now_millis();
         let mut seen = HashMap::new();
         for queued in head {
             let Some(position) = queued.position else { continue };
-            let estimate = average
-                .filter(|_| slots > 0)
-                .map(|average| now.saturating_add(((position - 1) / slots.max(1)).saturating_mul(average)));
+            let estimate = average.and_then(|average_ms| {
+                QueueClock { slots, average_ms, running_started: &running_started, now }.start_of(position)
+            });
             let next = Written { position, estimate };
             let run = queued.run;
             seen.insert(run.id.clone(), ());

@@ -15,6 +15,7 @@ use super::teams::{TeamError, TeamService};
 use super::{SignInRequired, signed_in};
 use crate::caller::Caller;
 use crate::execution::now_millis;
+use crate::queue_estimate::QueueClock;
 use crate::state::AppState;
 use dojo_auth::Permission;
 
@@ -70,20 +71,22 @@ impl<'a> QueueService<'a> {
         i64::from(slots)
     }
 
-    /// The estimate formula (docs/queue.md): the runs ahead, in rounds of `slots` runs, each
-    /// round as long as the recent average run. `None` without workers or finished runs.
-    fn estimate(&self, position: Option<i64>, average_ms: Option<i64>, now: i64) -> Option<i64> {
-        let (position, average) = (position?, average_ms?);
-        let slots = self.slots();
-        if slots <= 0 {
-            return None;
-        }
-        let rounds = (position.saturating_sub(1)) / slots;
-        Some(now.saturating_add(rounds.saturating_mul(average)))
+    /// What estimates are made from now: the slots, the recent average run (`None` when no
+    /// run finished recently: then there is no estimate) and when the runs executing now
+    /// started.
+    async fn clock_inputs(&self) -> Result<Option<(i64, Vec<i64>)>, AccountError> {
+        let queue = self.state.queue();
+        let Some(average) = queue.average_run_ms(DURATION_SAMPLE).await? else { return Ok(None) };
+        let slots = u32::try_from(self.slots().max(0)).unwrap_or(u32::MAX);
+        Ok(Some((average, queue.running_started_at(slots).await?)))
     }
 
-    fn placed(&self, queued: QueuedRun, average_ms: Option<i64>, now: i64) -> Placed {
-        let estimated_start_at = self.estimate(queued.position, average_ms, now);
+    /// The estimate (docs/queue.md, `queue_estimate`). `None` without slots or finished runs.
+    fn placed(&self, queued: QueuedRun, inputs: Option<&(i64, Vec<i64>)>, now: i64) -> Placed {
+        let estimated_start_at = inputs.and_then(|(average_ms, running_started)| {
+            let clock = QueueClock { slots: self.slots(), average_ms: *average_ms, running_started, now };
+            clock.start_of(queued.position?)
+        });
         Placed { run: queued.run, position: queued.position, estimated_start_at }
     }
 
@@ -93,8 +96,8 @@ impl<'a> QueueService<'a> {
             return Ok(Placed { run, position: None, estimated_start_at: None });
         }
         let position = self.state.queue().queue_position(&run.id).await?;
-        let average = self.state.queue().average_run_ms(DURATION_SAMPLE).await?;
-        Ok(self.placed(QueuedRun { run, position }, average, now_millis()))
+        let inputs = self.clock_inputs().await?;
+        Ok(self.placed(QueuedRun { run, position }, inputs.as_ref(), now_millis()))
     }
 
     /// The caller's queued and running runs, or a team's (any member may read them).
@@ -114,9 +117,9 @@ impl<'a> QueueService<'a> {
         let queue = self.state.queue();
         let runs = queue.queue_of(&owner, limit).await?;
         let paused = queue.queue_paused(&owner).await?.unwrap_or(false);
-        let average = queue.average_run_ms(DURATION_SAMPLE).await?;
+        let inputs = self.clock_inputs().await?;
         let now = now_millis();
-        Ok((runs.into_iter().map(|queued| self.placed(queued, average, now)).collect(), paused))
+        Ok((runs.into_iter().map(|queued| self.placed(queued, inputs.as_ref(), now)).collect(), paused))
     }
 
     /// Puts a queued run first among those of its priority: the run's own user, for a team's
