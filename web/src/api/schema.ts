@@ -4221,7 +4221,10 @@ export interface operations {
     submitBatch: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The same key returns the same batch, accepting nothing again */
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 /** @description Room name */
                 room: string;
