@@ -25,7 +25,7 @@ macro_rules! run_columns {
     () => {
         "id, room, user_id, status, graph, targets, estimate, charged, cancel_requested, attempts, \
          lease_owner, lease_expires_at, error, created_at, started_at, finished_at, team_id, priority, \
-         queue_rank, run_limit, max_run_ms, batch_id, batch_index, batch_params"
+         queue_rank, run_limit, max_run_ms, batch_id, batch_index, batch_params, granted_assets"
     };
 }
 

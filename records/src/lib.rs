@@ -75,9 +75,9 @@ pub use postgres::PostgresAccounts;
 pub use provider_keys::{ProviderKeyStore, StoredProviderKey};
 pub use queue::{QueueOwner, QueueStore, QueuedRun};
 pub use runs::{
-    AssetLink, AssetRecord, Claim, FinishedNode, HoldState, MAX_CACHED_OUTPUTS, NewRun, NewRunNode,
-    NodeSettlement, OutboxEntry, QueueTerms, Run, RunGauges, RunNode, RunNodeState, RunStatus, RunStore,
-    Submission,
+    AssetLink, AssetRecord, Claim, FinishedNode, HoldState, MAX_CACHED_OUTPUTS, MAX_GRANTED_ASSETS, NewRun,
+    NewRunNode, NodeSettlement, OutboxEntry, QueueTerms, Run, RunGauges, RunNode, RunNodeState, RunStatus,
+    RunStore, Submission,
 };
 pub use sqlite::SqliteAccounts;
 pub use suggestions::{SuggestionStore, Suggestions};

@@ -62,6 +62,7 @@ pub(crate) struct RunRow {
     batch_id: Option<BatchId>,
     batch_index: Option<i64>,
     batch_params: Option<String>,
+    granted_assets: Option<String>,
 }
 
 impl TryFrom<RunRow> for Run {
@@ -93,6 +94,12 @@ impl TryFrom<RunRow> for Run {
             batch_id: row.batch_id,
             batch_index: row.batch_index,
             batch_params: row.batch_params,
+            // Written by `create_run` from a checked list; unreadable text grants nothing.
+            granted_assets: row
+                .granted_assets
+                .as_deref()
+                .and_then(|json| serde_json::from_str(json).ok())
+                .unwrap_or_default(),
         })
     }
 }
@@ -197,6 +204,12 @@ pub(crate) fn validate_new_run(run: &NewRun) -> Result<i64, AccountError> {
     validate_id("user_id", run.user_id.as_str())?;
     if let Some(key) = &run.idempotency_key {
         validate_id("idempotency_key", key)?;
+    }
+    if run.granted_assets.len() > crate::run_request::MAX_GRANTED_ASSETS {
+        return Err(invalid("granted_assets", "too many"));
+    }
+    for asset in &run.granted_assets {
+        validate_id("granted_assets", asset.as_str())?;
     }
     let mut seen = HashSet::new();
     let mut estimate = 0i64;

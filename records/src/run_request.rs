@@ -2,7 +2,7 @@
 //! its own module so that `runs` (the store) and `batches` (which carries new runs) both use it
 //! without depending on each other.
 
-use dojo_ids::{NodeId, RunId, TeamId, UserId};
+use dojo_ids::{AssetId, NodeId, RunId, TeamId, UserId};
 
 /// One planned node of a new run.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +41,14 @@ pub struct NewRun {
     pub team_id: Option<TeamId>,
     /// Where the run stands in the queue and what its plan allows.
     pub queue: QueueTerms,
+    /// Assets this run may read besides those its user may (at most [`MAX_GRANTED_ASSETS`]):
+    /// for a run of a published app, those its publisher fixed in it, checked readable by the
+    /// publisher when the run is accepted. Empty for every other run.
+    pub granted_assets: Vec<AssetId>,
 }
+
+/// Most assets one run may be granted.
+pub const MAX_GRANTED_ASSETS: usize = 64;
 
 /// What a run's plan decides, fixed when it is accepted (see `migrations/…/0013_run_queue.sql`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

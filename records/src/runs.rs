@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AccountError;
 use crate::batches::{Batch, BatchSubmission, NewBatch};
-pub use crate::run_request::{NewRun, NewRunNode, QueueTerms};
+pub use crate::run_request::{MAX_GRANTED_ASSETS, NewRun, NewRunNode, QueueTerms};
 
 /// A run's lifecycle. `Queued` and `Running` are active; the rest are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -189,6 +189,10 @@ pub struct Run {
     pub batch_index: Option<i64>,
     /// Its parameter set in the batch (JSON: node id → parameter → value).
     pub batch_params: Option<String>,
+    /// See [`NewRun::granted_assets`]. Not serialized: for an app's run they are the
+    /// publisher's asset ids, which the runner's data export must not carry.
+    #[serde(skip)]
+    pub granted_assets: Vec<AssetId>,
 }
 
 /// One node of a run: its state, and the generation history (parameters, outputs, cost,

@@ -53,6 +53,7 @@ mod cases {
             max_unfinished: None,
             team_id: None,
             queue,
+            granted_assets: Vec::new(),
         }
     }
 

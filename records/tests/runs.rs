@@ -87,6 +87,7 @@ mod cases {
             max_unfinished: None,
             team_id: None,
             queue: Default::default(),
+            granted_assets: Vec::new(),
         }
     }
 

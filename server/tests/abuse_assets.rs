@@ -20,47 +20,12 @@ mod common;
 use common::WAIT;
 use common::database::Backend;
 use common::replicate::Replicate;
-use common::runs::{RunStory, edge, join, token, typed_node as node, write_graph};
+use common::runs::{RunStory, edge, join, png, token, typed_node as node, write_graph};
 use dojo_sync_protocol::canvas::{CanvasEdge, CanvasNode};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 impl RunStory {
-    /// `POST /api/assets` (for `room`, if any) with a PNG content type.
-    async fn upload(&self, token: &str, room: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
-        let path = match room {
-            Some(room) => format!("/api/assets?room={room}"),
-            None => "/api/assets".to_owned(),
-        };
-        let request = self
-            .http
-            .post(self.http_url(&path))
-            .bearer_auth(token)
-            .header("content-type", "image/png")
-            .body(body);
-        common::send_json(request).await
-    }
-
-    /// An upload that must succeed: its asset id.
-    async fn uploaded(&self, token: &str, room: Option<&str>, body: Vec<u8>) -> String {
-        let (status, body) = self.upload(token, room, body).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        body["id"].as_str().expect("asset id").to_owned()
-    }
-
-    /// `GET /assets/{id}`: the status, and the bytes (or the error body).
-    async fn download(&self, token: &str, id: &str) -> (StatusCode, Vec<u8>) {
-        let response = self
-            .http
-            .get(self.http_url(&format!("/assets/{id}")))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("get");
-        let status = response.status();
-        (status, response.bytes().await.expect("body").to_vec())
-    }
-
     /// A workflow of `token`'s user; its id.
     async fn workflow_id(&self, token: &str, room: &str) -> String {
         let body = json!({"title": room, "room": room});
@@ -89,15 +54,6 @@ impl RunStory {
 
 fn is_final_run(run: &Value) -> bool {
     matches!(run["status"].as_str(), Some("succeeded" | "failed" | "cancelled"))
-}
-
-/// A noisy picture (so that a blur changes it), different for each `shade`.
-fn png(width: u32, height: u32, shade: u8) -> Vec<u8> {
-    let image = image::RgbaImage::from_fn(width, height, |x, y| {
-        let v = (x.wrapping_mul(37) ^ y.wrapping_mul(91)).wrapping_add(u32::from(shade) * 13) as u8;
-        image::Rgba([v, v.wrapping_mul(3), shade, 255])
-    });
-    dojo_executor::builtins::imaging::encode_png(&image::DynamicImage::ImageRgba8(image)).expect("encode")
 }
 
 /// image-input(asset) → blur.

@@ -250,6 +250,7 @@ async fn a_run_whose_room_is_quarantined_fails_cleanly_on_resume_and_releases_it
             max_unfinished: None,
             team_id: None,
             queue: Default::default(),
+            granted_assets: Vec::new(),
         })
         .await
         .expect("create the run");

@@ -2,7 +2,8 @@
 //! opens it, runs it on their own credits and sees the chosen output, and never the graph, a
 //! hidden node or a hidden parameter; the owner's room and workflow stay closed to them; bad
 //! values are refused like a run's; edits after publishing change nothing until the next
-//! publish; unpublishing stops new runs. On both databases.
+//! publish; unpublishing stops new runs; a fixed image of the publisher's is read for runners who
+//! may not read it, and only for that. On both databases.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use common::WAIT;
 use common::database::Backend;
-use common::runs::{RunStory, edge, join, result_json, token, typed_node as node, write_graph};
+use common::runs::{RunStory, edge, join, png, result_json, token, typed_node as node, write_graph};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -322,7 +323,73 @@ async fn exports_keep_the_graph_with_its_publisher_and_deleting_them_unpublishes
     story.server.stop().await;
 }
 
+/// The publisher's image fixed in the app (`fixed` → `soft`) is read for the app's runners, who
+/// may not read it themselves; the runner's own image (`theirs` → `sharp`, the form's input) is
+/// read under the runner's rights. A runner who sends the publisher's asset id as their value
+/// gets nothing of it: the grant is withdrawn for that run and both steps fail as "not found".
+async fn an_apps_fixed_image_is_read_for_its_runners_and_theirs_under_their_rights(backend: Backend) {
+    let story = RunStory::start(backend).await;
+    let (alice, bob) = (token("alice"), token("bob"));
+    story.user_with_credits(&alice, 5).await;
+    story.user_with_credits(&bob, 5).await;
+    let room = "app-fixed-image";
+    let workflow = story.workflow(&alice, room).await;
+    let logo = story.uploaded(&alice, Some(room), png(16, 12, 1)).await;
+    let editor = join(&story, room, &alice).await;
+    let nodes = [
+        node("fixed", "image-input", json!({"asset": logo})),
+        node("soft", "blur", json!({"sigma": 1.0})),
+        node("theirs", "image-input", json!({"asset": logo})),
+        node("sharp", "blur", json!({"sigma": 0.5})),
+    ];
+    let edges = [edge("fixed", "image", "soft", "image"), edge("theirs", "image", "sharp", "image")];
+    write_graph(&story, room, &alice, &editor, &nodes, &edges).await;
+    editor.close().await;
+    let body = json!({"title": "Framer", "inputs": [{"node": "theirs", "param": "asset", "label": "Your image"}],
+        "outputs": [{"node": "soft", "output": "image", "label": "Logo"}, {"node": "sharp", "output": "image", "label": "Yours"}]});
+    let (status, published) =
+        story.call(Method::PUT, &format!("/api/workflows/{workflow}/app"), &alice, Some(body), None).await;
+    assert_eq!(status, StatusCode::OK, "{published}");
+    let app = published["id"].as_str().expect("an app id").to_owned();
+    let runs = format!("/api/apps/{app}/runs");
+
+    // Bob may not read the publisher's image himself.
+    let (status, _) = story.download(&bob, &logo).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // With his own image: both steps run, the fixed one from the publisher's image.
+    let mine = story.uploaded(&bob, None, png(8, 8, 2)).await;
+    let values = json!({"inputs": {"in1": mine}});
+    let (status, accepted) = story.call(Method::POST, &runs, &bob, Some(values), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let run = accepted["runId"].as_str().expect("a run id").to_owned();
+    let finished = wait_app_run(&story, &bob, &app, &run).await;
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    for output in finished["outputs"].as_array().expect("outputs") {
+        let url = output["value"]["url"].as_str().unwrap_or_else(|| panic!("an image: {finished}"));
+        let got = story.http.get(story.http_url(&format!("{url}?token={bob}"))).send().await.expect("GET");
+        assert_eq!(got.status(), StatusCode::OK, "{output}");
+    }
+    // Still not his to download.
+    let (status, _) = story.download(&bob, &logo).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Sending the publisher's asset id as his value: the run reads nothing of it.
+    let values = json!({"inputs": {"in1": logo}});
+    let (status, accepted) = story.call(Method::POST, &runs, &bob, Some(values), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let run = accepted["runId"].as_str().expect("a run id").to_owned();
+    let finished = wait_app_run(&story, &bob, &app, &run).await;
+    assert_eq!(finished["status"], "failed", "{finished}");
+    assert!(
+        finished["outputs"].as_array().is_none_or(|o| o.iter().all(|o| o["value"].is_null())),
+        "{finished}"
+    );
+    story.server.stop().await;
+}
+
 dojo_test_support::each_backend_story!(
+    an_apps_fixed_image_is_read_for_its_runners_and_theirs_under_their_rights,
     an_app_runs_on_the_runners_credits_and_shows_only_its_form,
     exports_keep_the_graph_with_its_publisher_and_deleting_them_unpublishes,
 );

@@ -358,7 +358,15 @@ async fn a_worker_process_opens_the_teams_sealed_key_for_the_teams_node_and_neve
         "the provider saw the team's key, not the server's"
     );
     let run_id = run["id"].as_str().expect("run id");
-    let log = worker.log();
+    // The worker may log the run's end just after the API shows it finished.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let log = loop {
+        let log = worker.log();
+        if log.contains(run_id) || tokio::time::Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(log.contains(run_id), "the worker process ran it:\n{log}");
     assert!(!log.contains(TEAM_KEY), "the team's key is in the worker's log");
     assert!(!log.contains(&TEST_KEKS[3..]), "the key-encryption key is in the worker's log");

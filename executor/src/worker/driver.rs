@@ -296,6 +296,7 @@ impl RunDriver {
             user_id: run.user_id.clone(),
             room: run.room.clone(),
             unclaimed: self.readers.unclaimed,
+            granted: run.granted_assets.clone(),
         };
         let keeper = tokio::spawn(keep_lease(
             self.runs.clone(),

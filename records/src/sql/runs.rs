@@ -194,6 +194,14 @@ pub(super) enum Accepted {
     Conflict,
 }
 
+/// What `runs.granted_assets` holds for `run`: a JSON array, or NULL for none.
+fn granted_json(run: &NewRun) -> Option<String> {
+    if run.granted_assets.is_empty() {
+        return None;
+    }
+    serde_json::to_string(&run.granted_assets).ok()
+}
+
 /// Accepts `run` inside `conn`'s transaction: its row, the quota and queue checks, the hold
 /// with its ledger entries, its node rows and its outbox row. On an error the caller rolls
 /// back (a batch accepts all its members in one transaction this way).
@@ -209,8 +217,8 @@ pub(super) async fn accept(
     let created: Option<RunRow> = sqlx::query_as(concat!(
         "INSERT INTO runs (id, room, user_id, status, graph, targets, idempotency_key, estimate,
              charged, cancel_requested, attempts, created_at, team_id, billed_team_id, priority,
-             queue_rank, run_limit, max_run_ms)
-         SELECT $1, $2, $3, 'queued', $4, $5, $6, $7, 0, 0, 0, $8, $9, $9, $10, 0, $11, $12
+             queue_rank, run_limit, max_run_ms, granted_assets)
+         SELECT $1, $2, $3, 'queued', $4, $5, $6, $7, 0, 0, 0, $8, $9, $9, $10, 0, $11, $12, $13
          WHERE EXISTS (SELECT 1 FROM users WHERE id = $3)
          ON CONFLICT DO NOTHING
          RETURNING ",
@@ -228,6 +236,7 @@ pub(super) async fn accept(
     .bind(run.queue.priority)
     .bind(run.queue.run_limit.map(i64::from))
     .bind(run.queue.max_run_ms)
+    .bind(granted_json(run))
     .fetch_optional(&mut *conn)
     .await?;
     let Some(created) = created else { return Ok(Accepted::Conflict) };

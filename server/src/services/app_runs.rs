@@ -11,10 +11,14 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
+use dojo_executor::asset_access::AssetAccess;
 use dojo_executor::worker::document::APP_RUNS_PREFIX;
-use dojo_executor::{GraphLimits, validate_runnable};
-use dojo_ids::{RunId, UserId};
-use dojo_records::{NewRun, NewRunNode, Run, RunNode, Submission};
+use dojo_executor::worker::{RunAssetAccess, UnclaimedRooms};
+use dojo_executor::{ExecutionPlan, GraphLimits, validate_runnable};
+use dojo_ids::{AssetId, RunId, UserId};
+use dojo_records::{MAX_GRANTED_ASSETS, NewRun, NewRunNode, Run, RunNode, Submission};
 use serde_json::Value;
 
 use super::app_form::{FieldError, apply_values, input_error};
@@ -108,6 +112,7 @@ impl<'a> AppRunService<'a> {
             })
             .collect::<Vec<_>>();
         let room = run_room(&loaded.app.id, &user.id);
+        let granted_assets = self.fixed_assets(&loaded, &plan).await;
         let new_run = NewRun {
             id: RunId::generate(),
             room: room.clone(),
@@ -120,6 +125,7 @@ impl<'a> AppRunService<'a> {
             max_unfinished: Some(self.state.config().limits.max_queued_runs_per_user).filter(|&max| max > 0),
             queue: super::plans::terms(self.state, &user.id, None).await.map_err(SubmitError::from)?,
             team_id: None,
+            granted_assets,
         };
         let run = match executor.runs().create_run(new_run).await.map_err(SubmitError::from)? {
             Submission::Created(run) => run,
@@ -130,6 +136,54 @@ impl<'a> AppRunService<'a> {
         executor.wake();
         tracing::info!(run = %run.id, app = %loaded.app.id, estimate = run.estimate, "app run accepted");
         Ok((run, loaded))
+    }
+
+    /// The assets the publisher fixed in the app that this run reads (an `image-input`'s upload
+    /// that is not one of the form's inputs), those the publisher may read now: the run may read
+    /// them though its runner may not. A value the runner sends is never among them (its assets
+    /// are read under the runner's own rights), and neither is an asset the publisher lost.
+    async fn fixed_assets(&self, loaded: &LoadedApp, plan: &ExecutionPlan) -> Vec<AssetId> {
+        let executor = self.state.executor();
+        let catalog = executor.catalog();
+        let is_input =
+            |node: &str, param: &str| loaded.form.inputs.iter().any(|i| i.node == node && i.param == param);
+        let (mut fixed, mut sent): (Vec<AssetId>, Vec<AssetId>) = (Vec::new(), Vec::new());
+        for node in plan.order() {
+            let Some(node_type) = catalog.get(&node.node_type) else { continue };
+            for param in node_type.params.iter().filter(|p| p.asset) {
+                let Some(id) = node.params.get(&param.name).and_then(Value::as_str) else { continue };
+                let id = AssetId::from(id);
+                if is_input(node.id.as_str(), &param.name) {
+                    sent.push(id);
+                } else if !fixed.contains(&id) && fixed.len() < MAX_GRANTED_ASSETS {
+                    fixed.push(id);
+                }
+            }
+        }
+        // A runner who sends a fixed asset's id as their own value would read it through their
+        // input: that run gets no grant for it (its fixed step then fails like a missing asset).
+        fixed.retain(|id| !sent.contains(id));
+        let auth = self.state.auth();
+        let publisher = RunAssetAccess {
+            runs: executor.runs().clone(),
+            accounts: Arc::clone(auth.accounts()),
+            user_id: loaded.app.published_by.clone(),
+            room: loaded.workflow.room.as_str().to_owned(),
+            unclaimed: if auth.dev_mode() { UnclaimedRooms::Open } else { UnclaimedRooms::Closed },
+            granted: Vec::new(),
+        };
+        let mut granted = Vec::with_capacity(fixed.len());
+        for id in fixed {
+            match publisher.may_read(&id).await {
+                Ok(true) => granted.push(id),
+                Ok(false) => {}
+                // Not granted: the step fails as for an asset the publisher lost.
+                Err(error) => {
+                    tracing::warn!(app = %loaded.app.id, asset = %id, %error, "could not check a fixed asset")
+                }
+            }
+        }
+        granted
     }
 
     /// The caller's run of the app, with its nodes. Only its runner sees it, and it stays

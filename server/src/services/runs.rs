@@ -286,6 +286,7 @@ impl<'a> RunService<'a> {
             max_unfinished: Some(self.state.config().limits.max_queued_runs_per_user).filter(|&max| max > 0),
             queue: super::plans::terms(self.state, user, opened.team.as_ref()).await?,
             team_id: opened.team.clone(),
+            granted_assets: Vec::new(),
         };
         Ok((new_run, node_ids))
     }

@@ -154,6 +154,52 @@ impl RunApi {
     }
 }
 
+impl RunApi {
+    /// `POST /api/assets` (for `room`, if any) with a PNG content type.
+    pub async fn upload(&self, token: &str, room: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
+        let path = match room {
+            Some(room) => format!("/api/assets?room={room}"),
+            None => "/api/assets".to_owned(),
+        };
+        let request = self
+            .http
+            .post(self.http_url(&path))
+            .bearer_auth(token)
+            .header("content-type", "image/png")
+            .body(body);
+        super::send_json(request).await
+    }
+
+    /// `GET /assets/{id}`: the status, and the bytes (or the error body).
+    pub async fn download(&self, token: &str, id: &str) -> (StatusCode, Vec<u8>) {
+        let response = self
+            .http
+            .get(self.http_url(&format!("/assets/{id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("get");
+        let status = response.status();
+        (status, response.bytes().await.expect("body").to_vec())
+    }
+
+    /// An upload that must succeed: its asset id.
+    pub async fn uploaded(&self, token: &str, room: Option<&str>, body: Vec<u8>) -> String {
+        let (status, body) = self.upload(token, room, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().expect("asset id").to_owned()
+    }
+}
+
+/// A noisy picture (so that a blur changes it), different for each `shade`.
+pub fn png(width: u32, height: u32, shade: u8) -> Vec<u8> {
+    let image = image::RgbaImage::from_fn(width, height, |x, y| {
+        let v = (x.wrapping_mul(37) ^ y.wrapping_mul(91)).wrapping_add(u32::from(shade) * 13) as u8;
+        image::Rgba([v, v.wrapping_mul(3), shade, 255])
+    });
+    dojo_executor::builtins::imaging::encode_png(&image::DynamicImage::ImageRgba8(image)).expect("encode")
+}
+
 /// A client in `room` that has the room's current document.
 pub async fn join(api: &RunApi, room: &str, token: &str) -> SyncClient {
     let client = SyncClient::connect(&api.room_url(room, token)).await.expect("connect");
