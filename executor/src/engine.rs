@@ -32,6 +32,7 @@ use crate::asset_access::{AnyAsset, AssetAccess, assets_read};
 use crate::assets::{AssetError, AssetStore};
 use crate::cache::{Cache, CacheKey, Upstream, node_key, outputs_hash};
 use crate::catalog::{LoadedCatalog, NodeType, ProviderName};
+use crate::preview::{MIN_PREVIEW_INTERVAL, Preview};
 use crate::team_keys::{NoTeamKeys, TeamKeys};
 use crate::validate::{ExecutionPlan, PlannedNode};
 use crate::value::{OutputValue, Outputs};
@@ -134,6 +135,10 @@ struct NodeProgress<'a> {
     run_id: &'a RunId,
     node_id: &'a NodeId,
     last: AtomicU8,
+    /// When the last preview went out: the rate bound holds here whatever a runner does (with
+    /// a little slack: the runner's own gate, which read the clock just before, is the exact
+    /// one, and a preview it let through must not be lost to the microseconds in between).
+    last_preview: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 #[async_trait]
@@ -149,6 +154,29 @@ impl ProgressSink for NodeProgress<'_> {
                 })
                 .await;
         }
+    }
+
+    async fn preview(&self, preview: Preview) {
+        if preview.is_empty() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        {
+            let mut last = self.last_preview.lock().unwrap_or_else(|p| p.into_inner());
+            let slack = MIN_PREVIEW_INTERVAL / 10;
+            if last.is_some_and(|at| now.saturating_duration_since(at) + slack < MIN_PREVIEW_INTERVAL) {
+                tracing::debug!(run = %self.run_id, node = %self.node_id, "preview too soon after the last; dropped");
+                return;
+            }
+            *last = Some(now);
+        }
+        self.observer
+            .on_event(RunEvent {
+                run_id: self.run_id.clone(),
+                node_id: self.node_id.clone(),
+                state: NodeState::Preview { preview },
+            })
+            .await;
     }
 }
 
@@ -471,7 +499,13 @@ impl Engine {
                 p.name
             ));
         }
-        let progress = NodeProgress { observer, run_id, node_id: &node.id, last: AtomicU8::new(0) };
+        let progress = NodeProgress {
+            observer,
+            run_id,
+            node_id: &node.id,
+            last: AtomicU8::new(0),
+            last_preview: std::sync::Mutex::new(None),
+        };
         observer
             .on_event(RunEvent {
                 run_id: run_id.clone(),

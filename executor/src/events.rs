@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use dojo_ids::{NodeId, RunId};
 use serde::Serialize;
 
+use crate::preview::Preview;
 use crate::value::Outputs;
 
 /// A node's state, as the observer receives it. Names follow the issue (`succeeded`, not the
@@ -16,6 +17,11 @@ pub enum NodeState {
     /// `progress` is 0-100.
     Running {
         progress: u8,
+    },
+    /// Still running, with something to show of the work so far (not a state change: the
+    /// node stays `running`, and the preview goes when it ends).
+    Preview {
+        preview: Preview,
     },
     Succeeded {
         outputs: Outputs,
@@ -38,6 +44,7 @@ impl NodeState {
         match self {
             NodeState::Queued => "queued",
             NodeState::Running { .. } => "running",
+            NodeState::Preview { .. } => "preview",
             NodeState::Succeeded { .. } => "succeeded",
             NodeState::Failed { .. } => "failed",
             NodeState::Cancelled => "cancelled",
@@ -47,7 +54,7 @@ impl NodeState {
     }
 
     pub fn is_final(&self) -> bool {
-        !matches!(self, NodeState::Queued | NodeState::Running { .. })
+        !matches!(self, NodeState::Queued | NodeState::Running { .. } | NodeState::Preview { .. })
     }
 }
 

@@ -12,6 +12,8 @@
 //! - [`estimate`]: the credits a plan may cost, for the server's hold.
 //! - [`Engine`]: runs a plan with bounded concurrency, per-node timeouts, cancellation, the
 //!   [`cache`], and a [`RunObserver`] that sees every state change.
+//! - [`preview`]: live previews of running provider nodes (a log's tail, an intermediate
+//!   image), bounded in size and rate.
 //! - [`builtins`]: the local tools (image operations with the `image` crate, a procedural
 //!   `dev` image generator); providers plug in through [`NodeRunner`].
 //! - [`assets`]: where images go ([`ObjectAssetStore`], content-addressed).
@@ -42,6 +44,7 @@ pub mod events;
 pub mod imaging;
 pub mod node;
 pub mod plan;
+pub mod preview;
 pub mod provider_env;
 pub mod providers;
 pub mod team_keys;
@@ -60,6 +63,7 @@ pub use engine::{
     RecordingObserver, RunEvent, RunObserver, RunScope, RunSummary,
 };
 pub use plan::{EdgeEnd, Plan, PlanError, plan};
+pub use preview::Preview;
 pub use providers::{
     ApiKey, ProviderConfig, ProviderConfigError, ProviderSettings, RetryPolicy, register_providers,
 };

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::assets::{AssetError, AssetStore};
 use crate::catalog::{NodeType, ProviderName};
+use crate::preview::Preview;
 use crate::team_keys::ApiKey;
 use crate::validate::PlannedNode;
 use crate::value::{OutputValue, Outputs};
@@ -48,6 +49,14 @@ pub enum NodeError {
 pub trait ProgressSink: Send + Sync {
     /// `percent` is clamped to 0-100; repeated values are dropped.
     async fn report(&self, percent: u8);
+
+    /// Shows `preview` on the running node (see [`crate::preview`]): what the provider shows
+    /// of the work so far. Not a result: it goes when the node ends. Previews closer together
+    /// than [`MIN_PREVIEW_INTERVAL`](crate::preview::MIN_PREVIEW_INTERVAL) may be dropped.
+    /// The default drops them all, for sinks that show none.
+    async fn preview(&self, preview: Preview) {
+        let _ = preview;
+    }
 }
 
 /// What a runner gets for one node.

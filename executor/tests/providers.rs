@@ -212,6 +212,19 @@ fn progress_of(observer: &RecordingObserver, node: &str) -> Vec<u8> {
         .collect()
 }
 
+/// The texts of the live previews one node showed, in order.
+fn preview_texts(observer: &RecordingObserver, node: &str) -> Vec<String> {
+    observer
+        .events()
+        .into_iter()
+        .filter(|e| e.node_id == node)
+        .filter_map(|e| match e.state {
+            NodeState::Preview { preview } => preview.text().map(str::to_owned),
+            _ => None,
+        })
+        .collect()
+}
+
 fn failure(summary: &RunSummary, node: &str) -> String {
     match summary.nodes.get(node) {
         Some(NodeOutcome::Failed { error }) => error.clone(),
@@ -456,9 +469,13 @@ async fn replicate_is_polled_until_succeeded_and_reports_progress() {
     assert_eq!(stored, png);
     assert_eq!(arrivals.lock().unwrap().len(), 4, "polled until succeeded, then stopped");
     assert_eq!(progress_of(&observer, "gen"), [0, 5, 42, 87]);
+    let states: Vec<&str> = observer.states_of("gen").into_iter().filter(|s| *s != "preview").collect();
+    assert_eq!(states, ["queued", "running", "running", "running", "running", "succeeded"]);
+    // The log also shows as a live preview: its first with the first log (the next poll
+    // usually comes within the second, too soon for another).
     assert_eq!(
-        observer.states_of("gen"),
-        ["queued", "running", "running", "running", "running", "succeeded"]
+        preview_texts(&observer, "gen").first().map(String::as_str),
+        Some("Using seed: 7\n 42%|████▏     | 21/50 [00:01<00:02]")
     );
     assert!(
         h.requests("POST", "/v1/predictions/pred1/cancel").await.is_empty(),
@@ -535,6 +552,11 @@ async fn fal_goes_from_queue_to_progress_to_completed() {
     let (_, image) = h.stored_png(&summary, "gen").await;
     assert_eq!(image.dimensions(), (20, 10));
     assert_eq!(progress_of(&observer, "gen"), [0, 30, 70]);
+    assert_eq!(
+        preview_texts(&observer, "gen").first().map(String::as_str),
+        Some("Starting\nGenerating 30%"),
+        "the logs' tail, as a preview"
+    );
     assert_eq!(h.requests("GET", "/fal-ai/ideogram/requests/req-1/status").await.len(), 4);
     assert!(h.requests("PUT", "/fal-ai/ideogram/requests/req-1/cancel").await.is_empty());
     h.server.verify().await;

@@ -197,14 +197,19 @@ describe('run state in the document', () => {
     await writeAsExecutor(alice.token, room, (doc) => {
       const results = doc.getMap('results')
       const entry = (fields) => new Y.Map(Object.entries(fields))
-      results.set(prompt, entry({ status: 'succeeded', progress: 100, outputs: { text: { kind: 'text', text: 'a lighthouse at dusk' } }, error: null, runId: 'r1', updatedAt: Date.now() }))
-      results.set(image, entry({ status: 'running', progress: 40, outputs: {}, error: null, runId: 'r1', updatedAt: Date.now() }))
+      // A preview left on a finished node is not shown; the running node's is (its last lines).
+      const stale = { text: 'left behind', at: Date.now() }
+      results.set(prompt, entry({ status: 'succeeded', progress: 100, outputs: { text: { kind: 'text', text: 'a lighthouse at dusk' } }, error: null, runId: 'r1', updatedAt: Date.now(), preview: stale }))
+      const preview = { text: 'step 1\nstep 2\nstep 3\nstep 4', at: Date.now() }
+      results.set(image, entry({ status: 'running', progress: 40, outputs: {}, error: null, runId: 'r1', updatedAt: Date.now(), preview }))
       results.set(blur, entry({ status: 'skipped', progress: 0, outputs: {}, error: `not run: ${image}, which it depends on, failed`, runId: 'r1', updatedAt: Date.now() }))
       doc.getMap('runs').set('r1', { id: 'r1', status: 'running', estimate: 0, charged: null, createdAt: Date.now(), finishedAt: null, userId: alice.me.id })
     })
     for (const person of [alice, bob]) {
       await waitFor(async () => (await status(person, image)) === 'running', `${person.name} to see the running node`)
       assert.equal(await nodeById(person, image).getByRole('progressbar').getAttribute('aria-valuenow'), '40')
+      assert.equal(await nodeById(person, image).getByTestId('preview-text').textContent(), 'step 2\nstep 3\nstep 4')
+      assert.equal(await nodeById(person, prompt).getByTestId('node-preview').count(), 0)
       assert.equal(await status(person, prompt), 'succeeded')
       assert.equal(await nodeById(person, prompt).getByTestId('output-text').textContent(), 'text: a lighthouse at dusk')
       assert.equal(await status(person, blur), 'skipped')

@@ -3,6 +3,10 @@
 //! (with logs) or `COMPLETED`; `GET response_url` returns the model's output (`images[0].url`,
 //! `video.url`, `model_mesh.url`…), which is downloaded and stored; `PUT cancel_url` cancels.
 //! Every request carries `Authorization: Key {key}`.
+//!
+//! While a request is `IN_PROGRESS`, the tail of its logs is shown on the node as a live
+//! preview (`super::preview`). Text only: the queue's status answer documents no intermediate
+//! images (fal streams partial results only over its separate, non-queue streaming endpoint).
 
 use std::time::Duration;
 
@@ -13,12 +17,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::{Http, RemoteCancel, auth_value, join, truncate};
+use super::preview::Previews;
 use super::{
     ApiKey, Progress, ProviderConfig, download_result, image_input, job_deadline, last_percent, model,
     output_port, params_with_prompt, pause,
 };
 use crate::catalog::{PortType, ProviderName};
 use crate::node::{NodeContext, NodeError, NodeRunner};
+use crate::preview::MAX_PREVIEW_TEXT_BYTES;
 use crate::value::{OutputValue, Outputs};
 
 pub struct FalRunner {
@@ -134,6 +140,22 @@ fn valid_id(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// The last log lines, joined, as much as a preview can show of them (its text is cut to its
+/// own bound afterwards): the lines are read from the end, so a long log costs no more.
+fn log_tail(lines: &[LogLine]) -> String {
+    let mut taken = Vec::new();
+    let mut bytes = 0usize;
+    for line in lines.iter().rev() {
+        if bytes >= MAX_PREVIEW_TEXT_BYTES {
+            break;
+        }
+        bytes = bytes.saturating_add(line.message.len() + 1);
+        taken.push(line.message.as_str());
+    }
+    taken.reverse();
+    taken.join("\n")
+}
+
 /// The output file's URL for the node's output type, in the shapes fal's models use.
 fn output_url(result: &Value, port: PortType) -> Option<&str> {
     let paths: &[&str] = match port {
@@ -157,6 +179,7 @@ impl NodeRunner for FalRunner {
             .map_err(|e| self.http.invalid(e.to_string()))?;
         let submit_url = self.url(&endpoint);
         let mut progress = Progress::new(ctx.progress);
+        let mut previews = Previews::new(&ctx, &self.http);
         let deadline = job_deadline(&ctx, self.max_job_duration);
 
         // Submitting only queues the request: it answers at once, so it has the quick timeout.
@@ -216,6 +239,9 @@ impl NodeRunner for FalRunner {
                     let logged =
                         status.logs.iter().flatten().rev().find_map(|line| last_percent(&line.message));
                     progress.at(logged.unwrap_or(5)).await;
+                    if let Some(lines) = &status.logs {
+                        previews.offer(Some(&log_tail(lines)), None).await;
+                    }
                 }
                 "IN_QUEUE" => {
                     tracing::trace!(request = %id, position = ?status.queue_position, "fal request queued");
@@ -256,6 +282,15 @@ mod tests {
         assert_eq!(app_id("fal-ai/trellis").as_deref(), Some("fal-ai/trellis"));
         assert_eq!(app_id("fal-ai"), None);
         assert_eq!(app_id("fal-ai/../admin"), None);
+    }
+
+    #[test]
+    fn the_log_tail_reads_the_last_lines_only() {
+        let lines: Vec<LogLine> = (0..10_000).map(|i| LogLine { message: format!("line {i}") }).collect();
+        let tail = log_tail(&lines);
+        assert!(tail.ends_with("line 9998\nline 9999"), "{tail}");
+        assert!(tail.len() < 2 * MAX_PREVIEW_TEXT_BYTES, "{}", tail.len());
+        assert_eq!(log_tail(&[]), "");
     }
 
     #[test]

@@ -23,6 +23,7 @@ use super::public_address::{check_url, refused_address};
 use super::{ApiKey, ProviderConfig, RetryPolicy};
 use crate::catalog::ProviderName;
 use crate::node::NodeError;
+use crate::preview::{MAX_PREVIEW_IMAGE_BYTES, PREVIEW_DOWNLOAD_TIMEOUT};
 
 /// Error and status bodies are small; anything bigger is not worth reading into a message.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
@@ -205,8 +206,22 @@ impl Http {
     where
         F: Fn() -> Result<RequestBuilder, CallError>,
     {
+        self.call_with(self.retry, what, timeout, max_body, build).await
+    }
+
+    /// [`call`](Self::call) under another retry policy.
+    async fn call_with<F>(
+        &self,
+        policy: RetryPolicy,
+        what: &str,
+        timeout: Duration,
+        max_body: u64,
+        build: F,
+    ) -> Result<Reply, Failure>
+    where
+        F: Fn() -> Result<RequestBuilder, CallError>,
+    {
         let attempts = AtomicUsize::new(0);
-        let policy = self.retry;
         let backoff = ExponentialBuilder::default()
             .with_min_delay(policy.initial_delay)
             .with_max_delay(policy.max_delay)
@@ -244,9 +259,27 @@ impl Http {
     /// Fetches a result file (no credentials are sent: result URLs are capabilities on the
     /// provider's CDN), at most `max_download_bytes`. `data:` URIs are decoded in place.
     pub(crate) async fn download(&self, url: &str) -> Result<Downloaded, Failure> {
+        self.fetch(url, self.max_download_bytes, self.download_timeout, self.retry).await
+    }
+
+    /// Fetches an intermediate image for a live preview the way results are fetched (same
+    /// address checks, no credentials), but within the preview bounds: at most
+    /// [`MAX_PREVIEW_IMAGE_BYTES`], one attempt of at most [`PREVIEW_DOWNLOAD_TIMEOUT`].
+    pub(crate) async fn download_preview(&self, url: &str) -> Result<Downloaded, Failure> {
+        let once = RetryPolicy { max_attempts: 1, ..self.retry };
+        let max = MAX_PREVIEW_IMAGE_BYTES.min(self.max_download_bytes);
+        self.fetch(url, max, PREVIEW_DOWNLOAD_TIMEOUT.min(self.download_timeout), once).await
+    }
+
+    async fn fetch(
+        &self,
+        url: &str,
+        max_bytes: u64,
+        timeout: Duration,
+        policy: RetryPolicy,
+    ) -> Result<Downloaded, Failure> {
         if let Some(data) = url.strip_prefix("data:") {
-            return decode_data_uri(data, self.max_download_bytes)
-                .map_err(|error| Failure { error, attempts: 1 });
+            return decode_data_uri(data, max_bytes).map_err(|error| Failure { error, attempts: 1 });
         }
         let parsed = Url::parse(url).map_err(|_| Failure {
             error: CallError::Invalid("the result URL is not a URL".into()),
@@ -266,8 +299,8 @@ impl Http {
         let Some(client) = &self.downloads else {
             return Err(refused("this client does not download results".into()));
         };
-        let reply = self
-            .call("downloading the result", self.download_timeout, self.max_download_bytes, || {
+        let reply =
+            self.call_with(policy, "downloading the result", timeout, max_bytes, || {
                 Ok(client.get(parsed.clone()))
             })
             .await?;

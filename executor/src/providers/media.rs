@@ -36,6 +36,27 @@ pub(crate) async fn prepare(port: PortType, downloaded: Downloaded) -> Result<Me
     }
 }
 
+/// Checks an intermediate image for a live preview: a PNG, JPEG or WebP by its magic numbers
+/// (and not declared as anything but an image), kept as it came. Unlike a result it is not
+/// converted: it is only shown, never read by the built-in tools, so decoding it is work (and
+/// memory) spent for nothing.
+pub(crate) fn preview_image(downloaded: Downloaded) -> Result<Media, String> {
+    let declared = downloaded.content_type.as_deref().map(str::to_ascii_lowercase);
+    if !generic(declared.as_deref()) && !declared.as_deref().is_some_and(|d| d.starts_with("image/")) {
+        return Err(format!(
+            "expected an image, the provider sent {}",
+            declared.as_deref().unwrap_or("nothing")
+        ));
+    }
+    let content_type = match image::guess_format(&downloaded.bytes) {
+        Ok(ImageFormat::Png) => PNG,
+        Ok(ImageFormat::Jpeg) => "image/jpeg",
+        Ok(ImageFormat::WebP) => "image/webp",
+        _ => return Err("the preview is not a PNG, JPEG or WebP image".into()),
+    };
+    Ok(Media { bytes: downloaded.bytes, content_type: content_type.into() })
+}
+
 /// Generic types a CDN may put on any file; the bytes then decide.
 fn generic(declared: Option<&str>) -> bool {
     matches!(declared, None | Some("application/octet-stream" | "binary/octet-stream" | "application/binary"))
@@ -183,6 +204,18 @@ mod tests {
         assert!(garbage.await.unwrap_err().contains("not a readable"));
         let json = prepare(PortType::Image, downloaded(encoded(ImageFormat::Png), Some("application/json")));
         assert!(json.await.unwrap_err().contains("expected an image"));
+    }
+
+    #[test]
+    fn preview_images_are_recognised_and_kept_as_they_came() {
+        let jpeg = encoded(ImageFormat::Jpeg);
+        let media = preview_image(downloaded(jpeg.clone(), Some("image/jpeg"))).unwrap();
+        assert_eq!((media.content_type.as_str(), media.bytes), ("image/jpeg", jpeg));
+        let png = preview_image(downloaded(encoded(ImageFormat::Png), None)).unwrap();
+        assert_eq!(png.content_type, "image/png");
+        assert!(preview_image(downloaded(b"<html>".to_vec(), Some("text/html"))).is_err());
+        assert!(preview_image(downloaded(b"GIF89a....".to_vec(), Some("image/gif"))).is_err());
+        assert!(preview_image(downloaded(encoded(ImageFormat::Png), Some("application/json"))).is_err());
     }
 
     #[tokio::test]

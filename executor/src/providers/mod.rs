@@ -20,6 +20,7 @@ mod fal;
 pub(crate) mod http;
 mod media;
 mod openai;
+mod preview;
 pub(crate) mod public_address;
 mod replicate;
 mod stability;

@@ -3,6 +3,10 @@
 //! `succeeded`, `failed` or `canceled`; `POST /v1/predictions/{id}/cancel` when the node is
 //! abandoned. Outputs are file URLs (one, or a list) that are downloaded and stored.
 //!
+//! While a prediction is `starting` or `processing`, its `logs` tail and the latest file of an
+//! `output` it fills progressively (some image models do) are shown on the node as a live
+//! preview (`super::preview`).
+//!
 //! The prediction is also created with `Cancel-After` set to the node's timeout, so Replicate
 //! stops it by itself should our cancel never arrive (or be impossible: a run cancelled while
 //! the creating request is still waiting does not know the prediction's id yet).
@@ -16,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::{Http, RemoteCancel, auth_value, join, truncate};
+use super::preview::Previews;
 use super::{
     ApiKey, Progress, ProviderConfig, download_result, image_input, job_deadline, last_percent, model,
     output_port, params_with_prompt, pause,
@@ -140,6 +145,15 @@ fn first_url(output: &Value, depth: u8) -> Option<&str> {
     }
 }
 
+/// The latest file URL of an output Replicate is still filling (an intermediate image): a
+/// string, or the last of a list (progressive outputs grow at the end).
+fn last_url(output: &Value, depth: u8) -> Option<&str> {
+    match output {
+        Value::Array(items) if depth > 0 => items.iter().rev().find_map(|v| last_url(v, depth - 1)),
+        other => first_url(other, depth),
+    }
+}
+
 /// Text models stream tokens: the output is a list of strings to concatenate.
 fn output_text(output: &Value) -> Option<String> {
     match output {
@@ -166,6 +180,7 @@ impl NodeRunner for ReplicateRunner {
         let wait = self.wait.as_secs();
         let cancel_after = ctx.node_type.timeout_secs.map(|s| format!("{}s", s.max(5)));
         let mut progress = Progress::new(ctx.progress);
+        let mut previews = Previews::new(&ctx, &self.http);
         let deadline = job_deadline(&ctx, self.max_job_duration);
 
         let create = self.http.call(
@@ -232,7 +247,17 @@ impl NodeRunner for ReplicateRunner {
                 guard.cancel_now().await;
                 return Err(self.http.invalid("the prediction did not finish in time and was canceled"));
             }
-            if !pause(&ctx, self.poll_interval).await {
+            // The preview (its image fetched) while the poll interval runs: it costs the node
+            // no time unless fetching takes longer than the interval, and then at most the
+            // preview download timeout.
+            let shown = async {
+                if matches!(prediction.status.as_str(), "starting" | "processing") {
+                    let image = if port == PortType::Image { last_url(&prediction.output, 3) } else { None };
+                    previews.offer(prediction.logs.as_deref(), image).await;
+                }
+            };
+            let ((), go_on) = tokio::join!(shown, pause(&ctx, self.poll_interval));
+            if !go_on {
                 guard.cancel_now().await;
                 return Err(NodeError::Cancelled);
             }
@@ -280,6 +305,12 @@ mod tests {
         assert_eq!(first_url(&json!("just text"), 3), None);
         assert_eq!(first_url(&Value::Null, 3), None);
         assert_eq!(output_text(&json!(["Hel", "lo"])).as_deref(), Some("Hello"));
+        assert_eq!(
+            last_url(&json!(["https://r.example/1.png", "https://r.example/2.png"]), 3),
+            Some("https://r.example/2.png")
+        );
+        assert_eq!(last_url(&json!("https://r.example/1.png"), 3), Some("https://r.example/1.png"));
+        assert_eq!(last_url(&Value::Null, 3), None);
     }
 
     #[test]

@@ -289,6 +289,7 @@ impl RunDriver {
                 })
                 .collect(),
             gallery: super::observer::GalleryTag::of(run),
+            linked_previews: Default::default(),
         };
         let asset_access = RunAssetAccess {
             runs: self.runs.clone(),

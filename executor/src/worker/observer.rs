@@ -10,14 +10,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use dojo_ids::{AssetId, NodeId, RunId, UserId};
 use dojo_records::{AssetLink, AssetRecord, NodeSettlement, RunNodeState, RunStore};
-use dojo_sync_protocol::canvas::{NodeResult, NodeStatus, push_gallery_entry, write_node_result};
+use dojo_sync_protocol::canvas::{
+    NodeResult, NodeStatus, SchemaError, clear_node_preview, push_gallery_entry, write_node_preview,
+    write_node_result,
+};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::document::RoomDocument;
 use super::now_millis;
 use crate::events::{NodeState, RunEvent, RunObserver};
-use crate::value::{OutputValue, Outputs};
+use crate::preview::Preview;
+use crate::value::{AssetRef, OutputValue, Outputs};
 
 /// Attempts for a database write of a final state before giving up (the hold then expires and
 /// is released by the sweeper: the user is not charged for work whose end was not recorded).
@@ -39,6 +43,9 @@ pub struct DocumentObserver {
     pub read_by_params: BTreeMap<NodeId, BTreeSet<AssetId>>,
     /// For a member of a batch: what its gallery entries carry besides the outputs.
     pub gallery: Option<GalleryTag>,
+    /// Preview images already linked to the run's user and room (a preview repeats its image
+    /// until another replaces it; linking once is enough).
+    pub linked_previews: std::sync::Mutex<BTreeSet<AssetId>>,
 }
 
 /// A batch member's identity in the node galleries (docs/document-schema.md).
@@ -87,6 +94,10 @@ impl RunObserver for DocumentObserver {
                 }
                 (NodeStatus::Running, f64::from(*progress), None, None, None)
             }
+            NodeState::Preview { preview } => {
+                self.show_preview(node, preview).await;
+                return;
+            }
             NodeState::Succeeded { outputs } => {
                 self.record_assets(node, outputs).await;
                 (NodeStatus::Succeeded, 100.0, Some(outputs), None, Some(true))
@@ -119,7 +130,18 @@ impl RunObserver for DocumentObserver {
             run_id: Some(self.run_id.to_string()),
             updated_at: now_millis().max(0).unsigned_abs(),
         };
-        if let Err(error) = self.document.write(&|txn| write_node_result(txn, node.as_str(), &result)).await {
+        // A preview lives only while the node runs: whatever state comes next removes it, in
+        // the same update (`queued` too: a preview left by a worker that died goes when the
+        // run is resumed).
+        let running = status == NodeStatus::Running;
+        let edit = |txn: &mut yrs::TransactionMut<'_>| -> Result<(), SchemaError> {
+            write_node_result(txn, node.as_str(), &result)?;
+            if !running {
+                clear_node_preview(txn, node.as_str());
+            }
+            Ok(())
+        };
+        if let Err(error) = self.document.write(&edit).await {
             tracing::warn!(run = %self.run_id, %node, %error, "could not write a node state into the room");
         }
         // A batch member's new output also lands in the node's gallery. Cached outputs do not:
@@ -171,6 +193,24 @@ impl DocumentObserver {
         }
     }
 
+    /// Writes a running node's preview into the document, its image linked first to this room
+    /// and user (so that whoever sees it may download it). Only the preview: the node's
+    /// outputs, settlement and cache never see its image.
+    async fn show_preview(&self, node: &NodeId, preview: &Preview) {
+        if let Some(image) = preview.image() {
+            let new = self.linked_previews.lock().unwrap_or_else(|p| p.into_inner()).insert(image.id.clone());
+            if new {
+                self.link_asset(node, image).await;
+            }
+        }
+        let value = preview_json(preview, now_millis());
+        let edit =
+            |txn: &mut yrs::TransactionMut<'_>| write_node_preview(txn, node.as_str(), &value).map(drop);
+        if let Err(error) = self.document.write(&edit).await {
+            tracing::debug!(run = %self.run_id, %node, %error, "could not write a preview into the room");
+        }
+    }
+
     /// Links the node's outputs to this room and user, so the people of the room may download
     /// them.
     async fn record_assets(&self, node: &NodeId, outputs: &Outputs) {
@@ -180,23 +220,46 @@ impl DocumentObserver {
             if passed_on.is_some_and(|ids| ids.contains(&asset.id)) {
                 continue;
             }
-            let record = AssetRecord {
-                id: asset.id.clone(),
-                content_type: asset.content_type.clone(),
-                size: i64::try_from(asset.size).unwrap_or(i64::MAX),
-                created_at: now_millis(),
-            };
-            let link = AssetLink {
-                owner_id: self.user_id.clone(),
-                room: Some(self.room.clone()),
-                run_id: Some(self.run_id.clone()),
-                node_id: Some(node.clone()),
-            };
-            if let Err(error) = self.runs.record_asset(&record, &link).await {
-                tracing::warn!(run = %self.run_id, %node, %error, "could not record an output asset");
-            }
+            self.link_asset(node, asset).await;
         }
     }
+
+    /// Links an asset the node produced to this room and user.
+    async fn link_asset(&self, node: &NodeId, asset: &AssetRef) {
+        let record = AssetRecord {
+            id: asset.id.clone(),
+            content_type: asset.content_type.clone(),
+            size: i64::try_from(asset.size).unwrap_or(i64::MAX),
+            created_at: now_millis(),
+        };
+        let link = AssetLink {
+            owner_id: self.user_id.clone(),
+            room: Some(self.room.clone()),
+            run_id: Some(self.run_id.clone()),
+            node_id: Some(node.clone()),
+        };
+        if let Err(error) = self.runs.record_asset(&record, &link).await {
+            tracing::warn!(run = %self.run_id, %node, %error, "could not record an asset");
+        }
+    }
+}
+
+/// A preview as the document holds it (`results[node].preview`): its text, its image shaped
+/// like an asset output (our `/assets/…` URL, never the provider's), and when it was taken.
+pub fn preview_json(preview: &Preview, at: i64) -> Value {
+    let mut fields = serde_json::Map::new();
+    if let Some(text) = preview.text() {
+        fields.insert("text".into(), Value::String(text.to_owned()));
+    }
+    if let Some(image) = preview.image() {
+        let image = OutputValue::Asset { asset: image.clone() };
+        let outputs = Outputs::from([(String::new(), image)]);
+        if let Some(value) = document_outputs(&outputs).remove("") {
+            fields.insert("image".into(), value);
+        }
+    }
+    fields.insert("at".into(), json!(at.max(0)));
+    Value::Object(fields)
 }
 
 /// Outputs as the document holds them: each value as the executor describes it, assets with
@@ -218,7 +281,7 @@ pub fn document_outputs(outputs: &Outputs) -> BTreeMap<String, Value> {
 fn run_node_state(state: &NodeState) -> RunNodeState {
     match state {
         NodeState::Queued => RunNodeState::Queued,
-        NodeState::Running { .. } => RunNodeState::Running,
+        NodeState::Running { .. } | NodeState::Preview { .. } => RunNodeState::Running,
         NodeState::Succeeded { .. } => RunNodeState::Succeeded,
         NodeState::Failed { .. } => RunNodeState::Failed,
         NodeState::Cancelled => RunNodeState::Cancelled,

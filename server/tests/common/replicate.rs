@@ -4,8 +4,14 @@
 //! /v1/predictions/{id}/cancel` cancels it, and outputs are file URLs.
 //!
 //! Each prediction's fate is chosen by its prompt: held ones stay `processing` until released,
-//! failing ones end `failed` with a reason, the rest succeed with a small PNG. It counts the
-//! predictions created per prompt, so a story can prove a node did not run twice.
+//! failing ones end `failed` with a reason, progressive ones stay `processing` for a number of
+//! polls with growing `logs` and an intermediate `output` (as models that fill their output
+//! progressively do), the rest succeed with a small PNG. It counts the predictions created per
+//! prompt, so a story can prove a node did not run twice.
+//!
+//! Files: `/files/out.png` (the result), `/files/step-{n}.png` (a PNG of its own per `n`, for
+//! intermediate images), `/files/huge.png` (5 MiB declared as a PNG), `/files/page.html` (a web
+//! page).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -17,8 +23,21 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 pub const KEY: &str = "r8_test_replicate";
 
+/// A prediction that reports progress before it succeeds: for each poll `n` (from 1) of the
+/// first `polls`, it is `processing` with `log(n)` as its `logs` and, when `image(n)` names a
+/// file path, that file's URL as its `output` (a list of one, flux's shape).
+#[derive(Clone, Copy)]
+pub struct Progressive {
+    pub polls: u32,
+    pub log: fn(u32) -> String,
+    pub image: fn(u32) -> Option<String>,
+}
+
 #[derive(Default)]
 struct State {
+    progressive: BTreeMap<String, Progressive>,
+    /// Polls answered per prediction id.
+    polls: HashMap<String, u32>,
     created: BTreeMap<String, u32>,
     prompts: HashMap<String, String>,
     held: BTreeSet<String>,
@@ -75,12 +94,27 @@ impl Replicate {
             .and(path_regex(r"^/v1/predictions/[^/]+$"))
             .respond_with(move |request: &Request| {
                 let id = request.url.path().rsplit('/').next().unwrap_or_default().to_owned();
-                let state = poll_state.lock().expect("lock");
-                let Some(prompt) = state.prompts.get(&id) else {
+                let mut state = poll_state.lock().expect("lock");
+                let Some(prompt) = state.prompts.get(&id).cloned() else {
                     return ResponseTemplate::new(404)
                         .set_body_json(json!({"detail": "Not found.", "status": 404}));
                 };
-                let body = if state.cancelled.contains(&id) {
+                let polls = {
+                    let count = state.polls.entry(id.clone()).or_default();
+                    *count += 1;
+                    *count
+                };
+                let progressive = state.progressive.get(&prompt).copied().filter(|p| polls <= p.polls);
+                let prompt = &prompt;
+                let body = if let Some(script) = progressive {
+                    let output = match (script.image)(polls) {
+                        Some(file) => json!([format!("{poll_base}{file}")]),
+                        None => Value::Null,
+                    };
+                    let mut body = prediction(&poll_base, &id, "processing", output, None);
+                    body["logs"] = Value::String((script.log)(polls));
+                    body
+                } else if state.cancelled.contains(&id) {
                     prediction(&poll_base, &id, "canceled", Value::Null, None)
                 } else if let Some(reason) = state.failing.get(prompt) {
                     prediction(&poll_base, &id, "failed", Value::Null, Some(reason))
@@ -121,6 +155,36 @@ impl Replicate {
             .respond_with(ResponseTemplate::new(200).set_body_raw(png, "image/png"))
             .mount(&server)
             .await;
+        Mock::given(method("GET"))
+            .and(path_regex(r"^/files/step-\d+\.png$"))
+            .respond_with(|request: &Request| {
+                let step: u8 = request
+                    .url
+                    .path()
+                    .trim_start_matches("/files/step-")
+                    .trim_end_matches(".png")
+                    .parse::<u32>()
+                    .map_or(0, |n| (n % 256) as u8);
+                let png = dojo_executor::builtins::imaging::encode_png(&image::DynamicImage::ImageRgba8(
+                    image::RgbaImage::from_pixel(8, 8, image::Rgba([step, 120, 200, 255])),
+                ))
+                .expect("encode a PNG");
+                ResponseTemplate::new(200).set_body_raw(png, "image/png")
+            })
+            .mount(&server)
+            .await;
+        let mut huge = b"\x89PNG\r\n\x1a\n".to_vec();
+        huge.resize(5 * 1024 * 1024, 0);
+        Mock::given(method("GET"))
+            .and(path("/files/huge.png"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(huge, "image/png"))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/files/page.html"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw("<html>hello</html>", "text/html"))
+            .mount(&server)
+            .await;
 
         Self { server, state }
     }
@@ -132,6 +196,28 @@ impl Replicate {
 
     pub fn release(&self, prompt: &str) {
         self.state.lock().expect("lock").held.remove(prompt);
+    }
+
+    /// Predictions of `prompt` follow `script` before they succeed.
+    pub fn progressive(&self, prompt: &str, script: Progressive) {
+        self.state.lock().expect("lock").progressive.insert(prompt.to_owned(), script);
+    }
+
+    /// Polls answered for the predictions of `prompt`.
+    pub fn polls(&self, prompt: &str) -> u32 {
+        let state = self.state.lock().expect("lock");
+        state
+            .polls
+            .iter()
+            .filter(|(id, _)| state.prompts.get(*id).is_some_and(|p| p == prompt))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Requests for files whose path starts with `prefix` (`/files/step-`, say).
+    pub async fn file_requests(&self, prefix: &str) -> usize {
+        let requests = self.server.received_requests().await.unwrap_or_default();
+        requests.iter().filter(|r| r.url.path().starts_with(prefix)).count()
     }
 
     /// Predictions of `prompt` end `failed` with `reason`.

@@ -7,7 +7,7 @@
 //! |--------------|---------|------------------------------------------------------------------------|
 //! | `nodes`      | node id | `Y.Map` { `id`, `type`, `position` {x, y}, `data`: `Y.Map` of params } |
 //! | `edges`      | edge id | `Y.Map` { `id`, `source`, `sourceHandle`, `target`, `targetHandle` }   |
-//! | `results`    | node id | `Y.Map` { `status`, `progress`, `outputs`, `error`, `runId`, `updatedAt` } |
+//! | `results`    | node id | `Y.Map` { `status`, `progress`, `outputs`, `error`, `runId`, `updatedAt`, `preview`? } |
 //! | `runs`       | run id  | plain object: [`RunSummary`]                                           |
 //!
 //! `position` is a plain object replaced as a whole, so concurrent moves resolve last-writer-wins
@@ -33,6 +33,7 @@ use serde_json::Value;
 
 pub mod edits;
 mod gallery;
+mod preview;
 mod read;
 #[cfg(test)]
 mod schema_fixture;
@@ -41,6 +42,7 @@ mod tests;
 mod write;
 
 pub use gallery::{GALLERY, MAX_GALLERY_ENTRIES, ensure_gallery, push_gallery_entry, read_gallery};
+pub use preview::{PREVIEW, clear_node_preview, read_node_preview, write_node_preview};
 pub use read::{canvas_json, read_graph, read_node_result};
 pub use write::{
     move_node, remove_node, replace_canvas, set_node_param, write_edge, write_node, write_node_result,

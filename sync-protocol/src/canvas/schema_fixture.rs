@@ -43,6 +43,7 @@ fn sample_document() -> Doc {
     };
     write_node_result(&mut txn, "n1", &result).expect("a result");
     push_gallery_entry(&mut txn, "n1", &json!({"runId": "r1", "outputs": {}})).expect("a gallery entry");
+    write_node_preview(&mut txn, "n1", &json!({"text": "step 1", "at": 1})).expect("a preview");
     let summary = RunSummary {
         id: "r1".into(),
         status: "failed".into(),

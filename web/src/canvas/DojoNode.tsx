@@ -1,5 +1,5 @@
 // One node on the canvas, drawn from its catalog entry: typed handles, a short view of its
-// parameters, and what the executor reports (status, progress, error, outputs).
+// parameters, and what the executor reports (status, progress, a live preview, error, outputs).
 
 import { Handle, Position, type NodeProps } from '@xyflow/react'
 import { memo, type CSSProperties } from 'react'
@@ -12,6 +12,7 @@ import { nameNodesIn } from './feedback/nodeNames'
 import { hasImageOutput } from './layout/nodeSize'
 import { NodeGallery } from './NodeGallery'
 import { NodeOutputs } from './NodeOutputs'
+import { NodePreview } from './NodePreview'
 import { SharedTextArea } from './SharedTextArea'
 
 export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps<FlowNode>) {
@@ -73,6 +74,7 @@ export const DojoNode = memo(function DojoNode({ id, data, selected }: NodeProps
           {nameNodesIn(problem.message, nodeTitles)}
         </p>
       ))}
+      <NodePreview result={data.result} />
       <NodeOutputs outputs={data.result?.outputs ?? {}} imageSlot={spec !== undefined && hasImageOutput(spec)} />
       <NodeGallery gallery={data.result?.gallery ?? []} />
     </div>

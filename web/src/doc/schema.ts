@@ -83,6 +83,15 @@ export interface NodeResult {
   updatedAt: number
   /** What batch runs produced on this node, oldest first (docs/batches.md). */
   gallery: GalleryEntry[]
+  /** What the provider shows of the work while the node runs (docs/document-schema.md). */
+  preview: NodePreview | null
+}
+
+/** A running node's live preview: the tail of the provider's log and its latest intermediate image. */
+export interface NodePreview {
+  text: string | null
+  image: Extract<OutputValue, { kind: 'asset' }> | null
+  at: number
 }
 
 /** One output of a batch member in a node's gallery. */
@@ -127,6 +136,7 @@ export const EXECUTOR_ENTRIES = {
       runId: 'string',
       updatedAt: 'number',
       gallery: 'Y.Array',
+      preview: 'object',
       // Not read: the editor shows the validation errors of the run request's 422 answer.
       errors: 'array',
     } satisfies Record<keyof NodeResult | 'errors', FieldKind>,
@@ -202,7 +212,20 @@ export function readResult(value: unknown): NodeResult | null {
     runId: typeof fields.runId === 'string' ? fields.runId : null,
     updatedAt: typeof fields.updatedAt === 'number' ? fields.updatedAt : 0,
     gallery: Array.isArray(fields.gallery) ? fields.gallery.flatMap(readGalleryEntry) : [],
+    preview: readPreview(fields.preview),
   }
+}
+
+/** The longest preview text read (the executor writes at most 1 KiB). */
+const MAX_PREVIEW_TEXT = 1024
+
+function readPreview(value: unknown): NodePreview | null {
+  if (!isRecord(value)) return null
+  const text = typeof value.text === 'string' && value.text.length > 0 ? value.text.slice(-MAX_PREVIEW_TEXT) : null
+  const read = readOutput(value.image)
+  const image = read?.kind === 'asset' ? read : null
+  if (text === null && image === null) return null
+  return { text, image, at: typeof value.at === 'number' ? value.at : 0 }
 }
 
 /** At most this many gallery entries are read (the executor keeps 50). */
