@@ -96,6 +96,11 @@ async fn only_staff_use_the_queue_and_claims_follow_priority_once_each(backend: 
     grant(&world, &sam, Some(StaffRole::Staff)).await;
     // Olga owns a team: that gives her nothing here.
     world.team(&olga, "Olga's").await;
+    // The profile says who is staff (the editor shows them its staff screen).
+    for (token, role) in [(&sam, json!("staff")), (&olga, Value::Null)] {
+        let (status, me) = world.call(Method::GET, "/api/me", token, None).await;
+        assert_eq!((status, &me["staffRole"]), (StatusCode::OK, &role), "{me}");
+    }
 
     let job = enqueue(&world, &sam, json!({"type": "fraud.scan", "payload": {"user": "u1"}})).await;
     let id = job["id"].as_str().expect("id").to_owned();

@@ -5,6 +5,7 @@ import { AppPage } from './app/AppPage'
 import { CanvasPage } from './canvas/CanvasPage'
 import { Dashboard } from './dashboard/Dashboard'
 import { SignIn } from './dashboard/SignIn'
+import { StaffPage } from './staff/StaffPage'
 import { TeamPage } from './teams/TeamPage'
 import { whenServiceWorkerTakesOver } from './offline/apiCache'
 import { describeError } from './ui/errors'
@@ -77,5 +78,6 @@ export function App() {
   }
   if (route.page === 'app') return <AppPage key={route.appId} appId={route.appId} session={session} />
   if (route.page === 'team') return <TeamPage key={route.teamId} teamId={route.teamId} session={session} />
+  if (route.page === 'staff') return <StaffPage session={session} />
   return <Dashboard session={session} onSignOut={leave} theme={theme} onToggleTheme={toggleTheme} />
 }

@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use dojo_records::CreditOutcome;
 use dojo_records::stripe::{self, SignatureError};
+use dojo_records::{CreditOutcome, StaffRole};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -30,6 +30,10 @@ pub struct MeBody {
     pub anonymous: bool,
     /// The caller opted out of optional analytics and usage collection (`PUT /api/me/privacy`).
     pub analytics_opt_out: bool,
+    /// `staff` or `admin` for the studio's staff (granted with `dojo-server admin grant-staff`;
+    /// the editor shows them its staff screen), `null` for everyone else.
+    #[schema(required = true, value_type = Option<String>)]
+    pub staff_role: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -61,6 +65,7 @@ pub async fn me(State(state): State<AppState>, caller: Authenticated) -> Result<
             credits: 0,
             anonymous: true,
             analytics_opt_out: false,
+            staff_role: None,
         }));
     };
     dev_welcome(&state, &user.id).await;
@@ -68,6 +73,7 @@ pub async fn me(State(state): State<AppState>, caller: Authenticated) -> Result<
     let credits = state.auth().accounts().balance(&user.id).await?;
     // Fresh too: it may have changed on another instance since the profile was cached.
     let analytics_opt_out = state.data_rights().analytics_opt_out(&user.id).await?;
+    let staff_role = state.jobs().staff_role(&user.id).await?.map(StaffRole::as_str);
     Ok(Json(MeBody {
         id: user.id.to_string(),
         subject: user.subject.clone(),
@@ -76,6 +82,7 @@ pub async fn me(State(state): State<AppState>, caller: Authenticated) -> Result<
         credits,
         anonymous: false,
         analytics_opt_out,
+        staff_role,
     }))
 }
 

@@ -33,6 +33,11 @@ export type ProviderKey = Schemas['ProviderKeyBody']
 export type Privacy = Schemas['Privacy']
 export type PrivacyChange = Schemas['PrivacyChange']
 export type SupportTicket = Schemas['TicketBody']
+export type FraudFlag = Schemas['FlagBody']
+export type ReviewedFlag = Schemas['ReviewedFlag']
+export type StaffJob = Schemas['JobBody']
+export type StaffJobCount = Schemas['JobCount']
+export type StaffJobPage = Schemas['JobPage']
 export type TeamCredits = Schemas['TeamCreditsBody']
 export type MemberSpend = Schemas['MemberSpendBody']
 /** A workflow's published app, as those who may read the workflow see it (docs/apps.md). */
@@ -301,6 +306,29 @@ export const api = {
       client.POST('/api/support/tickets', { headers: auth(token), body: room ? { subject, body, room } : { subject, body } }),
     ),
   mySupportTickets: (token: string | null) => call(() => client.GET('/api/support/tickets', { headers: auth(token) })),
+
+  // The staff screen (docs/agents.md): staff and admins only; everyone else gets 403.
+  /** The support queue in one status (`open`, `drafted`, `answered`), oldest first, with the agent's drafts. */
+  supportQueue: (token: string | null, status: string) =>
+    call(() => client.GET('/api/support/queue', { headers: auth(token), params: { query: { status, limit: 200 } } })),
+  answerSupportTicket: (token: string | null, id: string, answer: string) =>
+    call(() =>
+      client.POST('/api/support/tickets/{id}/answer', { headers: auth(token), params: { path: { id } }, body: { answer } }),
+    ),
+  /** The fraud agent's flags in one status, newest first (one page of the largest size). */
+  fraudFlags: (token: string | null, status: string) =>
+    call(() => client.GET('/api/fraud/flags', { headers: auth(token), params: { query: { status, limit: 200 } } })),
+  reviewFraudFlag: (token: string | null, id: string, verdict: 'cleared' | 'confirmed', note?: string) =>
+    call(() =>
+      client.POST('/api/fraud/flags/{id}/review', {
+        headers: auth(token),
+        params: { path: { id } },
+        body: note ? { verdict, note } : { verdict },
+      }),
+    ),
+  /** The agents' newest jobs with counts by status. */
+  agentJobs: (token: string | null, limit: number) =>
+    call(() => client.GET('/api/agent-jobs', { headers: auth(token), params: { query: { limit } } })),
   privacy: (token: string | null) => call(() => client.GET('/api/me/privacy', { headers: auth(token) })),
   setPrivacy: (token: string | null, privacy: PrivacyChange) =>
     call(() => client.PUT('/api/me/privacy', { headers: auth(token), body: privacy })),

@@ -2292,6 +2292,11 @@ export interface components {
             email: string | null;
             id: string;
             name: string | null;
+            /**
+             * @description `staff` or `admin` for the studio's staff (granted with `dojo-server admin grant-staff`;
+             *     the editor shows them its staff screen), `null` for everyone else.
+             */
+            staffRole: string | null;
             /** @description The token's subject. */
             subject: string;
         };

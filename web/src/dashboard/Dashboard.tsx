@@ -92,6 +92,18 @@ export function Dashboard({ session, onSignOut, theme, onToggleTheme }: Props) {
       <header className="topbar">
         <h1>Dojo</h1>
         <span className="spacer" />
+        {session.me.staffRole && (
+          <a
+            href="/staff"
+            data-testid="staff-link"
+            onClick={(e) => {
+              e.preventDefault()
+              navigate('/staff')
+            }}
+          >
+            Staff
+          </a>
+        )}
         <span className="who" data-testid="me">
           {session.me.name ?? session.me.subject} · <span data-testid="credits">{session.me.credits}</span> credits
         </span>

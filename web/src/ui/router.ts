@@ -1,6 +1,6 @@
 // A small router on the History API: `/` (dashboard), `/w/{workflowId}` (canvas),
-// `/teams/{teamId}` (a team's members, invitations and audit log) and `/app/{appId}` (a
-// published app's form: no canvas, no document).
+// `/teams/{teamId}` (a team's members, invitations and audit log), `/app/{appId}` (a
+// published app's form: no canvas, no document) and `/staff` (the staff screen).
 import { useEffect, useState } from 'react'
 
 export type Route =
@@ -8,6 +8,7 @@ export type Route =
   | { page: 'canvas'; workflowId: string }
   | { page: 'team'; teamId: string }
   | { page: 'app'; appId: string }
+  | { page: 'staff' }
 
 export function parseRoute(path: string): Route {
   const match = /^\/w\/([^/]+)\/?$/.exec(path)
@@ -16,6 +17,7 @@ export function parseRoute(path: string): Route {
   if (team?.[1]) return { page: 'team', teamId: decodeURIComponent(team[1]) }
   const app = /^\/app\/([^/]+)\/?$/.exec(path)
   if (app?.[1]) return { page: 'app', appId: decodeURIComponent(app[1]) }
+  if (/^\/staff\/?$/.test(path)) return { page: 'staff' }
   return { page: 'dashboard' }
 }
 
