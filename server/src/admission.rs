@@ -51,8 +51,9 @@ const WRITE_BUFFER_SLACK: usize = 1024 * 1024;
 /// for the connection's life): most frames are tens of bytes, and bigger ones are still read
 /// whole (tungstenite reserves a frame's length once it has read its header), at most this many
 /// bytes per read. With the default an idle connection cost ~135 KiB, with 4 KiB ~7.3 KiB
-/// (BENCHMARKS.md, idle memory).
-pub const READ_BUFFER_BYTES: usize = 1024;
+/// (BENCHMARKS.md, idle memory). 512 B still holds a typical edit's frame (tens to hundreds of
+/// bytes) in one read.
+pub const READ_BUFFER_BYTES: usize = 512;
 
 /// Bytes tungstenite gathers before writing to the socket without a flush. Our writer flushes
 /// after each batch of frames, so this only caps how much one batch holds before it is written.

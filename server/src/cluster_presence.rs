@@ -8,8 +8,9 @@
 //! nothing else moves that clock.
 
 use yrs::ClientID;
-use yrs::sync::Awareness;
 use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
+
+use crate::presence_states::PresenceStates;
 
 const NULL_STATE: &str = "null";
 
@@ -22,7 +23,7 @@ const NULL_STATE: &str = "null";
 /// presence of everyone it heard of. Claiming such an echo would make the room refuse the real
 /// owner's renewals from then on: everyone elsewhere would drop that client after 30 s.
 pub fn may_claim(
-    awareness: &Awareness,
+    awareness: &PresenceStates,
     held_elsewhere: bool,
     id: ClientID,
     entry: &AwarenessUpdateEntry,
@@ -30,18 +31,18 @@ pub fn may_claim(
     if held_elsewhere || entry.json.as_ref() == NULL_STATE {
         return false;
     }
-    awareness.meta(id).is_none_or(|(clock, _)| entry.clock > clock)
+    awareness.clock(id).is_none_or(|clock| entry.clock > clock)
 }
 
 /// Removes `ids` at the clocks the room holds them by, as y-protocols' timeout does, not one
-/// past them (`Awareness::remove_state`): a removal the room decides on its own must not
+/// past them (as yrs' `Awareness::remove_state` would): a removal the room decides on its own must not
 /// outrun the client's clock, or its next renewal, one step newer than what the room last
 /// heard, would be refused here and by every client the removal reached.
-pub fn removal_at_known_clocks(awareness: &Awareness, ids: &[ClientID]) -> AwarenessUpdate {
+pub fn removal_at_known_clocks(awareness: &PresenceStates, ids: &[ClientID]) -> AwarenessUpdate {
     let clients = ids
         .iter()
         .filter_map(|id| {
-            let (clock, _) = awareness.meta(*id)?;
+            let clock = awareness.clock(*id)?;
             Some((*id, AwarenessUpdateEntry { clock, json: NULL_STATE.into() }))
         })
         .collect();
@@ -53,15 +54,27 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
     use yrs::Doc;
+    use yrs::sync::Awareness;
 
     fn entry(clock: u32, json: &str) -> AwarenessUpdateEntry {
         AwarenessUpdateEntry { clock, json: json.into() }
     }
 
-    fn holding(id: ClientID, clock: u32) -> Awareness {
+    fn state(id: ClientID, clock: u32) -> AwarenessUpdate {
+        AwarenessUpdate { clients: HashMap::from([(id, entry(clock, "{\"user\":\"x\"}"))]) }
+    }
+
+    /// The room's states, holding `id` at `clock`.
+    fn holding(id: ClientID, clock: u32) -> PresenceStates {
+        let mut states = PresenceStates::default();
+        states.apply(state(id, clock));
+        states
+    }
+
+    /// A stock client's awareness (yrs), holding `id` at `clock`.
+    fn client_holding(id: ClientID, clock: u32) -> Awareness {
         let mut awareness = Awareness::new(Doc::new());
-        let update = AwarenessUpdate { clients: HashMap::from([(id, entry(clock, "{\"user\":\"x\"}"))]) };
-        awareness.apply_update(update).expect("apply");
+        awareness.apply_update(state(id, clock)).expect("apply");
         awareness
     }
 
@@ -81,7 +94,7 @@ mod tests {
         let awareness = holding(id, 3);
         assert!(!may_claim(&awareness, true, id, &entry(9, "{}")));
         assert!(!may_claim(&awareness, false, id, &entry(9, "null")));
-        assert!(!may_claim(&Awareness::new(Doc::new()), false, id, &entry(1, "null")));
+        assert!(!may_claim(&PresenceStates::default(), false, id, &entry(1, "null")));
     }
 
     #[test]
@@ -91,17 +104,17 @@ mod tests {
         let removal = removal_at_known_clocks(&awareness, &[id, ClientID::new(99)]);
         assert_eq!(removal.clients.len(), 1, "unknown ids are skipped");
         assert_eq!(removal.clients[&id].clock, 3);
-        let summary = awareness.apply_update_summary(removal).expect("apply").expect("a change");
+        let summary = awareness.apply(removal).expect("a change");
         assert_eq!(summary.removed, vec![id]);
-        assert_eq!(awareness.meta(id).map(|(clock, _)| clock), Some(3));
+        assert_eq!(awareness.clock(id), Some(3));
 
         // A stock client that held the same state drops it on this removal too...
-        let mut client = holding(id, 3);
+        let mut client = client_holding(id, 3);
         let relayed = awareness.update_with_clients([id]).expect("known");
         assert!(client.apply_update_summary(relayed).expect("apply").is_some_and(|s| s.removed == vec![id]));
         // ...and the owner's next renewal (clock 4) is accepted by both.
         let renewal = AwarenessUpdate { clients: HashMap::from([(id, entry(4, "{\"user\":\"x\"}"))]) };
-        assert!(awareness.apply_update_summary(renewal.clone()).expect("apply").is_some());
+        assert!(awareness.apply(renewal.clone()).is_some());
         assert!(client.apply_update_summary(renewal).expect("apply").is_some());
     }
 }

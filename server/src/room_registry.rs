@@ -51,7 +51,8 @@ struct Registry {
 pub struct Rooms {
     registry: Arc<Registry>,
     max_rooms: usize,
-    settings: RoomSettings,
+    /// The same for every room: shared, not copied into each (idle memory).
+    settings: Arc<RoomSettings>,
     store: Arc<dyn DocumentStore>,
     cluster: Option<Arc<crate::cluster::Cluster>>,
     compactions: crate::compaction::CompactionSlots,
@@ -135,7 +136,7 @@ impl Rooms {
                 quarantine: Default::default(),
             }),
             max_rooms,
-            settings,
+            settings: Arc::new(settings),
             store,
             cluster,
             compactions,
@@ -226,7 +227,7 @@ impl Rooms {
         });
         let room = Room::new(
             name.clone(),
-            self.settings,
+            self.settings.clone(),
             self.registry.metrics.clone(),
             self.store.clone(),
             slot.clone(),

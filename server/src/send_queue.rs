@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::frame_queue::{self, TryPushError};
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use crate::close::Disconnect;
 use crate::conn_id::ConnId;
@@ -25,7 +25,7 @@ pub enum PushError {
 
 #[derive(Debug, Clone)]
 pub struct SendQueue {
-    tx: mpsc::Sender<Bytes>,
+    tx: frame_queue::Sender<Bytes>,
     bytes: Arc<QueueBytes>,
     max_bytes: usize,
     budget: Arc<OutboundBudget>,
@@ -33,7 +33,7 @@ pub struct SendQueue {
 
 #[derive(Debug)]
 pub struct SendQueueReceiver {
-    rx: mpsc::Receiver<Bytes>,
+    rx: frame_queue::Receiver<Bytes>,
     bytes: Arc<QueueBytes>,
     budget: Arc<OutboundBudget>,
     _registration: Option<Registration>,
@@ -94,7 +94,7 @@ fn channel_with(
     max_frames: usize,
     max_bytes: usize,
 ) -> (SendQueue, SendQueueReceiver) {
-    let (tx, rx) = mpsc::channel(max_frames.max(1));
+    let (tx, rx) = frame_queue::bounded(max_frames);
     let bytes = Arc::new(QueueBytes::default());
     (
         SendQueue { tx, bytes: bytes.clone(), max_bytes, budget: budget.clone() },
@@ -127,11 +127,11 @@ impl SendQueue {
             queued.fetch_sub(len, Ordering::AcqRel);
             return Err(PushError::Full);
         }
-        self.tx.try_send(frame).map_err(|e| {
+        self.tx.try_push(frame).map_err(|e| {
             queued.fetch_sub(len, Ordering::AcqRel);
             match e {
-                mpsc::error::TrySendError::Full(_) => PushError::Full,
-                mpsc::error::TrySendError::Closed(_) => PushError::Closed,
+                TryPushError::Full(_) => PushError::Full,
+                TryPushError::Closed(_) => PushError::Closed,
             }
         })
     }
@@ -145,7 +145,7 @@ impl SendQueueReceiver {
 
     /// A frame already queued, without waiting.
     pub fn try_recv(&mut self) -> Option<Outgoing> {
-        let frame = self.rx.try_recv().ok()?;
+        let frame = self.rx.try_recv()?;
         Some(self.take(frame))
     }
 

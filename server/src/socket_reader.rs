@@ -32,24 +32,27 @@ pub(crate) async fn next_frame(
     deadlines: &Deadlines,
 ) -> Option<Bytes> {
     loop {
+        // One timer for the three deadlines: every open connection holds it while it waits
+        // (BENCHMARKS.md, idle memory).
+        let (deadline, expired) = deadlines.next(Instant::now());
         let next = tokio::select! {
             () = disconnect.triggered() => return None,
             () = shutdown.cancelled() => Err(CloseReason::ShuttingDown),
-            () = sleep_until(deadlines.token_expires) => Err(CloseReason::TokenExpired),
-            () = sleep_until(deadlines.authenticate_by) => {
-                tracing::info!("closing a collab connection that authenticated nothing in time");
-                Err(CloseReason::AuthTimeout)
+            () = tokio::time::sleep_until(deadline) => {
+                if expired == CloseReason::AuthTimeout {
+                    tracing::info!("closing a collab connection that authenticated nothing in time");
+                }
+                Err(expired)
             }
-            next = tokio::time::timeout(deadlines.idle, stream.next()) => Ok(next),
+            next = stream.next() => Ok(next),
         };
         let frame = match next {
             Err(reason) => Err(reason),
-            Ok(Err(_)) => Err(CloseReason::IdleTimeout),
-            Ok(Ok(None) | Ok(Some(Ok(WsMessage::Close(_))))) => Err(CloseReason::PeerGone),
-            Ok(Ok(Some(Err(error)))) => Err(read_error_reason(error)),
-            Ok(Ok(Some(Ok(WsMessage::Text(_))))) => Err(CloseReason::TextFrame),
-            Ok(Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))))) => continue,
-            Ok(Ok(Some(Ok(WsMessage::Binary(frame))))) => Ok(frame),
+            Ok(None | Some(Ok(WsMessage::Close(_)))) => Err(CloseReason::PeerGone),
+            Ok(Some(Err(error))) => Err(read_error_reason(error)),
+            Ok(Some(Ok(WsMessage::Text(_)))) => Err(CloseReason::TextFrame),
+            Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
+            Ok(Some(Ok(WsMessage::Binary(frame)))) => Ok(frame),
         };
         return match frame {
             Ok(frame) => Some(frame),
@@ -71,10 +74,40 @@ fn read_error_reason(error: axum::Error) -> CloseReason {
     if too_big { CloseReason::TooBig } else { CloseReason::PeerGone }
 }
 
-/// Sleeps until `deadline`, or forever without one.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
+impl Deadlines {
+    /// The first deadline after a frame read at `now`, and the reason the socket ends with if
+    /// it passes (on a tie, the token's or authentication's, which say more than idleness).
+    fn next(&self, now: Instant) -> (Instant, CloseReason) {
+        let mut first = (now + self.idle, CloseReason::IdleTimeout);
+        for (at, reason) in [
+            (self.authenticate_by, CloseReason::AuthTimeout),
+            (self.token_expires, CloseReason::TokenExpired),
+        ] {
+            if let Some(at) = at.filter(|at| *at <= first.0) {
+                first = (at, reason);
+            }
+        }
+        first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_deadline_decides_the_reason() {
+        let now = Instant::now();
+        let secs = Duration::from_secs;
+        let idle_only = Deadlines { idle: secs(60), token_expires: None, authenticate_by: None };
+        assert_eq!(idle_only.next(now), (now + secs(60), CloseReason::IdleTimeout));
+        let token_first = Deadlines { token_expires: Some(now + secs(5)), ..idle_only };
+        assert_eq!(token_first.next(now), (now + secs(5), CloseReason::TokenExpired));
+        let auth_first = Deadlines { authenticate_by: Some(now + secs(3)), ..token_first };
+        assert_eq!(auth_first.next(now), (now + secs(3), CloseReason::AuthTimeout));
+        let idle_first = Deadlines { idle: secs(1), ..auth_first };
+        assert_eq!(idle_first.next(now), (now + secs(1), CloseReason::IdleTimeout));
+        let tie = Deadlines { idle: secs(5), token_expires: Some(now + secs(5)), authenticate_by: None };
+        assert_eq!(tie.next(now), (now + secs(5), CloseReason::TokenExpired));
     }
 }

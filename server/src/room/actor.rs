@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dojo_store::{DocumentStore, Seq, StoreError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +28,9 @@ use crate::send_queue::{PushError, SendQueue};
 
 use super::core::RoomCore;
 use super::effects::{Answer, CatchUp, Effect, Input, Recipients, RequestId};
-use super::handle::{ApplyError, ConnId, RestoreError, RoomCommand, RoomSettings, WeakRoomHandle};
+use super::handle::{
+    ApplyError, ConnId, RestoreError, RoomCommand, RoomCommands, RoomSettings, WeakRoomHandle,
+};
 use super::load::{self, LoadError};
 
 /// How often a room in a cluster checks the store for changes it never heard of (a publish that
@@ -53,7 +55,7 @@ pub trait RoomRegistration: Send + Sync {
 /// A room, not loaded yet: [`Room::run`] loads and serves it.
 pub struct Room {
     name: RoomName,
-    settings: RoomSettings,
+    settings: Arc<RoomSettings>,
     metrics: Arc<Metrics>,
     store: Arc<dyn DocumentStore>,
     slot: Arc<dyn RoomRegistration>,
@@ -99,7 +101,7 @@ struct Actor {
 impl Room {
     pub fn new(
         name: RoomName,
-        settings: RoomSettings,
+        settings: Arc<RoomSettings>,
         metrics: Arc<Metrics>,
         store: Arc<dyn DocumentStore>,
         slot: Arc<dyn RoomRegistration>,
@@ -118,7 +120,7 @@ impl Room {
 
     /// Loads the document, then serves until the room unloads, fails, or `stop` fires (then it
     /// handles what is already queued, stores it, and returns).
-    pub async fn run(self, mut commands: mpsc::Receiver<RoomCommand>, stop: CancellationToken) {
+    pub async fn run(self, mut commands: RoomCommands, stop: CancellationToken) {
         // Subscribed before loading: what other instances store meanwhile waits in the queue
         // and applies after the load (a no-op for what the load already had).
         let generation = self.slot.generation();
@@ -151,7 +153,8 @@ impl Room {
         self.metrics.room_loads.inc();
         self.slot.set_quarantined(None);
         let instance = self.cluster.as_ref().map(|cluster| cluster.instance());
-        let core = RoomCore::new(self.name.clone(), self.settings, self.metrics.clone(), instance, loaded);
+        let core =
+            RoomCore::new(self.name.clone(), self.settings.clone(), self.metrics.clone(), instance, loaded);
         let mut actor = Actor {
             core,
             shell: self,
@@ -186,21 +189,23 @@ impl Room {
 struct Failed;
 
 impl Actor {
-    async fn serve(
-        &mut self,
-        commands: &mut mpsc::Receiver<RoomCommand>,
-        stop: CancellationToken,
-    ) -> Result<(), Failed> {
+    async fn serve(&mut self, commands: &mut RoomCommands, stop: CancellationToken) -> Result<(), Failed> {
         let mut stopping = false;
         // Set once the queue reports closed and drained, so that branch stops firing.
         let mut drained = false;
         let mut unload_at: Option<Instant> = None;
         let mut hibernate_at: Option<Instant> = None;
-        let mut cluster_check = tokio::time::interval(CLUSTER_CHECK_EVERY);
-        cluster_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let in_cluster = self.shell.cluster.is_some();
+        // Only a room shared with other instances checks on them (an interval holds a timer).
+        let mut cluster_check = self.shell.cluster.is_some().then(|| {
+            let mut check = tokio::time::interval(CLUSTER_CHECK_EVERY);
+            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            check
+        });
         loop {
             let webhook_at = self.shell.updates.deadline();
+            // One timer for the room's three deadlines: every open room holds its timers for
+            // as long as it is open, most of them idle (BENCHMARKS.md, idle memory).
+            let next_deadline = [hibernate_at, webhook_at, unload_at].into_iter().flatten().min();
             tokio::select! {
                 biased;
                 caught_up = join_opt(&mut self.catch_up) => {
@@ -211,7 +216,7 @@ impl Actor {
                     };
                     self.input(Input::CaughtUp(outcome));
                 }
-                _ = cluster_check.tick(), if in_cluster => {
+                () = tick_opt(&mut cluster_check) => {
                     let dead = match &self.shell.cluster {
                         Some(cluster) => {
                             self.core.remote_origins().into_iter().filter(|origin| !cluster.is_live(*origin)).collect()
@@ -246,9 +251,24 @@ impl Actor {
                     let loaded = woken.map_err(LoadError::Task).and_then(|loaded| loaded);
                     self.input(Input::Woken(loaded));
                 }
-                // Re-armed below after every event, like the unload timer.
-                () = sleep_until(hibernate_at) => self.input(Input::Hibernate),
-                () = sleep_until(webhook_at) => self.shell.updates.fire(&self.shell.name, Instant::now()),
+                // Re-armed below after every event.
+                () = sleep_until(next_deadline) => {
+                    let now = Instant::now();
+                    if hibernate_at.is_some_and(|at| at <= now) {
+                        self.input(Input::Hibernate);
+                    }
+                    if webhook_at.is_some_and(|at| at <= now) {
+                        self.shell.updates.fire(&self.shell.name, now);
+                    }
+                    if unload_at.is_some_and(|at| at <= now) {
+                        unload_at = None;
+                        if self.can_unload() && self.shell.slot.release_if_unused() {
+                            self.shell.metrics.rooms_unloaded.inc();
+                            tracing::debug!(room = %self.shell.name, "unloaded an idle room");
+                            break;
+                        }
+                    }
+                }
                 command = commands.recv(), if !drained && !self.core.needs_reload() && !self.core.is_full() && !self.core.is_waking() => match command {
                     Some(command) => self.on_command(command),
                     None => {
@@ -260,14 +280,6 @@ impl Actor {
                     // Finish what clients already sent: it is stored before the room ends.
                     stopping = true;
                     commands.close();
-                }
-                () = sleep_until(unload_at) => {
-                    unload_at = None;
-                    if self.can_unload() && self.shell.slot.release_if_unused() {
-                        self.shell.metrics.rooms_unloaded.inc();
-                        tracing::debug!(room = %self.shell.name, "unloaded an idle room");
-                        break;
-                    }
                 }
             }
             if stopping && self.core.is_quiet() && (drained || commands.is_empty()) {
@@ -473,9 +485,9 @@ impl Actor {
 }
 
 /// Closes the queue and turns away whoever is waiting in it.
-fn refuse_queued(commands: &mut mpsc::Receiver<RoomCommand>, reason: CloseReason) {
+fn refuse_queued(commands: &mut RoomCommands, reason: CloseReason) {
     commands.close();
-    while let Ok(command) = commands.try_recv() {
+    while let Some(command) = commands.try_recv() {
         match command {
             RoomCommand::Join(peer) => peer.disconnect.trigger(reason.clone()),
             RoomCommand::Restore { done, .. } => {
@@ -519,9 +531,38 @@ async fn write_opt(write: &mut Option<Write>) -> Result<Seq, StoreError> {
     }
 }
 
+/// The interval's next tick; never, when there is none.
+async fn tick_opt(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of `F`'s future, without making one.
+    fn future_size<A, B, C, Fut, F: FnOnce(A, B, C) -> Fut>(_: &F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Every open room's task holds this future for as long as the room is open, most rooms
+    /// idle (BENCHMARKS.md, idle memory): 2,448 bytes before shared settings, one timer and a
+    /// plain presence map; 1,808 after.
+    #[test]
+    fn a_room_stays_small() {
+        let size = future_size(&Room::run);
+        assert!(size <= 2_048, "a room's future holds {size} bytes");
     }
 }

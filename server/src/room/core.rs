@@ -16,7 +16,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use dojo_sync_protocol::codec::{encode_sync_step2, encode_update};
 use dojo_sync_protocol::update::WriteRules;
-use yrs::sync::{Awareness, Message, SyncMessage};
+use yrs::sync::{Message, SyncMessage};
 use yrs::{ClientID, Doc, ReadTxn, Transact};
 
 use crate::close::CloseReason;
@@ -24,6 +24,7 @@ use crate::cluster::{ClusterMessage, InstanceId};
 use crate::document_size::DocumentSize;
 use crate::journal::Journal;
 use crate::metrics::{MessageKind, Metrics};
+use crate::presence_states::PresenceStates;
 use crate::room_name::RoomName;
 
 use super::effects::{Answer, Effect, Input, Recipients, RequestId};
@@ -72,11 +73,12 @@ pub(super) struct PeerState {
 pub(crate) struct RoomCore {
     pub(super) name: RoomName,
     pub(super) doc: Doc,
-    pub(super) awareness: Awareness,
+    pub(super) awareness: PresenceStates,
     /// Effects naming several peers list them in connection order (`peer_ids`), not in this
     /// map's, so that a failing randomized seed replays exactly. Not a BTreeMap: its smallest
-    /// node holds eleven entries, which costs a room with one client more than it needs.
-    pub(super) peers: HashMap<ConnId, PeerState>,
+    /// node holds eleven entries, which costs a room with one client more than it needs. Boxed:
+    /// the map allocates its slots four at a time, and a slot then holds a pointer, not a peer.
+    pub(super) peers: HashMap<ConnId, Box<PeerState>>,
     /// Which connection controls each live awareness client id. A connection may not change or
     /// remove another connection's presence.
     pub(super) owners: HashMap<ClientID, ConnId>,
@@ -84,7 +86,7 @@ pub(crate) struct RoomCore {
     /// (A client that just closed is not in here: edits it sent before closing still count.)
     pub(super) refused: HashSet<ConnId>,
     pub(super) tombstones: usize,
-    pub(super) settings: RoomSettings,
+    pub(super) settings: Arc<RoomSettings>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) journal: Journal<AfterStore>,
     pub(super) schedule: CompactionSchedule,
@@ -109,7 +111,7 @@ impl RoomCore {
     /// when the room is shared through the cluster.
     pub(crate) fn new(
         name: RoomName,
-        settings: RoomSettings,
+        settings: Arc<RoomSettings>,
         metrics: Arc<Metrics>,
         instance: Option<InstanceId>,
         loaded: Loaded,
@@ -117,7 +119,7 @@ impl RoomCore {
         let doc = loaded.doc;
         RoomCore {
             name,
-            awareness: Awareness::new(doc.clone()),
+            awareness: PresenceStates::default(),
             doc,
             peers: HashMap::new(),
             owners: HashMap::new(),
@@ -126,7 +128,6 @@ impl RoomCore {
             journal: Journal::new(settings.max_batch_updates),
             schedule: CompactionSchedule::new(settings.compaction, loaded.log_rows, loaded.log_bytes),
             hibernation: Hibernation::new(settings.hibernate_after),
-            settings,
             metrics,
             reload: false,
             instance,
@@ -134,6 +135,7 @@ impl RoomCore {
             catching_up: false,
             remote_presence: HashMap::new(),
             size: DocumentSize::new(settings.max_document_bytes, loaded.document_bytes),
+            settings,
             effects: Vec::new(),
         }
     }
@@ -301,7 +303,7 @@ impl RoomCore {
     fn join(&mut self, conn: ConnId, can_write: bool, protocol: PeerProtocol, rules: WriteRules<'static>) {
         self.peers.insert(
             conn,
-            PeerState {
+            Box::new(PeerState {
                 awareness_ids: HashSet::new(),
                 presence_bytes: HashMap::new(),
                 can_write,
@@ -309,7 +311,7 @@ impl RoomCore {
                 protocol,
                 held_acks: 0,
                 rules,
-            },
+            }),
         );
         let state = self.doc.transact().state_vector();
         if let Some((frame, kind)) = protocol.greeting(&state) {

@@ -20,9 +20,11 @@ use super::protocol::PeerProtocol;
 /// Identifies one WebSocket connection for the lifetime of the process.
 pub type ConnId = u64;
 
+/// What a room's queue carries.
 ///
-/// Kept small (large payloads boxed): a room's queue allocates its slots 32 at a time, up front,
-/// for every open room.
+/// Queued boxed: tokio's channel allocates its slots 32 at a time, up front, for every open room
+/// (most of them idle), so a slot holds a pointer rather than the command (about 1.5 KiB less per
+/// room; BENCHMARKS.md, idle memory). Kept small anyway (large payloads boxed).
 pub enum RoomCommand {
     Join(Box<Peer>),
     Messages {
@@ -118,7 +120,7 @@ pub struct Peer {
 /// A cheap, cloneable address of a room actor.
 #[derive(Clone)]
 pub struct RoomHandle {
-    tx: mpsc::Sender<RoomCommand>,
+    tx: mpsc::Sender<Box<RoomCommand>>,
     queue_budget: QueueBudget,
 }
 
@@ -126,7 +128,7 @@ impl RoomHandle {
     /// Waits for room in the actor's queue: a busy room slows its senders down instead of
     /// buffering without bound. If the room has stopped, the command comes back.
     pub async fn send(&self, command: RoomCommand) -> Result<(), RoomCommand> {
-        self.tx.send(command).await.map_err(|e| e.0)
+        self.tx.send(Box::new(command)).await.map_err(|e| *e.0)
     }
 
     pub fn same_room(&self, other: &RoomHandle) -> bool {
@@ -135,9 +137,7 @@ impl RoomHandle {
 
     /// Queues without waiting; a full or closed queue gives the command back.
     pub fn try_send(&self, command: RoomCommand) -> Result<(), RoomCommand> {
-        self.tx.try_send(command).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => c,
-        })
+        try_send(&self.tx, command)
     }
 
     /// An address that does not keep the room loaded (it does not count in `holders`).
@@ -147,9 +147,9 @@ impl RoomHandle {
 
     /// A room's address and the queue its actor reads: at most `capacity` commands, and client
     /// frames of at most `queue_bytes` bytes together (see `queue_budget.rs`).
-    pub fn channel(capacity: usize, queue_bytes: usize) -> (RoomHandle, mpsc::Receiver<RoomCommand>) {
+    pub fn channel(capacity: usize, queue_bytes: usize) -> (RoomHandle, RoomCommands) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (RoomHandle { tx, queue_budget: QueueBudget::new(queue_bytes) }, rx)
+        (RoomHandle { tx, queue_budget: QueueBudget::new(queue_bytes) }, RoomCommands(rx))
     }
 
     /// Waits until a client frame of `bytes` fits in the room's queue budget.
@@ -166,17 +166,46 @@ impl RoomHandle {
 /// A room's address that does not keep it alive: for the cluster's subscriber.
 #[derive(Clone)]
 pub struct WeakRoomHandle {
-    tx: mpsc::WeakSender<RoomCommand>,
+    tx: mpsc::WeakSender<Box<RoomCommand>>,
 }
 
 impl WeakRoomHandle {
     pub fn try_send(&self, command: RoomCommand) -> Result<(), RoomCommand> {
         match self.tx.upgrade() {
-            Some(tx) => tx.try_send(command).map_err(|error| match error {
-                mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => c,
-            }),
+            Some(tx) => try_send(&tx, command),
             None => Err(command),
         }
+    }
+}
+
+/// Queues without waiting; a full or closed queue gives the command back.
+fn try_send(tx: &mpsc::Sender<Box<RoomCommand>>, command: RoomCommand) -> Result<(), RoomCommand> {
+    tx.try_send(Box::new(command)).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => *c,
+    })
+}
+
+/// The queue a room's actor reads its commands from.
+pub struct RoomCommands(mpsc::Receiver<Box<RoomCommand>>);
+
+impl RoomCommands {
+    /// The next command; `None` once the queue is closed and empty.
+    pub async fn recv(&mut self) -> Option<RoomCommand> {
+        self.0.recv().await.map(|command| *command)
+    }
+
+    /// A command already queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<RoomCommand> {
+        self.0.try_recv().ok().map(|command| *command)
+    }
+
+    /// Takes no more commands; those already queued can still be read.
+    pub fn close(&mut self) {
+        self.0.close();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -213,7 +242,7 @@ pub struct RoomSettings {
 }
 #[cfg(test)]
 mod tests {
-    /// Every open room's queue holds 32 of these from the start (idle memory, BENCHMARKS.md).
+    /// Boxed in the queue, but a command is still moved through every layer on its way there.
     #[test]
     fn a_room_command_stays_small() {
         assert!(

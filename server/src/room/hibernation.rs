@@ -131,7 +131,6 @@ impl RoomCore {
             return;
         }
         self.doc = ASLEEP.clone();
-        *self.awareness.doc_mut() = ASLEEP.clone();
         self.journal.shrink();
         self.hibernation.sleep = Sleep::Asleep;
         self.metrics.rooms_hibernating.inc();
@@ -155,7 +154,6 @@ impl RoomCore {
             Ok(loaded) => {
                 self.metrics.room_wakes.inc();
                 self.doc = loaded.doc;
-                *self.awareness.doc_mut() = self.doc.clone();
                 self.size = crate::document_size::DocumentSize::new(self.size.limit(), loaded.document_bytes);
                 self.hibernation.last_active = Some(now);
                 held

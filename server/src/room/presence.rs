@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use dojo_sync_protocol::codec::encode_message;
 use yrs::ClientID;
-use yrs::sync::{Awareness, AwarenessUpdate, Message};
+use yrs::sync::{AwarenessUpdate, Message};
 
 use crate::close::CloseReason;
 use crate::cluster::ClusterMessage;
@@ -15,8 +15,8 @@ use super::core::RoomCore;
 use super::effects::Effect;
 use super::handle::ConnId;
 
-/// Removed awareness states that yrs keeps as tombstones; past this many the room rebuilds its
-/// `Awareness` from the live states, so connection churn cannot grow memory without bound.
+/// Removed awareness states kept as tombstones (their clocks); past this many the room forgets
+/// them, so connection churn cannot grow memory without bound.
 const MAX_AWARENESS_TOMBSTONES: usize = 1024;
 
 /// Largest frame of presence a joining client receives; more presence goes in more frames.
@@ -59,14 +59,7 @@ impl RoomCore {
                 self.owners.insert(*id, conn);
             }
         }
-        let summary = match self.awareness.apply_update_summary(update) {
-            Ok(Some(summary)) => summary,
-            Ok(None) => return,
-            Err(error) => {
-                self.evict(vec![(conn, Some(CloseReason::InvalidPayload(error.to_string())))]);
-                return;
-            }
-        };
+        let Some(summary) = self.awareness.apply(update) else { return };
         let Some(peer) = self.peers.get_mut(&conn) else { return };
         for id in &summary.removed {
             if self.owners.get(id) == Some(&conn) {
@@ -127,7 +120,7 @@ impl RoomCore {
     /// Everyone's presence, in as many frames as keep each within `PRESENCE_FRAME_BYTES`: a
     /// room full of presence stays joinable.
     pub(super) fn send_presence_to(&mut self, conn: ConnId) {
-        let states = self.awareness.iter().filter_map(|(id, state)| Some((id, state.data.as_ref()?.len())));
+        let states = self.awareness.live().map(|(id, json)| (id, json.len()));
         let frame_bytes = PRESENCE_FRAME_BYTES.max(self.settings.presence.max_state_bytes + 1024);
         for ids in presence_limits::group_for_frames(states.collect::<Vec<_>>(), frame_bytes) {
             if let Some(frame) = self.encode_awareness(ids) {
@@ -142,7 +135,7 @@ impl RoomCore {
         }
         // Every id passed here is known to `awareness`, so this cannot fail; if it ever did,
         // skipping one presence frame is harmless (the next renewal carries the state).
-        let update = self.awareness.update_with_clients(ids).ok()?;
+        let update = self.awareness.update_with_clients(ids)?;
         Some(Bytes::from(encode_message(&Message::Awareness(update))))
     }
 
@@ -150,11 +143,7 @@ impl RoomCore {
         if self.tombstones <= MAX_AWARENESS_TOMBSTONES {
             return;
         }
-        let mut fresh = Awareness::new(self.doc.clone());
-        if let Ok(live) = self.awareness.update() {
-            let _ = fresh.apply_update(live);
-        }
-        self.awareness = fresh;
+        self.awareness.drop_removed();
         self.tombstones = 0;
     }
 
@@ -187,10 +176,7 @@ impl RoomCore {
             // reconnects shows again with its next renewal (within 15 s), which one past them
             // would refuse here and in every other client until the renewal after (30 s).
             let removal = crate::cluster_presence::removal_at_known_clocks(&self.awareness, &owned);
-            let removed = match self.awareness.apply_update_summary(removal) {
-                Ok(Some(summary)) => summary.removed,
-                _ => Vec::new(),
-            };
+            let removed = self.awareness.apply(removal).map(|summary| summary.removed).unwrap_or_default();
             self.tombstones += removed.len();
             if let Some(frame) = self.encode_awareness(removed) {
                 self.publish_presence(&frame);

@@ -92,7 +92,7 @@ impl RoomCore {
                     self.remote_presence.insert(*id, (origin, now));
                 }
             }
-            if let Ok(Some(summary)) = self.awareness.apply_update_summary(update) {
+            if let Some(summary) = self.awareness.apply(update) {
                 self.tombstones += summary.removed.len();
                 if let Some(frame) = self.encode_awareness(summary.all_changes()) {
                     self.broadcast(frame, MessageKind::awareness);
@@ -127,7 +127,7 @@ impl RoomCore {
         }
         // At the clocks we hold: if the client is alive after all, its next renewal applies.
         let removal = crate::cluster_presence::removal_at_known_clocks(&self.awareness, &expired);
-        if let Ok(Some(summary)) = self.awareness.apply_update_summary(removal) {
+        if let Some(summary) = self.awareness.apply(removal) {
             self.tombstones += summary.removed.len();
             if let Some(frame) = self.encode_awareness(summary.removed) {
                 self.broadcast(frame, MessageKind::awareness);

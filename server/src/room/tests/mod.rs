@@ -61,7 +61,7 @@ pub(super) fn loaded(changes: &[Vec<u8>]) -> Loaded {
 
 pub(super) fn core(changes: &[Vec<u8>], max_batch: usize, instance: Option<u64>) -> RoomCore {
     let name = RoomName::parse("core-test").expect("a valid room name");
-    RoomCore::new(name, settings(max_batch), Arc::new(Metrics::new()), instance, loaded(changes))
+    RoomCore::new(name, Arc::new(settings(max_batch)), Arc::new(Metrics::new()), instance, loaded(changes))
 }
 
 pub(super) fn join(conn: ConnId, protocol: PeerProtocol, can_write: bool) -> Input {
