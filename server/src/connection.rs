@@ -188,10 +188,7 @@ fn decode_error_reason(error: DecodeError) -> CloseReason {
 
 #[cfg(test)]
 mod tests {
-    /// The size of `F`'s future, without making one.
-    fn future_size<A, B, C, Fut, F: FnOnce(A, B, C) -> Fut>(_: &F) -> usize {
-        std::mem::size_of::<Fut>()
-    }
+    use crate::future_size;
 
     /// Every connection's task holds this future for its whole life (BENCHMARKS.md, idle
     /// memory): 2,568 bytes when it still held the unsplit socket and three timers; 2,072 after.

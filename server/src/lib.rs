@@ -75,3 +75,10 @@ pub use config::Config;
 pub use serve::{ServeError, serve};
 pub use state::AppState;
 pub use storage::{Storage, StorageError};
+
+/// The size of the future `F` returns, without making one: the tests that keep an idle room's
+/// and connection's futures small (BENCHMARKS.md, idle memory).
+#[cfg(test)]
+pub(crate) fn future_size<A, B, C, Fut, F: FnOnce(A, B, C) -> Fut>(_: &F) -> usize {
+    std::mem::size_of::<Fut>()
+}

@@ -29,9 +29,10 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Commits start at least this far apart (see `AppendQueue::on_thread`). Each commit costs the
 /// writer a sync and two context switches whatever it holds; at 2,000 appends a second (500
 /// rooms × 4 clients × 1 edit/s) spacing them 1 ms took 16–20 % off the server's CPU per
-/// delivery for 1.3 ms on the median delivery and nothing on the p99 (BENCHMARKS.md). An append
-/// after a quiet millisecond is not delayed.
-pub(crate) const COMMIT_SPACING: Duration = Duration::from_millis(1);
+/// delivery for 1.3 ms on the median delivery and nothing on the p99, and 3 ms took a further
+/// 24–62 % off for about 2–3 ms more on the median, with the p99 still under 12 ms
+/// (BENCHMARKS.md). An append after a quiet spell is not delayed.
+pub(crate) const COMMIT_SPACING: Duration = Duration::from_millis(3);
 /// Prepared statements kept: two kinds × one per chunk size, with room to spare.
 const STATEMENT_CACHE: usize = 32;
 

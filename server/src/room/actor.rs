@@ -551,11 +551,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The size of `F`'s future, without making one.
-    fn future_size<A, B, C, Fut, F: FnOnce(A, B, C) -> Fut>(_: &F) -> usize {
-        std::mem::size_of::<Fut>()
-    }
+    use crate::future_size;
 
     /// Every open room's task holds this future for as long as the room is open, most rooms
     /// idle (BENCHMARKS.md, idle memory): 2,448 bytes before shared settings, one timer and a
