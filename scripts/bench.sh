@@ -21,6 +21,10 @@
 #   SCENARIOS   small-rooms crowded ramp-small-rooms ramp-crowded cold-load reconnect-storm idle-memory
 #               busy-rooms (not in the default list: 100 rooms × 10 clients × 5 edits/s for 40 s, long
 #               enough for every room to compact several times at the default 500 updates)
+#   EXTRA_RUNS  server:scenario pairs run after the main loop (default, for a full run with the
+#               default SERVERS and SCENARIOS: the busy-rooms scenario for dojo-sqlite,
+#               dojo-sqlite-no-compaction and y-websocket, and the crowded room without compaction:
+#               the rows #19's compaction target compares; empty otherwise)
 #   OUT         results directory (default bench/results; QUICK: a temporary directory)
 #   DOJO_BENCH_POSTGRES_URL  admin URL for the PostgreSQL rows (default
 #               postgres://postgres@127.0.0.1:5432/postgres); each server start gets a fresh database
@@ -46,6 +50,11 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 QUICK=${QUICK:-0}
+if [ "$QUICK" = 0 ] && [ -z "${SERVERS:-}" ] && [ -z "${SCENARIOS:-}" ]; then
+  EXTRA_RUNS=${EXTRA_RUNS-dojo-sqlite:busy-rooms dojo-sqlite-no-compaction:busy-rooms dojo-sqlite-no-compaction:crowded y-websocket:busy-rooms}
+else
+  EXTRA_RUNS=${EXTRA_RUNS:-}
+fi
 if [ "$QUICK" = 1 ]; then
   SERVERS=${SERVERS:-dojo-sqlite y-websocket hocuspocus bare-relay}
 else
@@ -217,7 +226,9 @@ fresh_store() {
     dojo-sqlite | dojo-sqlite-no-compaction) echo "sqlite:$work/$run.db" ;;
     dojo-memory) echo "sqlite::memory:" ;;
     dojo-postgres | dojo-cluster)
-      local db="dojo_bench_$$_${run//-/_}"
+      # Named after the server too: dojo-postgres and dojo-cluster each get their own database
+      # for the same scenario (they all live until the script ends).
+      local db="dojo_bench_$$_${name//-/_}_${run//-/_}"
       psql "$ADMIN" -qc "CREATE DATABASE $db" >/dev/null
       echo "$db" >>"$work/pg_dbs"
       echo "${ADMIN%/*}/$db"
@@ -303,6 +314,9 @@ for name in $SERVERS; do
     run_scenario "$name" "$scenario"
   done
 done
+for pair in $EXTRA_RUNS; do
+  run_scenario "${pair%%:*}" "${pair#*:}"
+done
 
 # The report: machine, versions, commands, then the tables.
 pkg_version() { jq -r .version "bench/peers/node_modules/$1/package.json"; }
@@ -316,7 +330,7 @@ pg_version=$([ "$postgres_ok" = 1 ] && psql "$ADMIN" -qtAc 'show server_version'
   echo "- Dojo: release build \`$DOJO_SERVER_BIN\`, $(rustc --version); SQLite store in a file (WAL, synchronous=FULL), PostgreSQL $pg_version (fsync on), and in-memory SQLite (\`sqlite::memory:\`, not durable); dojo-cluster is two instances on PostgreSQL sharing Redis $([ "$redis_ok" = 1 ] && redis-cli -u "$REDIS" info server | sed -n 's/^redis_version://p' | tr -d '\r'), every room's clients alternating between them, its CPU and memory the sum of both; \`--max-connections 20000 --max-rooms 20000\`, other settings default."
   echo "- Node $(node --version): @y/websocket-server $(pkg_version @y/websocket-server) (yjs $(pkg_version yjs), ws $(pkg_version ws); in memory, LevelDB via YPERSISTENCE for the cold load only), @hocuspocus/server $(pkg_version @hocuspocus/server) (default configuration, no extensions, in memory)."
   echo "- bare-relay: \`loadtest/src/bin/bare-relay.rs\` (tokio-tungstenite broadcast, no CRDT work)."
-  echo "- Command: \`$([ "$QUICK" = 1 ] && echo 'QUICK=1 ')scripts/bench.sh\` (SERVERS=\"$SERVERS\", SCENARIOS=\"$SCENARIOS\"). Generator flags per scenario: small-rooms \`${SMALL_ROOMS[*]}\`; crowded \`${CROWDED[*]}\`; ramps \`${RAMP_SMALL[*]}\` and \`${RAMP_CROWDED[*]}\`; cold load \`${COLD[*]}\`; reconnect storm \`${STORM[*]}\`; idle memory \`${IDLE[*]}\`."
+  echo "- Command: \`$([ "$QUICK" = 1 ] && echo 'QUICK=1 ')scripts/bench.sh\` (SERVERS=\"$SERVERS\", SCENARIOS=\"$SCENARIOS\"$([ -n "$EXTRA_RUNS" ] && echo ", EXTRA_RUNS=\"$EXTRA_RUNS\"")). Generator flags per scenario: small-rooms \`${SMALL_ROOMS[*]}\`; crowded \`${CROWDED[*]}\`; ramps \`${RAMP_SMALL[*]}\` and \`${RAMP_CROWDED[*]}\`; cold load \`${COLD[*]}\`; reconnect storm \`${STORM[*]}\`; idle memory \`${IDLE[*]}\`; busy rooms \`${BUSY[*]}\`."
   echo
   target/release/bench-report "$RESULTS"
 } >"$OUT/RESULTS.md"

@@ -1,6 +1,6 @@
 //! Turns the JSON lines of a benchmark run (one per server and scenario, as `dojo-loadtest`
 //! prints them, labelled with `--server-name`) into Markdown tables: one per scenario with every
-//! server's figures, Dojo's ratio to each peer, and the issue's targets checked.
+//! server's figures, Dojo's ratio to each peer, and the targets of two issues checked.
 //!
 //! Servers whose name starts with `dojo` are Dojo; `bare-relay` is the ceiling; the others are
 //! peers. The first Dojo server in the input is the one the targets are checked for; the Node
@@ -10,8 +10,11 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+mod performance_targets;
 mod targets;
 
+pub use performance_targets::check_performance;
+use performance_targets::render_performance_targets;
 use targets::render_targets;
 pub use targets::{Check, check_idle, check_targets};
 
@@ -257,6 +260,7 @@ pub fn render(rows: &[Row]) -> String {
         render_layout(&mut out, &layout, &matching);
     }
     render_ramp_steps(&mut out, rows);
+    render_performance_targets(&mut out, rows);
     render_targets(&mut out, rows);
     out
 }

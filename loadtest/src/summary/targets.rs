@@ -151,7 +151,10 @@ pub(super) fn render_targets(out: &mut String, rows: &[Row]) {
     if checks.is_empty() {
         return;
     }
-    let _ = writeln!(out, "### Targets\n\n| target | measured | met |\n|---|---|---|");
+    let _ = writeln!(
+        out,
+        "### Targets of the load-generator issue\n\n| target | measured | met |\n|---|---|---|"
+    );
     for check in checks {
         let met = match check.met {
             Some(true) => "yes",
