@@ -22,22 +22,11 @@ pub struct CompactionPolicy {
     pub after_bytes: usize,
     /// Snapshots kept as restorable versions.
     pub keep_versions: usize,
-    /// Each room's row threshold lies up to this percent above `after_rows`, its own share
-    /// drawn per compaction (see [`CompactionPolicy::rows_due`]).
-    pub spread_percent: u32,
 }
 
 impl CompactionPolicy {
-    /// The row threshold for one room's next compaction: `after_rows` plus a share of
-    /// `spread_percent` picked by `draw`. Rooms opened together and edited at one pace would
-    /// otherwise all pass the same threshold in the same second, and their compactions
-    /// (a load, a rebuild and a snapshot write each) land on the CPU at once: in the
-    /// small-rooms ramp of BENCHMARKS.md, 500 rooms doing so took the step's p99 from 19 to
-    /// 58 ms.
-    pub fn rows_due(&self, draw: u64) -> usize {
-        let span = self.after_rows.saturating_mul(self.spread_percent.min(100) as usize) / 100;
-        let extra = draw % (span as u64).saturating_add(1);
-        self.after_rows.saturating_add(usize::try_from(extra).unwrap_or(0))
+    pub fn is_due(&self, rows: usize, bytes: usize) -> bool {
+        rows > 0 && (rows >= self.after_rows || bytes >= self.after_bytes)
     }
 }
 

@@ -299,12 +299,6 @@ pub struct RoomPolicy {
     #[arg(long, env = "DOJO_COMPACT_AFTER_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub compact_after_bytes: usize,
 
-    /// Each room's update threshold lies up to this percent above DOJO_COMPACT_AFTER_UPDATES,
-    /// drawn per room and per compaction, so that rooms edited at one pace do not all compact
-    /// in the same second. 0: exactly the threshold.
-    #[arg(long, env = "DOJO_COMPACT_SPREAD_PERCENT", default_value_t = 25, value_parser = clap::value_parser!(u32).range(0..=100))]
-    pub compact_spread_percent: u32,
-
     /// How many rooms compact at the same time. Compactions that fall due together wait their
     /// turn, so that rooms' appends never queue behind a crowd of snapshot writes.
     #[arg(long, env = "DOJO_COMPACTIONS_AT_ONCE", default_value_t = 1)]

@@ -151,7 +151,6 @@ impl AppState {
                 after_rows: config.rooms.compact_after_updates.max(1),
                 after_bytes: config.rooms.compact_after_bytes.max(1),
                 keep_versions: config.rooms.keep_versions.max(1),
-                spread_percent: config.rooms.compact_spread_percent.min(100),
             },
             max_batch_updates: config.rooms.max_batch_updates.max(1),
             max_document_bytes: limits.max_document_bytes,

@@ -489,12 +489,7 @@ async fn a_restored_version_reaches_everyone(backend: Backend) {
     const ROOM: &str = "versions";
     const THRESHOLD: usize = 20;
     let db = TestDatabase::new(backend).await;
-    // Exactly at the threshold, not spread above it: the test counts on one compaction.
-    let server = TestServer::start_on(&db.url, |c| {
-        c.rooms.compact_after_updates = THRESHOLD;
-        c.rooms.compact_spread_percent = 0;
-    })
-    .await;
+    let server = TestServer::start_on(&db.url, |c| c.rooms.compact_after_updates = THRESHOLD).await;
     let alice = server.client(ROOM).await;
     let bob = server.client(ROOM).await;
 

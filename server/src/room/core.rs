@@ -117,8 +117,6 @@ impl RoomCore {
         loaded: Loaded,
     ) -> Self {
         let doc = loaded.doc;
-        let schedule =
-            CompactionSchedule::new(settings.compaction, name.as_str(), loaded.log_rows, loaded.log_bytes);
         RoomCore {
             name,
             awareness: PresenceStates::default(),
@@ -128,7 +126,7 @@ impl RoomCore {
             refused: HashSet::new(),
             tombstones: 0,
             journal: Journal::new(settings.max_batch_updates),
-            schedule,
+            schedule: CompactionSchedule::new(settings.compaction, loaded.log_rows, loaded.log_bytes),
             hibernation: Hibernation::new(settings.hibernate_after),
             metrics,
             reload: false,

@@ -33,12 +33,7 @@ pub(super) fn settings(max_batch_updates: usize) -> RoomSettings {
         presence: PresenceLimits { max_state_bytes: 1024, max_connection_bytes: 4096 },
         unload_after: Duration::from_secs(1),
         hibernate_after: Duration::from_secs(30),
-        compaction: CompactionPolicy {
-            after_rows: 20,
-            after_bytes: 1 << 20,
-            keep_versions: 2,
-            spread_percent: 0,
-        },
+        compaction: CompactionPolicy { after_rows: 20, after_bytes: 1 << 20, keep_versions: 2 },
         max_batch_updates,
         max_document_bytes: 0,
     }
