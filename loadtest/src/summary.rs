@@ -347,6 +347,20 @@ fn render_layout(out: &mut String, layout: &Layout, rows: &[&Row]) {
     let _ = writeln!(out);
 }
 
+/// A `### heading` (with what follows it, up to the table) and one row per check.
+fn render_checks(out: &mut String, heading: &str, checks: Vec<Check>) {
+    let _ = writeln!(out, "### {heading}\n\n| target | measured | met |\n|---|---|---|");
+    for check in checks {
+        let met = match check.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "–",
+        };
+        let _ = writeln!(out, "| {} | {} | {met} |", check.target, check.measured);
+    }
+    let _ = writeln!(out);
+}
+
 /// Every ramp's steps: p99 per rate, per server, so that figures at the same load line up.
 fn render_ramp_steps(out: &mut String, rows: &[Row]) {
     for scenario in ["small-rooms", "crowded"] {

@@ -13,7 +13,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Check, NODE_SERVERS, RELAY, Row, fmt, steps, value_of};
+use super::{Check, NODE_SERVERS, RELAY, Row, fmt, render_checks, steps, value_of};
 
 /// The Node server every ratio of this issue is taken against.
 const Y_WEBSOCKET: &str = "y-websocket";
@@ -231,19 +231,11 @@ pub(super) fn render_performance_targets(out: &mut String, rows: &[Row]) {
     if checks.is_empty() {
         return;
     }
-    let _ = writeln!(
+    render_checks(
         out,
-        "### Targets of the performance issue (#19)\n\nEach figure is from this run, the server on one pinned core. Target 1 (pinning) is the method above.\n\n| target | measured | met |\n|---|---|---|"
+        "Targets of the performance issue (#19)\n\nEach figure is from this run, the server on one pinned core. Target 1 (pinning) is the method above.",
+        checks,
     );
-    for check in checks {
-        let met = match check.met {
-            Some(true) => "yes",
-            Some(false) => "**no**",
-            None => "–",
-        };
-        let _ = writeln!(out, "| {} | {} | {met} |", check.target, check.measured);
-    }
-    let _ = writeln!(out);
 }
 
 #[cfg(test)]

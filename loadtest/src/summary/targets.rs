@@ -1,9 +1,7 @@
-//! The issue's targets checked against the figures: throughput and latency on the ramps, and
-//! idle memory per room.
+//! The load-generator issue's targets checked against the figures: throughput and latency on
+//! the ramps, and idle memory per room.
 
-use std::fmt::Write as _;
-
-use super::{NODE_SERVERS, RELAY, Row, fmt, is_dojo, steps};
+use super::{NODE_SERVERS, RELAY, Row, fmt, is_dojo, render_checks, steps};
 
 /// One target, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,17 +149,5 @@ pub(super) fn render_targets(out: &mut String, rows: &[Row]) {
     if checks.is_empty() {
         return;
     }
-    let _ = writeln!(
-        out,
-        "### Targets of the load-generator issue\n\n| target | measured | met |\n|---|---|---|"
-    );
-    for check in checks {
-        let met = match check.met {
-            Some(true) => "yes",
-            Some(false) => "**no**",
-            None => "–",
-        };
-        let _ = writeln!(out, "| {} | {} | {met} |", check.target, check.measured);
-    }
-    let _ = writeln!(out);
+    render_checks(out, "Targets of the load-generator issue", checks);
 }
