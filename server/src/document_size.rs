@@ -65,6 +65,16 @@ impl DocumentSize {
         self.estimate.saturating_add(new_bytes) <= self.limit
     }
 
+    /// At least the document's encoded size.
+    pub fn estimate(&self) -> usize {
+        self.estimate
+    }
+
+    /// The document was just encoded: it is `exact` bytes.
+    pub fn measured(&mut self, exact: usize) {
+        self.estimate = exact;
+    }
+
     /// A change of `bytes` was applied (from a client, another instance or a restore).
     pub fn grew(&mut self, bytes: usize) {
         self.estimate = self.estimate.saturating_add(bytes);

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub persisted_batches: Counter,
     pub persist_failures: Counter,
     pub compactions: Counter,
+    /// Compactions that folded the room's live document (the others read the store back).
+    pub compactions_folded: Counter,
     pub rooms_unloaded: Counter,
     /// Hibernating rooms woken (their document loaded again).
     pub room_wakes: Counter,
@@ -129,6 +131,7 @@ impl Metrics {
         let persisted_batches = Counter::default();
         let persist_failures = Counter::default();
         let compactions = Counter::default();
+        let compactions_folded = Counter::default();
         let rooms_unloaded = Counter::default();
         let room_wakes = Counter::default();
         let room_hibernations = Counter::default();
@@ -176,6 +179,11 @@ impl Metrics {
             persist_failures.clone(),
         );
         registry.register("compactions", "Compactions started", compactions.clone());
+        registry.register(
+            "compactions_folded",
+            "Compactions started from the room's live document rather than the stored log",
+            compactions_folded.clone(),
+        );
         registry.register("rooms_unloaded", "Idle rooms unloaded from memory", rooms_unloaded.clone());
         registry.register("room_wakes", "Hibernating rooms woken by a change", room_wakes.clone());
         registry.register(
@@ -285,6 +293,7 @@ impl Metrics {
             persisted_batches,
             persist_failures,
             compactions,
+            compactions_folded,
             rooms_unloaded,
             room_wakes,
             room_hibernations,

@@ -196,6 +196,7 @@ dojo_test_support::each_backend_story!(
     edits_survive_a_restart,
     what_anyone_received_survives_kill_9_mid_burst,
     compaction_keeps_the_document_and_shrinks_the_log,
+    a_quiet_room_compacts_from_its_live_document,
     racing_compactions_lose_nothing,
     a_hundred_clients_opening_a_cold_room_load_it_once,
     a_restored_version_reaches_everyone,
@@ -376,6 +377,50 @@ async fn compaction_keeps_the_document_and_shrinks_the_log(backend: Backend) {
     assert_eq!(full_content(carol.doc()), before, "and serves it");
     let kept = versions(&server, ROOM).await;
     assert!(!kept.is_empty() && kept.len() <= 2, "keep_versions = 2, yet {} versions", kept.len());
+    server.stop().await;
+}
+
+/// A room with nothing unstored folds its live document instead of reading its log back: the
+/// snapshot it stores covers every row it deletes, and a restart serves the same document.
+async fn a_quiet_room_compacts_from_its_live_document(backend: Backend) {
+    const ROOM: &str = "folded";
+    const EDITS: usize = 25;
+    let db = TestDatabase::new(backend).await;
+    let configure = |c: &mut dojo_server::Config| c.rooms.compact_after_updates = 20;
+    let server = TestServer::start_on(&db.url, configure).await;
+    let alice = server.client(ROOM).await;
+    for i in 0..EDITS {
+        mixed_edit(&alice, "a", i).await;
+    }
+    // Due at 20 rows; if a write was under way then, the room waits for a quiet moment, which
+    // comes at the latest once the last change is stored (25 rows, under twice the threshold).
+    server.wait_metric("dojo_compactions_folded_total", "", |v| v >= 1.0).await;
+    assert_eq!(
+        server.metric("dojo_compactions_total", "").await,
+        server.metric("dojo_compactions_folded_total", "").await,
+        "every compaction of this room folded its document"
+    );
+    let observer = server.client(ROOM).await;
+    let expected = wait_same(&[&alice, &observer]).await;
+    let before = full_content(alice.doc());
+    wait_versions(&server, ROOM).await;
+    alice.close().await;
+    observer.close().await;
+    server.stop().await;
+
+    let store = dojo_store::open(&db.url).await.expect("open the store");
+    let stored = store.load(ROOM).await.expect("load");
+    let snapshot = stored.snapshot.as_ref().expect("a snapshot was stored");
+    assert!(snapshot.covers_seq >= 20, "covers the rows that made it due: {}", snapshot.covers_seq);
+    assert!(stored.updates.iter().all(|row| row.seq > snapshot.covers_seq));
+    assert_eq!(stored.updates.len() as i64, EDITS as i64 - snapshot.covers_seq, "the rows after it are kept");
+    let rebuilt = dojo_server::compaction::rebuild(&stored).expect("the stored document applies");
+    assert_eq!(full_content(&rebuilt), before, "snapshot and later rows hold the whole document");
+    drop(store);
+
+    let server = TestServer::start_on(&db.url, configure).await;
+    let carol = server.client(ROOM).await;
+    assert_eq!(state(&carol), expected);
     server.stop().await;
 }
 

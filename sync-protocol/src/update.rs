@@ -224,6 +224,14 @@ pub fn would_change(doc: &Doc, update: &[u8]) -> bool {
     .unwrap_or(true)
 }
 
+/// True when `update` leaves out clocks of a client below later ones it carries (skip blocks), or
+/// cannot be read. A document encodes skips when yrs integrated a block past a gap in its
+/// author's clocks (where Yjs would hold the block back): content later filling such a gap is
+/// integrated without moving the state vector, so a transaction's own update does not carry it.
+pub fn holds_skips(update: &[u8]) -> bool {
+    scan::count_skips_v1(update).map_or(true, |skips| skips > 0)
+}
+
 /// True when `doc` holds updates whose dependencies never arrived.
 pub fn has_pending_updates(doc: &Doc) -> bool {
     doc.transact().has_missing_updates()

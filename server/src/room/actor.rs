@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use dojo_store::{DocumentStore, Seq, StoreError};
+use dojo_store::{DocumentStore, NewSnapshot, Seq, StoreError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -27,7 +27,7 @@ use crate::room_name::RoomName;
 use crate::send_queue::{PushError, SendQueue};
 
 use super::core::RoomCore;
-use super::effects::{Answer, CatchUp, Effect, Input, Recipients, RequestId};
+use super::effects::{Answer, CatchUp, Compaction, Effect, Input, Recipients, RequestId};
 use super::handle::{
     ApplyError, ConnId, RestoreError, RoomCommand, RoomCommands, RoomSettings, WeakRoomHandle,
 };
@@ -406,12 +406,26 @@ impl Actor {
                     self.catch_up =
                         Some(tokio::spawn(async move { load::catch_up(&*store, &room, always, seen).await }));
                 }
-                Effect::Compact => {
+                Effect::Compact(compaction) => {
                     let (store, room) = (self.shell.store.clone(), self.shell.name.clone());
                     let keep = self.shell.settings.compaction.keep_versions;
                     let slots = self.shell.compactions.clone();
                     self.compacting = Some(tokio::spawn(async move {
-                        if let Err(error) = slots.compact(&*store, room.as_str(), keep).await {
+                        let compacted = match compaction {
+                            Compaction::FromStore => {
+                                slots.compact(&*store, room.as_str(), keep).await.map(drop)
+                            }
+                            Compaction::Snapshot { data, state_vector, covers_seq } => {
+                                let snapshot = NewSnapshot {
+                                    data: &data,
+                                    state_vector: &state_vector,
+                                    covers_seq,
+                                    keep: keep.max(1),
+                                };
+                                slots.store_snapshot(&*store, room.as_str(), snapshot).await.map(drop)
+                            }
+                        };
+                        if let Err(error) = compacted {
                             tracing::warn!(%room, %error, "compaction failed; the log is intact and will be compacted later");
                         }
                     }));

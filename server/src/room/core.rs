@@ -27,12 +27,12 @@ use crate::metrics::{MessageKind, Metrics};
 use crate::presence_states::PresenceStates;
 use crate::room_name::RoomName;
 
-use super::effects::{Answer, Effect, Input, Recipients, RequestId};
+use super::effects::{Answer, Compaction, Effect, Input, Recipients, RequestId};
 use super::handle::{ConnId, RoomSettings, too_large};
 use super::load::Loaded;
 use super::protocol::PeerProtocol;
 use super::replication::Replication;
-use super::schedule::CompactionSchedule;
+use super::schedule::{CompactFrom, CompactionSchedule};
 use super::sleep::Hibernation;
 
 /// Bytes of updates yrs may hold back for missing dependencies before the room drops them by
@@ -94,6 +94,8 @@ pub(crate) struct RoomCore {
     pub(super) hibernation: Hibernation,
     /// Set when the document must be rebuilt from the store (see `MAX_PENDING_BYTES`).
     pub(super) reload: bool,
+    /// Storing failed: the document holds changes the store may not, and the room is ending.
+    failed: bool,
     /// This instance, when the room is shared with others through the cluster.
     pub(super) instance: Option<InstanceId>,
     pub(super) replication: Replication,
@@ -130,6 +132,7 @@ impl RoomCore {
             hibernation: Hibernation::new(settings.hibernate_after),
             metrics,
             reload: false,
+            failed: false,
             instance,
             replication: Replication::loaded(loaded.last_seq),
             catching_up: false,
@@ -202,9 +205,21 @@ impl RoomCore {
         if let Some(batch) = self.journal.next_batch() {
             self.effects.push(Effect::Write(batch));
         }
-        if self.schedule.poll() {
-            self.metrics.compactions.inc();
-            self.effects.push(Effect::Compact);
+        // A failed room compacts nothing: its journal is abandoned, so it would look quiet while
+        // its document holds changes that were never stored.
+        if !self.failed && self.schedule.is_due() {
+            let live = self.live_document();
+            if let Some(from) = self.schedule.poll(live) {
+                self.metrics.compactions.inc();
+                let compaction = match from {
+                    CompactFrom::Document => self.fold(),
+                    CompactFrom::Store => Compaction::FromStore,
+                };
+                if matches!(compaction, Compaction::Snapshot { .. }) {
+                    self.metrics.compactions_folded.inc();
+                }
+                self.effects.push(Effect::Compact(compaction));
+            }
         }
     }
 
@@ -501,6 +516,7 @@ impl RoomCore {
     /// it must not be served: everyone is disconnected (their clients still hold their edits and
     /// send them again on reconnect) and the next connection loads the room afresh.
     fn on_write_failed(&mut self) {
+        self.failed = true;
         self.metrics.persist_failures.inc();
         for item in self.journal.abandon() {
             let (id, answer) = match item {

@@ -80,12 +80,35 @@ pub(crate) enum Effect {
     /// Read the store: always (`always`), or only if it holds sequences past `seen`. Answer with
     /// [`Input::CaughtUp`].
     CatchUp { always: bool, seen: i64 },
-    /// Fold the room's stored log into a snapshot; answer with [`Input::Compacted`].
-    Compact,
+    /// Compact the room's log; answer with [`Input::Compacted`].
+    Compact(Compaction),
     /// Answer an HTTP command.
     Answer { id: RequestId, answer: Answer },
     /// Load the hibernating room's document again; answer with [`Input::Woken`].
     Wake,
+}
+
+/// How to compact a room's log.
+pub(crate) enum Compaction {
+    /// Read the stored log back and fold it, off the room's task.
+    FromStore,
+    /// Store this snapshot of the live document, which holds exactly the log up to
+    /// `covers_seq` (see `folding.rs`).
+    Snapshot { data: Vec<u8>, state_vector: Vec<u8>, covers_seq: i64 },
+}
+
+impl std::fmt::Debug for Compaction {
+    /// Sizes, not bytes: a snapshot can be large.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Compaction::FromStore => f.write_str("FromStore"),
+            Compaction::Snapshot { data, covers_seq, .. } => f
+                .debug_struct("Snapshot")
+                .field("bytes", &data.len())
+                .field("covers_seq", covers_seq)
+                .finish(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,12 +16,14 @@
 //! Where things are: `handle.rs` (commands, address, settings), `protocol.rs` (y-websocket vs
 //! Hocuspocus), `core.rs` (sync rules, write-before-broadcast), `presence.rs` (who owns which
 //! awareness ids), `remote.rs` and `replication.rs` (other instances), `http.rs` (apply,
-//! restore, state), `schedule.rs` (when to compact), `hibernation.rs` and `sleep.rs` (dropping an idle room's document),
+//! restore, state), `schedule.rs` (when to compact) and `folding.rs` (compacting
+//! from the live document), `hibernation.rs` and `sleep.rs` (dropping an idle room's document),
 //! `load.rs` (reading the store), `actor.rs`.
 
 mod actor;
 mod core;
 mod effects;
+mod folding;
 mod handle;
 mod hibernation;
 mod http;

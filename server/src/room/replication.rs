@@ -34,7 +34,6 @@ impl Replication {
     }
 
     /// Whether ranges wait for a missing one.
-    #[cfg(test)]
     pub fn has_gap(&self) -> bool {
         !self.ahead.is_empty()
     }

@@ -74,7 +74,7 @@ impl From<yrs::encoding::read::Error> for ScanError {
 /// with yrs' own decoder; the apply path uses [`scan_placements_v1`].)
 #[cfg(test)]
 pub(crate) fn scan_update_v1(update: &[u8]) -> Result<usize, ScanError> {
-    let mut scan = Scan { cursor: Cursor::new(update), outstanding: 0, items: None, clock: 0 };
+    let mut scan = Scan { cursor: Cursor::new(update), outstanding: 0, items: None, clock: 0, skips: 0 };
     scan.blocks()?;
     scan.delete_set()?;
     Ok(scan.cursor.next)
@@ -83,10 +83,20 @@ pub(crate) fn scan_update_v1(update: &[u8]) -> Result<usize, ScanError> {
 /// The same walk, also returning where each item of the update sits in the tree of shared types
 /// (see [`ItemPlacement`]), in the update's order: each client's items by ascending clock.
 pub(crate) fn scan_placements_v1(update: &[u8]) -> Result<Vec<ItemPlacement>, ScanError> {
-    let mut scan = Scan { cursor: Cursor::new(update), outstanding: 0, items: Some(Vec::new()), clock: 0 };
+    let mut scan =
+        Scan { cursor: Cursor::new(update), outstanding: 0, items: Some(Vec::new()), clock: 0, skips: 0 };
     scan.blocks()?;
     scan.delete_set()?;
     Ok(scan.items.unwrap_or_default())
+}
+
+/// The same walk, counting the update's skip blocks: the ranges of a client's clocks it leaves
+/// out although later ones are in it.
+pub(crate) fn count_skips_v1(update: &[u8]) -> Result<usize, ScanError> {
+    let mut scan = Scan { cursor: Cursor::new(update), outstanding: 0, items: None, clock: 0, skips: 0 };
+    scan.blocks()?;
+    scan.delete_set()?;
+    Ok(scan.skips)
 }
 
 /// A block of an update as far as nesting and size are concerned: its id range, how its parent
@@ -127,6 +137,8 @@ struct Scan<'a> {
     items: Option<Vec<ItemPlacement>>,
     /// Clock of the next block of the client being read.
     clock: u32,
+    /// Skip blocks read.
+    skips: usize,
 }
 
 impl Scan<'_> {
@@ -200,7 +212,10 @@ impl Scan<'_> {
         let info = self.cursor.read_u8()?;
         let id = ID::new(client_id(client), self.clock);
         let len = match info {
-            BLOCK_SKIP => self.cursor.read_var()?,
+            BLOCK_SKIP => {
+                self.skips += 1;
+                self.cursor.read_var()?
+            }
             BLOCK_GC => {
                 let len = self.cursor.read_var()?;
                 if let Some(items) = &mut self.items {
@@ -486,6 +501,8 @@ mod tests {
         }
         let skipped = yrs::merge_updates_v1([&parts[0], &parts[2]]).expect("merges");
         assert!(skipped.contains(&BLOCK_SKIP), "the merged update has a skip block");
+        assert_eq!(count_skips_v1(&skipped), Ok(1));
+        assert_eq!(count_skips_v1(&parts[0]), Ok(0));
         updates.push(skipped);
         updates
     }

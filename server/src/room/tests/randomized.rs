@@ -26,7 +26,7 @@ use crate::close::CloseReason;
 use crate::metrics::MessageKind;
 
 use super::super::core::RoomCore;
-use super::super::effects::{Effect, Input, Recipients};
+use super::super::effects::{Compaction, Effect, Input, Recipients};
 use super::super::handle::ConnId;
 use super::super::protocol::PeerProtocol;
 use super::{core, edit, join, loaded, messages_of, text_of};
@@ -98,6 +98,8 @@ struct Sim {
     next_conn: ConnId,
     store: Store,
     compacting: bool,
+    /// Snapshots folded from the live document (checked by `check_snapshot`).
+    folded: usize,
     /// The room asked for its document (it hibernated, then something needed it).
     waking: bool,
     /// Times the room woke with its document (the test requires some, across seeds).
@@ -141,6 +143,7 @@ impl Sim {
             next_conn: 1,
             store: Store::new(),
             compacting: false,
+            folded: 0,
             waking: false,
             wakes: 0,
             now: Instant::now(),
@@ -208,7 +211,12 @@ impl Sim {
                         assert!(self.store.writing.is_none(), "seed {}: one write at a time", self.seed);
                         self.store.writing = Some(batch);
                     }
-                    Effect::Compact => self.compacting = true,
+                    Effect::Compact(compaction) => {
+                        if let Compaction::Snapshot { data, covers_seq, .. } = &compaction {
+                            self.check_snapshot(data, *covers_seq);
+                        }
+                        self.compacting = true;
+                    }
                     Effect::Wake => {
                         assert!(!self.waking, "seed {}: one wake at a time", self.seed);
                         self.waking = true;
@@ -229,6 +237,34 @@ impl Sim {
         }
     }
 
+    /// A snapshot the room folded from its live document is exactly what the store holds up to
+    /// the sequence it claims to cover: no unstored change in it, no stored one missing.
+    fn check_snapshot(&mut self, data: &[u8], covers_seq: i64) {
+        self.folded += 1;
+        assert_eq!(
+            covers_seq,
+            self.store.durable.len() as i64,
+            "seed {}: covers every stored row",
+            self.seed
+        );
+        let stored = Doc::new();
+        for change in &self.store.durable {
+            apply(&stored, change);
+        }
+        let folded = Doc::new();
+        apply(&folded, data);
+        let (stored_txn, folded_txn) = (stored.transact(), folded.transact());
+        assert_eq!(folded_txn.state_vector(), stored_txn.state_vector(), "seed {}: same inserts", self.seed);
+        assert_eq!(
+            folded_txn.snapshot().delete_set,
+            stored_txn.snapshot().delete_set,
+            "seed {}: same deletions",
+            self.seed
+        );
+        drop((stored_txn, folded_txn));
+        assert_eq!(text_of(&folded), text_of(&stored), "seed {}", self.seed);
+    }
+
     /// Adds an effect to the trace: its kind, whom it concerns and how big it is. Not frame
     /// bytes: presence frames list clients in hash-map order, which says nothing about replay.
     fn record(&mut self, effect: &Effect) {
@@ -244,7 +280,7 @@ impl Sim {
             }
             Effect::Disconnect { conn, reason } => (1u8, conn, reason.is_some()).hash(&mut self.trace),
             Effect::Write(batch) => (2u8, batch.len()).hash(&mut self.trace),
-            Effect::Compact => 3u8.hash(&mut self.trace),
+            Effect::Compact(_) => 3u8.hash(&mut self.trace),
             Effect::Publish(_) => 4u8.hash(&mut self.trace),
             Effect::CatchUp { .. } => 5u8.hash(&mut self.trace),
             Effect::Answer { .. } => 6u8.hash(&mut self.trace),
@@ -496,8 +532,16 @@ impl Drop for Replay {
     }
 }
 
-/// Runs one seed; returns its trace and how often the room woke.
-fn run(seed: u64) -> (u64, usize) {
+/// What one seed did: its trace, how often the room woke, and how many snapshots it folded.
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    trace: u64,
+    wakes: usize,
+    folded: usize,
+}
+
+/// Runs one seed.
+fn run(seed: u64) -> Outcome {
     let _replay = Replay(seed);
     let mut sim = Sim::new(seed);
     for step in 0..STEPS {
@@ -506,7 +550,7 @@ fn run(seed: u64) -> (u64, usize) {
     }
     sim.settle();
     sim.check_convergence();
-    (sim.trace.finish(), sim.wakes)
+    Outcome { trace: sim.trace.finish(), wakes: sim.wakes, folded: sim.folded }
 }
 
 #[test]
@@ -516,8 +560,14 @@ fn clients_converge_and_see_only_stored_changes() {
         return;
     }
     let seeds = std::env::var("DOJO_ROOM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(48u64);
-    let wakes: usize = (0..seeds).map(|seed| run(seed).1).sum();
+    let outcomes: Vec<Outcome> = (0..seeds).map(run).collect();
+    let wakes: usize = outcomes.iter().map(|outcome| outcome.wakes).sum();
+    let folded: usize = outcomes.iter().map(|outcome| outcome.folded).sum();
     assert!(seeds < 16 || wakes > seeds as usize, "the seeds hibernate and wake the room ({wakes} wakes)");
+    assert!(
+        seeds < 16 || folded * 2 > seeds as usize,
+        "the seeds fold the live document ({folded} snapshots)"
+    );
 }
 
 /// A printed seed is only useful if running it again does the same thing: nothing in the core
