@@ -5,8 +5,9 @@
 //! over a channel, so a batch (begin, upsert, insert, commit) was four round trips between
 //! threads, each a pair of context switches; with the server on one core, those hand-offs were
 //! where the profile in BENCHMARKS.md put the time. Here a batch is one hand-off to this thread
-//! and one answer back. Reads, compaction and the accounts stay on the pool; every writer in
-//! the process still queues on the store's write lock, so they take turns in order.
+//! and one answer back. Reads, compaction and the accounts stay on sqlx (compaction on a
+//! connection of its own, see `SqliteStore::compactions`); every writer in the process still
+//! queues on the store's write lock, so they take turns in order.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
