@@ -54,7 +54,10 @@ impl RoomCore {
     /// carry it: the document then holds content the log does not (the randomized test found
     /// this, seed 6, after a failed write made a client's edit arrive before what it built on).
     /// Folding would store that content without it ever being broadcast; compacting from the
-    /// store keeps the snapshot equal to the log, as before folding existed.
+    /// store keeps the snapshot equal to the log, as before folding existed. A gap filled
+    /// completely leaves no skip to see; such content was already served to joining clients
+    /// from the document (a sync step 2) without being stored, which is the skip problem itself,
+    /// not folding's, and wants fixing where updates are applied.
     pub(super) fn fold(&mut self) -> Compaction {
         let txn = self.doc.transact();
         // `encode_diff_v1` rather than `encode_state_as_update_v1`: the latter merges in
