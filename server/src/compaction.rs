@@ -81,10 +81,11 @@ impl CompactionSlots {
         let started = Instant::now();
         let written = store.compact(room, snapshot).await;
         // Rooms edited at one pace fall due together, and a folded snapshot is ready at once, so
-        // without a pause their transactions would follow each other on the store's write lock
-        // with only one batch of appends between two: the busy-rooms p99 rose from 15–23 ms to
-        // 21–28 ms that way (BENCHMARKS.md). Holding the slot as long again leaves the store to
-        // the appends at least half of the time during such a wave.
+        // without a pause their writes would follow each other with only one batch of appends
+        // between two: the busy-rooms p99 rose from 15–23 ms to 21–28 ms that way when each
+        // snapshot had a transaction of its own (BENCHMARKS.md). Holding the slot as long again
+        // spreads such a wave: on an SQLite file, where snapshots ride in the appends' commits
+        // (`dojo_store`'s writer thread), about every other commit then carries one.
         tokio::time::sleep(started.elapsed().min(MAX_PAUSE)).await;
         let outcome = written?;
         tracing::debug!(room, covers_seq, deleted = outcome.deleted_updates, "compacted the live document");

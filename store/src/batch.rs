@@ -12,11 +12,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Seq, StoreError};
+use crate::writer_thread::{BlockingBatchWrite, PendingSnapshot};
+use crate::{CompactOutcome, NewSnapshot, Seq, StoreError};
 
 /// Appends waiting for the writer, at most; a room has one append in flight at a time, so only a
 /// server with more busy rooms than this waits for room in the queue.
@@ -46,18 +47,19 @@ pub(crate) trait BatchWrite: Send + Sync + 'static {
     }
 }
 
-/// The same, for a writer that owns a blocking connection and runs on a thread of its own
-/// ([`AppendQueue::on_thread`]): a whole batch is then one hand-off to that thread and back,
-/// rather than one per statement.
-pub(crate) trait BlockingBatchWrite: Send + 'static {
-    fn write_batch(&mut self, rooms: &[RoomAppend<'_>]) -> Result<Vec<Seq>, StoreError>;
-}
-
 /// An append waiting for the writer.
-struct PendingAppend {
+pub(crate) struct PendingAppend {
     room: String,
     updates: Vec<Vec<u8>>,
-    done: oneshot::Sender<Result<Seq, StoreError>>,
+    pub(crate) done: oneshot::Sender<Result<Seq, StoreError>>,
+}
+
+/// What a writer is asked to do. Only a writer thread writes snapshots
+/// ([`AppendQueue::writes_snapshots`]).
+#[derive(Debug)]
+pub(crate) enum Request {
+    Append(PendingAppend),
+    Snapshot(PendingSnapshot),
 }
 
 impl PendingAppend {
@@ -69,13 +71,15 @@ impl PendingAppend {
 /// The way in to a store's writer task. Clones share the task; it ends when the last is dropped.
 #[derive(Clone)]
 pub(crate) struct AppendQueue {
-    tx: mpsc::Sender<PendingAppend>,
+    tx: mpsc::Sender<Request>,
+    /// Whether snapshots go through the writer too (a writer thread's do).
+    writes_snapshots: bool,
     /// The writer and its queue until the first append starts the task, on the caller's runtime
     /// (so that making a store needs none).
     idle: Arc<Mutex<Option<IdleWriter>>>,
 }
 
-type IdleWriter = (Arc<dyn BatchWrite>, mpsc::Receiver<PendingAppend>);
+type IdleWriter = (Arc<dyn BatchWrite>, mpsc::Receiver<Request>);
 
 impl std::fmt::Debug for AppendQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -96,35 +100,55 @@ impl AppendQueue {
     /// A queue whose writer task starts with the first append.
     pub fn new(writer: impl BatchWrite) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_APPENDS);
-        Self { tx, idle: Arc::new(Mutex::new(Some((Arc::new(writer), rx)))) }
+        Self { tx, writes_snapshots: false, idle: Arc::new(Mutex::new(Some((Arc::new(writer), rx)))) }
     }
 
     /// A queue served by a thread of its own, named `name`, which runs `writer` until every
-    /// clone of the queue is dropped (and what was queued by then is committed). Commits start
-    /// at least `spacing` apart: under sustained appends a batch then gathers what arrives in
-    /// that time instead of paying a commit (and its sync) for every one or two; an append
-    /// after a quiet spell is committed at once.
+    /// clone of the queue is dropped (and what was queued by then is written); it writes
+    /// snapshots too, in the appends' commits. Commits start at least `spacing` apart (see
+    /// `writer_thread.rs`).
     pub fn on_thread(
         name: &str,
         spacing: Duration,
-        mut writer: impl BlockingBatchWrite,
+        writer: impl BlockingBatchWrite,
     ) -> Result<Self, StoreError> {
-        let (tx, mut queue) = mpsc::channel(QUEUE_APPENDS);
+        let (tx, queue) = mpsc::channel(QUEUE_APPENDS);
         std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || {
-                let mut last_start: Option<Instant> = None;
-                while let Some(first) = queue.blocking_recv() {
-                    if let Some(wait) = last_start.and_then(|start| spacing.checked_sub(start.elapsed())) {
-                        std::thread::sleep(wait);
-                    }
-                    last_start = Some(Instant::now());
-                    let batch = gather(first, &mut queue);
-                    answer(batch, |rooms| writer.write_batch(rooms));
-                }
-            })
+            .spawn(move || crate::writer_thread::serve(queue, spacing, writer))
             .map_err(|error| StoreError::Interrupted(format!("cannot start the {name} thread: {error}")))?;
-        Ok(Self { tx, idle: Arc::new(Mutex::new(None)) })
+        Ok(Self { tx, writes_snapshots: true, idle: Arc::new(Mutex::new(None)) })
+    }
+
+    /// Requests waiting in the queue.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        QUEUE_APPENDS - self.tx.capacity()
+    }
+
+    /// Whether [`write_snapshot`](Self::write_snapshot) may be called: the writer is a thread.
+    pub fn writes_snapshots(&self) -> bool {
+        self.writes_snapshots
+    }
+
+    /// Has the writer thread store `snapshot` for `room` (a compaction: see `compaction_sql.rs`)
+    /// in one of its next commits. A caller that stops waiting does not stop the write.
+    pub async fn write_snapshot(
+        &self,
+        room: &str,
+        snapshot: NewSnapshot<'_>,
+    ) -> Result<CompactOutcome, StoreError> {
+        let (done, answer) = oneshot::channel();
+        let request = PendingSnapshot {
+            room: room.to_owned(),
+            data: snapshot.data.to_vec(),
+            state_vector: snapshot.state_vector.to_vec(),
+            covers_seq: snapshot.covers_seq,
+            keep: snapshot.keep,
+            done,
+        };
+        self.tx.send(Request::Snapshot(request)).await.map_err(|_| writer_gone())?;
+        answer.await.unwrap_or_else(|_| Err(writer_gone()))
     }
 
     /// Appends `updates` to `room` in the writer's next transaction; the sequence of the last.
@@ -140,7 +164,7 @@ impl AppendQueue {
             updates: updates.iter().map(|u| u.to_vec()).collect(),
             done,
         };
-        self.tx.send(request).await.map_err(|_| writer_gone())?;
+        self.tx.send(Request::Append(request)).await.map_err(|_| writer_gone())?;
         answer.await.unwrap_or_else(|_| Err(writer_gone()))
     }
 }
@@ -151,14 +175,20 @@ fn writer_gone() -> StoreError {
 
 /// Takes what queued, commits it, and again; with up to `max_in_flight` commits at once, a new
 /// batch starts only while fewer are under way, so the rest queue and go in together.
-async fn run(writer: Arc<dyn BatchWrite>, mut queue: mpsc::Receiver<PendingAppend>) {
+async fn run(writer: Arc<dyn BatchWrite>, mut queue: mpsc::Receiver<Request>) {
     let max_in_flight = writer.max_in_flight().max(1);
     let mut in_flight = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             first = queue.recv(), if in_flight.len() < max_in_flight => {
                 let Some(first) = first else { break };
-                let batch = gather(first, &mut queue);
+                // Nothing sends this writer a snapshot (`writes_snapshots` is false); were one
+                // sent, it is refused rather than dropped unanswered.
+                let batch = gather_appends(first, &mut queue, |snapshot| {
+                    let _ = snapshot.done.send(Err(StoreError::Interrupted(
+                        "this store writes snapshots in transactions of their own".into(),
+                    )));
+                });
                 let writer = writer.clone();
                 in_flight.spawn(async move { commit(&*writer, batch).await });
             }
@@ -169,32 +199,29 @@ async fn run(writer: Arc<dyn BatchWrite>, mut queue: mpsc::Receiver<PendingAppen
     while in_flight.join_next().await.is_some() {}
 }
 
-/// `first` and whatever else has queued behind it, up to [`MAX_BATCH_BYTES`].
-fn gather(first: PendingAppend, queue: &mut mpsc::Receiver<PendingAppend>) -> Vec<PendingAppend> {
-    let mut bytes = first.bytes();
-    let mut batch = vec![first];
-    while bytes < MAX_BATCH_BYTES {
-        let Ok(next) = queue.try_recv() else { break };
-        bytes += next.bytes();
-        batch.push(next);
+/// The appends of `first` and of whatever else has queued behind it, up to [`MAX_BATCH_BYTES`];
+/// each snapshot among them goes to `snapshot`.
+pub(crate) fn gather_appends(
+    first: Request,
+    queue: &mut mpsc::Receiver<Request>,
+    mut snapshot: impl FnMut(PendingSnapshot),
+) -> Vec<PendingAppend> {
+    let (mut batch, mut bytes) = (Vec::new(), 0);
+    let mut next = Some(first);
+    while let Some(request) = next {
+        match request {
+            Request::Append(append) => {
+                bytes += append.bytes();
+                batch.push(append);
+            }
+            Request::Snapshot(pending) => snapshot(pending),
+        }
+        if bytes >= MAX_BATCH_BYTES {
+            break;
+        }
+        next = queue.try_recv().ok();
     }
     batch
-}
-
-/// [`commit`] for a blocking writer: the batch as one transaction; if that fails, each room's
-/// appends on their own.
-fn answer(
-    batch: Vec<PendingAppend>,
-    mut write: impl FnMut(&[RoomAppend<'_>]) -> Result<Vec<Seq>, StoreError>,
-) {
-    let grouped = Grouped::new(&batch);
-    let outcome = write(&grouped.rooms).map(|last_seqs| grouped.answers(&last_seqs));
-    drop(grouped);
-    let Some(batch) = settle(batch, outcome) else { return };
-    for request in batch {
-        let answer = last_seq(write(&request.alone()));
-        let _ = request.done.send(answer);
-    }
 }
 
 /// Answers every request of `batch` from the outcome of writing it together (each request's
@@ -223,7 +250,7 @@ fn settle(
 }
 
 /// The one sequence a single room's write returns.
-fn last_seq(written: Result<Vec<Seq>, StoreError>) -> Result<Seq, StoreError> {
+pub(crate) fn last_seq(written: Result<Vec<Seq>, StoreError>) -> Result<Seq, StoreError> {
     written.and_then(|seqs| {
         seqs.first().copied().ok_or_else(|| StoreError::Interrupted("the write returned no sequence".into()))
     })
@@ -231,7 +258,7 @@ fn last_seq(written: Result<Vec<Seq>, StoreError>) -> Result<Seq, StoreError> {
 
 impl PendingAppend {
     /// This append as a batch of its own.
-    fn alone(&self) -> [RoomAppend<'_>; 1] {
+    pub(crate) fn alone(&self) -> [RoomAppend<'_>; 1] {
         [RoomAppend { room: &self.room, updates: self.updates.iter().map(Vec::as_slice).collect() }]
     }
 }
@@ -250,15 +277,15 @@ async fn commit(writer: &dyn BatchWrite, batch: Vec<PendingAppend>) {
 
 /// A batch arranged by room: the same room's appends (callers other than a room's own journal may
 /// append concurrently) become one run of rows, in arrival order.
-struct Grouped<'a> {
-    rooms: Vec<RoomAppend<'a>>,
+pub(crate) struct Grouped<'a> {
+    pub(crate) rooms: Vec<RoomAppend<'a>>,
     /// For each request: its room's index in `rooms`, and how many of that room's rows come from
     /// it and the requests before it.
     places: Vec<(usize, usize)>,
 }
 
 impl<'a> Grouped<'a> {
-    fn new(batch: &'a [PendingAppend]) -> Self {
+    pub(crate) fn new(batch: &'a [PendingAppend]) -> Self {
         let mut by_room: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (index, request) in batch.iter().enumerate() {
             by_room.entry(request.room.as_str()).or_default().push(index);
@@ -277,7 +304,7 @@ impl<'a> Grouped<'a> {
     }
 
     /// Each request's last sequence, from each room's last one.
-    fn answers(&self, last_seqs: &[Seq]) -> Vec<Result<Seq, StoreError>> {
+    pub(crate) fn answers(&self, last_seqs: &[Seq]) -> Vec<Result<Seq, StoreError>> {
         self.places
             .iter()
             .map(|&(room, through)| {

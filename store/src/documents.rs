@@ -2,6 +2,7 @@
 //! this file with `Store` naming their store (see `dialect.rs`).
 
 use super::Store;
+use crate::compaction_sql::{ADVANCE_SEQ, CREATE_ROOM, DELETE_COVERED, INSERT_SNAPSHOT, TRIM_SNAPSHOTS};
 use crate::dialect::Dialect;
 use crate::{
     CompactOutcome, DocumentStore, LoggedUpdate, NewSnapshot, Seq, Snapshot, StoreError, StoredDocument,
@@ -46,55 +47,28 @@ async fn compact_now(
 ) -> Result<CompactOutcome, StoreError> {
     let now = now_millis();
     let mut w = store.begin_compaction(room).await?;
-    // The snapshot references the room's row; create it if the room was never appended to.
-    sqlx::query(
-        "INSERT INTO documents (room, created_at, updated_at, next_seq) VALUES ($1, $2, $2, 1)
-         ON CONFLICT (room) DO NOTHING",
-    )
-    .bind(room)
-    .bind(now)
-    .execute(&mut *w.tx)
-    .await?;
-    // Never hand out a sequence the snapshot claims to cover. A no-op (and no row lock) in the
-    // normal case, where the snapshot covers sequences already allocated.
-    sqlx::query("UPDATE documents SET next_seq = $2 + 1, updated_at = $3 WHERE room = $1 AND next_seq <= $2")
+    sqlx::query(CREATE_ROOM).bind(room).bind(now).execute(&mut *w.tx).await?;
+    sqlx::query(ADVANCE_SEQ).bind(room).bind(snapshot.covers_seq).bind(now).execute(&mut *w.tx).await?;
+    sqlx::query(INSERT_SNAPSHOT)
         .bind(room)
         .bind(snapshot.covers_seq)
+        .bind(snapshot.data)
+        .bind(snapshot.state_vector)
         .bind(now)
         .execute(&mut *w.tx)
         .await?;
-    // A racing compaction that stored the same covers_seq wins; its data is the same state.
-    sqlx::query(
-        "INSERT INTO document_snapshots (room, covers_seq, data, state_vector, created_at)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (room, covers_seq) DO NOTHING",
-    )
-    .bind(room)
-    .bind(snapshot.covers_seq)
-    .bind(snapshot.data)
-    .bind(snapshot.state_vector)
-    .bind(now)
-    .execute(&mut *w.tx)
-    .await?;
-    // Covered by the snapshot just stored (or an identical one), so safe to drop.
-    let deleted_updates = sqlx::query("DELETE FROM document_updates WHERE room = $1 AND seq <= $2")
+    let deleted_updates = sqlx::query(DELETE_COVERED)
         .bind(room)
         .bind(snapshot.covers_seq)
         .execute(&mut *w.tx)
         .await?
         .rows_affected();
-    // Keeps the newest by covers_seq, so the newest snapshot always survives and covers every
-    // deleted update, even when a newer compaction won the race and ours is the one trimmed.
-    let deleted_snapshots = sqlx::query(
-        "DELETE FROM document_snapshots WHERE room = $1 AND id NOT IN (
-             SELECT id FROM document_snapshots WHERE room = $1 ORDER BY covers_seq DESC LIMIT $2
-         )",
-    )
-    .bind(room)
-    .bind(keep_limit(snapshot.keep))
-    .execute(&mut *w.tx)
-    .await?
-    .rows_affected();
+    let deleted_snapshots = sqlx::query(TRIM_SNAPSHOTS)
+        .bind(room)
+        .bind(keep_limit(snapshot.keep))
+        .execute(&mut *w.tx)
+        .await?
+        .rows_affected();
     w.tx.commit().await?;
     tracing::debug!(room, covers_seq = snapshot.covers_seq, deleted_updates, deleted_snapshots, "compacted");
     Ok(CompactOutcome { deleted_updates, deleted_snapshots })
@@ -119,6 +93,10 @@ impl DocumentStore for Store {
     }
 
     async fn compact(&self, room: &str, snapshot: NewSnapshot<'_>) -> Result<CompactOutcome, StoreError> {
+        // The SQLite file's writer thread writes snapshots in its own commits, between appends.
+        if self.appends().writes_snapshots() {
+            return self.appends().write_snapshot(room, snapshot).await;
+        }
         let (this, room) = (self.clone(), room.to_owned());
         let (data, state_vector) = (snapshot.data.to_vec(), snapshot.state_vector.to_vec());
         let (covers_seq, keep) = (snapshot.covers_seq, snapshot.keep);

@@ -11,11 +11,13 @@
 //! Yjs, which the server applies and validates before anything reaches here.
 
 mod batch;
+mod compaction_sql;
 mod dialect;
 mod postgres;
 mod sqlite;
 pub mod sqlite_backup;
 mod sqlite_writer;
+mod writer_thread;
 
 use std::sync::Arc;
 

@@ -40,16 +40,10 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Serialises this process's write transactions (see the module comment).
     write: Arc<Mutex<()>>,
-    /// Where compactions write: one connection with synchronous=NORMAL, so a snapshot's
-    /// transaction does not wait for a sync of its own. Nothing acknowledged depends on it: a
-    /// compaction lost to a power cut leaves the rows it would have replaced, and the next
-    /// append's sync (the WAL is one file, synced whole) makes it durable anyway. With rooms
-    /// compacting one after another, their syncs held the write lock away from the appends
-    /// (BENCHMARKS.md). The in-memory database's is its one pool.
-    compactions: SqlitePool,
     /// The writer every room's appends go through: what queues while it commits is committed
     /// together, so many rooms share one fsync instead of queueing for one each. A file's writer
-    /// is a thread with its own connection (`sqlite_writer.rs`); an in-memory database's, which
+    /// is a thread with its own connection (`sqlite_writer.rs`), which writes the compactions'
+    /// snapshots too, in the same commits (`writer_thread.rs`); an in-memory database's, which
     /// exists only inside the pool's one connection, is a task on the pool.
     appends: AppendQueue,
 }
@@ -92,18 +86,13 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
-            .await?;
-        let compactions = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .connect_with(options)
             .await?;
         let write = Arc::new(Mutex::new(()));
         let checkpoints = Checkpoints::new(pool.clone(), tokio::runtime::Handle::current());
         let writer = FileWriter::new(path.to_owned(), write.clone(), checkpoints);
         let appends = AppendQueue::on_thread("dojo-sqlite-writer", COMMIT_SPACING, writer)?;
-        Ok(Self { pool, write, compactions, appends })
+        Ok(Self { pool, write, appends })
     }
 
     /// A private in-memory database, for tests: gone when the store is dropped.
@@ -120,7 +109,7 @@ impl SqliteStore {
             .await?;
         let write = Arc::new(Mutex::new(()));
         let appends = AppendQueue::new(PoolWriter { pool: pool.clone(), write: write.clone() });
-        Ok(Self { compactions: pool.clone(), pool, write, appends })
+        Ok(Self { pool, write, appends })
     }
 
     /// The underlying pool.
@@ -137,7 +126,6 @@ impl SqliteStore {
 
     /// Closes the pools, waiting for connections in use to be returned.
     pub async fn close(&self) {
-        self.compactions.close().await;
         self.pool.close().await;
     }
 }
@@ -160,10 +148,11 @@ impl Dialect for SqliteStore {
     }
 
     /// The write lock serialises compactions (and appends) to every room, so no per-room lock is
-    /// needed as on PostgreSQL.
+    /// needed as on PostgreSQL. Only the in-memory database's compactions come here: a file's go
+    /// through its writer thread.
     async fn begin_compaction(&self, _room: &str) -> Result<WriteTx<sqlx::Sqlite>, StoreError> {
         let lock = Arc::clone(&self.write).lock_owned().await;
-        let tx = self.compactions.begin_with("BEGIN IMMEDIATE").await?;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok(WriteTx { tx, _lock: Some(lock) })
     }
 }
@@ -212,24 +201,5 @@ impl BatchWrite for PoolWriter {
         }
         tx.commit().await?;
         Ok(last_seqs)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Everything acknowledged is synced (FULL: 2); only the compactions' connection skips its
-    /// own sync (NORMAL: 1), which the next append's sync covers.
-    #[tokio::test]
-    async fn only_compactions_skip_their_own_sync() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let store = SqliteStore::open(dir.path().join("dojo.db")).await.expect("open");
-        let level = |pool: SqlitePool| async move {
-            sqlx::query_scalar::<_, i64>("PRAGMA synchronous").fetch_one(&pool).await.expect("pragma")
-        };
-        assert_eq!(level(store.pool.clone()).await, 2, "reads and the accounts' writes");
-        assert_eq!(level(store.compactions.clone()).await, 1, "compactions");
-        store.close().await;
     }
 }

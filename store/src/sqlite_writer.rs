@@ -1,12 +1,12 @@
 //! The SQLite file's writer: one thread with its own connection, which commits each batch of
-//! appends (see `batch.rs`) as one transaction without leaving the thread.
+//! appends (see `batch.rs`), and the compaction snapshot riding with it (`writer_thread.rs`), as
+//! one transaction without leaving the thread.
 //!
 //! Why not the pool: sqlx runs every SQLite statement on a worker thread of its own and hands it
 //! over a channel, so a batch (begin, upsert, insert, commit) was four round trips between
 //! threads, each a pair of context switches; with the server on one core, those hand-offs were
 //! where the profile in BENCHMARKS.md put the time. Here a batch is one hand-off to this thread
-//! and one answer back. Reads, compaction and the accounts stay on sqlx (compaction on a
-//! connection of its own, see `SqliteStore::compactions`); every writer in the process still
+//! and one answer back. Reads and the accounts stay on sqlx; every writer in the process still
 //! queues on the store's write lock, so they take turns in order.
 
 use std::collections::HashMap;
@@ -14,12 +14,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior, named_params};
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::Mutex;
 
-use crate::batch::{BlockingBatchWrite, MAX_CHUNK_ROWS, RoomAppend, chunk_sizes};
-use crate::{Seq, StoreError, len_i64, now_millis};
+use crate::batch::{MAX_CHUNK_ROWS, RoomAppend, chunk_sizes};
+use crate::compaction_sql::{ADVANCE_SEQ, CREATE_ROOM, DELETE_COVERED, INSERT_SNAPSHOT, TRIM_SNAPSHOTS};
+use crate::writer_thread::{BatchWritten, BlockingBatchWrite, RoomSnapshot};
+use crate::{CompactOutcome, Seq, StoreError, keep_limit, len_i64, now_millis};
 
 /// How long a write waits for another process holding the database's write lock.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,7 +36,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// 24–62 % off for about 2–3 ms more on the median, with the p99 still under 12 ms
 /// (BENCHMARKS.md). An append after a quiet spell is not delayed.
 pub(crate) const COMMIT_SPACING: Duration = Duration::from_millis(3);
-/// Prepared statements kept: two kinds × one per chunk size, with room to spare.
+/// Prepared statements kept: two kinds × one per chunk size, the five of a compaction, and room
+/// to spare.
 const STATEMENT_CACHE: usize = 32;
 
 /// Commits batches of appends to the SQLite file at `path`, on the writer thread.
@@ -74,50 +77,100 @@ fn open(path: &std::path::Path) -> Result<Connection, StoreError> {
 }
 
 impl BlockingBatchWrite for FileWriter {
-    fn write_batch(&mut self, rooms: &[RoomAppend<'_>]) -> Result<Vec<Seq>, StoreError> {
+    fn write_batch(
+        &mut self,
+        rooms: &[RoomAppend<'_>],
+        snapshots: &[RoomSnapshot<'_>],
+    ) -> Result<BatchWritten, StoreError> {
         let now = now_millis();
         // A plain thread, never a runtime's, so waiting on the async lock here blocks only it.
         let write = Arc::clone(&self.write);
         let _write = write.blocking_lock();
         let connection = self.connection()?;
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut next_seqs: HashMap<String, i64> = HashMap::with_capacity(rooms.len());
-        let mut rest = rooms;
-        for size in chunk_sizes(rooms.len()) {
-            let (chunk, tail) = rest.split_at(size);
-            rest = tail;
-            let mut upsert = tx.prepare_cached(statement(&UPSERT_ROOMS, size)?)?;
-            for (row, append) in chunk.iter().enumerate() {
-                let at = row * 4;
-                upsert.raw_bind_parameter(at + 1, append.room)?;
-                upsert.raw_bind_parameter(at + 2, now)?;
-                upsert.raw_bind_parameter(at + 3, now)?;
-                upsert.raw_bind_parameter(at + 4, 1 + len_i64(append.updates.len()))?;
-            }
-            let mut returned = upsert.raw_query();
-            while let Some(row) = returned.next()? {
-                next_seqs.insert(row.get(0)?, row.get(1)?);
-            }
-        }
-        let (rows, last_seqs) = numbered_rows(rooms, |room| next_seqs.get(room).copied())?;
-        let mut rest = rows.as_slice();
-        for size in chunk_sizes(rows.len()) {
-            let (chunk, tail) = rest.split_at(size);
-            rest = tail;
-            let mut insert = tx.prepare_cached(statement(&INSERT_ROWS, size)?)?;
-            for (row, (room, seq, data)) in chunk.iter().enumerate() {
-                let at = row * 4;
-                insert.raw_bind_parameter(at + 1, *room)?;
-                insert.raw_bind_parameter(at + 2, *seq)?;
-                insert.raw_bind_parameter(at + 3, *data)?;
-                insert.raw_bind_parameter(at + 4, now)?;
-            }
-            insert.raw_execute()?;
-        }
+        let mut tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let last_seqs = append_rows(&tx, rooms, now)?;
+        let snapshots = snapshots.iter().map(|write| store_snapshot(&mut tx, write, now)).collect();
         tx.commit()?;
         self.checkpoints.soon();
-        Ok(last_seqs)
+        Ok(BatchWritten { last_seqs, snapshots })
     }
+}
+
+/// Writes a compaction's snapshot (`compaction_sql.rs`) under a savepoint of `tx`: undone alone
+/// if it fails, leaving the rest of the transaction to commit.
+fn store_snapshot(
+    tx: &mut Transaction<'_>,
+    write: &RoomSnapshot<'_>,
+    now: i64,
+) -> Result<CompactOutcome, StoreError> {
+    let savepoint = tx.savepoint()?;
+    let (room, snapshot) = (write.room, &write.snapshot);
+    // By name: SQLite numbers `$N` parameters in order of first appearance, not by N.
+    savepoint.prepare_cached(CREATE_ROOM)?.execute(named_params! {"$1": room, "$2": now})?;
+    savepoint
+        .prepare_cached(ADVANCE_SEQ)?
+        .execute(named_params! {"$1": room, "$2": snapshot.covers_seq, "$3": now})?;
+    savepoint.prepare_cached(INSERT_SNAPSHOT)?.execute(named_params! {
+        "$1": room,
+        "$2": snapshot.covers_seq,
+        "$3": snapshot.data,
+        "$4": snapshot.state_vector,
+        "$5": now,
+    })?;
+    let deleted_updates = savepoint
+        .prepare_cached(DELETE_COVERED)?
+        .execute(named_params! {"$1": room, "$2": snapshot.covers_seq})?;
+    let deleted_snapshots = savepoint
+        .prepare_cached(TRIM_SNAPSHOTS)?
+        .execute(named_params! {"$1": room, "$2": keep_limit(snapshot.keep)})?;
+    // Dropped without this, the savepoint rolls back.
+    savepoint.commit()?;
+    tracing::debug!(room, covers_seq = snapshot.covers_seq, deleted_updates, deleted_snapshots, "compacted");
+    Ok(CompactOutcome {
+        deleted_updates: deleted_updates as u64,
+        deleted_snapshots: deleted_snapshots as u64,
+    })
+}
+
+/// Inserts every room's updates, numbered from each room's counter; each room's last sequence.
+fn append_rows(tx: &Transaction<'_>, rooms: &[RoomAppend<'_>], now: i64) -> Result<Vec<Seq>, StoreError> {
+    if rooms.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut next_seqs: HashMap<String, i64> = HashMap::with_capacity(rooms.len());
+    let mut rest = rooms;
+    for size in chunk_sizes(rooms.len()) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let mut upsert = tx.prepare_cached(statement(&UPSERT_ROOMS, size)?)?;
+        for (row, append) in chunk.iter().enumerate() {
+            let at = row * 4;
+            upsert.raw_bind_parameter(at + 1, append.room)?;
+            upsert.raw_bind_parameter(at + 2, now)?;
+            upsert.raw_bind_parameter(at + 3, now)?;
+            upsert.raw_bind_parameter(at + 4, 1 + len_i64(append.updates.len()))?;
+        }
+        let mut returned = upsert.raw_query();
+        while let Some(row) = returned.next()? {
+            next_seqs.insert(row.get(0)?, row.get(1)?);
+        }
+    }
+    let (rows, last_seqs) = numbered_rows(rooms, |room| next_seqs.get(room).copied())?;
+    let mut rest = rows.as_slice();
+    for size in chunk_sizes(rows.len()) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let mut insert = tx.prepare_cached(statement(&INSERT_ROWS, size)?)?;
+        for (row, (room, seq, data)) in chunk.iter().enumerate() {
+            let at = row * 4;
+            insert.raw_bind_parameter(at + 1, *room)?;
+            insert.raw_bind_parameter(at + 2, *seq)?;
+            insert.raw_bind_parameter(at + 3, *data)?;
+            insert.raw_bind_parameter(at + 4, now)?;
+        }
+        insert.raw_execute()?;
+    }
+    Ok(last_seqs)
 }
 
 /// One row to insert: room, sequence, update.
