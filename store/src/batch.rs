@@ -12,16 +12,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::writer_thread::{BlockingBatchWrite, PendingSnapshot};
 use crate::{CompactOutcome, NewSnapshot, Seq, StoreError};
 
 /// Appends waiting for the writer, at most; a room has one append in flight at a time, so only a
 /// server with more busy rooms than this waits for room in the queue.
-const QUEUE_APPENDS: usize = 4096;
+pub(crate) const QUEUE_APPENDS: usize = 4096;
 /// Bytes of updates committed in one transaction at most (at least one append always goes in,
 /// whatever its size).
 const MAX_BATCH_BYTES: usize = 32 << 20;
@@ -52,6 +50,17 @@ pub(crate) struct PendingAppend {
     room: String,
     updates: Vec<Vec<u8>>,
     pub(crate) done: oneshot::Sender<Result<Seq, StoreError>>,
+}
+
+/// A snapshot waiting for the writer.
+#[derive(Debug)]
+pub(crate) struct PendingSnapshot {
+    pub room: String,
+    pub data: Vec<u8>,
+    pub state_vector: Vec<u8>,
+    pub covers_seq: Seq,
+    pub keep: usize,
+    pub done: oneshot::Sender<Result<CompactOutcome, StoreError>>,
 }
 
 /// What a writer is asked to do. Only a writer thread writes snapshots
@@ -103,21 +112,10 @@ impl AppendQueue {
         Self { tx, writes_snapshots: false, idle: Arc::new(Mutex::new(Some((Arc::new(writer), rx)))) }
     }
 
-    /// A queue served by a thread of its own, named `name`, which runs `writer` until every
-    /// clone of the queue is dropped (and what was queued by then is written); it writes
-    /// snapshots too, in the appends' commits. Commits start at least `spacing` apart (see
-    /// `writer_thread.rs`).
-    pub fn on_thread(
-        name: &str,
-        spacing: Duration,
-        writer: impl BlockingBatchWrite,
-    ) -> Result<Self, StoreError> {
-        let (tx, queue) = mpsc::channel(QUEUE_APPENDS);
-        std::thread::Builder::new()
-            .name(name.to_owned())
-            .spawn(move || crate::writer_thread::serve(queue, spacing, writer))
-            .map_err(|error| StoreError::Interrupted(format!("cannot start the {name} thread: {error}")))?;
-        Ok(Self { tx, writes_snapshots: true, idle: Arc::new(Mutex::new(None)) })
+    /// A queue whose requests `tx`'s receiver, a writer thread, serves: it writes snapshots
+    /// too (`writer_thread::spawn`).
+    pub(crate) fn served_by_thread(tx: mpsc::Sender<Request>) -> Self {
+        Self { tx, writes_snapshots: true, idle: Arc::new(Mutex::new(None)) }
     }
 
     /// Requests waiting in the queue.

@@ -91,7 +91,7 @@ impl SqliteStore {
         let write = Arc::new(Mutex::new(()));
         let checkpoints = Checkpoints::new(pool.clone(), tokio::runtime::Handle::current());
         let writer = FileWriter::new(path.to_owned(), write.clone(), checkpoints);
-        let appends = AppendQueue::on_thread("dojo-sqlite-writer", COMMIT_SPACING, writer)?;
+        let appends = crate::writer_thread::spawn("dojo-sqlite-writer", COMMIT_SPACING, writer)?;
         Ok(Self { pool, write, appends })
     }
 

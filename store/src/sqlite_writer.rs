@@ -29,7 +29,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 /// How often a background (passive) checkpoint starts while the writer is writing.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// Commits start at least this far apart (see `AppendQueue::on_thread`). Each commit costs the
+/// Commits start at least this far apart (see `writer_thread::serve`). Each commit costs the
 /// writer a sync and two context switches whatever it holds; at 2,000 appends a second (500
 /// rooms × 4 clients × 1 edit/s) spacing them 1 ms took 16–20 % off the server's CPU per
 /// delivery for 1.3 ms on the median delivery and nothing on the p99, and 3 ms took a further

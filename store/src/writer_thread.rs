@@ -1,4 +1,4 @@
-//! A store's writer as a thread of its own ([`AppendQueue::on_thread`], the SQLite file's): it
+//! A store's writer as a thread of its own ([`spawn`], the SQLite file's): it
 //! commits every room's queued appends together and, in the same transaction, at most one
 //! compaction's snapshot.
 //!
@@ -11,9 +11,12 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::batch::{Grouped, PendingAppend, Request, RoomAppend, gather_appends, last_seq};
+use crate::batch::{
+    AppendQueue, Grouped, PendingAppend, PendingSnapshot, QUEUE_APPENDS, Request, RoomAppend, gather_appends,
+    last_seq,
+};
 use crate::{CompactOutcome, NewSnapshot, Seq, StoreError};
 
 /// Snapshots written in one commit at most: a compaction wave then delays each commit by one
@@ -46,17 +49,6 @@ pub(crate) struct BatchWritten {
     pub snapshots: Vec<Result<CompactOutcome, StoreError>>,
 }
 
-/// A snapshot waiting for the writer.
-#[derive(Debug)]
-pub(crate) struct PendingSnapshot {
-    pub room: String,
-    pub data: Vec<u8>,
-    pub state_vector: Vec<u8>,
-    pub covers_seq: Seq,
-    pub keep: usize,
-    pub done: oneshot::Sender<Result<CompactOutcome, StoreError>>,
-}
-
 impl PendingSnapshot {
     fn as_write(&self) -> RoomSnapshot<'_> {
         RoomSnapshot {
@@ -69,6 +61,21 @@ impl PendingSnapshot {
             },
         }
     }
+}
+
+/// A queue served by a thread of its own, named `name`, which runs `writer` until every clone
+/// of the queue is dropped (and what was queued by then is written).
+pub(crate) fn spawn(
+    name: &str,
+    spacing: Duration,
+    writer: impl BlockingBatchWrite,
+) -> Result<AppendQueue, StoreError> {
+    let (tx, queue) = mpsc::channel(QUEUE_APPENDS);
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || serve(queue, spacing, writer))
+        .map_err(|error| StoreError::Interrupted(format!("cannot start the {name} thread: {error}")))?;
+    Ok(AppendQueue::served_by_thread(tx))
 }
 
 /// Serves `queue` on the calling thread until every sender is dropped (what was queued by then
@@ -169,7 +176,6 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::batch::AppendQueue;
 
     /// The rooms of one `write_batch` call: appended, snapshotted.
     type Call = (Vec<String>, Vec<String>);
@@ -223,7 +229,7 @@ mod tests {
         let (open, gate) = std::sync::mpsc::channel();
         let (started, writing) = std::sync::mpsc::channel();
         let writer = Recording { calls: calls.clone(), started, gate: Some(gate) };
-        let queue = AppendQueue::on_thread("test-writer", Duration::ZERO, writer).expect("thread");
+        let queue = spawn("test-writer", Duration::ZERO, writer).expect("thread");
         let first = tokio::spawn({
             let queue = queue.clone();
             async move { queue.append("first", &[b"1"]).await.is_ok() }
