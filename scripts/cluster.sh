@@ -128,12 +128,14 @@ server_port() {
   esac
 }
 
-# Waits until $1 answers 200, or fails naming $2 and its log $3.
+# Waits until $1 answers 200, or fails naming $2 and its log $3 once the process spawned as $4
+# has exited. Whether it runs, not which program it runs: just after `spawn`, the child may not
+# have exec'd yet, and its command line is still this script's (a CI run failed that way).
 wait_http() {
-  local url=$1 what=$2 logfile=$3 pidname=${4:-} program=${5:-} i
+  local url=$1 what=$2 logfile=$3 pidname=${4:-} i
   for ((i = 0; i < READY_WAIT; i++)); do
     if curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; then return 0; fi
-    if [ -n "$pidname" ] && ! live_pid "$pidname" "$program" >/dev/null; then
+    if [ -n "$pidname" ] && ! running "$(cat "$(pidfile "$pidname")" 2>/dev/null)"; then
       tail -n 30 "$logfile" >&2 || true
       die "$what exited during start-up (log: $logfile)"
     fi
@@ -151,7 +153,7 @@ start_server() {
   spawn "dojo-$n" "$BIN_DIR/dojo-server" --addr "127.0.0.1:$port" \
     --database-url "$DOJO_CLUSTER_DATABASE" --redis-url "$DOJO_CLUSTER_REDIS" \
     --assets-dir "$DIR/assets" --run-workers 0 --trusted-proxies 127.0.0.1
-  wait_http "http://127.0.0.1:$port/readyz" "dojo-server $n" "$DIR/logs/dojo-$n.log" "dojo-$n" dojo-server
+  wait_http "http://127.0.0.1:$port/readyz" "dojo-server $n" "$DIR/logs/dojo-$n.log" "dojo-$n"
   log "dojo-server $n ready on 127.0.0.1:$port (pid $(cat "$(pidfile "dojo-$n")"))"
 }
 
@@ -243,7 +245,7 @@ EOF
   spawn haproxy env DOJO_LB_BIND="127.0.0.1:$lb" DOJO_LB_STATS_BIND="127.0.0.1:$stats" \
     DOJO_SERVER_1="$DOJO_CLUSTER_SERVER_1" DOJO_SERVER_2="$DOJO_CLUSTER_SERVER_2" \
     haproxy -db -f "$ROOT/deploy/haproxy.cfg"
-  wait_http "$DOJO_CLUSTER_LB/readyz" "haproxy" "$DIR/logs/haproxy.log" haproxy haproxy
+  wait_http "$DOJO_CLUSTER_LB/readyz" "haproxy" "$DIR/logs/haproxy.log" haproxy
 
   start_worker 1
   start_worker 2
