@@ -1,6 +1,8 @@
-//! Group commit across rooms: every room's appends go to one writer task per store, which commits
-//! whatever has queued while its previous transaction ran, all rooms together, in a handful of
-//! statements (one upsert of the rooms' sequence counters, then the rows).
+//! Group commit across rooms: every room's appends go to one writer per store (a task on the
+//! runtime for PostgreSQL and in-memory SQLite; a thread with its own connection for the SQLite
+//! file, which also carries its compaction snapshots: `writer_thread.rs`), which commits whatever
+//! has queued while its previous transaction ran, all rooms together, in a handful of statements
+//! (one upsert of the rooms' sequence counters, then the rows).
 //!
 //! Why a task of its own: the statements of a busy server are then few per commit rather than
 //! several per room (each is a round trip to PostgreSQL or to sqlx's SQLite thread, which is where

@@ -493,3 +493,30 @@ async fn open_database_shares_one_pool_with_its_document_store() {
     assert_eq!(count, 1);
     assert!(matches!(dojo_store::open_database("mysql://x").await, Err(StoreError::UnsupportedUrl(_))));
 }
+
+/// The SQLite log is stored by (room, seq) (migration 0021): a room's rows sit together, so
+/// compaction's delete of a room's covered rows dirties a few pages, not one per row.
+#[tokio::test]
+async fn sqlite_stores_the_update_log_clustered_by_room() {
+    let db = dojo_store::open_database("sqlite::memory:").await.expect("open");
+    let dojo_store::Database::Sqlite(store) = &db else { panic!("expected SQLite") };
+    let sql: String = sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE name = 'document_updates'")
+        .fetch_one(store.pool())
+        .await
+        .expect("the log's schema");
+    assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+    // Same key and cascade as before the rebuild.
+    assert!(sql.contains("PRIMARY KEY (room, seq)") && sql.contains("ON DELETE CASCADE"), "{sql}");
+    for room in ["a", "b", "a", "c", "a"] {
+        db.documents().append(room, &[room.as_bytes()]).await.expect("append");
+    }
+    assert_eq!(db.documents().load("a").await.expect("load").updates.len(), 3);
+    let snapshot = NewSnapshot { data: b"s", state_vector: b"sv", covers_seq: 2, keep: 1 };
+    db.documents().compact("a", snapshot).await.expect("compact");
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT room, seq FROM document_updates ORDER BY room, seq")
+            .fetch_all(store.pool())
+            .await
+            .expect("rows");
+    assert_eq!(rows, [("a".to_owned(), 3), ("b".to_owned(), 1), ("c".to_owned(), 1)]);
+}
