@@ -846,26 +846,57 @@ async fn migrate_creates_the_tables_and_can_run_again(backend: Backend) {
     }
 }
 
-/// The migration files in `dir` (sorted) and the tables they create.
+/// The migration files in `dir` and the tables they leave: each file's `CREATE TABLE`, `DROP TABLE`
+/// and `ALTER TABLE … RENAME TO` in order, files in name order (as sqlx applies them).
 fn migration_tables(dir: &std::path::Path) -> (usize, BTreeSet<String>) {
-    let mut files = 0;
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .expect("the migrations directory")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "sql"))
+        .collect();
+    paths.sort();
     let mut tables = BTreeSet::new();
-    for entry in std::fs::read_dir(dir).expect("the migrations directory") {
-        let path = entry.expect("a directory entry").path();
-        if path.extension().is_none_or(|ext| ext != "sql") {
-            continue;
-        }
-        files += 1;
-        let sql = std::fs::read_to_string(&path).expect("a migration file");
-        let upper = sql.to_uppercase();
-        for (at, _) in upper.match_indices("CREATE TABLE ") {
-            let rest = sql[at + "CREATE TABLE ".len()..].trim_start();
-            let rest = rest.strip_prefix("IF NOT EXISTS ").unwrap_or(rest);
-            let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-            tables.insert(name.to_lowercase());
+    for path in &paths {
+        let text = std::fs::read_to_string(path).expect("a migration file").to_lowercase();
+        // Comments name tables in prose.
+        let sql: String = text
+            .lines()
+            .map(|line| line.split("--").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let name_at = |at: usize| -> String {
+            let rest = sql[at..].trim_start();
+            let rest = rest
+                .strip_prefix("if not exists ")
+                .or_else(|| rest.strip_prefix("if exists "))
+                .unwrap_or(rest);
+            rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect()
+        };
+        let mut changes: Vec<(usize, &str)> = ["create table ", "drop table ", "alter table "]
+            .into_iter()
+            .flat_map(|keyword| sql.match_indices(keyword).map(move |(at, _)| (at, keyword)))
+            .collect();
+        changes.sort();
+        for (at, keyword) in changes {
+            let name = name_at(at + keyword.len());
+            match keyword {
+                "create table " => {
+                    tables.insert(name);
+                }
+                "drop table " => {
+                    tables.remove(&name);
+                }
+                _ => {
+                    let statement = sql[at..].split(';').next().unwrap_or_default();
+                    if let Some(to) = statement.find(" rename to ") {
+                        tables.remove(&name);
+                        tables.insert(name_at(at + to + " rename to ".len()));
+                    }
+                }
+            }
         }
     }
-    (files, tables)
+    (paths.len(), tables)
 }
 
 /// The tables in the database, and how many migrations sqlx recorded as applied successfully (0
