@@ -60,13 +60,18 @@ impl Connection {
 
     /// Serves the socket until it closes. Split before the future is built: an async fn keeps
     /// its arguments' space for its whole life, and the unsplit socket is large (BENCHMARKS.md,
-    /// idle memory).
-    pub(crate) fn run(self, socket: WebSocket) -> impl Future<Output = ()> + Send {
+    /// idle memory). Boxed: axum's upgrade task keeps the closure that made this future (and so
+    /// whatever it captured) beside it for the connection's life.
+    pub(crate) fn run(self: Box<Self>, socket: WebSocket) -> impl Future<Output = ()> + Send {
         let (sink, stream) = socket.split();
         self.serve(sink, stream)
     }
 
-    async fn serve(mut self, sink: SplitSink<WebSocket, WsMessage>, stream: SplitStream<WebSocket>) {
+    async fn serve(
+        mut self: Box<Self>,
+        sink: SplitSink<WebSocket, WsMessage>,
+        stream: SplitStream<WebSocket>,
+    ) {
         self.metrics.connections_open.inc();
         let disconnect = Disconnect::default();
         let (queue, inbox) = send_queue::budgeted_channel(

@@ -58,6 +58,9 @@ pub struct Metrics {
     pub rooms_open: Gauge,
     /// Open rooms whose document is dropped until their next change (see `room/hibernation.rs`).
     pub rooms_hibernating: Gauge,
+    /// Hibernating rooms that gave up their task and queue until their next command (see
+    /// `room/parking.rs`).
+    pub rooms_parked: Gauge,
     pub connections_open: Gauge,
     pub messages_in: Family<KindLabel, Counter>,
     pub bytes_in: Family<KindLabel, Counter>,
@@ -79,6 +82,8 @@ pub struct Metrics {
     pub rooms_unloaded: Counter,
     /// Hibernating rooms woken (their document loaded again).
     pub room_wakes: Counter,
+    /// Parked rooms given a task again by a command.
+    pub room_resumes: Counter,
     /// Rooms that went to sleep (dropped their document).
     pub room_hibernations: Counter,
     /// Document changes refused because the connection may only read.
@@ -117,6 +122,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("dojo");
         let rooms_open = Gauge::default();
         let rooms_hibernating = Gauge::default();
+        let rooms_parked = Gauge::default();
         let connections_open = Gauge::default();
         let messages_in = Family::default();
         let bytes_in = Family::default();
@@ -134,6 +140,7 @@ impl Metrics {
         let compactions_folded = Counter::default();
         let rooms_unloaded = Counter::default();
         let room_wakes = Counter::default();
+        let room_resumes = Counter::default();
         let room_hibernations = Counter::default();
         let read_only_refusals = Counter::default();
         let rate_limited = Family::default();
@@ -186,6 +193,16 @@ impl Metrics {
         );
         registry.register("rooms_unloaded", "Idle rooms unloaded from memory", rooms_unloaded.clone());
         registry.register("room_wakes", "Hibernating rooms woken by a change", room_wakes.clone());
+        registry.register(
+            "rooms_parked",
+            "Hibernating rooms holding no task and no queue until their next command",
+            rooms_parked.clone(),
+        );
+        registry.register(
+            "room_resumes",
+            "Parked rooms given a task again by a command",
+            room_resumes.clone(),
+        );
         registry.register(
             "room_hibernations",
             "Rooms that dropped their document while their clients were quiet",
@@ -279,6 +296,7 @@ impl Metrics {
             registry,
             rooms_open,
             rooms_hibernating,
+            rooms_parked,
             connections_open,
             messages_in,
             bytes_in,
@@ -296,6 +314,7 @@ impl Metrics {
             compactions_folded,
             rooms_unloaded,
             room_wakes,
+            room_resumes,
             room_hibernations,
             read_only_refusals,
             rate_limited,

@@ -8,7 +8,9 @@
 //! the room itself holds its address (`RoomSlot::release_if_unused`, under the same lock), so a
 //! connection can never join a room that is about to disappear.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -21,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
-use crate::room::{Room, RoomHandle, RoomRegistration, RoomSettings, WeakRoomHandle};
+use crate::room::{Room, RoomHandle, RoomRegistration, RoomSettings, TaskEnd, WeakRoomHandle};
 use crate::room_name::RoomName;
 use crate::room_openers::{RoomOpeners, RoomQuotaFull};
 
@@ -46,6 +48,8 @@ struct Registry {
     /// Who opened the rooms in `open`, against their per-user share.
     openers: RoomOpeners,
     quarantine: crate::quarantine::Quarantine,
+    /// Every room's task, first or resumed (see `room/parking.rs`): shutdown waits for them.
+    tasks: TaskTracker,
 }
 
 pub struct Rooms {
@@ -57,7 +61,6 @@ pub struct Rooms {
     cluster: Option<Arc<crate::cluster::Cluster>>,
     compactions: crate::compaction::CompactionSlots,
     stop: CancellationToken,
-    tasks: TaskTracker,
     /// Where rooms report `room.updated` (none: webhooks off, as in unit tests).
     webhooks: Option<crate::webhooks::Webhooks>,
 }
@@ -97,6 +100,42 @@ impl RoomRegistration for RoomSlot {
     fn weak_handle(&self) -> WeakRoomHandle {
         self.mine.downgrade()
     }
+
+    fn respawn(self: Arc<Self>, task: Pin<Box<dyn Future<Output = TaskEnd> + Send>>) {
+        let tasks = self.registry.tasks.clone();
+        spawn_room(&tasks, self, task);
+    }
+}
+
+/// Runs a room's task: its first (loading the room) or one resuming it from parked. A panic in a
+/// room must cost that room only: the task ends, the room leaves the registry, and its clients
+/// reconnect to a fresh load. A room that parked stays in the registry.
+///
+/// Combinators rather than an `async` block: a block would keep the room's future twice, once
+/// as the captured value and once being polled (BENCHMARKS.md, idle memory).
+fn spawn_room(
+    tasks: &TaskTracker,
+    slot: Arc<RoomSlot>,
+    task: impl Future<Output = TaskEnd> + Send + 'static,
+) {
+    let span = tracing::info_span!("room", room = %slot.name);
+    let task = guarded(task, move |ended| match ended {
+        Some(TaskEnd::Parked) => {}
+        Some(TaskEnd::Stopped) => slot.release(),
+        None => {
+            tracing::error!("room actor panicked; the room was closed");
+            slot.release();
+        }
+    });
+    tasks.spawn(task.instrument(span));
+}
+
+/// `task`, then `done` with how it ended (`None`: it panicked).
+fn guarded<F: Future<Output = TaskEnd>>(
+    task: F,
+    done: impl FnOnce(Option<TaskEnd>),
+) -> impl Future<Output = ()> {
+    AssertUnwindSafe(task).catch_unwind().map(|ended| done(ended.ok()))
 }
 
 impl RoomSlot {
@@ -134,6 +173,7 @@ impl Rooms {
                 metrics,
                 openers: RoomOpeners::new(max_rooms_per_user),
                 quarantine: Default::default(),
+                tasks: TaskTracker::new(),
             }),
             max_rooms,
             settings: Arc::new(settings),
@@ -141,7 +181,6 @@ impl Rooms {
             cluster,
             compactions,
             stop: CancellationToken::new(),
-            tasks: TaskTracker::new(),
             webhooks: None,
         }
     }
@@ -235,26 +274,36 @@ impl Rooms {
             self.compactions.clone(),
         )
         .with_webhooks(self.webhooks.as_ref());
-        let stop = self.stop.clone();
-        let span = tracing::info_span!("room", room = %name);
-        self.tasks.spawn(
-            async move {
-                // A panic in a room must cost that room only: the actor's task ends, the room
-                // leaves the registry, and its clients reconnect to a fresh load.
-                if AssertUnwindSafe(room.run(commands, stop)).catch_unwind().await.is_err() {
-                    tracing::error!("room actor panicked; the room was closed");
-                }
-                slot.release();
-            }
-            .instrument(span),
-        );
+        spawn_room(&self.registry.tasks, slot, room.run(commands, self.stop.clone()));
         handle
     }
 
     /// Stops every room actor (each stores what it holds first) and waits for them.
     pub async fn shutdown(&self) {
         self.stop.cancel();
-        self.tasks.close();
-        self.tasks.wait().await;
+        self.registry.tasks.close();
+        self.registry.tasks.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The guard around a room's task adds a few bytes, not a second copy of the room's future.
+    #[test]
+    fn a_room_task_holds_its_future_once() {
+        let room = async {
+            let held = [1u8; 1000];
+            tokio::task::yield_now().await;
+            if held[0] == 1 { TaskEnd::Stopped } else { TaskEnd::Parked }
+        };
+        let inner = std::mem::size_of_val(&room);
+        let task = guarded(room, |_| {});
+        assert!(
+            std::mem::size_of_val(&task) <= inner + 64,
+            "{} for a {inner} B future",
+            std::mem::size_of_val(&task)
+        );
     }
 }

@@ -44,7 +44,7 @@ pub(crate) async fn room_socket(
         user = %admitted.logged_user(),
         permission = %admitted.permission,
     );
-    let connection = Connection::new(&state, id, admitted, permit);
+    let connection = Box::new(Connection::new(&state, id, admitted, permit));
     let connections = state.connections().clone();
     admission::configure_upgrade(upgrade, state.limits())
         .on_upgrade(move |socket| connections.track_future(connection.run(socket).instrument(span)))

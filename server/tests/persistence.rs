@@ -652,7 +652,12 @@ async fn an_idle_room_unloads_and_loads_again(backend: Backend) {
 async fn a_quiet_room_hibernates_keeps_presence_and_wakes_for_the_next_change(backend: Backend) {
     const ROOM: &str = "sleepy";
     let db = TestDatabase::new(backend).await;
-    let server = TestServer::start_on(&db.url, |c| c.rooms.hibernate_after_secs = 1).await;
+    let server = TestServer::start_on(&db.url, |c| {
+        c.rooms.hibernate_after_secs = 1;
+        // A room parks only once its held-back `room.updated` report went out.
+        c.webhooks.webhook_room_interval_secs = 1;
+    })
+    .await;
     let alice = server.client(ROOM).await;
     let bob = server.client(ROOM).await;
     for i in 0..10 {
@@ -662,8 +667,12 @@ async fn a_quiet_room_hibernates_keeps_presence_and_wakes_for_the_next_change(ba
     wait_graph(&bob, "alice's edits", |g| *g == expected).await;
     server.wait_metric("dojo_rooms_hibernating", "", |v| v == 1.0).await;
     assert_eq!(server.metric("dojo_room_loads_total", "").await, 1.0);
+    // Asleep with nothing to do, the room gives up its task and queue too.
+    assert_eq!(server.wait_metric("dojo_rooms_parked", "", |v| v == 1.0).await, 1.0);
+    assert_eq!(server.metric("dojo_room_resumes_total", "").await, 0.0);
 
-    // Presence needs no document: it is relayed without waking the room.
+    // Presence needs no document: it is relayed without waking the room (it resumes the
+    // room's task, which parks again once it is relayed).
     alice.set_presence(&json!({"name": "alice"})).await.expect("presence");
     let deadline = Instant::now() + WAIT;
     while !bob.presence().iter().any(|(_, state)| state["name"] == "alice") {
@@ -672,6 +681,8 @@ async fn a_quiet_room_hibernates_keeps_presence_and_wakes_for_the_next_change(ba
     }
     assert_eq!(server.metric("dojo_rooms_hibernating", "").await, 1.0, "presence did not wake it");
     assert_eq!(server.metric("dojo_room_wakes_total", "").await, 0.0);
+    assert!(server.metric("dojo_room_resumes_total", "").await >= 1.0, "presence resumed the parked room");
+    assert_eq!(server.wait_metric("dojo_rooms_parked", "", |v| v == 1.0).await, 1.0, "and it parked again");
 
     // An edit wakes it: stored on top of what was there, and everyone gets it.
     bob.edit(|txn| canvas::write_node(txn, &node("after-sleep", 0.0)).unwrap()).await.unwrap();
@@ -681,9 +692,12 @@ async fn a_quiet_room_hibernates_keeps_presence_and_wakes_for_the_next_change(ba
 
     // A newcomer to a sleeping room gets the whole document.
     server.wait_metric("dojo_rooms_hibernating", "", |v| v == 1.0).await;
+    assert_eq!(server.wait_metric("dojo_rooms_parked", "", |v| v == 1.0).await, 1.0);
+    let resumed = server.metric("dojo_room_resumes_total", "").await;
     let carol = server.client(ROOM).await;
     assert_eq!(state(&carol), state(&alice));
     assert_eq!(server.metric("dojo_room_wakes_total", "").await, 2.0);
+    assert!(server.metric("dojo_room_resumes_total", "").await > resumed, "a join resumes the parked room");
     for client in [alice, bob, carol] {
         client.close().await;
     }

@@ -50,20 +50,22 @@ pub trait RoomRegistration: Send + Sync {
     fn set_quarantined(&self, reason: Option<&str>);
     /// The room's address without keeping it loaded (for the cluster's subscriber).
     fn weak_handle(&self) -> WeakRoomHandle;
+    /// Runs a parked room's task again, as the registry ran its first (see `parking.rs`).
+    fn respawn(self: Arc<Self>, task: Pin<Box<dyn Future<Output = TaskEnd> + Send>>);
 }
 
 /// A room, not loaded yet: [`Room::run`] loads and serves it.
 pub struct Room {
-    name: RoomName,
+    pub(super) name: RoomName,
     settings: Arc<RoomSettings>,
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
     store: Arc<dyn DocumentStore>,
-    slot: Arc<dyn RoomRegistration>,
-    cluster: Option<Arc<Cluster>>,
+    pub(super) slot: Arc<dyn RoomRegistration>,
+    pub(super) cluster: Option<Arc<Cluster>>,
     /// Shared by every room of the process (see `CompactionSlots`).
     compactions: CompactionSlots,
     /// `room.updated`'s throttle (`crate::webhooks::RoomUpdates`).
-    updates: crate::webhooks::RoomUpdates,
+    pub(super) updates: crate::webhooks::RoomUpdates,
 }
 
 /// Where a connection's frames go, and how to close it.
@@ -73,7 +75,7 @@ struct Link {
 }
 
 /// An HTTP command's reply channel, until the core answers it.
-enum Reply {
+pub(super) enum Reply {
     Applied(oneshot::Sender<Result<(), ApplyError>>),
     Restored(oneshot::Sender<Result<(), RestoreError>>),
     State(oneshot::Sender<Vec<u8>>),
@@ -82,20 +84,24 @@ enum Reply {
 type Write = Pin<Box<dyn Future<Output = Result<Seq, StoreError>> + Send>>;
 
 /// A loaded room being served.
-struct Actor {
-    core: RoomCore,
-    shell: Room,
+pub(super) struct Actor {
+    pub(super) core: RoomCore,
+    pub(super) shell: Room,
     links: HashMap<ConnId, Link>,
-    replies: HashMap<RequestId, Reply>,
+    pub(super) replies: HashMap<RequestId, Reply>,
     next_request: RequestId,
     /// The batch being stored. Polled by the room itself rather than spawned: the store's writer
     /// task does the work, so this only waits for its answer, and a task per write would cost a
     /// spawn and a cross-thread wake-up for nothing.
-    writing: Option<Write>,
-    catch_up: Option<JoinHandle<Result<CatchUp, StoreError>>>,
-    compacting: Option<JoinHandle<()>>,
+    pub(super) writing: Option<Write>,
+    pub(super) catch_up: Option<JoinHandle<Result<CatchUp, StoreError>>>,
+    pub(super) compacting: Option<JoinHandle<()>>,
     /// The document of a hibernating room, being loaded again (see `hibernation.rs`).
-    waking: Option<JoinHandle<Result<load::Loaded, LoadError>>>,
+    pub(super) waking: Option<JoinHandle<Result<load::Loaded, LoadError>>>,
+    /// The server stops: store what is queued and end.
+    pub(super) stop: CancellationToken,
+    /// This opening of the room (see `RoomRegistration::generation`).
+    pub(super) generation: u64,
 }
 
 impl Room {
@@ -120,16 +126,19 @@ impl Room {
 
     /// Loads the document, then serves until the room unloads, fails, or `stop` fires (then it
     /// handles what is already queued, stores it, and returns).
-    pub async fn run(self, mut commands: RoomCommands, stop: CancellationToken) {
+    pub async fn run(self, mut commands: RoomCommands, stop: CancellationToken) -> TaskEnd {
         // Subscribed before loading: what other instances store meanwhile waits in the queue
         // and applies after the load (a no-op for what the load already had).
         let generation = self.slot.generation();
+        // Allocated before the document loads, not among its allocations: the actor's state
+        // outlives a hibernating document, and would keep the pages the document freed resident.
+        let place = Box::<Actor>::new_uninit();
         if let Some(cluster) = &self.cluster {
             cluster.subscribe(&self.name, generation, Arc::new(self.slot.weak_handle()));
         }
         let loaded = tokio::select! {
             loaded = load::load(&*self.store, &self.name) => loaded,
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => return TaskEnd::Stopped,
         };
         let loaded = match loaded {
             Ok(loaded) => loaded,
@@ -147,7 +156,7 @@ impl Room {
                     }
                 };
                 refuse_queued(&mut commands, reason);
-                return;
+                return TaskEnd::Stopped;
             }
         };
         self.metrics.room_loads.inc();
@@ -155,41 +164,53 @@ impl Room {
         let instance = self.cluster.as_ref().map(|cluster| cluster.instance());
         let core =
             RoomCore::new(self.name.clone(), self.settings.clone(), self.metrics.clone(), instance, loaded);
-        let mut actor = Actor {
-            core,
-            shell: self,
-            links: HashMap::new(),
-            replies: HashMap::new(),
-            next_request: 0,
-            writing: None,
-            catch_up: None,
-            compacting: None,
-            waking: None,
-        };
-        let served = actor.serve(&mut commands, stop).await;
-        if actor.core.is_hibernating() {
-            actor.shell.metrics.rooms_hibernating.dec();
-        }
-        if served.is_err() {
-            // The room failed: its clients reconnect to a fresh load (as before, without waiting
-            // for the cluster or a compaction).
-            return;
-        }
-        if let Some(cluster) = &actor.shell.cluster {
-            cluster.unsubscribe(&actor.shell.name, generation);
-        }
-        if let Some(compaction) = actor.compacting.take() {
-            let _ = compaction.await;
-        }
-        tracing::debug!(room = %actor.shell.name, "room stopped");
+        // Boxed: a parked room keeps it without its task (see `parking.rs`).
+        let actor = Box::write(
+            place,
+            Actor {
+                core,
+                shell: self,
+                links: HashMap::new(),
+                replies: HashMap::new(),
+                next_request: 0,
+                writing: None,
+                catch_up: None,
+                compacting: None,
+                waking: None,
+                stop,
+                generation,
+            },
+        );
+        actor.drive(commands).await
     }
 }
 
+/// Why a room's task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskEnd {
+    /// The room is done (unloaded, failed, or the server stops): it leaves the registry.
+    Stopped,
+    /// The room parked (see `parking.rs`): it stays open, and its next command starts a task.
+    Parked,
+}
+
 /// The room stopped because storing failed.
-struct Failed;
+pub(super) struct Failed;
+
+/// Why `serve` returned without failing.
+pub(super) enum Served {
+    /// Unloaded, or stopped by the server.
+    Ended,
+    /// Asleep with nothing to do or wait for: the room may park.
+    Quiet,
+}
 
 impl Actor {
-    async fn serve(&mut self, commands: &mut RoomCommands, stop: CancellationToken) -> Result<(), Failed> {
+    pub(super) async fn serve(
+        &mut self,
+        commands: &mut RoomCommands,
+        stop: &CancellationToken,
+    ) -> Result<Served, Failed> {
         let mut stopping = false;
         // Set once the queue reports closed and drained, so that branch stops firing.
         let mut drained = false;
@@ -302,10 +323,19 @@ impl Actor {
                 unload_at = None;
             }
             hibernate_at = self.core.hibernate_at().map(Instant::from_std);
+            if !stopping
+                && unload_at.is_none()
+                && hibernate_at.is_none()
+                && cluster_check.is_none()
+                && self.may_park()
+                && commands.is_empty()
+            {
+                return Ok(Served::Quiet);
+            }
         }
         // A change still held back by the throttle is reported now, not lost with the room.
         self.shell.updates.fire(&self.shell.name, Instant::now());
-        Ok(())
+        Ok(Served::Ended)
     }
 
     fn can_unload(&self) -> bool {
@@ -567,12 +597,12 @@ mod tests {
     use super::*;
     use crate::future_size;
 
-    /// Every open room's task holds this future for as long as the room is open, most rooms
-    /// idle (BENCHMARKS.md, idle memory): 2,448 bytes before shared settings, one timer and a
-    /// plain presence map; 1,808 after.
+    /// Every open room that is not parked has a task holding this future (BENCHMARKS.md, idle
+    /// memory): 2,448 bytes before shared settings, one timer and a plain presence map; 1,808
+    /// after; about 1,000 with the actor's state boxed (it is kept while the room is parked).
     #[test]
     fn a_room_stays_small() {
         let size = future_size(&Room::run);
-        assert!(size <= 2_048, "a room's future holds {size} bytes");
+        assert!(size <= 1_280, "a room's future holds {size} bytes");
     }
 }

@@ -1,0 +1,94 @@
+//! Parking: a hibernating room with nothing to do gives up its task and its queue.
+//!
+//! Hibernation (`hibernation.rs`) drops an idle room's document, but the room still held a
+//! tokio task waiting on its queue and its timers: about 3 KiB per open room, most of them idle
+//! (BENCHMARKS.md, idle memory). A room parks when it is asleep and nothing is under way or due:
+//! no write, read, compaction or load in flight, no HTTP caller waiting, no timer armed (it has
+//! clients, so no unload is due; no `room.updated` report is held back: after a burst of changes
+//! that can take up to `DOJO_WEBHOOK_ROOM_INTERVAL_SECS`), not shared with other instances, and
+//! its queue is empty. What stays is the actor's state, boxed, in the room's
+//! address (`RoomHandle`); the task and the queue go.
+//!
+//! The next command sent to the room (a client's frame, a join, a leave, an HTTP request) makes
+//! a new queue holding that command and starts a task on the parked state (`resume`), through
+//! the registry as the first task was (`RoomRegistration::respawn`). Presence renewals from
+//! stock clients (every 15 s) resume the room briefly; it parks again once they are relayed.
+//! Commands are pushed under the address's lock, and the room parks under the same lock only
+//! if its queue is empty, so no command is lost between the two.
+
+use super::actor::{Actor, Failed, Served, TaskEnd};
+use super::handle::{ParkedRoom, RoomCommands};
+
+/// Parks the room unless a command arrived meanwhile; then both come back. The actor's box
+/// itself waits in the room's address: parking allocates nothing, since anything allocated now
+/// would land in the memory the document just freed and keep those pages resident.
+pub(super) fn park(actor: Box<Actor>, commands: RoomCommands) -> Result<(), (Box<Actor>, RoomCommands)> {
+    let metrics = actor.shell.metrics.clone();
+    match commands.park(actor) {
+        Ok(()) => {
+            metrics.rooms_parked.inc();
+            Ok(())
+        }
+        Err((commands, actor)) => Err((actor, commands)),
+    }
+}
+
+impl ParkedRoom for Actor {
+    fn resume(self: Box<Self>, commands: RoomCommands) {
+        self.shell.metrics.rooms_parked.dec();
+        self.shell.metrics.room_resumes.inc();
+        let slot = self.shell.slot.clone();
+        slot.respawn(Box::pin(self.drive(commands)));
+    }
+}
+
+impl Actor {
+    /// Serves until the room ends or parks.
+    pub(super) async fn drive(mut self: Box<Self>, mut commands: RoomCommands) -> TaskEnd {
+        loop {
+            let stop = self.stop.clone();
+            match self.serve(&mut commands, &stop).await {
+                Ok(Served::Quiet) => match park(self, commands) {
+                    Ok(()) => return TaskEnd::Parked,
+                    // A command arrived meanwhile: serve it.
+                    Err((actor, queue)) => (self, commands) = (actor, queue),
+                },
+                Ok(Served::Ended) => break,
+                Err(Failed) => {
+                    // The room failed: its clients reconnect to a fresh load (as before, without
+                    // waiting for the cluster or a compaction).
+                    if self.core.is_hibernating() {
+                        self.shell.metrics.rooms_hibernating.dec();
+                    }
+                    return TaskEnd::Stopped;
+                }
+            }
+        }
+        if self.core.is_hibernating() {
+            self.shell.metrics.rooms_hibernating.dec();
+        }
+        if let Some(cluster) = &self.shell.cluster {
+            cluster.unsubscribe(&self.shell.name, self.generation);
+        }
+        if let Some(compaction) = self.compacting.take() {
+            let _ = compaction.await;
+        }
+        tracing::debug!(room = %self.shell.name, "room stopped");
+        TaskEnd::Stopped
+    }
+
+    /// Asleep, with nothing in flight and nobody waiting for an answer. The caller checks the
+    /// timers and the queue.
+    pub(super) fn may_park(&self) -> bool {
+        self.core.is_hibernating()
+            && !self.core.is_waking()
+            && self.core.is_quiet()
+            && self.shell.cluster.is_none()
+            && self.shell.updates.deadline().is_none()
+            && self.writing.is_none()
+            && self.catch_up.is_none()
+            && self.compacting.is_none()
+            && self.waking.is_none()
+            && self.replies.is_empty()
+    }
+}
