@@ -155,7 +155,7 @@ impl Room {
                         CloseReason::Quarantined
                     }
                 };
-                refuse_queued(&mut commands, reason);
+                commands.refuse_all(reason);
                 return TaskEnd::Stopped;
             }
         };
@@ -258,7 +258,7 @@ impl Actor {
                             tracing::error!(room = %self.shell.name, %error, "cannot store updates; closing the room");
                             self.input(Input::WriteFailed);
                             self.shell.slot.release();
-                            refuse_queued(commands, CloseReason::StorageUnavailable);
+                            commands.refuse_all(CloseReason::StorageUnavailable);
                             return Err(Failed);
                         }
                     }
@@ -314,7 +314,7 @@ impl Actor {
                 let effects = self.core.close_all(CloseReason::Reloading);
                 self.carry_out_all(effects);
                 self.shell.slot.release();
-                refuse_queued(commands, CloseReason::Reloading);
+                commands.refuse_all(CloseReason::Reloading);
                 break;
             }
             if !self.core.has_peers() && unload_at.is_none() {
@@ -326,7 +326,6 @@ impl Actor {
             if !stopping
                 && unload_at.is_none()
                 && hibernate_at.is_none()
-                && cluster_check.is_none()
                 && self.may_park()
                 && commands.is_empty()
             {
@@ -524,36 +523,6 @@ impl Actor {
                 let _ = done.send(state);
             }
             _ => {}
-        }
-    }
-}
-
-/// Closes the queue and turns away whoever is waiting in it.
-fn refuse_queued(commands: &mut RoomCommands, reason: CloseReason) {
-    commands.close();
-    while let Some(command) = commands.try_recv() {
-        match command {
-            RoomCommand::Join(peer) => peer.disconnect.trigger(reason.clone()),
-            RoomCommand::Restore { done, .. } => {
-                let _ = done.send(Err(RestoreError::NotStored));
-            }
-            RoomCommand::Apply(request) => {
-                let done = request.done;
-                let refusal = if reason == CloseReason::Quarantined {
-                    ApplyError::Quarantined
-                } else {
-                    ApplyError::NotStored
-                };
-                let _ = done.send(Err(refusal));
-            }
-            RoomCommand::Messages { .. }
-            | RoomCommand::Stateless { .. }
-            | RoomCommand::Leave { .. }
-            | RoomCommand::State { .. }
-            | RoomCommand::Remote(_)
-            | RoomCommand::CatchUp
-            | RoomCommand::Subscribed
-            | RoomCommand::PermissionsChanged => {}
         }
     }
 }

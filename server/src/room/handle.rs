@@ -9,7 +9,7 @@ use dojo_sync_protocol::update::WriteRules;
 use tokio::sync::{mpsc, oneshot};
 use yrs::sync::Message;
 
-use crate::close::Disconnect;
+use crate::close::{CloseReason, Disconnect};
 use crate::cluster::{ClusterEvent, ClusterMessage, RoomInbox};
 use crate::compaction::CompactionPolicy;
 use crate::presence_limits::PresenceLimits;
@@ -308,6 +308,36 @@ impl RoomCommands {
 
     pub fn is_empty(&self) -> bool {
         self.rx.is_empty()
+    }
+
+    /// Closes the queue and turns away whoever is waiting in it.
+    pub fn refuse_all(&mut self, reason: CloseReason) {
+        self.close();
+        while let Some(command) = self.try_recv() {
+            match command {
+                RoomCommand::Join(peer) => peer.disconnect.trigger(reason.clone()),
+                RoomCommand::Restore { done, .. } => {
+                    let _ = done.send(Err(RestoreError::NotStored));
+                }
+                RoomCommand::Apply(request) => {
+                    let done = request.done;
+                    let refusal = if reason == CloseReason::Quarantined {
+                        ApplyError::Quarantined
+                    } else {
+                        ApplyError::NotStored
+                    };
+                    let _ = done.send(Err(refusal));
+                }
+                RoomCommand::Messages { .. }
+                | RoomCommand::Stateless { .. }
+                | RoomCommand::Leave { .. }
+                | RoomCommand::State { .. }
+                | RoomCommand::Remote(_)
+                | RoomCommand::CatchUp
+                | RoomCommand::Subscribed
+                | RoomCommand::PermissionsChanged => {}
+            }
+        }
     }
 
     /// Gives up the queue if nothing is in it: the room's next command resumes `parked`, with a

@@ -77,11 +77,10 @@ impl Actor {
         TaskEnd::Stopped
     }
 
-    /// Asleep, with nothing in flight and nobody waiting for an answer. The caller checks the
-    /// timers and the queue.
+    /// Asleep (not waking), with nothing in flight, nobody waiting for an answer, and not in a
+    /// cluster. The caller checks the timers and the queue.
     pub(super) fn may_park(&self) -> bool {
         self.core.is_hibernating()
-            && !self.core.is_waking()
             && self.core.is_quiet()
             && self.shell.cluster.is_none()
             && self.shell.updates.deadline().is_none()
