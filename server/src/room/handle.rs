@@ -122,7 +122,7 @@ pub struct Peer {
 ///
 /// Commands reach the room's actor through a bounded queue while the room has a task. A
 /// hibernating room with nothing to do gives up its task and its queue ("parks": see
-/// `actor.rs`); the next command sent here starts both again, with that command first in the
+/// `parking.rs`); the next command sent here starts both again, with that command first in the
 /// queue. Every push happens under the route's lock, so the room can tell for certain that its
 /// queue is empty when it parks, and no command is lost between the two.
 #[derive(Clone)]
@@ -145,7 +145,7 @@ enum Route {
     Parked(Box<dyn ParkedRoom>),
 }
 
-/// A room without a task, waiting for its next command (see `actor.rs`).
+/// A room without a task, waiting for its next command (see `parking.rs`).
 pub trait ParkedRoom: Send {
     /// Starts the room's task again, reading `commands`, which already hold the command that
     /// woke it.
