@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::database::{Backend, TestDatabase};
 use common::process::{BINARY, ServerProcess};
-use common::{TestServer, WAIT, node};
+use common::{TestServer, WAIT, http_client, node};
 use dojo_room_client::SyncClient;
 use dojo_sync_protocol::canvas::{self, CanvasEdge, CanvasGraph, Position};
 use serde_json::{Value, json};
@@ -146,29 +146,40 @@ async fn connect_retrying(url: &str, doc: Option<&Doc>) -> SyncClient {
     let deadline = Instant::now() + WAIT;
     let mut last_error = String::new();
     while Instant::now() < deadline {
-        let attempt = match doc {
-            Some(doc) => SyncClient::connect_with_doc(url, doc.clone()).await,
-            None => SyncClient::connect(url).await,
+        let connecting = async {
+            match doc {
+                Some(doc) => SyncClient::connect_with_doc(url, doc.clone()).await,
+                None => SyncClient::connect(url).await,
+            }
         };
-        match attempt {
-            Ok(client) => match client.wait_synced(Duration::from_secs(5)).await {
+        match tokio::time::timeout(Duration::from_secs(5), connecting).await {
+            Err(_) => last_error = "no WebSocket upgrade within 5 s".into(),
+            Ok(Err(error)) => last_error = error.to_string(),
+            Ok(Ok(client)) => match client.wait_synced(Duration::from_secs(5)).await {
                 Ok(()) => return client,
                 Err(error) => last_error = format!("{error}; status {:?}", client.status()),
             },
-            Err(error) => last_error = error.to_string(),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("could not connect to {url} and sync: {last_error}");
 }
 
+/// A connection past its WebSocket upgrade (bounded), not waiting for anything after it.
+async fn upgraded(url: &str) -> SyncClient {
+    tokio::time::timeout(WAIT, SyncClient::connect(url))
+        .await
+        .unwrap_or_else(|_| panic!("no WebSocket upgrade for {url} within {WAIT:?}"))
+        .expect("the upgrade")
+}
+
 async fn http_get(server: &TestServer, path: &str) -> (u16, String) {
-    let response = reqwest::get(server.http(path)).await.expect("GET");
+    let response = http_client().get(server.http(path)).send().await.expect("GET");
     (response.status().as_u16(), response.text().await.expect("body"))
 }
 
 async fn http_post(server: &TestServer, path: &str) -> (u16, String) {
-    let response = reqwest::Client::new().post(server.http(path)).send().await.expect("POST");
+    let response = http_client().post(server.http(path)).send().await.expect("POST");
     (response.status().as_u16(), response.text().await.expect("body"))
 }
 
@@ -1035,7 +1046,7 @@ async fn postgres_going_away_closes_the_room_and_loses_nothing() {
     assert!(server.metric("dojo_persist_failures_total", "").await >= 1.0);
 
     // A room not loaded cannot be joined while the database is down.
-    let newcomer = SyncClient::connect(&server.url("outage-newcomer")).await.expect("the upgrade");
+    let newcomer = upgraded(&server.url("outage-newcomer")).await;
     let closed = newcomer.wait_closed(WAIT).await.expect("the newcomer is closed");
     let (code, reason) = closed.expect("a close frame");
     assert_eq!(code, 1013, "{reason}");
@@ -1043,7 +1054,7 @@ async fn postgres_going_away_closes_the_room_and_loses_nothing() {
     assert!(!newcomer.status().synced, "not served an empty document");
     assert_eq!(newcomer.status().frames, 0, "sent nothing at all");
     // Nor can the room that just failed, which would have to load again.
-    let again = SyncClient::connect(&server.url(ROOM)).await.expect("the upgrade");
+    let again = upgraded(&server.url(ROOM)).await;
     let closed = again.wait_closed(WAIT).await.expect("closed");
     assert_eq!(closed.map(|(code, _)| code), Some(1013));
     assert!(!again.status().synced);

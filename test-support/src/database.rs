@@ -4,10 +4,25 @@
 //! PostgreSQL: `DOJO_TEST_POSTGRES_URL` names a server and a user allowed to create databases
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`).
 
+use std::future::Future;
+use std::time::Duration;
+
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// How long one administrative step (connect, one statement) may take before the test fails
+/// naming it, instead of hanging until the runner kills it. Generous: a loaded 2-core CI
+/// machine creates many databases at once.
+const ADMIN_STEP: Duration = Duration::from_secs(30);
+
+/// `step`, bounded by [`ADMIN_STEP`]; panics naming `what` if it takes longer.
+async fn bounded<T>(what: &str, step: impl Future<Output = T>) -> T {
+    tokio::time::timeout(ADMIN_STEP, step)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer from PostgreSQL within {ADMIN_STEP:?}"))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -66,11 +81,11 @@ impl TestDatabase {
     pub async fn postgres() -> Self {
         let name = format!("dojo_test_{:016x}", rand::random::<u64>());
         let mut admin = admin_connection().await;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
+        let create = format!("CREATE DATABASE {name}");
+        bounded(&create, sqlx::query(sqlx::AssertSqlSafe(create.clone())).execute(&mut admin))
             .await
             .expect("create the test database");
-        let _ = admin.close().await;
+        let _ = bounded("closing the admin connection", admin.close()).await;
         let url = with_database(&postgres_admin_url(), &name);
         Self { url, backend: Backend::Postgres, postgres_name: Some(name), _dir: None }
     }
@@ -84,16 +99,15 @@ impl TestDatabase {
     pub async fn admin_execute(&self, sql: &str) {
         let sql = sql.replace("{db}", self.postgres_name());
         let mut admin = admin_connection().await;
-        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-            .execute(&mut admin)
+        bounded(&sql, sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&mut admin))
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        let _ = admin.close().await;
+        let _ = bounded("closing the admin connection", admin.close()).await;
     }
 }
 
 async fn admin_connection() -> PgConnection {
-    PgConnection::connect(&postgres_admin_url())
+    bounded("connecting to PostgreSQL as admin", PgConnection::connect(&postgres_admin_url()))
         .await
         .expect("connect to PostgreSQL (DOJO_TEST_POSTGRES_URL); is it running?")
 }
@@ -105,14 +119,15 @@ impl Drop for TestDatabase {
         // thread with its own runtime, and never panic here.
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async {
+            // Bounded: a drop that hangs would hang the test after it passed.
+            runtime.block_on(tokio::time::timeout(ADMIN_STEP, async {
                 let mut admin = PgConnection::connect(&postgres_admin_url()).await?;
                 sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
                     .execute(&mut admin)
                     .await?;
                 let _ = admin.close().await;
                 Ok::<_, sqlx::Error>(())
-            })?;
+            }))??;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
         })
         .join();

@@ -64,7 +64,10 @@ impl TestServer {
     pub async fn start_on(database_url: &str, configure: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::for_tests(database_url);
         configure(&mut config);
-        let storage = dojo_server::Storage::open(&config.database_url).await.expect("open the store");
+        let storage = tokio::time::timeout(WAIT, dojo_server::Storage::open(&config.database_url))
+            .await
+            .expect("the store opens within WAIT")
+            .expect("open the store");
         let listener = TcpListener::bind(config.addr).await.expect("bind an ephemeral port");
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
@@ -87,7 +90,10 @@ impl TestServer {
 
     /// A client that has completed the sync handshake.
     pub async fn client(&self, room: &str) -> SyncClient {
-        let client = SyncClient::connect(&self.url(room)).await.expect("connect");
+        let client = tokio::time::timeout(WAIT, SyncClient::connect(&self.url(room)))
+            .await
+            .unwrap_or_else(|_| panic!("no WebSocket upgrade for {room} within {WAIT:?}"))
+            .expect("connect");
         client.wait_synced(WAIT).await.expect("sync step 2 from the server");
         client
     }
@@ -120,6 +126,11 @@ impl TestServer {
     }
 }
 
+/// An HTTP client whose requests fail after [`WAIT`] instead of hanging the test.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(WAIT).build().expect("an HTTP client")
+}
+
 /// Sends `request` and returns its status and body: JSON when it parses, else the text as a JSON
 /// string (so a plain-text refusal still shows in an assertion message).
 pub async fn send_json(request: reqwest::RequestBuilder) -> (reqwest::StatusCode, serde_json::Value) {
@@ -132,7 +143,9 @@ pub async fn send_json(request: reqwest::RequestBuilder) -> (reqwest::StatusCode
 /// One sample of a Prometheus metric of the server at `addr` (summed over its label sets
 /// matching `labels`).
 pub async fn metric_at(addr: SocketAddr, name: &str, labels: &str) -> f64 {
-    let body = reqwest::get(format!("http://{addr}/metrics"))
+    let body = http_client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
         .await
         .expect("GET /metrics")
         .text()
