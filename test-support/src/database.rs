@@ -120,14 +120,18 @@ impl Drop for TestDatabase {
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             // Bounded: a drop that hangs would hang the test after it passed.
-            runtime.block_on(tokio::time::timeout(ADMIN_STEP, async {
-                let mut admin = PgConnection::connect(&postgres_admin_url()).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                    .execute(&mut admin)
-                    .await?;
-                let _ = admin.close().await;
-                Ok::<_, sqlx::Error>(())
-            }))??;
+            // The timeout is made inside `block_on`: its timer needs the runtime's context.
+            runtime.block_on(async {
+                tokio::time::timeout(ADMIN_STEP, async {
+                    let mut admin = PgConnection::connect(&postgres_admin_url()).await?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                        .execute(&mut admin)
+                        .await?;
+                    let _ = admin.close().await;
+                    Ok::<_, sqlx::Error>(())
+                })
+                .await
+            })??;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
         })
         .join();
@@ -141,7 +145,29 @@ impl Drop for TestDatabase {
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::*;
+
+    async fn exists(name: &str) -> bool {
+        let mut admin = admin_connection().await;
+        let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM pg_database WHERE datname = $1")
+            .bind(name)
+            .fetch_one(&mut admin)
+            .await
+            .expect("list databases");
+        let _ = admin.close().await;
+        count == 1
+    }
+
+    /// The guard's drop runs on a thread of its own, where a mistake only prints a line: this
+    /// checks that the database really goes (else every PostgreSQL test leaks one).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_postgres_database_is_gone_once_its_guard_drops() {
+        let db = TestDatabase::postgres().await;
+        let name = db.postgres_name().to_owned();
+        assert!(exists(&name).await, "{name} was created");
+        drop(db);
+        assert!(!exists(&name).await, "{name} was dropped with its guard");
+    }
 
     #[test]
     fn with_database_replaces_the_path() {

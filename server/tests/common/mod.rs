@@ -103,13 +103,18 @@ impl TestServer {
         metric_at(self.addr, name, labels).await
     }
 
-    /// Waits (bounded) until a metric satisfies `done`; returns its last value.
+    /// Waits (bounded) until a metric satisfies `done`, and returns that value. Fails the test
+    /// at the deadline, naming the metric and the value it last had: a wait that returned
+    /// anyway would leave the miss to whatever the caller checks next, or to nothing.
     pub async fn wait_metric(&self, name: &str, labels: &str, done: impl Fn(f64) -> bool) -> f64 {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let value = self.metric(name, labels).await;
-            if done(value) || tokio::time::Instant::now() > deadline {
+            if done(value) {
                 return value;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("{name}{{{labels}}} is still {value} after {WAIT:?}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
