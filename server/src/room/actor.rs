@@ -374,6 +374,8 @@ impl Actor {
             RoomCommand::CatchUp => Input::CatchUp,
             RoomCommand::Subscribed => Input::Subscribed,
             RoomCommand::PermissionsChanged => Input::PermissionsChanged,
+            // Nothing to hand the core: the loop's timer runs what fell due.
+            RoomCommand::Due => return,
         };
         self.input(input);
     }

@@ -68,6 +68,9 @@ pub enum RoomCommand {
     /// Who may do what here changed (a collaborator removed, the workflow made private or
     /// deleted): everyone reconnects, and so is checked again.
     PermissionsChanged,
+    /// A deadline the room left behind when it parked has come (see `parking.rs`): the room
+    /// resumes and does what fell due.
+    Due,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -335,7 +338,8 @@ impl RoomCommands {
                 | RoomCommand::Remote(_)
                 | RoomCommand::CatchUp
                 | RoomCommand::Subscribed
-                | RoomCommand::PermissionsChanged => {}
+                | RoomCommand::PermissionsChanged
+                | RoomCommand::Due => {}
             }
         }
     }
